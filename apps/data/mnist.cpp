@@ -1,0 +1,108 @@
+#include "apps/data/mnist.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "apps/data/idx.hpp"
+#include "kernels/philox.hpp"
+#include "runtime/error.hpp"
+
+namespace mnist {
+namespace {
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string find_file(const std::string& dir, const std::string& base) {
+  for (const std::string& p : {dir + "/" + base + ".gz", dir + "/" + base})
+    if (exists(p)) return p;
+  throw InputError(cat(dir, ": missing ", base, " (or ", base, ".gz); fetch the data with apps/fetch_data.sh"));
+}
+
+}  // namespace
+
+ImageSet load_image_set(const std::string& images_path, const std::string& labels_path) {
+  IdxArray img = read_idx(images_path, 3);
+  IdxArray lab = read_idx(labels_path, 1);
+  if (img.dims[0] != lab.dims[0])
+    throw InputError(cat(images_path, " has ", img.dims[0], " images but ", labels_path, " has ", lab.dims[0],
+                         " labels"));
+  if (img.dims[1] > 4096 || img.dims[2] > 4096)
+    throw InputError(cat(images_path, ": image size ", img.dims[1], "x", img.dims[2], " is implausible"));
+  for (std::size_t i = 0; i < lab.data.size(); ++i)
+    if (lab.data[i] >= 10)
+      throw InputError(cat(labels_path, ": label ", int(lab.data[i]), " at index ", i, " is not a class 0..9"));
+  ImageSet s;
+  s.n = int(img.dims[0]);
+  s.rows = int(img.dims[1]);
+  s.cols = int(img.dims[2]);
+  s.images = std::move(img.data);
+  s.labels = std::move(lab.data);
+  return s;
+}
+
+MnistData load_mnist_dir(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw InputError(cat("--data ", dir, ": no such directory; fetch the data with apps/fetch_data.sh"));
+  MnistData d;
+  d.train = load_image_set(find_file(dir, "train-images-idx3-ubyte"), find_file(dir, "train-labels-idx1-ubyte"));
+  d.test = load_image_set(find_file(dir, "t10k-images-idx3-ubyte"), find_file(dir, "t10k-labels-idx1-ubyte"));
+  if (d.train.rows != d.test.rows || d.train.cols != d.test.cols)
+    throw InputError(cat(dir, ": training images are ", d.train.rows, "x", d.train.cols, " but test images are ",
+                         d.test.rows, "x", d.test.cols));
+  return d;
+}
+
+ImageSet ImageSet::subset(const std::vector<int32_t>& idx) const {
+  ImageSet s;
+  s.rows = rows;
+  s.cols = cols;
+  s.n = int(idx.size());
+  const std::size_t D = std::size_t(dim());
+  s.images.resize(idx.size() * D);
+  s.labels.resize(idx.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) {
+    std::copy_n(images.begin() + std::ptrdiff_t(std::size_t(idx[i]) * D), D, s.images.begin() + std::ptrdiff_t(i * D));
+    s.labels[i] = labels[std::size_t(idx[i])];
+  }
+  return s;
+}
+
+ImageSet ImageSet::slice(int begin, int end) const {
+  std::vector<int32_t> idx;
+  for (int i = begin; i < end; ++i) idx.push_back(i);
+  return subset(idx);
+}
+
+void split_train_val(const ImageSet& all, double fraction, SplitMode mode, uint64_t seed, ImageSet& train,
+                     ImageSet& val) {
+  if (!(fraction > 0.0 && fraction < 1.0))
+    throw InputError(cat("--val-split must be in (0, 1), got ", fraction));
+  const int n_val = int(std::floor(fraction * all.n));
+  if (n_val < 1 || n_val >= all.n)
+    throw InputError(cat("--val-split ", fraction, " leaves ", n_val, " of ", all.n,
+                         " examples for validation: both parts must be non-empty"));
+  std::vector<int32_t> order(std::size_t(all.n));
+  for (int i = 0; i < all.n; ++i) order[std::size_t(i)] = i;
+  if (mode == SplitMode::Random) {
+    std::vector<uint64_t> keyed(std::size_t(all.n));
+    for (int i = 0; i < all.n; ++i)
+      keyed[std::size_t(i)] = (uint64_t(rng::draw(seed, rng::kSplit, 0, uint64_t(i), 0)) << 32) | uint32_t(i);
+    std::sort(keyed.begin(), keyed.end());
+    for (int i = 0; i < all.n; ++i) order[std::size_t(i)] = int32_t(keyed[std::size_t(i)] & 0xFFFFFFFFu);
+  }
+  const int n_train = all.n - n_val;
+  train = all.subset(std::vector<int32_t>(order.begin(), order.begin() + n_train));
+  val = all.subset(std::vector<int32_t>(order.begin() + n_train, order.end()));
+}
+
+std::string shape_string(const ImageSet& s) {
+  return cat("(", s.n, ", ", s.rows, ", ", s.cols, "), Labels: (", s.n, ",)");
+}
+
+}  // namespace mnist

@@ -1,0 +1,46 @@
+// MNIST-format datasets (MNIST, Fashion-MNIST): the four IDX files of a directory, validated
+// against each other, and the train/validation split of the tutorial.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "layers/engine.hpp"
+
+namespace mnist {
+
+struct ImageSet {
+  std::vector<uint8_t> images;  // [n, rows*cols], row-major pixels 0..255
+  std::vector<uint8_t> labels;  // [n], each < 10
+  int n = 0, rows = 0, cols = 0;
+  int dim() const { return rows * cols; }
+  DataView view() const { return {images.data(), labels.data(), n, dim()}; }
+  // The subset at the given indices, in that order.
+  ImageSet subset(const std::vector<int32_t>& idx) const;
+  ImageSet slice(int begin, int end) const;
+};
+
+struct MnistData {
+  ImageSet train, test;
+};
+
+// Loads <dir>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (the .gz name is tried first).
+// Throws InputError naming the directory or file: missing files, bad IDX, images/labels count
+// mismatch, label >= 10, train/test image sizes that differ.
+MnistData load_mnist_dir(const std::string& dir);
+
+// One IDX pair (images, labels), checked against each other.
+ImageSet load_image_set(const std::string& images_path, const std::string& labels_path);
+
+// The validation split. Keras (validation_split): the LAST `fraction` of the examples, in order.
+// Random (the PyTorch tutorial's random_split): a permutation drawn from `seed`.
+// val size = floor(fraction * n) as both frameworks compute it.
+enum class SplitMode { Keras, Random };
+void split_train_val(const ImageSet& all, double fraction, SplitMode mode, uint64_t seed, ImageSet& train,
+                     ImageSet& val);
+
+// "Training set: (60000, 28, 28), Labels: (60000,)" style shape lines.
+std::string shape_string(const ImageSet& s);
+
+}  // namespace mnist

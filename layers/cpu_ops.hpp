@@ -1,0 +1,68 @@
+// The CPU reference path: one free function per op, with the same name and argument order as its
+// CUDA twin in kernels/ (outputs first, then inputs, then sizes). Plain loops that the compiler
+// vectorises, OpenMP over the batch, and GEMMs through gemm_nt/nn/tn below (OpenBLAS when built
+// with it). Templated on the element type so that gradient checks can run them in double.
+//
+// Layouts are row-major and PyTorch's: activations X [B, K]; Dense weight W [N, K] (out, in);
+// bias b [N]; Y = X · Wᵀ + b.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mnist::cpu {
+
+// C[M,N] = A[M,K] · B[N,K]ᵀ (+ C if accumulate)
+template <class T> void gemm_nt(T* C, const T* A, const T* B, int M, int N, int K, bool accumulate);
+// C[M,N] = A[M,K] · B[K,N]
+template <class T> void gemm_nn(T* C, const T* A, const T* B, int M, int N, int K);
+// C[M,N] = A[K,M]ᵀ · B[K,N]
+template <class T> void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K);
+
+// Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise.
+template <class T>
+void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N, bool relu);
+
+// Backward of dense_forward. dY [B,N] is the gradient of the loss w.r.t. Y; Y [B,N] is the
+// forward output (its sign is the ReLU mask; unused when !relu). dZ [B,N] is scratch for the
+// pre-activation gradient and may alias dY. Writes (overwrites) dW [N,K] = dZᵀ·X, db [N] = Σ_b dZ,
+// and, when dX is not null, dX [B,K] = dZ·W.
+template <class T>
+void dense_backward(T* dX, T* dW, T* db, T* dZ, const T* dY, const T* X, const T* W, const T* Y,
+                    int B, int K, int N, bool relu);
+
+// Inverted dropout, training mode: out[i] = keep(i) ? in[i] / (1-p) : 0, where keep(i) is
+// rng::dropout_keep(seed, step, layer, i, ...). p in [0,1). n = B * width elements.
+template <class T>
+void dropout_forward(T* out, const T* in, std::size_t n, float p, uint64_t seed, uint64_t step,
+                     uint32_t layer);
+// dIn[i] = keep(i) ? dOut[i] / (1-p) : 0 with the same mask as the forward call (regenerated).
+template <class T>
+void dropout_backward(T* dIn, const T* dOut, std::size_t n, float p, uint64_t seed, uint64_t step,
+                      uint32_t layer);
+
+// Sparse softmax cross-entropy over logits [B,C] and labels [B] (each < C), numerically stable
+// (max-subtracted log-sum-exp). Returns the SUM of per-example losses; *correct gets the number
+// of rows whose argmax (first maximum) equals the label. When dlogits is not null it receives
+// (softmax - onehot) * grad_scale (grad_scale = 1/B for a mean loss).
+template <class T>
+double softmax_xent(T* dlogits, int* correct, const T* logits, const uint8_t* labels, int B, int C,
+                    T grad_scale);
+
+// Row-wise softmax probabilities [B,C] of logits [B,C] (for predictions).
+template <class T> void softmax(T* probs, const T* logits, int B, int C);
+
+// Adam as Keras computes it, over n elements of one flat span, at step t (1-based):
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
+//   p -= lr · sqrt(1-b2^t)/(1-b1^t) · m / (sqrt(v) + eps)
+void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, float lr, float b1,
+                 float b2, float eps, int64_t t);
+
+// Batch gather: X [B,D] = images[idx[r]] / 255 (uint8 rows of D pixels), y[r] = labels[idx[r]].
+void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels,
+                  const int32_t* idx, int B, int D);
+
+// Epoch order: indices 0..n-1 sorted by (rng::shuffle_key(seed, epoch, i), i).
+void shuffle_order(int32_t* order, int n, uint64_t seed, uint64_t epoch);
+
+}  // namespace mnist::cpu

@@ -1,0 +1,80 @@
+// Engine: the contract every backend (CPU reference, CUDA) implements for the Sequential model.
+//
+// An engine owns the model's flat parameters, gradients and Adam moments (layout: model.hpp),
+// every activation buffer (allocated once, for the configured batch size), and its own copy of
+// the datasets it was given. It knows nothing of the CLI, callbacks or files: the trainer in
+// apps/ drives it one epoch at a time and reads back metrics once per epoch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/model.hpp"
+
+namespace mnist {
+
+// A dataset as the engine sees it: n examples of `dim` uint8 pixels and n labels < classes.
+struct DataView {
+  const uint8_t* images = nullptr;  // [n, dim]
+  const uint8_t* labels = nullptr;  // [n]
+  int n = 0;
+  int dim = 0;
+};
+
+struct EngineConfig {
+  ModelSpec spec;
+  int batch_size = 128;
+  uint64_t seed = 42;  // dropout masks and the epoch shuffle draw from it (kernels/philox.hpp)
+  Init init = Init::Keras;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;  // Adam, Keras's defaults
+  bool shuffle = true;                              // reshuffle the training set every epoch
+  std::string gemm = "native";                      // CUDA only: "native" | "cublas"
+};
+
+struct EpochStats {
+  double loss = 0;      // mean per-example loss
+  double accuracy = 0;  // fraction in [0, 1]
+  int64_t examples = 0;
+};
+
+// Parameters and optimiser state, each in the flat padded layout. Used for best-weight restore,
+// checkpoints and for moving a model between backends.
+struct TrainState {
+  std::vector<float> params, m, v;
+  int64_t step = 0;  // Adam steps taken so far (also the dropout counter)
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string name() const = 0;  // "cpu" or "cuda"
+  virtual const ParamLayout& layout() const = 0;
+
+  // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.
+  virtual int add_dataset(const DataView& data) = 0;
+
+  // One epoch of training over dataset `train` in batches of batch_size (the last one may be
+  // shorter), shuffled by (seed, epoch) when shuffling is on, dropout on, Adam with rate `lr`.
+  virtual EpochStats train_epoch(int train, int64_t epoch, float lr) = 0;
+
+  // Loss and accuracy over a dataset in eval mode (no dropout), batch by batch.
+  virtual EpochStats evaluate(int data) = 0;
+
+  // Softmax probabilities [n, classes] for n images (eval mode).
+  virtual void predict(float* probs, const uint8_t* images, int n) = 0;
+
+  virtual void get_params(std::vector<float>& flat) = 0;
+  virtual void set_params(const std::vector<float>& flat) = 0;
+  virtual void get_state(TrainState& state) = 0;
+  virtual void set_state(const TrainState& state) = 0;
+};
+
+// The CPU reference engine (layers/cpu_engine.cpp). Parameters start from init_params(seed).
+std::unique_ptr<Engine> make_cpu_engine(const EngineConfig& cfg);
+
+// The CUDA engine (layers/cuda_engine.cu). Throws CudaError when no device is usable.
+std::unique_ptr<Engine> make_cuda_engine(const EngineConfig& cfg);
+
+}  // namespace mnist

@@ -1,0 +1,83 @@
+// DeviceBuffer<T>: a move-only owner of one cudaMalloc allocation of `size()` elements of T.
+// No hidden transfers: copies to and from the host are explicit calls, and async ones take the
+// stream they are ordered on.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "runtime/cuda_check.cuh"
+
+namespace mnist {
+
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) { resize(n); }
+  ~DeviceBuffer() { release(); }
+
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+
+  // Reallocates (contents are lost) when n differs from the current size.
+  void resize(std::size_t n) {
+    if (n == n_) return;
+    release();
+    if (n > 0) {
+      cudaError_t e = cudaMalloc(&ptr_, n * sizeof(T));
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        ptr_ = nullptr;
+        throw CudaError(cat("out of GPU memory: cannot allocate ", n * sizeof(T), " bytes (",
+                            cudaGetErrorString(e), ")"));
+      }
+    }
+    n_ = n;
+  }
+
+  T* data() { return ptr_; }
+  const T* data() const { return ptr_; }
+  std::size_t size() const { return n_; }
+  std::size_t bytes() const { return n_ * sizeof(T); }
+  bool empty() const { return n_ == 0; }
+
+  void memset_async(int byte, cudaStream_t s) { if (n_) CUDA_CHECK(cudaMemsetAsync(ptr_, byte, bytes(), s)); }
+  void upload(const T* src, std::size_t n) {
+    MNIST_CHECK(n <= n_, "upload of ", n, " elements into a buffer of ", n_);
+    if (n) CUDA_CHECK(cudaMemcpy(ptr_, src, n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  void upload(const std::vector<T>& v) { resize(v.size()); upload(v.data(), v.size()); }
+  void download(T* dst, std::size_t n) const {
+    MNIST_CHECK(n <= n_, "download of ", n, " elements from a buffer of ", n_);
+    if (n) CUDA_CHECK(cudaMemcpy(dst, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost));
+  }
+  std::vector<T> to_host() const {
+    std::vector<T> v(n_);
+    download(v.data(), n_);
+    return v;
+  }
+
+ private:
+  void release() noexcept {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = nullptr;
+    n_ = 0;
+  }
+  T* ptr_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+}  // namespace mnist

@@ -1,0 +1,51 @@
+// Shared test helpers: seeded random data (never zeros) and one normalised-error comparison.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace mnist::test {
+
+// n values uniform in [lo, hi), from a fixed seed so failures reproduce.
+template <class T = float>
+std::vector<T> random_vector(std::size_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(dist(gen));
+  return v;
+}
+
+// ‖out − ref‖₂ / max(‖ref‖₂, tiny): one number that is meaningful whatever the tensor's scale.
+template <class A, class B>
+double rel_error(const std::vector<A>& out, const std::vector<B>& ref) {
+  REQUIRE(out.size() == ref.size());
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    double d = double(out[i]) - double(ref[i]);
+    num += d * d;
+    den += double(ref[i]) * double(ref[i]);
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+// Checks every element is finite and the normalised error is within `tol`; names the tensor.
+template <class A, class B>
+void expect_close(const std::vector<A>& out, const std::vector<B>& ref, double tol, const std::string& what) {
+  INFO(what);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!std::isfinite(double(out[i]))) {
+      FAIL_CHECK(what << ": element " << i << " is not finite (" << out[i] << ")");
+      return;
+    }
+  }
+  const double err = rel_error(out, ref);
+  CHECK_MESSAGE(err <= tol, what << ": normalised error " << err << " > tolerance " << tol);
+}
+
+}  // namespace mnist::test
