@@ -1,0 +1,215 @@
+#include "apps/pipeline/app.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <ostream>
+#include <sstream>
+
+#include "apps/io/atomic_file.hpp"
+#include "apps/io/checkpoint.hpp"
+#include "apps/pipeline/trainer.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+
+namespace mnist {
+
+std::vector<int> parse_hidden(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    std::size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(tok, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != tok.size() || v < 1 || v > 65536)
+      throw InputError(cat("--hidden '", s, "': '", tok, "' is not a width in [1, 65536]"));
+    out.push_back(int(v));
+  }
+  if (out.empty()) throw InputError(cat("--hidden '", s, "': at least one hidden width is required"));
+  return out;
+}
+
+void validate_options(const AppOptions& o) {
+  parse_hidden(o.hidden);
+  if (!(o.dropout >= 0.0 && o.dropout < 1.0)) throw InputError(cat("--dropout must be in [0, 1), got ", o.dropout));
+  if (o.init != "keras" && o.init != "torch") throw InputError(cat("--init must be keras or torch, got '", o.init, "'"));
+  if (o.epochs < 1 || o.epochs > 100000) throw InputError(cat("--epochs must be in [1, 100000], got ", o.epochs));
+  if (o.batch_size < 1 || o.batch_size > 65536)
+    throw InputError(cat("--batch-size must be in [1, 65536], got ", o.batch_size));
+  if (!(o.lr > 0.0 && o.lr <= 10.0)) throw InputError(cat("--lr must be in (0, 10], got ", o.lr));
+  if (!(o.val_split > 0.0 && o.val_split < 1.0))
+    throw InputError(cat("--val-split must be in (0, 1), got ", o.val_split));
+  if (o.split != "keras" && o.split != "random") throw InputError(cat("--split must be keras or random, got '", o.split, "'"));
+  if (o.patience < 1) throw InputError(cat("--patience must be >= 1, got ", o.patience));
+  if (!(o.lr_factor > 0.0 && o.lr_factor < 1.0)) throw InputError(cat("--lr-factor must be in (0, 1), got ", o.lr_factor));
+  if (o.lr_patience < 1) throw InputError(cat("--lr-patience must be >= 1, got ", o.lr_patience));
+  if (!(o.min_lr >= 0.0 && o.min_lr <= o.lr)) throw InputError(cat("--min-lr must be in [0, --lr], got ", o.min_lr));
+  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
+    throw InputError(cat("--device must be auto, cpu or cuda, got '", o.device, "'"));
+  if (o.gemm != "native" && o.gemm != "cublas") throw InputError(cat("--gemm must be native or cublas, got '", o.gemm, "'"));
+  if (o.dataset != "mnist" && o.dataset != "fashion")
+    throw InputError(cat("--dataset must be mnist or fashion, got '", o.dataset, "'"));
+  if (o.threads < 0 || o.threads > 1024) throw InputError(cat("--threads must be in [0, 1024], got ", o.threads));
+}
+
+ModelSpec model_spec(const AppOptions& o, int input_dim) {
+  ModelSpec s;
+  s.input = input_dim;
+  s.hidden = parse_hidden(o.hidden);
+  s.dropout = float(o.dropout);
+  s.classes = 10;
+  return s;
+}
+
+EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
+  EngineConfig c;
+  c.spec = spec;
+  c.batch_size = o.batch_size;
+  c.seed = o.seed;
+  c.init = o.init == "torch" ? Init::Torch : Init::Keras;
+  c.gemm = o.gemm;
+  return c;
+}
+
+std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg, std::ostream& log) {
+  if (o.device == "cpu") return make_cpu_engine(cfg);
+  const DeviceInfo dev = query_device();
+  if (o.device == "cuda") {
+    if (!dev.available) throw CudaError(cat("--device cuda: ", describe(dev)));
+    return make_cuda_engine(cfg);
+  }
+  if (!dev.available) {
+    log << "notice: " << describe(dev) << "; using the CPU path\n";
+    return make_cpu_engine(cfg);
+  }
+  return make_cuda_engine(cfg);
+}
+
+namespace {
+
+std::string data_dir(const AppOptions& o) { return o.data_dir.empty() ? "data/" + o.dataset : o.data_dir; }
+
+void set_threads(const AppOptions& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+}
+
+void print_predictions(Engine& engine, const ImageSet& test, int count, std::ostream& log) {
+  count = std::min(count, test.n);
+  std::vector<float> probs(std::size_t(count) * 10);
+  engine.predict(probs.data(), test.images.data(), count);
+  log << "\nSample Predictions:\n";
+  char line[128];
+  for (int i = 0; i < count; ++i) {
+    const float* p = probs.data() + std::size_t(i) * 10;
+    const int pred = int(std::max_element(p, p + 10) - p);
+    std::snprintf(line, sizeof line, "  Image %d: True=%d, Predicted=%d, Confidence=%.3f\n", i, int(test.labels[std::size_t(i)]),
+                  pred, double(p[pred]));
+    log << line;
+  }
+}
+
+std::string history_csv(const History& h) {
+  std::string s = "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n";
+  char line[256];
+  for (const auto& r : h.epochs) {
+    std::snprintf(line, sizeof line, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", r.epoch, r.loss, r.accuracy, r.val_loss,
+                  r.val_accuracy, r.lr, r.seconds);
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace
+
+int run_train(const AppOptions& o, std::ostream& log) {
+  validate_options(o);
+  set_threads(o);
+  const std::string dir = data_dir(o);
+  MnistData data = load_mnist_dir(dir);
+  log << "Dataset: " << o.dataset << " (" << dir << ")\n";
+  log << "Training set: " << shape_string(data.train) << "\n";
+  log << "Test set: " << shape_string(data.test) << "\n";
+  log << "Training data shape: (" << data.train.n << ", " << data.train.dim() << ")\n";
+  log << "Data range: [0.00, 1.00] (uint8 pixels scaled by 1/255 as each batch is gathered)\n";
+
+  ImageSet train, val;
+  split_train_val(data.train, o.val_split, o.split == "random" ? SplitMode::Random : SplitMode::Keras, o.seed, train, val);
+  if (o.batch_size > train.n)
+    throw InputError(cat("--batch-size ", o.batch_size, " is larger than the ", train.n, " training examples"));
+
+  const ModelSpec spec = model_spec(o, data.train.dim());
+  const EngineConfig cfg = engine_config(o, spec);
+  std::unique_ptr<Engine> engine = make_engine(o, cfg, log);
+  log << "\n" << summary_table(spec, engine->layout());
+  log << "Backend: " << engine->name() << "\n";
+  log << "Train on " << train.n << " samples, validate on " << val.n << " samples (" << o.split << " split)\n";
+
+  make_dirs(o.out_dir);
+  const int train_id = engine->add_dataset(train.view());
+  const int val_id = engine->add_dataset(val.view());
+  const int test_id = engine->add_dataset(data.test.view());
+
+  FitOptions fo;
+  fo.epochs = o.epochs;
+  fo.lr = o.lr;
+  fo.patience = o.patience;
+  fo.lr_factor = o.lr_factor;
+  fo.lr_patience = o.lr_patience;
+  fo.min_lr = o.min_lr;
+  fo.checkpoint = o.out_dir + "/best_model.safetensors";
+  fo.steps_per_epoch = (train.n + o.batch_size - 1) / o.batch_size;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  History h = fit(*engine, train_id, val_id, spec, fo, log, [&](const EpochRecord&, Engine&) {});
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  write_file_atomic(o.out_dir + "/history.csv", history_csv(h));
+
+  const EpochStats test = engine->evaluate(test_id);
+  char line[128];
+  log << "\nResults (" << engine->name() << "):\n";
+  std::snprintf(line, sizeof line, "Test Loss: %.4f\nTest Accuracy: %.4f\n", test.loss, test.accuracy);
+  log << line;
+  std::snprintf(line, sizeof line, "Training time: %.2f s (%.3f s/epoch over %zu epochs)\n", total,
+                total / double(h.epochs.size()), h.epochs.size());
+  log << line;
+  print_predictions(*engine, data.test, 10, log);
+  return 0;
+}
+
+int run_evaluate(const AppOptions& o, std::ostream& log) {
+  validate_options(o);
+  set_threads(o);
+  if (o.checkpoint.empty()) throw InputError("evaluate: --checkpoint FILE is required");
+  const std::string dir = data_dir(o);
+  MnistData data = load_mnist_dir(dir);
+  std::map<std::string, std::string> meta;
+  const std::vector<TensorF32> tensors = decode_safetensors(read_file(o.checkpoint), o.checkpoint, &meta);
+  AppOptions mo = o;
+  if (meta.count("hidden")) mo.hidden = meta["hidden"];  // the architecture the checkpoint was saved from
+  const ModelSpec spec = model_spec(mo, data.test.dim());
+  std::unique_ptr<Engine> engine = make_engine(o, engine_config(mo, spec), log);
+  std::vector<float> flat;
+  tensors_to_params(engine->layout(), tensors, flat, o.checkpoint);
+  engine->set_params(flat);
+  const EpochStats test = engine->evaluate(engine->add_dataset(data.test.view()));
+  char line[128];
+  std::snprintf(line, sizeof line, "Test Loss: %.4f\nTest Accuracy: %.4f\n", test.loss, test.accuracy);
+  log << "Checkpoint: " << o.checkpoint << " (hidden " << mo.hidden << ", backend " << engine->name() << ")\n" << line;
+  print_predictions(*engine, data.test, 10, log);
+  return 0;
+}
+
+int run_predict(const AppOptions& o, std::ostream& log) {
+  throw InputError("predict: not available in this build yet");
+}
+
+}  // namespace mnist

@@ -1,0 +1,44 @@
+// fit(): the tutorial's model.fit with its callbacks (EarlyStopping with best-weight restore,
+// ModelCheckpoint on val_loss, ReduceLROnPlateau), one engine epoch at a time.
+#pragma once
+
+#include <functional>
+#include <iosfwd>
+#include <string>
+
+#include "apps/pipeline/history.hpp"
+#include "layers/engine.hpp"
+#include "runtime/error.hpp"
+
+namespace mnist {
+
+struct FitOptions {
+  int epochs = 20;
+  double lr = 1e-3;
+  int patience = 5;          // EarlyStopping(monitor='val_loss', restore_best_weights=True)
+  double lr_factor = 0.5;    // ReduceLROnPlateau(factor, patience, min_lr)
+  int lr_patience = 2;
+  double min_lr = 1e-7;
+  std::string checkpoint;    // ModelCheckpoint(save_best_only=True) path; empty: none
+  int steps_per_epoch = 0;   // for the progress line only
+};
+
+// Called after every epoch's callbacks, with the record and the engine (weights of that epoch).
+using EpochHook = std::function<void(const EpochRecord&, Engine&)>;
+
+// Thrown when the training or validation loss turns NaN/Inf; the best checkpoint on disk is left
+// as it was (it is only ever replaced atomically by a finite, better model).
+class DivergedError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Trains until `epochs` or early stopping, then restores the weights of the best epoch.
+// Progress and callback lines go to `log` (Keras-like). Returns the history.
+History fit(Engine& engine, int train, int val, const ModelSpec& spec, const FitOptions& opt, std::ostream& log,
+            const EpochHook& hook = {});
+
+// "Epoch 3/20 - 375/375 - 0.95s - loss: ... - lr: 1.0000e-03"
+std::string progress_line(const EpochRecord& r, int epochs, int steps);
+
+}  // namespace mnist

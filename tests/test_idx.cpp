@@ -1,0 +1,165 @@
+// The IDX reader on good files (raw and gzip) and on each kind of broken file: every broken
+// case must raise an InputError whose message names the file and the problem.
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "apps/data/idx.hpp"
+#include "apps/data/mnist.hpp"
+#include "helpers.hpp"
+#include "runtime/error.hpp"
+
+using namespace mnist;
+
+namespace {
+
+std::string tmp_dir() {
+  static std::string dir = [] {
+    char tmpl[] = "/tmp/mnist_idx_test_XXXXXX";
+    return std::string(mkdtemp(tmpl));
+  }();
+  return dir;
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+std::vector<uint8_t> idx_bytes(std::vector<uint8_t> magic, const std::vector<uint32_t>& dims, std::size_t payload) {
+  for (uint32_t d : dims)
+    for (int s = 24; s >= 0; s -= 8) magic.push_back(uint8_t(d >> s));
+  for (std::size_t i = 0; i < payload; ++i) magic.push_back(uint8_t(i * 7));
+  return magic;
+}
+
+// Asserts that reading `path` throws InputError mentioning the path and `needle`.
+void expect_input_error(const std::string& path, const std::string& needle, int ndims = 0) {
+  try {
+    read_idx(path, ndims);
+    FAIL("no error for " << path);
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    CHECK_MESSAGE(msg.find(path) != std::string::npos, msg);
+    CHECK_MESSAGE(msg.find(needle) != std::string::npos, msg);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("read_idx reads raw and gzip files written by write_idx") {
+  std::vector<uint8_t> data(3 * 4 * 5);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = uint8_t(i * 13 + 1);
+  for (const char* name : {"/ok.idx", "/ok.idx.gz"}) {
+    const std::string p = tmp_dir() + name;
+    write_idx(p, {3, 4, 5}, data);
+    IdxArray a = read_idx(p, 3);
+    CHECK(a.dims == std::vector<uint32_t>{3, 4, 5});
+    CHECK(a.data == data);
+  }
+}
+
+TEST_CASE("read_idx rejects each kind of broken file with a clear message") {
+  const std::string d = tmp_dir();
+  write_bytes(d + "/magic", idx_bytes({1, 0, 8, 1}, {4}, 4));
+  expect_input_error(d + "/magic", "bad magic");
+  write_bytes(d + "/type", idx_bytes({0, 0, 0x0D, 1}, {4}, 16));
+  expect_input_error(d + "/type", "element type");
+  write_bytes(d + "/ndims0", idx_bytes({0, 0, 8, 0}, {}, 0));
+  expect_input_error(d + "/ndims0", "number of dimensions");
+  write_bytes(d + "/ndims", idx_bytes({0, 0, 8, 1}, {4}, 4));
+  expect_input_error(d + "/ndims", "expected 3", 3);
+  write_bytes(d + "/zero", idx_bytes({0, 0, 8, 3}, {0, 28, 28}, 0));
+  expect_input_error(d + "/zero", "is 0");
+  write_bytes(d + "/overflow", idx_bytes({0, 0, 8, 3}, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, 0));
+  expect_input_error(d + "/overflow", "more than 1 GiB");
+  write_bytes(d + "/short_header", {0, 0, 8, 3, 0, 0});
+  expect_input_error(d + "/short_header", "truncated");
+  write_bytes(d + "/tiny", {0, 0});
+  expect_input_error(d + "/tiny", "truncated");
+  write_bytes(d + "/truncated", idx_bytes({0, 0, 8, 3}, {2, 28, 28}, 2 * 28 * 28 - 1));
+  expect_input_error(d + "/truncated", "truncated");
+  write_bytes(d + "/extra", idx_bytes({0, 0, 8, 1}, {10}, 11));
+  expect_input_error(d + "/extra", "trailing bytes");
+  write_bytes(d + "/plain.gz", idx_bytes({0, 0, 8, 1}, {10}, 10));
+  expect_input_error(d + "/plain.gz", "not gzip");
+  expect_input_error(d + "/does_not_exist", "cannot open");
+  // A gzip stream cut in the middle.
+  write_idx(d + "/full.gz", {1000}, std::vector<uint8_t>(1000, 3));
+  std::ifstream in(d + "/full.gz", std::ios::binary);
+  std::vector<uint8_t> gz((std::istreambuf_iterator<char>(in)), {});
+  gz.resize(gz.size() / 2);
+  write_bytes(d + "/cut.gz", gz);
+  CHECK_THROWS_AS(read_idx(d + "/cut.gz"), InputError);
+}
+
+TEST_CASE("load_image_set checks images against labels") {
+  const std::string d = tmp_dir();
+  std::vector<uint8_t> img(4 * 28 * 28, 9);
+  write_idx(d + "/img", {4, 28, 28}, img);
+  write_idx(d + "/lab_ok", {4}, {1, 2, 3, 9});
+  write_idx(d + "/lab_count", {5}, {1, 2, 3, 4, 5});
+  write_idx(d + "/lab_big", {4}, {1, 2, 10, 4});
+  ImageSet s = load_image_set(d + "/img", d + "/lab_ok");
+  CHECK(s.n == 4);
+  CHECK(s.dim() == 784);
+  try {
+    load_image_set(d + "/img", d + "/lab_count");
+    FAIL("count mismatch accepted");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("4 images but") != std::string::npos);
+  }
+  try {
+    load_image_set(d + "/img", d + "/lab_big");
+    FAIL("label 10 accepted");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("label 10 at index 2") != std::string::npos);
+  }
+  CHECK_THROWS_AS(load_image_set(d + "/lab_ok", d + "/lab_ok"), InputError);  // labels as images: 1 dim
+}
+
+TEST_CASE("load_mnist_dir names a missing directory or file") {
+  try {
+    load_mnist_dir("/nonexistent/mnist");
+    FAIL("missing dir accepted");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("/nonexistent/mnist") != std::string::npos);
+  }
+  try {
+    load_mnist_dir(tmp_dir());
+    FAIL("dir without files accepted");
+  } catch (const InputError& e) {
+    CHECK_MESSAGE(std::string(e.what()).find(": missing train-") != std::string::npos, std::string(e.what()));
+    CHECK(std::string(e.what()).find("apps/fetch_data.sh") != std::string::npos);
+  }
+}
+
+TEST_CASE("split_train_val: Keras takes the last fraction in order, random is a seeded partition") {
+  ImageSet all;
+  all.n = 100;
+  all.rows = all.cols = 1;
+  for (int i = 0; i < 100; ++i) {
+    all.images.push_back(uint8_t(i));
+    all.labels.push_back(uint8_t(i % 10));
+  }
+  ImageSet tr, va;
+  split_train_val(all, 0.2, SplitMode::Keras, 1, tr, va);
+  REQUIRE(tr.n == 80);
+  REQUIRE(va.n == 20);
+  for (int i = 0; i < 80; ++i) CHECK(tr.images[i] == i);
+  for (int i = 0; i < 20; ++i) CHECK(va.images[i] == 80 + i);
+  ImageSet tr2, va2, tr3, va3;
+  split_train_val(all, 0.2, SplitMode::Random, 1, tr, va);
+  split_train_val(all, 0.2, SplitMode::Random, 1, tr2, va2);
+  split_train_val(all, 0.2, SplitMode::Random, 2, tr3, va3);
+  CHECK(va.images == va2.images);
+  CHECK(va.images != va3.images);
+  std::vector<int> seen(100, 0);
+  for (uint8_t v : tr.images) seen[v]++;
+  for (uint8_t v : va.images) seen[v]++;
+  for (int c : seen) CHECK(c == 1);
+  CHECK_THROWS_AS(split_train_val(all, 0.0, SplitMode::Keras, 1, tr, va), InputError);
+  CHECK_THROWS_AS(split_train_val(all, 1.0, SplitMode::Keras, 1, tr, va), InputError);
+  CHECK_THROWS_AS(split_train_val(all, 0.001, SplitMode::Keras, 1, tr, va), InputError);  // 0 validation examples
+}
