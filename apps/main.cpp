@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   app.add_option("--init", o.init, "keras (Glorot uniform, zero bias) | torch (nn.Linear default)")->capture_default_str();
   app.add_option("--out", o.out_dir, "output directory (checkpoint, history, logs, plots)")->capture_default_str();
   app.add_flag("--quiet", o.quiet, "print only the final results");
+  app.add_flag("--resume", o.resume, "continue the run saved in <out>/resume.safetensors");
 
   CLI::App* evaluate = app.add_subcommand("evaluate", "test loss/accuracy of a checkpoint");
   add_common(*evaluate, o);

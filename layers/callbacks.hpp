@@ -27,6 +27,20 @@ class EarlyStopping {
   int best_epoch() const { return best_epoch_; }  // 0-based; -1 before the first update
   int wait() const { return wait_; }
 
+  // What a resume checkpoint keeps, so a resumed run decides exactly as the uninterrupted one.
+  struct State {
+    double best = std::numeric_limits<double>::infinity();
+    int best_epoch = -1, wait = 0;
+    bool stop = false;
+  };
+  State state() const { return {best_, best_epoch_, wait_, stop_}; }
+  void restore(const State& s) {
+    best_ = s.best;
+    best_epoch_ = s.best_epoch;
+    wait_ = s.wait;
+    stop_ = s.stop;
+  }
+
  private:
   int patience_;
   double min_delta_;
@@ -48,6 +62,7 @@ class ModelCheckpoint {
     return false;
   }
   double best() const { return best_; }
+  void restore(double best) { best_ = best; }
 
  private:
   double best_ = std::numeric_limits<double>::infinity();
@@ -76,6 +91,17 @@ class ReduceLROnPlateau {
       }
     }
     return lr;
+  }
+
+  struct State {
+    double best = std::numeric_limits<double>::infinity();
+    int wait = 0, cooldown_counter = 0;
+  };
+  State state() const { return {best_, wait_, cooldown_counter_}; }
+  void restore(const State& s) {
+    best_ = s.best;
+    wait_ = s.wait;
+    cooldown_counter_ = s.cooldown_counter;
   }
 
  private:

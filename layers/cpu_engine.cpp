@@ -47,22 +47,34 @@ class CpuEngine final : public Engine {
   }
 
   EpochStats train_epoch(int train, int64_t epoch, float lr) override {
+    EpochProgress p;
+    train_steps(train, epoch, lr, p, nullptr);
+    return p.stats();
+  }
+
+  bool train_steps(int train, int64_t epoch, float lr, EpochProgress& p,
+                   const std::atomic<bool>* interrupt) override {
     const Stored& d = dataset(train);
+    const int batches = (d.n + cfg_.batch_size - 1) / cfg_.batch_size;
+    MNIST_CHECK(p.next_batch >= 0 && p.next_batch <= batches, "epoch progress at batch ", p.next_batch, " of ",
+                batches);
     order_.resize(std::size_t(d.n));
     if (cfg_.shuffle) cpu::shuffle_order(order_.data(), d.n, cfg_.seed, uint64_t(epoch));
     else for (int i = 0; i < d.n; ++i) order_[std::size_t(i)] = i;
-    double loss = 0;
-    int64_t correct = 0;
-    for (int off = 0; off < d.n; off += cfg_.batch_size) {
+    const int end = p.end_batch < 0 ? batches : std::min(p.end_batch, batches);
+    for (; p.next_batch < end; ++p.next_batch) {
+      if (interrupt && interrupt->load(std::memory_order_relaxed)) return false;
+      const int off = p.next_batch * cfg_.batch_size;
       const int B = std::min(cfg_.batch_size, d.n - off);
       cpu::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data() + off, B,
                         cfg_.spec.input);
       ++step_;
       int hits = 0;
-      loss += train_step(B, lr, &hits);
-      correct += hits;
+      p.loss_sum += train_step(B, lr, &hits);
+      p.correct += hits;
+      p.examples += B;
     }
-    return {loss / d.n, double(correct) / d.n, d.n};
+    return p.next_batch == batches;
   }
 
   EpochStats evaluate(int id) override {

@@ -6,12 +6,14 @@
 // apps/ drives it one epoch at a time and reads back metrics once per epoch.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "layers/model.hpp"
+#include "runtime/error.hpp"
 
 namespace mnist {
 
@@ -39,6 +41,20 @@ struct EpochStats {
   int64_t examples = 0;
 };
 
+// Where an epoch stands: the next batch to run and the sums so far. Lets an interrupted epoch
+// be checkpointed between two steps and resumed bit-identically (the epoch's order is a pure
+// function of (seed, epoch) and dropout of (seed, step)).
+struct EpochProgress {
+  int next_batch = 0;
+  int end_batch = -1;   // stop before this batch (-1: run to the epoch's end); not saved
+  double loss_sum = 0;  // sum of per-example losses over the batches done
+  int64_t correct = 0;
+  int64_t examples = 0;
+  EpochStats stats() const {
+    return {examples ? loss_sum / double(examples) : 0.0, examples ? double(correct) / double(examples) : 0.0, examples};
+  }
+};
+
 // Parameters and optimiser state, each in the flat padded layout. Used for best-weight restore,
 // checkpoints and for moving a model between backends.
 struct TrainState {
@@ -58,6 +74,20 @@ class Engine {
   // One epoch of training over dataset `train` in batches of batch_size (the last one may be
   // shorter), shuffled by (seed, epoch) when shuffling is on, dropout on, Adam with rate `lr`.
   virtual EpochStats train_epoch(int train, int64_t epoch, float lr) = 0;
+
+  // The same epoch, from batch progress.next_batch on, stopping after a whole step once
+  // *interrupt (if given) reads true. Accumulates into `progress`; returns true when the epoch
+  // is complete. The default runs whole epochs only (an engine without step-level resume).
+  virtual bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
+                           const std::atomic<bool>* interrupt) {
+    MNIST_CHECK(progress.next_batch == 0 && progress.end_batch < 0, "the ", name(),
+                " engine cannot stop or resume in the middle of an epoch");
+    const EpochStats s = train_epoch(train, epoch, lr);
+    progress.loss_sum = s.loss * double(s.examples);
+    progress.correct = int64_t(s.accuracy * double(s.examples) + 0.5);
+    progress.examples = s.examples;
+    return true;
+  }
 
   // Loss and accuracy over a dataset in eval mode (no dropout), batch by batch.
   virtual EpochStats evaluate(int data) = 0;

@@ -1,8 +1,10 @@
 #include "apps/pipeline/app.hpp"
 
 #include <omp.h>
+#include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,22 +21,26 @@
 namespace mnist {
 
 std::vector<int> parse_hidden(const std::string& s) {
+  if (s.empty()) throw InputError("--hidden '': at least one hidden width is required");
+  // Every comma-separated token must be plain decimal digits: "128,", ",64", "1,,2", " 12", "+12"
+  // and "12x" are all rejected (std::getline would silently drop a trailing empty token).
   std::vector<int> out;
-  std::stringstream ss(s);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) {
-    std::size_t used = 0;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = s.find(',', start);
+    const std::string tok = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     long v = 0;
-    try {
-      v = std::stol(tok, &used);
-    } catch (...) {
-      used = 0;
+    bool ok = !tok.empty() && tok.size() <= 6;
+    for (char c : tok) {
+      if (c < '0' || c > '9') ok = false;
+      if (ok) v = v * 10 + (c - '0');
     }
-    if (used == 0 || used != tok.size() || v < 1 || v > 65536)
+    if (!ok || v < 1 || v > 65536)
       throw InputError(cat("--hidden '", s, "': '", tok, "' is not a width in [1, 65536]"));
     out.push_back(int(v));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
   }
-  if (out.empty()) throw InputError(cat("--hidden '", s, "': at least one hidden width is required"));
   return out;
 }
 
@@ -52,7 +58,7 @@ void validate_options(const AppOptions& o) {
   if (o.patience < 1) throw InputError(cat("--patience must be >= 1, got ", o.patience));
   if (!(o.lr_factor > 0.0 && o.lr_factor < 1.0)) throw InputError(cat("--lr-factor must be in (0, 1), got ", o.lr_factor));
   if (o.lr_patience < 1) throw InputError(cat("--lr-patience must be >= 1, got ", o.lr_patience));
-  if (!(o.min_lr >= 0.0 && o.min_lr <= o.lr)) throw InputError(cat("--min-lr must be in [0, --lr], got ", o.min_lr));
+  if (!(o.min_lr >= 0.0 && o.min_lr <= o.lr)) throw InputError(cat("--min-lr must be in [0, --lr = ", o.lr, "], got ", o.min_lr));
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
     throw InputError(cat("--device must be auto, cpu or cuda, got '", o.device, "'"));
   if (o.gemm != "native" && o.gemm != "cublas") throw InputError(cat("--gemm must be native or cublas, got '", o.gemm, "'"));
@@ -96,6 +102,29 @@ std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg
 
 namespace {
 
+std::atomic<bool> g_interrupt{false};
+
+extern "C" void on_stop_signal(int) { g_interrupt.store(true); }
+
+// SIGINT/SIGTERM ask fit() to stop after the current step and write a resume checkpoint. The
+// handler resets itself, so a second Ctrl-C kills the process at once.
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// The flags that fix a run's trajectory: a resumed run must use the same ones.
+std::map<std::string, std::string> run_config(const AppOptions& o) {
+  return {{"hidden", o.hidden},         {"dropout", cat(o.dropout)},  {"init", o.init},
+          {"batch_size", cat(o.batch_size)}, {"val_split", cat(o.val_split)}, {"split", o.split},
+          {"seed", cat(o.seed)},        {"dataset", o.dataset},       {"patience", cat(o.patience)},
+          {"lr_factor", cat(o.lr_factor)}, {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)}};
+}
+
 std::string data_dir(const AppOptions& o) { return o.data_dir.empty() ? "data/" + o.dataset : o.data_dir; }
 
 void set_threads(const AppOptions& o) {
@@ -130,8 +159,18 @@ std::string history_csv(const History& h) {
 
 }  // namespace
 
-int run_train(const AppOptions& o, std::ostream& log) {
+namespace {
+// Discards what it is given: the sink of --quiet.
+struct NullBuffer : std::streambuf {
+  int overflow(int c) override { return c; }
+};
+}  // namespace
+
+int run_train(const AppOptions& o, std::ostream& out) {
   validate_options(o);
+  NullBuffer null_buffer;
+  std::ostream null_stream(&null_buffer);
+  std::ostream& log = o.quiet ? null_stream : out;
   set_threads(o);
   const std::string dir = data_dir(o);
   MnistData data = load_mnist_dir(dir);
@@ -168,19 +207,41 @@ int run_train(const AppOptions& o, std::ostream& log) {
   fo.checkpoint = o.out_dir + "/best_model.safetensors";
   fo.steps_per_epoch = (train.n + o.batch_size - 1) / o.batch_size;
 
+  fo.quiet = o.quiet;
+
+  FitControl ctl;
+  ctl.interrupt = &g_interrupt;
+  ctl.resume_path = o.out_dir + "/resume.safetensors";
+  ctl.config = run_config(o);
+  ResumeState resume;
+  if (o.resume) {
+    resume = load_resume(ctl.resume_path, engine->layout());
+    std::string diff;
+    for (const auto& [k, v] : ctl.config) {
+      auto it = resume.config.find(k);
+      if (it == resume.config.end() || it->second != v)
+        diff += cat("; ", k, " was ", it == resume.config.end() ? "(unset)" : it->second, ", now ", v);
+    }
+    if (!diff.empty())
+      throw InputError(cat("--resume: ", ctl.resume_path, " belongs to a run with other flags", diff));
+    ctl.resume_from = &resume;
+  }
+  install_stop_handlers();
+
   const auto t0 = std::chrono::steady_clock::now();
-  History h = fit(*engine, train_id, val_id, spec, fo, log, [&](const EpochRecord&, Engine&) {});
+  History h = fit(*engine, train_id, val_id, spec, fo, log, [&](const EpochRecord&, Engine&) {}, ctl);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_file_atomic(o.out_dir + "/history.csv", history_csv(h));
+  if (h.interrupted) return 130;
 
   const EpochStats test = engine->evaluate(test_id);
   char line[128];
-  log << "\nResults (" << engine->name() << "):\n";
+  out << "\nResults (" << engine->name() << "):\n";
   std::snprintf(line, sizeof line, "Test Loss: %.4f\nTest Accuracy: %.4f\n", test.loss, test.accuracy);
-  log << line;
+  out << line;
   std::snprintf(line, sizeof line, "Training time: %.2f s (%.3f s/epoch over %zu epochs)\n", total,
-                total / double(h.epochs.size()), h.epochs.size());
-  log << line;
+                total / double(std::max<std::size_t>(h.epochs.size(), 1)), h.epochs.size());
+  out << line;
   print_predictions(*engine, data.test, 10, log);
   return 0;
 }

@@ -36,6 +36,7 @@ struct AppOptions {
   std::string out_dir = "out";
   int threads = 0;  // CPU threads (0: all)
   bool quiet = false;
+  bool resume = false;  // continue the run whose <out>/resume.safetensors is there
   // evaluate / predict
   std::string checkpoint;
   std::vector<std::string> images;

@@ -19,6 +19,7 @@ struct History {
   std::vector<EpochRecord> epochs;
   int best_epoch = 0;  // 1-based epoch of the lowest val_loss (the restored weights)
   bool stopped_early = false;
+  bool interrupted = false;  // stopped by SIGINT/SIGTERM; a resume checkpoint holds the state
 };
 
 }  // namespace mnist

@@ -20,7 +20,7 @@ std::string progress_line(const EpochRecord& r, int epochs, int steps) {
 }
 
 History fit(Engine& engine, int train, int val, const ModelSpec& spec, const FitOptions& opt, std::ostream& log,
-            const EpochHook& hook) {
+            const EpochHook& hook, const FitControl& ctl) {
   using clock = std::chrono::steady_clock;
   EarlyStopping early(opt.patience);
   ModelCheckpoint checkpoint;
@@ -28,13 +28,56 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
   History h;
   std::vector<float> best_params;
   double lr = opt.lr;
+  int first_epoch = 0;
+  EpochProgress progress;
+  if (const ResumeState* rs = ctl.resume_from) {
+    engine.set_state(rs->train);
+    best_params = rs->best_params;
+    lr = rs->lr;
+    early.restore(rs->early);
+    checkpoint.restore(rs->checkpoint_best);
+    plateau.restore(rs->plateau);
+    h = rs->history;
+    h.stopped_early = rs->early.stop;
+    first_epoch = rs->epoch;
+    progress = rs->progress;
+    log << "Resuming at epoch " << first_epoch + 1 << ", batch " << progress.next_batch << " (step " << rs->train.step
+        << ", lr " << lr << ")\n";
+  }
+
+  // The state after the last completed step, as a resume checkpoint.
+  auto save_resume_state = [&](int epoch, const EpochProgress& p) {
+    if (ctl.resume_path.empty()) return;
+    ResumeState s;
+    engine.get_state(s.train);
+    s.best_params = best_params;
+    s.epoch = epoch;
+    s.progress = p;
+    s.lr = lr;
+    s.early = early.state();
+    s.checkpoint_best = checkpoint.best();
+    s.plateau = plateau.state();
+    s.history = h;
+    s.config = ctl.config;
+    save_resume(ctl.resume_path, engine.layout(), s);
+  };
+
   char line[256];
-  for (int e = 0; e < opt.epochs; ++e) {
+  for (int e = first_epoch; e < opt.epochs && !h.stopped_early; ++e) {
     EpochRecord r;
     r.epoch = e + 1;
     r.lr = lr;
     const auto t0 = clock::now();
-    const EpochStats tr = engine.train_epoch(train, e, float(lr));
+    if (!engine.train_steps(train, e, float(lr), progress, ctl.interrupt)) {
+      save_resume_state(e, progress);
+      h.interrupted = true;
+      log << "Interrupted in epoch " << e + 1 << " after batch " << progress.next_batch << "; state saved to "
+          << (ctl.resume_path.empty() ? std::string("(nowhere: no --out)") : ctl.resume_path)
+          << ": continue with --resume\n";
+      return h;
+    }
+    const EpochStats tr = progress.stats();
+    progress = EpochProgress{};
     const EpochStats va = engine.evaluate(val);
     r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
     r.loss = tr.loss;
@@ -79,15 +122,17 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
       h.stopped_early = true;
     }
     h.epochs.push_back(r);
-    log << progress_line(r, opt.epochs, opt.steps_per_epoch) << "\n";
-    for (const auto& ev : r.events) log << ev << "\n";
-    log.flush();
+    if (!opt.quiet) {
+      log << progress_line(r, opt.epochs, opt.steps_per_epoch) << "\n";
+      for (const auto& ev : r.events) log << ev << "\n";
+      log.flush();
+    }
     if (hook) hook(h.epochs.back(), engine);
-    if (h.stopped_early) break;
+    save_resume_state(e + 1, progress);
   }
   if (!best_params.empty()) {
     engine.set_params(best_params);
-    log << "Restoring model weights from the end of the best epoch: " << h.best_epoch << ".\n";
+    if (!opt.quiet) log << "Restoring model weights from the end of the best epoch: " << h.best_epoch << ".\n";
   }
   return h;
 }

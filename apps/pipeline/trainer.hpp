@@ -1,11 +1,15 @@
 // fit(): the tutorial's model.fit with its callbacks (EarlyStopping with best-weight restore,
-// ModelCheckpoint on val_loss, ReduceLROnPlateau), one engine epoch at a time.
+// ModelCheckpoint on val_loss, ReduceLROnPlateau), one engine epoch at a time, with resume
+// checkpoints after every epoch and a clean stop between two steps on request.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <iosfwd>
+#include <map>
 #include <string>
 
+#include "apps/io/resume.hpp"
 #include "apps/pipeline/history.hpp"
 #include "layers/engine.hpp"
 #include "runtime/error.hpp"
@@ -21,6 +25,15 @@ struct FitOptions {
   double min_lr = 1e-7;
   std::string checkpoint;    // ModelCheckpoint(save_best_only=True) path; empty: none
   int steps_per_epoch = 0;   // for the progress line only
+  bool quiet = false;        // no per-epoch lines
+};
+
+// Resume and interruption. All optional.
+struct FitControl {
+  const std::atomic<bool>* interrupt = nullptr;  // set by SIGINT/SIGTERM: stop after the current step
+  std::string resume_path;                       // where resume checkpoints are written; empty: none
+  std::map<std::string, std::string> config;     // recorded in resume checkpoints
+  const ResumeState* resume_from = nullptr;      // continue that run instead of starting afresh
 };
 
 // Called after every epoch's callbacks, with the record and the engine (weights of that epoch).
@@ -33,10 +46,11 @@ class DivergedError : public Error {
   using Error::Error;
 };
 
-// Trains until `epochs` or early stopping, then restores the weights of the best epoch.
-// Progress and callback lines go to `log` (Keras-like). Returns the history.
+// Trains until `epochs`, early stopping or an interrupt. On a normal end, restores the weights
+// of the best epoch. On an interrupt, writes the resume checkpoint and returns with
+// history.interrupted set (weights as they are). Progress lines go to `log` (Keras-like).
 History fit(Engine& engine, int train, int val, const ModelSpec& spec, const FitOptions& opt, std::ostream& log,
-            const EpochHook& hook = {});
+            const EpochHook& hook = {}, const FitControl& ctl = {});
 
 // "Epoch 3/20 - 375/375 - 0.95s - loss: ... - lr: 1.0000e-03"
 std::string progress_line(const EpochRecord& r, int epochs, int steps);
