@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # The test command (CI runs it through .ci/run): install what is missing, fetch MNIST, build,
-# run every test. GPU tests are skipped, with a line saying so, where no CUDA device is present.
+# run every test, then the CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# GPU tests are skipped, with a line saying so, where no CUDA device is present.
+# Extra arguments go to the first ctest run (e.g. -L cpu). MNIST_NO_SANITIZE=1 skips the second run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/apps/setup.sh" mnist
 "$root/apps/build.sh"
-cd "$root/build"
-ctest --output-on-failure --timeout 900 "$@"
+(cd "$root/build" && ctest --output-on-failure --timeout 900 "$@")
+
+if [ "${MNIST_NO_SANITIZE:-0}" != 1 ]; then
+  echo "== CPU tests under ASan + UBSan =="
+  cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMNIST_SANITIZE=ON >/dev/null
+  cmake --build "$root/build-asan" --parallel --target mnist_tests
+  # OpenBLAS/OpenMP thread pools are reported as leaks at exit by LeakSanitizer: not ours.
+  (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ctest --output-on-failure --timeout 900 -L cpu)
+fi
