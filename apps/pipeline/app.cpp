@@ -13,7 +13,12 @@
 #include <sstream>
 
 #include "apps/io/atomic_file.hpp"
+#include "apps/io/architecture.hpp"
 #include "apps/io/checkpoint.hpp"
+#include "apps/io/history_io.hpp"
+#include "apps/io/plot.hpp"
+#include "apps/io/png.hpp"
+#include "apps/io/tensorboard.hpp"
 #include "apps/pipeline/trainer.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
@@ -35,8 +40,15 @@ std::vector<int> parse_hidden(const std::string& s) {
       if (c < '0' || c > '9') ok = false;
       if (ok) v = v * 10 + (c - '0');
     }
-    if (!ok || v < 1 || v > 65536)
-      throw InputError(cat("--hidden '", s, "': '", tok, "' is not a width in [1, 65536]"));
+    if (!ok || v < 1 || v > 65536) {
+      // The value may come from a checkpoint's metadata: keep the message one short line.
+      auto shown = [](const std::string& t) {
+        std::string o;
+        for (char c : t.substr(0, 64)) o += (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) ? '?' : c;
+        return t.size() > 64 ? o + "..." : o;
+      };
+      throw InputError(cat("--hidden '", shown(s), "': '", shown(tok), "' is not a width in [1, 65536]"));
+    }
     out.push_back(int(v));
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -146,17 +158,6 @@ void print_predictions(Engine& engine, const ImageSet& test, int count, std::ost
   }
 }
 
-std::string history_csv(const History& h) {
-  std::string s = "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n";
-  char line[256];
-  for (const auto& r : h.epochs) {
-    std::snprintf(line, sizeof line, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6f\n", r.epoch, r.loss, r.accuracy, r.val_loss,
-                  r.val_accuracy, r.lr, r.seconds);
-    s += line;
-  }
-  return s;
-}
-
 }  // namespace
 
 namespace {
@@ -164,6 +165,47 @@ namespace {
 struct NullBuffer : std::streambuf {
   int overflow(int c) override { return c; }
 };
+
+std::string device_name(const Engine& engine) {
+  if (engine.name() == "cuda") return query_device().name;
+  return cat("CPU (", omp_get_max_threads(), " threads)");
+}
+
+std::vector<SamplePrediction> sample_predictions(Engine& engine, const ImageSet& test, int count) {
+  count = std::min(count, test.n);
+  std::vector<float> probs(std::size_t(count) * 10);
+  engine.predict(probs.data(), test.images.data(), count);
+  std::vector<SamplePrediction> out;
+  for (int i = 0; i < count; ++i) {
+    const float* p = probs.data() + std::size_t(i) * 10;
+    const int pred = int(std::max_element(p, p + 10) - p);
+    out.push_back({i, int(test.labels[std::size_t(i)]), pred, double(p[pred])});
+  }
+  return out;
+}
+
+std::vector<GrayImage> first_images(const ImageSet& s, int count) {
+  std::vector<GrayImage> out;
+  for (int i = 0; i < std::min(count, s.n); ++i) {
+    GrayImage g;
+    g.width = s.cols;
+    g.height = s.rows;
+    auto first = s.images.begin() + std::ptrdiff_t(std::size_t(i) * std::size_t(s.dim()));
+    g.pixels.assign(first, first + s.dim());
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+std::map<std::string, std::string> flag_map(const AppOptions& o) {
+  return {{"epochs", cat(o.epochs)},         {"batch_size", cat(o.batch_size)}, {"lr", cat(o.lr)},
+          {"hidden", o.hidden},              {"dropout", cat(o.dropout)},       {"val_split", cat(o.val_split)},
+          {"split", o.split},                {"seed", cat(o.seed)},             {"patience", cat(o.patience)},
+          {"lr_factor", cat(o.lr_factor)},   {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
+          {"device", o.device},              {"gemm", o.gemm},                  {"dataset", o.dataset},
+          {"init", o.init},                  {"out", o.out_dir}};
+}
+
 }  // namespace
 
 int run_train(const AppOptions& o, std::ostream& out) {
@@ -188,11 +230,19 @@ int run_train(const AppOptions& o, std::ostream& out) {
   const ModelSpec spec = model_spec(o, data.train.dim());
   const EngineConfig cfg = engine_config(o, spec);
   std::unique_ptr<Engine> engine = make_engine(o, cfg, log);
-  log << "\n" << summary_table(spec, engine->layout());
-  log << "Backend: " << engine->name() << "\n";
+  const std::string summary = summary_table(spec, engine->layout());
+  log << "\n" << summary;
+  log << "Backend: " << engine->name() << " (" << device_name(*engine) << ")\n";
   log << "Train on " << train.n << " samples, validate on " << val.n << " samples (" << o.split << " split)\n";
 
+  // What the tutorial shows before training: the sample grid and the architecture picture.
   make_dirs(o.out_dir);
+  sample_grid_png(o.out_dir + "/samples.png", first_images(data.train, 10),
+                  std::vector<int>(data.train.labels.begin(), data.train.labels.begin() + std::min(10, data.train.n)),
+                  2, 5, o.dataset == "fashion" ? "Sample Fashion-MNIST Images" : "Sample MNIST Images");
+  const ArchitectureFiles arch = write_architecture(o.out_dir, spec);
+  for (const auto& w : arch.warnings) log << "note: " << w << "\n";
+
   const int train_id = engine->add_dataset(train.view());
   const int val_id = engine->add_dataset(val.view());
   const int test_id = engine->add_dataset(data.test.view());
@@ -206,7 +256,6 @@ int run_train(const AppOptions& o, std::ostream& out) {
   fo.min_lr = o.min_lr;
   fo.checkpoint = o.out_dir + "/best_model.safetensors";
   fo.steps_per_epoch = (train.n + o.batch_size - 1) / o.batch_size;
-
   fo.quiet = o.quiet;
 
   FitControl ctl;
@@ -228,11 +277,21 @@ int run_train(const AppOptions& o, std::ostream& out) {
   }
   install_stop_handlers();
 
+  // TensorBoard(log_dir=<out>/logs, histogram_freq=1): scalars and weight histograms per epoch.
+  KerasTensorBoard tensorboard(o.out_dir + "/logs");
+  std::vector<float> params;
+  auto on_epoch = [&](const EpochRecord& r, Engine& e) {
+    e.get_params(params);
+    tensorboard.on_epoch_end(r, spec, e.layout(), params);
+  };
+
   const auto t0 = std::chrono::steady_clock::now();
-  History h = fit(*engine, train_id, val_id, spec, fo, log, [&](const EpochRecord&, Engine&) {}, ctl);
+  History h = fit(*engine, train_id, val_id, spec, fo, log, on_epoch, ctl);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  write_file_atomic(o.out_dir + "/history.csv", history_csv(h));
+  write_history_csv(o.out_dir + "/history.csv", h);
+  write_history_jsonl(o.out_dir + "/history.jsonl", h);
   if (h.interrupted) return 130;
+  plot_history_png(o.out_dir + "/history.png", h);
 
   const EpochStats test = engine->evaluate(test_id);
   char line[128];
@@ -242,9 +301,61 @@ int run_train(const AppOptions& o, std::ostream& out) {
   std::snprintf(line, sizeof line, "Training time: %.2f s (%.3f s/epoch over %zu epochs)\n", total,
                 total / double(std::max<std::size_t>(h.epochs.size(), 1)), h.epochs.size());
   out << line;
-  print_predictions(*engine, data.test, 10, log);
+
+  ReportInfo report;
+  report.model_summary = summary;
+  report.params = engine->layout().count;
+  report.hidden = spec.hidden;
+  report.dropout = spec.dropout;
+  report.device = device_name(*engine);
+  report.backend = engine->name();
+  report.dataset = o.dataset + " (" + dir + ")";
+  report.seed = o.seed;
+  report.flags = flag_map(o);
+  report.history = h;
+  report.test_loss = test.loss;
+  report.test_accuracy = test.accuracy;
+  report.total_seconds = total;
+  report.sample_predictions = sample_predictions(*engine, data.test, 10);
+  log << "\nSample Predictions:\n";
+  std::vector<std::string> captions;
+  for (const SamplePrediction& p : report.sample_predictions) {
+    std::snprintf(line, sizeof line, "  Image %d: True=%d, Predicted=%d, Confidence=%.3f\n", p.index, p.true_label,
+                  p.predicted, p.confidence);
+    log << line;
+    std::snprintf(line, sizeof line, "%d (%.2f)%s", p.predicted, p.confidence, p.predicted == p.true_label ? "" : " X");
+    captions.push_back(line);
+  }
+  image_grid_png(o.out_dir + "/predictions.png", first_images(data.test, 10), captions, 2, 5,
+                 "Predictions (confidence)");
+  write_report_json(o.out_dir + "/report.json", report);
+  log << "\nWrote " << o.out_dir << "/: best_model.safetensors, resume.safetensors, history.{csv,jsonl,png}, "
+      << "report.json, samples.png, predictions.png, model.dot" << (arch.rendered.empty() ? "" : " (+svg/png)")
+      << ", logs/ (TensorBoard)\n";
   return 0;
 }
+
+namespace {
+// The model of a checkpoint on the chosen backend: its widths from the checkpoint's metadata
+// (flags otherwise), its names, shapes and dtypes checked against that model.
+std::unique_ptr<Engine> engine_from_checkpoint(const AppOptions& o, int input_dim, std::ostream& log,
+                                               std::string* hidden) {
+  std::map<std::string, std::string> meta;
+  const std::vector<TensorF32> tensors = decode_safetensors(read_file(o.checkpoint), o.checkpoint, &meta);
+  AppOptions mo = o;
+  if (meta.count("hidden")) mo.hidden = meta["hidden"];
+  if (meta.count("input") && meta["input"] != std::to_string(input_dim))
+    throw InputError(cat(o.checkpoint, ": the model takes ", meta["input"], " inputs, the images have ", input_dim,
+                         " pixels"));
+  const ModelSpec spec = model_spec(mo, input_dim);
+  std::unique_ptr<Engine> engine = make_engine(o, engine_config(mo, spec), log);
+  std::vector<float> flat;
+  tensors_to_params(engine->layout(), tensors, flat, o.checkpoint);
+  engine->set_params(flat);
+  if (hidden) *hidden = mo.hidden;
+  return engine;
+}
+}  // namespace
 
 int run_evaluate(const AppOptions& o, std::ostream& log) {
   validate_options(o);
@@ -252,25 +363,39 @@ int run_evaluate(const AppOptions& o, std::ostream& log) {
   if (o.checkpoint.empty()) throw InputError("evaluate: --checkpoint FILE is required");
   const std::string dir = data_dir(o);
   MnistData data = load_mnist_dir(dir);
-  std::map<std::string, std::string> meta;
-  const std::vector<TensorF32> tensors = decode_safetensors(read_file(o.checkpoint), o.checkpoint, &meta);
-  AppOptions mo = o;
-  if (meta.count("hidden")) mo.hidden = meta["hidden"];  // the architecture the checkpoint was saved from
-  const ModelSpec spec = model_spec(mo, data.test.dim());
-  std::unique_ptr<Engine> engine = make_engine(o, engine_config(mo, spec), log);
-  std::vector<float> flat;
-  tensors_to_params(engine->layout(), tensors, flat, o.checkpoint);
-  engine->set_params(flat);
+  std::string hidden;
+  std::unique_ptr<Engine> engine = engine_from_checkpoint(o, data.test.dim(), log, &hidden);
   const EpochStats test = engine->evaluate(engine->add_dataset(data.test.view()));
   char line[128];
   std::snprintf(line, sizeof line, "Test Loss: %.4f\nTest Accuracy: %.4f\n", test.loss, test.accuracy);
-  log << "Checkpoint: " << o.checkpoint << " (hidden " << mo.hidden << ", backend " << engine->name() << ")\n" << line;
+  log << "Checkpoint: " << o.checkpoint << " (hidden " << hidden << ", backend " << engine->name() << ")\n" << line;
   print_predictions(*engine, data.test, 10, log);
   return 0;
 }
 
 int run_predict(const AppOptions& o, std::ostream& log) {
-  throw InputError("predict: not available in this build yet");
+  validate_options(o);
+  if (o.checkpoint.empty()) throw InputError("predict: --checkpoint FILE is required");
+  if (o.images.empty()) throw InputError("predict: give at least one PNG file");
+  std::vector<uint8_t> pixels;
+  for (const std::string& path : o.images) {
+    const std::vector<uint8_t> img = to_mnist_28x28(read_png_gray(path));
+    pixels.insert(pixels.end(), img.begin(), img.end());
+  }
+  std::string hidden;
+  std::unique_ptr<Engine> engine = engine_from_checkpoint(o, 28 * 28, log, &hidden);
+  const int n = int(o.images.size());
+  std::vector<float> probs(std::size_t(n) * 10);
+  engine->predict(probs.data(), pixels.data(), n);
+  char line[512];
+  for (int i = 0; i < n; ++i) {
+    const float* p = probs.data() + std::size_t(i) * 10;
+    const int pred = int(std::max_element(p, p + 10) - p);
+    std::snprintf(line, sizeof line, "%s: class %d (confidence %.3f)\n", o.images[std::size_t(i)].c_str(), pred,
+                  double(p[pred]));
+    log << line;
+  }
+  return 0;
 }
 
 }  // namespace mnist
