@@ -51,6 +51,17 @@ int main(int argc, char** argv) {
   predict->add_option("--checkpoint", o.checkpoint, "safetensors checkpoint")->required();
   predict->add_option("images", o.images, "PNG files")->required();
 
+  CLI::App* compare = app.add_subcommand("compare", "train on every backend (GPU, CPU, PyTorch) and compare");
+  add_common(*compare, o);
+  compare->add_option("--epochs", o.epochs, "maximum number of epochs")->capture_default_str();
+  compare->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
+  compare->add_option("--val-split", o.val_split, "validation fraction")->capture_default_str();
+  compare->add_option("--split", o.split, "keras | random")->capture_default_str();
+  compare->add_option("--patience", o.patience, "EarlyStopping patience")->capture_default_str();
+  compare->add_option("--out", o.out_dir, "where compare.md/json go")->capture_default_str();
+  compare->add_option("--python", o.python, "python interpreter with torch");
+  compare->add_option("--pytorch-script", o.pytorch_script, "the PyTorch peer (profiling/pytorch_mnist.py)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -59,6 +70,7 @@ int main(int argc, char** argv) {
   try {
     if (*evaluate) return mnist::run_evaluate(o, std::cout);
     if (*predict) return mnist::run_predict(o, std::cout);
+    if (*compare) return mnist::run_compare(o, std::cout);
     return mnist::run_train(o, std::cout);
   } catch (const mnist::InputError& e) {
     std::cerr << "mnist_cuda: error: " << e.what() << "\n";

@@ -40,6 +40,9 @@ struct AppOptions {
   // evaluate / predict
   std::string checkpoint;
   std::vector<std::string> images;
+  // compare
+  std::string python;          // interpreter with torch (default: the first of python3, /usr/bin/python3 that has it)
+  std::string pytorch_script;  // default: <source dir>/profiling/pytorch_mnist.py
 };
 
 // Parses "128,64" into widths; throws InputError naming --hidden.
@@ -58,5 +61,9 @@ std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg
 int run_train(const AppOptions& o, std::ostream& log);
 int run_evaluate(const AppOptions& o, std::ostream& log);
 int run_predict(const AppOptions& o, std::ostream& log);
+// The tutorial's Part 3, measured: the same model and seed on every available backend (CUDA
+// engine, CPU path, PyTorch through profiling/pytorch_mnist.py when torch is importable), one
+// table of test accuracy, seconds per epoch, total time and parameters; <out>/compare.{md,json}.
+int run_compare(const AppOptions& o, std::ostream& log);
 
 }  // namespace mnist
