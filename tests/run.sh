@@ -2,12 +2,19 @@
 # The test command (CI runs it through .ci/run): install what is missing, fetch MNIST, build,
 # run every test, then the CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # GPU tests are skipped, with a line saying so, where no CUDA device is present.
-# Extra arguments go to the first ctest run (e.g. -L cpu). MNIST_NO_SANITIZE=1 skips the second run.
+# and a bounded libFuzzer run of the IDX reader and the checkpoint loader (any crash fails it).
+# Extra arguments go to the first ctest run (e.g. -L cpu). MNIST_NO_SANITIZE=1 / MNIST_NO_FUZZ=1
+# skip those passes; MNIST_FUZZ_SECONDS sets the fuzzing time per target (default 60).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/apps/setup.sh" mnist
 "$root/apps/build.sh"
 (cd "$root/build" && ctest --output-on-failure --timeout 900 "$@")
+
+if [ "${MNIST_NO_FUZZ:-0}" != 1 ]; then
+  echo "== libFuzzer: IDX reader and checkpoint loader, ${MNIST_FUZZ_SECONDS:-60} s each =="
+  bash "$root/tests/fuzz/run.sh" "${MNIST_FUZZ_SECONDS:-60}"
+fi
 
 if [ "${MNIST_NO_SANITIZE:-0}" != 1 ]; then
   echo "== CPU tests under ASan + UBSan =="

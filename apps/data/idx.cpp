@@ -30,9 +30,18 @@ std::size_t read_some(gzFile f, const std::string& path, uint8_t* dst, std::size
     if (r < 0) {
       int code = 0;
       const char* msg = gzerror(f, &code);
-      throw InputError(cat(path, ": corrupt compressed data (", msg ? msg : "zlib error", ")"));
+      std::string what = msg ? msg : "zlib error";
+      if (what.compare(0, path.size() + 2, path + ": ") == 0) what.erase(0, path.size() + 2);  // zlib prefixes the path
+      throw InputError(cat(path, ": corrupt compressed data (", what, ")"));
     }
-    if (r == 0) break;
+    if (r == 0) {
+      // zlib reports a gzip stream cut short as a normal end of file with Z_BUF_ERROR pending.
+      int code = Z_OK;
+      gzerror(f, &code);
+      if (code == Z_BUF_ERROR)
+        throw InputError(cat(path, ": corrupt compressed data (the gzip stream ends early: truncated file)"));
+      break;
+    }
     got += std::size_t(r);
   }
   return got;
@@ -73,8 +82,16 @@ IdxArray read_idx(const std::string& path, int expect_ndims) {
       throw InputError(cat(path, ": dimensions describe more than 1 GiB of data (dimension ", i, " = ", d, ")"));
     out.dims.push_back(d);
   }
-  out.data.resize(std::size_t(total));
-  const std::size_t payload = read_some(f.get(), path, out.data.data(), out.data.size());
+  // The buffer grows with the bytes actually read (doubling from 64 KiB), so a tiny file whose
+  // header claims up to 1 GiB is reported as truncated without allocating that much first.
+  std::size_t payload = 0;
+  while (payload < total) {
+    const std::size_t want = std::size_t(std::min<uint64_t>(total - payload, std::max<uint64_t>(payload, 1u << 16)));
+    out.data.resize(payload + want);
+    const std::size_t got = read_some(f.get(), path, out.data.data() + payload, want);
+    payload += got;
+    if (got < want) break;
+  }
   if (payload < total)
     throw InputError(cat(path, ": truncated: header declares ", total, " data bytes, file has ", payload));
   uint8_t extra;

@@ -49,6 +49,13 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 }
 
 std::string read_file(const std::string& path) {
+  // Only regular files: a FIFO would block forever, /dev/zero never ends, a directory reads empty.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw InputError(cat(path, ": cannot open (", std::strerror(errno), ")"));
+  if (S_ISDIR(st.st_mode)) throw InputError(cat(path, ": is a directory, not a file"));
+  if (!S_ISREG(st.st_mode)) throw InputError(cat(path, ": not a regular file"));
+  constexpr off_t kMaxBytes = off_t(1) << 31;
+  if (st.st_size > kMaxBytes) throw InputError(cat(path, ": ", st.st_size, " bytes is too large (at most 2 GiB)"));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(cat(path, ": cannot open (", std::strerror(errno), ")"));
   std::ostringstream ss;

@@ -7,6 +7,23 @@
 #include "runtime/error.hpp"
 
 namespace mnist {
+namespace {
+
+// A name from a checkpoint for a one-line message: control characters escaped, at most 64 bytes.
+std::string show(const std::string& name) {
+  std::string out;
+  for (std::size_t i = 0; i < name.size() && i < 64; ++i) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7F)
+      out += cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+    else
+      out += char(c);
+  }
+  if (name.size() > 64) out += "...";
+  return out;
+}
+
+}  // namespace
 
 std::vector<TensorF32> params_to_tensors(const ParamLayout& layout, const std::vector<float>& flat) {
   MNIST_CHECK(flat.size() == layout.storage, "parameter array has ", flat.size(), " floats, layout needs ",
@@ -24,12 +41,23 @@ std::vector<TensorF32> params_to_tensors(const ParamLayout& layout, const std::v
 
 void tensors_to_params(const ParamLayout& layout, const std::vector<TensorF32>& tensors, std::vector<float>& flat,
                        const std::string& what) {
-  std::vector<TensorF32> expect = params_to_tensors(layout, std::vector<float>(layout.storage, 0.0f));
+  // Names and shapes are checked before anything the size of the model is allocated: a
+  // checkpoint (or --hidden) for a much larger model must be an error, not an allocation.
+  struct Expected {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::size_t offset;
+    const TensorF32* found;
+  };
+  std::vector<Expected> expect;
+  for (std::size_t l = 0; l < layout.dense.size(); ++l) {
+    const DenseSlot& s = layout.dense[l];
+    expect.push_back({ParamLayout::weight_name(l), {s.out, s.in}, s.w_offset, nullptr});
+    expect.push_back({ParamLayout::bias_name(l), {s.out}, s.b_offset, nullptr});
+  }
   std::string problems;
   std::set<std::string> known;
-  flat.assign(layout.storage, 0.0f);
-  for (std::size_t i = 0; i < expect.size(); ++i) {
-    const TensorF32& e = expect[i];
+  for (Expected& e : expect) {
     known.insert(e.name);
     auto it = std::find_if(tensors.begin(), tensors.end(), [&](const TensorF32& t) { return t.name == e.name; });
     if (it == tensors.end()) {
@@ -43,13 +71,25 @@ void tensors_to_params(const ParamLayout& layout, const std::vector<TensorF32>& 
       problems += cat("; '", e.name, "' has shape [", got, "], the model needs [", want, "]");
       continue;
     }
-    const DenseSlot& s = layout.dense[i / 2];
-    std::copy(it->data.begin(), it->data.end(), flat.begin() + std::ptrdiff_t(i % 2 == 0 ? s.w_offset : s.b_offset));
+    std::size_t count = 1;
+    for (auto d : e.shape) count *= std::size_t(d);
+    if (it->data.size() != count) {
+      problems += cat("; '", e.name, "' holds ", it->data.size(), " values, its shape needs ", count);
+      continue;
+    }
+    e.found = &*it;
   }
-  for (const TensorF32& t : tensors)
-    if (!known.count(t.name)) problems += cat("; unexpected tensor '", t.name, "'");
+  std::size_t unexpected = 0;
+  for (const TensorF32& t : tensors) {
+    if (known.count(t.name)) continue;
+    if (++unexpected <= 4) problems += cat("; unexpected tensor '", show(t.name), "'");  // names from the file
+  }
+  if (unexpected > 4) problems += cat("; and ", unexpected - 4, " more unexpected tensors");
   if (!problems.empty())
     throw InputError(cat(what, ": checkpoint does not match the model (another architecture?)", problems));
+  flat.assign(layout.storage, 0.0f);
+  for (const Expected& e : expect)
+    std::copy(e.found->data.begin(), e.found->data.end(), flat.begin() + std::ptrdiff_t(e.offset));
 }
 
 std::map<std::string, std::string> model_metadata(const ModelSpec& spec) {

@@ -10,6 +10,33 @@ namespace mnist {
 
 static_assert(sizeof(float) == 4, "F32 tensors are 4-byte floats");
 
+namespace {
+
+// A tensor name for a one-line message: control characters escaped, at most 64 bytes shown.
+std::string show(const std::string& name) {
+  std::string out;
+  for (std::size_t i = 0; i < name.size() && i < 64; ++i) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7F)
+      out += cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+    else
+      out += char(c);
+  }
+  if (name.size() > 64) out += "...";
+  return out;
+}
+
+// A JSON value for a message. Scalars are shown (clipped); arrays and objects only by their type:
+// dump() recurses, and a hostile header can nest a million levels deep.
+std::string brief(const nlohmann::json& v) {
+  if (v.is_structured()) return std::string("a JSON ") + v.type_name();
+  std::string s = v.dump();
+  if (s.size() > 64) s = s.substr(0, 64) + "...";
+  return s;
+}
+
+}  // namespace
+
 std::string encode_safetensors(const std::vector<TensorF32>& tensors,
                                const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -47,7 +74,9 @@ std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::s
   try {
     header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(n));
   } catch (const nlohmann::json::exception& e) {
-    throw InputError(cat(what, ": bad safetensors header: ", e.what()));
+    std::string msg = e.what();  // quotes the last token read, which may be megabytes long
+    if (msg.size() > 240) msg = msg.substr(0, 240) + "...";
+    throw InputError(cat(what, ": bad safetensors header: ", msg));
   }
   if (!header.is_object()) throw InputError(cat(what, ": bad safetensors header: not a JSON object"));
   const std::size_t data_begin = 8 + std::size_t(n);
@@ -62,18 +91,18 @@ std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::s
       continue;
     }
     const nlohmann::json& e = *it;
-    const std::string name = it.key();
+    const std::string name = show(it.key());
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       throw InputError(cat(what, ": tensor '", name, "' lacks dtype, shape or data_offsets"));
     if (!e["dtype"].is_string() || e["dtype"] != "F32")
-      throw InputError(cat(what, ": tensor '", name, "' has dtype ", e["dtype"].dump(), ", expected \"F32\""));
+      throw InputError(cat(what, ": tensor '", name, "' has dtype ", brief(e["dtype"]), ", expected \"F32\""));
     TensorF32 t;
-    t.name = name;
+    t.name = it.key();
     uint64_t count = 1;
     if (!e["shape"].is_array()) throw InputError(cat(what, ": tensor '", name, "' shape is not a list"));
     for (const auto& d : e["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (int64_t(1) << 31))
-        throw InputError(cat(what, ": tensor '", name, "' has a bad dimension ", d.dump()));
+        throw InputError(cat(what, ": tensor '", name, "' has a bad dimension ", brief(d)));
       t.shape.push_back(d.get<int64_t>());
       count *= uint64_t(t.shape.back());
       if (count > data_size) throw InputError(cat(what, ": tensor '", name, "' is larger than the file"));

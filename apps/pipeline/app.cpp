@@ -353,14 +353,22 @@ std::unique_ptr<Engine> engine_from_checkpoint(const AppOptions& o, int input_di
   std::map<std::string, std::string> meta;
   const std::vector<TensorF32> tensors = decode_safetensors(read_file(o.checkpoint), o.checkpoint, &meta);
   AppOptions mo = o;
-  if (meta.count("hidden")) mo.hidden = meta["hidden"];
+  ModelSpec spec;
+  try {
+    if (meta.count("hidden")) mo.hidden = meta["hidden"];
+    spec = model_spec(mo, input_dim);
+    spec.validate();
+  } catch (const InputError& e) {
+    if (!meta.count("hidden")) throw;
+    throw InputError(cat(o.checkpoint, ": metadata \"hidden\" does not describe a usable model: ", e.what()));
+  }
   if (meta.count("input") && meta["input"] != std::to_string(input_dim))
-    throw InputError(cat(o.checkpoint, ": the model takes ", meta["input"], " inputs, the images have ", input_dim,
-                         " pixels"));
-  const ModelSpec spec = model_spec(mo, input_dim);
-  std::unique_ptr<Engine> engine = make_engine(o, engine_config(mo, spec), log);
+    throw InputError(cat(o.checkpoint, ": the model takes ", meta["input"].substr(0, 16), " inputs, the images have ",
+                         input_dim, " pixels"));
+  // Names, shapes and dtypes are checked against the layout before any engine memory exists.
   std::vector<float> flat;
-  tensors_to_params(engine->layout(), tensors, flat, o.checkpoint);
+  tensors_to_params(make_layout(spec), tensors, flat, o.checkpoint);
+  std::unique_ptr<Engine> engine = make_engine(o, engine_config(mo, spec), log);
   engine->set_params(flat);
   if (hidden) *hidden = mo.hidden;
   return engine;
