@@ -77,11 +77,13 @@ class Engine {
 
   // The same epoch, from batch progress.next_batch on, stopping after a whole step once
   // *interrupt (if given) reads true. Accumulates into `progress`; returns true when the epoch
-  // is complete. The default runs whole epochs only (an engine without step-level resume).
+  // is complete. The default runs whole epochs only (an engine without step-level resume): an
+  // interrupt is honoured before the epoch's first step.
   virtual bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
                            const std::atomic<bool>* interrupt) {
     MNIST_CHECK(progress.next_batch == 0 && progress.end_batch < 0, "the ", name(),
                 " engine cannot stop or resume in the middle of an epoch");
+    if (interrupt && interrupt->load()) return false;
     const EpochStats s = train_epoch(train, epoch, lr);
     progress.loss_sum = s.loss * double(s.examples);
     progress.correct = int64_t(s.accuracy * double(s.examples) + 0.5);
