@@ -14,7 +14,12 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 pkgs=(cmake ninja-build g++ make pkg-config zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev
       libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev graphviz npm python3 clang libclang-rt-14-dev)
 missing=()
-for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${pkgs[@]}"; do
+  # npm and python3 count as present when the command is on PATH: a Node.js or Python installed
+  # outside Debian (e.g. NodeSource's nodejs, which bundles npm) conflicts with Debian's package.
+  case "$p" in npm | python3) command -v "$p" >/dev/null 2>&1 && continue ;; esac
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   as_root apt-get update -qq
