@@ -15,6 +15,8 @@ void add_common(CLI::App& app, mnist::AppOptions& o) {
   app.add_option("--dropout", o.dropout, "dropout rate after each hidden layer, in [0,1)")->capture_default_str();
   app.add_option("--device", o.device, "auto | cpu | cuda")->capture_default_str();
   app.add_option("--gemm", o.gemm, "CUDA GEMMs: native (hand-written) | cublas")->capture_default_str();
+  app.add_option("--graph-steps", o.graph_steps, "CUDA: training steps captured in one graph replay (1..1000)")
+      ->capture_default_str();
   app.add_option("--dataset", o.dataset, "mnist | fashion")->capture_default_str();
   app.add_option("--data", o.data_dir, "directory of the IDX files (default data/<dataset>)");
   app.add_option("--batch-size", o.batch_size, "examples per step")->capture_default_str();

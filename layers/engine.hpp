@@ -33,6 +33,7 @@ struct EngineConfig {
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;  // Adam, Keras's defaults
   bool shuffle = true;                              // reshuffle the training set every epoch
   std::string gemm = "native";                      // CUDA only: "native" | "cublas"
+  int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay (>= 1)
 };
 
 struct EpochStats {

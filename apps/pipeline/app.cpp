@@ -84,6 +84,8 @@ void validate_options(const AppOptions& o) {
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
     throw InputError(cat("--device must be auto, cpu or cuda, got '", o.device, "'"));
   if (o.gemm != "native" && o.gemm != "cublas") throw InputError(cat("--gemm must be native or cublas, got '", o.gemm, "'"));
+  if (o.graph_steps < 1 || o.graph_steps > 1000)
+    throw InputError(cat("--graph-steps must be in [1, 1000], got ", o.graph_steps));
   if (o.dataset != "mnist" && o.dataset != "fashion")
     throw InputError(cat("--dataset must be mnist or fashion, got '", o.dataset, "'"));
   if (o.threads < 0 || o.threads > 1024) throw InputError(cat("--threads must be in [0, 1024], got ", o.threads));
@@ -105,6 +107,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.seed = o.seed;
   c.init = o.init == "torch" ? Init::Torch : Init::Keras;
   c.gemm = o.gemm;
+  c.graph_steps = o.graph_steps;
   return c;
 }
 
@@ -213,7 +216,7 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"split", o.split},                {"seed", cat(o.seed)},             {"patience", cat(o.patience)},
           {"lr_factor", cat(o.lr_factor)},   {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
           {"device", o.device},              {"gemm", o.gemm},                  {"dataset", o.dataset},
-          {"init", o.init},                  {"out", o.out_dir}};
+          {"init", o.init},                  {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir}};
 }
 
 }  // namespace

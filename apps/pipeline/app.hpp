@@ -31,6 +31,7 @@ struct AppOptions {
   // where and how
   std::string device = "auto";  // auto | cpu | cuda
   std::string gemm = "native";  // native | cublas (CUDA only)
+  int graph_steps = 25;         // CUDA only: training steps per graph replay
   std::string dataset = "mnist";
   std::string data_dir;  // default data/<dataset>
   std::string out_dir = "out";

@@ -1,0 +1,47 @@
+// Dense (fully connected) layer: fused forward Y = act(X·Wᵀ + b) and its backward, as tiled
+// shared-memory SGEMMs with fused epilogues (no cuBLAS). Twins of cpu::dense_forward /
+// cpu::dense_backward (layers/cpu_ops.hpp); the engine uses the fused pieces below them.
+//
+// Layouts are row-major and PyTorch's: X [B,K], W [N,K] (out, in), b [N], Y [B,N].
+//
+// Every output element is one FP32 fused-multiply-add chain over k = 0..K-1 in ascending order,
+// whatever the tile configuration, so the result for a row does not depend on the batch it is
+// computed in, and runs are bitwise reproducible (no atomics, no split reductions).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/dropout.cuh"
+
+namespace mnist::cuda {
+
+// Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise.
+void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
+                   cudaStream_t stream);
+
+// D [B,N] = dropout(ReLU(X [B,K] · W [N,K]ᵀ + b [N])): dense_forward(relu) followed by
+// dropout_forward(drop) on the [B,N] output (element index b*N + n), with the mask applied in the
+// GEMM's epilogue. drop.p == 0 gives dense_forward(relu).
+void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
+                                const DropoutSpec& drop, cudaStream_t stream);
+
+// Twin of cpu::dense_backward. dY [B,N] is the gradient w.r.t. Y, Y [B,N] the forward output
+// (its sign is the ReLU mask; unused when !relu). Writes dW [N,K] = dZᵀ·X, db [N] = Σ_b dZ and,
+// when dX is not null, dX [B,K] = dZ·W, where dZ = relu ? dY ⊙ [Y > 0] : dY. The GPU applies the
+// mask while loading dY, so the scratch dZ of the CPU signature is not used (may be null).
+void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
+                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream);
+
+// dW [N,K] = dZ [B,N]ᵀ · X [B,K] and, when db is not null, db [N] = Σ_b dZ [b,:], in ONE GEMM:
+// db is the product with a column of ones appended to X. dZ is the pre-activation gradient.
+void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
+                            cudaStream_t stream);
+
+// dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
+// activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the
+// gradient w.r.t. the previous layer's pre-activation (relu_dropout_backward fused into the
+// epilogue; mask_scale = 1/(1-p), or 1 without dropout). dX must not alias dZ or W.
+void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
+                         int K, int N, cudaStream_t stream);
+
+}  // namespace mnist::cuda

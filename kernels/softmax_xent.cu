@@ -1,0 +1,84 @@
+#include "kernels/softmax_xent.cuh"
+
+#include <cmath>
+
+#include "runtime/error.hpp"
+#include "runtime/launch_check.cuh"
+
+namespace mnist::cuda {
+namespace {
+
+constexpr int kXentThreads = 256;
+constexpr int kSoftmaxThreads = 128;
+
+// logits [B,C], labels [B] -> dlogits [B,C] (optional), *metrics += (Σ loss, Σ hits).
+// One block; thread t handles rows t, t + 256, ... The same arithmetic as cpu::softmax_xent:
+// first-maximum argmax, sum of exp(z - zmax), lse = log(sum), loss = lse - (z[y] - zmax) in float,
+// accumulated in double.
+__global__ void __launch_bounds__(kXentThreads)
+    softmax_xent_kernel(float* dlogits, Metrics* metrics, const float* logits, const uint8_t* labels, int B, int C,
+                        float grad_scale) {
+  double loss = 0;
+  unsigned long long hits = 0;
+  for (int r = int(threadIdx.x); r < B; r += kXentThreads) {
+    const float* z = logits + std::size_t(r) * C;
+    int arg = 0;
+    for (int j = 1; j < C; ++j)
+      if (z[j] > z[arg]) arg = j;
+    const float zmax = z[arg];
+    float sum = 0.0f;
+    for (int j = 0; j < C; ++j) sum += expf(z[j] - zmax);
+    const float lse = logf(sum);
+    const int y = labels[r];
+    loss += y < C ? double(lse - (z[y] - zmax)) : double(NAN);
+    hits += (arg == y) ? 1ull : 0ull;
+    if (dlogits) {
+      float* d = dlogits + std::size_t(r) * C;
+      for (int j = 0; j < C; ++j) {
+        const float pj = expf(z[j] - zmax) / sum;
+        d[j] = (pj - (j == y ? 1.0f : 0.0f)) * grad_scale;
+      }
+    }
+  }
+  accumulate_metrics<kXentThreads>(metrics, loss, hits);
+}
+
+// logits [B,C] -> probs [B,C]. One thread per row (rows are short: C is the number of classes).
+__global__ void __launch_bounds__(kSoftmaxThreads)
+    softmax_kernel(float* probs, const float* logits, int B, int C) {
+  const int r = int(blockIdx.x) * kSoftmaxThreads + int(threadIdx.x);
+  if (r >= B) return;
+  const float* z = logits + std::size_t(r) * C;
+  float* p = probs + std::size_t(r) * C;
+  float zmax = z[0];
+  for (int j = 1; j < C; ++j) zmax = fmaxf(zmax, z[j]);
+  float sum = 0.0f;
+  for (int j = 0; j < C; ++j) {
+    const float e = expf(z[j] - zmax);
+    p[j] = e;
+    sum += e;
+  }
+  for (int j = 0; j < C; ++j) p[j] /= sum;
+}
+
+}  // namespace
+
+void softmax_xent(float* dlogits, Metrics* metrics, const float* logits, const uint8_t* labels, int B, int C,
+                  float grad_scale, cudaStream_t stream) {
+  MNIST_CHECK(B >= 0 && C > 0, "softmax_xent: invalid sizes B=", B, " C=", C);
+  if (B == 0) return;
+  MNIST_CHECK(metrics && logits && labels, "softmax_xent: null pointer");
+  softmax_xent_kernel<<<1, kXentThreads, 0, stream>>>(dlogits, metrics, logits, labels, B, C, grad_scale);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+void softmax(float* probs, const float* logits, int B, int C, cudaStream_t stream) {
+  MNIST_CHECK(B >= 0 && C > 0, "softmax: invalid sizes B=", B, " C=", C);
+  if (B == 0) return;
+  MNIST_CHECK(probs && logits, "softmax: null pointer");
+  const unsigned blocks = unsigned((B + kSoftmaxThreads - 1) / kSoftmaxThreads);
+  softmax_kernel<<<blocks, kSoftmaxThreads, 0, stream>>>(probs, logits, B, C);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+}  // namespace mnist::cuda

@@ -1,0 +1,22 @@
+// TrainCounters: the per-step values that the captured training-step graph reads from device
+// memory, so that ONE graph serves every step of every epoch and is never re-captured.
+//
+// Protocol (layers/cuda_engine.cu): before an epoch the host writes {step = first step of the
+// epoch, batch = 0, blocks_done = 0, lr} with one asynchronous copy; every kernel of a step reads
+// `step` / `batch` / `lr`; the last kernel of the step, adam_update, advances step and batch once
+// all of its blocks have read them (its last block does it, see kernels/adam.cu).
+#pragma once
+
+#include <cstdint>
+
+namespace mnist::cuda {
+
+struct TrainCounters {
+  int64_t step = 0;          // optimiser step being run, 1-based: Adam's t and the dropout counter
+  int32_t batch = 0;         // batch index within the epoch: the gather reads order[batch*stride ...]
+  uint32_t blocks_done = 0;  // adam_update's count of finished blocks; 0 between launches
+  float lr = 0;              // learning rate of the current epoch
+  uint32_t reserved = 0;
+};
+
+}  // namespace mnist::cuda

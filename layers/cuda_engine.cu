@@ -1,0 +1,446 @@
+// The CUDA engine: the Sequential model of layers/model.hpp trained on the GPU with the kernels of
+// kernels/, step for step the same computation as the CPU reference (layers/cpu_engine.cpp): the
+// same op order, dropout masks (same Philox draws), shuffle, Adam formula and step counter.
+//
+// Memory: parameters, gradients and Adam moments are one device allocation each (flat padded
+// layout); every activation buffer is allocated once in the constructor; datasets are uploaded
+// once as uint8. A training step allocates nothing and never waits on the host.
+//
+// One training step, for L Dense layers (hidden ones ReLU + dropout), is this fixed sequence of
+// launches on one stream:
+//   gather_batch                     X0 = images[order[batch*B + r]] / 255, labels
+//   dense_relu_dropout_forward  x L-1  A_l = dropout(ReLU(A_{l-1}·W_lᵀ + b_l))   (mask in the epilogue)
+//   dense_forward                    logits = A_{L-2}·W_{L-1}ᵀ + b_{L-1}
+//   softmax_xent                     dZ_{L-1} = (softmax - onehot)/B; loss and hits into Metrics
+//   dense_backward_weights      x L  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
+//   dense_backward_data         x L-1 dZ_{l-1} = (dZ_l·W_l) ⊙ [A_{l-1} > 0] / (1-p)
+//   adam_update                      every parameter in one launch; advances the step counters
+// Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
+// needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
+//
+// Graphs: K = cfg.graph_steps consecutive full-batch steps are captured ONCE as one CUDA graph
+// (and a single step as another, for the < K full batches left at an epoch's end or after a
+// mid-epoch resume), and replayed for every epoch. Everything that changes between steps lives
+// in device memory (TrainCounters: step, batch index, learning rate; the epoch's order array), so
+// the K copies of the step in the graph are identical and the graphs never change: no
+// re-capture, no re-instantiation, not even when the learning rate changes. The counters are
+// written once per epoch (one async copy) and advanced on the device by adam_update. K trades
+// the host's launch work and the gaps between graph launches (375 replays an epoch at K = 1, 15
+// at K = 25) against the latency of an interrupt, which is honoured between replays. A shorter
+// last batch runs the same launches uncaptured.
+// Loss and correct count accumulate on the device and are read once per epoch, with the one
+// synchronisation of the epoch.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "kernels/adam.cuh"
+#include "kernels/cublas_ref.cuh"
+#include "kernels/dense.cuh"
+#include "kernels/dropout.cuh"
+#include "kernels/gather.cuh"
+#include "kernels/metrics.cuh"
+#include "kernels/softmax_xent.cuh"
+#include "kernels/train_counters.cuh"
+#include "layers/engine.hpp"
+#include "runtime/device.hpp"
+#include "runtime/device_buffer.cuh"
+#include "runtime/error.hpp"
+#include "runtime/graph.cuh"
+#include "runtime/handles.cuh"
+#include "runtime/nvtx.hpp"
+#include "runtime/pinned_buffer.cuh"
+#include "runtime/stream.cuh"
+
+namespace mnist {
+namespace {
+
+// Rows per evaluation / prediction chunk. Eval needs no gradients, so it runs in chunks larger
+// than the training batch (fewer launches); a row's result does not depend on the chunk it is in
+// (kernels/dense.cuh), so this changes nothing numerically.
+constexpr int kEvalRows = 2048;
+
+enum MetricSlot { kTrainMetrics = 0, kEvalMetrics = 1 };
+
+class CudaEngine final : public Engine {
+ public:
+  explicit CudaEngine(const EngineConfig& cfg) : cfg_(cfg) {
+    MNIST_CHECK(cfg.batch_size > 0, "batch size must be > 0");
+    MNIST_CHECK(cfg.graph_steps >= 1, "graph_steps must be >= 1, got ", cfg.graph_steps);
+    if (cfg.gemm != "native" && cfg.gemm != "cublas")
+      throw InputError(cat("--gemm must be 'native' or 'cublas', got '", cfg.gemm, "'"));
+    layout_ = make_layout(cfg.spec);
+    for (std::size_t l = 0; l < layout_.dense.size(); ++l)
+      MNIST_CHECK(layout_.dense[l].relu == (l + 1 < layout_.dense.size()),
+                  "the CUDA engine expects ReLU on every hidden layer and none on the output");
+
+    std::vector<float> init;
+    init_params(init, layout_, cfg.init, cfg.seed);
+    params_.upload(init);
+    for (DeviceBuffer<float>* b : {&grads_, &m_, &v_}) {
+      b->resize(layout_.storage);
+      CUDA_CHECK(cudaMemset(b->data(), 0, b->bytes()));  // padding of grads stays 0 forever
+    }
+
+    const std::size_t B = std::size_t(cfg.batch_size);
+    cap_ = std::max(cfg.batch_size, kEvalRows);
+    x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
+    y_.resize(std::size_t(cap_));
+    for (const DenseSlot& s : layout_.dense) {
+      act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
+      dz_.emplace_back(B * std::size_t(s.out));
+    }
+    counters_.resize(1);
+    counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);
+    metrics_.resize(2);
+    metrics_host_ = PinnedBuffer<cuda::Metrics>(2);
+
+    if (cfg.gemm == "cublas") {
+      blas_ = std::make_unique<Blas>();
+      blas_->workspace.resize(cublas::kWorkspaceBytes);
+      CUBLAS_CHECK(cublasSetWorkspace(blas_->handle.get(), blas_->workspace.data(), blas_->workspace.bytes()));
+      blas_->ones.upload(std::vector<float>(B, 1.0f));
+      for (std::size_t l = 0; l < layout_.dense.size(); ++l) lt_plan(l, cfg.batch_size);  // before any capture
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  ~CudaEngine() override {
+    if (stream_.get()) cudaStreamSynchronize(stream_.get());  // nothing may still use the buffers
+  }
+
+  std::string name() const override { return "cuda"; }
+  const ParamLayout& layout() const override { return layout_; }
+
+  int add_dataset(const DataView& d) override {
+    MNIST_CHECK(d.dim == cfg_.spec.input, "dataset has ", d.dim, " pixels per image, the model expects ",
+                cfg_.spec.input);
+    MNIST_CHECK(d.n >= 0 && (d.n == 0 || (d.images && d.labels)), "invalid dataset view");
+    Dataset s;
+    s.images.resize(std::size_t(d.n) * std::size_t(d.dim));
+    s.images.upload(d.images, s.images.size());
+    s.labels.resize(std::size_t(d.n));
+    s.labels.upload(d.labels, s.labels.size());
+    s.n = d.n;
+    data_.push_back(std::move(s));
+    return int(data_.size()) - 1;
+  }
+
+  EpochStats train_epoch(int train, int64_t epoch, float lr) override {
+    EpochProgress p;
+    train_steps(train, epoch, lr, p, nullptr);
+    return p.stats();
+  }
+
+  // Batches progress.next_batch .. of the epoch: full batches replay the captured K-step graph
+  // while K of them are left, then the one-step graph; a shorter last batch runs uncaptured. The
+  // interrupt flag is polled on the host between replays (no synchronisation); the metrics are
+  // read once, at the end.
+  bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
+                   const std::atomic<bool>* interrupt) override {
+    NvtxRange range("epoch");
+    const Dataset& d = dataset(train);
+    const cudaStream_t s = stream_.get();
+    const int B = cfg_.batch_size;
+    const int batches = (d.n + B - 1) / B, full = d.n / B;
+    MNIST_CHECK(progress.next_batch >= 0 && progress.next_batch <= batches, "epoch progress at batch ",
+                progress.next_batch, " of ", batches);
+    prepare_order(d.n);
+    // Capture (first use only) before this epoch enqueues anything: the stream is idle here, every
+    // earlier call ended with a synchronisation.
+    const int K = cfg_.graph_steps;
+    const GraphExec* multi = K > 1 && full - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
+    const GraphExec* single = progress.next_batch < full ? &step_graph(train, 1) : nullptr;
+    if (cfg_.shuffle)
+      cuda::shuffle_order(order_.data(), shuffle_temp_.data(), shuffle_temp_.size(), d.n, cfg_.seed,
+                          uint64_t(epoch), s);
+    else
+      cuda::identity_order(order_.data(), d.n, s);
+
+    cuda::TrainCounters& c = counters_host_[0];
+    c = cuda::TrainCounters{};
+    c.step = step_ + 1;
+    c.batch = progress.next_batch;
+    c.lr = lr;
+    CUDA_CHECK(cudaMemcpyAsync(counters_.data(), &c, sizeof c, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemsetAsync(metrics_.data() + kTrainMetrics, 0, sizeof(cuda::Metrics), s));
+
+    int batch = progress.next_batch;
+    int64_t examples = 0;
+    bool interrupted = false;
+    while (batch < batches) {
+      if (interrupt && interrupt->load(std::memory_order_relaxed)) {
+        interrupted = true;
+        break;
+      }
+      if (multi && full - batch >= K) {
+        NvtxRange range("steps");
+        multi->launch(s);
+        batch += K;
+        examples += int64_t(K) * B;
+      } else if (batch < full) {
+        NvtxRange range("step");
+        single->launch(s);
+        ++batch;
+        examples += B;
+      } else {
+        NvtxRange range("step");
+        record_step(d, d.n - batch * B);
+        examples += d.n - batch * B;
+        ++batch;
+      }
+    }
+    const cuda::Metrics m = read_metrics(kTrainMetrics);
+    step_ += batch - progress.next_batch;
+    progress.next_batch = batch;
+    progress.loss_sum += m.loss_sum;
+    progress.correct += int64_t(m.correct);
+    progress.examples += examples;
+    return !interrupted;
+  }
+
+  EpochStats evaluate(int id) override {
+    NvtxRange range("evaluate");
+    const Dataset& d = dataset(id);
+    const cudaStream_t s = stream_.get();
+    CUDA_CHECK(cudaMemsetAsync(metrics_.data() + kEvalMetrics, 0, sizeof(cuda::Metrics), s));
+    for (int off = 0; off < d.n; off += cap_) {
+      const int rows = std::min(cap_, d.n - off);
+      cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
+      forward(rows, false);
+      cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, logits(), y_.data(), rows, cfg_.spec.classes, 0.0f,
+                         s);
+    }
+    const cuda::Metrics m = read_metrics(kEvalMetrics);
+    const int n = std::max(d.n, 1);
+    return {m.loss_sum / n, double(m.correct) / n, d.n};
+  }
+
+  void predict(float* probs, const uint8_t* images, int n) override {
+    NvtxRange range("predict");
+    if (n <= 0) return;
+    MNIST_CHECK(probs && images, "predict: null pointer");
+    const cudaStream_t s = stream_.get();
+    const std::size_t D = std::size_t(cfg_.spec.input), C = std::size_t(cfg_.spec.classes);
+    staging_.resize(std::size_t(cap_) * D);
+    probs_.resize(std::size_t(cap_) * C);
+    for (int off = 0; off < n; off += cap_) {
+      const int rows = std::min(cap_, n - off);
+      CUDA_CHECK(cudaMemcpyAsync(staging_.data(), images + std::size_t(off) * D, std::size_t(rows) * D,
+                                 cudaMemcpyHostToDevice, s));
+      cuda::gather_rows(x_.data(), nullptr, staging_.data(), nullptr, 0, rows, int(D), s);
+      forward(rows, false);
+      cuda::softmax(probs_.data(), logits(), rows, int(C), s);
+      CUDA_CHECK(cudaMemcpyAsync(probs + std::size_t(off) * C, probs_.data(), std::size_t(rows) * C * sizeof(float),
+                                 cudaMemcpyDeviceToHost, s));
+      stream_.synchronize();  // the staging buffer is reused by the next chunk
+    }
+  }
+
+  void get_params(std::vector<float>& flat) override {
+    stream_.synchronize();
+    flat.resize(layout_.storage);
+    params_.download(flat.data(), flat.size());
+  }
+  void set_params(const std::vector<float>& flat) override {
+    MNIST_CHECK(flat.size() == layout_.storage, "parameter array of ", flat.size(), " floats, model has ",
+                layout_.storage);
+    stream_.synchronize();
+    params_.upload(flat.data(), flat.size());
+  }
+  void get_state(TrainState& st) override {
+    get_params(st.params);
+    st.m.resize(layout_.storage);
+    st.v.resize(layout_.storage);
+    m_.download(st.m.data(), st.m.size());
+    v_.download(st.v.data(), st.v.size());
+    st.step = step_;
+  }
+  void set_state(const TrainState& st) override {
+    MNIST_CHECK(st.params.size() == layout_.storage && st.m.size() == layout_.storage &&
+                    st.v.size() == layout_.storage,
+                "optimizer state does not match the model's layout");
+    set_params(st.params);
+    m_.upload(st.m.data(), st.m.size());
+    v_.upload(st.v.data(), st.v.size());
+    step_ = st.step;
+  }
+
+ private:
+  struct Dataset {
+    DeviceBuffer<uint8_t> images, labels;
+    int n = 0;
+  };
+  // The "--gemm cublas" comparison path: cuBLASLt (bias + ReLU epilogue) forward, cuBLAS backward.
+  struct Blas {
+    CublasHandle handle;
+    CublasLtHandle lt;
+    DeviceBuffer<unsigned char> workspace;
+    DeviceBuffer<float> ones;  // [batch_size] for the bias gradient (column sums)
+    std::map<std::pair<std::size_t, int>, std::unique_ptr<cublas::LtDense>> plans;  // (layer, rows)
+  };
+
+  const Dataset& dataset(int id) const {
+    MNIST_CHECK(id >= 0 && std::size_t(id) < data_.size(), "unknown dataset handle ", id);
+    return data_[std::size_t(id)];
+  }
+  float* logits() { return act_.back().data(); }
+  float* param(std::size_t offset) { return params_.data() + offset; }
+  float* grad(std::size_t offset) { return grads_.data() + offset; }
+  float mask_scale() const { return cfg_.spec.dropout > 0 ? cuda::dropout_scale(cfg_.spec.dropout) : 1.0f; }
+
+  const cublas::LtDense& lt_plan(std::size_t l, int rows) {
+    auto& slot = blas_->plans[{l, rows}];
+    if (!slot) {
+      const DenseSlot& s = layout_.dense[l];
+      slot = std::make_unique<cublas::LtDense>(blas_->lt.get(), rows, s.in, s.out, s.relu, cublas::kWorkspaceBytes);
+    }
+    return *slot;
+  }
+
+  // order_ and the shuffle's scratch for an n-example training set (reallocated only when n changes).
+  void prepare_order(int n) {
+    if (order_.size() != std::size_t(n)) {
+      order_.resize(std::size_t(n));
+      graphs_.clear();  // the captured steps read order_ by address
+    }
+    const std::size_t bytes = cfg_.shuffle ? cuda::shuffle_temp_bytes(n) : 0;
+    if (shuffle_temp_.size() < bytes) shuffle_temp_.resize(bytes);
+  }
+
+  // The graph of `steps` consecutive full-batch training steps over dataset `train`, captured on
+  // first use (the captured kernels read the dataset and order_ by address).
+  const GraphExec& step_graph(int train, int steps) {
+    if (graph_dataset_ != train) {
+      graphs_.clear();
+      graph_dataset_ = train;
+    }
+    GraphExec& g = graphs_[steps];
+    if (!g) {
+      const Dataset& d = dataset(train);
+      CUDA_CHECK(cudaDeviceSynchronize());  // no legacy-stream copy (dataset upload) still in flight
+      // Captures by value: the emulation of tests/gpu/emu keeps the callable as its "graph".
+      g = capture_graph(stream_.get(), [this, dp = &d, steps] {
+        for (int i = 0; i < steps; ++i) record_step(*dp, cfg_.batch_size);
+      });
+    }
+    return g;
+  }
+
+  cuda::Metrics read_metrics(int slot) {
+    CUDA_CHECK(cudaMemcpyAsync(metrics_host_.data() + slot, metrics_.data() + slot, sizeof(cuda::Metrics),
+                               cudaMemcpyDeviceToHost, stream_.get()));
+    stream_.synchronize();
+    return metrics_host_[std::size_t(slot)];
+  }
+
+  // Forward over x_[0:B] into act_; in training mode the hidden layers' dropout (step from the
+  // device counters) is applied, and act_ holds the post-dropout activations.
+  void forward(int B, bool training) {
+    NvtxRange range("forward");
+    const cudaStream_t s = stream_.get();
+    const float* in = x_.data();
+    const std::size_t L = layout_.dense.size();
+    for (std::size_t l = 0; l < L; ++l) {
+      const DenseSlot& sl = layout_.dense[l];
+      float* out = act_[l].data();
+      const float* W = param(sl.w_offset);
+      const float* b = param(sl.b_offset);
+      const bool drop = l + 1 < L && training && cfg_.spec.dropout > 0;
+      const cuda::DropoutSpec spec{cfg_.spec.dropout, cfg_.seed, 0, uint32_t(l), counters_.data()};
+      if (blas_) {
+        lt_plan(l, B).run(out, in, W, b, blas_->workspace.data(), s);
+        if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
+      } else if (drop) {
+        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s);
+      } else {
+        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s);
+      }
+      in = out;
+    }
+  }
+
+  // Backward from dz_[L-1] (the logits' gradient) down to layer 0's weights.
+  void backward(int B) {
+    NvtxRange range("backward");
+    const cudaStream_t s = stream_.get();
+    const std::size_t L = layout_.dense.size();
+    for (std::size_t l = L; l-- > 0;) {
+      const DenseSlot& sl = layout_.dense[l];
+      const float* X = l == 0 ? x_.data() : act_[l - 1].data();
+      const float* dZ = dz_[l].data();
+      if (blas_) {
+        cublasHandle_t h = blas_->handle.get();
+        cublas::gemm_tn(h, grad(sl.w_offset), dZ, X, sl.out, sl.in, B, s);  // dW [out,in] = dZᵀ·X
+        cublas::column_sum(h, grad(sl.b_offset), dZ, blas_->ones.data(), B, sl.out, s);
+        if (l > 0) {
+          float* dprev = dz_[l - 1].data();
+          cublas::gemm_nn(h, dprev, dZ, param(sl.w_offset), B, sl.in, sl.out, s);  // dX [B,in] = dZ·W
+          cuda::relu_dropout_backward(dprev, dprev, act_[l - 1].data(), std::size_t(B) * std::size_t(sl.in),
+                                      mask_scale(), s);
+        }
+      } else {
+        cuda::dense_backward_weights(grad(sl.w_offset), grad(sl.b_offset), dZ, X, B, sl.in, sl.out, s);
+        if (l > 0)
+          cuda::dense_backward_data(dz_[l - 1].data(), dZ, param(sl.w_offset), act_[l - 1].data(), mask_scale(), B,
+                                    sl.in, sl.out, s);
+      }
+    }
+  }
+
+  // Enqueues one training step over the next B rows of the epoch's order (batch index and step
+  // from the device counters). No host synchronisation: capturable.
+  void record_step(const Dataset& d, int B) {
+    const cudaStream_t s = stream_.get();
+    cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
+                       cfg_.batch_size, B, cfg_.spec.input, s);
+    forward(B, true);
+    cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, logits(), y_.data(), B, cfg_.spec.classes,
+                       1.0f / float(B), s);
+    backward(B);
+    NvtxRange range("optimizer");
+    cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
+                      cfg_.beta1, cfg_.beta2, cfg_.eps, s);
+  }
+
+  EngineConfig cfg_;
+  ParamLayout layout_;
+  Stream stream_;
+  int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
+  DeviceBuffer<float> params_, grads_, m_, v_;
+  DeviceBuffer<float> x_;
+  DeviceBuffer<uint8_t> y_;
+  std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
+  std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation
+  DeviceBuffer<cuda::TrainCounters> counters_;
+  PinnedBuffer<cuda::TrainCounters> counters_host_;
+  DeviceBuffer<cuda::Metrics> metrics_;
+  PinnedBuffer<cuda::Metrics> metrics_host_;
+  DeviceBuffer<int32_t> order_;
+  DeviceBuffer<unsigned char> shuffle_temp_;
+  DeviceBuffer<uint8_t> staging_;  // predict: a chunk of host images
+  DeviceBuffer<float> probs_;      // predict: a chunk of probabilities
+  std::vector<Dataset> data_;
+  std::unique_ptr<Blas> blas_;
+  std::map<int, GraphExec> graphs_;  // steps per replay -> graph, over dataset graph_dataset_
+  int graph_dataset_ = -1;
+  int64_t step_ = 0;
+};
+
+}  // namespace
+
+// The device is checked before anything touches the CUDA runtime (the engine's stream is a member,
+// created before its constructor body runs), so a machine without a usable GPU gets this message
+// rather than a failed stream creation.
+std::unique_ptr<Engine> make_cuda_engine(const EngineConfig& cfg) {
+  const DeviceInfo info = query_device();
+  if (!info.available) throw CudaError("the CUDA engine needs a CUDA device: " + info.reason);
+  CUDA_CHECK(cudaSetDevice(0));
+  return std::make_unique<CudaEngine>(cfg);
+}
+
+}  // namespace mnist

@@ -1,0 +1,332 @@
+// Kernel micro-benchmark: each production kernel of kernels/ (linked, not copied) against its
+// cuBLAS / cuBLASLt / cuDNN equivalent, over the cases of kernels/op_cases.hpp (the same table
+// the GPU tests use) at the model's shapes and batch 128 / 512 / 4096.
+//
+//   bench_kernels [--json FILE] [--repeats N] [--inner N]
+//
+// Timing: CUDA events around `inner` back-to-back launches on one stream (so a sub-microsecond
+// kernel is not lost in the event resolution), after warm-up; the median over `repeats` such
+// samples, divided by `inner`. Launch overhead between back-to-back launches is included: it is
+// part of what a step costs (the engine replays them from a CUDA graph, which hides most of it).
+//
+// Rates: achieved GFLOP/s and GB/s from the op's FLOPs and compulsory bytes (each input read and
+// each output written once), and the floor max(FLOPs / peak FLOP/s, bytes / peak bandwidth).
+// Assumed peaks, for an H100 SXM5: 67 TFLOP/s FP32 without tensor cores (the kernels and the
+// cuBLAS references are pure FP32, no TF32), 3.35 TB/s HBM3. On another GPU the floor column is
+// only indicative (the device name is printed and written to the JSON).
+//
+// Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/adam.cuh"
+#include "kernels/cublas_ref.cuh"
+#include "kernels/dense.cuh"
+#include "kernels/dropout.cuh"
+#include "kernels/gather.cuh"
+#include "kernels/metrics.cuh"
+#include "kernels/op_cases.hpp"
+#include "kernels/softmax_xent.cuh"
+#include "layers/model.hpp"
+#include "runtime/device.hpp"
+#include "runtime/device_buffer.cuh"
+#include "runtime/error.hpp"
+#include "runtime/handles.cuh"
+#include "runtime/stream.cuh"
+
+#if defined(MNIST_HAVE_CUDNN)
+#include "kernels/cudnn_ref.cuh"
+#include "runtime/cudnn_handle.cuh"
+#endif
+
+// Inside namespace mnist (not `using namespace mnist`): mnist::cuda would otherwise be ambiguous
+// with CCCL's ::cuda.
+namespace mnist {
+namespace {
+
+constexpr double kPeakFlops = 67e12;   // H100 SXM5 FP32, non-tensor
+constexpr double kPeakBytes = 3.35e12; // H100 SXM5 HBM3
+
+struct Options {
+  std::string json;
+  int repeats = 30, inner = 20, warmup = 10;
+};
+
+struct Result {
+  std::string op, shape, impl;
+  double us = 0, flops = 0, bytes = 0;
+  double floor_us() const { return std::max(flops / kPeakFlops, bytes / kPeakBytes) * 1e6; }
+};
+
+DeviceBuffer<float> random_device(std::size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  DeviceBuffer<float> b(n);
+  b.upload(v.data(), n);
+  return b;
+}
+
+DeviceBuffer<uint8_t> random_bytes(std::size_t n, uint64_t seed, int hi) {
+  std::mt19937_64 gen(seed);
+  std::uniform_int_distribution<int> dist(0, hi);
+  std::vector<uint8_t> v(n);
+  for (uint8_t& x : v) x = uint8_t(dist(gen));
+  DeviceBuffer<uint8_t> b(n);
+  b.upload(v.data(), n);
+  return b;
+}
+
+class Bench {
+ public:
+  explicit Bench(const Options& o) : opt_(o) {}
+
+  // Median microseconds per launch of `enqueue` (which enqueues one instance of the op on s).
+  template <class F>
+  double time_us(F&& enqueue) {
+    const cudaStream_t s = stream_.get();
+    for (int i = 0; i < opt_.warmup; ++i) enqueue(s);
+    stream_.synchronize();
+    std::vector<double> samples;
+    for (int r = 0; r < opt_.repeats; ++r) {
+      start_.record(s);
+      for (int i = 0; i < opt_.inner; ++i) enqueue(s);
+      end_.record(s);
+      end_.synchronize();
+      samples.push_back(double(Event::elapsed_ms(start_, end_)) * 1e3 / opt_.inner);
+    }
+    std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
+    return samples[samples.size() / 2];
+  }
+
+  template <class F>
+  void run(const std::string& op, const std::string& shape, const std::string& impl, double flops, double bytes,
+           F&& enqueue) {
+    Result r{op, shape, impl, time_us(enqueue), flops, bytes};
+    std::printf("%-16s %-26s %-28s %9.2f %10.1f %9.1f %9.2f\n", op.c_str(), shape.c_str(), impl.c_str(), r.us,
+                r.flops / r.us * 1e-3, r.bytes / r.us * 1e-3, r.floor_us());
+    results_.push_back(r);
+  }
+
+  const std::vector<Result>& results() const { return results_; }
+
+ private:
+  Options opt_;
+  Stream stream_;
+  Event start_, end_;
+  std::vector<Result> results_;
+};
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    o += c;
+  }
+  return o;
+}
+
+void write_json(const std::string& path, const DeviceInfo& dev, const Options& opt, const std::vector<Result>& rs) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) throw Error(cat("cannot write ", path, ": ", std::strerror(errno)));
+  std::fprintf(f, "{\n  \"device\": \"%s\",\n", json_escape(describe(dev)).c_str());
+  std::fprintf(f, "  \"assumed_peak\": {\"fp32_flops\": %.3g, \"bytes_per_s\": %.3g, \"note\": \"H100 SXM5 FP32 non-tensor, HBM3\"},\n",
+               kPeakFlops, kPeakBytes);
+  std::fprintf(f, "  \"timing\": {\"repeats\": %d, \"inner\": %d, \"warmup\": %d, \"statistic\": \"median us per launch\"},\n",
+               opt.repeats, opt.inner, opt.warmup);
+  std::fprintf(f, "  \"results\": [\n");
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const Result& r = rs[i];
+    std::fprintf(f,
+                 "    {\"op\": \"%s\", \"shape\": \"%s\", \"impl\": \"%s\", \"us\": %.4f, \"flops\": %.0f, \"bytes\": %.0f, "
+                 "\"gflops\": %.3f, \"gbps\": %.3f, \"floor_us\": %.4f}%s\n",
+                 r.op.c_str(), r.shape.c_str(), r.impl.c_str(), r.us, r.flops, r.bytes, r.flops / r.us * 1e-3,
+                 r.bytes / r.us * 1e-3, r.floor_us(), i + 1 < rs.size() ? "," : "");
+  }
+  std::fprintf(f, "  ]\n}\n");
+  std::fclose(f);
+}
+
+int run(const Options& opt) {
+  const DeviceInfo dev = query_device();
+  if (!dev.available) {
+    std::printf("bench_kernels: skipped, needs a CUDA device (%s)\n", dev.reason.c_str());
+    return 77;
+  }
+  CUDA_CHECK(cudaSetDevice(0));
+  std::printf("device: %s\nassumed peaks: %.0f TFLOP/s FP32 (non-tensor), %.2f TB/s (H100 SXM5)\n",
+              describe(dev).c_str(), kPeakFlops * 1e-12, kPeakBytes * 1e-12);
+  std::printf("%-16s %-26s %-28s %9s %10s %9s %9s\n", "op", "shape", "impl", "us", "GFLOP/s", "GB/s", "floor_us");
+
+  Bench bench(opt);
+  CublasHandle blas;
+  CublasLtHandle lt;
+  DeviceBuffer<unsigned char> ws(cublas::kWorkspaceBytes);
+  CUBLAS_CHECK(cublasSetWorkspace(blas.get(), ws.data(), ws.bytes()));
+#if defined(MNIST_HAVE_CUDNN)
+  CudnnHandle dnn;
+#endif
+  DeviceBuffer<cuda::Metrics> metrics(1);
+  CUDA_CHECK(cudaMemset(metrics.data(), 0, metrics.bytes()));
+
+  const std::size_t storage = make_layout(ModelSpec{}).storage;
+  for (const cases::OpCase& c : cases::op_cases(cases::bench_rows(), false, {storage})) {
+    const int B = c.rows, K = c.in, N = c.out;
+    const std::string shape = c.op == cases::Op::Adam ? cat("n=", c.count)
+                              : K ? cat(B, "x", K, N ? cat("->", N) : std::string()) : cat(B, "x", N);
+    const std::string op = cases::op_name(c.op);
+    switch (c.op) {
+      case cases::Op::DenseForward: {
+        auto X = random_device(std::size_t(B) * K, 1), W = random_device(std::size_t(N) * K, 2), b = random_device(N, 3);
+        DeviceBuffer<float> Y(std::size_t(B) * N);
+        const double flops = 2.0 * B * K * N, bytes = 4.0 * (double(B) * K + double(N) * K + N + double(B) * N);
+        const std::string s = shape + (c.relu ? " relu" : "");
+        bench.run(op, s, "native (tiled, fused epilogue)", flops, bytes, [&](cudaStream_t st) {
+          cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, c.relu, st);
+        });
+        cublas::LtDense plan(lt.get(), B, K, N, c.relu, cublas::kWorkspaceBytes);
+        bench.run(op, s, "cuBLASLt bias(+relu) epilogue", flops, bytes,
+                  [&](cudaStream_t st) { plan.run(Y.data(), X.data(), W.data(), b.data(), ws.data(), st); });
+        bench.run(op, s, "cuBLAS sgemm (no epilogue)", flops, bytes, [&](cudaStream_t st) {
+          cublas::gemm_nt(blas.get(), Y.data(), X.data(), W.data(), B, N, K, false, st);
+        });
+        break;
+      }
+      case cases::Op::DenseBackward: {
+        auto X = random_device(std::size_t(B) * K, 4), W = random_device(std::size_t(N) * K, 5),
+             dZ = random_device(std::size_t(B) * N, 6), D = random_device(std::size_t(B) * K, 7);
+        DeviceBuffer<float> ones{std::size_t(B)};
+        ones.upload(std::vector<float>(std::size_t(B), 1.0f).data(), std::size_t(B));
+        DeviceBuffer<float> dW(std::size_t(N) * K), db(N), dX(std::size_t(B) * K);
+        // dW, db and a masked dX (the engine's backward of a layer fed by a ReLU+dropout layer).
+        const double flops = 4.0 * B * K * N + double(B) * N;
+        const double bytes = 4.0 * (2.0 * B * N + 2.0 * B * K + N * double(K) + N * double(K) + N + double(B) * K);
+        const float scale = 1.25f;
+        bench.run(op, shape, "native (dW+db GEMM, dX GEMM)", flops, bytes, [&](cudaStream_t st) {
+          cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
+          cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), scale, B, K, N, st);
+        });
+        bench.run(op, shape, "cuBLAS 2 sgemm + sgemv + mask", flops, bytes, [&](cudaStream_t st) {
+          cublas::gemm_tn(blas.get(), dW.data(), dZ.data(), X.data(), N, K, B, st);
+          cublas::column_sum(blas.get(), db.data(), dZ.data(), ones.data(), B, N, st);
+          cublas::gemm_nn(blas.get(), dX.data(), dZ.data(), W.data(), B, K, N, st);
+          cuda::relu_dropout_backward(dX.data(), dX.data(), D.data(), std::size_t(B) * K, scale, st);
+        });
+        break;
+      }
+      case cases::Op::Dropout: {
+        const std::size_t n = std::size_t(B) * N;
+        auto in = random_device(n, 9);
+        DeviceBuffer<float> out(n);
+        bench.run(op, shape, "native (cuRAND Philox)", 0, 8.0 * n, [&](cudaStream_t st) {
+          cuda::dropout_forward(out.data(), in.data(), n, 0.2f, 42, 1, 0, st);
+        });
+        break;
+      }
+      case cases::Op::SoftmaxXent: {
+        auto z = random_device(std::size_t(B) * N, 10, -5, 5);
+        auto y = random_bytes(std::size_t(B), 11, N - 1);
+        DeviceBuffer<float> d(std::size_t(B) * N);
+        const double bytes = 4.0 * 2 * B * N + B;
+        bench.run(op, shape, "native (fused, 1 block)", 0, bytes, [&](cudaStream_t st) {
+          cuda::softmax_xent(d.data(), metrics.data(), z.data(), y.data(), B, N, 1.0f / B, st);
+        });
+#if defined(MNIST_HAVE_CUDNN)
+        bench.run(op, shape, "cuDNN softmax only (unfused)", 0, 4.0 * 2 * B * N, [&](cudaStream_t st) {
+          cudnn::softmax(dnn.get(), d.data(), z.data(), B, N, st);
+        });
+#endif
+        break;
+      }
+      case cases::Op::Softmax: {
+        auto z = random_device(std::size_t(B) * N, 12, -5, 5);
+        DeviceBuffer<float> p(std::size_t(B) * N);
+        bench.run(op, shape, "native", 0, 8.0 * B * N,
+                  [&](cudaStream_t st) { cuda::softmax(p.data(), z.data(), B, N, st); });
+#if defined(MNIST_HAVE_CUDNN)
+        bench.run(op, shape, "cuDNN softmax forward", 0, 8.0 * B * N,
+                  [&](cudaStream_t st) { cudnn::softmax(dnn.get(), p.data(), z.data(), B, N, st); });
+#endif
+        break;
+      }
+      case cases::Op::Adam: {
+        const std::size_t n = c.count;
+        auto p = random_device(n, 13), m = random_device(n, 14, -0.1f, 0.1f), v = random_device(n, 15, 0, 0.01f),
+             g = random_device(n, 16);
+        bench.run(op, shape, "native (one launch, flat span)", 10.0 * n, 28.0 * n, [&](cudaStream_t st) {
+          cuda::adam_update(p.data(), m.data(), v.data(), g.data(), n, 1e-4f, 0.9f, 0.999f, 1e-7f, 10, st);
+        });
+        break;
+      }
+      case cases::Op::Gather: {
+        const int n = 48000;
+        auto images = random_bytes(std::size_t(n) * K, 17, 255), labels = random_bytes(std::size_t(n), 18, 9);
+        DeviceBuffer<int32_t> order{std::size_t(n)};
+        cuda::identity_order(order.data(), n, nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        DeviceBuffer<float> X(std::size_t(B) * K);
+        DeviceBuffer<uint8_t> y{std::size_t(B)};
+        bench.run(op, shape, "native (uint8 -> float)", 0, double(B) * K * 5 + B * 5.0, [&](cudaStream_t st) {
+          cuda::gather_batch(X.data(), y.data(), images.data(), labels.data(), order.data(), B, K, st);
+        });
+        break;
+      }
+    }
+  }
+  {  // the per-epoch shuffle of the 48,000-example training split
+    const int n = 48000;
+    DeviceBuffer<int32_t> order{std::size_t(n)};
+    DeviceBuffer<unsigned char> temp(cuda::shuffle_temp_bytes(n));
+    bench.run("shuffle_order", "n=48000", "native (Philox keys + CUB sort)", 0, 4.0 * n * 6, [&](cudaStream_t st) {
+      cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st);
+    });
+  }
+  if (!opt.json.empty()) {
+    write_json(opt.json, dev, opt, bench.results());
+    std::printf("wrote %s\n", opt.json.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace mnist
+
+int main(int argc, char** argv) {
+  mnist::Options opt;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_kernels: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--json") {
+      opt.json = value();
+    } else if (a == "--repeats") {
+      opt.repeats = std::max(1, std::atoi(value().c_str()));
+    } else if (a == "--inner") {
+      opt.inner = std::max(1, std::atoi(value().c_str()));
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: bench_kernels [--json FILE] [--repeats N] [--inner N]\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "bench_kernels: unknown argument '%s' (try --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    return mnist::run(opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,98 @@
+// cuBLAS and cuBLASLt handles (RAII, move-only) and the CUBLAS_CHECK / CURAND_CHECK macros, which
+// throw mnist::CudaError with the call, file, line and the library's own message.
+// (cuDNN, used only by tests and benchmarks, lives apart in runtime/cudnn_handle.cuh.)
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <curand.h>
+
+#include <utility>
+
+#include "runtime/cuda_check.cuh"
+
+namespace mnist::detail {
+inline const char* curand_status_name(curandStatus_t s) {
+  switch (s) {
+    case CURAND_STATUS_SUCCESS: return "CURAND_STATUS_SUCCESS";
+    case CURAND_STATUS_VERSION_MISMATCH: return "CURAND_STATUS_VERSION_MISMATCH";
+    case CURAND_STATUS_NOT_INITIALIZED: return "CURAND_STATUS_NOT_INITIALIZED";
+    case CURAND_STATUS_ALLOCATION_FAILED: return "CURAND_STATUS_ALLOCATION_FAILED";
+    case CURAND_STATUS_TYPE_ERROR: return "CURAND_STATUS_TYPE_ERROR";
+    case CURAND_STATUS_OUT_OF_RANGE: return "CURAND_STATUS_OUT_OF_RANGE";
+    case CURAND_STATUS_LAUNCH_FAILURE: return "CURAND_STATUS_LAUNCH_FAILURE";
+    case CURAND_STATUS_INTERNAL_ERROR: return "CURAND_STATUS_INTERNAL_ERROR";
+    default: return "cuRAND error";
+  }
+}
+}  // namespace mnist::detail
+
+// cuBLAS and cuBLASLt share cublasStatus_t; cublasGetStatusString names both.
+#define CUBLAS_CHECK(expr)                                                                      \
+  do {                                                                                          \
+    cublasStatus_t mnist_st_ = (expr);                                                          \
+    if (mnist_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+      ::mnist::detail::throw_lib("cuBLAS", int(mnist_st_), cublasGetStatusString(mnist_st_),    \
+                                 #expr, __FILE__, __LINE__);                                    \
+  } while (0)
+
+#define CURAND_CHECK(expr)                                                                       \
+  do {                                                                                           \
+    curandStatus_t mnist_st_ = (expr);                                                           \
+    if (mnist_st_ != CURAND_STATUS_SUCCESS)                                                      \
+      ::mnist::detail::throw_lib("cuRAND", int(mnist_st_),                                       \
+                                 ::mnist::detail::curand_status_name(mnist_st_), #expr, __FILE__, \
+                                 __LINE__);                                                      \
+  } while (0)
+
+namespace mnist {
+
+// A cuBLAS handle in FP32 mode (no TF32: results must match float32 references).
+class CublasHandle {
+ public:
+  CublasHandle() {
+    CUBLAS_CHECK(cublasCreate(&h_));
+    CUBLAS_CHECK(cublasSetMathMode(h_, CUBLAS_DEFAULT_MATH));
+  }
+  ~CublasHandle() {
+    if (h_) cublasDestroy(h_);
+  }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  CublasHandle(CublasHandle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  CublasHandle& operator=(CublasHandle&& o) noexcept {
+    if (this != &o) {
+      if (h_) cublasDestroy(h_);
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  cublasHandle_t get() const { return h_; }
+
+ private:
+  cublasHandle_t h_ = nullptr;
+};
+
+class CublasLtHandle {
+ public:
+  CublasLtHandle() { CUBLAS_CHECK(cublasLtCreate(&h_)); }
+  ~CublasLtHandle() {
+    if (h_) cublasLtDestroy(h_);
+  }
+  CublasLtHandle(const CublasLtHandle&) = delete;
+  CublasLtHandle& operator=(const CublasLtHandle&) = delete;
+  CublasLtHandle(CublasLtHandle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  CublasLtHandle& operator=(CublasLtHandle&& o) noexcept {
+    if (this != &o) {
+      if (h_) cublasLtDestroy(h_);
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  cublasLtHandle_t get() const { return h_; }
+
+ private:
+  cublasLtHandle_t h_ = nullptr;
+};
+
+}  // namespace mnist

@@ -1,0 +1,98 @@
+#include <cstdio>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <atomic>
+#include "layers/engine.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+#include <cuda_runtime.h>
+
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+pthread_barrier_t g_emu_barrier;
+long long g_emu_launches = 0;
+namespace mnist {
+int g_emu_captures = 0, g_emu_replays = 0;
+DeviceInfo query_device() { DeviceInfo i; i.available = true; i.count = 1; i.name = "emu"; return i; }
+namespace detail {
+void throw_cuda(cudaError_t, const char* expr, const char* file, int line) { throw std::runtime_error(cat("cuda ", expr, file, line)); }
+}
+}
+using namespace mnist;
+static int failures = 0, checks = 0;
+void expect(bool c, const std::string& w) { ++checks; if (!c) { ++failures; std::printf("FAIL %s\n", w.c_str()); } }
+double nerr(const std::vector<double>& o, const std::vector<double>& r) {
+  double a = 0, b = 0; for (size_t i = 0; i < o.size(); ++i) { if (!std::isfinite(o[i])) return INFINITY; a += (o[i]-r[i])*(o[i]-r[i]); b += r[i]*r[i]; } return std::sqrt(a)/std::max(std::sqrt(b),1e-30);
+}
+std::vector<double> delta(const std::vector<float>& p, const std::vector<float>& p0) { std::vector<double> d(p.size()); for (size_t i = 0; i < p.size(); ++i) d[i] = double(p[i]) - p0[i]; return d; }
+std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) { std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi); std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v; }
+
+void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps;
+  auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
+  DataView v{images.data(), labels.data(), n, input};
+  auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
+  int tc = cpu->add_dataset(v), tg = gpu->add_dataset(v);
+  std::vector<float> p0, pc, pg; cpu->get_params(p0); gpu->get_params(pg);
+  expect(pg == p0, "init");
+  const std::string tag = cat("in=", input, " batch=", batch, " n=", n, " p=", dropout, shuffle ? "" : " noshuffle", " K=", graph_steps);
+  for (int e = 0; e < epochs; ++e) {
+    EpochStats sc, sg;
+    if (e == 0 && resume_at > 0) {
+      EpochProgress a, b; a.next_batch = b.next_batch = resume_at;
+      cpu->train_steps(tc, e, 1e-3f, a, nullptr); gpu->train_steps(tg, e, 1e-3f, b, nullptr);
+      sc = a.stats(); sg = b.stats();
+      expect(a.next_batch == b.next_batch, "resume next_batch");
+    } else { sc = cpu->train_epoch(tc, e, 1e-3f); sg = gpu->train_epoch(tg, e, 1e-3f); }
+    cpu->get_params(pc); gpu->get_params(pg);
+    double err = nerr(delta(pg, p0), delta(pc, p0));
+    std::printf("%s epoch %d: loss cpu %.9f gpu %.9f acc %.4f/%.4f  param-change err %.3g\n", tag.c_str(), e, sc.loss, sg.loss, sc.accuracy, sg.accuracy, err);
+    expect(err < 1e-3, tag + " params");
+    expect(std::fabs(sc.loss - sg.loss) <= 1e-4 * std::fabs(sc.loss), tag + " loss");
+    expect(std::fabs(sc.accuracy - sg.accuracy) * n <= 1.0 + 1e-9, tag + " acc");
+    expect(sc.examples == sg.examples, tag + " examples");
+  }
+  TrainState a, b; cpu->get_state(a); gpu->get_state(b);
+  expect(a.step == b.step, cat(tag, " step ", a.step, " vs ", b.step));
+  EpochStats ec = cpu->evaluate(tc), eg = gpu->evaluate(tg);
+  std::printf("  eval loss %.9f / %.9f acc %.4f / %.4f\n", ec.loss, eg.loss, ec.accuracy, eg.accuracy);
+  expect(std::fabs(ec.loss - eg.loss) <= 1e-4 * ec.loss && std::fabs(ec.accuracy - eg.accuracy) * n <= 1.0 + 1e-9, tag + " eval");
+  std::vector<float> qc(std::size_t(n) * classes), qg(std::size_t(n) * classes, NAN);
+  cpu->predict(qc.data(), images.data(), n); gpu->predict(qg.data(), images.data(), n);
+  double pe = nerr(std::vector<double>(qg.begin(), qg.end()), std::vector<double>(qc.begin(), qc.end()));
+  expect(pe < 1e-4, cat(tag, " predict ", pe));
+}
+
+// Steps per graph replay must not change a bit of the result (K = 1, 2, 4, 25; resume at batch 3).
+void graph_steps_bitwise() {
+  const int n = 300, input = 50;
+  auto images = rbytes(std::size_t(n) * input, 14, 0, 255), labels = rbytes(n, 15, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  std::vector<float> ref;
+  for (int K : {1, 2, 4, 25}) {
+    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 13; cfg.graph_steps = K;
+    auto gpu = make_cuda_engine(cfg);
+    int t = gpu->add_dataset(v);
+    gpu->train_epoch(t, 0, 1e-3f);
+    EpochProgress pr; pr.next_batch = 3;
+    gpu->train_steps(t, 1, 1e-3f, pr, nullptr);
+    std::vector<float> p; gpu->get_params(p);
+    TrainState st; gpu->get_state(st);
+    expect(st.step == 17, cat("K=", K, " step ", st.step));
+    if (ref.empty()) ref = p; else expect(p == ref, cat("K=", K, " bitwise equal to K=1"));
+  }
+}
+
+int main() {
+  graph_steps_bitwise();
+  compare(50, {33, 20}, 10, 0.2f, 32, 200, 7, true, 2, 0);
+  compare(33, {17}, 3, 0.0f, 16, 100, 9, false, 2, 0);
+  compare(50, {33, 20}, 10, 0.5f, 32, 200, 12, true, 2, 3);
+  compare(20, {8, 8, 8}, 4, 0.2f, 64, 64, 3, true, 3, 0);   // exactly one full batch per epoch, three hidden layers
+  compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);         // only a partial batch
+  compare(50, {33, 20}, 10, 0.2f, 32, 300, 13, true, 2, 3, 2);  // 2-step graph replays, after a resume at batch 3
+  compare(50, {33, 20}, 10, 0.2f, 32, 300, 14, true, 2, 0, 4);  // 4-step replays, then single steps, then the partial batch
+  std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
+  return failures != 0;
+}

@@ -1,0 +1,192 @@
+#include <cstdio>
+#include <random>
+#include <numeric>
+#include <vector>
+#include <cmath>
+#include <cstring>
+#include "kernels/adam.cuh"
+#include "kernels/dense.cuh"
+#include "kernels/dropout.cuh"
+#include "kernels/gather.cuh"
+#include "kernels/softmax_xent.cuh"
+#include "kernels/op_cases.hpp"
+#include "layers/cpu_ops.hpp"
+#include "runtime/error.hpp"
+
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+pthread_barrier_t g_emu_barrier;
+long long g_emu_launches = 0;
+namespace mnist::detail {
+void throw_cuda(cudaError_t, const char* expr, const char* file, int line) { throw std::runtime_error(cat("cuda ", expr, file, line)); }
+}
+using namespace mnist;
+static int failures = 0, checks = 0;
+std::vector<float> rnd(std::size_t n, uint64_t seed, double lo = -1, double hi = 1) {
+  std::mt19937_64 g(seed); std::uniform_real_distribution<double> d(lo, hi); std::vector<float> v(n); for (auto& x : v) x = float(d(g)); return v;
+}
+std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo = 0, int hi = 255) {
+  std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi); std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v;
+}
+template <class T> std::vector<double> dbl(const std::vector<T>& v) { return {v.begin(), v.end()}; }
+template <class A, class B> void close(const std::vector<A>& o, const std::vector<B>& r, double tol, const std::string& what) {
+  ++checks;
+  double num = 0, den = 0; bool finite = o.size() == r.size();
+  for (std::size_t i = 0; i < o.size() && finite; ++i) { if (!std::isfinite(double(o[i]))) { finite = false; break; } double d = double(o[i]) - double(r[i]); num += d * d; den += double(r[i]) * double(r[i]); }
+  double err = finite ? std::sqrt(num) / std::max(std::sqrt(den), 1e-30) : INFINITY;
+  if (!(err <= tol)) { ++failures; std::printf("FAIL %s: err %g\n", what.c_str(), err); }
+}
+template <class T> void same(const std::vector<T>& a, const std::vector<T>& b, const std::string& what) {
+  ++checks;
+  if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T))) { ++failures; std::printf("FAIL %s: not bitwise equal\n", what.c_str()); }
+}
+void expect(bool c, const std::string& what) { ++checks; if (!c) { ++failures; std::printf("FAIL %s\n", what.c_str()); } }
+template <class T> std::vector<T> poison(std::size_t n) { std::vector<T> v(n); std::memset(v.data(), 0xFF, n * sizeof(T)); return v; }
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1;
+  std::vector<cases::LayerShape> layers = cases::model_layers();
+  layers.insert(layers.end(), cases::odd_layers().begin(), cases::odd_layers().end());
+  std::vector<int> rows{1, 7, 127, 128, 129, 300};
+  if (quick) rows = {7, 129};
+  for (int B : rows) for (auto L : layers) for (bool relu : {false, true}) {
+    const int K = L.in, N = L.out;
+    std::string tag = cat("B=", B, " K=", K, " N=", N, relu ? " relu" : "");
+    auto X = rnd(std::size_t(B) * K, 1 + B), W = rnd(std::size_t(N) * K, 2, -.5, .5), b = rnd(N, 3), dY = rnd(std::size_t(B) * N, 4), Y = rnd(std::size_t(B) * N, 5);
+    // forward
+    std::vector<double> ref(std::size_t(B) * N);
+    cpu::dense_forward(ref.data(), dbl(X).data(), dbl(W).data(), dbl(b).data(), B, K, N, relu);
+    auto out = poison<float>(ref.size());
+    cuda::dense_forward(out.data(), X.data(), W.data(), b.data(), B, K, N, relu, nullptr);
+    close(out, ref, 1e-5, "forward " + tag);
+    if (relu) {
+      std::vector<double> d(ref.size());
+      cpu::dropout_forward(d.data(), ref.data(), ref.size(), 0.2f, 42, 17, 1);
+      auto D = poison<float>(ref.size());
+      cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N, cuda::DropoutSpec{0.2f, 42, 17, 1, nullptr}, nullptr);
+      close(D, d, 1e-5, "fwd+dropout " + tag);
+      cuda::TrainCounters c; c.step = 17;
+      auto D2 = poison<float>(ref.size());
+      cuda::dense_relu_dropout_forward(D2.data(), X.data(), W.data(), b.data(), B, K, N, cuda::DropoutSpec{0.2f, 42, 0, 1, &c}, nullptr);
+      same(D2, D, "fwd+dropout counters " + tag);
+    }
+    // backward twin
+    std::vector<double> dX(std::size_t(B) * K), dW(std::size_t(N) * K), db(N), dZ(std::size_t(B) * N);
+    cpu::dense_backward(dX.data(), dW.data(), db.data(), dZ.data(), dbl(dY).data(), dbl(X).data(), dbl(W).data(), dbl(Y).data(), B, K, N, relu);
+    auto gdX = poison<float>(dX.size()), gdW = poison<float>(dW.size()), gdb = poison<float>(db.size());
+    cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), B, K, N, relu, nullptr);
+    close(gdX, dX, 1e-5, "dX " + tag); close(gdW, dW, 1e-5, "dW " + tag); close(gdb, db, 1e-5, "db " + tag);
+    // engine pieces
+    if (!relu) {
+      auto D = rnd(std::size_t(B) * K, 9);
+      std::vector<double> rdX(dX.size());
+      cpu::gemm_nn(rdX.data(), dbl(dY).data(), dbl(W).data(), B, K, N);
+      for (std::size_t i = 0; i < rdX.size(); ++i) rdX[i] = D[i] > 0 ? rdX[i] * 1.25 : 0.0;
+      std::vector<double> rdW(dW.size()), rdb(N, 0.0);
+      cpu::gemm_tn(rdW.data(), dbl(dY).data(), dbl(X).data(), N, K, B);
+      for (int r = 0; r < B; ++r) for (int j = 0; j < N; ++j) rdb[j] += dY[std::size_t(r) * N + j];
+      auto g1 = poison<float>(dX.size()), g2 = poison<float>(dW.size()), g3 = poison<float>(N);
+      cuda::dense_backward_data(g1.data(), dY.data(), W.data(), D.data(), 1.25f, B, K, N, nullptr);
+      cuda::dense_backward_weights(g2.data(), g3.data(), dY.data(), X.data(), B, K, N, nullptr);
+      close(g1, rdX, 1e-5, "bwd data masked " + tag); close(g2, rdW, 1e-5, "bwd weights " + tag); close(g3, rdb, 1e-5, "bwd bias " + tag);
+    }
+  }
+  if (!quick) {  // 64x64 tiles, and batch independence
+    const int B = 4096, K = 784, N = 128;
+    auto X = rnd(std::size_t(B) * K, 11), W = rnd(std::size_t(N) * K, 12, -.5, .5), b = rnd(N, 13);
+    std::vector<double> ref(std::size_t(B) * N);
+    cpu::dense_forward(ref.data(), dbl(X).data(), dbl(W).data(), dbl(b).data(), B, K, N, true);
+    auto out = poison<float>(ref.size());
+    cuda::dense_forward(out.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr);
+    close(out, ref, 1e-5, "forward 4096");
+    for (int r : {0, 63, 64, 4095}) {
+      auto one = poison<float>(N);
+      cuda::dense_forward(one.data(), X.data() + std::size_t(r) * K, W.data(), b.data(), 1, K, N, true, nullptr);
+      same(one, std::vector<float>(out.begin() + std::size_t(r) * N, out.begin() + std::size_t(r + 1) * N), cat("row ", r));
+    }
+    // weight grad with 64 tiles: M=N_out=256? use N=1024 out, K=784 -> 16*13 blocks
+    const int Bw = 64, Kw = 300, Nw = 1024;
+    auto dZ = rnd(std::size_t(Bw) * Nw, 14), Xw = rnd(std::size_t(Bw) * Kw, 15);
+    std::vector<double> rdW(std::size_t(Nw) * Kw), rdb(Nw, 0.0);
+    cpu::gemm_tn(rdW.data(), dbl(dZ).data(), dbl(Xw).data(), Nw, Kw, Bw);
+    for (int r = 0; r < Bw; ++r) for (int j = 0; j < Nw; ++j) rdb[j] += dZ[std::size_t(r) * Nw + j];
+    auto g2 = poison<float>(rdW.size()), g3 = poison<float>(Nw);
+    cuda::dense_backward_weights(g2.data(), g3.data(), dZ.data(), Xw.data(), Bw, Kw, Nw, nullptr);
+    close(g2, rdW, 1e-5, "bwd weights big"); close(g3, rdb, 1e-5, "bwd bias big");
+  }
+  // dropout
+  for (std::size_t n : {std::size_t(1), std::size_t(7), std::size_t(127 * 64), std::size_t(1000 * 33 + 1)}) {
+    auto in = rnd(n, 21); std::vector<float> ref(n);
+    cpu::dropout_forward(ref.data(), in.data(), n, 0.3f, 5, 99, 2);
+    auto out = poison<float>(n);
+    cuda::dropout_forward(out.data(), in.data(), n, 0.3f, 5, 99, 2, nullptr);
+    same(out, ref, cat("dropout n=", n));
+    auto D = rnd(n, 22), dD = rnd(n, 23); std::vector<float> r2(n);
+    for (std::size_t i = 0; i < n; ++i) r2[i] = D[i] > 0 ? dD[i] * 1.25f : 0.0f;
+    auto o2 = poison<float>(n);
+    cuda::relu_dropout_backward(o2.data(), dD.data(), D.data(), n, 1.25f, nullptr);
+    same(o2, r2, cat("relu_dropout_backward n=", n));
+  }
+  // gather
+  for (int D : {784, 33, 7, 1}) for (int B : {1, 7, 129}) {
+    const int n = 500;
+    auto images = rbytes(std::size_t(n) * D, D), labels = rbytes(n, 2, 0, 9);
+    std::vector<int32_t> idx(n); std::iota(idx.begin(), idx.end(), 0); std::shuffle(idx.begin(), idx.end(), std::mt19937(B));
+    std::vector<float> X(std::size_t(B) * D); std::vector<uint8_t> y(B);
+    cpu::gather_batch(X.data(), y.data(), images.data(), labels.data(), idx.data(), B, D);
+    auto gX = poison<float>(X.size()); auto gy = poison<uint8_t>(B);
+    // align X to 16 for the vector path
+    cuda::gather_batch(gX.data(), gy.data(), images.data(), labels.data(), idx.data(), B, D, nullptr);
+    same(gX, X, cat("gather D=", D, " B=", B)); same(gy, y, cat("gather y D=", D, " B=", B));
+    cuda::TrainCounters c; c.batch = 2;
+    std::vector<float> X2(std::size_t(B) * D); std::vector<uint8_t> y2(B);
+    cpu::gather_batch(X2.data(), y2.data(), images.data(), labels.data(), idx.data() + 2 * 150, B, D);
+    auto hX = poison<float>(X2.size()); auto hy = poison<uint8_t>(B);
+    cuda::gather_batch(hX.data(), hy.data(), images.data(), labels.data(), idx.data(), &c, 150, B, D, nullptr);
+    same(hX, X2, cat("gather ctr D=", D, " B=", B)); same(hy, y2, "gather ctr y");
+    std::vector<int32_t> seq(B); std::iota(seq.begin(), seq.end(), 300);
+    cpu::gather_batch(X2.data(), y2.data(), images.data(), labels.data(), seq.data(), B, D);
+    auto iX = poison<float>(X2.size()); auto iy = poison<uint8_t>(B);
+    cuda::gather_rows(iX.data(), iy.data(), images.data(), labels.data(), 300, B, D, nullptr);
+    same(iX, X2, cat("gather_rows D=", D, " B=", B)); same(iy, y2, "gather_rows y");
+  }
+  for (int n : {1, 2, 7, 1000, 4099}) for (uint64_t e : {0ull, 3ull}) {
+    std::vector<int32_t> ref(n); cpu::shuffle_order(ref.data(), n, 42, e);
+    std::vector<unsigned char> temp(cuda::shuffle_temp_bytes(n));
+    auto got = poison<int32_t>(n);
+    cuda::shuffle_order(got.data(), temp.data(), temp.size(), n, 42, e, nullptr);
+    same(got, ref, cat("shuffle n=", n));
+    auto id = poison<int32_t>(n); std::vector<int32_t> iref(n); std::iota(iref.begin(), iref.end(), 0);
+    cuda::identity_order(id.data(), n, nullptr); same(id, iref, "iota");
+  }
+  // adam
+  for (std::size_t n : {std::size_t(1), std::size_t(1000), std::size_t(70001)}) {
+    auto p = rnd(n, 31), m = rnd(n, 32, -.1, .1), v = rnd(n, 33, 0, .01);
+    auto gp = p, gm = m, gv = v, hp = p, hm = m, hv = v;
+    for (int t = 1; t <= 3; ++t) {
+      auto g = rnd(n, 40 + t);
+      cpu::adam_update(p.data(), m.data(), v.data(), g.data(), n, 1e-2f, 0.9f, 0.999f, 1e-7f, t);
+      cuda::adam_update(gp.data(), gm.data(), gv.data(), g.data(), n, 1e-2f, 0.9f, 0.999f, 1e-7f, t, nullptr);
+      cuda::TrainCounters c; c.step = t; c.batch = 5; c.lr = 1e-2f;
+      cuda::adam_update(hp.data(), hm.data(), hv.data(), g.data(), n, &c, 0.9f, 0.999f, 1e-7f, nullptr);
+      expect(c.step == t + 1 && c.batch == 6 && c.blocks_done == 0, cat("adam counters n=", n));
+    }
+    close(gp, p, 1e-6, cat("adam p n=", n)); close(gm, m, 1e-6, "adam m"); close(gv, v, 1e-6, "adam v");
+    same(hp, gp, "adam ctr p"); same(hm, gm, "adam ctr m"); same(hv, gv, "adam ctr v");
+  }
+  // softmax xent
+  for (int B : {1, 7, 129, 1000}) for (int C : {10, 2, 33}) {
+    auto z = rnd(std::size_t(B) * C, B + C, -80, 80); auto lab = rbytes(B, 3, 0, C - 1);
+    std::vector<double> ref(z.size()); int rc = -1;
+    double rl = cpu::softmax_xent(ref.data(), &rc, dbl(z).data(), lab.data(), B, C, 1.0 / B);
+    auto g = poison<float>(z.size()); cuda::Metrics m;
+    cuda::softmax_xent(g.data(), &m, z.data(), lab.data(), B, C, 1.0f / B, nullptr);
+    close(g, ref, 1e-6, cat("xent grad B=", B, " C=", C));
+    expect(std::fabs(m.loss_sum - rl) <= 1e-5 * std::fabs(rl) && m.correct == (unsigned long long)rc, cat("xent metrics B=", B, " C=", C, " ", m.loss_sum, " vs ", rl, " ", m.correct, " vs ", rc));
+    std::vector<double> pr(z.size()); cpu::softmax(pr.data(), dbl(z).data(), B, C);
+    auto p = poison<float>(z.size()); cuda::softmax(p.data(), z.data(), B, C, nullptr);
+    close(p, pr, 1e-6, cat("softmax B=", B, " C=", C));
+  }
+  std::printf("%d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
+  return failures != 0;
+}

@@ -1,0 +1,2 @@
+#pragma once
+namespace mnist { class NvtxRange { public: explicit NvtxRange(const char*) {} }; }

@@ -1,0 +1,38 @@
+import re, sys
+def split_top(s):
+    parts, d, cur = [], 0, ''
+    for c in s:
+        if c in '([{<': d += 1
+        elif c in ')]}>': d -= 1
+        if c == ',' and d == 0: parts.append(cur.strip()); cur = ''
+        else: cur += c
+    parts.append(cur.strip()); return parts
+src = open(sys.argv[1]).read()
+src = re.sub(r'#include <cub/[^>]*>\n', '', src)
+out, i = '', 0
+while True:
+    j = src.find('<<<', i)
+    if j < 0: out += src[i:]; break
+    # kernel name start: walk back to beginning of statement (after ';' '{' '}' or newline indentation)
+    k = j
+    while src[k-1] not in ';{}\n': k -= 1
+    # keep leading whitespace
+    stmt_start = k
+    while src[stmt_start] in ' \t': stmt_start += 1
+    name = src[stmt_start:j]
+    e = src.index('>>>', j)
+    cfg = split_top(src[j+3:e])
+    # args: balanced parens after >>>
+    a0 = e + 3; assert src[a0] == '('
+    d, p = 0, a0
+    while True:
+        if src[p] == '(': d += 1
+        elif src[p] == ')':
+            d -= 1
+            if d == 0: break
+        p += 1
+    args = src[a0+1:p]
+    semi = src.index(';', p)
+    out += src[i:stmt_start] + 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
+    i = semi + 1
+open(sys.argv[2], 'w').write(out)

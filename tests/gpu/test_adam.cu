@@ -1,0 +1,69 @@
+// Adam against cpu::adam_update, both entry points (host lr/t, and lr/t read from TrainCounters
+// with the counters advanced on the device).
+//
+// Tolerance: per element the update is a few float operations on both sides; they may differ by
+// an ulp or two (FMA contraction, device vs host sqrt/pow rounding of the step size), i.e. ~1e-7
+// relative per element, so the normalised error of p, m and v after a few steps is far below
+// 1e-6. A wrong moment, bias correction or step gives errors of order lr/|p| ~ 1e-2.
+#include <cstdint>
+#include <vector>
+
+#include "kernels/adam.cuh"
+#include "kernels/train_counters.cuh"
+#include "layers/cpu_ops.hpp"
+#include "tests/gpu/gpu_test.cuh"
+
+namespace mnist::test {
+namespace {
+
+TEST_CASE("adam_update equals cpu::adam_update over several steps") {
+  Stream stream;
+  const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+  for (const cases::OpCase& c : test_cases(cases::Op::Adam)) {
+    INFO(c.name());
+    const std::size_t n = c.count;
+    std::vector<float> p = random_vector(n, 1 + n), m = random_vector(n, 2 + n, -0.1, 0.1),
+                       v = random_vector(n, 3 + n, 0.0, 0.01);
+    auto dp = to_device(p), dm = to_device(m), dv = to_device(v);
+    for (int64_t t = 1; t <= 3; ++t) {
+      const std::vector<float> g = random_vector(n, 10 * t + n);
+      cpu::adam_update(p.data(), m.data(), v.data(), g.data(), n, lr, b1, b2, eps, t);
+      auto dg = to_device(g);
+      cuda::adam_update(dp.data(), dm.data(), dv.data(), dg.data(), n, lr, b1, b2, eps, t, stream.get());
+      CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    expect_close(to_host(dp), p, 1e-6, "p");
+    expect_close(to_host(dm), m, 1e-6, "m");
+    expect_close(to_host(dv), v, 1e-6, "v");
+  }
+}
+
+TEST_CASE("adam_update with TrainCounters: same result as the host step, counters advanced once") {
+  Stream stream;
+  const float lr = 3e-3f;
+  for (std::size_t n : {std::size_t(1), std::size_t(1000), std::size_t(100003), std::size_t(1) << 22}) {
+    INFO("n=", n);  // 1 .. 2048 blocks: the last-block hand-off runs with one and with many
+    const std::vector<float> p = random_vector(n, 5), m = random_vector(n, 6, -0.1, 0.1),
+                             v = random_vector(n, 7, 0.0, 0.01), g = random_vector(n, 8);
+    auto p1 = to_device(p), m1 = to_device(m), v1 = to_device(v), p2 = to_device(p), m2 = to_device(m),
+         v2 = to_device(v), dg = to_device(g);
+    cuda::TrainCounters c;
+    c.step = 5;
+    c.batch = 2;
+    c.lr = lr;
+    auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+    cuda::adam_update(p1.data(), m1.data(), v1.data(), dg.data(), n, lr, 0.9f, 0.999f, 1e-7f, 5, stream.get());
+    cuda::adam_update(p2.data(), m2.data(), v2.data(), dg.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f, stream.get());
+    CHECK(bitwise_equal(to_host(p1), to_host(p2)));
+    CHECK(bitwise_equal(to_host(m1), to_host(m2)));
+    CHECK(bitwise_equal(to_host(v1), to_host(v2)));
+    const cuda::TrainCounters after = to_host(ctr)[0];
+    CHECK(after.step == 6);
+    CHECK(after.batch == 3);
+    CHECK(after.blocks_done == 0u);
+    CHECK(after.lr == lr);
+  }
+}
+
+}  // namespace
+}  // namespace mnist::test

@@ -1,0 +1,209 @@
+// The dense kernels (forward with bias/ReLU/dropout epilogues, backward data and weights) against
+// the CPU twins computed in double, and against cuBLAS / cuBLASLt.
+//
+// Tolerance (normalised error ‖out − ref‖/‖ref‖): every GPU output element is one FP32
+// fused-multiply-add chain over at most 1000 terms. Rounding errors of a sum of K random-signed
+// terms grow like sqrt(K)·2⁻²⁴ relative to the terms' scale, about 2e-6 for K = 1000 (the
+// worst-case bound K·2⁻²⁴ = 6e-5 needs every rounding to go the same way). 1e-5 leaves a 5x margin
+// over the typical error, and a wrong index, a dropped tail or a missing bias gives errors of
+// order 1e-2 .. 1. Elements whose pre-activation is within rounding of 0 may take the other side
+// of the ReLU; they are themselves ~1e-7 and do not move the norm.
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cublas_ref.cuh"
+#include "kernels/dense.cuh"
+#include "kernels/philox.hpp"
+#include "layers/cpu_ops.hpp"
+#include "runtime/handles.cuh"
+#include "tests/gpu/gpu_test.cuh"
+
+namespace mnist::test {
+namespace {
+
+constexpr double kTol = 1e-5;
+
+struct DenseData {
+  int B, K, N;
+  std::vector<float> X, W, b, dY, Y;
+  DenseData(int B_, int K_, int N_, uint64_t seed) : B(B_), K(K_), N(N_) {
+    X = random_vector(std::size_t(B) * K, seed + 1);
+    W = random_vector(std::size_t(N) * K, seed + 2, -0.5, 0.5);
+    b = random_vector(std::size_t(N), seed + 3, -0.5, 0.5);
+    dY = random_vector(std::size_t(B) * N, seed + 4);
+    Y = random_vector(std::size_t(B) * N, seed + 5);  // its sign is the ReLU mask of the backward
+  }
+};
+
+TEST_CASE("dense_forward equals cpu::dense_forward") {
+  Stream stream;
+  for (const cases::OpCase& c : test_cases(cases::Op::DenseForward)) {
+    for (bool relu : {false, true}) {
+      INFO(c.name(), relu ? " (relu)" : " (linear)");
+      DenseData d(c.rows, c.in, c.out, 100 + c.rows + c.in);
+      std::vector<double> ref(std::size_t(d.B) * d.N);
+      const auto Xd = to_double(d.X), Wd = to_double(d.W), bd = to_double(d.b);
+      cpu::dense_forward(ref.data(), Xd.data(), Wd.data(), bd.data(), d.B, d.K, d.N, relu);
+      auto X = to_device(d.X), W = to_device(d.W), b = to_device(d.b);
+      auto Y = poisoned<float>(ref.size());
+      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), d.B, d.K, d.N, relu, stream.get());
+      expect_close(to_host(Y), ref, kTol, "Y");
+    }
+  }
+}
+
+TEST_CASE("dense_forward: a row's result does not depend on its batch (bitwise)") {
+  // 4096 rows use the 64x64 tiles, one row the 32x32 ones; the FMA chain per element is the same.
+  Stream stream;
+  const int B = 4096, K = 784, N = 128;
+  DenseData d(B, K, N, 7);
+  auto X = to_device(d.X), W = to_device(d.W), b = to_device(d.b);
+  auto Y = poisoned<float>(std::size_t(B) * N);
+  cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, stream.get());
+  const std::vector<float> all = to_host(Y);
+  for (int r : {0, 63, 64, 2047, 4095}) {
+    auto y1 = poisoned<float>(N);
+    cuda::dense_forward(y1.data(), X.data() + std::size_t(r) * K, W.data(), b.data(), 1, K, N, true, stream.get());
+    const std::vector<float> row(all.begin() + std::size_t(r) * N, all.begin() + std::size_t(r + 1) * N);
+    CHECK_MESSAGE(bitwise_equal(to_host(y1), row), "row ", r);
+  }
+}
+
+TEST_CASE("dense_relu_dropout_forward equals cpu dense_forward(relu) + dropout_forward") {
+  Stream stream;
+  const float p = 0.2f;
+  for (const cases::OpCase& c : test_cases(cases::Op::DenseForward)) {
+    if (!c.relu) continue;
+    INFO(c.name());
+    DenseData d(c.rows, c.in, c.out, 300 + c.rows);
+    const std::size_t n = std::size_t(d.B) * d.N;
+    std::vector<double> h(n), ref(n);
+    const auto Xd = to_double(d.X), Wd = to_double(d.W), bd = to_double(d.b);
+    cpu::dense_forward(h.data(), Xd.data(), Wd.data(), bd.data(), d.B, d.K, d.N, true);
+    cpu::dropout_forward(ref.data(), h.data(), n, p, 42, 17, 1);
+    auto X = to_device(d.X), W = to_device(d.W), b = to_device(d.b);
+    auto D = poisoned<float>(n);
+    cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), d.B, d.K, d.N,
+                                     cuda::DropoutSpec{p, 42, 17, 1, nullptr}, stream.get());
+    const std::vector<float> got = to_host(D);
+    expect_close(got, ref, kTol, "D");
+    // Dropped elements are exactly zero: the mask is bit-identical to the CPU's.
+    const uint32_t thr = rng::dropout_threshold(p);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < n; ++i) wrong += !rng::dropout_keep(42, 17, 1, i, thr) && got[i] != 0.0f;
+    CHECK(wrong == 0);
+  }
+}
+
+TEST_CASE("dense_backward equals cpu::dense_backward") {
+  Stream stream;
+  for (const cases::OpCase& c : test_cases(cases::Op::DenseBackward)) {
+    for (bool relu : {false, true}) {
+      INFO(c.name(), relu ? " (relu)" : " (linear)");
+      DenseData d(c.rows, c.in, c.out, 500 + c.rows + c.out);
+      std::vector<double> dX(std::size_t(d.B) * d.K), dW(std::size_t(d.N) * d.K), db(std::size_t(d.N)),
+          dZ(std::size_t(d.B) * d.N);
+      const auto Xd = to_double(d.X), Wd = to_double(d.W), dYd = to_double(d.dY), Yd = to_double(d.Y);
+      cpu::dense_backward(dX.data(), dW.data(), db.data(), dZ.data(), dYd.data(), Xd.data(), Wd.data(), Yd.data(),
+                          d.B, d.K, d.N, relu);
+      auto X = to_device(d.X), W = to_device(d.W), dY = to_device(d.dY), Y = to_device(d.Y);
+      auto gdX = poisoned<float>(dX.size()), gdW = poisoned<float>(dW.size()), gdb = poisoned<float>(db.size());
+      cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), d.B,
+                           d.K, d.N, relu, stream.get());
+      expect_close(to_host(gdX), dX, kTol, "dX");
+      expect_close(to_host(gdW), dW, kTol, "dW");
+      expect_close(to_host(gdb), db, kTol, "db");
+    }
+  }
+}
+
+TEST_CASE("dense_backward_weights and dense_backward_data (masked) equal the CPU composition") {
+  // The engine's pieces: dW, db from a ready dZ; dX = (dZ·W) ⊙ [D > 0] / (1-p) with D the previous
+  // layer's post-dropout output.
+  Stream stream;
+  const float p = 0.2f, scale = 1.0f / (1.0f - p);
+  for (const cases::OpCase& c : test_cases(cases::Op::DenseBackward)) {
+    INFO(c.name());
+    DenseData d(c.rows, c.in, c.out, 700 + c.rows + c.in);
+    const std::vector<float> D = random_vector(std::size_t(d.B) * d.K, 701);  // sign = mask
+    std::vector<double> dW(std::size_t(d.N) * d.K), db(std::size_t(d.N)), dX(std::size_t(d.B) * d.K);
+    const auto Xd = to_double(d.X), Wd = to_double(d.W), dZd = to_double(d.dY);
+    std::vector<double> scratch(dZd.size());
+    cpu::dense_backward<double>(dX.data(), dW.data(), db.data(), scratch.data(), dZd.data(), Xd.data(), Wd.data(),
+                                nullptr, d.B, d.K, d.N, false);
+    for (std::size_t i = 0; i < dX.size(); ++i) dX[i] = D[i] > 0 ? dX[i] * double(scale) : 0.0;
+    auto X = to_device(d.X), W = to_device(d.W), dZ = to_device(d.dY), gD = to_device(D);
+    auto gdW = poisoned<float>(dW.size()), gdb = poisoned<float>(db.size()), gdX = poisoned<float>(dX.size());
+    cuda::dense_backward_weights(gdW.data(), gdb.data(), dZ.data(), X.data(), d.B, d.K, d.N, stream.get());
+    cuda::dense_backward_data(gdX.data(), dZ.data(), W.data(), gD.data(), scale, d.B, d.K, d.N, stream.get());
+    expect_close(to_host(gdW), dW, kTol, "dW");
+    expect_close(to_host(gdb), db, kTol, "db");
+    expect_close(to_host(gdX), dX, kTol, "dX");
+  }
+}
+
+TEST_CASE("dense kernels against cuBLAS and cuBLASLt (bias + ReLU epilogue)") {
+  // Both sides are FP32 with different summation orders: the same 1e-5 budget as above.
+  Stream stream;
+  CublasHandle blas;
+  CublasLtHandle lt;
+  DeviceBuffer<unsigned char> ws(cublas::kWorkspaceBytes);
+  CUBLAS_CHECK(cublasSetWorkspace(blas.get(), ws.data(), ws.bytes()));
+  for (const cases::OpCase& c : test_cases(cases::Op::DenseForward)) {
+    INFO(c.name());
+    DenseData d(c.rows, c.in, c.out, 900 + c.rows);
+    const std::size_t ny = std::size_t(d.B) * d.N;
+    auto X = to_device(d.X), W = to_device(d.W), b = to_device(d.b), dY = to_device(d.dY), Y = to_device(d.Y);
+    auto mine = poisoned<float>(ny), theirs = poisoned<float>(ny);
+    cuda::dense_forward(mine.data(), X.data(), W.data(), b.data(), d.B, d.K, d.N, c.relu, stream.get());
+    cublas::LtDense plan(lt.get(), d.B, d.K, d.N, c.relu, cublas::kWorkspaceBytes);
+    plan.run(theirs.data(), X.data(), W.data(), b.data(), ws.data(), stream.get());
+    expect_close(to_host(mine), to_host(theirs), kTol, "Y vs cuBLASLt");
+
+    auto gdX = poisoned<float>(std::size_t(d.B) * d.K), gdW = poisoned<float>(std::size_t(d.N) * d.K),
+         gdb = poisoned<float>(std::size_t(d.N));
+    auto rdX = poisoned<float>(gdX.size()), rdW = poisoned<float>(gdW.size()), rdb = poisoned<float>(gdb.size()),
+         rdZ = poisoned<float>(ny);
+    auto ones = to_device(std::vector<float>(std::size_t(d.B), 1.0f));
+    cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), d.B,
+                         d.K, d.N, c.relu, stream.get());
+    cublas::dense_backward(blas.get(), rdX.data(), rdW.data(), rdb.data(), rdZ.data(), dY.data(), X.data(), W.data(),
+                           Y.data(), ones.data(), d.B, d.K, d.N, c.relu, stream.get());
+    expect_close(to_host(gdX), to_host(rdX), kTol, "dX vs cuBLAS");
+    expect_close(to_host(gdW), to_host(rdW), kTol, "dW vs cuBLAS");
+    expect_close(to_host(gdb), to_host(rdb), kTol, "db vs cuBLAS");
+  }
+}
+
+TEST_CASE("cuBLAS wrappers equal the CPU GEMMs (the reference is itself checked)") {
+  Stream stream;
+  CublasHandle blas;
+  const int M = 129, N = 65, K = 33;
+  const std::vector<float> A = random_vector(std::size_t(M) * K, 1), Bnt = random_vector(std::size_t(N) * K, 2),
+                           Bnn = random_vector(std::size_t(K) * N, 3), Atn = random_vector(std::size_t(K) * M, 4),
+                           C0 = random_vector(std::size_t(M) * N, 5);
+  auto dA = to_device(A), dBnt = to_device(Bnt), dBnn = to_device(Bnn), dAtn = to_device(Atn);
+  std::vector<double> ref(std::size_t(M) * N);
+  {
+    std::vector<double> acc = to_double(C0);
+    cpu::gemm_nt(acc.data(), to_double(A).data(), to_double(Bnt).data(), M, N, K, true);
+    auto C = to_device(C0);
+    cublas::gemm_nt(blas.get(), C.data(), dA.data(), dBnt.data(), M, N, K, true, stream.get());
+    expect_close(to_host(C), acc, kTol, "gemm_nt accumulate");
+  }
+  {
+    cpu::gemm_nn(ref.data(), to_double(A).data(), to_double(Bnn).data(), M, N, K);
+    auto C = poisoned<float>(ref.size());
+    cublas::gemm_nn(blas.get(), C.data(), dA.data(), dBnn.data(), M, N, K, stream.get());
+    expect_close(to_host(C), ref, kTol, "gemm_nn");
+  }
+  {
+    cpu::gemm_tn(ref.data(), to_double(Atn).data(), to_double(Bnn).data(), M, N, K);
+    auto C = poisoned<float>(ref.size());
+    cublas::gemm_tn(blas.get(), C.data(), dAtn.data(), dBnn.data(), M, N, K, stream.get());
+    expect_close(to_host(C), ref, kTol, "gemm_tn");
+  }
+}
+
+}  // namespace
+}  // namespace mnist::test

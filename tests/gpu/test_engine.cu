@@ -1,0 +1,219 @@
+// The CUDA engine against the CPU reference engine: same EngineConfig (so the same initial
+// weights, epoch shuffles and dropout masks), trained on the same small random dataset, compared
+// epoch by epoch (stats, parameters, optimiser state), then in evaluation and prediction.
+//
+// Tolerances. Parameters are compared by their change since initialisation (Δ = p - p0), with a
+// normalised error of 1e-3: the two engines differ only by FP32 summation order (~1e-6 relative
+// in each gradient), which Adam turns into update differences of ~1e-6·lr per element, except
+// for the rare gradient component that sits within rounding of zero, where Adam's normalisation
+// (m / (sqrt(v) + eps)) can turn a tiny absolute difference into one of up to lr. A few such
+// elements out of ~10⁵ over a few dozen steps stay well below 1e-3 of ‖Δ‖ (≈ lr·sqrt(#params·steps)),
+// while any real fault (a wrong mask, step, batch or order) changes every element's update by
+// ~lr, a normalised error of order 1. Loss means: 1e-4 relative. Accuracy: the argmax can differ
+// only for a near-tie, so at most one example per epoch.
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "layers/engine.hpp"
+#include "tests/gpu/gpu_test.cuh"
+
+namespace mnist::test {
+namespace {
+
+struct Problem {
+  EngineConfig cfg;
+  int n = 0;
+  std::vector<uint8_t> images, labels;
+  DataView view() const { return {images.data(), labels.data(), n, cfg.spec.input}; }
+};
+
+Problem make_problem(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed) {
+  Problem p;
+  p.cfg.spec.input = input;
+  p.cfg.spec.hidden = std::move(hidden);
+  p.cfg.spec.classes = classes;
+  p.cfg.spec.dropout = dropout;
+  p.cfg.batch_size = batch;
+  p.cfg.seed = seed;
+  p.n = n;
+  p.images = random_bytes(std::size_t(n) * std::size_t(input), seed + 1);
+  p.labels = random_bytes(std::size_t(n), seed + 2, 0, classes - 1);
+  return p;
+}
+
+std::vector<double> delta(const std::vector<float>& p, const std::vector<float>& p0) {
+  std::vector<double> d(p.size());
+  for (std::size_t i = 0; i < p.size(); ++i) d[i] = double(p[i]) - double(p0[i]);
+  return d;
+}
+
+void check_stats(const EpochStats& gpu, const EpochStats& cpu, int n, const char* what) {
+  INFO(what);
+  CHECK(gpu.examples == cpu.examples);
+  CHECK(gpu.loss == doctest::Approx(cpu.loss).epsilon(1e-4));
+  CHECK(std::fabs(gpu.accuracy - cpu.accuracy) * n <= 1.0 + 1e-9);
+}
+
+// Trains both engines `epochs` epochs from the same config and compares them after each one.
+void compare_with_cpu(const Problem& p, int epochs, float lr) {
+  auto cpu = make_cpu_engine(p.cfg);
+  auto gpu = make_cuda_engine(p.cfg);
+  const int tc = cpu->add_dataset(p.view()), tg = gpu->add_dataset(p.view());
+  std::vector<float> p0, pc, pg;
+  cpu->get_params(p0);
+  gpu->get_params(pg);
+  CHECK(bitwise_equal(pg, p0));  // same initialisation
+  for (int e = 0; e < epochs; ++e) {
+    INFO("epoch ", e);
+    const EpochStats sc = cpu->train_epoch(tc, e, lr);
+    const EpochStats sg = gpu->train_epoch(tg, e, lr);
+    check_stats(sg, sc, p.n, "train");
+    cpu->get_params(pc);
+    gpu->get_params(pg);
+    expect_close(delta(pg, p0), delta(pc, p0), 1e-3, "parameter change");
+  }
+  TrainState st_c, st_g;
+  cpu->get_state(st_c);
+  gpu->get_state(st_g);
+  CHECK(st_g.step == st_c.step);
+  expect_close(st_g.m, st_c.m, 1e-3, "Adam m");
+  expect_close(st_g.v, st_c.v, 1e-3, "Adam v");
+
+  check_stats(gpu->evaluate(tg), cpu->evaluate(tc), p.n, "evaluate");
+  const int np = std::min(p.n, 300);
+  const std::size_t C = std::size_t(p.cfg.spec.classes);
+  std::vector<float> prob_c(std::size_t(np) * C), prob_g(std::size_t(np) * C, NAN);
+  cpu->predict(prob_c.data(), p.images.data(), np);
+  gpu->predict(prob_g.data(), p.images.data(), np);
+  expect_close(prob_g, prob_c, 1e-4, "predict");
+}
+
+TEST_CASE("CUDA engine = CPU engine: small model, dropout, partial last batch") {
+  // 200 examples in batches of 32: 6 replays of the captured step graph + one 8-row batch.
+  compare_with_cpu(make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 7), 3, 1e-3f);
+}
+
+TEST_CASE("CUDA engine = CPU engine: the default 784-128-64-10 model") {
+  compare_with_cpu(make_problem(784, {128, 64}, 10, 0.2f, 128, 600, 42), 2, 1e-3f);
+}
+
+TEST_CASE("CUDA engine = CPU engine: multi-step graphs (3 steps a replay, then 1, then the partial batch)") {
+  // 600 / 64: 9 full batches = 3 replays of the 3-step graph, then an 11-row batch.
+  Problem p = make_problem(784, {128, 64}, 10, 0.2f, 64, 600, 43);
+  p.cfg.graph_steps = 3;
+  compare_with_cpu(p, 2, 1e-3f);
+}
+
+TEST_CASE("CUDA engine = CPU engine: --gemm cublas path") {
+  Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 8);
+  p.cfg.gemm = "cublas";
+  compare_with_cpu(p, 2, 1e-3f);
+}
+
+TEST_CASE("CUDA engine = CPU engine: no shuffle, no dropout, one hidden layer") {
+  Problem p = make_problem(33, {17}, 3, 0.0f, 16, 100, 9);
+  p.cfg.shuffle = false;
+  compare_with_cpu(p, 2, 5e-3f);
+}
+
+TEST_CASE("CUDA engine: two runs with one seed are bitwise identical") {
+  const Problem p = make_problem(784, {128, 64}, 10, 0.2f, 64, 300, 5);
+  std::vector<float> a, b;
+  EpochStats sa, sb;
+  for (int run = 0; run < 2; ++run) {
+    auto gpu = make_cuda_engine(p.cfg);
+    const int t = gpu->add_dataset(p.view());
+    EpochStats s;
+    for (int e = 0; e < 2; ++e) s = gpu->train_epoch(t, e, 1e-3f);
+    gpu->get_params(run == 0 ? a : b);
+    (run == 0 ? sa : sb) = s;
+  }
+  CHECK(bitwise_equal(a, b));
+  CHECK(std::memcmp(&sa.loss, &sb.loss, sizeof(double)) == 0);
+  CHECK(sa.accuracy == sb.accuracy);
+}
+
+TEST_CASE("CUDA engine: steps per graph replay change nothing (bitwise), also after a mid-epoch resume") {
+  // 300 / 32: 9 full batches and a 12-row one. K = 1, 2, 4, 25 split the full batches differently
+  // between the K-step graph, the one-step graph and (K = 25 > 9) the one-step graph only.
+  const Problem base = make_problem(50, {33, 20}, 10, 0.2f, 32, 300, 13);
+  std::vector<float> ref;
+  EpochProgress ref_progress;
+  for (int K : {1, 2, 4, 25}) {
+    INFO("graph_steps ", K);
+    Problem p = base;
+    p.cfg.graph_steps = K;
+    auto gpu = make_cuda_engine(p.cfg);
+    const int t = gpu->add_dataset(p.view());
+    gpu->train_epoch(t, 0, 1e-3f);
+    EpochProgress progress;
+    progress.next_batch = 3;  // resume epoch 1 at its 4th batch
+    CHECK(gpu->train_steps(t, 1, 1e-3f, progress, nullptr));
+    std::vector<float> params;
+    gpu->get_params(params);
+    TrainState st;
+    gpu->get_state(st);
+    CHECK(st.step == 9 + 1 + 6 + 1);
+    if (ref.empty()) {
+      ref = params;
+      ref_progress = progress;
+    } else {
+      CHECK(bitwise_equal(params, ref));
+      CHECK(progress.next_batch == ref_progress.next_batch);
+      CHECK(progress.examples == ref_progress.examples);
+      CHECK(progress.correct == ref_progress.correct);
+      CHECK(std::memcmp(&progress.loss_sum, &ref_progress.loss_sum, sizeof(double)) == 0);
+    }
+  }
+}
+
+TEST_CASE("CUDA engine continues a CPU run from its TrainState (step counter, moments)") {
+  const Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 11);
+  auto cpu = make_cpu_engine(p.cfg);
+  auto gpu = make_cuda_engine(p.cfg);
+  const int tc = cpu->add_dataset(p.view()), tg = gpu->add_dataset(p.view());
+  cpu->train_epoch(tc, 0, 1e-3f);
+  TrainState st;
+  cpu->get_state(st);
+  gpu->set_state(st);
+  std::vector<float> p0 = st.params, pc, pg;
+  check_stats(gpu->train_epoch(tg, 1, 1e-3f), cpu->train_epoch(tc, 1, 1e-3f), p.n, "epoch 1");
+  cpu->get_params(pc);
+  gpu->get_params(pg);
+  expect_close(delta(pg, p0), delta(pc, p0), 1e-3, "parameter change");
+}
+
+TEST_CASE("CUDA engine: train_steps resumes mid-epoch and honours an interrupt") {
+  const Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 12);
+  auto cpu = make_cpu_engine(p.cfg);
+  auto gpu = make_cuda_engine(p.cfg);
+  const int tc = cpu->add_dataset(p.view()), tg = gpu->add_dataset(p.view());
+  std::vector<float> p0, pc, pg;
+  cpu->get_params(p0);
+
+  std::atomic<bool> stop{true};
+  EpochProgress none;
+  CHECK_FALSE(gpu->train_steps(tg, 0, 1e-3f, none, &stop));
+  CHECK(none.next_batch == 0);
+  CHECK(none.examples == 0);
+
+  EpochProgress pcpu, pgpu;
+  pcpu.next_batch = pgpu.next_batch = 3;  // resume at the 4th of 7 batches
+  CHECK(cpu->train_steps(tc, 0, 1e-3f, pcpu, nullptr));
+  CHECK(gpu->train_steps(tg, 0, 1e-3f, pgpu, nullptr));
+  CHECK(pgpu.next_batch == pcpu.next_batch);
+  CHECK(pgpu.examples == pcpu.examples);
+  CHECK(pgpu.loss_sum == doctest::Approx(pcpu.loss_sum).epsilon(1e-4));
+  CHECK(std::llabs(pgpu.correct - pcpu.correct) <= 1);
+  TrainState sc, sg;
+  cpu->get_state(sc);
+  gpu->get_state(sg);
+  CHECK(sg.step == sc.step);
+  expect_close(delta(sg.params, p0), delta(sc.params, p0), 1e-3, "parameter change");
+}
+
+}  // namespace
+}  // namespace mnist::test

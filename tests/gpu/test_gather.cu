@@ -1,0 +1,110 @@
+// Batch gather and the device shuffle against the CPU twins. Both are exact: the gather is one
+// float multiply per pixel on both sides, the shuffle is a sort of the same Philox keys.
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/gather.cuh"
+#include "kernels/train_counters.cuh"
+#include "layers/cpu_ops.hpp"
+#include "tests/gpu/gpu_test.cuh"
+
+namespace mnist::test {
+namespace {
+
+TEST_CASE("gather_batch equals cpu::gather_batch bitwise") {
+  Stream stream;
+  const int n = 1500;  // images in the dataset
+  for (const cases::OpCase& c : test_cases(cases::Op::Gather)) {
+    INFO(c.name());
+    const int B = c.rows, D = c.in;
+    const std::vector<uint8_t> images = random_bytes(std::size_t(n) * D, 3 + D);
+    const std::vector<uint8_t> labels = random_bytes(std::size_t(n), 4, 0, 9);
+    std::vector<int32_t> idx(static_cast<std::size_t>(n));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::shuffle(idx.begin(), idx.end(), std::mt19937(5 + B));
+    idx.resize(std::size_t(B));
+    std::vector<float> X(std::size_t(B) * D);
+    std::vector<uint8_t> y(static_cast<std::size_t>(B));
+    cpu::gather_batch(X.data(), y.data(), images.data(), labels.data(), idx.data(), B, D);
+    auto d_images = to_device(images), d_labels = to_device(labels);
+    auto d_idx = to_device(idx);
+    auto gX = poisoned<float>(X.size());
+    auto gy = poisoned<uint8_t>(y.size());
+    cuda::gather_batch(gX.data(), gy.data(), d_images.data(), d_labels.data(), d_idx.data(), B, D, stream.get());
+    CHECK(bitwise_equal(to_host(gX), X));
+    CHECK(bitwise_equal(to_host(gy), y));
+  }
+}
+
+TEST_CASE("gather_batch from TrainCounters and gather_rows pick the right rows") {
+  Stream stream;
+  const int n = 1000, D = 784, stride = 128;
+  const std::vector<uint8_t> images = random_bytes(std::size_t(n) * D, 8);
+  const std::vector<uint8_t> labels = random_bytes(std::size_t(n), 9, 0, 9);
+  std::vector<int32_t> order(static_cast<std::size_t>(n));
+  cpu::shuffle_order(order.data(), n, 1, 2);
+  auto d_images = to_device(images), d_labels = to_device(labels);
+  auto d_order = to_device(order);
+  for (int batch : {0, 3, 7}) {
+    const int B = std::min(stride, n - batch * stride);  // batch 7 is the short last one (104 rows)
+    INFO("batch ", batch, " rows ", B);
+    std::vector<float> X(std::size_t(B) * D);
+    std::vector<uint8_t> y(static_cast<std::size_t>(B));
+    cpu::gather_batch(X.data(), y.data(), images.data(), labels.data(), order.data() + batch * stride, B, D);
+    cuda::TrainCounters c;
+    c.batch = batch;
+    auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+    auto gX = poisoned<float>(X.size());
+    auto gy = poisoned<uint8_t>(y.size());
+    cuda::gather_batch(gX.data(), gy.data(), d_images.data(), d_labels.data(), d_order.data(), ctr.data(), stride, B,
+                       D, stream.get());
+    CHECK(bitwise_equal(to_host(gX), X));
+    CHECK(bitwise_equal(to_host(gy), y));
+  }
+  const int first = 900, B = 100;
+  std::vector<int32_t> seq(static_cast<std::size_t>(B));
+  std::iota(seq.begin(), seq.end(), first);
+  std::vector<float> X(std::size_t(B) * D);
+  std::vector<uint8_t> y(static_cast<std::size_t>(B));
+  cpu::gather_batch(X.data(), y.data(), images.data(), labels.data(), seq.data(), B, D);
+  auto gX = poisoned<float>(X.size());
+  auto gy = poisoned<uint8_t>(y.size());
+  cuda::gather_rows(gX.data(), gy.data(), d_images.data(), d_labels.data(), first, B, D, stream.get());
+  CHECK(bitwise_equal(to_host(gX), X));
+  CHECK(bitwise_equal(to_host(gy), y));
+}
+
+TEST_CASE("shuffle_order equals cpu::shuffle_order exactly, and is deterministic") {
+  Stream stream;
+  for (int n : {1, 2, 7, 1000, 48000, 60000}) {
+    DeviceBuffer<unsigned char> temp(cuda::shuffle_temp_bytes(n));
+    for (uint64_t seed : {uint64_t(42), (uint64_t(1) << 40) + 3})
+      for (uint64_t epoch : {uint64_t(0), uint64_t(1), uint64_t(7)}) {
+        INFO("n=", n, " seed=", seed, " epoch=", epoch);
+        std::vector<int32_t> ref(static_cast<std::size_t>(n));
+        cpu::shuffle_order(ref.data(), n, seed, epoch);
+        auto order = poisoned<int32_t>(std::size_t(n));
+        cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, seed, epoch, stream.get());
+        const std::vector<int32_t> got = to_host(order);
+        CHECK(got == ref);
+        cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, seed, epoch, stream.get());
+        CHECK(to_host(order) == got);
+      }
+  }
+}
+
+TEST_CASE("identity_order") {
+  Stream stream;
+  const int n = 1001;
+  auto order = poisoned<int32_t>(std::size_t(n));
+  cuda::identity_order(order.data(), n, stream.get());
+  std::vector<int32_t> ref(static_cast<std::size_t>(n));
+  std::iota(ref.begin(), ref.end(), 0);
+  CHECK(to_host(order) == ref);
+}
+
+}  // namespace
+}  // namespace mnist::test
