@@ -19,7 +19,7 @@ fi
 if [ "${MNIST_NO_SANITIZE:-0}" != 1 ]; then
   echo "== CPU tests under ASan + UBSan =="
   cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMNIST_SANITIZE=ON >/dev/null
-  cmake --build "$root/build-asan" --parallel --target mnist_tests
+  cmake --build "$root/build-asan" --parallel --target mnist_tests fuzz_replay
   # OpenBLAS/OpenMP thread pools are reported as leaks at exit by LeakSanitizer: not ours.
   (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure --timeout 900 -L cpu)
