@@ -44,26 +44,24 @@ struct GemmParams {
   float* db = nullptr;
 };
 
-// One block computes a BM x BN tile of C; each of its (BM/TM)*(BN/TN) threads a TM x TN micro-tile
-// whose rows are tr + i*(BM/TM) and columns tc + j*(BN/TN) (strided, so that the shared-memory
-// reads of B and the global stores of the epilogue are consecutive across a warp). K advances in
-// BK slices staged in shared memory as As[k][m], Bs[k][n] (one float of padding per row). Loads
-// walk global memory along its contiguous dimension; out-of-range elements (row, column or k
-// tails) load as 0 and are never stored.
+// One block computes the BM x BN tile of C at (m0, n0); each of its (BM/TM)*(BN/TN) threads a
+// TM x TN micro-tile whose rows are tr + i*(BM/TM) and columns tc + j*(BN/TN) (strided, so that the
+// shared-memory reads of B and the global stores of the epilogue are consecutive across a warp).
+// K advances in BK slices staged in shared memory as As[k][m], Bs[k][n] (one float of padding per
+// row). Loads walk global memory along its contiguous dimension; out-of-range elements (row,
+// column or k tails) load as 0 and are never stored. Every thread of the block must call it (it
+// synchronises the block).
 template <int BM, int BN, int BK, int TM, int TN, Kind KIND>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) dense_gemm_kernel(const GemmParams p) {
+__device__ __forceinline__ void gemm_tile(const GemmParams& p, int m0, int n0, float (&As)[BK][BM + 1],
+                                          float (&Bs)[BK][BN + 1]) {
   constexpr int RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
   constexpr bool A_KFAST = KIND != Kind::Weight;
   constexpr bool B_KFAST = KIND == Kind::Forward;
   static_assert(BM % TM == 0 && BN % TN == 0, "tile must split into micro-tiles");
   static_assert((BM * BK) % THREADS == 0 && (BN * BK) % THREADS == 0, "tile loads must split evenly");
 
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN + 1];
-
   const int tid = int(threadIdx.x);
   const int tr = tid / RN, tc = tid % RN;
-  const int m0 = int(blockIdx.y) * BM, n0 = int(blockIdx.x) * BN;
 
   float acc[TM][TN];
 #pragma unroll
@@ -151,6 +149,38 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) dense_gemm_kernel(const
   }
 }
 
+// One GEMM: block (x, y) computes the tile at rows y*BM, columns x*BN.
+template <int BM, int BN, int BK, int TM, int TN, Kind KIND>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN)) dense_gemm_kernel(const GemmParams p) {
+  __shared__ float As[BK][BM + 1];
+  __shared__ float Bs[BK][BN + 1];
+  gemm_tile<BM, BN, BK, TM, TN, KIND>(p, int(blockIdx.y) * BM, int(blockIdx.x) * BN, As, Bs);
+}
+
+// A layer's two backward GEMMs in one launch (they are independent: both only read dZ): blocks
+// [0, weight tiles) compute the weight GEMM w (row-major over its tile grid), the rest the data
+// GEMM d. The branch is uniform per block. One launch instead of two, and one less link in the
+// step's chain of dependent kernels.
+template <int BM, int BN, int BK, int TM, int TN>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN)) dense_backward_kernel(const GemmParams w, const GemmParams d) {
+  __shared__ float As[BK][BM + 1];
+  __shared__ float Bs[BK][BN + 1];
+  const int w_cols = (w.N + BN - 1) / BN, w_tiles = w_cols * ((w.M + BM - 1) / BM);
+  int t = int(blockIdx.x);
+  if (t < w_tiles) {
+    gemm_tile<BM, BN, BK, TM, TN, Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, As, Bs);
+  } else {
+    t -= w_tiles;
+    const int d_cols = (d.N + BN - 1) / BN;
+    gemm_tile<BM, BN, BK, TM, TN, Kind::Data>(d, (t / d_cols) * BM, (t % d_cols) * BN, As, Bs);
+  }
+}
+
+template <int BM, int BN>
+long long tiles(const GemmParams& p) {
+  return (long long)((p.M + BM - 1) / BM) * ((p.N + BN - 1) / BN);
+}
+
 template <int BM, int BN, int BK, int TM, int TN, Kind KIND>
 void launch_tiles(const GemmParams& p, cudaStream_t stream) {
   const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM);
@@ -161,15 +191,37 @@ void launch_tiles(const GemmParams& p, cudaStream_t stream) {
 
 // Tile choice: 64x64 tiles (4x4 per thread) when they alone fill the GPU (>= ~120 blocks, the
 // H100 has 132 SMs), 32x32 tiles (2x2 per thread) otherwise, for more blocks on the model's small
-// GEMMs. Both give bitwise the same results (see dense.cuh).
+// GEMMs. Both give bitwise the same results (see dense.cuh). K slices are deep (BK = 64 for the
+// small tiles, 32 for the large; 17 KB of shared memory either way) because at batch 128 the
+// first layer's forward GEMM runs as only 16 blocks, one per SM, over K = 784: each slice costs a
+// global-load latency that nothing else on the SM hides, so the number of slices (49 at BK = 16,
+// 13 at BK = 64) sets its time.
+constexpr long long kBigTileBlocks = 120;
+
 template <Kind KIND>
 void launch_gemm(const GemmParams& p, cudaStream_t stream) {
   if (p.M <= 0 || p.N <= 0) return;
-  const long long big = (long long)((p.M + 63) / 64) * ((p.N + 63) / 64);
-  if (big >= 120)
-    launch_tiles<64, 64, 16, 4, 4, KIND>(p, stream);
+  if (tiles<64, 64>(p) >= kBigTileBlocks)
+    launch_tiles<64, 64, 32, 4, 4, KIND>(p, stream);
   else
-    launch_tiles<32, 32, 16, 2, 2, KIND>(p, stream);
+    launch_tiles<32, 32, 64, 2, 2, KIND>(p, stream);
+}
+
+template <int BM, int BN, int BK, int TM, int TN>
+void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
+  const long long blocks = tiles<BM, BN>(w) + tiles<BM, BN>(d);
+  MNIST_CHECK(blocks < (1ll << 31), "dense backward: ", blocks, " tiles exceed the grid limit");
+  dense_backward_kernel<BM, BN, BK, TM, TN><<<unsigned(blocks), (BM / TM) * (BN / TN), 0, stream>>>(w, d);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+// Weight GEMM w and data GEMM d (both non-empty) in one launch, one tile size for both, chosen as
+// for one GEMM from their combined tile count.
+void launch_backward(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
+  if (tiles<64, 64>(w) + tiles<64, 64>(d) >= kBigTileBlocks)
+    launch_backward_tiles<64, 64, 32, 4, 4>(w, d, stream);
+  else
+    launch_backward_tiles<32, 32, 64, 2, 2>(w, d, stream);
 }
 
 void check_sizes(const char* op, int B, int K, int N) {
@@ -192,8 +244,8 @@ GemmParams forward_params(float* Y, const float* X, const float* W, const float*
   return p;
 }
 
-void launch_weights(float* dW, float* db, const float* dZ, const float* amask, const float* X, int B, int K, int N,
-                    cudaStream_t stream) {
+GemmParams weight_params(float* dW, float* db, const float* dZ, const float* amask, const float* X, int B, int K,
+                         int N) {
   GemmParams p;
   p.M = N;
   p.N = db ? K + 1 : K;
@@ -207,11 +259,11 @@ void launch_weights(float* dW, float* db, const float* dZ, const float* amask, c
   p.out = dW;
   p.ldo = K;
   p.db = db;
-  launch_gemm<Kind::Weight>(p, stream);
+  return p;
 }
 
-void launch_data(float* dX, const float* dZ, const float* amask, const float* W, const float* mask,
-                 float mask_scale, int B, int K, int N, cudaStream_t stream) {
+GemmParams data_params(float* dX, const float* dZ, const float* amask, const float* W, const float* mask,
+                       float mask_scale, int B, int K, int N) {
   GemmParams p;
   p.M = B;
   p.N = K;
@@ -225,7 +277,15 @@ void launch_data(float* dX, const float* dZ, const float* amask, const float* W,
   p.ldo = K;
   p.mask = mask;
   p.mask_scale = mask_scale;
-  launch_gemm<Kind::Data>(p, stream);
+  return p;
+}
+
+// dW/db, and dX when requested and B > 0: one launch for both when there are both.
+void launch_weights_and_data(const GemmParams& w, const GemmParams* d, cudaStream_t stream) {
+  if (d && d->M > 0)
+    launch_backward(w, *d, stream);
+  else
+    launch_gemm<Kind::Weight>(w, stream);
 }
 
 }  // namespace
@@ -264,15 +324,16 @@ void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY,
   MNIST_CHECK(dW && db && (B == 0 || (dY && X)) && (!relu || B == 0 || Y) && (!dX || W),
               "dense_backward: null pointer");
   const float* amask = relu ? Y : nullptr;
-  launch_weights(dW, db, dY, amask, X, B, K, N, stream);
-  if (dX && B > 0) launch_data(dX, dY, amask, W, nullptr, 1.0f, B, K, N, stream);
+  const GemmParams w = weight_params(dW, db, dY, amask, X, B, K, N);
+  const GemmParams d = data_params(dX, dY, amask, W, nullptr, 1.0f, B, K, N);
+  launch_weights_and_data(w, dX ? &d : nullptr, stream);
 }
 
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
                             cudaStream_t stream) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
-  launch_weights(dW, db, dZ, nullptr, X, B, K, N, stream);
+  launch_gemm<Kind::Weight>(weight_params(dW, db, dZ, nullptr, X, B, K, N), stream);
 }
 
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
@@ -281,7 +342,17 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   if (B == 0) return;
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
-  launch_data(dX, dZ, nullptr, W, mask, mask_scale, B, K, N, stream);
+  launch_gemm<Kind::Data>(data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N), stream);
+}
+
+void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
+                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream) {
+  check_sizes("dense_backward_fused", B, K, N);
+  MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
+  MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
+  const GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  const GemmParams d = data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N);
+  launch_weights_and_data(w, dX ? &d : nullptr, stream);
 }
 
 }  // namespace mnist::cuda

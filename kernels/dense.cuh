@@ -44,4 +44,10 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, const float* 
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
                          int K, int N, cudaStream_t stream);
 
+// dense_backward_weights(dW, db, dZ, X) and, when dX is not null, dense_backward_data(dX, dZ, W,
+// mask, mask_scale) in ONE launch (the two GEMMs are independent): the engine's backward of a
+// layer. Bitwise the same results as the two separate launches.
+void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
+                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream);
+
 }  // namespace mnist::cuda

@@ -12,8 +12,9 @@
 //   dense_relu_dropout_forward  x L-1  A_l = dropout(ReLU(A_{l-1}·W_lᵀ + b_l))   (mask in the epilogue)
 //   dense_forward                    logits = A_{L-2}·W_{L-1}ᵀ + b_{L-1}
 //   softmax_xent                     dZ_{L-1} = (softmax - onehot)/B; loss and hits into Metrics
-//   dense_backward_weights      x L  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
-//   dense_backward_data         x L-1 dZ_{l-1} = (dZ_l·W_l) ⊙ [A_{l-1} > 0] / (1-p)
+//   dense_backward_fused        x L  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
+//                                    and, for l > 0, in the same launch:
+//                                    dZ_{l-1} = (dZ_l·W_l) ⊙ [A_{l-1} > 0] / (1-p)
 //   adam_update                      every parameter in one launch; advances the step counters
 // Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
@@ -384,10 +385,11 @@ class CudaEngine final : public Engine {
                                       mask_scale(), s);
         }
       } else {
-        cuda::dense_backward_weights(grad(sl.w_offset), grad(sl.b_offset), dZ, X, B, sl.in, sl.out, s);
-        if (l > 0)
-          cuda::dense_backward_data(dz_[l - 1].data(), dZ, param(sl.w_offset), act_[l - 1].data(), mask_scale(), B,
-                                    sl.in, sl.out, s);
+        // dW, db and (below the first layer) the previous layer's dZ, in one launch.
+        float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
+        const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
+        cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
+                                   mask_scale(), B, sl.in, sl.out, s);
       }
     }
   }

@@ -209,6 +209,10 @@ int run(const Options& opt) {
         const double flops = 4.0 * B * K * N + double(B) * N;
         const double bytes = 4.0 * (2.0 * B * N + 2.0 * B * K + N * double(K) + N * double(K) + N + double(B) * K);
         const float scale = 1.25f;
+        bench.run(op, shape, "native fused (1 launch: dW+db, dX)", flops, bytes, [&](cudaStream_t st) {
+          cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale, B,
+                                     K, N, st);
+        });
         bench.run(op, shape, "native (dW+db GEMM, dX GEMM)", flops, bytes, [&](cudaStream_t st) {
           cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
           cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), scale, B, K, N, st);

@@ -14,7 +14,7 @@
 #   build      cmake --build build-gpu
 #   ctest-gpu  ctest -L gpu;  ctest-all  every test
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists)
-#   race       profiling/race.py (engine, engine-cublas, PyTorch tutorial/resident/graph)
+#   race       profiling/race.py (engine, engine-cublas, engine-graph1, PyTorch tutorial/resident/graph)
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
 #   memcheck / racecheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)

@@ -7,6 +7,7 @@ time with the first epoch left out as warm-up, and the table shows the median ov
 
   contenders   engine            build/apps/mnist_cuda (--bin)
                engine-cublas     the same with --gemm cublas (CUDA only; skipped when --help lacks --gemm)
+               engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
                pytorch-graph     ... --mode graph (one CUDA graph replay per step; CUDA only)
@@ -44,7 +45,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL = ["engine", "engine-cublas", "pytorch-tutorial", "pytorch-resident", "pytorch-graph"]
+ALL = ["engine", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident", "pytorch-graph"]
 
 
 def log(msg):
@@ -193,6 +194,12 @@ class Race:
                 if c == "engine-cublas" and a.device != "cuda":
                     self.skip(c, "--gemm cublas applies to --device cuda only")
                     continue
+                if c == "engine-graph1" and a.device != "cuda":
+                    self.skip(c, "--graph-steps applies to --device cuda only")
+                    continue
+                if c == "engine-graph1" and "--graph-steps" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --graph-steps")
+                    continue
                 if c == "engine-cublas" and "--gemm" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --gemm")
                     continue
@@ -251,6 +258,8 @@ class Race:
             cmd += ["--threads", str(a.threads)]
         if c == "engine-cublas":
             cmd += ["--gemm", "cublas"]
+        if c == "engine-graph1":
+            cmd += ["--graph-steps", "1"]
         cmd += shlex.split(a.engine_args)
         t0 = time.perf_counter()
         rc, text = run(cmd, a.timeout, env=self.env)

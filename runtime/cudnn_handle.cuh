@@ -4,9 +4,8 @@
 
 #include <cudnn.h>
 
-#include <utility>
-
 #include "runtime/cuda_check.cuh"
+#include "runtime/unique_handle.hpp"
 
 #define CUDNN_CHECK(expr)                                                                        \
   do {                                                                                           \
@@ -18,26 +17,16 @@
 
 namespace mnist {
 
-class CudnnHandle {
+class CudnnHandle : public UniqueHandle<cudnnHandle_t, cudnnDestroy> {
  public:
-  CudnnHandle() { CUDNN_CHECK(cudnnCreate(&h_)); }
-  ~CudnnHandle() {
-    if (h_) cudnnDestroy(h_);
-  }
-  CudnnHandle(const CudnnHandle&) = delete;
-  CudnnHandle& operator=(const CudnnHandle&) = delete;
-  CudnnHandle(CudnnHandle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-  CudnnHandle& operator=(CudnnHandle&& o) noexcept {
-    if (this != &o) {
-      if (h_) cudnnDestroy(h_);
-      h_ = std::exchange(o.h_, nullptr);
-    }
-    return *this;
-  }
-  cudnnHandle_t get() const { return h_; }
+  CudnnHandle() : UniqueHandle(create()) {}
 
  private:
-  cudnnHandle_t h_ = nullptr;
+  static cudnnHandle_t create() {
+    cudnnHandle_t h = nullptr;
+    CUDNN_CHECK(cudnnCreate(&h));
+    return h;
+  }
 };
 
 }  // namespace mnist

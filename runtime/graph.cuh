@@ -7,59 +7,17 @@
 
 #include <cuda_runtime.h>
 
-#include <utility>
-
 #include "runtime/cuda_check.cuh"
+#include "runtime/unique_handle.hpp"
 
 namespace mnist {
 
-class Graph {
+using Graph = UniqueHandle<cudaGraph_t, cudaGraphDestroy>;
+
+class GraphExec : public UniqueHandle<cudaGraphExec_t, cudaGraphExecDestroy> {
  public:
-  Graph() = default;
-  explicit Graph(cudaGraph_t g) : g_(g) {}
-  ~Graph() {
-    if (g_) cudaGraphDestroy(g_);
-  }
-  Graph(const Graph&) = delete;
-  Graph& operator=(const Graph&) = delete;
-  Graph(Graph&& o) noexcept : g_(std::exchange(o.g_, nullptr)) {}
-  Graph& operator=(Graph&& o) noexcept {
-    if (this != &o) {
-      if (g_) cudaGraphDestroy(g_);
-      g_ = std::exchange(o.g_, nullptr);
-    }
-    return *this;
-  }
-  cudaGraph_t get() const { return g_; }
-
- private:
-  cudaGraph_t g_ = nullptr;
-};
-
-class GraphExec {
- public:
-  GraphExec() = default;
-  explicit GraphExec(cudaGraphExec_t e) : e_(e) {}
-  ~GraphExec() {
-    if (e_) cudaGraphExecDestroy(e_);
-  }
-  GraphExec(const GraphExec&) = delete;
-  GraphExec& operator=(const GraphExec&) = delete;
-  GraphExec(GraphExec&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
-  GraphExec& operator=(GraphExec&& o) noexcept {
-    if (this != &o) {
-      if (e_) cudaGraphExecDestroy(e_);
-      e_ = std::exchange(o.e_, nullptr);
-    }
-    return *this;
-  }
-
-  explicit operator bool() const { return e_ != nullptr; }
-  cudaGraphExec_t get() const { return e_; }
-  void launch(cudaStream_t s) const { CUDA_CHECK(cudaGraphLaunch(e_, s)); }
-
- private:
-  cudaGraphExec_t e_ = nullptr;
+  using UniqueHandle::UniqueHandle;
+  void launch(cudaStream_t s) const { CUDA_CHECK(cudaGraphLaunch(get(), s)); }
 };
 
 // Records everything `record()` enqueues on `stream` and returns the instantiated graph. If

@@ -7,9 +7,8 @@
 #include <cublas_v2.h>
 #include <curand.h>
 
-#include <utility>
-
 #include "runtime/cuda_check.cuh"
+#include "runtime/unique_handle.hpp"
 
 namespace mnist::detail {
 inline const char* curand_status_name(curandStatus_t s) {
@@ -48,51 +47,28 @@ inline const char* curand_status_name(curandStatus_t s) {
 namespace mnist {
 
 // A cuBLAS handle in FP32 mode (no TF32: results must match float32 references).
-class CublasHandle {
+class CublasHandle : public UniqueHandle<cublasHandle_t, cublasDestroy> {
  public:
-  CublasHandle() {
-    CUBLAS_CHECK(cublasCreate(&h_));
-    CUBLAS_CHECK(cublasSetMathMode(h_, CUBLAS_DEFAULT_MATH));
-  }
-  ~CublasHandle() {
-    if (h_) cublasDestroy(h_);
-  }
-  CublasHandle(const CublasHandle&) = delete;
-  CublasHandle& operator=(const CublasHandle&) = delete;
-  CublasHandle(CublasHandle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-  CublasHandle& operator=(CublasHandle&& o) noexcept {
-    if (this != &o) {
-      if (h_) cublasDestroy(h_);
-      h_ = std::exchange(o.h_, nullptr);
-    }
-    return *this;
-  }
-  cublasHandle_t get() const { return h_; }
+  CublasHandle() : UniqueHandle(create()) { CUBLAS_CHECK(cublasSetMathMode(get(), CUBLAS_DEFAULT_MATH)); }
 
  private:
-  cublasHandle_t h_ = nullptr;
+  static cublasHandle_t create() {
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    return h;
+  }
 };
 
-class CublasLtHandle {
+class CublasLtHandle : public UniqueHandle<cublasLtHandle_t, cublasLtDestroy> {
  public:
-  CublasLtHandle() { CUBLAS_CHECK(cublasLtCreate(&h_)); }
-  ~CublasLtHandle() {
-    if (h_) cublasLtDestroy(h_);
-  }
-  CublasLtHandle(const CublasLtHandle&) = delete;
-  CublasLtHandle& operator=(const CublasLtHandle&) = delete;
-  CublasLtHandle(CublasLtHandle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-  CublasLtHandle& operator=(CublasLtHandle&& o) noexcept {
-    if (this != &o) {
-      if (h_) cublasLtDestroy(h_);
-      h_ = std::exchange(o.h_, nullptr);
-    }
-    return *this;
-  }
-  cublasLtHandle_t get() const { return h_; }
+  CublasLtHandle() : UniqueHandle(create()) {}
 
  private:
-  cublasLtHandle_t h_ = nullptr;
+  static cublasLtHandle_t create() {
+    cublasLtHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasLtCreate(&h));
+    return h;
+  }
 };
 
 }  // namespace mnist

@@ -7,65 +7,42 @@
 
 #include <cuda_runtime.h>
 
-#include <utility>
-
 #include "runtime/cuda_check.cuh"
+#include "runtime/unique_handle.hpp"
 
 namespace mnist {
 
-class Stream {
+class Stream : public UniqueHandle<cudaStream_t, cudaStreamDestroy> {
  public:
-  Stream() { CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamDefault)); }
-  ~Stream() {
-    if (s_) cudaStreamDestroy(s_);
-  }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  Stream(Stream&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  Stream& operator=(Stream&& o) noexcept {
-    if (this != &o) {
-      if (s_) cudaStreamDestroy(s_);
-      s_ = std::exchange(o.s_, nullptr);
-    }
-    return *this;
-  }
-
-  cudaStream_t get() const { return s_; }
-  void synchronize() const { CUDA_CHECK(cudaStreamSynchronize(s_)); }
+  Stream() : UniqueHandle(create()) {}
+  void synchronize() const { CUDA_CHECK(cudaStreamSynchronize(get())); }
 
  private:
-  cudaStream_t s_ = nullptr;
+  static cudaStream_t create() {
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamDefault));
+    return s;
+  }
 };
 
-class Event {
+class Event : public UniqueHandle<cudaEvent_t, cudaEventDestroy> {
  public:
-  explicit Event(unsigned flags = cudaEventDefault) { CUDA_CHECK(cudaEventCreateWithFlags(&e_, flags)); }
-  ~Event() {
-    if (e_) cudaEventDestroy(e_);
-  }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  Event(Event&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
-  Event& operator=(Event&& o) noexcept {
-    if (this != &o) {
-      if (e_) cudaEventDestroy(e_);
-      e_ = std::exchange(o.e_, nullptr);
-    }
-    return *this;
-  }
-
-  cudaEvent_t get() const { return e_; }
-  void record(cudaStream_t s) { CUDA_CHECK(cudaEventRecord(e_, s)); }
-  void synchronize() const { CUDA_CHECK(cudaEventSynchronize(e_)); }
+  explicit Event(unsigned flags = cudaEventDefault) : UniqueHandle(create(flags)) {}
+  void record(cudaStream_t s) { CUDA_CHECK(cudaEventRecord(get(), s)); }
+  void synchronize() const { CUDA_CHECK(cudaEventSynchronize(get())); }
   // Milliseconds between two recorded (and completed) events.
   static float elapsed_ms(const Event& start, const Event& end) {
     float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, start.e_, end.e_));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start.get(), end.get()));
     return ms;
   }
 
  private:
-  cudaEvent_t e_ = nullptr;
+  static cudaEvent_t create(unsigned flags) {
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));
+    return e;
+  }
 };
 
 }  // namespace mnist

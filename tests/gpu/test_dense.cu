@@ -139,7 +139,40 @@ TEST_CASE("dense_backward_weights and dense_backward_data (masked) equal the CPU
     expect_close(to_host(gdW), dW, kTol, "dW");
     expect_close(to_host(gdb), db, kTol, "db");
     expect_close(to_host(gdX), dX, kTol, "dX");
+
+    // The same two GEMMs in one launch (the engine's call): bitwise the separate launches' results,
+    // also without dX (the first layer).
+    auto fdW = poisoned<float>(dW.size()), fdb = poisoned<float>(db.size()), fdX = poisoned<float>(dX.size());
+    cuda::dense_backward_fused(fdW.data(), fdb.data(), fdX.data(), dZ.data(), X.data(), W.data(), gD.data(), scale,
+                               d.B, d.K, d.N, stream.get());
+    CHECK(bitwise_equal(to_host(fdW), to_host(gdW)));
+    CHECK(bitwise_equal(to_host(fdb), to_host(gdb)));
+    CHECK(bitwise_equal(to_host(fdX), to_host(gdX)));
+    auto odW = poisoned<float>(dW.size()), odb = poisoned<float>(db.size());
+    cuda::dense_backward_fused(odW.data(), odb.data(), nullptr, dZ.data(), X.data(), W.data(), nullptr, 1.0f, d.B,
+                               d.K, d.N, stream.get());
+    CHECK(bitwise_equal(to_host(odW), to_host(gdW)));
+    CHECK(bitwise_equal(to_host(odb), to_host(gdb)));
   }
+}
+
+TEST_CASE("dense_backward_fused with 64x64 tiles (large batch) equals the separate launches") {
+  // 4096 x 784 -> 128: the data GEMM alone has 64 x 13 = 832 64x64 tiles, so the fused launch
+  // takes the large-tile path while dense_backward_weights alone (2 x 13 tiles) takes the small.
+  Stream stream;
+  const int B = 4096, K = 784, N = 128;
+  DenseData d(B, K, N, 77);
+  const std::vector<float> D = random_vector(std::size_t(B) * K, 78);
+  auto X = to_device(d.X), W = to_device(d.W), dZ = to_device(d.dY), gD = to_device(D);
+  auto sdW = poisoned<float>(std::size_t(N) * K), sdb = poisoned<float>(N), sdX = poisoned<float>(std::size_t(B) * K);
+  auto fdW = poisoned<float>(std::size_t(N) * K), fdb = poisoned<float>(N), fdX = poisoned<float>(std::size_t(B) * K);
+  cuda::dense_backward_weights(sdW.data(), sdb.data(), dZ.data(), X.data(), B, K, N, stream.get());
+  cuda::dense_backward_data(sdX.data(), dZ.data(), W.data(), gD.data(), 1.25f, B, K, N, stream.get());
+  cuda::dense_backward_fused(fdW.data(), fdb.data(), fdX.data(), dZ.data(), X.data(), W.data(), gD.data(), 1.25f, B,
+                             K, N, stream.get());
+  CHECK(bitwise_equal(to_host(fdW), to_host(sdW)));
+  CHECK(bitwise_equal(to_host(fdb), to_host(sdb)));
+  CHECK(bitwise_equal(to_host(fdX), to_host(sdX)));
 }
 
 TEST_CASE("dense kernels against cuBLAS and cuBLASLt (bias + ReLU epilogue)") {

@@ -89,6 +89,12 @@ int main(int argc, char** argv) {
       cuda::dense_backward_data(g1.data(), dY.data(), W.data(), D.data(), 1.25f, B, K, N, nullptr);
       cuda::dense_backward_weights(g2.data(), g3.data(), dY.data(), X.data(), B, K, N, nullptr);
       close(g1, rdX, 1e-5, "bwd data masked " + tag); close(g2, rdW, 1e-5, "bwd weights " + tag); close(g3, rdb, 1e-5, "bwd bias " + tag);
+      auto f1 = poison<float>(dX.size()), f2 = poison<float>(dW.size()), f3 = poison<float>(N);
+      cuda::dense_backward_fused(f2.data(), f3.data(), f1.data(), dY.data(), X.data(), W.data(), D.data(), 1.25f, B, K, N, nullptr);
+      same(f1, g1, "fused bwd dX " + tag); same(f2, g2, "fused bwd dW " + tag); same(f3, g3, "fused bwd db " + tag);
+      auto h2 = poison<float>(dW.size()), h3 = poison<float>(N);
+      cuda::dense_backward_fused(h2.data(), h3.data(), nullptr, dY.data(), X.data(), W.data(), nullptr, 1.0f, B, K, N, nullptr);
+      same(h2, g2, "fused bwd (no dX) dW " + tag); same(h3, g3, "fused bwd (no dX) db " + tag);
     }
   }
   if (!quick) {  // 64x64 tiles, and batch independence
