@@ -12,7 +12,7 @@
 #   env        nvidia-smi, nvcc, cmake, torch (+ CUDA, cuDNN) versions
 #   configure  cmake into build-gpu (-DCMAKE_PREFIX_PATH=.deps/root/usr, arch 90, no OpenBLAS)
 #   build      cmake --build build-gpu
-#   ctest-gpu  ctest -L gpu;  ctest-all  every test
+#   ctest-gpu  ctest -L gpu;  ctest-all  every test but the host emulation of the kernels (label emu)
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists)
 #   race       profiling/race.py (engine, engine-cublas, engine-graph1, PyTorch tutorial/resident/graph)
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
@@ -121,7 +121,7 @@ s_configure() {
 }
 s_build() { step build 300 cmake --build "$build" -j "$jobs"; }
 s_ctest-gpu() { step ctest-gpu 90 ctest --test-dir "$build" -L gpu --output-on-failure --timeout 80; }
-s_ctest-all() { step ctest-all 150 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 120; }
+s_ctest-all() { step ctest-all 150 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 120 -LE emu; }  # the real GPU replaces the emulation
 sanitize() {  # sanitize TOOL [EXTRA FLAGS]
   local tool=$1; shift
   step "$tool" 120 bash -c "need $gpu_tests 'no GPU test binary'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool $tool $* --error-exitcode 1 $gpu_tests"
