@@ -46,12 +46,6 @@ class CpuEngine final : public Engine {
     return int(data_.size()) - 1;
   }
 
-  EpochStats train_epoch(int train, int64_t epoch, float lr) override {
-    EpochProgress p;
-    train_steps(train, epoch, lr, p, nullptr);
-    return p.stats();
-  }
-
   bool train_steps(int train, int64_t epoch, float lr, EpochProgress& p,
                    const std::atomic<bool>* interrupt) override {
     const Stored& d = dataset(train);

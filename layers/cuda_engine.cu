@@ -131,14 +131,8 @@ class CudaEngine final : public Engine {
     return int(data_.size()) - 1;
   }
 
-  EpochStats train_epoch(int train, int64_t epoch, float lr) override {
-    EpochProgress p;
-    train_steps(train, epoch, lr, p, nullptr);
-    return p.stats();
-  }
-
-  // Batches progress.next_batch .. of the epoch: full batches replay the captured K-step graph
-  // while K of them are left, then the one-step graph; a shorter last batch runs uncaptured. The
+  // Batches progress.next_batch .. end_batch of the epoch: full batches replay the captured K-step
+  // graph while K of them are left, then the one-step graph; a shorter last batch runs uncaptured. The
   // interrupt flag is polled on the host between replays (no synchronisation); the metrics are
   // read once, at the end.
   bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
@@ -154,8 +148,10 @@ class CudaEngine final : public Engine {
     // Capture (first use only) before this epoch enqueues anything: the stream is idle here, every
     // earlier call ended with a synchronisation.
     const int K = cfg_.graph_steps;
-    const GraphExec* multi = K > 1 && full - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
-    const GraphExec* single = progress.next_batch < full ? &step_graph(train, 1) : nullptr;
+    const int end = progress.end_batch < 0 ? batches : std::min(progress.end_batch, batches);
+    const int full_end = std::min(full, end);  // full batches to run end before this one
+    const GraphExec* multi = K > 1 && full_end - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
+    const GraphExec* single = progress.next_batch < full_end ? &step_graph(train, 1) : nullptr;
     if (cfg_.shuffle)
       cuda::shuffle_order(order_.data(), shuffle_temp_.data(), shuffle_temp_.size(), d.n, cfg_.seed,
                           uint64_t(epoch), s);
@@ -172,18 +168,14 @@ class CudaEngine final : public Engine {
 
     int batch = progress.next_batch;
     int64_t examples = 0;
-    bool interrupted = false;
-    while (batch < batches) {
-      if (interrupt && interrupt->load(std::memory_order_relaxed)) {
-        interrupted = true;
-        break;
-      }
-      if (multi && full - batch >= K) {
+    while (batch < end) {
+      if (interrupt && interrupt->load(std::memory_order_relaxed)) break;
+      if (multi && full_end - batch >= K) {
         NvtxRange range("steps");
         multi->launch(s);
         batch += K;
         examples += int64_t(K) * B;
-      } else if (batch < full) {
+      } else if (batch < full_end) {
         NvtxRange range("step");
         single->launch(s);
         ++batch;
@@ -201,7 +193,7 @@ class CudaEngine final : public Engine {
     progress.loss_sum += m.loss_sum;
     progress.correct += int64_t(m.correct);
     progress.examples += examples;
-    return !interrupted;
+    return batch == batches;
   }
 
   EpochStats evaluate(int id) override {

@@ -72,24 +72,19 @@ class Engine {
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.
   virtual int add_dataset(const DataView& data) = 0;
 
-  // One epoch of training over dataset `train` in batches of batch_size (the last one may be
-  // shorter), shuffled by (seed, epoch) when shuffling is on, dropout on, Adam with rate `lr`.
-  virtual EpochStats train_epoch(int train, int64_t epoch, float lr) = 0;
-
-  // The same epoch, from batch progress.next_batch on, stopping after a whole step once
-  // *interrupt (if given) reads true. Accumulates into `progress`; returns true when the epoch
-  // is complete. The default runs whole epochs only (an engine without step-level resume): an
-  // interrupt is honoured before the epoch's first step.
+  // Epoch `epoch` of training over dataset `train` in batches of batch_size (the last one may be
+  // shorter), shuffled by (seed, epoch) when shuffling is on, dropout on, Adam with rate `lr`,
+  // from batch progress.next_batch on (before progress.end_batch when that is >= 0), stopping
+  // after a whole step once *interrupt (if given) reads true. Accumulates into `progress`;
+  // returns true when the epoch is complete.
   virtual bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
-                           const std::atomic<bool>* interrupt) {
-    MNIST_CHECK(progress.next_batch == 0 && progress.end_batch < 0, "the ", name(),
-                " engine cannot stop or resume in the middle of an epoch");
-    if (interrupt && interrupt->load()) return false;
-    const EpochStats s = train_epoch(train, epoch, lr);
-    progress.loss_sum = s.loss * double(s.examples);
-    progress.correct = int64_t(s.accuracy * double(s.examples) + 0.5);
-    progress.examples = s.examples;
-    return true;
+                           const std::atomic<bool>* interrupt) = 0;
+
+  // The whole epoch, uninterrupted.
+  EpochStats train_epoch(int train, int64_t epoch, float lr) {
+    EpochProgress p;
+    train_steps(train, epoch, lr, p, nullptr);
+    return p.stats();
   }
 
   // Loss and accuracy over a dataset in eval mode (no dropout), batch by batch.

@@ -21,7 +21,6 @@ class NanAfter final : public Engine {
   std::string name() const override { return inner_->name(); }
   const ParamLayout& layout() const override { return inner_->layout(); }
   int add_dataset(const DataView& d) override { return inner_->add_dataset(d); }
-  EpochStats train_epoch(int t, int64_t e, float lr) override { return inner_->train_epoch(t, e, lr); }
   bool train_steps(int t, int64_t e, float lr, EpochProgress& p, const std::atomic<bool>* i) override {
     return inner_->train_steps(t, e, lr, p, i);
   }

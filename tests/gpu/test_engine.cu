@@ -200,6 +200,24 @@ TEST_CASE("CUDA engine: train_steps resumes mid-epoch and honours an interrupt")
   CHECK(none.next_batch == 0);
   CHECK(none.examples == 0);
 
+  // Stop before batch 5 (end_batch), as a checkpoint cut would; then resume at batch 3 below.
+  {
+    auto c2 = make_cpu_engine(p.cfg);
+    auto g2 = make_cuda_engine(p.cfg);
+    const int t2c = c2->add_dataset(p.view()), t2g = g2->add_dataset(p.view());
+    EpochProgress a, b;
+    a.end_batch = b.end_batch = 5;
+    CHECK_FALSE(c2->train_steps(t2c, 0, 1e-3f, a, nullptr));
+    CHECK_FALSE(g2->train_steps(t2g, 0, 1e-3f, b, nullptr));
+    CHECK(b.next_batch == 5);
+    CHECK(b.examples == a.examples);
+    CHECK(b.loss_sum == doctest::Approx(a.loss_sum).epsilon(1e-4));
+    b.end_batch = -1;
+    CHECK(g2->train_steps(t2g, 0, 1e-3f, b, nullptr));
+    CHECK(b.next_batch == 7);
+    CHECK(b.examples == p.n);
+  }
+
   EpochProgress pcpu, pgpu;
   pcpu.next_batch = pgpu.next_batch = 3;  // resume at the 4th of 7 batches
   CHECK(cpu->train_steps(tc, 0, 1e-3f, pcpu, nullptr));

@@ -64,7 +64,8 @@ void compare(int input, std::vector<int> hidden, int classes, float dropout, int
   expect(pe < 1e-4, cat(tag, " predict ", pe));
 }
 
-// Steps per graph replay must not change a bit of the result (K = 1, 2, 4, 25; resume at batch 3).
+// Steps per graph replay must not change a bit of the result (K = 1, 2, 4, 25; resume at batch 3);
+// for K > 1, epoch 0 is also cut at end_batch 5 and continued, which must not change it either.
 void graph_steps_bitwise() {
   const int n = 300, input = 50;
   auto images = rbytes(std::size_t(n) * input, 14, 0, 255), labels = rbytes(n, 15, 0, 9);
@@ -74,7 +75,14 @@ void graph_steps_bitwise() {
     EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 13; cfg.graph_steps = K;
     auto gpu = make_cuda_engine(cfg);
     int t = gpu->add_dataset(v);
-    gpu->train_epoch(t, 0, 1e-3f);
+    if (K == 1) {
+      gpu->train_epoch(t, 0, 1e-3f);
+    } else {
+      EpochProgress cut; cut.end_batch = 5;
+      expect(!gpu->train_steps(t, 0, 1e-3f, cut, nullptr) && cut.next_batch == 5, cat("K=", K, " cut at 5"));
+      cut.end_batch = -1;
+      expect(gpu->train_steps(t, 0, 1e-3f, cut, nullptr) && cut.next_batch == 10 && cut.examples == 300, cat("K=", K, " continue"));
+    }
     EpochProgress pr; pr.next_batch = 3;
     gpu->train_steps(t, 1, 1e-3f, pr, nullptr);
     std::vector<float> p; gpu->get_params(p);
