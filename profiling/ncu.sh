@@ -33,11 +33,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 cd "$root"
-if [ -z "$data" ]; then
-  for d in data/mnist .deps/data/mnist; do [ -d "$d" ] && { data=$d; break; }; done
-  [ -n "$data" ] || { echo "ncu.sh: no MNIST directory (data/mnist or .deps/data/mnist); pass --data" >&2; exit 2; }
-fi
-[ -x "$bin" ] || { echo "ncu.sh: engine binary $bin not found; build it first or pass --bin" >&2; exit 2; }
+. "$here/common.sh"
+resolve_inputs ncu.sh
 
 ncu=$(command -v ncu 2>/dev/null || true)
 if [ -z "$ncu" ]; then

@@ -24,11 +24,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 cd "$root"
-if [ -z "$data" ]; then
-  for d in data/mnist .deps/data/mnist; do [ -d "$d" ] && { data=$d; break; }; done
-  [ -n "$data" ] || { echo "nsys.sh: no MNIST directory (data/mnist or .deps/data/mnist); pass --data" >&2; exit 2; }
-fi
-[ -x "$bin" ] || { echo "nsys.sh: engine binary $bin not found; build it first or pass --bin" >&2; exit 2; }
+. "$here/common.sh"
+resolve_inputs nsys.sh
 
 nsys=$(command -v nsys 2>/dev/null || true)
 if [ -z "$nsys" ]; then

@@ -7,24 +7,6 @@
 #include "runtime/error.hpp"
 
 namespace mnist {
-namespace {
-
-// A name from a checkpoint for a one-line message: control characters escaped, at most 64 bytes.
-std::string show(const std::string& name) {
-  std::string out;
-  for (std::size_t i = 0; i < name.size() && i < 64; ++i) {
-    const unsigned char c = static_cast<unsigned char>(name[i]);
-    if (c < 0x20 || c == 0x7F)
-      out += cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
-    else
-      out += char(c);
-  }
-  if (name.size() > 64) out += "...";
-  return out;
-}
-
-}  // namespace
-
 std::vector<TensorF32> params_to_tensors(const ParamLayout& layout, const std::vector<float>& flat) {
   MNIST_CHECK(flat.size() == layout.storage, "parameter array has ", flat.size(), " floats, layout needs ",
               layout.storage);
@@ -82,7 +64,7 @@ void tensors_to_params(const ParamLayout& layout, const std::vector<TensorF32>& 
   std::size_t unexpected = 0;
   for (const TensorF32& t : tensors) {
     if (known.count(t.name)) continue;
-    if (++unexpected <= 4) problems += cat("; unexpected tensor '", show(t.name), "'");  // names from the file
+    if (++unexpected <= 4) problems += cat("; unexpected tensor '", printable_name(t.name), "'");  // names from the file
   }
   if (unexpected > 4) problems += cat("; and ", unexpected - 4, " more unexpected tensors");
   if (!problems.empty())

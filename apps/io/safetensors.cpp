@@ -10,10 +10,7 @@ namespace mnist {
 
 static_assert(sizeof(float) == 4, "F32 tensors are 4-byte floats");
 
-namespace {
-
-// A tensor name for a one-line message: control characters escaped, at most 64 bytes shown.
-std::string show(const std::string& name) {
+std::string printable_name(const std::string& name) {
   std::string out;
   for (std::size_t i = 0; i < name.size() && i < 64; ++i) {
     const unsigned char c = static_cast<unsigned char>(name[i]);
@@ -25,6 +22,8 @@ std::string show(const std::string& name) {
   if (name.size() > 64) out += "...";
   return out;
 }
+
+namespace {
 
 // A JSON value for a message. Scalars are shown (clipped); arrays and objects only by their type:
 // dump() recurses, and a hostile header can nest a million levels deep.
@@ -91,7 +90,7 @@ std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::s
       continue;
     }
     const nlohmann::json& e = *it;
-    const std::string name = show(it.key());
+    const std::string name = printable_name(it.key());
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       throw InputError(cat(what, ": tensor '", name, "' lacks dtype, shape or data_offsets"));
     if (!e["dtype"].is_string() || e["dtype"] != "F32")

@@ -25,6 +25,10 @@ std::string encode_safetensors(const std::vector<TensorF32>& tensors,
 // Parses and validates a file's bytes: header length within the file, JSON well formed, every
 // entry has dtype F32, a shape, offsets inside the data section matching the shape, and the
 // tensors tile the data section exactly. Throws InputError("<what>: <problem>") (what = path).
+// A name read from a checkpoint, fit for a one-line message: control characters escaped as \xNN,
+// at most 64 bytes shown ("..." after).
+std::string printable_name(const std::string& name);
+
 std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::string& what,
                                           std::map<std::string, std::string>* metadata = nullptr);
 

@@ -210,6 +210,18 @@ std::vector<GrayImage> first_images(const ImageSet& s, int count) {
   return out;
 }
 
+// The callbacks' settings of the flags (epochs, Adam's rate, EarlyStopping, ReduceLROnPlateau).
+FitOptions fit_options(const AppOptions& o) {
+  FitOptions fo;
+  fo.epochs = o.epochs;
+  fo.lr = o.lr;
+  fo.patience = o.patience;
+  fo.lr_factor = o.lr_factor;
+  fo.lr_patience = o.lr_patience;
+  fo.min_lr = o.min_lr;
+  return fo;
+}
+
 std::map<std::string, std::string> flag_map(const AppOptions& o) {
   return {{"epochs", cat(o.epochs)},         {"batch_size", cat(o.batch_size)}, {"lr", cat(o.lr)},
           {"hidden", o.hidden},              {"dropout", cat(o.dropout)},       {"val_split", cat(o.val_split)},
@@ -260,13 +272,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   const int val_id = engine->add_dataset(val.view());
   const int test_id = engine->add_dataset(data.test.view());
 
-  FitOptions fo;
-  fo.epochs = o.epochs;
-  fo.lr = o.lr;
-  fo.patience = o.patience;
-  fo.lr_factor = o.lr_factor;
-  fo.lr_patience = o.lr_patience;
-  fo.min_lr = o.min_lr;
+  FitOptions fo = fit_options(o);
   fo.checkpoint = o.out_dir + "/best_model.safetensors";
   fo.steps_per_epoch = (train.n + o.batch_size - 1) / o.batch_size;
   fo.quiet = o.quiet;
@@ -442,13 +448,7 @@ CompareRow train_engine_quietly(const AppOptions& o, const MnistData& data, cons
   std::unique_ptr<Engine> engine = make_engine(q, engine_config(q, spec), null_stream);
   const int tr = engine->add_dataset(train.view()), va = engine->add_dataset(val.view());
   const int te = engine->add_dataset(data.test.view());
-  FitOptions fo;
-  fo.epochs = o.epochs;
-  fo.lr = o.lr;
-  fo.patience = o.patience;
-  fo.lr_factor = o.lr_factor;
-  fo.lr_patience = o.lr_patience;
-  fo.min_lr = o.min_lr;
+  FitOptions fo = fit_options(o);
   fo.quiet = true;
   const auto t0 = std::chrono::steady_clock::now();
   const History h = fit(*engine, tr, va, spec, fo, null_stream);
