@@ -241,6 +241,18 @@ class Race:
         log(f"skip {c}: {why}")
 
     # -- one run of one contender --------------------------------------------------------------
+    def run_logged(self, cmd, logname):
+        """Runs cmd under the timeout, keeps its command line and output as logname; returns
+        (output, wall seconds, None) or (output, wall seconds, a failure line with the output's tail)."""
+        t0 = time.perf_counter()
+        rc, text = run(cmd, self.a.timeout, env=self.env)
+        wall = time.perf_counter() - t0
+        shown = " ".join(map(shlex.quote, cmd))
+        self.keep(logname, shown + "\n" + (text or ""))
+        if rc != 0:
+            return text, wall, f"exit {rc if rc is not None else 'timeout'}: {shown}\n" + tail(text)
+        return text, wall, None
+
     def run_engine(self, c, batch, rep, tmp):
         a = self.a
         tag = f"{c}-b{batch}-r{rep}"
@@ -261,12 +273,9 @@ class Race:
         if c == "engine-graph1":
             cmd += ["--graph-steps", "1"]
         cmd += shlex.split(a.engine_args)
-        t0 = time.perf_counter()
-        rc, text = run(cmd, a.timeout, env=self.env)
-        wall = time.perf_counter() - t0
-        self.keep(f"{tag}.log", " ".join(map(shlex.quote, cmd)) + "\n" + (text or ""))
-        if rc != 0:
-            return None, f"exit {rc if rc is not None else 'timeout'}: {' '.join(map(shlex.quote, cmd))}\n" + tail(text)
+        text, wall, err = self.run_logged(cmd, f"{tag}.log")
+        if err:
+            return None, err
         rpath = os.path.join(out, "report.json")
         try:
             if os.path.isfile(rpath):
@@ -316,12 +325,9 @@ class Race:
                "--no-early-stop", "--quiet", "--json", jpath] + shlex.split(a.pytorch_args)
         if a.threads > 0:
             cmd += ["--threads", str(a.threads)]
-        t0 = time.perf_counter()
-        rc, text = run(cmd, a.timeout, env=self.env)
-        wall = time.perf_counter() - t0
-        self.keep(f"pytorch-{mode}-b{batch}-r{rep}.log", " ".join(map(shlex.quote, cmd)) + "\n" + (text or ""))
-        if rc != 0:
-            return None, f"exit {rc if rc is not None else 'timeout'}: {' '.join(map(shlex.quote, cmd))}\n" + tail(text)
+        text, wall, err = self.run_logged(cmd, f"pytorch-{mode}-b{batch}-r{rep}.log")
+        if err:
+            return None, err
         try:
             with open(jpath) as f:
                 r = json.load(f)
