@@ -15,6 +15,9 @@ void add_common(CLI::App& app, mnist::AppOptions& o) {
   app.add_option("--dropout", o.dropout, "dropout rate after each hidden layer, in [0,1)")->capture_default_str();
   app.add_option("--device", o.device, "auto | cpu | cuda")->capture_default_str();
   app.add_option("--gemm", o.gemm, "CUDA GEMMs: native (hand-written) | cublas")->capture_default_str();
+  app.add_option("--kernels", o.kernels, "CUDA training step: fused (one persistent kernel) | graph (separate kernels)")
+      ->capture_default_str();
+  app.add_option("--precision", o.precision, "GEMM inputs: fp32 | tf32 | bf16 (tensor cores)")->capture_default_str();
   app.add_option("--graph-steps", o.graph_steps, "CUDA: training steps captured in one graph replay (1..1000)")
       ->capture_default_str();
   app.add_option("--dataset", o.dataset, "mnist | fashion")->capture_default_str();

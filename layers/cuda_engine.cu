@@ -72,8 +72,6 @@ class CudaEngine final : public Engine {
   explicit CudaEngine(const EngineConfig& cfg) : cfg_(cfg) {
     MNIST_CHECK(cfg.batch_size > 0, "batch size must be > 0");
     MNIST_CHECK(cfg.graph_steps >= 1, "graph_steps must be >= 1, got ", cfg.graph_steps);
-    if (cfg.gemm != "native" && cfg.gemm != "cublas")
-      throw InputError(cat("--gemm must be 'native' or 'cublas', got '", cfg.gemm, "'"));
     layout_ = make_layout(cfg.spec);
     for (std::size_t l = 0; l < layout_.dense.size(); ++l)
       MNIST_CHECK(layout_.dense[l].relu == (l + 1 < layout_.dense.size()),
@@ -100,7 +98,7 @@ class CudaEngine final : public Engine {
     metrics_.resize(2);
     metrics_host_ = PinnedBuffer<cuda::Metrics>(2);
 
-    if (cfg.gemm == "cublas") {
+    if (cfg.gemm == Gemm::Cublas) {
       blas_ = std::make_unique<Blas>();
       blas_->workspace.resize(cublas::kWorkspaceBytes);
       CUBLAS_CHECK(cublasSetWorkspace(blas_->handle.get(), blas_->workspace.data(), blas_->workspace.bytes()));

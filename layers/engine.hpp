@@ -25,6 +25,21 @@ struct DataView {
   int dim = 0;
 };
 
+// CUDA GEMMs: the hand-written kernels, or cuBLAS/cuBLASLt (a reference, for comparison).
+enum class Gemm { Native, Cublas };
+// CUDA training step: `Fused` runs many steps (ideally a whole epoch) in one persistent kernel;
+// `Graph` is the sequence of separate kernels per step, captured as CUDA graphs. A model the fused
+// kernel cannot hold falls back to `Graph` with a one-line notice.
+enum class Kernels { Fused, Graph };
+// Precision of the GEMMs' inputs (accumulation, weights and Adam state stay float32): `TF32` and
+// `BF16` round the GEMM inputs to that format and run on tensor cores; the CPU reference applies
+// the same rounding so that both paths compute the same thing.
+enum class Precision { FP32, TF32, BF16 };
+
+const char* to_string(Gemm g);
+const char* to_string(Kernels k);
+const char* to_string(Precision p);
+
 struct EngineConfig {
   ModelSpec spec;
   int batch_size = 128;
@@ -32,7 +47,9 @@ struct EngineConfig {
   Init init = Init::Keras;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;  // Adam, Keras's defaults
   bool shuffle = true;                              // reshuffle the training set every epoch
-  std::string gemm = "native";                      // CUDA only: "native" | "cublas"
+  Gemm gemm = Gemm::Native;                         // CUDA only
+  Kernels kernels = Kernels::Fused;                 // CUDA only
+  Precision precision = Precision::FP32;
   int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay (>= 1)
 };
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "kernels/philox.hpp"
+#include "layers/engine.hpp"
 #include "runtime/error.hpp"
 
 namespace mnist {
@@ -130,6 +131,16 @@ std::string summary_table(const ModelSpec& spec, const ParamLayout& layout,
   t += "Non-trainable params: 0 (0.00 B)\n";
   t += rule + "\n";
   return t;
+}
+
+const char* to_string(Gemm g) { return g == Gemm::Cublas ? "cublas" : "native"; }
+const char* to_string(Kernels k) { return k == Kernels::Graph ? "graph" : "fused"; }
+const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::TF32: return "tf32";
+    case Precision::BF16: return "bf16";
+    default: return "fp32";
+  }
 }
 
 }  // namespace mnist

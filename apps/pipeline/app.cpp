@@ -84,6 +84,10 @@ void validate_options(const AppOptions& o) {
   if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
     throw InputError(cat("--device must be auto, cpu or cuda, got '", o.device, "'"));
   if (o.gemm != "native" && o.gemm != "cublas") throw InputError(cat("--gemm must be native or cublas, got '", o.gemm, "'"));
+  if (o.kernels != "fused" && o.kernels != "graph")
+    throw InputError(cat("--kernels must be fused or graph, got '", o.kernels, "'"));
+  if (o.precision != "fp32" && o.precision != "tf32" && o.precision != "bf16")
+    throw InputError(cat("--precision must be fp32, tf32 or bf16, got '", o.precision, "'"));
   if (o.graph_steps < 1 || o.graph_steps > 1000)
     throw InputError(cat("--graph-steps must be in [1, 1000], got ", o.graph_steps));
   if (o.dataset != "mnist" && o.dataset != "fashion")
@@ -106,7 +110,9 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.batch_size = o.batch_size;
   c.seed = o.seed;
   c.init = o.init == "torch" ? Init::Torch : Init::Keras;
-  c.gemm = o.gemm;
+  c.gemm = o.gemm == "cublas" ? Gemm::Cublas : Gemm::Native;
+  c.kernels = o.kernels == "graph" ? Kernels::Graph : Kernels::Fused;
+  c.precision = o.precision == "tf32" ? Precision::TF32 : o.precision == "bf16" ? Precision::BF16 : Precision::FP32;
   c.graph_steps = o.graph_steps;
   return c;
 }
@@ -147,6 +153,7 @@ std::map<std::string, std::string> run_config(const AppOptions& o) {
   return {{"hidden", o.hidden},         {"dropout", cat(o.dropout)},  {"init", o.init},
           {"batch_size", cat(o.batch_size)}, {"val_split", cat(o.val_split)}, {"split", o.split},
           {"seed", cat(o.seed)},        {"dataset", o.dataset},       {"patience", cat(o.patience)},
+          {"precision", o.precision},
           {"lr_factor", cat(o.lr_factor)}, {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)}};
 }
 
@@ -228,7 +235,8 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"split", o.split},                {"seed", cat(o.seed)},             {"patience", cat(o.patience)},
           {"lr_factor", cat(o.lr_factor)},   {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
           {"device", o.device},              {"gemm", o.gemm},                  {"dataset", o.dataset},
-          {"init", o.init},                  {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir}};
+          {"init", o.init},                  {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir},
+          {"kernels", o.kernels},            {"precision", o.precision}};
 }
 
 }  // namespace

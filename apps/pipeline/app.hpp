@@ -31,6 +31,8 @@ struct AppOptions {
   // where and how
   std::string device = "auto";  // auto | cpu | cuda
   std::string gemm = "native";  // native | cublas (CUDA only)
+  std::string kernels = "fused";   // fused | graph (CUDA only)
+  std::string precision = "fp32";  // fp32 | tf32 | bf16
   int graph_steps = 25;         // CUDA only: training steps per graph replay
   std::string dataset = "mnist";
   std::string data_dir;  // default data/<dataset>

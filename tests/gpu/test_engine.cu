@@ -109,7 +109,7 @@ TEST_CASE("CUDA engine = CPU engine: multi-step graphs (3 steps a replay, then 1
 
 TEST_CASE("CUDA engine = CPU engine: --gemm cublas path") {
   Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 8);
-  p.cfg.gemm = "cublas";
+  p.cfg.gemm = Gemm::Cublas;
   compare_with_cpu(p, 2, 1e-3f);
 }
 
