@@ -24,8 +24,8 @@ Results: profiling/results/<date>-<slug>.md (the table, date, device, commit, co
 ({"gpu", "commit", "date", "command", "contenders": {name: {...}}}); <slug> is the GPU's name from
 nvidia-smi in lower case (cpu-<host> with --device cpu).
 
-  python3 profiling/race.py                                  # CUDA, batch 128, 3 repeats
-  python3 profiling/race.py --batches 128,512,4096 --epochs 5
+  python3 profiling/race.py                                  # CUDA, batches 128,512,4096, 3 repeats
+  python3 profiling/race.py --batches 128 --epochs 5
   python3 profiling/race.py --device cpu --contenders engine,pytorch-tutorial --threads 2
 """
 
@@ -109,7 +109,7 @@ def parse_args(argv):
     p.add_argument("--bin", default="build/apps/mnist_cuda", help="the engine binary")
     p.add_argument("--data", default=None, help="MNIST IDX directory (default: data/mnist or .deps/data/mnist)")
     p.add_argument("--contenders", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
-    p.add_argument("--batches", default="128", help="comma-separated batch sizes")
+    p.add_argument("--batches", default="128,512,4096", help="comma-separated batch sizes")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run (the first is warm-up)")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender and batch size (median)")
     p.add_argument("--seed", type=int, default=42)

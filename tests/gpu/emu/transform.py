@@ -8,6 +8,10 @@ def split_top(s):
         else: cur += c
     parts.append(cur.strip()); return parts
 src = open(sys.argv[1]).read()
+# --fma: compile the kernel as nvcc does by default (--fmad=true): a*b + c contracted into one
+# fused multiply-add, also across statements (see README.md for where the choice can differ).
+if '--fma' in sys.argv[3:]:
+    src = '#pragma GCC target("fma")\n#pragma GCC optimize("fp-contract=fast")\n' + src
 src = re.sub(r'#include <cub/[^>]*>\n', '', src)
 out, i = '', 0
 while True:
