@@ -18,8 +18,9 @@
 #   racecheck / synccheck  compute-sanitizer over the sanitizer selection of the GPU tests
 #              (MNIST_GPU_TEST_QUICK=1: rows 1 and 129, the odd widths, no 4096 x 784 or cuBLAS
 #              case; tests/gpu/gpu_test.cuh), then over a training run on a 300-image subset of
-#              MNIST (profiling/mnist_subset.py; 2 steps, one a partial batch, validation, test): every kernel and every
-#              shape class in well under a minute (a launch costs ~50 ms under racecheck)
+#              MNIST (profiling/mnist_subset.py; 2 steps, one a partial batch, validation, test):
+#              every kernel and every shape class in well under a minute (a launch of the first
+#              layer's GEMM cost ~50 ms under racecheck on the H200)
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists)
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
@@ -111,7 +112,7 @@ step() {
   fi
   echo "== $name (limit ${t}s): $*" | tee "$log"
   local t0; t0=$(date +%s)
-  setsid bash -o pipefail -c '"$@" 2>&1 | tee -a "$0"' "$log" "$@" &
+  setsid --wait bash -o pipefail -c '"$@" 2>&1 | tee -a "$0"' "$log" "$@" &
   local pid=$! rc
   while kill -0 "$pid" 2>/dev/null && [ $(( $(date +%s) - t0 )) -lt "$t" ]; do sleep 1; done
   if kill -0 "$pid" 2>/dev/null; then
