@@ -1,6 +1,6 @@
 // The figures (apps/io/plot.hpp): sizes, the curves drawn in their colours and going the way the
 // data goes, the SVG twin, and every grid image at its documented place with its exact pixels.
-// Set MNIST_KEEP_PLOTS=1 to keep the PNGs in the temp dir for looking at them.
+// Set MNIST_KEEP_PLOTS=1 to keep the figures in the temp dir for looking at them.
 #include <doctest/doctest.h>
 #include <png.h>
 #include <unistd.h>
