@@ -9,6 +9,8 @@ def split_top(s):
     parts.append(cur.strip()); return parts
 src = open(sys.argv[1]).read()
 src = re.sub(r'#include <cub/[^>]*>\n', '', src)
+# dynamic shared memory: the launch's per-block buffer (ov/cooperative_groups.h)
+src = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = emu::dynamic_shared<\1>();', src)
 out, i = '', 0
 while True:
     j = src.find('<<<', i)
