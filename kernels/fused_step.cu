@@ -47,22 +47,40 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   for (int i = 0; i < TM; ++i)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
-  for (int k0 = 0; k0 < K; k0 += BK) {
+  // The next slice is loaded into registers while the current one is multiplied out of shared
+  // memory, so a slice costs max(load latency, FMAs) rather than their sum.
+  constexpr int NA = BM * BK / kT, NB = BN * BK / kT;
+  float ra[NA], rb[NB];
+  auto load_slice = [&](int k0) {
 #pragma unroll
-    for (int it = 0; it < BM * BK / kT; ++it) {
+    for (int it = 0; it < NA; ++it) {
       const int e = tid + it * kT;
       const int mm = A_KFAST ? e / BK : e % BM, kk = A_KFAST ? e % BK : e / BM;
       const int m = m0 + mm, k = k0 + kk;
-      As[kk * (BM + 1) + mm] = (m < M && k < K) ? load_a(m, k) : 0.0f;
+      ra[it] = (m < M && k < K) ? load_a(m, k) : 0.0f;
     }
 #pragma unroll
-    for (int it = 0; it < BN * BK / kT; ++it) {
+    for (int it = 0; it < NB; ++it) {
       const int e = tid + it * kT;
       const int nn = B_KFAST ? e / BK : e % BN, kk = B_KFAST ? e % BK : e / BN;
       const int n = n0 + nn, k = k0 + kk;
-      Bs[kk * (BN + 1) + nn] = (n < N && k < K) ? load_b(n, k) : 0.0f;
+      rb[it] = (n < N && k < K) ? load_b(n, k) : 0.0f;
+    }
+  };
+  if (K > 0) load_slice(0);
+  for (int k0 = 0; k0 < K; k0 += BK) {
+#pragma unroll
+    for (int it = 0; it < NA; ++it) {
+      const int e = tid + it * kT;
+      As[(A_KFAST ? e % BK : e / BM) * (BM + 1) + (A_KFAST ? e / BK : e % BM)] = ra[it];
+    }
+#pragma unroll
+    for (int it = 0; it < NB; ++it) {
+      const int e = tid + it * kT;
+      Bs[(B_KFAST ? e % BK : e / BN) * (BN + 1) + (B_KFAST ? e / BK : e % BN)] = rb[it];
     }
     __syncthreads();
+    if (k0 + BK < K) load_slice(k0 + BK);
 #pragma unroll 8
     for (int kk = 0; kk < BK; ++kk) {
       float av[TM], bv[TN];
@@ -98,7 +116,9 @@ __device__ __forceinline__ int c_tiles(const FusedLayer& l) {
 }
 
 // f: the model, buffers and constants (fused_step.cuh); steps: training steps to run; rows: rows
-// per step. Shared memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and
+// per step. Every buffer but the images, labels and order is written by some block during the
+// launch and read by others after a grid barrier, so loads are plain coherent loads: no __ldg,
+// no __restrict__ (which would let the compiler use the non-coherent read-only path). Shared memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and
 // gradients of kR rows for every layer, [kR] losses and hits.
 __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int steps, int rows) {
   extern __shared__ float4 fused_smem[];
