@@ -13,8 +13,10 @@
 #   configure  cmake into build-gpu (-DCMAKE_PREFIX_PATH=.deps/root/usr, arch 90, no OpenBLAS)
 #   build      cmake --build build-gpu
 #   ctest-gpu  ctest -L gpu;  ctest-all  every test but the host emulation of the kernels (label emu)
-#   bench      build-gpu/profiling/bench_kernels --json (when it exists)
-#   race       profiling/race.py (engine, engine-cublas, engine-graph1, PyTorch tutorial/resident/graph)
+#   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
+#              step, grid sizes; its table in the step's log)
+#   race       profiling/race.py (engine, engine-graph, engine-cublas, engine-graph1, PyTorch
+#              tutorial/resident/graph, JAX default/highest)
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
 #   memcheck / racecheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
@@ -133,7 +135,7 @@ s_san-train() {
   step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --out $tmp/san --quiet"
 }
 s_bench() {
-  step bench 90 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json"
+  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then $build/profiling/bench_fused --epochs 3; fi"
 }
 s_race() {
   step race 240 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \
