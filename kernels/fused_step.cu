@@ -24,11 +24,18 @@ constexpr int kAM = 16, kAN = 16, kAK = 64, kATM = 1, kATN = 1;
 // of 32, a 2x2 micro-tile a thread.
 constexpr int kCM = 32, kCN = 32, kCK = 32, kCTM = 2, kCTN = 2;
 constexpr int kR = kFusedRows;
+
+// Phase A splits layer 0's K into S = a_splits(K) fixed ranges of ceil(K / S) (split-K): the
+// 784-deep chain becomes two 392-deep ones run by twice the items, and phase B adds the S partial
+// sums in order s = 0, 1, ... before the bias (so still deterministic and grid-independent; with
+// S = 1, i.e. K <= kASplitK, the chain and the bits are the graph path's).
+constexpr int kASplitK = 392;
+__host__ __device__ constexpr int a_splits(int K) { return (K + kASplitK - 1) / kASplitK; }
 constexpr int kT = kFusedThreads;
 
 constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(bk) * (bm + 1) + std::size_t(bk) * (bn + 1); }
 
-// acc [TM][TN] = Σ_k A(m, k) · B(n, k) over k = 0 .. K-1 ascending, for the thread's micro-tile of
+// acc [TM][TN] = Σ_k A(m, k) · B(n, k) over k = k_begin .. K-1 ascending, for the thread's micro-tile of
 // the BM x BN tile at (m0, n0): rows tr + i*(BM/TM), columns tc + j*(BN/TN). K advances in BK
 // slices staged in shared memory (As [BK][BM+1], Bs [BK][BN+1]); out-of-range elements load as
 // 0. The same FMA chain as kernels/dense.cu's gemm_tile, so the same bits. Every thread of the
@@ -36,7 +43,7 @@ constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(b
 // load_a(m, k) / load_b(n, k) read in-range elements; *_KFAST says which index is contiguous in
 // memory, so that consecutive threads load consecutive addresses.
 template <int BM, int BN, int BK, int TM, int TN, bool A_KFAST, bool B_KFAST, class LoadA, class LoadB>
-__device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0, int M, int N, int K,
+__device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0, int M, int N, int k_begin, int K,
                                            const LoadA& load_a, const LoadB& load_b, float* As, float* Bs) {
   constexpr int RM = BM / TM, RN = BN / TN;
   static_assert(RM * RN == kT, "one micro-tile per thread");
@@ -67,8 +74,8 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
       rb[it] = (n < N && k < K) ? load_b(n, k) : 0.0f;
     }
   };
-  if (K > 0) load_slice(0);
-  for (int k0 = 0; k0 < K; k0 += BK) {
+  if (K > k_begin) load_slice(k_begin);
+  for (int k0 = k_begin; k0 < K; k0 += BK) {
 #pragma unroll
     for (int it = 0; it < NA; ++it) {
       const int e = tid + it * kT;
@@ -109,7 +116,7 @@ __device__ __forceinline__ void adam_at(const FusedStep& f, std::size_t i, float
 
 // Items of each phase for `rows` rows.
 __device__ __forceinline__ int a_items(const FusedStep& f, int rows) {
-  return ((rows + kAM - 1) / kAM) * ((f.layer[0].out + kAN - 1) / kAN);
+  return a_splits(f.layer[0].in) * ((rows + kAM - 1) / kAM) * ((f.layer[0].out + kAN - 1) / kAN);
 }
 __device__ __forceinline__ int c_tiles(const FusedLayer& l) {
   return ((l.out + kCM - 1) / kCM) * ((l.in + 1 + kCN - 1) / kCN);
@@ -142,26 +149,35 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     const uint64_t step = uint64_t(c0.step + s);
     const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
 
-    // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images.
+    // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images
+    // (S = 1); or, split-K (S > 1), the S partial products X · W0ᵀ over fixed K ranges into
+    // f.partial [S, rows, N0], finished in phase B.
     {
       const float* W0 = f.params + f.layer[0].w_offset;
       const float* b0 = f.params + f.layer[0].b_offset;
-      const int cols = (N0 + kAN - 1) / kAN, items = a_items(f, rows);
+      const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
+      const int cols = (N0 + kAN - 1) / kAN, tiles = ((rows + kAM - 1) / kAM) * cols, items = a_items(f, rows);
       auto load_x = [&](int r, int k) { return float(f.images[std::size_t(idx[r]) * K0 + k]) * kInv255; };
       auto load_w = [&](int n, int k) { return W0[std::size_t(n) * K0 + k]; };
       for (int it = int(blockIdx.x); it < items; it += int(gridDim.x)) {
-        const int m0 = (it / cols) * kAM, n0 = (it % cols) * kAN;
+        const int split = it / tiles, t = it % tiles;
+        const int m0 = (t / cols) * kAM, n0 = (t % cols) * kAN;
+        const int k_begin = split * chunk, k_end = k_begin + chunk < K0 ? k_begin + chunk : K0;
         float acc[kATM][kATN];
-        tile_chain<kAM, kAN, kAK, kATM, kATN, true, true>(acc, m0, n0, rows, N0, K0, load_x, load_w, smem,
-                                                           smem + kAK * (kAM + 1));
+        tile_chain<kAM, kAN, kAK, kATM, kATN, true, true>(acc, m0, n0, rows, N0, k_begin, k_end, load_x, load_w,
+                                                           smem, smem + kAK * (kAM + 1));
         const int r = m0 + tid / kAN, n = n0 + tid % kAN;
         if (r < rows && n < N0) {
-          float z = acc[0][0] + b0[n];
-          z = z > 0.0f ? z : 0.0f;
-          if (dropping)
-            z = dropout_keep_dev(f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n), threshold) ? z * scale
-                                                                                                       : 0.0f;
-          f.layer[0].act[std::size_t(r) * N0 + n] = z;
+          if (S > 1) {
+            f.partial[(std::size_t(split) * f.stride + r) * N0 + n] = acc[0][0];
+          } else {
+            float z = acc[0][0] + b0[n];
+            z = z > 0.0f ? z : 0.0f;
+            if (dropping)
+              z = dropout_keep_dev(f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n), threshold) ? z * scale
+                                                                                                         : 0.0f;
+            f.layer[0].act[std::size_t(r) * N0 + n] = z;
+          }
         }
       }
     }
@@ -183,9 +199,23 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       }
       for (int it = int(blockIdx.x); it < b_items; it += int(gridDim.x)) {
         const int r0 = it * kR, nr = rows - r0 < kR ? rows - r0 : kR;
+        const int S = a_splits(K0);
+        const float* b0 = f.params + f.layer[0].b_offset;
         for (int o = tid; o < kR * N0; o += kT) {
-          const int r = o / N0;
-          sA[0][o] = r < nr ? f.layer[0].act[std::size_t(r0) * N0 + o] : 0.0f;
+          const int r = o / N0, n = o % N0;
+          float z = 0.0f;
+          if (r < nr && S == 1) {
+            z = f.layer[0].act[std::size_t(r0) * N0 + o];
+          } else if (r < nr) {  // split-K: partial sums in order, then phase A's epilogue
+            const std::size_t e = std::size_t(r0 + r) * N0 + n;
+            float acc = f.partial[e];
+            for (int sp = 1; sp < S; ++sp) acc += f.partial[std::size_t(sp) * f.stride * N0 + e];
+            z = acc + b0[n];
+            z = z > 0.0f ? z : 0.0f;
+            if (dropping) z = dropout_keep_dev(f.seed, step, 0, uint64_t(e), threshold) ? z * scale : 0.0f;
+            f.layer[0].act[e] = z;
+          }
+          sA[0][o] = z;
         }
         __syncthreads();
         for (int l = 1; l < L; ++l) {
@@ -300,11 +330,13 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
           auto load_x = [&](int n, int r) {
             return n == K ? 1.0f : float(f.images[std::size_t(idx[r]) * K + n]) * kInv255;
           };
-          tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, rows, load_dz, load_x, As, Bs);
+          tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_x, As,
+                                                              Bs);
         } else {
           const float* X = f.layer[l - 1].act;
           auto load_a = [&](int n, int r) { return n == K ? 1.0f : X[std::size_t(r) * K + n]; };
-          tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, rows, load_dz, load_a, As, Bs);
+          tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_a, As,
+                                                              Bs);
         }
         constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
 #pragma unroll
@@ -361,6 +393,11 @@ std::string fused_step_unsupported(const std::vector<int>& widths, int batch) {
 
 std::size_t fused_step_smem_bytes(const std::vector<int>& widths) { return smem_bytes(widths); }
 
+std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch) {
+  const int S = widths.size() >= 2 ? a_splits(widths[0]) : 1;
+  return S > 1 ? std::size_t(S) * std::size_t(batch) * std::size_t(widths[1]) : 0;
+}
+
 int fused_step_grid(const std::vector<int>& widths, int max_blocks) {
   int dev = 0, coop = 0, sms = 0, per_sm = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
@@ -383,7 +420,7 @@ void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cuda
   MNIST_CHECK(rows >= 1 && rows <= f.stride, "fused_train_steps: rows ", rows, " of a batch of ", f.stride);
   MNIST_CHECK(blocks >= 1, "fused_train_steps: ", blocks, " blocks");
   MNIST_CHECK(f.params && f.m && f.v && f.images && f.labels && f.order && f.row_loss && f.row_hit && f.metrics &&
-                  f.counters,
+                  f.counters && (a_splits(f.layer[0].in) == 1 || f.partial),
               "fused_train_steps: null pointer");
   std::vector<int> widths{f.layer[0].in};
   for (int l = 0; l < f.layers; ++l) {

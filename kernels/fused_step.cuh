@@ -3,7 +3,9 @@
 // phases of a step separated by grid-wide barriers instead of kernel boundaries.
 //
 // Fuses, per step (the 9 launches of the graph path, layers/cuda_engine.cu):
-//   gather_batch + layer 0's dense_relu_dropout_forward       phase A (tiles of [rows, N0])
+//   gather_batch + layer 0's dense_relu_dropout_forward       phase A (tiles of [rows, N0]; split-K
+//                                                             over 392-deep K ranges when K0 > 392,
+//                                                             the partials summed in phase B)
 //   layers 1..L-1 forward (bias, ReLU, dropout), softmax_xent,
 //   every layer's backward data GEMM + ReLU/dropout mask       phase B (tiles of R rows)
 //   every layer's backward weight GEMM (dW and db) + adam_update phase C (tiles of each [N, K+1])
@@ -17,11 +19,13 @@
 //
 // Bitwise contract: every output element is the same FP32 fused-multiply-add chain as in
 // kernels/dense.cu (k ascending from 0, bias added after, the bias gradient a chain over a ones
-// column), the same softmax and Adam arithmetic as kernels/softmax_xent.cu and kernels/adam.cu,
-// and the same Philox dropout draws (kernels/philox.hpp layout, element index row * width + unit,
-// counter = step). So the parameters after any number of steps equal the graph path's bit for
-// bit, and do not depend on the grid size: the work is split into fixed items (tiles), each
-// computed whole by one block; blocks only choose which items they run. No float atomics.
+// column) -- except layer 0's forward when K0 > 392, split into fixed K ranges whose partial sums
+// are added in order --, the same softmax and Adam arithmetic as kernels/softmax_xent.cu and
+// kernels/adam.cu, and the same Philox dropout draws (kernels/philox.hpp layout, element index
+// row * width + unit, counter = step). So without the split the parameters equal the graph
+// path's bit for bit, with it to rounding; and they never depend on the grid size: the work is
+// split into fixed items (tiles), each computed whole by one block; blocks only choose which
+// items they run. No float atomics.
 // The epoch's loss sum is accumulated per step by one thread in row order (double), so it equals
 // the graph path's to rounding (1e-15 relative), not bitwise.
 #pragma once
@@ -63,6 +67,7 @@ struct FusedStep {
   const uint8_t* labels = nullptr;  // [n]
   const int32_t* order = nullptr;   // [n]: step s uses rows order[(batch + s) * stride + r]
   int stride = 0;                   // the full batch size
+  float* partial = nullptr;         // [S, stride, layer[0].out] split-K scratch (fused_step_partial_floats)
   double* row_loss = nullptr;       // [stride] scratch
   uint32_t* row_hit = nullptr;      // [stride] scratch
   Metrics* metrics = nullptr;
@@ -78,6 +83,9 @@ std::string fused_step_unsupported(const std::vector<int>& widths, int batch);
 
 // Dynamic shared memory of one block for these widths, in bytes.
 std::size_t fused_step_smem_bytes(const std::vector<int>& widths);
+
+// Floats of FusedStep::partial these widths need at this batch size (0: none, no split-K).
+std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch);
 
 // Blocks of the fused kernel that the device runs co-resident (one per SM, fewer if the occupancy
 // API allows none), capped at max_blocks when > 0; 0 when the device has no cooperative launch.

@@ -35,8 +35,9 @@
 // Fused (cfg.kernels == Kernels::Fused, the default): the training steps run instead as ONE
 // persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
 // (kernels/fused_step.cuh: 3 grid-wide barriers per step, weights updated in place), with the same
-// counters, order and metrics, and the same arithmetic as the graph path (bitwise equal parameters in the emulation). A model it
-// cannot hold, --gemm cublas, a precision other than fp32 or a device without cooperative launch
+// counters, order and metrics, and the graph path's arithmetic (bitwise equal parameters in the
+// emulation), except for layer 0's split-K forward when the input is wider than 392 (equal to
+// rounding). A model it cannot hold, --gemm cublas, a precision other than fp32 or a device without cooperative launch
 // fall back to the graph path, and notice() says so in one line. Evaluation and prediction use
 // the separate kernels either way.
 #include <algorithm>
@@ -315,6 +316,7 @@ class CudaEngine final : public Engine {
       return;
     }
     fused_ = true;
+    partial_.resize(std::max<std::size_t>(1, cuda::fused_step_partial_floats(widths, cfg_.batch_size)));
     row_loss_.resize(std::size_t(cfg_.batch_size));
     row_hit_.resize(std::size_t(cfg_.batch_size));
   }
@@ -334,6 +336,7 @@ class CudaEngine final : public Engine {
     f.labels = d.labels.data();
     f.order = order_.data();
     f.stride = cfg_.batch_size;
+    f.partial = partial_.data();
     f.row_loss = row_loss_.data();
     f.row_hit = row_hit_.data();
     f.metrics = metrics_.data() + kTrainMetrics;
@@ -495,6 +498,7 @@ class CudaEngine final : public Engine {
   bool fused_ = false;      // train with the fused kernel (choose_kernels)
   int fused_blocks_ = 0;    // its grid
   std::string notice_;      // why not, when Kernels::Fused was asked for
+  DeviceBuffer<float> partial_;     // fused: layer 0's split-K partial sums
   DeviceBuffer<double> row_loss_;   // fused: per-item loss of a step
   DeviceBuffer<uint32_t> row_hit_;  // fused: per-item hits of a step
 };
