@@ -361,6 +361,114 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   }
 }
 
+// Evaluation: kER consecutive rows a block, every layer forward (no dropout) with the rows'
+// activations in shared memory, then the rows' loss and hits; the last block to finish adds the
+// blocks' sums to *e.metrics in block order. Layer 0 is one full-depth FMA chain per output (no
+// split), as the graph path's dense_forward, so the same logits bit for bit.
+constexpr int kER = 32;
+
+__global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const FusedEval e, int64_t first, int n) {
+  extern __shared__ float4 eval_smem[];
+  float* smem = reinterpret_cast<float*>(eval_smem);
+  const int tid = int(threadIdx.x);
+  const int L = f.layers, K0 = f.layer[0].in, N0 = f.layer[0].out;
+  const int r0 = int(blockIdx.x) * kER, nr = n - r0 < kER ? n - r0 : kER;
+  double* s_loss = reinterpret_cast<double*>(smem);
+  uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kER);
+  float* As = reinterpret_cast<float*>(s_hit + kER);
+  float* Bs = As + kCK * (kCM + 1);
+  float* act = Bs + kCK * (kCN + 1);  // layer l's [kER, out_l] follows layer l-1's
+
+  const uint8_t* img = f.images + (first + r0) * K0;
+  const float* W0 = f.params + f.layer[0].w_offset;
+  const float* b0 = f.params + f.layer[0].b_offset;
+  auto load_x = [&](int r, int k) { return float(img[std::size_t(r) * K0 + k]) * kInv255; };
+  auto load_w = [&](int u, int k) { return W0[std::size_t(u) * K0 + k]; };
+  constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
+  static_assert(kCM == kER, "one row tile a block");
+  for (int n0 = 0; n0 < N0; n0 += kCN) {
+    float acc[kCTM][kCTN];
+    tile_chain<kCM, kCN, kCK, kCTM, kCTN, true, true>(acc, 0, n0, nr, N0, 0, K0, load_x, load_w, As, Bs);
+#pragma unroll
+    for (int i = 0; i < kCTM; ++i)
+#pragma unroll
+      for (int j = 0; j < kCTN; ++j) {
+        const int r = tid / RN + i * RM, u = n0 + tid % RN + j * RN;
+        if (r < nr && u < N0) {
+          const float z = acc[i][j] + b0[u];
+          act[r * N0 + u] = z > 0.0f ? z : 0.0f;
+        }
+      }
+  }
+  __syncthreads();
+  float* prev = act;
+  for (int l = 1; l < L; ++l) {
+    const FusedLayer& ly = f.layer[l];
+    const int K = ly.in, N = ly.out;
+    const float* W = f.params + ly.w_offset;
+    const float* b = f.params + ly.b_offset;
+    float* out = prev + kER * K;
+    for (int o = tid; o < kER * N; o += kT) {
+      const int r = o % kER, u = o / kER;
+      if (r >= nr) continue;
+      const float* a = prev + r * K;
+      const float* w = W + std::size_t(u) * K;
+      float acc = 0.0f;
+      for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
+      const float z = acc + b[u];
+      out[r * N + u] = l + 1 < L ? (z > 0.0f ? z : 0.0f) : z;
+    }
+    __syncthreads();
+    prev = out;
+  }
+  const int C = f.layer[L - 1].out;
+  if (tid < nr) {  // the arithmetic of softmax_xent_kernel
+    const float* z = prev + tid * C;
+    int arg = 0;
+    for (int j = 1; j < C; ++j)
+      if (z[j] > z[arg]) arg = j;
+    const float zmax = z[arg];
+    float sum = 0.0f;
+    for (int j = 0; j < C; ++j) sum += expf(z[j] - zmax);
+    const float lse = logf(sum);
+    const int y = f.labels[first + r0 + tid];
+    s_loss[tid] = y < C ? double(lse - (z[y] - zmax)) : double(NAN);
+    s_hit[tid] = arg == y ? 1u : 0u;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    double loss = 0;
+    uint32_t hits = 0;
+    for (int r = 0; r < nr; ++r) {
+      loss += s_loss[r];
+      hits += s_hit[r];
+    }
+    e.block_loss[blockIdx.x] = loss;
+    e.block_hit[blockIdx.x] = hits;
+    __threadfence();  // the block's sums before its count
+    if (atomicAdd(e.done, 1u) == gridDim.x - 1) {  // the last block: every other block's sums are out
+      __threadfence();
+      const volatile double* bl = e.block_loss;
+      const volatile uint32_t* bh = e.block_hit;
+      double total = 0;
+      unsigned long long correct = 0;
+      for (unsigned b = 0; b < gridDim.x; ++b) {
+        total += bl[b];
+        correct += bh[b];
+      }
+      e.metrics->loss_sum += total;
+      e.metrics->correct += correct;
+      *e.done = 0;
+    }
+  }
+}
+
+std::size_t eval_smem_bytes(const std::vector<int>& widths) {
+  std::size_t floats = tile_floats(kCM, kCN, kCK);
+  for (std::size_t l = 1; l < widths.size(); ++l) floats += std::size_t(kER) * std::size_t(widths[l]);
+  return (kER * (sizeof(double) + sizeof(uint32_t)) + floats * sizeof(float) + 15) / 16 * 16;
+}
+
 std::size_t smem_bytes(const std::vector<int>& widths) {
   std::size_t b_floats = 0;
   for (std::size_t l = 1; l < widths.size(); ++l) b_floats += 2 * std::size_t(kR) * std::size_t(widths[l]);
@@ -369,9 +477,9 @@ std::size_t smem_bytes(const std::vector<int>& widths) {
   return (std::max(b_bytes, tiles) + 15) / 16 * 16;
 }
 
-void allow_smem(std::size_t bytes) {
-  if (bytes > 48 * 1024)
-    CUDA_CHECK(cudaFuncSetAttribute(fused_step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+template <class Kernel>
+void allow_smem(Kernel* kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
 }  // namespace
@@ -405,7 +513,7 @@ int fused_step_grid(const std::vector<int>& widths, int max_blocks) {
   if (!coop) return 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const std::size_t bytes = smem_bytes(widths);
-  allow_smem(bytes);
+  allow_smem(fused_step_kernel, bytes);
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_step_kernel, kT, bytes));
   if (per_sm <= 0) return 0;
   // One block per SM: every phase has at most ~130 items at batch 128, and a barrier's cost grows
@@ -431,11 +539,31 @@ void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cuda
   if (steps <= 0) return;
   const std::size_t bytes = smem_bytes(widths);
   MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_train_steps: ", bytes, " bytes of shared memory");
-  allow_smem(bytes);
+  allow_smem(fused_step_kernel, bytes);
   FusedStep arg = f;
   void* args[] = {&arg, &steps, &rows};
   CUDA_CHECK(cudaLaunchCooperativeKernel(fused_step_kernel, dim3(unsigned(blocks)), dim3(unsigned(kT)), args, bytes,
                                          stream));
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+bool fused_eval_supported(const std::vector<int>& widths) {
+  return fused_step_unsupported(widths, 1).empty() && eval_smem_bytes(widths) <= kFusedMaxSmem;
+}
+
+int fused_eval_blocks(int n) { return (n + kER - 1) / kER; }
+
+void fused_evaluate(const FusedStep& f, const FusedEval& e, int64_t first, int n, cudaStream_t stream) {
+  MNIST_CHECK(f.layers >= 2 && f.layers <= kFusedMaxLayers && first >= 0 && n >= 0, "fused_evaluate: invalid sizes");
+  if (n == 0) return;
+  MNIST_CHECK(f.params && f.images && f.labels && e.block_loss && e.block_hit && e.done && e.metrics,
+              "fused_evaluate: null pointer");
+  std::vector<int> widths{f.layer[0].in};
+  for (int l = 0; l < f.layers; ++l) widths.push_back(f.layer[l].out);
+  const std::size_t bytes = eval_smem_bytes(widths);
+  MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_evaluate: ", bytes, " bytes of shared memory");
+  allow_smem(fused_eval_kernel, bytes);
+  fused_eval_kernel<<<unsigned(fused_eval_blocks(n)), kT, bytes, stream>>>(f, e, first, n);
   MNIST_LAUNCH_CHECK(stream);
 }
 

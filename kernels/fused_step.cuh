@@ -97,4 +97,24 @@ int fused_step_grid(const std::vector<int>& widths, int max_blocks);
 // dropout counter are counters.step + s, the learning rate counters.lr.
 void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cudaStream_t stream);
 
+// Evaluation scratch: per-block sums [fused_eval_blocks(n)] and the count of finished blocks
+// (0 before the first launch; the last block resets it).
+struct FusedEval {
+  double* block_loss = nullptr;
+  uint32_t* block_hit = nullptr;
+  uint32_t* done = nullptr;
+  Metrics* metrics = nullptr;
+};
+
+// Whether fused_evaluate can run a model of these widths (its rows' activations fit on chip).
+bool fused_eval_supported(const std::vector<int>& widths);
+int fused_eval_blocks(int n);
+
+// *e.metrics += (Σ loss, Σ correct) over rows first .. first+n-1 of f.images/f.labels in eval
+// mode (no dropout): one launch, 32 rows a block, every layer forward on chip, the softmax
+// cross-entropy of softmax_xent; the sums are added in block order by the last block. Reads
+// f.layers, f.layer[].in/out/offsets, f.params, f.images, f.labels. The logits equal the graph
+// path's dense_forward chain bit for bit (layer 0 is not split here).
+void fused_evaluate(const FusedStep& f, const FusedEval& e, int64_t first, int n, cudaStream_t stream);
+
 }  // namespace mnist::cuda

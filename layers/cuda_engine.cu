@@ -38,8 +38,8 @@
 // counters, order and metrics, and the graph path's arithmetic (bitwise equal parameters in the
 // emulation), except for layer 0's split-K forward when the input is wider than 392 (equal to
 // rounding). A model it cannot hold, --gemm cublas, a precision other than fp32 or a device without cooperative launch
-// fall back to the graph path, and notice() says so in one line. Evaluation and prediction use
-// the separate kernels either way.
+// fall back to the graph path, and notice() says so in one line. Evaluation then runs as one
+// launch too (cuda::fused_evaluate); prediction uses the separate kernels.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -219,7 +219,16 @@ class CudaEngine final : public Engine {
     const Dataset& d = dataset(id);
     const cudaStream_t s = stream_.get();
     CUDA_CHECK(cudaMemsetAsync(metrics_.data() + kEvalMetrics, 0, sizeof(cuda::Metrics), s));
-    for (int off = 0; off < d.n; off += cap_) {
+    if (eval_fused_) {  // one launch over the whole set
+      const std::size_t blocks = std::size_t(cuda::fused_eval_blocks(d.n));
+      if (eval_loss_.size() < blocks) {
+        eval_loss_.resize(blocks);
+        eval_hit_.resize(blocks);
+      }
+      const cuda::FusedEval e{eval_loss_.data(), eval_hit_.data(), eval_done_.data(), metrics_.data() + kEvalMetrics};
+      cuda::fused_evaluate(fused_args(d), e, 0, d.n, s);
+    }
+    for (int off = 0; !eval_fused_ && off < d.n; off += cap_) {
       const int rows = std::min(cap_, d.n - off);
       cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
       forward(rows, false);
@@ -316,6 +325,9 @@ class CudaEngine final : public Engine {
       return;
     }
     fused_ = true;
+    eval_fused_ = cuda::fused_eval_supported(widths);
+    eval_done_.resize(1);
+    CUDA_CHECK(cudaMemset(eval_done_.data(), 0, eval_done_.bytes()));
     partial_.resize(std::max<std::size_t>(1, cuda::fused_step_partial_floats(widths, cfg_.batch_size)));
     row_loss_.resize(std::size_t(cfg_.batch_size));
     row_hit_.resize(std::size_t(cfg_.batch_size));
@@ -499,6 +511,10 @@ class CudaEngine final : public Engine {
   int fused_blocks_ = 0;    // its grid
   std::string notice_;      // why not, when Kernels::Fused was asked for
   DeviceBuffer<float> partial_;     // fused: layer 0's split-K partial sums
+  bool eval_fused_ = false;         // evaluate with cuda::fused_evaluate
+  DeviceBuffer<double> eval_loss_;  // its per-block sums
+  DeviceBuffer<uint32_t> eval_hit_;
+  DeviceBuffer<uint32_t> eval_done_;
   DeviceBuffer<double> row_loss_;   // fused: per-item loss of a step
   DeviceBuffer<uint32_t> row_hit_;  // fused: per-item hits of a step
 };

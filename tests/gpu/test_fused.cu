@@ -120,8 +120,16 @@ TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial la
             bitwise_equal(a.params, b.params) ? "bitwise equal" : "NOT bitwise equal", ", loss ", sf.loss, " vs ",
             sg.loss);
   }
-  const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf);
+  // Evaluation runs as one fused_evaluate launch: same tolerances; twice gives the same bits (its
+  // block counter re-arms itself).
+  const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf), eg = graph->evaluate(tg);
   CHECK(ef.loss == doctest::Approx(ec.loss).epsilon(1e-4));
+  CHECK(std::fabs(ef.accuracy - ec.accuracy) * p.n <= 1.0 + 1e-9);
+  CHECK(ef.loss == doctest::Approx(eg.loss).epsilon(1e-4));
+  CHECK(std::fabs(ef.accuracy - eg.accuracy) * p.n <= 1.0 + 1e-9);
+  const EpochStats ef2 = fused->evaluate(tf);
+  CHECK(std::memcmp(&ef2.loss, &ef.loss, sizeof(double)) == 0);
+  CHECK(ef2.accuracy == ef.accuracy);
 }
 
 TEST_CASE("fused kernel: no dropout, one hidden layer, odd widths, batch 7 (4-row last batch)") {

@@ -110,8 +110,18 @@ void against_cpu_and_graph(const Data& d, std::vector<int> hidden, float dropout
       expect(std::fabs(sf.accuracy - sg.accuracy) * d.n <= 1.0 + 1e-9, tag + " acc vs graph");
     }
   }
+  // Evaluation: one launch (fused_evaluate); given the same weights, the graph path's logits bit
+  // for bit, so the same correct count and the loss to summation order.
+  const long long launches = g_emu_launches;
   const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf);
-  expect(std::fabs(ec.loss - ef.loss) <= 1e-4 * ec.loss && std::fabs(ec.accuracy - ef.accuracy) * d.n <= 1.0 + 1e-9, tag + " eval");
+  expect(g_emu_launches - launches == 1, cat(tag, " eval launches ", g_emu_launches - launches));
+  graph->set_params(pf);  // the same weights (they differ to rounding after split-K training)
+  const EpochStats eg = graph->evaluate(tg);
+  std::printf("  eval loss cpu %.9f fused %.9f graph %.9f acc %.4f/%.4f/%.4f\n", ec.loss, ef.loss, eg.loss, ec.accuracy, ef.accuracy, eg.accuracy);
+  expect(std::fabs(ec.loss - ef.loss) <= 1e-4 * ec.loss && std::fabs(ec.accuracy - ef.accuracy) * d.n <= 1.0 + 1e-9, tag + " eval vs cpu");
+  expect(ef.accuracy == eg.accuracy && std::fabs(ef.loss - eg.loss) <= 1e-12 * eg.loss && ef.examples == eg.examples, tag + " eval vs graph");
+  const EpochStats ef2 = fused->evaluate(tf);  // the done counter re-armed: the same again
+  expect(std::memcmp(&ef2.loss, &ef.loss, sizeof(double)) == 0 && ef2.accuracy == ef.accuracy, tag + " eval twice");
 }
 
 // One run of the fused engine: epoch 0 cut at `cut` (if > 0) and continued, epoch 1 resumed at

@@ -4,7 +4,8 @@
 // so a read before a write shows), and cooperative_groups::this_grid().sync() is a barrier over
 // every thread of the grid, as on the GPU where all blocks are co-resident. The device has
 // g_emu_sm_count SMs, each holding one block of any size: a grid larger than that is refused, as
-// cudaErrorCooperativeLaunchTooLarge. Also the occupancy and attribute queries the launcher uses.
+// cudaErrorCooperativeLaunchTooLarge. Also the occupancy and attribute queries the launcher uses,
+// and ordinary launches with dynamic shared memory (emu::launch_dynamic).
 #pragma once
 #include <pthread.h>
 
@@ -32,6 +33,35 @@ T* dynamic_shared() {
   return static_cast<T*>(g_emu_dynamic_smem);
 }
 
+// Runs blocks [b0, b1) of the grid concurrently, each with its own barrier and shared memory.
+inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t smem, const std::function<void()>& body) {
+  const unsigned nb = b1 - b0;
+  std::vector<pthread_barrier_t> block_barriers(nb);
+  std::vector<void*> smem_buffers(nb);
+  const std::size_t bytes = (smem + 255) / 256 * 256 + 256;
+  for (unsigned b = 0; b < nb; ++b) {
+    pthread_barrier_init(&block_barriers[b], nullptr, threads);
+    smem_buffers[b] = std::aligned_alloc(256, bytes);
+    std::memset(smem_buffers[b], 0xFF, bytes);
+  }
+  std::vector<std::thread> ts;
+  ts.reserve(std::size_t(nb) * threads);
+  for (unsigned b = 0; b < nb; ++b)
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, b, t] {
+        threadIdx = dim3(t);
+        blockIdx = dim3(b0 + b);
+        g_emu_block_barrier = &block_barriers[b];
+        g_emu_dynamic_smem = smem_buffers[b];
+        body();
+      });
+  for (auto& th : ts) th.join();
+  for (unsigned b = 0; b < nb; ++b) {
+    pthread_barrier_destroy(&block_barriers[b]);
+    std::free(smem_buffers[b]);
+  }
+}
+
 inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
   if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad cooperative launch config");
@@ -43,32 +73,20 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
   pthread_barrier_t grid_barrier;
   pthread_barrier_init(&grid_barrier, nullptr, grid.x * threads);
   g_emu_grid_barrier = &grid_barrier;
-  std::vector<pthread_barrier_t> block_barriers(grid.x);
-  std::vector<void*> smem_buffers(grid.x);
-  const std::size_t bytes = (smem + 255) / 256 * 256 + 256;
-  for (unsigned b = 0; b < grid.x; ++b) {
-    pthread_barrier_init(&block_barriers[b], nullptr, threads);
-    smem_buffers[b] = std::aligned_alloc(256, bytes);
-    std::memset(smem_buffers[b], 0xFF, bytes);
-  }
-  std::vector<std::thread> ts;
-  ts.reserve(std::size_t(grid.x) * threads);
-  for (unsigned b = 0; b < grid.x; ++b)
-    for (unsigned t = 0; t < threads; ++t)
-      ts.emplace_back([&, b, t] {
-        threadIdx = dim3(t);
-        blockIdx = dim3(b);
-        g_emu_block_barrier = &block_barriers[b];
-        g_emu_dynamic_smem = smem_buffers[b];
-        body();
-      });
-  for (auto& th : ts) th.join();
-  for (unsigned b = 0; b < grid.x; ++b) {
-    pthread_barrier_destroy(&block_barriers[b]);
-    std::free(smem_buffers[b]);
-  }
+  run_blocks(0, grid.x, threads, smem, body);
   pthread_barrier_destroy(&grid_barrier);
   g_emu_grid_barrier = nullptr;
+}
+
+// An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
+// a file that uses `extern __shared__`): blocks one after another, as emu::launch.
+inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
+  if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
+    throw std::runtime_error("bad launch config");
+  ++g_emu_launches;
+  blockDim = dim3(threads);
+  gridDim = grid;
+  for (unsigned b = 0; b < grid.x; ++b) run_blocks(b, b + 1, threads, smem, body);
 }
 
 template <class... A, std::size_t... I>
