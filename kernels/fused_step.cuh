@@ -14,7 +14,8 @@
 // Reads: images/labels (uint8, resident), order (the epoch's permutation), the counters (step,
 // batch, lr: read once at entry), params/m/v.
 // Writes: params/m/v (Adam, in place), act[l] for the hidden layers and dz[l] for every layer
-// (scratch in global memory, L2-resident), row_loss/row_hit (scratch), metrics (+= the steps'
+// (scratch in global memory, L2-resident), partial (split-K scratch), row_loss/row_hit (scratch),
+// metrics (+= the steps'
 // loss sum and correct count), counters (step and batch advanced by `steps` at exit).
 //
 // Bitwise contract: every output element is the same FP32 fused-multiply-add chain as in
@@ -23,11 +24,14 @@
 // are added in order --, the same softmax and Adam arithmetic as kernels/softmax_xent.cu and
 // kernels/adam.cu, and the same Philox dropout draws (kernels/philox.hpp layout, element index
 // row * width + unit, counter = step). So without the split the parameters equal the graph
-// path's bit for bit, with it to rounding; and they never depend on the grid size: the work is
+// path's bit for bit (proven in the host emulation; on the device as far as the compiler
+// contracts the shared Adam/softmax expressions alike), with it to rounding; and they never depend on the grid size: the work is
 // split into fixed items (tiles), each computed whole by one block; blocks only choose which
 // items they run. No float atomics.
 // The epoch's loss sum is accumulated per step by one thread in row order (double), so it equals
 // the graph path's to rounding (1e-15 relative), not bitwise.
+//
+// Also here: fused_evaluate, the forward-only evaluation of a whole dataset in one launch.
 #pragma once
 
 #include <cuda_runtime.h>
