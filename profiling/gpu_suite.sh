@@ -25,9 +25,11 @@
 #              every kernel and every shape class in well under a minute (a launch of the first
 #              layer's GEMM cost ~50 ms under racecheck on the H200)
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
-#   bench      build-gpu/profiling/bench_kernels --json (when it exists)
+#   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
+#              step, grid sizes; its table in the step's log)
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
-#   race       profiling/race.py (engine, engine-cublas, engine-graph1, PyTorch tutorial/resident/graph)
+#   race       profiling/race.py (engine, engine-graph, engine-cublas, engine-graph1, PyTorch
+#              tutorial/resident/graph, JAX default/highest)
 #   ncu, nsys  profiling/ncu.sh, profiling/nsys.sh, with the time that is left
 # A step that runs out of time is stopped with its whole process group (and every process it
 # started): compute-sanitizer's target must not keep the GPU busy for the next step.
@@ -209,7 +211,7 @@ s_san-train() {
   step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --out $tmp/san --quiet"
 }
 s_bench() {
-  step bench 90 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json"
+  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then $build/profiling/bench_fused --epochs 3; fi"
 }
 s_race() {
   step race 240 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \

@@ -29,7 +29,7 @@ std::vector<double> delta(const std::vector<float>& p, const std::vector<float>&
 std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) { std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi); std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v; }
 
 void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
-  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps;
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
   auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
   DataView v{images.data(), labels.data(), n, input};
   auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
@@ -72,7 +72,7 @@ void graph_steps_bitwise() {
   DataView v{images.data(), labels.data(), n, input};
   std::vector<float> ref;
   for (int K : {1, 2, 4, 25}) {
-    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 13; cfg.graph_steps = K;
+    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 13; cfg.graph_steps = K; cfg.kernels = Kernels::Graph;
     auto gpu = make_cuda_engine(cfg);
     int t = gpu->add_dataset(v);
     if (K == 1) {

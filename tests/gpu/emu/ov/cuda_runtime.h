@@ -34,7 +34,9 @@ inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c,
 extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 extern pthread_barrier_t g_emu_barrier;
-inline void __syncthreads() { pthread_barrier_wait(&g_emu_barrier); }
+// A cooperative launch (cooperative_groups.h) runs its blocks concurrently, each with its own barrier.
+inline thread_local pthread_barrier_t* g_emu_block_barrier = nullptr;
+inline void __syncthreads() { pthread_barrier_wait(g_emu_block_barrier ? g_emu_block_barrier : &g_emu_barrier); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 extern long long g_emu_launches;
