@@ -99,6 +99,10 @@ class CudaEngine final : public Engine {
     metrics_host_ = PinnedBuffer<cuda::Metrics>(2);
 
     if (cfg.gemm == Gemm::Cublas) {
+      // The cuBLAS path is the float32 yardstick; TF32/BF16 are the native kernels' (their inputs
+      // rounded exactly as the CPU reference rounds them, which cuBLAS does not promise).
+      MNIST_CHECK(cfg.precision == Precision::FP32, "--gemm cublas runs float32 GEMMs only; use --gemm native with --precision ",
+                  to_string(cfg.precision));
       blas_ = std::make_unique<Blas>();
       blas_->workspace.resize(cublas::kWorkspaceBytes);
       CUBLAS_CHECK(cublasSetWorkspace(blas_->handle.get(), blas_->workspace.data(), blas_->workspace.bytes()));
@@ -347,9 +351,9 @@ class CudaEngine final : public Engine {
         lt_plan(l, B).run(out, in, W, b, blas_->workspace.data(), s);
         if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
       } else if (drop) {
-        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s);
+        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision);
       } else {
-        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s);
+        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision);
       }
       in = out;
     }
@@ -379,7 +383,7 @@ class CudaEngine final : public Engine {
         float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
         const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
         cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
-                                   mask_scale(), B, sl.in, sl.out, s);
+                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision);
       }
     }
   }
