@@ -1,5 +1,6 @@
 #include "kernels/dense.cuh"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -43,7 +44,16 @@ struct GemmParams {
   float mask_scale = 1.0f;
   // Weight epilogue
   float* db = nullptr;
+  // Split-K (Weight only): when split_rows > 0, block split z sums k in [z·split_rows,
+  // min(K, (z+1)·split_rows)) and stores its raw partial at partial[(z·M + m)·N + n]; a second
+  // kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue.
+  int split_rows = 0;
+  float* partial = nullptr;
 };
+
+__host__ __device__ inline int split_count(const GemmParams& p) {
+  return p.split_rows > 0 ? (p.K + p.split_rows - 1) / p.split_rows : 1;
+}
 
 // v rounded to PREC's input format with the instructions the mma path feeds from (cvt.rna.tf32.f32,
 // cvt.rn.bf16x2.f32); identity for FP32.
@@ -63,8 +73,8 @@ __device__ __forceinline__ float round_gemm_input(float v) {
 // global memory along its contiguous dimension; out-of-range elements (row, column or k tails)
 // load as 0. THREADS threads share the work.
 template <int BM, int BN, int BK, int THREADS, Kind KIND, GemmPrecision PREC, int SA, int SB>
-__device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, int k0, float (&As)[BK][SA],
-                                           float (&Bs)[BK][SB]) {
+__device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, int k0, int k_end,
+                                           float (&As)[BK][SA], float (&Bs)[BK][SB]) {
   constexpr bool A_KFAST = KIND != Kind::Weight;
   constexpr bool B_KFAST = KIND == Kind::Forward;
   static_assert((BM * BK) % THREADS == 0 && (BN * BK) % THREADS == 0, "tile loads must split evenly");
@@ -76,7 +86,7 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
     const int kk = A_KFAST ? e % BK : e / BM;
     const int m = m0 + mm, k = k0 + kk;
     float v = 0.0f;
-    if (m < p.M && k < p.K) {
+    if (m < p.M && k < k_end) {
       const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
       v = p.a[idx];
       if (p.amask && !(p.amask[idx] > 0.0f)) v = 0.0f;
@@ -90,7 +100,7 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
     const int kk = B_KFAST ? e % BK : e / BN;
     const int n = n0 + nn, k = k0 + kk;
     float v = 0.0f;
-    if (n < p.N && k < p.K) {
+    if (n < p.N && k < k_end) {
       if (n == p.ones_col)
         v = 1.0f;
       else
@@ -107,6 +117,11 @@ __device__ __forceinline__ uint64_t epilogue_step(const GemmParams& p) {
     if (p.dropout) return p.counters ? uint64_t(p.counters->step) : p.step;
   return 0;
 }
+
+// Writes C(m, n) = v (in range) through KIND's epilogue, or, for a split-K block (p.partial), the raw
+// partial sum of split z.
+template <Kind KIND>
+__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, uint64_t step);
 
 // Writes C(m, n) = v (in range) through KIND's epilogue: bias + ReLU + dropout (Forward), the
 // ReLU/dropout mask of the previous layer (Data), dW or the db column (Weight).
@@ -131,6 +146,14 @@ __device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, 
   }
 }
 
+template <Kind KIND>
+__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, uint64_t step) {
+  if (p.partial)
+    p.partial[(std::size_t(z) * p.M + m) * p.N + n] = v;
+  else
+    store_output<KIND>(p, m, n, v, step);
+}
+
 // FP32 on the SIMT cores. One block computes the BM x BN tile of C at (m0, n0); each of its
 // (BM/TM)*(BN/TN) threads a TM x TN micro-tile whose rows are tr + i*(BM/TM) and columns
 // tc + j*(BN/TN) (strided, so that the shared-memory reads of B and the global stores of the
@@ -146,7 +169,7 @@ struct SimtTile {
   static_assert(BM % TM == 0 && BN % TN == 0, "tile must split into micro-tiles");
 
   template <Kind KIND>
-  __device__ static void run(const GemmParams& p, int m0, int n0, Smem& s) {
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
     constexpr int RM = BM / TM, RN = BN / TN;
     const int tid = int(threadIdx.x);
     const int tr = tid / RN, tc = tid % RN;
@@ -157,8 +180,10 @@ struct SimtTile {
 #pragma unroll
       for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    for (int k0 = 0; k0 < p.K; k0 += BK) {
-      load_slice<BM, BN, BK, THREADS, KIND, GemmPrecision::FP32>(p, m0, n0, k0, s.As, s.Bs);
+    const int k_begin = z * p.split_rows;
+    const int k_end = p.split_rows && k_begin + p.split_rows < p.K ? k_begin + p.split_rows : p.K;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+      load_slice<BM, BN, BK, THREADS, KIND, GemmPrecision::FP32>(p, m0, n0, k0, k_end, s.As, s.Bs);
       __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < BK; ++kk) {
@@ -183,7 +208,7 @@ struct SimtTile {
 #pragma unroll
       for (int j = 0; j < TN; ++j) {
         const int n = n0 + tc + j * RN;
-        if (n < p.N) store_output<KIND>(p, m, n, acc[i][j], step);
+        if (n < p.N) store_result<KIND>(p, z, m, n, acc[i][j], step);
       }
     }
   }
@@ -211,7 +236,7 @@ struct MmaTile {
   };
 
   template <Kind KIND>
-  __device__ static void run(const GemmParams& p, int m0, int n0, Smem& s) {
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
     const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
     const int g = lane / 4, t = lane % 4;
     const int wm0 = (warp / WN) * WTM, wn0 = (warp % WN) * WTN;
@@ -224,8 +249,10 @@ struct MmaTile {
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
 
-    for (int k0 = 0; k0 < p.K; k0 += BK) {
-      load_slice<BM, BN, BK, THREADS, KIND, PREC>(p, m0, n0, k0, s.As, s.Bs);
+    const int k_begin = z * p.split_rows;
+    const int k_end = p.split_rows && k_begin + p.split_rows < p.K ? k_begin + p.split_rows : p.K;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+      load_slice<BM, BN, BK, THREADS, KIND, PREC>(p, m0, n0, k0, k_end, s.As, s.Bs);
       __syncthreads();
 #pragma unroll
       for (int ks = 0; ks < BK; ks += KSTEP) {
@@ -284,16 +311,35 @@ struct MmaTile {
         for (int r = 0; r < 4; ++r) {
           const int m = m0 + wm0 + i * 16 + g + (r >= 2 ? 8 : 0);
           const int n = n0 + wn0 + j * 8 + 2 * t + (r & 1);
-          if (m < p.M && n < p.N) store_output<KIND>(p, m, n, acc[i][j][r], step);
+          if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, acc[i][j][r], step);
         }
   }
 };
 
-// One GEMM: block (x, y) computes the tile at rows y*BM, columns x*BN.
+// One GEMM: block (x, y) computes the tile at rows (y % row tiles)*BM, columns x*BN, of split
+// y / row tiles (split-K: a Weight GEMM with p.split_rows; otherwise one split).
 template <class Tile, Kind KIND>
 __global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
   __shared__ typename Tile::Smem smem;
-  Tile::template run<KIND>(p, int(blockIdx.y) * Tile::BM, int(blockIdx.x) * Tile::BN, smem);
+  const int row_tiles = (p.M + Tile::BM - 1) / Tile::BM;
+  const int y = int(blockIdx.y);
+  Tile::template run<KIND>(p, (y % row_tiles) * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+}
+
+// Split-K's second pass: C(m, n) = Σ_z partial[z][m][n] summed in the fixed order z = 0, 1, ...
+// (so the result depends only on the split points, never on the grid or on timing), then the
+// Weight epilogue (dW, or db for the ones column). Grid-stride over the M x N outputs.
+__global__ void dense_split_reduce_kernel(const GemmParams p) {
+  const int splits = split_count(p);
+  const std::size_t mn = std::size_t(p.M) * p.N;
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z) v += p.partial[std::size_t(z) * mn + i];
+    GemmParams q = p;
+    q.partial = nullptr;
+    store_output<Kind::Weight>(q, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, 0);
+  }
 }
 
 // A layer's two backward GEMMs in one launch (they are independent: both only read dZ): blocks
@@ -306,12 +352,14 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const Gem
   constexpr int BM = Tile::BM, BN = Tile::BN;
   const int w_cols = (w.N + BN - 1) / BN, w_tiles = w_cols * ((w.M + BM - 1) / BM);
   int t = int(blockIdx.x);
-  if (t < w_tiles) {
-    Tile::template run<Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, smem);
+  if (t < w_tiles * split_count(w)) {
+    const int z = t / w_tiles;
+    t %= w_tiles;
+    Tile::template run<Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, z, smem);
   } else {
-    t -= w_tiles;
+    t -= w_tiles * split_count(w);
     const int d_cols = (d.N + BN - 1) / BN;
-    Tile::template run<Kind::Data>(d, (t / d_cols) * BM, (t % d_cols) * BN, smem);
+    Tile::template run<Kind::Data>(d, (t / d_cols) * BM, (t % d_cols) * BN, 0, smem);
   }
 }
 
@@ -323,7 +371,7 @@ long long tiles(const GemmParams& p) {
 template <class Tile, Kind KIND>
 void launch_tiles(const GemmParams& p, cudaStream_t stream) {
   constexpr int BM = Tile::BM, BN = Tile::BN;
-  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM);
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * split_count(p));
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
   dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
   MNIST_LAUNCH_CHECK(stream);
@@ -331,7 +379,7 @@ void launch_tiles(const GemmParams& p, cudaStream_t stream) {
 
 template <class Tile>
 void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
-  const long long blocks = tiles<Tile::BM, Tile::BN>(w) + tiles<Tile::BM, Tile::BN>(d);
+  const long long blocks = tiles<Tile::BM, Tile::BN>(w) * split_count(w) + tiles<Tile::BM, Tile::BN>(d);
   MNIST_CHECK(blocks < (1ll << 31), "dense backward: ", blocks, " tiles exceed the grid limit");
   dense_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, 0, stream>>>(w, d);
   MNIST_LAUNCH_CHECK(stream);
@@ -396,6 +444,22 @@ void launch_backward(const GemmParams& w, const GemmParams& d, GemmPrecision pre
   MNIST_CHECK(false, "dense backward: unknown precision");
 }
 
+// Split-K of a layer's weight GEMM (dW [N, K+1] over the B rows of the batch): a pure function of
+// (B, K, N), so the split points, and with them every bit of the result, are the same whatever the
+// tile choice, the launch (alone or fused with the data GEMM) or the device. Splits aim at two
+// blocks per SM of a 132-SM H100/H200 counted in 32x32 tiles, never below 256 rows per split,
+// each a multiple of 32 rows (whole K slices). 0: no split.
+constexpr long long kSplitTargetBlocks = 264;
+constexpr int kSplitMinRows = 256;
+
+int weight_split_rows(int B, int K, int N) {
+  const long long t = (long long)((N + 31) / 32) * ((K + 1 + 31) / 32);
+  const long long want = (kSplitTargetBlocks + t - 1) / t;
+  const int splits = int(std::min<long long>(want, B / kSplitMinRows));
+  if (splits < 2) return 0;
+  return ((B + splits - 1) / splits + 31) / 32 * 32;
+}
+
 void check_sizes(const char* op, int B, int K, int N) {
   MNIST_CHECK(B >= 0 && K > 0 && N > 0, op, ": invalid sizes B=", B, " K=", K, " N=", N);
 }
@@ -452,12 +516,27 @@ GemmParams data_params(float* dX, const float* dZ, const float* amask, const flo
   return p;
 }
 
-// dW/db, and dX when requested and B > 0: one launch for both when there are both.
+// With a workspace, the weight GEMM w is split over its rows as weight_split_rows says.
+void set_split(GemmParams& w, float* workspace, int B, int K, int N) {
+  if (!workspace) return;
+  w.split_rows = weight_split_rows(B, K, N);
+  if (w.split_rows) w.partial = workspace;
+}
+
+// dW/db, and dX when requested and B > 0: one launch for both when there are both; then, when the
+// weight GEMM was split, the fixed-order sum of its partials.
 void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPrecision prec, cudaStream_t stream) {
+  if (w.M <= 0 || w.N <= 0) return;
   if (d && d->M > 0)
     launch_backward(w, *d, prec, stream);
   else
     launch_gemm<Kind::Weight>(w, prec, stream);
+  if (w.partial) {
+    const std::size_t mn = std::size_t(w.M) * w.N;
+    const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
+    dense_split_reduce_kernel<<<blocks, 256, 0, stream>>>(w);
+    MNIST_LAUNCH_CHECK(stream);
+  }
 }
 
 }  // namespace
@@ -501,11 +580,18 @@ void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY,
   launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
 }
 
+std::size_t dense_workspace_floats(int B, int K, int N) {
+  const int rows = B > 0 && K > 0 && N > 0 ? weight_split_rows(B, K, N) : 0;
+  return rows ? std::size_t((B + rows - 1) / rows) * std::size_t(N) * std::size_t(K + 1) : 0;
+}
+
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
-                            cudaStream_t stream, GemmPrecision prec) {
+                            cudaStream_t stream, GemmPrecision prec, float* workspace) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
-  launch_gemm<Kind::Weight>(weight_params(dW, db, dZ, nullptr, X, B, K, N), prec, stream);
+  GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  set_split(w, workspace, B, K, N);
+  launch_weights_and_data(w, nullptr, prec, stream);
 }
 
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
@@ -518,11 +604,13 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 }
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
-                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream, GemmPrecision prec) {
+                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
+                          GemmPrecision prec, float* workspace) {
   check_sizes("dense_backward_fused", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
-  const GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  set_split(w, workspace, B, K, N);
   const GemmParams d = data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N);
   launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
 }

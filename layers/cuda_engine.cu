@@ -89,10 +89,13 @@ class CudaEngine final : public Engine {
     cap_ = std::max(cfg.batch_size, kEvalRows);
     x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     y_.resize(std::size_t(cap_));
+    std::size_t ws_floats = 0;  // grows with the batch: the last, partial batch needs no more
     for (const DenseSlot& s : layout_.dense) {
       act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
       dz_.emplace_back(B * std::size_t(s.out));
+      ws_floats = std::max(ws_floats, cuda::dense_workspace_floats(cfg.batch_size, s.in, s.out));
     }
+    gemm_ws_.resize(ws_floats);  // split-K of the weight GEMMs (empty: none is split at this batch)
     counters_.resize(1);
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);
     metrics_.resize(2);
@@ -383,7 +386,7 @@ class CudaEngine final : public Engine {
         float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
         const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
         cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
-                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision);
+                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data());
       }
     }
   }
@@ -412,6 +415,7 @@ class CudaEngine final : public Engine {
   DeviceBuffer<uint8_t> y_;
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
   std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation
+  DeviceBuffer<float> gemm_ws_;           // split-K partials of the weight GEMMs (kernels/dense.cuh)
   DeviceBuffer<cuda::TrainCounters> counters_;
   PinnedBuffer<cuda::TrainCounters> counters_host_;
   DeviceBuffer<cuda::Metrics> metrics_;

@@ -11,7 +11,9 @@
 // reference is computed in double from the rounded inputs; epilogues add at most two more
 // roundings (bias, dropout scale), and ReLU and the masks are 1-Lipschitz, so each element is
 // checked as |out - ref| <= (K+2)·2^-23·scale·(Σ_k |a_k b_k| + |bias|) + 1e-30.
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -217,18 +219,75 @@ void batch_independence(GemmPrecision prec) {
   }
 }
 
+// Split-K of the weight GEMM (dense_backward_weights / dense_backward_fused with a workspace): the
+// split really happens (the bits differ from the unsplit chain), stays within the derived
+// tolerance, and is bitwise the same alone and fused with the data GEMM, even where the two
+// launches pick different tiles (see main): the split points depend on (B, K, N) only.
+void split_k(GemmPrecision prec, int B, int K, int N) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " split-K B=", B, " K=", K, " N=", N);
+  const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N);
+  expect(ws_floats > 0, "the shape is split " + tag);
+  const Vec X = rnd(std::size_t(B) * K, 71), dZ = rnd(std::size_t(B) * N, 72), W = rnd(std::size_t(N) * K, 73);
+  const Vec mask = rnd(std::size_t(B) * K, 74);
+  Vec ws = poison(ws_floats);
+  const DVec Xr = rounded_dbl(X, prec), dZr = rounded_dbl(dZ, prec);
+  DVec ref(std::size_t(N) * K), mag(ref.size()), rdb(N, 0.0), mdb(N, 0.0);
+  cpu::gemm_tn(ref.data(), dZr.data(), Xr.data(), N, K, B);
+  cpu::gemm_tn(mag.data(), absd(dZr).data(), absd(Xr).data(), N, K, B);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) rdb[j] += dZr[std::size_t(r) * N + j], mdb[j] += std::fabs(dZr[std::size_t(r) * N + j]);
+  Vec dW = poison(ref.size()), db = poison(N);
+  cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
+  check(dW, ref, mag, B, 1.0, "dW " + tag);
+  check(db, rdb, mdb, B, 1.0, "db " + tag);
+  Vec dW1 = poison(ref.size()), db1 = poison(N);
+  cuda::dense_backward_weights(dW1.data(), db1.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, nullptr);
+  expect(std::memcmp(dW1.data(), dW.data(), dW.size() * sizeof(float)) != 0, "split changes the summation " + tag);
+  Vec fW = poison(ref.size()), fb = poison(N), fX = poison(std::size_t(B) * K);
+  cuda::dense_backward_fused(fW.data(), fb.data(), fX.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f, B, K,
+                             N, nullptr, prec, ws.data());
+  same(fW, dW, "fused = alone, dW " + tag);
+  same(fb, db, "fused = alone, db " + tag);
+}
+
+// Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
+// rendezvous) keeps every GEMM kind x precision on the tails that matter: rows 1, 7 and 33 (one
+// row, a partial tile, a tile plus one row), every layer shape (784-deep only at 7 rows: K = 784
+// has a 16-deep tail in every slice walk), one big-tile case (BF16) and split-K at both
+// precisions; --full adds rows 127, 129, 300, the 784-deep layer everywhere and the rest.
 int main(int argc, char** argv) {
   const bool quick = argc > 1;
   rounding_cases();
   std::vector<cases::LayerShape> layers = cases::model_layers();
   layers.insert(layers.end(), cases::odd_layers().begin(), cases::odd_layers().end());
   std::vector<int> rows{1, 7, 127, 129, 300};
-  if (quick) rows = {1, 7, 129};
+  if (quick) rows = {1, 7, 33};
+  auto t0 = std::chrono::steady_clock::now();
+  auto lap = [&](const std::string& what) {
+    const auto t1 = std::chrono::steady_clock::now();
+    if (std::getenv("EMU_TC_TIMES"))
+      std::printf("  %-40s %.1f s\n", what.c_str(), std::chrono::duration<double>(t1 - t0).count());
+    t0 = t1;
+  };
   for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
     for (int B : rows)
-      for (const auto& L : layers)
+      for (const auto& L : layers) {
+        if (quick && L.in == 784 && B != 7) continue;
         for (bool relu : {false, true}) layer_cases(prec, B, L, relu);
-    batch_independence(prec);
+        lap(cat("B=", B, " ", L.in, "->", L.out));
+      }
+    if (!quick || prec == GemmPrecision::BF16) batch_independence(prec);
+    lap("batch independence");
+  }
+  // 2048x200 data tiles fill the GPU, so the fused launch takes 64x64 tiles while the weight GEMM
+  // alone takes 32x32: the split result must not care (full mode). 1024x33->10: both take 32x32.
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+    if (quick)
+      split_k(prec, 1024, 33, 10);
+    else
+      split_k(prec, 2048, 200, 10), split_k(prec, 1000, 33, 64);
+    lap("split-K");
   }
   std::printf("tensor-core GEMMs: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
   return failures != 0;
