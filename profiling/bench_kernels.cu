@@ -210,10 +210,18 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         }, kPeakTf32);
       }
       const double wbytes = 4.0 * (double(B) * N + double(B) * K + double(N) * K + N);
+      // With the engine's split-K workspace (when the shape splits), and fp32 once without it.
+      DeviceBuffer<float> split_ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+      float* ws = cuda::dense_workspace_floats(B, K, N) ? split_ws.data() : nullptr;
       for (GemmPrecision p : precs)
-        bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db)"), flops, wbytes, [&](cudaStream_t st) {
-          cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p);
-        }, peak(p));
+        bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db)", ws ? " split-K" : ""), flops, wbytes,
+                  [&](cudaStream_t st) {
+                    cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws);
+                  }, peak(p));
+      if (ws)
+        bench.run("gemm_weight", shape, "native fp32 (+db) no split", flops, wbytes, [&](cudaStream_t st) {
+          cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
+        });
       bench.run("gemm_weight", shape, "cuBLAS sgemm fp32", flops, wbytes, [&](cudaStream_t st) {
         cublas::gemm_tn(blas, dW.data(), dZ.data(), X.data(), N, K, B, st);
       });
@@ -282,6 +290,13 @@ int run(const Options& opt) {
           cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale, B,
                                      K, N, st);
         });
+        if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {  // as the engine runs it
+          DeviceBuffer<float> ws(wsn);
+          bench.run(op, shape, "native fused + split-K (engine)", flops, bytes, [&](cudaStream_t st) {
+            cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale,
+                                       B, K, N, st, GemmPrecision::FP32, ws.data());
+          });
+        }
         bench.run(op, shape, "native (dW+db GEMM, dX GEMM)", flops, bytes, [&](cudaStream_t st) {
           cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
           cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), scale, B, K, N, st);
