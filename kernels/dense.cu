@@ -44,15 +44,15 @@ struct GemmParams {
   float mask_scale = 1.0f;
   // Weight epilogue
   float* db = nullptr;
-  // Split-K (Weight only): when split_rows > 0, block split z sums k in [z·split_rows,
-  // min(K, (z+1)·split_rows)) and stores its raw partial at partial[(z·M + m)·N + n]; a second
-  // kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue.
-  int split_rows = 0;
+  // Split-K (Weight, and Forward over a deep K): when split_k > 0, block split z sums k in
+  // [z·split_k, min(K, (z+1)·split_k)) and stores its raw partial at partial[(z·M + m)·N + n]; a
+  // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue.
+  int split_k = 0;
   float* partial = nullptr;
 };
 
 __host__ __device__ inline int split_count(const GemmParams& p) {
-  return p.split_rows > 0 ? (p.K + p.split_rows - 1) / p.split_rows : 1;
+  return p.split_k > 0 ? (p.K + p.split_k - 1) / p.split_k : 1;
 }
 
 // v rounded to PREC's input format with the instructions the mma path feeds from (cvt.rna.tf32.f32,
@@ -180,8 +180,8 @@ struct SimtTile {
 #pragma unroll
       for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    const int k_begin = z * p.split_rows;
-    const int k_end = p.split_rows && k_begin + p.split_rows < p.K ? k_begin + p.split_rows : p.K;
+    const int k_begin = z * p.split_k;
+    const int k_end = p.split_k && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
       load_slice<BM, BN, BK, THREADS, KIND, GemmPrecision::FP32>(p, m0, n0, k0, k_end, s.As, s.Bs);
       __syncthreads();
@@ -249,8 +249,8 @@ struct MmaTile {
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
 
-    const int k_begin = z * p.split_rows;
-    const int k_end = p.split_rows && k_begin + p.split_rows < p.K ? k_begin + p.split_rows : p.K;
+    const int k_begin = z * p.split_k;
+    const int k_end = p.split_k && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
       load_slice<BM, BN, BK, THREADS, KIND, PREC>(p, m0, n0, k0, k_end, s.As, s.Bs);
       __syncthreads();
@@ -317,7 +317,7 @@ struct MmaTile {
 };
 
 // One GEMM: block (x, y) computes the tile at rows (y % row tiles)*BM, columns x*BN, of split
-// y / row tiles (split-K: a Weight GEMM with p.split_rows; otherwise one split).
+// y / row tiles (split-K with p.split_k; otherwise one split).
 template <class Tile, Kind KIND>
 __global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
   __shared__ typename Tile::Smem smem;
@@ -327,9 +327,12 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmPar
 }
 
 // Split-K's second pass: C(m, n) = Σ_z partial[z][m][n] summed in the fixed order z = 0, 1, ...
-// (so the result depends only on the split points, never on the grid or on timing), then the
-// Weight epilogue (dW, or db for the ones column). Grid-stride over the M x N outputs.
+// (so the result depends only on the split points, never on the grid or on timing), then KIND's
+// epilogue (Weight: dW, or db for the ones column; Forward: bias, ReLU, dropout). Grid-stride over
+// the M x N outputs.
+template <Kind KIND>
 __global__ void dense_split_reduce_kernel(const GemmParams p) {
+  const uint64_t step = epilogue_step<KIND>(p);
   const int splits = split_count(p);
   const std::size_t mn = std::size_t(p.M) * p.N;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn;
@@ -338,7 +341,7 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
     for (int z = 0; z < splits; ++z) v += p.partial[std::size_t(z) * mn + i];
     GemmParams q = p;
     q.partial = nullptr;
-    store_output<Kind::Weight>(q, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, 0);
+    store_output<KIND>(q, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, step);
   }
 }
 
@@ -446,11 +449,21 @@ void launch_backward(const GemmParams& w, const GemmParams& d, GemmPrecision pre
 
 // Split-K of a layer's weight GEMM (dW [N, K+1] over the B rows of the batch): a pure function of
 // (B, K, N), so the split points, and with them every bit of the result, are the same whatever the
-// tile choice, the launch (alone or fused with the data GEMM) or the device. Splits aim at two
-// blocks per SM of a 132-SM H100/H200 counted in 32x32 tiles, never below 256 rows per split,
-// each a multiple of 32 rows (whole K slices). 0: no split.
-constexpr long long kSplitTargetBlocks = 264;
+// tile choice, the launch (alone or fused with the data GEMM) or the device. Splits aim at four
+// blocks per SM of a 132-SM H100/H200, counted in 32x32 tiles (a guess to be measured: each block
+// walks its rows serially, latency-bound, so several per SM hide each other's loads), never below
+// 256 rows per split, each a multiple of 32 rows (whole K slices). 0: no split.
+constexpr long long kSplitTargetBlocks = 528;
 constexpr int kSplitMinRows = 256;
+
+// Split-K of a forward GEMM over its K inputs (layer 1's 784 at small batches runs as 16 blocks
+// that each walk all of K): pieces of about 256 inputs (multiples of 32) once K >= 512. A function
+// of K only, so a row's result still does not depend on the batch it is computed in. 0: no split.
+int forward_split_cols(int K) {
+  if (K < 2 * kSplitMinRows) return 0;
+  const int splits = (K + kSplitMinRows - 1) / kSplitMinRows;
+  return ((K + splits - 1) / splits + 31) / 32 * 32;
+}
 
 int weight_split_rows(int B, int K, int N) {
   const long long t = (long long)((N + 31) / 32) * ((K + 1 + 31) / 32);
@@ -519,8 +532,18 @@ GemmParams data_params(float* dX, const float* dZ, const float* amask, const flo
 // With a workspace, the weight GEMM w is split over its rows as weight_split_rows says.
 void set_split(GemmParams& w, float* workspace, int B, int K, int N) {
   if (!workspace) return;
-  w.split_rows = weight_split_rows(B, K, N);
-  if (w.split_rows) w.partial = workspace;
+  w.split_k = weight_split_rows(B, K, N);
+  if (w.split_k) w.partial = workspace;
+}
+
+// Launches split-K's second pass for p (when p was split).
+template <Kind KIND>
+void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
+  if (!p.partial) return;
+  const std::size_t mn = std::size_t(p.M) * p.N;
+  const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
+  dense_split_reduce_kernel<KIND><<<blocks, 256, 0, stream>>>(p);
+  MNIST_LAUNCH_CHECK(stream);
 }
 
 // dW/db, and dX when requested and B > 0: one launch for both when there are both; then, when the
@@ -531,26 +554,32 @@ void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPreci
     launch_backward(w, *d, prec, stream);
   else
     launch_gemm<Kind::Weight>(w, prec, stream);
-  if (w.partial) {
-    const std::size_t mn = std::size_t(w.M) * w.N;
-    const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
-    dense_split_reduce_kernel<<<blocks, 256, 0, stream>>>(w);
-    MNIST_LAUNCH_CHECK(stream);
+  launch_split_reduce<Kind::Weight>(w, stream);
+}
+
+// Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction.
+void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStream_t stream) {
+  if (workspace) {
+    p.split_k = forward_split_cols(p.K);
+    if (p.split_k) p.partial = workspace;
   }
+  launch_gemm<Kind::Forward>(p, prec, stream);
+  launch_split_reduce<Kind::Forward>(p, stream);
 }
 
 }  // namespace
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream, GemmPrecision prec) {
+                   cudaStream_t stream, GemmPrecision prec, float* workspace) {
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(Y && X && W && b, "dense_forward: null pointer");
-  launch_gemm<Kind::Forward>(forward_params(Y, X, W, b, B, K, N, relu), prec, stream);
+  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, prec, stream);
 }
 
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
-                                const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec) {
+                                const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec,
+                                float* workspace) {
   check_sizes("dense_relu_dropout_forward", B, K, N);
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "dropout probability must be in [0, 1), got ", drop.p);
   if (B == 0) return;
@@ -565,7 +594,7 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  launch_gemm<Kind::Forward>(p, prec, stream);
+  launch_forward(p, workspace, prec, stream);
 }
 
 void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
@@ -581,8 +610,11 @@ void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY,
 }
 
 std::size_t dense_workspace_floats(int B, int K, int N) {
-  const int rows = B > 0 && K > 0 && N > 0 ? weight_split_rows(B, K, N) : 0;
-  return rows ? std::size_t((B + rows - 1) / rows) * std::size_t(N) * std::size_t(K + 1) : 0;
+  if (B <= 0 || K <= 0 || N <= 0) return 0;
+  const int rows = weight_split_rows(B, K, N), cols = forward_split_cols(K);
+  const std::size_t weight = rows ? std::size_t((B + rows - 1) / rows) * std::size_t(N) * std::size_t(K + 1) : 0;
+  const std::size_t forward = cols ? std::size_t((K + cols - 1) / cols) * std::size_t(B) * std::size_t(N) : 0;
+  return std::max(weight, forward);
 }
 
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,

@@ -26,16 +26,25 @@
 
 namespace mnist::cuda {
 
-// Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise.
+// Floats of device workspace that split-K needs for a layer of K inputs and N outputs at B rows
+// (its forward and its weight GEMM; 0: neither is split). Pass at least this much as `workspace`
+// below (not aliasing anything); the engine allocates the maximum over its layers once. Split
+// points are fixed by the shape alone (forward: by K only), partial sums are added in a fixed
+// order: bitwise reproducible whatever the launch, and a forward row still does not depend on its
+// batch. A null workspace: no split (one chain over all of K).
+std::size_t dense_workspace_floats(int B, int K, int N);
+
+// Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise. With a
+// workspace and K >= 512, K is split into pieces of about 256 (more blocks at small batches).
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32);
+                   cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 
 // D [B,N] = dropout(ReLU(X [B,K] · W [N,K]ᵀ + b [N])): dense_forward(relu) followed by
 // dropout_forward(drop) on the [B,N] output (element index b*N + n), with the mask applied in the
 // GEMM's epilogue. drop.p == 0 gives dense_forward(relu).
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream,
-                                GemmPrecision prec = GemmPrecision::FP32);
+                                GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 
 // Twin of cpu::dense_backward. dY [B,N] is the gradient w.r.t. Y, Y [B,N] the forward output
 // (its sign is the ReLU mask; unused when !relu). Writes dW [N,K] = dZᵀ·X, db [N] = Σ_b dZ and,
@@ -44,11 +53,6 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
 void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
                     const float* Y, int B, int K, int N, bool relu, cudaStream_t stream,
                     GemmPrecision prec = GemmPrecision::FP32);
-
-// Floats of device workspace that split-K needs for a layer's weight GEMM at B rows (0: that shape
-// is not split). Pass at least this much as `workspace` below; the engine allocates the maximum
-// over its layers once.
-std::size_t dense_workspace_floats(int B, int K, int N);
 
 // dW [N,K] = dZ [B,N]ᵀ · X [B,K] and, when db is not null, db [N] = Σ_b dZ [b,:], in ONE GEMM:
 // db is the product with a column of ones appended to X. dZ is the pre-activation gradient.

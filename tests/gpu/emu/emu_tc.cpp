@@ -251,6 +251,47 @@ void split_k(GemmPrecision prec, int B, int K, int N) {
   same(fb, db, "fused = alone, db " + tag);
 }
 
+// Split-K of a deep forward GEMM (dense_forward / dense_relu_dropout_forward with a workspace, K >=
+// 512): split points depend on K only, so it still holds that a row's result does not depend on
+// its batch (bitwise), the split really happens, and the reduction applies bias, ReLU and the
+// dropout mask (step read from the device counters) within the derived tolerance.
+void forward_split(GemmPrecision prec, int B, int K, int N) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " forward split-K B=", B, " K=", K, " N=", N);
+  const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N);
+  expect(ws_floats >= std::size_t(2) * B * N, "the forward is split " + tag);
+  Vec ws = poison(ws_floats);
+  const Vec X = rnd(std::size_t(B) * K, 81), W = rnd(std::size_t(N) * K, 82, -.5, .5), b = rnd(N, 83);
+  const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec);
+  DVec ref = gemm_xwt(Xr, Wr, B, K, N), mag = gemm_xwt(absd(Xr), absd(Wr), B, K, N);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) {
+      const std::size_t i = std::size_t(r) * N + j;
+      ref[i] = std::max(ref[i] + b[j], 0.0);
+      mag[i] += std::fabs(b[j]);
+    }
+  Vec Y = poison(ref.size());
+  cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+  check(Y, ref, mag, K, 1.0, "Y " + tag);
+  Vec Y0 = poison(ref.size());
+  cuda::dense_forward(Y0.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, nullptr);
+  expect(std::memcmp(Y0.data(), Y.data(), Y.size() * sizeof(float)) != 0, "split changes the summation " + tag);
+  for (int r : {0, B - 1}) {
+    Vec one = poison(N);
+    cuda::dense_forward(one.data(), X.data() + std::size_t(r) * K, W.data(), b.data(), 1, K, N, true, nullptr, prec,
+                        ws.data());
+    same(one, Vec(Y.begin() + std::size_t(r) * N, Y.begin() + std::size_t(r + 1) * N), cat("row ", r, " alone ", tag));
+  }
+  DVec d(ref.size());
+  cpu::dropout_forward(d.data(), ref.data(), ref.size(), 0.2f, 42, 23, 0);
+  cuda::TrainCounters c;
+  c.step = 23;
+  Vec D = poison(ref.size());
+  cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N,
+                                   cuda::DropoutSpec{0.2f, 42, 0, 0, &c}, nullptr, prec, ws.data());
+  check(D, d, mag, K, 1.25, "D " + tag);
+}
+
 // Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
 // rendezvous) keeps every GEMM kind x precision on the tails that matter: rows 1, 7 and 33 (one
 // row, a partial tile, a tile plus one row), every layer shape (784-deep only at 7 rows: K = 784
@@ -289,6 +330,9 @@ int main(int argc, char** argv) {
       split_k(prec, 2048, 200, 10), split_k(prec, 1000, 33, 64);
     lap("split-K");
   }
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+    forward_split(prec, quick ? 7 : 40, 600, quick ? 40 : 72);
+  lap("forward split-K");
   std::printf("tensor-core GEMMs: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
   return failures != 0;
 }
