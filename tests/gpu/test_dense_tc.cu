@@ -164,5 +164,52 @@ TEST_CASE("TF32/BF16 dense_forward: a row's result does not depend on its batch 
   }
 }
 
+TEST_CASE("split-K (engine workspace): forward over K = 784 and weight GEMMs over 4096 rows, every precision") {
+  // Within the derived tolerance of the rounded reference; bitwise: a forward row alone equals the
+  // row in the batch (split points from K only), the fused backward equals the weight GEMM alone.
+  Stream stream;
+  const int B = 4096;
+  for (const cases::LayerShape& L : cases::model_layers())
+    for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const int K = L.in, N = L.out;
+      INFO(K, "->", N, " ", int(prec));
+      DeviceBuffer<float> ws(cuda::dense_workspace_floats(B, K, N));
+      REQUIRE(ws.size() > 0);
+      const auto X = random_vector(std::size_t(B) * K, 51), W = random_vector(std::size_t(N) * K, 52, -.5, .5);
+      const auto b = random_vector(std::size_t(N), 53), dZ = random_vector(std::size_t(B) * N, 54);
+      auto gX = to_device(X), gW = to_device(W), gb = to_device(b), gdZ = to_device(dZ);
+      const auto Xr = rounded(X, prec), Wr = rounded(W, prec), dZr = rounded(dZ, prec);
+      const auto aX = rounded(X, prec, true), aW = rounded(W, prec, true), adZ = rounded(dZ, prec, true);
+      // forward
+      std::vector<double> ref(std::size_t(B) * N), mag(ref.size()), zero(N, 0.0);
+      cpu::dense_forward(ref.data(), Xr.data(), Wr.data(), to_double(b).data(), B, K, N, L.relu);
+      cpu::dense_forward(mag.data(), aX.data(), aW.data(), zero.data(), B, K, N, false);
+      for (std::size_t i = 0; i < mag.size(); ++i) mag[i] += std::fabs(b[i % N]);
+      auto Y = poisoned<float>(ref.size());
+      cuda::dense_forward(Y.data(), gX.data(), gW.data(), gb.data(), B, K, N, L.relu, stream.get(), prec, ws.data());
+      const std::vector<float> all = to_host(Y);
+      expect_within(all, ref, mag, K, 1.0, "Y");
+      auto y1 = poisoned<float>(N);
+      cuda::dense_forward(y1.data(), gX.data() + std::size_t(B - 1) * K, gW.data(), gb.data(), 1, K, N, L.relu,
+                          stream.get(), prec, ws.data());
+      CHECK(bitwise_equal(to_host(y1), std::vector<float>(all.end() - N, all.end())));
+      // weight GEMM (+db), alone and fused with the data GEMM
+      std::vector<double> rW(std::size_t(N) * K), mW(rW.size()), rb(N, 0.0), mb(N, 0.0);
+      cpu::gemm_tn(rW.data(), dZr.data(), Xr.data(), N, K, B);
+      cpu::gemm_tn(mW.data(), adZ.data(), aX.data(), N, K, B);
+      for (std::size_t i = 0; i < dZr.size(); ++i) rb[i % N] += dZr[i], mb[i % N] += adZ[i];
+      auto dW = poisoned<float>(rW.size()), db = poisoned<float>(N);
+      cuda::dense_backward_weights(dW.data(), db.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec, ws.data());
+      const auto hW = to_host(dW), hb = to_host(db);
+      expect_within(hW, rW, mW, B, 1.0, "dW");
+      expect_within(hb, rb, mb, B, 1.0, "db");
+      auto fW = poisoned<float>(rW.size()), fb = poisoned<float>(N), fX = poisoned<float>(std::size_t(B) * K);
+      cuda::dense_backward_fused(fW.data(), fb.data(), fX.data(), gdZ.data(), gX.data(), gW.data(), nullptr, 1.0f, B, K,
+                                 N, stream.get(), prec, ws.data());
+      CHECK(bitwise_equal(to_host(fW), hW));
+      CHECK(bitwise_equal(to_host(fb), hb));
+    }
+}
+
 }  // namespace
 }  // namespace mnist::test
