@@ -339,9 +339,7 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
        i += std::size_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
     for (int z = 0; z < splits; ++z) v += p.partial[std::size_t(z) * mn + i];
-    GemmParams q = p;
-    q.partial = nullptr;
-    store_output<KIND>(q, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, step);
+    store_output<KIND>(p, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, step);
   }
 }
 

@@ -6,9 +6,9 @@
 //
 // Precision (the trailing `prec` of every launcher, kernels/precision.hpp):
 //   FP32 (default): SIMT cores; every output element is one FP32 fused-multiply-add chain over
-//     k = 0..K-1 in ascending order, whatever the tile configuration, so the result for a row does
-//     not depend on the batch it is computed in, and runs are bitwise reproducible (no atomics, no
-//     split reductions).
+//     k = 0..K-1 in ascending order (per split-K piece, see dense_workspace_floats), whatever the
+//     tile configuration, so the result for a row does not depend on the batch it is computed in,
+//     and runs are bitwise reproducible (no atomics; split pieces are added in a fixed order).
 //   TF32 / BF16: tensor cores (mma.sync m16n8k8.tf32 / m16n8k16.bf16, kernels/mma.cuh): every
 //     GEMM input element (X, W, the masked dZ, the ones column) is rounded to the format first,
 //     products are exact and accumulated in float32 in an order the hardware fixes per mma, so
