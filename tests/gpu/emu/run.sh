@@ -20,4 +20,7 @@ g++ "${flags[@]}" "$here/emu_engine.cpp" "$work/gen/cuda_engine.cpp" "${kernels[
 g++ "${flags[@]}" "$here/emu_tc.cpp" "${kernels[@]}" -o "$work/emu_tc"  # tensor-core GEMMs (TF32/BF16)
 if [[ "${1:-}" == "--full" ]]; then "$work/emu_kernels"; else "$work/emu_kernels" quick; fi
 if [[ "${1:-}" == "--full" ]]; then "$work/emu_tc"; else "$work/emu_tc" quick; fi
+g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "$work/gen/cuda_engine.cpp" "${kernels[@]}" \
+    "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" -o "$work/emu_engine_tc"
+"$work/emu_engine_tc"
 "$work/emu_engine"
