@@ -12,12 +12,12 @@
 // documented; the tests' tolerances cover any order (see emu_tc.cpp).
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cmath>
-#include <mutex>
+#include <thread>
 
 #include <cuda_runtime.h>
 
@@ -27,21 +27,18 @@ namespace mnist::cuda {
 namespace emu_mma {
 
 // A reusable barrier of the 32 lanes of one warp (generation counted, so it needs no reset
-// between blocks: the emulator runs blocks one after another).
+// between blocks: the emulator runs blocks one after another). Waiters yield their core rather
+// than sleep: a rendezvous per mma makes futex sleeps and wake-ups the emulation's main cost.
 struct WarpBarrier {
-  std::mutex mu;
-  std::condition_variable cv;
-  int count = 0;
-  uint64_t generation = 0;
+  std::atomic<int> count{0};
+  std::atomic<uint64_t> generation{0};
   void wait() {
-    std::unique_lock<std::mutex> lock(mu);
-    const uint64_t gen = generation;
-    if (++count == 32) {
-      count = 0;
-      ++generation;
-      cv.notify_all();
+    const uint64_t gen = generation.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == 31) {
+      count.store(0, std::memory_order_relaxed);
+      generation.store(gen + 1, std::memory_order_release);
     } else {
-      cv.wait(lock, [&] { return generation != gen; });
+      while (generation.load(std::memory_order_acquire) == gen) std::this_thread::yield();
     }
   }
 };
