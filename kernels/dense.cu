@@ -1,9 +1,11 @@
 #include "kernels/dense.cuh"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 #include "kernels/curand_draw.cuh"
+#include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -42,137 +44,323 @@ struct GemmParams {
   float mask_scale = 1.0f;
   // Weight epilogue
   float* db = nullptr;
+  // Split-K (Weight, and Forward over a deep K): when split_k > 0, block split z sums k in
+  // [z·split_k, min(K, (z+1)·split_k)) and stores its raw partial at partial[(z·M + m)·N + n]; a
+  // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue.
+  int split_k = 0;
+  float* partial = nullptr;
 };
 
-// One block computes the BM x BN tile of C at (m0, n0); each of its (BM/TM)*(BN/TN) threads a
-// TM x TN micro-tile whose rows are tr + i*(BM/TM) and columns tc + j*(BN/TN) (strided, so that the
-// shared-memory reads of B and the global stores of the epilogue are consecutive across a warp).
-// K advances in BK slices staged in shared memory as As[k][m], Bs[k][n] (one float of padding per
-// row). Loads walk global memory along its contiguous dimension; out-of-range elements (row,
-// column or k tails) load as 0 and are never stored. Every thread of the block must call it (it
-// synchronises the block).
-template <int BM, int BN, int BK, int TM, int TN, Kind KIND>
-__device__ __forceinline__ void gemm_tile(const GemmParams& p, int m0, int n0, float (&As)[BK][BM + 1],
-                                          float (&Bs)[BK][BN + 1]) {
-  constexpr int RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
+__host__ __device__ inline int split_count(const GemmParams& p) {
+  return p.split_k > 0 ? (p.K + p.split_k - 1) / p.split_k : 1;
+}
+
+// v rounded to PREC's input format with the instructions the mma path feeds from (cvt.rna.tf32.f32,
+// cvt.rn.bf16x2.f32); identity for FP32.
+template <GemmPrecision PREC>
+__device__ __forceinline__ float round_gemm_input(float v) {
+  if constexpr (PREC == GemmPrecision::TF32)
+    return bits_float(to_tf32(v));
+  else if constexpr (PREC == GemmPrecision::BF16)
+    return bits_float(pack_bf16x2(0.0f, v) & 0xFFFF0000u);
+  else
+    return v;
+}
+
+// Loads the K slice [k0, k0+BK) of the block's A and B tiles into shared memory as As[k][m],
+// Bs[k][n] (row strides SA, SB), each element rounded to PREC's input format (kernels/precision.hpp;
+// the masking of A comes first, and 0 and the ones column are exact in every format). Loads walk
+// global memory along its contiguous dimension; out-of-range elements (row, column or k tails)
+// load as 0. THREADS threads share the work.
+template <int BM, int BN, int BK, int THREADS, Kind KIND, GemmPrecision PREC, int SA, int SB>
+__device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, int k0, int k_end,
+                                           float (&As)[BK][SA], float (&Bs)[BK][SB]) {
   constexpr bool A_KFAST = KIND != Kind::Weight;
   constexpr bool B_KFAST = KIND == Kind::Forward;
-  static_assert(BM % TM == 0 && BN % TN == 0, "tile must split into micro-tiles");
   static_assert((BM * BK) % THREADS == 0 && (BN * BK) % THREADS == 0, "tile loads must split evenly");
-
   const int tid = int(threadIdx.x);
-  const int tr = tid / RN, tc = tid % RN;
-
-  float acc[TM][TN];
 #pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
-
-  for (int k0 = 0; k0 < p.K; k0 += BK) {
-#pragma unroll
-    for (int it = 0; it < BM * BK / THREADS; ++it) {
-      const int e = tid + it * THREADS;
-      const int mm = A_KFAST ? e / BK : e % BM;
-      const int kk = A_KFAST ? e % BK : e / BM;
-      const int m = m0 + mm, k = k0 + kk;
-      float v = 0.0f;
-      if (m < p.M && k < p.K) {
-        const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
-        v = p.a[idx];
-        if (p.amask && !(p.amask[idx] > 0.0f)) v = 0.0f;
-      }
-      As[kk][mm] = v;
+  for (int it = 0; it < BM * BK / THREADS; ++it) {
+    const int e = tid + it * THREADS;
+    const int mm = A_KFAST ? e / BK : e % BM;
+    const int kk = A_KFAST ? e % BK : e / BM;
+    const int m = m0 + mm, k = k0 + kk;
+    float v = 0.0f;
+    if (m < p.M && k < k_end) {
+      const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
+      v = p.a[idx];
+      if (p.amask && !(p.amask[idx] > 0.0f)) v = 0.0f;
     }
-#pragma unroll
-    for (int it = 0; it < BN * BK / THREADS; ++it) {
-      const int e = tid + it * THREADS;
-      const int nn = B_KFAST ? e / BK : e % BN;
-      const int kk = B_KFAST ? e % BK : e / BN;
-      const int n = n0 + nn, k = k0 + kk;
-      float v = 0.0f;
-      if (n < p.N && k < p.K) {
-        if (n == p.ones_col)
-          v = 1.0f;
-        else
-          v = p.b[B_KFAST ? std::size_t(n) * p.ldb + k : std::size_t(k) * p.ldb + n];
-      }
-      Bs[kk][nn] = v;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float av[TM], bv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) av[i] = As[kk][tr + i * RM];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) bv[j] = Bs[kk][tc + j * RN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
-    __syncthreads();
+    As[kk][mm] = round_gemm_input<PREC>(v);
   }
-
-  uint64_t step = 0;
-  if constexpr (KIND == Kind::Forward)
-    if (p.dropout) step = p.counters ? uint64_t(p.counters->step) : p.step;
-
 #pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const int m = m0 + tr + i * RM;
-    if (m >= p.M) continue;
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int n = n0 + tc + j * RN;
-      if (n >= p.N) continue;
-      const float v = acc[i][j];
-      const std::size_t o = std::size_t(m) * p.ldo + n;
-      if constexpr (KIND == Kind::Forward) {
-        float z = v + p.bias[n];
-        if (p.relu) z = z > 0.0f ? z : 0.0f;
-        if (p.dropout)
-          z = dropout_keep_dev(p.seed, step, p.layer, uint64_t(m) * uint64_t(p.N) + uint64_t(n), p.threshold)
-                  ? z * p.scale
-                  : 0.0f;
-        p.out[o] = z;
-      } else if constexpr (KIND == Kind::Data) {
-        p.out[o] = p.mask ? (p.mask[o] > 0.0f ? v * p.mask_scale : 0.0f) : v;
-      } else {
-        if (n == p.ones_col)
-          p.db[m] = v;
-        else
-          p.out[o] = v;
-      }
+  for (int it = 0; it < BN * BK / THREADS; ++it) {
+    const int e = tid + it * THREADS;
+    const int nn = B_KFAST ? e / BK : e % BN;
+    const int kk = B_KFAST ? e % BK : e / BN;
+    const int n = n0 + nn, k = k0 + kk;
+    float v = 0.0f;
+    if (n < p.N && k < k_end) {
+      if (n == p.ones_col)
+        v = 1.0f;
+      else
+        v = p.b[B_KFAST ? std::size_t(n) * p.ldb + k : std::size_t(k) * p.ldb + n];
     }
+    Bs[kk][nn] = round_gemm_input<PREC>(v);
   }
 }
 
-// One GEMM: block (x, y) computes the tile at rows y*BM, columns x*BN.
-template <int BM, int BN, int BK, int TM, int TN, Kind KIND>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) dense_gemm_kernel(const GemmParams p) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN + 1];
-  gemm_tile<BM, BN, BK, TM, TN, KIND>(p, int(blockIdx.y) * BM, int(blockIdx.x) * BN, As, Bs);
+// The step counter of the dropout mask (read once per tile: the graph path keeps it on the device).
+template <Kind KIND>
+__device__ __forceinline__ uint64_t epilogue_step(const GemmParams& p) {
+  if constexpr (KIND == Kind::Forward)
+    if (p.dropout) return p.counters ? uint64_t(p.counters->step) : p.step;
+  return 0;
+}
+
+// Writes C(m, n) = v (in range) through KIND's epilogue, or, for a split-K block (p.partial), the raw
+// partial sum of split z.
+template <Kind KIND>
+__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, uint64_t step);
+
+// Writes C(m, n) = v (in range) through KIND's epilogue: bias + ReLU + dropout (Forward), the
+// ReLU/dropout mask of the previous layer (Data), dW or the db column (Weight).
+template <Kind KIND>
+__device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, float v, uint64_t step) {
+  const std::size_t o = std::size_t(m) * p.ldo + n;
+  if constexpr (KIND == Kind::Forward) {
+    float z = v + p.bias[n];
+    if (p.relu) z = z > 0.0f ? z : 0.0f;
+    if (p.dropout)
+      z = dropout_keep_dev(p.seed, step, p.layer, uint64_t(m) * uint64_t(p.N) + uint64_t(n), p.threshold)
+              ? z * p.scale
+              : 0.0f;
+    p.out[o] = z;
+  } else if constexpr (KIND == Kind::Data) {
+    p.out[o] = p.mask ? (p.mask[o] > 0.0f ? v * p.mask_scale : 0.0f) : v;
+  } else {
+    if (n == p.ones_col)
+      p.db[m] = v;
+    else
+      p.out[o] = v;
+  }
+}
+
+template <Kind KIND>
+__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, uint64_t step) {
+  if (p.partial)
+    p.partial[(std::size_t(z) * p.M + m) * p.N + n] = v;
+  else
+    store_output<KIND>(p, m, n, v, step);
+}
+
+// FP32 on the SIMT cores. One block computes the BM x BN tile of C at (m0, n0); each of its
+// (BM/TM)*(BN/TN) threads a TM x TN micro-tile whose rows are tr + i*(BM/TM) and columns
+// tc + j*(BN/TN) (strided, so that the shared-memory reads of B and the global stores of the
+// epilogue are consecutive across a warp). K advances in BK slices (load_slice, one float of
+// padding per row). Every thread of the block must call it (it synchronises the block).
+template <int BM_, int BN_, int BK, int TM, int TN>
+struct SimtTile {
+  static constexpr int BM = BM_, BN = BN_, THREADS = (BM / TM) * (BN / TN);
+  struct Smem {
+    float As[BK][BM + 1];
+    float Bs[BK][BN + 1];
+  };
+  static_assert(BM % TM == 0 && BN % TN == 0, "tile must split into micro-tiles");
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
+    constexpr int RM = BM / TM, RN = BN / TN;
+    const int tid = int(threadIdx.x);
+    const int tr = tid / RN, tc = tid % RN;
+
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+
+    const int k_begin = z * p.split_k;
+    const int k_end = p.split_k && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+      load_slice<BM, BN, BK, THREADS, KIND, GemmPrecision::FP32>(p, m0, n0, k0, k_end, s.As, s.Bs);
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        float av[TM], bv[TN];
+#pragma unroll
+        for (int i = 0; i < TM; ++i) av[i] = s.As[kk][tr + i * RM];
+#pragma unroll
+        for (int j = 0; j < TN; ++j) bv[j] = s.Bs[kk][tc + j * RN];
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+      }
+      __syncthreads();
+    }
+
+    const uint64_t step = epilogue_step<KIND>(p);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int m = m0 + tr + i * RM;
+      if (m >= p.M) continue;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int n = n0 + tc + j * RN;
+        if (n < p.N) store_result<KIND>(p, z, m, n, acc[i][j], step);
+      }
+    }
+  }
+};
+
+// TF32 / BF16 on the tensor cores (kernels/mma.cuh). WM x WN warps; warp (wm, wn) computes the
+// (BM/WM) x (BN/WN) sub-tile at rows wm*BM/WM, columns wn*BN/WN as MI x NI mma tiles of 16 x 8,
+// float32 accumulators in registers. Slices are staged as floats already rounded to PREC
+// (load_slice), so a fragment register is a plain copy (TF32) or an exact pack of two (BF16).
+// Row padding makes every fragment read conflict-free: lanes read As[k0 + f(t)][g] with f(t) = t
+// (TF32) or 2t (BF16), so a stride of 8 (resp. 4) modulo 32 banks spreads the 32 lanes over 32
+// banks. Every thread of the block must call it.
+template <int BM_, int BN_, int BK, int WM, int WN, GemmPrecision PREC>
+struct MmaTile {
+  static constexpr int BM = BM_, BN = BN_, THREADS = 32 * WM * WN;
+  static constexpr int KSTEP = PREC == GemmPrecision::BF16 ? 16 : 8;
+  static constexpr int PAD = PREC == GemmPrecision::BF16 ? 4 : 8;
+  static constexpr int WTM = BM / WM, WTN = BN / WN, MI = WTM / 16, NI = WTN / 8;
+  static_assert(PREC != GemmPrecision::FP32, "MmaTile runs TF32 or BF16");
+  static_assert(WTM % 16 == 0 && WTN % 8 == 0 && BK % KSTEP == 0, "warp tiles must split into mma tiles");
+  static_assert((BM + PAD) % 32 == PAD && (BN + PAD) % 32 == PAD, "padding assumes tiles of 32·n");
+  struct Smem {
+    float As[BK][BM + PAD];
+    float Bs[BK][BN + PAD];
+  };
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
+    const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+    const int g = lane / 4, t = lane % 4;
+    const int wm0 = (warp / WN) * WTM, wn0 = (warp % WN) * WTN;
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
+
+    const int k_begin = z * p.split_k;
+    const int k_end = p.split_k && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+      load_slice<BM, BN, BK, THREADS, KIND, PREC>(p, m0, n0, k0, k_end, s.As, s.Bs);
+      __syncthreads();
+#pragma unroll
+      for (int ks = 0; ks < BK; ks += KSTEP) {
+        uint32_t a[MI][4], b[NI][2];
+        if constexpr (PREC == GemmPrecision::TF32) {
+#pragma unroll
+          for (int i = 0; i < MI; ++i) {
+            const int r = wm0 + i * 16 + g;
+            a[i][0] = float_bits(s.As[ks + t][r]);
+            a[i][1] = float_bits(s.As[ks + t][r + 8]);
+            a[i][2] = float_bits(s.As[ks + t + 4][r]);
+            a[i][3] = float_bits(s.As[ks + t + 4][r + 8]);
+          }
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            const int c = wn0 + j * 8 + g;
+            b[j][0] = float_bits(s.Bs[ks + t][c]);
+            b[j][1] = float_bits(s.Bs[ks + t + 4][c]);
+          }
+        } else {
+          const int k = ks + 2 * t;
+#pragma unroll
+          for (int i = 0; i < MI; ++i) {
+            const int r = wm0 + i * 16 + g;
+            a[i][0] = pack_bf16x2(s.As[k][r], s.As[k + 1][r]);
+            a[i][1] = pack_bf16x2(s.As[k][r + 8], s.As[k + 1][r + 8]);
+            a[i][2] = pack_bf16x2(s.As[k + 8][r], s.As[k + 9][r]);
+            a[i][3] = pack_bf16x2(s.As[k + 8][r + 8], s.As[k + 9][r + 8]);
+          }
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            const int c = wn0 + j * 8 + g;
+            b[j][0] = pack_bf16x2(s.Bs[k][c], s.Bs[k + 1][c]);
+            b[j][1] = pack_bf16x2(s.Bs[k + 8][c], s.Bs[k + 9][c]);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            if constexpr (PREC == GemmPrecision::TF32)
+              mma_tf32_m16n8k8(acc[i][j], a[i], b[j]);
+            else
+              mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
+          }
+      }
+      __syncthreads();
+    }
+
+    const uint64_t step = epilogue_step<KIND>(p);
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int m = m0 + wm0 + i * 16 + g + (r >= 2 ? 8 : 0);
+          const int n = n0 + wn0 + j * 8 + 2 * t + (r & 1);
+          if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, acc[i][j][r], step);
+        }
+  }
+};
+
+// One GEMM: block (x, y) computes the tile at rows (y % row tiles)*BM, columns x*BN, of split
+// y / row tiles (split-K with p.split_k; otherwise one split).
+template <class Tile, Kind KIND>
+__global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
+  __shared__ typename Tile::Smem smem;
+  const int row_tiles = (p.M + Tile::BM - 1) / Tile::BM;
+  const int y = int(blockIdx.y);
+  Tile::template run<KIND>(p, (y % row_tiles) * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+}
+
+// Split-K's second pass: C(m, n) = Σ_z partial[z][m][n] summed in the fixed order z = 0, 1, ...
+// (so the result depends only on the split points, never on the grid or on timing), then KIND's
+// epilogue (Weight: dW, or db for the ones column; Forward: bias, ReLU, dropout). Grid-stride over
+// the M x N outputs.
+template <Kind KIND>
+__global__ void dense_split_reduce_kernel(const GemmParams p) {
+  const uint64_t step = epilogue_step<KIND>(p);
+  const int splits = split_count(p);
+  const std::size_t mn = std::size_t(p.M) * p.N;
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z) v += p.partial[std::size_t(z) * mn + i];
+    store_output<KIND>(p, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, step);
+  }
 }
 
 // A layer's two backward GEMMs in one launch (they are independent: both only read dZ): blocks
 // [0, weight tiles) compute the weight GEMM w (row-major over its tile grid), the rest the data
 // GEMM d. The branch is uniform per block. One launch instead of two, and one less link in the
 // step's chain of dependent kernels.
-template <int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) dense_backward_kernel(const GemmParams w, const GemmParams d) {
-  __shared__ float As[BK][BM + 1];
-  __shared__ float Bs[BK][BN + 1];
+template <class Tile>
+__global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const GemmParams w, const GemmParams d) {
+  __shared__ typename Tile::Smem smem;
+  constexpr int BM = Tile::BM, BN = Tile::BN;
   const int w_cols = (w.N + BN - 1) / BN, w_tiles = w_cols * ((w.M + BM - 1) / BM);
   int t = int(blockIdx.x);
-  if (t < w_tiles) {
-    gemm_tile<BM, BN, BK, TM, TN, Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, As, Bs);
+  if (t < w_tiles * split_count(w)) {
+    const int z = t / w_tiles;
+    t %= w_tiles;
+    Tile::template run<Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, z, smem);
   } else {
-    t -= w_tiles;
+    t -= w_tiles * split_count(w);
     const int d_cols = (d.N + BN - 1) / BN;
-    gemm_tile<BM, BN, BK, TM, TN, Kind::Data>(d, (t / d_cols) * BM, (t % d_cols) * BN, As, Bs);
+    Tile::template run<Kind::Data>(d, (t / d_cols) * BM, (t % d_cols) * BN, 0, smem);
   }
 }
 
@@ -181,47 +369,106 @@ long long tiles(const GemmParams& p) {
   return (long long)((p.M + BM - 1) / BM) * ((p.N + BN - 1) / BN);
 }
 
-template <int BM, int BN, int BK, int TM, int TN, Kind KIND>
+template <class Tile, Kind KIND>
 void launch_tiles(const GemmParams& p, cudaStream_t stream) {
-  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM);
+  constexpr int BM = Tile::BM, BN = Tile::BN;
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * split_count(p));
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
-  dense_gemm_kernel<BM, BN, BK, TM, TN, KIND><<<dim3(gx, gy), (BM / TM) * (BN / TN), 0, stream>>>(p);
+  dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
   MNIST_LAUNCH_CHECK(stream);
 }
 
-// Tile choice: 64x64 tiles (4x4 per thread) when they alone fill the GPU (>= ~120 blocks, the
-// H100 has 132 SMs), 32x32 tiles (2x2 per thread) otherwise, for more blocks on the model's small
-// GEMMs. Both give bitwise the same results (see dense.cuh). K slices are deep (BK = 64 for the
-// small tiles, 32 for the large; 17 KB of shared memory either way) because at batch 128 the
+template <class Tile>
+void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
+  const long long blocks = tiles<Tile::BM, Tile::BN>(w) * split_count(w) + tiles<Tile::BM, Tile::BN>(d);
+  MNIST_CHECK(blocks < (1ll << 31), "dense backward: ", blocks, " tiles exceed the grid limit");
+  dense_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, 0, stream>>>(w, d);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+// Tile choice: 64x64 tiles when they alone fill the GPU (>= ~120 blocks, the H100 has 132 SMs),
+// 32x32 tiles otherwise, for more blocks on the model's small GEMMs. In FP32 both give bitwise the
+// same results (see dense.cuh): 4x4 or 2x2 outputs per thread. K slices are deep (BK = 64 for the
+// small FP32 tiles, 32 for the large; 17 KB of shared memory either way) because at batch 128 the
 // first layer's forward GEMM runs as only 16 blocks, one per SM, over K = 784: each slice costs a
 // global-load latency that nothing else on the SM hides, so the number of slices (49 at BK = 16,
-// 13 at BK = 64) sets its time.
+// 13 at BK = 64) sets its time. TF32/BF16: 2x2 warps per block (32x32 or 16x16 outputs per warp),
+// BK = 32 (18 KB).
 constexpr long long kBigTileBlocks = 120;
 
-template <Kind KIND>
-void launch_gemm(const GemmParams& p, cudaStream_t stream) {
-  if (p.M <= 0 || p.N <= 0) return;
+template <GemmPrecision PREC>
+struct TilesFor {
+  using Big = MmaTile<64, 64, 32, 2, 2, PREC>;
+  using Small = MmaTile<32, 32, 32, 2, 2, PREC>;
+};
+template <>
+struct TilesFor<GemmPrecision::FP32> {
+  using Big = SimtTile<64, 64, 32, 4, 4>;
+  using Small = SimtTile<32, 32, 64, 2, 2>;
+};
+
+template <GemmPrecision PREC, Kind KIND>
+void launch_gemm_as(const GemmParams& p, cudaStream_t stream) {
   if (tiles<64, 64>(p) >= kBigTileBlocks)
-    launch_tiles<64, 64, 32, 4, 4, KIND>(p, stream);
+    launch_tiles<typename TilesFor<PREC>::Big, KIND>(p, stream);
   else
-    launch_tiles<32, 32, 64, 2, 2, KIND>(p, stream);
+    launch_tiles<typename TilesFor<PREC>::Small, KIND>(p, stream);
 }
 
-template <int BM, int BN, int BK, int TM, int TN>
-void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
-  const long long blocks = tiles<BM, BN>(w) + tiles<BM, BN>(d);
-  MNIST_CHECK(blocks < (1ll << 31), "dense backward: ", blocks, " tiles exceed the grid limit");
-  dense_backward_kernel<BM, BN, BK, TM, TN><<<unsigned(blocks), (BM / TM) * (BN / TN), 0, stream>>>(w, d);
-  MNIST_LAUNCH_CHECK(stream);
+template <Kind KIND>
+void launch_gemm(const GemmParams& p, GemmPrecision prec, cudaStream_t stream) {
+  if (p.M <= 0 || p.N <= 0) return;
+  switch (prec) {
+    case GemmPrecision::FP32: launch_gemm_as<GemmPrecision::FP32, KIND>(p, stream); return;
+    case GemmPrecision::TF32: launch_gemm_as<GemmPrecision::TF32, KIND>(p, stream); return;
+    case GemmPrecision::BF16: launch_gemm_as<GemmPrecision::BF16, KIND>(p, stream); return;
+  }
+  MNIST_CHECK(false, "dense GEMM: unknown precision");
 }
 
 // Weight GEMM w and data GEMM d (both non-empty) in one launch, one tile size for both, chosen as
 // for one GEMM from their combined tile count.
-void launch_backward(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
+template <GemmPrecision PREC>
+void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
   if (tiles<64, 64>(w) + tiles<64, 64>(d) >= kBigTileBlocks)
-    launch_backward_tiles<64, 64, 32, 4, 4>(w, d, stream);
+    launch_backward_tiles<typename TilesFor<PREC>::Big>(w, d, stream);
   else
-    launch_backward_tiles<32, 32, 64, 2, 2>(w, d, stream);
+    launch_backward_tiles<typename TilesFor<PREC>::Small>(w, d, stream);
+}
+
+void launch_backward(const GemmParams& w, const GemmParams& d, GemmPrecision prec, cudaStream_t stream) {
+  switch (prec) {
+    case GemmPrecision::FP32: launch_backward_as<GemmPrecision::FP32>(w, d, stream); return;
+    case GemmPrecision::TF32: launch_backward_as<GemmPrecision::TF32>(w, d, stream); return;
+    case GemmPrecision::BF16: launch_backward_as<GemmPrecision::BF16>(w, d, stream); return;
+  }
+  MNIST_CHECK(false, "dense backward: unknown precision");
+}
+
+// Split-K of a layer's weight GEMM (dW [N, K+1] over the B rows of the batch): a pure function of
+// (B, K, N), so the split points, and with them every bit of the result, are the same whatever the
+// tile choice, the launch (alone or fused with the data GEMM) or the device. Splits aim at four
+// blocks per SM of a 132-SM H100/H200, counted in 32x32 tiles (a guess to be measured: each block
+// walks its rows serially, latency-bound, so several per SM hide each other's loads), never below
+// 256 rows per split, each a multiple of 32 rows (whole K slices). 0: no split.
+constexpr long long kSplitTargetBlocks = 528;
+constexpr int kSplitMinRows = 256;
+
+// Split-K of a forward GEMM over its K inputs (layer 1's 784 at small batches runs as 16 blocks
+// that each walk all of K): pieces of about 256 inputs (multiples of 32) once K >= 512. A function
+// of K only, so a row's result still does not depend on the batch it is computed in. 0: no split.
+int forward_split_cols(int K) {
+  if (K < 2 * kSplitMinRows) return 0;
+  const int splits = (K + kSplitMinRows - 1) / kSplitMinRows;
+  return ((K + splits - 1) / splits + 31) / 32 * 32;
+}
+
+int weight_split_rows(int B, int K, int N) {
+  const long long t = (long long)((N + 31) / 32) * ((K + 1 + 31) / 32);
+  const long long want = (kSplitTargetBlocks + t - 1) / t;
+  const int splits = int(std::min<long long>(want, B / kSplitMinRows));
+  if (splits < 2) return 0;
+  return ((B + splits - 1) / splits + 31) / 32 * 32;
 }
 
 void check_sizes(const char* op, int B, int K, int N) {
@@ -280,26 +527,57 @@ GemmParams data_params(float* dX, const float* dZ, const float* amask, const flo
   return p;
 }
 
-// dW/db, and dX when requested and B > 0: one launch for both when there are both.
-void launch_weights_and_data(const GemmParams& w, const GemmParams* d, cudaStream_t stream) {
+// With a workspace, the weight GEMM w is split over its rows as weight_split_rows says.
+void set_split(GemmParams& w, float* workspace, int B, int K, int N) {
+  if (!workspace) return;
+  w.split_k = weight_split_rows(B, K, N);
+  if (w.split_k) w.partial = workspace;
+}
+
+// Launches split-K's second pass for p (when p was split).
+template <Kind KIND>
+void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
+  if (!p.partial) return;
+  const std::size_t mn = std::size_t(p.M) * p.N;
+  const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
+  dense_split_reduce_kernel<KIND><<<blocks, 256, 0, stream>>>(p);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+// dW/db, and dX when requested and B > 0: one launch for both when there are both; then, when the
+// weight GEMM was split, the fixed-order sum of its partials.
+void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPrecision prec, cudaStream_t stream) {
+  if (w.M <= 0 || w.N <= 0) return;
   if (d && d->M > 0)
-    launch_backward(w, *d, stream);
+    launch_backward(w, *d, prec, stream);
   else
-    launch_gemm<Kind::Weight>(w, stream);
+    launch_gemm<Kind::Weight>(w, prec, stream);
+  launch_split_reduce<Kind::Weight>(w, stream);
+}
+
+// Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction.
+void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStream_t stream) {
+  if (workspace) {
+    p.split_k = forward_split_cols(p.K);
+    if (p.split_k) p.partial = workspace;
+  }
+  launch_gemm<Kind::Forward>(p, prec, stream);
+  launch_split_reduce<Kind::Forward>(p, stream);
 }
 
 }  // namespace
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, GemmPrecision prec, float* workspace) {
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(Y && X && W && b, "dense_forward: null pointer");
-  launch_gemm<Kind::Forward>(forward_params(Y, X, W, b, B, K, N, relu), stream);
+  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, prec, stream);
 }
 
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
-                                const DropoutSpec& drop, cudaStream_t stream) {
+                                const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec,
+                                float* workspace) {
   check_sizes("dense_relu_dropout_forward", B, K, N);
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "dropout probability must be in [0, 1), got ", drop.p);
   if (B == 0) return;
@@ -314,11 +592,11 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  launch_gemm<Kind::Forward>(p, stream);
+  launch_forward(p, workspace, prec, stream);
 }
 
 void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
-                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream) {
+                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream, GemmPrecision prec) {
   (void)dZ;
   check_sizes("dense_backward", B, K, N);
   MNIST_CHECK(dW && db && (B == 0 || (dY && X)) && (!relu || B == 0 || Y) && (!dX || W),
@@ -326,33 +604,45 @@ void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY,
   const float* amask = relu ? Y : nullptr;
   const GemmParams w = weight_params(dW, db, dY, amask, X, B, K, N);
   const GemmParams d = data_params(dX, dY, amask, W, nullptr, 1.0f, B, K, N);
-  launch_weights_and_data(w, dX ? &d : nullptr, stream);
+  launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
+}
+
+std::size_t dense_workspace_floats(int B, int K, int N) {
+  if (B <= 0 || K <= 0 || N <= 0) return 0;
+  const int rows = weight_split_rows(B, K, N), cols = forward_split_cols(K);
+  const std::size_t weight = rows ? std::size_t((B + rows - 1) / rows) * std::size_t(N) * std::size_t(K + 1) : 0;
+  const std::size_t forward = cols ? std::size_t((K + cols - 1) / cols) * std::size_t(B) * std::size_t(N) : 0;
+  return std::max(weight, forward);
 }
 
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, GemmPrecision prec, float* workspace) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
-  launch_gemm<Kind::Weight>(weight_params(dW, db, dZ, nullptr, X, B, K, N), stream);
+  GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  set_split(w, workspace, B, K, N);
+  launch_weights_and_data(w, nullptr, prec, stream);
 }
 
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
-                         int K, int N, cudaStream_t stream) {
+                         int K, int N, cudaStream_t stream, GemmPrecision prec) {
   check_sizes("dense_backward_data", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
-  launch_gemm<Kind::Data>(data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N), stream);
+  launch_gemm<Kind::Data>(data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N), prec, stream);
 }
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
-                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream) {
+                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
+                          GemmPrecision prec, float* workspace) {
   check_sizes("dense_backward_fused", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
-  const GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  set_split(w, workspace, B, K, N);
   const GemmParams d = data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N);
-  launch_weights_and_data(w, dX ? &d : nullptr, stream);
+  launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
 }
 
 }  // namespace mnist::cuda

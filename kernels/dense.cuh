@@ -4,50 +4,80 @@
 //
 // Layouts are row-major and PyTorch's: X [B,K], W [N,K] (out, in), b [N], Y [B,N].
 //
-// Every output element is one FP32 fused-multiply-add chain over k = 0..K-1 in ascending order,
-// whatever the tile configuration, so the result for a row does not depend on the batch it is
-// computed in, and runs are bitwise reproducible (no atomics, no split reductions).
+// Precision (the trailing `prec` of every launcher, kernels/precision.hpp):
+//   FP32 (default): SIMT cores; every output element is one FP32 fused-multiply-add chain over
+//     k = 0..K-1 in ascending order (per split-K piece, see dense_workspace_floats), whatever the
+//     tile configuration, so the result for a row does not depend on the batch it is computed in,
+//     and runs are bitwise reproducible (no atomics; split pieces are added in a fixed order).
+//   TF32 / BF16: tensor cores (mma.sync m16n8k8.tf32 / m16n8k16.bf16, kernels/mma.cuh): every
+//     GEMM input element (X, W, the masked dZ, the ones column) is rounded to the format first,
+//     products are exact and accumulated in float32 in an order the hardware fixes per mma, so
+//     results are deterministic for a given tile choice but differ from FP32 by the input
+//     rounding (cpu::dense_* with the same GemmPrecision reproduces it up to accumulation order).
+//     The db column is the GEMM's: db = Σ_b round(dZ[b,:]). Outputs, bias, epilogues: float32.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "kernels/dropout.cuh"
+#include "kernels/precision.hpp"
 
 namespace mnist::cuda {
 
-// Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise.
+// Floats of device workspace that split-K needs for a layer of K inputs and N outputs at B rows
+// (its forward and its weight GEMM; 0: neither is split). Pass at least this much as `workspace`
+// below (not aliasing anything); the engine allocates the maximum over its layers once. Split
+// points are fixed by the shape alone (forward: by K only), partial sums are added in a fixed
+// order: bitwise reproducible whatever the launch, and a forward row still does not depend on its
+// batch. A null workspace: no split (one chain over all of K).
+std::size_t dense_workspace_floats(int B, int K, int N);
+
+// Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise. With a
+// workspace and K >= 512, K is split into pieces of about 256 (more blocks at small batches).
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream);
+                   cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 
 // D [B,N] = dropout(ReLU(X [B,K] · W [N,K]ᵀ + b [N])): dense_forward(relu) followed by
 // dropout_forward(drop) on the [B,N] output (element index b*N + n), with the mask applied in the
 // GEMM's epilogue. drop.p == 0 gives dense_forward(relu).
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
-                                const DropoutSpec& drop, cudaStream_t stream);
+                                const DropoutSpec& drop, cudaStream_t stream,
+                                GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 
 // Twin of cpu::dense_backward. dY [B,N] is the gradient w.r.t. Y, Y [B,N] the forward output
 // (its sign is the ReLU mask; unused when !relu). Writes dW [N,K] = dZᵀ·X, db [N] = Σ_b dZ and,
 // when dX is not null, dX [B,K] = dZ·W, where dZ = relu ? dY ⊙ [Y > 0] : dY. The GPU applies the
 // mask while loading dY, so the scratch dZ of the CPU signature is not used (may be null).
 void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
-                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream);
+                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream,
+                    GemmPrecision prec = GemmPrecision::FP32);
 
 // dW [N,K] = dZ [B,N]ᵀ · X [B,K] and, when db is not null, db [N] = Σ_b dZ [b,:], in ONE GEMM:
 // db is the product with a column of ones appended to X. dZ is the pre-activation gradient.
+// Split-K: with a workspace (dense_workspace_floats(B, K, N) floats, not aliasing anything) and
+// enough rows, the B rows are cut at fixed points that depend only on (B, K, N), each piece summed
+// by its own blocks, and the pieces added in a fixed order by a second kernel: more blocks for a
+// deep, narrow GEMM, and results still bitwise reproducible (the same for a given workspace choice
+// whatever the launch; null workspace: no split, one chain over all B rows).
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
-                            cudaStream_t stream);
+                            cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
+                            float* workspace = nullptr);
 
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
 // activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the
 // gradient w.r.t. the previous layer's pre-activation (relu_dropout_backward fused into the
 // epilogue; mask_scale = 1/(1-p), or 1 without dropout). dX must not alias dZ or W.
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
-                         int K, int N, cudaStream_t stream);
+                         int K, int N, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32);
 
 // dense_backward_weights(dW, db, dZ, X) and, when dX is not null, dense_backward_data(dX, dZ, W,
 // mask, mask_scale) in ONE launch (the two GEMMs are independent): the engine's backward of a
-// layer. Bitwise the same results as the two separate launches.
+// layer. Bitwise the same results as the two separate launches (with the same workspace choice;
+// workspace as for dense_backward_weights).
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
-                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream);
+                          const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
+                          GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 
 }  // namespace mnist::cuda

@@ -139,7 +139,7 @@ class CpuEngine final : public Engine {
     for (std::size_t l = 0; l < L; ++l) {
       const DenseSlot& s = layout_.dense[l];
       cpu::dense_forward(out_[l].data(), in, params_.data() + s.w_offset, params_.data() + s.b_offset, B,
-                         s.in, s.out, s.relu);
+                         s.in, s.out, s.relu, cfg_.precision);
       in = out_[l].data();
       if (l + 1 < L && training && cfg_.spec.dropout > 0) {
         cpu::dropout_forward(drop_[l].data(), out_[l].data(), std::size_t(B) * s.out, cfg_.spec.dropout,
@@ -162,7 +162,7 @@ class CpuEngine final : public Engine {
       float* dX = l == 0 ? nullptr : dout_[l - 1].data();
       cpu::dense_backward(dX, grads_.data() + s.w_offset, grads_.data() + s.b_offset, dz_.data(),
                           dout_[l].data(), X, params_.data() + s.w_offset, out_[l].data(), B, s.in, s.out,
-                          s.relu);
+                          s.relu, cfg_.precision);
       if (l > 0 && dropping)  // gradient through the dropout that fed this layer, in place
         cpu::dropout_backward(dout_[l - 1].data(), dout_[l - 1].data(), std::size_t(B) * s.in,
                               cfg_.spec.dropout, cfg_.seed, uint64_t(step_), uint32_t(l - 1));

@@ -97,7 +97,35 @@ void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K) {
 constexpr std::size_t kParallelMin = std::size_t(1) << 20;
 
 template <class T>
-void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N, bool relu) {
+void round_gemm_inputs(T* out, const T* in, std::size_t n, GemmPrecision prec) {
+  if (prec == GemmPrecision::FP32) {
+    std::copy(in, in + n, out);
+    return;
+  }
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (std::size_t i = 0; i < n; ++i) out[i] = T(round_input(prec, float(in[i])));
+}
+
+namespace {
+// Per-thread scratch for the rounded GEMM inputs: grows to the largest layer once, so that a
+// training step allocates nothing after the first.
+template <class T>
+T* rounded(int slot, const T* in, std::size_t n, GemmPrecision prec) {
+  thread_local std::vector<T> buffers[3];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  round_gemm_inputs(b.data(), in, n, prec);
+  return b.data();
+}
+}  // namespace
+
+template <class T>
+void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N, bool relu,
+                   GemmPrecision prec) {
+  if (prec != GemmPrecision::FP32) {
+    X = rounded(0, X, std::size_t(B) * K, prec);
+    W = rounded(1, W, std::size_t(N) * K, prec);
+  }
   gemm_nt(Y, X, W, B, N, K, false);
 #pragma omp parallel for schedule(static) if (std::size_t(B) * N > kParallelMin)
   for (int r = 0; r < B; ++r) {
@@ -112,13 +140,18 @@ void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N
 
 template <class T>
 void dense_backward(T* dX, T* dW, T* db, T* dZ, const T* dY, const T* X, const T* W, const T* Y,
-                    int B, int K, int N, bool relu) {
+                    int B, int K, int N, bool relu, GemmPrecision prec) {
   const std::size_t n = std::size_t(B) * N;
   if (relu) {
 #pragma omp simd
     for (std::size_t i = 0; i < n; ++i) dZ[i] = Y[i] > T(0) ? dY[i] : T(0);
   } else if (dZ != dY) {
     std::copy(dY, dY + n, dZ);
+  }
+  if (prec != GemmPrecision::FP32) {
+    round_gemm_inputs(dZ, dZ, n, prec);  // dZ is this function's scratch
+    X = rounded(0, X, std::size_t(B) * K, prec);
+    if (dX) W = rounded(1, W, std::size_t(N) * K, prec);
   }
   gemm_tn(dW, dZ, X, N, K, B);  // [N,K] = dZᵀ[N,B] · X[B,K]
   std::fill(db, db + N, T(0));
@@ -236,9 +269,11 @@ void shuffle_order(int32_t* order, int n, uint64_t seed, uint64_t epoch) {
   template void gemm_nt<T>(T*, const T*, const T*, int, int, int, bool);                      \
   template void gemm_nn<T>(T*, const T*, const T*, int, int, int);                            \
   template void gemm_tn<T>(T*, const T*, const T*, int, int, int);                            \
-  template void dense_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool);      \
+  template void dense_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool,      \
+                                 GemmPrecision);                                             \
+  template void round_gemm_inputs<T>(T*, const T*, std::size_t, GemmPrecision);              \
   template void dense_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, int, \
-                                  int, int, bool);                                            \
+                                  int, int, bool, GemmPrecision);                             \
   template void dropout_forward<T>(T*, const T*, std::size_t, float, uint64_t, uint64_t,      \
                                    uint32_t);                                                 \
   template void dropout_backward<T>(T*, const T*, std::size_t, float, uint64_t, uint64_t,     \

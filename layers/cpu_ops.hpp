@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/precision.hpp"
+
 namespace mnist::cpu {
 
 // C[M,N] = A[M,K] · B[N,K]ᵀ (+ C if accumulate)
@@ -20,16 +22,24 @@ template <class T> void gemm_nn(T* C, const T* A, const T* B, int M, int N, int 
 template <class T> void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K);
 
 // Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise.
+// prec (kernels/precision.hpp): TF32/BF16 round every element of X and W to that format (as the
+// tensor-core kernels do) before the float32 product; the bias is added in full precision. For
+// T = double the rounding goes through float.
 template <class T>
-void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N, bool relu);
+void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N, bool relu,
+                   GemmPrecision prec = GemmPrecision::FP32);
+
+// The GEMM inputs of prec: out[i] = round_input(prec, in[i]) (a copy when prec is FP32).
+template <class T> void round_gemm_inputs(T* out, const T* in, std::size_t n, GemmPrecision prec);
 
 // Backward of dense_forward. dY [B,N] is the gradient of the loss w.r.t. Y; Y [B,N] is the
 // forward output (its sign is the ReLU mask; unused when !relu). dZ [B,N] is scratch for the
 // pre-activation gradient and may alias dY. Writes (overwrites) dW [N,K] = dZᵀ·X, db [N] = Σ_b dZ,
-// and, when dX is not null, dX [B,K] = dZ·W.
+// and, when dX is not null, dX [B,K] = dZ·W. prec TF32/BF16: dZ, X and W are rounded first (dZ
+// after the ReLU mask), and db sums the rounded dZ, as the kernels' ones column does.
 template <class T>
 void dense_backward(T* dX, T* dW, T* db, T* dZ, const T* dY, const T* X, const T* W, const T* Y,
-                    int B, int K, int N, bool relu);
+                    int B, int K, int N, bool relu, GemmPrecision prec = GemmPrecision::FP32);
 
 // Inverted dropout, training mode: out[i] = keep(i) ? in[i] / (1-p) : 0, where keep(i) is
 // rng::dropout_keep(seed, step, layer, i, ...). p in [0,1). n = B * width elements.

@@ -99,16 +99,23 @@ class CudaEngine final : public Engine {
     cap_ = std::max(cfg.batch_size, kEvalRows);
     x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     y_.resize(std::size_t(cap_));
+    std::size_t ws_floats = 0;  // grows with the rows: cap_ covers every call
     for (const DenseSlot& s : layout_.dense) {
       act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
       dz_.emplace_back(B * std::size_t(s.out));
+      ws_floats = std::max(ws_floats, cuda::dense_workspace_floats(cap_, s.in, s.out));
     }
+    gemm_ws_.resize(ws_floats);  // split-K of the GEMMs (empty: none is split)
     counters_.resize(1);
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);
     metrics_.resize(2);
     metrics_host_ = PinnedBuffer<cuda::Metrics>(2);
 
     if (cfg.gemm == Gemm::Cublas) {
+      // The cuBLAS path is the float32 yardstick; TF32/BF16 are the native kernels' (their inputs
+      // rounded exactly as the CPU reference rounds them, which cuBLAS does not promise).
+      MNIST_CHECK(cfg.precision == Precision::FP32, "--gemm cublas runs float32 GEMMs only; use --gemm native with --precision ",
+                  to_string(cfg.precision));
       blas_ = std::make_unique<Blas>();
       blas_->workspace.resize(cublas::kWorkspaceBytes);
       CUBLAS_CHECK(cublasSetWorkspace(blas_->handle.get(), blas_->workspace.data(), blas_->workspace.bytes()));
@@ -433,9 +440,9 @@ class CudaEngine final : public Engine {
         lt_plan(l, B).run(out, in, W, b, blas_->workspace.data(), s);
         if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
       } else if (drop) {
-        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s);
+        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data());
       } else {
-        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s);
+        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data());
       }
       in = out;
     }
@@ -465,7 +472,7 @@ class CudaEngine final : public Engine {
         float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
         const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
         cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
-                                   mask_scale(), B, sl.in, sl.out, s);
+                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data());
       }
     }
   }
@@ -494,6 +501,7 @@ class CudaEngine final : public Engine {
   DeviceBuffer<uint8_t> y_;
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
   std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation
+  DeviceBuffer<float> gemm_ws_;           // split-K partials of the GEMMs (kernels/dense.cuh)
   DeviceBuffer<cuda::TrainCounters> counters_;
   PinnedBuffer<cuda::TrainCounters> counters_host_;
   DeviceBuffer<cuda::Metrics> metrics_;

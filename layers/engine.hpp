@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/precision.hpp"
 #include "layers/model.hpp"
 #include "runtime/error.hpp"
 
@@ -34,7 +35,7 @@ enum class Kernels { Fused, Graph };
 // Precision of the GEMMs' inputs (accumulation, weights and Adam state stay float32): `TF32` and
 // `BF16` round the GEMM inputs to that format and run on tensor cores; the CPU reference applies
 // the same rounding so that both paths compute the same thing.
-enum class Precision { FP32, TF32, BF16 };
+using Precision = GemmPrecision;  // FP32, TF32, BF16: one enum, shared with kernels/ and cpu_ops
 
 const char* to_string(Gemm g);
 const char* to_string(Kernels k);

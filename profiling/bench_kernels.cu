@@ -11,9 +11,14 @@
 //
 // Rates: achieved GFLOP/s and GB/s from the op's FLOPs and compulsory bytes (each input read and
 // each output written once), and the floor max(FLOPs / peak FLOP/s, bytes / peak bandwidth).
-// Assumed peaks, for an H100 SXM5: 67 TFLOP/s FP32 without tensor cores (the kernels and the
-// cuBLAS references are pure FP32, no TF32), 3.35 TB/s HBM3. On another GPU the floor column is
-// only indicative (the device name is printed and written to the JSON).
+// Assumed peaks, for an H100 SXM5: 67 TFLOP/s FP32 without tensor cores, 495 TFLOP/s TF32 and
+// 990 TFLOP/s BF16 on dense tensor cores (the rows say which applies), 3.35 TB/s HBM3. On another
+// GPU the floor column is only indicative (the device name is printed and written to the JSON).
+//
+// The GEMM section (op gemm_forward / gemm_data / gemm_weight) times every GEMM shape of the
+// model (each layer's forward, data gradient below the first layer, weight gradient with the db
+// column) at 128 ... 16384 rows: the native kernels at fp32 / tf32 / bf16 (--precision) against
+// cuBLAS sgemm in FP32 and with CUBLAS_TF32_TENSOR_OP_MATH, in the same run.
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -33,6 +38,7 @@
 #include "kernels/metrics.cuh"
 #include "kernels/op_cases.hpp"
 #include "kernels/softmax_xent.cuh"
+#include "layers/engine.hpp"
 #include "layers/model.hpp"
 #include "runtime/device.hpp"
 #include "runtime/device_buffer.cuh"
@@ -52,6 +58,8 @@ namespace {
 
 constexpr double kPeakFlops = 67e12;   // H100 SXM5 FP32, non-tensor
 constexpr double kPeakBytes = 3.35e12; // H100 SXM5 HBM3
+constexpr double kPeakTf32 = 495e12;   // H100 SXM5 dense TF32 tensor cores
+constexpr double kPeakBf16 = 990e12;   // H100 SXM5 dense BF16 tensor cores
 
 struct Options {
   std::string json;
@@ -61,7 +69,8 @@ struct Options {
 struct Result {
   std::string op, shape, impl;
   double us = 0, flops = 0, bytes = 0;
-  double floor_us() const { return std::max(flops / kPeakFlops, bytes / kPeakBytes) * 1e6; }
+  double peak_flops = kPeakFlops;
+  double floor_us() const { return std::max(flops / peak_flops, bytes / kPeakBytes) * 1e6; }
 };
 
 DeviceBuffer<float> random_device(std::size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
@@ -108,8 +117,8 @@ class Bench {
 
   template <class F>
   void run(const std::string& op, const std::string& shape, const std::string& impl, double flops, double bytes,
-           F&& enqueue) {
-    Result r{op, shape, impl, time_us(enqueue), flops, bytes};
+           F&& enqueue, double peak_flops = kPeakFlops) {
+    Result r{op, shape, impl, time_us(enqueue), flops, bytes, peak_flops};
     std::printf("%-16s %-26s %-28s %9.2f %10.1f %9.1f %9.2f\n", op.c_str(), shape.c_str(), impl.c_str(), r.us,
                 r.flops / r.us * 1e-3, r.bytes / r.us * 1e-3, r.floor_us());
     results_.push_back(r);
@@ -137,8 +146,8 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Options& o
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) throw Error(cat("cannot write ", path, ": ", std::strerror(errno)));
   std::fprintf(f, "{\n  \"device\": \"%s\",\n", json_escape(describe(dev)).c_str());
-  std::fprintf(f, "  \"assumed_peak\": {\"fp32_flops\": %.3g, \"bytes_per_s\": %.3g, \"note\": \"H100 SXM5 FP32 non-tensor, HBM3\"},\n",
-               kPeakFlops, kPeakBytes);
+  std::fprintf(f, "  \"assumed_peak\": {\"fp32_flops\": %.3g, \"tf32_flops\": %.3g, \"bf16_flops\": %.3g, \"bytes_per_s\": %.3g, \"note\": \"H100 SXM5 FP32 non-tensor, dense tensor cores, HBM3\"},\n",
+               kPeakFlops, kPeakTf32, kPeakBf16, kPeakBytes);
   std::fprintf(f, "  \"timing\": {\"repeats\": %d, \"inner\": %d, \"warmup\": %d, \"statistic\": \"median us per launch\"},\n",
                opt.repeats, opt.inner, opt.warmup);
   std::fprintf(f, "  \"results\": [\n");
@@ -152,6 +161,74 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Options& o
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
+}
+
+// Every GEMM of the model's step at 128 ... 16384 rows: native fp32/tf32/bf16 against cuBLAS sgemm
+// in FP32 and TF32 (a second handle in CUBLAS_TF32_TENSOR_OP_MATH). Epilogues as in the engine:
+// forward with bias (+ReLU), data gradient masked by the previous activation, weight gradient
+// with the db column (native) / without (cuBLAS: the GEMM alone).
+void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
+  CublasHandle tf32;
+  CUBLAS_CHECK(cublasSetMathMode(tf32.get(), CUBLAS_TF32_TENSOR_OP_MATH));
+  DeviceBuffer<unsigned char> ws(cublas::kWorkspaceBytes);
+  CUBLAS_CHECK(cublasSetWorkspace(tf32.get(), ws.data(), ws.bytes()));
+  const GemmPrecision precs[] = {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16};
+  const auto peak = [](GemmPrecision p) {
+    return p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+  };
+  const std::vector<cases::LayerShape>& layers = cases::model_layers();
+  for (int B : {128, 512, 1024, 4096, 16384})
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const int K = layers[l].in, N = layers[l].out;
+      auto X = random_device(std::size_t(B) * K, 41), W = random_device(std::size_t(N) * K, 42, -0.5f, 0.5f),
+           b = random_device(N, 43), dZ = random_device(std::size_t(B) * N, 44), D = random_device(std::size_t(B) * K, 45);
+      DeviceBuffer<float> Y(std::size_t(B) * N), dX(std::size_t(B) * K), dW(std::size_t(N) * K), db(N);
+      const double flops = 2.0 * B * K * N;
+      const std::string shape = cat(B, "x", K, "->", N);
+      const double fwd_bytes = 4.0 * (double(B) * K + double(N) * K + N + double(B) * N);
+      for (GemmPrecision p : precs)
+        bench.run("gemm_forward", shape, cat("native ", to_string(p)), flops, fwd_bytes, [&](cudaStream_t st) {
+          cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p);
+        }, peak(p));
+      bench.run("gemm_forward", shape, "cuBLAS sgemm fp32", flops, fwd_bytes, [&](cudaStream_t st) {
+        cublas::gemm_nt(blas, Y.data(), X.data(), W.data(), B, N, K, false, st);
+      });
+      bench.run("gemm_forward", shape, "cuBLAS sgemm tf32", flops, fwd_bytes, [&](cudaStream_t st) {
+        cublas::gemm_nt(tf32.get(), Y.data(), X.data(), W.data(), B, N, K, false, st);
+      }, kPeakTf32);
+      if (l > 0) {  // the first layer has no data gradient
+        const double bytes = 4.0 * (double(B) * N + double(N) * K + 2.0 * B * K);
+        for (GemmPrecision p : precs)
+          bench.run("gemm_data", shape, cat("native ", to_string(p)), flops, bytes, [&](cudaStream_t st) {
+            cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), 1.25f, B, K, N, st, p);
+          }, peak(p));
+        bench.run("gemm_data", shape, "cuBLAS sgemm fp32", flops, bytes, [&](cudaStream_t st) {
+          cublas::gemm_nn(blas, dX.data(), dZ.data(), W.data(), B, K, N, st);
+        });
+        bench.run("gemm_data", shape, "cuBLAS sgemm tf32", flops, bytes, [&](cudaStream_t st) {
+          cublas::gemm_nn(tf32.get(), dX.data(), dZ.data(), W.data(), B, K, N, st);
+        }, kPeakTf32);
+      }
+      const double wbytes = 4.0 * (double(B) * N + double(B) * K + double(N) * K + N);
+      // With the engine's split-K workspace (when the shape splits), and fp32 once without it.
+      DeviceBuffer<float> split_ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+      float* ws = cuda::dense_workspace_floats(B, K, N) ? split_ws.data() : nullptr;
+      for (GemmPrecision p : precs)
+        bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db)", ws ? " split-K" : ""), flops, wbytes,
+                  [&](cudaStream_t st) {
+                    cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws);
+                  }, peak(p));
+      if (ws)
+        bench.run("gemm_weight", shape, "native fp32 (+db) no split", flops, wbytes, [&](cudaStream_t st) {
+          cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
+        });
+      bench.run("gemm_weight", shape, "cuBLAS sgemm fp32", flops, wbytes, [&](cudaStream_t st) {
+        cublas::gemm_tn(blas, dW.data(), dZ.data(), X.data(), N, K, B, st);
+      });
+      bench.run("gemm_weight", shape, "cuBLAS sgemm tf32", flops, wbytes, [&](cudaStream_t st) {
+        cublas::gemm_tn(tf32.get(), dW.data(), dZ.data(), X.data(), N, K, B, st);
+      }, kPeakTf32);
+    }
 }
 
 int run(const Options& opt) {
@@ -213,6 +290,13 @@ int run(const Options& opt) {
           cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale, B,
                                      K, N, st);
         });
+        if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {  // as the engine runs it
+          DeviceBuffer<float> ws(wsn);
+          bench.run(op, shape, "native fused + split-K (engine)", flops, bytes, [&](cudaStream_t st) {
+            cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale,
+                                       B, K, N, st, GemmPrecision::FP32, ws.data());
+          });
+        }
         bench.run(op, shape, "native (dW+db GEMM, dX GEMM)", flops, bytes, [&](cudaStream_t st) {
           cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
           cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), scale, B, K, N, st);
@@ -292,6 +376,7 @@ int run(const Options& opt) {
       cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st);
     });
   }
+  bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
     std::printf("wrote %s\n", opt.json.c_str());

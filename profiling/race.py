@@ -16,6 +16,9 @@ time with the first epoch left out as warm-up, and the table shows the median ov
                                  matmul precision (skipped, with a note, where jax does not import)
                jax-highest       the same at jax_default_matmul_precision "highest" (true float32)
 
+--precisions fp32,tf32,bf16 runs each engine contender (not engine-cublas, which is float32 only)
+at each GEMM precision (mnist_cuda --precision); every row shows its precision (PyTorch rows: fp32).
+
 An epoch's time is training + validation wall time, as mnist_cuda's report.json "seconds".
 µs/step is that time over the training steps of an epoch (ceil(48000 / batch)); samples/s is
 48000 over it; "× engine" is the contender's epoch time over the engine's (2.0 = half as fast).
@@ -115,6 +118,8 @@ def parse_args(argv):
     p.add_argument("--data", default=None, help="MNIST IDX directory (default: data/mnist or .deps/data/mnist)")
     p.add_argument("--contenders", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
     p.add_argument("--batches", default="128,512,4096", help="comma-separated batch sizes")
+    p.add_argument("--precisions", default="fp32",
+                   help="comma-separated GEMM precisions of the engine contenders: fp32,tf32,bf16")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run (the first is warm-up)")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender and batch size (median)")
     p.add_argument("--seed", type=int, default=42)
@@ -141,6 +146,9 @@ def parse_args(argv):
         p.error("--batches takes comma-separated integers")
     if not a.batches or min(a.batches) < 1 or a.epochs < 1 or a.repeats < 1:
         p.error("--batches, --epochs and --repeats must be >= 1")
+    a.precisions = [x.strip() for x in a.precisions.split(",") if x.strip()]
+    if not a.precisions or any(x not in ("fp32", "tf32", "bf16") for x in a.precisions):
+        p.error("--precisions takes comma-separated values among fp32, tf32, bf16")
     return a
 
 
@@ -290,9 +298,9 @@ class Race:
             return text, wall, f"exit {rc if rc is not None else 'timeout'}: {shown}\n" + tail(text)
         return text, wall, None
 
-    def run_engine(self, c, batch, rep, tmp):
+    def run_engine(self, c, batch, rep, tmp, prec="fp32"):
         a = self.a
-        tag = f"{c}-b{batch}-r{rep}"
+        tag = f"{c}-{prec}-b{batch}-r{rep}"
         out = os.path.join(tmp, tag)
         os.makedirs(out, exist_ok=True)
         cmd = [a.bin if os.path.isabs(a.bin) else os.path.join(ROOT, a.bin), "--data", a.data,
@@ -311,6 +319,8 @@ class Race:
             cmd += ["--graph-steps", "1"]
         if c == "engine-graph":
             cmd += ["--kernels", "graph"]
+        if prec != "fp32":
+            cmd += ["--precision", prec]
         cmd += shlex.split(a.engine_args)
         text, wall, err = self.run_logged(cmd, f"{tag}.log")
         if err:
@@ -409,13 +419,13 @@ class Race:
         order = []
         with tempfile.TemporaryDirectory(prefix="race-") as tmp:
             for batch in a.batches:
-                for c in contenders:
-                    name = self.name(c, batch)
+                for c, prec in self.with_precisions(contenders):
+                    name = self.name(c, batch, prec)
                     runs = []
                     for rep in range(a.repeats):
                         log(f"run {name} [{rep + 1}/{a.repeats}]")
                         if c.startswith("engine"):
-                            r, err = self.run_engine(c, batch, rep, tmp)
+                            r, err = self.run_engine(c, batch, rep, tmp, prec)
                         elif c.startswith("jax"):
                             r, err = self.run_jax(c, batch, rep, tmp)
                         else:
@@ -430,13 +440,28 @@ class Race:
                     if not runs:
                         continue
                     results[name] = self.aggregate(c, batch, runs)
+                    results[name]["precision"] = prec
                     order.append(name)
                     if self.on_result:
                         self.on_result(results, order)
         return results, order
 
-    def name(self, c, batch):
-        return f"{c}-{self.a.device}@b{batch}"
+    def with_precisions(self, contenders):
+        """(contender, precision) pairs: engine contenders at every --precisions value that they and
+        the binary support (engine-cublas is float32 only), the others at fp32."""
+        pairs = []
+        for c in contenders:
+            for prec in self.a.precisions:
+                if prec != "fp32" and (not c.startswith("engine") or c == "engine-cublas"):
+                    continue
+                if prec != "fp32" and "--precision" not in (self.engine_help or ""):
+                    self.skip(f"{c}[{prec}]", f"{self.a.bin} --help does not list --precision")
+                    continue
+                pairs.append((c, prec))
+        return pairs
+
+    def name(self, c, batch, prec="fp32"):
+        return f"{c}{'' if prec == 'fp32' else '[' + prec + ']'}-{self.a.device}@b{batch}"
 
     @staticmethod
     def aggregate(c, batch, runs):
@@ -456,18 +481,18 @@ class Race:
 
 
 def table(results, order, batches):
-    rows = ["| contender | batch | ms/epoch | µs/step | samples/s | test acc | × engine |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| contender | precision | batch | ms/epoch | µs/step | samples/s | test acc | × engine |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for b in batches:
-        eng = next((results[n] for n in order if results[n]["batch_size"] == b and results[n]["contender"] == "engine"),
-                   None)
+        eng = next((results[n] for n in order if results[n]["batch_size"] == b and results[n]["contender"] == "engine"
+                    and results[n].get("precision", "fp32") == "fp32"), None)
         for n in order:
             r = results[n]
             if r["batch_size"] != b:
                 continue
             ratio = "—" if not eng else f"{r['ms_per_epoch'] / eng['ms_per_epoch']:.2f}"
             acc = "—" if r["test_acc"] is None else f"{100 * r['test_acc']:.2f}%"
-            rows.append(f"| {n.split('@')[0]} | {b} | {r['ms_per_epoch']:.1f} | {r['us_per_step']:.1f} | "
+            rows.append(f"| {n.split('@')[0]} | {r.get('precision', 'fp32')} | {b} | {r['ms_per_epoch']:.1f} | {r['us_per_step']:.1f} | "
                         f"{r['samples_per_s']:.0f} | {acc} | {ratio} |")
     return "\n".join(rows)
 

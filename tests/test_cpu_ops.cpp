@@ -109,6 +109,62 @@ TEST_CASE("dense_forward computes X·Wᵀ + b with and without ReLU") {
   }
 }
 
+TEST_CASE("TF32/BF16 input rounding: nearest, ties away (TF32) / to even (BF16), within half an ulp") {
+  // Hand-picked ties and limits (bit patterns: sign | exponent | mantissa).
+  CHECK(round_tf32(bits_float(0x3F801000u)) == bits_float(0x3F802000u));    // 1 + 2^-11: tie -> away
+  CHECK(round_tf32(-bits_float(0x3F801000u)) == -bits_float(0x3F802000u));  // negative tie -> away
+  CHECK(round_tf32(bits_float(0x3F803000u)) == bits_float(0x3F804000u));    // odd kept LSB: still away
+  CHECK(round_tf32(bits_float(0x3F800FFFu)) == 1.0f);                       // below the tie
+  CHECK(round_bf16(bits_float(0x3F808000u)) == 1.0f);                       // tie, even kept LSB -> down
+  CHECK(round_bf16(bits_float(0x3F818000u)) == bits_float(0x3F820000u));    // tie, odd kept LSB -> up
+  CHECK(round_bf16(bits_float(0x3F808001u)) == bits_float(0x3F810000u));    // above the tie
+  CHECK(std::isinf(round_tf32(3.4028235e38f)));                             // rounds past the format's max
+  CHECK(std::isinf(round_bf16(-3.4e38f)));
+  CHECK(std::isnan(round_tf32(NAN)));
+  CHECK(std::isnan(round_bf16(NAN)));
+  CHECK(round_tf32(INFINITY) == INFINITY);
+  // Random values: the low bits are cleared and the error is at most half an ulp of the format.
+  for (float x : random_vector<float>(10000, 77, -1e4, 1e4)) {
+    const float t = round_tf32(x), h = round_bf16(x);
+    REQUIRE((float_bits(t) & 0x1FFFu) == 0u);
+    REQUIRE((float_bits(h) & 0xFFFFu) == 0u);
+    REQUIRE(std::fabs(double(t) - x) <= std::ldexp(std::fabs(double(x)), -11));
+    REQUIRE(std::fabs(double(h) - x) <= std::ldexp(std::fabs(double(x)), -8));
+  }
+}
+
+TEST_CASE("dense_forward/dense_backward with TF32/BF16 round every GEMM input, nothing else") {
+  const int B = 6, K = 11, N = 5;
+  auto X = random_vector<float>(B * K, 20), W = random_vector<float>(N * K, 21), b = random_vector<float>(N, 22);
+  auto dY = random_vector<float>(B * N, 23), Y = random_vector<float>(B * N, 24);
+  for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+    INFO((prec == GemmPrecision::TF32 ? "tf32" : "bf16"));
+    std::vector<float> Xr(X.size()), Wr(W.size());
+    cpu::round_gemm_inputs(Xr.data(), X.data(), X.size(), prec);
+    cpu::round_gemm_inputs(Wr.data(), W.data(), W.size(), prec);
+    // The precision argument equals an FP32 call on rounded inputs: bitwise (same GEMM calls).
+    std::vector<float> Y1(B * N), Y2(B * N);
+    cpu::dense_forward(Y1.data(), X.data(), W.data(), b.data(), B, K, N, true, prec);
+    cpu::dense_forward(Y2.data(), Xr.data(), Wr.data(), b.data(), B, K, N, true);
+    CHECK(Y1 == Y2);
+    CHECK(Xr != X);  // the rounding changed something (else this test proves nothing)
+    // Backward: dZ = dY ⊙ [Y > 0] rounded; dW, db and dX from the rounded operands.
+    std::vector<float> dX1(B * K), dW1(N * K), db1(N), dZ1(B * N), dX2(B * K), dW2(N * K), db2(N), dZ2(B * N);
+    cpu::dense_backward(dX1.data(), dW1.data(), db1.data(), dZ1.data(), dY.data(), X.data(), W.data(), Y.data(), B, K,
+                        N, true, prec);
+    std::vector<float> dYm(B * N);
+    for (int i = 0; i < B * N; ++i) dYm[i] = round_input(prec, Y[i] > 0 ? dY[i] : 0.0f);
+    cpu::dense_backward(dX2.data(), dW2.data(), db2.data(), dZ2.data(), dYm.data(), Xr.data(), Wr.data(), Y.data(), B,
+                        K, N, false);
+    CHECK(dW1 == dW2);
+    CHECK(db1 == db2);
+    CHECK(dX1 == dX2);
+    // The caller's inputs are untouched (only copies are rounded).
+    CHECK(X == random_vector<float>(B * K, 20));
+    CHECK(W == random_vector<float>(N * K, 21));
+  }
+}
+
 TEST_CASE("dense_backward matches finite differences (double), with and without ReLU") {
   for (auto [B, K, N] : {std::array<int, 3>{4, 6, 5}, {3, 17, 10}}) {
     for (bool relu : {false, true}) {

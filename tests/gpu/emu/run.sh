@@ -27,7 +27,12 @@ g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense
     "${kernels[@]}" "$root/layers/model.cpp" -o "$work/emu_gpu_tests"
 g++ "${flags[@]}" "$here/emu_fused.cpp" "$work/gen/cuda_engine.cpp" "${kernels[@]}" \
     "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" -o "$work/emu_fused"
+g++ "${flags[@]}" "$here/emu_tc.cpp" "${kernels[@]}" -o "$work/emu_tc"  # tensor-core GEMMs (TF32/BF16)
 if [[ "${1:-}" == "--full" ]]; then "$work/emu_kernels"; else "$work/emu_kernels" quick; fi
+if [[ "${1:-}" == "--full" ]]; then "$work/emu_tc"; else "$work/emu_tc" quick; fi
+g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "$work/gen/cuda_engine.cpp" "${kernels[@]}" \
+    "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" -o "$work/emu_engine_tc"
+"$work/emu_engine_tc"
 "$work/emu_engine"
 MNIST_GPU_TEST_QUICK=1 "$work/emu_gpu_tests" --no-intro \
   --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*'

@@ -1,0 +1,338 @@
+// Emulated checks of the tensor-core (TF32 / BF16) dense GEMMs (kernels/dense.cu with
+// ov/kernels/mma.cuh): every GEMM kind of the model, at every precision, on the op-case shapes
+// (row and column tails, one row, one column, K not a multiple of the 8/16-deep mma or the 32-deep
+// slice), every output element against the CPU reference with the same input rounding.
+//
+// Tolerance, derived: with the inputs rounded identically, every product a·b is exact in float
+// (TF32 11-bit x 11-bit and BF16 8-bit x 8-bit significands fit in 24 bits), so kernel and
+// reference differ only in how the K products are summed. Any order of float32 additions, each
+// rounded (or truncated, as a tensor core may do inside one mma) with relative error <= 2^-23,
+// stays within K·2^-23·Σ_k |a_k·b_k| of the exact sum (Higham's γ_K bound with u = 2^-23). The
+// reference is computed in double from the rounded inputs; epilogues add at most two more
+// roundings (bias, dropout scale), and ReLU and the masks are 1-Lipschitz, so each element is
+// checked as |out - ref| <= (K+2)·2^-23·scale·(Σ_k |a_k b_k| + |bias|) + 1e-30.
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/dense.cuh"
+#include "kernels/mma.cuh"
+#include "kernels/op_cases.hpp"
+#include "layers/cpu_ops.hpp"
+#include "runtime/error.hpp"
+
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+pthread_barrier_t g_emu_barrier;
+long long g_emu_launches = 0;
+namespace mnist::detail {
+void throw_cuda(cudaError_t, const char* expr, const char* file, int line) {
+  throw std::runtime_error(cat("cuda ", expr, file, line));
+}
+}  // namespace mnist::detail
+
+using namespace mnist;
+using Vec = std::vector<float>;
+using DVec = std::vector<double>;
+static int failures = 0, checks = 0;
+
+Vec rnd(std::size_t n, uint64_t seed, double lo = -1, double hi = 1) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> d(lo, hi);
+  Vec v(n);
+  for (auto& x : v) x = float(d(g));
+  return v;
+}
+Vec poison(std::size_t n) {
+  Vec v(n);
+  std::memset(v.data(), 0xFF, n * sizeof(float));
+  return v;
+}
+DVec rounded_dbl(const Vec& v, GemmPrecision p) {
+  DVec o(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) o[i] = double(round_input(p, v[i]));
+  return o;
+}
+DVec absd(DVec v) {
+  for (auto& x : v) x = std::fabs(x);
+  return v;
+}
+
+// Every element: |out - ref| <= (K+2)·2^-23·scale·mag (see the header), mag = Σ|a b| (+|bias|).
+// Returns the largest |out - ref| / tolerance.
+double check(const Vec& out, const DVec& ref, const DVec& mag, int K, double scale, const std::string& what) {
+  ++checks;
+  double worst = 0;
+  std::size_t bad = out.size() == ref.size() ? 0 : 1;
+  for (std::size_t i = 0; i < out.size() && i < ref.size(); ++i) {
+    const double tol = double(K + 2) * std::ldexp(1.0, -23) * scale * mag[i] + 1e-30;
+    const double err = std::fabs(double(out[i]) - ref[i]);
+    if (!(err <= tol)) ++bad;  // NaN (an unwritten, poisoned element) fails too
+    worst = std::max(worst, err / tol);
+  }
+  if (bad) {
+    ++failures;
+    std::printf("FAIL %s: %zu elements out of tolerance (worst %.3g x tol)\n", what.c_str(), bad, worst);
+  }
+  return worst;
+}
+void same(const Vec& a, const Vec& b, const std::string& what) {
+  ++checks;
+  if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) {
+    ++failures;
+    std::printf("FAIL %s: not bitwise equal\n", what.c_str());
+  }
+}
+void expect(bool c, const std::string& what) {
+  ++checks;
+  if (!c) {
+    ++failures;
+    std::printf("FAIL %s\n", what.c_str());
+  }
+}
+
+// Y [B,N] = X [B,K]·W [N,K]ᵀ, in double from already rounded inputs.
+DVec gemm_xwt(const DVec& X, const DVec& W, int B, int K, int N) {
+  DVec Y(std::size_t(B) * N);
+  cpu::gemm_nt(Y.data(), X.data(), W.data(), B, N, K, false);
+  return Y;
+}
+
+// The rounding functions themselves: the TF32 and BF16 rules on hand-picked ties and limits.
+void rounding_cases() {
+  const float tie_tf32 = bits_float(0x3F801000u);  // 1 + 2^-11: exactly half a TF32 ulp above 1
+  expect(round_tf32(tie_tf32) == bits_float(0x3F802000u), "tf32 tie rounds away from zero");
+  expect(round_tf32(-tie_tf32) == -bits_float(0x3F802000u), "tf32 negative tie rounds away from zero");
+  expect(round_tf32(bits_float(0x3F800FFFu)) == 1.0f, "tf32 below the tie rounds down");
+  const float tie_bf16_even = bits_float(0x3F808000u);  // 1 + 2^-8: tie, kept LSB 0 -> stays
+  const float tie_bf16_odd = bits_float(0x3F818000u);   // kept LSB 1 -> rounds up
+  expect(round_bf16(tie_bf16_even) == 1.0f, "bf16 tie to even (down)");
+  expect(round_bf16(tie_bf16_odd) == bits_float(0x3F820000u), "bf16 tie to even (up)");
+  expect(std::isinf(round_bf16(3.4e38f)) && std::isinf(round_tf32(3.4028235e38f)), "overflow rounds to inf");
+  expect(std::isnan(round_tf32(NAN)) && std::isnan(round_bf16(NAN)), "nan stays nan");
+  // The emulated instruction wrappers use the same rules.
+  expect(cuda::to_tf32(tie_tf32) == 0x3F802000u, "to_tf32 = round_tf32");
+  expect(cuda::pack_bf16x2(tie_bf16_odd, -1.0f) == 0xBF803F82u, "pack_bf16x2 order and rounding");
+}
+
+void layer_cases(GemmPrecision prec, int B, const cases::LayerShape& L, bool relu) {
+  const int K = L.in, N = L.out;
+  const char* pn = prec == GemmPrecision::TF32 ? "tf32" : "bf16";
+  const std::string tag = cat(pn, " B=", B, " K=", K, " N=", N, relu ? " relu" : "");
+  const Vec X = rnd(std::size_t(B) * K, 1 + B + K), W = rnd(std::size_t(N) * K, 2 + N, -.5, .5), b = rnd(N, 3);
+  const Vec dY = rnd(std::size_t(B) * N, 4 + B), Y = rnd(std::size_t(B) * N, 5 + N);
+  const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec);
+
+  // Forward: the CPU twin with the same rounding (in double: exact products, exact-ish sums).
+  DVec ref(std::size_t(B) * N), mag = gemm_xwt(absd(Xr), absd(Wr), B, K, N);
+  cpu::dense_forward(ref.data(), DVec(X.begin(), X.end()).data(), DVec(W.begin(), W.end()).data(),
+                     DVec(b.begin(), b.end()).data(), B, K, N, relu, prec);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) mag[std::size_t(r) * N + j] += std::fabs(b[j]);
+  Vec out = poison(ref.size());
+  cuda::dense_forward(out.data(), X.data(), W.data(), b.data(), B, K, N, relu, nullptr, prec);
+  check(out, ref, mag, K, 1.0, "forward " + tag);
+  if (K <= 129 && B >= 7) {  // the rounding really happens: the unrounded product is out of tolerance
+    DVec full(ref.size());
+    cpu::dense_forward(full.data(), DVec(X.begin(), X.end()).data(), DVec(W.begin(), W.end()).data(),
+                       DVec(b.begin(), b.end()).data(), B, K, N, relu, GemmPrecision::FP32);
+    double worst = 0;
+    for (std::size_t i = 0; i < full.size(); ++i)
+      worst = std::max(worst, std::fabs(double(out[i]) - full[i]) /
+                                  (double(K + 2) * std::ldexp(1.0, -23) * mag[i] + 1e-30));
+    expect(worst > 1.0, "inputs are rounded (differs from float32 beyond the tolerance) " + tag);
+  }
+  if (relu) {
+    DVec d(ref.size());
+    cpu::dropout_forward(d.data(), ref.data(), ref.size(), 0.2f, 42, 17, 1);
+    Vec D = poison(ref.size());
+    cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N,
+                                     cuda::DropoutSpec{0.2f, 42, 17, 1, nullptr}, nullptr, prec);
+    check(D, d, mag, K, 1.25, "fwd+dropout " + tag);
+  }
+
+  // Backward twin (ReLU mask on dY when relu): dW, db, dX against cpu::dense_backward(prec).
+  DVec dX(std::size_t(B) * K), dW(std::size_t(N) * K), db(N), dZ(std::size_t(B) * N);
+  cpu::dense_backward(dX.data(), dW.data(), db.data(), dZ.data(), DVec(dY.begin(), dY.end()).data(),
+                      DVec(X.begin(), X.end()).data(), DVec(W.begin(), W.end()).data(),
+                      DVec(Y.begin(), Y.end()).data(), B, K, N, relu, prec);
+  // dZ now holds the rounded, masked gradient: the magnitudes of each GEMM.
+  DVec mdW(dW.size()), mdb(N, 0.0), mdX(dX.size());
+  cpu::gemm_tn(mdW.data(), absd(dZ).data(), absd(Xr).data(), N, K, B);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) mdb[j] += std::fabs(dZ[std::size_t(r) * N + j]);
+  cpu::gemm_nn(mdX.data(), absd(dZ).data(), absd(Wr).data(), B, K, N);
+  Vec gdX = poison(dX.size()), gdW = poison(dW.size()), gdb = poison(N);
+  cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), B, K,
+                       N, relu, nullptr, prec);
+  check(gdX, dX, mdX, N, 1.0, "dX " + tag);
+  check(gdW, dW, mdW, B, 1.0, "dW " + tag);
+  check(gdb, db, mdb, B, 1.0, "db " + tag);
+
+  // The engine's pieces: weights + masked data gradient in one launch, and each alone (bitwise
+  // the same: the same tiles, the same mma sequence per element).
+  if (!relu) {
+    const Vec Dm = rnd(std::size_t(B) * K, 9);
+    DVec rdX(dX.size());
+    const DVec dYr = rounded_dbl(dY, prec);
+    cpu::gemm_nn(rdX.data(), dYr.data(), Wr.data(), B, K, N);
+    DVec mX(dX.size());
+    cpu::gemm_nn(mX.data(), absd(dYr).data(), absd(Wr).data(), B, K, N);
+    for (std::size_t i = 0; i < rdX.size(); ++i) rdX[i] = Dm[i] > 0 ? rdX[i] * 1.25 : 0.0;
+    Vec f1 = poison(dX.size()), f2 = poison(dW.size()), f3 = poison(N);
+    cuda::dense_backward_fused(f2.data(), f3.data(), f1.data(), dY.data(), X.data(), W.data(), Dm.data(), 1.25f, B,
+                               K, N, nullptr, prec);
+    check(f1, rdX, mX, N, 1.25, "fused bwd dX masked " + tag);
+    check(f2, dW, mdW, B, 1.0, "fused bwd dW " + tag);
+    check(f3, db, mdb, B, 1.0, "fused bwd db " + tag);
+    Vec g1 = poison(dX.size()), g2 = poison(dW.size()), g3 = poison(N);
+    cuda::dense_backward_data(g1.data(), dY.data(), W.data(), Dm.data(), 1.25f, B, K, N, nullptr, prec);
+    cuda::dense_backward_weights(g2.data(), g3.data(), dY.data(), X.data(), B, K, N, nullptr, prec);
+    same(g1, f1, "bwd data alone = fused " + tag);
+    same(g2, f2, "bwd weights alone = fused " + tag);
+    same(g3, f3, "bwd bias alone = fused " + tag);
+  }
+}
+
+// A row's result does not depend on the batch it is computed in (64x64 tiles for the big batch,
+// 32x32 for one row: the same 32-deep slices and mma sequence per element).
+void batch_independence(GemmPrecision prec) {
+  const int B = 1000, K = 40, N = 1000;  // 16 x 16 = 256 tiles of 64x64: the big-tile path
+  const Vec X = rnd(std::size_t(B) * K, 61), W = rnd(std::size_t(N) * K, 62), b = rnd(N, 63);
+  Vec out = poison(std::size_t(B) * N);
+  cuda::dense_forward(out.data(), X.data(), W.data(), b.data(), B, K, N, false, nullptr, prec);
+  const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec);
+  DVec ref = gemm_xwt(Xr, Wr, B, K, N), mag = gemm_xwt(absd(Xr), absd(Wr), B, K, N);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) ref[std::size_t(r) * N + j] += b[j], mag[std::size_t(r) * N + j] += std::fabs(b[j]);
+  check(out, ref, mag, K, 1.0, "forward big tiles");
+  for (int r : {0, 63, 64, 999}) {
+    Vec one = poison(N);
+    cuda::dense_forward(one.data(), X.data() + std::size_t(r) * K, W.data(), b.data(), 1, K, N, false, nullptr,
+                        prec);
+    same(one, Vec(out.begin() + std::size_t(r) * N, out.begin() + std::size_t(r + 1) * N), cat("row ", r, " alone"));
+  }
+}
+
+// Split-K of the weight GEMM (dense_backward_weights / dense_backward_fused with a workspace): the
+// split really happens (the bits differ from the unsplit chain), stays within the derived
+// tolerance, and is bitwise the same alone and fused with the data GEMM, even where the two
+// launches pick different tiles (see main): the split points depend on (B, K, N) only.
+void split_k(GemmPrecision prec, int B, int K, int N) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " split-K B=", B, " K=", K, " N=", N);
+  const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N);
+  expect(ws_floats > 0, "the shape is split " + tag);
+  const Vec X = rnd(std::size_t(B) * K, 71), dZ = rnd(std::size_t(B) * N, 72), W = rnd(std::size_t(N) * K, 73);
+  const Vec mask = rnd(std::size_t(B) * K, 74);
+  Vec ws = poison(ws_floats);
+  const DVec Xr = rounded_dbl(X, prec), dZr = rounded_dbl(dZ, prec);
+  DVec ref(std::size_t(N) * K), mag(ref.size()), rdb(N, 0.0), mdb(N, 0.0);
+  cpu::gemm_tn(ref.data(), dZr.data(), Xr.data(), N, K, B);
+  cpu::gemm_tn(mag.data(), absd(dZr).data(), absd(Xr).data(), N, K, B);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) rdb[j] += dZr[std::size_t(r) * N + j], mdb[j] += std::fabs(dZr[std::size_t(r) * N + j]);
+  Vec dW = poison(ref.size()), db = poison(N);
+  cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
+  check(dW, ref, mag, B, 1.0, "dW " + tag);
+  check(db, rdb, mdb, B, 1.0, "db " + tag);
+  Vec dW1 = poison(ref.size()), db1 = poison(N);
+  cuda::dense_backward_weights(dW1.data(), db1.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, nullptr);
+  expect(std::memcmp(dW1.data(), dW.data(), dW.size() * sizeof(float)) != 0, "split changes the summation " + tag);
+  Vec fW = poison(ref.size()), fb = poison(N), fX = poison(std::size_t(B) * K);
+  cuda::dense_backward_fused(fW.data(), fb.data(), fX.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f, B, K,
+                             N, nullptr, prec, ws.data());
+  same(fW, dW, "fused = alone, dW " + tag);
+  same(fb, db, "fused = alone, db " + tag);
+}
+
+// Split-K of a deep forward GEMM (dense_forward / dense_relu_dropout_forward with a workspace, K >=
+// 512): split points depend on K only, so it still holds that a row's result does not depend on
+// its batch (bitwise), the split really happens, and the reduction applies bias, ReLU and the
+// dropout mask (step read from the device counters) within the derived tolerance.
+void forward_split(GemmPrecision prec, int B, int K, int N) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " forward split-K B=", B, " K=", K, " N=", N);
+  const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N);
+  expect(ws_floats >= std::size_t(2) * B * N, "the forward is split " + tag);
+  Vec ws = poison(ws_floats);
+  const Vec X = rnd(std::size_t(B) * K, 81), W = rnd(std::size_t(N) * K, 82, -.5, .5), b = rnd(N, 83);
+  const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec);
+  DVec ref = gemm_xwt(Xr, Wr, B, K, N), mag = gemm_xwt(absd(Xr), absd(Wr), B, K, N);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) {
+      const std::size_t i = std::size_t(r) * N + j;
+      ref[i] = std::max(ref[i] + b[j], 0.0);
+      mag[i] += std::fabs(b[j]);
+    }
+  Vec Y = poison(ref.size());
+  cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+  check(Y, ref, mag, K, 1.0, "Y " + tag);
+  Vec Y0 = poison(ref.size());
+  cuda::dense_forward(Y0.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, nullptr);
+  expect(std::memcmp(Y0.data(), Y.data(), Y.size() * sizeof(float)) != 0, "split changes the summation " + tag);
+  for (int r : {0, B - 1}) {
+    Vec one = poison(N);
+    cuda::dense_forward(one.data(), X.data() + std::size_t(r) * K, W.data(), b.data(), 1, K, N, true, nullptr, prec,
+                        ws.data());
+    same(one, Vec(Y.begin() + std::size_t(r) * N, Y.begin() + std::size_t(r + 1) * N), cat("row ", r, " alone ", tag));
+  }
+  DVec d(ref.size());
+  cpu::dropout_forward(d.data(), ref.data(), ref.size(), 0.2f, 42, 23, 0);
+  cuda::TrainCounters c;
+  c.step = 23;
+  Vec D = poison(ref.size());
+  cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N,
+                                   cuda::DropoutSpec{0.2f, 42, 0, 0, &c}, nullptr, prec, ws.data());
+  check(D, d, mag, K, 1.25, "D " + tag);
+}
+
+// Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
+// rendezvous) keeps every GEMM kind x precision on the tails that matter: rows 1, 7 and 33 (one
+// row, a partial tile, a tile plus one row), every layer shape (784-deep only at 7 rows: K = 784
+// has a 16-deep tail in every slice walk), one big-tile case (BF16) and split-K at both
+// precisions; --full adds rows 127, 129, 300, the 784-deep layer everywhere and the rest.
+int main(int argc, char** argv) {
+  const bool quick = argc > 1;
+  rounding_cases();
+  std::vector<cases::LayerShape> layers = cases::model_layers();
+  layers.insert(layers.end(), cases::odd_layers().begin(), cases::odd_layers().end());
+  std::vector<int> rows{1, 7, 127, 129, 300};
+  if (quick) rows = {1, 7, 33};
+  auto t0 = std::chrono::steady_clock::now();
+  auto lap = [&](const std::string& what) {
+    const auto t1 = std::chrono::steady_clock::now();
+    if (std::getenv("EMU_TC_TIMES"))
+      std::printf("  %-40s %.1f s\n", what.c_str(), std::chrono::duration<double>(t1 - t0).count());
+    t0 = t1;
+  };
+  for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+    for (int B : rows)
+      for (const auto& L : layers) {
+        if (quick && L.in == 784 && B != 7) continue;
+        for (bool relu : {false, true}) layer_cases(prec, B, L, relu);
+        lap(cat("B=", B, " ", L.in, "->", L.out));
+      }
+    if (!quick || prec == GemmPrecision::BF16) batch_independence(prec);
+    lap("batch independence");
+  }
+  // 2048x200 data tiles fill the GPU, so the fused launch takes 64x64 tiles while the weight GEMM
+  // alone takes 32x32: the split result must not care (full mode). 1024x33->10: both take 32x32.
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+    if (quick)
+      split_k(prec, 1024, 33, 10);
+    else
+      split_k(prec, 2048, 200, 10), split_k(prec, 1000, 33, 64);
+    lap("split-K");
+  }
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+    forward_split(prec, quick ? 7 : 40, 600, quick ? 40 : 72);
+  lap("forward split-K");
+  std::printf("tensor-core GEMMs: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
+  return failures != 0;
+}

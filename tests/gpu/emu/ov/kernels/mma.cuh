@@ -1,0 +1,127 @@
+// Host emulation of kernels/mma.cuh: the same functions, with mma.sync modelled as the
+// warp-collective it is. Each lane deposits its fragment registers in its warp's scratch, the warp
+// meets at a barrier (32 lanes: the warp of threadIdx.x / 32), every lane rebuilds the whole A, B
+// and C tiles from all 32 lanes' registers by the PTX ISA's fragment tables (written out below
+// from the documented "which lane and register holds which element", independently of how
+// dense.cu assembles its fragments) and computes its own four D elements. A kernel that puts an
+// element in the wrong register or lane therefore multiplies the wrong numbers here, as it would on the GPU.
+//
+// Numerics: the inputs are decoded as the hardware reads them (TF32: the 19 high bits of the
+// register; BF16: 16-bit halves), the products are exact in float, and they are added to C in
+// ascending k with float FMAs. The hardware's accumulation order/rounding inside one mma is not
+// documented; the tests' tolerances cover any order (see emu_tc.cpp).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cmath>
+#include <thread>
+
+#include <cuda_runtime.h>
+
+#include "kernels/precision.hpp"
+
+namespace mnist::cuda {
+namespace emu_mma {
+
+// A reusable barrier of the 32 lanes of one warp (generation counted, so it needs no reset
+// between blocks: the emulator runs blocks one after another). Waiters yield their core rather
+// than sleep: a rendezvous per mma makes futex sleeps and wake-ups the emulation's main cost.
+struct WarpBarrier {
+  std::atomic<int> count{0};
+  std::atomic<uint64_t> generation{0};
+  void wait() {
+    const uint64_t gen = generation.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == 31) {
+      count.store(0, std::memory_order_relaxed);
+      generation.store(gen + 1, std::memory_order_release);
+    } else {
+      while (generation.load(std::memory_order_acquire) == gen) std::this_thread::yield();
+    }
+  }
+};
+
+// Two scratch buffers per warp, used by alternate calls: a lane can only write buffer c%2 again
+// (call c+2) after passing call c+1's barrier, which every lane reaches only after it finished
+// reading call c's registers, so one barrier per mma suffices.
+struct Scratch {
+  uint32_t a[2][32][4];
+  uint32_t b[2][32][2];
+};
+
+constexpr int kMaxWarps = 32;
+inline WarpBarrier& barrier(int warp) {
+  static WarpBarrier b[kMaxWarps];
+  return b[warp];
+}
+inline Scratch& scratch(int warp) {
+  static Scratch s[kMaxWarps];
+  return s[warp];
+}
+
+inline float tf32_value(uint32_t r) { return bits_float(r & 0xFFFFE000u); }
+inline float bf16_value(uint32_t r, int half) { return bits_float(half ? (r & 0xFFFF0000u) : (r << 16)); }
+
+// D += A·B for one warp; K = 8 (TF32) or 16 (BF16).
+inline void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], bool bf16) {
+  if (blockDim.x % 32 != 0 || blockDim.y != 1 || blockDim.z != 1) {
+    std::fprintf(stderr, "emu mma: block of %u threads is not whole warps\n", blockDim.x);
+    std::abort();
+  }
+  const int lane = int(threadIdx.x % 32), warp = int(threadIdx.x / 32);
+  thread_local unsigned calls = 0;  // this lane's mma count; the same for every lane of the warp
+  const unsigned buf = calls++ % 2;
+  Scratch& sc = scratch(warp);
+  for (int i = 0; i < 4; ++i) sc.a[buf][lane][i] = a[i];
+  for (int i = 0; i < 2; ++i) sc.b[buf][lane][i] = b[i];
+  barrier(warp).wait();
+  const auto& sa = sc.a[buf];
+  const auto& sb = sc.b[buf];
+
+  const int K = bf16 ? 16 : 8;
+  float A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l / 4, t = l % 4;  // groupID, threadID_in_group
+    if (!bf16) {
+      // m16n8k8 .tf32: a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (t, g), b1 (t+4, g)
+      for (int i = 0; i < 4; ++i) A[g + (i % 2) * 8][t + (i / 2) * 4] = tf32_value(sa[l][i]);
+      for (int i = 0; i < 2; ++i) B[t + i * 4][g] = tf32_value(sb[l][i]);
+    } else {
+      // m16n8k16 .bf16, elements a0..a7 (two per register, a_{2i} in register i's low half):
+      // row g for a0,a1,a4,a5, g+8 otherwise; col 2t + (j&1), +8 for j >= 4.
+      for (int j = 0; j < 8; ++j) {
+        const int row = g + ((j % 4) >= 2 ? 8 : 0), col = 2 * t + (j & 1) + (j >= 4 ? 8 : 0);
+        A[row][col] = bf16_value(sa[l][j / 2], j & 1);
+      }
+      // b0..b3: row 2t + (j&1), +8 for j >= 2; col g.
+      for (int j = 0; j < 4; ++j) B[2 * t + (j & 1) + (j >= 2 ? 8 : 0)][g] = bf16_value(sb[l][j / 2], j & 1);
+    }
+  }
+  // c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1)
+  const int g = lane / 4, t = lane % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + (i / 2) * 8, col = 2 * t + (i % 2);
+    float acc = d[i];
+    for (int k = 0; k < K; ++k) acc = std::fma(A[row][k], B[k][col], acc);
+    d[i] = acc;
+  }
+}
+
+}  // namespace emu_mma
+
+inline uint32_t to_tf32(float x) { return float_bits(round_tf32(x)); }
+
+inline uint32_t pack_bf16x2(float lo, float hi) {
+  return (float_bits(round_bf16(hi)) & 0xFFFF0000u) | (float_bits(round_bf16(lo)) >> 16);
+}
+
+inline void mma_tf32_m16n8k8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  emu_mma::mma(d, a, b, false);
+}
+inline void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  emu_mma::mma(d, a, b, true);
+}
+
+}  // namespace mnist::cuda

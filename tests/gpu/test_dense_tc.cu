@@ -1,0 +1,215 @@
+// The tensor-core (TF32 / BF16) dense GEMMs on the GPU: the instructions' rounding against the
+// host's (bitwise), every GEMM kind at both precisions on the op-case shapes against the CPU twins
+// with the same input rounding (every element), and batch independence (bitwise).
+//
+// Tolerance (per element, derived as in tests/gpu/emu/emu_tc.cpp): with the inputs rounded the
+// same way every product is exact in float (11x11- or 8x8-bit significands), so the kernel and the
+// double reference differ only in the float32 summation of K products, whatever order and rounding
+// (or truncation) the tensor core uses inside an mma: |out - ref| <= K·2^-23·Σ|a·b|, plus two
+// roundings for the epilogue (bias, dropout scale). Checked as (K+2)·2^-23·scale·(Σ|a·b| + |bias|).
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/dense.cuh"
+#include "kernels/mma.cuh"
+#include "kernels/precision.hpp"
+#include "layers/cpu_ops.hpp"
+#include "runtime/launch_check.cuh"
+#include "tests/gpu/gpu_test.cuh"
+
+namespace mnist::test {
+namespace {
+
+__global__ void round_on_device(uint32_t* tf32, uint32_t* bf16x2, const float* x, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i >= n) return;
+  tf32[i] = cuda::to_tf32(x[i]);
+  bf16x2[i] = cuda::pack_bf16x2(x[i], -x[i]);
+}
+
+std::vector<double> rounded(const std::vector<float>& v, GemmPrecision p, bool absolute = false) {
+  std::vector<double> o(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const double r = double(round_input(p, v[i]));
+    o[i] = absolute ? std::fabs(r) : r;
+  }
+  return o;
+}
+
+// Every element within (K+2)·2^-23·scale·mag (see the header); NaN (unwritten) fails.
+void expect_within(const std::vector<float>& out, const std::vector<double>& ref, const std::vector<double>& mag,
+                   int K, double scale, const char* what) {
+  REQUIRE(out.size() == ref.size());
+  std::size_t bad = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const double tol = double(K + 2) * std::ldexp(1.0, -23) * scale * mag[i] + 1e-30;
+    const double err = std::fabs(double(out[i]) - ref[i]);
+    if (!(err <= tol)) ++bad;
+    worst = std::max(worst, err / tol);
+  }
+  CHECK_MESSAGE(bad == 0, what, ": ", bad, " elements out of tolerance, worst ", worst, " x tol");
+}
+
+constexpr GemmPrecision kTensorCore[] = {GemmPrecision::TF32, GemmPrecision::BF16};
+
+TEST_CASE("cvt.rna.tf32.f32 and cvt.rn.bf16x2.f32 round exactly as round_tf32/round_bf16") {
+  std::vector<float> x = random_vector(1 << 16, 5, -1e3, 1e3);
+  for (uint32_t m = 0; m < 4096; ++m) {  // every tie and near-tie pattern of the dropped bits
+    x.push_back(bits_float(0x3F800000u | (m << 1)));
+    x.push_back(bits_float(0xC0000000u | ((m * 16u) & 0x7FFFFFu)));
+  }
+  x.push_back(3.4028235e38f);
+  x.push_back(1e-40f);  // subnormal
+  const int n = int(x.size());
+  auto dx = to_device(x);
+  DeviceBuffer<uint32_t> t(x.size()), h(x.size());
+  round_on_device<<<(n + 255) / 256, 256>>>(t.data(), h.data(), dx.data(), n);
+  MNIST_LAUNCH_CHECK(nullptr);
+  const auto tt = to_host(t), hh = to_host(h);
+  int tf32_bad = 0, bf16_bad = 0;
+  for (int i = 0; i < n; ++i) {
+    tf32_bad += tt[i] != float_bits(round_tf32(x[i]));
+    const uint32_t want = (float_bits(round_bf16(-x[i])) & 0xFFFF0000u) | (float_bits(round_bf16(x[i])) >> 16);
+    bf16_bad += hh[i] != want;
+  }
+  CHECK(tf32_bad == 0);
+  CHECK(bf16_bad == 0);
+}
+
+TEST_CASE("TF32/BF16 dense_forward and dense_relu_dropout_forward equal the CPU twins with rounded inputs") {
+  Stream stream;
+  for (GemmPrecision prec : kTensorCore)
+    for (const cases::OpCase& c : test_cases(cases::Op::DenseForward)) {
+      const int B = c.rows, K = c.in, N = c.out;
+      INFO(c.name(), prec == GemmPrecision::TF32 ? " tf32" : " bf16");
+      const auto X = random_vector(std::size_t(B) * K, 11 + B), W = random_vector(std::size_t(N) * K, 12, -.5, .5);
+      const auto b = random_vector(std::size_t(N), 13, -.5, .5);
+      std::vector<double> ref(std::size_t(B) * N), mag(ref.size()), zero(N, 0.0);
+      cpu::dense_forward(ref.data(), to_double(X).data(), to_double(W).data(), to_double(b).data(), B, K, N, c.relu,
+                         prec);
+      cpu::dense_forward(mag.data(), rounded(X, prec, true).data(), rounded(W, prec, true).data(), zero.data(), B, K,
+                         N, false);
+      for (std::size_t i = 0; i < mag.size(); ++i) mag[i] += std::fabs(b[i % N]);
+      auto dX = to_device(X), dW = to_device(W), db = to_device(b);
+      auto Y = poisoned<float>(ref.size());
+      cuda::dense_forward(Y.data(), dX.data(), dW.data(), db.data(), B, K, N, c.relu, stream.get(), prec);
+      expect_within(to_host(Y), ref, mag, K, 1.0, "Y");
+      if (c.relu) {
+        std::vector<double> drop(ref.size());
+        cpu::dropout_forward(drop.data(), ref.data(), ref.size(), 0.2f, 42, 9, 1);
+        auto D = poisoned<float>(ref.size());
+        cuda::dense_relu_dropout_forward(D.data(), dX.data(), dW.data(), db.data(), B, K, N,
+                                         cuda::DropoutSpec{0.2f, 42, 9, 1, nullptr}, stream.get(), prec);
+        expect_within(to_host(D), drop, mag, K, 1.25, "D");
+      }
+    }
+}
+
+TEST_CASE("TF32/BF16 dense_backward and dense_backward_fused equal the CPU twins with rounded inputs") {
+  Stream stream;
+  for (GemmPrecision prec : kTensorCore)
+    for (const cases::OpCase& c : test_cases(cases::Op::DenseBackward)) {
+      const int B = c.rows, K = c.in, N = c.out;
+      INFO(c.name(), prec == GemmPrecision::TF32 ? " tf32" : " bf16");
+      const auto X = random_vector(std::size_t(B) * K, 21 + B), W = random_vector(std::size_t(N) * K, 22, -.5, .5);
+      const auto dY = random_vector(std::size_t(B) * N, 23), Y = random_vector(std::size_t(B) * N, 24);
+      std::vector<double> dXr(std::size_t(B) * K), dWr(std::size_t(N) * K), dbr(N), dZ(std::size_t(B) * N);
+      cpu::dense_backward(dXr.data(), dWr.data(), dbr.data(), dZ.data(), to_double(dY).data(), to_double(X).data(),
+                          to_double(W).data(), to_double(Y).data(), B, K, N, c.relu, prec);
+      std::vector<double> adZ(dZ.size()), mW(dWr.size()), mb(N, 0.0), mX(dXr.size());
+      for (std::size_t i = 0; i < dZ.size(); ++i) adZ[i] = std::fabs(dZ[i]), mb[i % N] += adZ[i];
+      cpu::gemm_tn(mW.data(), adZ.data(), rounded(X, prec, true).data(), N, K, B);
+      cpu::gemm_nn(mX.data(), adZ.data(), rounded(W, prec, true).data(), B, K, N);
+      auto gX = to_device(X), gW = to_device(W), gdY = to_device(dY), gY = to_device(Y);
+      auto odX = poisoned<float>(dXr.size()), odW = poisoned<float>(dWr.size()), odb = poisoned<float>(N);
+      cuda::dense_backward(odX.data(), odW.data(), odb.data(), nullptr, gdY.data(), gX.data(), gW.data(), gY.data(), B,
+                           K, N, c.relu, stream.get(), prec);
+      expect_within(to_host(odX), dXr, mX, N, 1.0, "dX");
+      expect_within(to_host(odW), dWr, mW, B, 1.0, "dW");
+      expect_within(to_host(odb), dbr, mb, B, 1.0, "db");
+      if (!c.relu) {  // the engine's launch: dZ given, the data gradient masked by the previous layer
+        const auto mask = random_vector(std::size_t(B) * K, 25);
+        std::vector<double> masked(dXr.size());
+        for (std::size_t i = 0; i < masked.size(); ++i) masked[i] = mask[i] > 0 ? dXr[i] * 1.25 : 0.0;
+        auto gm = to_device(mask);
+        auto fX = poisoned<float>(dXr.size()), fW = poisoned<float>(dWr.size()), fb = poisoned<float>(N);
+        cuda::dense_backward_fused(fW.data(), fb.data(), fX.data(), gdY.data(), gX.data(), gW.data(), gm.data(), 1.25f,
+                                   B, K, N, stream.get(), prec);
+        expect_within(to_host(fX), masked, mX, N, 1.25, "fused dX");
+        CHECK(bitwise_equal(to_host(fW), to_host(odW)));
+        CHECK(bitwise_equal(to_host(fb), to_host(odb)));
+      }
+    }
+}
+
+TEST_CASE("TF32/BF16 dense_forward: a row's result does not depend on its batch (bitwise)") {
+  Stream stream;
+  const int B = 4096, K = 784, N = 128;
+  const auto X = random_vector(std::size_t(B) * K, 31), W = random_vector(std::size_t(N) * K, 32, -.5, .5);
+  const auto b = random_vector(std::size_t(N), 33);
+  auto dX = to_device(X), dW = to_device(W), db = to_device(b);
+  for (GemmPrecision prec : kTensorCore) {
+    auto Y = poisoned<float>(std::size_t(B) * N);
+    cuda::dense_forward(Y.data(), dX.data(), dW.data(), db.data(), B, K, N, true, stream.get(), prec);
+    const std::vector<float> all = to_host(Y);
+    for (int r : {0, 63, 64, 4095}) {
+      auto y1 = poisoned<float>(N);
+      cuda::dense_forward(y1.data(), dX.data() + std::size_t(r) * K, dW.data(), db.data(), 1, K, N, true,
+                          stream.get(), prec);
+      const std::vector<float> row(all.begin() + std::size_t(r) * N, all.begin() + std::size_t(r + 1) * N);
+      CHECK_MESSAGE(bitwise_equal(to_host(y1), row), "row ", r);
+    }
+  }
+}
+
+TEST_CASE("split-K (engine workspace): forward over K = 784 and weight GEMMs over 4096 rows, every precision") {
+  // Within the derived tolerance of the rounded reference; bitwise: a forward row alone equals the
+  // row in the batch (split points from K only), the fused backward equals the weight GEMM alone.
+  Stream stream;
+  const int B = 4096;
+  for (const cases::LayerShape& L : cases::model_layers())
+    for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const int K = L.in, N = L.out;
+      INFO(K, "->", N, " ", int(prec));
+      DeviceBuffer<float> ws(cuda::dense_workspace_floats(B, K, N));
+      REQUIRE(ws.size() > 0);
+      const auto X = random_vector(std::size_t(B) * K, 51), W = random_vector(std::size_t(N) * K, 52, -.5, .5);
+      const auto b = random_vector(std::size_t(N), 53), dZ = random_vector(std::size_t(B) * N, 54);
+      auto gX = to_device(X), gW = to_device(W), gb = to_device(b), gdZ = to_device(dZ);
+      const auto Xr = rounded(X, prec), Wr = rounded(W, prec), dZr = rounded(dZ, prec);
+      const auto aX = rounded(X, prec, true), aW = rounded(W, prec, true), adZ = rounded(dZ, prec, true);
+      // forward
+      std::vector<double> ref(std::size_t(B) * N), mag(ref.size()), zero(N, 0.0);
+      cpu::dense_forward(ref.data(), Xr.data(), Wr.data(), to_double(b).data(), B, K, N, L.relu);
+      cpu::dense_forward(mag.data(), aX.data(), aW.data(), zero.data(), B, K, N, false);
+      for (std::size_t i = 0; i < mag.size(); ++i) mag[i] += std::fabs(b[i % N]);
+      auto Y = poisoned<float>(ref.size());
+      cuda::dense_forward(Y.data(), gX.data(), gW.data(), gb.data(), B, K, N, L.relu, stream.get(), prec, ws.data());
+      const std::vector<float> all = to_host(Y);
+      expect_within(all, ref, mag, K, 1.0, "Y");
+      auto y1 = poisoned<float>(N);
+      cuda::dense_forward(y1.data(), gX.data() + std::size_t(B - 1) * K, gW.data(), gb.data(), 1, K, N, L.relu,
+                          stream.get(), prec, ws.data());
+      CHECK(bitwise_equal(to_host(y1), std::vector<float>(all.end() - N, all.end())));
+      // weight GEMM (+db), alone and fused with the data GEMM
+      std::vector<double> rW(std::size_t(N) * K), mW(rW.size()), rb(N, 0.0), mb(N, 0.0);
+      cpu::gemm_tn(rW.data(), dZr.data(), Xr.data(), N, K, B);
+      cpu::gemm_tn(mW.data(), adZ.data(), aX.data(), N, K, B);
+      for (std::size_t i = 0; i < dZr.size(); ++i) rb[i % N] += dZr[i], mb[i % N] += adZ[i];
+      auto dW = poisoned<float>(rW.size()), db = poisoned<float>(N);
+      cuda::dense_backward_weights(dW.data(), db.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec, ws.data());
+      const auto hW = to_host(dW), hb = to_host(db);
+      expect_within(hW, rW, mW, B, 1.0, "dW");
+      expect_within(hb, rb, mb, B, 1.0, "db");
+      auto fW = poisoned<float>(rW.size()), fb = poisoned<float>(N), fX = poisoned<float>(std::size_t(B) * K);
+      cuda::dense_backward_fused(fW.data(), fb.data(), fX.data(), gdZ.data(), gX.data(), gW.data(), nullptr, 1.0f, B, K,
+                                 N, stream.get(), prec, ws.data());
+      CHECK(bitwise_equal(to_host(fW), hW));
+      CHECK(bitwise_equal(to_host(fb), hb));
+    }
+}
+
+}  // namespace
+}  // namespace mnist::test
