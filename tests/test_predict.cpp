@@ -35,7 +35,7 @@ TEST_CASE("predict on PNGs of test images gives their labels (and the same class
   std::vector<float> raw(std::size_t(n) * 10);
   engine->predict(raw.data(), d.test.images.data(), n);
   AppOptions o;
-  o.device = "cpu";
+  o.device = Device::Cpu;
   o.checkpoint = dir + "/m.safetensors";
   for (int i = 0; i < n; ++i) {
     o.images.push_back(dir + "/test" + std::to_string(i) + ".png");
