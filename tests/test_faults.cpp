@@ -53,8 +53,8 @@ TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best che
   cfg.batch_size = 64;
   NanAfter engine(make_cpu_engine(cfg), 3);
   const int t = engine.add_dataset(data.view());
-  char tmpl[] = "/tmp/mnist_nan_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("nan");
+  const std::string& dir = tmp.path();
   FitOptions opt;
   opt.epochs = 5;
   opt.lr = 1e-5;  // tiny steps: val_loss improves on epochs 1 and 2, so a checkpoint exists

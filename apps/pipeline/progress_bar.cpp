@@ -17,7 +17,7 @@ bool ProgressBar::is_terminal(const std::ostream& out) {
 void ProgressBar::start(int done, Clock::time_point now) {
   first_ = done;
   start_ = now;
-  last_draw_ = Clock::time_point{};
+  last_draw_ = now - kMinRedraw;  // the first step is drawn at once
 }
 
 std::string ProgressBar::render(int done, int total, int first, double elapsed, const EpochStats& running) {
