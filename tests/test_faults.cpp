@@ -1,5 +1,5 @@
 // Faults inside fit(): a loss that turns NaN stops training with a clear error and leaves the
-// best checkpoint on disk byte-for-byte as it was.
+// best checkpoint on disk byte-for-byte as it was. (Faults of the whole binary: tests/fault/.)
 #include <unistd.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// The model's layout, summary, initialisation and checkpoints.
+// The model's layout, summary, initialisation, checkpoints (with their checksums) and atomic writes.
 #include <unistd.h>
 
 #include <cmath>

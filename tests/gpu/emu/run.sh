@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Host emulation of the CUDA kernels and engine, for machines without a GPU (opt-in, not run by
-# ctest: it takes minutes). See README.md.
+# Host emulation of the CUDA kernels and engine, for machines without a GPU. ctest runs it as
+# gpu_emulated (label "emu"; minutes on two cores: `ctest -LE emu` leaves it out). See README.md.
 #   tests/gpu/emu/run.sh [--full]      (--full: all row counts and the 4096-row 64x64-tile cases)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
