@@ -88,18 +88,23 @@ CLI::Validator number(T lo, T hi, bool lo_open = false, bool hi_open = false) {
 const CLI::Validator kNonEmpty(
     [](std::string& s) { return s.empty() ? std::string("must not be empty") : std::string(); }, "PATH");
 
+// A choice flag (its names are listed by the validator) and a number flag, with their defaults shown.
+template <class E>
+void add_choice(CLI::App& app, const char* flag, E& var, std::initializer_list<E> values, const char* what) {
+  app.add_option(flag, var, what)->transform(choice(values))->default_str(to_string(var));
+}
+template <class T>
+void add_number(CLI::App& app, const char* flag, T& var, const CLI::Validator& range, const char* what) {
+  app.add_option(flag, var, what)->transform(range)->capture_default_str();
+}
+
 void add_engine_flags(CLI::App& app, AppOptions& o) {
-  app.add_option("--device", o.device, "auto | cpu | cuda")
-      ->transform(choice({Device::Auto, Device::Cpu, Device::Cuda}))
-      ->default_str(to_string(o.device));
-  app.add_option("--gemm", o.gemm, "CUDA GEMMs: native (hand-written) | cublas")
-      ->transform(choice({Gemm::Native, Gemm::Cublas}))
-      ->default_str(to_string(o.gemm));
-  app.add_option("--precision", o.precision, "GEMM inputs: fp32 | tf32 | bf16 (tensor cores)")
-      ->transform(choice({Precision::FP32, Precision::TF32, Precision::BF16}))
-      ->default_str(to_string(o.precision));
-  app.add_option("--batch-size", o.batch_size, "examples per step")->transform(number(1, 65536))->capture_default_str();
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->transform(number(0, 1024))->capture_default_str();
+  add_choice(app, "--device", o.device, {Device::Auto, Device::Cpu, Device::Cuda}, "where to run (auto: CUDA if usable)");
+  add_choice(app, "--gemm", o.gemm, {Gemm::Native, Gemm::Cublas}, "CUDA GEMMs: hand-written or cuBLASLt");
+  add_choice(app, "--precision", o.precision, {Precision::FP32, Precision::TF32, Precision::BF16},
+             "GEMM inputs (tf32, bf16: tensor cores)");
+  add_number(app, "--batch-size", o.batch_size, number(1, 65536), "examples per step");
+  add_number(app, "--threads", o.threads, number(0, 1024), "CPU threads (0: all cores)");
   app.add_option_function<std::string>(
          "--hidden",
          [&o](const std::string& s) {
@@ -111,9 +116,7 @@ void add_engine_flags(CLI::App& app, AppOptions& o) {
 }
 
 void add_data_flags(CLI::App& app, AppOptions& o) {
-  app.add_option("--dataset", o.dataset, "mnist | fashion")
-      ->transform(choice({Dataset::Mnist, Dataset::Fashion}))
-      ->default_str(to_string(o.dataset));
+  add_choice(app, "--dataset", o.dataset, {Dataset::Mnist, Dataset::Fashion}, "which dataset");
   app.add_option("--data", o.data_dir, "directory of the IDX files (default data/<dataset>)")->check(kNonEmpty);
 }
 
@@ -121,29 +124,18 @@ void add_data_flags(CLI::App& app, AppOptions& o) {
 void add_training_flags(CLI::App& app, AppOptions& o) {
   add_engine_flags(app, o);
   add_data_flags(app, o);
-  app.add_option("--dropout", o.dropout, "dropout rate after each hidden layer, in [0,1)")
-      ->transform(number(0.0, 1.0, false, true))
-      ->capture_default_str();
-  app.add_option("--kernels", o.kernels, "CUDA training step: fused (one persistent kernel) | graph (separate kernels)")
-      ->transform(choice({Kernels::Fused, Kernels::Graph}))
-      ->default_str(to_string(o.kernels));
-  app.add_option("--graph-steps", o.graph_steps, "CUDA: training steps captured in one graph replay (1..1000)")
-      ->transform(number(1, 1000))
-      ->capture_default_str();
-  app.add_option("--seed", o.seed, "seed of init, dropout, shuffle and random split")
-      ->transform(number<uint64_t>(0, std::numeric_limits<uint64_t>::max()))
-      ->capture_default_str();
-  app.add_option("--epochs", o.epochs, "maximum number of epochs")->transform(number(1, 100000))->capture_default_str();
-  app.add_option("--lr", o.lr, "Adam learning rate")->transform(number(0.0, 10.0, true))->capture_default_str();
-  app.add_option("--val-split", o.val_split, "fraction of the training set held out, in (0,1)")
-      ->transform(number(0.0, 1.0, true, true))
-      ->capture_default_str();
-  app.add_option("--split", o.split, "keras (last fraction) | random (seeded, as torch random_split)")
-      ->transform(choice({SplitMode::Keras, SplitMode::Random}))
-      ->default_str(to_string(o.split));
-  app.add_option("--patience", o.patience, "EarlyStopping patience on val_loss")
-      ->transform(number(1, 100000))
-      ->capture_default_str();
+  add_number(app, "--dropout", o.dropout, number(0.0, 1.0, false, true), "dropout rate after each hidden layer");
+  add_choice(app, "--kernels", o.kernels, {Kernels::Fused, Kernels::Graph},
+             "CUDA training step: one persistent kernel, or separate kernels in graphs");
+  add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay");
+  add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
+             "seed of init, dropout, shuffle and random split");
+  add_number(app, "--epochs", o.epochs, number(1, 100000), "maximum number of epochs");
+  add_number(app, "--lr", o.lr, number(0.0, 10.0, true), "Adam learning rate");
+  add_number(app, "--val-split", o.val_split, number(0.0, 1.0, true, true), "fraction of the training set held out");
+  add_choice(app, "--split", o.split, {SplitMode::Keras, SplitMode::Random},
+             "keras: the last fraction; random: seeded, as torch random_split");
+  add_number(app, "--patience", o.patience, number(1, 100000), "EarlyStopping patience on val_loss");
   app.add_option("--out", o.out_dir, "output directory")->check(kNonEmpty)->capture_default_str();
 }
 
@@ -152,18 +144,11 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
 void add_flags(CLI::App& app, AppOptions& o) {
   app.require_subcommand(0, 1);
   add_training_flags(app, o);
-  app.add_option("--lr-factor", o.lr_factor, "ReduceLROnPlateau factor")
-      ->transform(number(0.0, 1.0, true, true))
-      ->capture_default_str();
-  app.add_option("--lr-patience", o.lr_patience, "ReduceLROnPlateau patience")
-      ->transform(number(1, 100000))
-      ->capture_default_str();
-  app.add_option("--min-lr", o.min_lr, "ReduceLROnPlateau minimum learning rate, in [0, --lr]")
-      ->transform(number(0.0, 10.0))
-      ->capture_default_str();
-  app.add_option("--init", o.init, "keras (Glorot uniform, zero bias) | torch (nn.Linear default)")
-      ->transform(choice({Init::Keras, Init::Torch}))
-      ->default_str(to_string(o.init));
+  add_number(app, "--lr-factor", o.lr_factor, number(0.0, 1.0, true, true), "ReduceLROnPlateau factor");
+  add_number(app, "--lr-patience", o.lr_patience, number(1, 100000), "ReduceLROnPlateau patience");
+  add_number(app, "--min-lr", o.min_lr, number(0.0, 10.0), "ReduceLROnPlateau minimum learning rate, at most --lr");
+  add_choice(app, "--init", o.init, {Init::Keras, Init::Torch},
+             "keras: Glorot uniform, zero bias; torch: nn.Linear's default");
   app.add_flag("--quiet", o.quiet, "print only the final results");
   app.add_flag("--resume", o.resume, "continue the run saved in <out>/resume.safetensors");
 
