@@ -22,6 +22,9 @@ struct NullBuffer : std::streambuf {
   int overflow(int c) override { return c; }
 };
 
+// The tutorial's sample figures and prints: the first ten images, in a 2x5 grid.
+constexpr int kSamplesShown = 10;
+
 std::string data_dir(const AppOptions& o);  // --data, or data/<dataset>
 void set_threads(const AppOptions& o);
 

@@ -19,7 +19,7 @@ int run_evaluate(const AppOptions& o, std::ostream& log) {
   char line[128];
   std::snprintf(line, sizeof line, "Test Loss: %.4f\nTest Accuracy: %.4f\n", test.loss, test.accuracy);
   log << "Checkpoint: " << o.checkpoint << " (hidden " << hidden << ", backend " << engine->name() << ")\n" << line;
-  print_sample_predictions(predict_top1(*engine, data.test.images.data(), std::min(10, data.test.n)), data.test, log);
+  print_sample_predictions(predict_top1(*engine, data.test.images.data(), std::min(kSamplesShown, data.test.n)), data.test, log);
   return 0;
 }
 

@@ -12,12 +12,14 @@ namespace mnist {
 int run_predict(const AppOptions& o, std::ostream& log) {
   validate_options(o);
   std::vector<uint8_t> pixels;
+  int dim = 0;  // pixels per image, as the conversion makes them
   for (const std::string& path : o.images) {
     const std::vector<uint8_t> img = to_mnist_28x28(read_png_gray(path));
+    dim = int(img.size());
     pixels.insert(pixels.end(), img.begin(), img.end());
   }
   std::string hidden;
-  std::unique_ptr<Engine> engine = engine_from_checkpoint(o, 28 * 28, log, &hidden);
+  std::unique_ptr<Engine> engine = engine_from_checkpoint(o, dim, log, &hidden);
   const std::vector<Top1> p = predict_top1(*engine, pixels.data(), int(o.images.size()));
   char line[512];
   for (std::size_t i = 0; i < p.size(); ++i) {

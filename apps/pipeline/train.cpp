@@ -150,8 +150,8 @@ int run_train(const AppOptions& o, std::ostream& out) {
       << " split)\n";
 
   // What the tutorial shows before training: the sample grid and the architecture picture.
-  sample_grid_png(out_dir.path("samples.png"), first_images(data.train, 10),
-                  std::vector<int>(data.train.labels.begin(), data.train.labels.begin() + std::min(10, data.train.n)),
+  sample_grid_png(out_dir.path("samples.png"), first_images(data.train, kSamplesShown),
+                  std::vector<int>(data.train.labels.begin(), data.train.labels.begin() + std::min(kSamplesShown, data.train.n)),
                   2, 5, o.dataset == Dataset::Fashion ? "Sample Fashion-MNIST Images" : "Sample MNIST Images");
   const ArchitectureFiles arch = write_architecture(o.out_dir, spec);
   for (const auto& w : arch.warnings) log << "note: " << w << "\n";
@@ -212,7 +212,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   report.test_loss = test.loss;
   report.test_accuracy = test.accuracy;
   report.total_seconds = total;
-  const int shown = std::min(10, data.test.n);
+  const int shown = std::min(kSamplesShown, data.test.n);
   const std::vector<Top1> predictions = predict_top1(*engine, data.test.images.data(), shown);
   print_sample_predictions(predictions, data.test, log);
   std::vector<std::string> captions;
