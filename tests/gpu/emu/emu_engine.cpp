@@ -1,3 +1,5 @@
+// The CUDA engine (layers/cuda_engine.cu, emulated on the host by run.sh) against the CPU engine,
+// and its progress hook and device-memory cap. See README.md.
 #include <cstdio>
 #include <cmath>
 #include <cstring>
