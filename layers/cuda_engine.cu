@@ -31,6 +31,15 @@
 // last batch runs the same launches uncaptured.
 // Loss and correct count accumulate on the device and are read once per epoch, with the one
 // synchronisation of the epoch.
+//
+// Fused (cfg.kernels == Kernels::Fused, the default): the training steps run instead as ONE
+// persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
+// (kernels/fused_step.cuh: 3 grid-wide barriers per step, weights updated in place), with the same
+// counters, order and metrics, and the graph path's arithmetic (bitwise equal parameters in the
+// emulation), except for layer 0's split-K forward when the input is wider than 392 (equal to
+// rounding). A model it cannot hold, --gemm cublas, a precision other than fp32 or a device without cooperative launch
+// fall back to the graph path, and notice() says so in one line. Evaluation then runs as one
+// launch too (cuda::fused_evaluate); prediction uses the separate kernels.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -43,6 +52,7 @@
 #include "kernels/cublas_ref.cuh"
 #include "kernels/dense.cuh"
 #include "kernels/dropout.cuh"
+#include "kernels/fused_step.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/softmax_xent.cuh"
@@ -136,6 +146,7 @@ class CudaEngine final : public Engine {
       blas_->ones.upload(std::vector<float>(B, 1.0f));
       for (std::size_t l = 0; l < layout_.dense.size(); ++l) lt_plan(l, cfg.batch_size);  // before any capture
     }
+    choose_kernels();
     CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -144,6 +155,7 @@ class CudaEngine final : public Engine {
   }
 
   std::string name() const override { return "cuda"; }
+  std::string notice() const override { return notice_; }
   const ParamLayout& layout() const override { return layout_; }
 
   int add_dataset(const DataView& d) override {
@@ -179,8 +191,9 @@ class CudaEngine final : public Engine {
     const int K = cfg_.graph_steps;
     const int end = progress.end_batch < 0 ? batches : std::min(progress.end_batch, batches);
     const int full_end = std::min(full, end);  // full batches to run end before this one
-    const GraphExec* multi = K > 1 && full_end - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
-    const GraphExec* single = progress.next_batch < full_end ? &step_graph(train, 1) : nullptr;
+    const GraphExec* multi =
+        !fused_ && K > 1 && full_end - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
+    const GraphExec* single = !fused_ && progress.next_batch < full_end ? &step_graph(train, 1) : nullptr;
     if (cfg_.shuffle)
       cuda::shuffle_order(order_.data(), shuffle_temp_.data(), shuffle_temp_.size(), d.n, cfg_.seed,
                           uint64_t(epoch), s);
@@ -200,7 +213,14 @@ class CudaEngine final : public Engine {
     if (progress.on_steps) snapshots_.begin(std::size_t(end - batch));
     while (batch < end) {
       if (interrupt && interrupt->load(std::memory_order_relaxed)) break;
-      if (multi && full_end - batch >= K) {
+      if (fused_) {  // up to K full batches, or the last, partial one, in one launch
+        NvtxRange range("steps");
+        const int steps = batch < full_end ? std::min(K, full_end - batch) : 1;
+        const int rows = batch < full_end ? B : d.n - batch * B;
+        cuda::fused_train_steps(fused_args(d), steps, rows, fused_blocks_, s);
+        batch += steps;
+        examples += int64_t(steps) * rows;
+      } else if (multi && full_end - batch >= K) {
         NvtxRange range("steps");
         multi->launch(s);
         batch += K;
@@ -233,7 +253,16 @@ class CudaEngine final : public Engine {
     const Dataset& d = dataset(id);
     const cudaStream_t s = stream_.get();
     CUDA_CHECK(cudaMemsetAsync(metrics_.data() + kEvalMetrics, 0, sizeof(cuda::Metrics), s));
-    for (int off = 0; off < d.n; off += cap_) {
+    if (eval_fused_) {  // one launch over the whole set
+      const std::size_t blocks = std::size_t(cuda::fused_eval_blocks(d.n));
+      if (eval_loss_.size() < blocks) {
+        eval_loss_.resize(blocks);
+        eval_hit_.resize(blocks);
+      }
+      const cuda::FusedEval e{eval_loss_.data(), eval_hit_.data(), eval_done_.data(), metrics_.data() + kEvalMetrics};
+      cuda::fused_evaluate(fused_args(d), e, 0, d.n, s);
+    }
+    for (int off = 0; !eval_fused_ && off < d.n; off += cap_) {
       const int rows = std::min(cap_, d.n - off);
       cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
       forward(rows, false);
@@ -308,6 +337,63 @@ class CudaEngine final : public Engine {
     DeviceBuffer<float> ones;  // [batch_size] for the bias gradient (column sums)
     std::map<std::pair<std::size_t, int>, std::unique_ptr<cublas::LtDense>> plans;  // (layer, rows)
   };
+
+  // Kernels::Fused unless the fused kernel cannot run this configuration (then notice_ says why).
+  void choose_kernels() {
+    if (cfg_.kernels != Kernels::Fused) return;
+    std::vector<int> widths{cfg_.spec.input};
+    for (const DenseSlot& sl : layout_.dense) widths.push_back(sl.out);
+    std::string why;
+    if (cfg_.gemm != Gemm::Native)
+      why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
+    else if (cfg_.precision != Precision::FP32)
+      why = cat("it computes in fp32 only, not ", to_string(cfg_.precision));
+    else
+      why = cuda::fused_step_unsupported(widths, cfg_.batch_size);
+    if (why.empty()) {
+      fused_blocks_ = cuda::fused_step_grid(widths, cfg_.fused_blocks);
+      if (fused_blocks_ <= 0) why = "the device has no cooperative launch";
+    }
+    if (!why.empty()) {
+      notice_ = cat("note: --kernels fused: ", why, "; training with --kernels graph (separate kernels per step)");
+      return;
+    }
+    fused_ = true;
+    eval_fused_ = cuda::fused_eval_supported(widths);
+    eval_done_.resize(1);
+    CUDA_CHECK(cudaMemset(eval_done_.data(), 0, eval_done_.bytes()));
+    partial_.resize(std::max<std::size_t>(1, cuda::fused_step_partial_floats(widths, cfg_.batch_size)));
+    row_loss_.resize(std::size_t(cfg_.batch_size));
+    row_hit_.resize(std::size_t(cfg_.batch_size));
+  }
+
+  // The fused kernel's view of the model and buffers, training over dataset d.
+  cuda::FusedStep fused_args(const Dataset& d) {
+    cuda::FusedStep f;
+    f.layers = int(layout_.dense.size());
+    for (std::size_t l = 0; l < layout_.dense.size(); ++l) {
+      const DenseSlot& sl = layout_.dense[l];
+      f.layer[l] = {sl.in, sl.out, sl.w_offset, sl.b_offset, act_[l].data(), dz_[l].data()};
+    }
+    f.params = params_.data();
+    f.m = m_.data();
+    f.v = v_.data();
+    f.images = d.images.data();
+    f.labels = d.labels.data();
+    f.order = order_.data();
+    f.stride = cfg_.batch_size;
+    f.partial = partial_.data();
+    f.row_loss = row_loss_.data();
+    f.row_hit = row_hit_.data();
+    f.metrics = metrics_.data() + kTrainMetrics;
+    f.counters = counters_.data();
+    f.dropout = cfg_.spec.dropout;
+    f.seed = cfg_.seed;
+    f.b1 = cfg_.beta1;
+    f.b2 = cfg_.beta2;
+    f.eps = cfg_.eps;
+    return f;
+  }
 
   const Dataset& dataset(int id) const {
     MNIST_CHECK(id >= 0 && std::size_t(id) < data_.size(), "unknown dataset handle ", id);
@@ -456,6 +542,16 @@ class CudaEngine final : public Engine {
   std::map<int, GraphExec> graphs_;  // steps per replay -> graph, over dataset graph_dataset_
   int graph_dataset_ = -1;
   int64_t step_ = 0;
+  bool fused_ = false;      // train with the fused kernel (choose_kernels)
+  int fused_blocks_ = 0;    // its grid
+  std::string notice_;      // why not, when Kernels::Fused was asked for
+  DeviceBuffer<float> partial_;     // fused: layer 0's split-K partial sums
+  bool eval_fused_ = false;         // evaluate with cuda::fused_evaluate
+  DeviceBuffer<double> eval_loss_;  // its per-block sums
+  DeviceBuffer<uint32_t> eval_hit_;
+  DeviceBuffer<uint32_t> eval_done_;
+  DeviceBuffer<double> row_loss_;   // fused: per-item loss of a step
+  DeviceBuffer<uint32_t> row_hit_;  // fused: per-item hits of a step
 };
 
 }  // namespace

@@ -51,7 +51,8 @@ struct EngineConfig {
   Gemm gemm = Gemm::Native;                         // CUDA only
   Kernels kernels = Kernels::Fused;                 // CUDA only
   Precision precision = Precision::FP32;
-  int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay (>= 1)
+  int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay or fused launch (>= 1)
+  int fused_blocks = 0;  // CUDA only: cap on the fused kernel's blocks (0: one per SM); changes no result
 };
 
 struct EpochStats {
@@ -90,6 +91,9 @@ class Engine {
  public:
   virtual ~Engine() = default;
   virtual std::string name() const = 0;  // "cpu" or "cuda"
+  // A one-line notice for the user about how the configuration runs (e.g. a fallback from the
+  // fused CUDA kernel to the graph path, and why); empty when there is nothing to say.
+  virtual std::string notice() const { return {}; }
   virtual const ParamLayout& layout() const = 0;
 
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.

@@ -2,28 +2,44 @@
 # Everything that needs the GPU, in one call on a bare lent machine (see ../shared/device/README.md):
 #
 #   ../shared/device/stage.sh doctest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libpng-dev \
-#       libpng16-16 libprotobuf-dev libprotobuf-lite32 libprotobuf32 libprotoc32 protobuf-compiler
+#       libpng16-16 libprotobuf-dev libprotobuf-lite32 libprotobuf32 libprotoc32 protobuf-compiler \
+#       libcairo2-dev libcairo2 libpixman-1-0 libfontconfig1 libfreetype6 libx11-6 libxcb1 \
+#       libxcb-render0 libxcb-shm0 libxext6 libxrender1 libxau6 libxdmcp6 libbsd0 libmd0 libexpat1 \
+#       libbrotli1 fonts-dejavu-core
 #                                                  # here, once: the Debian packages the build needs
 #                                                  # (headers, libraries, protoc) + MNIST into .deps/
 #   device run, carry [".deps"]:  profiling/gpu_suite.sh $OUT
 #
-# Steps, in this default order (each under `timeout`, each logged; a failing step does not stop
-# the next; the measurements come before the sanitizers so that a slow build squeezes the latter):
+# Steps, in this default order (each with a time cap, each logged; a failing step does not stop
+# the next). The sanitizers come right after the tests, before the measurements, so that every one
+# of them reaches a verdict inside the budget:
 #   env        nvidia-smi, nvcc, cmake, torch (+ CUDA, cuDNN) versions
 #   configure  cmake into build-gpu (-DCMAKE_PREFIX_PATH=.deps/root/usr, arch 90, no OpenBLAS)
 #   build      cmake --build build-gpu
 #   ctest-gpu  ctest -L gpu;  ctest-all  every test but the host emulation of the kernels (label emu)
-#   bench      build-gpu/profiling/bench_kernels --json (when it exists)
-#   race       profiling/race.py (engine, engine-cublas, engine-graph1, PyTorch tutorial/resident/graph)
-#   train20    a full 20-epoch CUDA training with the tutorial's callbacks
-#   memcheck / racecheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests
+#   memcheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests (all of it)
+#   racecheck / synccheck  compute-sanitizer over the sanitizer selection of the GPU tests
+#              (MNIST_GPU_TEST_QUICK=1: rows 1 and 129, the odd widths, no 4096 x 784 or cuBLAS
+#              case; tests/gpu/gpu_test.cuh), then over a training run on a 300-image subset of
+#              MNIST (profiling/mnist_subset.py; 2 steps, one a partial batch, validation, test):
+#              every kernel and every shape class in well under a minute (a launch of the first
+#              layer's GEMM cost ~50 ms under racecheck on the H200)
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
+#   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
+#              step, grid sizes; its table in the step's log)
+#   train20    a full 20-epoch CUDA training with the tutorial's callbacks
+#   race       profiling/race.py (engine, engine-graph, engine-cublas, engine-graph1, PyTorch
+#              tutorial/resident/graph, JAX default/highest)
 #   ncu, nsys  profiling/ncu.sh, profiling/nsys.sh, with the time that is left
+# A step that runs out of time is stopped with its whole process group (and every process it
+# started): compute-sanitizer's target must not keep the GPU busy for the next step.
 #
 # OUTDIR receives at most 8 files: summary.txt, logs.tar.gz (every step's log), the race's
-# <date>-<gpu>.md/.json, bench_kernels.json, train20-report.json, profiles.tar.gz.
+# <date>-<gpu>.md/.json, bench_kernels.json, train20-report.json, profiles.tar.gz. The printed
+# summary (and summary.txt) ends with the last lines of every step that failed or timed out.
 #
-# Knobs (environment): SUITE_BUDGET_S (default 540: the whole suite's seconds), SUITE_STEPS
+# Knobs (environment): SUITE_BUDGET_S (default 470: the whole suite's seconds; with the device
+# machine's start and the file transfer, one call stays under 8 minutes), SUITE_STEPS
 # (space-separated steps, run in the order given), SUITE_RACE_BATCHES (128,512,4096),
 # SUITE_RACE_EPOCHS (4), SUITE_RACE_REPEATS (2), SUITE_JOBS (build parallelism, default nproc),
 # SUITE_BUILD_DIR (build-gpu), SUITE_PYTHON (python3), SUITE_RACE_DEVICE (cuda; cpu to try the
@@ -38,8 +54,8 @@ logs="$out/logs"
 mkdir -p "$logs"
 export PATH="/usr/local/cuda/bin:$PATH" PYTHONUNBUFFERED=1
 t_start=$(date +%s)
-budget=${SUITE_BUDGET_S:-540}
-all_steps="env configure build ctest-gpu ctest-all bench race train20 memcheck racecheck initcheck san-train ncu nsys"
+budget=${SUITE_BUDGET_S:-470}
+all_steps="env configure build ctest-gpu ctest-all memcheck racecheck synccheck initcheck san-train bench train20 race ncu nsys"
 steps=${SUITE_STEPS:-$all_steps}
 jobs=${SUITE_JOBS:-$(nproc 2>/dev/null || echo 8)}
 build=${SUITE_BUILD_DIR:-build-gpu}
@@ -53,8 +69,41 @@ declare -a summary=()
 n=0
 left() { echo $(( budget - ($(date +%s) - t_start) )); }
 
-# step NAME CAP_SECONDS COMMAND...: runs COMMAND under timeout (the smaller of CAP and the time left,
-# keeping 20 s for packing), tees its output to logs/NN-NAME.log, records PASS/FAIL/SKIP/TIMEOUT.
+descendants() {  # descendants PID: every process below PID (children first listed, recursively)
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+
+# alive PGID [PID...]: true while a process of group PGID, or one of the PIDs, still runs
+alive() {
+  local p
+  kill -0 -- -"$1" 2>/dev/null && return 0
+  shift
+  for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+
+# stop_group PGID: TERM to the process group PGID and to every process below its leader (the
+# target of compute-sanitizer may run in a group of its own), KILL 10 s later to what is left.
+stop_group() {
+  local pgid=$1 pids i
+  pids=$(descendants "$pgid" | tr '\n' ' ')
+  echo "(limit reached: stopping process group $pgid and its processes ${pids:-none})"
+  kill -TERM -- -"$pgid" $pids 2>/dev/null
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    alive "$pgid" $pids || return 0
+    sleep 1
+  done
+  kill -KILL -- -"$pgid" $pids 2>/dev/null
+  echo "(killed what was still running after 10 s)"
+}
+
+declare -a tails=()
+
+# step NAME CAP_SECONDS COMMAND...: runs COMMAND in a process group of its own (setsid) for at most
+# the smaller of CAP and the time left (keeping 20 s for packing), tees its output to
+# logs/NN-NAME.log, records PASS/FAIL/SKIP/TIMEOUT; at the limit the whole group is stopped.
+# A failing or timed-out step's last 25 log lines go to the summary.
 step() {
   local name=$1 cap=$2; shift 2
   n=$((n + 1))
@@ -66,10 +115,19 @@ step() {
     echo "== $name: skipped, no time left" | tee "$log"
     return 0
   fi
-  echo "== $name (timeout ${t}s): $*" | tee "$log"
+  echo "== $name (limit ${t}s): $*" | tee "$log"
   local t0; t0=$(date +%s)
-  timeout --kill-after=10 "$t" "$@" 2>&1 | tee -a "$log"
-  local rc=${PIPESTATUS[0]}
+  setsid --wait bash -o pipefail -c '"$@" 2>&1 | tee -a "$0"' "$log" "$@" &
+  local pid=$! rc
+  while kill -0 "$pid" 2>/dev/null && [ $(( $(date +%s) - t0 )) -lt "$t" ]; do sleep 1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    stop_group "$pid" | tee -a "$log"
+    wait "$pid" 2>/dev/null
+    rc=124
+  else
+    wait "$pid"
+    rc=$?
+  fi
   local dt=$(( $(date +%s) - t0 )) verdict
   case $rc in
     0) verdict=PASS ;;
@@ -79,6 +137,10 @@ step() {
   esac
   summary+=("$(printf '%-10s %-8s %4ss  %s' "$name" "$verdict" "$dt" "$(basename "$log")")")
   echo "== $name: $verdict in ${dt}s" | tee -a "$log"
+  case $verdict in
+    PASS|SKIP) ;;
+    *) tails+=("---- $name ($verdict), last lines of $(basename "$log"):" "$(tail -n 25 "$log")") ;;
+  esac
   return 0
 }
 
@@ -122,18 +184,34 @@ s_configure() {
 s_build() { step build 300 cmake --build "$build" -j "$jobs"; }
 s_ctest-gpu() { step ctest-gpu 90 ctest --test-dir "$build" -L gpu --output-on-failure --timeout 80; }
 s_ctest-all() { step ctest-all 150 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 120 -LE emu; }  # the real GPU replaces the emulation
-sanitize() {  # sanitize TOOL [EXTRA FLAGS]
+sanitize() {  # sanitize TOOL [EXTRA FLAGS]: over every GPU test
   local tool=$1; shift
   step "$tool" 120 bash -c "need $gpu_tests 'no GPU test binary'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool $tool $* --error-exitcode 1 $gpu_tests"
 }
+# The sanitizer selection of the GPU tests (see the header) and the run on the MNIST subset.
+san_exclude='*cuBLAS*,*cublas*,*does not depend on its batch*,*64x64 tiles (large batch)*,*default 784-128-64-10*,*multi-step graphs*,*two runs with one seed*,*keep rate and scaling*,*masks are deterministic*'
+sanitize_quick() {  # sanitize_quick TOOL: the selection of the GPU tests, then 2 training steps
+  local tool=$1
+  step "$tool" 90 bash -c "need $gpu_tests 'no GPU test binary'; need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }
+    $py profiling/mnist_subset.py '$data' $tmp/mnist300 300 100 || exit 1
+    t0=\$(date +%s)
+    MNIST_GPU_TEST_QUICK=1 compute-sanitizer --tool $tool --error-exitcode 1 $gpu_tests --no-intro --test-case-exclude='$san_exclude'
+    a=\$?; [ \$a = 77 ] && exit 77
+    echo \"== $tool over the GPU test selection: exit \$a in \$(( \$(date +%s) - t0 ))s\"; t0=\$(date +%s)
+    compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --graph-steps 2 --out $tmp/san-$tool --quiet
+    b=\$?
+    echo \"== $tool over 2 training steps on 240 images, validation and test: exit \$b in \$(( \$(date +%s) - t0 ))s\"
+    exit \$(( a != 0 ? a : b ))"
+}
 s_memcheck() { sanitize memcheck --leak-check full; }
-s_racecheck() { sanitize racecheck; }
+s_racecheck() { sanitize_quick racecheck; }
+s_synccheck() { sanitize_quick synccheck; }
 s_initcheck() { sanitize initcheck; }
 s_san-train() {
   step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --out $tmp/san --quiet"
 }
 s_bench() {
-  step bench 90 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json"
+  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then $build/profiling/bench_fused --epochs 3; fi"
 }
 s_race() {
   step race 240 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \
@@ -161,6 +239,7 @@ fi
 {
   echo "gpu_suite on $(hostname) at $(date -u +%FT%TZ), commit ${MNIST_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}, $(( $(date +%s) - t_start ))s of ${budget}s"
   printf '%s\n' "${summary[@]}"
+  [ ${#tails[@]} -gt 0 ] && printf '%s\n' "${tails[@]}"
 } > "$out/summary.txt"
 tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$logs"
 

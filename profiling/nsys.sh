@@ -4,9 +4,10 @@
 #   profiling/nsys.sh OUTDIR [--bin PATH] [--data DIR] [--epochs 2] [--batch-size 128] [-- engine args]
 #
 # Writes OUTDIR/engine.nsys-rep, OUTDIR/nsys-stats.txt (kernel, API, NVTX and memcpy summaries)
-# and OUTDIR/nsys.log. Exits 77 (ctest's "skipped") when no working nsys is found: the lent GPU
-# machines were seen without nsys on PATH; the copy bundled with Nsight Compute is tried as a last
-# resort and may only leave a .qdstrm file that needs the full Nsight Systems to be read.
+# and OUTDIR/nsys.log. Exits 77 (ctest's "skipped") when no nsys is found: the lent GPU machines
+# were seen without nsys on PATH (ncu.sh is the route that works there); CUDA's and Nsight's
+# install directories are searched first, and a copy found beside Nsight Compute may only leave a
+# .qdstrm file that needs the full Nsight Systems to be read.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -27,15 +28,25 @@ cd "$root"
 . "$here/common.sh"
 resolve_inputs nsys.sh
 
+# Not on PATH on the lent machines (H200, 2026-11-26): look where CUDA and Nsight installs put it,
+# including next to the Nsight Compute that ncu belongs to.
 nsys=$(command -v nsys 2>/dev/null || true)
+searched="PATH"
 if [ -z "$nsys" ]; then
-  for c in /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems-*/bin/nsys \
-           /opt/nvidia/nsight-compute/*/host/target-linux-x64/nsys; do
-    [ -x "$c" ] && { nsys=$c; break; }
+  dirs=(/usr/local/cuda*/bin /usr/local/cuda*/nsight-systems-* /opt/nvidia/nsight-systems* /usr/local/cuda*/nsight-compute-*
+        /opt/nvidia/nsight-compute/*)
+  ncu_bin=$(command -v ncu 2>/dev/null || true)
+  [ -n "$ncu_bin" ] && dirs+=("$(dirname "$(readlink -f "$ncu_bin")")")
+  for d in "${dirs[@]}"; do
+    [ -d "$d" ] || continue
+    searched+=", $d"
+    c=$(find "$d" -maxdepth 4 -type f -name nsys -perm -u+x 2>/dev/null | head -1)
+    [ -n "$c" ] && { nsys=$c; break; }
   done
 fi
 if [ -z "$nsys" ]; then
-  echo "nsys.sh: SKIP: Nsight Systems (nsys) is not installed here (not on PATH, not under /usr/local/cuda or /opt/nvidia)"
+  echo "nsys.sh: SKIP: Nsight Systems (nsys) is not installed here (searched: $searched);" \
+       "profiling/ncu.sh gives the kernel times inside the graph instead"
   exit 77
 fi
 mkdir -p "$out"

@@ -5,12 +5,16 @@ Each contender trains the tutorial's MLP for --epochs epochs (early stopping off
 same number) at each batch size of --batches, --repeats times; a run's figure is its median epoch
 time with the first epoch left out as warm-up, and the table shows the median over the repeats.
 
-  contenders   engine            build/apps/mnist_cuda (--bin)
+  contenders   engine            build/apps/mnist_cuda (--bin), its defaults (CUDA: the fused kernel)
+               engine-graph      the same with --kernels graph: separate kernels per step, CUDA graphs (CUDA only)
                engine-cublas     the same with --gemm cublas (CUDA only; skipped when --help lacks --gemm)
                engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
                pytorch-graph     ... --mode graph (one CUDA graph replay per step; CUDA only)
+               jax               profiling/jax_mnist.py: data resident, one jitted epoch (lax.scan), default
+                                 matmul precision (skipped, with a note, where jax does not import)
+               jax-highest       the same at jax_default_matmul_precision "highest" (true float32)
 
 An epoch's time is training + validation wall time, as mnist_cuda's report.json "seconds".
 µs/step is that time over the training steps of an epoch (ceil(48000 / batch)); samples/s is
@@ -24,8 +28,8 @@ Results: profiling/results/<date>-<slug>.md (the table, date, device, commit, co
 ({"gpu", "commit", "date", "command", "contenders": {name: {...}}}); <slug> is the GPU's name from
 nvidia-smi in lower case (cpu-<host> with --device cpu).
 
-  python3 profiling/race.py                                  # CUDA, batch 128, 3 repeats
-  python3 profiling/race.py --batches 128,512,4096 --epochs 5
+  python3 profiling/race.py                                  # CUDA, batches 128,512,4096, 3 repeats
+  python3 profiling/race.py --batches 128 --epochs 5
   python3 profiling/race.py --device cpu --contenders engine,pytorch-tutorial --threads 2
 """
 
@@ -45,7 +49,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL = ["engine", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident", "pytorch-graph"]
+ALL = ["engine", "engine-graph", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
+       "pytorch-graph", "jax", "jax-highest"]
 
 
 def log(msg):
@@ -109,7 +114,7 @@ def parse_args(argv):
     p.add_argument("--bin", default="build/apps/mnist_cuda", help="the engine binary")
     p.add_argument("--data", default=None, help="MNIST IDX directory (default: data/mnist or .deps/data/mnist)")
     p.add_argument("--contenders", default=",".join(ALL), help="comma-separated subset of " + ",".join(ALL))
-    p.add_argument("--batches", default="128", help="comma-separated batch sizes")
+    p.add_argument("--batches", default="128,512,4096", help="comma-separated batch sizes")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run (the first is warm-up)")
     p.add_argument("--repeats", type=int, default=3, help="runs per contender and batch size (median)")
     p.add_argument("--seed", type=int, default=42)
@@ -155,6 +160,8 @@ class Race:
                 self.env[k] = str(a.threads)
         self.env["PYTHONUNBUFFERED"] = "1"
         self.torch_info = None
+        self.jax_info = None
+        self.jax_why = None
         self.engine_drop = set()
         self.engine_help = None
         self.on_result = None  # called after each contender finishes, to write partial results
@@ -197,11 +204,28 @@ class Race:
                 if c == "engine-graph1" and a.device != "cuda":
                     self.skip(c, "--graph-steps applies to --device cuda only")
                     continue
+                if c == "engine-graph" and a.device != "cuda":
+                    self.skip(c, "--kernels applies to --device cuda only")
+                    continue
+                if c == "engine-graph" and "--kernels" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --kernels")
+                    continue
                 if c == "engine-graph1" and "--graph-steps" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --graph-steps")
                     continue
                 if c == "engine-cublas" and "--gemm" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --gemm")
+                    continue
+                ok.append(c)
+                continue
+            if c.startswith("jax"):
+                if self.jax_info is None and self.jax_why is None:
+                    self.jax_info, self.jax_why = self.probe_jax()
+                if self.jax_info is None:
+                    self.skip(c, self.jax_why)
+                    continue
+                if a.device == "cuda" and "gpu" not in self.jax_info["platforms"]:
+                    self.skip(c, f"jax {self.jax_info['v']} sees no GPU (platforms {self.jax_info['platforms']})")
                     continue
                 ok.append(c)
                 continue
@@ -220,6 +244,19 @@ class Race:
                 continue
             ok.append(c)
         return ok
+
+    def probe_jax(self):
+        """({'v', 'platforms'}, None) when the interpreter imports jax, else (None, why). jax is
+        imported only in that child process (and in jax_mnist.py), never here."""
+        py = self.a.python or sys.executable
+        code = "import json,jax;print(json.dumps({'v':jax.__version__,'platforms':sorted({d.platform for d in jax.devices()})}))"
+        rc, out = run([py, "-c", code], 120, env=self.env)
+        if rc != 0:
+            return None, f"jax is not importable by {py} (it is installed on the GPU machines)"
+        try:
+            return json.loads(out.strip().splitlines()[-1]), None
+        except (ValueError, IndexError):
+            return None, "could not read jax's version from " + py
 
     def probe_engine_flags(self, binp):
         """Optional flags the engine may not have yet (--quiet, --patience): dropped, with a note,
@@ -272,6 +309,8 @@ class Race:
             cmd += ["--gemm", "cublas"]
         if c == "engine-graph1":
             cmd += ["--graph-steps", "1"]
+        if c == "engine-graph":
+            cmd += ["--kernels", "graph"]
         cmd += shlex.split(a.engine_args)
         text, wall, err = self.run_logged(cmd, f"{tag}.log")
         if err:
@@ -337,6 +376,25 @@ class Race:
         r["wall_s"] = wall
         return r, None
 
+    def run_jax(self, c, batch, rep, tmp):
+        a = self.a
+        precision = "highest" if c == "jax-highest" else "default"
+        jpath = os.path.join(tmp, f"{c}-b{batch}-r{rep}.json")
+        cmd = [a.python or sys.executable, os.path.join(HERE, "jax_mnist.py"), "--data", a.data,
+               "--epochs", str(a.epochs), "--batch-size", str(batch), "--seed", str(a.seed),
+               "--precision", precision, "--quiet", "--json", jpath]
+        text, wall, err = self.run_logged(cmd, f"{c}-b{batch}-r{rep}.log")
+        if err:
+            return None, err
+        try:
+            with open(jpath) as f:
+                r = json.load(f)
+        except (OSError, ValueError) as e:
+            return None, f"cannot read {jpath}: {e}"
+        self.keep(f"{c}-b{batch}-r{rep}.json", json.dumps(r, indent=1))
+        r["wall_s"] = wall
+        return r, None
+
     def keep(self, name, text):
         if self.a.keep_logs:
             os.makedirs(self.a.keep_logs, exist_ok=True)
@@ -358,6 +416,8 @@ class Race:
                         log(f"run {name} [{rep + 1}/{a.repeats}]")
                         if c.startswith("engine"):
                             r, err = self.run_engine(c, batch, rep, tmp)
+                        elif c.startswith("jax"):
+                            r, err = self.run_jax(c, batch, rep, tmp)
                         else:
                             r, err = self.run_pytorch(c.split("-", 1)[1], batch, rep, tmp)
                         if r is None:
@@ -389,7 +449,7 @@ class Race:
             "repeats": len(runs), "ms_per_epoch_runs": [r["ms_per_epoch"] for r in runs],
             "epochs": runs[0].get("epochs"),
         }
-        for k in ("torch", "device", "train_ms_per_epoch"):
+        for k in ("torch", "jax", "device", "train_ms_per_epoch"):
             if runs[0].get(k) is not None:
                 rec[k] = runs[0][k] if k != "train_ms_per_epoch" else med(k)
         return rec

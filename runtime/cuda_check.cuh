@@ -1,7 +1,7 @@
-// CUDA_CHECK / CUBLAS_CHECK / CUDNN_CHECK / CURAND_CHECK: wrap every runtime and library call.
-// On failure they throw mnist::CudaError naming the call, file, line and the library's own message.
-// KERNEL_CHECK() after a launch catches launch-configuration errors always, and (in debug builds,
-// or with MNIST_SYNC_CHECK defined) synchronises so that faults are attributed to the right kernel.
+// CUDA_CHECK: wraps every CUDA runtime call; on failure it throws mnist::CudaError naming the call,
+// file, line and the runtime's own message. detail::throw_lib is the same for the libraries' macros
+// (CUBLAS_CHECK in runtime/handles.cuh, CUDNN_CHECK in runtime/cudnn_handle.cuh). After a kernel
+// launch use MNIST_LAUNCH_CHECK (runtime/launch_check.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -20,13 +20,3 @@ namespace mnist::detail {
     if (mnist_err_ != cudaSuccess)                                              \
       ::mnist::detail::throw_cuda(mnist_err_, #expr, __FILE__, __LINE__);       \
   } while (0)
-
-#if !defined(NDEBUG) || defined(MNIST_SYNC_CHECK)
-#define KERNEL_CHECK()                                  \
-  do {                                                  \
-    CUDA_CHECK(cudaGetLastError());                     \
-    CUDA_CHECK(cudaDeviceSynchronize());                \
-  } while (0)
-#else
-#define KERNEL_CHECK() CUDA_CHECK(cudaPeekAtLastError())
-#endif

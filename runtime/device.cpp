@@ -12,7 +12,7 @@ DeviceInfo query_device() {
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     info.reason = std::string(cudaGetErrorString(e));
-    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    cudaGetLastError();  // reset the (non-sticky) last error so that later calls start clean
     return info;
   }
   info.count = count;

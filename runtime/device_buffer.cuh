@@ -1,6 +1,6 @@
 // DeviceBuffer<T>: a move-only owner of one cudaMalloc allocation of `size()` elements of T.
-// No hidden transfers: copies to and from the host are explicit calls, and async ones take the
-// stream they are ordered on.
+// No hidden transfers: copies to and from the host are explicit, synchronous calls (upload,
+// download, to_host); asynchronous copies and memsets are issued by the caller on its stream.
 //
 // Out of GPU memory (other processes may hold most of it) is one CudaError that says which flags
 // to lower. MNIST_GPU_MEM_LIMIT=<bytes> caps what all DeviceBuffers together may hold, so that
@@ -79,7 +79,6 @@ class DeviceBuffer {
   std::size_t bytes() const { return n_ * sizeof(T); }
   bool empty() const { return n_ == 0; }
 
-  void memset_async(int byte, cudaStream_t s) { if (n_) CUDA_CHECK(cudaMemsetAsync(ptr_, byte, bytes(), s)); }
   void upload(const T* src, std::size_t n) {
     MNIST_CHECK(n <= n_, "upload of ", n, " elements into a buffer of ", n_);
     if (n) CUDA_CHECK(cudaMemcpy(ptr_, src, n * sizeof(T), cudaMemcpyHostToDevice));

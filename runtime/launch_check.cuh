@@ -4,9 +4,7 @@
 // the launch that caused it. Debug builds (or with MNIST_SYNC_CHECK defined) also synchronise
 // `stream` so that a fault inside the kernel is reported by the launch that caused it, except
 // while `stream` is being captured into a CUDA graph: synchronising there is illegal and would
-// invalidate the capture, so the graph's replay is checked instead. (KERNEL_CHECK in
-// cuda_check.cuh synchronises the whole device unconditionally, which breaks capture; kernels/
-// uses this one.)
+// invalidate the capture, so the graph's replay is checked instead.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -33,7 +33,7 @@ std::vector<double> delta(const std::vector<float>& p, const std::vector<float>&
 std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) { std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi); std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v; }
 
 void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
-  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps;
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
   auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
   DataView v{images.data(), labels.data(), n, input};
   auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
@@ -76,7 +76,7 @@ void graph_steps_bitwise() {
   DataView v{images.data(), labels.data(), n, input};
   std::vector<float> ref;
   for (int K : {1, 2, 4, 25}) {
-    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 13; cfg.graph_steps = K;
+    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 13; cfg.graph_steps = K; cfg.kernels = Kernels::Graph;
     auto gpu = make_cuda_engine(cfg);
     int t = gpu->add_dataset(v);
     if (K == 1) {
@@ -96,15 +96,17 @@ void graph_steps_bitwise() {
   }
 }
 
-// EpochProgress::on_steps: the CUDA engine reports after each of its launches from pinned snapshots
-// (K = 4 over 9 full batches and a partial one), the CPU engine after every step; both
+// EpochProgress::on_steps: the CUDA engine (graph and fused paths) reports after each of its launches
+// from pinned snapshots (K = 4 over 9 full batches and a partial one), the CPU engine after every step; all
 // end on the epoch's own running loss and accuracy, and a resumed epoch starts past its batch.
 void progress_hook() {
   const int n = 300, input = 50;
   auto images = rbytes(std::size_t(n) * input, 16, 0, 255), labels = rbytes(n, 17, 0, 9);
   DataView v{images.data(), labels.data(), n, input};
   EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 3; cfg.graph_steps = 4;
-  for (bool cuda : {true, false}) {
+  for (int path : {0, 1, 2}) {  // CUDA graph, CUDA fused, CPU
+    const bool cuda = path < 2;
+    cfg.kernels = path == 1 ? Kernels::Fused : Kernels::Graph;
     auto engine = cuda ? make_cuda_engine(cfg) : make_cpu_engine(cfg);
     const int t = engine->add_dataset(v);
     for (int first : {0, 3}) {
@@ -112,12 +114,14 @@ void progress_hook() {
       EpochProgress p; p.next_batch = first;
       p.on_steps = [&](int done, int total, const EpochStats& r) { expect(total == 10, "on_steps total"); seen.push_back({done, r}); };
       engine->train_steps(t, first, 1e-3f, p, nullptr);
-      const std::string tag = cat(engine->name(), " from batch ", first);
+      const std::string tag = cat(engine->name(), path == 1 ? " fused" : "", " from batch ", first);
       expect(!seen.empty() && seen.back().first == 10, tag + ": last report at batch 10");
       for (std::size_t i = 0; i < seen.size(); ++i) expect(seen[i].first > (i ? seen[i - 1].first : first), tag + ": reports increase");
-      // CUDA, one report per launch: from 0, two 4-step replays, a single step, the partial batch;
-      // from 3, one replay (3..6), two single steps, the partial batch. CPU: one per step.
-      expect(seen.size() == std::size_t(cuda ? 4 : 10 - first), cat(tag, ": ", seen.size(), " reports"));
+      // One report per launch. Graph: from 0, two 4-step replays, a single step, the partial batch;
+      // from 3, one replay (3..6), two single steps, the partial batch. Fused: launches of up to 4
+      // full steps (0..3, 4..7, 8 / 3..6, 7..8), then the partial batch. CPU: one per step.
+      const std::size_t launches = path == 0 ? 4 : path == 1 ? (first == 0 ? 4 : 3) : std::size_t(10 - first);
+      expect(seen.size() == launches, cat(tag, ": ", seen.size(), " reports"));
       const EpochStats s = p.stats();
       expect(!seen.empty() && seen.back().second.loss == s.loss && seen.back().second.accuracy == s.accuracy && seen.back().second.examples == s.examples, tag + ": last report is the epoch's stats");
     }

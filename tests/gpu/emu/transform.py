@@ -8,7 +8,13 @@ def split_top(s):
         else: cur += c
     parts.append(cur.strip()); return parts
 src = open(sys.argv[1]).read()
+# --fma: compile the kernel as nvcc does by default (--fmad=true): a*b + c contracted into one
+# fused multiply-add, also across statements (see README.md for where the choice can differ).
+if '--fma' in sys.argv[3:]:
+    src = '#pragma GCC target("fma")\n#pragma GCC optimize("fp-contract=fast")\n' + src
 src = re.sub(r'#include <cub/[^>]*>\n', '', src)
+# dynamic shared memory: the launch's per-block buffer (ov/cooperative_groups.h)
+src = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = emu::dynamic_shared<\1>();', src)
 out, i = '', 0
 while True:
     j = src.find('<<<', i)
@@ -33,6 +39,9 @@ while True:
         p += 1
     args = src[a0+1:p]
     semi = src.index(';', p)
-    out += src[i:stmt_start] + 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
+    if len(cfg) >= 3 and 'emu::dynamic_shared' in src:
+        out += src[i:stmt_start] + 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, args)
+    else:
+        out += src[i:stmt_start] + 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
     i = semi + 1
 open(sys.argv[2], 'w').write(out)

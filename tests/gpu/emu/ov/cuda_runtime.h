@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <cstdlib>
+#include <limits>
 typedef struct CUstream_st* cudaStream_t;
 enum cudaError_t { cudaSuccess = 0, cudaErrorUnknown = 999 };
 inline const char* cudaGetErrorName(cudaError_t) { return "emu"; }
@@ -33,7 +34,9 @@ inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c,
 extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 extern pthread_barrier_t g_emu_barrier;
-inline void __syncthreads() { pthread_barrier_wait(&g_emu_barrier); }
+// A cooperative launch (cooperative_groups.h) runs its blocks concurrently, each with its own barrier.
+inline thread_local pthread_barrier_t* g_emu_block_barrier = nullptr;
+inline void __syncthreads() { pthread_barrier_wait(g_emu_block_barrier ? g_emu_block_barrier : &g_emu_barrier); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 extern long long g_emu_launches;
@@ -54,6 +57,49 @@ inline void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
     }
 }
 }
+// The device's arithmetic, where the host's differs (run.sh adds -mfma -ffp-contract=fast to the
+// emulated kernels for nvcc's default FMA contraction; README.md says what matches).
+// CUDA's expf is not correctly rounded: libdevice's __nv_expf (libdevice.10.bc, non-FTZ path)
+// reduces a·log2(e) to n + f with f in [0, 1) by the FMA sequence below and returns
+// ex2.approx.ftz(f)·2ⁿ; ex2.approx (the MUFU unit) is documented to 2 ulp and its bits are not
+// public. The model: the exact 2^f moved 0.3 ulp up or down (a hash of f's bits picks the
+// direction), then rounded (f = 0 gives exactly 1). With the reduction's own roundings (1.63 ulp
+// at worst near the overflow end with an exact 2^f), the emulated expf is within 1.88 ulp of exp
+// over [-103, 88.72] (every float near the ends, a sweep between; the documented bound is 2 ulp)
+// and 31% of its results are not the nearest float (glibc's: 0.06%), so a tolerance that holds
+// only for a correctly rounded exp fails here as on the GPU.
+// -DEMU_HOST_MATH keeps the host's expf (to compare).
+namespace emu {
+inline float bits_to_float(uint32_t b) { float f; std::memcpy(&f, &b, 4); return f; }
+inline uint32_t float_to_bits(float f) { uint32_t b; std::memcpy(&b, &f, 4); return b; }
+inline float ex2_approx_ftz(float f) {
+  if (std::isnan(f)) return f;
+  if (std::fpclassify(f) == FP_SUBNORMAL || f == 0.0f) return 1.0f;
+  const double y = std::exp2(double(f));
+  if (y < 0x1p-126) return 0.0f;  // .ftz: subnormal results flush to zero
+  if (y > double(std::numeric_limits<float>::max())) return INFINITY;
+  const float r = float(y);
+  const double ulp = double(std::nextafter(r, INFINITY)) - double(r);
+  const uint32_t h = float_to_bits(f) * 0x9E3779B1u;
+  return float(y + ((h >> 31) ? 0.3 : -0.3) * ulp);
+}
+inline float device_expf(float a) {
+  const float l2e = bits_to_float(0x3FB8AA3Bu), l2e_lo = bits_to_float(0x32A57060u);
+  float t = std::fma(a, l2e / 252.0f, 0.5f);
+  t = t > 0.0f ? (t < 1.0f ? t : 1.0f) : 0.0f;                  // saturate (NaN -> 0)
+  const float j = float(12582913.0 + std::floor(252.0 * double(t)));  // fma.rm(t, 252, 2^23·1.5 + 1)
+  const float n = j - 12583039.0f;                                 // j - (2^23·1.5 + 127)
+  float f = std::fma(a, l2e, -n);
+  f = std::fma(a, l2e_lo, f);
+  return ex2_approx_ftz(f) * bits_to_float(float_to_bits(j) << 23);  // · 2ⁿ
+}
+}  // namespace emu
+#ifndef EMU_HOST_MATH
+#define expf(x) ::emu::device_expf(x)
+#endif
+using std::isfinite;
+using std::isnan;
+
 // Memory, streams, events: host memory and no-ops.
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1 };

@@ -1,0 +1,570 @@
+#include "kernels/fused_step.cuh"
+
+#include <cooperative_groups.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/curand_draw.cuh"
+#include "kernels/philox.hpp"
+#include "runtime/cuda_check.cuh"
+#include "runtime/error.hpp"
+#include "runtime/launch_check.cuh"
+
+namespace mnist::cuda {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr float kInv255 = 1.0f / 255.0f;  // as gather_batch: x = float(u8) * (1/255)
+
+// Phase A tiles: [16 rows, 16 units] of layer 0's output, K in slices of 64, one output a thread.
+constexpr int kAM = 16, kAN = 16, kAK = 64, kATM = 1, kATN = 1;
+// Phase C tiles: [32 units, 32 inputs (+ the bias column)] of a layer's gradient, rows in slices
+// of 32, a 2x2 micro-tile a thread.
+constexpr int kCM = 32, kCN = 32, kCK = 32, kCTM = 2, kCTN = 2;
+constexpr int kR = kFusedRows;
+
+// Phase A splits layer 0's K into S = a_splits(K) fixed ranges of ceil(K / S) (split-K): the
+// 784-deep chain becomes two 392-deep ones run by twice the items, and phase B adds the S partial
+// sums in order s = 0, 1, ... before the bias (so still deterministic and grid-independent; with
+// S = 1, i.e. K <= kASplitK, the chain and the bits are the graph path's).
+constexpr int kASplitK = 392;
+__host__ __device__ constexpr int a_splits(int K) { return (K + kASplitK - 1) / kASplitK; }
+constexpr int kT = kFusedThreads;
+
+constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(bk) * (bm + 1) + std::size_t(bk) * (bn + 1); }
+
+// acc [TM][TN] = Σ_k A(m, k) · B(n, k) over k = k_begin .. K-1 ascending, for the thread's micro-tile of
+// the BM x BN tile at (m0, n0): rows tr + i*(BM/TM), columns tc + j*(BN/TN). K advances in BK
+// slices staged in shared memory (As [BK][BM+1], Bs [BK][BN+1]); out-of-range elements load as
+// 0. The same FMA chain as kernels/dense.cu's gemm_tile, so the same bits. Every thread of the
+// block calls it (it synchronises the block, also before returning, so the caller may reuse As/Bs).
+// load_a(m, k) / load_b(n, k) read in-range elements; *_KFAST says which index is contiguous in
+// memory, so that consecutive threads load consecutive addresses.
+template <int BM, int BN, int BK, int TM, int TN, bool A_KFAST, bool B_KFAST, class LoadA, class LoadB>
+__device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0, int M, int N, int k_begin, int K,
+                                           const LoadA& load_a, const LoadB& load_b, float* As, float* Bs) {
+  constexpr int RM = BM / TM, RN = BN / TN;
+  static_assert(RM * RN == kT, "one micro-tile per thread");
+  static_assert((BM * BK) % kT == 0 && (BN * BK) % kT == 0, "tile loads must split evenly");
+  const int tid = int(threadIdx.x);
+  const int tr = tid / RN, tc = tid % RN;
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+  // The next slice is loaded into registers while the current one is multiplied out of shared
+  // memory, so a slice costs max(load latency, FMAs) rather than their sum.
+  constexpr int NA = BM * BK / kT, NB = BN * BK / kT;
+  float ra[NA], rb[NB];
+  auto load_slice = [&](int k0) {
+#pragma unroll
+    for (int it = 0; it < NA; ++it) {
+      const int e = tid + it * kT;
+      const int mm = A_KFAST ? e / BK : e % BM, kk = A_KFAST ? e % BK : e / BM;
+      const int m = m0 + mm, k = k0 + kk;
+      ra[it] = (m < M && k < K) ? load_a(m, k) : 0.0f;
+    }
+#pragma unroll
+    for (int it = 0; it < NB; ++it) {
+      const int e = tid + it * kT;
+      const int nn = B_KFAST ? e / BK : e % BN, kk = B_KFAST ? e % BK : e / BN;
+      const int n = n0 + nn, k = k0 + kk;
+      rb[it] = (n < N && k < K) ? load_b(n, k) : 0.0f;
+    }
+  };
+  if (K > k_begin) load_slice(k_begin);
+  for (int k0 = k_begin; k0 < K; k0 += BK) {
+#pragma unroll
+    for (int it = 0; it < NA; ++it) {
+      const int e = tid + it * kT;
+      As[(A_KFAST ? e % BK : e / BM) * (BM + 1) + (A_KFAST ? e / BK : e % BM)] = ra[it];
+    }
+#pragma unroll
+    for (int it = 0; it < NB; ++it) {
+      const int e = tid + it * kT;
+      Bs[(B_KFAST ? e % BK : e / BN) * (BN + 1) + (B_KFAST ? e / BK : e % BN)] = rb[it];
+    }
+    __syncthreads();
+    if (k0 + BK < K) load_slice(k0 + BK);
+#pragma unroll 8
+    for (int kk = 0; kk < BK; ++kk) {
+      float av[TM], bv[TN];
+#pragma unroll
+      for (int i = 0; i < TM; ++i) av[i] = As[kk * (BM + 1) + tr + i * RM];
+#pragma unroll
+      for (int j = 0; j < TN; ++j) bv[j] = Bs[kk * (BN + 1) + tc + j * RN];
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+}
+
+// Adam on element i with gradient g: the arithmetic of kernels/adam.cu's adam_kernel.
+__device__ __forceinline__ void adam_at(const FusedStep& f, std::size_t i, float g, float alpha) {
+  const float b1 = f.b1, b2 = f.b2, c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float mi = b1 * f.m[i] + c1 * g;
+  const float vi = b2 * f.v[i] + c2 * g * g;
+  f.m[i] = mi;
+  f.v[i] = vi;
+  f.params[i] -= alpha * mi / (sqrtf(vi) + f.eps);
+}
+
+// Items of each phase for `rows` rows.
+__device__ __forceinline__ int a_items(const FusedStep& f, int rows) {
+  return a_splits(f.layer[0].in) * ((rows + kAM - 1) / kAM) * ((f.layer[0].out + kAN - 1) / kAN);
+}
+__device__ __forceinline__ int c_tiles(const FusedLayer& l) {
+  return ((l.out + kCM - 1) / kCM) * ((l.in + 1 + kCN - 1) / kCN);
+}
+
+// f: the model, buffers and constants (fused_step.cuh); steps: training steps to run; rows: rows
+// per step. Every buffer but the images, labels and order is written by some block during the
+// launch and read by others after a grid barrier, so loads are plain coherent loads: no __ldg,
+// no __restrict__ (which would let the compiler use the non-coherent read-only path). Shared memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and
+// gradients of kR rows for every layer, [kR] losses and hits.
+__global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int steps, int rows) {
+  extern __shared__ float4 fused_smem[];
+  float* smem = reinterpret_cast<float*>(fused_smem);
+  cg::grid_group grid = cg::this_grid();
+  const int tid = int(threadIdx.x);
+  const int L = f.layers;
+  const int K0 = f.layer[0].in, N0 = f.layer[0].out;
+
+  const TrainCounters c0 = *f.counters;  // read by every block before its first barrier
+  const bool dropping = f.dropout > 0.0f;
+  const uint32_t threshold = dropping ? rng::dropout_threshold(f.dropout) : 0u;
+  const float scale = dropping ? 1.0f / (1.0f - f.dropout) : 1.0f;  // = dropout_scale(p)
+  const float grad_scale = 1.0f / float(rows);
+
+  int c_items = 0;
+  for (int l = 0; l < L; ++l) c_items += c_tiles(f.layer[l]);
+  const int b_items = (rows + kR - 1) / kR;
+
+  for (int s = 0; s < steps; ++s) {
+    const uint64_t step = uint64_t(c0.step + s);
+    const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
+
+    // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images
+    // (S = 1); or, split-K (S > 1), the S partial products X · W0ᵀ over fixed K ranges into
+    // f.partial [S, rows, N0], finished in phase B.
+    {
+      const float* W0 = f.params + f.layer[0].w_offset;
+      const float* b0 = f.params + f.layer[0].b_offset;
+      const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
+      const int cols = (N0 + kAN - 1) / kAN, tiles = ((rows + kAM - 1) / kAM) * cols, items = a_items(f, rows);
+      auto load_x = [&](int r, int k) { return float(f.images[std::size_t(idx[r]) * K0 + k]) * kInv255; };
+      auto load_w = [&](int n, int k) { return W0[std::size_t(n) * K0 + k]; };
+      for (int it = int(blockIdx.x); it < items; it += int(gridDim.x)) {
+        const int split = it / tiles, t = it % tiles;
+        const int m0 = (t / cols) * kAM, n0 = (t % cols) * kAN;
+        const int k_begin = split * chunk, k_end = k_begin + chunk < K0 ? k_begin + chunk : K0;
+        float acc[kATM][kATN];
+        tile_chain<kAM, kAN, kAK, kATM, kATN, true, true>(acc, m0, n0, rows, N0, k_begin, k_end, load_x, load_w,
+                                                           smem, smem + kAK * (kAM + 1));
+        const int r = m0 + tid / kAN, n = n0 + tid % kAN;
+        if (r < rows && n < N0) {
+          if (S > 1) {
+            f.partial[(std::size_t(split) * f.stride + r) * N0 + n] = acc[0][0];
+          } else {
+            float z = acc[0][0] + b0[n];
+            z = z > 0.0f ? z : 0.0f;
+            if (dropping)
+              z = dropout_keep_dev(f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n), threshold) ? z * scale
+                                                                                                         : 0.0f;
+            f.layer[0].act[std::size_t(r) * N0 + n] = z;
+          }
+        }
+      }
+    }
+    grid.sync();
+
+    // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
+    // every layer's data gradient down to dz[0], with the rows' activations in shared memory.
+    {
+      double* s_loss = reinterpret_cast<double*>(smem);
+      uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kR);
+      float* sA[kFusedMaxLayers];
+      float* sD[kFusedMaxLayers];
+      float* p = reinterpret_cast<float*>(s_hit + kR);
+      for (int l = 0; l < L; ++l) {
+        sA[l] = p;
+        p += kR * f.layer[l].out;
+        sD[l] = p;
+        p += kR * f.layer[l].out;
+      }
+      for (int it = int(blockIdx.x); it < b_items; it += int(gridDim.x)) {
+        const int r0 = it * kR, nr = rows - r0 < kR ? rows - r0 : kR;
+        const int S = a_splits(K0);
+        const float* b0 = f.params + f.layer[0].b_offset;
+        for (int o = tid; o < kR * N0; o += kT) {
+          const int r = o / N0, n = o % N0;
+          float z = 0.0f;
+          if (r < nr && S == 1) {
+            z = f.layer[0].act[std::size_t(r0) * N0 + o];
+          } else if (r < nr) {  // split-K: partial sums in order, then phase A's epilogue
+            const std::size_t e = std::size_t(r0 + r) * N0 + n;
+            float acc = f.partial[e];
+            for (int sp = 1; sp < S; ++sp) acc += f.partial[std::size_t(sp) * f.stride * N0 + e];
+            z = acc + b0[n];
+            z = z > 0.0f ? z : 0.0f;
+            if (dropping) z = dropout_keep_dev(f.seed, step, 0, uint64_t(e), threshold) ? z * scale : 0.0f;
+            f.layer[0].act[e] = z;
+          }
+          sA[0][o] = z;
+        }
+        __syncthreads();
+        for (int l = 1; l < L; ++l) {
+          const FusedLayer& ly = f.layer[l];
+          const int K = ly.in, N = ly.out;
+          const bool hidden = l + 1 < L;
+          const float* W = f.params + ly.w_offset;
+          const float* b = f.params + ly.b_offset;
+          for (int o = tid; o < kR * N; o += kT) {
+            const int r = o % kR, n = o / kR;
+            if (r >= nr) continue;
+            const float* a = sA[l - 1] + r * K;
+            const float* w = W + std::size_t(n) * K;
+            float acc = 0.0f;
+            for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
+            float z = acc + b[n];
+            if (hidden) {
+              z = z > 0.0f ? z : 0.0f;
+              const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
+              if (dropping) z = dropout_keep_dev(f.seed, step, uint32_t(l), e, threshold) ? z * scale : 0.0f;
+              ly.act[e] = z;
+            }
+            sA[l][r * N + n] = z;
+          }
+          __syncthreads();
+        }
+        // Softmax + cross-entropy, one thread per row: the arithmetic of softmax_xent_kernel.
+        const FusedLayer& out = f.layer[L - 1];
+        const int C = out.out;
+        if (tid < nr) {
+          const int r = tid;
+          const float* z = sA[L - 1] + r * C;
+          int arg = 0;
+          for (int j = 1; j < C; ++j)
+            if (z[j] > z[arg]) arg = j;
+          const float zmax = z[arg];
+          float sum = 0.0f;
+          for (int j = 0; j < C; ++j) sum += expf(z[j] - zmax);
+          const float lse = logf(sum);
+          const int y = f.labels[idx[r0 + r]];
+          s_loss[r] = y < C ? double(lse - (z[y] - zmax)) : double(NAN);
+          s_hit[r] = arg == y ? 1u : 0u;
+          float* d = sD[L - 1] + r * C;
+          float* dg = out.dz + std::size_t(r0 + r) * C;
+          for (int j = 0; j < C; ++j) {
+            const float pj = expf(z[j] - zmax) / sum;
+            d[j] = dg[j] = (pj - (j == y ? 1.0f : 0.0f)) * grad_scale;
+          }
+        }
+        __syncthreads();
+        if (tid == 0) {  // the item's loss and hits, rows in order
+          double loss = 0;
+          uint32_t hits = 0;
+          for (int r = 0; r < nr; ++r) {
+            loss += s_loss[r];
+            hits += s_hit[r];
+          }
+          f.row_loss[it] = loss;
+          f.row_hit[it] = hits;
+        }
+        // Data gradients: dz[l-1] = (dz[l] · W_l) ⊙ [act[l-1] > 0] / (1-p), n ascending.
+        for (int l = L - 1; l >= 1; --l) {
+          const FusedLayer& ly = f.layer[l];
+          const int K = ly.in, N = ly.out;
+          const float* W = f.params + ly.w_offset;
+          float* dprev = f.layer[l - 1].dz;
+          for (int o = tid; o < kR * K; o += kT) {
+            const int r = o % kR, k = o / kR;
+            if (r >= nr) continue;
+            const float* d = sD[l] + r * N;
+            float acc = 0.0f;
+            for (int n = 0; n < N; ++n) acc = fmaf(d[n], W[std::size_t(n) * K + k], acc);
+            const float v = sA[l - 1][r * K + k] > 0.0f ? acc * scale : 0.0f;
+            sD[l - 1][r * K + k] = v;
+            dprev[std::size_t(r0 + r) * K + k] = v;
+          }
+          __syncthreads();
+        }
+      }
+    }
+    grid.sync();
+
+    // ---- Phase C: every layer's gradient [N, K+1] (dW and the db column) = dzᵀ · [X | 1], rows
+    // ascending, and Adam on it at once (no gradient is stored).
+    {
+      double bc1 = 1.0 - pow(double(f.b1), double(step));
+      double bc2 = 1.0 - pow(double(f.b2), double(step));
+      const float alpha = float(double(c0.lr) * sqrt(bc2) / bc1);  // as adam_kernel
+      if (blockIdx.x == 0 && tid == 0) {  // the step's metrics, items in order
+        double loss = 0;
+        unsigned long long hits = 0;
+        for (int it = 0; it < b_items; ++it) {
+          loss += f.row_loss[it];
+          hits += f.row_hit[it];
+        }
+        f.metrics->loss_sum += loss;
+        f.metrics->correct += hits;
+      }
+      for (int it = int(blockIdx.x); it < c_items; it += int(gridDim.x)) {
+        int l = 0, t = it;
+        while (t >= c_tiles(f.layer[l])) t -= c_tiles(f.layer[l++]);
+        const FusedLayer& ly = f.layer[l];
+        const int N = ly.out, K = ly.in;
+        const int cols = (K + 1 + kCN - 1) / kCN;
+        const int m0 = (t / cols) * kCM, n0 = (t % cols) * kCN;
+        const float* dz = ly.dz;
+        auto load_dz = [&](int m, int r) { return dz[std::size_t(r) * N + m]; };
+        float acc[kCTM][kCTN];
+        float* As = smem;
+        float* Bs = smem + kCK * (kCM + 1);
+        if (l == 0) {
+          auto load_x = [&](int n, int r) {
+            return n == K ? 1.0f : float(f.images[std::size_t(idx[r]) * K + n]) * kInv255;
+          };
+          tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_x, As,
+                                                              Bs);
+        } else {
+          const float* X = f.layer[l - 1].act;
+          auto load_a = [&](int n, int r) { return n == K ? 1.0f : X[std::size_t(r) * K + n]; };
+          tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_a, As,
+                                                              Bs);
+        }
+        constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
+#pragma unroll
+        for (int i = 0; i < kCTM; ++i) {
+          const int m = m0 + tid / RN + i * RM;
+          if (m >= N) continue;
+#pragma unroll
+          for (int j = 0; j < kCTN; ++j) {
+            const int n = n0 + tid % RN + j * RN;
+            if (n > K) continue;
+            adam_at(f, n == K ? ly.b_offset + m : ly.w_offset + std::size_t(m) * K + n, acc[i][j], alpha);
+          }
+        }
+      }
+    }
+    if (s + 1 < steps) grid.sync();
+  }
+  // Every block read the counters before its first barrier, and block 0 is past them all.
+  if (blockIdx.x == 0 && tid == 0) {
+    f.counters->step = c0.step + steps;
+    f.counters->batch = c0.batch + steps;
+  }
+}
+
+// Evaluation: kER consecutive rows a block, every layer forward (no dropout) with the rows'
+// activations in shared memory, then the rows' loss and hits; the last block to finish adds the
+// blocks' sums to *e.metrics in block order. Layer 0 is one full-depth FMA chain per output (no
+// split), as the graph path's dense_forward, so the same logits bit for bit.
+constexpr int kER = 32;
+
+__global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const FusedEval e, int64_t first, int n) {
+  extern __shared__ float4 eval_smem[];
+  float* smem = reinterpret_cast<float*>(eval_smem);
+  const int tid = int(threadIdx.x);
+  const int L = f.layers, K0 = f.layer[0].in, N0 = f.layer[0].out;
+  const int r0 = int(blockIdx.x) * kER, nr = n - r0 < kER ? n - r0 : kER;
+  double* s_loss = reinterpret_cast<double*>(smem);
+  uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kER);
+  float* As = reinterpret_cast<float*>(s_hit + kER);
+  float* Bs = As + kCK * (kCM + 1);
+  float* act = Bs + kCK * (kCN + 1);  // layer l's [kER, out_l] follows layer l-1's
+
+  const uint8_t* img = f.images + (first + r0) * K0;
+  const float* W0 = f.params + f.layer[0].w_offset;
+  const float* b0 = f.params + f.layer[0].b_offset;
+  auto load_x = [&](int r, int k) { return float(img[std::size_t(r) * K0 + k]) * kInv255; };
+  auto load_w = [&](int u, int k) { return W0[std::size_t(u) * K0 + k]; };
+  constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
+  static_assert(kCM == kER, "one row tile a block");
+  for (int n0 = 0; n0 < N0; n0 += kCN) {
+    float acc[kCTM][kCTN];
+    tile_chain<kCM, kCN, kCK, kCTM, kCTN, true, true>(acc, 0, n0, nr, N0, 0, K0, load_x, load_w, As, Bs);
+#pragma unroll
+    for (int i = 0; i < kCTM; ++i)
+#pragma unroll
+      for (int j = 0; j < kCTN; ++j) {
+        const int r = tid / RN + i * RM, u = n0 + tid % RN + j * RN;
+        if (r < nr && u < N0) {
+          const float z = acc[i][j] + b0[u];
+          act[r * N0 + u] = z > 0.0f ? z : 0.0f;
+        }
+      }
+  }
+  __syncthreads();
+  float* prev = act;
+  for (int l = 1; l < L; ++l) {
+    const FusedLayer& ly = f.layer[l];
+    const int K = ly.in, N = ly.out;
+    const float* W = f.params + ly.w_offset;
+    const float* b = f.params + ly.b_offset;
+    float* out = prev + kER * K;
+    for (int o = tid; o < kER * N; o += kT) {
+      const int r = o % kER, u = o / kER;
+      if (r >= nr) continue;
+      const float* a = prev + r * K;
+      const float* w = W + std::size_t(u) * K;
+      float acc = 0.0f;
+      for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
+      const float z = acc + b[u];
+      out[r * N + u] = l + 1 < L ? (z > 0.0f ? z : 0.0f) : z;
+    }
+    __syncthreads();
+    prev = out;
+  }
+  const int C = f.layer[L - 1].out;
+  if (tid < nr) {  // the arithmetic of softmax_xent_kernel
+    const float* z = prev + tid * C;
+    int arg = 0;
+    for (int j = 1; j < C; ++j)
+      if (z[j] > z[arg]) arg = j;
+    const float zmax = z[arg];
+    float sum = 0.0f;
+    for (int j = 0; j < C; ++j) sum += expf(z[j] - zmax);
+    const float lse = logf(sum);
+    const int y = f.labels[first + r0 + tid];
+    s_loss[tid] = y < C ? double(lse - (z[y] - zmax)) : double(NAN);
+    s_hit[tid] = arg == y ? 1u : 0u;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    double loss = 0;
+    uint32_t hits = 0;
+    for (int r = 0; r < nr; ++r) {
+      loss += s_loss[r];
+      hits += s_hit[r];
+    }
+    e.block_loss[blockIdx.x] = loss;
+    e.block_hit[blockIdx.x] = hits;
+    __threadfence();  // the block's sums before its count
+    if (atomicAdd(e.done, 1u) == gridDim.x - 1) {  // the last block: every other block's sums are out
+      __threadfence();
+      const volatile double* bl = e.block_loss;
+      const volatile uint32_t* bh = e.block_hit;
+      double total = 0;
+      unsigned long long correct = 0;
+      for (unsigned b = 0; b < gridDim.x; ++b) {
+        total += bl[b];
+        correct += bh[b];
+      }
+      e.metrics->loss_sum += total;
+      e.metrics->correct += correct;
+      *e.done = 0;
+    }
+  }
+}
+
+std::size_t eval_smem_bytes(const std::vector<int>& widths) {
+  std::size_t floats = tile_floats(kCM, kCN, kCK);
+  for (std::size_t l = 1; l < widths.size(); ++l) floats += std::size_t(kER) * std::size_t(widths[l]);
+  return (kER * (sizeof(double) + sizeof(uint32_t)) + floats * sizeof(float) + 15) / 16 * 16;
+}
+
+std::size_t smem_bytes(const std::vector<int>& widths) {
+  std::size_t b_floats = 0;
+  for (std::size_t l = 1; l < widths.size(); ++l) b_floats += 2 * std::size_t(kR) * std::size_t(widths[l]);
+  const std::size_t b_bytes = kR * (sizeof(double) + sizeof(uint32_t)) + b_floats * sizeof(float);
+  const std::size_t tiles = std::max(tile_floats(kAM, kAN, kAK), tile_floats(kCM, kCN, kCK)) * sizeof(float);
+  return (std::max(b_bytes, tiles) + 15) / 16 * 16;
+}
+
+template <class Kernel>
+void allow_smem(Kernel* kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+}  // namespace
+
+std::string fused_step_unsupported(const std::vector<int>& widths, int batch) {
+  const int layers = int(widths.size()) - 1;
+  if (layers < 2) return "the fused kernel needs at least one hidden layer";
+  if (layers > kFusedMaxLayers)
+    return cat("the fused kernel holds at most ", kFusedMaxLayers - 1, " hidden layers, the model has ", layers - 1);
+  for (int w : widths)
+    if (w <= 0) return "the fused kernel needs positive widths";
+  if (batch <= 0) return "the fused kernel needs a positive batch size";
+  const std::size_t bytes = smem_bytes(widths);
+  if (bytes > kFusedMaxSmem)
+    return cat("the fused kernel keeps ", kFusedRows, " rows of every layer in shared memory: these widths need ",
+               bytes / 1024, " KiB, more than its ", kFusedMaxSmem / 1024, " KiB");
+  return {};
+}
+
+std::size_t fused_step_smem_bytes(const std::vector<int>& widths) { return smem_bytes(widths); }
+
+std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch) {
+  const int S = widths.size() >= 2 ? a_splits(widths[0]) : 1;
+  return S > 1 ? std::size_t(S) * std::size_t(batch) * std::size_t(widths[1]) : 0;
+}
+
+int fused_step_grid(const std::vector<int>& widths, int max_blocks) {
+  int dev = 0, coop = 0, sms = 0, per_sm = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
+  if (!coop) return 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const std::size_t bytes = smem_bytes(widths);
+  allow_smem(fused_step_kernel, bytes);
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_step_kernel, kT, bytes));
+  if (per_sm <= 0) return 0;
+  // One block per SM: every phase has at most ~130 items at batch 128, and a barrier's cost grows
+  // with the blocks that arrive at it.
+  int blocks = sms;
+  if (max_blocks > 0) blocks = std::min(blocks, max_blocks);
+  return blocks;
+}
+
+void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cudaStream_t stream) {
+  MNIST_CHECK(f.layers >= 2 && f.layers <= kFusedMaxLayers, "fused_train_steps: ", f.layers, " layers");
+  MNIST_CHECK(rows >= 1 && rows <= f.stride, "fused_train_steps: rows ", rows, " of a batch of ", f.stride);
+  MNIST_CHECK(blocks >= 1, "fused_train_steps: ", blocks, " blocks");
+  MNIST_CHECK(f.params && f.m && f.v && f.images && f.labels && f.order && f.row_loss && f.row_hit && f.metrics &&
+                  f.counters && (a_splits(f.layer[0].in) == 1 || f.partial),
+              "fused_train_steps: null pointer");
+  std::vector<int> widths{f.layer[0].in};
+  for (int l = 0; l < f.layers; ++l) {
+    MNIST_CHECK(f.layer[l].dz && (l + 1 == f.layers || f.layer[l].act), "fused_train_steps: null layer buffer");
+    MNIST_CHECK(l == 0 || f.layer[l].in == f.layer[l - 1].out, "fused_train_steps: layer widths do not chain");
+    widths.push_back(f.layer[l].out);
+  }
+  if (steps <= 0) return;
+  const std::size_t bytes = smem_bytes(widths);
+  MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_train_steps: ", bytes, " bytes of shared memory");
+  allow_smem(fused_step_kernel, bytes);
+  FusedStep arg = f;
+  void* args[] = {&arg, &steps, &rows};
+  CUDA_CHECK(cudaLaunchCooperativeKernel(fused_step_kernel, dim3(unsigned(blocks)), dim3(unsigned(kT)), args, bytes,
+                                         stream));
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+bool fused_eval_supported(const std::vector<int>& widths) {
+  return fused_step_unsupported(widths, 1).empty() && eval_smem_bytes(widths) <= kFusedMaxSmem;
+}
+
+int fused_eval_blocks(int n) { return (n + kER - 1) / kER; }
+
+void fused_evaluate(const FusedStep& f, const FusedEval& e, int64_t first, int n, cudaStream_t stream) {
+  MNIST_CHECK(f.layers >= 2 && f.layers <= kFusedMaxLayers && first >= 0 && n >= 0, "fused_evaluate: invalid sizes");
+  if (n == 0) return;
+  MNIST_CHECK(f.params && f.images && f.labels && e.block_loss && e.block_hit && e.done && e.metrics,
+              "fused_evaluate: null pointer");
+  std::vector<int> widths{f.layer[0].in};
+  for (int l = 0; l < f.layers; ++l) widths.push_back(f.layer[l].out);
+  const std::size_t bytes = eval_smem_bytes(widths);
+  MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_evaluate: ", bytes, " bytes of shared memory");
+  allow_smem(fused_eval_kernel, bytes);
+  fused_eval_kernel<<<unsigned(fused_eval_blocks(n)), kT, bytes, stream>>>(f, e, first, n);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+}  // namespace mnist::cuda

@@ -1,0 +1,124 @@
+// The fused training step: many training steps of the Sequential MLP (ReLU hidden layers with
+// dropout, softmax output, sparse cross-entropy, Adam) in ONE persistent cooperative kernel, the
+// phases of a step separated by grid-wide barriers instead of kernel boundaries.
+//
+// Fuses, per step (the 9 launches of the graph path, layers/cuda_engine.cu):
+//   gather_batch + layer 0's dense_relu_dropout_forward       phase A (tiles of [rows, N0]; split-K
+//                                                             over 392-deep K ranges when K0 > 392,
+//                                                             the partials summed in phase B)
+//   layers 1..L-1 forward (bias, ReLU, dropout), softmax_xent,
+//   every layer's backward data GEMM + ReLU/dropout mask       phase B (tiles of R rows)
+//   every layer's backward weight GEMM (dW and db) + adam_update phase C (tiles of each [N, K+1])
+// with a grid barrier after A, after B and after C (3 per step; none after a launch's last C).
+//
+// Reads: images/labels (uint8, resident), order (the epoch's permutation), the counters (step,
+// batch, lr: read once at entry), params/m/v.
+// Writes: params/m/v (Adam, in place), act[l] for the hidden layers and dz[l] for every layer
+// (scratch in global memory, L2-resident), partial (split-K scratch), row_loss/row_hit (scratch),
+// metrics (+= the steps'
+// loss sum and correct count), counters (step and batch advanced by `steps` at exit).
+//
+// Bitwise contract: every output element is the same FP32 fused-multiply-add chain as in
+// kernels/dense.cu (k ascending from 0, bias added after, the bias gradient a chain over a ones
+// column) -- except layer 0's forward when K0 > 392, split into fixed K ranges whose partial sums
+// are added in order --, the same softmax and Adam arithmetic as kernels/softmax_xent.cu and
+// kernels/adam.cu, and the same Philox dropout draws (kernels/philox.hpp layout, element index
+// row * width + unit, counter = step). So without the split the parameters equal the graph
+// path's bit for bit (proven in the host emulation; on the device as far as the compiler
+// contracts the shared Adam/softmax expressions alike), with it to rounding; and they never depend on the grid size: the work is
+// split into fixed items (tiles), each computed whole by one block; blocks only choose which
+// items they run. No float atomics.
+// The epoch's loss sum is accumulated per step by one thread in row order (double), so it equals
+// the graph path's to rounding (1e-15 relative), not bitwise.
+//
+// Also here: fused_evaluate, the forward-only evaluation of a whole dataset in one launch.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/metrics.cuh"
+#include "kernels/train_counters.cuh"
+
+namespace mnist::cuda {
+
+constexpr int kFusedMaxLayers = 8;     // Dense layers (hidden + output) the kernel parameters hold
+constexpr int kFusedRows = 4;          // rows per phase-B item
+constexpr int kFusedThreads = 256;     // threads per block
+constexpr std::size_t kFusedMaxSmem = 96 * 1024;  // dynamic shared memory the fused kernel may use
+
+// One Dense layer: W [out, in] at params + w_offset, b [out] at params + b_offset (the same
+// offsets index m and v); act [stride, out] is the post-ReLU, post-dropout output (hidden layers;
+// unused for the output layer); dz [stride, out] the gradient w.r.t. the pre-activation.
+struct FusedLayer {
+  int in = 0, out = 0;
+  std::size_t w_offset = 0, b_offset = 0;
+  float* act = nullptr;
+  float* dz = nullptr;
+};
+
+struct FusedStep {
+  int layers = 0;  // 2 .. kFusedMaxLayers; every layer but the last is ReLU + dropout
+  FusedLayer layer[kFusedMaxLayers];
+  float* params = nullptr;  // flat layout (layers/model.hpp)
+  float* m = nullptr;
+  float* v = nullptr;
+  const uint8_t* images = nullptr;  // [n, layer[0].in]
+  const uint8_t* labels = nullptr;  // [n]
+  const int32_t* order = nullptr;   // [n]: step s uses rows order[(batch + s) * stride + r]
+  int stride = 0;                   // the full batch size
+  float* partial = nullptr;         // [S, stride, layer[0].out] split-K scratch (fused_step_partial_floats)
+  double* row_loss = nullptr;       // [stride] scratch
+  uint32_t* row_hit = nullptr;      // [stride] scratch
+  Metrics* metrics = nullptr;
+  TrainCounters* counters = nullptr;
+  float dropout = 0;  // rate in [0, 1)
+  uint64_t seed = 0;
+  float b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+};
+
+// Why the fused kernel cannot train a model of these Dense widths (widths[0] = input, then each
+// layer's output) at this batch size: "" when it can.
+std::string fused_step_unsupported(const std::vector<int>& widths, int batch);
+
+// Dynamic shared memory of one block for these widths, in bytes.
+std::size_t fused_step_smem_bytes(const std::vector<int>& widths);
+
+// Floats of FusedStep::partial these widths need at this batch size (0: none, no split-K).
+std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch);
+
+// Blocks of the fused kernel that the device runs co-resident (one per SM, fewer if the occupancy
+// API allows none), capped at max_blocks when > 0; 0 when the device has no cooperative launch.
+int fused_step_grid(const std::vector<int>& widths, int max_blocks);
+
+// `steps` consecutive training steps of `rows` rows each (rows <= f.stride; rows < stride only for
+// an epoch's last, partial batch) in one cooperative launch of `blocks` blocks
+// (<= fused_step_grid). Step s reads order[(counters.batch + s) * stride ...], Adam's t and the
+// dropout counter are counters.step + s, the learning rate counters.lr.
+void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cudaStream_t stream);
+
+// Evaluation scratch: per-block sums [fused_eval_blocks(n)] and the count of finished blocks
+// (0 before the first launch; the last block resets it).
+struct FusedEval {
+  double* block_loss = nullptr;
+  uint32_t* block_hit = nullptr;
+  uint32_t* done = nullptr;
+  Metrics* metrics = nullptr;
+};
+
+// Whether fused_evaluate can run a model of these widths (its rows' activations fit on chip).
+bool fused_eval_supported(const std::vector<int>& widths);
+int fused_eval_blocks(int n);
+
+// *e.metrics += (Σ loss, Σ correct) over rows first .. first+n-1 of f.images/f.labels in eval
+// mode (no dropout): one launch, 32 rows a block, every layer forward on chip, the softmax
+// cross-entropy of softmax_xent; the sums are added in block order by the last block. Reads
+// f.layers, f.layer[].in/out/offsets, f.params, f.images, f.labels. The logits equal the graph
+// path's dense_forward chain bit for bit (layer 0 is not split here).
+void fused_evaluate(const FusedStep& f, const FusedEval& e, int64_t first, int n, cudaStream_t stream);
+
+}  // namespace mnist::cuda

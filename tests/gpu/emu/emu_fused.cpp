@@ -1,0 +1,242 @@
+// Host emulation of the fused training kernel (kernels/fused_step.cu) through the CUDA engine
+// (Kernels::Fused): against the CPU engine within derived tolerances, against the graph path
+// (Kernels::Graph) bitwise, and against itself over grid sizes, chunk sizes, a cut epoch, a resumed
+// epoch and an interrupt. The cooperative launch runs all blocks concurrently (ov/cooperative_groups.h).
+//
+// Tolerances vs the CPU engine (derived in tests/gpu/test_engine.cu): parameters by their change
+// since initialisation, normalised error 1e-3 (FP32 summation order ~1e-6 per gradient, amplified
+// by Adam only for components within rounding of zero; any wrong mask, row, step or order gives
+// an error of order 1); loss 1e-4 relative; accuracy at most one example apart (a near-tie).
+// Against the graph path (inputs <= 392 wide; wider ones split layer 0's K, then as against the
+// CPU): the same FMA chains, softmax, Adam and Philox draws, so parameters and
+// Adam moments are bitwise equal and the correct counts equal; the loss sums are the same per-row
+// values summed in double in another order: relative difference <= rows * 2^-53 < 1e-12.
+#include <cuda_runtime.h>
+#include <cooperative_groups.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "layers/engine.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+
+thread_local dim3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+pthread_barrier_t g_emu_barrier;
+long long g_emu_launches = 0;
+namespace mnist {
+int g_emu_captures = 0, g_emu_replays = 0;
+DeviceInfo query_device() { DeviceInfo i; i.available = true; i.count = 1; i.name = "emu"; return i; }
+namespace detail {
+void throw_cuda(cudaError_t, const char* expr, const char* file, int line) { throw std::runtime_error(cat("cuda ", expr, file, line)); }
+}
+}  // namespace mnist
+using namespace mnist;
+
+static int failures = 0, checks = 0;
+void expect(bool c, const std::string& w) { ++checks; if (!c) { ++failures; std::printf("FAIL %s\n", w.c_str()); } }
+double nerr(const std::vector<double>& o, const std::vector<double>& r) {
+  double a = 0, b = 0;
+  for (size_t i = 0; i < o.size(); ++i) { if (!std::isfinite(o[i])) return INFINITY; a += (o[i] - r[i]) * (o[i] - r[i]); b += r[i] * r[i]; }
+  return std::sqrt(a) / std::max(std::sqrt(b), 1e-30);
+}
+std::vector<double> delta(const std::vector<float>& p, const std::vector<float>& p0) {
+  std::vector<double> d(p.size());
+  for (size_t i = 0; i < p.size(); ++i) d[i] = double(p[i]) - p0[i];
+  return d;
+}
+std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) {
+  std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi);
+  std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v;
+}
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+bool same_state(Engine& a, Engine& b) {
+  TrainState x, y; a.get_state(x); b.get_state(y);
+  return x.step == y.step && same_bits(x.params, y.params) && same_bits(x.m, y.m) && same_bits(x.v, y.v);
+}
+
+struct Data {
+  int n, input, classes;
+  std::vector<uint8_t> images, labels;
+  Data(int n_, int input_, int classes_, uint64_t seed) : n(n_), input(input_), classes(classes_),
+      images(rbytes(std::size_t(n_) * input_, seed + 1, 0, 255)), labels(rbytes(n_, seed + 2, 0, classes_ - 1)) {}
+  DataView view() const { return {images.data(), labels.data(), n, input}; }
+};
+
+EngineConfig config(const Data& d, std::vector<int> hidden, float dropout, int batch, uint64_t seed, Kernels k, int K = 25) {
+  EngineConfig cfg; cfg.spec.input = d.input; cfg.spec.hidden = std::move(hidden); cfg.spec.classes = d.classes;
+  cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.kernels = k; cfg.graph_steps = K;
+  return cfg;
+}
+
+// Fused vs CPU (tolerances) and vs graph (bitwise), epoch by epoch; then evaluation.
+void against_cpu_and_graph(const Data& d, std::vector<int> hidden, float dropout, int batch, uint64_t seed, bool shuffle, int epochs) {
+  EngineConfig cfg = config(d, hidden, dropout, batch, seed, Kernels::Fused);
+  cfg.shuffle = shuffle;
+  EngineConfig gcfg = cfg; gcfg.kernels = Kernels::Graph;
+  auto cpu = make_cpu_engine(cfg), fused = make_cuda_engine(cfg), graph = make_cuda_engine(gcfg);
+  const std::string tag = cat("in=", d.input, " hidden=", hidden.size(), " batch=", batch, " n=", d.n, " p=", dropout, shuffle ? "" : " noshuffle");
+  expect(fused->notice().empty() && graph->notice().empty(), tag + " no notice");
+  const int tc = cpu->add_dataset(d.view()), tf = fused->add_dataset(d.view()), tg = graph->add_dataset(d.view());
+  std::vector<float> p0, pc, pf; cpu->get_params(p0);
+  const int chunks = (d.n / batch + 24) / 25 + (d.n % batch ? 1 : 0);  // launches per epoch at K = 25
+  for (int e = 0; e < epochs; ++e) {
+    const int coop = g_emu_cooperative_launches;
+    const EpochStats sc = cpu->train_epoch(tc, e, 1e-3f), sf = fused->train_epoch(tf, e, 1e-3f), sg = graph->train_epoch(tg, e, 1e-3f);
+    expect(g_emu_cooperative_launches - coop == chunks, cat(tag, " fused launches ", g_emu_cooperative_launches - coop, " expected ", chunks));
+    cpu->get_params(pc); fused->get_params(pf);
+    const double err = nerr(delta(pf, p0), delta(pc, p0));
+    std::printf("%s epoch %d: loss cpu %.9f fused %.9f graph %.9f acc %.4f/%.4f  param-change err vs cpu %.3g\n", tag.c_str(), e, sc.loss, sf.loss, sg.loss, sc.accuracy, sf.accuracy, err);
+    expect(err < 1e-3, tag + " params vs cpu");
+    expect(std::fabs(sc.loss - sf.loss) <= 1e-4 * std::fabs(sc.loss), tag + " loss vs cpu");
+    expect(std::fabs(sc.accuracy - sf.accuracy) * d.n <= 1.0 + 1e-9, tag + " acc vs cpu");
+    expect(sf.examples == sc.examples && sg.examples == sc.examples, tag + " examples");
+    if (d.input <= 392) {  // no split-K: the graph path's chains
+      expect(same_state(*fused, *graph), tag + " params/m/v/step bitwise vs graph");
+      expect(sf.accuracy == sg.accuracy, tag + " correct count vs graph");
+      expect(std::fabs(sf.loss - sg.loss) <= 1e-12 * std::fabs(sg.loss), tag + " loss vs graph");
+    } else {  // layer 0 split-K: summation order differs, as against the CPU
+      std::vector<float> pg; graph->get_params(pg);
+      const double eg = nerr(delta(pf, p0), delta(pg, p0));
+      std::printf("  split-K: param-change err vs graph %.3g\n", eg);
+      expect(eg < 1e-3, tag + " params vs graph");
+      expect(std::fabs(sf.loss - sg.loss) <= 1e-4 * std::fabs(sg.loss), tag + " loss vs graph");
+      expect(std::fabs(sf.accuracy - sg.accuracy) * d.n <= 1.0 + 1e-9, tag + " acc vs graph");
+    }
+  }
+  // Evaluation: one launch (fused_evaluate); given the same weights, the graph path's logits bit
+  // for bit, so the same correct count and the loss to summation order.
+  const long long launches = g_emu_launches;
+  const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf);
+  expect(g_emu_launches - launches == 1, cat(tag, " eval launches ", g_emu_launches - launches));
+  graph->set_params(pf);  // the same weights (they differ to rounding after split-K training)
+  const EpochStats eg = graph->evaluate(tg);
+  std::printf("  eval loss cpu %.9f fused %.9f graph %.9f acc %.4f/%.4f/%.4f\n", ec.loss, ef.loss, eg.loss, ec.accuracy, ef.accuracy, eg.accuracy);
+  expect(std::fabs(ec.loss - ef.loss) <= 1e-4 * ec.loss && std::fabs(ec.accuracy - ef.accuracy) * d.n <= 1.0 + 1e-9, tag + " eval vs cpu");
+  expect(ef.accuracy == eg.accuracy && std::fabs(ef.loss - eg.loss) <= 1e-12 * eg.loss && ef.examples == eg.examples, tag + " eval vs graph");
+  const EpochStats ef2 = fused->evaluate(tf);  // the done counter re-armed: the same again
+  expect(std::memcmp(&ef2.loss, &ef.loss, sizeof(double)) == 0 && ef2.accuracy == ef.accuracy, tag + " eval twice");
+}
+
+// One run of the fused engine: epoch 0 cut at `cut` (if > 0) and continued, epoch 1 resumed at
+// batch 3; returns the final state and the two epochs' stats.
+struct Outcome { TrainState st; EpochStats e0, e1; };
+Outcome fused_run(const Data& d, int sms, int K, int cut, int cap_blocks = 0) {  // hidden {33, 20}, batch 32
+  g_emu_sm_count = sms;
+  EngineConfig cfg = config(d, {33, 20}, 0.2f, 32, 13, Kernels::Fused, K);
+  cfg.fused_blocks = cap_blocks;
+  auto f = make_cuda_engine(cfg);
+  const int t = f->add_dataset(d.view());
+  EpochProgress p;
+  if (cut > 0) {
+    p.end_batch = cut;
+    expect(!f->train_steps(t, 0, 1e-3f, p, nullptr) && p.next_batch == cut, cat("sms=", sms, " K=", K, " cut"));
+    p.end_batch = -1;
+  }
+  expect(f->train_steps(t, 0, 1e-3f, p, nullptr) && p.examples == d.n, cat("sms=", sms, " K=", K, " epoch 0 complete"));
+  Outcome o; o.e0 = p.stats();
+  EpochProgress r; r.next_batch = 3;
+  f->train_steps(t, 1, 1e-3f, r, nullptr);
+  o.e1 = r.stats();
+  f->get_state(o.st);
+  g_emu_sm_count = 2;
+  return o;
+}
+
+// Grid size (1, 2, 3 blocks; a cap), chunk size K and a cut epoch change no bit, metrics included;
+// and the result equals the graph path's doing the same.
+// With split-K (input 784): grids of 1, 2, 3 blocks, bitwise.
+void split_grid_bitwise() {
+  const Data d(80, 784, 10, 21);  // 2 full batches of 32 and one of 16
+  const Outcome ref = fused_run(d, 1, 25, 0);
+  for (int sms : {2, 3}) {
+    const Outcome o = fused_run(d, sms, 1, 2);
+    expect(o.st.step == ref.st.step && same_bits(o.st.params, ref.st.params) && same_bits(o.st.m, ref.st.m) &&
+               same_bits(o.st.v, ref.st.v) && std::memcmp(&o.e0.loss, &ref.e0.loss, sizeof(double)) == 0,
+           cat("split-K sms=", sms, " bitwise"));
+  }
+}
+
+void grid_and_chunks_bitwise() {
+  const Data d(300, 50, 10, 14);  // 9 full batches of 32 and one of 12
+  const Outcome ref = fused_run(d, 1, 25, 0);
+  expect(ref.st.step == 10 + 7, cat("steps ", ref.st.step));
+  struct Case { int sms, K, cut, cap; };
+  for (const Case c : {Case{2, 25, 0, 0}, Case{3, 25, 0, 0}, Case{3, 1, 5, 0}, Case{2, 4, 5, 0}, Case{3, 2, 0, 1}}) {
+    const Outcome o = fused_run(d, c.sms, c.K, c.cut, c.cap);
+    const std::string tag = cat("sms=", c.sms, " K=", c.K, " cut=", c.cut, " cap=", c.cap);
+    expect(o.st.step == ref.st.step && same_bits(o.st.params, ref.st.params) && same_bits(o.st.m, ref.st.m) &&
+               same_bits(o.st.v, ref.st.v), tag + " state bitwise");
+    expect(std::memcmp(&o.e0.loss, &ref.e0.loss, sizeof(double)) == 0 && o.e0.accuracy == ref.e0.accuracy &&
+               std::memcmp(&o.e1.loss, &ref.e1.loss, sizeof(double)) == 0 && o.e1.accuracy == ref.e1.accuracy,
+           tag + " metrics bitwise");
+  }
+  // The graph path, same cut and resume.
+  EngineConfig cfg = config(d, {33, 20}, 0.2f, 32, 13, Kernels::Graph, 4);
+  auto g = make_cuda_engine(cfg);
+  const int t = g->add_dataset(d.view());
+  EpochProgress p; p.end_batch = 5;
+  g->train_steps(t, 0, 1e-3f, p, nullptr);
+  p.end_batch = -1;
+  g->train_steps(t, 0, 1e-3f, p, nullptr);
+  EpochProgress r; r.next_batch = 3;
+  g->train_steps(t, 1, 1e-3f, r, nullptr);
+  TrainState st; g->get_state(st);
+  expect(st.step == ref.st.step && same_bits(st.params, ref.st.params) && same_bits(st.m, ref.st.m) && same_bits(st.v, ref.st.v),
+         "fused equals graph after a cut and a resume");
+  expect(p.correct == int64_t(std::lround(ref.e0.accuracy * d.n)), "graph vs fused correct count");
+  std::printf("grid/chunk/cut/resume: %d checks so far, %d failures\n", checks, failures);
+}
+
+// An interrupt before the first chunk runs nothing; fallbacks say so in one line and do not launch.
+void interrupt_and_fallbacks() {
+  const Data d(64, 20, 4, 3);
+  {
+    auto f = make_cuda_engine(config(d, {9}, 0.2f, 16, 3, Kernels::Fused));
+    const int t = f->add_dataset(d.view());
+    std::atomic<bool> stop{true};
+    EpochProgress p;
+    const int coop = g_emu_cooperative_launches;
+    expect(!f->train_steps(t, 0, 1e-3f, p, &stop) && p.next_batch == 0 && p.examples == 0 &&
+               g_emu_cooperative_launches == coop, "interrupt before the epoch");
+  }
+  struct Fallback { const char* what; EngineConfig cfg; };
+  EngineConfig tf32 = config(d, {9}, 0.2f, 16, 3, Kernels::Fused); tf32.precision = Precision::TF32;
+  std::vector<Fallback> cases{
+      {"tf32", tf32},
+      {"8 hidden layers", config(d, {4, 4, 4, 4, 4, 4, 4, 4}, 0.2f, 16, 3, Kernels::Fused)},
+      {"width 4000", config(d, {4000}, 0.2f, 16, 3, Kernels::Fused)},
+  };
+  for (const Fallback& c : cases) {
+    auto f = make_cuda_engine(c.cfg);
+    const int t = f->add_dataset(d.view());
+    const int coop = g_emu_cooperative_launches;
+    f->train_epoch(t, 0, 1e-3f);
+    std::printf("%s: %s\n", c.what, f->notice().c_str());
+    expect(!f->notice().empty() && f->notice().find('\n') == std::string::npos && g_emu_cooperative_launches == coop,
+           cat(c.what, ": one-line notice, graph path"));
+  }
+  auto g = make_cuda_engine(config(d, {9}, 0.2f, 16, 3, Kernels::Graph));
+  expect(g->notice().empty(), "graph asked for: no notice");
+}
+
+int main() {
+  interrupt_and_fallbacks();
+  grid_and_chunks_bitwise();
+  const Data a(200, 50, 10, 7), b(100, 33, 3, 9), c(64, 20, 4, 3), e(50, 20, 5, 4);
+  against_cpu_and_graph(a, {33, 20}, 0.2f, 32, 7, true, 2);   // partial last batch (8 rows)
+  against_cpu_and_graph(b, {17}, 0.0f, 16, 9, false, 2);      // no dropout, no shuffle, one hidden layer
+  against_cpu_and_graph(c, {8, 8, 8}, 0.2f, 64, 3, true, 2);  // one full batch an epoch, three hidden layers
+  against_cpu_and_graph(e, {9}, 0.5f, 64, 4, true, 2);        // only a partial batch
+  split_grid_bitwise();
+  const Data w(100, 784, 10, 5);
+  against_cpu_and_graph(w, {24, 16}, 0.2f, 32, 5, true, 2);   // 784 inputs: layer 0 split-K
+  std::printf("%d checks, %d failures, %d cooperative launches\n", checks, failures, g_emu_cooperative_launches);
+  return failures != 0;
+}

@@ -1,0 +1,127 @@
+// Host emulation of cooperative launches (kernels/fused_step.cu): cudaLaunchCooperativeKernel
+// runs ALL blocks' threads at once (one std::thread per CUDA thread), each block with its own
+// __syncthreads barrier and its own dynamic shared memory (poisoned with 0xFF bytes, NaN as float,
+// so a read before a write shows), and cooperative_groups::this_grid().sync() is a barrier over
+// every thread of the grid, as on the GPU where all blocks are co-resident. The device has
+// g_emu_sm_count SMs, each holding one block of any size: a grid larger than that is refused, as
+// cudaErrorCooperativeLaunchTooLarge. Also the occupancy and attribute queries the launcher uses,
+// and ordinary launches with dynamic shared memory (emu::launch_dynamic).
+#pragma once
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+inline int g_emu_sm_count = 2;           // tests set it to vary the cooperative grid
+inline int g_emu_cooperative_launches = 0;
+inline pthread_barrier_t* g_emu_grid_barrier = nullptr;
+inline thread_local void* g_emu_dynamic_smem = nullptr;
+
+namespace emu {
+template <class T>
+T* dynamic_shared() {
+  return static_cast<T*>(g_emu_dynamic_smem);
+}
+
+// Runs blocks [b0, b1) of the grid concurrently, each with its own barrier and shared memory.
+inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t smem, const std::function<void()>& body) {
+  const unsigned nb = b1 - b0;
+  std::vector<pthread_barrier_t> block_barriers(nb);
+  std::vector<void*> smem_buffers(nb);
+  const std::size_t bytes = (smem + 255) / 256 * 256 + 256;
+  for (unsigned b = 0; b < nb; ++b) {
+    pthread_barrier_init(&block_barriers[b], nullptr, threads);
+    smem_buffers[b] = std::aligned_alloc(256, bytes);
+    std::memset(smem_buffers[b], 0xFF, bytes);
+  }
+  std::vector<std::thread> ts;
+  ts.reserve(std::size_t(nb) * threads);
+  for (unsigned b = 0; b < nb; ++b)
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, b, t] {
+        threadIdx = dim3(t);
+        blockIdx = dim3(b0 + b);
+        g_emu_block_barrier = &block_barriers[b];
+        g_emu_dynamic_smem = smem_buffers[b];
+        body();
+      });
+  for (auto& th : ts) th.join();
+  for (unsigned b = 0; b < nb; ++b) {
+    pthread_barrier_destroy(&block_barriers[b]);
+    std::free(smem_buffers[b]);
+  }
+}
+
+inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
+  if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
+    throw std::runtime_error("bad cooperative launch config");
+  if (int(grid.x) > g_emu_sm_count) throw std::runtime_error("cooperative launch too large");
+  ++g_emu_launches;
+  ++g_emu_cooperative_launches;
+  blockDim = dim3(threads);
+  gridDim = grid;
+  pthread_barrier_t grid_barrier;
+  pthread_barrier_init(&grid_barrier, nullptr, grid.x * threads);
+  g_emu_grid_barrier = &grid_barrier;
+  run_blocks(0, grid.x, threads, smem, body);
+  pthread_barrier_destroy(&grid_barrier);
+  g_emu_grid_barrier = nullptr;
+}
+
+// An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
+// a file that uses `extern __shared__`): blocks one after another, as emu::launch.
+inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
+  if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
+    throw std::runtime_error("bad launch config");
+  ++g_emu_launches;
+  blockDim = dim3(threads);
+  gridDim = grid;
+  for (unsigned b = 0; b < grid.x; ++b) run_blocks(b, b + 1, threads, smem, body);
+}
+
+template <class... A, std::size_t... I>
+void call_with_args(void (*f)(A...), void** args, std::index_sequence<I...>) {
+  f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
+}
+}  // namespace emu
+
+namespace cooperative_groups {
+struct grid_group {
+  void sync() const { pthread_barrier_wait(g_emu_grid_barrier); }
+};
+inline grid_group this_grid() { return {}; }
+}  // namespace cooperative_groups
+
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrCooperativeLaunch = 95 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+  *v = a == cudaDevAttrMultiProcessorCount ? g_emu_sm_count : 1;
+  return cudaSuccess;
+}
+template <class F>
+cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int bytes) {
+  return bytes <= 227 * 1024 ? cudaSuccess : cudaErrorUnknown;
+}
+template <class F>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, F*, int threads, std::size_t smem) {
+  *blocks = threads <= 1024 && smem <= 227 * 1024 ? 1 : 0;
+  return cudaSuccess;
+}
+template <class... A>
+cudaError_t cudaLaunchCooperativeKernel(void (*f)(A...), dim3 grid, dim3 block, void** args, std::size_t smem,
+                                        cudaStream_t) {
+  if (block.y != 1 || block.z != 1) return cudaErrorUnknown;
+  emu::launch_cooperative(grid, block.x, smem, [&] { emu::call_with_args(f, args, std::index_sequence_for<A...>{}); });
+  return cudaSuccess;
+}
