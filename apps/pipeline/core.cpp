@@ -69,7 +69,10 @@ std::string device_name(const Engine& engine) {
 }
 
 std::string kernel_path(const Engine& engine, const EngineConfig& cfg) {
-  return engine.name() == "cuda" ? cat("cuda ", to_string(cfg.kernels)) : engine.name();
+  if (engine.name() != "cuda") return engine.name();
+  // A fused step the kernel cannot hold runs on the graph path, and the engine's notice says so.
+  const bool fused = cfg.kernels == Kernels::Fused && engine.notice().empty();
+  return cat("cuda ", to_string(fused ? Kernels::Fused : Kernels::Graph));
 }
 
 void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val) {

@@ -127,6 +127,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   const ModelSpec spec = model_spec(o, data.train.dim());
   const EngineConfig cfg = engine_config(o, spec);
   std::unique_ptr<Engine> engine = make_engine(o, cfg, log);
+  if (!engine->notice().empty()) log << engine->notice() << "\n";
 
   FitControl ctl;
   ctl.interrupt = &g_interrupt;
