@@ -67,6 +67,7 @@ class CpuEngine final : public Engine {
       p.loss_sum += train_step(B, lr, &hits);
       p.correct += hits;
       p.examples += B;
+      if (p.on_steps) p.on_steps(p.next_batch + 1, batches, p.stats());
     }
     return p.next_batch == batches;
   }

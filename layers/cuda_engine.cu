@@ -77,6 +77,37 @@ constexpr int kEvalRows = 2048;
 
 enum MetricSlot { kTrainMetrics = 0, kEvalMetrics = 1 };
 
+// Live progress (EpochProgress::on_steps) at no cost to the GPU: after each launch an async copy
+// of the running metrics into pinned memory and an event; once the epoch is enqueued, the host
+// waits on those events in launch order (the GPU keeps running what is queued) and reports each.
+class StepSnapshots {
+ public:
+  void begin(std::size_t launches) {  // every earlier copy has completed: train_steps ended synchronised
+    if (host_.size() < launches) host_ = PinnedBuffer<cuda::Metrics>(launches);
+    while (events_.size() < launches) events_.emplace_back();
+    done_.clear();
+  }
+  void record(const cuda::Metrics* running, int batches_done, int64_t examples, cudaStream_t s) {
+    const std::size_t i = done_.size();
+    CUDA_CHECK(cudaMemcpyAsync(&host_[i], running, sizeof(cuda::Metrics), cudaMemcpyDeviceToHost, s));
+    events_[i].record(s);
+    done_.push_back({batches_done, examples});
+  }
+  void report(const EpochProgress& p, int batches) {
+    for (std::size_t i = 0; i < done_.size(); ++i) {
+      events_[i].synchronize();
+      const int64_t n = p.examples + done_[i].second;
+      p.on_steps(done_[i].first, batches, {n ? (p.loss_sum + host_[i].loss_sum) / double(n) : 0.0,
+                                           n ? double(p.correct + int64_t(host_[i].correct)) / double(n) : 0.0, n});
+    }
+  }
+
+ private:
+  PinnedBuffer<cuda::Metrics> host_;
+  std::vector<Event> events_;
+  std::vector<std::pair<int, int64_t>> done_;  // batches done and examples, per snapshot
+};
+
 class CudaEngine final : public Engine {
  public:
   explicit CudaEngine(const EngineConfig& cfg) : cfg_(cfg) {
@@ -186,6 +217,7 @@ class CudaEngine final : public Engine {
 
     int batch = progress.next_batch;
     int64_t examples = 0;
+    if (progress.on_steps) snapshots_.begin(std::size_t(end - batch));
     while (batch < end) {
       if (interrupt && interrupt->load(std::memory_order_relaxed)) break;
       if (fused_) {  // up to K full batches, or the last, partial one, in one launch
@@ -211,7 +243,9 @@ class CudaEngine final : public Engine {
         examples += d.n - batch * B;
         ++batch;
       }
+      if (progress.on_steps) snapshots_.record(metrics_.data() + kTrainMetrics, batch, examples, s);
     }
+    if (progress.on_steps) snapshots_.report(progress, batches);
     const cuda::Metrics m = read_metrics(kTrainMetrics);
     step_ += batch - progress.next_batch;
     progress.next_batch = batch;
@@ -506,6 +540,7 @@ class CudaEngine final : public Engine {
   PinnedBuffer<cuda::TrainCounters> counters_host_;
   DeviceBuffer<cuda::Metrics> metrics_;
   PinnedBuffer<cuda::Metrics> metrics_host_;
+  StepSnapshots snapshots_;  // only with a progress hook
   DeviceBuffer<int32_t> order_;
   DeviceBuffer<unsigned char> shuffle_temp_;
   DeviceBuffer<uint8_t> staging_;  // predict: a chunk of host images

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,6 +71,11 @@ struct EpochProgress {
   double loss_sum = 0;  // sum of per-example losses over the batches done
   int64_t correct = 0;
   int64_t examples = 0;
+  // Optional, not saved: a live view for a progress bar. train_steps calls it as steps complete
+  // with the batches done and the epoch's running loss/accuracy up to there. The CPU engine calls
+  // it after every step; the CUDA engine between its launches, from metrics copied asynchronously
+  // into pinned memory and read once their event has completed: never a stream synchronisation.
+  std::function<void(int batches_done, int batches, const EpochStats& running)> on_steps;
   EpochStats stats() const {
     return {examples ? loss_sum / double(examples) : 0.0, examples ? double(correct) / double(examples) : 0.0, examples};
   }

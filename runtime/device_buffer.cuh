@@ -1,17 +1,38 @@
 // DeviceBuffer<T>: a move-only owner of one cudaMalloc allocation of `size()` elements of T.
 // No hidden transfers: copies to and from the host are explicit, synchronous calls (upload,
 // download, to_host); asynchronous copies and memsets are issued by the caller on its stream.
+//
+// Out of GPU memory (other processes may hold most of it) is one CudaError that says which flags
+// to lower. MNIST_GPU_MEM_LIMIT=<bytes> caps what all DeviceBuffers together may hold, so that
+// tests can provoke it on any device (and the host emulation) without filling a real GPU.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <utility>
 #include <vector>
 
 #include "runtime/cuda_check.cuh"
 
 namespace mnist {
+
+namespace detail {
+inline std::atomic<std::size_t> g_device_bytes{0};  // held by every DeviceBuffer together
+
+// MNIST_GPU_MEM_LIMIT in bytes; 0 (unset or unparsable): no cap but the device's own.
+inline std::size_t device_memory_cap() {
+  const char* s = std::getenv("MNIST_GPU_MEM_LIMIT");
+  return s ? std::size_t(std::strtoull(s, nullptr, 10)) : 0;
+}
+
+[[noreturn]] inline void throw_out_of_memory(std::size_t bytes, const char* why) {
+  throw CudaError(cat("out of GPU memory: cannot allocate ", bytes, " more bytes (", why,
+                      "); lower --batch-size or --hidden, or free the GPU"));
+}
+}  // namespace detail
 
 template <class T>
 class DeviceBuffer {
@@ -37,13 +58,17 @@ class DeviceBuffer {
     if (n == n_) return;
     release();
     if (n > 0) {
-      cudaError_t e = cudaMalloc(&ptr_, n * sizeof(T));
+      const std::size_t bytes = n * sizeof(T), cap = detail::device_memory_cap();
+      if (cap && detail::g_device_bytes.load() + bytes > cap)
+        detail::throw_out_of_memory(bytes, cat("MNIST_GPU_MEM_LIMIT=", cap, ", ", detail::g_device_bytes.load(),
+                                               " bytes in use").c_str());
+      cudaError_t e = cudaMalloc(&ptr_, bytes);
       if (e != cudaSuccess) {
         cudaGetLastError();
         ptr_ = nullptr;
-        throw CudaError(cat("out of GPU memory: cannot allocate ", n * sizeof(T), " bytes (",
-                            cudaGetErrorString(e), ")"));
+        detail::throw_out_of_memory(bytes, cudaGetErrorString(e));
       }
+      detail::g_device_bytes += bytes;
     }
     n_ = n;
   }
@@ -71,7 +96,10 @@ class DeviceBuffer {
 
  private:
   void release() noexcept {
-    if (ptr_) cudaFree(ptr_);
+    if (ptr_) {
+      cudaFree(ptr_);
+      detail::g_device_bytes -= n_ * sizeof(T);
+    }
     ptr_ = nullptr;
     n_ = 0;
   }

@@ -1,10 +1,14 @@
-// Shared test helpers: seeded random data (never zeros) and one normalised-error comparison.
+// Shared test helpers: seeded random data (never zeros), one normalised-error comparison and a
+// temporary directory that cleans up after itself.
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -47,5 +51,26 @@ void expect_close(const std::vector<A>& out, const std::vector<B>& ref, double t
   const double err = rel_error(out, ref);
   CHECK_MESSAGE(err <= tol, what << ": normalised error " << err << " > tolerance " << tol);
 }
+
+// A fresh directory $TMPDIR/mnist_<tag>_XXXXXX, removed with everything in it when the object dies
+// (also when a REQUIRE throws out of the test).
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / ("mnist_" + tag + "_XXXXXX")).string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace mnist::test

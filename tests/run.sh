@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (CI runs it through .ci/run): install what is missing, fetch MNIST, build,
-# run every test, then the CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
-# GPU tests are skipped, with a line saying so, where no CUDA device is present.
-# and a bounded libFuzzer run of the IDX reader and the checkpoint loader (any crash fails it).
+# run every test through ctest (GPU tests are skipped, with a line saying so, where no CUDA device
+# is present), then a bounded libFuzzer run of the IDX reader and the checkpoint loader (any crash
+# fails it), then the CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 # Extra arguments go to the first ctest run (e.g. -L cpu). MNIST_NO_SANITIZE=1 / MNIST_NO_FUZZ=1
 # skip those passes; MNIST_FUZZ_SECONDS sets the fuzzing time per target (default 60).
 set -euo pipefail

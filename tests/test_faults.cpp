@@ -1,5 +1,5 @@
 // Faults inside fit(): a loss that turns NaN stops training with a clear error and leaves the
-// best checkpoint on disk byte-for-byte as it was.
+// best checkpoint on disk byte-for-byte as it was. (Faults of the whole binary: tests/fault/.)
 #include <unistd.h>
 
 #include <cmath>
@@ -53,8 +53,8 @@ TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best che
   cfg.batch_size = 64;
   NanAfter engine(make_cpu_engine(cfg), 3);
   const int t = engine.add_dataset(data.view());
-  char tmpl[] = "/tmp/mnist_nan_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("nan");
+  const std::string& dir = tmp.path();
   FitOptions opt;
   opt.epochs = 5;
   opt.lr = 1e-5;  // tiny steps: val_loss improves on epochs 1 and 2, so a checkpoint exists

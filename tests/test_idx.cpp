@@ -15,12 +15,10 @@ using namespace mnist;
 
 namespace {
 
+// One directory for the whole file, removed at exit.
 std::string tmp_dir() {
-  static std::string dir = [] {
-    char tmpl[] = "/tmp/mnist_idx_test_XXXXXX";
-    return std::string(mkdtemp(tmpl));
-  }();
-  return dir;
+  static const test::TempDir dir("idx_test");
+  return dir.path();
 }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {

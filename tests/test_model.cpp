@@ -1,9 +1,10 @@
-// The model's layout, summary, initialisation and checkpoints.
+// The model's layout, summary, initialisation, checkpoints (with their checksums) and atomic writes.
 #include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 
 #include "apps/io/atomic_file.hpp"
 #include "apps/io/checkpoint.hpp"
@@ -95,8 +96,8 @@ TEST_CASE("safetensors checkpoint: byte-level header, round trip, and clear mism
   ParamLayout L = make_layout(spec);
   std::vector<float> p;
   init_params(p, L, Init::Torch, 5);
-  char tmpl[] = "/tmp/mnist_ckpt_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("ckpt");
+  const std::string& dir = tmp.path();
   const std::string path = dir + "/m.safetensors";
   save_weights(path, spec, L, p);
   const std::string bytes = read_file(path);
@@ -147,12 +148,52 @@ TEST_CASE("safetensors checkpoint: byte-level header, round trip, and clear mism
 }
 
 TEST_CASE("write_file_atomic replaces a file whole and leaves no temporary behind") {
-  char tmpl[] = "/tmp/mnist_atomic_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("atomic");
+  const std::string& dir = tmp.path();
   const std::string path = dir + "/f.bin";
   write_file_atomic(path, "old contents");
   write_file_atomic(path, std::string(100000, 'x'));
   CHECK(read_file(path) == std::string(100000, 'x'));
   CHECK(access((path + ".tmp." + std::to_string(getpid())).c_str(), F_OK) != 0);
   CHECK_THROWS_AS(write_file_atomic(dir + "/no/such/dir/f", "x"), Error);
+}
+
+TEST_CASE("safetensors integrity: a CRC-32 per tensor in the metadata, verified when present; NaN/Inf refused") {
+  const std::vector<TensorF32> t{{"a", {3}, {1.0f, -2.5f, 3.25f}}, {"b", {2}, {0.5f, 7.0f}}};
+  std::map<std::string, std::string> meta;
+  const std::string bytes = encode_safetensors(t, {{"format", "pt"}});
+  const std::vector<TensorF32> back = decode_safetensors(bytes, "f", &meta);
+  REQUIRE(back.size() == 2);
+  CHECK(back[0].data == t[0].data);
+  CHECK(meta.at("format") == "pt");
+  // zlib's crc32 of the little-endian bytes of {1.0f, -2.5f, 3.25f}, computed independently
+  // (python3 -c "import zlib,struct; print('%08x' % zlib.crc32(struct.pack('<3f', 1, -2.5, 3.25)))").
+  CHECK(meta.at("crc32.a") == "4e863144");
+  CHECK(meta.at("crc32.a") == tensor_checksum(t[0].data));
+
+  // Every single-bit flip of the data section is caught, naming the tensor.
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[std::size_t(i)])) << (8 * i);
+  for (std::size_t byte = 8 + n; byte < bytes.size(); ++byte)
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string flipped = bytes;
+      flipped[byte] = char(flipped[byte] ^ (1 << bit));
+      CAPTURE(byte);
+      CAPTURE(bit);
+      CHECK_THROWS_WITH_AS(decode_safetensors(flipped, "f"),
+                           doctest::Contains(byte < 8 + n + 12 ? "'a' fails its checksum" : "'b' fails its checksum"),
+                           InputError);
+    }
+  // A file without checksums (as other tools write) still loads; NaN and Inf never do.
+  std::string plain = bytes;
+  for (const char* key : {"\"crc32.a\":\"", "\"crc32.b\":\""}) {
+    const std::size_t at = plain.find(key);
+    REQUIRE(at != std::string::npos);
+    plain.replace(at + 1, 5, "xxxxx");  // same length: the key is renamed, no longer a checksum
+  }
+  CHECK(decode_safetensors(plain, "f")[1].data == t[1].data);
+  CHECK_THROWS_WITH_AS(decode_safetensors(encode_safetensors({{"w", {2}, {1.0f, NAN}}}), "f"),
+                       doctest::Contains("'w' holds nan at index 1"), InputError);
+  CHECK_THROWS_WITH_AS(decode_safetensors(encode_safetensors({{"w", {1}, {-INFINITY}}}), "f"),
+                       doctest::Contains("'w' holds -inf at index 0"), InputError);
 }

@@ -14,18 +14,13 @@
 #include "apps/io/architecture.hpp"
 #include "apps/io/atomic_file.hpp"
 #include "apps/io/history_io.hpp"
+#include "helpers.hpp"
 #include "layers/model.hpp"
 
 namespace fs = std::filesystem;
 using namespace mnist;
 
 namespace {
-
-std::string temp_dir() {
-  std::string tmpl = (fs::temp_directory_path() / "mnist_outputs_XXXXXX").string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
 
 History sample_history() {
   History h;
@@ -58,7 +53,8 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 TEST_CASE("history.csv: header, one row per epoch, values at full precision") {
   const History h = sample_history();
-  const std::string dir = temp_dir();
+  const test::TempDir tmp("outputs");
+  const std::string& dir = tmp.path();
   write_history_csv(dir + "/history.csv", h);
   const auto lines = split(read_file(dir + "/history.csv"), '\n');
   REQUIRE(lines.size() == 1 + h.epochs.size());
@@ -78,7 +74,6 @@ TEST_CASE("history.csv: header, one row per epoch, values at full precision") {
   History nan_h;
   nan_h.epochs.push_back(EpochRecord{1, NAN, 0.5, INFINITY, 0.5, 1e-3, 1.0, {}});
   CHECK(split(history_csv(nan_h), '\n')[1] == "1,nan,0.5,inf,0.5,0.001,1");
-  fs::remove_all(dir);
 }
 
 TEST_CASE("history.jsonl: one object per epoch with the events") {
@@ -103,6 +98,8 @@ TEST_CASE("report.json has every documented key") {
   info.dropout = 0.2;
   info.device = "CPU";
   info.backend = "cpu";
+  info.kernels = "cuda fused";
+  info.precision = "tf32";
   info.dataset = "mnist";
   info.seed = 42;
   info.flags = {{"--epochs", "20"}, {"--batch-size", "128"}};
@@ -111,14 +108,18 @@ TEST_CASE("report.json has every documented key") {
   info.test_accuracy = NAN;  // not evaluated -> null
   info.total_seconds = 14.5;
   info.sample_predictions = {{0, 7, 7, 0.999}, {1, 2, 2, 0.98}};
-  const std::string dir = temp_dir();
+  const test::TempDir tmp("outputs");
+  const std::string& dir = tmp.path();
   write_report_json(dir + "/report.json", info);
   const auto j = nlohmann::json::parse(read_file(dir + "/report.json"));
-  for (const char* key : {"model_summary", "params", "hidden", "dropout", "device", "backend", "dataset", "seed",
+  for (const char* key : {"model_summary", "params", "hidden", "dropout", "device", "backend", "kernels", "precision",
+                          "dataset", "seed",
                           "flags", "epochs_run", "best_epoch", "stopped_early", "history", "test_loss",
                           "test_accuracy", "total_seconds", "seconds_per_epoch", "sample_predictions"})
     CHECK_MESSAGE(j.contains(key), "report.json lacks " << key);
   CHECK(j["params"] == 109386);
+  CHECK(j["kernels"] == "cuda fused");
+  CHECK(j["precision"] == "tf32");
   CHECK(j["hidden"] == nlohmann::json::array({128, 64}));
   CHECK(j["flags"]["--epochs"] == "20");
   CHECK(j["epochs_run"] == 4);
@@ -130,7 +131,6 @@ TEST_CASE("report.json has every documented key") {
   CHECK(j["seconds_per_epoch"].get<double>() == doctest::Approx((1.25 + 2.5 + 3.75 + 5.0) / 4));
   CHECK(j["sample_predictions"][0]["true_label"] == 7);
   CHECK(j["sample_predictions"][1]["confidence"].get<double>() == 0.98);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("model.dot: one node per layer with shapes, in order") {
@@ -145,7 +145,8 @@ TEST_CASE("model.dot: one node per layer with shapes, in order") {
   // Name is escaped into the HTML label.
   CHECK(architecture_dot(spec, "a<b>&").find("a&lt;b&gt;&amp;") != std::string::npos);
 
-  const std::string dir = temp_dir();
+  const test::TempDir tmp("outputs");
+  const std::string& dir = tmp.path();
   SUBCASE("no dot on PATH: model.dot written, warnings instead of an exception") {
     const char* old = std::getenv("PATH");
     const std::string saved = old ? old : "";
@@ -169,5 +170,4 @@ TEST_CASE("model.dot: one node per layer with shapes, in order") {
       CHECK(read_file(dir + "/model.png").substr(1, 3) == "PNG");
     }
   }
-  fs::remove_all(dir);
 }

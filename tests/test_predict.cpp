@@ -25,8 +25,8 @@ TEST_CASE("predict on PNGs of test images gives their labels (and the same class
   const int tr = engine->add_dataset(train.view());
   for (int e = 0; e < 3; ++e) engine->train_epoch(tr, e, 1e-3f);
 
-  char tmpl[] = "/tmp/mnist_predict_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("predict");
+  const std::string& dir = tmp.path();
   std::vector<float> params;
   engine->get_params(params);
   save_weights(dir + "/m.safetensors", cfg.spec, engine->layout(), params);
@@ -35,7 +35,7 @@ TEST_CASE("predict on PNGs of test images gives their labels (and the same class
   std::vector<float> raw(std::size_t(n) * 10);
   engine->predict(raw.data(), d.test.images.data(), n);
   AppOptions o;
-  o.device = "cpu";
+  o.device = Device::Cpu;
   o.checkpoint = dir + "/m.safetensors";
   for (int i = 0; i < n; ++i) {
     o.images.push_back(dir + "/test" + std::to_string(i) + ".png");

@@ -71,8 +71,8 @@ TEST_CASE("an epoch split at any batch and resumed on a fresh engine equals the 
 
 TEST_CASE("an interrupt stops fit() between steps; --resume from its checkpoint ends bitwise identical") {
   const ImageSet train = synthetic(640, 2), val = synthetic(160, 3);
-  char tmpl[] = "/tmp/mnist_resume_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("resume");
+  const std::string& dir = tmp.path();
   FitOptions opt;
   opt.epochs = 5;
   opt.patience = 100;
@@ -120,8 +120,8 @@ TEST_CASE("an interrupt stops fit() between steps; --resume from its checkpoint 
 }
 
 TEST_CASE("load_resume rejects a weights-only checkpoint and another architecture") {
-  char tmpl[] = "/tmp/mnist_resume_bad_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("resume_bad");
+  const std::string& dir = tmp.path();
   ModelSpec spec;
   ParamLayout L = make_layout(spec);
   ResumeState s;

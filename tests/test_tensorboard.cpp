@@ -22,11 +22,6 @@ using namespace mnist;
 
 namespace {
 
-std::string temp_dir(const std::string& tag) {
-  std::string tmpl = (fs::temp_directory_path() / ("mnist_" + tag + "_XXXXXX")).string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
 
 // The single event file of a run directory.
 std::string event_file(const std::string& dir) {
@@ -113,7 +108,8 @@ TEST_CASE("make_histogram: equal-width buckets between min and max") {
 }
 
 TEST_CASE("KerasTensorBoard writes Keras's runs, tags, steps and histograms") {
-  const std::string dir = temp_dir("tb");
+  const test::TempDir tmp("tb");
+  const std::string& dir = tmp.path();
   ModelSpec spec;  // 784-128-64-10, dropout 0.2
   const ParamLayout layout = make_layout(spec);
   std::vector<float> params;
@@ -216,11 +212,11 @@ TEST_CASE("KerasTensorBoard writes Keras's runs, tags, steps and histograms") {
     write_file_atomic(train, bytes);
     CHECK_THROWS_AS(read_tfrecords(train), InputError);
   }
-  fs::remove_all(dir);
 }
 
 TEST_CASE("TensorBoardWriter: the file exists with file_version only until the first flush") {
-  const std::string dir = temp_dir("tbw");
+  const test::TempDir tmp("tbw");
+  const std::string& dir = tmp.path();
   TensorBoardWriter w(dir + "/run");
   CHECK(read_events(w.path()).size() == 1);
   w.add_scalar("x", 2.5, 7);
@@ -234,5 +230,4 @@ TEST_CASE("TensorBoardWriter: the file exists with file_version only until the f
   // Two writers in the same directory and second never share a file.
   TensorBoardWriter w2(dir + "/run");
   CHECK(w2.path() != w.path());
-  fs::remove_all(dir);
 }

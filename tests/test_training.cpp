@@ -87,8 +87,8 @@ TEST_CASE("fit(): checkpoints the best val_loss, stops early, and restores the b
   auto engine = make_cpu_engine(small_config(3));
   const int tr = engine->add_dataset(train.view());
   const int va = engine->add_dataset(val.view());
-  char tmpl[] = "/tmp/mnist_fit_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const test::TempDir tmp("fit");
+  const std::string& dir = tmp.path();
   FitOptions opt;
   opt.epochs = 40;
   opt.patience = 2;

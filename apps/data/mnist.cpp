@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "apps/data/idx.hpp"
 #include "kernels/philox.hpp"
@@ -12,14 +14,32 @@
 namespace mnist {
 namespace {
 
-bool exists(const std::string& p) {
+// What is at `p`: "" for a regular file (or a link to one), "absent", or what it is instead.
+std::string what_is(const std::string& p) {
   struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  if (::stat(p.c_str(), &st) == 0) {
+    if (S_ISREG(st.st_mode)) return "";
+    if (S_ISDIR(st.st_mode)) return "a directory";
+    if (S_ISFIFO(st.st_mode)) return "a FIFO";
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device";
+    return "not a regular file";
+  }
+  const int e = errno;
+  if (e == ELOOP) return "a symlink loop";
+  if (e == ENOENT) return ::lstat(p.c_str(), &st) == 0 ? "a dangling symlink" : "absent";
+  return std::strerror(e);
 }
 
+// <dir>/<base>.gz or <dir>/<base>: exactly one of them must be there, and be a regular file.
 std::string find_file(const std::string& dir, const std::string& base) {
-  for (const std::string& p : {dir + "/" + base + ".gz", dir + "/" + base})
-    if (exists(p)) return p;
+  const std::string gz = dir + "/" + base + ".gz", raw = dir + "/" + base;
+  const std::string gz_is = what_is(gz), raw_is = what_is(raw);
+  if (gz_is.empty() && raw_is.empty())
+    throw InputError(cat(dir, ": both ", base, " and ", base, ".gz are there; remove one (they may differ)"));
+  if (gz_is.empty()) return gz;
+  if (raw_is.empty()) return raw;
+  if (gz_is != "absent") throw InputError(cat(gz, ": is ", gz_is, ", not an IDX file"));
+  if (raw_is != "absent") throw InputError(cat(raw, ": is ", raw_is, ", not an IDX file"));
   throw InputError(cat(dir, ": missing ", base, " (or ", base, ".gz); fetch the data with apps/fetch_data.sh"));
 }
 
@@ -47,8 +67,9 @@ ImageSet load_image_set(const std::string& images_path, const std::string& label
 
 MnistData load_mnist_dir(const std::string& dir) {
   struct stat st;
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+  if (::stat(dir.c_str(), &st) != 0)
     throw InputError(cat("--data ", dir, ": no such directory; fetch the data with apps/fetch_data.sh"));
+  if (!S_ISDIR(st.st_mode)) throw InputError(cat("--data ", dir, ": is a file, not a directory"));
   MnistData d;
   d.train = load_image_set(find_file(dir, "train-images-idx3-ubyte"), find_file(dir, "train-labels-idx1-ubyte"));
   d.test = load_image_set(find_file(dir, "t10k-images-idx3-ubyte"), find_file(dir, "t10k-labels-idx1-ubyte"));

@@ -25,7 +25,8 @@ struct MnistData {
   ImageSet train, test;
 };
 
-// Loads <dir>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (the .gz name is tried first).
+// Loads <dir>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (one of the two names; both is
+// an error, as is a directory, FIFO, device or symlink loop in their place).
 // Throws InputError naming the directory or file: missing files, bad IDX, images/labels count
 // mismatch, label >= 10, train/test image sizes that differ.
 MnistData load_mnist_dir(const std::string& dir);

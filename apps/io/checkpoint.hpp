@@ -1,7 +1,8 @@
 // Model checkpoints in safetensors with the PyTorch names and layouts of the tutorial's
 // MNISTClassifier (fc1.weight [128,784], fc1.bias [128], fc2.*, fc3.*), so that
 //   model.load_state_dict(safetensors.torch.load_file("best_model.safetensors"))
-// works in PyTorch. The model's widths are recorded in the metadata as well.
+// works in PyTorch. The model's widths are recorded in the metadata as well, and each tensor's
+// CRC-32 (safetensors.hpp), verified on load.
 #pragma once
 
 #include <map>

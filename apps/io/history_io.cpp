@@ -65,6 +65,8 @@ std::string report_json(const ReportInfo& info) {
   j["dropout"] = jnum(info.dropout);
   j["device"] = info.device;
   j["backend"] = info.backend;
+  j["kernels"] = info.kernels;
+  j["precision"] = info.precision;
   j["dataset"] = info.dataset;
   j["seed"] = info.seed;
   j["flags"] = info.flags;

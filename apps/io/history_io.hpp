@@ -39,6 +39,8 @@ struct ReportInfo {
   double dropout = 0;
   std::string device;   // e.g. "NVIDIA H100 80GB HBM3" or "CPU"
   std::string backend;  // e.g. "cuda", "cpu"
+  std::string kernels;    // the training step's path: "cpu", "cuda fused", "cuda graph"
+  std::string precision;  // GEMM inputs: "fp32", "tf32", "bf16"
   std::string dataset;  // e.g. "mnist (data/mnist)"
   uint64_t seed = 0;
   std::map<std::string, std::string> flags;  // the command line's effective options
@@ -49,7 +51,8 @@ struct ReportInfo {
 };
 
 // report.json: an object with the keys
-//   model_summary, params, hidden, dropout, device, backend, dataset, seed, flags (object),
+//   model_summary, params, hidden, dropout, device, backend, kernels, precision, dataset, seed,
+//   flags (object),
 //   epochs_run, best_epoch, stopped_early, history (array of the history_jsonl objects),
 //   test_loss, test_accuracy, total_seconds,
 //   seconds_per_epoch (mean of history's per-epoch seconds; 0 with no epochs),

@@ -3,7 +3,8 @@
 // SIGINT/SIGTERM. Tensors: "params", "adam.m", "adam.v" and, once an epoch improved val_loss,
 // "best_params", each the flat padded array of the model's layout (layers/model.hpp). The
 // metadata key "resume" holds JSON with the step, epoch, position in the epoch, learning rate,
-// the callbacks' state, the history so far and the flags that must match on resume.
+// the callbacks' state, the history so far and the run's config (the flags that must match on
+// resume and the data's fingerprint: apps/pipeline/train.cpp states the rule).
 // The random state is the seed alone: dropout masks are a function of (seed, step) and the epoch
 // order of (seed, epoch), so restoring the step and epoch restores every future draw.
 #pragma once

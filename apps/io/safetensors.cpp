@@ -1,6 +1,10 @@
 #include "apps/io/safetensors.hpp"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -10,17 +14,32 @@ namespace mnist {
 
 static_assert(sizeof(float) == 4, "F32 tensors are 4-byte floats");
 
-std::string printable_name(const std::string& name) {
+std::string printable_name(const std::string& name, bool ascii) {
   std::string out;
   for (std::size_t i = 0; i < name.size() && i < 64; ++i) {
     const unsigned char c = static_cast<unsigned char>(name[i]);
-    if (c < 0x20 || c == 0x7F)
+    if (c < 0x20 || c == 0x7F || (ascii && c >= 0x80))
       out += cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
     else
       out += char(c);
   }
   if (name.size() > 64) out += "...";
   return out;
+}
+
+std::string tensor_checksum(const std::vector<float>& data) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* p = reinterpret_cast<const Bytef*>(data.data());
+  std::size_t left = data.size() * sizeof(float);
+  while (left > 0) {  // crc32 takes a uInt length
+    const uInt n = uInt(std::min<std::size_t>(left, 1u << 30));
+    crc = crc32(crc, p, n);
+    p += n;
+    left -= n;
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
+  return hex;
 }
 
 namespace {
@@ -34,12 +53,24 @@ std::string brief(const nlohmann::json& v) {
   return s;
 }
 
+// The string value of __metadata__[key], when the header has one.
+bool metadata_entry(const nlohmann::json& header, const std::string& key, std::string* value) {
+  const auto m = header.find("__metadata__");
+  if (m == header.end() || !m->is_object()) return false;
+  const auto v = m->find(key);
+  if (v == m->end() || !v->is_string()) return false;
+  *value = v->get<std::string>();
+  return true;
+}
+
 }  // namespace
 
 std::string encode_safetensors(const std::vector<TensorF32>& tensors,
                                const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::map<std::string, std::string> meta = metadata;
+  for (const TensorF32& t : tensors) meta[kChecksumPrefix + t.name] = tensor_checksum(t.data);
+  if (!meta.empty()) header["__metadata__"] = meta;
   std::size_t offset = 0;
   for (const TensorF32& t : tensors) {
     int64_t count = 1;
@@ -67,21 +98,27 @@ std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::s
   if (bytes.size() < 8) throw InputError(cat(what, ": truncated: ", bytes.size(), " bytes, no safetensors header"));
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[std::size_t(i)])) << (8 * i);
-  if (n < 2 || n > bytes.size() - 8)
+  if (n < 2)
+    throw InputError(cat(what, ": header length ", n, " is too small: the header is a JSON object, at least \"{}\""));
+  if (n > bytes.size() - 8)
     throw InputError(cat(what, ": header length ", n, " does not fit in a file of ", bytes.size(), " bytes"));
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(n));
   } catch (const nlohmann::json::exception& e) {
-    std::string msg = e.what();  // quotes the last token read, which may be megabytes long
-    if (msg.size() > 240) msg = msg.substr(0, 240) + "...";
-    throw InputError(cat(what, ": bad safetensors header: ", msg));
+    // The message quotes the last token read: megabytes long, or bytes that are not UTF-8. Shown
+    // clipped, every byte outside printable ASCII escaped.
+    std::string msg = e.what(), shown;
+    for (std::size_t i = 0; i < msg.size() && i < 240; i += 64) shown += printable_name(msg.substr(i, 64), true);
+    if (msg.size() > 240) shown += "...";
+    throw InputError(cat(what, ": bad safetensors header: ", shown));
   }
   if (!header.is_object()) throw InputError(cat(what, ": bad safetensors header: not a JSON object"));
   const std::size_t data_begin = 8 + std::size_t(n);
   const std::size_t data_size = bytes.size() - data_begin;
   std::vector<TensorF32> out;
   std::vector<std::pair<std::size_t, std::size_t>> ranges;
+  std::string stored;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
       if (metadata && it->is_object())
@@ -110,7 +147,9 @@ std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::s
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       throw InputError(cat(what, ": tensor '", name, "' data_offsets is not [begin, end]"));
     const uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
-    if (b > en || en > data_size)
+    if (b > en)
+      throw InputError(cat(what, ": tensor '", name, "' data_offsets [", b, ", ", en, "] are reversed (begin after end)"));
+    if (en > data_size)
       throw InputError(cat(what, ": tensor '", name, "' data_offsets [", b, ", ", en, "] lie outside the ",
                            data_size, " data bytes (truncated file?)"));
     if (en - b != count * sizeof(float))
@@ -118,6 +157,13 @@ std::vector<TensorF32> decode_safetensors(const std::string& bytes, const std::s
                            count * sizeof(float)));
     t.data.resize(count);
     if (count) std::memcpy(t.data.data(), bytes.data() + data_begin + b, count * sizeof(float));
+    if (metadata_entry(header, kChecksumPrefix + t.name, &stored) && stored != tensor_checksum(t.data))
+      throw InputError(cat(what, ": tensor '", name, "' fails its checksum (crc32 ", tensor_checksum(t.data),
+                           ", recorded ", printable_name(stored), "): the file is corrupt"));
+    for (std::size_t i = 0; i < t.data.size(); ++i)
+      if (!std::isfinite(t.data[i]))
+        throw InputError(cat(what, ": tensor '", name, "' holds ", t.data[i], " at index ", i,
+                             ": a checkpoint must hold finite numbers only"));
     ranges.emplace_back(b, en);
     out.push_back(std::move(t));
   }

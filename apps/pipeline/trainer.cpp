@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "apps/io/checkpoint.hpp"
+#include "apps/pipeline/progress_bar.hpp"
 #include "layers/callbacks.hpp"
 
 namespace mnist {
@@ -62,13 +63,19 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     save_resume(ctl.resume_path, engine.layout(), s);
   };
 
+  ProgressBar bar(log, opt.progress_bar);
   char line[256];
   for (int e = first_epoch; e < opt.epochs && !h.stopped_early; ++e) {
     EpochRecord r;
     r.epoch = e + 1;
     r.lr = lr;
     const auto t0 = clock::now();
-    if (!engine.train_steps(train, e, float(lr), progress, ctl.interrupt)) {
+    bar.start(progress.next_batch);
+    if (bar.enabled())
+      progress.on_steps = [&bar](int done, int total, const EpochStats& running) { bar.update(done, total, running); };
+    const bool complete = engine.train_steps(train, e, float(lr), progress, ctl.interrupt);
+    bar.clear();
+    if (!complete) {
       save_resume_state(e, progress);
       h.interrupted = true;
       log << "Interrupted in epoch " << e + 1 << " after batch " << progress.next_batch << "; state saved to "

@@ -26,6 +26,7 @@ struct FitOptions {
   std::string checkpoint;    // ModelCheckpoint(save_best_only=True) path; empty: none
   int steps_per_epoch = 0;   // for the progress line only
   bool quiet = false;        // no per-epoch lines
+  bool progress_bar = false; // a live progress line within each epoch (a terminal only: progress_bar.hpp)
 };
 
 // Resume and interruption. All optional.

@@ -1,3 +1,5 @@
+// The CUDA engine (layers/cuda_engine.cu, emulated on the host by run.sh) against the CPU engine,
+// and its progress hook and device-memory cap. See README.md.
 #include <cstdio>
 #include <cmath>
 #include <cstring>
@@ -6,7 +8,9 @@
 #include "layers/engine.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
+#include "runtime/device_buffer.cuh"
 #include <cuda_runtime.h>
+#include <cstdlib>
 
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -92,7 +96,61 @@ void graph_steps_bitwise() {
   }
 }
 
+// EpochProgress::on_steps: the CUDA engine (graph and fused paths) reports after each of its launches
+// from pinned snapshots (K = 4 over 9 full batches and a partial one), the CPU engine after every step; all
+// end on the epoch's own running loss and accuracy, and a resumed epoch starts past its batch.
+void progress_hook() {
+  const int n = 300, input = 50;
+  auto images = rbytes(std::size_t(n) * input, 16, 0, 255), labels = rbytes(n, 17, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 32; cfg.seed = 3; cfg.graph_steps = 4;
+  for (int path : {0, 1, 2}) {  // CUDA graph, CUDA fused, CPU
+    const bool cuda = path < 2;
+    cfg.kernels = path == 1 ? Kernels::Fused : Kernels::Graph;
+    auto engine = cuda ? make_cuda_engine(cfg) : make_cpu_engine(cfg);
+    const int t = engine->add_dataset(v);
+    for (int first : {0, 3}) {
+      std::vector<std::pair<int, EpochStats>> seen;
+      EpochProgress p; p.next_batch = first;
+      p.on_steps = [&](int done, int total, const EpochStats& r) { expect(total == 10, "on_steps total"); seen.push_back({done, r}); };
+      engine->train_steps(t, first, 1e-3f, p, nullptr);
+      const std::string tag = cat(engine->name(), path == 1 ? " fused" : "", " from batch ", first);
+      expect(!seen.empty() && seen.back().first == 10, tag + ": last report at batch 10");
+      for (std::size_t i = 0; i < seen.size(); ++i) expect(seen[i].first > (i ? seen[i - 1].first : first), tag + ": reports increase");
+      // One report per launch. Graph: from 0, two 4-step replays, a single step, the partial batch;
+      // from 3, one replay (3..6), two single steps, the partial batch. Fused: launches of up to 4
+      // full steps (0..3, 4..7, 8 / 3..6, 7..8), then the partial batch. CPU: one per step.
+      const std::size_t launches = path == 0 ? 4 : path == 1 ? (first == 0 ? 4 : 3) : std::size_t(10 - first);
+      expect(seen.size() == launches, cat(tag, ": ", seen.size(), " reports"));
+      const EpochStats s = p.stats();
+      expect(!seen.empty() && seen.back().second.loss == s.loss && seen.back().second.accuracy == s.accuracy && seen.back().second.examples == s.examples, tag + ": last report is the epoch's stats");
+    }
+  }
+}
+
+// MNIST_GPU_MEM_LIMIT caps the engine's device memory: one CudaError naming the flags to lower,
+// and every buffer allocated before the failing one is given back.
+void memory_cap() {
+  const std::size_t before = detail::g_device_bytes.load();
+  EngineConfig cfg; cfg.spec.input = 50; cfg.spec.hidden = {33}; cfg.batch_size = 32;
+  setenv("MNIST_GPU_MEM_LIMIT", "20000", 1);
+  try {
+    make_cuda_engine(cfg);
+    expect(false, "memory cap: no error");
+  } catch (const CudaError& e) {
+    const std::string m = e.what();
+    expect(m.find("out of GPU memory") != std::string::npos && m.find("MNIST_GPU_MEM_LIMIT=20000") != std::string::npos &&
+           m.find("--batch-size") != std::string::npos && m.find("--hidden") != std::string::npos, "memory cap message: " + m);
+  }
+  unsetenv("MNIST_GPU_MEM_LIMIT");
+  expect(detail::g_device_bytes.load() == before, "memory cap: buffers given back");
+  auto ok = make_cuda_engine(cfg);
+  expect(detail::g_device_bytes.load() > before, "memory cap: counted without the cap");
+}
+
 int main() {
+  memory_cap();
+  progress_hook();
   graph_steps_bitwise();
   compare(50, {33, 20}, 10, 0.2f, 32, 200, 7, true, 2, 0);
   compare(33, {17}, 3, 0.0f, 16, 100, 9, false, 2, 0);

@@ -1,0 +1,213 @@
+#include "apps/pipeline/core.hpp"
+
+#include <fcntl.h>
+#include <omp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <ostream>
+
+#include "apps/io/atomic_file.hpp"
+#include "apps/io/checkpoint.hpp"
+#include "runtime/device.hpp"
+#include "runtime/error.hpp"
+
+namespace mnist {
+
+std::string data_dir(const AppOptions& o) {
+  return o.data_dir.empty() ? std::string("data/") + to_string(o.dataset) : o.data_dir;
+}
+
+void set_threads(const AppOptions& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+}
+
+ModelSpec model_spec(const AppOptions& o, int input_dim) {
+  ModelSpec s;
+  s.input = input_dim;
+  s.hidden = o.hidden;
+  s.dropout = float(o.dropout);  // classes: the spec's own (the ten digits or garments)
+  return s;
+}
+
+EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
+  EngineConfig c;
+  c.spec = spec;
+  c.batch_size = o.batch_size;
+  c.seed = o.seed;
+  c.init = o.init;
+  c.gemm = o.gemm;
+  c.kernels = o.kernels;
+  c.precision = o.precision;
+  c.graph_steps = o.graph_steps;
+  return c;
+}
+
+std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg, std::ostream& log) {
+  if (o.device == Device::Cpu) return make_cpu_engine(cfg);
+  const DeviceInfo dev = query_device();
+  if (o.device == Device::Cuda) {
+    if (!dev.available) throw CudaError(cat("--device cuda: ", describe(dev)));
+    return make_cuda_engine(cfg);
+  }
+  if (!dev.available) {
+    log << "notice: " << describe(dev) << "; using the CPU path\n";
+    return make_cpu_engine(cfg);
+  }
+  return make_cuda_engine(cfg);
+}
+
+std::string device_name(const Engine& engine) {
+  if (engine.name() == "cuda") return query_device().name;
+  return cat("CPU (", omp_get_max_threads(), " threads)");
+}
+
+std::string kernel_path(const Engine& engine, const EngineConfig& cfg) {
+  if (engine.name() != "cuda") return engine.name();
+  // A fused step the kernel cannot hold runs on the graph path, and the engine's notice says so.
+  const bool fused = cfg.kernels == Kernels::Fused && engine.notice().empty();
+  return cat("cuda ", to_string(fused ? Kernels::Fused : Kernels::Graph));
+}
+
+void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val) {
+  split_train_val(all, o.val_split, o.split, o.seed, train, val);
+  if (o.batch_size > train.n)
+    throw InputError(cat("--batch-size ", o.batch_size, " is larger than the ", train.n, " training examples"));
+}
+
+std::string dataset_fingerprint(const MnistData& d) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  auto mix = [&h](const std::vector<uint8_t>& bytes) {
+    for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  };
+  for (const ImageSet* s : {&d.train, &d.test}) {
+    mix(s->images);
+    mix(s->labels);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return cat("train ", d.train.n, "x", d.train.rows, "x", d.train.cols, ", test ", d.test.n, "x", d.test.rows, "x",
+             d.test.cols, ", fnv1a64 ", hex);
+}
+
+std::vector<Top1> top1(const std::vector<float>& probs, int n, int classes) {
+  std::vector<Top1> out;
+  for (int i = 0; i < n; ++i) {
+    const float* p = probs.data() + std::size_t(i) * std::size_t(classes);
+    const int best = int(std::max_element(p, p + classes) - p);
+    out.push_back({best, double(p[best])});
+  }
+  return out;
+}
+
+std::vector<Top1> predict_top1(Engine& engine, const uint8_t* images, int count) {
+  const int classes = engine.layout().dense.back().out;
+  std::vector<float> probs(std::size_t(count) * std::size_t(classes));
+  if (count > 0) engine.predict(probs.data(), images, count);
+  return top1(probs, count, classes);
+}
+
+void print_sample_predictions(const std::vector<Top1>& p, const ImageSet& test, std::ostream& log) {
+  log << "\nSample Predictions:\n";
+  char line[128];
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    std::snprintf(line, sizeof line, "  Image %zu: True=%d, Predicted=%d, Confidence=%.3f\n", i, int(test.labels[i]),
+                  p[i].label, p[i].confidence);
+    log << line;
+  }
+}
+
+FitOptions fit_options(const AppOptions& o) {
+  FitOptions fo;
+  fo.epochs = o.epochs;
+  fo.lr = o.lr;
+  fo.patience = o.patience;
+  fo.lr_factor = o.lr_factor;
+  fo.lr_patience = o.lr_patience;
+  fo.min_lr = o.min_lr;
+  return fo;
+}
+
+std::unique_ptr<Engine> engine_from_checkpoint(const AppOptions& o, int input_dim, std::ostream& log,
+                                               std::string* hidden) {
+  std::map<std::string, std::string> meta;
+  const std::vector<TensorF32> tensors = decode_safetensors(read_file(o.checkpoint), o.checkpoint, &meta);
+  AppOptions mo = o;
+  if (meta.count("hidden")) {
+    try {
+      mo.hidden = parse_hidden(meta["hidden"], "metadata \"hidden\"");
+    } catch (const InputError& e) {
+      throw InputError(cat(o.checkpoint, ": metadata \"hidden\" does not describe a usable model: ", e.what()));
+    }
+    if (o.hidden_given && o.hidden != mo.hidden)
+      throw InputError(cat("--hidden ", hidden_string(o.hidden), ": ", o.checkpoint, " holds a ",
+                           hidden_string(mo.hidden),
+                           " model (the architecture comes from the checkpoint; --hidden only serves files without it)"));
+  }
+  const ModelSpec spec = model_spec(mo, input_dim);
+  try {
+    spec.validate();
+  } catch (const InputError& e) {
+    if (!meta.count("hidden")) throw;
+    throw InputError(cat(o.checkpoint, ": metadata \"hidden\" does not describe a usable model: ", e.what()));
+  }
+  if (meta.count("input") && meta["input"] != std::to_string(input_dim))
+    throw InputError(cat(o.checkpoint, ": the model takes ", meta["input"].substr(0, 16), " inputs, the images have ",
+                         input_dim, " pixels"));
+  // Names, shapes, values and checksums are checked against the layout before any engine memory exists.
+  std::vector<float> flat;
+  tensors_to_params(make_layout(spec), tensors, flat, o.checkpoint);
+  std::unique_ptr<Engine> engine = make_engine(o, engine_config(mo, spec), log);
+  engine->set_params(flat);
+  if (hidden) *hidden = hidden_string(mo.hidden);
+  return engine;
+}
+
+void OutputDir::check(const std::string& dir) {
+  // The folder itself or, when it does not exist yet, the nearest ancestor that does.
+  std::string p = dir;
+  struct stat st;
+  while (::stat(p.c_str(), &st) != 0) {
+    if (errno != ENOENT) throw InputError(cat("--out ", dir, ": ", std::strerror(errno)));
+    const std::size_t slash = p.find_last_of('/', p.size() > 1 ? p.size() - 2 : 0);
+    p = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+  }
+  if (!S_ISDIR(st.st_mode))
+    throw InputError(cat("--out ", dir, ": ", p == dir ? "" : p + " ", "is not a directory"));
+  if (::access(p.c_str(), W_OK | X_OK) != 0)
+    throw InputError(cat("--out ", dir, ": ", p == dir ? "" : p + " ", "is not writable (", std::strerror(errno), ")"));
+}
+
+OutputDir::OutputDir(const std::string& dir) : dir_(dir) {
+  check(dir);
+  make_dirs(dir);
+  const std::string lock = path("mnist_cuda.lock");
+  fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw InputError(cat("--out ", dir, ": cannot create ", lock, " (", std::strerror(errno), ")"));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    std::string pid = n > 0 ? std::string(buf, std::size_t(n)) : "?";
+    pid.erase(std::remove_if(pid.begin(), pid.end(), [](char c) { return c < '0' || c > '9'; }), pid.end());
+    throw InputError(cat("--out ", dir, ": in use by another mnist_cuda run (pid ", pid.empty() ? "?" : pid,
+                         "); wait for it to end or choose another --out"));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
+    // The lock holds without the pid; a second run then says "pid ?".
+  }
+}
+
+OutputDir::~OutputDir() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+}
+
+}  // namespace mnist
