@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/step_math.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
 
@@ -25,23 +26,14 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) {
     const float rate = counters ? counters->lr : lr;
     const int64_t step = counters ? counters->step : t;
-    const double bc1 = 1.0 - pow(double(b1), double(step));
-    const double bc2 = 1.0 - pow(double(b2), double(step));
-    s_alpha = float(double(rate) * sqrt(bc2) / bc1);
+    s_alpha = adam_step_size(rate, b1, b2, step);
     s_t = step;
   }
   __syncthreads();
   const float alpha = s_alpha;
-  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
   const std::size_t stride = std::size_t(gridDim.x) * kThreads;
-  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
-    const float gi = g[i];
-    const float mi = b1 * m[i] + c1 * gi;
-    const float vi = b2 * v[i] + c2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] -= alpha * mi / (sqrtf(vi) + eps);
-  }
+  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride)
+    adam_element(p[i], m[i], v[i], g[i], alpha, b1, b2, eps);  // step_math.cuh, shared with the fused step
   if (counters && threadIdx.x == 0) {
     __threadfence();
     const unsigned done = atomicAdd(&counters->blocks_done, 1u);

@@ -7,6 +7,7 @@
 
 #include "kernels/curand_draw.cuh"
 #include "kernels/philox.hpp"
+#include "kernels/step_math.cuh"
 #include "runtime/cuda_check.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -104,14 +105,9 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   }
 }
 
-// Adam on element i with gradient g: the arithmetic of kernels/adam.cu's adam_kernel.
+// Adam on element i with gradient g: adam_element (step_math.cuh), as kernels/adam.cu's adam_kernel.
 __device__ __forceinline__ void adam_at(const FusedStep& f, std::size_t i, float g, float alpha) {
-  const float b1 = f.b1, b2 = f.b2, c1 = 1.0f - b1, c2 = 1.0f - b2;
-  const float mi = b1 * f.m[i] + c1 * g;
-  const float vi = b2 * f.v[i] + c2 * g * g;
-  f.m[i] = mi;
-  f.v[i] = vi;
-  f.params[i] -= alpha * mi / (sqrtf(vi) + f.eps);
+  adam_element(f.params[i], f.m[i], f.v[i], g, alpha, f.b1, f.b2, f.eps);
 }
 
 // Items of each phase for `rows` rows.
@@ -242,28 +238,15 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
           }
           __syncthreads();
         }
-        // Softmax + cross-entropy, one thread per row: the arithmetic of softmax_xent_kernel.
+        // Softmax + cross-entropy, one thread per row: xent_row (step_math.cuh), as softmax_xent_kernel.
         const FusedLayer& out = f.layer[L - 1];
         const int C = out.out;
         if (tid < nr) {
           const int r = tid;
-          const float* z = sA[L - 1] + r * C;
-          int arg = 0;
-          for (int j = 1; j < C; ++j)
-            if (z[j] > z[arg]) arg = j;
-          const float zmax = z[arg];
-          float sum = 0.0f;
-          for (int j = 0; j < C; ++j) sum += expf(z[j] - zmax);
-          const float lse = logf(sum);
-          const int y = f.labels[idx[r0 + r]];
-          s_loss[r] = y < C ? double(lse - (z[y] - zmax)) : double(NAN);
-          s_hit[r] = arg == y ? 1u : 0u;
-          float* d = sD[L - 1] + r * C;
-          float* dg = out.dz + std::size_t(r0 + r) * C;
-          for (int j = 0; j < C; ++j) {
-            const float pj = expf(z[j] - zmax) / sum;
-            d[j] = dg[j] = (pj - (j == y ? 1.0f : 0.0f)) * grad_scale;
-          }
+          const XentRow row = xent_row(sA[L - 1] + r * C, C, f.labels[idx[r0 + r]], grad_scale, sD[L - 1] + r * C,
+                                       out.dz + std::size_t(r0 + r) * C);
+          s_loss[r] = row.loss;
+          s_hit[r] = row.hit ? 1u : 0u;
         }
         __syncthreads();
         if (tid == 0) {  // the item's loss and hits, rows in order
@@ -301,9 +284,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     // ---- Phase C: every layer's gradient [N, K+1] (dW and the db column) = dzᵀ · [X | 1], rows
     // ascending, and Adam on it at once (no gradient is stored).
     {
-      double bc1 = 1.0 - pow(double(f.b1), double(step));
-      double bc2 = 1.0 - pow(double(f.b2), double(step));
-      const float alpha = float(double(c0.lr) * sqrt(bc2) / bc1);  // as adam_kernel
+      const float alpha = adam_step_size(c0.lr, f.b1, f.b2, int64_t(step));  // as adam_kernel
       if (blockIdx.x == 0 && tid == 0) {  // the step's metrics, items in order
         double loss = 0;
         unsigned long long hits = 0;
@@ -422,18 +403,10 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
     prev = out;
   }
   const int C = f.layer[L - 1].out;
-  if (tid < nr) {  // the arithmetic of softmax_xent_kernel
-    const float* z = prev + tid * C;
-    int arg = 0;
-    for (int j = 1; j < C; ++j)
-      if (z[j] > z[arg]) arg = j;
-    const float zmax = z[arg];
-    float sum = 0.0f;
-    for (int j = 0; j < C; ++j) sum += expf(z[j] - zmax);
-    const float lse = logf(sum);
-    const int y = f.labels[first + r0 + tid];
-    s_loss[tid] = y < C ? double(lse - (z[y] - zmax)) : double(NAN);
-    s_hit[tid] = arg == y ? 1u : 0u;
+  if (tid < nr) {  // xent_row (step_math.cuh), as softmax_xent_kernel, without the gradient
+    const XentRow row = xent_row(prev + tid * C, C, f.labels[first + r0 + tid], 1.0f, nullptr, nullptr);
+    s_loss[tid] = row.loss;
+    s_hit[tid] = row.hit ? 1u : 0u;
   }
   __syncthreads();
   if (tid == 0) {

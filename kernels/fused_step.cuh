@@ -22,10 +22,11 @@
 // kernels/dense.cu (k ascending from 0, bias added after, the bias gradient a chain over a ones
 // column) -- except layer 0's forward when K0 > 392, split into fixed K ranges whose partial sums
 // are added in order --, the same softmax and Adam arithmetic as kernels/softmax_xent.cu and
-// kernels/adam.cu, and the same Philox dropout draws (kernels/philox.hpp layout, element index
-// row * width + unit, counter = step). So without the split the parameters equal the graph
-// path's bit for bit (proven in the host emulation; on the device as far as the compiler
-// contracts the shared Adam/softmax expressions alike), with it to rounding; and they never depend on the grid size: the work is
+// kernels/adam.cu (the same functions: kernels/step_math.cuh, multiply-adds as explicit fmaf, so
+// no compiler contraction choice can tell the two apart), and the same Philox dropout draws
+// (kernels/philox.hpp layout, element index row * width + unit, counter = step). So without the
+// split the parameters equal the graph path's bit for bit (proven in the host emulation; not yet
+// shown on a GPU), with it to rounding; and they never depend on the grid size: the work is
 // split into fixed items (tiles), each computed whole by one block; blocks only choose which
 // items they run. No float atomics.
 // The epoch's loss sum is accumulated per step by one thread in row order (double), so it equals

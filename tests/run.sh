@@ -9,7 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/apps/setup.sh" mnist
 "$root/apps/build.sh"
-(cd "$root/build" && ctest --output-on-failure --timeout 900 "$@")
+# Two at a time (the machine CI gives has 2 cores); the fault tests, which time signals, run alone.
+(cd "$root/build" && ctest --output-on-failure --timeout 900 --parallel 2 "$@")
 
 if [ "${MNIST_NO_FUZZ:-0}" != 1 ]; then
   echo "== libFuzzer: IDX reader and checkpoint loader, ${MNIST_FUZZ_SECONDS:-60} s each =="

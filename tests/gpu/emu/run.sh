@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Host emulation of the CUDA kernels and engine, for machines without a GPU: ctest runs it as
-# gpu_emulated (label emu, a few minutes on two cores). See README.md.
-#   tests/gpu/emu/run.sh [--full]      (--full: all row counts and the 4096-row 64x64-tile cases)
+# gpu_emulated_<part> (label emu), one entry per part so that `ctest -j2` runs two at once. See
+# README.md.
+#   tests/gpu/emu/run.sh [--full] [kernels|engine|gpu_tests|fused|tc|engine_tc ...]
+# (--full: all row counts and the 4096-row 64x64-tile cases; no part named: all six, in order)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+full=0
+parts=()
+for a in "$@"; do
+  case "$a" in
+    --full) full=1 ;;
+    kernels | engine | gpu_tests | fused | tc | engine_tc) parts+=("$a") ;;
+    *) echo "run.sh: unknown argument '$a' (expected --full, kernels, engine, gpu_tests, fused, tc or engine_tc)" >&2; exit 2 ;;
+  esac
+done
+[[ ${#parts[@]} -gt 0 ]] || parts=(kernels engine gpu_tests fused tc engine_tc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
@@ -18,22 +30,30 @@ done
 cp "$root/layers/cuda_engine.cu" "$work/gen/cuda_engine.cpp"
 flags=(-std=c++17 -O2 -fopenmp -pthread -I"$here/ov" -I"$root")
 kernels=("$work"/gen/{dense,gather,dropout,adam,softmax_xent,fused_step}.cpp "$root/layers/cpu_ops.cpp")
-g++ "${flags[@]}" "$here/emu_kernels.cpp" "${kernels[@]}" -o "$work/emu_kernels"
-g++ "${flags[@]}" "$here/emu_engine.cpp" "$work/gen/cuda_engine.cpp" "${kernels[@]}" \
-    "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" -o "$work/emu_engine"
-# The GPU test files themselves (their cases, data and tolerances), quick selection, without the
-# cases that need cuBLAS/cuDNN or 4096 x 784 shapes (emu_gpu_tests.cpp).
-g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax}.cu -x none \
-    "${kernels[@]}" "$root/layers/model.cpp" -o "$work/emu_gpu_tests"
-g++ "${flags[@]}" "$here/emu_fused.cpp" "$work/gen/cuda_engine.cpp" "${kernels[@]}" \
-    "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" -o "$work/emu_fused"
-g++ "${flags[@]}" "$here/emu_tc.cpp" "${kernels[@]}" -o "$work/emu_tc"  # tensor-core GEMMs (TF32/BF16)
-if [[ "${1:-}" == "--full" ]]; then "$work/emu_kernels"; else "$work/emu_kernels" quick; fi
-if [[ "${1:-}" == "--full" ]]; then "$work/emu_tc"; else "$work/emu_tc" quick; fi
-g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "$work/gen/cuda_engine.cpp" "${kernels[@]}" \
-    "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" -o "$work/emu_engine_tc"
-"$work/emu_engine_tc"
-"$work/emu_engine"
-MNIST_GPU_TEST_QUICK=1 "$work/emu_gpu_tests" --no-intro \
-  --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*'
-"$work/emu_fused"
+engine=("$work/gen/cuda_engine.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp")
+for part in "${parts[@]}"; do
+  case "$part" in
+    kernels)
+      g++ "${flags[@]}" "$here/emu_kernels.cpp" "${kernels[@]}" -o "$work/emu_kernels"
+      if [[ $full == 1 ]]; then "$work/emu_kernels"; else "$work/emu_kernels" quick; fi ;;
+    engine)
+      g++ "${flags[@]}" "$here/emu_engine.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_engine"
+      "$work/emu_engine" ;;
+    gpu_tests)
+      # The GPU test files themselves (their cases, data and tolerances), quick selection, without
+      # the cases that need cuBLAS/cuDNN or 4096 x 784 shapes (emu_gpu_tests.cpp).
+      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax}.cu -x none \
+          "${kernels[@]}" "$root/layers/model.cpp" -o "$work/emu_gpu_tests"
+      MNIST_GPU_TEST_QUICK=1 "$work/emu_gpu_tests" --no-intro \
+        --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*' ;;
+    fused)
+      g++ "${flags[@]}" "$here/emu_fused.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_fused"
+      "$work/emu_fused" ;;
+    tc)  # tensor-core GEMMs (TF32/BF16): mma fragment layouts, rounding, split-K
+      g++ "${flags[@]}" "$here/emu_tc.cpp" "${kernels[@]}" -o "$work/emu_tc"
+      if [[ $full == 1 ]]; then "$work/emu_tc"; else "$work/emu_tc" quick; fi ;;
+    engine_tc)  # the CUDA engine at tf32/bf16 against the CPU engine with the same rounding
+      g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_engine_tc"
+      "$work/emu_engine_tc" ;;
+  esac
+done

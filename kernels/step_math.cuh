@@ -1,0 +1,95 @@
+// Per-row and per-element arithmetic of a training step, shared by the one-op kernels
+// (softmax_xent.cu, adam.cu) and the fused persistent step (fused_step.cu), so that both paths
+// compute the same bits: one definition, and every multiply-add written as fmaf() so that no
+// compiler's contraction choice (nvcc's --fmad, g++'s -ffp-contract in the host emulation) can
+// make two callers differ. Device code only: include it from kernel sources, not from host code.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace mnist::cuda {
+
+// ---- Softmax + sparse cross-entropy of one row ----
+
+// exp(z - zmax) for z <= zmax, with the rounding error of the subtraction folded back in. z - zmax
+// rounds to s with an error t of up to |s|·2⁻²⁴, and exp turns an absolute error of its argument
+// into a relative error of its result of the same size (up to 2.8e-6 at s = -47, the H200 test
+// failure of profiling/NOTES.md). t is exact (Knuth's TwoSum, additions only, so no FMA contraction
+// can change it) and exp(s + t) = exp(s)·(1 + t) to within t²/2 < 1e-10 relative.
+__device__ __forceinline__ float exp_shifted(float z, float zmax) {
+  const float s = z - zmax;
+  const float zpart = s - (s - z);                       // TwoSum of z and -zmax: the parts of
+  const float t = (z - zpart) - (zmax + (s - z));        // each in s, and what s lost of them
+  const float e = expf(s);
+  return isfinite(t) ? fmaf(e, t, e) : e;  // t is NaN only for infinite logits: keep expf's 0/NaN
+}
+
+// A row's cross-entropy loss and whether its argmax (first maximum) is the label.
+struct XentRow {
+  double loss;  // NaN when the label is out of range
+  bool hit;
+};
+
+// z [C] (one row of logits), label y -> loss and hit; when d0 / d1 are not null each receives the
+// row's gradient [C] (softmax(z) - onehot(y)) · grad_scale. The arithmetic of cpu::softmax_xent,
+// in a form without cancellation, so that every output has a small RELATIVE error whatever the
+// logits:
+//   e_j = exp(z_j - zmax) (exp_shifted), first-maximum argmax `arg` (e_arg = 1);
+//   loss = log1p(Σ_{j≠arg} e_j) - (z_y - zmax): two non-negative terms (log(sum) loses the
+//          small loss of a confident row to the rounding of 1 + small);
+//   d_j = e_j / sum · scale for j ≠ y, and d_y = -(Σ_{j≠y} e_j) / sum · scale
+//          (p_y - 1 cancels when p_y is near 1: a float p_y = 1 - 1e-3 leaves 1e-3 with a relative
+//          error of 6e-5, and p_y - 1 is 0 for any p_y within 6e-8 of 1).
+__device__ __forceinline__ XentRow xent_row(const float* z, int C, int y, float grad_scale, float* d0, float* d1) {
+  int arg = 0;
+  for (int j = 1; j < C; ++j)
+    if (z[j] > z[arg]) arg = j;
+  const float zmax = z[arg];
+  float others = 0.0f, rest = 0.0f;  // Σ_{j≠arg} e_j, Σ_{j≠y} e_j
+  for (int j = 0; j < C; ++j) {
+    const float e = j == arg ? 1.0f : exp_shifted(z[j], zmax);
+    if (j != arg) others += e;
+    if (j != y) rest += e;
+  }
+  const float lse = log1pf(others);
+  const XentRow out{y < C ? double(lse - (z[y] - zmax)) : double(NAN), arg == y};
+  if (d0 || d1) {
+    const float sum = 1.0f + others;
+    for (int j = 0; j < C; ++j) {
+      const float e = j == arg ? 1.0f : exp_shifted(z[j], zmax);
+      const float g = (j == y ? -rest / sum : e / sum) * grad_scale;
+      if (d0) d0[j] = g;
+      if (d1) d1[j] = g;
+    }
+  }
+  return out;
+}
+
+// ---- Adam ----
+
+// The bias-corrected step size lr · sqrt(1 - b2^t) / (1 - b1^t) at step t (1-based), in double as
+// the CPU twin computes it.
+__device__ __forceinline__ float adam_step_size(float lr, float b1, float b2, int64_t t) {
+  const double bc1 = 1.0 - pow(double(b1), double(t));
+  const double bc2 = 1.0 - pow(double(b2), double(t));
+  return float(double(lr) * sqrt(bc2) / bc1);
+}
+
+// Adam on one element (p, m, v updated in place) with gradient g and step size alpha:
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;  p -= alpha · m / (sqrt(v) + eps)
+// Each multiply-add is one fmaf (the products (1-b1)·g and ((1-b2)·g)·g rounded first), so the
+// bits do not depend on the compiler. The CPU twin rounds each product and sum apart: it differs
+// by at most one rounding of m and of v (2⁻²⁴ relative each).
+__device__ __forceinline__ void adam_element(float& p, float& m, float& v, float g, float alpha, float b1, float b2,
+                                             float eps) {
+  const float mi = fmaf(b1, m, (1.0f - b1) * g);
+  const float vi = fmaf(b2, v, ((1.0f - b2) * g) * g);
+  m = mi;
+  v = vi;
+  p -= alpha * mi / (sqrtf(vi) + eps);
+}
+
+}  // namespace mnist::cuda
