@@ -119,7 +119,18 @@ void against_cpu_and_graph(const Data& d, std::vector<int> hidden, float dropout
   const EpochStats eg = graph->evaluate(tg);
   std::printf("  eval loss cpu %.9f fused %.9f graph %.9f acc %.4f/%.4f/%.4f\n", ec.loss, ef.loss, eg.loss, ec.accuracy, ef.accuracy, eg.accuracy);
   expect(std::fabs(ec.loss - ef.loss) <= 1e-4 * ec.loss && std::fabs(ec.accuracy - ef.accuracy) * d.n <= 1.0 + 1e-9, tag + " eval vs cpu");
-  expect(ef.accuracy == eg.accuracy && std::fabs(ef.loss - eg.loss) <= 1e-12 * eg.loss && ef.examples == eg.examples, tag + " eval vs graph");
+  if (d.input < 512) {  // neither path splits layer 0's sum: the same chains
+    expect(ef.accuracy == eg.accuracy && std::fabs(ef.loss - eg.loss) <= 1e-12 * eg.loss && ef.examples == eg.examples,
+           tag + " eval vs graph");
+  } else {
+    // The graph path's forward GEMM splits K >= 512 at its own fixed points (kernels/dense.cu),
+    // the fused evaluation does not: each logit is the same sum in another order, off by at most
+    // γ_K·Σ|x·w| (γ_784 ≈ 4.7e-5, Σ|x·w| within a few |logit| here), and the mean loss by far
+    // less (printed above: ~1e-8 relative). 1e-5 relative on the loss, one example on accuracy.
+    expect(std::fabs(ef.accuracy - eg.accuracy) * d.n <= 1.0 + 1e-9 && std::fabs(ef.loss - eg.loss) <= 1e-5 * eg.loss &&
+               ef.examples == eg.examples,
+           tag + " eval vs graph");
+  }
   const EpochStats ef2 = fused->evaluate(tf);  // the done counter re-armed: the same again
   expect(std::memcmp(&ef2.loss, &ef.loss, sizeof(double)) == 0 && ef2.accuracy == ef.accuracy, tag + " eval twice");
 }
