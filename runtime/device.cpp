@@ -36,6 +36,12 @@ DeviceInfo query_device() {
   return info;
 }
 
+void warm_up_device() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) cudaFree(nullptr);
+  cudaGetLastError();
+}
+
 std::string describe(const DeviceInfo& info) {
   if (!info.available) return "no CUDA device: " + info.reason;
   char buf[256];

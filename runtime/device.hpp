@@ -19,6 +19,11 @@ struct DeviceInfo {
 
 DeviceInfo query_device();
 
+// Creates device 0's primary CUDA context now (the runtime's start-up: hundreds of milliseconds
+// on a large GPU), so that a second thread can pay for it while the first loads data. Never
+// throws; a failure is left for query_device() to report.
+void warm_up_device();
+
 // One line for logs: "NVIDIA H100 (sm_90, 132 SMs, 79.1 GiB)" or "no CUDA device: <reason>".
 std::string describe(const DeviceInfo& info);
 

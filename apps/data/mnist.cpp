@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <future>
 
 #include "apps/data/idx.hpp"
 #include "kernels/philox.hpp"
@@ -71,8 +72,20 @@ MnistData load_mnist_dir(const std::string& dir) {
     throw InputError(cat("--data ", dir, ": no such directory; fetch the data with apps/fetch_data.sh"));
   if (!S_ISDIR(st.st_mode)) throw InputError(cat("--data ", dir, ": is a file, not a directory"));
   MnistData d;
-  d.train = load_image_set(find_file(dir, "train-images-idx3-ubyte"), find_file(dir, "train-labels-idx1-ubyte"));
-  d.test = load_image_set(find_file(dir, "t10k-images-idx3-ubyte"), find_file(dir, "t10k-labels-idx1-ubyte"));
+  const std::string train_images = find_file(dir, "train-images-idx3-ubyte");
+  const std::string train_labels = find_file(dir, "train-labels-idx1-ubyte");
+  const std::string test_images = find_file(dir, "t10k-images-idx3-ubyte");
+  const std::string test_labels = find_file(dir, "t10k-labels-idx1-ubyte");
+  // The test set is decoded on a second thread while this one decodes the training set (gzip
+  // inflation is most of a run's start-up); the training set's error, if any, is reported first.
+  auto test = std::async(std::launch::async, [&] { return load_image_set(test_images, test_labels); });
+  try {
+    d.train = load_image_set(train_images, train_labels);
+  } catch (...) {
+    try { test.get(); } catch (...) {}
+    throw;
+  }
+  d.test = test.get();
   if (d.train.rows != d.test.rows || d.train.cols != d.test.cols)
     throw InputError(cat(dir, ": training images are ", d.train.rows, "x", d.train.cols, " but test images are ",
                          d.test.rows, "x", d.test.cols));

@@ -83,6 +83,9 @@ std::string report_json(const ReportInfo& info) {
   j["test_loss"] = jnum(info.test_loss);
   j["test_accuracy"] = jnum(info.test_accuracy);
   j["total_seconds"] = jnum(info.total_seconds);
+  Json phases = Json::object();
+  for (const auto& [name, s] : info.phase_seconds) phases[name] = jnum(s);
+  j["phase_seconds"] = phases;
   j["seconds_per_epoch"] = jnum(info.history.epochs.empty() ? 0.0 : secs / double(info.history.epochs.size()));
   Json preds = Json::array();
   for (const SamplePrediction& p : info.sample_predictions)

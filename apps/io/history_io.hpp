@@ -47,6 +47,9 @@ struct ReportInfo {
   History history;
   double test_loss = 0, test_accuracy = 0;  // NaN when the test set was not evaluated
   double total_seconds = 0;
+  // Wall seconds of the run's parts, in order (load_data, engine, fit, test, outputs, process:
+  // from the start of main to the report), so a user sees where a whole run's time goes.
+  std::vector<std::pair<std::string, double>> phase_seconds;
   std::vector<SamplePrediction> sample_predictions;
 };
 
@@ -54,7 +57,7 @@ struct ReportInfo {
 //   model_summary, params, hidden, dropout, device, backend, kernels, precision, dataset, seed,
 //   flags (object),
 //   epochs_run, best_epoch, stopped_early, history (array of the history_jsonl objects),
-//   test_loss, test_accuracy, total_seconds,
+//   test_loss, test_accuracy, total_seconds, phase_seconds (object, in run order),
 //   seconds_per_epoch (mean of history's per-epoch seconds; 0 with no epochs),
 //   sample_predictions (array of {index, true_label, predicted, confidence})
 // Non-finite numbers become null. Pretty-printed with 2-space indentation.

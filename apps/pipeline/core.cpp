@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -19,6 +20,14 @@
 #include "runtime/error.hpp"
 
 namespace mnist {
+
+namespace {
+const std::chrono::steady_clock::time_point g_process_start = std::chrono::steady_clock::now();
+}  // namespace
+
+double process_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - g_process_start).count();
+}
 
 std::string data_dir(const AppOptions& o) {
   return o.data_dir.empty() ? std::string("data/") + to_string(o.dataset) : o.data_dir;
@@ -82,18 +91,34 @@ void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& trai
 }
 
 std::string dataset_fingerprint(const MnistData& d) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  auto mix = [&h](const std::vector<uint8_t>& bytes) {
-    for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  // FNV-1a's xor-multiply step over 64-bit little-endian words in 4 independent lanes (a byte
+  // at a time, one chain, it cost ~70 ms for MNIST's 55 MB; this is ~10x faster), the tail
+  // bytes and the lengths folded in, then the lanes combined in order.
+  constexpr uint64_t kPrime = 1099511628211ull;
+  uint64_t lane[4] = {1469598103934665603ull, 1469598103934665603ull ^ 1, 1469598103934665603ull ^ 2,
+                      1469598103934665603ull ^ 3};
+  auto mix = [&lane](const std::vector<uint8_t>& bytes) {
+    const std::size_t words = bytes.size() / 8;
+    std::size_t w = 0;
+    for (; w + 4 <= words; w += 4)
+      for (int l = 0; l < 4; ++l) {
+        uint64_t x;
+        std::memcpy(&x, bytes.data() + (w + std::size_t(l)) * 8, 8);
+        lane[l] = (lane[l] ^ x) * kPrime;
+      }
+    for (std::size_t i = w * 8; i < bytes.size(); ++i) lane[0] = (lane[0] ^ bytes[i]) * kPrime;
+    lane[1] = (lane[1] ^ uint64_t(bytes.size())) * kPrime;
   };
   for (const ImageSet* s : {&d.train, &d.test}) {
     mix(s->images);
     mix(s->labels);
   }
+  uint64_t h = lane[0];
+  for (int l = 1; l < 4; ++l) h = (h ^ lane[l]) * kPrime;
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   return cat("train ", d.train.n, "x", d.train.rows, "x", d.train.cols, ", test ", d.test.n, "x", d.test.rows, "x",
-             d.test.cols, ", fnv1a64 ", hex);
+             d.test.cols, ", fnv1a64x4 ", hex);
 }
 
 std::vector<Top1> top1(const std::vector<float>& probs, int n, int classes) {

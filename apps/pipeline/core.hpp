@@ -26,6 +26,9 @@ struct NullBuffer : std::streambuf {
 constexpr int kSamplesShown = 10;
 
 std::string data_dir(const AppOptions& o);  // --data, or data/<dataset>
+// Wall seconds since this program's static initialisation (just before main; after the dynamic
+// loader, whose share, the CUDA libraries' mostly, a whole-process timer sees on top).
+double process_seconds();
 void set_threads(const AppOptions& o);
 
 ModelSpec model_spec(const AppOptions& o, int input_dim);
@@ -42,8 +45,8 @@ std::string kernel_path(const Engine& engine, const EngineConfig& cfg);
 // The validation split of --val-split/--split, with --batch-size checked against what is left.
 void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val);
 
-// Sizes and a 64-bit FNV-1a hash of every image and label: two data sets with the same
-// fingerprint are the same data, whatever their paths or compression.
+// Sizes and a 64-bit hash (FNV-1a's step over 64-bit words, 4 lanes) of every image and label:
+// two data sets with the same fingerprint are the same data, whatever their paths or compression.
 std::string dataset_fingerprint(const MnistData& d);
 
 // The most probable class of each of n rows of `probs` ([n, classes]), with its probability.

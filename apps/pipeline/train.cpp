@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <iostream>
 #include <map>
 #include <ostream>
@@ -21,6 +22,7 @@
 #include "apps/pipeline/app.hpp"
 #include "apps/pipeline/core.hpp"
 #include "apps/pipeline/progress_bar.hpp"
+#include "runtime/device.hpp"
 #include "runtime/error.hpp"
 
 namespace mnist {
@@ -97,7 +99,7 @@ std::vector<GrayImage> first_images(const ImageSet& s, int count) {
 std::string written_files(const OutputDir& out) {
   std::string list;
   for (const char* f : {"best_model.safetensors", "resume.safetensors", "history.csv", "history.jsonl", "history.png",
-                        "report.json", "samples.png", "predictions.png", "model.dot", "model.svg", "model.png", "logs"}) {
+                        "history.svg", "report.json", "samples.png", "predictions.png", "model.dot", "model.svg", "model.png", "logs"}) {
     struct stat st;
     if (::stat(out.path(f).c_str(), &st) == 0)
       list += cat(list.empty() ? "" : ", ", f, std::string(f) == "logs" ? "/ (TensorBoard)" : "");
@@ -114,8 +116,20 @@ int run_train(const AppOptions& o, std::ostream& out) {
   std::ostream null_stream(&null_buffer);
   std::ostream& log = o.quiet ? null_stream : out;
   set_threads(o);
+  // Where a whole run's wall time goes (report.json "phase_seconds").
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::pair<std::string, double>> phases;
+  auto lap = [&phases, t = Clock::now()](const char* name) mutable {
+    const auto now = Clock::now();
+    phases.emplace_back(name, std::chrono::duration<double>(now - t).count());
+    t = now;
+  };
+  // The CUDA runtime starts (context creation) on another thread while this one decodes the data.
+  std::future<void> device_ready;
+  if (o.device != Device::Cpu) device_ready = std::async(std::launch::async, warm_up_device);
   const std::string dir = data_dir(o);
   MnistData data = load_mnist_dir(dir);
+  lap("load_data");
   log << "Dataset: " << to_string(o.dataset) << " (" << dir << ")\n";
   log << "Training set: " << shape_string(data.train) << "\n";
   log << "Test set: " << shape_string(data.test) << "\n";
@@ -126,6 +140,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   split_for_training(o, data.train, train, val);
   const ModelSpec spec = model_spec(o, data.train.dim());
   const EngineConfig cfg = engine_config(o, spec);
+  if (device_ready.valid()) device_ready.get();
   std::unique_ptr<Engine> engine = make_engine(o, cfg, log);
   if (!engine->notice().empty()) log << engine->notice() << "\n";
 
@@ -141,6 +156,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   const int train_id = engine->add_dataset(train.view());
   const int val_id = engine->add_dataset(val.view());
   const int test_id = engine->add_dataset(data.test.view());
+  lap("engine");
 
   // Everything is checked: from here on the run writes, holding the folder's lock.
   const OutputDir out_dir(o.out_dir);
@@ -154,8 +170,12 @@ int run_train(const AppOptions& o, std::ostream& out) {
   sample_grid_png(out_dir.path("samples.png"), first_images(data.train, kSamplesShown),
                   std::vector<int>(data.train.labels.begin(), data.train.labels.begin() + std::min(kSamplesShown, data.train.n)),
                   2, 5, o.dataset == Dataset::Fashion ? "Sample Fashion-MNIST Images" : "Sample MNIST Images");
-  const ArchitectureFiles arch = write_architecture(o.out_dir, spec);
-  for (const auto& w : arch.warnings) log << "note: " << w << "\n";
+  // Graphviz renders the architecture (two `dot` processes, ~0.1 s) while the model trains.
+  std::future<ArchitectureFiles> arch = std::async(std::launch::async, [&] { return write_architecture(o.out_dir, spec); });
+  auto architecture_done = [&arch, &log] {
+    if (!arch.valid()) return;
+    for (const auto& w : arch.get().warnings) log << "note: " << w << "\n";
+  };
 
   FitOptions fo = fit_options(o);
   fo.checkpoint = out_dir.path("best_model.safetensors");
@@ -183,12 +203,18 @@ int run_train(const AppOptions& o, std::ostream& out) {
   const auto t0 = std::chrono::steady_clock::now();
   History h = fit(*engine, train_id, val_id, spec, fo, log, on_epoch, ctl);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  lap("fit");
   write_history_csv(out_dir.path("history.csv"), h);
   write_history_jsonl(out_dir.path("history.jsonl"), h);
-  if (stopped(h)) return 130;
+  if (stopped(h)) {
+    architecture_done();
+    return 130;
+  }
   plot_history_png(out_dir.path("history.png"), h);
+  plot_history_svg(out_dir.path("history.svg"), h);
 
   const EpochStats test = engine->evaluate(test_id);
+  lap("test");
   char line[128];
   out << "\nResults (" << engine->name() << "):\n";
   std::snprintf(line, sizeof line, "Test Loss: %.4f\nTest Accuracy: %.4f\n", test.loss, test.accuracy);
@@ -226,6 +252,10 @@ int run_train(const AppOptions& o, std::ostream& out) {
   }
   image_grid_png(out_dir.path("predictions.png"), first_images(data.test, shown), captions, 2, 5,
                  "Predictions (confidence)");
+  architecture_done();
+  lap("outputs");
+  report.phase_seconds = phases;
+  report.phase_seconds.emplace_back("process", process_seconds());
   write_report_json(out_dir.path("report.json"), report);
   log << "\nWrote " << o.out_dir << "/: " << written_files(out_dir) << "\n";
   return stopped(h) ? 130 : 0;
