@@ -127,7 +127,7 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
   add_number(app, "--dropout", o.dropout, number(0.0, 1.0, false, true), "dropout rate after each hidden layer");
   add_choice(app, "--kernels", o.kernels, {Kernels::Fused, Kernels::Graph},
              "CUDA training step: one persistent kernel, or separate kernels in graphs");
-  add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay");
+  add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");
   add_number(app, "--epochs", o.epochs, number(1, 100000), "maximum number of epochs");
