@@ -374,17 +374,7 @@ class Race:
                "--no-early-stop", "--quiet", "--json", jpath] + shlex.split(a.pytorch_args)
         if a.threads > 0:
             cmd += ["--threads", str(a.threads)]
-        text, wall, err = self.run_logged(cmd, f"pytorch-{mode}-b{batch}-r{rep}.log")
-        if err:
-            return None, err
-        try:
-            with open(jpath) as f:
-                r = json.load(f)
-        except (OSError, ValueError) as e:
-            return None, f"cannot read {jpath}: {e}"
-        self.keep(f"pytorch-{mode}-b{batch}-r{rep}.json", json.dumps(r, indent=1))
-        r["wall_s"] = wall
-        return r, None
+        return self.run_peer(cmd, jpath, f"pytorch-{mode}-b{batch}-r{rep}")
 
     def run_jax(self, c, batch, rep, tmp):
         a = self.a
@@ -393,7 +383,11 @@ class Race:
         cmd = [a.python or sys.executable, os.path.join(HERE, "jax_mnist.py"), "--data", a.data,
                "--epochs", str(a.epochs), "--batch-size", str(batch), "--seed", str(a.seed),
                "--precision", precision, "--quiet", "--json", jpath]
-        text, wall, err = self.run_logged(cmd, f"{c}-b{batch}-r{rep}.log")
+        return self.run_peer(cmd, jpath, f"{c}-b{batch}-r{rep}")
+
+    def run_peer(self, cmd, jpath, tag):
+        """Runs a Python peer that writes its epoch timings to jpath; (result, None) or (None, why)."""
+        text, wall, err = self.run_logged(cmd, f"{tag}.log")
         if err:
             return None, err
         try:
@@ -401,7 +395,7 @@ class Race:
                 r = json.load(f)
         except (OSError, ValueError) as e:
             return None, f"cannot read {jpath}: {e}"
-        self.keep(f"{c}-b{batch}-r{rep}.json", json.dumps(r, indent=1))
+        self.keep(f"{tag}.json", json.dumps(r, indent=1))
         r["wall_s"] = wall
         return r, None
 

@@ -19,37 +19,11 @@
 #include <vector>
 
 #include "layers/engine.hpp"
+#include "tests/gpu/engine_problem.hpp"
 #include "tests/gpu/gpu_test.cuh"
 
 namespace mnist::test {
 namespace {
-
-struct Problem {
-  EngineConfig cfg;
-  int n = 0;
-  std::vector<uint8_t> images, labels;
-  DataView view() const { return {images.data(), labels.data(), n, cfg.spec.input}; }
-};
-
-Problem problem(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed) {
-  Problem p;
-  p.cfg.spec.input = input;
-  p.cfg.spec.hidden = std::move(hidden);
-  p.cfg.spec.classes = classes;
-  p.cfg.spec.dropout = dropout;
-  p.cfg.batch_size = batch;
-  p.cfg.seed = seed;
-  p.n = n;
-  p.images = random_bytes(std::size_t(n) * std::size_t(input), seed + 1);
-  p.labels = random_bytes(std::size_t(n), seed + 2, 0, classes - 1);
-  return p;
-}
-
-std::vector<double> delta(const std::vector<float>& p, const std::vector<float>& p0) {
-  std::vector<double> d(p.size());
-  for (std::size_t i = 0; i < p.size(); ++i) d[i] = double(p[i]) - double(p0[i]);
-  return d;
-}
 
 struct Run {
   TrainState st;
@@ -91,7 +65,7 @@ void check_bitwise(const Run& a, const Run& b) {
 
 TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial last batch") {
   // 600 / 128: 4 full batches and an 88-row one, 2 epochs.
-  Problem p = problem(784, {128, 64}, 10, 0.2f, 128, 600, 42);
+  Problem p = make_problem(784, {128, 64}, 10, 0.2f, 128, 600, 42);
   p.cfg.kernels = Kernels::Fused;
   Problem g = p;
   g.cfg.kernels = Kernels::Graph;
@@ -134,7 +108,7 @@ TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial la
 }
 
 TEST_CASE("fused kernel: no dropout, one hidden layer, odd widths, batch 7 (4-row last batch)") {
-  Problem p = problem(37, {19}, 3, 0.0f, 7, 60, 9);
+  Problem p = make_problem(37, {19}, 3, 0.0f, 7, 60, 9);
   auto cpu = make_cpu_engine(p.cfg);
   auto fused = make_cuda_engine(p.cfg);
   const int tc = cpu->add_dataset(p.view()), tf = fused->add_dataset(p.view());
@@ -152,7 +126,7 @@ TEST_CASE("fused kernel: no dropout, one hidden layer, odd widths, batch 7 (4-ro
 
 TEST_CASE("fused kernel: grid size, launch chunk size and a cut epoch change no bit") {
   // 1000 / 64: 15 full batches and a 40-row one.
-  const Problem base = problem(784, {128, 64}, 10, 0.2f, 64, 1000, 5);
+  const Problem base = make_problem(784, {128, 64}, 10, 0.2f, 64, 1000, 5);
   const Run ref = train(base, 2);
   struct Case {
     int blocks, K, cut;
@@ -167,15 +141,15 @@ TEST_CASE("fused kernel: grid size, launch chunk size and a cut epoch change no 
 }
 
 TEST_CASE("fused kernel: configurations it cannot run fall back to the graph path with a one-line notice") {
-  Problem p = problem(50, {33, 20}, 10, 0.2f, 32, 200, 8);
+  Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 8);
   p.cfg.gemm = Gemm::Cublas;
   auto a = make_cuda_engine(p.cfg);
   CHECK(a->notice().find("cublas") != std::string::npos);
   CHECK(a->notice().find('\n') == std::string::npos);
-  Problem q = problem(50, {8, 8, 8, 8, 8, 8, 8, 8}, 10, 0.2f, 32, 200, 8);
+  Problem q = make_problem(50, {8, 8, 8, 8, 8, 8, 8, 8}, 10, 0.2f, 32, 200, 8);
   auto b = make_cuda_engine(q.cfg);
   CHECK(b->notice().find("hidden layers") != std::string::npos);
-  Problem r = problem(50, {33}, 10, 0.2f, 32, 200, 8);
+  Problem r = make_problem(50, {33}, 10, 0.2f, 32, 200, 8);
   r.cfg.kernels = Kernels::Graph;
   CHECK(make_cuda_engine(r.cfg)->notice().empty());
 }

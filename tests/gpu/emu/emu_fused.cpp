@@ -24,17 +24,6 @@
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-pthread_barrier_t g_emu_barrier;
-long long g_emu_launches = 0;
-namespace mnist {
-int g_emu_captures = 0, g_emu_replays = 0;
-DeviceInfo query_device() { DeviceInfo i; i.available = true; i.count = 1; i.name = "emu"; return i; }
-namespace detail {
-void throw_cuda(cudaError_t, const char* expr, const char* file, int line) { throw std::runtime_error(cat("cuda ", expr, file, line)); }
-}
-}  // namespace mnist
 using namespace mnist;
 
 static int failures = 0, checks = 0;

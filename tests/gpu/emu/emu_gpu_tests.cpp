@@ -16,15 +16,6 @@
 
 #include "runtime/error.hpp"
 
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-pthread_barrier_t g_emu_barrier;
-long long g_emu_launches = 0;
-namespace mnist::detail {
-void throw_cuda(cudaError_t, const char* expr, const char* file, int line) {
-  throw std::runtime_error(cat("cuda ", expr, file, line));
-}
-}  // namespace mnist::detail
 
 // The emulation's expf is CUDA's: within the documented 2 ulp of exp, and not correctly rounded
 // (a model that were would hide what the GPU shows). Unless built with -DEMU_HOST_MATH.

@@ -13,13 +13,6 @@
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
 
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-pthread_barrier_t g_emu_barrier;
-long long g_emu_launches = 0;
-namespace mnist::detail {
-void throw_cuda(cudaError_t, const char* expr, const char* file, int line) { throw std::runtime_error(cat("cuda ", expr, file, line)); }
-}
 using namespace mnist;
 static int failures = 0, checks = 0;
 std::vector<float> rnd(std::size_t n, uint64_t seed, double lo = -1, double hi = 1) {

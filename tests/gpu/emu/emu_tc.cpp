@@ -26,15 +26,6 @@
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
 
-thread_local dim3 threadIdx, blockIdx;
-dim3 blockDim, gridDim;
-pthread_barrier_t g_emu_barrier;
-long long g_emu_launches = 0;
-namespace mnist::detail {
-void throw_cuda(cudaError_t, const char* expr, const char* file, int line) {
-  throw std::runtime_error(cat("cuda ", expr, file, line));
-}
-}  // namespace mnist::detail
 
 using namespace mnist;
 using Vec = std::vector<float>;

@@ -29,7 +29,8 @@ for f in dense gather dropout adam softmax_xent fused_step; do
 done
 cp "$root/layers/cuda_engine.cu" "$work/gen/cuda_engine.cpp"
 flags=(-std=c++17 -O2 -fopenmp -pthread -I"$here/ov" -I"$root")
-kernels=("$work"/gen/{dense,gather,dropout,adam,softmax_xent,fused_step}.cpp "$root/layers/cpu_ops.cpp")
+kernels=("$work"/gen/{dense,gather,dropout,adam,softmax_xent,fused_step}.cpp "$root/layers/cpu_ops.cpp"
+         "$here/emu_runtime.cpp")
 engine=("$work/gen/cuda_engine.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp")
 for part in "${parts[@]}"; do
   case "$part" in
