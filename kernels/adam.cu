@@ -13,37 +13,25 @@ namespace {
 constexpr int kThreads = 256;
 constexpr std::size_t kMaxBlocks = 2048;
 
-// p, m, v (updated), g: [n], one flat span. Grid-stride over the span. Thread 0 of each block reads (lr, t) -- from the counters when set --
-// and computes the step size; with counters, each block's thread 0 then counts the block as done
-// (after a fence that orders its read of the counters before the count), and the block that
-// completes the count is the last reader, so it alone advances step and batch and re-arms the
-// count for the next launch.
+// Fuses Adam's three updates (m, v, then p) of one element into one pass. p, m, v [n] (read and
+// written in place), g [n] (read): one flat span, grid-stride. Thread 0 of each block reads (lr,
+// t) -- from counters when set (read only: advance_train_counters moves them on afterwards) -- and
+// computes the bias-corrected step size once for the block.
 __global__ void __launch_bounds__(kThreads)
-    adam_kernel(float* p, float* m, float* v, const float* g, std::size_t n, float lr, float b1, float b2, float eps,
-                int64_t t, TrainCounters* counters) {
+    adam_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, const float* __restrict__ g,
+                std::size_t n, float lr, float b1, float b2, float eps, int64_t t,
+                const TrainCounters* __restrict__ counters) {
   __shared__ float s_alpha;
-  __shared__ int64_t s_t;
   if (threadIdx.x == 0) {
     const float rate = counters ? counters->lr : lr;
     const int64_t step = counters ? counters->step : t;
     s_alpha = adam_step_size(rate, b1, b2, step);
-    s_t = step;
   }
   __syncthreads();
   const float alpha = s_alpha;
   const std::size_t stride = std::size_t(gridDim.x) * kThreads;
   for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride)
     adam_element(p[i], m[i], v[i], g[i], alpha, b1, b2, eps);  // step_math.cuh, shared with the fused step
-  if (counters && threadIdx.x == 0) {
-    __threadfence();
-    const unsigned done = atomicAdd(&counters->blocks_done, 1u);
-    if (done == gridDim.x - 1) {
-      counters->step = s_t + 1;
-      counters->batch += 1;
-      counters->blocks_done = 0;
-      __threadfence();
-    }
-  }
 }
 
 unsigned grid_for(std::size_t n) {
@@ -57,15 +45,17 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
   MNIST_CHECK(t >= 1, "adam_update: step t must be >= 1, got ", t);
   if (n == 0) return;
   MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
+  MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
   adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, lr, b1, b2, eps, t, nullptr);
   MNIST_LAUNCH_CHECK(stream);
 }
 
-void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, TrainCounters* counters, float b1,
-                 float b2, float eps, cudaStream_t stream) {
+void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, const TrainCounters* counters,
+                 float b1, float b2, float eps, cudaStream_t stream) {
   MNIST_CHECK(counters, "adam_update: null counters");
-  MNIST_CHECK(n == 0 || (p && m && v && g), "adam_update: null pointer");
-  // Launched even when n == 0: the counters must still advance.
+  if (n == 0) return;
+  MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
+  MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
   adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, 0.0f, b1, b2, eps, 0, counters);
   MNIST_LAUNCH_CHECK(stream);
 }

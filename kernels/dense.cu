@@ -24,7 +24,6 @@ struct GemmParams {
   int M = 0, N = 0, K = 0;
   const float* a = nullptr;
   int lda = 0;
-  const float* amask = nullptr;  // when set, A(m,k) is replaced by 0 where amask (same layout) <= 0
   const float* b = nullptr;
   int ldb = 0;
   int ones_col = -1;  // Weight: column n == ones_col of B is all ones (the bias-gradient column)
@@ -89,7 +88,6 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
     if (m < p.M && k < k_end) {
       const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
       v = p.a[idx];
-      if (p.amask && !(p.amask[idx] > 0.0f)) v = 0.0f;
     }
     As[kk][mm] = round_gemm_input<PREC>(v);
   }
@@ -316,8 +314,17 @@ struct MmaTile {
   }
 };
 
-// One GEMM: block (x, y) computes the tile at rows (y % row tiles)*BM, columns x*BN, of split
-// y / row tiles (split-K with p.split_k; otherwise one split).
+// One GEMM with its epilogue fused into the store (block (x, y): the tile at rows
+// (y % row tiles)*BM, columns x*BN, of split y / row tiles; one split without p.split_k).
+// Pointers come in GemmParams, so none can be __restrict__; the launchers check that outputs do
+// not alias inputs. Per KIND (see the table at the top):
+//   Forward: fuses GEMM + bias + ReLU + dropout. Reads X [B,K], W [N,K], b [N], counters->step
+//            (when dropout reads it on the device); writes Y [B,N], or partial [splits,B,N].
+//   Data:    fuses GEMM + the previous layer's ReLU/dropout mask. Reads dZ [B,N], W [N,K],
+//            mask [B,K] (optional); writes dX [B,K].
+//   Weight:  fuses the weight GEMM and the bias reduction (db is the product with a ones column
+//            appended to X). Reads dZ [B,N], X [B,K]; writes dW [N,K] and db [N], or
+//            partial [splits,N,K+1].
 template <class Tile, Kind KIND>
 __global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
   __shared__ typename Tile::Smem smem;
@@ -326,10 +333,11 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmPar
   Tile::template run<KIND>(p, (y % row_tiles) * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
 }
 
-// Split-K's second pass: C(m, n) = Σ_z partial[z][m][n] summed in the fixed order z = 0, 1, ...
-// (so the result depends only on the split points, never on the grid or on timing), then KIND's
-// epilogue (Weight: dW, or db for the ones column; Forward: bias, ReLU, dropout). Grid-stride over
-// the M x N outputs.
+// Split-K's second pass, fusing the sum of the pieces with KIND's epilogue: C(m, n) =
+// Σ_z partial[z][m][n] summed in the fixed order z = 0, 1, ... (so the result depends only on the
+// split points, never on the grid or on timing), then the epilogue. Reads partial [splits,M,N]
+// and the epilogue's inputs (Forward: b [N], counters->step; Weight: none); writes Forward: Y
+// [B,N]; Weight: dW [N,K] and db [N] (column K). Grid-stride over the M x N outputs.
 template <Kind KIND>
 __global__ void dense_split_reduce_kernel(const GemmParams p) {
   const uint64_t step = epilogue_step<KIND>(p);
@@ -343,10 +351,12 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
   }
 }
 
-// A layer's two backward GEMMs in one launch (they are independent: both only read dZ): blocks
-// [0, weight tiles) compute the weight GEMM w (row-major over its tile grid), the rest the data
-// GEMM d. The branch is uniform per block. One launch instead of two, and one less link in the
-// step's chain of dependent kernels.
+// Fuses a layer's two backward GEMMs into one launch (they are independent: both only read dZ):
+// blocks [0, weight tiles x splits) compute the weight GEMM w (row-major over its tile grid), the
+// rest the data GEMM d. The branch is uniform per block. One launch instead of two, and one less
+// link in the step's chain of dependent kernels. Reads dZ [B,N], X [B,K], W [N,K], mask [B,K]
+// (optional); writes dW [N,K], db [N] (or w's partial [splits,N,K+1]) and dX [B,K], with the
+// epilogues of dense_gemm_kernel's Weight and Data.
 template <class Tile>
 __global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const GemmParams w, const GemmParams d) {
   __shared__ typename Tile::Smem smem;
@@ -491,15 +501,13 @@ GemmParams forward_params(float* Y, const float* X, const float* W, const float*
   return p;
 }
 
-GemmParams weight_params(float* dW, float* db, const float* dZ, const float* amask, const float* X, int B, int K,
-                         int N) {
+GemmParams weight_params(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N) {
   GemmParams p;
   p.M = N;
   p.N = db ? K + 1 : K;
   p.K = B;
   p.a = dZ;
   p.lda = N;
-  p.amask = amask;
   p.b = X;
   p.ldb = K;
   p.ones_col = db ? K : -1;
@@ -509,15 +517,14 @@ GemmParams weight_params(float* dW, float* db, const float* dZ, const float* ama
   return p;
 }
 
-GemmParams data_params(float* dX, const float* dZ, const float* amask, const float* W, const float* mask,
-                       float mask_scale, int B, int K, int N) {
+GemmParams data_params(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
+                       int K, int N) {
   GemmParams p;
   p.M = B;
   p.N = K;
   p.K = N;
   p.a = dZ;
   p.lda = N;
-  p.amask = amask;
   p.b = W;
   p.ldb = K;
   p.out = dX;
@@ -595,18 +602,6 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
   launch_forward(p, workspace, prec, stream);
 }
 
-void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
-                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream, GemmPrecision prec) {
-  (void)dZ;
-  check_sizes("dense_backward", B, K, N);
-  MNIST_CHECK(dW && db && (B == 0 || (dY && X)) && (!relu || B == 0 || Y) && (!dX || W),
-              "dense_backward: null pointer");
-  const float* amask = relu ? Y : nullptr;
-  const GemmParams w = weight_params(dW, db, dY, amask, X, B, K, N);
-  const GemmParams d = data_params(dX, dY, amask, W, nullptr, 1.0f, B, K, N);
-  launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
-}
-
 std::size_t dense_workspace_floats(int B, int K, int N) {
   if (B <= 0 || K <= 0 || N <= 0) return 0;
   const int rows = weight_split_rows(B, K, N), cols = forward_split_cols(K);
@@ -619,7 +614,7 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, const float* 
                             cudaStream_t stream, GemmPrecision prec, float* workspace) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
-  GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, B, K, N);
   launch_weights_and_data(w, nullptr, prec, stream);
 }
@@ -630,7 +625,7 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   if (B == 0) return;
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
-  launch_gemm<Kind::Data>(data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N), prec, stream);
+  launch_gemm<Kind::Data>(data_params(dX, dZ, W, mask, mask_scale, B, K, N), prec, stream);
 }
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
@@ -639,9 +634,9 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, cons
   check_sizes("dense_backward_fused", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
-  GemmParams w = weight_params(dW, db, dZ, nullptr, X, B, K, N);
+  GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, B, K, N);
-  const GemmParams d = data_params(dX, dZ, nullptr, W, mask, mask_scale, B, K, N);
+  const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
   launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
 }
 

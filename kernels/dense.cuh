@@ -1,6 +1,7 @@
 // Dense (fully connected) layer: fused forward Y = act(X·Wᵀ + b) and its backward, as tiled
 // shared-memory SGEMMs with fused epilogues (no cuBLAS). Twins of cpu::dense_forward /
-// cpu::dense_backward (layers/cpu_ops.hpp); the engine uses the fused pieces below them.
+// cpu::dense_backward (layers/cpu_ops.hpp): the backward is dense_backward_fused on dZ (the
+// tests' full twin, masking dY by Y first, is tests/gpu/dense_backward_ref.cuh).
 //
 // Layouts are row-major and PyTorch's: X [B,K], W [N,K] (out, in), b [N], Y [B,N].
 //
@@ -45,14 +46,6 @@ void dense_forward(float* Y, const float* X, const float* W, const float* b, int
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream,
                                 GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
-
-// Twin of cpu::dense_backward. dY [B,N] is the gradient w.r.t. Y, Y [B,N] the forward output
-// (its sign is the ReLU mask; unused when !relu). Writes dW [N,K] = dZᵀ·X, db [N] = Σ_b dZ and,
-// when dX is not null, dX [B,K] = dZ·W, where dZ = relu ? dY ⊙ [Y > 0] : dY. The GPU applies the
-// mask while loading dY, so the scratch dZ of the CPU signature is not used (may be null).
-void dense_backward(float* dX, float* dW, float* db, float* dZ, const float* dY, const float* X, const float* W,
-                    const float* Y, int B, int K, int N, bool relu, cudaStream_t stream,
-                    GemmPrecision prec = GemmPrecision::FP32);
 
 // dW [N,K] = dZ [B,N]ᵀ · X [B,K] and, when db is not null, db [N] = Σ_b dZ [b,:], in ONE GEMM:
 // db is the product with a column of ones appended to X. dZ is the pre-activation gradient.

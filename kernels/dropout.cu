@@ -10,12 +10,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// out [n] = keep ? in * scale : 0. One thread per group of 4 consecutive elements, which share
-// one Philox block (elements 4g .. 4g+3 are words 0..3 of the block with counter g); the tail
-// group is guarded element by element.
+// out [n] = keep ? in * scale : 0 (out may alias in: neither is __restrict__). One thread per group
+// of 4 consecutive elements, which share one Philox block (elements 4g .. 4g+3 are words 0..3 of
+// the block with counter g); the tail group is guarded element by element.
 __global__ void __launch_bounds__(kThreads)
     dropout_kernel(float* out, const float* in, std::size_t n, uint32_t threshold, float scale, uint64_t seed,
-                   uint64_t step, const TrainCounters* counters, uint32_t layer) {
+                   uint64_t step, const TrainCounters* __restrict__ counters, uint32_t layer) {
   const std::size_t g = std::size_t(blockIdx.x) * kThreads + threadIdx.x;
   const std::size_t i0 = g * 4;
   if (i0 >= n) return;
@@ -28,9 +28,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// dZ [n] = D > 0 ? dD * scale : 0, one element per thread.
+// dZ [n] = D > 0 ? dD * scale : 0, one element per thread. dZ may alias dD (in place), so only D
+// is __restrict__.
 __global__ void __launch_bounds__(kThreads)
-    relu_dropout_backward_kernel(float* dZ, const float* dD, const float* D, std::size_t n, float scale) {
+    relu_dropout_backward_kernel(float* dZ, const float* dD, const float* __restrict__ D, std::size_t n,
+                                 float scale) {
   const std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i < n) dZ[i] = D[i] > 0.0f ? dD[i] * scale : 0.0f;
 }
@@ -59,6 +61,7 @@ void relu_dropout_backward(float* dZ, const float* dD, const float* D, std::size
                            cudaStream_t stream) {
   if (n == 0) return;
   MNIST_CHECK(dZ && dD && D, "relu_dropout_backward: null pointer");
+  MNIST_CHECK(dZ != D, "relu_dropout_backward: dZ must not alias D (it may alias dD)");
   const std::size_t blocks = (n + kThreads - 1) / kThreads;
   MNIST_CHECK(blocks <= 0x7FFFFFFFu, "relu_dropout_backward: ", n, " elements is too many");
   relu_dropout_backward_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(dZ, dD, D, n, scale);

@@ -48,7 +48,7 @@ inline void dropout_backward(float* dIn, const float* dOut, std::size_t n, float
 // Gradient through ReLU + dropout from the post-dropout activation alone (no mask needed):
 // dZ [n] = D[i] > 0 ? dD[i] * scale : 0, where D = dropout(ReLU(Z)) and scale = 1/(1-p) (1 when
 // there is no dropout). D > 0 iff the element was kept and ReLU passed it, so this equals
-// cpu::dropout_backward followed by the ReLU mask of cpu::dense_backward. dZ may alias dD.
+// cpu::dropout_backward followed by the ReLU mask of cpu::dense_backward. dZ may alias dD, not D.
 void relu_dropout_backward(float* dZ, const float* dD, const float* D, std::size_t n, float scale,
                            cudaStream_t stream);
 

@@ -45,7 +45,8 @@ constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(b
 // memory, so that consecutive threads load consecutive addresses.
 template <int BM, int BN, int BK, int TM, int TN, bool A_KFAST, bool B_KFAST, class LoadA, class LoadB>
 __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0, int M, int N, int k_begin, int K,
-                                           const LoadA& load_a, const LoadB& load_b, float* As, float* Bs) {
+                                           const LoadA& load_a, const LoadB& load_b, float* __restrict__ As,
+                                           float* __restrict__ Bs) {
   constexpr int RM = BM / TM, RN = BN / TN;
   static_assert(RM * RN == kT, "one micro-tile per thread");
   static_assert((BM * BK) % kT == 0 && (BN * BK) % kT == 0, "tile loads must split evenly");
@@ -118,11 +119,17 @@ __device__ __forceinline__ int c_tiles(const FusedLayer& l) {
   return ((l.out + kCM - 1) / kCM) * ((l.in + 1 + kCN - 1) / kCN);
 }
 
+// What it fuses, reads and writes: fused_step.cuh's header. Shapes: images [n, K0] uint8, labels
+// [n], order [n]; params/m/v the flat span (layers/model.hpp: W_l [N_l, K_l], b_l [N_l]); act[l],
+// dz[l] [stride, N_l]; partial [splits, stride, N0]; row_loss/row_hit [stride].
 // f: the model, buffers and constants (fused_step.cuh); steps: training steps to run; rows: rows
 // per step. Every buffer but the images, labels and order is written by some block during the
 // launch and read by others after a grid barrier, so loads are plain coherent loads: no __ldg,
-// no __restrict__ (which would let the compiler use the non-coherent read-only path). Shared memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and
-// gradients of kR rows for every layer, [kR] losses and hits.
+// no __restrict__ on them (which would let the compiler use the non-coherent read-only path);
+// the helpers' __restrict__ parameters here are shared-memory tiles (tile_chain, xent_row's z and
+// d0) or elements read and written (adam_element), never a read-only global pointer. Shared
+// memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and gradients of kR rows
+// for every layer, [kR] losses and hits.
 __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int steps, int rows) {
   extern __shared__ float4 fused_smem[];
   float* smem = reinterpret_cast<float*>(fused_smem);
@@ -342,7 +349,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   }
 }
 
-// Evaluation: kER consecutive rows a block, every layer forward (no dropout) with the rows'
+// Evaluation, fusing every layer's forward with softmax_xent's loss and hit count (no gradient).
+// Reads params (W_l [N_l, K_l], b_l [N_l]), images [n, K0] uint8, labels [n] at rows first ..
+// first+n-1; writes block_loss/block_hit [blocks] (scratch), *done, and adds to *e.metrics.
+// kER consecutive rows a block, every layer forward (no dropout) with the rows'
 // activations in shared memory, then the rows' loss and hits; the last block to finish adds the
 // blocks' sums to *e.metrics in block order. Layer 0 is one full-depth FMA chain per output (no
 // split), as the graph path's dense_forward, so the same logits bit for bit.

@@ -2,21 +2,23 @@
 // dropout, softmax output, sparse cross-entropy, Adam) in ONE persistent cooperative kernel, the
 // phases of a step separated by grid-wide barriers instead of kernel boundaries.
 //
-// Fuses, per step (the 9 launches of the graph path, layers/cuda_engine.cu):
+// Fuses, per step (the 10 launches of the graph path, layers/cuda_engine.cu):
 //   gather_batch + layer 0's dense_relu_dropout_forward       phase A (tiles of [rows, N0]; split-K
 //                                                             over 392-deep K ranges when K0 > 392,
 //                                                             the partials summed in phase B)
 //   layers 1..L-1 forward (bias, ReLU, dropout), softmax_xent,
 //   every layer's backward data GEMM + ReLU/dropout mask       phase B (tiles of R rows)
 //   every layer's backward weight GEMM (dW and db) + adam_update phase C (tiles of each [N, K+1])
+//   advance_train_counters                                    once per launch, at exit (by `steps`)
 // with a grid barrier after A, after B and after C (3 per step; none after a launch's last C).
 //
 // Reads: images/labels (uint8, resident), order (the epoch's permutation), the counters (step,
 // batch, lr: read once at entry), params/m/v.
 // Writes: params/m/v (Adam, in place), act[l] for the hidden layers and dz[l] for every layer
 // (scratch in global memory, L2-resident), partial (split-K scratch), row_loss/row_hit (scratch),
-// metrics (+= the steps'
-// loss sum and correct count), counters (step and batch advanced by `steps` at exit).
+// metrics (+= the steps' loss sum and correct count), counters (step and batch advanced by
+// `steps` at exit, by one thread once every block is past its read: the graph path's
+// advance_train_counters, done in place).
 //
 // Bitwise contract: every output element is the same FP32 fused-multiply-add chain as in
 // kernels/dense.cu (k ascending from 0, bias added after, the bias gradient a chain over a ones

@@ -13,14 +13,16 @@ namespace {
 constexpr int kGatherThreads = 128;
 constexpr int kThreads = 256;
 
-// images [n_images, D] uint8, labels [n_images], idx [...] -> X [B, D] float, y [B].
-// One block per batch row. Row r comes from image idx[base + r] (or base + r without idx), where
-// base = first + counters->batch * stride when counters are set. VEC: D % 4 == 0 and aligned
-// pointers, so 4 pixels move as one uchar4 load and one float4 store.
+// Fuses the batch gather with the /255 scaling and the label gather. Reads images [n_images, D]
+// uint8, labels [n_images], idx [...] (optional), counters->batch (optional); writes X [B, D]
+// float, y [B] (optional). One block per batch row. Row r comes from image idx[base + r] (or
+// base + r without idx), where base = first + counters->batch * stride when counters are set.
+// VEC: D % 4 == 0 and aligned pointers, so 4 pixels move as one uchar4 load and one float4 store.
 template <bool VEC>
 __global__ void __launch_bounds__(kGatherThreads)
-    gather_kernel(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, const int32_t* idx,
-                  int64_t first, const TrainCounters* counters, int stride, int D) {
+    gather_kernel(float* __restrict__ X, uint8_t* __restrict__ y, const uint8_t* __restrict__ images,
+                  const uint8_t* __restrict__ labels, const int32_t* __restrict__ idx, int64_t first,
+                  const TrainCounters* __restrict__ counters, int stride, int D) {
   const int r = int(blockIdx.x);
   const int64_t base = first + (counters ? int64_t(counters->batch) * stride : 0);
   const int64_t src = idx ? int64_t(idx[base + r]) : base + r;
@@ -58,7 +60,8 @@ void launch_gather(float* X, uint8_t* y, const uint8_t* images, const uint8_t* l
 
 // keys [n] = rng::shuffle_key(seed, epoch, i), vals [n] = i. One thread per Philox block (4 keys).
 __global__ void __launch_bounds__(kThreads)
-    shuffle_keys_kernel(uint32_t* keys, int32_t* vals, int n, uint64_t seed, uint64_t epoch) {
+    shuffle_keys_kernel(uint32_t* __restrict__ keys, int32_t* __restrict__ vals, int n, uint64_t seed,
+                        uint64_t epoch) {
   const int64_t g = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t i0 = g * 4;
   if (i0 >= n) return;
@@ -73,7 +76,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* order, int n) {
+__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* __restrict__ order, int n) {
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i < n) order[i] = int32_t(i);
 }

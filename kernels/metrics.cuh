@@ -26,7 +26,7 @@ namespace mnist::cuda {
 // Block-wide: every thread of the (THREADS-thread, 1-D) block must call it. Adds Σ loss and Σ hits
 // over the block to *m (plain read-modify-write by thread 0: callers launch a single block).
 template <int THREADS>
-__device__ __forceinline__ void accumulate_metrics(Metrics* m, double loss, unsigned long long hits) {
+__device__ __forceinline__ void accumulate_metrics(Metrics* __restrict__ m, double loss, unsigned long long hits) {
   using LossReduce = cub::BlockReduce<double, THREADS>;
   using HitReduce = cub::BlockReduce<unsigned long long, THREADS>;
   __shared__ typename LossReduce::TempStorage loss_tmp;

@@ -34,16 +34,17 @@ struct XentRow {
 };
 
 // z [C] (one row of logits), label y -> loss and hit; when d0 / d1 are not null each receives the
-// row's gradient [C] (softmax(z) - onehot(y)) · grad_scale. The arithmetic of cpu::softmax_xent,
-// in a form without cancellation, so that every output has a small RELATIVE error whatever the
-// logits:
+// row's gradient [C] (softmax(z) - onehot(y)) · grad_scale (z, d0, d1 do not overlap). The
+// arithmetic of cpu::softmax_xent, in a form without cancellation, so that every output has a
+// small RELATIVE error whatever the logits:
 //   e_j = exp(z_j - zmax) (exp_shifted), first-maximum argmax `arg` (e_arg = 1);
 //   loss = log1p(Σ_{j≠arg} e_j) - (z_y - zmax): two non-negative terms (log(sum) loses the
 //          small loss of a confident row to the rounding of 1 + small);
 //   d_j = e_j / sum · scale for j ≠ y, and d_y = -(Σ_{j≠y} e_j) / sum · scale
 //          (p_y - 1 cancels when p_y is near 1: a float p_y = 1 - 1e-3 leaves 1e-3 with a relative
 //          error of 6e-5, and p_y - 1 is 0 for any p_y within 6e-8 of 1).
-__device__ __forceinline__ XentRow xent_row(const float* z, int C, int y, float grad_scale, float* d0, float* d1) {
+__device__ __forceinline__ XentRow xent_row(const float* __restrict__ z, int C, int y, float grad_scale,
+                                               float* __restrict__ d0, float* __restrict__ d1) {
   int arg = 0;
   for (int j = 1; j < C; ++j)
     if (z[j] > z[arg]) arg = j;
@@ -78,13 +79,14 @@ __device__ __forceinline__ float adam_step_size(float lr, float b1, float b2, in
   return float(double(lr) * sqrt(bc2) / bc1);
 }
 
-// Adam on one element (p, m, v updated in place) with gradient g and step size alpha:
+// Adam on one element (p, m, v: three distinct floats, updated in place) with gradient g and step
+// size alpha:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;  p -= alpha · m / (sqrt(v) + eps)
 // Each multiply-add is one fmaf (the products (1-b1)·g and ((1-b2)·g)·g rounded first), so the
 // bits do not depend on the compiler. The CPU twin rounds each product and sum apart: it differs
 // by at most one rounding of m and of v (2⁻²⁴ relative each).
-__device__ __forceinline__ void adam_element(float& p, float& m, float& v, float g, float alpha, float b1, float b2,
-                                             float eps) {
+__device__ __forceinline__ void adam_element(float& __restrict__ p, float& __restrict__ m, float& __restrict__ v,
+                                             float g, float alpha, float b1, float b2, float eps) {
   const float mi = fmaf(b1, m, (1.0f - b1) * g);
   const float vi = fmaf(b2, v, ((1.0f - b2) * g) * g);
   m = mi;

@@ -15,7 +15,8 @@
 //   dense_backward_fused        x L  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
 //                                    and, for l > 0, in the same launch:
 //                                    dZ_{l-1} = (dZ_l·W_l) ⊙ [A_{l-1} > 0] / (1-p)
-//   adam_update                      every parameter in one launch; advances the step counters
+//   adam_update                      every parameter in one launch
+//   advance_train_counters           step += 1, batch += 1 on the device (one thread)
 // Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
 //
@@ -25,10 +26,10 @@
 // in device memory (TrainCounters: step, batch index, learning rate; the epoch's order array), so
 // the K copies of the step in the graph are identical and the graphs never change: no
 // re-capture, no re-instantiation, not even when the learning rate changes. The counters are
-// written once per epoch (one async copy) and advanced on the device by adam_update. K trades
-// the host's launch work and the gaps between graph launches (375 replays an epoch at K = 1, 15
-// at K = 25) against the latency of an interrupt, which is honoured between replays. A shorter
-// last batch runs the same launches uncaptured.
+// written once per epoch (one async copy) and advanced on the device by the step's last launch,
+// advance_train_counters. K trades the host's launch work and the gaps between graph launches
+// (375 replays an epoch at K = 1, 15 at K = 25) against the latency of an interrupt, which is
+// honoured between replays. A shorter last batch runs the same launches uncaptured.
 // Loss and correct count accumulate on the device and are read once per epoch, with the one
 // synchronisation of the epoch.
 //
@@ -524,6 +525,7 @@ class CudaEngine final : public Engine {
     NvtxRange range("optimizer");
     cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
                       cfg_.beta1, cfg_.beta2, cfg_.eps, s);
+    cuda::advance_train_counters(counters_.data(), s);  // after the step's last reader of the counters
   }
 
   EngineConfig cfg_;

