@@ -9,6 +9,7 @@
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 #include "runtime/device_buffer.cuh"
+#include "runtime/graph.cuh"  // the emulation's capture and replay counters
 #include <cuda_runtime.h>
 #include <cstdlib>
 
