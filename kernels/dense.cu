@@ -7,6 +7,7 @@
 #include "kernels/curand_draw.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
+#include "kernels/step_math.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
 
@@ -127,13 +128,8 @@ template <Kind KIND>
 __device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, float v, uint64_t step) {
   const std::size_t o = std::size_t(m) * p.ldo + n;
   if constexpr (KIND == Kind::Forward) {
-    float z = v + p.bias[n];
-    if (p.relu) z = z > 0.0f ? z : 0.0f;
-    if (p.dropout)
-      z = dropout_keep_dev(p.seed, step, p.layer, uint64_t(m) * uint64_t(p.N) + uint64_t(n), p.threshold)
-              ? z * p.scale
-              : 0.0f;
-    p.out[o] = z;
+    p.out[o] = dense_unit(v, p.bias[n], p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
+                          uint64_t(m) * uint64_t(p.N) + uint64_t(n));
   } else if constexpr (KIND == Kind::Data) {
     p.out[o] = p.mask ? (p.mask[o] > 0.0f ? v * p.mask_scale : 0.0f) : v;
   } else {

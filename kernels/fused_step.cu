@@ -174,12 +174,8 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
           if (S > 1) {
             f.partial[(std::size_t(split) * f.stride + r) * N0 + n] = acc[0][0];
           } else {
-            float z = acc[0][0] + b0[n];
-            z = z > 0.0f ? z : 0.0f;
-            if (dropping)
-              z = dropout_keep_dev(f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n), threshold) ? z * scale
-                                                                                                         : 0.0f;
-            f.layer[0].act[std::size_t(r) * N0 + n] = z;
+            f.layer[0].act[std::size_t(r) * N0 + n] =
+                dense_unit(acc[0][0], b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n));
           }
         }
       }
@@ -213,9 +209,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             const std::size_t e = std::size_t(r0 + r) * N0 + n;
             float acc = f.partial[e];
             for (int sp = 1; sp < S; ++sp) acc += f.partial[std::size_t(sp) * f.stride * N0 + e];
-            z = acc + b0[n];
-            z = z > 0.0f ? z : 0.0f;
-            if (dropping) z = dropout_keep_dev(f.seed, step, 0, uint64_t(e), threshold) ? z * scale : 0.0f;
+            z = dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
             f.layer[0].act[e] = z;
           }
           sA[0][o] = z;
@@ -234,13 +228,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             const float* w = W + std::size_t(n) * K;
             float acc = 0.0f;
             for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
-            float z = acc + b[n];
-            if (hidden) {
-              z = z > 0.0f ? z : 0.0f;
-              const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
-              if (dropping) z = dropout_keep_dev(f.seed, step, uint32_t(l), e, threshold) ? z * scale : 0.0f;
-              ly.act[e] = z;
-            }
+            const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
+            const float z = dense_unit(acc, b[n], hidden, hidden ? threshold : 0u, scale, f.seed, step, uint32_t(l), e);
+            if (hidden) ly.act[e] = z;
             sA[l][r * N + n] = z;
           }
           __syncthreads();

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/curand_draw.cuh"
+
 namespace mnist::cuda {
 
 // ---- Softmax + sparse cross-entropy of one row ----
@@ -92,6 +94,21 @@ __device__ __forceinline__ void adam_element(float& __restrict__ p, float& __res
   m = mi;
   v = vi;
   p -= alpha * mi / (sqrtf(vi) + eps);
+}
+
+// ---- A dense unit's forward epilogue ----
+
+// One output of a Dense layer from its product `acc` = Σ_k x_k·w_k: acc + bias, then ReLU when
+// `relu`, then dropout when `threshold` > 0 (kept: × scale = 1/(1-p); dropped: 0), the mask drawn
+// at (seed, step, layer, idx) as every path draws it (kernels/philox.hpp; idx = row·N + unit).
+// The graph path's GEMM epilogue (dense.cu) and the fused step's phases (fused_step.cu) both call
+// it, so their hidden activations are the same bits for the same product.
+__device__ __forceinline__ float dense_unit(float acc, float bias, bool relu, uint32_t threshold, float scale,
+                                            uint64_t seed, uint64_t step, uint32_t layer, uint64_t idx) {
+  float z = acc + bias;
+  if (relu) z = z > 0.0f ? z : 0.0f;
+  if (threshold) z = dropout_keep_dev(seed, step, layer, idx, threshold) ? z * scale : 0.0f;
+  return z;
 }
 
 }  // namespace mnist::cuda
