@@ -41,7 +41,8 @@
 # Knobs (environment): SUITE_BUDGET_S (default 470: the whole suite's seconds; with the device
 # machine's start and the file transfer, one call stays under 8 minutes), SUITE_STEPS
 # (space-separated steps, run in the order given), SUITE_RACE_BATCHES (128,512,4096),
-# SUITE_RACE_EPOCHS (4), SUITE_RACE_REPEATS (2), SUITE_JOBS (build parallelism, default nproc),
+# SUITE_RACE_EPOCHS (4), SUITE_RACE_REPEATS (2), SUITE_RACE_CONTENDERS (race.py's default: all),
+# SUITE_RACE_PRECISIONS (fp32), SUITE_RACE_TIMEOUT (60: seconds for one run), SUITE_JOBS (build parallelism, default nproc),
 # SUITE_BUILD_DIR (build-gpu), SUITE_PYTHON (python3), SUITE_RACE_DEVICE (cuda; cpu to try the
 # plumbing on a machine without a GPU), MNIST_COMMIT (the commit to record when the copy on the
 # device machine has no .git: MNIST_COMMIT=$(git rev-parse --short HEAD) in the device command).
@@ -216,7 +217,8 @@ s_bench() {
 s_race() {
   step race 240 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \
     --python "$py" --batches "${SUITE_RACE_BATCHES:-128,512,4096}" --epochs "${SUITE_RACE_EPOCHS:-4}" \
-    --repeats "${SUITE_RACE_REPEATS:-2}" --timeout 120 --results-dir "$out" --keep-logs "$logs/race"
+    --repeats "${SUITE_RACE_REPEATS:-2}" --timeout "${SUITE_RACE_TIMEOUT:-60}" --results-dir "$out" --keep-logs "$logs/race" \
+    ${SUITE_RACE_CONTENDERS:+--contenders "$SUITE_RACE_CONTENDERS"} ${SUITE_RACE_PRECISIONS:+--precisions "$SUITE_RACE_PRECISIONS"}
 }
 s_train20() {
   step train20 120 bash -c "need $bin 'engine not built'; $bin --data '$data' --device cuda --epochs 20 --batch-size 128 --out $tmp/train20 && cp $tmp/train20/report.json $out/train20-report.json"
