@@ -19,11 +19,19 @@ namespace cg = cooperative_groups;
 
 constexpr float kInv255 = 1.0f / 255.0f;  // as gather_batch: x = float(u8) * (1/255)
 
-// Phase A tiles: [16 rows, 16 units] of layer 0's output, K in slices of 64, one output a thread.
-constexpr int kAM = 16, kAN = 16, kAK = 64, kATM = 1, kATN = 1;
+// Every phase is a chain of dependent global loads (L2 hits of ~0.5 µs, image bytes from memory):
+// measured on an H200 (2026-11-26, 179fdc7) with slices of 64 (A) and 32 (C) and phase B reading
+// the weights from global memory, a step took 42.7 µs, ~19 µs of it in A and C (one item a block)
+// and ~24 µs in B and the barriers. So the tiles take their K range in as few slices as possible
+// (each slice is one round trip; the next is loaded while the current one is multiplied), the
+// batch's image indices sit in shared memory (one dependent load less per element), phase B stages
+// the weights it reads in shared memory, and phase C loads Adam's state before its GEMM.
+// Phase A tiles: [16 rows, 16 units] of layer 0's output, K in slices of 208 (a 392-deep range
+// is 2 slices), one output a thread.
+constexpr int kAM = 16, kAN = 16, kAK = 208, kATM = 1, kATN = 1;
 // Phase C tiles: [32 units, 32 inputs (+ the bias column)] of a layer's gradient, rows in slices
-// of 32, a 2x2 micro-tile a thread.
-constexpr int kCM = 32, kCN = 32, kCK = 32, kCTM = 2, kCTN = 2;
+// of 128 (a batch of 128 is one slice), a 2x2 micro-tile a thread.
+constexpr int kCM = 32, kCN = 32, kCK = 128, kCTM = 2, kCTN = 2;
 constexpr int kR = kFusedRows;
 
 // Phase A splits layer 0's K into S = a_splits(K) fixed ranges of ceil(K / S) (split-K): the
@@ -35,6 +43,40 @@ __host__ __device__ constexpr int a_splits(int K) { return (K + kASplitK - 1) / 
 constexpr int kT = kFusedThreads;
 
 constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(bk) * (bm + 1) + std::size_t(bk) * (bn + 1); }
+
+// The fused kernel's dynamic shared memory, in floats (all regions 16-byte aligned):
+//   [0, phase)          phase A/C's GEMM tiles, or phase B's: the kR losses (double) and hits,
+//                       then per layer l its kR rows of activations and of gradients (row stride
+//                       out_l + 1, so that the 4 rows of a warp's reads fall in 4 banks), then,
+//                       when `stage_w`, the weights of layers 1..L-1 (row stride in_l + 1)
+//   [phase, +stride)    the step's image indices (int32, one per batch row)
+// widths[0] = input, widths[l + 1] = layer l's output; layers = widths - 1.
+struct SmemLayout {
+  std::size_t phase = 0;  // floats before the indices
+  std::size_t total = 0;  // floats in all
+  bool stage_w = false;   // phase B reads W_1 .. W_{L-1} from shared memory
+};
+
+__host__ __device__ constexpr std::size_t round4(std::size_t n) { return (n + 3) / 4 * 4; }
+
+__host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers, int stride, std::size_t max_bytes) {
+  std::size_t b = round4(kFusedRows * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
+  std::size_t w = 0;
+  for (int l = 0; l < layers; ++l) {
+    b += 2 * std::size_t(kFusedRows) * std::size_t(widths[l + 1] + 1);
+    if (l > 0) w += std::size_t(widths[l + 1]) * std::size_t(widths[l] + 1);
+  }
+  const std::size_t tiles = tile_floats(kAM, kAN, kAK) > tile_floats(kCM, kCN, kCK) ? tile_floats(kAM, kAN, kAK)
+                                                                                      : tile_floats(kCM, kCN, kCK);
+  const std::size_t idx = round4(std::size_t(stride));
+  SmemLayout s;
+  const std::size_t staged = round4(b + w);
+  s.stage_w = (staged > tiles ? staged : tiles) + idx <= max_bytes / sizeof(float);
+  s.phase = round4(s.stage_w ? staged : b);
+  if (s.phase < tiles) s.phase = round4(tiles);
+  s.total = s.phase + idx;
+  return s;
+}
 
 // acc [TM][TN] = Σ_k A(m, k) · B(n, k) over k = k_begin .. K-1 ascending, for the thread's micro-tile of
 // the BM x BN tile at (m0, n0): rows tr + i*(BM/TM), columns tc + j*(BN/TN). K advances in BK
@@ -106,11 +148,6 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   }
 }
 
-// Adam on element i with gradient g: adam_element (step_math.cuh), as kernels/adam.cu's adam_kernel.
-__device__ __forceinline__ void adam_at(const FusedStep& f, std::size_t i, float g, float alpha) {
-  adam_element(f.params[i], f.m[i], f.v[i], g, alpha, f.b1, f.b2, f.eps);
-}
-
 // Items of each phase for `rows` rows.
 __device__ __forceinline__ int a_items(const FusedStep& f, int rows) {
   return a_splits(f.layer[0].in) * ((rows + kAM - 1) / kAM) * ((f.layer[0].out + kAN - 1) / kAN);
@@ -137,6 +174,11 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   const int tid = int(threadIdx.x);
   const int L = f.layers;
   const int K0 = f.layer[0].in, N0 = f.layer[0].out;
+  int widths[kFusedMaxLayers + 1];
+  widths[0] = K0;
+  for (int l = 0; l < L; ++l) widths[l + 1] = f.layer[l].out;
+  const SmemLayout lay = smem_layout(widths, L, f.stride, kFusedMaxSmem);
+  int32_t* s_idx = reinterpret_cast<int32_t*>(smem + lay.phase);  // the step's image indices [rows]
 
   const TrainCounters c0 = *f.counters;  // read by every block before its first barrier
   const bool dropping = f.dropout > 0.0f;
@@ -150,7 +192,11 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
 
   for (int s = 0; s < steps; ++s) {
     const uint64_t step = uint64_t(c0.step + s);
-    const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
+    {  // the order is read-only in the launch: every block keeps the step's rows' indices
+      const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
+      for (int r = tid; r < rows; r += kT) s_idx[r] = idx[r];
+      __syncthreads();
+    }
 
     // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images
     // (S = 1); or, split-K (S > 1), the S partial products X · W0ᵀ over fixed K ranges into
@@ -160,7 +206,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       const float* b0 = f.params + f.layer[0].b_offset;
       const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
       const int cols = (N0 + kAN - 1) / kAN, tiles = ((rows + kAM - 1) / kAM) * cols, items = a_items(f, rows);
-      auto load_x = [&](int r, int k) { return float(f.images[std::size_t(idx[r]) * K0 + k]) * kInv255; };
+      auto load_x = [&](int r, int k) { return float(f.images[std::size_t(s_idx[r]) * K0 + k]) * kInv255; };
       auto load_w = [&](int n, int k) { return W0[std::size_t(n) * K0 + k]; };
       for (int it = int(blockIdx.x); it < items; it += int(gridDim.x)) {
         const int split = it / tiles, t = it % tiles;
@@ -183,19 +229,53 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     grid.sync();
 
     // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
-    // every layer's data gradient down to dz[0], with the rows' activations in shared memory.
-    {
+    // every layer's data gradient down to dz[0], with the rows' activations in shared memory (row
+    // stride width + 1) and, when they fit, the weights W_1 .. W_{L-1} too (row stride in + 1).
+    if (int(blockIdx.x) < b_items) {
       double* s_loss = reinterpret_cast<double*>(smem);
       uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kR);
       float* sA[kFusedMaxLayers];
       float* sD[kFusedMaxLayers];
-      float* p = reinterpret_cast<float*>(s_hit + kR);
+      const float* Wl[kFusedMaxLayers];  // W_l's rows at Wl[l] + n * ws[l]
+      int ws[kFusedMaxLayers];
+      float* p = smem + round4(kR * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
       for (int l = 0; l < L; ++l) {
+        const int w = f.layer[l].out + 1;
         sA[l] = p;
-        p += kR * f.layer[l].out;
+        p += kR * w;
         sD[l] = p;
-        p += kR * f.layer[l].out;
+        p += kR * w;
       }
+      for (int l = 1; l < L; ++l) {
+        const float* W = f.params + f.layer[l].w_offset;
+        const int K = f.layer[l].in, N = f.layer[l].out;
+        if (!lay.stage_w) {
+          Wl[l] = W;
+          ws[l] = K;
+          continue;
+        }
+        // Staged once per step by each block that has items (Adam rewrote them in the last C):
+        // 16 loads in flight a thread, coalesced.
+        Wl[l] = p;
+        ws[l] = K + 1;
+        const int total = N * K;
+        constexpr int kU = 16;
+        for (int e0 = tid; e0 < total; e0 += kU * kT) {
+          float v[kU];
+#pragma unroll
+          for (int u = 0; u < kU; ++u) {
+            const int e = e0 + u * kT;
+            v[u] = e < total ? W[e] : 0.0f;
+          }
+#pragma unroll
+          for (int u = 0; u < kU; ++u) {
+            const int e = e0 + u * kT;
+            if (e < total) p[(e / K) * (K + 1) + e % K] = v[u];
+          }
+        }
+        p += std::size_t(N) * (K + 1);
+      }
+      // (the first __syncthreads below, after layer 0's rows, also covers the staged weights)
       for (int it = int(blockIdx.x); it < b_items; it += int(gridDim.x)) {
         const int r0 = it * kR, nr = rows - r0 < kR ? rows - r0 : kR;
         const int S = a_splits(K0);
@@ -212,26 +292,26 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             z = dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
             f.layer[0].act[e] = z;
           }
-          sA[0][o] = z;
+          sA[0][r * (N0 + 1) + n] = z;
         }
         __syncthreads();
         for (int l = 1; l < L; ++l) {
           const FusedLayer& ly = f.layer[l];
           const int K = ly.in, N = ly.out;
           const bool hidden = l + 1 < L;
-          const float* W = f.params + ly.w_offset;
+          const float* W = Wl[l];
           const float* b = f.params + ly.b_offset;
           for (int o = tid; o < kR * N; o += kT) {
             const int r = o % kR, n = o / kR;
             if (r >= nr) continue;
-            const float* a = sA[l - 1] + r * K;
-            const float* w = W + std::size_t(n) * K;
+            const float* a = sA[l - 1] + r * (K + 1);
+            const float* w = W + std::size_t(n) * ws[l];
             float acc = 0.0f;
             for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
             const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
             const float z = dense_unit(acc, b[n], hidden, hidden ? threshold : 0u, scale, f.seed, step, uint32_t(l), e);
             if (hidden) ly.act[e] = z;
-            sA[l][r * N + n] = z;
+            sA[l][r * (N + 1) + n] = z;
           }
           __syncthreads();
         }
@@ -240,8 +320,8 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int C = out.out;
         if (tid < nr) {
           const int r = tid;
-          const XentRow row = xent_row(sA[L - 1] + r * C, C, f.labels[idx[r0 + r]], grad_scale, sD[L - 1] + r * C,
-                                       out.dz + std::size_t(r0 + r) * C);
+          const XentRow row = xent_row(sA[L - 1] + r * (C + 1), C, f.labels[s_idx[r0 + r]], grad_scale,
+                                       sD[L - 1] + r * (C + 1), out.dz + std::size_t(r0 + r) * C);
           s_loss[r] = row.loss;
           s_hit[r] = row.hit ? 1u : 0u;
         }
@@ -260,16 +340,16 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         for (int l = L - 1; l >= 1; --l) {
           const FusedLayer& ly = f.layer[l];
           const int K = ly.in, N = ly.out;
-          const float* W = f.params + ly.w_offset;
+          const float* W = Wl[l];
           float* dprev = f.layer[l - 1].dz;
           for (int o = tid; o < kR * K; o += kT) {
             const int r = o % kR, k = o / kR;
             if (r >= nr) continue;
-            const float* d = sD[l] + r * N;
+            const float* d = sD[l] + r * (N + 1);
             float acc = 0.0f;
-            for (int n = 0; n < N; ++n) acc = fmaf(d[n], W[std::size_t(n) * K + k], acc);
-            const float v = sA[l - 1][r * K + k] > 0.0f ? acc * scale : 0.0f;
-            sD[l - 1][r * K + k] = v;
+            for (int n = 0; n < N; ++n) acc = fmaf(d[n], W[std::size_t(n) * ws[l] + k], acc);
+            const float v = sA[l - 1][r * (K + 1) + k] > 0.0f ? acc * scale : 0.0f;
+            sD[l - 1][r * (K + 1) + k] = v;
             dprev[std::size_t(r0 + r) * K + k] = v;
           }
           __syncthreads();
@@ -279,7 +359,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     grid.sync();
 
     // ---- Phase C: every layer's gradient [N, K+1] (dW and the db column) = dzᵀ · [X | 1], rows
-    // ascending, and Adam on it at once (no gradient is stored).
+    // ascending, and Adam on it at once (no gradient is stored). Each thread loads its elements'
+    // parameter and moments before the GEMM, so their latency hides behind it (each element is
+    // owned by one tile: nothing else reads or writes it in this phase).
     {
       const float alpha = adam_step_size(c0.lr, f.b1, f.b2, int64_t(step));  // as adam_kernel
       if (blockIdx.x == 0 && tid == 0) {  // the step's metrics, items in order
@@ -299,6 +381,21 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int N = ly.out, K = ly.in;
         const int cols = (K + 1 + kCN - 1) / kCN;
         const int m0 = (t / cols) * kCM, n0 = (t % cols) * kCN;
+        constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
+        std::size_t at[kCTM][kCTN];
+        float pp[kCTM][kCTN], pm[kCTM][kCTN], pv[kCTM][kCTN];
+#pragma unroll
+        for (int i = 0; i < kCTM; ++i)
+#pragma unroll
+          for (int j = 0; j < kCTN; ++j) {
+            const int m = m0 + tid / RN + i * RM, n = n0 + tid % RN + j * RN;
+            at[i][j] = m < N && n <= K ? (n == K ? ly.b_offset + m : ly.w_offset + std::size_t(m) * K + n) : ~std::size_t(0);
+            if (at[i][j] != ~std::size_t(0)) {
+              pp[i][j] = f.params[at[i][j]];
+              pm[i][j] = f.m[at[i][j]];
+              pv[i][j] = f.v[at[i][j]];
+            }
+          }
         const float* dz = ly.dz;
         auto load_dz = [&](int m, int r) { return dz[std::size_t(r) * N + m]; };
         float acc[kCTM][kCTN];
@@ -306,7 +403,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         float* Bs = smem + kCK * (kCM + 1);
         if (l == 0) {
           auto load_x = [&](int n, int r) {
-            return n == K ? 1.0f : float(f.images[std::size_t(idx[r]) * K + n]) * kInv255;
+            return n == K ? 1.0f : float(f.images[std::size_t(s_idx[r]) * K + n]) * kInv255;
           };
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_x, As,
                                                               Bs);
@@ -316,18 +413,16 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_a, As,
                                                               Bs);
         }
-        constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
 #pragma unroll
-        for (int i = 0; i < kCTM; ++i) {
-          const int m = m0 + tid / RN + i * RM;
-          if (m >= N) continue;
+        for (int i = 0; i < kCTM; ++i)
 #pragma unroll
           for (int j = 0; j < kCTN; ++j) {
-            const int n = n0 + tid % RN + j * RN;
-            if (n > K) continue;
-            adam_at(f, n == K ? ly.b_offset + m : ly.w_offset + std::size_t(m) * K + n, acc[i][j], alpha);
+            if (at[i][j] == ~std::size_t(0)) continue;
+            adam_element(pp[i][j], pm[i][j], pv[i][j], acc[i][j], alpha, f.b1, f.b2, f.eps);  // as adam_kernel
+            f.params[at[i][j]] = pp[i][j];
+            f.m[at[i][j]] = pm[i][j];
+            f.v[at[i][j]] = pv[i][j];
           }
-        }
       }
     }
     if (s + 1 < steps) grid.sync();
@@ -442,13 +537,11 @@ std::size_t eval_smem_bytes(const std::vector<int>& widths) {
   return (kER * (sizeof(double) + sizeof(uint32_t)) + floats * sizeof(float) + 15) / 16 * 16;
 }
 
-std::size_t smem_bytes(const std::vector<int>& widths) {
-  std::size_t b_floats = 0;
-  for (std::size_t l = 1; l < widths.size(); ++l) b_floats += 2 * std::size_t(kR) * std::size_t(widths[l]);
-  const std::size_t b_bytes = kR * (sizeof(double) + sizeof(uint32_t)) + b_floats * sizeof(float);
-  const std::size_t tiles = std::max(tile_floats(kAM, kAN, kAK), tile_floats(kCM, kCN, kCK)) * sizeof(float);
-  return (std::max(b_bytes, tiles) + 15) / 16 * 16;
+SmemLayout layout_of(const std::vector<int>& widths, int batch) {
+  return smem_layout(widths.data(), int(widths.size()) - 1, batch, kFusedMaxSmem);
 }
+
+std::size_t smem_bytes(const std::vector<int>& widths, int batch) { return layout_of(widths, batch).total * sizeof(float); }
 
 template <class Kernel>
 void allow_smem(Kernel* kernel, std::size_t bytes) {
@@ -465,27 +558,28 @@ std::string fused_step_unsupported(const std::vector<int>& widths, int batch) {
   for (int w : widths)
     if (w <= 0) return "the fused kernel needs positive widths";
   if (batch <= 0) return "the fused kernel needs a positive batch size";
-  const std::size_t bytes = smem_bytes(widths);
+  const std::size_t bytes = smem_bytes(widths, batch);
   if (bytes > kFusedMaxSmem)
-    return cat("the fused kernel keeps ", kFusedRows, " rows of every layer in shared memory: these widths need ",
-               bytes / 1024, " KiB, more than its ", kFusedMaxSmem / 1024, " KiB");
+    return cat("the fused kernel keeps ", kFusedRows, " rows of every layer and the batch's ", batch,
+               " image indices in shared memory: these widths and this batch size need ", bytes / 1024,
+               " KiB, more than its ", kFusedMaxSmem / 1024, " KiB");
   return {};
 }
 
-std::size_t fused_step_smem_bytes(const std::vector<int>& widths) { return smem_bytes(widths); }
+std::size_t fused_step_smem_bytes(const std::vector<int>& widths, int batch) { return smem_bytes(widths, batch); }
 
 std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch) {
   const int S = widths.size() >= 2 ? a_splits(widths[0]) : 1;
   return S > 1 ? std::size_t(S) * std::size_t(batch) * std::size_t(widths[1]) : 0;
 }
 
-int fused_step_grid(const std::vector<int>& widths, int max_blocks) {
+int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks) {
   int dev = 0, coop = 0, sms = 0, per_sm = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   if (!coop) return 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const std::size_t bytes = smem_bytes(widths);
+  const std::size_t bytes = smem_bytes(widths, batch);
   allow_smem(fused_step_kernel, bytes);
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_step_kernel, kT, bytes));
   if (per_sm <= 0) return 0;
@@ -510,7 +604,7 @@ void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cuda
     widths.push_back(f.layer[l].out);
   }
   if (steps <= 0) return;
-  const std::size_t bytes = smem_bytes(widths);
+  const std::size_t bytes = smem_bytes(widths, f.stride);
   MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_train_steps: ", bytes, " bytes of shared memory");
   allow_smem(fused_step_kernel, bytes);
   FusedStep arg = f;

@@ -88,15 +88,15 @@ struct FusedStep {
 // layer's output) at this batch size: "" when it can.
 std::string fused_step_unsupported(const std::vector<int>& widths, int batch);
 
-// Dynamic shared memory of one block for these widths, in bytes.
-std::size_t fused_step_smem_bytes(const std::vector<int>& widths);
+// Dynamic shared memory of one block for these widths and batch size, in bytes.
+std::size_t fused_step_smem_bytes(const std::vector<int>& widths, int batch);
 
 // Floats of FusedStep::partial these widths need at this batch size (0: none, no split-K).
 std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch);
 
 // Blocks of the fused kernel that the device runs co-resident (one per SM, fewer if the occupancy
 // API allows none), capped at max_blocks when > 0; 0 when the device has no cooperative launch.
-int fused_step_grid(const std::vector<int>& widths, int max_blocks);
+int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks);
 
 // `steps` consecutive training steps of `rows` rows each (rows <= f.stride; rows < stride only for
 // an epoch's last, partial batch) in one cooperative launch of `blocks` blocks

@@ -33,7 +33,8 @@
 // Loss and correct count accumulate on the device and are read once per epoch, with the one
 // synchronisation of the epoch.
 //
-// Fused (cfg.kernels == Kernels::Fused, the default): the training steps run instead as ONE
+// Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
+// kFusedAutoMaxBatch in fp32 with native GEMMs): the training steps run instead as ONE
 // persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
 // (kernels/fused_step.cuh: 3 grid-wide barriers per step, weights updated in place), with the same
 // counters, order and metrics, and the graph path's arithmetic (bitwise equal parameters in the
@@ -164,6 +165,7 @@ class CudaEngine final : public Engine {
 
   std::string name() const override { return "cuda"; }
   std::string notice() const override { return notice_; }
+  bool fused_step() const override { return fused_; }
   const ParamLayout& layout() const override { return layout_; }
 
   int add_dataset(const DataView& d) override {
@@ -346,11 +348,17 @@ class CudaEngine final : public Engine {
     std::map<std::pair<std::size_t, int>, std::unique_ptr<cublas::LtDense>> plans;  // (layer, rows)
   };
 
-  // Kernels::Fused unless the fused kernel cannot run this configuration (then notice_ says why).
+  // Kernels::Fused unless the fused kernel cannot run this configuration (then notice_ says why);
+  // Kernels::Auto: fused where it is the faster path and can run, the graph path otherwise, quietly.
   void choose_kernels() {
-    if (cfg_.kernels != Kernels::Fused) return;
+    if (cfg_.kernels == Kernels::Graph) return;
     std::vector<int> widths{cfg_.spec.input};
     for (const DenseSlot& sl : layout_.dense) widths.push_back(sl.out);
+    if (cfg_.kernels == Kernels::Auto &&
+        (cfg_.batch_size > kFusedAutoMaxBatch || cfg_.gemm != Gemm::Native || cfg_.precision != Precision::FP32 ||
+         !cuda::fused_step_unsupported(widths, cfg_.batch_size).empty() ||
+         cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks) <= 0))
+      return;
     std::string why;
     if (cfg_.gemm != Gemm::Native)
       why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
@@ -359,7 +367,7 @@ class CudaEngine final : public Engine {
     else
       why = cuda::fused_step_unsupported(widths, cfg_.batch_size);
     if (why.empty()) {
-      fused_blocks_ = cuda::fused_step_grid(widths, cfg_.fused_blocks);
+      fused_blocks_ = cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks);
       if (fused_blocks_ <= 0) why = "the device has no cooperative launch";
     }
     if (!why.empty()) {

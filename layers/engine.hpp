@@ -31,8 +31,13 @@ struct DataView {
 enum class Gemm { Native, Cublas };
 // CUDA training step: `Fused` runs many steps (ideally a whole epoch) in one persistent kernel;
 // `Graph` is the sequence of separate kernels per step, captured as CUDA graphs. A model the fused
-// kernel cannot hold falls back to `Graph` with a one-line notice.
-enum class Kernels { Fused, Graph };
+// kernel cannot hold falls back to `Graph` with a one-line notice. `Auto` (the default) takes
+// `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch, fp32,
+// native GEMMs), `Graph` otherwise, without a notice.
+enum class Kernels { Auto, Fused, Graph };
+// Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-179fdc7-bench-fused.txt):
+// the fused step wins at batch 128 (16.0 vs 18.2 ms/epoch) and loses from 512 up (9.3 vs 7.6).
+constexpr int kFusedAutoMaxBatch = 256;
 // Precision of the GEMMs' inputs (accumulation, weights and Adam state stay float32): `TF32` and
 // `BF16` round the GEMM inputs to that format and run on tensor cores; the CPU reference applies
 // the same rounding so that both paths compute the same thing.
@@ -50,7 +55,7 @@ struct EngineConfig {
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;  // Adam, Keras's defaults
   bool shuffle = true;                              // reshuffle the training set every epoch
   Gemm gemm = Gemm::Native;                         // CUDA only
-  Kernels kernels = Kernels::Fused;                 // CUDA only
+  Kernels kernels = Kernels::Auto;                  // CUDA only
   Precision precision = Precision::FP32;
   int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay or fused launch (>= 1)
   int fused_blocks = 0;  // CUDA only: cap on the fused kernel's blocks (0: one per SM); changes no result
@@ -95,6 +100,8 @@ class Engine {
   // A one-line notice for the user about how the configuration runs (e.g. a fallback from the
   // fused CUDA kernel to the graph path, and why); empty when there is nothing to say.
   virtual std::string notice() const { return {}; }
+  // Whether the training steps run as the fused CUDA kernel (Kernels::Auto/Fused resolved).
+  virtual bool fused_step() const { return false; }
   virtual const ParamLayout& layout() const = 0;
 
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.

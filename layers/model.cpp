@@ -134,7 +134,14 @@ std::string summary_table(const ModelSpec& spec, const ParamLayout& layout,
 }
 
 const char* to_string(Gemm g) { return g == Gemm::Cublas ? "cublas" : "native"; }
-const char* to_string(Kernels k) { return k == Kernels::Graph ? "graph" : "fused"; }
+const char* to_string(Kernels k) {
+  switch (k) {
+    case Kernels::Auto: return "auto";
+    case Kernels::Fused: return "fused";
+    case Kernels::Graph: return "graph";
+  }
+  return "?";
+}
 const char* to_string(Precision p) {
   switch (p) {
     case Precision::TF32: return "tf32";

@@ -79,9 +79,8 @@ std::string device_name(const Engine& engine) {
 
 std::string kernel_path(const Engine& engine, const EngineConfig& cfg) {
   if (engine.name() != "cuda") return engine.name();
-  // A fused step the kernel cannot hold runs on the graph path, and the engine's notice says so.
-  const bool fused = cfg.kernels == Kernels::Fused && engine.notice().empty();
-  return cat("cuda ", to_string(fused ? Kernels::Fused : Kernels::Graph));
+  (void)cfg;  // the engine resolved --kernels (auto, or a fallback it gave notice of)
+  return cat("cuda ", to_string(engine.fused_step() ? Kernels::Fused : Kernels::Graph));
 }
 
 void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val) {

@@ -43,7 +43,7 @@ struct AppOptions {
   // where and how
   Device device = Device::Auto;
   Gemm gemm = Gemm::Native;            // CUDA only
-  Kernels kernels = Kernels::Fused;    // CUDA only
+  Kernels kernels = Kernels::Auto;     // CUDA only
   Precision precision = Precision::FP32;
   int graph_steps = 25;                // CUDA only: training steps per graph replay
   Dataset dataset = Dataset::Mnist;

@@ -224,6 +224,26 @@ void interrupt_and_fallbacks() {
   }
   auto g = make_cuda_engine(config(d, {9}, 0.2f, 16, 3, Kernels::Graph));
   expect(g->notice().empty(), "graph asked for: no notice");
+
+  // --kernels auto: fused up to kFusedAutoMaxBatch in fp32, the graph path otherwise, never a notice.
+  const Data big(2 * kFusedAutoMaxBatch + 8, 20, 4, 3);
+  struct Auto { const char* what; EngineConfig cfg; bool fused; };
+  EngineConfig auto_tf32 = config(d, {9}, 0.2f, 16, 3, Kernels::Auto); auto_tf32.precision = Precision::TF32;
+  std::vector<Auto> autos{
+      {"auto, batch 16", config(d, {9}, 0.2f, 16, 3, Kernels::Auto), true},
+      {"auto, batch kFusedAutoMaxBatch", config(big, {9}, 0.2f, kFusedAutoMaxBatch, 3, Kernels::Auto), true},
+      {"auto, batch kFusedAutoMaxBatch + 1", config(big, {9}, 0.2f, kFusedAutoMaxBatch + 1, 3, Kernels::Auto), false},
+      {"auto, tf32", auto_tf32, false},
+      {"auto, 8 hidden layers", config(d, {4, 4, 4, 4, 4, 4, 4, 4}, 0.2f, 16, 3, Kernels::Auto), false},
+  };
+  for (const Auto& c : autos) {
+    auto f = make_cuda_engine(c.cfg);
+    const int t = f->add_dataset(c.cfg.batch_size > 16 ? big.view() : d.view());
+    const int coop = g_emu_cooperative_launches;
+    f->train_epoch(t, 0, 1e-3f);
+    expect(f->notice().empty() && f->fused_step() == c.fused && (g_emu_cooperative_launches > coop) == c.fused,
+           cat(c.what, c.fused ? ": fused kernel" : ": graph path", ", no notice"));
+  }
 }
 
 int main() {
