@@ -49,7 +49,7 @@ constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(b
 //                       then per layer l its kR rows of activations and of gradients (row stride
 //                       out_l + 1, so that the 4 rows of a warp's reads fall in 4 banks), then,
 //                       when `stage_w`, the weights of layers 1..L-1 (row stride in_l + 1)
-//   [phase, +stride)    the step's image indices (int32, one per batch row)
+//   [phase, +2 stride)  the image indices (int32, one per batch row) of this step and the next
 // widths[0] = input, widths[l + 1] = layer l's output; layers = widths - 1.
 struct SmemLayout {
   std::size_t phase = 0;  // floats before the indices
@@ -68,7 +68,7 @@ __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers,
   }
   const std::size_t tiles = tile_floats(kAM, kAN, kAK) > tile_floats(kCM, kCN, kCK) ? tile_floats(kAM, kAN, kAK)
                                                                                       : tile_floats(kCM, kCN, kCK);
-  const std::size_t idx = round4(std::size_t(stride));
+  const std::size_t idx = 2 * round4(std::size_t(stride));
   SmemLayout s;
   const std::size_t staged = round4(b + w);
   s.stage_w = (staged > tiles ? staged : tiles) + idx <= max_bytes / sizeof(float);
@@ -178,9 +178,16 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   widths[0] = K0;
   for (int l = 0; l < L; ++l) widths[l + 1] = f.layer[l].out;
   const SmemLayout lay = smem_layout(widths, L, f.stride, kFusedMaxSmem);
-  int32_t* s_idx = reinterpret_cast<int32_t*>(smem + lay.phase);  // the step's image indices [rows]
 
   const TrainCounters c0 = *f.counters;  // read by every block before its first barrier
+  // The image indices of the step's rows, double-buffered: step s + 1's are loaded at the end of
+  // step s's phase C, so their latency hides in its last barrier. (The order is read-only here.)
+  int32_t* const idx_buf = reinterpret_cast<int32_t*>(smem + lay.phase);
+  const std::size_t idx_stride = round4(std::size_t(f.stride));
+  auto load_indices = [&](int s, int32_t* dst) {
+    const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
+    for (int r = tid; r < rows; r += kT) dst[r] = idx[r];
+  };
   const bool dropping = f.dropout > 0.0f;
   const uint32_t threshold = dropping ? rng::dropout_threshold(f.dropout) : 0u;
   const float scale = dropping ? 1.0f / (1.0f - f.dropout) : 1.0f;  // = dropout_scale(p)
@@ -192,11 +199,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
 
   for (int s = 0; s < steps; ++s) {
     const uint64_t step = uint64_t(c0.step + s);
-    {  // the order is read-only in the launch: every block keeps the step's rows' indices
-      const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
-      for (int r = tid; r < rows; r += kT) s_idx[r] = idx[r];
-      __syncthreads();
-    }
+    int32_t* const s_idx = idx_buf + std::size_t(s & 1) * idx_stride;
+    if (s == 0) load_indices(0, s_idx);
+    __syncthreads();
 
     // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images
     // (S = 1); or, split-K (S > 1), the S partial products X · W0ᵀ over fixed K ranges into
@@ -255,22 +260,46 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
           continue;
         }
         // Staged once per step by each block that has items (Adam rewrote them in the last C):
-        // 16 loads in flight a thread, coalesced.
+        // coalesced, 8 float4 (or 16 floats) in flight a thread.
         Wl[l] = p;
         ws[l] = K + 1;
         const int total = N * K;
         constexpr int kU = 16;
-        for (int e0 = tid; e0 < total; e0 += kU * kT) {
-          float v[kU];
+        if (K % 4 == 0 && f.layer[l].w_offset % 4 == 0) {  // float4 loads (params is 16-byte aligned)
+          const float4* W4 = reinterpret_cast<const float4*>(W);
+          const int total4 = total / 4, K4 = K / 4;
+          constexpr int kU4 = 8;  // 8 float4 a thread: W_1 of the default model in one round
+          for (int e0 = tid; e0 < total4; e0 += kU4 * kT) {
+            float4 v[kU4];
 #pragma unroll
-          for (int u = 0; u < kU; ++u) {
-            const int e = e0 + u * kT;
-            v[u] = e < total ? W[e] : 0.0f;
+            for (int u = 0; u < kU4; ++u) {
+              const int e = e0 + u * kT;
+              v[u] = e < total4 ? W4[e] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+#pragma unroll
+            for (int u = 0; u < kU4; ++u) {
+              const int e = e0 + u * kT;
+              if (e >= total4) continue;
+              float* d = p + (e / K4) * (K + 1) + (e % K4) * 4;
+              d[0] = v[u].x;
+              d[1] = v[u].y;
+              d[2] = v[u].z;
+              d[3] = v[u].w;
+            }
           }
+        } else {
+          for (int e0 = tid; e0 < total; e0 += kU * kT) {
+            float v[kU];
 #pragma unroll
-          for (int u = 0; u < kU; ++u) {
-            const int e = e0 + u * kT;
-            if (e < total) p[(e / K) * (K + 1) + e % K] = v[u];
+            for (int u = 0; u < kU; ++u) {
+              const int e = e0 + u * kT;
+              v[u] = e < total ? W[e] : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < kU; ++u) {
+              const int e = e0 + u * kT;
+              if (e < total) p[(e / K) * (K + 1) + e % K] = v[u];
+            }
           }
         }
         p += std::size_t(N) * (K + 1);
@@ -425,7 +454,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
           }
       }
     }
-    if (s + 1 < steps) grid.sync();
+    if (s + 1 < steps) {
+      load_indices(s + 1, idx_buf + std::size_t((s + 1) & 1) * idx_stride);
+      grid.sync();
+    }
   }
   // Every block read the counters before its first barrier, and block 0 is past them all.
   if (blockIdx.x == 0 && tid == 0) {

@@ -12,8 +12,10 @@
 //   advance_train_counters                                    once per launch, at exit (by `steps`)
 // with a grid barrier after A, after B and after C (3 per step; none after a launch's last C).
 //
-// Reads: images/labels (uint8, resident), order (the epoch's permutation), the counters (step,
-// batch, lr: read once at entry), params/m/v.
+// Reads: images/labels (uint8, resident), order (the epoch's permutation; each step's indices are
+// copied to shared memory, the next step's during the current step's last phase), the counters
+// (step, batch, lr: read once at entry), params/m/v (phase B copies W_1 .. W_{L-1} to shared memory
+// once a step when they fit).
 // Writes: params/m/v (Adam, in place), act[l] for the hidden layers and dz[l] for every layer
 // (scratch in global memory, L2-resident), partial (split-K scratch), row_loss/row_hit (scratch),
 // metrics (+= the steps' loss sum and correct count), counters (step and batch advanced by
