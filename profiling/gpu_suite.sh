@@ -18,12 +18,12 @@
 #   build      cmake --build build-gpu
 #   ctest-gpu  ctest -L gpu;  ctest-all  every test but the host emulation of the kernels (label emu)
 #   memcheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests (all of it)
-#   racecheck / synccheck  compute-sanitizer over the sanitizer selection of the GPU tests
-#              (MNIST_GPU_TEST_QUICK=1: rows 1 and 129, the odd widths, no 4096 x 784 or cuBLAS
-#              case; tests/gpu/gpu_test.cuh), then over a training run on a 300-image subset of
-#              MNIST (profiling/mnist_subset.py; 2 steps, one a partial batch, validation, test):
-#              every kernel and every shape class in well under a minute (a launch of the first
-#              layer's GEMM cost ~50 ms under racecheck on the H200)
+#   racecheck / synccheck  compute-sanitizer over 4 training runs of a small model (784-32-16-10)
+#              on a 300-image subset of MNIST (profiling/mnist_subset.py; 2 steps, one a partial
+#              batch, validation, test), one per kernel path (fused; graph fp32, tf32, bf16), then
+#              over the sanitizer selection of the GPU tests (MNIST_GPU_TEST_QUICK=1: rows 1 and
+#              129, the odd widths, no 4096 x 784 or cuBLAS case; tests/gpu/gpu_test.cuh), which
+#              racecheck did not finish in 90 s on the H200 (179fdc7)
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
 #              step, grid sizes; its table in the step's log)
@@ -191,18 +191,23 @@ sanitize() {  # sanitize TOOL [EXTRA FLAGS]: over every GPU test
 }
 # The sanitizer selection of the GPU tests (see the header) and the run on the MNIST subset.
 san_exclude='*cuBLAS*,*cublas*,*does not depend on its batch*,*64x64 tiles (large batch)*,*default 784-128-64-10*,*multi-step graphs*,*two runs with one seed*,*keep rate and scaling*,*masks are deterministic*'
-sanitize_quick() {  # sanitize_quick TOOL: the selection of the GPU tests, then 2 training steps
+sanitize_quick() {  # sanitize_quick TOOL: 2 training steps of a small model on each kernel path, then the test selection
   local tool=$1
   step "$tool" 90 bash -c "need $gpu_tests 'no GPU test binary'; need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }
     $py profiling/mnist_subset.py '$data' $tmp/mnist300 300 100 || exit 1
+    rc=0
+    for path in 'fused' 'graph' 'graph --precision tf32' 'graph --precision bf16'; do
+      t0=\$(date +%s)
+      compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --hidden 32,16 --graph-steps 2 --kernels \$path --out $tmp/san-$tool --quiet --seed 3
+      b=\$?; [ \$b != 0 ] && rc=\$b
+      echo \"== $tool over 2 training steps (784-32-16-10, --kernels \$path) on 240 images, validation and test: exit \$b in \$(( \$(date +%s) - t0 ))s\"
+      rm -rf $tmp/san-$tool
+    done
     t0=\$(date +%s)
     MNIST_GPU_TEST_QUICK=1 compute-sanitizer --tool $tool --error-exitcode 1 $gpu_tests --no-intro --test-case-exclude='$san_exclude'
-    a=\$?; [ \$a = 77 ] && exit 77
-    echo \"== $tool over the GPU test selection: exit \$a in \$(( \$(date +%s) - t0 ))s\"; t0=\$(date +%s)
-    compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --graph-steps 2 --out $tmp/san-$tool --quiet
-    b=\$?
-    echo \"== $tool over 2 training steps on 240 images, validation and test: exit \$b in \$(( \$(date +%s) - t0 ))s\"
-    exit \$(( a != 0 ? a : b ))"
+    a=\$?; [ \$a = 77 ] && a=0
+    echo \"== $tool over the GPU test selection: exit \$a in \$(( \$(date +%s) - t0 ))s\"
+    exit \$(( rc != 0 ? rc : a ))"
 }
 s_memcheck() { sanitize memcheck --leak-check full; }
 s_racecheck() { sanitize_quick racecheck; }
