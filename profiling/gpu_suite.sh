@@ -42,7 +42,9 @@
 # machine's start and the file transfer, one call stays under 8 minutes), SUITE_STEPS
 # (space-separated steps, run in the order given), SUITE_RACE_BATCHES (128,512,4096),
 # SUITE_RACE_EPOCHS (4), SUITE_RACE_REPEATS (2), SUITE_RACE_CONTENDERS (race.py's default: all),
-# SUITE_RACE_PRECISIONS (fp32), SUITE_RACE_TIMEOUT (60: seconds for one run), SUITE_JOBS (build parallelism, default nproc),
+# SUITE_RACE_PRECISIONS (fp32), SUITE_RACE_TIMEOUT (60: seconds for one run), SUITE_FUSED_BATCHES
+# (bench_fused's batches, 128,256,512,4096), SUITE_NCU_ARGS (ncu.sh's filter, default "--count 30";
+# e.g. "--kernels fused_step --skip 2 --count 1" for one launch of the fused kernel), SUITE_JOBS (build parallelism, default nproc),
 # SUITE_BUILD_DIR (build-gpu), SUITE_PYTHON (python3), SUITE_RACE_DEVICE (cuda; cpu to try the
 # plumbing on a machine without a GPU), MNIST_COMMIT (the commit to record when the copy on the
 # device machine has no .git: MNIST_COMMIT=$(git rev-parse --short HEAD) in the device command).
@@ -217,7 +219,7 @@ s_san-train() {
   step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --out $tmp/san --quiet"
 }
 s_bench() {
-  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then $build/profiling/bench_fused --epochs 3; fi"
+  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then $build/profiling/bench_fused --epochs 3 --batches ${SUITE_FUSED_BATCHES:-128,256,512,4096}; fi"
 }
 s_race() {
   step race 240 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \
@@ -228,7 +230,7 @@ s_race() {
 s_train20() {
   step train20 120 bash -c "need $bin 'engine not built'; $bin --data '$data' --device cuda --epochs 20 --batch-size 128 --out $tmp/train20 && cp $tmp/train20/report.json $out/train20-report.json"
 }
-s_ncu() { mkdir -p "$tmp/prof"; step ncu 120 bash profiling/ncu.sh "$tmp/prof/ncu" --bin "$bin" ${data:+--data "$data"} --count 30; }
+s_ncu() { mkdir -p "$tmp/prof"; step ncu 120 bash profiling/ncu.sh "$tmp/prof/ncu" --bin "$bin" ${data:+--data "$data"} ${SUITE_NCU_ARGS:---count 30}; }
 s_nsys() { mkdir -p "$tmp/prof"; step nsys 60 bash profiling/nsys.sh "$tmp/prof/nsys" --bin "$bin" ${data:+--data "$data"} --epochs 2; }
 
 for s in $steps; do
