@@ -12,7 +12,7 @@ namespace {
 constexpr int kXentThreads = kXentRowsPerBlock;  // one row per thread
 constexpr int kXentWarps = kXentThreads / 32;
 constexpr int kSoftmaxThreads = 128;
-static_assert(kXentThreads % 32 == 0 && kXentThreads <= 1024, "whole warps, one block");
+static_assert(kXentThreads % 32 == 0 && kXentThreads <= 1024, "whole warps, at most 1024 threads a block");
 
 // Fuses softmax, cross-entropy loss, its gradient and the top-1 hit count; the probabilities are
 // never stored. Reads logits [B,C], labels [B]; writes dlogits [B,C] (optional) and adds
@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kXentThreads)
   __shared__ unsigned s_hit[kXentThreads];
   __shared__ bool s_last;
   const int tid = int(threadIdx.x);
-  const int r = int(blockIdx.x) * kXentThreads + tid;
+  const int64_t r = int64_t(blockIdx.x) * kXentThreads + tid;
   double loss = 0;
   unsigned hit = 0;
   if (r < B) {

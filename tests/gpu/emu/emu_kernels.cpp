@@ -37,6 +37,7 @@ template <class T> void same(const std::vector<T>& a, const std::vector<T>& b, c
   ++checks;
   if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T))) { ++failures; std::printf("FAIL %s: not bitwise equal\n", what.c_str()); }
 }
+std::string hexf(double x) { char b[40]; std::snprintf(b, sizeof b, "%a", x); return b; }
 void expect(bool c, const std::string& what) { ++checks; if (!c) { ++failures; std::printf("FAIL %s\n", what.c_str()); } }
 template <class T> std::vector<T> poison(std::size_t n) { std::vector<T> v(n); std::memset(v.data(), 0xFF, n * sizeof(T)); return v; }
 
@@ -258,7 +259,7 @@ int main(int argc, char** argv) {
       cuda::softmax_xent(g.data(), &m, sc, z.data(), lab.data(), B, C, 1.0f / B, nullptr);
       within(g, t + " dlogits vs cpu");
       same(g, rowg, t + " dlogits = xent_row's");
-      expect(bits_eq(m.loss_sum, want), cat(t, " loss bits ", m.loss_sum, " vs ", want));
+      expect(bits_eq(m.loss_sum, want), cat(t, " loss bits ", hexf(m.loss_sum), " vs ", hexf(want)));
       expect(std::fabs(m.loss_sum - rl) <= 1e-5 * rl, cat(t, " loss vs cpu ", m.loss_sum, " vs ", rl));
       expect(m.correct == (unsigned long long)rc && m.correct == rowh, cat(t, " correct ", m.correct, " vs ", rc));
       expect(done == 0, cat(t, " counter back to 0"));
