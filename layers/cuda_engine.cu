@@ -143,6 +143,11 @@ class CudaEngine final : public Engine {
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);
     metrics_.resize(2);
     metrics_host_ = PinnedBuffer<cuda::Metrics>(2);
+    // softmax_xent's per-block sums and completion counter (every call passes <= cap_ rows; the
+    // counter starts at 0 and each launch leaves it 0).
+    xent_blocks_.resize(std::size_t(cuda::softmax_xent_blocks(cap_)));
+    xent_done_.resize(1);
+    CUDA_CHECK(cudaMemset(xent_done_.data(), 0, xent_done_.bytes()));
 
     if (cfg.gemm == Gemm::Cublas) {
       // The cuBLAS path is the float32 yardstick; TF32/BF16 are the native kernels' (their inputs
@@ -276,8 +281,8 @@ class CudaEngine final : public Engine {
       const int rows = std::min(cap_, d.n - off);
       cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
       forward(rows, false);
-      cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, logits(), y_.data(), rows, cfg_.spec.classes, 0.0f,
-                         s);
+      cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, xent_scratch(), logits(), y_.data(), rows,
+                         cfg_.spec.classes, 0.0f, s);
     }
     const cuda::Metrics m = read_metrics(kEvalMetrics);
     const int n = std::max(d.n, 1);
@@ -416,6 +421,7 @@ class CudaEngine final : public Engine {
     return data_[std::size_t(id)];
   }
   float* logits() { return act_.back().data(); }
+  cuda::XentScratch xent_scratch() { return {xent_blocks_.data(), xent_done_.data(), int(xent_blocks_.size())}; }
   float* param(std::size_t offset) { return params_.data() + offset; }
   float* grad(std::size_t offset) { return grads_.data() + offset; }
   float mask_scale() const { return cfg_.spec.dropout > 0 ? cuda::dropout_scale(cfg_.spec.dropout) : 1.0f; }
@@ -527,8 +533,8 @@ class CudaEngine final : public Engine {
     cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
                        cfg_.batch_size, B, cfg_.spec.input, s);
     forward(B, true);
-    cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, logits(), y_.data(), B, cfg_.spec.classes,
-                       1.0f / float(B), s);
+    cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, xent_scratch(), logits(), y_.data(), B,
+                       cfg_.spec.classes, 1.0f / float(B), s);
     backward(B);
     NvtxRange range("optimizer");
     cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
@@ -550,6 +556,8 @@ class CudaEngine final : public Engine {
   PinnedBuffer<cuda::TrainCounters> counters_host_;
   DeviceBuffer<cuda::Metrics> metrics_;
   PinnedBuffer<cuda::Metrics> metrics_host_;
+  DeviceBuffer<cuda::Metrics> xent_blocks_;  // softmax_xent's scratch: per-block sums, completion count
+  DeviceBuffer<unsigned> xent_done_;
   StepSnapshots snapshots_;  // only with a progress hook
   DeviceBuffer<int32_t> order_;
   DeviceBuffer<unsigned char> shuffle_temp_;

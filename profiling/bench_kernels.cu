@@ -323,8 +323,14 @@ int run(const Options& opt) {
         auto y = random_bytes(std::size_t(B), 11, N - 1);
         DeviceBuffer<float> d(std::size_t(B) * N);
         const double bytes = 4.0 * 2 * B * N + B;
-        bench.run(op, shape, "native (fused, 1 block)", 0, bytes, [&](cudaStream_t st) {
-          cuda::softmax_xent(d.data(), metrics.data(), z.data(), y.data(), B, N, 1.0f / B, st);
+        // As the engine runs it: its own scratch, zeroed once (each launch leaves the counter 0).
+        DeviceBuffer<cuda::Metrics> xent_blocks(std::size_t(cuda::softmax_xent_blocks(B)));
+        DeviceBuffer<unsigned> xent_done(1);
+        CUDA_CHECK(cudaMemset(xent_done.data(), 0, xent_done.bytes()));
+        const cuda::XentScratch scratch{xent_blocks.data(), xent_done.data(), int(xent_blocks.size())};
+        const std::string impl = cat("native (fused, ", cuda::kXentRowsPerBlock, " rows a block)");
+        bench.run(op, shape, impl, 0, bytes, [&](cudaStream_t st) {
+          cuda::softmax_xent(d.data(), metrics.data(), scratch, z.data(), y.data(), B, N, 1.0f / B, st);
         });
 #if defined(MNIST_HAVE_CUDNN)
         bench.run(op, shape, "cuDNN softmax only (unfused)", 0, 4.0 * 2 * B * N, [&](cudaStream_t st) {

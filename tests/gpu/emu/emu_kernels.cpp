@@ -4,12 +4,15 @@
 #include <vector>
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include "kernels/adam.cuh"
 #include "kernels/dense.cuh"
 #include "tests/gpu/dense_backward_ref.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/softmax_xent.cuh"
+#include "kernels/step_math.cuh"
+#include "tests/gpu/xent_order.hpp"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
@@ -34,6 +37,7 @@ template <class T> void same(const std::vector<T>& a, const std::vector<T>& b, c
   ++checks;
   if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T))) { ++failures; std::printf("FAIL %s: not bitwise equal\n", what.c_str()); }
 }
+std::string hexf(double x) { char b[40]; std::snprintf(b, sizeof b, "%a", x); return b; }
 void expect(bool c, const std::string& what) { ++checks; if (!c) { ++failures; std::printf("FAIL %s\n", what.c_str()); } }
 template <class T> std::vector<T> poison(std::size_t n) { std::vector<T> v(n); std::memset(v.data(), 0xFF, n * sizeof(T)); return v; }
 
@@ -183,12 +187,101 @@ int main(int argc, char** argv) {
     std::vector<double> ref(z.size()); int rc = -1;
     double rl = cpu::softmax_xent(ref.data(), &rc, dbl(z).data(), lab.data(), B, C, 1.0 / B);
     auto g = poison<float>(z.size()); cuda::Metrics m;
-    cuda::softmax_xent(g.data(), &m, z.data(), lab.data(), B, C, 1.0f / B, nullptr);
+    auto slots = poison<cuda::Metrics>(std::size_t(cuda::softmax_xent_blocks(B))); unsigned done = 0;
+    cuda::softmax_xent(g.data(), &m, {slots.data(), &done, int(slots.size())}, z.data(), lab.data(), B, C, 1.0f / B, nullptr);
     close(g, ref, 1e-6, cat("xent grad B=", B, " C=", C));
     expect(std::fabs(m.loss_sum - rl) <= 1e-5 * std::fabs(rl) && m.correct == (unsigned long long)rc, cat("xent metrics B=", B, " C=", C, " ", m.loss_sum, " vs ", rl, " ", m.correct, " vs ", rc));
     std::vector<double> pr(z.size()); cpu::softmax(pr.data(), dbl(z).data(), B, C);
     auto p = poison<float>(z.size()); cuda::softmax(p.data(), z.data(), B, C, nullptr);
     close(p, pr, 1e-6, cat("softmax B=", B, " C=", C));
+  }
+  // softmax_xent over several blocks (256 rows a block; the last block to finish adds the blocks'
+  // sums in block order). The emulation runs blocks one after another, so the last to finish is the
+  // last to run: each case runs with the blocks in index, reversed and shuffled order, and the loss
+  // sum must be, bit for bit, the order the header states (xent_order.hpp) over the rows' losses
+  // as the kernel computes them (xent_row of step_math.cuh run here on the host; a few one-row
+  // launches confirm those bits). A kernel that added the blocks in finishing order fails the
+  // reversed run (the data tells the two orders apart: checked).
+  const double u = 1.0 / 16777216.0;
+  for (int B : {1, 129, 1000, 4096}) for (int C : {10, 33}) {
+    const std::string tag = cat("xent blocks B=", B, " C=", C);
+    const int nb = cuda::softmax_xent_blocks(B);
+    auto bits_eq = [](double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; };
+    // Every third row confident (the label's logit 3 .. 30 above the rest): losses from 1e-13 up
+    // to 40, so the double sums round (float losses of one magnitude add exactly in double, in any
+    // order). A few block sums can still round alike in both orders: the first seed whose data
+    // tells block order from reversed is taken (3+ blocks; with 2, 0 + S0 + S1 = 0 + S1 + S0).
+    std::vector<float> z; std::vector<uint8_t> lab;
+    std::vector<double> rowl(B); std::vector<unsigned> rowhit(B); std::vector<float> rowg(std::size_t(B) * C);
+    unsigned long long rowh = 0;
+    double want = 0;
+    bool sensitive = nb <= 2;
+    for (int seed = 7; seed < 27; ++seed) {
+      z = rnd(std::size_t(B) * C, seed + B + C, -20, 20); lab = rbytes(B, seed + 1 + B, 0, C - 1);
+      const auto gap = rnd(B, seed + 2 + B, 3, 30);
+      for (int r = 0; r < B; r += 3) {
+        float* row = z.data() + std::size_t(r) * C;
+        row[lab[r]] = *std::max_element(row, row + C) + gap[r];
+      }
+      rowh = 0;
+      for (int r = 0; r < B; ++r) {  // the rows as the kernel computes them: xent_row, here on the host
+        const std::size_t o = std::size_t(r) * C;
+        const cuda::XentRow x = cuda::xent_row(z.data() + o, C, lab[r], 1.0f / B, rowg.data() + o, nullptr);
+        rowl[r] = x.loss; rowhit[r] = x.hit ? 1 : 0; rowh += rowhit[r];
+      }
+      const std::vector<double> S = test::xent_block_sums(rowl, cuda::kXentRowsPerBlock);
+      want = test::xent_launch_sum(S);
+      if (nb <= 2) break;
+      if (!bits_eq(want, test::xent_launch_sum(S, true))) { sensitive = true; break; }
+    }
+    expect(sensitive, tag + ": data that tells block order from reversed");
+    std::vector<double> ref(z.size()); int rc = -1;
+    const double rl = cpu::softmax_xent(ref.data(), &rc, dbl(z).data(), lab.data(), B, C, 1.0 / B);
+    for (int r : {0, B / 2, B - 1}) {  // one-row launches (one block, no scratch): the row's bits
+      cuda::Metrics m1; auto g1 = poison<float>(C);
+      cuda::softmax_xent(g1.data(), &m1, {}, z.data() + std::size_t(r) * C, lab.data() + r, 1, C, 1.0f / B, nullptr);
+      expect(std::memcmp(&m1.loss_sum, &rowl[r], sizeof(double)) == 0 && m1.correct == rowhit[r], cat(tag, " row ", r, " loss bits"));
+      same(g1, std::vector<float>(rowg.begin() + std::size_t(r) * C, rowg.begin() + std::size_t(r + 1) * C), cat(tag, " row ", r, " grad bits"));
+    }
+    // Derived bounds (tests/gpu/test_softmax.cu's header): (2C + 12)u·|ref| + 2^-126 per gradient
+    // element; the loss sum (C + 6)u per row, summed in double: 1e-5 relative for C <= 100.
+    auto within = [&](const std::vector<float>& g, const std::string& what) {
+      ++checks; std::size_t bad = 0;
+      for (std::size_t i = 0; i < g.size(); ++i)
+        if (!(std::fabs(double(g[i]) - ref[i]) <= (2 * C + 12) * u * std::fabs(ref[i]) + std::ldexp(1.0, -126))) ++bad;
+      if (bad) { ++failures; std::printf("FAIL %s: %zu of %zu elements outside their bound\n", what.c_str(), bad, g.size()); }
+    };
+    auto slots = poison<cuda::Metrics>(std::size_t(nb)); unsigned done = 0;
+    const cuda::XentScratch sc{slots.data(), &done, nb};
+    for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+      emu::g_block_order = order;
+      const std::string t = cat(tag, " order ", int(order));
+      auto g = poison<float>(z.size()); cuda::Metrics m;
+      cuda::softmax_xent(g.data(), &m, sc, z.data(), lab.data(), B, C, 1.0f / B, nullptr);
+      within(g, t + " dlogits vs cpu");
+      same(g, rowg, t + " dlogits = xent_row's");
+      expect(bits_eq(m.loss_sum, want), cat(t, " loss bits ", hexf(m.loss_sum), " vs ", hexf(want)));
+      expect(std::fabs(m.loss_sum - rl) <= 1e-5 * rl, cat(t, " loss vs cpu ", m.loss_sum, " vs ", rl));
+      expect(m.correct == (unsigned long long)rc && m.correct == rowh, cat(t, " correct ", m.correct, " vs ", rc));
+      expect(done == 0, cat(t, " counter back to 0"));
+      cuda::Metrics acc; double w = 0;  // replays into one accumulator (a captured step, batch after batch)
+      for (int k = 1; k <= 3 && order == emu::BlockOrder::Shuffled; ++k) {
+        cuda::softmax_xent(nullptr, &acc, sc, z.data(), lab.data(), B, C, 0.0f, nullptr);
+        w += want;
+        expect(bits_eq(acc.loss_sum, w) && acc.correct == k * rowh && done == 0, cat(t, " replay ", k));
+      }
+    }
+    emu::g_block_order = emu::BlockOrder::Index;
+  }
+  {  // a scratch too small for the grid is refused
+    const int B = cuda::kXentRowsPerBlock + 1;
+    const auto z = rnd(std::size_t(B) * 10, 9); const auto lab = rbytes(B, 9, 0, 9);
+    cuda::Metrics m; auto slots = poison<cuda::Metrics>(1); unsigned done = 0;
+    for (const cuda::XentScratch& sc : {cuda::XentScratch{}, cuda::XentScratch{slots.data(), &done, 1}}) {
+      bool threw = false;
+      try { cuda::softmax_xent(nullptr, &m, sc, z.data(), lab.data(), B, 10, 0.0f, nullptr); } catch (const Error&) { threw = true; }
+      expect(threw, cat("xent scratch of ", sc.capacity, " slots refused"));
+    }
   }
   std::printf("%d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
   return failures != 0;

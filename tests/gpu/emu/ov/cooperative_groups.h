@@ -79,14 +79,15 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
 }
 
 // An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
-// a file that uses `extern __shared__`): blocks one after another, as emu::launch.
+// a file that uses `extern __shared__`): blocks one after another, as emu::launch (in the order
+// emu::g_block_order says).
 inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
   if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad launch config");
   ++g_emu_launches;
   blockDim = dim3(threads);
   gridDim = grid;
-  for (unsigned b = 0; b < grid.x; ++b) run_blocks(b, b + 1, threads, smem, body);
+  for (const dim3 blk : block_sequence(grid)) run_blocks(blk.x, blk.x + 1, threads, smem, body);
 }
 
 template <class... A, std::size_t... I>

@@ -41,20 +41,37 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 extern long long g_emu_launches;
 namespace emu {
+// The order in which a launch's blocks run (one after another): on the GPU blocks run and finish
+// in any order, so a kernel's result must not depend on it. Tests set it to check that (e.g. a
+// last-block-to-finish reduction that must add the blocks in index order).
+enum class BlockOrder { Index, Reverse, Shuffled };
+inline BlockOrder g_block_order = BlockOrder::Index;
+inline std::vector<dim3> block_sequence(dim3 grid) {
+  std::vector<dim3> seq;
+  for (unsigned by = 0; by < grid.y; ++by)
+    for (unsigned bx = 0; bx < grid.x; ++bx) seq.push_back(dim3(bx, by));
+  if (g_block_order == BlockOrder::Reverse) std::reverse(seq.begin(), seq.end());
+  static uint64_t state = 0x9E3779B97F4A7C15ull;  // one LCG across launches: reproducible runs
+  if (g_block_order == BlockOrder::Shuffled)  // Fisher-Yates with the LCG's draws
+    for (std::size_t i = seq.size(); i > 1; --i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      std::swap(seq[i - 1], seq[std::size_t(state >> 33) % i]);
+    }
+  return seq;
+}
 inline void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
   if (grid.x == 0 || grid.y == 0 || threads == 0 || threads > 1024) throw std::runtime_error("bad launch config");
   ++g_emu_launches;
   blockDim = dim3(threads);
   gridDim = grid;
-  for (unsigned by = 0; by < grid.y; ++by)
-    for (unsigned bx = 0; bx < grid.x; ++bx) {
-      pthread_barrier_init(&g_emu_barrier, nullptr, threads);
-      std::vector<std::thread> ts;
-      for (unsigned t = 0; t < threads; ++t)
-        ts.emplace_back([&, t] { threadIdx = dim3(t); blockIdx = dim3(bx, by); body(); });
-      for (auto& th : ts) th.join();
-      pthread_barrier_destroy(&g_emu_barrier);
-    }
+  for (const dim3 blk : block_sequence(grid)) {
+    pthread_barrier_init(&g_emu_barrier, nullptr, threads);
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] { threadIdx = dim3(t); blockIdx = blk; body(); });
+    for (auto& th : ts) th.join();
+    pthread_barrier_destroy(&g_emu_barrier);
+  }
 }
 }
 // The device's arithmetic, where the host's differs (run.sh adds -mfma -ffp-contract=fast to the
