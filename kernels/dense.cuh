@@ -73,4 +73,17 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, cons
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
                           GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 
+// Testing hook (the kernel tests): forces the tile of the TF32/BF16 GEMMs launched after it. Auto
+// (the default): the launchers' choice by size (kernels/dense.cu, pick_pipe). Mma: the
+// single-buffered MmaTile. Pipe64 / Pipe128: the pipelined cp.async tile of 64x64 / 128x128 outputs,
+// wherever its alignment preconditions hold (else MmaTile), with a forward GEMM's K split folded
+// into the block when fold_forward_split. Results are bitwise the same for every choice with the
+// same split points (and folding keeps them); FP32 ignores it. Not thread-safe.
+enum class GemmTile { Auto, Mma, Pipe64, Pipe128 };
+struct GemmTileChoice {
+  GemmTile tile = GemmTile::Auto;
+  bool fold_forward_split = false;
+};
+void dense_force_tile(GemmTileChoice choice);
+
 }  // namespace mnist::cuda

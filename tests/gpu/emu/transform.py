@@ -8,6 +8,9 @@ def split_top(s):
         else: cur += c
     parts.append(cur.strip()); return parts
 src = open(sys.argv[1]).read()
+# emu::dynamic_shared, emu::launch_dynamic and cudaFuncSetAttribute live in ov/cooperative_groups.h
+if 'extern __shared__' in src and '#include <cooperative_groups.h>' not in src:
+    src = '#include <cooperative_groups.h>\n' + src
 # --fma: compile the kernel as nvcc does by default (--fmad=true): a*b + c contracted into one
 # fused multiply-add, also across statements (see README.md for where the choice can differ).
 if '--fma' in sys.argv[3:]:

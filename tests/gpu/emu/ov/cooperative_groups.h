@@ -79,14 +79,21 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
 }
 
 // An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
-// a file that uses `extern __shared__`): blocks one after another, as emu::launch.
+// a file that uses `extern __shared__`): blocks one after another, as emu::launch, over a 1D or 2D
+// grid, each block's shared memory poisoned as above.
 inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
-  if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
+  if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad launch config");
+  if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
   ++g_emu_launches;
   blockDim = dim3(threads);
   gridDim = grid;
-  for (unsigned b = 0; b < grid.x; ++b) run_blocks(b, b + 1, threads, smem, body);
+  for (unsigned by = 0; by < grid.y; ++by)
+    for (unsigned bx = 0; bx < grid.x; ++bx)
+      run_blocks(by * grid.x + bx, by * grid.x + bx + 1, threads, smem, [&] {
+        blockIdx = dim3(bx, by);
+        body();
+      });
 }
 
 template <class... A, std::size_t... I>
