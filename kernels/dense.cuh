@@ -13,8 +13,10 @@
 //   TF32 / BF16: tensor cores (mma.sync m16n8k8.tf32 / m16n8k16.bf16, kernels/mma.cuh): every
 //     GEMM input element (X, W, the masked dZ, the ones column) is rounded to the format first,
 //     products are exact and accumulated in float32 in an order the hardware fixes per mma, so
-//     results are deterministic for a given tile choice but differ from FP32 by the input
-//     rounding (cpu::dense_* with the same GemmPrecision reproduces it up to accumulation order).
+//     results are deterministic but differ from FP32 by the input rounding (cpu::dense_* with the
+//     same GemmPrecision reproduces it up to accumulation order). Every tile (the single-buffered
+//     one of small GEMMs, the pipelined cp.async one of large GEMMs) runs the same mma sequence
+//     per output element, so a row's result does not depend on its batch here either.
 //     The db column is the GEMM's: db = Σ_b round(dZ[b,:]). Outputs, bias, epilogues: float32.
 #pragma once
 
