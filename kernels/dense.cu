@@ -361,7 +361,7 @@ struct PipeTile {
   static_assert(WTM % 16 == 0 && WTN % 8 == 0 && BM % 32 == 0 && BN % 32 == 0, "tiles must split into mma tiles");
   static_assert(STAGES >= 2, "a pipeline needs two stages");
 
-  // Floats of one operand's stage: X rows of X_FAST contiguous elements.
+  // Floats of one operand's stage: X rows of BK (+KPAD) floats (k fastest) or BK rows of X (+MPAD).
   template <bool KFAST, int X>
   static constexpr int stage_floats() {
     return KFAST ? X * (BK + KPAD) : BK * (X + MPAD);
@@ -713,8 +713,8 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
 //
 // TF32/BF16 GEMMs that fill the GPU take the pipelined PipeTile instead (pick_pipe), where its
 // 16-byte copies are legal (pipelined_ok): 128x128 tiles of 8 warps (64x32 outputs each, 3 stages,
-// 108-120 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
-// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 3 stages, 52-60 KB) when
+// 101-123 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
+// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 3 stages, 52-62 KB) when
 // those do. The forward GEMM's K split is folded into the block (PipeTile: bitwise the cross-block
 // split plus its reduction) when the unsplit tiles already fill the GPU, which saves the partial
 // arrays (4 x B x N floats written and read again at K = 784) and the second launch; otherwise the
