@@ -666,14 +666,13 @@ void launch_tiles(const GemmParams& p, cudaStream_t stream) {
   MNIST_LAUNCH_CHECK(stream);
 }
 
-// Lets kernel use `bytes` of dynamic shared memory (above the default 48 KB), once per kernel.
+// Lets kernel use `bytes` of dynamic shared memory (above the default 48 KB). The callers keep its
+// result in a static of the launcher instantiation that launches that kernel, so it runs once per
+// kernel (a static here would be shared by every kernel of the same signature).
 template <class F>
-void allow_smem(F* kernel, int bytes) {
-  static const bool done = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    return true;
-  }();
-  (void)done;
+bool allow_smem(F* kernel, int bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  return true;
 }
 
 // A PipeTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
@@ -683,7 +682,8 @@ void launch_pipe_tiles(const GemmParams& p, cudaStream_t stream) {
   const int splits = p.partial ? split_count(p) : 1;
   const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
-  allow_smem(dense_pipe_kernel<Tile, KIND>, SMEM);
+  static const bool smem_allowed = allow_smem(dense_pipe_kernel<Tile, KIND>, SMEM);
+  (void)smem_allowed;
   dense_pipe_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, SMEM, stream>>>(p);
   MNIST_LAUNCH_CHECK(stream);
 }
@@ -694,7 +694,8 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
   MNIST_CHECK(blocks < (1ll << 31), "dense backward: ", blocks, " tiles exceed the grid limit");
   if constexpr (Tile::kPipelined) {
     constexpr int SMEM = std::max(Tile::template smem_bytes<Kind::Weight>(), Tile::template smem_bytes<Kind::Data>());
-    allow_smem(dense_pipe_backward_kernel<Tile>, SMEM);
+    static const bool smem_allowed = allow_smem(dense_pipe_backward_kernel<Tile>, SMEM);
+    (void)smem_allowed;
     dense_pipe_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, SMEM, stream>>>(w, d);
   } else {
     dense_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, 0, stream>>>(w, d);

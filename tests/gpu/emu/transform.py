@@ -43,7 +43,7 @@ while True:
     args = src[a0+1:p]
     semi = src.index(';', p)
     if len(cfg) >= 3 and 'emu::dynamic_shared' in src:
-        out += src[i:stmt_start] + 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, args)
+        out += src[i:stmt_start] + 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), reinterpret_cast<const void*>(&%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, name, args)
     else:
         out += src[i:stmt_start] + 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
     i = semi + 1
