@@ -4,10 +4,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cp_async.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/step_math.cuh"
+#include "runtime/cuda_check.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
 
@@ -156,6 +158,7 @@ __device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, 
 template <int BM_, int BN_, int BK, int TM, int TN>
 struct SimtTile {
   static constexpr int BM = BM_, BN = BN_, THREADS = (BM / TM) * (BN / TN);
+  static constexpr bool kPipelined = false;
   struct Smem {
     float As[BK][BM + 1];
     float Bs[BK][BN + 1];
@@ -218,6 +221,7 @@ struct SimtTile {
 template <int BM_, int BN_, int BK, int WM, int WN, GemmPrecision PREC>
 struct MmaTile {
   static constexpr int BM = BM_, BN = BN_, THREADS = 32 * WM * WN;
+  static constexpr bool kPipelined = false;
   static constexpr int KSTEP = PREC == GemmPrecision::BF16 ? 16 : 8;
   static constexpr int PAD = PREC == GemmPrecision::BF16 ? 4 : 8;
   static constexpr int WTM = BM / WM, WTN = BN / WN, MI = WTM / 16, NI = WTN / 8;
@@ -310,6 +314,257 @@ struct MmaTile {
   }
 };
 
+// TF32 / BF16 on the tensor cores, pipelined: the tile of the large GEMMs. WM x WN warps, warp
+// (wm, wn) computes the (BM/WM) x (BN/WN) sub-tile as MI x NI mma tiles of 16 x 8 (as MmaTile).
+// K advances in BK = 32 slices through a ring of STAGES shared-memory stages filled by cp.async
+// (kernels/cp_async.cuh): while the warps multiply slice s, the copies of slices s+1 .. s+STAGES-1
+// are in flight, so a slice's global-load latency is paid once per block, not once per slice.
+// Stages hold RAW float32 (cp.async cannot convert); a fragment is rounded to PREC when it is read
+// from shared memory, with the same instructions as MmaTile's loads (cvt.rna.tf32.f32,
+// cvt.rn.bf16x2.f32), so every mma sees bitwise MmaTile's operands, in the same order per output
+// element (BK = 32 slices from the piece's first k, KSTEP-deep mma steps, zeros past the end):
+// the two tiles give bitwise the same results wherever the split points are the same.
+//
+// Layouts follow global memory, so that one cp.async moves 16 contiguous bytes of a row:
+//   k fastest (Forward's and Data's A = X or dZ [M,K]; Forward's B = W [N,K]): S[m][k], row stride
+//     BK + KPAD floats; mn fastest (Weight's A = dZ [K,M]; Data's and Weight's B [K,N]): S[k][m],
+//     row stride BM (BN) + MPAD floats.
+// Padding makes the fragment reads conflict-free (lane = 4g + t reads row f(g), column h(t)):
+//   TF32, k fastest: word 36g + t (+ks): banks 4g + t, all 32 distinct (KPAD = 4);
+//   BF16, k fastest: a float2 at 40g + 2t; a 64-bit load is served per half warp (g < 4 or g >= 4),
+//     words 8g + 2t, +1: 16 lanes x 2 words on 32 distinct banks (KPAD = 8);
+//   TF32, mn fastest: word t·(BM+8) + g: banks 8t + g (MPAD = 8, BM a multiple of 32);
+//   BF16, mn fastest: words 2t·(BM+4) + g and (2t+1)·(BM+4) + g: banks 8t + g and 8t + 4 + g (MPAD = 4).
+// Row strides stay multiples of 4 floats, so every 16-byte chunk of a stage is 16-byte aligned.
+//
+// A chunk (4 consecutive floats of a row of A or B) that is wholly inside the matrix, wholly inside
+// the slice's K range and not the Weight GEMM's ones column goes by cp.async; any other chunk (row,
+// column or K tail, the ones column) is written by the thread with ordinary loads and a shared store
+// (0 outside, 1 in the ones column): the launcher only picks this tile when a, b and lda, ldb are
+// 16-byte aligned (pipelined_ok), and tails are rare, so those few chunks wait for their loads.
+//
+// Split-K: a block computes piece z of p.split_k (p.partial set: its raw partial, as MmaTile), or,
+// for a Forward GEMM with p.split_k but no p.partial ("folded"), every piece in turn, adding each
+// piece's float32 sum into the total in the fixed order z = 0, 1, ... starting from 0: bitwise what
+// the cross-block split plus dense_split_reduce_kernel computes (same pieces, same order, same
+// float additions), without the partial arrays and the second pass. Every thread of the block must
+// call it; the launch gives it Smem bytes of dynamic shared memory.
+template <int BM_, int BN_, int WM, int WN, GemmPrecision PREC, int STAGES = 3>
+struct PipeTile {
+  static constexpr int BM = BM_, BN = BN_, BK = 32, THREADS = 32 * WM * WN;
+  static constexpr bool kPipelined = true;
+  static constexpr int KSTEP = PREC == GemmPrecision::BF16 ? 16 : 8;
+  static constexpr int KPAD = PREC == GemmPrecision::BF16 ? 8 : 4;
+  static constexpr int MPAD = PREC == GemmPrecision::BF16 ? 4 : 8;
+  static constexpr int WTM = BM / WM, WTN = BN / WN, MI = WTM / 16, NI = WTN / 8;
+  static_assert(PREC != GemmPrecision::FP32, "PipeTile runs TF32 or BF16");
+  static_assert(WTM % 16 == 0 && WTN % 8 == 0 && BM % 32 == 0 && BN % 32 == 0, "tiles must split into mma tiles");
+  static_assert(STAGES >= 2, "a pipeline needs two stages");
+
+  // Floats of one operand's stage: X rows of BK (+KPAD) floats (k fastest) or BK rows of X (+MPAD).
+  template <bool KFAST, int X>
+  static constexpr int stage_floats() {
+    return KFAST ? X * (BK + KPAD) : BK * (X + MPAD);
+  }
+  template <Kind KIND>
+  static constexpr int stage_a() {
+    return stage_floats<KIND != Kind::Weight, BM>();
+  }
+  template <Kind KIND>
+  static constexpr int stage_b() {
+    return stage_floats<KIND == Kind::Forward, BN>();
+  }
+  // Dynamic shared memory of one block running KIND (the launcher passes the largest over the
+  // kinds of one launch).
+  template <Kind KIND>
+  static constexpr int smem_bytes() {
+    return STAGES * (stage_a<KIND>() + stage_b<KIND>()) * int(sizeof(float));
+  }
+
+  // Issues the copies of one operand's slice [k0, k0 + BK) of rows/columns [x0, x0 + X) into S.
+  // KFAST: global element (x, k) at src[x·ld + k], S[x][k]; otherwise (k, x) at src[k·ld + x],
+  // S[k][x]. x_valid: how many x exist (elements at or past it are 0), ones: the x holding the ones
+  // column (or -1; it also lies at or past x_valid).
+  template <bool KFAST, int X>
+  __device__ static void issue(float* S, const float* src, int ld, int x0, int x_valid, int x_end, int ones, int k0,
+                               int k_end) {
+    constexpr int STRIDE = KFAST ? BK + KPAD : X + MPAD;
+    constexpr int CHUNKS = X * BK / 4, PER_ROW = (KFAST ? BK : X) / 4;
+    static_assert(CHUNKS % THREADS == 0, "the slice's chunks must split evenly over the threads");
+#pragma unroll
+    for (int it = 0; it < CHUNKS / THREADS; ++it) {
+      const int c = int(threadIdx.x) + it * THREADS;
+      const int row = c / PER_ROW, col = (c % PER_ROW) * 4;  // shared-memory row, first column
+      float* dst = S + row * STRIDE + col;
+      const int x = x0 + (KFAST ? row : col), k = k0 + (KFAST ? col : row);
+      // the chunk's 4 elements run along k (KFAST) or along x
+      const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
+      if (inside) {
+        cp_async16(dst, src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
+      } else {
+        float v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int xj = KFAST ? x : x + j, kj = KFAST ? k + j : k;
+          v[j] = 0.0f;
+          if (kj < k_end && xj < x_end) {
+            if (xj == ones)
+              v[j] = 1.0f;
+            else if (xj < x_valid)
+              v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
+          }
+        }
+        *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+      }
+    }
+  }
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
+    constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
+    constexpr int SA = A_KFAST ? BK + KPAD : BM + MPAD, SB = B_KFAST ? BK + KPAD : BN + MPAD;
+    constexpr int STAGE = stage_a<KIND>() + stage_b<KIND>();
+    const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+    const int g = lane / 4, t = lane % 4;
+    const int wm0 = (warp / WN) * WTM, wn0 = (warp % WN) * WTN;
+
+    // The slices this block walks: one piece [k_begin, k_end) of BK-deep slices, or (folded) all
+    // pieces of p.split_k one after another, slice s of piece s / piece_slices.
+    const bool fold = KIND == Kind::Forward && p.split_k > 0 && !p.partial;
+    const int piece_slices = p.split_k / BK;  // split_k is a multiple of BK (pipelined_ok)
+    const int k_begin = fold ? 0 : z * p.split_k;
+    const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
+    const int slices = fold ? (split_count(p) - 1) * piece_slices +
+                                  (p.K - (split_count(p) - 1) * p.split_k + BK - 1) / BK
+                            : (k_last - k_begin + BK - 1) / BK;
+    auto slice_k0 = [&](int s) { return fold ? (s / piece_slices) * p.split_k + (s % piece_slices) * BK : k_begin + s * BK; };
+    auto slice_end = [&](int s) {
+      const int e = (s / piece_slices + 1) * p.split_k;
+      return fold ? (e < p.K ? e : p.K) : k_last;
+    };
+    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
+    auto issue_slice = [&](int s) {
+      float* st = smem + (s % STAGES) * STAGE;
+      const int k0 = slice_k0(s), ke = slice_end(s);
+      issue<A_KFAST, BM>(st, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+      issue<B_KFAST, BN>(st + stage_a<KIND>(), p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+    };
+
+    float acc[MI][NI][4], sum[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][j][r] = sum[i][j][r] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < slices) issue_slice(s);
+      cp_async_commit();
+    }
+    for (int s = 0; s < slices; ++s) {
+      // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly),
+      // then everyone's have, and every warp is done with slice s-1, whose stage is refilled next.
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      if (s + STAGES - 1 < slices) issue_slice(s + STAGES - 1);
+      cp_async_commit();  // possibly empty: keeps one group per slice for the wait count
+
+      const float* As = smem + (s % STAGES) * STAGE;
+      const float* Bs = As + stage_a<KIND>();
+#pragma unroll
+      for (int ks = 0; ks < BK; ks += KSTEP) {
+        uint32_t a[MI][4], b[NI][2];
+        if constexpr (PREC == GemmPrecision::TF32) {
+          // element (row r, k) of A at As[r·SA + k] (k fastest) or As[k·SA + r]; of B likewise
+          auto at = [&](int r, int k) { return A_KFAST ? As[r * SA + k] : As[k * SA + r]; };
+          auto bt = [&](int c, int k) { return B_KFAST ? Bs[c * SB + k] : Bs[k * SB + c]; };
+#pragma unroll
+          for (int i = 0; i < MI; ++i) {
+            const int r = wm0 + i * 16 + g;
+            a[i][0] = to_tf32(at(r, ks + t));
+            a[i][1] = to_tf32(at(r + 8, ks + t));
+            a[i][2] = to_tf32(at(r, ks + t + 4));
+            a[i][3] = to_tf32(at(r + 8, ks + t + 4));
+          }
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            const int c = wn0 + j * 8 + g;
+            b[j][0] = to_tf32(bt(c, ks + t));
+            b[j][1] = to_tf32(bt(c, ks + t + 4));
+          }
+        } else {
+          // the pair (k, k+1) of row r packed: a float2 when k is the fast dimension
+          auto ap = [&](int r, int k) {
+            if constexpr (A_KFAST) {
+              const float2 v = *reinterpret_cast<const float2*>(As + r * SA + k);
+              return pack_bf16x2(v.x, v.y);
+            } else {
+              return pack_bf16x2(As[k * SA + r], As[(k + 1) * SA + r]);
+            }
+          };
+          auto bp = [&](int c, int k) {
+            if constexpr (B_KFAST) {
+              const float2 v = *reinterpret_cast<const float2*>(Bs + c * SB + k);
+              return pack_bf16x2(v.x, v.y);
+            } else {
+              return pack_bf16x2(Bs[k * SB + c], Bs[(k + 1) * SB + c]);
+            }
+          };
+          const int k = ks + 2 * t;
+#pragma unroll
+          for (int i = 0; i < MI; ++i) {
+            const int r = wm0 + i * 16 + g;
+            a[i][0] = ap(r, k);
+            a[i][1] = ap(r + 8, k);
+            a[i][2] = ap(r, k + 8);
+            a[i][3] = ap(r + 8, k + 8);
+          }
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            const int c = wn0 + j * 8 + g;
+            b[j][0] = bp(c, k);
+            b[j][1] = bp(c, k + 8);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            if constexpr (PREC == GemmPrecision::TF32)
+              mma_tf32_m16n8k8(acc[i][j], a[i], b[j]);
+            else
+              mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
+          }
+      }
+      if constexpr (KIND == Kind::Forward) {
+        if (fold && ((s + 1) % piece_slices == 0 || s + 1 == slices)) {  // piece done: total += piece
+#pragma unroll
+          for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+              for (int r = 0; r < 4; ++r) sum[i][j][r] += acc[i][j][r], acc[i][j][r] = 0.0f;
+        }
+      }
+    }
+    cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight at the block's end
+
+    const uint64_t step = epilogue_step<KIND>(p);
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int m = m0 + wm0 + i * 16 + g + (r >= 2 ? 8 : 0);
+          const int n = n0 + wn0 + j * 8 + 2 * t + (r & 1);
+          if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, fold ? sum[i][j][r] : acc[i][j][r], step);
+        }
+  }
+};
+
 // One GEMM with its epilogue fused into the store (block (x, y): the tile at rows
 // (y % row tiles)*BM, columns x*BN, of split y / row tiles; one split without p.split_k).
 // Pointers come in GemmParams, so none can be __restrict__; the launchers check that outputs do
@@ -321,12 +576,27 @@ struct MmaTile {
 //   Weight:  fuses the weight GEMM and the bias reduction (db is the product with a ones column
 //            appended to X). Reads dZ [B,N], X [B,K]; writes dW [N,K] and db [N], or
 //            partial [splits,N,K+1].
-template <class Tile, Kind KIND>
-__global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
-  __shared__ typename Tile::Smem smem;
+// The block's tile of one GEMM (block (x, y): rows (y % row tiles)*BM, columns x*BN, split
+// y / row tiles), smem being the tile's shared storage (a Smem struct, or PipeTile's dynamic floats).
+template <class Tile, Kind KIND, class S>
+__device__ __forceinline__ void gemm_block(const GemmParams& p, S& smem) {
   const int row_tiles = (p.M + Tile::BM - 1) / Tile::BM;
   const int y = int(blockIdx.y);
   Tile::template run<KIND>(p, (y % row_tiles) * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+}
+
+template <class Tile, Kind KIND>
+__global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
+  __shared__ typename Tile::Smem smem;
+  gemm_block<Tile, KIND>(p, smem);
+}
+
+// dense_gemm_kernel for a PipeTile: its stages live in dynamic shared memory.
+template <class Tile, Kind KIND>
+__global__ void __launch_bounds__(Tile::THREADS) dense_pipe_kernel(const GemmParams p) {
+  extern __shared__ float4 pipe_smem[];
+  float* smem = reinterpret_cast<float*>(pipe_smem);
+  gemm_block<Tile, KIND>(p, smem);
 }
 
 // Split-K's second pass, fusing the sum of the pieces with KIND's epilogue: C(m, n) =
@@ -353,9 +623,8 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
 // link in the step's chain of dependent kernels. Reads dZ [B,N], X [B,K], W [N,K], mask [B,K]
 // (optional); writes dW [N,K], db [N] (or w's partial [splits,N,K+1]) and dX [B,K], with the
 // epilogues of dense_gemm_kernel's Weight and Data.
-template <class Tile>
-__global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const GemmParams w, const GemmParams d) {
-  __shared__ typename Tile::Smem smem;
+template <class Tile, class S>
+__device__ __forceinline__ void backward_block(const GemmParams& w, const GemmParams& d, S& smem) {
   constexpr int BM = Tile::BM, BN = Tile::BN;
   const int w_cols = (w.N + BN - 1) / BN, w_tiles = w_cols * ((w.M + BM - 1) / BM);
   int t = int(blockIdx.x);
@@ -368,6 +637,19 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const Gem
     const int d_cols = (d.N + BN - 1) / BN;
     Tile::template run<Kind::Data>(d, (t / d_cols) * BM, (t % d_cols) * BN, 0, smem);
   }
+}
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const GemmParams w, const GemmParams d) {
+  __shared__ typename Tile::Smem smem;
+  backward_block<Tile>(w, d, smem);
+}
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::THREADS) dense_pipe_backward_kernel(const GemmParams w, const GemmParams d) {
+  extern __shared__ float4 pipe_smem[];
+  float* smem = reinterpret_cast<float*>(pipe_smem);
+  backward_block<Tile>(w, d, smem);
 }
 
 template <int BM, int BN>
@@ -384,11 +666,40 @@ void launch_tiles(const GemmParams& p, cudaStream_t stream) {
   MNIST_LAUNCH_CHECK(stream);
 }
 
+// Lets kernel use `bytes` of dynamic shared memory (above the default 48 KB). The callers keep its
+// result in a static of the launcher instantiation that launches that kernel, so it runs once per
+// kernel (a static here would be shared by every kernel of the same signature).
+template <class F>
+bool allow_smem(F* kernel, int bytes) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  return true;
+}
+
+// A PipeTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
+template <class Tile, Kind KIND>
+void launch_pipe_tiles(const GemmParams& p, cudaStream_t stream) {
+  constexpr int BM = Tile::BM, BN = Tile::BN, SMEM = Tile::template smem_bytes<KIND>();
+  const int splits = p.partial ? split_count(p) : 1;
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
+  MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
+  static const bool smem_allowed = allow_smem(dense_pipe_kernel<Tile, KIND>, SMEM);
+  (void)smem_allowed;
+  dense_pipe_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, SMEM, stream>>>(p);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
 template <class Tile>
 void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
   const long long blocks = tiles<Tile::BM, Tile::BN>(w) * split_count(w) + tiles<Tile::BM, Tile::BN>(d);
   MNIST_CHECK(blocks < (1ll << 31), "dense backward: ", blocks, " tiles exceed the grid limit");
-  dense_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, 0, stream>>>(w, d);
+  if constexpr (Tile::kPipelined) {
+    constexpr int SMEM = std::max(Tile::template smem_bytes<Kind::Weight>(), Tile::template smem_bytes<Kind::Data>());
+    static const bool smem_allowed = allow_smem(dense_pipe_backward_kernel<Tile>, SMEM);
+    (void)smem_allowed;
+    dense_pipe_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, SMEM, stream>>>(w, d);
+  } else {
+    dense_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, 0, stream>>>(w, d);
+  }
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -400,12 +711,23 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
 // global-load latency that nothing else on the SM hides, so the number of slices (49 at BK = 16,
 // 13 at BK = 64) sets its time. TF32/BF16: 2x2 warps per block (32x32 or 16x16 outputs per warp),
 // BK = 32 (18 KB).
+//
+// TF32/BF16 GEMMs that fill the GPU take the pipelined PipeTile instead (pick_pipe), where its
+// 16-byte copies are legal (pipelined_ok): 128x128 tiles of 8 warps (64x32 outputs each, 3 stages,
+// 101-123 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
+// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 3 stages, 52-62 KB) when
+// those do. The forward GEMM's K split is folded into the block (PipeTile: bitwise the cross-block
+// split plus its reduction) when the unsplit tiles already fill the GPU, which saves the partial
+// arrays (4 x B x N floats written and read again at K = 784) and the second launch; otherwise the
+// split stays across blocks (the weight GEMM always: its few tiles need the split's blocks).
 constexpr long long kBigTileBlocks = 120;
 
 template <GemmPrecision PREC>
 struct TilesFor {
   using Big = MmaTile<64, 64, 32, 2, 2, PREC>;
   using Small = MmaTile<32, 32, 32, 2, 2, PREC>;
+  using Pipe128 = PipeTile<128, 128, 2, 4, PREC>;
+  using Pipe64 = PipeTile<64, 64, 2, 2, PREC>;
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
@@ -413,29 +735,89 @@ struct TilesFor<GemmPrecision::FP32> {
   using Small = SimtTile<32, 32, 64, 2, 2>;
 };
 
+GemmTileChoice g_forced_tile;  // dense_force_tile (tests)
+
+// PipeTile's preconditions: 16-byte aligned operands and rows (every full chunk a legal 16-byte
+// cp.async), and split pieces of whole 32-deep slices (weight_split_rows and forward_split_cols
+// make them multiples of 32).
+bool pipelined_ok(const GemmParams& p) {
+  auto aligned = [](const float* q) { return reinterpret_cast<std::uintptr_t>(q) % 16 == 0; };
+  return aligned(p.a) && aligned(p.b) && p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 32 == 0;
+}
+
+enum class Pick { Mma, Pipe64, Pipe128 };
+
+// The tile of one TF32/BF16 GEMM p, and (Forward with a split) whether the split is folded (then
+// p.partial is cleared: no partial arrays, no reduction pass).
+Pick pick_pipe(GemmParams& p, bool fold_allowed) {
+  if (!pipelined_ok(p) || g_forced_tile.tile == GemmTile::Mma) return Pick::Mma;
+  const bool split = p.split_k > 0 && p.partial;
+  if (g_forced_tile.tile != GemmTile::Auto) {
+    if (split && fold_allowed && g_forced_tile.fold_forward_split) p.partial = nullptr;
+    return g_forced_tile.tile == GemmTile::Pipe128 ? Pick::Pipe128 : Pick::Pipe64;
+  }
+  if (split && fold_allowed) {
+    const Pick fold = tiles<128, 128>(p) >= kBigTileBlocks ? Pick::Pipe128
+                      : tiles<64, 64>(p) >= kBigTileBlocks ? Pick::Pipe64
+                                                           : Pick::Mma;
+    if (fold != Pick::Mma) {
+      p.partial = nullptr;
+      return fold;
+    }
+  }
+  const int splits = split ? split_count(p) : 1;
+  if (tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
+  if (tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64;
+  return Pick::Mma;
+}
+
+// The GEMM p at PREC; returns whether a split of p is left for dense_split_reduce_kernel (false
+// when there is none or it was folded into the GEMM).
 template <GemmPrecision PREC, Kind KIND>
-void launch_gemm_as(const GemmParams& p, cudaStream_t stream) {
+bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
+  if constexpr (PREC != GemmPrecision::FP32) {
+    switch (pick_pipe(p, KIND == Kind::Forward)) {
+      case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
+      case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
+      case Pick::Mma: break;
+    }
+  }
   if (tiles<64, 64>(p) >= kBigTileBlocks)
     launch_tiles<typename TilesFor<PREC>::Big, KIND>(p, stream);
   else
     launch_tiles<typename TilesFor<PREC>::Small, KIND>(p, stream);
+  return p.partial;
 }
 
 template <Kind KIND>
-void launch_gemm(const GemmParams& p, GemmPrecision prec, cudaStream_t stream) {
-  if (p.M <= 0 || p.N <= 0) return;
+bool launch_gemm(const GemmParams& p, GemmPrecision prec, cudaStream_t stream) {
+  if (p.M <= 0 || p.N <= 0) return false;
   switch (prec) {
-    case GemmPrecision::FP32: launch_gemm_as<GemmPrecision::FP32, KIND>(p, stream); return;
-    case GemmPrecision::TF32: launch_gemm_as<GemmPrecision::TF32, KIND>(p, stream); return;
-    case GemmPrecision::BF16: launch_gemm_as<GemmPrecision::BF16, KIND>(p, stream); return;
+    case GemmPrecision::FP32: return launch_gemm_as<GemmPrecision::FP32, KIND>(p, stream);
+    case GemmPrecision::TF32: return launch_gemm_as<GemmPrecision::TF32, KIND>(p, stream);
+    case GemmPrecision::BF16: return launch_gemm_as<GemmPrecision::BF16, KIND>(p, stream);
   }
   MNIST_CHECK(false, "dense GEMM: unknown precision");
+  return false;
 }
 
 // Weight GEMM w and data GEMM d (both non-empty) in one launch, one tile size for both, chosen as
-// for one GEMM from their combined tile count.
+// for one GEMM from their combined tile count (w's split always across blocks).
 template <GemmPrecision PREC>
 void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
+  if constexpr (PREC != GemmPrecision::FP32) {
+    GemmParams w1 = w, d1 = d;
+    const Pick pw = pick_pipe(w1, false), pd = pick_pipe(d1, false);
+    if (pw != Pick::Mma && pd != Pick::Mma) {
+      const int splits = split_count(w);
+      const bool big = g_forced_tile.tile == GemmTile::Auto
+                           ? tiles<128, 128>(w) * splits + tiles<128, 128>(d) >= kBigTileBlocks
+                           : pw == Pick::Pipe128;
+      if (big) return launch_backward_tiles<typename TilesFor<PREC>::Pipe128>(w, d, stream);
+      if (g_forced_tile.tile != GemmTile::Auto || tiles<64, 64>(w) * splits + tiles<64, 64>(d) >= kBigTileBlocks)
+        return launch_backward_tiles<typename TilesFor<PREC>::Pipe64>(w, d, stream);
+    }
+  }
   if (tiles<64, 64>(w) + tiles<64, 64>(d) >= kBigTileBlocks)
     launch_backward_tiles<typename TilesFor<PREC>::Big>(w, d, stream);
   else
@@ -555,7 +937,7 @@ void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPreci
     launch_backward(w, *d, prec, stream);
   else
     launch_gemm<Kind::Weight>(w, prec, stream);
-  launch_split_reduce<Kind::Weight>(w, stream);
+  launch_split_reduce<Kind::Weight>(w, stream);  // the weight GEMM's split is never folded
 }
 
 // Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction.
@@ -564,11 +946,12 @@ void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStre
     p.split_k = forward_split_cols(p.K);
     if (p.split_k) p.partial = workspace;
   }
-  launch_gemm<Kind::Forward>(p, prec, stream);
-  launch_split_reduce<Kind::Forward>(p, stream);
+  if (launch_gemm<Kind::Forward>(p, prec, stream)) launch_split_reduce<Kind::Forward>(p, stream);
 }
 
 }  // namespace
+
+void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
                    cudaStream_t stream, GemmPrecision prec, float* workspace) {
@@ -621,7 +1004,7 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   if (B == 0) return;
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
-  launch_gemm<Kind::Data>(data_params(dX, dZ, W, mask, mask_scale, B, K, N), prec, stream);
+  (void)launch_gemm<Kind::Data>(data_params(dX, dZ, W, mask, mask_scale, B, K, N), prec, stream);
 }
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,

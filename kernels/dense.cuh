@@ -13,8 +13,10 @@
 //   TF32 / BF16: tensor cores (mma.sync m16n8k8.tf32 / m16n8k16.bf16, kernels/mma.cuh): every
 //     GEMM input element (X, W, the masked dZ, the ones column) is rounded to the format first,
 //     products are exact and accumulated in float32 in an order the hardware fixes per mma, so
-//     results are deterministic for a given tile choice but differ from FP32 by the input
-//     rounding (cpu::dense_* with the same GemmPrecision reproduces it up to accumulation order).
+//     results are deterministic but differ from FP32 by the input rounding (cpu::dense_* with the
+//     same GemmPrecision reproduces it up to accumulation order). Every tile (the single-buffered
+//     one of small GEMMs, the pipelined cp.async one of large GEMMs) runs the same mma sequence
+//     per output element, so a row's result does not depend on its batch here either.
 //     The db column is the GEMM's: db = Σ_b round(dZ[b,:]). Outputs, bias, epilogues: float32.
 #pragma once
 
@@ -72,5 +74,18 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
                           GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
+
+// Testing hook (the kernel tests): forces the tile of the TF32/BF16 GEMMs launched after it. Auto
+// (the default): the launchers' choice by size (kernels/dense.cu, pick_pipe). Mma: the
+// single-buffered MmaTile. Pipe64 / Pipe128: the pipelined cp.async tile of 64x64 / 128x128 outputs,
+// wherever its alignment preconditions hold (else MmaTile), with a forward GEMM's K split folded
+// into the block when fold_forward_split. Results are bitwise the same for every choice with the
+// same split points (and folding keeps them); FP32 ignores it. Not thread-safe.
+enum class GemmTile { Auto, Mma, Pipe64, Pipe128 };
+struct GemmTileChoice {
+  GemmTile tile = GemmTile::Auto;
+  bool fold_forward_split = false;
+};
+void dense_force_tile(GemmTileChoice choice);
 
 }  // namespace mnist::cuda

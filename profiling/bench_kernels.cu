@@ -190,6 +190,26 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         bench.run("gemm_forward", shape, cat("native ", to_string(p)), flops, fwd_bytes, [&](cudaStream_t st) {
           cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p);
         }, peak(p));
+      // As the engine runs it (with its split-K workspace, when K splits): the tensor-core tiles
+      // fold the split into the block where the tiles fill the GPU; and the alternative kept for
+      // comparison, the 128x128 pipelined tile with the split across blocks plus the reduction.
+      if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {
+        DeviceBuffer<float> fws(wsn);
+        for (GemmPrecision p : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+          bench.run("gemm_forward", shape, cat("native ", to_string(p), " engine ws"), flops, fwd_bytes,
+                    [&](cudaStream_t st) {
+                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p,
+                                          fws.data());
+                    }, peak(p));
+          cuda::dense_force_tile({cuda::GemmTile::Pipe128, false});
+          bench.run("gemm_forward", shape, cat("native ", to_string(p), " 128x128 cross-split"), flops,
+                    fwd_bytes, [&](cudaStream_t st) {
+                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p,
+                                          fws.data());
+                    }, peak(p));
+          cuda::dense_force_tile({});
+        }
+      }
       bench.run("gemm_forward", shape, "cuBLAS sgemm fp32", flops, fwd_bytes, [&](cudaStream_t st) {
         cublas::gemm_nt(blas, Y.data(), X.data(), W.data(), B, N, K, false, st);
       });

@@ -212,5 +212,85 @@ TEST_CASE("split-K (engine workspace): forward over K = 784 and weight GEMMs ove
     }
 }
 
+// The pipelined cp.async tile (kernels/dense.cu PipeTile) that the launchers pick for these sizes
+// (Auto), and forced (dense_force_tile): 64x64 and 128x128 tiles, the forward's K split folded into
+// the block or across blocks. Every element against the CPU twin with the same input rounding (the
+// derived tolerance of the header), and bitwise against the single-buffered MmaTile (forced): same
+// split points, same mma sequence per element, so the same bits. Layer 1 and 2 at 4096 rows (the
+// forward, the data GEMM [4096 x 128 -> 784 / 64 -> 128] and the split weight GEMM), and the
+// 16384-row weight GEMM of layer 1 (not in the sanitizers' quick selection).
+struct TileOuts {
+  std::vector<float> Y, dW, db, dX;
+};
+
+TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-row weight GEMM") {
+  Stream stream;
+  struct Shape {
+    int B, K, N;
+    bool all_kinds;
+  };
+  std::vector<Shape> shapes{{4096, 784, 128, true}, {4096, 128, 64, true}};
+  if (!quick_tests()) shapes.push_back({16384, 784, 128, false});
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : kTensorCore) {
+      const int B = sh.B, K = sh.K, N = sh.N;
+      INFO(B, "x", K, "->", N, prec == GemmPrecision::TF32 ? " tf32" : " bf16");
+      DeviceBuffer<float> ws(cuda::dense_workspace_floats(B, K, N));
+      const auto X = random_vector(std::size_t(B) * K, 61), W = random_vector(std::size_t(N) * K, 62, -.5, .5);
+      const auto b = random_vector(std::size_t(N), 63), dZ = random_vector(std::size_t(B) * N, 64);
+      auto gX = to_device(X), gW = to_device(W), gb = to_device(b), gdZ = to_device(dZ);
+      auto run = [&](cuda::GemmTileChoice choice) {
+        cuda::dense_force_tile(choice);
+        TileOuts o;
+        auto dW = poisoned<float>(std::size_t(N) * K), db = poisoned<float>(N);
+        if (sh.all_kinds) {
+          auto Y = poisoned<float>(std::size_t(B) * N), dX = poisoned<float>(std::size_t(B) * K);
+          cuda::dense_forward(Y.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data());
+          cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), gdZ.data(), gX.data(), gW.data(), nullptr, 1.0f,
+                                     B, K, N, stream.get(), prec, ws.data());
+          o.Y = to_host(Y), o.dX = to_host(dX);
+        } else {
+          cuda::dense_backward_weights(dW.data(), db.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec,
+                                       ws.data());
+        }
+        o.dW = to_host(dW), o.db = to_host(db);
+        cuda::dense_force_tile({});
+        return o;
+      };
+      const TileOuts mma = run({cuda::GemmTile::Mma, false});
+      const TileOuts autom = run({});
+
+      const auto Xr = rounded(X, prec), Wr = rounded(W, prec), dZr = rounded(dZ, prec);
+      const auto aX = rounded(X, prec, true), aW = rounded(W, prec, true), adZ = rounded(dZ, prec, true);
+      std::vector<double> rW(std::size_t(N) * K), mW(rW.size()), rb(N, 0.0), mb(N, 0.0);
+      cpu::gemm_tn(rW.data(), dZr.data(), Xr.data(), N, K, B);
+      cpu::gemm_tn(mW.data(), adZ.data(), aX.data(), N, K, B);
+      for (std::size_t i = 0; i < dZr.size(); ++i) rb[i % N] += dZr[i], mb[i % N] += adZ[i];
+      expect_within(autom.dW, rW, mW, B, 1.0, "dW");
+      expect_within(autom.db, rb, mb, B, 1.0, "db");
+      if (sh.all_kinds) {
+        std::vector<double> ref(std::size_t(B) * N), mag(ref.size()), zero(N, 0.0);
+        cpu::dense_forward(ref.data(), Xr.data(), Wr.data(), to_double(b).data(), B, K, N, true);
+        cpu::dense_forward(mag.data(), aX.data(), aW.data(), zero.data(), B, K, N, false);
+        for (std::size_t i = 0; i < mag.size(); ++i) mag[i] += std::fabs(b[i % N]);
+        expect_within(autom.Y, ref, mag, K, 1.0, "Y");
+        std::vector<double> rX(std::size_t(B) * K), mX(rX.size());
+        cpu::gemm_nn(rX.data(), dZr.data(), Wr.data(), B, K, N);
+        cpu::gemm_nn(mX.data(), adZ.data(), aW.data(), B, K, N);
+        expect_within(autom.dX, rX, mX, N, 1.0, "dX");
+      }
+      const cuda::GemmTileChoice forced[] = {
+          {}, {cuda::GemmTile::Pipe64, false}, {cuda::GemmTile::Pipe64, true}, {cuda::GemmTile::Pipe128, true}};
+      for (const cuda::GemmTileChoice& c : forced) {
+        INFO("tile ", int(c.tile), c.fold_forward_split ? " folded" : "");
+        const TileOuts o = c.tile == cuda::GemmTile::Auto ? autom : run(c);
+        CHECK(bitwise_equal(o.dW, mma.dW));
+        CHECK(bitwise_equal(o.db, mma.db));
+        CHECK(bitwise_equal(o.Y, mma.Y));
+        CHECK(bitwise_equal(o.dX, mma.dX));
+      }
+    }
+}
+
 }  // namespace
 }  // namespace mnist::test

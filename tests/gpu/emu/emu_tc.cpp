@@ -22,6 +22,7 @@
 
 #include "kernels/dense.cuh"
 #include "tests/gpu/dense_backward_ref.cuh"
+#include "kernels/cp_async.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
@@ -284,6 +285,96 @@ void forward_split(GemmPrecision prec, int B, int K, int N) {
   check(D, d, mag, K, 1.25, "D " + tag);
 }
 
+// The pipelined cp.async tile (PipeTile, forced with dense_force_tile) on every GEMM kind against
+// the CPU twins with the same input rounding (every element, the derived tolerance of the header),
+// and bitwise against the single-buffered MmaTile (forced) wherever the split points are the same:
+// the forward alone, split across blocks (+ reduction) and folded into the block (same pieces,
+// same order of the float additions, so also bitwise); the weight GEMM alone, split, and fused
+// with the data GEMM; the data GEMM with its mask. The emulated cp.async (ov/kernels/cp_async.cuh)
+// poisons each destination until the issuing thread's wait lets the copy land, so a missing wait
+// or barrier shows as NaN; the copy counter proves the pipelined path ran (and MmaTile's did not).
+struct GemmOuts {
+  Vec Y, Ys, D, dW, db, dWs, dbs, fW, fb, fX, dX;
+};
+GemmOuts run_gemms(GemmPrecision prec, int B, int K, int N, cuda::GemmTileChoice choice, const Vec& X, const Vec& W,
+                   const Vec& b, const Vec& dZ, const Vec& mask) {
+  cuda::dense_force_tile(choice);
+  GemmOuts o;
+  const std::size_t bn = std::size_t(B) * N, nk = std::size_t(N) * K, bk = std::size_t(B) * K;
+  Vec ws = poison(std::max<std::size_t>(cuda::dense_workspace_floats(B, K, N), 1));
+  o.Y = poison(bn), o.Ys = poison(bn), o.D = poison(bn);
+  cuda::dense_forward(o.Y.data(), X.data(), W.data(), b.data(), B, K, N, false, nullptr, prec);
+  cuda::dense_forward(o.Ys.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+  cuda::dense_relu_dropout_forward(o.D.data(), X.data(), W.data(), b.data(), B, K, N,
+                                   cuda::DropoutSpec{0.2f, 42, 17, 1, nullptr}, nullptr, prec, ws.data());
+  o.dW = poison(nk), o.db = poison(N), o.dWs = poison(nk), o.dbs = poison(N);
+  cuda::dense_backward_weights(o.dW.data(), o.db.data(), dZ.data(), X.data(), B, K, N, nullptr, prec);
+  cuda::dense_backward_weights(o.dWs.data(), o.dbs.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
+  o.fW = poison(nk), o.fb = poison(N), o.fX = poison(bk), o.dX = poison(bk);
+  cuda::dense_backward_fused(o.fW.data(), o.fb.data(), o.fX.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f,
+                             B, K, N, nullptr, prec, ws.data());
+  cuda::dense_backward_data(o.dX.data(), dZ.data(), W.data(), mask.data(), 1.25f, B, K, N, nullptr, prec);
+  cuda::dense_force_tile({});
+  return o;
+}
+
+void pipe_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
+  const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              tile == cuda::GemmTile::Pipe128 ? " pipe128" : " pipe64", " B=", B, " K=", K, " N=", N);
+  const Vec X = rnd(std::size_t(B) * K, 91 + B), W = rnd(std::size_t(N) * K, 92 + K, -.5, .5), b = rnd(N, 93);
+  const Vec dZ = rnd(std::size_t(B) * N, 94 + N), mask = rnd(std::size_t(B) * K, 95);
+  const long long c0 = cuda::g_emu_cp_async_copies;
+  const GemmOuts mma = run_gemms(prec, B, K, N, {cuda::GemmTile::Mma, false}, X, W, b, dZ, mask);
+  expect(cuda::g_emu_cp_async_copies == c0, "MmaTile issues no cp.async " + tag);
+  const GemmOuts pipe = run_gemms(prec, B, K, N, {tile, false}, X, W, b, dZ, mask);
+  const long long c1 = cuda::g_emu_cp_async_copies;
+  expect(c1 > c0, "the pipelined tile ran (cp.async copies landed) " + tag);
+  const GemmOuts fold = run_gemms(prec, B, K, N, {tile, true}, X, W, b, dZ, mask);
+  expect(cuda::g_emu_cp_async_copies > c1, "the folded forward ran pipelined " + tag);
+
+  // CPU twins from the rounded inputs, in double, and the magnitudes Σ|a·b| of the tolerance.
+  const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec), dZr = rounded_dbl(dZ, prec);
+  DVec Y = gemm_xwt(Xr, Wr, B, K, N), mY = gemm_xwt(absd(Xr), absd(Wr), B, K, N), R(Y.size());
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) {
+      const std::size_t i = std::size_t(r) * N + j;
+      Y[i] += b[j], mY[i] += std::fabs(b[j]);
+      R[i] = std::max(Y[i], 0.0);
+    }
+  DVec D(R.size());
+  cpu::dropout_forward(D.data(), R.data(), R.size(), 0.2f, 42, 17, 1);
+  DVec dW(std::size_t(N) * K), mdW(dW.size()), db(N, 0.0), mdb(N, 0.0), dX(std::size_t(B) * K), mdX(dX.size());
+  cpu::gemm_tn(dW.data(), dZr.data(), Xr.data(), N, K, B);
+  cpu::gemm_tn(mdW.data(), absd(dZr).data(), absd(Xr).data(), N, K, B);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) db[j] += dZr[std::size_t(r) * N + j], mdb[j] += std::fabs(dZr[std::size_t(r) * N + j]);
+  cpu::gemm_nn(dX.data(), dZr.data(), Wr.data(), B, K, N);
+  cpu::gemm_nn(mdX.data(), absd(dZr).data(), absd(Wr).data(), B, K, N);
+  for (std::size_t i = 0; i < dX.size(); ++i) dX[i] = mask[i] > 0 ? dX[i] * 1.25 : 0.0;
+
+  for (const GemmOuts* o : {&pipe, &fold}) {
+    const std::string t = (o == &fold ? "folded " : "") + tag;
+    check(o->Y, Y, mY, K, 1.0, "Y " + t);
+    check(o->Ys, R, mY, K, 1.0, "relu Y, split " + t);
+    check(o->D, D, mY, K, 1.25, "dropout D, split " + t);
+    check(o->dW, dW, mdW, B, 1.0, "dW " + t);
+    check(o->db, db, mdb, B, 1.0, "db " + t);
+    check(o->dWs, dW, mdW, B, 1.0, "dW split " + t);
+    check(o->dbs, db, mdb, B, 1.0, "db split " + t);
+    check(o->fW, dW, mdW, B, 1.0, "fused dW " + t);
+    check(o->fb, db, mdb, B, 1.0, "fused db " + t);
+    check(o->fX, dX, mdX, N, 1.25, "fused dX " + t);
+    check(o->dX, dX, mdX, N, 1.25, "dX " + t);
+    const std::pair<const Vec*, const Vec*> pairs[] = {
+        {&o->Y, &mma.Y},     {&o->Ys, &mma.Ys}, {&o->D, &mma.D},   {&o->dW, &mma.dW}, {&o->db, &mma.db},
+        {&o->dWs, &mma.dWs}, {&o->dbs, &mma.dbs}, {&o->fW, &mma.fW}, {&o->fb, &mma.fb}, {&o->fX, &mma.fX},
+        {&o->dX, &mma.dX}};
+    const char* names[] = {"Y", "relu Y split", "D split", "dW", "db", "dW split", "db split",
+                           "fused dW", "fused db", "fused dX", "dX"};
+    for (int i = 0; i < 11; ++i) same(*pairs[i].first, *pairs[i].second, cat(names[i], " = MmaTile's, ", t));
+  }
+}
+
 // Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
 // rendezvous) keeps every GEMM kind x precision on the tails that matter: rows 1, 7 and 33 (one
 // row, a partial tile, a tile plus one row), every layer shape (784-deep only at 7 rows: K = 784
@@ -325,6 +416,22 @@ int main(int argc, char** argv) {
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
     forward_split(prec, quick ? 7 : 40, 600, quick ? 40 : 72);
   lap("forward split-K");
+  // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
+  // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward
+  // split (K = 544: pieces of 192, the last 160 deep) and a row tail (100 of 128). --full adds the
+  // model's first layer (25 slices, 4 pieces) at 512 rows (tf32, 64x64) and 256 rows (bf16, 128x128).
+  for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+    pipe_cases(prec, 129, 200, 72, cuda::GemmTile::Pipe64);
+    pipe_cases(prec, 512, 36, 8, cuda::GemmTile::Pipe64);
+    lap("pipelined 64x64");
+  }
+  pipe_cases(quick ? GemmPrecision::TF32 : GemmPrecision::BF16, 100, 544, 36, cuda::GemmTile::Pipe128);
+  lap("pipelined 128x128");
+  if (!quick) {  // about 8 and 4 minutes on two cores
+    pipe_cases(GemmPrecision::TF32, 512, 784, 128, cuda::GemmTile::Pipe64);
+    pipe_cases(GemmPrecision::BF16, 256, 784, 128, cuda::GemmTile::Pipe128);
+    lap("pipelined, 784 -> 128");
+  }
   std::printf("tensor-core GEMMs: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
   return failures != 0;
 }

@@ -8,6 +8,9 @@ def split_top(s):
         else: cur += c
     parts.append(cur.strip()); return parts
 src = open(sys.argv[1]).read()
+# emu::dynamic_shared, emu::launch_dynamic and cudaFuncSetAttribute live in ov/cooperative_groups.h
+if 'extern __shared__' in src and '#include <cooperative_groups.h>' not in src:
+    src = '#include <cooperative_groups.h>\n' + src
 # --fma: compile the kernel as nvcc does by default (--fmad=true): a*b + c contracted into one
 # fused multiply-add, also across statements (see README.md for where the choice can differ).
 if '--fma' in sys.argv[3:]:
@@ -40,7 +43,7 @@ while True:
     args = src[a0+1:p]
     semi = src.index(';', p)
     if len(cfg) >= 3 and 'emu::dynamic_shared' in src:
-        out += src[i:stmt_start] + 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, args)
+        out += src[i:stmt_start] + 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), reinterpret_cast<const void*>(&%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, name, args)
     else:
         out += src[i:stmt_start] + 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
     i = semi + 1

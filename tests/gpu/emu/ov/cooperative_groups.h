@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -78,16 +79,33 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
   g_emu_grid_barrier = nullptr;
 }
 
+// The dynamic shared memory each kernel was allowed by cudaFuncSetAttribute (default 48 KB).
+inline std::map<const void*, int>& max_dynamic_smem() {
+  static std::map<const void*, int> m;
+  return m;
+}
+
 // An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
 // a file that uses `extern __shared__`): blocks one after another, as emu::launch (in the order
-// emu::g_block_order says).
-inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
-  if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
+// emu::g_block_order says), over a 1D or 2D grid, each block's shared memory poisoned as above. As
+// on the GPU, more than 48 KB fails unless cudaFuncSetAttribute(kernel,
+// cudaFuncAttributeMaxDynamicSharedMemorySize, >= smem) came first.
+inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const void* kernel,
+                           const std::function<void()>& body) {
+  const auto allowed = max_dynamic_smem().find(kernel);
+  if (smem > 48 * 1024 && (allowed == max_dynamic_smem().end() || std::size_t(allowed->second) < smem))
+    throw std::runtime_error("launch with more than 48 KB of dynamic shared memory, not allowed by cudaFuncSetAttribute");
+  if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad launch config");
+  if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
   ++g_emu_launches;
   blockDim = dim3(threads);
   gridDim = grid;
-  for (const dim3 blk : block_sequence(grid)) run_blocks(blk.x, blk.x + 1, threads, smem, body);
+  for (const dim3 blk : block_sequence(grid))
+    run_blocks(blk.y * grid.x + blk.x, blk.y * grid.x + blk.x + 1, threads, smem, [&] {
+      blockIdx = blk;
+      body();
+    });
 }
 
 template <class... A, std::size_t... I>
@@ -111,8 +129,10 @@ inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   return cudaSuccess;
 }
 template <class F>
-cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int bytes) {
-  return bytes <= 227 * 1024 ? cudaSuccess : cudaErrorUnknown;
+cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute, int bytes) {
+  if (bytes > 227 * 1024) return cudaErrorUnknown;
+  emu::max_dynamic_smem()[reinterpret_cast<const void*>(kernel)] = bytes;
+  return cudaSuccess;
 }
 template <class F>
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, F*, int threads, std::size_t smem) {
