@@ -789,6 +789,17 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   return p.partial;
 }
 
+// Every kernel of a pipelined tile at its shared-memory size (what launch_pipe_tiles and
+// launch_backward_tiles set on first use).
+template <class Tile>
+void prepare_pipe_tile() {
+  allow_smem(dense_pipe_kernel<Tile, Kind::Forward>, Tile::template smem_bytes<Kind::Forward>());
+  allow_smem(dense_pipe_kernel<Tile, Kind::Data>, Tile::template smem_bytes<Kind::Data>());
+  allow_smem(dense_pipe_kernel<Tile, Kind::Weight>, Tile::template smem_bytes<Kind::Weight>());
+  allow_smem(dense_pipe_backward_kernel<Tile>,
+             std::max(Tile::template smem_bytes<Kind::Weight>(), Tile::template smem_bytes<Kind::Data>()));
+}
+
 template <Kind KIND>
 bool launch_gemm(const GemmParams& p, GemmPrecision prec, cudaStream_t stream) {
   if (p.M <= 0 || p.N <= 0) return false;
@@ -952,6 +963,13 @@ void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStre
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
+
+void dense_prepare() {
+  prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe64>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe128>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe64>();
+}
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
                    cudaStream_t stream, GemmPrecision prec, float* workspace) {

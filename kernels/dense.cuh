@@ -39,6 +39,11 @@ std::size_t dense_workspace_floats(int B, int K, int N);
 
 // Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise. With a
 // workspace and K >= 512, K is split into pieces of about 256 (more blocks at small batches).
+// Raises the dynamic shared-memory limit of every pipelined tensor-core kernel (above the default
+// 48 KB) at once. The launchers also do it on a kernel's first launch; the engine calls this before
+// it captures any CUDA graph, so that no attribute call happens inside a capture.
+void dense_prepare();
+
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
                    cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
 

@@ -116,6 +116,7 @@ class CudaEngine final : public Engine {
     MNIST_CHECK(cfg.batch_size > 0, "batch size must be > 0");
     MNIST_CHECK(cfg.graph_steps >= 1, "graph_steps must be >= 1, got ", cfg.graph_steps);
     layout_ = make_layout(cfg.spec);
+    if (cfg.precision != Precision::FP32 && cfg.gemm == Gemm::Native) cuda::dense_prepare();
     for (std::size_t l = 0; l < layout_.dense.size(); ++l)
       MNIST_CHECK(layout_.dense[l].relu == (l + 1 < layout_.dense.size()),
                   "the CUDA engine expects ReLU on every hidden layer and none on the output");
