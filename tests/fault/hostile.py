@@ -19,6 +19,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -106,6 +107,10 @@ class Tests:
         first = self.start(out, ["--epochs", "6", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_for(lambda: os.path.exists(os.path.join(out, "resume.safetensors")), "the first run's resume state")
+            # Graphviz renders the first run's architecture beside its training (model.png last):
+            # on a busy machine that can end after the first epoch.
+            if shutil.which("dot"):
+                wait_for(lambda: os.path.exists(os.path.join(out, "model.png")), "the first run's model.png")
             # The first run goes on writing its files atomically: its temporary files
             # (<file>.tmp.<its pid>) come and go at any moment and are not the second run's doing.
             own_tmp = ".tmp.%d" % first.pid
