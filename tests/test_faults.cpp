@@ -81,3 +81,44 @@ TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best che
   load_weights(opt.checkpoint, engine.layout(), saved);
   CHECK(saved == epoch2);  // bitwise: epoch 2's model, not touched by the diverged epoch 3
 }
+
+TEST_CASE("a resume state that cannot be written stops fit() with the write's own error") {
+  // The files are written in the background; the failure must still reach the caller, unchanged
+  // (an Error naming the file: exit 1), before fit() returns.
+  ImageSet data;
+  data.n = 256;
+  data.rows = data.cols = 28;
+  auto px = test::random_vector<double>(256 * 784, 6, 0, 255);
+  for (double v : px) data.images.push_back(uint8_t(v));
+  for (int i = 0; i < 256; ++i) data.labels.push_back(uint8_t(i % 10));
+  EngineConfig cfg;
+  cfg.batch_size = 64;
+  auto engine = make_cpu_engine(cfg);
+  const int t = engine->add_dataset(data.view());
+  const test::TempDir tmp("unwritable");
+  FitControl ctl;
+  ctl.resume_path = tmp.path() + "/no_such_dir/resume.safetensors";
+  std::string sync_message;
+  try {
+    write_file_atomic(ctl.resume_path, "x");
+  } catch (const Error& e) {
+    sync_message = e.what();
+  }
+  REQUIRE(sync_message.find(ctl.resume_path) != std::string::npos);
+  FitOptions opt;
+  opt.epochs = 3;
+  opt.quiet = true;
+  std::ostringstream log;
+  std::string message;
+  try {
+    fit(*engine, t, t, ModelSpec{}, opt, log, {}, ctl);
+    FAIL("fit() returned although its resume state could not be written");
+  } catch (const DivergedError&) {
+    FAIL("a write failure reported as divergence");
+  } catch (const InputError&) {
+    FAIL("a write failure reported as bad input (exit 2, not 1)");
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  CHECK(message == sync_message);
+}
