@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -219,6 +220,62 @@ TEST_CASE("BackgroundWriter: the destructor writes what is pending, and reports 
   }  // must not throw
   std::cerr.rdbuf(old);
   CHECK(captured.str().rfind("mnist_cuda: error: " + bad + ": cannot create temporary file", 0) == 0);
+}
+
+}  // namespace mnist
+
+namespace mnist {
+
+TEST_CASE("BackgroundWriter: under a stream of epochs, no file goes back in time and no resume state precedes its checkpoint") {
+  // 400 "epochs" submitted as fast as possible: two TensorBoard files alone, then [checkpoint on
+  // every 3rd epoch, resume state] together, as fit() does. Whatever the worker skips, each file's
+  // writes must have increasing epochs, each resume state must be written after the checkpoint it
+  // names (or a newer one), and the last submission of each path must be what stays on disk.
+  const test::TempDir tmp("bgw");
+  const std::string best = tmp.path() + "/best", resume = tmp.path() + "/resume";
+  const std::string tb1 = tmp.path() + "/tb1", tb2 = tmp.path() + "/tb2";
+  struct Write {
+    std::string path;
+    int epoch, names_best;
+  };
+  std::mutex mu;
+  std::vector<Write> writes;
+  auto job = [&](const std::string& path, int epoch, int names_best) -> BackgroundWriter::Producer {
+    return [&, path, epoch, names_best] {
+      std::lock_guard<std::mutex> lock(mu);
+      writes.push_back({path, epoch, names_best});
+      return cat(epoch);
+    };
+  };
+  BackgroundWriter w;
+  int last_best = -1;
+  for (int e = 0; e < 400; ++e) {
+    w.submit(tb1, job(tb1, e, -1));
+    w.submit(tb2, job(tb2, e, -1));
+    std::vector<BackgroundWriter::Job> jobs;
+    if (e % 3 == 0) {
+      last_best = e;
+      jobs.push_back({best, job(best, e, -1)});
+    }
+    jobs.push_back({resume, job(resume, e, last_best)});
+    w.submit(std::move(jobs));
+  }
+  w.flush();
+  std::map<std::string, int> newest{{best, -1}, {resume, -1}, {tb1, -1}, {tb2, -1}};
+  long bad_order = 0, bad_dependency = 0;
+  for (const Write& x : writes) {
+    if (x.epoch <= newest[x.path]) ++bad_order;
+    newest[x.path] = x.epoch;
+    if (x.path == resume && newest[best] < x.names_best) ++bad_dependency;
+  }
+  CHECK(bad_order == 0);
+  CHECK(bad_dependency == 0);
+  CHECK(read_file(best) == cat(last_best));
+  CHECK(read_file(resume) == "399");
+  CHECK(read_file(tb1) == "399");
+  CHECK(read_file(tb2) == "399");
+  CHECK(w.written() + w.coalesced() == 400 * 3 + 134);  // every job written or replaced
+  MESSAGE("written ", w.written(), ", coalesced ", w.coalesced());
 }
 
 }  // namespace mnist
