@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <sstream>
+#include <vector>
 
 #include "apps/data/mnist.hpp"
 #include "apps/io/atomic_file.hpp"
+#include "apps/io/checkpoint.hpp"
 #include "apps/pipeline/trainer.hpp"
 #include "helpers.hpp"
 
@@ -61,10 +63,12 @@ TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best che
   opt.checkpoint = dir + "/best.safetensors";
   opt.quiet = true;
   std::ostringstream log;
-  std::string before;
+  // The weights of epoch 2 (the last to improve); the checkpoint is written in the background, so
+  // the hook records what it must hold rather than reading a file that may still be in flight.
+  std::vector<float> epoch2;
   try {
     fit(engine, t, t, ModelSpec{}, opt, log,
-        [&](const EpochRecord& r, Engine&) { if (r.epoch == 2) before = read_file(opt.checkpoint); });
+        [&](const EpochRecord& r, Engine& e) { if (r.epoch == 2) e.get_params(epoch2); });
     FAIL("no error on a NaN loss");
   } catch (const DivergedError& e) {
     const std::string msg = e.what();
@@ -72,6 +76,49 @@ TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best che
     CHECK(msg.find("not finite") != std::string::npos);
     CHECK(msg.find(opt.checkpoint) != std::string::npos);
   }
-  REQUIRE_FALSE(before.empty());
-  CHECK(read_file(opt.checkpoint) == before);
+  REQUIRE_FALSE(epoch2.empty());
+  std::vector<float> saved;
+  load_weights(opt.checkpoint, engine.layout(), saved);
+  CHECK(saved == epoch2);  // bitwise: epoch 2's model, not touched by the diverged epoch 3
+}
+
+TEST_CASE("a resume state that cannot be written stops fit() with the write's own error") {
+  // The files are written in the background; the failure must still reach the caller, unchanged
+  // (an Error naming the file: exit 1), before fit() returns.
+  ImageSet data;
+  data.n = 256;
+  data.rows = data.cols = 28;
+  auto px = test::random_vector<double>(256 * 784, 6, 0, 255);
+  for (double v : px) data.images.push_back(uint8_t(v));
+  for (int i = 0; i < 256; ++i) data.labels.push_back(uint8_t(i % 10));
+  EngineConfig cfg;
+  cfg.batch_size = 64;
+  auto engine = make_cpu_engine(cfg);
+  const int t = engine->add_dataset(data.view());
+  const test::TempDir tmp("unwritable");
+  FitControl ctl;
+  ctl.resume_path = tmp.path() + "/no_such_dir/resume.safetensors";
+  std::string sync_message;
+  try {
+    write_file_atomic(ctl.resume_path, "x");
+  } catch (const Error& e) {
+    sync_message = e.what();
+  }
+  REQUIRE(sync_message.find(ctl.resume_path) != std::string::npos);
+  FitOptions opt;
+  opt.epochs = 3;
+  opt.quiet = true;
+  std::ostringstream log;
+  std::string message;
+  try {
+    fit(*engine, t, t, ModelSpec{}, opt, log, {}, ctl);
+    FAIL("fit() returned although its resume state could not be written");
+  } catch (const DivergedError&) {
+    FAIL("a write failure reported as divergence");
+  } catch (const InputError&) {
+    FAIL("a write failure reported as bad input (exit 2, not 1)");
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  CHECK(message == sync_message);
 }

@@ -85,11 +85,16 @@ std::map<std::string, std::string> model_metadata(const ModelSpec& spec) {
           {"dropout", cat(spec.dropout)}};
 }
 
-void save_weights(const std::string& path, const ModelSpec& spec, const ParamLayout& layout,
-                  const std::vector<float>& flat, const std::map<std::string, std::string>& extra) {
+std::string encode_weights(const ModelSpec& spec, const ParamLayout& layout, const std::vector<float>& flat,
+                           const std::map<std::string, std::string>& extra) {
   auto meta = model_metadata(spec);
   for (const auto& [k, v] : extra) meta[k] = v;
-  write_file_atomic(path, encode_safetensors(params_to_tensors(layout, flat), meta));
+  return encode_safetensors(params_to_tensors(layout, flat), meta);
+}
+
+void save_weights(const std::string& path, const ModelSpec& spec, const ParamLayout& layout,
+                  const std::vector<float>& flat, const std::map<std::string, std::string>& extra) {
+  write_file_atomic(path, encode_weights(spec, layout, flat, extra));
 }
 
 void load_weights(const std::string& path, const ParamLayout& layout, std::vector<float>& flat) {

@@ -22,7 +22,10 @@ void tensors_to_params(const ParamLayout& layout, const std::vector<TensorF32>& 
 
 std::map<std::string, std::string> model_metadata(const ModelSpec& spec);
 
-// Atomically writes the weights (and `extra` metadata) to `path`.
+// The weights (and `extra` metadata) as a safetensors file's bytes.
+std::string encode_weights(const ModelSpec& spec, const ParamLayout& layout, const std::vector<float>& flat,
+                           const std::map<std::string, std::string>& extra = {});
+// Atomically writes encode_weights(...) to `path`.
 void save_weights(const std::string& path, const ModelSpec& spec, const ParamLayout& layout,
                   const std::vector<float>& flat, const std::map<std::string, std::string>& extra = {});
 // Reads weights written by save_weights (or by PyTorch's safetensors) into `flat`.

@@ -19,7 +19,7 @@ double num(const json& j) { return j.is_null() ? std::numeric_limits<double>::in
 
 }  // namespace
 
-void save_resume(const std::string& path, const ParamLayout& layout, const ResumeState& s) {
+std::string encode_resume(const ParamLayout& layout, const ResumeState& s) {
   const int64_t n = int64_t(layout.storage);
   std::vector<TensorF32> t{{"params", {n}, s.train.params}, {"adam.m", {n}, s.train.m}, {"adam.v", {n}, s.train.v}};
   if (!s.best_params.empty()) t.push_back({"best_params", {n}, s.best_params});
@@ -43,7 +43,11 @@ void save_resume(const std::string& path, const ParamLayout& layout, const Resum
                {"history", hist},
                {"best_epoch", s.history.best_epoch},
                {"config", s.config}};
-  write_file_atomic(path, encode_safetensors(t, {{"format", "mnist_cuda-resume"}, {"resume", meta.dump()}}));
+  return encode_safetensors(t, {{"format", "mnist_cuda-resume"}, {"resume", meta.dump()}});
+}
+
+void save_resume(const std::string& path, const ParamLayout& layout, const ResumeState& s) {
+  write_file_atomic(path, encode_resume(layout, s));
 }
 
 ResumeState load_resume(const std::string& path, const ParamLayout& layout) {

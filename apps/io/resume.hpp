@@ -33,6 +33,8 @@ struct ResumeState {
   std::map<std::string, std::string> config;  // flags that fix the run: hidden, batch, seed, ...
 };
 
+// The file's bytes (encode_resume) and their atomic write (save_resume = write_file_atomic of them).
+std::string encode_resume(const ParamLayout& layout, const ResumeState& s);
 void save_resume(const std::string& path, const ParamLayout& layout, const ResumeState& s);
 // Validates tensors against `layout` and the metadata's fields; throws InputError naming `path`.
 ResumeState load_resume(const std::string& path, const ParamLayout& layout);

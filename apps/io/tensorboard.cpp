@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "apps/io/atomic_file.hpp"
+#include "apps/io/background_writer.hpp"
 #include "runtime/error.hpp"
 #include "tensorboard.pb.h"
 
@@ -265,6 +266,10 @@ void TensorBoardWriter::add_histogram(const std::string& tag, const float* value
 
 void TensorBoardWriter::flush() { write_file_atomic(impl_->path, impl_->file); }
 
+void TensorBoardWriter::flush(BackgroundWriter& writer) { writer.submit_bytes(impl_->path, impl_->file); }
+
+const std::string& TensorBoardWriter::contents() const { return impl_->file; }
+
 // ---------------------------------------------------------------------------------------------
 // Keras layout
 
@@ -276,7 +281,8 @@ KerasTensorBoard::KerasTensorBoard(const std::string& log_dir)
     : train_(log_dir + "/train"), val_(log_dir + "/validation") {}
 
 void KerasTensorBoard::on_epoch_end(const EpochRecord& rec, const ModelSpec& spec,
-                                    const ParamLayout& layout, const std::vector<float>& params) {
+                                    const ParamLayout& layout, const std::vector<float>& params,
+                                    BackgroundWriter* writer) {
   const int64_t step = rec.epoch - 1;
   train_.add_scalar("epoch_loss", rec.loss, step);
   train_.add_scalar("epoch_accuracy", rec.accuracy, step);
@@ -298,8 +304,13 @@ void KerasTensorBoard::on_epoch_end(const EpochRecord& rec, const ModelSpec& spe
     train_.add_histogram(keras_histogram_tag(dense_names[l], "bias"), params.data() + s.b_offset,
                          std::size_t(s.out), step);
   }
-  train_.flush();
-  val_.flush();
+  if (writer) {
+    train_.flush(*writer);
+    val_.flush(*writer);
+  } else {
+    train_.flush();
+    val_.flush();
+  }
 }
 
 }  // namespace mnist

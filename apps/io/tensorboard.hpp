@@ -24,6 +24,8 @@
 
 namespace mnist {
 
+class BackgroundWriter;
+
 // CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven. crc32c("123456789") is
 // 0xE3069283. `crc` continues a previous value (0 to start).
 uint32_t crc32c(const void* data, std::size_t n, uint32_t crc = 0);
@@ -95,6 +97,10 @@ class TensorBoardWriter {
 
   // Atomically rewrites the file with every record so far. Throws Error naming the path.
   void flush();
+  // The same write, queued on `writer` (with a copy of the records so far).
+  void flush(BackgroundWriter& writer);
+  // Every framed record so far: the bytes flush() writes.
+  const std::string& contents() const;
 
  private:
   struct Impl;
@@ -118,11 +124,12 @@ class KerasTensorBoard {
   // Creates both writers (and their directories) now.
   explicit KerasTensorBoard(const std::string& log_dir);
 
-  // Logs epoch `rec` and flushes both files. `params` is the flat array of `layout` (the
-  // weights at the end of this epoch; host memory); kernels are logged in their stored [out, in]
-  // order (a histogram does not depend on it). Layer names come from layer_list(spec).
+  // Logs epoch `rec` and flushes both files (on `writer`, in the background, when given).
+  // `params` is the flat array of `layout` (the weights at the end of this epoch; host memory);
+  // kernels are logged in their stored [out, in] order (a histogram does not depend on it).
+  // Layer names come from layer_list(spec).
   void on_epoch_end(const EpochRecord& rec, const ModelSpec& spec, const ParamLayout& layout,
-                    const std::vector<float>& params);
+                    const std::vector<float>& params, BackgroundWriter* writer = nullptr);
 
   const std::string& train_path() const { return train_.path(); }
   const std::string& validation_path() const { return val_.path(); }

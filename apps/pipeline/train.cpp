@@ -15,6 +15,7 @@
 #include <ostream>
 
 #include "apps/io/architecture.hpp"
+#include "apps/io/background_writer.hpp"
 #include "apps/io/history_io.hpp"
 #include "apps/io/plot.hpp"
 #include "apps/io/png.hpp"
@@ -186,10 +187,15 @@ int run_train(const AppOptions& o, std::ostream& out) {
 
   // TensorBoard(log_dir=<out>/logs, histogram_freq=1): scalars and weight histograms per epoch.
   KerasTensorBoard tensorboard(out_dir.path("logs"));
+  // The per-epoch files (checkpoint, resume state, TensorBoard) are written on this writer's
+  // thread while the next epoch trains; fit() flushes it before it returns or throws, and it is
+  // destroyed (flushed) before the folder's lock is released.
+  BackgroundWriter writer;
+  ctl.writer = &writer;
   std::vector<float> params;
   auto on_epoch = [&](const EpochRecord& r, Engine& e) {
     e.get_params(params);
-    tensorboard.on_epoch_end(r, spec, e.layout(), params);
+    tensorboard.on_epoch_end(r, spec, e.layout(), params, &writer);
   };
 
   // SIGINT/SIGTERM at any point: the resume state on disk is current; say so and exit 130.

@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <ostream>
 
+#include "apps/io/background_writer.hpp"
 #include "apps/io/checkpoint.hpp"
 #include "apps/pipeline/progress_bar.hpp"
 #include "layers/callbacks.hpp"
@@ -46,8 +48,15 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
         << ", lr " << lr << ")\n";
   }
 
-  // The state after the last completed step, as a resume checkpoint.
-  auto save_resume_state = [&](int epoch, const EpochProgress& p) {
+  // The files go to the disk on the writer's thread. What they hold is copied here (device to host,
+  // then into the job); the serialisation and the durable write happen there.
+  std::unique_ptr<BackgroundWriter> own_writer;
+  if (!ctl.writer) own_writer = std::make_unique<BackgroundWriter>();
+  BackgroundWriter& writer = ctl.writer ? *ctl.writer : *own_writer;
+  const ParamLayout layout = engine.layout();
+
+  // The state after the last completed step, as a resume checkpoint job (appended to `jobs`).
+  auto resume_state_job = [&](int epoch, const EpochProgress& p, std::vector<BackgroundWriter::Job>& jobs) {
     if (ctl.resume_path.empty()) return;
     ResumeState s;
     engine.get_state(s.train);
@@ -60,7 +69,7 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     s.plateau = plateau.state();
     s.history = h;
     s.config = ctl.config;
-    save_resume(ctl.resume_path, engine.layout(), s);
+    jobs.push_back({ctl.resume_path, [layout, s = std::move(s)] { return encode_resume(layout, s); }});
   };
 
   ProgressBar bar(log, opt.progress_bar);
@@ -76,7 +85,10 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     const bool complete = engine.train_steps(train, e, float(lr), progress, ctl.interrupt);
     bar.clear();
     if (!complete) {
-      save_resume_state(e, progress);
+      std::vector<BackgroundWriter::Job> jobs;
+      resume_state_job(e, progress, jobs);
+      writer.submit(std::move(jobs));
+      writer.flush();  // the message below says the state is saved: it is, from here on
       h.interrupted = true;
       log << "Interrupted in epoch " << e + 1 << " after batch " << progress.next_batch << "; state saved to "
           << (ctl.resume_path.empty() ? std::string("(nowhere: no --out)") : ctl.resume_path)
@@ -93,6 +105,7 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     r.val_accuracy = va.accuracy;
     if (!std::isfinite(r.loss) || !std::isfinite(r.val_loss)) {
       h.epochs.push_back(r);
+      writer.flush();  // the previous epochs' files are complete (or their write error is thrown)
       throw DivergedError(cat("training diverged at epoch ", r.epoch, ": loss ", r.loss, ", val_loss ", r.val_loss,
                               " is not finite; stopping (lower --lr?). The best checkpoint",
                               opt.checkpoint.empty() ? "" : " " + opt.checkpoint, " was left untouched"));
@@ -102,10 +115,15 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
       engine.get_params(best_params);
       h.best_epoch = r.epoch;
     }
+    // This epoch's files, queued together after the hook's: the checkpoint before the resume state
+    // that names it as the best (BackgroundWriter keeps that order, coalescing included).
+    std::vector<BackgroundWriter::Job> jobs;
     const double prev_best = checkpoint.best();
     if (checkpoint.update(r.val_loss) && !opt.checkpoint.empty()) {
-      save_weights(opt.checkpoint, spec, engine.layout(), best_params,
-                   {{"epoch", std::to_string(r.epoch)}, {"val_loss", cat(r.val_loss)}});
+      std::map<std::string, std::string> extra{{"epoch", std::to_string(r.epoch)}, {"val_loss", cat(r.val_loss)}};
+      jobs.push_back({opt.checkpoint, [spec, layout, best = best_params, extra = std::move(extra)] {
+                        return encode_weights(spec, layout, best, extra);
+                      }});
       if (std::isinf(prev_best))
         std::snprintf(line, sizeof line, "Epoch %d: val_loss improved from inf to %.5f, saving model to %s", r.epoch,
                       r.val_loss, opt.checkpoint.c_str());
@@ -135,8 +153,10 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
       log.flush();
     }
     if (hook) hook(h.epochs.back(), engine);
-    save_resume_state(e + 1, progress);
+    resume_state_job(e + 1, progress, jobs);
+    writer.submit(std::move(jobs));
   }
+  writer.flush();
   if (!best_params.empty()) {
     engine.set_params(best_params);
     if (!opt.quiet) log << "Restoring model weights from the end of the best epoch: " << h.best_epoch << ".\n";

@@ -1,6 +1,8 @@
 // fit(): the tutorial's model.fit with its callbacks (EarlyStopping with best-weight restore,
 // ModelCheckpoint on val_loss, ReduceLROnPlateau), one engine epoch at a time, with resume
-// checkpoints after every epoch and a clean stop between two steps on request.
+// checkpoints after every epoch and a clean stop between two steps on request. The per-epoch files
+// are written by a BackgroundWriter (apps/io/background_writer.hpp), so the next epoch trains
+// while they reach the disk; fit() waits for them before it returns or throws.
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,8 @@
 #include "runtime/error.hpp"
 
 namespace mnist {
+
+class BackgroundWriter;
 
 struct FitOptions {
   int epochs = 20;
@@ -35,6 +39,9 @@ struct FitControl {
   std::string resume_path;                       // where resume checkpoints are written; empty: none
   std::map<std::string, std::string> config;     // recorded in resume checkpoints
   const ResumeState* resume_from = nullptr;      // continue that run instead of starting afresh
+  // Where the checkpoint and resume files are queued (the hook may queue its files there too);
+  // null: fit() uses a writer of its own. fit() flushes it before it returns or throws.
+  BackgroundWriter* writer = nullptr;
 };
 
 // Called after every epoch's callbacks, with the record and the engine (weights of that epoch).
@@ -50,6 +57,8 @@ class DivergedError : public Error {
 // Trains until `epochs`, early stopping or an interrupt. On a normal end, restores the weights
 // of the best epoch. On an interrupt, writes the resume checkpoint and returns with
 // history.interrupted set (weights as they are). Progress lines go to `log` (Keras-like).
+// Every file is on disk when fit() returns or throws DivergedError; a failed write throws its
+// Error (naming the file) at the next epoch end or before fit() returns.
 History fit(Engine& engine, int train, int val, const ModelSpec& spec, const FitOptions& opt, std::ostream& log,
             const EpochHook& hook = {}, const FitControl& ctl = {});
 
