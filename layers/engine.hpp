@@ -35,9 +35,10 @@ enum class Gemm { Native, Cublas };
 // `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch, fp32,
 // native GEMMs), `Graph` otherwise, without a notice.
 enum class Kernels { Auto, Fused, Graph };
-// Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-179fdc7-bench-fused.txt):
-// the fused step wins at batch 128 (16.0 vs 18.2 ms/epoch) and loses from 512 up (9.3 vs 7.6).
-constexpr int kFusedAutoMaxBatch = 256;
+// Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
+// training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
+// 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
+constexpr int kFusedAutoMaxBatch = 512;
 // Precision of the GEMMs' inputs (accumulation, weights and Adam state stay float32): `TF32` and
 // `BF16` round the GEMM inputs to that format and run on tensor cores; the CPU reference applies
 // the same rounding so that both paths compute the same thing.

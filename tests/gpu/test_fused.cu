@@ -141,17 +141,31 @@ TEST_CASE("fused kernel: grid size, launch chunk size and a cut epoch change no 
 }
 
 TEST_CASE("fused kernel: configurations it cannot run fall back to the graph path with a one-line notice") {
+  // --kernels fused asked for explicitly: a fallback says why in one line.
   Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 8);
+  p.cfg.kernels = Kernels::Fused;
   p.cfg.gemm = Gemm::Cublas;
   auto a = make_cuda_engine(p.cfg);
   CHECK(a->notice().find("cublas") != std::string::npos);
   CHECK(a->notice().find('\n') == std::string::npos);
+  CHECK_FALSE(a->fused_step());
   Problem q = make_problem(50, {8, 8, 8, 8, 8, 8, 8, 8}, 10, 0.2f, 32, 200, 8);
+  q.cfg.kernels = Kernels::Fused;
   auto b = make_cuda_engine(q.cfg);
   CHECK(b->notice().find("hidden layers") != std::string::npos);
+  CHECK_FALSE(b->fused_step());
   Problem r = make_problem(50, {33}, 10, 0.2f, 32, 200, 8);
   r.cfg.kernels = Kernels::Graph;
   CHECK(make_cuda_engine(r.cfg)->notice().empty());
+  // --kernels auto (the default): the fused kernel where it can run and is the faster path, the
+  // graph path otherwise, without a notice.
+  Problem s = make_problem(50, {33}, 10, 0.2f, 32, 200, 8);
+  s.cfg.kernels = Kernels::Auto;
+  auto c = make_cuda_engine(s.cfg);
+  CHECK((c->notice().empty() && c->fused_step()));
+  s.cfg.gemm = Gemm::Cublas;
+  auto d = make_cuda_engine(s.cfg);
+  CHECK((d->notice().empty() && !d->fused_step()));
 }
 
 }  // namespace
