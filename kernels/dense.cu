@@ -713,9 +713,10 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
 // BK = 32 (18 KB).
 //
 // TF32/BF16 GEMMs that fill the GPU take the pipelined PipeTile instead (pick_pipe), where its
-// 16-byte copies are legal (pipelined_ok): 128x128 tiles of 8 warps (64x32 outputs each, 3 stages,
-// 101-123 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
-// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 3 stages, 52-62 KB) when
+// 16-byte copies are legal (pipelined_ok): 128x128 tiles of 8 warps (64x32 outputs each, 4 stages,
+// 136-160 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
+// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 5 stages, 85-100 KB: two
+// blocks still fit an SM, for the weight GEMM's 156) when
 // those do. The forward GEMM's K split is folded into the block (PipeTile: bitwise the cross-block
 // split plus its reduction) when the unsplit tiles already fill the GPU, which saves the partial
 // arrays (4 x B x N floats written and read again at K = 784) and the second launch; otherwise the
@@ -726,8 +727,14 @@ template <GemmPrecision PREC>
 struct TilesFor {
   using Big = MmaTile<64, 64, 32, 2, 2, PREC>;
   using Small = MmaTile<32, 32, 32, 2, 2, PREC>;
-  using Pipe128 = PipeTile<128, 128, 2, 4, PREC>;
-  using Pipe64 = PipeTile<64, 64, 2, 2, PREC>;
+  // Stages: measured on the H200 (31770b8) with 3, the 64x64 forward at 4096 rows took 28 µs for
+  // 25 slices of ~130 mma a block, ~1.1 µs a slice: the loads of the 2 slices in flight (32 KB a
+  // block) do not cover a DRAM round trip. So more slices in flight: 4 (5 stages) for 64x64, 3 (4)
+  // for 128x128, within an SM's 227 KB (two 64x64 blocks still fit).
+  using Pipe128 = PipeTile<128, 128, 2, 4, PREC, 4>;
+  using Pipe64 = PipeTile<64, 64, 2, 2, PREC, 5>;
+  static_assert(Pipe128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one 128x128 block per SM");
+  static_assert(2 * (Pipe64::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
