@@ -206,7 +206,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images
     // (S = 1); or, split-K (S > 1), the S partial products X · W0ᵀ over fixed K ranges into
     // f.partial [S, rows, N0], finished in phase B.
-    {
+    if (f.phases & 1u) {
       const float* W0 = f.params + f.layer[0].w_offset;
       const float* b0 = f.params + f.layer[0].b_offset;
       const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
     // every layer's data gradient down to dz[0], with the rows' activations in shared memory (row
     // stride width + 1) and, when they fit, the weights W_1 .. W_{L-1} too (row stride in + 1).
-    if (int(blockIdx.x) < b_items) {
+    if ((f.phases & 2u) && int(blockIdx.x) < b_items) {
       double* s_loss = reinterpret_cast<double*>(smem);
       uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kR);
       float* sA[kFusedMaxLayers];
@@ -391,7 +391,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     // ascending, and Adam on it at once (no gradient is stored). Each thread loads its elements'
     // parameter and moments before the GEMM, so their latency hides behind it (each element is
     // owned by one tile: nothing else reads or writes it in this phase).
-    {
+    if (f.phases & 4u) {
       const float alpha = adam_step_size(c0.lr, f.b1, f.b2, int64_t(step));  // as adam_kernel
       if (blockIdx.x == 0 && tid == 0) {  // the step's metrics, items in order
         double loss = 0;

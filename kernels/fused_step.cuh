@@ -84,6 +84,10 @@ struct FusedStep {
   float dropout = 0;  // rate in [0, 1)
   uint64_t seed = 0;
   float b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+  // Profiling only (profiling/bench_fused): which phases do their work, bit 0 = A, 1 = B, 2 = C;
+  // the barriers, index loads and counters run regardless. Anything but 7 trains nothing
+  // meaningful: it exists to time the phases apart on a GPU.
+  unsigned phases = 7;
 };
 
 // Why the fused kernel cannot train a model of these Dense widths (widths[0] = input, then each

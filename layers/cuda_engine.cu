@@ -416,6 +416,7 @@ class CudaEngine final : public Engine {
     f.b1 = cfg_.beta1;
     f.b2 = cfg_.beta2;
     f.eps = cfg_.eps;
+    f.phases = cfg_.fused_phases;
     return f;
   }
 

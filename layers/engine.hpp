@@ -60,6 +60,7 @@ struct EngineConfig {
   Precision precision = Precision::FP32;
   int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay or fused launch (>= 1)
   int fused_blocks = 0;  // CUDA only: cap on the fused kernel's blocks (0: one per SM); changes no result
+  unsigned fused_phases = 7;  // profiling only (bench_fused): the fused step's phases that work (FusedStep::phases)
 };
 
 struct EpochStats {

@@ -9,6 +9,9 @@
 // (the metrics read-back); one warm-up epoch first, then the median of N epochs. µs/step is that
 // over ceil(48000 / batch) steps. Grid sizes: one block per SM (the engine's default), half and a
 // quarter of that (a barrier costs less with fewer blocks; the phases then take more rounds).
+// Then the phases apart (EngineConfig::fused_phases, profiling only; these rows train nothing):
+// "-A", "-B", "-C" leave that phase's work out (its barrier stays), "sync" leaves all three out
+// (the barriers, index loads and launches alone). So A ≈ fused − (−A), and so on.
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -87,17 +90,21 @@ int run(const Options& o) {
       std::string name;
       Kernels kernels;
       int blocks;
+      unsigned phases;
     };
     const int sms = std::max(dev.sm_count, 4);
-    const std::vector<Variant> variants{{"fused", Kernels::Fused, 0},
-                                        {"fused", Kernels::Fused, sms / 2},
-                                        {"fused", Kernels::Fused, sms / 4},
-                                        {"graph", Kernels::Graph, 0}};
+    // The phase variants time the step with one phase's work left out (its barrier kept), and
+    // with none ("sync": the 3 grid barriers, index loads and launches alone); they train nothing.
+    const std::vector<Variant> variants{{"fused", Kernels::Fused, 0, 7u},       {"fused", Kernels::Fused, sms / 2, 7u},
+                                        {"fused", Kernels::Fused, sms / 4, 7u}, {"-A", Kernels::Fused, 0, 6u},
+                                        {"-B", Kernels::Fused, 0, 5u},          {"-C", Kernels::Fused, 0, 3u},
+                                        {"sync", Kernels::Fused, 0, 0u},        {"graph", Kernels::Graph, 0, 7u}};
     for (const Variant& v : variants) {
       EngineConfig cfg;
       cfg.batch_size = batch;
       cfg.kernels = v.kernels;
       cfg.fused_blocks = v.blocks;
+      cfg.fused_phases = v.phases;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);

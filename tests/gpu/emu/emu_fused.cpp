@@ -253,7 +253,31 @@ void interrupt_and_fallbacks() {
   }
 }
 
+// The profiling knob EngineConfig::fused_phases (bench_fused): with no phase working, a launch
+// leaves parameters and Adam moments as they were and still advances the step counter; with every
+// phase (7, the default) it trains.
+void phase_knob() {
+  const Data d(64, 20, 4, 3);
+  EngineConfig cfg = config(d, {9}, 0.2f, 16, 3, Kernels::Fused);
+  cfg.fused_phases = 0;
+  auto f = make_cuda_engine(cfg);
+  const int t = f->add_dataset(d.view());
+  TrainState s0, s1;
+  f->get_state(s0);
+  f->train_epoch(t, 0, 1e-3f);
+  f->get_state(s1);
+  expect(s1.params == s0.params && s1.m == s0.m && s1.v == s0.v && s1.step == s0.step + 4,
+         "fused_phases 0: nothing trained, the step counter advanced by the epoch's 4 steps");
+  cfg.fused_phases = 7;
+  auto g = make_cuda_engine(cfg);
+  const int tg = g->add_dataset(d.view());
+  g->train_epoch(tg, 0, 1e-3f);
+  g->get_state(s1);
+  expect(s1.params != s0.params && s1.step == s0.step + 4, "fused_phases 7: trains");
+}
+
 int main() {
+  phase_knob();
   interrupt_and_fallbacks();
   grid_and_chunks_bitwise();
   const Data a(200, 50, 10, 7), b(100, 33, 3, 9), c(64, 20, 4, 3), e(50, 20, 5, 4);
