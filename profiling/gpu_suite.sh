@@ -5,7 +5,7 @@
 #       libpng16-16 libprotobuf-dev libprotobuf-lite32 libprotobuf32 libprotoc32 protobuf-compiler \
 #       libcairo2-dev libcairo2 libpixman-1-0 libfontconfig1 libfreetype6 libx11-6 libxcb1 \
 #       libxcb-render0 libxcb-shm0 libxext6 libxrender1 libxau6 libxdmcp6 libbsd0 libmd0 libexpat1 \
-#       libbrotli1 fonts-dejavu-core
+#       libbrotli1 fonts-dejavu-core libdeflate-dev libdeflate0
 #                                                  # here, once: the Debian packages the build needs
 #                                                  # (headers, libraries, protoc) + MNIST into .deps/
 #   device run, carry [".deps"]:  profiling/gpu_suite.sh $OUT

@@ -92,6 +92,39 @@ TEST_CASE("read_idx rejects each kind of broken file with a clear message") {
   CHECK_THROWS_AS(read_idx(d + "/cut.gz"), InputError);
 }
 
+// .gz files are inflated whole by libdeflate where it is built in, and streamed through zlib
+// otherwise or whenever the fast path has a doubt: both must give the same bytes and errors.
+TEST_CASE("read_idx: several gzip members, damaged gzip data, an IDX error inside good gzip") {
+  const std::string d = tmp_dir();
+  const std::vector<uint8_t> bytes = idx_bytes({0, 0, 8, 2}, {40, 100}, 4000);
+  // Two gzip members, as `cat a.gz b.gz` makes: zlib reads them as one stream.
+  auto write_member = [](const std::string& path, const char* mode, const uint8_t* p, std::size_t n) {
+    gzFile g = gzopen(path.c_str(), mode);
+    REQUIRE(g);
+    REQUIRE(gzwrite(g, p, unsigned(n)) == int(n));
+    REQUIRE(gzclose(g) == Z_OK);
+  };
+  write_member(d + "/two.gz", "wb9", bytes.data(), 1000);
+  write_member(d + "/two.gz", "ab9", bytes.data() + 1000, bytes.size() - 1000);
+  IdxArray a = read_idx(d + "/two.gz", 2);
+  CHECK(a.dims == std::vector<uint32_t>{40, 100});
+  CHECK(a.data == std::vector<uint8_t>(bytes.begin() + 12, bytes.end()));
+  // A flipped byte inside the compressed data: refused, never returned as data.
+  write_member(d + "/ok.gz", "wb9", bytes.data(), bytes.size());
+  std::ifstream in(d + "/ok.gz", std::ios::binary);
+  std::vector<uint8_t> gz((std::istreambuf_iterator<char>(in)), {});
+  gz[gz.size() / 2] ^= 0x55;
+  write_bytes(d + "/flipped.gz", gz);
+  CHECK_THROWS_AS(read_idx(d + "/flipped.gz"), InputError);
+  // Good gzip around a bad IDX: the IDX checks speak.
+  const std::vector<uint8_t> extra = idx_bytes({0, 0, 8, 1}, {10}, 11);
+  write_member(d + "/extra.gz", "wb9", extra.data(), extra.size());
+  expect_input_error(d + "/extra.gz", "trailing bytes");
+  const std::vector<uint8_t> cut = idx_bytes({0, 0, 8, 1}, {10}, 9);
+  write_member(d + "/short.gz", "wb9", cut.data(), cut.size());
+  expect_input_error(d + "/short.gz", "truncated");
+}
+
 TEST_CASE("load_image_set checks images against labels") {
   const std::string d = tmp_dir();
   std::vector<uint8_t> img(4 * 28 * 28, 9);

@@ -1,9 +1,13 @@
 #include "apps/data/idx.hpp"
 
 #include <zlib.h>
+#if MNIST_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -47,16 +51,75 @@ std::size_t read_some(gzFile f, const std::string& path, uint8_t* dst, std::size
   return got;
 }
 
-}  // namespace
+// The bytes of an IDX file, uncompressed: from memory (the libdeflate fast path) or streamed
+// through zlib (every other case, and the one that words the errors of a damaged file).
+class Source {
+ public:
+  Source(const std::string& path, GzFile f) : path_(path), f_(std::move(f)) {}
+  explicit Source(const std::string& path, std::vector<uint8_t> bytes) : path_(path), mem_(std::move(bytes)) {}
+  // Up to n bytes into dst; how many there were.
+  std::size_t read(uint8_t* dst, std::size_t n) {
+    if (f_) return read_some(f_.get(), path_, dst, n);
+    const std::size_t k = std::min(n, mem_.size() - pos_);
+    std::memcpy(dst, mem_.data() + pos_, k);
+    pos_ += k;
+    return k;
+  }
+  bool direct() const { return f_ && gzdirect(f_.get()); }  // zlib reads the file as it is (not gzip)
 
-IdxArray read_idx(const std::string& path, int expect_ndims) {
+ private:
+  std::string path_;
+  GzFile f_;
+  std::vector<uint8_t> mem_;
+  std::size_t pos_ = 0;
+};
+
+#if MNIST_HAVE_LIBDEFLATE
+// Whole-file inflation of a well-formed single-member gzip file with libdeflate, ~3x the speed of
+// zlib's streaming gzread (the 47 MB of MNIST's training images are most of a run's start-up).
+// Returns false on any doubt (not gzip, a trailer size past the 1 GiB limit, several members,
+// a decoding error, a size other than the trailer's): the caller then reads the file with zlib,
+// which reports what is wrong in its own words.
+bool inflate_whole(const std::string& path, std::vector<uint8_t>& out) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> fp(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!fp || std::fseek(fp.get(), 0, SEEK_END) != 0) return false;
+  const long size = std::ftell(fp.get());
+  if (size < 18 || std::fseek(fp.get(), 0, SEEK_SET) != 0) return false;  // a gzip member has >= 18 bytes
+  std::vector<uint8_t> in(static_cast<std::size_t>(size));
+  if (std::fread(in.data(), 1, in.size(), fp.get()) != in.size() || in[0] != 0x1f || in[1] != 0x8b) return false;
+  const std::size_t n = in.size();
+  const uint32_t isize = uint32_t(in[n - 4]) | uint32_t(in[n - 3]) << 8 | uint32_t(in[n - 2]) << 16 | uint32_t(in[n - 1]) << 24;
+  if (isize > (uint32_t(1) << 30) + 64) return false;  // read_idx's 1 GiB limit, plus the header
+  std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> d(libdeflate_alloc_decompressor(),
+                                                                                libdeflate_free_decompressor);
+  if (!d) return false;
+  out.resize(isize);
+  std::size_t in_used = 0, out_used = 0;
+  const libdeflate_result r =
+      libdeflate_gzip_decompress_ex(d.get(), in.data(), n, out.data(), out.size(), &in_used, &out_used);
+  return r == LIBDEFLATE_SUCCESS && in_used == n && out_used == isize;
+}
+#endif
+
+Source open_source(const std::string& path) {
+#if MNIST_HAVE_LIBDEFLATE
+  std::vector<uint8_t> bytes;
+  if (inflate_whole(path, bytes)) return Source(path, std::move(bytes));
+#endif
   errno = 0;
   GzFile f(gzopen(path.c_str(), "rb"));
   if (!f) throw InputError(cat(path, ": cannot open (", errno ? std::strerror(errno) : "unknown error", ")"));
+  return Source(path, std::move(f));
+}
+
+}  // namespace
+
+IdxArray read_idx(const std::string& path, int expect_ndims) {
+  Source f = open_source(path);
   const bool gz_name = ends_with(path, ".gz");
   uint8_t magic[4];
-  const std::size_t got = read_some(f.get(), path, magic, 4);
-  if (gz_name && gzdirect(f.get()))
+  const std::size_t got = f.read(magic, 4);
+  if (gz_name && f.direct())
     throw InputError(cat(path, ": the name ends in .gz but the file is not gzip data"));
   if (got < 4) throw InputError(cat(path, ": truncated: ", got, " bytes, too short for the IDX header"));
   if (magic[0] != 0 || magic[1] != 0)
@@ -73,7 +136,7 @@ IdxArray read_idx(const std::string& path, int expect_ndims) {
   constexpr uint64_t kMaxBytes = uint64_t(1) << 30;
   for (int i = 0; i < ndims; ++i) {
     uint8_t b[4];
-    if (read_some(f.get(), path, b, 4) < 4)
+    if (f.read(b, 4) < 4)
       throw InputError(cat(path, ": truncated in the header (dimension ", i, ")"));
     const uint32_t d = (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
     if (d == 0) throw InputError(cat(path, ": dimension ", i, " is 0"));
@@ -88,14 +151,14 @@ IdxArray read_idx(const std::string& path, int expect_ndims) {
   while (payload < total) {
     const std::size_t want = std::size_t(std::min<uint64_t>(total - payload, std::max<uint64_t>(payload, 1u << 16)));
     out.data.resize(payload + want);
-    const std::size_t got = read_some(f.get(), path, out.data.data() + payload, want);
+    const std::size_t got = f.read(out.data.data() + payload, want);
     payload += got;
     if (got < want) break;
   }
   if (payload < total)
     throw InputError(cat(path, ": truncated: header declares ", total, " data bytes, file has ", payload));
   uint8_t extra;
-  if (read_some(f.get(), path, &extra, 1) != 0)
+  if (f.read(&extra, 1) != 0)
     throw InputError(cat(path, ": trailing bytes after the ", total, " data bytes the header declares"));
   return out;
 }
