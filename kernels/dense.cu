@@ -211,6 +211,60 @@ struct SimtTile {
   }
 };
 
+// ---- The warp-level pieces both tensor-core tiles (MmaTile, PipeTile) share ----
+
+// One mma step of a warp's MI x NI tiles of 16 x 8 at depth ks (mma.cuh's fragment layout, lane =
+// 4g + t): the fragments, then the mma of every tile. fa(r, k) / fb(c, k) read the warp's operand
+// A (row r) / B (column c): for TF32 element k as the mma register, for BF16 the pair (k, k+1)
+// packed. A row r of the warp tile is wm0 + ..., a column c is wn0 + ...
+template <GemmPrecision PREC, int MI, int NI, class FA, class FB>
+__device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int wn0, int g, int t, int ks, const FA& fa,
+                                         const FB& fb) {
+  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;  // the second half of the step's k
+  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
+  uint32_t a[MI][4], b[NI][2];
+#pragma unroll
+  for (int i = 0; i < MI; ++i) {
+    const int r = wm0 + i * 16 + g;
+    a[i][0] = fa(r, k);
+    a[i][1] = fa(r + 8, k);
+    a[i][2] = fa(r, k + KH);
+    a[i][3] = fa(r + 8, k + KH);
+  }
+#pragma unroll
+  for (int j = 0; j < NI; ++j) {
+    const int c = wn0 + j * 8 + g;
+    b[j][0] = fb(c, k);
+    b[j][1] = fb(c, k + KH);
+  }
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j) {
+      if constexpr (PREC == GemmPrecision::TF32)
+        mma_tf32_m16n8k8(acc[i][j], a[i], b[j]);
+      else
+        mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
+    }
+}
+
+// Stores a warp's accumulators (d[0..3] of each 16 x 8 tile at rows g, g+8, columns 2t, 2t+1)
+// through store_result: the tile's outputs at (m0 + wm0 + ..., n0 + wn0 + ...), in range only.
+template <Kind KIND, int MI, int NI>
+__device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int m0, int n0, int g, int t,
+                                                 const float (&acc)[MI][NI][4], uint64_t step) {
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int m = m0 + i * 16 + g + (r >= 2 ? 8 : 0);
+        const int n = n0 + j * 8 + 2 * t + (r & 1);
+        if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, acc[i][j][r], step);
+      }
+}
+
 // TF32 / BF16 on the tensor cores (kernels/mma.cuh). WM x WN warps; warp (wm, wn) computes the
 // (BM/WM) x (BN/WN) sub-tile at rows wm*BM/WM, columns wn*BN/WN as MI x NI mma tiles of 16 x 8,
 // float32 accumulators in registers. Slices are staged as floats already rounded to PREC
@@ -254,63 +308,17 @@ struct MmaTile {
       __syncthreads();
 #pragma unroll
       for (int ks = 0; ks < BK; ks += KSTEP) {
-        uint32_t a[MI][4], b[NI][2];
-        if constexpr (PREC == GemmPrecision::TF32) {
-#pragma unroll
-          for (int i = 0; i < MI; ++i) {
-            const int r = wm0 + i * 16 + g;
-            a[i][0] = float_bits(s.As[ks + t][r]);
-            a[i][1] = float_bits(s.As[ks + t][r + 8]);
-            a[i][2] = float_bits(s.As[ks + t + 4][r]);
-            a[i][3] = float_bits(s.As[ks + t + 4][r + 8]);
-          }
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            const int c = wn0 + j * 8 + g;
-            b[j][0] = float_bits(s.Bs[ks + t][c]);
-            b[j][1] = float_bits(s.Bs[ks + t + 4][c]);
-          }
-        } else {
-          const int k = ks + 2 * t;
-#pragma unroll
-          for (int i = 0; i < MI; ++i) {
-            const int r = wm0 + i * 16 + g;
-            a[i][0] = pack_bf16x2(s.As[k][r], s.As[k + 1][r]);
-            a[i][1] = pack_bf16x2(s.As[k][r + 8], s.As[k + 1][r + 8]);
-            a[i][2] = pack_bf16x2(s.As[k + 8][r], s.As[k + 9][r]);
-            a[i][3] = pack_bf16x2(s.As[k + 8][r + 8], s.As[k + 9][r + 8]);
-          }
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            const int c = wn0 + j * 8 + g;
-            b[j][0] = pack_bf16x2(s.Bs[k][c], s.Bs[k + 1][c]);
-            b[j][1] = pack_bf16x2(s.Bs[k + 8][c], s.Bs[k + 9][c]);
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < MI; ++i)
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            if constexpr (PREC == GemmPrecision::TF32)
-              mma_tf32_m16n8k8(acc[i][j], a[i], b[j]);
-            else
-              mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
-          }
+        if constexpr (PREC == GemmPrecision::TF32)
+          mma_step<PREC>(acc, wm0, wn0, g, t, ks, [&](int r, int k) { return float_bits(s.As[k][r]); },
+                         [&](int c, int k) { return float_bits(s.Bs[k][c]); });
+        else
+          mma_step<PREC>(acc, wm0, wn0, g, t, ks, [&](int r, int k) { return pack_bf16x2(s.As[k][r], s.As[k + 1][r]); },
+                         [&](int c, int k) { return pack_bf16x2(s.Bs[k][c], s.Bs[k + 1][c]); });
       }
       __syncthreads();
     }
 
-    const uint64_t step = epilogue_step<KIND>(p);
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-      for (int j = 0; j < NI; ++j)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int m = m0 + wm0 + i * 16 + g + (r >= 2 ? 8 : 0);
-          const int n = n0 + wn0 + j * 8 + 2 * t + (r & 1);
-          if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, acc[i][j][r], step);
-        }
+    store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, acc, epilogue_step<KIND>(p));
   }
 };
 
@@ -475,25 +483,11 @@ struct PipeTile {
       const float* Bs = As + stage_a<KIND>();
 #pragma unroll
       for (int ks = 0; ks < BK; ks += KSTEP) {
-        uint32_t a[MI][4], b[NI][2];
         if constexpr (PREC == GemmPrecision::TF32) {
           // element (row r, k) of A at As[r·SA + k] (k fastest) or As[k·SA + r]; of B likewise
-          auto at = [&](int r, int k) { return A_KFAST ? As[r * SA + k] : As[k * SA + r]; };
-          auto bt = [&](int c, int k) { return B_KFAST ? Bs[c * SB + k] : Bs[k * SB + c]; };
-#pragma unroll
-          for (int i = 0; i < MI; ++i) {
-            const int r = wm0 + i * 16 + g;
-            a[i][0] = to_tf32(at(r, ks + t));
-            a[i][1] = to_tf32(at(r + 8, ks + t));
-            a[i][2] = to_tf32(at(r, ks + t + 4));
-            a[i][3] = to_tf32(at(r + 8, ks + t + 4));
-          }
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            const int c = wn0 + j * 8 + g;
-            b[j][0] = to_tf32(bt(c, ks + t));
-            b[j][1] = to_tf32(bt(c, ks + t + 4));
-          }
+          mma_step<PREC>(acc, wm0, wn0, g, t, ks,
+                         [&](int r, int k) { return to_tf32(A_KFAST ? As[r * SA + k] : As[k * SA + r]); },
+                         [&](int c, int k) { return to_tf32(B_KFAST ? Bs[c * SB + k] : Bs[k * SB + c]); });
         } else {
           // the pair (k, k+1) of row r packed: a float2 when k is the fast dimension
           auto ap = [&](int r, int k) {
@@ -512,31 +506,8 @@ struct PipeTile {
               return pack_bf16x2(Bs[k * SB + c], Bs[(k + 1) * SB + c]);
             }
           };
-          const int k = ks + 2 * t;
-#pragma unroll
-          for (int i = 0; i < MI; ++i) {
-            const int r = wm0 + i * 16 + g;
-            a[i][0] = ap(r, k);
-            a[i][1] = ap(r + 8, k);
-            a[i][2] = ap(r, k + 8);
-            a[i][3] = ap(r + 8, k + 8);
-          }
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            const int c = wn0 + j * 8 + g;
-            b[j][0] = bp(c, k);
-            b[j][1] = bp(c, k + 8);
-          }
+          mma_step<PREC>(acc, wm0, wn0, g, t, ks, ap, bp);
         }
-#pragma unroll
-        for (int i = 0; i < MI; ++i)
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            if constexpr (PREC == GemmPrecision::TF32)
-              mma_tf32_m16n8k8(acc[i][j], a[i], b[j]);
-            else
-              mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
-          }
       }
       if constexpr (KIND == Kind::Forward) {
         if (fold && ((s + 1) % piece_slices == 0 || s + 1 == slices)) {  // piece done: total += piece
@@ -551,17 +522,7 @@ struct PipeTile {
     }
     cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight at the block's end
 
-    const uint64_t step = epilogue_step<KIND>(p);
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-      for (int j = 0; j < NI; ++j)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int m = m0 + wm0 + i * 16 + g + (r >= 2 ? 8 : 0);
-          const int n = n0 + wn0 + j * 8 + 2 * t + (r & 1);
-          if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, fold ? sum[i][j][r] : acc[i][j][r], step);
-        }
+    store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, fold ? sum : acc, epilogue_step<KIND>(p));
   }
 };
 

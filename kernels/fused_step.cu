@@ -78,6 +78,20 @@ __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers,
   return s;
 }
 
+// One operand's part of a K slice [k0, k0 + BK) of an X x BK tile at x0, into registers: thread tid
+// takes elements tid, tid + kT, ... (KFAST: consecutive threads along k, else along x, so that they
+// read consecutive addresses); load(x, k) reads an in-range element, the others are 0.
+template <int X, int BK, bool KFAST, int NR, class Load>
+__device__ __forceinline__ void load_operand(float (&r)[NR], int tid, int x0, int x_end, int k0, int K, const Load& load) {
+#pragma unroll
+  for (int it = 0; it < NR; ++it) {
+    const int e = tid + it * kT;
+    const int xx = KFAST ? e / BK : e % X, kk = KFAST ? e % BK : e / X;
+    const int x = x0 + xx, k = k0 + kk;
+    r[it] = (x < x_end && k < K) ? load(x, k) : 0.0f;
+  }
+}
+
 // acc [TM][TN] = Σ_k A(m, k) · B(n, k) over k = k_begin .. K-1 ascending, for the thread's micro-tile of
 // the BM x BN tile at (m0, n0): rows tr + i*(BM/TM), columns tc + j*(BN/TN). K advances in BK
 // slices staged in shared memory (As [BK][BM+1], Bs [BK][BN+1]); out-of-range elements load as
@@ -103,20 +117,8 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   constexpr int NA = BM * BK / kT, NB = BN * BK / kT;
   float ra[NA], rb[NB];
   auto load_slice = [&](int k0) {
-#pragma unroll
-    for (int it = 0; it < NA; ++it) {
-      const int e = tid + it * kT;
-      const int mm = A_KFAST ? e / BK : e % BM, kk = A_KFAST ? e % BK : e / BM;
-      const int m = m0 + mm, k = k0 + kk;
-      ra[it] = (m < M && k < K) ? load_a(m, k) : 0.0f;
-    }
-#pragma unroll
-    for (int it = 0; it < NB; ++it) {
-      const int e = tid + it * kT;
-      const int nn = B_KFAST ? e / BK : e % BN, kk = B_KFAST ? e % BK : e / BN;
-      const int n = n0 + nn, k = k0 + kk;
-      rb[it] = (n < N && k < K) ? load_b(n, k) : 0.0f;
-    }
+    load_operand<BM, BK, A_KFAST>(ra, tid, m0, M, k0, K, load_a);
+    load_operand<BN, BK, B_KFAST>(rb, tid, n0, N, k0, K, load_b);
   };
   if (K > k_begin) load_slice(k_begin);
   for (int k0 = k_begin; k0 < K; k0 += BK) {

@@ -42,15 +42,20 @@ class NanAfter final : public Engine {
   int nan_from_, calls_ = 0;
 };
 
-}  // namespace
-
-TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best checkpoint untouched") {
+// 256 random 28x28 images, labels 0..9 in turn.
+ImageSet random_images(uint64_t seed) {
   ImageSet data;
   data.n = 256;
   data.rows = data.cols = 28;
-  auto px = test::random_vector<double>(256 * 784, 5, 0, 255);
-  for (double v : px) data.images.push_back(uint8_t(v));
+  for (double v : test::random_vector<double>(256 * 784, seed, 0, 255)) data.images.push_back(uint8_t(v));
   for (int i = 0; i < 256; ++i) data.labels.push_back(uint8_t(i % 10));
+  return data;
+}
+
+}  // namespace
+
+TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best checkpoint untouched") {
+  const ImageSet data = random_images(5);
   EngineConfig cfg;
   cfg.batch_size = 64;
   NanAfter engine(make_cpu_engine(cfg), 3);
@@ -85,12 +90,7 @@ TEST_CASE("a NaN val_loss stops fit() with a clear error and leaves the best che
 TEST_CASE("a resume state that cannot be written stops fit() with the write's own error") {
   // The files are written in the background; the failure must still reach the caller, unchanged
   // (an Error naming the file: exit 1), before fit() returns.
-  ImageSet data;
-  data.n = 256;
-  data.rows = data.cols = 28;
-  auto px = test::random_vector<double>(256 * 784, 6, 0, 255);
-  for (double v : px) data.images.push_back(uint8_t(v));
-  for (int i = 0; i < 256; ++i) data.labels.push_back(uint8_t(i % 10));
+  const ImageSet data = random_images(6);
   EngineConfig cfg;
   cfg.batch_size = 64;
   auto engine = make_cpu_engine(cfg);

@@ -52,7 +52,7 @@ CompareRow train_engine_quietly(const AppOptions& o, const MnistData& data, Devi
   const EpochStats t = engine->evaluate(te);
   r.backend = "mnist_cuda " + engine->name();
   r.device = device_name(*engine);
-  r.kernels = kernel_path(*engine, cfg);
+  r.kernels = kernel_path(*engine);
   r.precision = to_string(cfg.precision);
   r.test_acc = t.accuracy;
   r.test_loss = t.loss;

@@ -77,9 +77,9 @@ std::string device_name(const Engine& engine) {
   return cat("CPU (", omp_get_max_threads(), " threads)");
 }
 
-std::string kernel_path(const Engine& engine, const EngineConfig& cfg) {
+std::string kernel_path(const Engine& engine) {
   if (engine.name() != "cuda") return engine.name();
-  (void)cfg;  // the engine resolved --kernels (auto, or a fallback it gave notice of)
+  // The engine resolved --kernels (auto, or a fallback it gave notice of).
   return cat("cuda ", to_string(engine.fused_step() ? Kernels::Fused : Kernels::Graph));
 }
 

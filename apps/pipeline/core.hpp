@@ -40,7 +40,7 @@ std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg
 std::string device_name(const Engine& engine);  // the GPU's name, or "CPU (n threads)"
 // The training step's path as report.json and compare show it: "cpu", "cuda fused", "cuda graph"
 // (the path actually taken: a fused step that falls back is "cuda graph").
-std::string kernel_path(const Engine& engine, const EngineConfig& cfg);
+std::string kernel_path(const Engine& engine);
 
 // The validation split of --val-split/--split, with --batch-size checked against what is left.
 void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val);

@@ -236,7 +236,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   report.dropout = spec.dropout;
   report.device = device_name(*engine);
   report.backend = engine->name();
-  report.kernels = kernel_path(*engine, cfg);
+  report.kernels = kernel_path(*engine);
   report.precision = to_string(cfg.precision);
   report.dataset = cat(to_string(o.dataset), " (", dir, ")");
   report.seed = o.seed;
