@@ -31,19 +31,21 @@
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
 #   race       profiling/race.py (engine, engine-graph, engine-cublas, engine-graph1, PyTorch
 #              tutorial/resident/graph, JAX default/highest)
+#   accuracy   profiling/precision_accuracy.py: the tutorial's 20-epoch run per seed (1,2,3) and
+#              --precision (fp32, tf32, bf16), test accuracy and the gap to fp32 (issue 12: 0.15 pp)
 #   ncu, nsys  profiling/ncu.sh, profiling/nsys.sh, with the time that is left
 # A step that runs out of time is stopped with its whole process group (and every process it
 # started): compute-sanitizer's target must not keep the GPU busy for the next step.
 #
 # OUTDIR receives at most 8 files: summary.txt, logs.tar.gz (every step's log), the race's
-# <date>-<gpu>.md/.json, bench_kernels.json, train20-report.json, profiles.tar.gz. The printed
+# <date>-<gpu>.md/.json, bench_kernels.json, train20-report.json, accuracy.md, profiles.tar.gz. The printed
 # summary (and summary.txt) ends with the last lines of every step that failed or timed out.
 #
 # Knobs (environment): SUITE_BUDGET_S (default 470: the whole suite's seconds; with the device
 # machine's start and the file transfer, one call stays under 8 minutes), SUITE_STEPS
 # (space-separated steps, run in the order given), SUITE_RACE_BATCHES (128,512,4096),
 # SUITE_RACE_EPOCHS (4), SUITE_RACE_REPEATS (2), SUITE_RACE_CONTENDERS (race.py's default: all),
-# SUITE_RACE_PRECISIONS (fp32), SUITE_RACE_TIMEOUT (60: seconds for one run), SUITE_FUSED_BATCHES
+# SUITE_RACE_PRECISIONS (fp32), SUITE_ACC_SEEDS (1,2,3), SUITE_ACC_EPOCHS (20), SUITE_RACE_TIMEOUT (60: seconds for one run), SUITE_FUSED_BATCHES
 # (bench_fused's batches, 128,256,512,4096), SUITE_NCU_ARGS (ncu.sh's filter, default "--count 30";
 # e.g. "--kernels fused_step --skip 2 --count 1" for one launch of the fused kernel), SUITE_JOBS (build parallelism, default nproc),
 # SUITE_BUILD_DIR (build-gpu), SUITE_PYTHON (python3), SUITE_RACE_DEVICE (cuda; cpu to try the
@@ -59,7 +61,7 @@ mkdir -p "$logs"
 export PATH="/usr/local/cuda/bin:$PATH" PYTHONUNBUFFERED=1
 t_start=$(date +%s)
 budget=${SUITE_BUDGET_S:-470}
-all_steps="env configure build ctest-gpu ctest-all memcheck racecheck synccheck initcheck san-train bench train20 race racecheck-tests synccheck-tests ncu nsys"
+all_steps="env configure build ctest-gpu ctest-all memcheck racecheck synccheck initcheck san-train bench train20 race accuracy racecheck-tests synccheck-tests ncu nsys"
 steps=${SUITE_STEPS:-$all_steps}
 jobs=${SUITE_JOBS:-$(nproc 2>/dev/null || echo 8)}
 build=${SUITE_BUILD_DIR:-build-gpu}
@@ -233,6 +235,10 @@ s_race() {
 }
 s_train20() {
   step train20 120 bash -c "need $bin 'engine not built'; $bin --data '$data' --device cuda --epochs 20 --batch-size 128 --out $tmp/train20 && cp $tmp/train20/report.json $out/train20-report.json"
+}
+s_accuracy() {
+  step accuracy 150 "$py" profiling/precision_accuracy.py --bin "$bin" --device "${SUITE_RACE_DEVICE:-cuda}" ${data:+--data "$data"} \
+    --seeds "${SUITE_ACC_SEEDS:-1,2,3}" --epochs "${SUITE_ACC_EPOCHS:-20}" --out-md "$out/accuracy.md" --out-json "$logs/accuracy.json"
 }
 s_ncu() { mkdir -p "$tmp/prof"; step ncu 120 bash profiling/ncu.sh "$tmp/prof/ncu" --bin "$bin" ${data:+--data "$data"} ${SUITE_NCU_ARGS:---count 30}; }
 s_nsys() { mkdir -p "$tmp/prof"; step nsys 60 bash profiling/nsys.sh "$tmp/prof/nsys" --bin "$bin" ${data:+--data "$data"} --epochs 2; }
