@@ -46,7 +46,7 @@
 # (space-separated steps, run in the order given), SUITE_RACE_BATCHES (128,512,4096),
 # SUITE_RACE_EPOCHS (4), SUITE_RACE_REPEATS (2), SUITE_RACE_CONTENDERS (race.py's default: all),
 # SUITE_RACE_PRECISIONS (fp32), SUITE_ACC_SEEDS (1,2,3), SUITE_ACC_EPOCHS (20), SUITE_RACE_TIMEOUT (60: seconds for one run), SUITE_FUSED_BATCHES
-# (bench_fused's batches, 128,256,512,4096), SUITE_NCU_ARGS (ncu.sh's filter, default "--count 30";
+# (bench_fused's batches, 128,256,512,4096), SUITE_NCU_ARGS (ncu.sh's filter, default "--count 30"; several filters separated by ';' run one after another;
 # e.g. "--kernels fused_step --skip 2 --count 1" for one launch of the fused kernel), SUITE_JOBS (build parallelism, default nproc),
 # SUITE_BUILD_DIR (build-gpu), SUITE_PYTHON (python3), SUITE_RACE_DEVICE (cuda; cpu to try the
 # plumbing on a machine without a GPU), MNIST_COMMIT (the commit to record when the copy on the
@@ -240,7 +240,16 @@ s_accuracy() {
   step accuracy 150 "$py" profiling/precision_accuracy.py --bin "$bin" --device "${SUITE_RACE_DEVICE:-cuda}" ${data:+--data "$data"} \
     --seeds "${SUITE_ACC_SEEDS:-1,2,3}" --epochs "${SUITE_ACC_EPOCHS:-20}" --out-md "$out/accuracy.md" --out-json "$logs/accuracy.json"
 }
-s_ncu() { mkdir -p "$tmp/prof"; step ncu 120 bash profiling/ncu.sh "$tmp/prof/ncu" --bin "$bin" ${data:+--data "$data"} ${SUITE_NCU_ARGS:---count 30}; }
+s_ncu() {  # one ncu.sh run per ';'-separated filter of SUITE_NCU_ARGS, into prof/ncu, prof/ncu-2, ...
+  local i=0 f dir
+  IFS=';' read -ra filters <<< "${SUITE_NCU_ARGS:---count 30}"
+  for f in "${filters[@]}"; do
+    i=$((i + 1)); dir=$tmp/prof/ncu; [ $i -gt 1 ] && dir=$tmp/prof/ncu-$i
+    mkdir -p "$tmp/prof"
+    # shellcheck disable=SC2086  # f is a list of ncu.sh arguments
+    step ncu 120 bash profiling/ncu.sh "$dir" --bin "$bin" ${data:+--data "$data"} $f
+  done
+}
 s_nsys() { mkdir -p "$tmp/prof"; step nsys 60 bash profiling/nsys.sh "$tmp/prof/nsys" --bin "$bin" ${data:+--data "$data"} --epochs 2; }
 
 for s in $steps; do

@@ -9,7 +9,8 @@
 #             steps); --count how many to profile after that (default 40, a few steps)
 # --nvtx-include  an ncu NVTX filter, e.g. 'train_step/' (kernels inside the push/pop range of
 #             that name) once the engine names its ranges; enables --nvtx. Default: none
-# Writes OUTDIR/engine.ncu-rep, OUTDIR/ncu-details.txt (the details page as text),
+# Writes OUTDIR/engine.ncu-rep, OUTDIR/ncu-details.txt (the details page as text), OUTDIR/ncu-source.csv
+# (per-SASS-instruction metrics: stall samples, executed instructions),
 # OUTDIR/ncu-summary.csv and OUTDIR/ncu.log. Clock control is off (--clock-control none): the card's
 # clocks are left as found, as on the lent machines. Exits 77 when ncu is missing.
 set -euo pipefail
@@ -64,6 +65,9 @@ if [ ! -s "$out/engine.ncu-rep" ]; then
   exit 1
 fi
 "$ncu" -i "$out/engine.ncu-rep" --page details > "$out/ncu-details.txt" 2>&1 || true
+# Per-SASS-instruction metrics (the Source page: warp stall samples, executed instructions) to
+# find a kernel's hot spots without the GUI.
+"$ncu" -i "$out/engine.ncu-rep" --page source --csv --print-source sass > "$out/ncu-source.csv" 2>&1 || true
 "$ncu" -i "$out/engine.ncu-rep" --page raw --csv \
   --metrics gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__registers_per_thread,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes.sum \
   > "$out/ncu-summary.csv" 2>&1 || true
