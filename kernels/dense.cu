@@ -232,7 +232,8 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 // (k for X, dZ, W of Forward; m or n otherwise) when `vec` holds (16-byte aligned bases, row strides
 // and split starts: vec_loads_ok); a chunk of 4 that crosses a tail (row, column, k, the ones column)
 // and every chunk without `vec` is loaded element by element, 0 outside, 1 in the ones column, as
-// load_slice does. A k-fast chunk is stored transposed (4 scalar stores down As[k..k+3][m]).
+// load_slice does. A k-fast chunk is stored transposed (4 scalar stores down As[k..k+3][m]), lanes
+// arranged so that those stores are free of bank conflicts (fetch_chunk).
 //
 // THE BITS: every output element is the sequential fmaf chain over k = k_begin, k_begin+1, ... from
 // +0 (zeros past the piece's end add +0), as in SimtTile, so the two tiles give bitwise the same
@@ -249,7 +250,7 @@ struct SimtVecTile {
   static constexpr int SA = BM + 4, SB = BN + 4;  // row strides: multiples of 4 (float4 reads)
   static_assert(BM % TM == 0 && BN % TN == 0 && TM % 4 == 0 && TN % 4 == 0, "micro-tiles of 4 x 4 groups");
   static_assert(RM % 4 == 0 && RN % 8 == 0, "warps of 4 x 8 threads");
-  static_assert(BK % 4 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
+  static_assert(BK % 8 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
                 "a slice's chunks of 4 must split evenly over the threads");
   static constexpr int A_CHUNKS = BM * BK / 4 / THREADS, B_CHUNKS = BN * BK / 4 / THREADS;
   struct Smem {
@@ -257,15 +258,24 @@ struct SimtVecTile {
     float Bs[2][BK][SB];
   };
 
-  // Chunk c of one operand's slice [k0, k0 + BK) x [x0, x0 + X): KFAST: row x = c / (BK/4), k = 4·(c %
-  // (BK/4)), global (x, k) at src[x·ld + k]; otherwise k = c / (X/4), x = 4·(c % (X/4)), at
-  // src[k·ld + x]. x_valid: how many x exist in src; x_end: in the GEMM (x_valid, or one more with the
-  // ones column `ones`).
+  // Chunk c of one operand's slice [k0, k0 + BK) x [x0, x0 + X). KFAST: global (x, k) at src[x·ld + k],
+  // chunk c at row x = (c/2) % X, k = 4·(2·(c / 2X) + c % 2): a warp reads 16 rows x 32 bytes (one
+  // sector each) and its transposed stores S[k + j][x] hit 32 distinct banks (16 rows, 2 k's whose
+  // rows lie 4·SA ≡ 16 words apart). Otherwise (x, k) at src[k·ld + x], chunk c at k = c / (X/4),
+  // x = 4·(c % (X/4)): consecutive float4s of a row, stored as they are. x_valid: how many x exist in
+  // src; x_end: in the GEMM (x_valid, or one more with the ones column `ones`).
+  template <bool KFAST, int X>
+  __device__ static int chunk_x(int c) {
+    return KFAST ? (c / 2) % X : 4 * (c % (X / 4));
+  }
+  template <bool KFAST, int X>
+  __device__ static int chunk_k(int c) {
+    return KFAST ? 4 * (2 * (c / (2 * X)) + c % 2) : c / (X / 4);
+  }
   template <bool KFAST, int X>
   __device__ static float4 fetch_chunk(int c, bool vec, const float* src, int ld, int x0, int x_valid, int x_end,
                                        int ones, int k0, int k_end) {
-    const int x = x0 + (KFAST ? c / (BK / 4) : 4 * (c % (X / 4)));
-    const int k = k0 + (KFAST ? 4 * (c % (BK / 4)) : c / (X / 4));
+    const int x = x0 + chunk_x<KFAST, X>(c), k = k0 + chunk_k<KFAST, X>(c);
     const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
     if (vec && inside)
       return *reinterpret_cast<const float4*>(src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
@@ -287,14 +297,14 @@ struct SimtVecTile {
   // Stores chunk c (as fetch_chunk numbers it) into the k-major shared tile S[k][x] (row stride STRIDE).
   template <bool KFAST, int X, int STRIDE>
   __device__ static void stash_chunk(float (&S)[BK][STRIDE], int c, const float4& v) {
+    const int x = chunk_x<KFAST, X>(c), k = chunk_k<KFAST, X>(c);
     if constexpr (KFAST) {
-      const int x = c / (BK / 4), k = 4 * (c % (BK / 4));
       S[k][x] = v.x;
       S[k + 1][x] = v.y;
       S[k + 2][x] = v.z;
       S[k + 3][x] = v.w;
     } else {
-      *reinterpret_cast<float4*>(&S[c / (X / 4)][4 * (c % (X / 4))]) = v;
+      *reinterpret_cast<float4*>(&S[k][x]) = v;
     }
   }
 
