@@ -211,6 +211,200 @@ struct SimtTile {
   }
 };
 
+// Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row
+// strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned.
+__host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
+  return reinterpret_cast<std::uintptr_t>(p.a) % 16 == 0 && reinterpret_cast<std::uintptr_t>(p.b) % 16 == 0 &&
+         p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 4 == 0;
+}
+
+// FP32 on the SIMT cores, the tile of the large GEMMs (the classic register-blocked SGEMM). One
+// block computes the BM x BN tile of C at (m0, n0); each of its (BM/TM)*(BN/TN) threads a TM x TN
+// micro-tile of TM/4 x TN/4 groups of 4 x 4: rows g·(BM/TM·4) + 4·tr + i, columns h·(BN/TN·4) +
+// 4·tc + j (i, j < 4). Shared tiles are k-major, As[k][m] and Bs[k][n], so a thread reads its TM
+// values of A and TN of B at one k as TM/4 + TN/4 float4 loads: TM·TN FMAs per (TM + TN)·4 bytes
+// (4x4: 1 FMA per byte, 8x8: 2). A warp is 4 x 8 threads (tr, tc), so one float4 load of the warp
+// touches 4 (A) or 8 (B) distinct consecutive float4s: one shared-memory wavefront each.
+//
+// Double-buffered: the global loads of slice s+1 go into registers before the FMAs of slice s, and
+// are stored to the other shared buffer after them, one barrier per slice, so a slice's load latency
+// hides behind a slice of FMAs. Global loads are float4 along the operand's contiguous dimension
+// (k for X, dZ, W of Forward; m or n otherwise) when `vec` holds (16-byte aligned bases, row strides
+// and split starts: vec_loads_ok); a chunk of 4 that crosses a tail (row, column, k, the ones column)
+// and every chunk without `vec` is loaded element by element, 0 outside, 1 in the ones column, as
+// load_slice does. A k-fast chunk is stored transposed (4 scalar stores down As[k..k+3][m]), lanes
+// arranged so that those stores are free of bank conflicts (fetch_chunk).
+//
+// THE BITS: every output element is the sequential fmaf chain over k = k_begin, k_begin+1, ... from
+// +0 (zeros past the piece's end add +0), as in SimtTile, so the two tiles give bitwise the same
+// results, also with CPU references in that order. Split-K as in PipeTile: piece z of p.split_k
+// into p.partial, or, for a Forward GEMM with p.split_k but no p.partial ("folded"), every piece in
+// turn, its float32 sum added into the total in the order z = 0, 1, ... from 0: bitwise the
+// cross-block split plus dense_split_reduce_kernel (p.split_k must then be a multiple of BK).
+// Every thread of the block must call it.
+template <int BM_, int BN_, int BK, int TM, int TN>
+struct SimtVecTile {
+  static constexpr int BM = BM_, BN = BN_, RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
+  static constexpr int K_TILE = BK;
+  static constexpr bool kPipelined = false;
+  static constexpr int SA = BM + 4, SB = BN + 4;  // row strides: multiples of 4 (float4 reads)
+  static_assert(BM % TM == 0 && BN % TN == 0 && TM % 4 == 0 && TN % 4 == 0, "micro-tiles of 4 x 4 groups");
+  static_assert(RM % 4 == 0 && RN % 8 == 0, "warps of 4 x 8 threads");
+  static_assert(BK % 8 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
+                "a slice's chunks of 4 must split evenly over the threads");
+  static constexpr int A_CHUNKS = BM * BK / 4 / THREADS, B_CHUNKS = BN * BK / 4 / THREADS;
+  struct Smem {
+    float As[2][BK][SA];
+    float Bs[2][BK][SB];
+  };
+
+  // Chunk c of one operand's slice [k0, k0 + BK) x [x0, x0 + X). KFAST: global (x, k) at src[x·ld + k],
+  // chunk c at row x = (c/2) % X, k = 4·(2·(c / 2X) + c % 2): a warp reads 16 rows x 32 bytes (one
+  // sector each) and its transposed stores S[k + j][x] hit 32 distinct banks (16 rows, 2 k's whose
+  // rows lie 4·SA ≡ 16 words apart). Otherwise (x, k) at src[k·ld + x], chunk c at k = c / (X/4),
+  // x = 4·(c % (X/4)): consecutive float4s of a row, stored as they are. x_valid: how many x exist in
+  // src; x_end: in the GEMM (x_valid, or one more with the ones column `ones`).
+  template <bool KFAST, int X>
+  __device__ static int chunk_x(int c) {
+    return KFAST ? (c / 2) % X : 4 * (c % (X / 4));
+  }
+  template <bool KFAST, int X>
+  __device__ static int chunk_k(int c) {
+    return KFAST ? 4 * (2 * (c / (2 * X)) + c % 2) : c / (X / 4);
+  }
+  template <bool KFAST, int X>
+  __device__ static float4 fetch_chunk(int c, bool vec, const float* src, int ld, int x0, int x_valid, int x_end,
+                                       int ones, int k0, int k_end) {
+    const int x = x0 + chunk_x<KFAST, X>(c), k = k0 + chunk_k<KFAST, X>(c);
+    const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
+    if (vec && inside)
+      return *reinterpret_cast<const float4*>(src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int xj = KFAST ? x : x + j, kj = KFAST ? k + j : k;
+      v[j] = 0.0f;
+      if (kj < k_end && xj < x_end) {
+        if (xj == ones)
+          v[j] = 1.0f;
+        else if (xj < x_valid)
+          v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
+      }
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+  }
+
+  // Stores chunk c (as fetch_chunk numbers it) into the k-major shared tile S[k][x] (row stride STRIDE).
+  template <bool KFAST, int X, int STRIDE>
+  __device__ static void stash_chunk(float (&S)[BK][STRIDE], int c, const float4& v) {
+    const int x = chunk_x<KFAST, X>(c), k = chunk_k<KFAST, X>(c);
+    if constexpr (KFAST) {
+      S[k][x] = v.x;
+      S[k + 1][x] = v.y;
+      S[k + 2][x] = v.z;
+      S[k + 3][x] = v.w;
+    } else {
+      *reinterpret_cast<float4*>(&S[k][x]) = v;
+    }
+  }
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
+    constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
+    const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
+    const int tr = (warp / (RN / 8)) * 4 + lane / 8, tc = (warp % (RN / 8)) * 8 + lane % 8;
+
+    // The slices this block walks (as PipeTile): one piece [k_begin, k_last) of BK-deep slices, or
+    // (folded) all pieces of p.split_k one after another, slice s of piece s / piece_slices.
+    const bool fold = KIND == Kind::Forward && p.split_k > 0 && !p.partial;
+    const int piece_slices = fold ? p.split_k / BK : 1;
+    const int k_begin = fold ? 0 : z * p.split_k;
+    const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
+    const int slices = fold ? (split_count(p) - 1) * piece_slices +
+                                  (p.K - (split_count(p) - 1) * p.split_k + BK - 1) / BK
+                            : (k_last - k_begin + BK - 1) / BK;
+    auto slice_k0 = [&](int t) { return fold ? (t / piece_slices) * p.split_k + (t % piece_slices) * BK : k_begin + t * BK; };
+    auto slice_end = [&](int t) {
+      if (!fold) return k_last;
+      const int e = (t / piece_slices + 1) * p.split_k;
+      return e < p.K ? e : p.K;
+    };
+    const bool vec = vec_loads_ok(p);
+    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
+    float4 ra[A_CHUNKS], rb[B_CHUNKS];
+    auto fetch = [&](int t) {
+      const int k0 = slice_k0(t), ke = slice_end(t);
+#pragma unroll
+      for (int it = 0; it < A_CHUNKS; ++it)
+        ra[it] = fetch_chunk<A_KFAST, BM>(tid + it * THREADS, vec, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it)
+        rb[it] = fetch_chunk<B_KFAST, BN>(tid + it * THREADS, vec, p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+    };
+    auto stash = [&](int buf) {
+#pragma unroll
+      for (int it = 0; it < A_CHUNKS; ++it) stash_chunk<A_KFAST, BM>(s.As[buf], tid + it * THREADS, ra[it]);
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it) stash_chunk<B_KFAST, BN>(s.Bs[buf], tid + it * THREADS, rb[it]);
+    };
+
+    float acc[TM][TN], sum[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = sum[i][j] = 0.0f;
+
+    fetch(0);
+    stash(0);
+    __syncthreads();
+    for (int t = 0; t < slices; ++t) {
+      const int buf = t & 1;
+      if (t + 1 < slices) fetch(t + 1);  // in flight during the FMAs below
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        float av[TM], bv[TN];
+#pragma unroll
+        for (int g = 0; g < TM / 4; ++g) {
+          const float4 v = *reinterpret_cast<const float4*>(&s.As[buf][kk][g * RM * 4 + tr * 4]);
+          av[4 * g] = v.x, av[4 * g + 1] = v.y, av[4 * g + 2] = v.z, av[4 * g + 3] = v.w;
+        }
+#pragma unroll
+        for (int h = 0; h < TN / 4; ++h) {
+          const float4 v = *reinterpret_cast<const float4*>(&s.Bs[buf][kk][h * RN * 4 + tc * 4]);
+          bv[4 * h] = v.x, bv[4 * h + 1] = v.y, bv[4 * h + 2] = v.z, bv[4 * h + 3] = v.w;
+        }
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+      }
+      if constexpr (KIND == Kind::Forward) {
+        if (fold && ((t + 1) % piece_slices == 0 || t + 1 == slices)) {  // piece done: total += piece
+#pragma unroll
+          for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) sum[i][j] += acc[i][j], acc[i][j] = 0.0f;
+        }
+      }
+      // Buffer buf^1 was last read in slice t-1, before the barrier that ended it.
+      if (t + 1 < slices) stash(buf ^ 1);
+      __syncthreads();
+    }
+
+    const uint64_t step = epilogue_step<KIND>(p);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int m = m0 + (i / 4) * RM * 4 + tr * 4 + i % 4;
+      if (m >= p.M) continue;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int n = n0 + (j / 4) * RN * 4 + tc * 4 + j % 4;
+        if (n < p.N) store_result<KIND>(p, z, m, n, fold ? sum[i][j] : acc[i][j], step);
+      }
+    }
+  }
+};
+
 // ---- The warp-level pieces both tensor-core tiles (MmaTile, PipeTile) share ----
 
 // One mma step of a warp's MI x NI tiles of 16 x 8 at depth ks (mma.cuh's fragment layout, lane =
@@ -701,9 +895,141 @@ template <>
 struct TilesFor<GemmPrecision::FP32> {
   using Big = SimtTile<64, 64, 32, 4, 4>;
   using Small = SimtTile<32, 32, 64, 2, 2>;
+  // The large GEMMs (pick_simt): 8x8 outputs a thread (2 FMAs per shared byte) in 128x128 tiles;
+  // 4x4 in 64x64 tiles of 8 warps and 32x32 tiles of 2 warps, for shapes that need more blocks.
+  // Static shared memory 34 / 35 / 18 KB (two buffers), under the 48 KB static limit.
+  using Vec128 = SimtVecTile<128, 128, 16, 8, 8>;
+  using Vec64 = SimtVecTile<64, 64, 32, 4, 4>;
+  using Vec32 = SimtVecTile<32, 32, 32, 4, 4>;
+  static_assert(sizeof(Vec128::Smem) <= 48 * 1024 && sizeof(Vec64::Smem) <= 48 * 1024, "static shared memory");
 };
 
 GemmTileChoice g_forced_tile;  // dense_force_tile (tests)
+SimtTileChoice g_forced_simt;  // dense_force_simt_tile (tests)
+
+// ---- FP32 tile choice ----
+//
+// GEMMs of at least kSimtVecWork multiply-adds run on SimtVecTile, the smaller ones keep SimtTile's
+// rule (Big/Small by tile count: measured at or below cuBLAS for the model's small layers). Among
+// the three SimtVecTile sizes, and for a Forward GEMM with a K split between folding it into the
+// block and splitting across blocks (+ the reduction pass), pick_simt takes the lowest predicted
+// time of a simple model of a 132-SM H100/H200 (a model to be checked against bench_kernels, see
+// profiling/NOTES.md "FP32 tile"):
+//   time ∝ ceil(blocks / SMs) · BM·BN·k / (eff · occ),
+// the busiest SM's multiply-adds (blocks resident together share the SM's FMA pipes) over the
+// fraction of the FP32 peak the tile reaches: eff = 0.85 (8x8 a thread), 0.7 (4x4, 8 warps),
+// 0.6 (4x4, 2 warps), times occ = min(1, warps on the SM / 8) (fewer than two warps per scheduler
+// leave FMA latency and shared loads exposed); a cross-block split adds the partials' traffic at
+// ~1750 bytes per SM clock and one more launch (~3000 clocks).
+constexpr double kSimtVecWork = double(1 << 25);
+constexpr int kSms = 132;
+
+struct SimtPick {
+  SimtTileKind tile = SimtTileKind::Scalar;
+  bool fold = false;
+};
+
+template <class Tile>
+struct SimtModel;
+template <>
+struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec128> {
+  static constexpr double eff = 0.85;
+  static constexpr int resident = 1;  // ~34 KB and up to ~180 registers x 256 threads
+};
+template <>
+struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec64> {
+  static constexpr double eff = 0.7;
+  static constexpr int resident = 3;
+};
+template <>
+struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec32> {
+  static constexpr double eff = 0.6;
+  static constexpr int resident = 8;
+};
+
+// Predicted SM clocks of `blocks` blocks of Tile, each a chain of k multiply-adds per output.
+template <class Tile>
+double simt_clocks(long long blocks, int k) {
+  const long long per_sm = (blocks + kSms - 1) / kSms;
+  const double warps = double(std::min<long long>(per_sm, SimtModel<Tile>::resident) * (Tile::THREADS / 32));
+  const double occ = std::min(1.0, warps / 8.0);
+  return double(per_sm) * Tile::BM * Tile::BN * double(k) / (128.0 * SimtModel<Tile>::eff * occ);
+}
+
+// The longest chain (k range) of one block of p: a split piece, or all of K.
+int simt_chain(const GemmParams& p, bool folded) { return p.split_k > 0 && !folded ? std::min(p.split_k, p.K) : p.K; }
+
+// Clocks of split-K's reduction pass of p (partials written and read, the output written, a launch).
+double split_reduce_clocks(const GemmParams& p) {
+  const double mn = double(p.M) * p.N;
+  return (2.0 * split_count(p) + 1.0) * mn * 4.0 / 1750.0 + 3000.0;
+}
+
+// The FP32 tile of GEMM p (and, Forward with a split, whether to fold it: then p.partial is
+// cleared). Weight and Data GEMMs (fold_allowed false) keep their split across blocks.
+SimtPick pick_simt(GemmParams& p, bool fold_allowed) {
+  using T = TilesFor<GemmPrecision::FP32>;
+  const bool split = p.split_k > 0 && p.partial;
+  SimtPick pick;
+  auto fold_ok = [&](int bk) { return split && fold_allowed && p.split_k % bk == 0; };
+  if (g_forced_simt.tile != SimtTileKind::Auto) {
+    pick.tile = g_forced_simt.tile;
+    const int bk = pick.tile == SimtTileKind::Vec128 ? T::Vec128::K_TILE
+                   : pick.tile == SimtTileKind::Vec64 ? T::Vec64::K_TILE
+                                                      : T::Vec32::K_TILE;
+    pick.fold = pick.tile != SimtTileKind::Scalar && g_forced_simt.fold_forward_split && fold_ok(bk);
+  } else if (double(p.M) * p.N * p.K >= kSimtVecWork) {
+    double best = 0.0;
+    auto consider = [&](SimtTileKind kind, double clocks, bool fold) {
+      if (pick.tile == SimtTileKind::Scalar || clocks < best) pick = {kind, fold}, best = clocks;
+    };
+    auto both = [&](auto tile, SimtTileKind kind) {
+      using Tile = decltype(tile);
+      const long long n = tiles<Tile::BM, Tile::BN>(p);
+      consider(kind, simt_clocks<Tile>(n * split_count(p), simt_chain(p, false)) + (split ? split_reduce_clocks(p) : 0.0),
+               false);
+      if (fold_ok(Tile::K_TILE)) consider(kind, simt_clocks<Tile>(n, simt_chain(p, true)), true);
+    };
+    both(T::Vec128{}, SimtTileKind::Vec128);
+    both(T::Vec64{}, SimtTileKind::Vec64);
+    both(T::Vec32{}, SimtTileKind::Vec32);
+  }
+  if (pick.fold) p.partial = nullptr;
+  return pick;
+}
+
+// The FP32 tile of the fused backward launch of weight GEMM w (split across blocks, if at all) and
+// data GEMM d: one tile for both, by the model above over both GEMMs' blocks together, each block
+// costed at their mean chain length. Scalar: SimtTile by launch_backward_as's tile-count rule.
+SimtTileKind pick_simt_backward(const GemmParams& w, const GemmParams& d) {
+  using T = TilesFor<GemmPrecision::FP32>;
+  if (g_forced_simt.tile != SimtTileKind::Auto) return g_forced_simt.tile;
+  if (double(w.M) * w.N * w.K + double(d.M) * d.N * d.K < kSimtVecWork) return SimtTileKind::Scalar;
+  SimtTileKind pick = SimtTileKind::Scalar;
+  double best = 0.0;
+  auto consider = [&](auto tile, SimtTileKind kind) {
+    using Tile = decltype(tile);
+    const long long nw = tiles<Tile::BM, Tile::BN>(w) * split_count(w), nd = tiles<Tile::BM, Tile::BN>(d);
+    const double k = (double(nw) * simt_chain(w, false) + double(nd) * simt_chain(d, false)) / double(nw + nd);
+    const double clocks = simt_clocks<Tile>(nw + nd, int(k + 0.5));
+    if (pick == SimtTileKind::Scalar || clocks < best) pick = kind, best = clocks;
+  };
+  consider(T::Vec128{}, SimtTileKind::Vec128);
+  consider(T::Vec64{}, SimtTileKind::Vec64);
+  consider(T::Vec32{}, SimtTileKind::Vec32);
+  return pick;
+}
+
+// A SimtVecTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
+template <class Tile, Kind KIND>
+void launch_simt_tiles(const GemmParams& p, cudaStream_t stream) {
+  constexpr int BM = Tile::BM, BN = Tile::BN;
+  const int splits = p.partial ? split_count(p) : 1;
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
+  MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
+  dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
+  MNIST_LAUNCH_CHECK(stream);
+}
 
 // PipeTile's preconditions: 16-byte aligned operands and rows (every full chunk a legal 16-byte
 // cp.async), and split pieces of whole 32-deep slices (weight_split_rows and forward_split_cols
@@ -748,6 +1074,14 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
       case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
       case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
       case Pick::Mma: break;
+    }
+  } else {
+    using T = TilesFor<PREC>;
+    switch (pick_simt(p, KIND == Kind::Forward).tile) {
+      case SimtTileKind::Vec128: launch_simt_tiles<typename T::Vec128, KIND>(p, stream); return p.partial;
+      case SimtTileKind::Vec64: launch_simt_tiles<typename T::Vec64, KIND>(p, stream); return p.partial;
+      case SimtTileKind::Vec32: launch_simt_tiles<typename T::Vec32, KIND>(p, stream); return p.partial;
+      default: break;
     }
   }
   if (tiles<64, 64>(p) >= kBigTileBlocks)
@@ -795,6 +1129,14 @@ void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t s
       if (big) return launch_backward_tiles<typename TilesFor<PREC>::Pipe128>(w, d, stream);
       if (g_forced_tile.tile != GemmTile::Auto || tiles<64, 64>(w) * splits + tiles<64, 64>(d) >= kBigTileBlocks)
         return launch_backward_tiles<typename TilesFor<PREC>::Pipe64>(w, d, stream);
+    }
+  } else {
+    using T = TilesFor<PREC>;
+    switch (pick_simt_backward(w, d)) {
+      case SimtTileKind::Vec128: return launch_backward_tiles<typename T::Vec128>(w, d, stream);
+      case SimtTileKind::Vec64: return launch_backward_tiles<typename T::Vec64>(w, d, stream);
+      case SimtTileKind::Vec32: return launch_backward_tiles<typename T::Vec32>(w, d, stream);
+      default: break;
     }
   }
   if (tiles<64, 64>(w) + tiles<64, 64>(d) >= kBigTileBlocks)
@@ -931,6 +1273,7 @@ void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStre
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
+void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();

@@ -93,4 +93,18 @@ struct GemmTileChoice {
 };
 void dense_force_tile(GemmTileChoice choice);
 
+// Testing hook (the kernel tests, bench_kernels): forces the tile of the FP32 GEMMs launched after
+// it. Auto (the default): the launchers' choice by size (kernels/dense.cu, pick_simt). Scalar: the
+// small GEMMs' SimtTile (64x64 or 32x32 by tile count). Vec128 / Vec64 / Vec32: the register-blocked,
+// double-buffered SimtVecTile of 128x128 (8x8 outputs a thread), 64x64 or 32x32 (4x4) outputs, with a
+// forward GEMM's K split folded into the block when fold_forward_split (and the split is whole
+// slices). Results are bitwise the same for every choice with the same split points (folding keeps
+// them: see the FP32 contract above); TF32/BF16 ignore it. Not thread-safe.
+enum class SimtTileKind { Auto, Scalar, Vec32, Vec64, Vec128 };
+struct SimtTileChoice {
+  SimtTileKind tile = SimtTileKind::Auto;
+  bool fold_forward_split = false;
+};
+void dense_force_simt_tile(SimtTileChoice choice);
+
 }  // namespace mnist::cuda

@@ -18,7 +18,10 @@
 // The GEMM section (op gemm_forward / gemm_data / gemm_weight) times every GEMM shape of the
 // model (each layer's forward, data gradient below the first layer, weight gradient with the db
 // column) at 128 ... 16384 rows: the native kernels at fp32 / tf32 / bf16 (--precision) against
-// cuBLAS sgemm in FP32 and with CUBLAS_TF32_TENSOR_OP_MATH, in the same run.
+// cuBLAS sgemm in FP32 and with CUBLAS_TF32_TENSOR_OP_MATH, in the same run. From 4096 rows also
+// fp32 as the engine runs it ("engine ws") and with each FP32 tile forced (dense_force_simt_tile:
+// vec128 / vec64 / vec32 / scalar, the forward's split across blocks or folded), to check the
+// tile choice's model (profiling/NOTES.md, "FP32 tile").
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/adam.cuh"
@@ -210,6 +214,34 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           cuda::dense_force_tile({});
         }
       }
+      // FP32 at >= 4096 rows: as the engine runs it (with the workspace: the forward's K split folded
+      // or across blocks, pick_simt), and each tile forced, to check pick_simt's model
+      // (profiling/NOTES.md, "FP32 tile").
+      const std::size_t fp32_wsn = cuda::dense_workspace_floats(B, K, N);
+      DeviceBuffer<float> fp32_ws(std::max<std::size_t>(1, fp32_wsn));
+      float* const fp32_w = fp32_wsn ? fp32_ws.data() : nullptr;
+      const std::pair<cuda::SimtTileKind, const char*> simt_tiles[] = {{cuda::SimtTileKind::Vec128, "vec128"},
+                                                                       {cuda::SimtTileKind::Vec64, "vec64"},
+                                                                       {cuda::SimtTileKind::Vec32, "vec32"},
+                                                                       {cuda::SimtTileKind::Scalar, "scalar"}};
+      if (B >= 4096) {
+        bench.run("gemm_forward", shape, "native fp32 engine ws", flops, fwd_bytes, [&](cudaStream_t st) {
+          cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, GemmPrecision::FP32,
+                              fp32_w);
+        });
+        for (const auto& [tile, name] : simt_tiles)
+          for (bool fold : {false, true}) {
+            if (fold && (!fp32_w || tile == cuda::SimtTileKind::Scalar || !cuda::dense_workspace_floats(1, K, N)))
+              continue;
+            cuda::dense_force_simt_tile({tile, fold});
+            bench.run("gemm_forward", shape, cat("native fp32 ", name, fp32_w ? (fold ? " ws folded" : " ws split") : ""),
+                      flops, fwd_bytes, [&](cudaStream_t st) {
+                        cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st,
+                                            GemmPrecision::FP32, fp32_w);
+                      });
+            cuda::dense_force_simt_tile({});
+          }
+      }
       bench.run("gemm_forward", shape, "cuBLAS sgemm fp32", flops, fwd_bytes, [&](cudaStream_t st) {
         cublas::gemm_nt(blas, Y.data(), X.data(), W.data(), B, N, K, false, st);
       });
@@ -222,6 +254,14 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           bench.run("gemm_data", shape, cat("native ", to_string(p)), flops, bytes, [&](cudaStream_t st) {
             cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), 1.25f, B, K, N, st, p);
           }, peak(p));
+        if (B >= 4096)
+          for (const auto& [tile, name] : simt_tiles) {
+            cuda::dense_force_simt_tile({tile, false});
+            bench.run("gemm_data", shape, cat("native fp32 ", name), flops, bytes, [&](cudaStream_t st) {
+              cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), 1.25f, B, K, N, st);
+            });
+            cuda::dense_force_simt_tile({});
+          }
         bench.run("gemm_data", shape, "cuBLAS sgemm fp32", flops, bytes, [&](cudaStream_t st) {
           cublas::gemm_nn(blas, dX.data(), dZ.data(), W.data(), B, K, N, st);
         });
@@ -242,6 +282,16 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         bench.run("gemm_weight", shape, "native fp32 (+db) no split", flops, wbytes, [&](cudaStream_t st) {
           cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
         });
+      if (B >= 4096)
+        for (const auto& [tile, name] : simt_tiles) {
+          cuda::dense_force_simt_tile({tile, false});
+          bench.run("gemm_weight", shape, cat("native fp32 (+db) ", name, ws ? " split-K" : ""), flops, wbytes,
+                    [&](cudaStream_t st) {
+                      cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st,
+                                                   GemmPrecision::FP32, ws);
+                    });
+          cuda::dense_force_simt_tile({});
+        }
       bench.run("gemm_weight", shape, "cuBLAS sgemm fp32", flops, wbytes, [&](cudaStream_t st) {
         cublas::gemm_tn(blas, dW.data(), dZ.data(), X.data(), N, K, B, st);
       });
