@@ -48,9 +48,11 @@ struct GemmParams {
   float* db = nullptr;
   // Split-K (Weight, and Forward over a deep K): when split_k > 0, block split z sums k in
   // [z·split_k, min(K, (z+1)·split_k)) and stores its raw partial at partial[(z·M + m)·N + n]; a
-  // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue.
+  // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue, or,
+  // with tickets, the last of a tile's blocks to finish does it (finish_split_tile).
   int split_k = 0;
   float* partial = nullptr;
+  unsigned* tickets = nullptr;  // one counter per output tile, 0 between launches
 };
 
 __host__ __device__ inline int split_count(const GemmParams& p) {
@@ -407,30 +409,10 @@ struct SimtVecTile {
 
 // ---- The warp-level pieces both tensor-core tiles (MmaTile, PipeTile) share ----
 
-// One mma step of a warp's MI x NI tiles of 16 x 8 at depth ks (mma.cuh's fragment layout, lane =
-// 4g + t): the fragments, then the mma of every tile. fa(r, k) / fb(c, k) read the warp's operand
-// A (row r) / B (column c): for TF32 element k as the mma register, for BF16 the pair (k, k+1)
-// packed. A row r of the warp tile is wm0 + ..., a column c is wn0 + ...
-template <GemmPrecision PREC, int MI, int NI, class FA, class FB>
-__device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int wn0, int g, int t, int ks, const FA& fa,
-                                         const FB& fb) {
-  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;  // the second half of the step's k
-  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
-  uint32_t a[MI][4], b[NI][2];
-#pragma unroll
-  for (int i = 0; i < MI; ++i) {
-    const int r = wm0 + i * 16 + g;
-    a[i][0] = fa(r, k);
-    a[i][1] = fa(r + 8, k);
-    a[i][2] = fa(r, k + KH);
-    a[i][3] = fa(r + 8, k + KH);
-  }
-#pragma unroll
-  for (int j = 0; j < NI; ++j) {
-    const int c = wn0 + j * 8 + g;
-    b[j][0] = fb(c, k);
-    b[j][1] = fb(c, k + KH);
-  }
+// The mma of every one of a warp's MI x NI tiles of 16 x 8 from its fragments (i outer, j inner).
+template <GemmPrecision PREC, int MI, int NI>
+__device__ __forceinline__ void mma_tiles(float (&acc)[MI][NI][4], const uint32_t (&a)[MI][4],
+                                          const uint32_t (&b)[NI][2]) {
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -440,6 +422,46 @@ __device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int w
       else
         mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
     }
+}
+
+// The fragments of one mma step at depth ks (mma.cuh's fragment layout, lane = 4g + t) of a
+// warp's MI row tiles (A, rows wm0 + i·16 + ...) or NI column tiles (B, columns wn0 + j·8 + ...).
+// fa(r, k) / fb(c, k) read the warp's operand A (row r) / B (column c): for TF32 element k as the
+// mma register, for BF16 the pair (k, k+1) packed.
+template <GemmPrecision PREC, int MI, class FA>
+__device__ __forceinline__ void frags_a(uint32_t (&a)[MI][4], int wm0, int g, int t, int ks, const FA& fa) {
+  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;  // the second half of the step's k
+  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
+#pragma unroll
+  for (int i = 0; i < MI; ++i) {
+    const int r = wm0 + i * 16 + g;
+    a[i][0] = fa(r, k);
+    a[i][1] = fa(r + 8, k);
+    a[i][2] = fa(r, k + KH);
+    a[i][3] = fa(r + 8, k + KH);
+  }
+}
+template <GemmPrecision PREC, int NI, class FB>
+__device__ __forceinline__ void frags_b(uint32_t (&b)[NI][2], int wn0, int g, int t, int ks, const FB& fb) {
+  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;
+  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
+#pragma unroll
+  for (int j = 0; j < NI; ++j) {
+    const int c = wn0 + j * 8 + g;
+    b[j][0] = fb(c, k);
+    b[j][1] = fb(c, k + KH);
+  }
+}
+
+// One mma step of a warp's MI x NI tiles of 16 x 8 at depth ks: the fragments, then the mma of
+// every tile.
+template <GemmPrecision PREC, int MI, int NI, class FA, class FB>
+__device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int wn0, int g, int t, int ks, const FA& fa,
+                                         const FB& fb) {
+  uint32_t a[MI][4], b[NI][2];
+  frags_a<PREC>(a, wm0, g, t, ks, fa);
+  frags_b<PREC>(b, wn0, g, t, ks, fb);
+  mma_tiles<PREC>(acc, a, b);
 }
 
 // Stores a warp's accumulators (d[0..3] of each 16 x 8 tile at rows g, g+8, columns 2t, 2t+1)
@@ -531,8 +553,11 @@ struct MmaTile {
 //   k fastest (Forward's and Data's A = X or dZ [M,K]; Forward's B = W [N,K]): S[m][k], row stride
 //     BK + KPAD floats; mn fastest (Weight's A = dZ [K,M]; Data's and Weight's B [K,N]): S[k][m],
 //     row stride BM (BN) + MPAD floats.
+// TF32 fragments of a k-fast operand come by ldmatrix.x4 (mma.cuh: four 8-row x 4-float blocks,
+// one instruction instead of four loads), rounded after the load; the others by element reads.
 // Padding makes the fragment reads conflict-free (lane = 4g + t reads row f(g), column h(t)):
-//   TF32, k fastest: word 36g + t (+ks): banks 4g + t, all 32 distinct (KPAD = 4);
+//   TF32, k fastest: word 36g + t (+ks): banks 4g + t, all 32 distinct (KPAD = 4); ldmatrix's
+//     phase of 8 rows x 16 bytes: rows 36 words apart start on banks 4i (+c), 8 distinct groups;
 //   BF16, k fastest: a float2 at 40g + 2t; a 64-bit load is served per half warp (g < 4 or g >= 4),
 //     words 8g + 2t, +1: 16 lanes x 2 words on 32 distinct banks (KPAD = 8);
 //   TF32, mn fastest: word t·(BM+8) + g: banks 8t + g (MPAD = 8, BM a multiple of 32);
@@ -583,41 +608,151 @@ struct PipeTile {
     return STAGES * (stage_a<KIND>() + stage_b<KIND>()) * int(sizeof(float));
   }
 
-  // Issues the copies of one operand's slice [k0, k0 + BK) of rows/columns [x0, x0 + X) into S.
-  // KFAST: global element (x, k) at src[x·ld + k], S[x][k]; otherwise (k, x) at src[k·ld + x],
-  // S[k][x]. x_valid: how many x exist (elements at or past it are 0), ones: the x holding the ones
-  // column (or -1; it also lies at or past x_valid).
+  // One operand's copies of a slice, seen from one thread. A slice of X rows/columns x BK is
+  // X·BK/4 chunks of 4 floats (16 bytes); chunk c = tid + it·THREADS (it < PER_THREAD) sits at
+  // shared row c / PER_ROW, column (c % PER_ROW)·4. THREADS is a multiple of PER_ROW, so a thread's
+  // chunks share one column and lie ROWS shared rows apart, and the next slice of a chunk is BK
+  // (k fast) or BK·ld floats further on. Everything is set up once (init): per slice, a thread
+  // whose chunks all lie inside the matrix (every thread but those at a tile's row or column tail)
+  // issues PER_THREAD cp.async from its own source pointers to fixed shared offsets and advances
+  // each pointer by one constant (no division, no index arithmetic); the rest take `generic`.
+  // KFAST: global element (x, k) at src[x·ld + k], stage S[x][k]; otherwise (k, x) at src[k·ld + x],
+  // S[k][x]. x_valid: how many x exist (elements at or past it are 0); ones: the x holding the ones
+  // column (or -1; it lies at or past x_valid); x_end: the x range including the ones column.
   template <bool KFAST, int X>
-  __device__ static void issue(float* S, const float* src, int ld, int x0, int x_valid, int x_end, int ones, int k0,
-                               int k_end) {
-    constexpr int STRIDE = KFAST ? BK + KPAD : X + MPAD;
-    constexpr int CHUNKS = X * BK / 4, PER_ROW = (KFAST ? BK : X) / 4;
-    static_assert(CHUNKS % THREADS == 0, "the slice's chunks must split evenly over the threads");
+  struct Copier {
+    static constexpr int STRIDE = KFAST ? BK + KPAD : X + MPAD;
+    static constexpr int PER_ROW = (KFAST ? BK : X) / 4, ROWS = THREADS / PER_ROW;
+    static constexpr int PER_THREAD = X * BK / 4 / THREADS;
+    static_assert(THREADS % PER_ROW == 0 && (X * BK / 4) % THREADS == 0, "a slice's chunks must split evenly");
+
+    const float* ptr[PER_THREAD];  // chunk it's first element at the next slice to issue
+    long long slice_step;          // BK or BK·ld
+    const float* src;
+    int ld, x, k;                  // chunk 0's x and k at the next slice
+    int dst;                       // chunk 0's float offset in the stage
+    bool x_inside;                 // every chunk of the thread lies wholly inside in x (no ones column)
+    int x_valid, x_end, ones;
+
+    __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int x_end_, int ones_, int k0) {
+      const int tid = int(threadIdx.x), row = tid / PER_ROW, col = (tid % PER_ROW) * 4;
+      src = s, ld = ld_, x_valid = x_valid_, x_end = x_end_, ones = ones_;
+      x = x0 + (KFAST ? row : col);
+      k = k0 + (KFAST ? col : row);
+      const long long off = KFAST ? (long long)x * ld + k : (long long)k * ld + x;
 #pragma unroll
-    for (int it = 0; it < CHUNKS / THREADS; ++it) {
-      const int c = int(threadIdx.x) + it * THREADS;
-      const int row = c / PER_ROW, col = (c % PER_ROW) * 4;  // shared-memory row, first column
-      float* dst = S + row * STRIDE + col;
-      const int x = x0 + (KFAST ? row : col), k = k0 + (KFAST ? col : row);
-      // the chunk's 4 elements run along k (KFAST) or along x
-      const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
-      if (inside) {
-        cp_async16(dst, src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
-      } else {
-        float v[4];
+      for (int it = 0; it < PER_THREAD; ++it) ptr[it] = s + (off + (long long)it * ROWS * ld);
+      slice_step = KFAST ? BK : (long long)BK * ld;
+      dst = row * STRIDE + col;
+      // KFAST: chunk it covers x + it·ROWS; otherwise every chunk covers x .. x+3
+      x_inside = KFAST ? x + (PER_THREAD - 1) * ROWS < x_valid : x + 3 < x_valid;
+    }
+
+    // A chunk that is not one whole cp.async (an x or k tail, the ones column): ordinary loads,
+    // 0 outside, 1 in the ones column, and one 16-byte shared store. (xc, kc): its first element.
+    __device__ __forceinline__ void load_chunk(float* d, int xc, int kc, int k_end) const {
+      float v[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int xj = KFAST ? x : x + j, kj = KFAST ? k + j : k;
-          v[j] = 0.0f;
-          if (kj < k_end && xj < x_end) {
-            if (xj == ones)
-              v[j] = 1.0f;
-            else if (xj < x_valid)
-              v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
-          }
+      for (int j = 0; j < 4; ++j) {
+        const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
+        v[j] = 0.0f;
+        if (kj < k_end && xj < x_end) {
+          if (xj == ones)
+            v[j] = 1.0f;
+          else if (xj < x_valid)
+            v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
         }
-        *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
       }
+      *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+    }
+
+    // Every chunk by its own test: a cp.async when it lies wholly inside (x and k < k_end), else
+    // load_chunk.
+    __device__ __forceinline__ void generic(float* S, int k_end) const {
+#pragma unroll
+      for (int it = 0; it < PER_THREAD; ++it) {
+        float* d = S + dst + it * ROWS * STRIDE;
+        const int xc = KFAST ? x + it * ROWS : x, kc = KFAST ? k : k + it * ROWS;
+        const bool inside = KFAST ? xc < x_valid && kc + 3 < k_end : xc + 3 < x_valid && kc < k_end;
+        if (inside)
+          cp_async16(d, ptr[it]);
+        else
+          load_chunk(d, xc, kc, k_end);
+      }
+    }
+
+    // Issues this thread's chunks of the next slice (k from k up, cut at k_end) into the operand's
+    // stage S, then moves on to the slice after it. k_full: the slice lies wholly before k_end
+    // (every slice but a piece's or the GEMM's last).
+    __device__ __forceinline__ void issue(float* S, bool k_full, int k_end) {
+      if (k_full && x_inside) {
+#pragma unroll
+        for (int it = 0; it < PER_THREAD; ++it) cp_async16(S + dst + it * ROWS * STRIDE, ptr[it]);
+      } else {
+        generic(S, k_end);
+      }
+#pragma unroll
+      for (int it = 0; it < PER_THREAD; ++it) ptr[it] += slice_step;
+      k += BK;
+    }
+  };
+
+  // The A fragments of one mma step at depth ks from stage As (row stride SA): k fast in TF32, one
+  // ldmatrix.x4 per 16-row tile (mma.cuh: lane l gives row l%8 + 8·((l/8)%2), column 4·(l/16) of
+  // the tile, a_lm below), else element reads by the fragment table (frags_a). Rounded to PREC
+  // with MmaTile's instructions: the same operand bits.
+  template <bool KFAST, int SA>
+  __device__ __forceinline__ static void load_a(uint32_t (&a)[MI][4], const float* As, int a_lm, int wm0, int g, int t,
+                                                int ks) {
+    if constexpr (PREC == GemmPrecision::TF32) {
+      if constexpr (KFAST) {
+#pragma unroll
+        for (int i = 0; i < MI; ++i) {
+          ldmatrix_x4(a[i], As + a_lm + i * 16 * SA + ks);
+#pragma unroll
+          for (int r = 0; r < 4; ++r) a[i][r] = to_tf32(bits_float(a[i][r]));
+        }
+      } else {
+        frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) { return to_tf32(As[k * SA + r]); });
+      }
+    } else {
+      frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) {
+        if constexpr (KFAST) {  // the pair (k, k+1) of row r: one float2
+          const float2 v = *reinterpret_cast<const float2*>(As + r * SA + k);
+          return pack_bf16x2(v.x, v.y);
+        } else {
+          return pack_bf16x2(As[k * SA + r], As[(k + 1) * SA + r]);
+        }
+      });
+    }
+  }
+  // The B fragments likewise: k fast in TF32, one ldmatrix.x4 per two 8-column tiles (lane l gives
+  // column l%8 + 8·(l/16), k 4·((l/8)%2): b_lm), registers {b_j[0], b_j[1], b_j+1[0], b_j+1[1]}.
+  template <bool KFAST, int SB>
+  __device__ __forceinline__ static void load_b(uint32_t (&b)[NI][2], const float* Bs, int b_lm, int wn0, int g, int t,
+                                                int ks) {
+    if constexpr (PREC == GemmPrecision::TF32) {
+      if constexpr (KFAST) {
+        static_assert(NI % 2 == 0, "ldmatrix.x4 loads two 8-column tiles");
+#pragma unroll
+        for (int j = 0; j < NI; j += 2) {
+          uint32_t q[4];
+          ldmatrix_x4(q, Bs + b_lm + j * 8 * SB + ks);
+          b[j][0] = to_tf32(bits_float(q[0])), b[j][1] = to_tf32(bits_float(q[1]));
+          b[j + 1][0] = to_tf32(bits_float(q[2])), b[j + 1][1] = to_tf32(bits_float(q[3]));
+        }
+      } else {
+        frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) { return to_tf32(Bs[k * SB + c]); });
+      }
+    } else {
+      frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) {
+        if constexpr (KFAST) {
+          const float2 v = *reinterpret_cast<const float2*>(Bs + c * SB + k);
+          return pack_bf16x2(v.x, v.y);
+        } else {
+          return pack_bf16x2(Bs[k * SB + c], Bs[(k + 1) * SB + c]);
+        }
+      });
     }
   }
 
@@ -629,27 +764,34 @@ struct PipeTile {
     const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
     const int g = lane / 4, t = lane % 4;
     const int wm0 = (warp / WN) * WTM, wn0 = (warp % WN) * WTN;
+    // ldmatrix row addresses (used where the operand is k fast, TF32): see load_a / load_b
+    const int a_lm = (wm0 + lane % 8 + 8 * ((lane / 8) % 2)) * SA + 4 * (lane / 16);
+    const int b_lm = (wn0 + lane % 8 + 8 * (lane / 16)) * SB + 4 * ((lane / 8) % 2);
 
-    // The slices this block walks: one piece [k_begin, k_end) of BK-deep slices, or (folded) all
-    // pieces of p.split_k one after another, slice s of piece s / piece_slices.
+    // The slices this block walks, all contiguous in k: one piece [k_begin, k_last), or (folded)
+    // every piece of p.split_k in turn. Pieces are whole slices but the GEMM's last one, so a
+    // slice is cut short only at the very end (or at k_last).
     const bool fold = KIND == Kind::Forward && p.split_k > 0 && !p.partial;
-    const int piece_slices = p.split_k / BK;  // split_k is a multiple of BK (pipelined_ok)
+    const int piece = p.split_k > 0 ? p.split_k : p.K;  // a multiple of BK when split (pipelined_ok)
     const int k_begin = fold ? 0 : z * p.split_k;
     const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
-    const int slices = fold ? (split_count(p) - 1) * piece_slices +
-                                  (p.K - (split_count(p) - 1) * p.split_k + BK - 1) / BK
+    const int pieces = fold ? split_count(p) : 1;
+    const int piece_slices = piece / BK;
+    const int slices = fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + BK - 1) / BK
                             : (k_last - k_begin + BK - 1) / BK;
-    auto slice_k0 = [&](int s) { return fold ? (s / piece_slices) * p.split_k + (s % piece_slices) * BK : k_begin + s * BK; };
-    auto slice_end = [&](int s) {
-      const int e = (s / piece_slices + 1) * p.split_k;
-      return fold ? (e < p.K ? e : p.K) : k_last;
-    };
-    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
-    auto issue_slice = [&](int s) {
-      float* st = smem + (s % STAGES) * STAGE;
-      const int k0 = slice_k0(s), ke = slice_end(s);
-      issue<A_KFAST, BM>(st, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
-      issue<B_KFAST, BN>(st + stage_a<KIND>(), p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+
+    Copier<A_KFAST, BM> ca;
+    Copier<B_KFAST, BN> cb;
+    ca.init(p.a, p.lda, m0, p.M, p.M, -1, k_begin);
+    cb.init(p.b, p.ldb, n0, p.ones_col >= 0 ? p.ones_col : p.N, p.N, p.ones_col, k_begin);
+    int ik0 = k_begin;                                                     // next slice to issue
+    int ike = fold ? (piece < p.K ? piece : p.K) : k_last;                 // and its piece's end
+    auto issue_next = [&](float* st) {
+      const bool full = ik0 + BK <= ike;
+      ca.issue(st, full, ike);
+      cb.issue(st + stage_a<KIND>(), full, ike);
+      ik0 += BK;
+      if (fold && ik0 >= ike) ike = ike + piece < p.K ? ike + piece : p.K;  // the next piece
     };
 
     float acc[MI][NI][4], sum[MI][NI][4];
@@ -659,61 +801,48 @@ struct PipeTile {
       for (int j = 0; j < NI; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = sum[i][j][r] = 0.0f;
+    auto add_piece = [&] {  // total += piece (folded split), in piece order
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) sum[i][j][r] += acc[i][j][r], acc[i][j][r] = 0.0f;
+    };
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < slices) issue_slice(s);
+      if (s < slices) issue_next(smem + s * STAGE);
       cp_async_commit();
     }
+    float* const ring_end = smem + STAGES * STAGE;
+    const float* rd = smem;                       // stage of slice s
+    float* wr = smem + (STAGES - 1) * STAGE;      // stage of slice s + STAGES - 1
+    int left = piece_slices;                      // slices left in the current piece (fold)
     for (int s = 0; s < slices; ++s) {
       // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly),
       // then everyone's have, and every warp is done with slice s-1, whose stage is refilled next.
       cp_async_wait<STAGES - 2>();
       __syncthreads();
-      if (s + STAGES - 1 < slices) issue_slice(s + STAGES - 1);
+      if (s + STAGES - 1 < slices) issue_next(wr);
       cp_async_commit();  // possibly empty: keeps one group per slice for the wait count
+      wr = wr + STAGE == ring_end ? smem : wr + STAGE;
 
-      const float* As = smem + (s % STAGES) * STAGE;
-      const float* Bs = As + stage_a<KIND>();
+      const float* As = rd;
+      const float* Bs = rd + stage_a<KIND>();
 #pragma unroll
       for (int ks = 0; ks < BK; ks += KSTEP) {
-        if constexpr (PREC == GemmPrecision::TF32) {
-          // element (row r, k) of A at As[r·SA + k] (k fastest) or As[k·SA + r]; of B likewise
-          mma_step<PREC>(acc, wm0, wn0, g, t, ks,
-                         [&](int r, int k) { return to_tf32(A_KFAST ? As[r * SA + k] : As[k * SA + r]); },
-                         [&](int c, int k) { return to_tf32(B_KFAST ? Bs[c * SB + k] : Bs[k * SB + c]); });
-        } else {
-          // the pair (k, k+1) of row r packed: a float2 when k is the fast dimension
-          auto ap = [&](int r, int k) {
-            if constexpr (A_KFAST) {
-              const float2 v = *reinterpret_cast<const float2*>(As + r * SA + k);
-              return pack_bf16x2(v.x, v.y);
-            } else {
-              return pack_bf16x2(As[k * SA + r], As[(k + 1) * SA + r]);
-            }
-          };
-          auto bp = [&](int c, int k) {
-            if constexpr (B_KFAST) {
-              const float2 v = *reinterpret_cast<const float2*>(Bs + c * SB + k);
-              return pack_bf16x2(v.x, v.y);
-            } else {
-              return pack_bf16x2(Bs[k * SB + c], Bs[(k + 1) * SB + c]);
-            }
-          };
-          mma_step<PREC>(acc, wm0, wn0, g, t, ks, ap, bp);
-        }
+        uint32_t a[MI][4], b[NI][2];
+        load_a<A_KFAST, SA>(a, As, a_lm, wm0, g, t, ks);
+        load_b<B_KFAST, SB>(b, Bs, b_lm, wn0, g, t, ks);
+        mma_tiles<PREC>(acc, a, b);
       }
-      if constexpr (KIND == Kind::Forward) {
-        if (fold && ((s + 1) % piece_slices == 0 || s + 1 == slices)) {  // piece done: total += piece
-#pragma unroll
-          for (int i = 0; i < MI; ++i)
-#pragma unroll
-            for (int j = 0; j < NI; ++j)
-#pragma unroll
-              for (int r = 0; r < 4; ++r) sum[i][j][r] += acc[i][j][r], acc[i][j][r] = 0.0f;
-        }
-      }
+      rd = rd + STAGE == ring_end ? smem : rd + STAGE;
+      if constexpr (KIND == Kind::Forward)
+        if (fold && --left == 0) add_piece(), left = piece_slices;  // piece done: total += piece
     }
+    if constexpr (KIND == Kind::Forward)
+      if (fold && left != piece_slices) add_piece();  // the last piece, when shorter
     cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight at the block's end
 
     store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, fold ? sum : acc, epilogue_step<KIND>(p));
@@ -731,13 +860,49 @@ struct PipeTile {
 //   Weight:  fuses the weight GEMM and the bias reduction (db is the product with a ones column
 //            appended to X). Reads dZ [B,N], X [B,K]; writes dW [N,K] and db [N], or
 //            partial [splits,N,K+1].
+// Split-K in one pass (p.partial and p.tickets set), after a block of split z stored its partial
+// of the tile (m0, n0) (tile index `tile`, unique in the launch): every thread of the block calls
+// it. The block takes a ticket of its tile (after a __threadfence: its partials are visible
+// device-wide before the count); the LAST of the tile's split_count(p) blocks to arrive sums the
+// tile's partials in the fixed order z = 0, 1, ... from 0.0f and applies KIND's epilogue, then
+// resets the ticket to 0 for the next launch. The same float additions in the same order as
+// dense_split_reduce_kernel, so bitwise its result, whatever order the blocks finish in; one
+// launch less. Shared by every tile kind (SimtTile, MmaTile, PipeTile): it only needs the tile's
+// extent and the partials in memory.
+template <int BM, int BN, Kind KIND>
+__device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile) {
+  if (!p.partial || !p.tickets) return;
+  __shared__ bool s_last;
+  __threadfence();  // this thread's partials before the block's ticket
+  __syncthreads();
+  const int splits = split_count(p);
+  if (threadIdx.x == 0) s_last = atomicAdd(&p.tickets[tile], 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();  // every other block's partials of the tile are out (they took their tickets)
+  const uint64_t step = epilogue_step<KIND>(p);
+  const std::size_t mn = std::size_t(p.M) * p.N;
+  const volatile float* part = p.partial;  // written by other blocks: not from a stale L1 line
+  for (int e = int(threadIdx.x); e < BM * BN; e += int(blockDim.x)) {
+    const int m = m0 + e / BN, n = n0 + e % BN;  // consecutive threads: consecutive n
+    if (m >= p.M || n >= p.N) continue;
+    const std::size_t i = std::size_t(m) * p.N + n;
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z) v += part[std::size_t(z) * mn + i];
+    store_output<KIND>(p, m, n, v, step);
+  }
+  if (threadIdx.x == 0) p.tickets[tile] = 0u;
+}
+
 // The block's tile of one GEMM (block (x, y): rows (y % row tiles)*BM, columns x*BN, split
 // y / row tiles), smem being the tile's shared storage (a Smem struct, or PipeTile's dynamic floats).
 template <class Tile, Kind KIND, class S>
 __device__ __forceinline__ void gemm_block(const GemmParams& p, S& smem) {
   const int row_tiles = (p.M + Tile::BM - 1) / Tile::BM;
-  const int y = int(blockIdx.y);
-  Tile::template run<KIND>(p, (y % row_tiles) * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+  const int y = int(blockIdx.y), tr = y % row_tiles;
+  Tile::template run<KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+  finish_split_tile<Tile::BM, Tile::BN, KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN,
+                                              tr * int(gridDim.x) + int(blockIdx.x));
 }
 
 template <class Tile, Kind KIND>
@@ -787,6 +952,7 @@ __device__ __forceinline__ void backward_block(const GemmParams& w, const GemmPa
     const int z = t / w_tiles;
     t %= w_tiles;
     Tile::template run<Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, z, smem);
+    finish_split_tile<BM, BN, Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, t);
   } else {
     t -= w_tiles * split_count(w);
     const int d_cols = (d.N + BN - 1) / BN;
@@ -870,12 +1036,20 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
 // TF32/BF16 GEMMs that fill the GPU take the pipelined PipeTile instead (pick_pipe), where its
 // 16-byte copies are legal (pipelined_ok): 128x128 tiles of 8 warps (64x32 outputs each, 4 stages,
 // 136-160 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
-// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 5 stages, 85-100 KB: two
-// blocks still fit an SM, for the weight GEMM's 156) when
-// those do. The forward GEMM's K split is folded into the block (PipeTile: bitwise the cross-block
-// split plus its reduction) when the unsplit tiles already fill the GPU, which saves the partial
-// arrays (4 x B x N floats written and read again at K = 784) and the second launch; otherwise the
-// split stays across blocks (the weight GEMM always: its few tiles need the split's blocks).
+// give >= kBigTileBlocks blocks, else 64x64 tiles of 8 warps (32x16 each, 4 stages, 74-82 KB: two
+// blocks still fit an SM, for the weight GEMM's 156; TilesFor::Pipe64x8) when those do (the 4-warp
+// 64x64 tile, Pipe64, stays for dense_force_tile and the benchmarks). The forward GEMM's K split
+// is folded into the block (PipeTile: bitwise the cross-block split plus its reduction) when the
+// unsplit tiles already fill the GPU, which saves the partial arrays (4 x B x N floats written and
+// read again at K = 784) and the second launch; otherwise the split stays across blocks (the
+// weight GEMM always: its few tiles need the split's blocks).
+// Not splitting at all where the tiles fill the GPU (29.4 µs unsplit vs 33.5 folded, H100 74abd8f)
+// would break the documented contract that a forward row's bits do not depend on its batch
+// (dense.cuh; the engine evaluates in 4096-row chunks and predicts single rows; test_dense_tc's
+// "a forward row alone equals the row in the batch" with the engine workspace): the split points,
+// a function of K only, are what make the sums the same at every batch. So the fold stays, and
+// its extra cost, a runtime division and modulo by the piece length in every slice, is gone from
+// PipeTile's loop (pieces tracked by counters).
 constexpr long long kBigTileBlocks = 120;
 
 template <GemmPrecision PREC>
@@ -888,8 +1062,16 @@ struct TilesFor {
   // for 128x128, within an SM's 227 KB (two 64x64 blocks still fit).
   using Pipe128 = PipeTile<128, 128, 2, 4, PREC, 4>;
   using Pipe64 = PipeTile<64, 64, 2, 2, PREC, 5>;
+  // The same 64x64 tile by 8 warps of 32x16 (2 x 4): at 4096 rows the 64x64 GEMMs are 128-156
+  // blocks, one per SM, and ncu (H100, 74abd8f) showed their 4 warps issue-latency bound (one warp
+  // per scheduler, an instruction every 5.6 cycles). Two warps per scheduler hide each other's
+  // dependency stalls for ~1.35x the fragment instructions per mma (3 ldmatrix + 12 cvt per 4 mma
+  // instead of 4 + 16 per 8). 4 stages (3 slices in flight; more stages were refuted): 74-82 KB,
+  // two blocks still fit an SM (the weight GEMM's 156 blocks).
+  using Pipe64x8 = PipeTile<64, 64, 2, 4, PREC, 4>;
   static_assert(Pipe128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one 128x128 block per SM");
   static_assert(2 * (Pipe64::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
+  static_assert(2 * (Pipe64x8::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
@@ -1039,7 +1221,7 @@ bool pipelined_ok(const GemmParams& p) {
   return aligned(p.a) && aligned(p.b) && p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 32 == 0;
 }
 
-enum class Pick { Mma, Pipe64, Pipe128 };
+enum class Pick { Mma, Pipe64, Pipe64x8, Pipe128 };
 
 // The tile of one TF32/BF16 GEMM p, and (Forward with a split) whether the split is folded (then
 // p.partial is cleared: no partial arrays, no reduction pass).
@@ -1048,11 +1230,13 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed) {
   const bool split = p.split_k > 0 && p.partial;
   if (g_forced_tile.tile != GemmTile::Auto) {
     if (split && fold_allowed && g_forced_tile.fold_forward_split) p.partial = nullptr;
-    return g_forced_tile.tile == GemmTile::Pipe128 ? Pick::Pipe128 : Pick::Pipe64;
+    return g_forced_tile.tile == GemmTile::Pipe128  ? Pick::Pipe128
+           : g_forced_tile.tile == GemmTile::Pipe64 ? Pick::Pipe64
+                                                    : Pick::Pipe64x8;
   }
   if (split && fold_allowed) {
     const Pick fold = tiles<128, 128>(p) >= kBigTileBlocks ? Pick::Pipe128
-                      : tiles<64, 64>(p) >= kBigTileBlocks ? Pick::Pipe64
+                      : tiles<64, 64>(p) >= kBigTileBlocks ? Pick::Pipe64x8
                                                            : Pick::Mma;
     if (fold != Pick::Mma) {
       p.partial = nullptr;
@@ -1061,7 +1245,7 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed) {
   }
   const int splits = split ? split_count(p) : 1;
   if (tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
-  if (tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64;
+  if (tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64x8;
   return Pick::Mma;
 }
 
@@ -1073,6 +1257,7 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
     switch (pick_pipe(p, KIND == Kind::Forward)) {
       case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
       case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
+      case Pick::Pipe64x8: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64x8, KIND>(p, stream); return p.partial;
       case Pick::Mma: break;
     }
   } else {
@@ -1127,8 +1312,10 @@ void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t s
                            ? tiles<128, 128>(w) * splits + tiles<128, 128>(d) >= kBigTileBlocks
                            : pw == Pick::Pipe128;
       if (big) return launch_backward_tiles<typename TilesFor<PREC>::Pipe128>(w, d, stream);
-      if (g_forced_tile.tile != GemmTile::Auto || tiles<64, 64>(w) * splits + tiles<64, 64>(d) >= kBigTileBlocks)
+      if (pw == Pick::Pipe64 && g_forced_tile.tile != GemmTile::Auto)
         return launch_backward_tiles<typename TilesFor<PREC>::Pipe64>(w, d, stream);
+      if (g_forced_tile.tile != GemmTile::Auto || tiles<64, 64>(w) * splits + tiles<64, 64>(d) >= kBigTileBlocks)
+        return launch_backward_tiles<typename TilesFor<PREC>::Pipe64x8>(w, d, stream);
     }
   } else {
     using T = TilesFor<PREC>;
@@ -1233,17 +1420,19 @@ GemmParams data_params(float* dX, const float* dZ, const float* W, const float* 
   return p;
 }
 
-// With a workspace, the weight GEMM w is split over its rows as weight_split_rows says.
-void set_split(GemmParams& w, float* workspace, int B, int K, int N) {
+// With a workspace, the weight GEMM w is split over its rows as weight_split_rows says (reduced in
+// the GEMM's launch when tickets are given, else by a second kernel).
+void set_split(GemmParams& w, float* workspace, unsigned* tickets, int B, int K, int N) {
   if (!workspace) return;
   w.split_k = weight_split_rows(B, K, N);
-  if (w.split_k) w.partial = workspace;
+  if (w.split_k) w.partial = workspace, w.tickets = tickets;
 }
 
-// Launches split-K's second pass for p (when p was split).
+// Launches split-K's second pass for p (when p was split and its blocks do not reduce it
+// themselves: no tickets).
 template <Kind KIND>
 void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
-  if (!p.partial) return;
+  if (!p.partial || p.tickets) return;
   const std::size_t mn = std::size_t(p.M) * p.N;
   const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
   dense_split_reduce_kernel<KIND><<<blocks, 256, 0, stream>>>(p);
@@ -1251,7 +1440,7 @@ void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
 }
 
 // dW/db, and dX when requested and B > 0: one launch for both when there are both; then, when the
-// weight GEMM was split, the fixed-order sum of its partials.
+// weight GEMM was split without tickets, the fixed-order sum of its partials.
 void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPrecision prec, cudaStream_t stream) {
   if (w.M <= 0 || w.N <= 0) return;
   if (d && d->M > 0)
@@ -1261,11 +1450,12 @@ void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPreci
   launch_split_reduce<Kind::Weight>(w, stream);  // the weight GEMM's split is never folded
 }
 
-// Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction.
-void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStream_t stream) {
+// Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction (in
+// the GEMM's launch with tickets or when folded, else a second kernel).
+void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPrecision prec, cudaStream_t stream) {
   if (workspace) {
     p.split_k = forward_split_cols(p.K);
-    if (p.split_k) p.partial = workspace;
+    if (p.split_k) p.partial = workspace, p.tickets = tickets;
   }
   if (launch_gemm<Kind::Forward>(p, prec, stream)) launch_split_reduce<Kind::Forward>(p, stream);
 }
@@ -1278,21 +1468,23 @@ void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe64>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe64x8>();
   prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe128>();
   prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe64>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe64x8>();
 }
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream, GemmPrecision prec, float* workspace) {
+                   cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(Y && X && W && b, "dense_forward: null pointer");
-  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, prec, stream);
+  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, tickets, prec, stream);
 }
 
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec,
-                                float* workspace) {
+                                float* workspace, unsigned* tickets) {
   check_sizes("dense_relu_dropout_forward", B, K, N);
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "dropout probability must be in [0, 1), got ", drop.p);
   if (B == 0) return;
@@ -1307,7 +1499,7 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  launch_forward(p, workspace, prec, stream);
+  launch_forward(p, workspace, tickets, prec, stream);
 }
 
 std::size_t dense_workspace_floats(int B, int K, int N) {
@@ -1318,12 +1510,21 @@ std::size_t dense_workspace_floats(int B, int K, int N) {
   return std::max(weight, forward);
 }
 
+std::size_t dense_ticket_count(int B, int K, int N) {
+  if (B <= 0 || K <= 0 || N <= 0) return 0;
+  // one per output tile of the smallest tile (32x32) of a GEMM that splits
+  auto tiles32 = [](long long M, long long N) { return std::size_t((M + 31) / 32) * std::size_t((N + 31) / 32); };
+  const std::size_t weight = weight_split_rows(B, K, N) ? tiles32(N, K + 1) : 0;
+  const std::size_t forward = forward_split_cols(K) ? tiles32(B, N) : 0;
+  return std::max(weight, forward);
+}
+
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
-                            cudaStream_t stream, GemmPrecision prec, float* workspace) {
+                            cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
-  set_split(w, workspace, B, K, N);
+  set_split(w, workspace, tickets, B, K, N);
   launch_weights_and_data(w, nullptr, prec, stream);
 }
 
@@ -1338,12 +1539,12 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
-                          GemmPrecision prec, float* workspace) {
+                          GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_fused", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
-  set_split(w, workspace, B, K, N);
+  set_split(w, workspace, tickets, B, K, N);
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
   launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
 }

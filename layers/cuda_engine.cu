@@ -135,13 +135,16 @@ class CudaEngine final : public Engine {
     cap_ = std::max(cfg.batch_size, kEvalRows);
     x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     y_.resize(std::size_t(cap_));
-    std::size_t ws_floats = 0;  // grows with the rows: cap_ covers every call
+    std::size_t ws_floats = 0, tickets = 0;  // grow with the rows: cap_ covers every call
     for (const DenseSlot& s : layout_.dense) {
       act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
       dz_.emplace_back(B * std::size_t(s.out));
       ws_floats = std::max(ws_floats, cuda::dense_workspace_floats(cap_, s.in, s.out));
+      tickets = std::max(tickets, cuda::dense_ticket_count(cap_, s.in, s.out));
     }
     gemm_ws_.resize(ws_floats);  // split-K of the GEMMs (empty: none is split)
+    gemm_tickets_.resize(tickets);  // and its per-tile counters: reduced in the GEMM's own launch
+    if (tickets) CUDA_CHECK(cudaMemset(gemm_tickets_.data(), 0, gemm_tickets_.bytes()));  // each launch leaves 0
     counters_.resize(1);
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);
     metrics_.resize(2);
@@ -493,9 +496,11 @@ class CudaEngine final : public Engine {
         lt_plan(l, B).run(out, in, W, b, blas_->workspace.data(), s);
         if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
       } else if (drop) {
-        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data());
+        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data(),
+                                         gemm_tickets_.data());
       } else {
-        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data());
+        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data(),
+                            gemm_tickets_.data());
       }
       in = out;
     }
@@ -525,7 +530,8 @@ class CudaEngine final : public Engine {
         float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
         const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
         cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
-                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data());
+                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data(),
+                                   gemm_tickets_.data());
       }
     }
   }
@@ -556,6 +562,7 @@ class CudaEngine final : public Engine {
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
   std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation
   DeviceBuffer<float> gemm_ws_;           // split-K partials of the GEMMs (kernels/dense.cuh)
+  DeviceBuffer<unsigned> gemm_tickets_;   // and the per-tile counters of their one-launch reduction
   DeviceBuffer<cuda::TrainCounters> counters_;
   PinnedBuffer<cuda::TrainCounters> counters_host_;
   DeviceBuffer<cuda::Metrics> metrics_;

@@ -194,24 +194,31 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         bench.run("gemm_forward", shape, cat("native ", to_string(p)), flops, fwd_bytes, [&](cudaStream_t st) {
           cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p);
         }, peak(p));
-      // As the engine runs it (with its split-K workspace, when K splits): the tensor-core tiles
-      // fold the split into the block where the tiles fill the GPU; and the alternative kept for
-      // comparison, the 128x128 pipelined tile with the split across blocks plus the reduction.
+      // As the engine runs it (with its split-K workspace and tickets, when K splits): the
+      // tensor-core tiles fold the split into the block where the tiles fill the GPU (8-warp 64x64
+      // tiles at 4096 rows), else split across blocks reduced in the same launch; the 4-warp 64x64
+      // fold (the tile before PipeTile v2's 8 warps) and the 128x128 tile with the split across
+      // blocks (plus the second kernel, and in one launch with tickets) for comparison.
       if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {
         DeviceBuffer<float> fws(wsn);
+        DeviceBuffer<unsigned> tk(cuda::dense_ticket_count(B, K, N));
+        CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
         for (GemmPrecision p : {GemmPrecision::TF32, GemmPrecision::BF16}) {
-          bench.run("gemm_forward", shape, cat("native ", to_string(p), " engine ws"), flops, fwd_bytes,
-                    [&](cudaStream_t st) {
-                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p,
-                                          fws.data());
-                    }, peak(p));
-          cuda::dense_force_tile({cuda::GemmTile::Pipe128, false});
-          bench.run("gemm_forward", shape, cat("native ", to_string(p), " 128x128 cross-split"), flops,
-                    fwd_bytes, [&](cudaStream_t st) {
-                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p,
-                                          fws.data());
-                    }, peak(p));
-          cuda::dense_force_tile({});
+          const auto fwd = [&](const std::string& impl, cuda::GemmTileChoice tile, unsigned* tickets) {
+            cuda::dense_force_tile(tile);
+            bench.run("gemm_forward", shape, cat("native ", to_string(p), " ", impl), flops, fwd_bytes,
+                      [&](cudaStream_t st) {
+                        cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st,
+                                            p, fws.data(), tickets);
+                      }, peak(p));
+            cuda::dense_force_tile({});
+          };
+          fwd("engine ws", {}, tk.data());
+          fwd("engine ws, 2 launches", {}, nullptr);
+          fwd("64x64 4-warp fold", {cuda::GemmTile::Pipe64, true}, tk.data());
+          fwd("64x64 8-warp fold", {cuda::GemmTile::Pipe64x8, true}, tk.data());
+          fwd("128x128 cross-split", {cuda::GemmTile::Pipe128, false}, nullptr);
+          fwd("128x128 cross-split 1 launch", {cuda::GemmTile::Pipe128, false}, tk.data());
         }
       }
       // FP32 at >= 4096 rows: as the engine runs it (with the workspace: the forward's K split folded
@@ -270,14 +277,35 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         }, kPeakTf32);
       }
       const double wbytes = 4.0 * (double(B) * N + double(B) * K + double(N) * K + N);
-      // With the engine's split-K workspace (when the shape splits), and fp32 once without it.
+      // With the engine's split-K workspace (when the shape splits): reduced by a second kernel
+      // ("split-K", the rows before PipeTile v2) and in the GEMM's own launch with tickets ("1
+      // launch", as the engine runs it now; tensor cores also with the 4-warp 64x64 tile forced);
+      // and fp32 once without a split.
       DeviceBuffer<float> split_ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
       float* ws = cuda::dense_workspace_floats(B, K, N) ? split_ws.data() : nullptr;
+      DeviceBuffer<unsigned> tickets(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+      CUDA_CHECK(cudaMemset(tickets.data(), 0, tickets.bytes()));
       for (GemmPrecision p : precs)
         bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db)", ws ? " split-K" : ""), flops, wbytes,
                   [&](cudaStream_t st) {
                     cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws);
                   }, peak(p));
+      if (ws)
+        for (GemmPrecision p : precs) {
+          bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db) split-K 1 launch"), flops, wbytes,
+                    [&](cudaStream_t st) {
+                      cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws,
+                                                   tickets.data());
+                    }, peak(p));
+          if (p == GemmPrecision::FP32) continue;
+          cuda::dense_force_tile({cuda::GemmTile::Pipe64, false});
+          bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db) split-K 1 launch, 64x64 4-warp"), flops,
+                    wbytes, [&](cudaStream_t st) {
+                      cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws,
+                                                   tickets.data());
+                    }, peak(p));
+          cuda::dense_force_tile({});
+        }
       if (ws)
         bench.run("gemm_weight", shape, "native fp32 (+db) no split", flops, wbytes, [&](cudaStream_t st) {
           cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
@@ -362,7 +390,13 @@ int run(const Options& opt) {
         });
         if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {  // as the engine runs it
           DeviceBuffer<float> ws(wsn);
+          DeviceBuffer<unsigned> tk(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+          CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
           bench.run(op, shape, "native fused + split-K (engine)", flops, bytes, [&](cudaStream_t st) {
+            cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale,
+                                       B, K, N, st, GemmPrecision::FP32, ws.data(), tk.data());
+          });
+          bench.run(op, shape, "native fused + split-K, 2 launches", flops, bytes, [&](cudaStream_t st) {
             cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale,
                                        B, K, N, st, GemmPrecision::FP32, ws.data());
           });
