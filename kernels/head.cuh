@@ -53,7 +53,8 @@ constexpr int kHeadMaxRows = 65536;  // the largest batch (--batch-size) and eva
 
 // Whether the head kernel holds a last layer of K inputs and N classes (1 <= N <= 32, K >= 1, and
 // its shared-memory plan fits: W, the dW accumulators and a chunk of at least 32 rows of A, logits
-// and dZ in 44 KB, i.e. K <= 205 at N = 10). Otherwise the engine keeps the separate launches.
+// and dZ in 44 KB: K <= 202 at N = 10, K <= 95 at N = 32). Otherwise the engine keeps the separate
+// launches.
 bool head_supported(int K, int N);
 
 // Rows per block of a launch over B rows (a multiple of 32): training takes 32·ceil(sqrt(B/256))
