@@ -18,7 +18,7 @@ constexpr int kHeadThreads = 256;
 // head_kernel. 44 KB + 1.8 KB: under the 48 KB of static shared memory.
 constexpr int kHeadPoolFloats = 11264;
 constexpr int kHeadMaxChunk = 128;                  // rows of A staged at once (a multiple of 32)
-constexpr int kHeadMaxGroupsPerBlock = 16;          // 32 · ceil(sqrt(65536 / 256)) = 512 rows a block
+constexpr int kHeadMaxGroupsPerBlock = 8;           // 32 · ceil(sqrt(65536 / 1024)) = 256 rows a block
 constexpr int kHeadUnroll = 4;                      // independent FMA chains a thread interleaves
 static_assert(kHeadMaxChunk <= kHeadThreads, "one thread per row of a chunk (xent_row)");
 static_assert(kHeadMaxChunk % kHeadGroupRows == 0 && 8 * kHeadMaxGroupsPerBlock <= kHeadThreads, "group layout");
@@ -55,6 +55,38 @@ __device__ __forceinline__ float round_input_dev(float v) {
     return bits_float(pack_bf16x2(0.0f, v) & 0xFFFF0000u);
   else
     return v;
+}
+
+// dst[r·stride + c] = round(src[r·cols + c]) for r < rows, c < cols (src contiguous): kHeadLoads
+// independent loads in flight per thread before their stores, so a chunk costs about one L2 round
+// trip rather than one per element. Every thread of the block calls it.
+constexpr int kHeadLoads = 16;
+template <GemmPrecision PREC>
+__device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int stride, const float* __restrict__ src,
+                                              int rows, int cols) {
+  const int n = rows * cols;
+  for (int i0 = int(threadIdx.x); i0 < n; i0 += kHeadLoads * kHeadThreads) {
+    float v[kHeadLoads];
+#pragma unroll
+    for (int j = 0; j < kHeadLoads; ++j) {
+      const int i = i0 + j * kHeadThreads;
+      v[j] = i < n ? src[i] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kHeadLoads; ++j) {
+      const int i = i0 + j * kHeadThreads;
+      if (i < n) dst[(i / cols) * stride + i % cols] = round_input_dev<PREC>(v[j]);
+    }
+  }
+}
+
+// A load from L2, past this SM's L1 (data another block wrote during this launch).
+__device__ __forceinline__ float load_l2(const float* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(p);
+#else
+  return *p;
+#endif
 }
 
 // The pool layout for chunks of `chunk` rows (offsets in floats; total returned).
@@ -127,7 +159,7 @@ __device__ void add_group_sums(Metrics* __restrict__ metrics, const volatile Met
 // partial and group slots go out, and the last block to finish adds the blocks' partials in block
 // order and the groups in softmax_xent's order, and resets the counter. One block: no scratch.
 template <GemmPrecision PREC, bool BACKWARD>
-__global__ void __launch_bounds__(kHeadThreads) head_kernel(const HeadParams p) {
+__global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams p) {
   __shared__ float pool[kHeadPoolFloats];
   __shared__ double s_loss[kHeadMaxChunk];
   __shared__ unsigned s_hit[kHeadMaxChunk];
@@ -146,17 +178,15 @@ __global__ void __launch_bounds__(kHeadThreads) head_kernel(const HeadParams p) 
   const int row_end = row0 + p.rows_per_block < p.B ? row0 + p.rows_per_block : p.B;
   const bool multi = gridDim.x > 1;
 
-  for (int i = tid; i < N * K; i += kHeadThreads) s_w[i] = round_input_dev<PREC>(p.W[i]);
+  stage_rounded<PREC>(s_w, K, p.W, N, K);
   if constexpr (BACKWARD)
     for (int e = tid; e < NE; e += kHeadThreads) s_acc[e] = 0.0f;
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
-    // Stage the chunk of A, rounded, with the ones column (reads along k: coalesced).
-    for (int i = tid; i < rows * KA; i += kHeadThreads) {
-      const int r = i / KA, k = i % KA;
-      s_a[i] = k == K ? 1.0f : round_input_dev<PREC>(p.A[std::size_t(c0 + r) * K + k]);
-    }
+    // Stage the chunk of A (its rows are contiguous), rounded, and the ones column.
+    stage_rounded<PREC>(s_a, KA, p.A + std::size_t(c0) * K, rows, K);
+    for (int r = tid; r < rows; r += kHeadThreads) s_a[r * KA + K] = 1.0f;
     __syncthreads();  // (the first chunk: also W and the accumulators)
 
     // Logits: output o = (r = o % rows, n = o / rows), a warp's 32 rows of (mostly) one class (W
@@ -294,12 +324,18 @@ __global__ void __launch_bounds__(kHeadThreads) head_kernel(const HeadParams p) 
   // The last block: every other block's partials and slots are out.
   __threadfence();
   if constexpr (BACKWARD) {
-    const volatile float* part = p.partial;
     const int blocks = int(gridDim.x);
     for (int e = tid; e < NE; e += kHeadThreads) {
-      float acc = 0.0f;
-#pragma unroll 8
-      for (int q = 0; q < blocks; ++q) acc += part[std::size_t(q) * NE + e];
+      float acc = 0.0f;  // 0 + P_0 + P_1 + ...: kHeadLoads partials loaded at once, added in order
+      for (int q0 = 0; q0 < blocks; q0 += kHeadLoads) {
+        float v[kHeadLoads];
+#pragma unroll
+        for (int j = 0; j < kHeadLoads; ++j)
+          v[j] = q0 + j < blocks ? load_l2(p.partial + std::size_t(q0 + j) * NE + e) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < kHeadLoads; ++j)
+          if (q0 + j < blocks) acc += v[j];
+      }
       const int n = e / KA, c = e % KA;
       if (c == K)
         p.db[n] = acc;
@@ -311,9 +347,12 @@ __global__ void __launch_bounds__(kHeadThreads) head_kernel(const HeadParams p) 
   if (tid == 0) *p.done = 0;  // ready for the next launch (graph replays included)
 }
 
-int ceil_sqrt_groups(int B) {  // ceil(sqrt(B / 256)) for B >= 1
+// Training blocks take 32·G rows, G = ceil(sqrt(B / 1024)): the block's three GEMMs grow with its
+// rows, the last block's sum over the partials with the blocks (profiling/NOTES.md, "Head kernel").
+constexpr int kHeadSqrtRows = 1024;
+int ceil_sqrt_groups(int B) {  // ceil(sqrt(B / kHeadSqrtRows)) for B >= 1
   int g = 1;
-  while (g * g * 256 < B) ++g;
+  while (g * g * kHeadSqrtRows < B) ++g;
   return g;
 }
 
@@ -374,10 +413,10 @@ int head_xent_slots(int B) { return B <= 0 ? 0 : (B + kHeadGroupRows - 1) / kHea
 
 std::size_t head_partial_floats(int B, int K, int N) {
   // The most blocks of a launch over r <= B rows: within one rows-per-block step G (r in
-  // (256 (G-1)², 256 G²]) the count grows with r, so the candidates are each step's largest r.
+  // (1024 (G-1)², 1024 G²]) the count grows with r, so the candidates are each step's largest r.
   int most = 0;
-  for (int G = 1; B > 0 && 256 * (G - 1) * (G - 1) < B; ++G) {
-    const int r = std::min(B, 256 * G * G);
+  for (int G = 1; B > 0 && kHeadSqrtRows * (G - 1) * (G - 1) < B; ++G) {
+    const int r = std::min(B, kHeadSqrtRows * G * G);
     most = std::max(most, head_blocks(r, true));
   }
   return most > 1 ? std::size_t(most) * std::size_t(N) * std::size_t(K + 1) : 0;

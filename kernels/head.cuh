@@ -57,9 +57,10 @@ constexpr int kHeadMaxRows = 65536;  // the largest batch (--batch-size) and eva
 // launches.
 bool head_supported(int K, int N);
 
-// Rows per block of a launch over B rows (a multiple of 32): training takes 32·ceil(sqrt(B/256))
-// (B = 4096: 128 rows, 32 blocks; 16384: 256 rows, 64 blocks), balancing each block's rows against
-// the last block's sum over the blocks' dW partials; evaluation 32 (no partials). Fixed by B.
+// Rows per block of a launch over B rows (a multiple of 32): training takes 32·ceil(sqrt(B/1024))
+// (B <= 1024: 32 rows; 4096: 64 rows, 64 blocks; 16384: 128 rows, 128 blocks), balancing each
+// block's three GEMMs against the last block's sum over the blocks' dW partials; evaluation 32 (no
+// partials). Fixed by B.
 int head_rows_per_block(int B, bool backward);
 int head_blocks(int B, bool backward);
 

@@ -33,7 +33,7 @@ struct HeadShape {
 };
 
 // The model's head (64 -> 10) at one row, a 32-row group plus tails, and the batch-4096 step
-// (32 blocks of 128 rows, the cross-block reduction); odd widths: one input, 33 inputs to 7
+// (64 blocks of 64 rows, the cross-block reduction); odd widths: one input, 33 inputs to 7
 // classes, 90 inputs to the most classes (32), 129 inputs to 2. Quick mode (emulation,
 // sanitizers): the odd widths at 1 and 129 rows.
 std::vector<HeadShape> head_shapes() {
