@@ -61,6 +61,7 @@ __device__ __forceinline__ float round_input_dev(float v) {
 // independent loads in flight per thread before their stores, so a chunk costs about one L2 round
 // trip rather than one per element. Every thread of the block calls it.
 constexpr int kHeadLoads = 16;
+constexpr int kHeadSumLoads = 32;  // the last block's loads in flight per dW/db element (one L2 trip per 32 blocks)
 template <GemmPrecision PREC>
 __device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int stride, const float* __restrict__ src,
                                               int rows, int cols) {
@@ -326,14 +327,14 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
   if constexpr (BACKWARD) {
     const int blocks = int(gridDim.x);
     for (int e = tid; e < NE; e += kHeadThreads) {
-      float acc = 0.0f;  // 0 + P_0 + P_1 + ...: kHeadLoads partials loaded at once, added in order
-      for (int q0 = 0; q0 < blocks; q0 += kHeadLoads) {
-        float v[kHeadLoads];
+      float acc = 0.0f;  // 0 + P_0 + P_1 + ...: kHeadSumLoads partials loaded at once, added in order
+      for (int q0 = 0; q0 < blocks; q0 += kHeadSumLoads) {
+        float v[kHeadSumLoads];
 #pragma unroll
-        for (int j = 0; j < kHeadLoads; ++j)
+        for (int j = 0; j < kHeadSumLoads; ++j)
           v[j] = q0 + j < blocks ? load_l2(p.partial + std::size_t(q0 + j) * NE + e) : 0.0f;
 #pragma unroll
-        for (int j = 0; j < kHeadLoads; ++j)
+        for (int j = 0; j < kHeadSumLoads; ++j)
           if (q0 + j < blocks) acc += v[j];
       }
       const int n = e / KA, c = e % KA;
