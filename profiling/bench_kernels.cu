@@ -23,6 +23,11 @@
 // vec128 / vec64 / vec32 / scalar, the forward's split across blocks or folded), to check the
 // tile choice's model (profiling/NOTES.md, "FP32 tile").
 //
+// The head section (op head): the last layer's training step as the engine runs it, the head kernel
+// (kernels/head.cuh, one launch) against the launches it replaces (dense_forward, softmax_xent,
+// dense_backward_fused with the engine's split-K workspace: weight + data GEMM and the split's
+// reduction), at fp32 / tf32 / bf16 and 128 / 4096 / 16384 rows.
+//
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
 #include <cmath>
@@ -39,6 +44,7 @@
 #include "kernels/dense.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/gather.cuh"
+#include "kernels/head.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/op_cases.hpp"
 #include "kernels/softmax_xent.cuh"
@@ -329,6 +335,47 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
     }
 }
 
+// The model's last layer (64 -> 10) in one training step: head_train against the separate launches
+// (both as the engine calls them, scratch and workspace allocated once). FLOPs: the three GEMMs;
+// bytes: A read, dA written (the previous layer's gradient), W, b, dW, db, labels.
+void bench_head(Bench& bench, cuda::Metrics* metrics) {
+  const cases::LayerShape last = cases::model_layers().back();
+  const int K = last.in, N = last.out;
+  for (int B : {128, 4096, 16384}) {
+    auto A = random_device(std::size_t(B) * K, 51, 0.0f, 1.0f), W = random_device(std::size_t(N) * K, 52, -0.5f, 0.5f),
+         b = random_device(N, 53);
+    auto y = random_bytes(std::size_t(B), 54, N - 1);
+    DeviceBuffer<float> logits(std::size_t(B) * N), dZ(std::size_t(B) * N), dA(std::size_t(B) * K),
+        dW(std::size_t(N) * K), db(N);
+    DeviceBuffer<float> ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+    DeviceBuffer<cuda::Metrics> slots(std::size_t(std::max(cuda::softmax_xent_blocks(B), cuda::head_xent_slots(B))));
+    DeviceBuffer<unsigned> done(1);
+    CUDA_CHECK(cudaMemset(done.data(), 0, done.bytes()));
+    DeviceBuffer<float> partial(std::max<std::size_t>(1, cuda::head_partial_floats(B, K, N)));
+    const cuda::XentScratch xent{slots.data(), done.data(), int(slots.size())};
+    const cuda::HeadScratch head{xent, partial.data(), partial.size()};
+    const std::string shape = cat(B, "x", K, "->", N);
+    const double flops = 6.0 * B * K * N;
+    const double bytes = 4.0 * (2.0 * B * K + 2.0 * N * K + 2.0 * N) + B;
+    for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+      bench.run("head", shape, cat("head_train ", to_string(p), " (1 launch, ", cuda::head_blocks(B, true), " blocks)"),
+                flops, bytes, [&](cudaStream_t st) {
+                  cuda::head_train(dW.data(), db.data(), dA.data(), metrics, head, A.data(), W.data(), b.data(),
+                                   y.data(), 1.25f, 1.0f / float(B), B, K, N, st, p);
+                }, peak);
+      float* w = cuda::dense_workspace_floats(B, K, N) ? ws.data() : nullptr;
+      bench.run("head", shape, cat("separate ", to_string(p), " (fwd, xent, bwd", w ? " + split-K)" : ")"), flops, bytes,
+                [&](cudaStream_t st) {
+                  cuda::dense_forward(logits.data(), A.data(), W.data(), b.data(), B, K, N, false, st, p, w);
+                  cuda::softmax_xent(dZ.data(), metrics, xent, logits.data(), y.data(), B, N, 1.0f / float(B), st);
+                  cuda::dense_backward_fused(dW.data(), db.data(), dA.data(), dZ.data(), A.data(), W.data(), A.data(),
+                                             1.25f, B, K, N, st, p, w);
+                }, peak);
+    }
+  }
+}
+
 int run(const Options& opt) {
   const DeviceInfo dev = query_device();
   if (!dev.available) {
@@ -486,6 +533,7 @@ int run(const Options& opt) {
       cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st);
     });
   }
+  bench_head(bench, metrics.data());
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
