@@ -224,8 +224,9 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 // block computes the BM x BN tile of C at (m0, n0); each of its (BM/TM)*(BN/TN) threads a TM x TN
 // micro-tile of TM/4 x TN/4 groups of 4 x 4: rows g·(BM/TM·4) + 4·tr + i, columns h·(BN/TN·4) +
 // 4·tc + j (i, j < 4). Shared tiles are k-major, As[k][m] and Bs[k][n], so a thread reads its TM
-// values of A and TN of B at one k as TM/4 + TN/4 float4 loads: TM·TN FMAs per (TM + TN)·4 bytes
-// (4x4: 1 FMA per byte, 8x8: 2). A warp is 4 x 8 threads (tr, tc), so one float4 load of the warp
+// values of A and TN of B at one k as TM/4 + TN/4 float4 loads: TM·TN FMAs per TM/4 + TN/4 shared
+// loads (4x4: 8 FMAs per LDS.128, 2 per float read; 8x8: 16 and 4; SimtTile: 2 per scalar load).
+// A warp is 4 x 8 threads (tr, tc), so one float4 load of the warp
 // touches 4 (A) or 8 (B) distinct consecutive float4s: one shared-memory wavefront each.
 //
 // Double-buffered: the global loads of slice s+1 go into registers before the FMAs of slice s, and
@@ -1077,7 +1078,7 @@ template <>
 struct TilesFor<GemmPrecision::FP32> {
   using Big = SimtTile<64, 64, 32, 4, 4>;
   using Small = SimtTile<32, 32, 64, 2, 2>;
-  // The large GEMMs (pick_simt): 8x8 outputs a thread (2 FMAs per shared byte) in 128x128 tiles;
+  // The large GEMMs (pick_simt): 8x8 outputs a thread (16 FMAs per LDS.128) in 128x128 tiles;
   // 4x4 in 64x64 tiles of 8 warps and 32x32 tiles of 2 warps, for shapes that need more blocks.
   // Static shared memory 34 / 35 / 18 KB (two buffers), under the 48 KB static limit.
   using Vec128 = SimtVecTile<128, 128, 16, 8, 8>;
