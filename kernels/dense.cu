@@ -544,11 +544,13 @@ struct MmaTile {
 // K advances in BK = 32 slices through a ring of STAGES shared-memory stages filled by cp.async
 // (kernels/cp_async.cuh): while the warps multiply slice s, the copies of slices s+1 .. s+STAGES-1
 // are in flight, so a slice's global-load latency is paid once per block, not once per slice.
-// Stages hold RAW float32 (cp.async cannot convert); a fragment is rounded to PREC when it is read
-// from shared memory, with the same instructions as MmaTile's loads (cvt.rna.tf32.f32,
-// cvt.rn.bf16x2.f32), so every mma sees bitwise MmaTile's operands, in the same order per output
-// element (BK = 32 slices from the piece's first k, KSTEP-deep mma steps, zeros past the end):
-// the two tiles give bitwise the same results wherever the split points are the same.
+// cp.async lands RAW float32 (it cannot convert): in TF32 each thread rounds the chunks it copied
+// in place once they have landed (before the barrier that publishes the slice), in BF16 a fragment
+// pair is rounded and packed when it is read, with the same instructions as MmaTile's loads
+// (cvt.rna.tf32.f32, cvt.rn.bf16x2.f32), so every mma sees bitwise MmaTile's operands, in the
+// same order per output element (BK = 32 slices from the piece's first k, KSTEP-deep mma steps,
+// zeros past the end): the two tiles give bitwise the same results wherever the split points are
+// the same.
 //
 // Layouts follow global memory, so that one cp.async moves 16 contiguous bytes of a row:
 //   k fastest (Forward's and Data's A = X or dZ [M,K]; Forward's B = W [N,K]): S[m][k], row stride
@@ -682,6 +684,19 @@ struct PipeTile {
       }
     }
 
+    // TF32: rounds this thread's own chunks of the stage S in place (cvt.rna.tf32.f32, MmaTile's
+    // rounding), once per element instead of once per fragment use. Its chunks are visible to
+    // the thread itself after its cp_async_wait, to the others after the __syncthreads that follows.
+    __device__ __forceinline__ void round_own(float* S) const {
+#pragma unroll
+      for (int it = 0; it < PER_THREAD; ++it) {
+        float4* d = reinterpret_cast<float4*>(S + dst + it * ROWS * STRIDE);
+        const float4 v = *d;
+        *d = make_float4(bits_float(to_tf32(v.x)), bits_float(to_tf32(v.y)), bits_float(to_tf32(v.z)),
+                         bits_float(to_tf32(v.w)));
+      }
+    }
+
     // Issues this thread's chunks of the next slice (k from k up, cut at k_end) into the operand's
     // stage S, then moves on to the slice after it. k_full: the slice lies wholly before k_end
     // (every slice but a piece's or the GEMM's last).
@@ -700,8 +715,9 @@ struct PipeTile {
 
   // The A fragments of one mma step at depth ks from stage As (row stride SA): k fast in TF32, one
   // ldmatrix.x4 per 16-row tile (mma.cuh: lane l gives row l%8 + 8·((l/8)%2), column 4·(l/16) of
-  // the tile, a_lm below), else element reads by the fragment table (frags_a). Rounded to PREC
-  // with MmaTile's instructions: the same operand bits.
+  // the tile, a_lm below), else element reads by the fragment table (frags_a). TF32 stages are
+  // already rounded (Copier::round_own); BF16 pairs are rounded and packed here with MmaTile's
+  // instruction: the same operand bits either way.
   template <bool KFAST, int SA>
   __device__ __forceinline__ static void load_a(uint32_t (&a)[MI][4], const float* As, int a_lm, int wm0, int g, int t,
                                                 int ks) {
@@ -710,11 +726,9 @@ struct PipeTile {
 #pragma unroll
         for (int i = 0; i < MI; ++i) {
           ldmatrix_x4(a[i], As + a_lm + i * 16 * SA + ks);
-#pragma unroll
-          for (int r = 0; r < 4; ++r) a[i][r] = to_tf32(bits_float(a[i][r]));
         }
       } else {
-        frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) { return to_tf32(As[k * SA + r]); });
+        frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) { return float_bits(As[k * SA + r]); });
       }
     } else {
       frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) {
@@ -739,11 +753,10 @@ struct PipeTile {
         for (int j = 0; j < NI; j += 2) {
           uint32_t q[4];
           ldmatrix_x4(q, Bs + b_lm + j * 8 * SB + ks);
-          b[j][0] = to_tf32(bits_float(q[0])), b[j][1] = to_tf32(bits_float(q[1]));
-          b[j + 1][0] = to_tf32(bits_float(q[2])), b[j + 1][1] = to_tf32(bits_float(q[3]));
+          b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
         }
       } else {
-        frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) { return to_tf32(Bs[k * SB + c]); });
+        frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) { return float_bits(Bs[k * SB + c]); });
       }
     } else {
       frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) {
@@ -817,13 +830,18 @@ struct PipeTile {
       cp_async_commit();
     }
     float* const ring_end = smem + STAGES * STAGE;
-    const float* rd = smem;                       // stage of slice s
+    float* rd = smem;                             // stage of slice s
     float* wr = smem + (STAGES - 1) * STAGE;      // stage of slice s + STAGES - 1
     int left = piece_slices;                      // slices left in the current piece (fold)
     for (int s = 0; s < slices; ++s) {
-      // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly),
-      // then everyone's have, and every warp is done with slice s-1, whose stage is refilled next.
+      // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly)
+      // and, TF32, are rounded in place; then everyone's have, and every warp is done with slice
+      // s-1, whose stage is refilled next.
       cp_async_wait<STAGES - 2>();
+      if constexpr (PREC == GemmPrecision::TF32) {
+        ca.round_own(rd);
+        cb.round_own(rd + stage_a<KIND>());
+      }
       __syncthreads();
       if (s + STAGES - 1 < slices) issue_next(wr);
       cp_async_commit();  // possibly empty: keeps one group per slice for the wait count
