@@ -22,8 +22,9 @@
 //   z[r,n]  = ((0 + a_0 w_0) + a_1 w_1) + ... over k = 0..K-1, then + b[n]: at FP32 the very bits
 //             of dense_forward's SIMT tile (one chain over ascending k from 0, same epilogue);
 //   dA[r,k] = the chain over n = 0..N-1, masked: at FP32 the bits of dense_backward_data;
-//   dW, db  = per block, the chain over the block's rows in ascending order; the blocks' partials
-//             are added in block order (0 + P_0 + P_1 + ...) by the last block to finish.
+//   dW, db  = per block (head_rows_per_block rows), the chain over the block's rows in ascending
+//             order; the blocks' partials are added in block order (0 + P_0 + P_1 + ...) by the
+//             last block to finish (one block: P_0).
 // The softmax/cross-entropy is xent_row, the function softmax_xent runs: dZ, per-row losses and
 // hits are the bits softmax_xent computes from the same logits, and the loss sum is added in
 // exactly softmax_xent's order (kernels/softmax_xent.cuh: a pairwise tree over each 32 rows, the

@@ -95,14 +95,14 @@ TEST_CASE("head_train equals the CPU reference at fp32/tf32/bf16 and the separat
       const auto W = random_vector(std::size_t(N) * K, 102 + K, -0.5, 0.5);
       const auto b = random_vector(std::size_t(N), 103, -0.5, 0.5);
       const auto labels = random_bytes(std::size_t(B), 104 + B, 0, N - 1);
-      auto dA_ = to_device(A), dW_ = to_device(W), db_ = to_device(b);
+      auto d_A = to_device(A), d_W = to_device(W), d_b = to_device(b);
       auto dlab = to_device(labels);
       auto gW = poisoned<float>(W.size()), gb = poisoned<float>(b.size()), gA = poisoned<float>(A.size());
       auto logits = poisoned<float>(std::size_t(B) * N), dlogits = poisoned<float>(std::size_t(B) * N);
       auto metrics = to_device(std::vector<cuda::Metrics>(1));
       HeadBuffers hb(B, K, N);
-      cuda::head_train(gW.data(), gb.data(), gA.data(), metrics.data(), hb.scratch(), dA_.data(), dW_.data(),
-                       db_.data(), dlab.data(), mask_scale, 1.0f / float(B), B, K, N, stream.get(), prec,
+      cuda::head_train(gW.data(), gb.data(), gA.data(), metrics.data(), hb.scratch(), d_A.data(), d_W.data(),
+                       d_b.data(), dlab.data(), mask_scale, 1.0f / float(B), B, K, N, stream.get(), prec,
                        logits.data(), dlogits.data());
       const std::vector<float> z = to_host(logits), dz = to_host(dlogits);
       const cuda::Metrics m = to_host(metrics)[0];
@@ -139,10 +139,10 @@ TEST_CASE("head_train equals the CPU reference at fp32/tf32/bf16 and the separat
       CHECK(m.correct == x.correct);
       if (prec == GemmPrecision::FP32) {  // the same FMA chains as the SIMT GEMMs
         auto y = poisoned<float>(z.size());
-        cuda::dense_forward(y.data(), dA_.data(), dW_.data(), db_.data(), B, K, N, false, stream.get());
+        cuda::dense_forward(y.data(), d_A.data(), d_W.data(), d_b.data(), B, K, N, false, stream.get());
         CHECK(bitwise_equal(to_host(y), z));
         auto dx = poisoned<float>(A.size());
-        cuda::dense_backward_data(dx.data(), dlogits.data(), dW_.data(), dA_.data(), mask_scale, B, K, N,
+        cuda::dense_backward_data(dx.data(), dlogits.data(), d_W.data(), d_A.data(), mask_scale, B, K, N,
                                   stream.get());
         CHECK(bitwise_equal(to_host(dx), to_host(gA)));
       }
@@ -150,8 +150,8 @@ TEST_CASE("head_train equals the CPU reference at fp32/tf32/bf16 and the separat
       // A second launch (a graph's next replay) adds the same sums; the gradients are rewritten
       // with the same bits; no dA asked: dW and db alone.
       auto gW2 = poisoned<float>(W.size()), gb2 = poisoned<float>(b.size());
-      cuda::head_train(gW2.data(), gb2.data(), nullptr, metrics.data(), hb.scratch(), dA_.data(), dW_.data(),
-                       db_.data(), dlab.data(), mask_scale, 1.0f / float(B), B, K, N, stream.get(), prec);
+      cuda::head_train(gW2.data(), gb2.data(), nullptr, metrics.data(), hb.scratch(), d_A.data(), d_W.data(),
+                       d_b.data(), dlab.data(), mask_scale, 1.0f / float(B), B, K, N, stream.get(), prec);
       const cuda::Metrics m3 = to_host(metrics)[0];
       CHECK(same_bits(m3.loss_sum, m.loss_sum + m.loss_sum));
       CHECK(m3.correct == 2 * m.correct);
@@ -162,7 +162,7 @@ TEST_CASE("head_train equals the CPU reference at fp32/tf32/bf16 and the separat
       // Evaluation: the same forward and sums, no gradient.
       auto me = to_device(std::vector<cuda::Metrics>(1));
       auto ze = poisoned<float>(z.size());
-      cuda::head_evaluate(me.data(), hb.xent(), dA_.data(), dW_.data(), db_.data(), dlab.data(), B, K, N,
+      cuda::head_evaluate(me.data(), hb.xent(), d_A.data(), d_W.data(), d_b.data(), dlab.data(), B, K, N,
                           stream.get(), prec, ze.data());
       const cuda::Metrics e = to_host(me)[0];
       CHECK(bitwise_equal(to_host(ze), z));
