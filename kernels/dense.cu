@@ -256,7 +256,9 @@ struct SimtVecTile {
   static_assert(BK % 8 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
                 "a slice's chunks of 4 must split evenly over the threads");
   static constexpr int A_CHUNKS = BM * BK / 4 / THREADS, B_CHUNKS = BN * BK / 4 / THREADS;
-  struct Smem {
+  // 16-byte aligned: the tiles are read and written as float4 (a float struct alone is only 4-byte
+  // aligned, and the H100 faulted with a misaligned address on it).
+  struct alignas(16) Smem {
     float As[2][BK][SA];
     float Bs[2][BK][SB];
   };
