@@ -1245,8 +1245,13 @@ bool pipelined_ok(const GemmParams& p) {
 enum class Pick { Mma, Pipe64, Pipe64x8, Pipe128 };
 
 // The tile of one TF32/BF16 GEMM p, and (Forward with a split) whether the split is folded (then
-// p.partial is cleared: no partial arrays, no reduction pass).
-Pick pick_pipe(GemmParams& p, bool fold_allowed) {
+// p.partial is cleared: no partial arrays, no reduction pass). Measured on the H100 (63006a1,
+// bench_kernels at 4096 rows): the folded forward is fastest on the 4-warp 64x64 tile at TF32 (25.6
+// vs 27.4 µs on 8 warps) and on the 8-warp one at BF16 (22.9 vs 27.2); the split weight GEMM on 8
+// warps (43.9 vs 56.7 in one launch). Narrow GEMMs stay off the pipelined tiles: a tile at least as
+// wide as the output in both dimensions, or MmaTile (measured: 16384x128->64 forward 29.7 µs on the
+// 128x128 tile vs 19.0 on the FP32 SIMT one; 16384x64->10 21.1 vs 9.3).
+Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
   if (!pipelined_ok(p) || g_forced_tile.tile == GemmTile::Mma) return Pick::Mma;
   const bool split = p.split_k > 0 && p.partial;
   if (g_forced_tile.tile != GemmTile::Auto) {
@@ -1255,18 +1260,19 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed) {
            : g_forced_tile.tile == GemmTile::Pipe64 ? Pick::Pipe64
                                                     : Pick::Pipe64x8;
   }
+  const bool fit128 = p.M >= 128 && p.N >= 128, fit64 = p.M >= 64 && p.N >= 64;
   if (split && fold_allowed) {
-    const Pick fold = tiles<128, 128>(p) >= kBigTileBlocks ? Pick::Pipe128
-                      : tiles<64, 64>(p) >= kBigTileBlocks ? Pick::Pipe64x8
-                                                           : Pick::Mma;
+    const Pick fold = fit128 && tiles<128, 128>(p) >= kBigTileBlocks ? Pick::Pipe128
+                      : fit64 && tiles<64, 64>(p) >= kBigTileBlocks  ? (tf32 ? Pick::Pipe64 : Pick::Pipe64x8)
+                                                                     : Pick::Mma;
     if (fold != Pick::Mma) {
       p.partial = nullptr;
       return fold;
     }
   }
   const int splits = split ? split_count(p) : 1;
-  if (tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
-  if (tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64x8;
+  if (fit128 && tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
+  if (fit64 && tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64x8;
   return Pick::Mma;
 }
 
@@ -1275,7 +1281,7 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed) {
 template <GemmPrecision PREC, Kind KIND>
 bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
-    switch (pick_pipe(p, KIND == Kind::Forward)) {
+    switch (pick_pipe(p, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {
       case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
       case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
       case Pick::Pipe64x8: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64x8, KIND>(p, stream); return p.partial;
@@ -1326,11 +1332,12 @@ template <GemmPrecision PREC>
 void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
     GemmParams w1 = w, d1 = d;
-    const Pick pw = pick_pipe(w1, false), pd = pick_pipe(d1, false);
+    const Pick pw = pick_pipe(w1, false, false), pd = pick_pipe(d1, false, false);
     if (pw != Pick::Mma && pd != Pick::Mma) {
       const int splits = split_count(w);
       const bool big = g_forced_tile.tile == GemmTile::Auto
-                           ? tiles<128, 128>(w) * splits + tiles<128, 128>(d) >= kBigTileBlocks
+                           ? pw == Pick::Pipe128 && pd == Pick::Pipe128 &&
+                                 tiles<128, 128>(w) * splits + tiles<128, 128>(d) >= kBigTileBlocks
                            : pw == Pick::Pipe128;
       if (big) return launch_backward_tiles<typename TilesFor<PREC>::Pipe128>(w, d, stream);
       if (pw == Pick::Pipe64 && g_forced_tile.tile != GemmTile::Auto)

@@ -149,10 +149,10 @@ class CudaEngine final : public Engine {
       act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
       dz_.emplace_back(B * std::size_t(s.out));
       ws_floats = std::max(ws_floats, cuda::dense_workspace_floats(cap_, s.in, s.out));
-      tickets = std::max(tickets, cuda::dense_ticket_count(cap_, s.in, s.out));
+      if (cfg.split_in_launch) tickets = std::max(tickets, cuda::dense_ticket_count(cap_, s.in, s.out));
     }
     gemm_ws_.resize(ws_floats);  // split-K of the GEMMs (empty: none is split)
-    gemm_tickets_.resize(tickets);  // and its per-tile counters: reduced in the GEMM's own launch
+    gemm_tickets_.resize(tickets);  // and, with cfg.split_in_launch, its per-tile counters (none: the second pass)
     if (tickets) CUDA_CHECK(cudaMemset(gemm_tickets_.data(), 0, gemm_tickets_.bytes()));  // each launch leaves 0
     counters_.resize(1);
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);

@@ -65,6 +65,11 @@ struct EngineConfig {
   // as one launch (kernels/head.cuh) where its shape qualifies; false keeps the separate launches
   // (for comparison: same loss and hits at fp32, dW/db up to float32 summation order).
   bool head_kernel = true;
+  // Split-K of the GEMMs summed inside the GEMM's own launch (per-tile tickets, the last block of a
+  // tile adds the pieces) instead of a second kernel. Off: measured slower on the H100 (63006a1:
+  // weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8; the forward's split 1.5 µs
+  // slower at 128 and 512 rows): the last blocks add alone while the other SMs idle.
+  bool split_in_launch = false;
 };
 
 struct EpochStats {
