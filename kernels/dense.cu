@@ -254,7 +254,8 @@ struct SimtVecTile {
   static_assert(BK % 8 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
                 "a slice's chunks of 4 must split evenly over the threads");
   static constexpr int A_CHUNKS = BM * BK / 4 / THREADS, B_CHUNKS = BN * BK / 4 / THREADS;
-  struct Smem {
+  // 16-byte aligned: float4 reads and stores (a struct of floats alone would only be 4-aligned).
+  struct alignas(16) Smem {
     float As[2][BK][SA];
     float Bs[2][BK][SB];
   };
