@@ -149,6 +149,10 @@ int main() {
   compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);         // only a partial batch
   compare(50, {33, 20}, 10, 0.2f, 32, 300, 13, true, 2, 3, 2);  // 2-step graph replays, after a resume at batch 3
   compare(50, {33, 20}, 10, 0.2f, 32, 300, 14, true, 2, 0, 4);  // 4-step replays, then single steps, then the partial batch
+  // Batch 512: every weight GEMM splits (2 pieces of 256 rows), reduced in its own launch by the
+  // last block of each tile (tickets, kernels/dense.cu finish_split_tile) across graph replays; a
+  // ticket left non-zero by one launch would break the next. Then the 76-row batch (no split).
+  compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }
