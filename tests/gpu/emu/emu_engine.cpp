@@ -23,9 +23,10 @@ std::vector<double> delta(const std::vector<float>& p, const std::vector<float>&
 std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) { std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi); std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v; }
 
 static bool g_head = true;  // EngineConfig::head_kernel of compare()'s CUDA engine
+static bool g_split_in_launch = false;  // EngineConfig::split_in_launch of compare()'s CUDA engine
 
 void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
-  EngineConfig cfg; cfg.head_kernel = g_head; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
+  EngineConfig cfg; cfg.head_kernel = g_head; cfg.split_in_launch = g_split_in_launch; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
   auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
   DataView v{images.data(), labels.data(), n, input};
   auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
@@ -206,6 +207,15 @@ int main() {
   g_head = false;  // the separate launches of the last layer (the fallback)
   compare(50, {33, 20}, 10, 0.2f, 32, 200, 7, true, 2, 0);
   compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);
+  // Batch 512: every weight GEMM splits (2 pieces of 256 rows); with EngineConfig::split_in_launch
+  // (off by default: measured slower) reduced in its own launch by the last block of each tile
+  // (tickets, kernels/dense.cu finish_split_tile) across graph replays, where a ticket left non-zero
+  // by one launch would break the next; then the default second pass. Then the 76-row batch (no split).
+  g_head = true;
+  g_split_in_launch = true;
+  compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
+  g_split_in_launch = false;
+  compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }

@@ -498,8 +498,9 @@ int main(int argc, char** argv) {
     pipe_cases(prec, 129, 200, 72, cuda::GemmTile::Pipe64);
     pipe_cases(prec, 512, 36, 8, cuda::GemmTile::Pipe64);
     lap("pipelined 64x64");
-    // 8 warps of 32x16: tails, the ones column, a 2-piece folded split (K = 544 at quick: 3 pieces)
-    pipe_cases(prec, 129, prec == GemmPrecision::TF32 ? 544 : 200, 72, cuda::GemmTile::Pipe64x8);
+    // 8 warps of 32x16: tails, the ones column; TF32 with a 3-piece folded split whose last piece
+    // ends in a half slice (K = 560: pieces of 192, 192, 176 = 5.5 slices), as layer 1's K = 784 does
+    pipe_cases(prec, 129, prec == GemmPrecision::TF32 ? 560 : 200, 72, cuda::GemmTile::Pipe64x8);
     lap("pipelined 64x64, 8 warps");
   }
   pipe_cases(quick ? GemmPrecision::TF32 : GemmPrecision::BF16, 100, 544, 36, cuda::GemmTile::Pipe128);
