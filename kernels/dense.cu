@@ -48,9 +48,11 @@ struct GemmParams {
   float* db = nullptr;
   // Split-K (Weight, and Forward over a deep K): when split_k > 0, block split z sums k in
   // [z·split_k, min(K, (z+1)·split_k)) and stores its raw partial at partial[(z·M + m)·N + n]; a
-  // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue.
+  // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue, or,
+  // with tickets, the last of a tile's blocks to finish does it (finish_split_tile).
   int split_k = 0;
   float* partial = nullptr;
+  unsigned* tickets = nullptr;  // one counter per output tile, 0 between launches
 };
 
 __host__ __device__ inline int split_count(const GemmParams& p) {
@@ -211,32 +213,209 @@ struct SimtTile {
   }
 };
 
+// Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row
+// strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned.
+__host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
+  return reinterpret_cast<std::uintptr_t>(p.a) % 16 == 0 && reinterpret_cast<std::uintptr_t>(p.b) % 16 == 0 &&
+         p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 4 == 0;
+}
+
+// FP32 on the SIMT cores, the tile of the large GEMMs (the classic register-blocked SGEMM). One
+// block computes the BM x BN tile of C at (m0, n0); each of its (BM/TM)*(BN/TN) threads a TM x TN
+// micro-tile of TM/4 x TN/4 groups of 4 x 4: rows g·(BM/TM·4) + 4·tr + i, columns h·(BN/TN·4) +
+// 4·tc + j (i, j < 4). Shared tiles are k-major, As[k][m] and Bs[k][n], so a thread reads its TM
+// values of A and TN of B at one k as TM/4 + TN/4 float4 loads: TM·TN FMAs per TM/4 + TN/4 shared
+// loads (4x4: 8 FMAs per LDS.128, 2 per float read; 8x8: 16 and 4; SimtTile: 2 per scalar load).
+// A warp is 4 x 8 threads (tr, tc), so one float4 load of the warp
+// touches 4 (A) or 8 (B) distinct consecutive float4s: one shared-memory wavefront each.
+//
+// Double-buffered: the global loads of slice s+1 go into registers before the FMAs of slice s, and
+// are stored to the other shared buffer after them, one barrier per slice, so a slice's load latency
+// hides behind a slice of FMAs. Global loads are float4 along the operand's contiguous dimension
+// (k for X, dZ, W of Forward; m or n otherwise) when `vec` holds (16-byte aligned bases, row strides
+// and split starts: vec_loads_ok); a chunk of 4 that crosses a tail (row, column, k, the ones column)
+// and every chunk without `vec` is loaded element by element, 0 outside, 1 in the ones column, as
+// load_slice does. A k-fast chunk is stored transposed (4 scalar stores down As[k..k+3][m]), lanes
+// arranged so that those stores are free of bank conflicts (fetch_chunk).
+//
+// THE BITS: every output element is the sequential fmaf chain over k = k_begin, k_begin+1, ... from
+// +0 (zeros past the piece's end add +0), as in SimtTile, so the two tiles give bitwise the same
+// results, also with CPU references in that order. Split-K as in PipeTile: piece z of p.split_k
+// into p.partial, or, for a Forward GEMM with p.split_k but no p.partial ("folded"), every piece in
+// turn, its float32 sum added into the total in the order z = 0, 1, ... from 0: bitwise the
+// cross-block split plus dense_split_reduce_kernel (p.split_k must then be a multiple of BK).
+// Every thread of the block must call it.
+template <int BM_, int BN_, int BK, int TM, int TN>
+struct SimtVecTile {
+  static constexpr int BM = BM_, BN = BN_, RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
+  static constexpr int K_TILE = BK;
+  static constexpr bool kPipelined = false;
+  static constexpr int SA = BM + 4, SB = BN + 4;  // row strides: multiples of 4 (float4 reads)
+  static_assert(BM % TM == 0 && BN % TN == 0 && TM % 4 == 0 && TN % 4 == 0, "micro-tiles of 4 x 4 groups");
+  static_assert(RM % 4 == 0 && RN % 8 == 0, "warps of 4 x 8 threads");
+  static_assert(BK % 8 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
+                "a slice's chunks of 4 must split evenly over the threads");
+  static constexpr int A_CHUNKS = BM * BK / 4 / THREADS, B_CHUNKS = BN * BK / 4 / THREADS;
+  // 16-byte aligned: the tiles are read and written as float4 (a float struct alone is only 4-byte
+  // aligned, and the H100 faulted with a misaligned address on it).
+  struct alignas(16) Smem {
+    float As[2][BK][SA];
+    float Bs[2][BK][SB];
+  };
+
+  // Chunk c of one operand's slice [k0, k0 + BK) x [x0, x0 + X). KFAST: global (x, k) at src[x·ld + k],
+  // chunk c at row x = (c/2) % X, k = 4·(2·(c / 2X) + c % 2): a warp reads 16 rows x 32 bytes (one
+  // sector each) and its transposed stores S[k + j][x] hit 32 distinct banks (16 rows, 2 k's whose
+  // rows lie 4·SA ≡ 16 words apart). Otherwise (x, k) at src[k·ld + x], chunk c at k = c / (X/4),
+  // x = 4·(c % (X/4)): consecutive float4s of a row, stored as they are. x_valid: how many x exist in
+  // src; x_end: in the GEMM (x_valid, or one more with the ones column `ones`).
+  template <bool KFAST, int X>
+  __device__ static int chunk_x(int c) {
+    return KFAST ? (c / 2) % X : 4 * (c % (X / 4));
+  }
+  template <bool KFAST, int X>
+  __device__ static int chunk_k(int c) {
+    return KFAST ? 4 * (2 * (c / (2 * X)) + c % 2) : c / (X / 4);
+  }
+  template <bool KFAST, int X>
+  __device__ static float4 fetch_chunk(int c, bool vec, const float* src, int ld, int x0, int x_valid, int x_end,
+                                       int ones, int k0, int k_end) {
+    const int x = x0 + chunk_x<KFAST, X>(c), k = k0 + chunk_k<KFAST, X>(c);
+    const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
+    if (vec && inside)
+      return *reinterpret_cast<const float4*>(src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int xj = KFAST ? x : x + j, kj = KFAST ? k + j : k;
+      v[j] = 0.0f;
+      if (kj < k_end && xj < x_end) {
+        if (xj == ones)
+          v[j] = 1.0f;
+        else if (xj < x_valid)
+          v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
+      }
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+  }
+
+  // Stores chunk c (as fetch_chunk numbers it) into the k-major shared tile S[k][x] (row stride STRIDE).
+  template <bool KFAST, int X, int STRIDE>
+  __device__ static void stash_chunk(float (&S)[BK][STRIDE], int c, const float4& v) {
+    const int x = chunk_x<KFAST, X>(c), k = chunk_k<KFAST, X>(c);
+    if constexpr (KFAST) {
+      S[k][x] = v.x;
+      S[k + 1][x] = v.y;
+      S[k + 2][x] = v.z;
+      S[k + 3][x] = v.w;
+    } else {
+      *reinterpret_cast<float4*>(&S[k][x]) = v;
+    }
+  }
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
+    constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
+    const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
+    const int tr = (warp / (RN / 8)) * 4 + lane / 8, tc = (warp % (RN / 8)) * 8 + lane % 8;
+
+    // The slices this block walks (as PipeTile): one piece [k_begin, k_last) of BK-deep slices, or
+    // (folded) all pieces of p.split_k one after another, slice s of piece s / piece_slices.
+    const bool fold = KIND == Kind::Forward && p.split_k > 0 && !p.partial;
+    const int piece_slices = fold ? p.split_k / BK : 1;
+    const int k_begin = fold ? 0 : z * p.split_k;
+    const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
+    const int slices = fold ? (split_count(p) - 1) * piece_slices +
+                                  (p.K - (split_count(p) - 1) * p.split_k + BK - 1) / BK
+                            : (k_last - k_begin + BK - 1) / BK;
+    auto slice_k0 = [&](int t) { return fold ? (t / piece_slices) * p.split_k + (t % piece_slices) * BK : k_begin + t * BK; };
+    auto slice_end = [&](int t) {
+      if (!fold) return k_last;
+      const int e = (t / piece_slices + 1) * p.split_k;
+      return e < p.K ? e : p.K;
+    };
+    const bool vec = vec_loads_ok(p);
+    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
+    float4 ra[A_CHUNKS], rb[B_CHUNKS];
+    auto fetch = [&](int t) {
+      const int k0 = slice_k0(t), ke = slice_end(t);
+#pragma unroll
+      for (int it = 0; it < A_CHUNKS; ++it)
+        ra[it] = fetch_chunk<A_KFAST, BM>(tid + it * THREADS, vec, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it)
+        rb[it] = fetch_chunk<B_KFAST, BN>(tid + it * THREADS, vec, p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+    };
+    auto stash = [&](int buf) {
+#pragma unroll
+      for (int it = 0; it < A_CHUNKS; ++it) stash_chunk<A_KFAST, BM>(s.As[buf], tid + it * THREADS, ra[it]);
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it) stash_chunk<B_KFAST, BN>(s.Bs[buf], tid + it * THREADS, rb[it]);
+    };
+
+    float acc[TM][TN], sum[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = sum[i][j] = 0.0f;
+
+    fetch(0);
+    stash(0);
+    __syncthreads();
+    for (int t = 0; t < slices; ++t) {
+      const int buf = t & 1;
+      if (t + 1 < slices) fetch(t + 1);  // in flight during the FMAs below
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        float av[TM], bv[TN];
+#pragma unroll
+        for (int g = 0; g < TM / 4; ++g) {
+          const float4 v = *reinterpret_cast<const float4*>(&s.As[buf][kk][g * RM * 4 + tr * 4]);
+          av[4 * g] = v.x, av[4 * g + 1] = v.y, av[4 * g + 2] = v.z, av[4 * g + 3] = v.w;
+        }
+#pragma unroll
+        for (int h = 0; h < TN / 4; ++h) {
+          const float4 v = *reinterpret_cast<const float4*>(&s.Bs[buf][kk][h * RN * 4 + tc * 4]);
+          bv[4 * h] = v.x, bv[4 * h + 1] = v.y, bv[4 * h + 2] = v.z, bv[4 * h + 3] = v.w;
+        }
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+      }
+      if constexpr (KIND == Kind::Forward) {
+        if (fold && ((t + 1) % piece_slices == 0 || t + 1 == slices)) {  // piece done: total += piece
+#pragma unroll
+          for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) sum[i][j] += acc[i][j], acc[i][j] = 0.0f;
+        }
+      }
+      // Buffer buf^1 was last read in slice t-1, before the barrier that ended it.
+      if (t + 1 < slices) stash(buf ^ 1);
+      __syncthreads();
+    }
+
+    const uint64_t step = epilogue_step<KIND>(p);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int m = m0 + (i / 4) * RM * 4 + tr * 4 + i % 4;
+      if (m >= p.M) continue;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int n = n0 + (j / 4) * RN * 4 + tc * 4 + j % 4;
+        if (n < p.N) store_result<KIND>(p, z, m, n, fold ? sum[i][j] : acc[i][j], step);
+      }
+    }
+  }
+};
+
 // ---- The warp-level pieces both tensor-core tiles (MmaTile, PipeTile) share ----
 
-// One mma step of a warp's MI x NI tiles of 16 x 8 at depth ks (mma.cuh's fragment layout, lane =
-// 4g + t): the fragments, then the mma of every tile. fa(r, k) / fb(c, k) read the warp's operand
-// A (row r) / B (column c): for TF32 element k as the mma register, for BF16 the pair (k, k+1)
-// packed. A row r of the warp tile is wm0 + ..., a column c is wn0 + ...
-template <GemmPrecision PREC, int MI, int NI, class FA, class FB>
-__device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int wn0, int g, int t, int ks, const FA& fa,
-                                         const FB& fb) {
-  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;  // the second half of the step's k
-  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
-  uint32_t a[MI][4], b[NI][2];
-#pragma unroll
-  for (int i = 0; i < MI; ++i) {
-    const int r = wm0 + i * 16 + g;
-    a[i][0] = fa(r, k);
-    a[i][1] = fa(r + 8, k);
-    a[i][2] = fa(r, k + KH);
-    a[i][3] = fa(r + 8, k + KH);
-  }
-#pragma unroll
-  for (int j = 0; j < NI; ++j) {
-    const int c = wn0 + j * 8 + g;
-    b[j][0] = fb(c, k);
-    b[j][1] = fb(c, k + KH);
-  }
+// The mma of every one of a warp's MI x NI tiles of 16 x 8 from its fragments (i outer, j inner).
+template <GemmPrecision PREC, int MI, int NI>
+__device__ __forceinline__ void mma_tiles(float (&acc)[MI][NI][4], const uint32_t (&a)[MI][4],
+                                          const uint32_t (&b)[NI][2]) {
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -246,6 +425,46 @@ __device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int w
       else
         mma_bf16_m16n8k16(acc[i][j], a[i], b[j]);
     }
+}
+
+// The fragments of one mma step at depth ks (mma.cuh's fragment layout, lane = 4g + t) of a
+// warp's MI row tiles (A, rows wm0 + i·16 + ...) or NI column tiles (B, columns wn0 + j·8 + ...).
+// fa(r, k) / fb(c, k) read the warp's operand A (row r) / B (column c): for TF32 element k as the
+// mma register, for BF16 the pair (k, k+1) packed.
+template <GemmPrecision PREC, int MI, class FA>
+__device__ __forceinline__ void frags_a(uint32_t (&a)[MI][4], int wm0, int g, int t, int ks, const FA& fa) {
+  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;  // the second half of the step's k
+  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
+#pragma unroll
+  for (int i = 0; i < MI; ++i) {
+    const int r = wm0 + i * 16 + g;
+    a[i][0] = fa(r, k);
+    a[i][1] = fa(r + 8, k);
+    a[i][2] = fa(r, k + KH);
+    a[i][3] = fa(r + 8, k + KH);
+  }
+}
+template <GemmPrecision PREC, int NI, class FB>
+__device__ __forceinline__ void frags_b(uint32_t (&b)[NI][2], int wn0, int g, int t, int ks, const FB& fb) {
+  constexpr int KH = PREC == GemmPrecision::TF32 ? 4 : 8;
+  const int k = ks + (PREC == GemmPrecision::TF32 ? t : 2 * t);
+#pragma unroll
+  for (int j = 0; j < NI; ++j) {
+    const int c = wn0 + j * 8 + g;
+    b[j][0] = fb(c, k);
+    b[j][1] = fb(c, k + KH);
+  }
+}
+
+// One mma step of a warp's MI x NI tiles of 16 x 8 at depth ks: the fragments, then the mma of
+// every tile.
+template <GemmPrecision PREC, int MI, int NI, class FA, class FB>
+__device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int wn0, int g, int t, int ks, const FA& fa,
+                                         const FB& fb) {
+  uint32_t a[MI][4], b[NI][2];
+  frags_a<PREC>(a, wm0, g, t, ks, fa);
+  frags_b<PREC>(b, wn0, g, t, ks, fb);
+  mma_tiles<PREC>(acc, a, b);
 }
 
 // Stores a warp's accumulators (d[0..3] of each 16 x 8 tile at rows g, g+8, columns 2t, 2t+1)
@@ -327,18 +546,23 @@ struct MmaTile {
 // K advances in BK = 32 slices through a ring of STAGES shared-memory stages filled by cp.async
 // (kernels/cp_async.cuh): while the warps multiply slice s, the copies of slices s+1 .. s+STAGES-1
 // are in flight, so a slice's global-load latency is paid once per block, not once per slice.
-// Stages hold RAW float32 (cp.async cannot convert); a fragment is rounded to PREC when it is read
-// from shared memory, with the same instructions as MmaTile's loads (cvt.rna.tf32.f32,
-// cvt.rn.bf16x2.f32), so every mma sees bitwise MmaTile's operands, in the same order per output
-// element (BK = 32 slices from the piece's first k, KSTEP-deep mma steps, zeros past the end):
-// the two tiles give bitwise the same results wherever the split points are the same.
+// cp.async lands RAW float32 (it cannot convert): in TF32 each thread rounds the chunks it copied
+// in place once they have landed (before the barrier that publishes the slice), in BF16 a fragment
+// pair is rounded and packed when it is read, with the same instructions as MmaTile's loads
+// (cvt.rna.tf32.f32, cvt.rn.bf16x2.f32), so every mma sees bitwise MmaTile's operands, in the
+// same order per output element (BK = 32 slices from the piece's first k, KSTEP-deep mma steps,
+// zeros past the end): the two tiles give bitwise the same results wherever the split points are
+// the same.
 //
 // Layouts follow global memory, so that one cp.async moves 16 contiguous bytes of a row:
 //   k fastest (Forward's and Data's A = X or dZ [M,K]; Forward's B = W [N,K]): S[m][k], row stride
 //     BK + KPAD floats; mn fastest (Weight's A = dZ [K,M]; Data's and Weight's B [K,N]): S[k][m],
 //     row stride BM (BN) + MPAD floats.
+// TF32 fragments of a k-fast operand come by ldmatrix.x4 (mma.cuh: four 8-row x 4-float blocks,
+// one instruction instead of four loads), rounded after the load; the others by element reads.
 // Padding makes the fragment reads conflict-free (lane = 4g + t reads row f(g), column h(t)):
-//   TF32, k fastest: word 36g + t (+ks): banks 4g + t, all 32 distinct (KPAD = 4);
+//   TF32, k fastest: word 36g + t (+ks): banks 4g + t, all 32 distinct (KPAD = 4); ldmatrix's
+//     phase of 8 rows x 16 bytes: rows 36 words apart start on banks 4i (+c), 8 distinct groups;
 //   BF16, k fastest: a float2 at 40g + 2t; a 64-bit load is served per half warp (g < 4 or g >= 4),
 //     words 8g + 2t, +1: 16 lanes x 2 words on 32 distinct banks (KPAD = 8);
 //   TF32, mn fastest: word t·(BM+8) + g: banks 8t + g (MPAD = 8, BM a multiple of 32);
@@ -389,41 +613,162 @@ struct PipeTile {
     return STAGES * (stage_a<KIND>() + stage_b<KIND>()) * int(sizeof(float));
   }
 
-  // Issues the copies of one operand's slice [k0, k0 + BK) of rows/columns [x0, x0 + X) into S.
-  // KFAST: global element (x, k) at src[x·ld + k], S[x][k]; otherwise (k, x) at src[k·ld + x],
-  // S[k][x]. x_valid: how many x exist (elements at or past it are 0), ones: the x holding the ones
-  // column (or -1; it also lies at or past x_valid).
+  // One operand's copies of a slice, seen from one thread. A slice of X rows/columns x BK is
+  // X·BK/4 chunks of 4 floats (16 bytes); chunk c = tid + it·THREADS (it < PER_THREAD) sits at
+  // shared row c / PER_ROW, column (c % PER_ROW)·4. THREADS is a multiple of PER_ROW, so a thread's
+  // chunks share one column and lie ROWS shared rows apart, and the next slice of a chunk is BK
+  // (k fast) or BK·ld floats further on. Everything is set up once (init): per slice, a thread
+  // whose chunks all lie inside the matrix (every thread but those at a tile's row or column tail)
+  // issues PER_THREAD cp.async from its own source pointers to fixed shared offsets and advances
+  // each pointer by one constant (no division, no index arithmetic); the rest take `generic`.
+  // KFAST: global element (x, k) at src[x·ld + k], stage S[x][k]; otherwise (k, x) at src[k·ld + x],
+  // S[k][x]. x_valid: how many x exist (elements at or past it are 0); ones: the x holding the ones
+  // column (or -1; it lies at or past x_valid); x_end: the x range including the ones column.
   template <bool KFAST, int X>
-  __device__ static void issue(float* S, const float* src, int ld, int x0, int x_valid, int x_end, int ones, int k0,
-                               int k_end) {
-    constexpr int STRIDE = KFAST ? BK + KPAD : X + MPAD;
-    constexpr int CHUNKS = X * BK / 4, PER_ROW = (KFAST ? BK : X) / 4;
-    static_assert(CHUNKS % THREADS == 0, "the slice's chunks must split evenly over the threads");
+  struct Copier {
+    static constexpr int STRIDE = KFAST ? BK + KPAD : X + MPAD;
+    static constexpr int PER_ROW = (KFAST ? BK : X) / 4, ROWS = THREADS / PER_ROW;
+    static constexpr int PER_THREAD = X * BK / 4 / THREADS;
+    static_assert(THREADS % PER_ROW == 0 && (X * BK / 4) % THREADS == 0, "a slice's chunks must split evenly");
+
+    const float* ptr[PER_THREAD];  // chunk it's first element at the next slice to issue
+    long long slice_step;          // BK or BK·ld
+    const float* src;
+    int ld, x, k;                  // chunk 0's x and k at the next slice
+    int dst;                       // chunk 0's float offset in the stage
+    bool x_inside;                 // every chunk of the thread lies wholly inside in x (no ones column)
+    int x_valid, x_end, ones;
+
+    __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int x_end_, int ones_, int k0) {
+      const int tid = int(threadIdx.x), row = tid / PER_ROW, col = (tid % PER_ROW) * 4;
+      src = s, ld = ld_, x_valid = x_valid_, x_end = x_end_, ones = ones_;
+      x = x0 + (KFAST ? row : col);
+      k = k0 + (KFAST ? col : row);
+      const long long off = KFAST ? (long long)x * ld + k : (long long)k * ld + x;
 #pragma unroll
-    for (int it = 0; it < CHUNKS / THREADS; ++it) {
-      const int c = int(threadIdx.x) + it * THREADS;
-      const int row = c / PER_ROW, col = (c % PER_ROW) * 4;  // shared-memory row, first column
-      float* dst = S + row * STRIDE + col;
-      const int x = x0 + (KFAST ? row : col), k = k0 + (KFAST ? col : row);
-      // the chunk's 4 elements run along k (KFAST) or along x
-      const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
-      if (inside) {
-        cp_async16(dst, src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
-      } else {
-        float v[4];
+      for (int it = 0; it < PER_THREAD; ++it) ptr[it] = s + (off + (long long)it * ROWS * ld);
+      slice_step = KFAST ? BK : (long long)BK * ld;
+      dst = row * STRIDE + col;
+      // KFAST: chunk it covers x + it·ROWS; otherwise every chunk covers x .. x+3
+      x_inside = KFAST ? x + (PER_THREAD - 1) * ROWS < x_valid : x + 3 < x_valid;
+    }
+
+    // A chunk that is not one whole cp.async (an x or k tail, the ones column): ordinary loads,
+    // 0 outside, 1 in the ones column, and one 16-byte shared store. (xc, kc): its first element.
+    __device__ __forceinline__ void load_chunk(float* d, int xc, int kc, int k_end) const {
+      float v[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int xj = KFAST ? x : x + j, kj = KFAST ? k + j : k;
-          v[j] = 0.0f;
-          if (kj < k_end && xj < x_end) {
-            if (xj == ones)
-              v[j] = 1.0f;
-            else if (xj < x_valid)
-              v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
-          }
+      for (int j = 0; j < 4; ++j) {
+        const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
+        v[j] = 0.0f;
+        if (kj < k_end && xj < x_end) {
+          if (xj == ones)
+            v[j] = 1.0f;
+          else if (xj < x_valid)
+            v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
         }
-        *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
       }
+      *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+    }
+
+    // Every chunk by its own test: a cp.async when it lies wholly inside (x and k < k_end), else
+    // load_chunk.
+    __device__ __forceinline__ void generic(float* S, int k_end) const {
+#pragma unroll
+      for (int it = 0; it < PER_THREAD; ++it) {
+        float* d = S + dst + it * ROWS * STRIDE;
+        const int xc = KFAST ? x + it * ROWS : x, kc = KFAST ? k : k + it * ROWS;
+        const bool inside = KFAST ? xc < x_valid && kc + 3 < k_end : xc + 3 < x_valid && kc < k_end;
+        if (inside)
+          cp_async16(d, ptr[it]);
+        else
+          load_chunk(d, xc, kc, k_end);
+      }
+    }
+
+    // TF32: rounds this thread's own chunks of the stage S in place (cvt.rna.tf32.f32, MmaTile's
+    // rounding), once per element instead of once per fragment use. Its chunks are visible to
+    // the thread itself after its cp_async_wait, to the others after the __syncthreads that follows.
+    __device__ __forceinline__ void round_own(float* S) const {
+#pragma unroll
+      for (int it = 0; it < PER_THREAD; ++it) {
+        float4* d = reinterpret_cast<float4*>(S + dst + it * ROWS * STRIDE);
+        const float4 v = *d;
+        *d = make_float4(bits_float(to_tf32(v.x)), bits_float(to_tf32(v.y)), bits_float(to_tf32(v.z)),
+                         bits_float(to_tf32(v.w)));
+      }
+    }
+
+    // Issues this thread's chunks of the next slice (k from k up, cut at k_end) into the operand's
+    // stage S, then moves on to the slice after it. k_full: the slice lies wholly before k_end
+    // (every slice but a piece's or the GEMM's last).
+    __device__ __forceinline__ void issue(float* S, bool k_full, int k_end) {
+      if (k_full && x_inside) {
+#pragma unroll
+        for (int it = 0; it < PER_THREAD; ++it) cp_async16(S + dst + it * ROWS * STRIDE, ptr[it]);
+      } else {
+        generic(S, k_end);
+      }
+#pragma unroll
+      for (int it = 0; it < PER_THREAD; ++it) ptr[it] += slice_step;
+      k += BK;
+    }
+  };
+
+  // The A fragments of one mma step at depth ks from stage As (row stride SA): k fast in TF32, one
+  // ldmatrix.x4 per 16-row tile (mma.cuh: lane l gives row l%8 + 8·((l/8)%2), column 4·(l/16) of
+  // the tile, a_lm below), else element reads by the fragment table (frags_a). TF32 stages are
+  // already rounded (Copier::round_own); BF16 pairs are rounded and packed here with MmaTile's
+  // instruction: the same operand bits either way.
+  template <bool KFAST, int SA>
+  __device__ __forceinline__ static void load_a(uint32_t (&a)[MI][4], const float* As, int a_lm, int wm0, int g, int t,
+                                                int ks) {
+    if constexpr (PREC == GemmPrecision::TF32) {
+      if constexpr (KFAST) {
+#pragma unroll
+        for (int i = 0; i < MI; ++i) {
+          ldmatrix_x4(a[i], As + a_lm + i * 16 * SA + ks);
+        }
+      } else {
+        frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) { return float_bits(As[k * SA + r]); });
+      }
+    } else {
+      frags_a<PREC>(a, wm0, g, t, ks, [&](int r, int k) {
+        if constexpr (KFAST) {  // the pair (k, k+1) of row r: one float2
+          const float2 v = *reinterpret_cast<const float2*>(As + r * SA + k);
+          return pack_bf16x2(v.x, v.y);
+        } else {
+          return pack_bf16x2(As[k * SA + r], As[(k + 1) * SA + r]);
+        }
+      });
+    }
+  }
+  // The B fragments likewise: k fast in TF32, one ldmatrix.x4 per two 8-column tiles (lane l gives
+  // column l%8 + 8·(l/16), k 4·((l/8)%2): b_lm), registers {b_j[0], b_j[1], b_j+1[0], b_j+1[1]}.
+  template <bool KFAST, int SB>
+  __device__ __forceinline__ static void load_b(uint32_t (&b)[NI][2], const float* Bs, int b_lm, int wn0, int g, int t,
+                                                int ks) {
+    if constexpr (PREC == GemmPrecision::TF32) {
+      if constexpr (KFAST) {
+        static_assert(NI % 2 == 0, "ldmatrix.x4 loads two 8-column tiles");
+#pragma unroll
+        for (int j = 0; j < NI; j += 2) {
+          uint32_t q[4];
+          ldmatrix_x4(q, Bs + b_lm + j * 8 * SB + ks);
+          b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
+        }
+      } else {
+        frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) { return float_bits(Bs[k * SB + c]); });
+      }
+    } else {
+      frags_b<PREC>(b, wn0, g, t, ks, [&](int c, int k) {
+        if constexpr (KFAST) {
+          const float2 v = *reinterpret_cast<const float2*>(Bs + c * SB + k);
+          return pack_bf16x2(v.x, v.y);
+        } else {
+          return pack_bf16x2(Bs[k * SB + c], Bs[(k + 1) * SB + c]);
+        }
+      });
     }
   }
 
@@ -435,27 +780,34 @@ struct PipeTile {
     const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
     const int g = lane / 4, t = lane % 4;
     const int wm0 = (warp / WN) * WTM, wn0 = (warp % WN) * WTN;
+    // ldmatrix row addresses (used where the operand is k fast, TF32): see load_a / load_b
+    const int a_lm = (wm0 + lane % 8 + 8 * ((lane / 8) % 2)) * SA + 4 * (lane / 16);
+    const int b_lm = (wn0 + lane % 8 + 8 * (lane / 16)) * SB + 4 * ((lane / 8) % 2);
 
-    // The slices this block walks: one piece [k_begin, k_end) of BK-deep slices, or (folded) all
-    // pieces of p.split_k one after another, slice s of piece s / piece_slices.
+    // The slices this block walks, all contiguous in k: one piece [k_begin, k_last), or (folded)
+    // every piece of p.split_k in turn. Pieces are whole slices but the GEMM's last one, so a
+    // slice is cut short only at the very end (or at k_last).
     const bool fold = KIND == Kind::Forward && p.split_k > 0 && !p.partial;
-    const int piece_slices = p.split_k / BK;  // split_k is a multiple of BK (pipelined_ok)
+    const int piece = p.split_k > 0 ? p.split_k : p.K;  // a multiple of BK when split (pipelined_ok)
     const int k_begin = fold ? 0 : z * p.split_k;
     const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
-    const int slices = fold ? (split_count(p) - 1) * piece_slices +
-                                  (p.K - (split_count(p) - 1) * p.split_k + BK - 1) / BK
+    const int pieces = fold ? split_count(p) : 1;
+    const int piece_slices = piece / BK;
+    const int slices = fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + BK - 1) / BK
                             : (k_last - k_begin + BK - 1) / BK;
-    auto slice_k0 = [&](int s) { return fold ? (s / piece_slices) * p.split_k + (s % piece_slices) * BK : k_begin + s * BK; };
-    auto slice_end = [&](int s) {
-      const int e = (s / piece_slices + 1) * p.split_k;
-      return fold ? (e < p.K ? e : p.K) : k_last;
-    };
-    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
-    auto issue_slice = [&](int s) {
-      float* st = smem + (s % STAGES) * STAGE;
-      const int k0 = slice_k0(s), ke = slice_end(s);
-      issue<A_KFAST, BM>(st, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
-      issue<B_KFAST, BN>(st + stage_a<KIND>(), p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+
+    Copier<A_KFAST, BM> ca;
+    Copier<B_KFAST, BN> cb;
+    ca.init(p.a, p.lda, m0, p.M, p.M, -1, k_begin);
+    cb.init(p.b, p.ldb, n0, p.ones_col >= 0 ? p.ones_col : p.N, p.N, p.ones_col, k_begin);
+    int ik0 = k_begin;                                                     // next slice to issue
+    int ike = fold ? (piece < p.K ? piece : p.K) : k_last;                 // and its piece's end
+    auto issue_next = [&](float* st) {
+      const bool full = ik0 + BK <= ike;
+      ca.issue(st, full, ike);
+      cb.issue(st + stage_a<KIND>(), full, ike);
+      ik0 += BK;
+      if (fold && ik0 >= ike) ike = ike + piece < p.K ? ike + piece : p.K;  // the next piece
     };
 
     float acc[MI][NI][4], sum[MI][NI][4];
@@ -465,61 +817,53 @@ struct PipeTile {
       for (int j = 0; j < NI; ++j)
 #pragma unroll
         for (int r = 0; r < 4; ++r) acc[i][j][r] = sum[i][j][r] = 0.0f;
+    auto add_piece = [&] {  // total += piece (folded split), in piece order
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) sum[i][j][r] += acc[i][j][r], acc[i][j][r] = 0.0f;
+    };
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < slices) issue_slice(s);
+      if (s < slices) issue_next(smem + s * STAGE);
       cp_async_commit();
     }
+    float* const ring_end = smem + STAGES * STAGE;
+    float* rd = smem;                             // stage of slice s
+    float* wr = smem + (STAGES - 1) * STAGE;      // stage of slice s + STAGES - 1
+    int left = piece_slices;                      // slices left in the current piece (fold)
     for (int s = 0; s < slices; ++s) {
-      // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly),
-      // then everyone's have, and every warp is done with slice s-1, whose stage is refilled next.
+      // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly)
+      // and, TF32, are rounded in place; then everyone's have, and every warp is done with slice
+      // s-1, whose stage is refilled next.
       cp_async_wait<STAGES - 2>();
+      if constexpr (PREC == GemmPrecision::TF32) {
+        ca.round_own(rd);
+        cb.round_own(rd + stage_a<KIND>());
+      }
       __syncthreads();
-      if (s + STAGES - 1 < slices) issue_slice(s + STAGES - 1);
+      if (s + STAGES - 1 < slices) issue_next(wr);
       cp_async_commit();  // possibly empty: keeps one group per slice for the wait count
+      wr = wr + STAGE == ring_end ? smem : wr + STAGE;
 
-      const float* As = smem + (s % STAGES) * STAGE;
-      const float* Bs = As + stage_a<KIND>();
+      const float* As = rd;
+      const float* Bs = rd + stage_a<KIND>();
 #pragma unroll
       for (int ks = 0; ks < BK; ks += KSTEP) {
-        if constexpr (PREC == GemmPrecision::TF32) {
-          // element (row r, k) of A at As[r·SA + k] (k fastest) or As[k·SA + r]; of B likewise
-          mma_step<PREC>(acc, wm0, wn0, g, t, ks,
-                         [&](int r, int k) { return to_tf32(A_KFAST ? As[r * SA + k] : As[k * SA + r]); },
-                         [&](int c, int k) { return to_tf32(B_KFAST ? Bs[c * SB + k] : Bs[k * SB + c]); });
-        } else {
-          // the pair (k, k+1) of row r packed: a float2 when k is the fast dimension
-          auto ap = [&](int r, int k) {
-            if constexpr (A_KFAST) {
-              const float2 v = *reinterpret_cast<const float2*>(As + r * SA + k);
-              return pack_bf16x2(v.x, v.y);
-            } else {
-              return pack_bf16x2(As[k * SA + r], As[(k + 1) * SA + r]);
-            }
-          };
-          auto bp = [&](int c, int k) {
-            if constexpr (B_KFAST) {
-              const float2 v = *reinterpret_cast<const float2*>(Bs + c * SB + k);
-              return pack_bf16x2(v.x, v.y);
-            } else {
-              return pack_bf16x2(Bs[k * SB + c], Bs[(k + 1) * SB + c]);
-            }
-          };
-          mma_step<PREC>(acc, wm0, wn0, g, t, ks, ap, bp);
-        }
+        uint32_t a[MI][4], b[NI][2];
+        load_a<A_KFAST, SA>(a, As, a_lm, wm0, g, t, ks);
+        load_b<B_KFAST, SB>(b, Bs, b_lm, wn0, g, t, ks);
+        mma_tiles<PREC>(acc, a, b);
       }
-      if constexpr (KIND == Kind::Forward) {
-        if (fold && ((s + 1) % piece_slices == 0 || s + 1 == slices)) {  // piece done: total += piece
-#pragma unroll
-          for (int i = 0; i < MI; ++i)
-#pragma unroll
-            for (int j = 0; j < NI; ++j)
-#pragma unroll
-              for (int r = 0; r < 4; ++r) sum[i][j][r] += acc[i][j][r], acc[i][j][r] = 0.0f;
-        }
-      }
+      rd = rd + STAGE == ring_end ? smem : rd + STAGE;
+      if constexpr (KIND == Kind::Forward)
+        if (fold && --left == 0) add_piece(), left = piece_slices;  // piece done: total += piece
     }
+    if constexpr (KIND == Kind::Forward)
+      if (fold && left != piece_slices) add_piece();  // the last piece, when shorter
     cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight at the block's end
 
     store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, fold ? sum : acc, epilogue_step<KIND>(p));
@@ -537,13 +881,49 @@ struct PipeTile {
 //   Weight:  fuses the weight GEMM and the bias reduction (db is the product with a ones column
 //            appended to X). Reads dZ [B,N], X [B,K]; writes dW [N,K] and db [N], or
 //            partial [splits,N,K+1].
+// Split-K in one pass (p.partial and p.tickets set), after a block of split z stored its partial
+// of the tile (m0, n0) (tile index `tile`, unique in the launch): every thread of the block calls
+// it. The block takes a ticket of its tile (after a __threadfence: its partials are visible
+// device-wide before the count); the LAST of the tile's split_count(p) blocks to arrive sums the
+// tile's partials in the fixed order z = 0, 1, ... from 0.0f and applies KIND's epilogue, then
+// resets the ticket to 0 for the next launch. The same float additions in the same order as
+// dense_split_reduce_kernel, so bitwise its result, whatever order the blocks finish in; one
+// launch less. Shared by every tile kind (SimtTile, MmaTile, PipeTile): it only needs the tile's
+// extent and the partials in memory.
+template <int BM, int BN, Kind KIND>
+__device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile) {
+  if (!p.partial || !p.tickets) return;
+  __shared__ bool s_last;
+  __threadfence();  // this thread's partials before the block's ticket
+  __syncthreads();
+  const int splits = split_count(p);
+  if (threadIdx.x == 0) s_last = atomicAdd(&p.tickets[tile], 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();  // every other block's partials of the tile are out (they took their tickets)
+  const uint64_t step = epilogue_step<KIND>(p);
+  const std::size_t mn = std::size_t(p.M) * p.N;
+  const volatile float* part = p.partial;  // written by other blocks: not from a stale L1 line
+  for (int e = int(threadIdx.x); e < BM * BN; e += int(blockDim.x)) {
+    const int m = m0 + e / BN, n = n0 + e % BN;  // consecutive threads: consecutive n
+    if (m >= p.M || n >= p.N) continue;
+    const std::size_t i = std::size_t(m) * p.N + n;
+    float v = 0.0f;
+    for (int z = 0; z < splits; ++z) v += part[std::size_t(z) * mn + i];
+    store_output<KIND>(p, m, n, v, step);
+  }
+  if (threadIdx.x == 0) p.tickets[tile] = 0u;
+}
+
 // The block's tile of one GEMM (block (x, y): rows (y % row tiles)*BM, columns x*BN, split
 // y / row tiles), smem being the tile's shared storage (a Smem struct, or PipeTile's dynamic floats).
 template <class Tile, Kind KIND, class S>
 __device__ __forceinline__ void gemm_block(const GemmParams& p, S& smem) {
   const int row_tiles = (p.M + Tile::BM - 1) / Tile::BM;
-  const int y = int(blockIdx.y);
-  Tile::template run<KIND>(p, (y % row_tiles) * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+  const int y = int(blockIdx.y), tr = y % row_tiles;
+  Tile::template run<KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+  finish_split_tile<Tile::BM, Tile::BN, KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN,
+                                              tr * int(gridDim.x) + int(blockIdx.x));
 }
 
 template <class Tile, Kind KIND>
@@ -593,6 +973,7 @@ __device__ __forceinline__ void backward_block(const GemmParams& w, const GemmPa
     const int z = t / w_tiles;
     t %= w_tiles;
     Tile::template run<Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, z, smem);
+    finish_split_tile<BM, BN, Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, t);
   } else {
     t -= w_tiles * split_count(w);
     const int d_cols = (d.N + BN - 1) / BN;
@@ -676,12 +1057,20 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
 // TF32/BF16 GEMMs that fill the GPU take the pipelined PipeTile instead (pick_pipe), where its
 // 16-byte copies are legal (pipelined_ok): 128x128 tiles of 8 warps (64x32 outputs each, 4 stages,
 // 136-160 KB: one block per SM, every A and B fragment used by 4 resp. 2 warps) when those alone
-// give >= kBigTileBlocks blocks, else 64x64 tiles of 4 warps (32x32 each, 5 stages, 85-100 KB: two
-// blocks still fit an SM, for the weight GEMM's 156) when
-// those do. The forward GEMM's K split is folded into the block (PipeTile: bitwise the cross-block
-// split plus its reduction) when the unsplit tiles already fill the GPU, which saves the partial
-// arrays (4 x B x N floats written and read again at K = 784) and the second launch; otherwise the
-// split stays across blocks (the weight GEMM always: its few tiles need the split's blocks).
+// give >= kBigTileBlocks blocks, else 64x64 tiles of 8 warps (32x16 each, 4 stages, 74-82 KB: two
+// blocks still fit an SM, for the weight GEMM's 156; TilesFor::Pipe64x8) when those do (the 4-warp
+// 64x64 tile, Pipe64, stays for dense_force_tile and the benchmarks). The forward GEMM's K split
+// is folded into the block (PipeTile: bitwise the cross-block split plus its reduction) when the
+// unsplit tiles already fill the GPU, which saves the partial arrays (4 x B x N floats written and
+// read again at K = 784) and the second launch; otherwise the split stays across blocks (the
+// weight GEMM always: its few tiles need the split's blocks).
+// Not splitting at all where the tiles fill the GPU (29.4 µs unsplit vs 33.5 folded, H100 74abd8f)
+// would break the documented contract that a forward row's bits do not depend on its batch
+// (dense.cuh; the engine evaluates in 4096-row chunks and predicts single rows; test_dense_tc's
+// "a forward row alone equals the row in the batch" with the engine workspace): the split points,
+// a function of K only, are what make the sums the same at every batch. So the fold stays, and
+// its extra cost, a runtime division and modulo by the piece length in every slice, is gone from
+// PipeTile's loop (pieces tracked by counters).
 constexpr long long kBigTileBlocks = 120;
 
 template <GemmPrecision PREC>
@@ -694,16 +1083,156 @@ struct TilesFor {
   // for 128x128, within an SM's 227 KB (two 64x64 blocks still fit).
   using Pipe128 = PipeTile<128, 128, 2, 4, PREC, 4>;
   using Pipe64 = PipeTile<64, 64, 2, 2, PREC, 5>;
+  // The same 64x64 tile by 8 warps of 32x16 (2 x 4): at 4096 rows the 64x64 GEMMs are 128-156
+  // blocks, one per SM, and ncu (H100, 74abd8f) showed their 4 warps issue-latency bound (one warp
+  // per scheduler, an instruction every 5.6 cycles). Two warps per scheduler hide each other's
+  // dependency stalls for ~1.35x the fragment instructions per mma (3 ldmatrix + 12 cvt per 4 mma
+  // instead of 4 + 16 per 8). 4 stages (3 slices in flight; more stages were refuted): 74-82 KB,
+  // two blocks still fit an SM (the weight GEMM's 156 blocks).
+  using Pipe64x8 = PipeTile<64, 64, 2, 4, PREC, 4>;
   static_assert(Pipe128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one 128x128 block per SM");
   static_assert(2 * (Pipe64::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
+  static_assert(2 * (Pipe64x8::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
   using Big = SimtTile<64, 64, 32, 4, 4>;
   using Small = SimtTile<32, 32, 64, 2, 2>;
+  // The large GEMMs (pick_simt): 8x8 outputs a thread (16 FMAs per LDS.128) in 128x128 tiles;
+  // 4x4 in 64x64 tiles of 8 warps and 32x32 tiles of 2 warps, for shapes that need more blocks.
+  // Static shared memory 34 / 35 / 18 KB (two buffers), under the 48 KB static limit.
+  using Vec128 = SimtVecTile<128, 128, 16, 8, 8>;
+  using Vec64 = SimtVecTile<64, 64, 32, 4, 4>;
+  using Vec32 = SimtVecTile<32, 32, 32, 4, 4>;
+  static_assert(sizeof(Vec128::Smem) <= 48 * 1024 && sizeof(Vec64::Smem) <= 48 * 1024, "static shared memory");
 };
 
 GemmTileChoice g_forced_tile;  // dense_force_tile (tests)
+SimtTileChoice g_forced_simt;  // dense_force_simt_tile (tests)
+
+// ---- FP32 tile choice ----
+//
+// GEMMs of at least kSimtVecWork multiply-adds run on SimtVecTile, the smaller ones keep SimtTile's
+// rule (Big/Small by tile count: measured at or below cuBLAS for the model's small layers). Among
+// the three SimtVecTile sizes, and for a Forward GEMM with a K split between folding it into the
+// block and splitting across blocks (+ the reduction pass), pick_simt takes the lowest predicted
+// time of a simple model of a 132-SM H100/H200 (a model to be checked against bench_kernels, see
+// profiling/NOTES.md "FP32 tile"):
+//   time ∝ ceil(blocks / SMs) · BM·BN·k / (eff · occ),
+// the busiest SM's multiply-adds (blocks resident together share the SM's FMA pipes) over the
+// fraction of the FP32 peak the tile reaches: eff = 0.85 (8x8 a thread), 0.7 (4x4, 8 warps),
+// 0.6 (4x4, 2 warps), times occ = min(1, warps on the SM / 8) (fewer than two warps per scheduler
+// leave FMA latency and shared loads exposed); a cross-block split adds the partials' traffic at
+// ~1750 bytes per SM clock and one more launch (~3000 clocks).
+constexpr double kSimtVecWork = double(1 << 25);
+constexpr int kSms = 132;
+
+struct SimtPick {
+  SimtTileKind tile = SimtTileKind::Scalar;
+  bool fold = false;
+};
+
+template <class Tile>
+struct SimtModel;
+template <>
+struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec128> {
+  static constexpr double eff = 0.85;
+  static constexpr int resident = 1;  // ~34 KB and up to ~180 registers x 256 threads
+};
+template <>
+struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec64> {
+  static constexpr double eff = 0.7;
+  static constexpr int resident = 3;
+};
+template <>
+struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec32> {
+  static constexpr double eff = 0.6;
+  static constexpr int resident = 8;
+};
+
+// Predicted SM clocks of `blocks` blocks of Tile, each a chain of k multiply-adds per output.
+template <class Tile>
+double simt_clocks(long long blocks, int k) {
+  const long long per_sm = (blocks + kSms - 1) / kSms;
+  const double warps = double(std::min<long long>(per_sm, SimtModel<Tile>::resident) * (Tile::THREADS / 32));
+  const double occ = std::min(1.0, warps / 8.0);
+  return double(per_sm) * Tile::BM * Tile::BN * double(k) / (128.0 * SimtModel<Tile>::eff * occ);
+}
+
+// The longest chain (k range) of one block of p: a split piece, or all of K.
+int simt_chain(const GemmParams& p, bool folded) { return p.split_k > 0 && !folded ? std::min(p.split_k, p.K) : p.K; }
+
+// Clocks of split-K's reduction pass of p (partials written and read, the output written, a launch).
+double split_reduce_clocks(const GemmParams& p) {
+  const double mn = double(p.M) * p.N;
+  return (2.0 * split_count(p) + 1.0) * mn * 4.0 / 1750.0 + 3000.0;
+}
+
+// The FP32 tile of GEMM p (and, Forward with a split, whether to fold it: then p.partial is
+// cleared). Weight and Data GEMMs (fold_allowed false) keep their split across blocks.
+SimtPick pick_simt(GemmParams& p, bool fold_allowed) {
+  using T = TilesFor<GemmPrecision::FP32>;
+  const bool split = p.split_k > 0 && p.partial;
+  SimtPick pick;
+  auto fold_ok = [&](int bk) { return split && fold_allowed && p.split_k % bk == 0; };
+  if (g_forced_simt.tile != SimtTileKind::Auto) {
+    pick.tile = g_forced_simt.tile;
+    const int bk = pick.tile == SimtTileKind::Vec128 ? T::Vec128::K_TILE
+                   : pick.tile == SimtTileKind::Vec64 ? T::Vec64::K_TILE
+                                                      : T::Vec32::K_TILE;
+    pick.fold = pick.tile != SimtTileKind::Scalar && g_forced_simt.fold_forward_split && fold_ok(bk);
+  } else if (double(p.M) * p.N * p.K >= kSimtVecWork) {
+    double best = 0.0;
+    auto consider = [&](SimtTileKind kind, double clocks, bool fold) {
+      if (pick.tile == SimtTileKind::Scalar || clocks < best) pick = {kind, fold}, best = clocks;
+    };
+    auto both = [&](auto tile, SimtTileKind kind) {
+      using Tile = decltype(tile);
+      const long long n = tiles<Tile::BM, Tile::BN>(p);
+      consider(kind, simt_clocks<Tile>(n * split_count(p), simt_chain(p, false)) + (split ? split_reduce_clocks(p) : 0.0),
+               false);
+      if (fold_ok(Tile::K_TILE)) consider(kind, simt_clocks<Tile>(n, simt_chain(p, true)), true);
+    };
+    both(T::Vec128{}, SimtTileKind::Vec128);
+    both(T::Vec64{}, SimtTileKind::Vec64);
+    both(T::Vec32{}, SimtTileKind::Vec32);
+  }
+  if (pick.fold) p.partial = nullptr;
+  return pick;
+}
+
+// The FP32 tile of the fused backward launch of weight GEMM w (split across blocks, if at all) and
+// data GEMM d: one tile for both, by the model above over both GEMMs' blocks together, each block
+// costed at their mean chain length. Scalar: SimtTile by launch_backward_as's tile-count rule.
+SimtTileKind pick_simt_backward(const GemmParams& w, const GemmParams& d) {
+  using T = TilesFor<GemmPrecision::FP32>;
+  if (g_forced_simt.tile != SimtTileKind::Auto) return g_forced_simt.tile;
+  if (double(w.M) * w.N * w.K + double(d.M) * d.N * d.K < kSimtVecWork) return SimtTileKind::Scalar;
+  SimtTileKind pick = SimtTileKind::Scalar;
+  double best = 0.0;
+  auto consider = [&](auto tile, SimtTileKind kind) {
+    using Tile = decltype(tile);
+    const long long nw = tiles<Tile::BM, Tile::BN>(w) * split_count(w), nd = tiles<Tile::BM, Tile::BN>(d);
+    const double k = (double(nw) * simt_chain(w, false) + double(nd) * simt_chain(d, false)) / double(nw + nd);
+    const double clocks = simt_clocks<Tile>(nw + nd, int(k + 0.5));
+    if (pick == SimtTileKind::Scalar || clocks < best) pick = kind, best = clocks;
+  };
+  consider(T::Vec128{}, SimtTileKind::Vec128);
+  consider(T::Vec64{}, SimtTileKind::Vec64);
+  consider(T::Vec32{}, SimtTileKind::Vec32);
+  return pick;
+}
+
+// A SimtVecTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
+template <class Tile, Kind KIND>
+void launch_simt_tiles(const GemmParams& p, cudaStream_t stream) {
+  constexpr int BM = Tile::BM, BN = Tile::BN;
+  const int splits = p.partial ? split_count(p) : 1;
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
+  MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
+  dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
+  MNIST_LAUNCH_CHECK(stream);
+}
 
 // PipeTile's preconditions: 16-byte aligned operands and rows (every full chunk a legal 16-byte
 // cp.async), and split pieces of whole 32-deep slices (weight_split_rows and forward_split_cols
@@ -713,29 +1242,37 @@ bool pipelined_ok(const GemmParams& p) {
   return aligned(p.a) && aligned(p.b) && p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 32 == 0;
 }
 
-enum class Pick { Mma, Pipe64, Pipe128 };
+enum class Pick { Mma, Pipe64, Pipe64x8, Pipe128 };
 
 // The tile of one TF32/BF16 GEMM p, and (Forward with a split) whether the split is folded (then
-// p.partial is cleared: no partial arrays, no reduction pass).
-Pick pick_pipe(GemmParams& p, bool fold_allowed) {
+// p.partial is cleared: no partial arrays, no reduction pass). Measured on the H100 (63006a1,
+// bench_kernels at 4096 rows): the folded forward is fastest on the 4-warp 64x64 tile at TF32 (25.6
+// vs 27.4 µs on 8 warps) and on the 8-warp one at BF16 (22.9 vs 27.2); the split weight GEMM on 8
+// warps (43.9 vs 56.7 in one launch). Narrow GEMMs stay off the pipelined tiles: a tile at least as
+// wide as the output in both dimensions, or MmaTile (measured: 16384x128->64 forward 29.7 µs on the
+// 128x128 tile vs 19.0 on the FP32 SIMT one; 16384x64->10 21.1 vs 9.3).
+Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
   if (!pipelined_ok(p) || g_forced_tile.tile == GemmTile::Mma) return Pick::Mma;
   const bool split = p.split_k > 0 && p.partial;
   if (g_forced_tile.tile != GemmTile::Auto) {
     if (split && fold_allowed && g_forced_tile.fold_forward_split) p.partial = nullptr;
-    return g_forced_tile.tile == GemmTile::Pipe128 ? Pick::Pipe128 : Pick::Pipe64;
+    return g_forced_tile.tile == GemmTile::Pipe128  ? Pick::Pipe128
+           : g_forced_tile.tile == GemmTile::Pipe64 ? Pick::Pipe64
+                                                    : Pick::Pipe64x8;
   }
+  const bool fit128 = p.M >= 128 && p.N >= 128, fit64 = p.M >= 64 && p.N >= 64;
   if (split && fold_allowed) {
-    const Pick fold = tiles<128, 128>(p) >= kBigTileBlocks ? Pick::Pipe128
-                      : tiles<64, 64>(p) >= kBigTileBlocks ? Pick::Pipe64
-                                                           : Pick::Mma;
+    const Pick fold = fit128 && tiles<128, 128>(p) >= kBigTileBlocks ? Pick::Pipe128
+                      : fit64 && tiles<64, 64>(p) >= kBigTileBlocks  ? (tf32 ? Pick::Pipe64 : Pick::Pipe64x8)
+                                                                     : Pick::Mma;
     if (fold != Pick::Mma) {
       p.partial = nullptr;
       return fold;
     }
   }
   const int splits = split ? split_count(p) : 1;
-  if (tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
-  if (tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64;
+  if (fit128 && tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
+  if (fit64 && tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64x8;
   return Pick::Mma;
 }
 
@@ -744,10 +1281,19 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed) {
 template <GemmPrecision PREC, Kind KIND>
 bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
-    switch (pick_pipe(p, KIND == Kind::Forward)) {
+    switch (pick_pipe(p, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {
       case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
       case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
+      case Pick::Pipe64x8: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64x8, KIND>(p, stream); return p.partial;
       case Pick::Mma: break;
+    }
+  } else {
+    using T = TilesFor<PREC>;
+    switch (pick_simt(p, KIND == Kind::Forward).tile) {
+      case SimtTileKind::Vec128: launch_simt_tiles<typename T::Vec128, KIND>(p, stream); return p.partial;
+      case SimtTileKind::Vec64: launch_simt_tiles<typename T::Vec64, KIND>(p, stream); return p.partial;
+      case SimtTileKind::Vec32: launch_simt_tiles<typename T::Vec32, KIND>(p, stream); return p.partial;
+      default: break;
     }
   }
   if (tiles<64, 64>(p) >= kBigTileBlocks)
@@ -786,15 +1332,26 @@ template <GemmPrecision PREC>
 void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
     GemmParams w1 = w, d1 = d;
-    const Pick pw = pick_pipe(w1, false), pd = pick_pipe(d1, false);
+    const Pick pw = pick_pipe(w1, false, false), pd = pick_pipe(d1, false, false);
     if (pw != Pick::Mma && pd != Pick::Mma) {
       const int splits = split_count(w);
       const bool big = g_forced_tile.tile == GemmTile::Auto
-                           ? tiles<128, 128>(w) * splits + tiles<128, 128>(d) >= kBigTileBlocks
+                           ? pw == Pick::Pipe128 && pd == Pick::Pipe128 &&
+                                 tiles<128, 128>(w) * splits + tiles<128, 128>(d) >= kBigTileBlocks
                            : pw == Pick::Pipe128;
       if (big) return launch_backward_tiles<typename TilesFor<PREC>::Pipe128>(w, d, stream);
-      if (g_forced_tile.tile != GemmTile::Auto || tiles<64, 64>(w) * splits + tiles<64, 64>(d) >= kBigTileBlocks)
+      if (pw == Pick::Pipe64 && g_forced_tile.tile != GemmTile::Auto)
         return launch_backward_tiles<typename TilesFor<PREC>::Pipe64>(w, d, stream);
+      if (g_forced_tile.tile != GemmTile::Auto || tiles<64, 64>(w) * splits + tiles<64, 64>(d) >= kBigTileBlocks)
+        return launch_backward_tiles<typename TilesFor<PREC>::Pipe64x8>(w, d, stream);
+    }
+  } else {
+    using T = TilesFor<PREC>;
+    switch (pick_simt_backward(w, d)) {
+      case SimtTileKind::Vec128: return launch_backward_tiles<typename T::Vec128>(w, d, stream);
+      case SimtTileKind::Vec64: return launch_backward_tiles<typename T::Vec64>(w, d, stream);
+      case SimtTileKind::Vec32: return launch_backward_tiles<typename T::Vec32>(w, d, stream);
+      default: break;
     }
   }
   if (tiles<64, 64>(w) + tiles<64, 64>(d) >= kBigTileBlocks)
@@ -891,17 +1448,19 @@ GemmParams data_params(float* dX, const float* dZ, const float* W, const float* 
   return p;
 }
 
-// With a workspace, the weight GEMM w is split over its rows as weight_split_rows says.
-void set_split(GemmParams& w, float* workspace, int B, int K, int N) {
+// With a workspace, the weight GEMM w is split over its rows as weight_split_rows says (reduced in
+// the GEMM's launch when tickets are given, else by a second kernel).
+void set_split(GemmParams& w, float* workspace, unsigned* tickets, int B, int K, int N) {
   if (!workspace) return;
   w.split_k = weight_split_rows(B, K, N);
-  if (w.split_k) w.partial = workspace;
+  if (w.split_k) w.partial = workspace, w.tickets = tickets;
 }
 
-// Launches split-K's second pass for p (when p was split).
+// Launches split-K's second pass for p (when p was split and its blocks do not reduce it
+// themselves: no tickets).
 template <Kind KIND>
 void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
-  if (!p.partial) return;
+  if (!p.partial || p.tickets) return;
   const std::size_t mn = std::size_t(p.M) * p.N;
   const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
   dense_split_reduce_kernel<KIND><<<blocks, 256, 0, stream>>>(p);
@@ -909,7 +1468,7 @@ void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
 }
 
 // dW/db, and dX when requested and B > 0: one launch for both when there are both; then, when the
-// weight GEMM was split, the fixed-order sum of its partials.
+// weight GEMM was split without tickets, the fixed-order sum of its partials.
 void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPrecision prec, cudaStream_t stream) {
   if (w.M <= 0 || w.N <= 0) return;
   if (d && d->M > 0)
@@ -919,11 +1478,12 @@ void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPreci
   launch_split_reduce<Kind::Weight>(w, stream);  // the weight GEMM's split is never folded
 }
 
-// Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction.
-void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStream_t stream) {
+// Forward GEMM p, split over K when a workspace is given and K is deep, then its reduction (in
+// the GEMM's launch with tickets or when folded, else a second kernel).
+void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPrecision prec, cudaStream_t stream) {
   if (workspace) {
     p.split_k = forward_split_cols(p.K);
-    if (p.split_k) p.partial = workspace;
+    if (p.split_k) p.partial = workspace, p.tickets = tickets;
   }
   if (launch_gemm<Kind::Forward>(p, prec, stream)) launch_split_reduce<Kind::Forward>(p, stream);
 }
@@ -931,25 +1491,28 @@ void launch_forward(GemmParams p, float* workspace, GemmPrecision prec, cudaStre
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
+void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe64>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe64x8>();
   prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe128>();
   prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe64>();
+  prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe64x8>();
 }
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream, GemmPrecision prec, float* workspace) {
+                   cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(Y && X && W && b, "dense_forward: null pointer");
-  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, prec, stream);
+  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, tickets, prec, stream);
 }
 
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec,
-                                float* workspace) {
+                                float* workspace, unsigned* tickets) {
   check_sizes("dense_relu_dropout_forward", B, K, N);
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "dropout probability must be in [0, 1), got ", drop.p);
   if (B == 0) return;
@@ -964,7 +1527,7 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  launch_forward(p, workspace, prec, stream);
+  launch_forward(p, workspace, tickets, prec, stream);
 }
 
 std::size_t dense_workspace_floats(int B, int K, int N) {
@@ -975,12 +1538,21 @@ std::size_t dense_workspace_floats(int B, int K, int N) {
   return std::max(weight, forward);
 }
 
+std::size_t dense_ticket_count(int B, int K, int N) {
+  if (B <= 0 || K <= 0 || N <= 0) return 0;
+  // one per output tile of the smallest tile (32x32) of a GEMM that splits
+  auto tiles32 = [](long long M, long long N) { return std::size_t((M + 31) / 32) * std::size_t((N + 31) / 32); };
+  const std::size_t weight = weight_split_rows(B, K, N) ? tiles32(N, K + 1) : 0;
+  const std::size_t forward = forward_split_cols(K) ? tiles32(B, N) : 0;
+  return std::max(weight, forward);
+}
+
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
-                            cudaStream_t stream, GemmPrecision prec, float* workspace) {
+                            cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
-  set_split(w, workspace, B, K, N);
+  set_split(w, workspace, tickets, B, K, N);
   launch_weights_and_data(w, nullptr, prec, stream);
 }
 
@@ -995,12 +1567,12 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
-                          GemmPrecision prec, float* workspace) {
+                          GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_fused", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
-  set_split(w, workspace, B, K, N);
+  set_split(w, workspace, tickets, B, K, N);
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
   launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
 }

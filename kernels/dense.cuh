@@ -37,6 +37,14 @@ namespace mnist::cuda {
 // batch. A null workspace: no split (one chain over all of K).
 std::size_t dense_workspace_floats(int B, int K, int N);
 
+// Split-K in one launch: counters (unsigned) that a split GEMM of a layer of K inputs and N outputs
+// at B rows needs (0: nothing splits). Passed as `tickets` below together with the workspace, the
+// blocks of each output tile count themselves in and the last to finish sums the tile's partials
+// (in the same fixed order, so bitwise the second kernel's result) and runs the epilogue: no
+// second launch. The counters must be 0 when first used (cudaMemset once); every launch leaves
+// them 0. Launches that share them must not run concurrently (one stream). Null: the second kernel.
+std::size_t dense_ticket_count(int B, int K, int N);
+
 // Y [B,N] = act(X [B,K] · W [N,K]ᵀ + b [N]); act = ReLU when relu, identity otherwise. With a
 // workspace and K >= 512, K is split into pieces of about 256 (more blocks at small batches).
 // Raises the dynamic shared-memory limit of every pipelined tensor-core kernel (above the default
@@ -45,14 +53,16 @@ std::size_t dense_workspace_floats(int B, int K, int N);
 void dense_prepare();
 
 void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
+                   cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
+                   unsigned* tickets = nullptr);
 
 // D [B,N] = dropout(ReLU(X [B,K] · W [N,K]ᵀ + b [N])): dense_forward(relu) followed by
 // dropout_forward(drop) on the [B,N] output (element index b*N + n), with the mask applied in the
 // GEMM's epilogue. drop.p == 0 gives dense_forward(relu).
 void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream,
-                                GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
+                                GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
+                                unsigned* tickets = nullptr);
 
 // dW [N,K] = dZ [B,N]ᵀ · X [B,K] and, when db is not null, db [N] = Σ_b dZ [b,:], in ONE GEMM:
 // db is the product with a column of ones appended to X. dZ is the pre-activation gradient.
@@ -63,7 +73,7 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
 // whatever the launch; null workspace: no split, one chain over all B rows).
 void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
                             cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
-                            float* workspace = nullptr);
+                            float* workspace = nullptr, unsigned* tickets = nullptr);
 
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
 // activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the
@@ -78,19 +88,35 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 // workspace as for dense_backward_weights).
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
-                          GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr);
+                          GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
+                          unsigned* tickets = nullptr);
 
 // Testing hook (the kernel tests): forces the tile of the TF32/BF16 GEMMs launched after it. Auto
 // (the default): the launchers' choice by size (kernels/dense.cu, pick_pipe). Mma: the
-// single-buffered MmaTile. Pipe64 / Pipe128: the pipelined cp.async tile of 64x64 / 128x128 outputs,
-// wherever its alignment preconditions hold (else MmaTile), with a forward GEMM's K split folded
-// into the block when fold_forward_split. Results are bitwise the same for every choice with the
+// single-buffered MmaTile. Pipe64 / Pipe64x8 / Pipe128: the pipelined cp.async tile of 64x64
+// outputs by 4 warps (5 stages) / by 8 warps (4 stages; the launchers' choice where 64x64 tiles
+// fill the GPU) / of 128x128 outputs by 8 warps, wherever its alignment preconditions hold (else
+// MmaTile), with a forward GEMM's K split folded into the block when fold_forward_split. Results are bitwise the same for every choice with the
 // same split points (and folding keeps them); FP32 ignores it. Not thread-safe.
-enum class GemmTile { Auto, Mma, Pipe64, Pipe128 };
+enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128 };
 struct GemmTileChoice {
   GemmTile tile = GemmTile::Auto;
   bool fold_forward_split = false;
 };
 void dense_force_tile(GemmTileChoice choice);
+
+// Testing hook (the kernel tests, bench_kernels): forces the tile of the FP32 GEMMs launched after
+// it. Auto (the default): the launchers' choice by size (kernels/dense.cu, pick_simt). Scalar: the
+// small GEMMs' SimtTile (64x64 or 32x32 by tile count). Vec128 / Vec64 / Vec32: the register-blocked,
+// double-buffered SimtVecTile of 128x128 (8x8 outputs a thread), 64x64 or 32x32 (4x4) outputs, with a
+// forward GEMM's K split folded into the block when fold_forward_split (and the split is whole
+// slices). Results are bitwise the same for every choice with the same split points (folding keeps
+// them: see the FP32 contract above); TF32/BF16 ignore it. Not thread-safe.
+enum class SimtTileKind { Auto, Scalar, Vec32, Vec64, Vec128 };
+struct SimtTileChoice {
+  SimtTileKind tile = SimtTileKind::Auto;
+  bool fold_forward_split = false;
+};
+void dense_force_simt_tile(SimtTileChoice choice);
 
 }  // namespace mnist::cuda

@@ -12,6 +12,19 @@
 //     b[0] = B[2t,2t+1][g]    b[1] = B[2t+8,2t+9][g]
 //   both: d[0] = D[g][2t]   d[1] = D[g][2t+1]   d[2] = D[g+8][2t]   d[3] = D[g+8][2t+1]
 // All 32 lanes of the warp must call them together (.sync.aligned). Accumulation is float32.
+//
+//   ldmatrix_x4 (ldmatrix.sync.aligned.m8n8.x4.shared.b16) loads four 8x8 matrices of 16-bit
+//   elements, i.e. four blocks of 8 rows x 16 bytes, from shared memory: lane l gives the address
+//   of row l%8 of block l/8 (16-byte aligned), and lane 4g+t receives in r[q] the 32-bit word t of
+//   row g of block q (bytes 4t..4t+3: the b16 pair (2t, 2t+1)). On 32-bit data a block is 8 rows x
+//   4 words, and the word lane 4g+t gets is (row g, column t): the TF32 layout above. So for a
+//   k-fast tile S[row][k] of floats (fragment rounding still to be applied):
+//     A of m16n8k8 at rows r0.., k ks..:  block q = rows r0 + 8·(q%2), columns ks + 4·(q/2)
+//       -> r = {a[0], a[1], a[2], a[3]}
+//     B of two n8 tiles (columns c0.., c0+8..) at k ks..: block q = rows c0 + 8·(q/2), columns
+//       ks + 4·(q%2) -> r = {b_j[0], b_j[1], b_{j+1}[0], b_{j+1}[1]}
+//   Each block is read in one phase (8 rows x 16 bytes): conflict-free when the 8 row addresses
+//   fall on 8 distinct 16-byte bank groups (row stride ≡ 4 words mod 32, e.g. 36 floats).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +43,13 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   uint32_t r;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const float* row) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
 }
 
 __device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {

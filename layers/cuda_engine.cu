@@ -10,15 +10,23 @@
 // launches on one stream:
 //   gather_batch                     X0 = images[order[batch*B + r]] / 255, labels
 //   dense_relu_dropout_forward  x L-1  A_l = dropout(ReLU(A_{l-1}·W_lᵀ + b_l))   (mask in the epilogue)
-//   dense_forward                    logits = A_{L-2}·W_{L-1}ᵀ + b_{L-1}
-//   softmax_xent                     dZ_{L-1} = (softmax - onehot)/B; loss and hits into Metrics
-//   dense_backward_fused        x L  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
+//   head_train                       the last layer in ONE launch (kernels/head.cuh): logits =
+//                                    A_{L-2}·W_{L-1}ᵀ + b_{L-1}; loss and hits into Metrics;
+//                                    dZ_{L-1} = (softmax - onehot)/B; dW_{L-1}, db_{L-1}; dZ_{L-2}
+//   dense_backward_fused      x L-1  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
 //                                    and, for l > 0, in the same launch:
 //                                    dZ_{l-1} = (dZ_l·W_l) ⊙ [A_{l-1} > 0] / (1-p)
 //   adam_update                      every parameter in one launch
 //   advance_train_counters           step += 1, batch += 1 on the device (one thread)
 // Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
+// The head (head_, chosen once in the constructor) runs where the last layer qualifies
+// (cuda::head_supported: <= 32 classes, a narrow enough input; the default model's 64 -> 10 does),
+// with native GEMMs and cfg.head_kernel on; otherwise the last layer is the old four launches:
+// dense_forward, softmax_xent, and dense_backward_fused (its weight GEMM, split-K reduction and
+// data GEMM). At fp32 the head gives the old launches' loss, hits and dZ_{L-2} bit for bit, dW and
+// db up to the order of their float32 sums; evaluation runs head_evaluate (forward + metrics) the
+// same way. Engine::head_kernel() reports the choice.
 //
 // Graphs: K = cfg.graph_steps consecutive full-batch steps are captured ONCE as one CUDA graph
 // (and a single step as another, for the < K full batches left at an epoch's end or after a
@@ -56,6 +64,7 @@
 #include "kernels/dropout.cuh"
 #include "kernels/fused_step.cuh"
 #include "kernels/gather.cuh"
+#include "kernels/head.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/softmax_xent.cuh"
 #include "kernels/train_counters.cuh"
@@ -135,20 +144,27 @@ class CudaEngine final : public Engine {
     cap_ = std::max(cfg.batch_size, kEvalRows);
     x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     y_.resize(std::size_t(cap_));
-    std::size_t ws_floats = 0;  // grows with the rows: cap_ covers every call
+    std::size_t ws_floats = 0, tickets = 0;  // grow with the rows: cap_ covers every call
     for (const DenseSlot& s : layout_.dense) {
       act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
       dz_.emplace_back(B * std::size_t(s.out));
       ws_floats = std::max(ws_floats, cuda::dense_workspace_floats(cap_, s.in, s.out));
+      if (cfg.split_in_launch) tickets = std::max(tickets, cuda::dense_ticket_count(cap_, s.in, s.out));
     }
     gemm_ws_.resize(ws_floats);  // split-K of the GEMMs (empty: none is split)
+    gemm_tickets_.resize(tickets);  // and, with cfg.split_in_launch, its per-tile counters (none: the second pass)
+    if (tickets) CUDA_CHECK(cudaMemset(gemm_tickets_.data(), 0, gemm_tickets_.bytes()));  // each launch leaves 0
     counters_.resize(1);
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);
     metrics_.resize(2);
     metrics_host_ = PinnedBuffer<cuda::Metrics>(2);
     // softmax_xent's per-block sums and completion counter (every call passes <= cap_ rows; the
-    // counter starts at 0 and each launch leaves it 0).
-    xent_blocks_.resize(std::size_t(cuda::softmax_xent_blocks(cap_)));
+    // counter starts at 0 and each launch leaves it 0); the head's per-32-row slots share them.
+    const DenseSlot& last = layout_.dense.back();
+    head_ = cfg.head_kernel && cfg.gemm == Gemm::Native && cap_ <= cuda::kHeadMaxRows &&
+            cuda::head_supported(last.in, last.out);
+    xent_blocks_.resize(std::size_t(std::max(cuda::softmax_xent_blocks(cap_), head_ ? cuda::head_xent_slots(cap_) : 0)));
+    if (head_) head_partial_.resize(cuda::head_partial_floats(cfg.batch_size, last.in, last.out));
     xent_done_.resize(1);
     CUDA_CHECK(cudaMemset(xent_done_.data(), 0, xent_done_.bytes()));
 
@@ -174,6 +190,7 @@ class CudaEngine final : public Engine {
   std::string name() const override { return "cuda"; }
   std::string notice() const override { return notice_; }
   bool fused_step() const override { return fused_; }
+  bool head_kernel() const override { return head_; }
   const ParamLayout& layout() const override { return layout_; }
 
   int add_dataset(const DataView& d) override {
@@ -283,9 +300,15 @@ class CudaEngine final : public Engine {
     for (int off = 0; !eval_fused_ && off < d.n; off += cap_) {
       const int rows = std::min(cap_, d.n - off);
       cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
-      forward(rows, false);
-      cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, xent_scratch(), logits(), y_.data(), rows,
-                         cfg_.spec.classes, 0.0f, s);
+      forward(rows, false, head_ ? layout_.dense.size() - 1 : layout_.dense.size());
+      if (head_) {
+        const DenseSlot& sl = layout_.dense.back();
+        cuda::head_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), head_input(), param(sl.w_offset),
+                            param(sl.b_offset), y_.data(), rows, sl.in, sl.out, s, cfg_.precision);
+      } else {
+        cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, xent_scratch(), logits(), y_.data(), rows,
+                           cfg_.spec.classes, 0.0f, s);
+      }
     }
     const cuda::Metrics m = read_metrics(kEvalMetrics);
     const int n = std::max(d.n, 1);
@@ -305,7 +328,7 @@ class CudaEngine final : public Engine {
       CUDA_CHECK(cudaMemcpyAsync(staging_.data(), images + std::size_t(off) * D, std::size_t(rows) * D,
                                  cudaMemcpyHostToDevice, s));
       cuda::gather_rows(x_.data(), nullptr, staging_.data(), nullptr, 0, rows, int(D), s);
-      forward(rows, false);
+      forward(rows, false, layout_.dense.size());
       cuda::softmax(probs_.data(), logits(), rows, int(C), s);
       CUDA_CHECK(cudaMemcpyAsync(probs + std::size_t(off) * C, probs_.data(), std::size_t(rows) * C * sizeof(float),
                                  cudaMemcpyDeviceToHost, s));
@@ -425,6 +448,8 @@ class CudaEngine final : public Engine {
     return data_[std::size_t(id)];
   }
   float* logits() { return act_.back().data(); }
+  const float* head_input() { return layout_.dense.size() > 1 ? act_[layout_.dense.size() - 2].data() : x_.data(); }
+  cuda::HeadScratch head_scratch() { return {xent_scratch(), head_partial_.data(), head_partial_.size()}; }
   cuda::XentScratch xent_scratch() { return {xent_blocks_.data(), xent_done_.data(), int(xent_blocks_.size())}; }
   float* param(std::size_t offset) { return params_.data() + offset; }
   float* grad(std::size_t offset) { return grads_.data() + offset; }
@@ -475,14 +500,15 @@ class CudaEngine final : public Engine {
     return metrics_host_[std::size_t(slot)];
   }
 
-  // Forward over x_[0:B] into act_; in training mode the hidden layers' dropout (step from the
-  // device counters) is applied, and act_ holds the post-dropout activations.
-  void forward(int B, bool training) {
+  // Forward over x_[0:B] into act_ through the first `layers` layers (all, or all but the last when
+  // the head runs it); in training mode the hidden layers' dropout (step from the device counters)
+  // is applied, and act_ holds the post-dropout activations.
+  void forward(int B, bool training, std::size_t layers) {
     NvtxRange range("forward");
     const cudaStream_t s = stream_.get();
     const float* in = x_.data();
     const std::size_t L = layout_.dense.size();
-    for (std::size_t l = 0; l < L; ++l) {
+    for (std::size_t l = 0; l < layers; ++l) {
       const DenseSlot& sl = layout_.dense[l];
       float* out = act_[l].data();
       const float* W = param(sl.w_offset);
@@ -493,20 +519,22 @@ class CudaEngine final : public Engine {
         lt_plan(l, B).run(out, in, W, b, blas_->workspace.data(), s);
         if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
       } else if (drop) {
-        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data());
+        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data(),
+                                         gemm_tickets_.data());
       } else {
-        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data());
+        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data(),
+                            gemm_tickets_.data());
       }
       in = out;
     }
   }
 
-  // Backward from dz_[L-1] (the logits' gradient) down to layer 0's weights.
-  void backward(int B) {
+  // Backward from dz_[top-1] down to layer 0's weights (top: all layers, or all but the last when
+  // the head has done its backward).
+  void backward(int B, std::size_t top) {
     NvtxRange range("backward");
     const cudaStream_t s = stream_.get();
-    const std::size_t L = layout_.dense.size();
-    for (std::size_t l = L; l-- > 0;) {
+    for (std::size_t l = top; l-- > 0;) {
       const DenseSlot& sl = layout_.dense[l];
       const float* X = l == 0 ? x_.data() : act_[l - 1].data();
       const float* dZ = dz_[l].data();
@@ -525,7 +553,8 @@ class CudaEngine final : public Engine {
         float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
         const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
         cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
-                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data());
+                                   mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data(),
+                                   gemm_tickets_.data());
       }
     }
   }
@@ -536,10 +565,22 @@ class CudaEngine final : public Engine {
     const cudaStream_t s = stream_.get();
     cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
                        cfg_.batch_size, B, cfg_.spec.input, s);
-    forward(B, true);
-    cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, xent_scratch(), logits(), y_.data(), B,
-                       cfg_.spec.classes, 1.0f / float(B), s);
-    backward(B);
+    const std::size_t L = layout_.dense.size();
+    if (head_) {  // the last layer, its loss and its backward in one launch (see the header)
+      forward(B, true, L - 1);
+      NvtxRange range("head");
+      const DenseSlot& sl = layout_.dense.back();
+      float* dprev = L > 1 ? dz_[L - 2].data() : nullptr;
+      cuda::head_train(grad(sl.w_offset), grad(sl.b_offset), dprev, metrics_.data() + kTrainMetrics, head_scratch(),
+                       head_input(), param(sl.w_offset), param(sl.b_offset), y_.data(), mask_scale(), 1.0f / float(B),
+                       B, sl.in, sl.out, s, cfg_.precision);
+      backward(B, L - 1);
+    } else {
+      forward(B, true, L);
+      cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, xent_scratch(), logits(), y_.data(), B,
+                         cfg_.spec.classes, 1.0f / float(B), s);
+      backward(B, L);
+    }
     NvtxRange range("optimizer");
     cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
                       cfg_.beta1, cfg_.beta2, cfg_.eps, s);
@@ -556,12 +597,15 @@ class CudaEngine final : public Engine {
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
   std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation
   DeviceBuffer<float> gemm_ws_;           // split-K partials of the GEMMs (kernels/dense.cuh)
+  DeviceBuffer<unsigned> gemm_tickets_;   // and the per-tile counters of their one-launch reduction
   DeviceBuffer<cuda::TrainCounters> counters_;
   PinnedBuffer<cuda::TrainCounters> counters_host_;
   DeviceBuffer<cuda::Metrics> metrics_;
   PinnedBuffer<cuda::Metrics> metrics_host_;
   DeviceBuffer<cuda::Metrics> xent_blocks_;  // softmax_xent's scratch: per-block sums, completion count
   DeviceBuffer<unsigned> xent_done_;
+  bool head_ = false;                // the last layer runs as cuda::head_train / head_evaluate
+  DeviceBuffer<float> head_partial_;  // the head's per-block dW/db partials (training)
   StepSnapshots snapshots_;  // only with a progress hook
   DeviceBuffer<int32_t> order_;
   DeviceBuffer<unsigned char> shuffle_temp_;

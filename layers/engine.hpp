@@ -61,6 +61,15 @@ struct EngineConfig {
   int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay or fused launch (>= 1)
   int fused_blocks = 0;  // CUDA only: cap on the fused kernel's blocks (0: one per SM); changes no result
   unsigned fused_phases = 7;  // profiling only (bench_fused): the fused step's phases that work (FusedStep::phases)
+  // CUDA graph path, native GEMMs: the last layer's forward, softmax + cross-entropy and backward
+  // as one launch (kernels/head.cuh) where its shape qualifies; false keeps the separate launches
+  // (for comparison: same loss and hits at fp32, dW/db up to float32 summation order).
+  bool head_kernel = true;
+  // Split-K of the GEMMs summed inside the GEMM's own launch (per-tile tickets, the last block of a
+  // tile adds the pieces) instead of a second kernel. Off: measured slower on the H100 (63006a1:
+  // weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8; the forward's split 1.5 µs
+  // slower at 128 and 512 rows): the last blocks add alone while the other SMs idle.
+  bool split_in_launch = false;
 };
 
 struct EpochStats {
@@ -104,6 +113,8 @@ class Engine {
   virtual std::string notice() const { return {}; }
   // Whether the training steps run as the fused CUDA kernel (Kernels::Auto/Fused resolved).
   virtual bool fused_step() const { return false; }
+  // Whether the CUDA graph path runs the last layer as the head kernel (EngineConfig::head_kernel).
+  virtual bool head_kernel() const { return false; }
   virtual const ParamLayout& layout() const = 0;
 
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.

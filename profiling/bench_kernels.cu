@@ -18,7 +18,15 @@
 // The GEMM section (op gemm_forward / gemm_data / gemm_weight) times every GEMM shape of the
 // model (each layer's forward, data gradient below the first layer, weight gradient with the db
 // column) at 128 ... 16384 rows: the native kernels at fp32 / tf32 / bf16 (--precision) against
-// cuBLAS sgemm in FP32 and with CUBLAS_TF32_TENSOR_OP_MATH, in the same run.
+// cuBLAS sgemm in FP32 and with CUBLAS_TF32_TENSOR_OP_MATH, in the same run. From 4096 rows also
+// fp32 as the engine runs it ("engine ws") and with each FP32 tile forced (dense_force_simt_tile:
+// vec128 / vec64 / vec32 / scalar, the forward's split across blocks or folded), to check the
+// tile choice's model (profiling/NOTES.md, "FP32 tile").
+//
+// The head section (op head): the last layer's training step as the engine runs it, the head kernel
+// (kernels/head.cuh, one launch) against the launches it replaces (dense_forward, softmax_xent,
+// dense_backward_fused with the engine's split-K workspace: weight + data GEMM and the split's
+// reduction), at fp32 / tf32 / bf16 and 128 / 4096 / 16384 rows.
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -28,6 +36,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/adam.cuh"
@@ -35,6 +44,7 @@
 #include "kernels/dense.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/gather.cuh"
+#include "kernels/head.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/op_cases.hpp"
 #include "kernels/softmax_xent.cuh"
@@ -190,25 +200,60 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         bench.run("gemm_forward", shape, cat("native ", to_string(p)), flops, fwd_bytes, [&](cudaStream_t st) {
           cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p);
         }, peak(p));
-      // As the engine runs it (with its split-K workspace, when K splits): the tensor-core tiles
-      // fold the split into the block where the tiles fill the GPU; and the alternative kept for
-      // comparison, the 128x128 pipelined tile with the split across blocks plus the reduction.
+      // As the engine runs it (with its split-K workspace and tickets, when K splits): the
+      // tensor-core tiles fold the split into the block where the tiles fill the GPU (8-warp 64x64
+      // tiles at 4096 rows), else split across blocks reduced in the same launch; the 4-warp 64x64
+      // fold (the tile before PipeTile v2's 8 warps) and the 128x128 tile with the split across
+      // blocks (plus the second kernel, and in one launch with tickets) for comparison.
       if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {
         DeviceBuffer<float> fws(wsn);
+        DeviceBuffer<unsigned> tk(cuda::dense_ticket_count(B, K, N));
+        CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
         for (GemmPrecision p : {GemmPrecision::TF32, GemmPrecision::BF16}) {
-          bench.run("gemm_forward", shape, cat("native ", to_string(p), " engine ws"), flops, fwd_bytes,
-                    [&](cudaStream_t st) {
-                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p,
-                                          fws.data());
-                    }, peak(p));
-          cuda::dense_force_tile({cuda::GemmTile::Pipe128, false});
-          bench.run("gemm_forward", shape, cat("native ", to_string(p), " 128x128 cross-split"), flops,
-                    fwd_bytes, [&](cudaStream_t st) {
-                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, p,
-                                          fws.data());
-                    }, peak(p));
-          cuda::dense_force_tile({});
+          const auto fwd = [&](const std::string& impl, cuda::GemmTileChoice tile, unsigned* tickets) {
+            cuda::dense_force_tile(tile);
+            bench.run("gemm_forward", shape, cat("native ", to_string(p), " ", impl), flops, fwd_bytes,
+                      [&](cudaStream_t st) {
+                        cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st,
+                                            p, fws.data(), tickets);
+                      }, peak(p));
+            cuda::dense_force_tile({});
+          };
+          fwd("engine ws", {}, tk.data());
+          fwd("engine ws, 2 launches", {}, nullptr);
+          fwd("64x64 4-warp fold", {cuda::GemmTile::Pipe64, true}, tk.data());
+          fwd("64x64 8-warp fold", {cuda::GemmTile::Pipe64x8, true}, tk.data());
+          fwd("128x128 cross-split", {cuda::GemmTile::Pipe128, false}, nullptr);
+          fwd("128x128 cross-split 1 launch", {cuda::GemmTile::Pipe128, false}, tk.data());
         }
+      }
+      // FP32 at >= 4096 rows: as the engine runs it (with the workspace: the forward's K split folded
+      // or across blocks, pick_simt), and each tile forced, to check pick_simt's model
+      // (profiling/NOTES.md, "FP32 tile").
+      const std::size_t fp32_wsn = cuda::dense_workspace_floats(B, K, N);
+      DeviceBuffer<float> fp32_ws(std::max<std::size_t>(1, fp32_wsn));
+      float* const fp32_w = fp32_wsn ? fp32_ws.data() : nullptr;
+      const std::pair<cuda::SimtTileKind, const char*> simt_tiles[] = {{cuda::SimtTileKind::Vec128, "vec128"},
+                                                                       {cuda::SimtTileKind::Vec64, "vec64"},
+                                                                       {cuda::SimtTileKind::Vec32, "vec32"},
+                                                                       {cuda::SimtTileKind::Scalar, "scalar"}};
+      if (B >= 4096) {
+        bench.run("gemm_forward", shape, "native fp32 engine ws", flops, fwd_bytes, [&](cudaStream_t st) {
+          cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st, GemmPrecision::FP32,
+                              fp32_w);
+        });
+        for (const auto& [tile, name] : simt_tiles)
+          for (bool fold : {false, true}) {
+            if (fold && (!fp32_w || tile == cuda::SimtTileKind::Scalar || !cuda::dense_workspace_floats(1, K, N)))
+              continue;
+            cuda::dense_force_simt_tile({tile, fold});
+            bench.run("gemm_forward", shape, cat("native fp32 ", name, fp32_w ? (fold ? " ws folded" : " ws split") : ""),
+                      flops, fwd_bytes, [&](cudaStream_t st) {
+                        cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st,
+                                            GemmPrecision::FP32, fp32_w);
+                      });
+            cuda::dense_force_simt_tile({});
+          }
       }
       bench.run("gemm_forward", shape, "cuBLAS sgemm fp32", flops, fwd_bytes, [&](cudaStream_t st) {
         cublas::gemm_nt(blas, Y.data(), X.data(), W.data(), B, N, K, false, st);
@@ -222,6 +267,14 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           bench.run("gemm_data", shape, cat("native ", to_string(p)), flops, bytes, [&](cudaStream_t st) {
             cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), 1.25f, B, K, N, st, p);
           }, peak(p));
+        if (B >= 4096)
+          for (const auto& [tile, name] : simt_tiles) {
+            cuda::dense_force_simt_tile({tile, false});
+            bench.run("gemm_data", shape, cat("native fp32 ", name), flops, bytes, [&](cudaStream_t st) {
+              cuda::dense_backward_data(dX.data(), dZ.data(), W.data(), D.data(), 1.25f, B, K, N, st);
+            });
+            cuda::dense_force_simt_tile({});
+          }
         bench.run("gemm_data", shape, "cuBLAS sgemm fp32", flops, bytes, [&](cudaStream_t st) {
           cublas::gemm_nn(blas, dX.data(), dZ.data(), W.data(), B, K, N, st);
         });
@@ -230,18 +283,49 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         }, kPeakTf32);
       }
       const double wbytes = 4.0 * (double(B) * N + double(B) * K + double(N) * K + N);
-      // With the engine's split-K workspace (when the shape splits), and fp32 once without it.
+      // With the engine's split-K workspace (when the shape splits): reduced by a second kernel
+      // ("split-K", the rows before PipeTile v2) and in the GEMM's own launch with tickets ("1
+      // launch", as the engine runs it now; tensor cores also with the 4-warp 64x64 tile forced);
+      // and fp32 once without a split.
       DeviceBuffer<float> split_ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
       float* ws = cuda::dense_workspace_floats(B, K, N) ? split_ws.data() : nullptr;
+      DeviceBuffer<unsigned> tickets(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+      CUDA_CHECK(cudaMemset(tickets.data(), 0, tickets.bytes()));
       for (GemmPrecision p : precs)
         bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db)", ws ? " split-K" : ""), flops, wbytes,
                   [&](cudaStream_t st) {
                     cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws);
                   }, peak(p));
       if (ws)
+        for (GemmPrecision p : precs) {
+          bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db) split-K 1 launch"), flops, wbytes,
+                    [&](cudaStream_t st) {
+                      cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws,
+                                                   tickets.data());
+                    }, peak(p));
+          if (p == GemmPrecision::FP32) continue;
+          cuda::dense_force_tile({cuda::GemmTile::Pipe64, false});
+          bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db) split-K 1 launch, 64x64 4-warp"), flops,
+                    wbytes, [&](cudaStream_t st) {
+                      cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st, p, ws,
+                                                   tickets.data());
+                    }, peak(p));
+          cuda::dense_force_tile({});
+        }
+      if (ws)
         bench.run("gemm_weight", shape, "native fp32 (+db) no split", flops, wbytes, [&](cudaStream_t st) {
           cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st);
         });
+      if (B >= 4096)
+        for (const auto& [tile, name] : simt_tiles) {
+          cuda::dense_force_simt_tile({tile, false});
+          bench.run("gemm_weight", shape, cat("native fp32 (+db) ", name, ws ? " split-K" : ""), flops, wbytes,
+                    [&](cudaStream_t st) {
+                      cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, st,
+                                                   GemmPrecision::FP32, ws);
+                    });
+          cuda::dense_force_simt_tile({});
+        }
       bench.run("gemm_weight", shape, "cuBLAS sgemm fp32", flops, wbytes, [&](cudaStream_t st) {
         cublas::gemm_tn(blas, dW.data(), dZ.data(), X.data(), N, K, B, st);
       });
@@ -249,6 +333,47 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
         cublas::gemm_tn(tf32.get(), dW.data(), dZ.data(), X.data(), N, K, B, st);
       }, kPeakTf32);
     }
+}
+
+// The model's last layer (64 -> 10) in one training step: head_train against the separate launches
+// (both as the engine calls them, scratch and workspace allocated once). FLOPs: the three GEMMs;
+// bytes: A read, dA written (the previous layer's gradient), W, b, dW, db, labels.
+void bench_head(Bench& bench, cuda::Metrics* metrics) {
+  const cases::LayerShape last = cases::model_layers().back();
+  const int K = last.in, N = last.out;
+  for (int B : {128, 4096, 16384}) {
+    auto A = random_device(std::size_t(B) * K, 51, 0.0f, 1.0f), W = random_device(std::size_t(N) * K, 52, -0.5f, 0.5f),
+         b = random_device(N, 53);
+    auto y = random_bytes(std::size_t(B), 54, N - 1);
+    DeviceBuffer<float> logits(std::size_t(B) * N), dZ(std::size_t(B) * N), dA(std::size_t(B) * K),
+        dW(std::size_t(N) * K), db(N);
+    DeviceBuffer<float> ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+    DeviceBuffer<cuda::Metrics> slots(std::size_t(std::max(cuda::softmax_xent_blocks(B), cuda::head_xent_slots(B))));
+    DeviceBuffer<unsigned> done(1);
+    CUDA_CHECK(cudaMemset(done.data(), 0, done.bytes()));
+    DeviceBuffer<float> partial(std::max<std::size_t>(1, cuda::head_partial_floats(B, K, N)));
+    const cuda::XentScratch xent{slots.data(), done.data(), int(slots.size())};
+    const cuda::HeadScratch head{xent, partial.data(), partial.size()};
+    const std::string shape = cat(B, "x", K, "->", N);
+    const double flops = 6.0 * B * K * N;
+    const double bytes = 4.0 * (2.0 * B * K + 2.0 * N * K + 2.0 * N) + B;
+    for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+      bench.run("head", shape, cat("head_train ", to_string(p), " (1 launch, ", cuda::head_blocks(B, true), " blocks)"),
+                flops, bytes, [&](cudaStream_t st) {
+                  cuda::head_train(dW.data(), db.data(), dA.data(), metrics, head, A.data(), W.data(), b.data(),
+                                   y.data(), 1.25f, 1.0f / float(B), B, K, N, st, p);
+                }, peak);
+      float* w = cuda::dense_workspace_floats(B, K, N) ? ws.data() : nullptr;
+      bench.run("head", shape, cat("separate ", to_string(p), " (fwd, xent, bwd", w ? " + split-K)" : ")"), flops, bytes,
+                [&](cudaStream_t st) {
+                  cuda::dense_forward(logits.data(), A.data(), W.data(), b.data(), B, K, N, false, st, p, w);
+                  cuda::softmax_xent(dZ.data(), metrics, xent, logits.data(), y.data(), B, N, 1.0f / float(B), st);
+                  cuda::dense_backward_fused(dW.data(), db.data(), dA.data(), dZ.data(), A.data(), W.data(), A.data(),
+                                             1.25f, B, K, N, st, p, w);
+                }, peak);
+    }
+  }
 }
 
 int run(const Options& opt) {
@@ -312,7 +437,13 @@ int run(const Options& opt) {
         });
         if (const std::size_t wsn = cuda::dense_workspace_floats(B, K, N)) {  // as the engine runs it
           DeviceBuffer<float> ws(wsn);
+          DeviceBuffer<unsigned> tk(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+          CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
           bench.run(op, shape, "native fused + split-K (engine)", flops, bytes, [&](cudaStream_t st) {
+            cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale,
+                                       B, K, N, st, GemmPrecision::FP32, ws.data(), tk.data());
+          });
+          bench.run(op, shape, "native fused + split-K, 2 launches", flops, bytes, [&](cudaStream_t st) {
             cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), X.data(), W.data(), D.data(), scale,
                                        B, K, N, st, GemmPrecision::FP32, ws.data());
           });
@@ -402,6 +533,7 @@ int run(const Options& opt) {
       cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st);
     });
   }
+  bench_head(bench, metrics.data());
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());

@@ -31,6 +31,8 @@
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
 #   race       profiling/race.py (engine, engine-graph, engine-cublas, engine-graph1, PyTorch
 #              tutorial/resident/graph, JAX default/highest)
+#   race2      a second race.py run (SUITE_RACE2_CONTENDERS, default jax,jax-highest, at SUITE_RACE2_BATCHES,
+#              default 4096), its table in logs/race2: the slow-to-start contenders at fewer batches
 #   accuracy   profiling/precision_accuracy.py: the tutorial's 20-epoch run per seed (1,2,3) and
 #              --precision (fp32, tf32, bf16), test accuracy and the gap to fp32 (issue 12: 0.15 pp)
 #   ncu, nsys  profiling/ncu.sh, profiling/nsys.sh, with the time that is left
@@ -61,7 +63,7 @@ mkdir -p "$logs"
 export PATH="/usr/local/cuda/bin:$PATH" PYTHONUNBUFFERED=1
 t_start=$(date +%s)
 budget=${SUITE_BUDGET_S:-470}
-all_steps="env configure build ctest-gpu ctest-all memcheck racecheck synccheck initcheck san-train bench train20 race accuracy racecheck-tests synccheck-tests ncu nsys"
+all_steps="env configure build ctest-gpu ctest-all memcheck racecheck synccheck initcheck san-train bench train20 race race2 accuracy racecheck-tests synccheck-tests ncu nsys"
 steps=${SUITE_STEPS:-$all_steps}
 jobs=${SUITE_JOBS:-$(nproc 2>/dev/null || echo 8)}
 build=${SUITE_BUILD_DIR:-build-gpu}
@@ -232,6 +234,12 @@ s_race() {
     --python "$py" --batches "${SUITE_RACE_BATCHES:-128,512,4096}" --epochs "${SUITE_RACE_EPOCHS:-4}" \
     --repeats "${SUITE_RACE_REPEATS:-2}" --timeout "${SUITE_RACE_TIMEOUT:-60}" --results-dir "$out" --keep-logs "$logs/race" \
     ${SUITE_RACE_CONTENDERS:+--contenders "$SUITE_RACE_CONTENDERS"} ${SUITE_RACE_PRECISIONS:+--precisions "$SUITE_RACE_PRECISIONS"}
+}
+s_race2() {  # a second race with its own contenders and batches (e.g. JAX at one batch only), into logs/race2
+  step race2 150 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \
+    --python "$py" --batches "${SUITE_RACE2_BATCHES:-4096}" --epochs "${SUITE_RACE_EPOCHS:-4}" \
+    --repeats "${SUITE_RACE_REPEATS:-2}" --timeout "${SUITE_RACE_TIMEOUT:-60}" --results-dir "$logs/race2" \
+    --keep-logs "$logs/race2" --contenders "${SUITE_RACE2_CONTENDERS:-jax,jax-highest}"
 }
 s_train20() {
   step train20 120 bash -c "need $bin 'engine not built'; $bin --data '$data' --device cuda --epochs 20 --batch-size 128 --out $tmp/train20 && cp $tmp/train20/report.json $out/train20-report.json"

@@ -39,7 +39,7 @@ struct ReportInfo {
   double dropout = 0;
   std::string device;   // e.g. "NVIDIA H100 80GB HBM3" or "CPU"
   std::string backend;  // e.g. "cuda", "cpu"
-  std::string kernels;    // the training step's path: "cpu", "cuda fused", "cuda graph"
+  std::string kernels;    // the training step's path: "cpu", "cuda fused", "cuda graph", "cuda graph+head"
   std::string precision;  // GEMM inputs: "fp32", "tf32", "bf16"
   std::string dataset;  // e.g. "mnist (data/mnist)"
   uint64_t seed = 0;

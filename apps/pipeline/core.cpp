@@ -79,8 +79,10 @@ std::string device_name(const Engine& engine) {
 
 std::string kernel_path(const Engine& engine) {
   if (engine.name() != "cuda") return engine.name();
-  // The engine resolved --kernels (auto, or a fallback it gave notice of).
-  return cat("cuda ", to_string(engine.fused_step() ? Kernels::Fused : Kernels::Graph));
+  // The engine resolved --kernels (auto, or a fallback it gave notice of); the graph path says when
+  // its last layer runs as the head kernel (kernels/head.cuh).
+  if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
+  return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 
 void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val) {

@@ -39,7 +39,8 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec);
 std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg, std::ostream& log);
 std::string device_name(const Engine& engine);  // the GPU's name, or "CPU (n threads)"
 // The training step's path as report.json and compare show it: "cpu", "cuda fused", "cuda graph"
-// (the path actually taken: a fused step that falls back is "cuda graph").
+// or "cuda graph+head" (the path actually taken: a fused step that falls back is "cuda graph", with
+// "+head" when the last layer runs as one head kernel).
 std::string kernel_path(const Engine& engine);
 
 // The validation split of --val-split/--split, with --batch-size checked against what is left.

@@ -15,8 +15,10 @@
 // 67.07, db = 0.02187 (cancellation 3000x), error 6.96e-7 = 3.18e-5 relative, the exact error of
 // the kernel's sequential float sum (the host emulation computes the same bits), well inside
 // γ_128·67.07 = 5.1e-4 (profiling/NOTES.md).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/cublas_ref.cuh"
@@ -221,6 +223,106 @@ TEST_CASE("dense kernels on the large tiles with tails in every dimension (cheap
   expect_close(to_host(fdW), dW, kTol, "dW");
   expect_within(to_host(fdb), db, sum_bounds(adb, db, B), "db");
   expect_close(to_host(fdX), dX, kTol, "dX");
+}
+
+// The FP32 tiles (kernels/dense.cu): SimtVecTile, the register-blocked, double-buffered tile of the
+// large GEMMs, forced at each size (dense_force_simt_tile: 128x128, 64x64, 32x32) and as the
+// launchers pick it, on every GEMM kind with its epilogue (forward + bias + ReLU + dropout, the
+// fused and the separate backward: dW, the db column, dX masked): bitwise equal to SimtTile (forced
+// Scalar) with the same split points, since both compute every output as one fmaf chain over k in
+// ascending order, and SimtTile's results against the CPU twins with this file's tolerances.
+// Shapes: tails in every dimension of every tile; K = 50 / N = 65 (row strides not multiples of 4:
+// element loads) beside K = 52 / N = 64 (float4 loads, a k tail inside a slice, the ones column in
+// a chunk of its own); K = 784 with the workspace (the forward's K split, across blocks or folded
+// into the block); 600 rows with the workspace (the weight GEMM's row split); every operand once
+// misaligned by one float (element loads on a float4 shape: the same bits).
+TEST_CASE("FP32 tiles: SimtVecTile equals SimtTile bitwise (forced and as picked), and the CPU twins") {
+  Stream stream;
+  struct Shape {
+    int B, K, N;
+  };
+  std::vector<Shape> shapes{{129, 52, 64}, {129, 50, 65}, {600, 52, 64}, {129, 784, 65}};
+  if (!quick_tests()) shapes.insert(shapes.end(), {{4096, 784, 128}, {4096, 128, 64}, {4096, 64, 10}});
+  const float p = 0.2f, scale = 1.0f / (1.0f - p);
+  struct Outs {
+    std::vector<float> Y, dW, db, dX, sW, sb, sX;
+  };
+  for (const Shape& sh : shapes)
+    for (bool use_ws : {false, true}) {
+      const int B = sh.B, K = sh.K, N = sh.N;
+      INFO(B, "x", K, "->", N, use_ws ? " with workspace" : "");
+      DenseData d(B, K, N, 1300 + B + K + N);
+      const std::vector<float> D = random_vector(std::size_t(B) * K, 1301);  // sign = mask
+      const std::size_t wsn = cuda::dense_workspace_floats(B, K, N);
+      DeviceBuffer<float> ws(std::max<std::size_t>(wsn, 1));
+      float* const w = use_ws && wsn ? ws.data() : nullptr;
+      // Each input at float offsets 0 (16-byte aligned) and 1 of its own buffer.
+      auto at = [](const std::vector<float>& v) {
+        std::vector<float> h(v.size() + 1, 0.0f);
+        std::copy(v.begin(), v.end(), h.begin() + 1);
+        return std::make_pair(to_device(v), to_device(h));
+      };
+      auto X = at(d.X), W = at(d.W), b = at(d.b), dZ = at(d.dY), mask = at(D);
+      auto run = [&](cuda::SimtTileChoice choice, bool shifted) {
+        auto in = [&](std::pair<DeviceBuffer<float>, DeviceBuffer<float>>& v) {
+          return shifted ? v.second.data() + 1 : v.first.data();
+        };
+        cuda::dense_force_simt_tile(choice);
+        auto Y = poisoned<float>(std::size_t(B) * N), dW = poisoned<float>(std::size_t(N) * K),
+             db = poisoned<float>(N), dX = poisoned<float>(std::size_t(B) * K), sW = poisoned<float>(dW.size()),
+             sb = poisoned<float>(N), sX = poisoned<float>(dX.size());
+        cuda::dense_relu_dropout_forward(Y.data(), in(X), in(W), in(b), B, K, N, cuda::DropoutSpec{p, 42, 17, 1, nullptr},
+                                         stream.get(), GemmPrecision::FP32, w);
+        cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), in(dZ), in(X), in(W), in(mask), scale, B, K, N,
+                                   stream.get(), GemmPrecision::FP32, w);
+        cuda::dense_backward_weights(sW.data(), sb.data(), in(dZ), in(X), B, K, N, stream.get(), GemmPrecision::FP32, w);
+        cuda::dense_backward_data(sX.data(), in(dZ), in(W), in(mask), scale, B, K, N, stream.get());
+        Outs o{to_host(Y), to_host(dW), to_host(db), to_host(dX), to_host(sW), to_host(sb), to_host(sX)};
+        cuda::dense_force_simt_tile({});
+        return o;
+      };
+      const Outs ref = run({cuda::SimtTileKind::Scalar, false}, false);
+
+      // SimtTile against the CPU twins (tolerances: the header of this file).
+      const std::size_t ny = std::size_t(B) * N;
+      std::vector<double> h(ny), Yref(ny), dW(std::size_t(N) * K), db(N), dX(std::size_t(B) * K), scratch(ny);
+      const auto Xd = to_double(d.X), Wd = to_double(d.W), dZd = to_double(d.dY);
+      cpu::dense_forward(h.data(), Xd.data(), Wd.data(), to_double(d.b).data(), B, K, N, true);
+      cpu::dropout_forward(Yref.data(), h.data(), ny, p, 42, 17, 1);
+      cpu::dense_backward<double>(dX.data(), dW.data(), db.data(), scratch.data(), dZd.data(), Xd.data(), Wd.data(),
+                                  nullptr, B, K, N, false);
+      for (std::size_t i = 0; i < dX.size(); ++i) dX[i] = D[i] > 0 ? dX[i] * double(scale) : 0.0;
+      std::vector<double> adb(std::size_t(N), 0.0);
+      for (std::size_t i = 0; i < d.dY.size(); ++i) adb[i % std::size_t(N)] += std::fabs(double(d.dY[i]));
+      expect_close(ref.Y, Yref, kTol, "Y");
+      expect_close(ref.dW, dW, kTol, "dW");
+      expect_within(ref.db, db, sum_bounds(adb, db, B), "db");
+      expect_close(ref.dX, dX, kTol, "dX");
+      CHECK(bitwise_equal(ref.sW, ref.dW));
+      CHECK(bitwise_equal(ref.sb, ref.db));
+      CHECK(bitwise_equal(ref.sX, ref.dX));
+
+      auto same = [&](const Outs& o) {
+        CHECK(bitwise_equal(o.Y, ref.Y));
+        CHECK(bitwise_equal(o.dW, ref.dW));
+        CHECK(bitwise_equal(o.db, ref.db));
+        CHECK(bitwise_equal(o.dX, ref.dX));
+        CHECK(bitwise_equal(o.sW, ref.sW));
+        CHECK(bitwise_equal(o.sb, ref.sb));
+        CHECK(bitwise_equal(o.sX, ref.sX));
+      };
+      // Folding changes the launch only where the forward GEMM splits (K >= 512, with the workspace).
+      const std::vector<bool> folds = w && cuda::dense_workspace_floats(1, K, N) ? std::vector<bool>{false, true}
+                                                                                 : std::vector<bool>{false};
+      for (cuda::SimtTileKind tile : {cuda::SimtTileKind::Vec128, cuda::SimtTileKind::Vec64, cuda::SimtTileKind::Vec32})
+        for (bool fold : folds)
+          for (bool shifted : {false, true}) {
+            INFO("tile ", int(tile), fold ? " folded" : "", shifted ? " misaligned" : "");
+            same(run({tile, fold}, shifted));
+          }
+      INFO("as picked");
+      same(run({}, false));
+    }
 }
 
 TEST_CASE("dense kernels against cuBLAS and cuBLASLt (bias + ReLU epilogue)") {

@@ -209,6 +209,29 @@ TEST_CASE("split-K (engine workspace): forward over K = 784 and weight GEMMs ove
                                  N, stream.get(), prec, ws.data());
       CHECK(bitwise_equal(to_host(fW), hW));
       CHECK(bitwise_equal(to_host(fb), hb));
+      // Split-K in one launch (tickets: the last block of a tile sums its partials in the same fixed
+      // order): bitwise the two-pass results, at 4096 rows and (forward, split across blocks) one
+      // row; every ticket back to 0 afterwards. Twice, so the second launch starts from the
+      // first's reset counters.
+      DeviceBuffer<unsigned> tk(cuda::dense_ticket_count(B, K, N));
+      REQUIRE(tk.size() > 0);
+      CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+      for (int rep = 0; rep < 2; ++rep) {
+        auto tW = poisoned<float>(rW.size()), tb = poisoned<float>(N), tX = poisoned<float>(std::size_t(B) * K);
+        cuda::dense_backward_fused(tW.data(), tb.data(), tX.data(), gdZ.data(), gX.data(), gW.data(), nullptr, 1.0f, B,
+                                   K, N, stream.get(), prec, ws.data(), tk.data());
+        CHECK(bitwise_equal(to_host(tW), hW));
+        CHECK(bitwise_equal(to_host(tb), hb));
+        CHECK(bitwise_equal(to_host(tX), to_host(fX)));
+        auto tY = poisoned<float>(ref.size()), t1 = poisoned<float>(N);
+        cuda::dense_forward(tY.data(), gX.data(), gW.data(), gb.data(), B, K, N, L.relu, stream.get(), prec, ws.data(),
+                            tk.data());
+        CHECK(bitwise_equal(to_host(tY), all));
+        cuda::dense_forward(t1.data(), gX.data() + std::size_t(B - 1) * K, gW.data(), gb.data(), 1, K, N, L.relu,
+                            stream.get(), prec, ws.data(), tk.data());
+        CHECK(bitwise_equal(to_host(t1), to_host(y1)));
+        CHECK(to_host(tk) == std::vector<unsigned>(tk.size(), 0u));
+      }
     }
 }
 
@@ -280,7 +303,12 @@ TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-
         expect_within(autom.dX, rX, mX, N, 1.0, "dX");
       }
       const cuda::GemmTileChoice forced[] = {
-          {}, {cuda::GemmTile::Pipe64, false}, {cuda::GemmTile::Pipe64, true}, {cuda::GemmTile::Pipe128, true}};
+          {},
+          {cuda::GemmTile::Pipe64, false},
+          {cuda::GemmTile::Pipe64, true},
+          {cuda::GemmTile::Pipe64x8, false},
+          {cuda::GemmTile::Pipe64x8, true},
+          {cuda::GemmTile::Pipe128, true}};
       for (const cuda::GemmTileChoice& c : forced) {
         INFO("tile ", int(c.tile), c.fold_forward_split ? " folded" : "");
         const TileOuts o = c.tile == cuda::GemmTile::Auto ? autom : run(c);

@@ -69,6 +69,7 @@ TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial la
   p.cfg.kernels = Kernels::Fused;
   Problem g = p;
   g.cfg.kernels = Kernels::Graph;
+  g.cfg.head_kernel = false;  // the fused step's twin: the last layer's separate launches (not the head kernel)
   auto cpu = make_cpu_engine(p.cfg);
   auto fused = make_cuda_engine(p.cfg);
   auto graph = make_cuda_engine(g.cfg);

@@ -22,15 +22,19 @@ double nerr(const std::vector<double>& o, const std::vector<double>& r) {
 std::vector<double> delta(const std::vector<float>& p, const std::vector<float>& p0) { std::vector<double> d(p.size()); for (size_t i = 0; i < p.size(); ++i) d[i] = double(p[i]) - p0[i]; return d; }
 std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) { std::mt19937_64 g(seed); std::uniform_int_distribution<int> d(lo, hi); std::vector<uint8_t> v(n); for (auto& x : v) x = uint8_t(d(g)); return v; }
 
+static bool g_head = true;  // EngineConfig::head_kernel of compare()'s CUDA engine
+static bool g_split_in_launch = false;  // EngineConfig::split_in_launch of compare()'s CUDA engine
+
 void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
-  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
+  EngineConfig cfg; cfg.head_kernel = g_head; cfg.split_in_launch = g_split_in_launch; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
   auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
   DataView v{images.data(), labels.data(), n, input};
   auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
   int tc = cpu->add_dataset(v), tg = gpu->add_dataset(v);
   std::vector<float> p0, pc, pg; cpu->get_params(p0); gpu->get_params(pg);
   expect(pg == p0, "init");
-  const std::string tag = cat("in=", input, " batch=", batch, " n=", n, " p=", dropout, shuffle ? "" : " noshuffle", " K=", graph_steps);
+  expect(gpu->head_kernel() == g_head, "head kernel chosen as configured");
+  const std::string tag = cat(g_head ? "head " : "no-head ", "in=", input, " batch=", batch, " n=", n, " p=", dropout, shuffle ? "" : " noshuffle", " K=", graph_steps);
   for (int e = 0; e < epochs; ++e) {
     EpochStats sc, sg;
     if (e == 0 && resume_at > 0) {
@@ -138,7 +142,58 @@ void memory_cap() {
   expect(detail::g_device_bytes.load() > before, "memory cap: counted without the cap");
 }
 
+// The head kernel (kernels/head.cuh) against the launches it replaces, in the engine at fp32: one
+// step from the same state gives the same loss sum and hits bit for bit, and the same gradients
+// below the last layer (its dA is dense_backward_data's FMA chain), so after the step every
+// parameter below the last layer is bitwise equal; the last layer's dW/db differ by float32
+// summation order only (a few ulp of a gradient; Adam's first step, ≈ lr·sign(g), then moves by
+// far less than 1e-5 of its size, normalised over the layer). Over two
+// epochs the runs stay within float32 noise (the graph path's own bound against the CPU: 1e-3).
+// A last layer the head cannot hold (34 classes) keeps the separate launches.
+void head_vs_separate() {
+  const int n = 300, input = 50;
+  auto images = rbytes(std::size_t(n) * input, 18, 0, 255), labels = rbytes(n, 19, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 100; cfg.seed = 21; cfg.kernels = Kernels::Graph;
+  std::vector<float> p[2], q[2];
+  EpochProgress one[2];
+  EpochStats ev[2];
+  for (int h : {0, 1}) {
+    cfg.head_kernel = h == 1;
+    auto gpu = make_cuda_engine(cfg);
+    expect(gpu->head_kernel() == (h == 1), "head_kernel() reports the choice");
+    const int t = gpu->add_dataset(v);
+    one[h].end_batch = 1;
+    gpu->train_steps(t, 0, 1e-3f, one[h], nullptr);
+    gpu->get_params(p[h]);
+    EpochProgress rest;
+    rest.next_batch = 1;
+    gpu->train_steps(t, 0, 1e-3f, rest, nullptr);
+    gpu->train_epoch(t, 1, 1e-3f);
+    gpu->get_params(q[h]);
+    ev[h] = gpu->evaluate(t);
+  }
+  expect(std::memcmp(&one[0].loss_sum, &one[1].loss_sum, sizeof(double)) == 0 && one[0].correct == one[1].correct,
+         cat("head: first step's loss bits ", one[0].loss_sum, " vs ", one[1].loss_sum));
+  const ParamLayout layout = make_layout(cfg.spec);
+  const DenseSlot& last = layout.dense.back();
+  expect(std::memcmp(p[0].data(), p[1].data(), last.w_offset * sizeof(float)) == 0, "head: layers below the last bitwise equal after one step");
+  std::vector<float> init; { auto cpu = make_cpu_engine(cfg); cpu->get_params(init); }
+  const std::vector<float> tail0(p[0].begin() + long(last.w_offset), p[0].end()), tail1(p[1].begin() + long(last.w_offset), p[1].end()),
+      tail_init(init.begin() + long(last.w_offset), init.end());
+  const double step_err = nerr(delta(tail1, tail_init), delta(tail0, tail_init));
+  expect(step_err < 1e-5, cat("head: the last layer's first step within 1e-5 (normalised) of the separate launches', ", step_err));
+  const double err = nerr(delta(q[1], init), delta(q[0], init));
+  std::printf("head vs separate launches: two epochs, param-change err %.3g, eval loss %.9f / %.9f\n", err, ev[1].loss, ev[0].loss);
+  expect(err < 1e-4, "head: two epochs within float noise of the separate launches");
+  expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss, "head: evaluation loss");
+  cfg.spec.classes = 34;
+  cfg.head_kernel = true;
+  expect(!make_cuda_engine(cfg)->head_kernel(), "head: 34 classes keep the separate launches");
+}
+
 int main() {
+  head_vs_separate();
   memory_cap();
   progress_hook();
   graph_steps_bitwise();
@@ -149,6 +204,18 @@ int main() {
   compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);         // only a partial batch
   compare(50, {33, 20}, 10, 0.2f, 32, 300, 13, true, 2, 3, 2);  // 2-step graph replays, after a resume at batch 3
   compare(50, {33, 20}, 10, 0.2f, 32, 300, 14, true, 2, 0, 4);  // 4-step replays, then single steps, then the partial batch
+  g_head = false;  // the separate launches of the last layer (the fallback)
+  compare(50, {33, 20}, 10, 0.2f, 32, 200, 7, true, 2, 0);
+  compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);
+  // Batch 512: every weight GEMM splits (2 pieces of 256 rows); with EngineConfig::split_in_launch
+  // (off by default: measured slower) reduced in its own launch by the last block of each tile
+  // (tickets, kernels/dense.cu finish_split_tile) across graph replays, where a ticket left non-zero
+  // by one launch would break the next; then the default second pass. Then the 76-row batch (no split).
+  g_head = true;
+  g_split_in_launch = true;
+  compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
+  g_split_in_launch = false;
+  compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }

@@ -5,14 +5,17 @@
 #include <cmath>
 #include <cstring>
 #include <algorithm>
+#include <array>
 #include "kernels/adam.cuh"
 #include "kernels/dense.cuh"
 #include "tests/gpu/dense_backward_ref.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/gather.cuh"
+#include "kernels/head.cuh"
 #include "kernels/softmax_xent.cuh"
 #include "kernels/step_math.cuh"
 #include "tests/gpu/xent_order.hpp"
+#include "tests/gpu/head_ref.hpp"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
@@ -273,6 +276,131 @@ int main(int argc, char** argv) {
     }
     emu::g_block_order = emu::BlockOrder::Index;
   }
+  // head_train (kernels/head.cuh): the last layer, its loss and its backward in one launch. Against
+  // the CPU reference (tests/gpu/head_ref.hpp: every element within its derived bound) and, bit for
+  // bit, against the order its header states, written out here on the host from the kernel's own
+  // dZ: each block's rows in one fmaf chain per dW/db element, the blocks' partials added in block
+  // order from 0; the loss sum in softmax_xent's order over xent_row's row losses. The blocks run in
+  // index, reversed and shuffled order (the last to run is the last to finish, which adds the
+  // partials and the group sums): a kernel that added them as the blocks finish fails the reversed
+  // run; each case checks that its data tells block order from reversed for some dW element.
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+    for (const std::array<int, 3>& shape : {std::array<int, 3>{1, 64, 10}, {129, 64, 10}, {1000, 33, 7}, {4096, 64, 10}}) {
+      const int B = shape[0], K = shape[1], N = shape[2];
+      if (quick && B == 4096 && prec != GemmPrecision::FP32) continue;
+      const std::string tag = cat("head B=", B, " K=", K, " N=", N, " prec=", int(prec));
+      // Every other row confident: input 0 in [7, 9.5] there, and only class 0 reads it (weight 4),
+      // so that row's label 0 leads by ≈ 30-37 and its loss (≈ 1e-16 .. 1e-13) rounds when the double
+      // sums add it to the others' (≈ 0.1 .. 10). The first seed whose losses tell the stated order
+      // from a flat sum inside a 32-row group, and the 256-row sums from reversed (3+ of them), is
+      // taken; the losses come from the head's logits written out on the host (the kernel's FMA
+      // chain, checked bitwise below) through xent_row.
+      std::vector<float> A, W, b, zh(std::size_t(B) * N);
+      std::vector<uint8_t> lab;
+      bool loss_sensitive = false;
+      for (uint64_t seed = 61; seed < 81 && !loss_sensitive; ++seed) {
+        A = rnd(std::size_t(B) * K, seed + B);
+        for (float& a : A) a = a > 0.0f ? a * 1.25f : 0.0f;  // a hidden activation: ReLU + dropout scale
+        W = rnd(std::size_t(N) * K, seed + 1, -.5, .5);
+        b = rnd(N, seed + 2, -.5, .5);
+        lab = rbytes(B, seed + 3 + B, 0, N - 1);
+        const auto boost = rnd(B, seed + 4 + B, 7, 9.5);
+        for (int n = 0; n < N; ++n) W[std::size_t(n) * K] = n == 0 ? 4.0f : 0.0f;
+        for (int r = 0; r < B; r += 2) { A[std::size_t(r) * K] = boost[r]; lab[r] = 0; }
+        std::vector<double> l(B);
+        for (int r = 0; r < B; ++r) {
+          for (int n = 0; n < N; ++n) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; ++k)
+              acc = std::fma(round_input(prec, A[std::size_t(r) * K + k]), round_input(prec, W[std::size_t(n) * K + k]), acc);
+            zh[std::size_t(r) * N + n] = acc + b[n];
+          }
+          l[r] = cuda::xent_row(zh.data() + std::size_t(r) * N, N, lab[r], 1.0f, nullptr, nullptr).loss;
+        }
+        const std::vector<double> S = test::xent_block_sums(l, cuda::kXentRowsPerBlock);
+        bool groups_differ = B < 32;
+        for (int g = 0; g + 32 <= B && !groups_differ; g += 32) {
+          double flat = 0;
+          for (int i = 0; i < 32; ++i) flat += l[g + i];
+          groups_differ = flat != test::xent_block_sums(std::vector<double>(l.begin() + g, l.begin() + g + 32), 32)[0];
+        }
+        loss_sensitive = groups_differ && (S.size() <= 2 || test::xent_launch_sum(S, true) != test::xent_launch_sum(S));
+      }
+      expect(loss_sensitive, tag + ": loss data that tells the stated order from others");
+      const int R = cuda::head_rows_per_block(B, true), nb = cuda::head_blocks(B, true);
+      auto slots = poison<cuda::Metrics>(std::size_t(cuda::head_xent_slots(B)));
+      auto part = poison<float>(cuda::head_partial_floats(B, K, N));
+      unsigned done = 0;
+      const cuda::HeadScratch sc{{slots.data(), &done, int(slots.size())}, part.data(), part.size()};
+      auto run = [&](std::vector<float>& gW, std::vector<float>& gb, std::vector<float>& gA, std::vector<float>& z,
+                     std::vector<float>& dz, cuda::Metrics& m) {
+        gW = poison<float>(W.size()); gb = poison<float>(N); gA = poison<float>(A.size());
+        z = poison<float>(std::size_t(B) * N); dz = poison<float>(std::size_t(B) * N); m = cuda::Metrics{};
+        cuda::head_train(gW.data(), gb.data(), gA.data(), &m, sc, A.data(), W.data(), b.data(), lab.data(), 1.25f,
+                         1.0f / B, B, K, N, nullptr, prec, z.data(), dz.data());
+      };
+      std::vector<float> gW, gb, gA, z, dz; cuda::Metrics m;
+      emu::g_block_order = emu::BlockOrder::Index;
+      run(gW, gb, gA, z, dz, m);
+      expect(done == 0, tag + " counter back to 0");
+      const test::HeadReference ref = test::head_reference(A, W, b, dz, B, K, N, 1.25f, prec);
+      auto within = [&](const std::vector<float>& g, const std::vector<double>& r, const std::vector<double>& bound, const std::string& what) {
+        ++checks; std::size_t bad = 0;
+        for (std::size_t i = 0; i < g.size(); ++i) if (!(std::fabs(double(g[i]) - r[i]) <= bound[i])) ++bad;
+        if (bad || g.size() != r.size()) { ++failures; std::printf("FAIL %s %s: %zu of %zu elements outside their bound\n", tag.c_str(), what.c_str(), bad, g.size()); }
+      };
+      within(z, ref.logits, ref.logits_bound, "logits");
+      within(gA, ref.dA, ref.dA_bound, "dA");
+      within(gW, ref.dW, ref.dW_bound, "dW");
+      within(gb, ref.db, ref.db_bound, "db");
+      // dZ, loss and hits as softmax_xent computes them from the same logits (xent_row, here on the host).
+      std::vector<double> rowl(B); std::vector<float> rowg(std::size_t(B) * N); unsigned long long hits = 0;
+      for (int r = 0; r < B; ++r) {
+        const cuda::XentRow x = cuda::xent_row(z.data() + std::size_t(r) * N, N, lab[r], 1.0f / B, rowg.data() + std::size_t(r) * N, nullptr);
+        rowl[r] = x.loss; hits += x.hit ? 1 : 0;
+      }
+      same(dz, rowg, tag + " dZ = xent_row's");
+      same(z, zh, tag + " logits = the stated FMA chain");
+      const std::vector<double> S = test::xent_block_sums(rowl, cuda::kXentRowsPerBlock);
+      const double want_loss = test::xent_launch_sum(S);
+      // dW/db in the stated order: per block a chain over its rows, then 0 + P_0 + P_1 + ... (one block: P_0).
+      std::vector<float> rdz(dz.size()), ra(A.size());
+      for (std::size_t i = 0; i < dz.size(); ++i) rdz[i] = round_input(prec, dz[i]);
+      for (std::size_t i = 0; i < A.size(); ++i) ra[i] = round_input(prec, A[i]);
+      std::vector<float> wW(W.size()), wb(N);
+      bool sensitive = nb <= 2;
+      for (int n = 0; n < N; ++n)
+        for (int c = 0; c <= K; ++c) {
+          std::vector<float> P(std::size_t(nb), 0.0f);
+          for (int q = 0; q < nb; ++q)
+            for (int r = q * R; r < std::min(B, (q + 1) * R); ++r)
+              P[q] = std::fma(rdz[std::size_t(r) * N + n], c == K ? 1.0f : ra[std::size_t(r) * K + c], P[q]);
+          float tot = 0.0f, rev = 0.0f;
+          for (int q = 0; q < nb; ++q) { tot += P[q]; rev += P[nb - 1 - q]; }
+          if (nb == 1) tot = P[0];
+          if (tot != rev) sensitive = true;
+          (c == K ? wb[n] : wW[std::size_t(n) * K + c]) = tot;
+        }
+      expect(sensitive, tag + ": data that tells block order from reversed");
+      same(gW, wW, tag + " dW in the stated order");
+      same(gb, wb, tag + " db in the stated order");
+      expect(std::memcmp(&m.loss_sum, &want_loss, sizeof(double)) == 0 && m.correct == hits,
+             cat(tag, " loss bits ", hexf(m.loss_sum), " vs ", hexf(want_loss), " hits ", m.correct, " vs ", hits));
+      for (emu::BlockOrder order : {emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+        emu::g_block_order = order;
+        std::vector<float> oW, ob, oA, oz, odz; cuda::Metrics om;
+        run(oW, ob, oA, oz, odz, om);
+        const std::string t = cat(tag, " order ", int(order));
+        same(oW, gW, t + " dW"); same(ob, gb, t + " db"); same(oA, gA, t + " dA"); same(odz, dz, t + " dZ");
+        expect(std::memcmp(&om.loss_sum, &m.loss_sum, sizeof(double)) == 0 && om.correct == m.correct, t + " metrics");
+        expect(done == 0, t + " counter back to 0");
+        cuda::Metrics em;  // evaluation: the same sums from the forward alone (32-row blocks)
+        cuda::head_evaluate(&em, sc.xent, A.data(), W.data(), b.data(), lab.data(), B, K, N, nullptr, prec);
+        expect(std::memcmp(&em.loss_sum, &m.loss_sum, sizeof(double)) == 0 && em.correct == m.correct && done == 0,
+               t + " head_evaluate metrics");
+      }
+      emu::g_block_order = emu::BlockOrder::Index;
+    }
   {  // a scratch too small for the grid is refused
     const int B = cuda::kXentRowsPerBlock + 1;
     const auto z = rnd(std::size_t(B) * 10, 9); const auto lab = rbytes(B, 9, 0, 9);

@@ -285,6 +285,61 @@ void forward_split(GemmPrecision prec, int B, int K, int N) {
   check(D, d, mag, K, 1.25, "D " + tag);
 }
 
+// Split-K in one launch (tickets, finish_split_tile): under every block order (index, reversed,
+// shuffled: the last block of a tile differs), the weight GEMM alone and fused with the data GEMM
+// and a forward GEMM split across blocks give bitwise the two-pass results (same pieces, the same
+// additions in the order z = 0, 1, ...), in one launch instead of two, and leave every ticket 0
+// (so the next launch, or graph replay, starts clean). tile: the tile forced for the TF32/BF16
+// GEMMs (Auto: the launchers' choice; FP32 always runs SimtTile).
+void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " tickets B=", B, " K=", K, " N=", N, " tile ", int(tile));
+  const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N), nt = cuda::dense_ticket_count(B, K, N);
+  expect(ws_floats > 0 && nt > 0, "the shape splits and needs tickets " + tag);
+  const bool fwd_split = K >= 512;  // forward_split_cols: K only
+  const Vec X = rnd(std::size_t(B) * K, 101), dZ = rnd(std::size_t(B) * N, 102), W = rnd(std::size_t(N) * K, 103);
+  const Vec mask = rnd(std::size_t(B) * K, 104), b = rnd(N, 105);
+  const std::size_t nk = std::size_t(N) * K, bk = std::size_t(B) * K, bn = std::size_t(B) * N;
+  cuda::dense_force_tile({tile, false});
+  Vec ws = poison(ws_floats);
+  Vec dW0 = poison(nk), db0 = poison(N), fW0 = poison(nk), fb0 = poison(N), fX0 = poison(bk), Y0 = poison(bn);
+  cuda::dense_backward_weights(dW0.data(), db0.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
+  cuda::dense_backward_fused(fW0.data(), fb0.data(), fX0.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f, B,
+                             K, N, nullptr, prec, ws.data());
+  if (fwd_split)
+    cuda::dense_forward(Y0.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+  for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+    emu::g_block_order = order;
+    const std::string t = cat(tag, " order ", int(order));
+    std::vector<unsigned> tk(nt, 0u);
+    Vec dW = poison(nk), db = poison(N), fW = poison(nk), fb = poison(N), fX = poison(bk), Y = poison(bn);
+    long long l0 = g_emu_launches;
+    cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data(),
+                                 tk.data());
+    expect(g_emu_launches - l0 == 1, "weight GEMM in one launch " + t);
+    same(dW, dW0, "dW = two passes, " + t);
+    same(db, db0, "db = two passes, " + t);
+    l0 = g_emu_launches;
+    cuda::dense_backward_fused(fW.data(), fb.data(), fX.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f, B, K,
+                               N, nullptr, prec, ws.data(), tk.data());
+    expect(g_emu_launches - l0 == 1, "fused backward in one launch " + t);
+    same(fW, fW0, "fused dW = two passes, " + t);
+    same(fb, fb0, "fused db = two passes, " + t);
+    same(fX, fX0, "fused dX = two passes, " + t);
+    if (fwd_split) {
+      l0 = g_emu_launches;
+      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data(), tk.data());
+      expect(g_emu_launches - l0 == 1, "split forward in one launch " + t);
+      same(Y, Y0, "forward = two passes, " + t);
+    }
+    bool zero = true;
+    for (unsigned v : tk) zero = zero && v == 0u;
+    expect(zero, "every ticket back to 0 " + t);
+  }
+  emu::g_block_order = emu::BlockOrder::Index;
+  cuda::dense_force_tile({});
+}
+
 // The pipelined cp.async tile (PipeTile, forced with dense_force_tile) on every GEMM kind against
 // the CPU twins with the same input rounding (every element, the derived tolerance of the header),
 // and bitwise against the single-buffered MmaTile (forced) wherever the split points are the same:
@@ -320,15 +375,21 @@ GemmOuts run_gemms(GemmPrecision prec, int B, int K, int N, cuda::GemmTileChoice
 
 void pipe_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
   const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16",
-                              tile == cuda::GemmTile::Pipe128 ? " pipe128" : " pipe64", " B=", B, " K=", K, " N=", N);
+                              tile == cuda::GemmTile::Pipe128    ? " pipe128"
+                              : tile == cuda::GemmTile::Pipe64x8 ? " pipe64x8"
+                                                                 : " pipe64",
+                              " B=", B, " K=", K, " N=", N);
   const Vec X = rnd(std::size_t(B) * K, 91 + B), W = rnd(std::size_t(N) * K, 92 + K, -.5, .5), b = rnd(N, 93);
   const Vec dZ = rnd(std::size_t(B) * N, 94 + N), mask = rnd(std::size_t(B) * K, 95);
-  const long long c0 = cuda::g_emu_cp_async_copies;
+  const long long c0 = cuda::g_emu_cp_async_copies, l0 = cuda::g_emu_ldmatrix_calls;
   const GemmOuts mma = run_gemms(prec, B, K, N, {cuda::GemmTile::Mma, false}, X, W, b, dZ, mask);
   expect(cuda::g_emu_cp_async_copies == c0, "MmaTile issues no cp.async " + tag);
+  expect(cuda::g_emu_ldmatrix_calls == l0, "MmaTile issues no ldmatrix " + tag);
   const GemmOuts pipe = run_gemms(prec, B, K, N, {tile, false}, X, W, b, dZ, mask);
   const long long c1 = cuda::g_emu_cp_async_copies;
   expect(c1 > c0, "the pipelined tile ran (cp.async copies landed) " + tag);
+  // TF32 reads its k-fast operands (Forward's A and B, Data's A) with ldmatrix; BF16 never does.
+  expect((cuda::g_emu_ldmatrix_calls > l0) == (prec == GemmPrecision::TF32), "ldmatrix used iff TF32 " + tag);
   const GemmOuts fold = run_gemms(prec, B, K, N, {tile, true}, X, W, b, dZ, mask);
   expect(cuda::g_emu_cp_async_copies > c1, "the folded forward ran pipelined " + tag);
 
@@ -416,6 +477,19 @@ int main(int argc, char** argv) {
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
     forward_split(prec, quick ? 7 : 40, 600, quick ? 40 : 72);
   lap("forward split-K");
+  // One-launch split-K: the weight GEMM's 4 pieces of 256 rows (every tile kind: SimtTile in FP32,
+  // MmaTile at 33 inputs, PipeTile 64x64 x 8 warps and 128x128 forced at 36), the forward's 3
+  // pieces over K = 544 (across blocks: 40 rows do not fill the GPU; SimtTile, PipeTile 64x64).
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+    split_tickets(prec, 1024, 33, 10, cuda::GemmTile::Auto);
+    if (prec != GemmPrecision::FP32) {
+      split_tickets(prec, 1024, 36, 12, cuda::GemmTile::Pipe64x8);
+      if (!quick) split_tickets(prec, 1024, 36, 12, cuda::GemmTile::Pipe128);
+    }
+  }
+  split_tickets(GemmPrecision::FP32, 40, 544, 8, cuda::GemmTile::Auto);
+  split_tickets(GemmPrecision::TF32, 40, 544, 8, cuda::GemmTile::Pipe64);
+  lap("split-K tickets");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
   // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward
   // split (K = 544: pieces of 192, the last 160 deep) and a row tail (100 of 128). --full adds the
@@ -424,6 +498,10 @@ int main(int argc, char** argv) {
     pipe_cases(prec, 129, 200, 72, cuda::GemmTile::Pipe64);
     pipe_cases(prec, 512, 36, 8, cuda::GemmTile::Pipe64);
     lap("pipelined 64x64");
+    // 8 warps of 32x16: tails, the ones column; TF32 with a 3-piece folded split whose last piece
+    // ends in a half slice (K = 560: pieces of 192, 192, 176 = 5.5 slices), as layer 1's K = 784 does
+    pipe_cases(prec, 129, prec == GemmPrecision::TF32 ? 560 : 200, 72, cuda::GemmTile::Pipe64x8);
+    lap("pipelined 64x64, 8 warps");
   }
   pipe_cases(quick ? GemmPrecision::TF32 : GemmPrecision::BF16, 100, 544, 36, cuda::GemmTile::Pipe128);
   lap("pipelined 128x128");

@@ -8,6 +8,8 @@ def split_top(s):
         else: cur += c
     parts.append(cur.strip()); return parts
 src = open(sys.argv[1]).read()
+import os, zlib
+file_id = zlib.crc32(os.path.basename(sys.argv[1]).encode()) % 20000 * 100000
 # emu::dynamic_shared, emu::launch_dynamic and cudaFuncSetAttribute live in ov/cooperative_groups.h
 if 'extern __shared__' in src and '#include <cooperative_groups.h>' not in src:
     src = '#include <cooperative_groups.h>\n' + src
@@ -18,6 +20,9 @@ if '--fma' in sys.argv[3:]:
 src = re.sub(r'#include <cub/[^>]*>\n', '', src)
 # dynamic shared memory: the launch's per-block buffer (ov/cooperative_groups.h)
 src = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = emu::dynamic_shared<\1>();', src)
+# static shared objects (one per file and line: file_id): placed only as aligned as their type demands (ov/cuda_runtime.h, shared_obj)
+src = re.sub(r'(?<!extern )__shared__ ((?:typename )?[\w:<>]+) (\w+)((?:\[[^\]]+\])*);',
+             lambda m: f'auto& {m.group(2)} = emu::shared_obj<{m.group(1)}{m.group(3)}, {file_id} + __LINE__>();', src)
 out, i = '', 0
 while True:
     j = src.find('<<<', i)

@@ -8,6 +8,7 @@
 #include <functional>
 #include <thread>
 #include <vector>
+#include <type_traits>
 #include <atomic>
 #include <algorithm>
 #include <stdexcept>
@@ -31,7 +32,24 @@ inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c,
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static  // (transform.py rewrites the static declarations of the kernels: emu::shared_obj)
+namespace emu {
+// A static `__shared__ T name;` of a kernel (transform.py turns it into `auto& name =
+// emu::shared_obj<T, ID>();`, ID unique per file and line): one object per declaration, shared by every thread
+// (blocks run one after another), zero-initialised once. It sits at an address aligned to alignof(T)
+// and to nothing more (offset alignof(T) into a 64-byte aligned buffer), as the device may place it:
+// a wider access than the type guarantees (float4 reads of a float array) is then misaligned here
+// too, and the emulation's UBSan alignment check (run.sh) reports it. The H100 faulted on exactly
+// that on 2026-11-26 (a float struct read as float4) while the emulation, with the object 16-byte
+// aligned by chance, passed.
+template <class T, int ID>
+T& shared_obj() {
+  static_assert(std::is_trivially_copyable<T>::value, "a __shared__ object is raw memory on the device");
+  constexpr std::size_t a = alignof(T) < 16 ? alignof(T) : 0;
+  alignas(64) static unsigned char storage[sizeof(T) + 64];  // static: zero-initialised
+  return *reinterpret_cast<T*>(storage + a);
+}
+}  // namespace emu
 extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 extern pthread_barrier_t g_emu_barrier;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <thread>
 
@@ -109,7 +110,46 @@ inline void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], b
   }
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 as the warp collective it is: each lane deposits the
+// row address it gives (lane l: row l%8 of block l/8), the warp meets, and every lane gathers by
+// the PTX ISA's table ("Matrix fragment for ldmatrix": lane 4g+t holds, in register q, the 32-bit
+// word t of row g of block q), written here independently of how dense.cu computes its addresses.
+// Rows must be 16-byte aligned (else abort, as the instruction requires). Own scratch and call
+// count (alternate buffers, as for mma: every collective of the warp passes the same barrier).
+struct RowScratch {
+  const float* row[2][32];
+};
+inline RowScratch& row_scratch(int warp) {
+  static RowScratch s[kMaxWarps];
+  return s[warp];
+}
+inline std::atomic<long long> ldmatrix_calls{0};
+
+inline void ldmatrix_x4(uint32_t (&r)[4], const float* row) {
+  if (reinterpret_cast<std::uintptr_t>(row) % 16) {
+    std::fprintf(stderr, "emu ldmatrix: row address %p not 16-byte aligned\n", static_cast<const void*>(row));
+    std::abort();
+  }
+  const int lane = int(threadIdx.x % 32), warp = int(threadIdx.x / 32);
+  thread_local unsigned calls = 0;
+  const unsigned buf = calls++ % 2;
+  RowScratch& sc = row_scratch(warp);
+  sc.row[buf][lane] = row;
+  if (lane == 0) ++ldmatrix_calls;
+  barrier(warp).wait();
+  const int g = lane / 4, t = lane % 4;
+  for (int q = 0; q < 4; ++q) {
+    const float* src = sc.row[buf][8 * q + g];  // row g of block q was given by lane 8q + g
+    uint32_t w;
+    std::memcpy(&w, src + t, 4);
+    r[q] = w;
+  }
+}
+
 }  // namespace emu_mma
+
+inline std::atomic<long long>& g_emu_ldmatrix_calls = emu_mma::ldmatrix_calls;
+inline void ldmatrix_x4(uint32_t (&r)[4], const float* row) { emu_mma::ldmatrix_x4(r, row); }
 
 inline uint32_t to_tf32(float x) { return float_bits(round_tf32(x)); }
 
