@@ -65,6 +65,11 @@ struct EngineConfig {
   // as one launch (kernels/head.cuh) where its shape qualifies; false keeps the separate launches
   // (for comparison: same loss and hits at fp32, dW/db up to float32 summation order).
   bool head_kernel = true;
+  // ... from this training batch size up (measured on the H100, fc62aa1: the head takes 24.6 µs vs
+  // 28.5 for the launches it replaces at 4096 rows, 45 vs 49 at 16384, but 17.4 vs 17.1 at 128, and
+  // with it the graph path's training step at batch 128 went 48.6 -> 55.9 µs (a CUDA graph hides the
+  // small launches' gaps that the one-launch bench counts). Below it, the separate launches.
+  int head_min_batch = 1024;
   // Split-K of the GEMMs summed inside the GEMM's own launch (per-tile tickets, the last block of a
   // tile adds the pieces) instead of a second kernel. Off: measured slower on the H100 (63006a1:
   // weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8; the forward's split 1.5 µs

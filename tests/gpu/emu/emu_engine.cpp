@@ -26,7 +26,7 @@ static bool g_head = true;  // EngineConfig::head_kernel of compare()'s CUDA eng
 static bool g_split_in_launch = false;  // EngineConfig::split_in_launch of compare()'s CUDA engine
 
 void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
-  EngineConfig cfg; cfg.head_kernel = g_head; cfg.split_in_launch = g_split_in_launch; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
+  EngineConfig cfg; cfg.head_kernel = g_head; cfg.head_min_batch = 0; cfg.split_in_launch = g_split_in_launch; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
   auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
   DataView v{images.data(), labels.data(), n, input};
   auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
@@ -155,6 +155,7 @@ void head_vs_separate() {
   auto images = rbytes(std::size_t(n) * input, 18, 0, 255), labels = rbytes(n, 19, 0, 9);
   DataView v{images.data(), labels.data(), n, input};
   EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {33, 20}; cfg.batch_size = 100; cfg.seed = 21; cfg.kernels = Kernels::Graph;
+  cfg.head_min_batch = 0;  // the head at this small batch too (the default takes it from 1024)
   std::vector<float> p[2], q[2];
   EpochProgress one[2];
   EpochStats ev[2];
@@ -190,6 +191,11 @@ void head_vs_separate() {
   cfg.spec.classes = 34;
   cfg.head_kernel = true;
   expect(!make_cuda_engine(cfg)->head_kernel(), "head: 34 classes keep the separate launches");
+  cfg.spec.classes = 10;
+  cfg.head_min_batch = 1024;  // the default
+  expect(!make_cuda_engine(cfg)->head_kernel(), "head: batch 100 below head_min_batch keeps the separate launches");
+  cfg.batch_size = 1024;
+  expect(make_cuda_engine(cfg)->head_kernel(), "head: batch 1024 takes the head");
 }
 
 int main() {
