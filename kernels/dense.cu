@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cp_async.cuh"
+#include "kernels/gemm_round.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
@@ -59,17 +60,6 @@ __host__ __device__ inline int split_count(const GemmParams& p) {
   return p.split_k > 0 ? (p.K + p.split_k - 1) / p.split_k : 1;
 }
 
-// v rounded to PREC's input format with the instructions the mma path feeds from (cvt.rna.tf32.f32,
-// cvt.rn.bf16x2.f32); identity for FP32.
-template <GemmPrecision PREC>
-__device__ __forceinline__ float round_gemm_input(float v) {
-  if constexpr (PREC == GemmPrecision::TF32)
-    return bits_float(to_tf32(v));
-  else if constexpr (PREC == GemmPrecision::BF16)
-    return bits_float(pack_bf16x2(0.0f, v) & 0xFFFF0000u);
-  else
-    return v;
-}
 
 // Loads the K slice [k0, k0+BK) of the block's A and B tiles into shared memory as As[k][m],
 // Bs[k][n] (row strides SA, SB), each element rounded to PREC's input format (kernels/precision.hpp;
@@ -213,6 +203,28 @@ struct SimtTile {
   }
 };
 
+// A chunk of 4 elements that is not one whole vector load or copy (an x or k tail, the ones
+// column), loaded element by element: along k from (xc, kc) when KFAST (element (x, k) at
+// src[x·ld + k]), else along x (at src[k·ld + x]); 0 outside the GEMM (k >= k_end, x >= x_end), 1 in
+// the ones column, the source below x_valid. Shared by SimtVecTile and PipeTile's copier.
+template <bool KFAST>
+__device__ __forceinline__ float4 load_tail_chunk(const float* src, int ld, int xc, int kc, int k_end, int x_valid,
+                                                  int x_end, int ones) {
+  float v[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
+    v[j] = 0.0f;
+    if (kj < k_end && xj < x_end) {
+      if (xj == ones)
+        v[j] = 1.0f;
+      else if (xj < x_valid)
+        v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
+    }
+  }
+  return make_float4(v[0], v[1], v[2], v[3]);
+}
+
 // Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row
 // strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned.
 __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
@@ -284,19 +296,7 @@ struct SimtVecTile {
     const bool inside = KFAST ? (x < x_valid && k + 3 < k_end) : (k < k_end && x + 3 < x_valid);
     if (vec && inside)
       return *reinterpret_cast<const float4*>(src + (KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x));
-    float v[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int xj = KFAST ? x : x + j, kj = KFAST ? k + j : k;
-      v[j] = 0.0f;
-      if (kj < k_end && xj < x_end) {
-        if (xj == ones)
-          v[j] = 1.0f;
-        else if (xj < x_valid)
-          v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
-      }
-    }
-    return make_float4(v[0], v[1], v[2], v[3]);
+    return load_tail_chunk<KFAST>(src, ld, x, k, k_end, x_valid, x_end, ones);
   }
 
   // Stores chunk c (as fetch_chunk numbers it) into the k-major shared tile S[k][x] (row stride STRIDE).
@@ -656,19 +656,7 @@ struct PipeTile {
     // A chunk that is not one whole cp.async (an x or k tail, the ones column): ordinary loads,
     // 0 outside, 1 in the ones column, and one 16-byte shared store. (xc, kc): its first element.
     __device__ __forceinline__ void load_chunk(float* d, int xc, int kc, int k_end) const {
-      float v[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
-        v[j] = 0.0f;
-        if (kj < k_end && xj < x_end) {
-          if (xj == ones)
-            v[j] = 1.0f;
-          else if (xj < x_valid)
-            v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
-        }
-      }
-      *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+      *reinterpret_cast<float4*>(d) = load_tail_chunk<KFAST>(src, ld, xc, kc, k_end, x_valid, x_end, ones);
     }
 
     // Every chunk by its own test: a cp.async when it lies wholly inside (x and k < k_end), else

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/gemm_round.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/step_math.cuh"
 #include "runtime/error.hpp"
@@ -45,17 +46,6 @@ struct HeadParams {
   int off_acc, off_a, off_z, off_dz, zs;
 };
 
-// v rounded to PREC's GEMM input format, with the instructions kernels/dense.cu uses
-// (round_gemm_input there): cvt.rna.tf32.f32, or cvt.rn.bf16x2.f32 keeping the high half.
-template <GemmPrecision PREC>
-__device__ __forceinline__ float round_input_dev(float v) {
-  if constexpr (PREC == GemmPrecision::TF32)
-    return bits_float(to_tf32(v));
-  else if constexpr (PREC == GemmPrecision::BF16)
-    return bits_float(pack_bf16x2(0.0f, v) & 0xFFFF0000u);
-  else
-    return v;
-}
 
 // dst[r·stride + c] = round(src[r·cols + c]) for r < rows, c < cols (src contiguous): kHeadLoads
 // independent loads in flight per thread before their stores, so a chunk costs about one L2 round
@@ -76,7 +66,7 @@ __device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int strid
 #pragma unroll
     for (int j = 0; j < kHeadLoads; ++j) {
       const int i = i0 + j * kHeadThreads;
-      if (i < n) dst[(i / cols) * stride + i % cols] = round_input_dev<PREC>(v[j]);
+      if (i < n) dst[(i / cols) * stride + i % cols] = round_gemm_input<PREC>(v[j]);
     }
   }
 }
@@ -228,7 +218,7 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
         loss = x.loss;
         hit = x.hit ? 1u : 0u;
         if constexpr (BACKWARD)
-          for (int j = 0; j < N; ++j) dz[j] = round_input_dev<PREC>(dz[j]);
+          for (int j = 0; j < N; ++j) dz[j] = round_gemm_input<PREC>(dz[j]);
       }
       s_loss[tid] = loss;
       s_hit[tid] = hit;
