@@ -96,8 +96,9 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, cons
 // single-buffered MmaTile. Pipe64 / Pipe64x8 / Pipe128: the pipelined cp.async tile of 64x64
 // outputs by 4 warps (5 stages) / by 8 warps (4 stages; the launchers' choice where 64x64 tiles
 // fill the GPU) / of 128x128 outputs by 8 warps, wherever its alignment preconditions hold (else
-// MmaTile), with a forward GEMM's K split folded into the block when fold_forward_split. Results are bitwise the same for every choice with the
-// same split points (and folding keeps them); FP32 ignores it. Not thread-safe.
+// MmaTile), with a forward GEMM's K split folded into the block when fold_forward_split. Results
+// are bitwise the same for every choice with the same split points (and folding keeps them); FP32
+// ignores it. Not thread-safe.
 enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128 };
 struct GemmTileChoice {
   GemmTile tile = GemmTile::Auto;

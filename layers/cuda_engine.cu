@@ -22,9 +22,9 @@
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
 // The head (head_, chosen once in the constructor) runs where the last layer qualifies
 // (cuda::head_supported: <= 32 classes, a narrow enough input; the default model's 64 -> 10 does),
-// with native GEMMs, cfg.head_kernel on and a batch of at least cfg.head_min_batch; otherwise the last layer is the old four launches:
-// dense_forward, softmax_xent, and dense_backward_fused (its weight GEMM, split-K reduction and
-// data GEMM). At fp32 the head gives the old launches' loss, hits and dZ_{L-2} bit for bit, dW and
+// with native GEMMs, cfg.head_kernel on and a batch of at least cfg.head_min_batch; otherwise the
+// last layer is the old four launches: dense_forward, softmax_xent, and dense_backward_fused (its
+// weight GEMM, split-K reduction and data GEMM). At fp32 the head gives the old launches' loss, hits and dZ_{L-2} bit for bit, dW and
 // db up to the order of their float32 sums; evaluation runs head_evaluate (forward + metrics) the
 // same way. Engine::head_kernel() reports the choice.
 //
@@ -161,8 +161,8 @@ class CudaEngine final : public Engine {
     // softmax_xent's per-block sums and completion counter (every call passes <= cap_ rows; the
     // counter starts at 0 and each launch leaves it 0); the head's per-32-row slots share them.
     const DenseSlot& last = layout_.dense.back();
-    head_ = cfg.head_kernel && cfg.batch_size >= cfg.head_min_batch && cfg.gemm == Gemm::Native && cap_ <= cuda::kHeadMaxRows &&
-            cuda::head_supported(last.in, last.out);
+    head_ = cfg.head_kernel && cfg.batch_size >= cfg.head_min_batch && cfg.gemm == Gemm::Native &&
+            cap_ <= cuda::kHeadMaxRows && cuda::head_supported(last.in, last.out);
     xent_blocks_.resize(std::size_t(std::max(cuda::softmax_xent_blocks(cap_), head_ ? cuda::head_xent_slots(cap_) : 0)));
     if (head_) head_partial_.resize(cuda::head_partial_floats(cfg.batch_size, last.in, last.out));
     xent_done_.resize(1);
