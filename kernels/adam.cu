@@ -34,11 +34,79 @@ __global__ void __launch_bounds__(kThreads)
     adam_element(p[i], m[i], v[i], g[i], alpha, b1, b2, eps);  // step_math.cuh, shared with the fused step
 }
 
+// adam_reduce_update's view of its segments: the first thread (element) of each, and the total.
+struct ReduceArgs {
+  GradSlicesSet set;
+  long long first[kAdamMaxSegments + 1];
+};
+
+// Independent slice loads in flight per thread: a 128-slice sum (the tail kernel's slices at
+// 4096-16384 rows) is 4 rounds of L2 latency, not 128; only the adds are chained.
+constexpr int kReduceLoads = 32;
+
+__global__ void __launch_bounds__(kThreads)
+    adam_reduce_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, float* __restrict__ g_out,
+                       const ReduceArgs a, const TrainCounters* __restrict__ counters, float b1, float b2, float eps) {
+  __shared__ float s_alpha;
+  if (threadIdx.x == 0) s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
+  __syncthreads();
+  const float alpha = s_alpha;
+  const long long total = a.first[a.set.count];
+  for (long long t = (long long)blockIdx.x * kThreads + threadIdx.x; t < total; t += (long long)gridDim.x * kThreads) {
+    int s = 0;
+    while (t >= a.first[s + 1]) ++s;
+    const GradSlices& g = a.set.seg[s];
+    const long long e = t - a.first[s];
+    const float* base = g.partial + e;
+    float acc = 0.0f;  // 0 + P0 + P1 + ...: dense_split_reduce_kernel's order
+    for (int z = 0; z < g.slices; z += kReduceLoads) {
+      float x[kReduceLoads];
+#pragma unroll
+      for (int j = 0; j < kReduceLoads; ++j)
+        x[j] = z + j < g.slices ? base[std::size_t(z + j) * g.slice_stride] : 0.0f;
+#pragma unroll
+      for (int j = 0; j < kReduceLoads; ++j)
+        if (z + j < g.slices) acc += x[j];
+    }
+    const int cols1 = g.cols + 1, r = int(e / cols1), c = int(e % cols1);
+    const std::size_t i = c < g.cols ? g.w_offset + std::size_t(r) * g.cols + c : g.b_offset + std::size_t(r);
+    adam_element(p[i], m[i], v[i], acc, alpha, b1, b2, eps);  // step_math.cuh: adam_update's arithmetic
+    if (g_out) g_out[i] = acc;
+  }
+}
+
 unsigned grid_for(std::size_t n) {
   return unsigned(std::max<std::size_t>(1, std::min(kMaxBlocks, (n + kThreads - 1) / kThreads)));
 }
 
 }  // namespace
+
+void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
+                        const TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream) {
+  MNIST_CHECK(set.count >= 0 && set.count <= kAdamMaxSegments, "adam_reduce_update: ", set.count,
+              " segments (at most ", kAdamMaxSegments, ")");
+  MNIST_CHECK(counters, "adam_reduce_update: null counters");
+  MNIST_CHECK(p && m && v, "adam_reduce_update: null pointer");
+  MNIST_CHECK(p != m && p != v && m != v && (!g_out || (g_out != p && g_out != m && g_out != v)),
+              "adam_reduce_update: p, m, v, g_out must be distinct");
+  ReduceArgs a{};
+  a.set = set;
+  long long total = 0;
+  for (int s = 0; s < set.count; ++s) {
+    const GradSlices& g = set.seg[s];
+    MNIST_CHECK(g.rows > 0 && g.cols > 0 && g.slices >= 1 && g.partial &&
+                    g.slice_stride >= std::size_t(g.rows) * std::size_t(g.cols + 1),
+                "adam_reduce_update: segment ", s, " is malformed (rows ", g.rows, ", cols ", g.cols, ", slices ",
+                g.slices, ")");
+    a.first[s] = total;
+    total += (long long)g.rows * (g.cols + 1);
+  }
+  a.first[set.count] = total;
+  if (total == 0) return;
+  const unsigned blocks = unsigned(std::min<long long>((total + kThreads - 1) / kThreads, (long long)kMaxBlocks));
+  adam_reduce_kernel<<<blocks, kThreads, 0, stream>>>(p, m, v, g_out, a, counters, b1, b2, eps);
+  MNIST_LAUNCH_CHECK(stream);
+}
 
 void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, float lr, float b1, float b2,
                  float eps, int64_t t, cudaStream_t stream) {

@@ -24,4 +24,35 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
 void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, const TrainCounters* counters,
                  float b1, float b2, float eps, cudaStream_t stream);
 
+// ---- Adam fused with the sum of a weight gradient's partial slices ----
+//
+// A Dense layer's gradient given as `slices` partial sums (split-K pieces of dense's weight GEMM,
+// dense_weight_partials; or one slice per row block of the tail kernel, kernels/tail.cuh), each
+// slice [rows][cols + 1] (column `cols` is db), slice z at partial + z · slice_stride. W [rows,
+// cols] lives at w_offset and b [rows] at b_offset of p, m, v (and of g_out).
+struct GradSlices {
+  const float* partial = nullptr;
+  int slices = 0;
+  std::size_t slice_stride = 0;  // floats, >= rows · (cols + 1)
+  int rows = 0, cols = 0;
+  std::size_t w_offset = 0, b_offset = 0;
+};
+constexpr int kAdamMaxSegments = 8;
+struct GradSlicesSet {
+  int count = 0;
+  GradSlices seg[kAdamMaxSegments];
+};
+
+// For every element of every segment: g = the sum of its slices, then Adam on (p, m, v) at that
+// element with (lr, t) from the counters (read only) -- the split-K reduction pass, adam_update
+// and, where given, the gradient's store (g_out, for the tests and for inspection), in ONE launch,
+// so the step needs neither the gradient array nor the separate optimizer launch.
+// Summation order: each element's slices from 0.0f upward in slice order (0 + P0 + P1 + ...),
+// dense's split-K pass exactly, so the gradient equals dense_backward_weights' dW/db bit for bit
+// for the same split, and it does not depend on the grid. Adam is adam_update's per-element
+// arithmetic (step_math.cuh). p, m, v, g_out distinct; segments must not overlap in p; the
+// partials must not overlap p, m, v or g_out.
+void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
+                        const TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream);
+
 }  // namespace mnist::cuda

@@ -1544,6 +1544,31 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, const float* 
   launch_weights_and_data(w, nullptr, prec, stream);
 }
 
+int dense_weight_slices(int B, int K, int N) {
+  if (B <= 0 || K <= 0 || N <= 0) return 1;
+  const int rows = weight_split_rows(B, K, N);
+  return rows ? (B + rows - 1) / rows : 1;
+}
+
+std::size_t dense_weight_partial_floats(int B, int K, int N) {
+  return std::size_t(dense_weight_slices(B, K, N)) * std::size_t(std::max(N, 0)) * std::size_t(std::max(K, 0) + 1);
+}
+
+void dense_weight_partials(float* partial, const float* dZ, const float* X, int B, int K, int N, cudaStream_t stream,
+                           GemmPrecision prec) {
+  check_sizes("dense_weight_partials", B, K, N);
+  MNIST_CHECK(partial && (B == 0 || (dZ && X)), "dense_weight_partials: null pointer");
+  if (B == 0) {  // one slice of zeros: the sum of no rows
+    CUDA_CHECK(cudaMemsetAsync(partial, 0, dense_weight_partial_floats(B, K, N) * sizeof(float), stream));
+    return;
+  }
+  // The unsplit GEMM with p.partial set stores its raw sums as slice 0 (split_count = 1).
+  GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
+  w.split_k = weight_split_rows(B, K, N);
+  w.partial = partial;
+  (void)launch_gemm<Kind::Weight>(w, prec, stream);  // no reduction pass: the caller's
+}
+
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
                          int K, int N, cudaStream_t stream, GemmPrecision prec) {
   check_sizes("dense_backward_data", B, K, N);

@@ -75,6 +75,16 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, const float* 
                             cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
                             float* workspace = nullptr, unsigned* tickets = nullptr);
 
+// The weight GEMM's partial sums only, for a pass that sums them and runs Adam in one launch
+// (adam_reduce_update, kernels/adam.cuh): partial [dense_weight_slices(B, K, N)][N][K+1] where slice
+// z = dZ[rows of z]ᵀ · [X | 1][rows of z], the rows cut at dense_backward_weights' split points (one
+// slice when it does not split). Their sum in slice order is dense_backward_weights' dW/db (with a
+// workspace) bit for bit. partial must hold dense_weight_partial_floats(B, K, N) floats.
+int dense_weight_slices(int B, int K, int N);
+std::size_t dense_weight_partial_floats(int B, int K, int N);
+void dense_weight_partials(float* partial, const float* dZ, const float* X, int B, int K, int N, cudaStream_t stream,
+                           GemmPrecision prec = GemmPrecision::FP32);
+
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
 // activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the
 // gradient w.r.t. the previous layer's pre-activation (relu_dropout_backward fused into the

@@ -69,5 +69,74 @@ TEST_CASE("adam_update with TrainCounters: same result as the host step; advance
   }
 }
 
+// adam_reduce_update: segments of (W [rows, cols], b [rows]) whose gradient comes as `slices`
+// partial sums [slices][rows][cols+1]. Expected: the gradient is the slices' float sum from 0 in
+// slice order (its stated order: g_out bit for bit, computed on the host the same way), and p, m,
+// v are cpu::adam_update on that gradient (tolerance as above: an ulp or two per element). The
+// segments sit in a larger flat array with gaps, which must stay untouched (their p, m, v and g_out
+// are checked bit for bit), and use 1 slice (dense's unsplit weight GEMM), a few (its split-K),
+// and 40 and 130 (the tail kernel's row blocks: more than one round of in-flight loads).
+TEST_CASE("adam_reduce_update: the slices' sum in slice order, then Adam, segment by segment") {
+  Stream stream;
+  struct Seg {
+    int rows, cols, slices;
+    std::size_t w_offset, b_offset;
+  };
+  const std::vector<Seg> segs{{128, 7, 1, 0, 900}, {10, 64, 3, 1040, 1690}, {33, 5, 40, 1710, 1880},
+                              {3, 2, 130, 1920, 1930}};
+  const std::size_t n = 2048;
+  const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+  std::vector<float> p = random_vector(n, 21), m = random_vector(n, 22, -0.1, 0.1), v = random_vector(n, 23, 0.0, 0.01);
+  auto dp = to_device(p), dm = to_device(m), dv = to_device(v);
+  auto dg = poisoned<float>(n);
+  const std::vector<float> g_before = to_host(dg);
+  std::vector<float> g = g_before;
+  std::vector<bool> touched(n, false);
+  std::vector<DeviceBuffer<float>> parts;
+  cuda::GradSlicesSet set;
+  for (std::size_t s = 0; s < segs.size(); ++s) {
+    const Seg& e = segs[s];
+    const std::size_t per = std::size_t(e.rows) * std::size_t(e.cols + 1), stride = per + 3;  // padded slices
+    const std::vector<float> part = random_vector(stride * std::size_t(e.slices), 100 + s);
+    parts.push_back(to_device(part));
+    set.seg[set.count++] = {parts.back().data(), e.slices, stride, e.rows, e.cols, e.w_offset, e.b_offset};
+    for (std::size_t i = 0; i < per; ++i) {
+      float sum = 0.0f;
+      for (int z = 0; z < e.slices; ++z) sum += part[std::size_t(z) * stride + i];
+      const int r = int(i / std::size_t(e.cols + 1)), c = int(i % std::size_t(e.cols + 1));
+      const std::size_t at = c < e.cols ? e.w_offset + std::size_t(r) * e.cols + c : e.b_offset + std::size_t(r);
+      REQUIRE(!touched[at]);
+      touched[at] = true;
+      g[at] = sum;
+    }
+  }
+  cuda::TrainCounters c;
+  c.step = 4;
+  c.lr = lr;
+  auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+  cuda::adam_reduce_update(dp.data(), dm.data(), dv.data(), dg.data(), set, ctr.data(), b1, b2, eps, stream.get());
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> p0 = p, m0 = m, v0 = v;
+  for (std::size_t i = 0; i < n; ++i)
+    if (touched[i]) cpu::adam_update(&p[i], &m[i], &v[i], &g[i], 1, lr, b1, b2, eps, c.step);
+  CHECK(bitwise_equal(to_host(dg), g));  // the sums, and the gaps still poisoned
+  const std::vector<float> hp = to_host(dp), hm = to_host(dm), hv = to_host(dv);
+  expect_close(hp, p, 1e-6, "p");
+  expect_close(hm, m, 1e-6, "m");
+  expect_close(hv, v, 1e-6, "v");
+  std::size_t changed = 0, gaps_kept = 0, gaps = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (touched[i]) {
+      changed += hp[i] != p0[i];
+    } else {
+      ++gaps;
+      gaps_kept += hp[i] == p0[i] && hm[i] == m0[i] && hv[i] == v0[i];
+    }
+  }
+  CHECK(gaps_kept == gaps);
+  CHECK(changed > 0);
+  CHECK(to_host(ctr)[0].step == 4);  // read only
+}
+
 }  // namespace
 }  // namespace mnist::test

@@ -174,6 +174,60 @@ TEST_CASE("dense_backward_weights and dense_backward_data (masked) equal the CPU
   }
 }
 
+// The weight GEMM's partials for the fused sum + Adam pass (kernels/adam.cuh): summed on the host in
+// slice order they must be dense_backward_weights' dW and db with a workspace bit for bit (the
+// same split points, the same pieces), at every precision; at FP32 each slice is also checked on its
+// own against the CPU GEMM over its rows (kTol, as above: one float chain per element). Shapes: 1100
+// rows (split in 4 pieces of 288 rows), 100 rows (one slice, unsplit), odd widths.
+TEST_CASE("dense_weight_partials: slices that sum, in order, to dense_backward_weights' dW/db") {
+  Stream stream;
+  struct Shape {
+    int B, K, N;
+  };
+  for (const Shape sh : {Shape{1100, 100, 30}, Shape{100, 37, 10}}) {
+    for (const GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      INFO(sh.B, "x", sh.K, "->", sh.N, " precision ", int(prec));
+      DenseData d(sh.B, sh.K, sh.N, 900 + sh.B);
+      auto X = to_device(d.X), dZ = to_device(d.dY);
+      const int S = cuda::dense_weight_slices(d.B, d.K, d.N);
+      const std::size_t per = std::size_t(d.N) * std::size_t(d.K + 1);
+      CHECK(cuda::dense_weight_partial_floats(d.B, d.K, d.N) == std::size_t(S) * per);
+      CHECK(S == (sh.B >= 512 ? 4 : 1));
+      auto part = poisoned<float>(std::size_t(S) * per);
+      cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), d.B, d.K, d.N, stream.get(), prec);
+      auto ws = poisoned<float>(std::max<std::size_t>(1, cuda::dense_workspace_floats(d.B, d.K, d.N)));
+      auto gdW = poisoned<float>(std::size_t(d.N) * d.K), gdb = poisoned<float>(std::size_t(d.N));
+      cuda::dense_backward_weights(gdW.data(), gdb.data(), dZ.data(), X.data(), d.B, d.K, d.N, stream.get(), prec,
+                                   ws.data());
+      const std::vector<float> hp = to_host(part);
+      std::vector<float> dW(std::size_t(d.N) * d.K), db(std::size_t(d.N));
+      for (int n = 0; n < d.N; ++n)
+        for (int k = 0; k <= d.K; ++k) {
+          float sum = 0.0f;
+          for (int z = 0; z < S; ++z) sum += hp[std::size_t(z) * per + std::size_t(n) * (d.K + 1) + k];
+          (k < d.K ? dW[std::size_t(n) * d.K + k] : db[std::size_t(n)]) = sum;
+        }
+      CHECK(bitwise_equal(dW, to_host(gdW)));
+      CHECK(bitwise_equal(db, to_host(gdb)));
+      if (prec != GemmPrecision::FP32) continue;
+      // Slice z covers rows [z·R, min(B, (z+1)·R)), R = ceil(B/S) rounded up to 32 (dense.cu's split).
+      const int R = S > 1 ? ((d.B + S - 1) / S + 31) / 32 * 32 : d.B;
+      for (int z = 0; z < S; ++z) {
+        const int r0 = z * R, r1 = std::min(d.B, r0 + R);
+        std::vector<double> ref(per, 0.0);
+        for (int r = r0; r < r1; ++r)
+          for (int n = 0; n < d.N; ++n) {
+            const double g = d.dY[std::size_t(r) * d.N + n];
+            for (int k = 0; k < d.K; ++k) ref[std::size_t(n) * (d.K + 1) + k] += g * d.X[std::size_t(r) * d.K + k];
+            ref[std::size_t(n) * (d.K + 1) + d.K] += g;
+          }
+        const std::vector<float> slice(hp.begin() + std::ptrdiff_t(z * per), hp.begin() + std::ptrdiff_t((z + 1) * per));
+        expect_close(slice, ref, kTol, "slice");
+      }
+    }
+  }
+}
+
 TEST_CASE("dense_backward_fused with 64x64 tiles (large batch) equals the separate launches") {
   // 4096 x 784 -> 128: the data GEMM alone has 64 x 13 = 832 64x64 tiles, so the fused launch
   // takes the large-tile path while dense_backward_weights alone (2 x 13 tiles) takes the small.

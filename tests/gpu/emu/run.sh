@@ -45,10 +45,10 @@ for part in "${parts[@]}"; do
     gpu_tests)
       # The GPU test files themselves (their cases, data and tolerances), quick selection, without
       # the cases that need cuBLAS/cuDNN or 4096 x 784 shapes (emu_gpu_tests.cpp).
-      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax,head}.cu -x none \
+      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax,head,adam}.cu -x none \
           "${kernels[@]}" "$root/layers/model.cpp" -o "$work/emu_gpu_tests"
       MNIST_GPU_TEST_QUICK=1 "$work/emu_gpu_tests" --no-intro \
-        --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*' ;;
+        --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*,*adam_update with TrainCounters*' ;;
     fused)
       g++ "${flags[@]}" "$here/emu_fused.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_fused"
       "$work/emu_fused" ;;
