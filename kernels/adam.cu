@@ -46,9 +46,22 @@ constexpr int kReduceLoads = 32;
 
 __global__ void __launch_bounds__(kThreads)
     adam_reduce_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, float* __restrict__ g_out,
-                       const ReduceArgs a, const TrainCounters* __restrict__ counters, float b1, float b2, float eps) {
+                       const ReduceArgs a, TrainCounters* __restrict__ counters, float b1, float b2, float eps,
+                       unsigned* __restrict__ advance) {
   __shared__ float s_alpha;
-  if (threadIdx.x == 0) s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
+  if (threadIdx.x == 0) {
+    s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
+    // The block's one read of the counters is done: count it in; the last block to arrive moves the
+    // counters on (no block reads them after its arrival) and resets the count for the next launch.
+    if (advance) {
+      __threadfence();
+      if (atomicAdd(advance, 1u) == gridDim.x - 1) {
+        counters->step += 1;
+        counters->batch += 1;
+        *advance = 0;
+      }
+    }
+  }
   __syncthreads();
   const float alpha = s_alpha;
   const long long total = a.first[a.set.count];
@@ -82,7 +95,8 @@ unsigned grid_for(std::size_t n) {
 }  // namespace
 
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
-                        const TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream) {
+                        TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
+                        unsigned* advance) {
   MNIST_CHECK(set.count >= 0 && set.count <= kAdamMaxSegments, "adam_reduce_update: ", set.count,
               " segments (at most ", kAdamMaxSegments, ")");
   MNIST_CHECK(counters, "adam_reduce_update: null counters");
@@ -102,9 +116,10 @@ void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSl
     total += (long long)g.rows * (g.cols + 1);
   }
   a.first[set.count] = total;
-  if (total == 0) return;
-  const unsigned blocks = unsigned(std::min<long long>((total + kThreads - 1) / kThreads, (long long)kMaxBlocks));
-  adam_reduce_kernel<<<blocks, kThreads, 0, stream>>>(p, m, v, g_out, a, counters, b1, b2, eps);
+  const unsigned blocks =
+      unsigned(std::max<long long>(1, std::min<long long>((total + kThreads - 1) / kThreads, (long long)kMaxBlocks)));
+  if (total == 0 && !advance) return;
+  adam_reduce_kernel<<<blocks, kThreads, 0, stream>>>(p, m, v, g_out, a, counters, b1, b2, eps, advance);
   MNIST_LAUNCH_CHECK(stream);
 }
 

@@ -52,7 +52,11 @@ struct GradSlicesSet {
 // for the same split, and it does not depend on the grid. Adam is adam_update's per-element
 // arithmetic (step_math.cuh). p, m, v, g_out distinct; segments must not overlap in p; the
 // partials must not overlap p, m, v or g_out.
+// With `advance` (a device counter, 0 before the first launch; every launch leaves it 0), the last
+// block to finish also does advance_train_counters (step += 1, batch += 1) once every block has
+// read them: the training step's last launch in one. Null: the counters are only read.
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
-                        const TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream);
+                        TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
+                        unsigned* advance = nullptr);
 
 }  // namespace mnist::cuda

@@ -138,5 +138,45 @@ TEST_CASE("adam_reduce_update: the slices' sum in slice order, then Adam, segmen
   CHECK(to_host(ctr)[0].step == 4);  // read only
 }
 
+// With `advance`, the launch is also the step's advance_train_counters: two launches (a 5-block
+// grid) use t = 4 then t = 5, leave step 6 and batch + 2, and the block count back at 0.
+TEST_CASE("adam_reduce_update with advance: the last block moves the counters on, once") {
+  Stream stream;
+  const int rows = 128, cols = 9, slices = 3;
+  const std::size_t n = std::size_t(rows) * (cols + 1), per = n;
+  const float lr = 5e-3f;
+  std::vector<float> p = random_vector(n, 31), m = random_vector(n, 32, -0.1, 0.1), v = random_vector(n, 33, 0.0, 0.01);
+  const std::vector<float> part = random_vector(per * slices, 34);
+  auto dp = to_device(p), dm = to_device(m), dv = to_device(v), dpart = to_device(part);
+  cuda::GradSlicesSet set;
+  set.seg[set.count++] = {dpart.data(), slices, per, rows, cols, 0, std::size_t(rows) * cols};
+  cuda::TrainCounters c;
+  c.step = 4;
+  c.batch = 7;
+  c.lr = lr;
+  auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+  auto done = to_device(std::vector<unsigned>{0u});
+  for (int i = 0; i < 2; ++i)
+    cuda::adam_reduce_update(dp.data(), dm.data(), dv.data(), nullptr, set, ctr.data(), 0.9f, 0.999f, 1e-7f,
+                             stream.get(), done.data());
+  CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> g(n);
+  for (std::size_t i = 0; i < per; ++i) {
+    float sum = 0.0f;
+    for (int z = 0; z < slices; ++z) sum += part[std::size_t(z) * per + i];
+    const std::size_t r = i / std::size_t(cols + 1), k = i % std::size_t(cols + 1);
+    g[k < std::size_t(cols) ? r * cols + k : std::size_t(rows) * cols + r] = sum;
+  }
+  for (int64_t t : {4, 5}) cpu::adam_update(p.data(), m.data(), v.data(), g.data(), n, lr, 0.9f, 0.999f, 1e-7f, t);
+  expect_close(to_host(dp), p, 1e-6, "p");
+  expect_close(to_host(dm), m, 1e-6, "m");
+  expect_close(to_host(dv), v, 1e-6, "v");
+  const cuda::TrainCounters after = to_host(ctr)[0];
+  CHECK(after.step == 6);
+  CHECK(after.batch == 9);
+  CHECK(after.lr == lr);
+  CHECK(to_host(done)[0] == 0u);
+}
+
 }  // namespace
 }  // namespace mnist::test
