@@ -41,6 +41,21 @@
 // Loss and correct count accumulate on the device and are read once per epoch, with the one
 // synchronisation of the epoch.
 //
+// Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto does not pick it until it is
+// measured): the step above in five launches, each as large as the layer's work gets:
+//   gather_batch, layer 0's dense_relu_dropout_forward     as above
+//   tail_train                       every later layer in ONE launch (kernels/tail.cuh): per block of
+//                                    rows their forward, dropout, softmax/xent (metrics) and backward,
+//                                    down to dZ_0; each block's partial [dW | db] of those layers
+//   dense_weight_partials            layer 0's weight GEMM, its split-K pieces left unsummed
+//   adam_reduce_update               every layer's pieces summed in a fixed order and Adam applied in
+//                                    the same pass (kernels/adam.cuh): no gradient array, no
+//                                    reduction launch, no separate optimizer launch; its last block
+//                                    also does advance_train_counters
+// Evaluation: gather_rows, layer 0's forward, tail_evaluate. Same counters, graphs and metrics as
+// the graph path; the arithmetic of the same GEMMs (inputs rounded to the precision, float32 sums)
+// in other summation orders for layers >= 1 (checked against the CPU engine in the tests).
+//
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
 // kFusedAutoMaxBatch in fp32 with native GEMMs): the training steps run instead as ONE
 // persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
@@ -67,6 +82,7 @@
 #include "kernels/head.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/softmax_xent.cuh"
+#include "kernels/tail.cuh"
 #include "kernels/train_counters.cuh"
 #include "layers/engine.hpp"
 #include "runtime/device.hpp"
@@ -180,6 +196,19 @@ class CudaEngine final : public Engine {
       for (std::size_t l = 0; l < layout_.dense.size(); ++l) lt_plan(l, cfg.batch_size);  // before any capture
     }
     choose_kernels();
+    if (tail_) {  // the tail path's pieces (choose_tail)
+      head_ = false;
+      head_partial_ = DeviceBuffer<float>();
+      const std::vector<int> w = tail_widths();
+      tail_partial_.resize(std::size_t(cuda::tail_blocks(cfg.batch_size)) * cuda::tail_slice_floats(w));
+      const DenseSlot& first = layout_.dense.front();
+      w0_partial_.resize(cuda::dense_weight_partial_floats(cfg.batch_size, first.in, first.out));
+      if (xent_blocks_.size() < std::size_t(cuda::tail_xent_slots(cap_)))
+        xent_blocks_.resize(std::size_t(cuda::tail_xent_slots(cap_)));
+      advance_done_.resize(1);
+      CUDA_CHECK(cudaMemset(advance_done_.data(), 0, advance_done_.bytes()));  // each launch leaves it 0
+      cuda::tail_prepare();  // before any capture
+    }
     CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -191,6 +220,7 @@ class CudaEngine final : public Engine {
   std::string notice() const override { return notice_; }
   bool fused_step() const override { return fused_; }
   bool head_kernel() const override { return head_; }
+  bool tail_kernel() const override { return tail_; }
   const ParamLayout& layout() const override { return layout_; }
 
   int add_dataset(const DataView& d) override {
@@ -300,8 +330,11 @@ class CudaEngine final : public Engine {
     for (int off = 0; !eval_fused_ && off < d.n; off += cap_) {
       const int rows = std::min(cap_, d.n - off);
       cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
-      forward(rows, false, head_ ? layout_.dense.size() - 1 : layout_.dense.size());
-      if (head_) {
+      forward(rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
+      if (tail_) {
+        cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), act_[0].data(), y_.data(), rows,
+                            s, cfg_.precision);
+      } else if (head_) {
         const DenseSlot& sl = layout_.dense.back();
         cuda::head_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), head_input(), param(sl.w_offset),
                             param(sl.b_offset), y_.data(), rows, sl.in, sl.out, s, cfg_.precision);
@@ -382,6 +415,7 @@ class CudaEngine final : public Engine {
   // Kernels::Fused unless the fused kernel cannot run this configuration (then notice_ says why);
   // Kernels::Auto: fused where it is the faster path and can run, the graph path otherwise, quietly.
   void choose_kernels() {
+    if (cfg_.kernels == Kernels::Tail) return choose_tail();
     if (cfg_.kernels == Kernels::Graph) return;
     std::vector<int> widths{cfg_.spec.input};
     for (const DenseSlot& sl : layout_.dense) widths.push_back(sl.out);
@@ -412,6 +446,76 @@ class CudaEngine final : public Engine {
     partial_.resize(std::max<std::size_t>(1, cuda::fused_step_partial_floats(widths, cfg_.batch_size)));
     row_loss_.resize(std::size_t(cfg_.batch_size));
     row_hit_.resize(std::size_t(cfg_.batch_size));
+  }
+
+  // Kernels::Tail: the tail path where it can run, else the graph path with a one-line notice.
+  void choose_tail() {
+    std::string why;
+    if (cfg_.gemm != Gemm::Native)
+      why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
+    else if (layout_.dense.size() < 2)
+      why = "a model without hidden layers has no layers after the first";
+    else if (layout_.dense.size() > std::size_t(cuda::kAdamMaxSegments))
+      why = cat(layout_.dense.size(), " Dense layers, the fused Adam pass takes at most ", cuda::kAdamMaxSegments);
+    else
+      why = cuda::tail_unsupported(tail_widths());
+    if (!why.empty()) {
+      notice_ = cat("note: --kernels tail: ", why, "; training with --kernels graph (separate kernels per step)");
+      return;
+    }
+    tail_ = true;
+  }
+
+  // The widths the tail kernel sees: layer 0's output, then every later layer's.
+  std::vector<int> tail_widths() const {
+    std::vector<int> w;
+    for (const DenseSlot& sl : layout_.dense) w.push_back(sl.out);
+    return w;
+  }
+  cuda::TailNet tail_net() {
+    cuda::TailNet n;
+    n.layers = int(layout_.dense.size()) - 1;
+    n.width[0] = layout_.dense.front().out;
+    for (std::size_t l = 1; l < layout_.dense.size(); ++l) {
+      const DenseSlot& sl = layout_.dense[l];
+      n.width[l] = sl.out;
+      n.layer[l - 1] = {param(sl.w_offset), param(sl.b_offset)};
+    }
+    return n;
+  }
+
+  // The tail path's training step over the next B rows (record_step).
+  void record_tail_step(int B) {
+    const cudaStream_t s = stream_.get();
+    forward(B, true, 1);
+    const DenseSlot& first = layout_.dense.front();
+    const std::vector<int> w = tail_widths();
+    {
+      NvtxRange range("tail");
+      const cuda::DropoutSpec drop{cfg_.spec.dropout, cfg_.seed, 0, 0, counters_.data()};
+      cuda::tail_train(tail_partial_.data(), dz_[0].data(), metrics_.data() + kTrainMetrics, xent_scratch(), tail_net(),
+                       act_[0].data(), y_.data(), drop, mask_scale(), 1.0f / float(B), B, s, cfg_.precision);
+    }
+    {
+      NvtxRange range("backward");
+      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), x_.data(), B, first.in, first.out, s,
+                                  cfg_.precision);
+    }
+    NvtxRange range("optimizer");
+    cuda::GradSlicesSet set;
+    set.seg[set.count++] = {w0_partial_.data(), cuda::dense_weight_slices(B, first.in, first.out),
+                            std::size_t(first.out) * std::size_t(first.in + 1), first.out, first.in, first.w_offset,
+                            first.b_offset};
+    const int blocks = cuda::tail_blocks(B);
+    const std::size_t slice = cuda::tail_slice_floats(w);
+    for (std::size_t l = 1; l < layout_.dense.size(); ++l) {
+      const DenseSlot& sl = layout_.dense[l];
+      set.seg[set.count++] = {tail_partial_.data() + cuda::tail_layer_offset(w, int(l)), blocks, slice, sl.out, sl.in,
+                              sl.w_offset, sl.b_offset};
+    }
+    // ... and, by its last block, advance_train_counters: the step's last launch.
+    cuda::adam_reduce_update(params_.data(), m_.data(), v_.data(), nullptr, set, counters_.data(), cfg_.beta1,
+                             cfg_.beta2, cfg_.eps, s, advance_done_.data());
   }
 
   // The fused kernel's view of the model and buffers, training over dataset d.
@@ -566,6 +670,7 @@ class CudaEngine final : public Engine {
     cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
                        cfg_.batch_size, B, cfg_.spec.input, s);
     const std::size_t L = layout_.dense.size();
+    if (tail_) return record_tail_step(B);
     if (head_) {  // the last layer, its loss and its backward in one launch (see the header)
       forward(B, true, L - 1);
       NvtxRange range("head");
@@ -606,6 +711,10 @@ class CudaEngine final : public Engine {
   DeviceBuffer<unsigned> xent_done_;
   bool head_ = false;                // the last layer runs as cuda::head_train / head_evaluate
   DeviceBuffer<float> head_partial_;  // the head's per-block dW/db partials (training)
+  bool tail_ = false;                 // Kernels::Tail: the tail path (choose_tail)
+  DeviceBuffer<float> tail_partial_;  // its per-block [dW | db] slices of layers 1..L-1
+  DeviceBuffer<float> w0_partial_;    // and layer 0's weight-GEMM pieces
+  DeviceBuffer<unsigned> advance_done_;  // adam_reduce_update's count of blocks past their counter read
   StepSnapshots snapshots_;  // only with a progress hook
   DeviceBuffer<int32_t> order_;
   DeviceBuffer<unsigned char> shuffle_temp_;

@@ -33,8 +33,12 @@ enum class Gemm { Native, Cublas };
 // `Graph` is the sequence of separate kernels per step, captured as CUDA graphs. A model the fused
 // kernel cannot hold falls back to `Graph` with a one-line notice. `Auto` (the default) takes
 // `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch, fp32,
-// native GEMMs), `Graph` otherwise, without a notice.
-enum class Kernels { Auto, Fused, Graph };
+// native GEMMs), `Graph` otherwise, without a notice. `Tail` is the graph path for large
+// batches with fewer, larger launches: layer 0's forward, ONE launch for every later layer's
+// forward, loss and backward (kernels/tail.cuh), layer 0's weight partials, and ONE launch that sums
+// every layer's gradient pieces and runs Adam (cuda::adam_reduce_update); a model the tail kernel
+// cannot hold falls back to `Graph` with a notice. Not yet measured: `Auto` never picks it.
+enum class Kernels { Auto, Fused, Graph, Tail };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -120,6 +124,8 @@ class Engine {
   virtual bool fused_step() const { return false; }
   // Whether the CUDA graph path runs the last layer as the head kernel (EngineConfig::head_kernel).
   virtual bool head_kernel() const { return false; }
+  // Whether the training steps run the tail kernel path (Kernels::Tail resolved).
+  virtual bool tail_kernel() const { return false; }
   virtual const ParamLayout& layout() const = 0;
 
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.

@@ -139,6 +139,7 @@ const char* to_string(Kernels k) {
     case Kernels::Auto: return "auto";
     case Kernels::Fused: return "fused";
     case Kernels::Graph: return "graph";
+    case Kernels::Tail: return "tail";
   }
   return "?";
 }

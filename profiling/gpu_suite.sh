@@ -29,7 +29,7 @@
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
 #              step, grid sizes; its table in the step's log)
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
-#   race       profiling/race.py (engine, engine-graph, engine-cublas, engine-graph1, PyTorch
+#   race       profiling/race.py (engine, engine-graph, engine-tail, engine-cublas, engine-graph1, PyTorch
 #              tutorial/resident/graph, JAX default/highest)
 #   race2      a second race.py run (SUITE_RACE2_CONTENDERS, default jax,jax-highest, at SUITE_RACE2_BATCHES,
 #              default 4096), its table in logs/race2: the slow-to-start contenders at fewer batches

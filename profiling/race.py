@@ -8,6 +8,8 @@ time with the first epoch left out as warm-up, and the table shows the median ov
   contenders   engine            build/apps/mnist_cuda (--bin), its defaults (CUDA: the fused kernel)
                engine-graph      the same with --kernels graph: separate kernels per step, CUDA graphs (CUDA only)
                engine-cublas     the same with --gemm cublas (CUDA only; skipped when --help lacks --gemm)
+               engine-tail       the same with --kernels tail: the large-batch launches (layers after the first
+                                 in one kernel, Adam fused with the gradient sums; CUDA only)
                engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
@@ -52,7 +54,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL = ["engine", "engine-graph", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
+ALL = ["engine", "engine-graph", "engine-tail", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
        "pytorch-graph", "jax", "jax-highest"]
 
 
@@ -212,10 +214,13 @@ class Race:
                 if c == "engine-graph1" and a.device != "cuda":
                     self.skip(c, "--graph-steps applies to --device cuda only")
                     continue
-                if c == "engine-graph" and a.device != "cuda":
+                if c in ("engine-graph", "engine-tail") and a.device != "cuda":
                     self.skip(c, "--kernels applies to --device cuda only")
                     continue
-                if c == "engine-graph" and "--kernels" not in self.engine_help:
+                if c == "engine-tail" and not re.search(r"\btail\b", self.engine_help):
+                    self.skip(c, f"{a.bin} --help does not offer --kernels tail")
+                    continue
+                if c in ("engine-graph", "engine-tail") and "--kernels" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --kernels")
                     continue
                 if c == "engine-graph1" and "--graph-steps" not in self.engine_help:
@@ -319,6 +324,8 @@ class Race:
             cmd += ["--graph-steps", "1"]
         if c == "engine-graph":
             cmd += ["--kernels", "graph"]
+        if c == "engine-tail":
+            cmd += ["--kernels", "tail"]
         if prec != "fp32":
             cmd += ["--precision", prec]
         cmd += shlex.split(a.engine_args)

@@ -82,6 +82,7 @@ std::string kernel_path(const Engine& engine) {
   // The engine resolved --kernels (auto, or a fallback it gave notice of); the graph path says when
   // its last layer runs as the head kernel (kernels/head.cuh).
   if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
+  if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail));
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 

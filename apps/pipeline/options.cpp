@@ -125,8 +125,10 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
   add_engine_flags(app, o);
   add_data_flags(app, o);
   add_number(app, "--dropout", o.dropout, number(0.0, 1.0, false, true), "dropout rate after each hidden layer");
-  add_choice(app, "--kernels", o.kernels, {Kernels::Auto, Kernels::Fused, Kernels::Graph},
-             "CUDA training step: one persistent kernel, separate kernels in graphs, or auto (fused up to batch 512)");
+  add_choice(app, "--kernels", o.kernels, {Kernels::Auto, Kernels::Fused, Kernels::Graph, Kernels::Tail},
+             "CUDA training step: one persistent kernel, separate kernels in graphs, graphs of the large-batch "
+             "launches (layers after the first in one kernel, Adam fused with the gradient sums), or auto (fused "
+             "up to batch 512, graph above)");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");

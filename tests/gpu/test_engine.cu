@@ -87,6 +87,31 @@ TEST_CASE("CUDA engine = CPU engine: --gemm cublas path") {
   compare_with_cpu(p, 2, 1e-3f);
 }
 
+TEST_CASE("CUDA engine = CPU engine: --kernels tail (layers >= 1 in one kernel, Adam fused with the sums)") {
+  // The default model at batch 512 (layer 0's weight GEMM in pieces, the tail in several row
+  // blocks, a 88-row last batch), then an odd three-hidden-layer model; each at every precision
+  // against the CPU engine with the same input rounding (the tolerances above: the paths differ
+  // by float32 summation order only).
+  for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    INFO("precision ", to_string(prec));
+    Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1112, 44);
+    p.cfg.kernels = Kernels::Tail;
+    p.cfg.precision = prec;
+    REQUIRE(make_cuda_engine(p.cfg)->tail_kernel());
+    compare_with_cpu(p, 2, 1e-3f);
+    Problem q = make_problem(50, {40, 24, 17}, 7, 0.2f, 64, 300, 45);
+    q.cfg.kernels = Kernels::Tail;
+    q.cfg.precision = prec;
+    compare_with_cpu(q, 2, 1e-3f);
+  }
+  Problem f = make_problem(50, {33}, 10, 0.2f, 32, 100, 46);
+  f.cfg.kernels = Kernels::Tail;
+  f.cfg.gemm = Gemm::Cublas;
+  auto e = make_cuda_engine(f.cfg);
+  CHECK(!e->tail_kernel());
+  CHECK(e->notice().find("--kernels tail") != std::string::npos);
+}
+
 TEST_CASE("CUDA engine = CPU engine: no shuffle, no dropout, one hidden layer") {
   Problem p = make_problem(33, {17}, 3, 0.0f, 16, 100, 9);
   p.cfg.shuffle = false;

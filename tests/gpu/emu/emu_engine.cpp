@@ -24,17 +24,20 @@ std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int lo, int hi) { std:
 
 static bool g_head = true;  // EngineConfig::head_kernel of compare()'s CUDA engine
 static bool g_split_in_launch = false;  // EngineConfig::split_in_launch of compare()'s CUDA engine
+static Kernels g_kernels = Kernels::Graph;  // compare()'s CUDA path (Tail: the large-batch launches)
 
 void compare(int input, std::vector<int> hidden, int classes, float dropout, int batch, int n, uint64_t seed, bool shuffle, int epochs, int resume_at, int graph_steps = 25) {
-  EngineConfig cfg; cfg.head_kernel = g_head; cfg.head_min_batch = 0; cfg.split_in_launch = g_split_in_launch; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = Kernels::Graph;  // the fused path: emu_fused.cpp
+  EngineConfig cfg; cfg.head_kernel = g_head; cfg.head_min_batch = 0; cfg.split_in_launch = g_split_in_launch; cfg.spec.input = input; cfg.spec.hidden = hidden; cfg.spec.classes = classes; cfg.spec.dropout = dropout; cfg.batch_size = batch; cfg.seed = seed; cfg.shuffle = shuffle; cfg.graph_steps = graph_steps; cfg.kernels = g_kernels;  // the fused path: emu_fused.cpp
   auto images = rbytes(std::size_t(n) * input, seed + 1, 0, 255), labels = rbytes(n, seed + 2, 0, classes - 1);
   DataView v{images.data(), labels.data(), n, input};
   auto cpu = make_cpu_engine(cfg); auto gpu = make_cuda_engine(cfg);
   int tc = cpu->add_dataset(v), tg = gpu->add_dataset(v);
   std::vector<float> p0, pc, pg; cpu->get_params(p0); gpu->get_params(pg);
   expect(pg == p0, "init");
-  expect(gpu->head_kernel() == g_head, "head kernel chosen as configured");
-  const std::string tag = cat(g_head ? "head " : "no-head ", "in=", input, " batch=", batch, " n=", n, " p=", dropout, shuffle ? "" : " noshuffle", " K=", graph_steps);
+  const bool tail = g_kernels == Kernels::Tail;
+  expect(gpu->head_kernel() == (g_head && !tail), "head kernel chosen as configured");
+  expect(gpu->tail_kernel() == tail && gpu->notice().empty(), "tail path chosen as configured");
+  const std::string tag = cat(tail ? "tail " : g_head ? "head " : "no-head ", "in=", input, " batch=", batch, " n=", n, " p=", dropout, shuffle ? "" : " noshuffle", " K=", graph_steps);
   for (int e = 0; e < epochs; ++e) {
     EpochStats sc, sg;
     if (e == 0 && resume_at > 0) {
@@ -198,6 +201,65 @@ void head_vs_separate() {
   expect(make_cuda_engine(cfg)->head_kernel(), "head: batch 1024 takes the head");
 }
 
+// The tail path against the graph path at fp32, in the engine: one step from the same state gives
+// the same loss sum and hits bit for bit (the tail's logits are dense_forward's FMA chains and its
+// softmax is xent_row), the same dZ_0 (dense_backward_data's chain), so layer 0's weight pieces are
+// the graph path's split-K pieces and adam_reduce_update adds them in its order: every parameter of
+// layer 0 is bitwise equal after the step. Layers >= 1 differ by the order of the float32 sum over
+// the rows of their dW/db only (block slices vs split-K pieces): after Adam's first step (≈ lr·sign
+// (g)) within 1e-5 normalised, as the head's check above. Batch 512 (layer 0's weight GEMM in
+// pieces, the tail in 16 row blocks of 32) and the counters moved on exactly once a
+// step (the second epoch's dropout and Adam t depend on it: two epochs stay within 1e-4).
+void tail_vs_graph() {
+  const int n = 1100, input = 40;
+  auto images = rbytes(std::size_t(n) * input, 28, 0, 255), labels = rbytes(n, 29, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 31;
+  std::vector<float> p[2], q[2];
+  EpochProgress one[2];
+  EpochStats ev[2];
+  for (int t : {0, 1}) {
+    cfg.kernels = t ? Kernels::Tail : Kernels::Graph;
+    auto gpu = make_cuda_engine(cfg);
+    expect(gpu->tail_kernel() == (t == 1), "tail_kernel() reports the choice");
+    const int d = gpu->add_dataset(v);
+    one[t].end_batch = 1;
+    gpu->train_steps(d, 0, 1e-3f, one[t], nullptr);
+    gpu->get_params(p[t]);
+    EpochProgress rest;
+    rest.next_batch = 1;
+    gpu->train_steps(d, 0, 1e-3f, rest, nullptr);
+    gpu->train_epoch(d, 1, 1e-3f);
+    gpu->get_params(q[t]);
+    ev[t] = gpu->evaluate(d);
+  }
+  expect(std::memcmp(&one[0].loss_sum, &one[1].loss_sum, sizeof(double)) == 0 && one[0].correct == one[1].correct,
+         cat("tail: first step's loss bits ", one[0].loss_sum, " vs ", one[1].loss_sum));
+  const ParamLayout layout = make_layout(cfg.spec);
+  const DenseSlot& first = layout.dense.front();
+  expect(std::memcmp(p[0].data() + first.w_offset, p[1].data() + first.w_offset, std::size_t(first.out) * first.in * sizeof(float)) == 0 &&
+             std::memcmp(p[0].data() + first.b_offset, p[1].data() + first.b_offset, std::size_t(first.out) * sizeof(float)) == 0,
+         "tail: layer 0 bitwise equal to the graph path after one step");
+  std::vector<float> init; { auto cpu = make_cpu_engine(cfg); cpu->get_params(init); }
+  const double step_err = nerr(delta(p[1], init), delta(p[0], init));
+  expect(step_err < 1e-5, cat("tail: the first step within 1e-5 (normalised) of the graph path's, ", step_err));
+  const double err = nerr(delta(q[1], init), delta(q[0], init));
+  std::printf("tail vs graph path: one step err %.3g, two epochs err %.3g, eval loss %.9f / %.9f\n", step_err, err, ev[1].loss, ev[0].loss);
+  expect(err < 1e-4, "tail: two epochs within float noise of the graph path");
+  expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9, "tail: evaluation");
+}
+
+// Kernels::Tail where it cannot run: the graph path, and one line saying why.
+void tail_fallbacks() {
+  EngineConfig cfg; cfg.spec.input = 20; cfg.spec.hidden = {}; cfg.spec.classes = 5; cfg.batch_size = 16; cfg.kernels = Kernels::Tail;
+  auto a = make_cuda_engine(cfg);
+  expect(!a->tail_kernel() && a->notice().find("--kernels tail") != std::string::npos && a->notice().find("hidden") != std::string::npos,
+         cat("tail: no hidden layer falls back with a notice: '", a->notice(), "'"));
+  cfg.spec.hidden = {16}; cfg.spec.classes = 40;  // more classes than the tail kernel holds
+  auto c = make_cuda_engine(cfg);
+  expect(!c->tail_kernel() && !c->notice().empty(), cat("tail: 40 classes fall back: '", c->notice(), "'"));
+}
+
 int main() {
   head_vs_separate();
   memory_cap();
@@ -222,6 +284,20 @@ int main() {
   compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
   g_split_in_launch = false;
   compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
+  // The tail path (Kernels::Tail): layers >= 1 in one launch, Adam fused with the gradient sums;
+  // the same epochs as above, against the CPU engine with the same tolerances: full and partial
+  // batches, dropout 0 / 0.2 / 0.5, one to three hidden layers, a resume mid-epoch, 2-step replays,
+  // and 512-row batches (layer 0's weight GEMM in two pieces, the tail in several row blocks).
+  g_kernels = Kernels::Tail;
+  compare(50, {33, 20}, 10, 0.2f, 32, 200, 7, true, 2, 0);
+  compare(33, {17}, 3, 0.0f, 16, 100, 9, false, 2, 0);
+  compare(50, {33, 20}, 10, 0.5f, 32, 200, 12, true, 2, 3, 2);
+  compare(20, {8, 8, 8}, 4, 0.2f, 64, 64, 3, true, 3, 0);
+  compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);
+  compare(20, {16}, 5, 0.2f, 512, 1100, 5, true, 2, 0);
+  g_kernels = Kernels::Graph;
+  tail_vs_graph();
+  tail_fallbacks();
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }

@@ -49,8 +49,10 @@ std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int hi) {
   return v;
 }
 
-void compare(Precision prec, int input, std::vector<int> hidden, int batch, int n, int epochs) {
+void compare(Precision prec, int input, std::vector<int> hidden, int batch, int n, int epochs,
+             Kernels kernels = Kernels::Auto) {
   EngineConfig cfg;
+  cfg.kernels = kernels;
   cfg.spec.input = input;
   cfg.spec.hidden = hidden;
   cfg.spec.classes = 10;
@@ -66,7 +68,8 @@ void compare(Precision prec, int input, std::vector<int> hidden, int batch, int 
   const int tc = cpu->add_dataset(v), tg = gpu->add_dataset(v);
   std::vector<float> p0, pc, pg;
   cpu->get_params(p0);
-  const std::string tag = cat(to_string(prec), " in=", input, " batch=", batch, " n=", n);
+  expect(gpu->tail_kernel() == (kernels == Kernels::Tail), "tail path as configured");
+  const std::string tag = cat(to_string(prec), " ", to_string(kernels), " in=", input, " batch=", batch, " n=", n);
   for (int e = 0; e < epochs; ++e) {
     const EpochStats sc = cpu->train_epoch(tc, e, 1e-3f), sg = gpu->train_epoch(tg, e, 1e-3f);
     cpu->get_params(pc);
@@ -89,6 +92,8 @@ int main() {
   for (Precision p : {Precision::TF32, Precision::BF16}) {
     compare(p, 50, {33, 20}, 32, 200, 2);  // 6 full batches + one of 8 rows
     compare(p, 600, {40}, 16, 40, 1);      // layer 1's forward split over K (3 pieces)
+    // The tail path (Kernels::Tail: layers >= 1 in one kernel, Adam fused with the sums).
+    compare(p, 50, {33, 20}, 32, 200, 2, Kernels::Tail);
   }
   // The flag is honoured: TF32 training differs from FP32 (same seed, same data).
   EngineConfig cfg;
