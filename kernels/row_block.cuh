@@ -1,0 +1,104 @@
+// Device helpers shared by the row-block kernels (kernels/head.cu: the last layer; kernels/tail.cu:
+// layers 1..L-1), which stage a block of rows in shared memory and add the cross-entropy of their
+// rows in softmax_xent's order. Device code only: include it from kernel sources.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/gemm_round.cuh"
+#include "kernels/metrics.cuh"
+#include "kernels/precision.hpp"
+
+namespace mnist::cuda::rowblock {
+
+constexpr int kGroupRows = 32;  // softmax_xent's per-warp tree: one metric slot per 32 rows
+
+// dst[r·stride + c] = round(src[r·cols + c]) for r < rows, c < cols (src contiguous): LOADS
+// independent loads in flight per thread before their stores, so a block of rows costs about one L2
+// round trip rather than one per element. Every thread of the block (THREADS of them) calls it.
+template <GemmPrecision PREC, int THREADS, int LOADS = 16>
+__device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int stride, const float* __restrict__ src,
+                                              int rows, int cols) {
+  const int n = rows * cols;
+  for (int i0 = int(threadIdx.x); i0 < n; i0 += LOADS * THREADS) {
+    float v[LOADS];
+#pragma unroll
+    for (int j = 0; j < LOADS; ++j) {
+      const int i = i0 + j * THREADS;
+      v[j] = i < n ? src[i] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < LOADS; ++j) {
+      const int i = i0 + j * THREADS;
+      if (i < n) dst[(i / cols) * stride + i % cols] = round_gemm_input<PREC>(v[j]);
+    }
+  }
+}
+
+// One 32-row group's sums from its rows' losses and hits (x: 32 losses, rows past the end as +0):
+// softmax_xent's pairwise tree (step k = 1, 2, ..., 16 adds x[i + k] into x[i] for i a multiple of
+// 2k), in registers.
+__device__ __forceinline__ Metrics group_sum(const double* __restrict__ loss, const unsigned* __restrict__ hit) {
+  double x[kGroupRows];
+  unsigned h = 0;
+#pragma unroll
+  for (int i = 0; i < kGroupRows; ++i) {
+    x[i] = loss[i];
+    h += hit[i];
+  }
+#pragma unroll
+  for (int k = 1; k < kGroupRows; k *= 2)
+#pragma unroll
+    for (int i = 0; i < kGroupRows; i += 2 * k) x[i] += x[i + k];
+  Metrics m;
+  m.loss_sum = x[0];
+  m.correct = h;
+  return m;
+}
+
+// The launch's metric sums from its group slots (one per 32 rows; src: the scratch, or the only
+// block's shared copy), in softmax_xent's order: S_j = ((P_{8j} + P_{8j+1}) + ...) + P_{8j+7}
+// (groups that do not exist are the +0 of rows >= B there), then 0 + S_0 + S_1 + ... in order
+// (one S: S_0 itself, which 0 + S_0 equals: losses are >= 0 or NaN). Threads load CHUNK slots at a
+// time in parallel, CHUNK/8 threads form the S_j, thread 0 adds them. Shared arrays: s_loss,
+// s_hit [CHUNK], s_sum, s_sumhit [CHUNK/8]. Every thread of the block calls it.
+template <int CHUNK>
+__device__ void add_group_sums(Metrics* __restrict__ metrics, const volatile Metrics* src, int groups, double* s_loss,
+                               unsigned* s_hit, double* s_sum, unsigned* s_sumhit) {
+  static_assert(CHUNK % 8 == 0, "whole 256-row groups");
+  const int tid = int(threadIdx.x);
+  double total = 0;
+  unsigned long long hits = 0;
+  for (int base = 0; base < groups; base += CHUNK) {
+    const int n = groups - base < CHUNK ? groups - base : CHUNK;
+    if (tid < n) {
+      s_loss[tid] = src[base + tid].loss_sum;
+      s_hit[tid] = unsigned(src[base + tid].correct);  // <= 32
+    }
+    __syncthreads();
+    const int sums = (n + 7) / 8;
+    if (tid < sums) {
+      double S = s_loss[8 * tid];
+      unsigned h = s_hit[8 * tid];
+      for (int w = 1; w < 8 && 8 * tid + w < n; ++w) {
+        S += s_loss[8 * tid + w];
+        h += s_hit[8 * tid + w];
+      }
+      s_sum[tid] = S;
+      s_sumhit[tid] = h;
+    }
+    __syncthreads();
+    if (tid == 0)
+      for (int j = 0; j < sums; ++j) {
+        total += s_sum[j];
+        hits += s_sumhit[j];
+      }
+    __syncthreads();
+  }
+  if (tid == 0) {
+    metrics->loss_sum += total;
+    metrics->correct += hits;
+  }
+}
+
+}  // namespace mnist::cuda::rowblock

@@ -1,0 +1,605 @@
+#include "kernels/tail.cuh"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/gemm_round.cuh"
+#include "kernels/philox.hpp"
+#include "kernels/row_block.cuh"
+#include "kernels/step_math.cuh"
+#include "runtime/error.hpp"
+#include "runtime/launch_check.cuh"
+
+namespace mnist::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxChunk = 64;                    // rows of a block on chip at once (a multiple of 32)
+constexpr int kMaxGroupsPerBlock = 16;           // 32 · ceil(65536 / 4096) = 512 rows a block
+constexpr int kSqrtRows = 4096;                  // rows per block grow by 32 every 4096 rows of B
+constexpr int kSmemBudget = 200 * 1024;          // dynamic shared memory a block may use (sm_90: 227 KB)
+constexpr int kEvalRows = 32;                    // evaluation: one 32-row chunk a block
+static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
+static_assert(kMaxChunk % rowblock::kGroupRows == 0 && kTailGroupRows == rowblock::kGroupRows, "group layout");
+
+// A row stride (floats) for a width w: a multiple of 4 (float4 reads) with stride/4 odd, so that
+// 8 consecutive rows start in 8 distinct 16-byte bank groups.
+int padded_stride(int w) {
+  int s = (w + 3) / 4 * 4;
+  if ((s / 4) % 2 == 0) s += 4;
+  return s;
+}
+
+// The shared-memory pool of one launch (offsets in floats, each a multiple of 4):
+//   W_i rounded [w_i][ws_i]              i = 1..T     (ws_i = padded_stride(w_{i-1}))
+//   acc: one slice [slice_floats]        (training with several chunks a block)
+//   A_i rounded [chunk][as_i]            i = 0..T-1   (as_i = padded_stride(w_i); no ones column:
+//                                                      db is summed apart)
+//   logits [chunk][zs]                   zs = wT | 1: xent_row's thread-per-row reads hit distinct banks
+//   dZ ping-pong [2][chunk][ds]          (training) ds = max padded_stride(w_i), i = 1..T
+struct Plan {
+  int off_w[kTailMaxLayers], ws[kTailMaxLayers];
+  int off_act[kTailMaxLayers], as[kTailMaxLayers];
+  int off_acc, off_z, zs, off_dz0, off_dz1, ds, total;
+};
+
+std::size_t slice_floats_of(const int* w, int T) {
+  std::size_t n = 0;
+  for (int i = 1; i <= T; ++i) n += std::size_t(w[i]) * std::size_t(w[i - 1] + 1);
+  return (n + 3) / 4 * 4;
+}
+
+Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc) {
+  Plan p{};
+  int o = 0;
+  for (int i = 1; i <= T; ++i) {
+    p.off_w[i - 1] = o;
+    p.ws[i - 1] = padded_stride(w[i - 1]);
+    o += w[i] * p.ws[i - 1];
+  }
+  p.off_acc = -1;
+  if (acc) {
+    p.off_acc = o;
+    o += int(slice_floats_of(w, T));
+  }
+  for (int i = 0; i < T; ++i) {
+    p.off_act[i] = o;
+    p.as[i] = padded_stride(w[i]);
+    o += chunk * p.as[i];
+  }
+  p.off_z = o;
+  p.zs = w[T] | 1;
+  o += (chunk * p.zs + 3) / 4 * 4;
+  p.ds = 0;
+  p.off_dz0 = p.off_dz1 = o;
+  if (backward) {
+    for (int i = 1; i <= T; ++i) p.ds = std::max(p.ds, padded_stride(w[i]));
+    o += chunk * p.ds;
+    p.off_dz1 = o;
+    if (T >= 2) o += chunk * p.ds;
+  }
+  p.total = o;
+  return p;
+}
+
+std::size_t plan_bytes(const Plan& p) { return std::size_t(p.total) * sizeof(float); }
+
+struct TailParams {
+  float* partial;          // [blocks][slice_floats] (training)
+  float* dz0;              // [B][w0] or null
+  Metrics* metrics;
+  Metrics* slots;          // one per 32 rows (several blocks)
+  unsigned* done;          // completion counter (several blocks)
+  const float* A0;         // [B][w0]
+  const uint8_t* labels;   // [B]
+  const float* W[kTailMaxLayers];
+  const float* b[kTailMaxLayers];
+  float* trace_act[kTailMaxLayers];
+  float* trace_dz[kTailMaxLayers];
+  int T;
+  int w[kTailMaxLayers + 1];
+  int slice_off[kTailMaxLayers];  // tail_layer_offset(i) at [i - 1]
+  int slice_floats, slice_used;   // padded, unpadded
+  Plan plan;
+  uint32_t threshold;             // dropout (0: none)
+  float drop_scale;               // 1/(1-p): the kept units' scale and the hidden layers' mask scale
+  uint64_t seed, step;
+  const TrainCounters* counters;
+  float mask_scale, grad_scale;
+  int B, rows_per_block, chunk;
+};
+
+template <class T>
+__device__ __forceinline__ float4 ld4(const T* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ float comp(const float4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+// ---- The three register-blocked GEMMs over shared memory (256 threads; every thread calls them).
+// A warp owns a tile of 4 x 8 thread tiles; a thread's outputs are listed below. Rows or columns
+// past the end are read at a clamped index (their results are dropped), so no operand read leaves
+// its buffer; float4 reads need 16-byte aligned bases and strides that are multiples of 4.
+
+// Forward: out(r, n) = Σ_k A[r·as + k]·W[n·ws + k], k ascending from 0 (one fmaf chain, dense_forward's
+// order), r < I, n < J; store(r, n, v). A thread: rows r0 + 4a (a < 2), outputs n0 + 8c (c < 4),
+// r0 = the warp tile's row + lane/8, n0 = its column + lane%8: a float4 of A is shared by the 8
+// lanes of a row (broadcast), a float4 of W by the 4 lanes of a column; 4 rows / 8 rows at stride
+// ≡ 4 (mod 8) floats: one wavefront each.
+template <class Store>
+__device__ __forceinline__ void gemm_forward(int I, int J, int K, const float* __restrict__ A, int as,
+                                             const float* __restrict__ W, int ws, Store store) {
+  constexpr int TI = 2, TJ = 4, WI = 4 * TI, WJ = 8 * TJ;
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int tilesJ = (J + WJ - 1) / WJ, tiles = (I + WI - 1) / WI * tilesJ;
+  for (int t = warp; t < tiles; t += kWarps) {
+    const int r0 = t / tilesJ * WI + (lane >> 3), n0 = t % tilesJ * WJ + (lane & 7);
+    const float* a[TI];
+    const float* w[TJ];
+#pragma unroll
+    for (int x = 0; x < TI; ++x) a[x] = A + std::size_t(imin(r0 + 4 * x, I - 1)) * as;
+#pragma unroll
+    for (int y = 0; y < TJ; ++y) w[y] = W + std::size_t(imin(n0 + 8 * y, J - 1)) * ws;
+    float acc[TI][TJ];
+#pragma unroll
+    for (int x = 0; x < TI; ++x)
+#pragma unroll
+      for (int y = 0; y < TJ; ++y) acc[x][y] = 0.0f;
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+      float4 av[TI], wv[TJ];
+#pragma unroll
+      for (int x = 0; x < TI; ++x) av[x] = ld4(a[x] + k);
+#pragma unroll
+      for (int y = 0; y < TJ; ++y) wv[y] = ld4(w[y] + k);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int x = 0; x < TI; ++x)
+#pragma unroll
+          for (int y = 0; y < TJ; ++y) acc[x][y] = fmaf(comp(av[x], kk), comp(wv[y], kk), acc[x][y]);
+    }
+    for (; k < K; ++k)
+#pragma unroll
+      for (int x = 0; x < TI; ++x)
+#pragma unroll
+        for (int y = 0; y < TJ; ++y) acc[x][y] = fmaf(a[x][k], w[y][k], acc[x][y]);
+#pragma unroll
+    for (int x = 0; x < TI; ++x)
+#pragma unroll
+      for (int y = 0; y < TJ; ++y)
+        if (r0 + 4 * x < I && n0 + 8 * y < J) store(r0 + 4 * x, n0 + 8 * y, acc[x][y]);
+  }
+}
+
+// Data: out(r, k) = Σ_n D[r·ds + n]·W[n·ws + k], n ascending from 0 (dense_backward_data's order),
+// r < I, k < J; store(r, k, v). A thread: rows r0 + 4a (a < 2), columns k0..k0+3, k0 = the warp
+// tile's column + 4·(lane%8): per 4 n, 2 float4 of D (broadcast along a row) and 4 float4 rows of W
+// (8 lanes, 128 contiguous bytes: one wavefront).
+template <class Store>
+__device__ __forceinline__ void gemm_data(int I, int J, int N, const float* __restrict__ D, int ds,
+                                          const float* __restrict__ W, int ws, Store store) {
+  constexpr int TI = 2, WI = 4 * TI, WJ = 32;
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int tilesJ = (J + WJ - 1) / WJ, tiles = (I + WI - 1) / WI * tilesJ;
+  for (int t = warp; t < tiles; t += kWarps) {
+    const int r0 = t / tilesJ * WI + (lane >> 3), k0 = t % tilesJ * WJ + 4 * (lane & 7);
+    const float* d[TI];
+#pragma unroll
+    for (int x = 0; x < TI; ++x) d[x] = D + std::size_t(imin(r0 + 4 * x, I - 1)) * ds;
+    const float* w = W + (k0 < J ? k0 : 0);
+    float acc[TI][4];
+#pragma unroll
+    for (int x = 0; x < TI; ++x)
+#pragma unroll
+      for (int y = 0; y < 4; ++y) acc[x][y] = 0.0f;
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+      float4 dv[TI], wv[4];
+#pragma unroll
+      for (int x = 0; x < TI; ++x) dv[x] = ld4(d[x] + n);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) wv[u] = ld4(w + std::size_t(n + u) * ws);
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+#pragma unroll
+        for (int x = 0; x < TI; ++x)
+#pragma unroll
+          for (int y = 0; y < 4; ++y) acc[x][y] = fmaf(comp(dv[x], u), comp(wv[u], y), acc[x][y]);
+    }
+    for (; n < N; ++n) {
+      const float4 wv = ld4(w + std::size_t(n) * ws);
+#pragma unroll
+      for (int x = 0; x < TI; ++x)
+#pragma unroll
+        for (int y = 0; y < 4; ++y) acc[x][y] = fmaf(d[x][n], comp(wv, y), acc[x][y]);
+    }
+#pragma unroll
+    for (int x = 0; x < TI; ++x)
+#pragma unroll
+      for (int y = 0; y < 4; ++y)
+        if (r0 + 4 * x < I && k0 + y < J) store(r0 + 4 * x, k0 + y, acc[x][y]);
+  }
+}
+
+// Weight: out(n, c) = init(n, c) + Σ_r D[r·ds + n]·A[r·as + c], r = 0..R-1 ascending (one chain per
+// element carried across chunks: dense_backward_weights' order over the block's rows), n < I,
+// c < J; init(n, c) gives the chain's start, store(n, c, v) its end. A thread: n0..n0+3 x c0..c0+3,
+// n0 = the warp tile's row + 4·(lane/8), c0 = its column + 4·(lane%8): per row r one float4 of D
+// (4 distinct per warp) and one of A (8 distinct, 128 contiguous bytes): 16 FMAs per 2 loads.
+template <class Init, class Store>
+__device__ __forceinline__ void gemm_weight(int I, int J, int R, const float* __restrict__ D, int ds,
+                                            const float* __restrict__ A, int as, Init init, Store store) {
+  constexpr int WI = 16, WJ = 32;
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int tilesJ = (J + WJ - 1) / WJ, tiles = (I + WI - 1) / WI * tilesJ;
+  for (int t = warp; t < tiles; t += kWarps) {
+    const int n0 = t / tilesJ * WI + 4 * (lane >> 3), c0 = t % tilesJ * WJ + 4 * (lane & 7);
+    const float* d = D + (n0 < I ? n0 : 0);
+    const float* a = A + (c0 < J ? c0 : 0);
+    float acc[4][4];
+#pragma unroll
+    for (int x = 0; x < 4; ++x)
+#pragma unroll
+      for (int y = 0; y < 4; ++y) acc[x][y] = n0 + x < I && c0 + y < J ? init(n0 + x, c0 + y) : 0.0f;
+    for (int r = 0; r < R; ++r) {
+      const float4 dv = ld4(d + std::size_t(r) * ds), av = ld4(a + std::size_t(r) * as);
+#pragma unroll
+      for (int x = 0; x < 4; ++x)
+#pragma unroll
+        for (int y = 0; y < 4; ++y) acc[x][y] = fmaf(comp(dv, x), comp(av, y), acc[x][y]);
+    }
+#pragma unroll
+    for (int x = 0; x < 4; ++x)
+#pragma unroll
+      for (int y = 0; y < 4; ++y)
+        if (n0 + x < I && c0 + y < J) store(n0 + x, c0 + y, acc[x][y]);
+  }
+}
+
+// A hidden activation as the GEMMs read it: round(a), and -0 for an a > 0 that rounds to 0, so that
+// the ReLU/dropout mask (the raw a > 0) survives in the sign bit: mask = bits != 0 (a >= 0 always).
+template <GemmPrecision PREC>
+__device__ __forceinline__ float stored_activation(float a) {
+  const float q = round_gemm_input<PREC>(a);
+  return a > 0.0f && q == 0.0f ? -0.0f : q;
+}
+__device__ __forceinline__ bool kept(float stored) { return float_bits(stored) != 0u; }
+
+// One block: rows [blockIdx.x · rows_per_block, +rows_per_block) ∩ [0, B), in chunks of p.chunk rows:
+// stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 32-row group
+// sums -> (BACKWARD) per layer i = T..1: the slice of layer i (+= over the chunk's rows) and dZ_{i-1}
+// (dz0 for i = 1). Then the group slots go out, and the last block to finish adds them in
+// softmax_xent's order and resets the counter (one block: from shared memory, no scratch).
+template <GemmPrecision PREC, bool BACKWARD>
+__global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
+  extern __shared__ float4 tail_smem[];
+  __shared__ double s_loss[kMaxChunk];
+  __shared__ unsigned s_hit[kMaxChunk];
+  __shared__ Metrics s_groups[kMaxGroupsPerBlock];  // this block's group sums
+  __shared__ double s_sum[kMaxChunk / 8];
+  __shared__ unsigned s_sumhit[kMaxChunk / 8];
+  __shared__ bool s_last;
+  float* pool = reinterpret_cast<float*>(tail_smem);
+  const Plan& pl = p.plan;
+  const int tid = int(threadIdx.x), T = p.T;
+  const int row0 = int(blockIdx.x) * p.rows_per_block;
+  const int row_end = row0 + p.rows_per_block < p.B ? row0 + p.rows_per_block : p.B;
+  const bool multi = gridDim.x > 1;
+  const uint64_t step = p.threshold ? (p.counters ? uint64_t(p.counters->step) : p.step) : 0;
+  float* s_z = pool + pl.off_z;
+  float* s_dz[2] = {pool + pl.off_dz0, pool + pl.off_dz1};
+  float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
+
+  for (int i = 1; i <= T; ++i)
+    rowblock::stage_rounded<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
+  if constexpr (BACKWARD)
+    for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
+
+  for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
+    const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
+    const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
+    rowblock::stage_rounded<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
+                                            p.w[0]);
+    __syncthreads();  // (the first chunk: also the weights)
+
+    // Forward, layer by layer.
+    for (int i = 1; i <= T; ++i) {
+      const int K = p.w[i - 1], N = p.w[i];
+      const float* bias = p.b[i - 1];
+      float* trace = p.trace_act[i - 1];
+      const float* Ain = pool + pl.off_act[i - 1];
+      const float* Wi = pool + pl.off_w[i - 1];
+      if (i < T) {
+        float* out = pool + pl.off_act[i];
+        const int as = pl.as[i];
+        gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
+          const std::size_t idx = std::size_t(c0 + r) * std::size_t(N) + std::size_t(n);
+          const float a = dense_unit(v, bias[n], true, BACKWARD ? p.threshold : 0u, p.drop_scale, p.seed, step,
+                                     uint32_t(i), idx);
+          if (trace) trace[idx] = a;
+          out[r * as + n] = stored_activation<PREC>(a);
+        });
+      } else {
+        gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
+          const float z = dense_unit(v, bias[n], false, 0u, 1.0f, 0, 0, 0, 0);  // + bias
+          if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
+          s_z[r * pl.zs + n] = z;
+        });
+      }
+      __syncthreads();
+    }
+
+    // Softmax + cross-entropy: thread r takes row c0 + r (rows past the chunk's end count as +0).
+    const int C = p.w[T];
+    if (tid < p.chunk) {
+      double loss = 0;
+      unsigned hit = 0;
+      if (tid < rows) {
+        const int row = c0 + tid;
+        float* dz = BACKWARD ? s_dz[0] + tid * pl.ds : nullptr;
+        float* trace = BACKWARD ? p.trace_dz[T - 1] : nullptr;
+        const XentRow x = xent_row(s_z + tid * pl.zs, C, p.labels[row], p.grad_scale, dz,
+                                   trace ? trace + std::size_t(row) * C : nullptr);
+        loss = x.loss;
+        hit = x.hit ? 1u : 0u;
+        if constexpr (BACKWARD)
+          for (int j = 0; j < C; ++j) dz[j] = round_gemm_input<PREC>(dz[j]);
+      }
+      s_loss[tid] = loss;
+      s_hit[tid] = hit;
+    }
+    __syncthreads();
+    // The chunk's 32-row groups (s_loss is next written after the next chunk's first barrier).
+    if (tid < p.chunk / kTailGroupRows && tid * kTailGroupRows < rows) {
+      const Metrics m = rowblock::group_sum(s_loss + tid * kTailGroupRows, s_hit + tid * kTailGroupRows);
+      const int g = (c0 - row0) / kTailGroupRows + tid;  // the block's group index
+      s_groups[g] = m;
+      if (multi) p.slots[c0 / kTailGroupRows + tid] = m;
+    }
+
+    if constexpr (BACKWARD) {
+      float* acc = pl.off_acc >= 0 ? pool + pl.off_acc : nullptr;  // several chunks: the running slice
+      for (int i = T; i >= 1; --i) {
+        const int K = p.w[i - 1], N = p.w[i], KA = K + 1;
+        const float* D = s_dz[(T - i) & 1];
+        const float* Ain = pool + pl.off_act[i - 1];
+        const int as = pl.as[i - 1];
+        float* gsl = slice + p.slice_off[i - 1];                     // global slice of layer i
+        float* ssl = acc ? acc + p.slice_off[i - 1] : nullptr;       // shared running slice
+        const auto init = [&](int n, int c) { return first ? 0.0f : ssl[n * KA + c]; };
+        const auto store = [&](int n, int c, float v) {
+          if (last)
+            gsl[std::size_t(n) * KA + c] = v;
+          else
+            ssl[n * KA + c] = v;
+        };
+        // The slice: dW_i (n, c < K) ...
+        gemm_weight(N, K, rows, D, pl.ds, Ain, as, init, store);
+        // ... and db_i (column K): the sum of the rounded dZ, the ones column's chain.
+        for (int n = tid; n < N; n += kThreads) {
+          float s = init(n, K);
+          for (int r = 0; r < rows; ++r) s += D[r * pl.ds + n];
+          store(n, K, s);
+        }
+        // dZ_{i-1}: (dZ_i · W_i) masked by A_{i-1} > 0.
+        const float* Wi = pool + pl.off_w[i - 1];
+        if (i >= 2) {
+          float* out = s_dz[(T - i + 1) & 1];
+          float* trace = p.trace_dz[i - 2];
+          const float scale = p.drop_scale;
+          gemm_data(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], [&](int r, int k, float v) {
+            const float g = kept(Ain[r * as + k]) ? v * scale : 0.0f;
+            if (trace) trace[std::size_t(c0 + r) * K + k] = g;
+            out[r * pl.ds + k] = round_gemm_input<PREC>(g);
+          });
+        } else if (p.dz0) {
+          gemm_data(rows, K, N, D, pl.ds, Wi, pl.ws[0], [&](int r, int k, float v) {
+            const std::size_t o = std::size_t(c0 + r) * K + k;
+            p.dz0[o] = p.A0[o] > 0.0f ? v * p.mask_scale : 0.0f;
+          });
+        }
+        __syncthreads();
+      }
+    }
+  }
+
+  const int groups = (p.B + kTailGroupRows - 1) / kTailGroupRows;
+  __syncthreads();  // s_groups complete
+  if (!multi) {  // the only block: its group sums are the launch's
+    rowblock::add_group_sums<kMaxChunk>(p.metrics, s_groups, groups, s_loss, s_hit, s_sum, s_sumhit);
+    return;
+  }
+  __threadfence();  // each thread's slice and slots before the block's count
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(p.done, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();  // the last block: every other block's slots are out
+  rowblock::add_group_sums<kMaxChunk>(p.metrics, p.slots, groups, s_loss, s_hit, s_sum, s_sumhit);
+  if (tid == 0) *p.done = 0;  // ready for the next launch (graph replays included)
+}
+
+// Lets the kernel use the whole budget of dynamic shared memory (above the default 48 KB); kept in
+// a static of the launcher instantiation, so it runs once per kernel.
+template <class F>
+bool allow_smem(F* kernel) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBudget));
+  return true;
+}
+
+template <GemmPrecision PREC, bool BACKWARD>
+void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
+  static const bool allowed = allow_smem(tail_kernel<PREC, BACKWARD>);
+  (void)allowed;
+  tail_kernel<PREC, BACKWARD><<<unsigned(blocks), kThreads, smem, stream>>>(p);
+}
+
+template <GemmPrecision PREC>
+void prepare_prec() {
+  allow_smem(tail_kernel<PREC, true>);
+  allow_smem(tail_kernel<PREC, false>);
+}
+
+std::vector<int> widths_of(const TailNet& net) {
+  const int T = std::clamp(net.layers, 0, kTailMaxLayers);
+  return std::vector<int>(net.width, net.width + T + 1);
+}
+
+// The chunk of a training launch with R rows a block, and whether it needs the running slice:
+// 64 rows when the plan fits, else 32.
+struct ChunkChoice {
+  int chunk;
+  bool acc;
+};
+ChunkChoice train_chunk(const int* w, int T, int R) {
+  for (int c = kMaxChunk; c >= kTailGroupRows; c /= 2) {
+    if (c > R) continue;
+    const bool acc = R > c;
+    if (plan_bytes(make_plan(w, T, c, true, acc)) <= std::size_t(kSmemBudget) || c == kTailGroupRows) return {c, acc};
+  }
+  return {kTailGroupRows, R > kTailGroupRows};
+}
+
+void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xent, cudaStream_t stream,
+         GemmPrecision prec, const TailTrace* trace, const char* who) {
+  const std::vector<int> widths = widths_of(net);
+  const std::string why = tail_unsupported(widths);
+  MNIST_CHECK(net.layers >= 1 && net.layers <= kTailMaxLayers && why.empty(), who, ": ",
+              why.empty() ? std::string("bad layer count") : why);
+  MNIST_CHECK(p.B >= 0 && p.B <= kTailMaxRows, who, ": ", p.B, " rows (at most ", kTailMaxRows, ")");
+  if (p.B == 0) return;
+  MNIST_CHECK(p.metrics && p.A0 && p.labels, who, ": null pointer");
+  const int T = net.layers;
+  p.T = T;
+  for (int i = 0; i <= T; ++i) p.w[i] = net.width[i];
+  for (int i = 0; i < T; ++i) {
+    MNIST_CHECK(net.layer[i].W && net.layer[i].b, who, ": null weights or bias of tail layer ", i + 1);
+    p.W[i] = net.layer[i].W;
+    p.b[i] = net.layer[i].b;
+    p.slice_off[i] = int(tail_layer_offset(widths, i + 1));
+    p.trace_act[i] = trace ? trace->act[i] : nullptr;
+    p.trace_dz[i] = trace && backward ? trace->dz[i] : nullptr;
+  }
+  p.slice_floats = int(tail_slice_floats(widths));
+  p.slice_used = int(tail_layer_offset(widths, T + 1));
+  int blocks;
+  if (backward) {
+    p.rows_per_block = tail_rows_per_block(p.B);
+    blocks = tail_blocks(p.B);
+    const ChunkChoice cc = train_chunk(p.w, T, p.rows_per_block);
+    p.chunk = cc.chunk;
+    p.plan = make_plan(p.w, T, cc.chunk, true, cc.acc);
+  } else {
+    p.rows_per_block = p.chunk = kEvalRows;
+    blocks = (p.B + kEvalRows - 1) / kEvalRows;
+    p.plan = make_plan(p.w, T, kEvalRows, false, false);
+  }
+  MNIST_CHECK(blocks == 1 || (xent.blocks && xent.done && xent.capacity >= tail_xent_slots(p.B)), who, ": ", p.B,
+              " rows need a scratch of ", tail_xent_slots(p.B), " group slots and a counter (have ", xent.capacity,
+              ")");
+  p.slots = xent.blocks;
+  p.done = xent.done;
+  const std::size_t smem = plan_bytes(p.plan);
+  switch (prec) {
+    case GemmPrecision::FP32:
+      backward ? launch<GemmPrecision::FP32, true>(p, blocks, smem, stream)
+               : launch<GemmPrecision::FP32, false>(p, blocks, smem, stream);
+      break;
+    case GemmPrecision::TF32:
+      backward ? launch<GemmPrecision::TF32, true>(p, blocks, smem, stream)
+               : launch<GemmPrecision::TF32, false>(p, blocks, smem, stream);
+      break;
+    case GemmPrecision::BF16:
+      backward ? launch<GemmPrecision::BF16, true>(p, blocks, smem, stream)
+               : launch<GemmPrecision::BF16, false>(p, blocks, smem, stream);
+      break;
+  }
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+}  // namespace
+
+std::string tail_unsupported(const std::vector<int>& widths) {
+  const int T = int(widths.size()) - 1;
+  if (T < 1 || T > kTailMaxLayers)
+    return cat("the tail kernel runs 1 to ", kTailMaxLayers, " layers after the first, not ", std::max(T, 0));
+  for (int i = 0; i <= T; ++i)
+    if (widths[std::size_t(i)] < 1) return cat("tail width ", i, " is ", widths[std::size_t(i)], " (at least 1)");
+  if (widths.back() > kTailMaxClasses)
+    return cat(widths.back(), " classes: the tail kernel's softmax takes at most ", kTailMaxClasses);
+  // The largest plan a training launch can need: 32-row chunks with the running slice.
+  const std::size_t bytes = plan_bytes(make_plan(widths.data(), T, kTailGroupRows, true, true));
+  if (bytes > std::size_t(kSmemBudget))
+    return cat("tail layers too wide for the tail kernel: their weights, gradients and 32 rows need ",
+               (bytes + 1023) / 1024, " KB of shared memory (at most ", kSmemBudget / 1024, " KB)");
+  return "";
+}
+
+int tail_rows_per_block(int B) { return B <= 0 ? kTailGroupRows : kTailGroupRows * ((B + kSqrtRows - 1) / kSqrtRows); }
+
+int tail_blocks(int B) {
+  if (B <= 0) return 0;
+  const int R = tail_rows_per_block(B);
+  return (B + R - 1) / R;
+}
+
+std::size_t tail_slice_floats(const std::vector<int>& widths) {
+  return widths.size() < 2 ? 0 : slice_floats_of(widths.data(), int(widths.size()) - 1);
+}
+
+std::size_t tail_layer_offset(const std::vector<int>& widths, int i) {
+  std::size_t n = 0;
+  for (int j = 1; j < i && j < int(widths.size()); ++j)
+    n += std::size_t(widths[std::size_t(j)]) * std::size_t(widths[std::size_t(j - 1)] + 1);
+  return n;
+}
+
+int tail_xent_slots(int B) { return B <= 0 ? 0 : (B + kTailGroupRows - 1) / kTailGroupRows; }
+
+void tail_prepare() {
+  prepare_prec<GemmPrecision::FP32>();
+  prepare_prec<GemmPrecision::TF32>();
+  prepare_prec<GemmPrecision::BF16>();
+}
+
+void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
+                const float* A0, const uint8_t* labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
+                int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
+  MNIST_CHECK(B <= 0 || partial, "tail_train: null partial slices");
+  MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "tail_train: dropout probability must be in [0, 1), got ", drop.p);
+  TailParams p{};
+  p.partial = partial;
+  p.dz0 = dz0;
+  p.metrics = metrics;
+  p.A0 = A0;
+  p.labels = labels;
+  p.drop_scale = 1.0f;
+  if (drop.p > 0.0f) {
+    p.threshold = rng::dropout_threshold(drop.p);
+    p.drop_scale = dropout_scale(drop.p);
+    p.seed = drop.seed;
+    p.step = drop.step;
+    p.counters = drop.counters;
+  }
+  p.mask_scale = mask_scale;
+  p.grad_scale = grad_scale;
+  p.B = B;
+  run(p, net, true, scratch, stream, prec, trace, "tail_train");
+}
+
+void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,
+                   const uint8_t* labels, int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
+  TailParams p{};
+  p.metrics = metrics;
+  p.A0 = A0;
+  p.labels = labels;
+  p.drop_scale = 1.0f;
+  p.mask_scale = 1.0f;
+  p.B = B;
+  run(p, net, false, scratch, stream, prec, trace, "tail_evaluate");
+}
+
+}  // namespace mnist::cuda

@@ -1,0 +1,135 @@
+// The "tail": layers 1..L-1 of a training step (every layer after the first), forward, softmax +
+// sparse cross-entropy and backward, in ONE launch of row blocks (issue 12; profiling/NOTES.md
+// "The tail kernel"). Each block takes R rows (tail_rows_per_block) with ALL the tail's weights in
+// shared memory and keeps every activation and gradient of its rows on chip; nothing crosses blocks
+// but the metric slots. It replaces, at batch 4096, the graph path's layer-2 forward, the head
+// kernel and layer-2's backward (weight + data GEMM + split-K reduction).
+//
+// The tail of T layers has widths w0, w1, ..., wT: w0 = the tail's input (layer 0's output), wT =
+// classes; tail layer i (1-based) maps w_{i-1} -> w_i, with ReLU + dropout on every layer but the
+// last. For A0 [B,w0] (layer 0's post-ReLU, post-dropout activation), W_i [w_i,w_{i-1}], b_i [w_i],
+// labels [B], with every GEMM input rounded to `prec` as kernels/dense.cu rounds it
+// (round_gemm_input: TF32 cvt.rna, BF16 cvt.rn; identity at FP32):
+//   forward   A_i = dropout_i(ReLU(round(A_{i-1})·round(W_i)ᵀ + b_i))   i < T   (dense_unit's epilogue)
+//             Z   = round(A_{T-1})·round(W_T)ᵀ + b_T                        (logits)
+//   metrics   += Σ_rows cross-entropy, # rows whose argmax is the label  (softmax_xent's order)
+//   backward  dZ_T = (softmax(Z) - onehot) · grad_scale                   (xent_row, step_math.cuh)
+//             dZ_{i-1} = (round(dZ_i)·round(W_i)) ⊙ [A_{i-1} > 0] · s     s = 1/(1-p) for i-1 >= 1,
+//                                                                         mask_scale for i-1 = 0 (dz0)
+//             partial slice of block j, layer i: Σ_{block j's rows, ascending} round(dZ_i)ᵀ·[round(A_{i-1}) | 1]
+// Reads A0, W_i, b_i, labels (and counters->step); writes dz0 [B,w0], partial [blocks][slice] and
+// adds to *metrics. It does NOT add the blocks' slices: the pass that runs Adam does (fixed order).
+//
+// Arithmetic (what holds bit for bit, FP32 and the rounded precisions alike, since every product of
+// rounded inputs is exact in float32 and every output is one fmaf chain in a fixed order):
+//   - forward outputs: the chain over k = 0..w_{i-1}-1 ascending from 0, then dense_unit (+ bias,
+//     ReLU, dropout at (seed, step, layer i, row·w_i + unit)): at FP32 the bits of dense_forward /
+//     dense_relu_dropout_forward's SIMT tiles on the same input (test_tail.cu checks it);
+//   - dZ_{i-1} and dz0: the chain over n = 0..w_i-1 ascending from 0, then the mask: at FP32 the
+//     bits of dense_backward_data (masked) on the same dZ_i;
+//   - dZ_T, per-row losses and hits: xent_row, so softmax_xent's bits on the same logits; the loss
+//     sum in softmax_xent's order (32-row pairwise trees, 8 of them left to right per 256 rows,
+//     those left to right from 0), whatever R: the last block forms it from one slot per 32 rows;
+//   - slices: per element the chain over the block's rows in ascending order from 0 (db: the sum
+//     of round(dZ), the ones column of dense_backward_weights), carried across the block's chunks.
+// The only exception: a hidden activation that is > 0 but rounds to 0 at TF32/BF16 (a denormal) is
+// kept in shared memory as -0 so that its ReLU mask stays the raw value's; a product with it is a
+// signed zero, which can change the sign of an exactly-zero sum, nothing else.
+// At TF32/BF16 the graph path multiplies on tensor cores: the same exact products, another order.
+//
+// Performance (why; profiling/NOTES.md "The tail kernel" has the model and the prediction):
+//   - 256 threads; R = 32·ceil(B/4096) rows a block (B = 4096: 128 blocks of 32 rows on 132 SMs,
+//     16384: 128 of 128, never more than 128 slices for the reduce pass to add), processed in
+//     chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
+//     chunks, and the last chunk writes them out once.
+//   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
+//     stride s ≡ 4 (mod 8) floats so that float4 reads of 8 consecutive rows hit 8 distinct 16-byte
+//     bank groups; A0 staged with 16 independent loads in flight per thread.
+//   - every GEMM is register-blocked: a thread holds 2x4 or 4x4 outputs, a warp a 4x8 grid of
+//     threads, operands read as float4 along the reduction (forward, data) or along the outputs
+//     (weight), so each shared load feeds 4-8 FMAs and each warp-wide load is one or two
+//     wavefronts (a 4x8 lane grid reads 4 rows x 8 columns: broadcasts, no conflicts).
+//   - the inner loops are fmaf chains over a 4-deep slice of the reduction: a tensor-core fragment
+//     (m16n8k8) could replace them without changing the data layout.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/dropout.cuh"
+#include "kernels/metrics.cuh"
+#include "kernels/precision.hpp"
+#include "kernels/softmax_xent.cuh"
+
+namespace mnist::cuda {
+
+constexpr int kTailMaxLayers = 7;      // layers of the tail (the model's layers 1..L-1)
+constexpr int kTailMaxClasses = 32;    // a row's softmax is one thread's (xent_row)
+constexpr int kTailMaxRows = 65536;    // the largest batch (--batch-size) and evaluation chunk
+constexpr int kTailGroupRows = 32;     // one metric slot per 32 rows (softmax_xent's per-warp tree)
+
+// "" when the tail kernel runs a tail of these widths [w0, ..., wT]; else why not, in one line:
+// T < 1 or > kTailMaxLayers, a width < 1, more than 32 classes, or weights too wide for the shared
+// memory (all weights, their gradient accumulators and 32 rows of activations and gradients in
+// 200 KB; the model's 128 -> 64 -> 10 takes 116 KB, a 256 -> 128 -> 10 tail 214 KB: too wide).
+std::string tail_unsupported(const std::vector<int>& widths);
+
+// Rows per block of a training launch over B rows: 32·ceil(B / 4096) (a multiple of 32; fixed by
+// B); evaluation takes 32 rows a block (no slices). tail_blocks: the training launch's blocks =
+// the partial slices it writes.
+int tail_rows_per_block(int B);
+int tail_blocks(int B);
+
+// One slice: every tail layer i's [w_i][w_{i-1} + 1] (column w_{i-1} is db), layer after layer
+// (i = 1..T), the slice padded to a multiple of 4 floats. tail_layer_offset(widths, i) = floats
+// before layer i (i >= 1; i = T + 1 gives the unpadded total).
+std::size_t tail_slice_floats(const std::vector<int>& widths);
+std::size_t tail_layer_offset(const std::vector<int>& widths, int i);
+
+// Metric slots of a launch over B rows (one per 32 rows), the capacity its XentScratch needs unless
+// the launch is one block. scratch.done must be 0 before the first launch; each launch leaves it 0.
+int tail_xent_slots(int B);
+
+struct TailLayer {
+  const float* W = nullptr;  // [w_i, w_{i-1}]
+  const float* b = nullptr;  // [w_i]
+};
+struct TailNet {
+  int layers = 0;                       // T
+  int width[kTailMaxLayers + 1] = {};   // w0 .. wT
+  TailLayer layer[kTailMaxLayers];      // layer[i - 1] is tail layer i
+};
+
+// Test outputs (null: not written): act[i - 1] = A_i [B, w_i] (post-dropout, unrounded) for
+// i = 1..T-1, act[T - 1] = the logits [B, wT]; dz[i - 1] = dZ_i [B, w_i] (unrounded) for i = 1..T.
+struct TailTrace {
+  float* act[kTailMaxLayers] = {};
+  float* dz[kTailMaxLayers] = {};
+};
+
+// Raises the dynamic shared-memory limit of every tail kernel (above the default 48 KB). The
+// launchers also do it on first use; the engine calls this before it captures any CUDA graph.
+void tail_prepare();
+
+// Training (see the header): partial [tail_blocks(B)][tail_slice_floats(widths)], dz0 [B, w0] (null:
+// not computed), *metrics += (loss sum, hits). Tail hidden layer i's dropout is
+// DropoutSpec{drop.p, drop.seed, drop.step, layer = i, drop.counters} (drop.layer is ignored);
+// mask_scale is dz0's (layer 0's dropout scale), the hidden layers' is dropout_scale(drop.p).
+// A0, partial and dz0 must not overlap; labels < wT (a label >= wT makes its row's loss NaN).
+// One launch; B <= kTailMaxRows; tail_unsupported(widths) must be "".
+void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
+                const float* A0, const uint8_t* labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
+                int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
+                const TailTrace* trace = nullptr);
+
+// Evaluation: the forward without dropout and the metrics, *metrics += (loss sum, hits) over B
+// rows in softmax_xent's order. trace: act only (dz is not computed).
+void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,
+                   const uint8_t* labels, int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
+                   const TailTrace* trace = nullptr);
+
+}  // namespace mnist::cuda
