@@ -266,7 +266,7 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
     for (const TailShape& s : tail_shapes()) {
       const std::vector<int>& w = s.widths;
       const int B = s.rows, T = int(w.size()) - 1, w0 = w[0], C = w.back();
-      INFO("rows=", B, " widths=", w0, "..", C, " T=", T, " ", prec_name(prec));
+      INFO("rows=", B, " widths=", w0, "..", C, " T=", T, " ", std::string(prec_name(prec)));
       REQUIRE(cuda::tail_unsupported(w).empty());
       const TailModel model(w, 200 + std::size_t(T) * 7 + std::size_t(w0));
       const auto A0 = activation(std::size_t(B) * w0, 301 + B + w0);
