@@ -290,7 +290,8 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   const bool multi = gridDim.x > 1;
   const uint64_t step = p.threshold ? (p.counters ? uint64_t(p.counters->step) : p.step) : 0;
   float* s_z = pool + pl.off_z;
-  float* s_dz[2] = {pool + pl.off_dz0, pool + pl.off_dz1};
+  float* const s_dz0 = pool + pl.off_dz0;  // dZ_T, dZ_{T-2}, ... (ping-pong by layer parity)
+  float* const s_dz1 = pool + pl.off_dz1;  // dZ_{T-1}, dZ_{T-3}, ...
   float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
 
   for (int i = 1; i <= T; ++i)
@@ -339,7 +340,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       unsigned hit = 0;
       if (tid < rows) {
         const int row = c0 + tid;
-        float* dz = BACKWARD ? s_dz[0] + tid * pl.ds : nullptr;
+        float* dz = BACKWARD ? s_dz0 + tid * pl.ds : nullptr;
         float* trace = BACKWARD ? p.trace_dz[T - 1] : nullptr;
         const XentRow x = xent_row(s_z + tid * pl.zs, C, p.labels[row], p.grad_scale, dz,
                                    trace ? trace + std::size_t(row) * C : nullptr);
@@ -364,7 +365,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       float* acc = pl.off_acc >= 0 ? pool + pl.off_acc : nullptr;  // several chunks: the running slice
       for (int i = T; i >= 1; --i) {
         const int K = p.w[i - 1], N = p.w[i], KA = K + 1;
-        const float* D = s_dz[(T - i) & 1];
+        const float* D = (T - i) & 1 ? s_dz1 : s_dz0;
         const float* Ain = pool + pl.off_act[i - 1];
         const int as = pl.as[i - 1];
         float* gsl = slice + p.slice_off[i - 1];                     // global slice of layer i
@@ -387,7 +388,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
         // dZ_{i-1}: (dZ_i · W_i) masked by A_{i-1} > 0.
         const float* Wi = pool + pl.off_w[i - 1];
         if (i >= 2) {
-          float* out = s_dz[(T - i + 1) & 1];
+          float* out = (T - i) & 1 ? s_dz0 : s_dz1;
           float* trace = p.trace_dz[i - 2];
           const float scale = p.drop_scale;
           gemm_data(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], [&](int r, int k, float v) {

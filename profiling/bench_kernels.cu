@@ -28,6 +28,14 @@
 // dense_backward_fused with the engine's split-K workspace: weight + data GEMM and the split's
 // reduction), at fp32 / tf32 / bf16 and 128 / 4096 / 16384 rows.
 //
+// The tail section (op tail): layers 1..L-1 of the model's training step (128 -> 64 -> 10: layer-2
+// forward, softmax/xent, both backwards), the tail kernel (kernels/tail.cuh, one launch writing
+// dz0, one [dW|db] slice per block and the metrics) against the launches the engine runs there today
+// (dense_relu_dropout_forward, head_train, dense_backward_fused with its split-K workspace and
+// tickets), at fp32 / tf32 / bf16 and 512 / 4096 / 16384 rows. The tail's slices are not summed
+// here: that is the pass that also runs Adam (the comparison leaves both sides' Adam out, and the
+// tail side's sum of its slices, ≈ 4.5 MB read at 4096 rows, goes to that pass).
+//
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
 #include <cmath>
@@ -48,6 +56,7 @@
 #include "kernels/metrics.cuh"
 #include "kernels/op_cases.hpp"
 #include "kernels/softmax_xent.cuh"
+#include "kernels/tail.cuh"
 #include "layers/engine.hpp"
 #include "layers/model.hpp"
 #include "runtime/device.hpp"
@@ -376,6 +385,69 @@ void bench_head(Bench& bench, cuda::Metrics* metrics) {
   }
 }
 
+// Layers 1..L-1 (the tail, 128 -> 64 -> 10) of one training step: tail_train against the launches
+// it replaces, all as the engine calls them (scratch, workspace and tickets allocated once).
+// FLOPs: the five GEMMs (forwards, weight GEMMs with db, data GEMMs down to dz0); bytes: A0 read,
+// dz0 written, weights, the tail's slices (or the replaced launches' dW/db), labels.
+void bench_tail(Bench& bench, cuda::Metrics* metrics) {
+  const std::vector<cases::LayerShape> layers = cases::model_layers();
+  const int w0 = layers[1].in, w1 = layers[1].out, w2 = layers[2].out;
+  const std::vector<int> widths{w0, w1, w2};
+  if (!cuda::tail_unsupported(widths).empty()) return;
+  cuda::tail_prepare();
+  for (int B : {512, 4096, 16384}) {
+    auto A0 = random_device(std::size_t(B) * w0, 61, 0.0f, 1.0f), W1 = random_device(std::size_t(w1) * w0, 62, -0.1f, 0.1f),
+         b1 = random_device(w1, 63), W2 = random_device(std::size_t(w2) * w1, 64, -0.3f, 0.3f), b2 = random_device(w2, 65);
+    auto y = random_bytes(std::size_t(B), 66, w2 - 1);
+    DeviceBuffer<float> A1(std::size_t(B) * w1), dZ1(std::size_t(B) * w1), dz0(std::size_t(B) * w0),
+        dW1(std::size_t(w1) * w0), db1(w1), dW2(std::size_t(w2) * w1), db2(w2);
+    const std::size_t ws_floats = std::max(cuda::dense_workspace_floats(B, w0, w1), cuda::dense_workspace_floats(B, w1, w2));
+    DeviceBuffer<float> ws(std::max<std::size_t>(1, ws_floats));
+    DeviceBuffer<unsigned> tickets(std::max<std::size_t>(1, cuda::dense_ticket_count(B, w0, w1)));
+    CUDA_CHECK(cudaMemset(tickets.data(), 0, tickets.bytes()));
+    const int slots_n = std::max({cuda::softmax_xent_blocks(B), cuda::head_xent_slots(B), cuda::tail_xent_slots(B)});
+    DeviceBuffer<cuda::Metrics> slots{static_cast<std::size_t>(slots_n)};
+    DeviceBuffer<unsigned> done(1);
+    CUDA_CHECK(cudaMemset(done.data(), 0, done.bytes()));
+    DeviceBuffer<float> head_partial(std::max<std::size_t>(1, cuda::head_partial_floats(B, w1, w2)));
+    DeviceBuffer<float> partial(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(widths));
+    const cuda::XentScratch xent{slots.data(), done.data(), int(slots.size())};
+    const cuda::HeadScratch head{xent, head_partial.data(), head_partial.size()};
+    cuda::TailNet net;
+    net.layers = 2;
+    net.width[0] = w0;
+    net.width[1] = w1;
+    net.width[2] = w2;
+    net.layer[0] = {W1.data(), b1.data()};
+    net.layer[1] = {W2.data(), b2.data()};
+    const cuda::DropoutSpec drop{0.2f, 42, 3, 1, nullptr};
+    const float scale = cuda::dropout_scale(0.2f);
+    const std::string shape = cat(B, "x", w0, "->", w1, "->", w2);
+    const double flops = 2.0 * B * (3.0 * w0 * w1 + 3.0 * w1 * w2) + 2.0 * B * (w1 + w2);
+    const double weights = 4.0 * (double(w1) * (w0 + 1) + double(w2) * (w1 + 1));
+    const double bytes = 4.0 * 2.0 * B * w0 + weights + B;
+    float* w = ws_floats ? ws.data() : nullptr;
+    for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+      bench.run("tail", shape, cat("tail_train ", to_string(p), " (1 launch, ", cuda::tail_blocks(B), " blocks of ",
+                                   cuda::tail_rows_per_block(B), " rows)"),
+                flops, bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
+                  cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), y.data(), drop, scale,
+                                   1.0f / float(B), B, st, p);
+                }, peak);
+      bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
+                bytes + 4.0 * 2.0 * B * w1, [&](cudaStream_t st) {
+                  cuda::dense_relu_dropout_forward(A1.data(), A0.data(), W1.data(), b1.data(), B, w0, w1, drop, st, p, w,
+                                                   tickets.data());
+                  cuda::head_train(dW2.data(), db2.data(), dZ1.data(), metrics, head, A1.data(), W2.data(), b2.data(),
+                                   y.data(), scale, 1.0f / float(B), B, w1, w2, st, p);
+                  cuda::dense_backward_fused(dW1.data(), db1.data(), dz0.data(), dZ1.data(), A0.data(), W1.data(),
+                                             A0.data(), scale, B, w0, w1, st, p, w, tickets.data());
+                }, peak);
+    }
+  }
+}
+
 int run(const Options& opt) {
   const DeviceInfo dev = query_device();
   if (!dev.available) {
@@ -534,6 +606,7 @@ int run(const Options& opt) {
     });
   }
   bench_head(bench, metrics.data());
+  bench_tail(bench, metrics.data());
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());

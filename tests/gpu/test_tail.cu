@@ -1,0 +1,512 @@
+// The tail kernel (kernels/tail.cuh: layers 1..L-1 of a training step, forward, softmax +
+// cross-entropy and backward, in one launch) against the CPU reference at fp32, tf32 and bf16,
+// every output element checked, and against the separate kernels it replaces, bit for bit where the
+// arithmetic is the same.
+//
+// The reference is built layer by layer from the kernel's own intermediates (its TailTrace test
+// outputs: each hidden activation, the logits and every dZ_i), as test_head.cu builds the head's
+// from its dlogits: at TF32/BF16 a hidden activation one float ulp apart can round to another
+// TF32/BF16 value and move a product by 2⁻¹¹ / 2⁻⁸ relative, far outside a float32 summation bound.
+// So each GEMM output is compared with the double-precision product of the SAME rounded inputs, and
+// may differ only by its float32 sum (tests/gpu/head_ref.hpp's γ_n = n·u/(1 - n·u), u = 2⁻²⁴):
+//   forward (pre-activation)  γ_{K+1}·(Σ_k |x·w| + |b|); hidden: ReLU is 1-Lipschitz, the dropout
+//                             scale one more rounding: · scale + u·|ref|; dropped units exactly 0;
+//   dZ_{i-1}, dz0              γ_{N+1}·scale·Σ_n |dz·w| + u·|ref| where the mask keeps, else exactly 0;
+//   slice of block j, layer i  γ_{rows_j+1}·Σ_{rows of j} |dz·x| (db: the ones column, |dz|);
+//   summed slices (on the host, in double): the sum of the blocks' bounds;
+//   dZ_T                       cpu::softmax_xent on the kernel's logits, test_softmax.cu's (2C+12)·u.
+// Each intermediate the reference takes from the kernel is itself checked by the step before it,
+// so the chain is checked end to end. Bitwise: dZ_T, loss sum and hits = cuda::softmax_xent's over
+// the kernel's logits (every precision); at fp32 the hidden activation = dense_relu_dropout_forward,
+// the logits = dense_forward, each dZ_{i-1} and dz0 = dense_backward_data (the same FMA chains).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/dense.cuh"
+#include "kernels/metrics.cuh"
+#include "kernels/philox.hpp"
+#include "kernels/softmax_xent.cuh"
+#include "kernels/tail.cuh"
+#include "kernels/train_counters.cuh"
+#include "layers/cpu_ops.hpp"
+#include "runtime/error.hpp"
+#include "tests/gpu/gpu_test.cuh"
+#include "tests/gpu/head_ref.hpp"
+
+namespace mnist::test {
+namespace {
+
+struct TailShape {
+  std::vector<int> widths;
+  int rows;
+};
+
+// The model's tail (128 -> 64 -> 10) at one row, a 32-row group minus one, one group, a tail of
+// rows, and the batch-4096 step (128 blocks of 32 rows); a deeper tail of odd widths (T = 3: 100 ->
+// 48 -> 30 -> 7) and a one-layer tail (64 -> 10, no hidden layer); narrow widths at 4097 rows (64
+// rows a block, a one-row last block) and 8193 rows (96 rows a block: a 64-row chunk and a 32-row
+// chunk, the running slice in shared memory). Quick mode (emulation, sanitizers): fewer row counts.
+std::vector<TailShape> tail_shapes() {
+  const bool quick = quick_tests();
+  std::vector<TailShape> v;
+  for (int B : quick ? std::vector<int>{1, 100} : std::vector<int>{1, 31, 32, 100, 4096}) v.push_back({{128, 64, 10}, B});
+  for (int B : quick ? std::vector<int>{1, 100} : std::vector<int>{1, 31, 100, 1000}) v.push_back({{100, 48, 30, 7}, B});
+  for (int B : quick ? std::vector<int>{33} : std::vector<int>{1, 32, 100}) v.push_back({{64, 10}, B});
+  v.push_back({{20, 12, 5}, 4097});
+  v.push_back({{20, 12, 5}, 8193});
+  if (!quick) v.push_back({{33, 17, 9, 3}, 16384});
+  return v;
+}
+
+const char* prec_name(GemmPrecision p) {
+  return p == GemmPrecision::TF32 ? "tf32" : p == GemmPrecision::BF16 ? "bf16" : "fp32";
+}
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+// A hidden layer's output as layer 0 hands it over: ReLU'd (about half exactly 0), dropout-scaled.
+std::vector<float> activation(std::size_t n, uint64_t seed) {
+  std::vector<float> a = random_vector(n, seed, -1.0, 1.0);
+  for (float& x : a) x = x > 0.0f ? x * 1.25f : 0.0f;
+  return a;
+}
+
+std::vector<double> rounded(const std::vector<float>& v, GemmPrecision prec) {
+  std::vector<double> o(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) o[i] = double(round_input(prec, v[i]));
+  return o;
+}
+
+// The tail's parameters and their device copies.
+struct TailModel {
+  std::vector<int> w;
+  std::vector<std::vector<float>> W, b;
+  std::vector<DeviceBuffer<float>> dW, db;
+  TailModel(const std::vector<int>& widths, uint64_t seed) : w(widths) {
+    const int T = int(w.size()) - 1;
+    for (int i = 1; i <= T; ++i) {
+      const double lim = 1.5 / std::sqrt(double(w[std::size_t(i - 1)]));  // logits of order 1
+      W.push_back(random_vector(std::size_t(w[std::size_t(i)]) * std::size_t(w[std::size_t(i - 1)]), seed + 10 * i,
+                                -lim, lim));
+      b.push_back(random_vector(std::size_t(w[std::size_t(i)]), seed + 10 * i + 1, -0.2, 0.2));
+      dW.push_back(to_device(W.back()));
+      db.push_back(to_device(b.back()));
+    }
+  }
+  int layers() const { return int(w.size()) - 1; }
+  cuda::TailNet net() const {
+    cuda::TailNet n;
+    n.layers = layers();
+    for (int i = 0; i <= n.layers; ++i) n.width[i] = w[std::size_t(i)];
+    for (int i = 0; i < n.layers; ++i) n.layer[i] = {dW[std::size_t(i)].data(), db[std::size_t(i)].data()};
+    return n;
+  }
+};
+
+// The traced intermediates of one launch.
+struct Trace {
+  std::vector<DeviceBuffer<float>> act, dz;
+  cuda::TailTrace t;
+  Trace(const std::vector<int>& w, int B) {
+    const int T = int(w.size()) - 1;
+    for (int i = 1; i <= T; ++i) {
+      act.push_back(poisoned<float>(std::size_t(B) * std::size_t(w[std::size_t(i)])));
+      dz.push_back(poisoned<float>(std::size_t(B) * std::size_t(w[std::size_t(i)])));
+    }
+    for (int i = 0; i < T; ++i) {
+      t.act[i] = act[std::size_t(i)].data();
+      t.dz[i] = dz[std::size_t(i)].data();
+    }
+  }
+};
+
+// Slots and the counter for up to `rows` rows, as the engine holds them: slots poisoned.
+struct XentBuffers {
+  DeviceBuffer<cuda::Metrics> slots;
+  DeviceBuffer<unsigned> done;
+  explicit XentBuffers(int rows)
+      : slots(poisoned<cuda::Metrics>(std::size_t(std::max(cuda::tail_xent_slots(rows), cuda::softmax_xent_blocks(rows))))),
+        done(to_device(std::vector<unsigned>{0u})) {}
+  cuda::XentScratch scratch() { return {slots.data(), done.data(), int(slots.size())}; }
+  unsigned counter() const { return to_host(done)[0]; }
+};
+
+// Forward of one layer from the (kernel's) input X [B,K]: the reference and bound of every output.
+// hidden: ReLU + dropout (layer, drop) as dense_unit applies them; else the logits.
+void forward_reference(std::vector<double>& ref, std::vector<double>& bound, const std::vector<float>& X,
+                       const std::vector<float>& W, const std::vector<float>& b, int B, int K, int N, bool hidden,
+                       const cuda::DropoutSpec& drop, uint32_t layer, GemmPrecision prec) {
+  const std::vector<double> rx = rounded(X, prec), rw = rounded(W, prec);
+  const uint32_t threshold = drop.p > 0 ? rng::dropout_threshold(drop.p) : 0u;
+  const double scale = drop.p > 0 ? double(cuda::dropout_scale(drop.p)) : 1.0;
+  ref.assign(std::size_t(B) * N, 0.0);
+  bound.assign(ref.size(), 0.0);
+  for (int r = 0; r < B; ++r)
+    for (int n = 0; n < N; ++n) {
+      double s = b[std::size_t(n)], mag = std::fabs(double(b[std::size_t(n)]));
+      for (int k = 0; k < K; ++k) {
+        const double t = rx[std::size_t(r) * K + k] * rw[std::size_t(n) * K + k];
+        s += t;
+        mag += std::fabs(t);
+      }
+      const std::size_t o = std::size_t(r) * N + n;
+      double e = head_gamma(K + 1) * mag;
+      if (hidden) {
+        const bool keep = !threshold || rng::dropout_keep(drop.seed, drop.step, layer, o, threshold);
+        s = keep ? std::max(s, 0.0) * scale : 0.0;
+        e = keep ? e * scale + kUnitRoundoff * std::fabs(s) : 0.0;
+      }
+      ref[o] = s;
+      bound[o] = e;
+    }
+}
+
+// dX [B,K] = (round(dZ)·round(W)) masked by mask > 0, · scale: reference and bound.
+void data_reference(std::vector<double>& ref, std::vector<double>& bound, const std::vector<float>& dz,
+                    const std::vector<float>& W, const std::vector<float>& mask, float scale, int B, int K, int N,
+                    GemmPrecision prec) {
+  const std::vector<double> rd = rounded(dz, prec), rw = rounded(W, prec);
+  ref.assign(std::size_t(B) * K, 0.0);
+  bound.assign(ref.size(), 0.0);
+  for (int r = 0; r < B; ++r)
+    for (int k = 0; k < K; ++k) {
+      const std::size_t o = std::size_t(r) * K + k;
+      if (!(mask[o] > 0.0f)) continue;
+      double s = 0, mag = 0;
+      for (int n = 0; n < N; ++n) {
+        const double t = rd[std::size_t(r) * N + n] * rw[std::size_t(n) * K + k];
+        s += t;
+        mag += std::fabs(t);
+      }
+      ref[o] = s * scale;
+      bound[o] = head_gamma(N + 1) * scale * mag + kUnitRoundoff * std::fabs(ref[o]);
+    }
+}
+
+// One layer's [dW | db] ([N][K+1]) over rows [r0, r1): Σ round(dz)ᵀ·[round(X) | 1], and the bound.
+void slice_reference(std::vector<double>& ref, std::vector<double>& bound, const std::vector<double>& rd,
+                     const std::vector<double>& rx, int r0, int r1, int K, int N) {
+  const int KA = K + 1;
+  ref.assign(std::size_t(N) * KA, 0.0);
+  bound.assign(ref.size(), 0.0);
+  for (int r = r0; r < r1; ++r)
+    for (int n = 0; n < N; ++n) {
+      const double d = rd[std::size_t(r) * N + n];
+      for (int c = 0; c < KA; ++c) {
+        const double t = d * (c == K ? 1.0 : rx[std::size_t(r) * K + c]);
+        ref[std::size_t(n) * KA + c] += t;
+        bound[std::size_t(n) * KA + c] += std::fabs(t);
+      }
+    }
+  for (double& e : bound) e *= head_gamma(r1 - r0 + 1);
+}
+
+// The kernel's stated order, written out on the host in float32 (std::fmaf is correctly rounded
+// everywhere, so these are the kernel's bits if and only if it adds in this order):
+//   forward  z = fmaf chain over k ascending from 0 of round(x)·round(w), + b; hidden: ReLU, dropout;
+//   data     g = fmaf chain over n ascending from 0 of round(dz)·round(w), masked, · scale;
+//   slice    fmaf chain over the block's rows ascending from 0 of round(dz)·round(x) (db: + round(dz)).
+std::vector<float> forward_chain(const std::vector<float>& X, const std::vector<float>& W, const std::vector<float>& b,
+                                 int B, int K, int N, bool hidden, const cuda::DropoutSpec& drop, uint32_t layer,
+                                 GemmPrecision prec) {
+  const uint32_t threshold = drop.p > 0 ? rng::dropout_threshold(drop.p) : 0u;
+  const float scale = drop.p > 0 ? cuda::dropout_scale(drop.p) : 1.0f;
+  std::vector<float> out(std::size_t(B) * N);
+  for (int r = 0; r < B; ++r)
+    for (int n = 0; n < N; ++n) {
+      float acc = 0.0f;
+      for (int k = 0; k < K; ++k)
+        acc = std::fmaf(round_input(prec, X[std::size_t(r) * K + k]), round_input(prec, W[std::size_t(n) * K + k]), acc);
+      float z = acc + b[std::size_t(n)];
+      const std::size_t o = std::size_t(r) * N + n;
+      if (hidden) {
+        z = z > 0.0f ? z : 0.0f;
+        if (threshold) z = rng::dropout_keep(drop.seed, drop.step, layer, o, threshold) ? z * scale : 0.0f;
+      }
+      out[o] = z;
+    }
+  return out;
+}
+
+std::vector<float> data_chain(const std::vector<float>& dz, const std::vector<float>& W, const std::vector<float>& mask,
+                              float scale, int B, int K, int N, GemmPrecision prec) {
+  std::vector<float> out(std::size_t(B) * K);
+  for (int r = 0; r < B; ++r)
+    for (int k = 0; k < K; ++k) {
+      float acc = 0.0f;
+      for (int n = 0; n < N; ++n)
+        acc = std::fmaf(round_input(prec, dz[std::size_t(r) * N + n]), round_input(prec, W[std::size_t(n) * K + k]), acc);
+      const std::size_t o = std::size_t(r) * K + k;
+      out[o] = mask[o] > 0.0f ? acc * scale : 0.0f;
+    }
+  return out;
+}
+
+std::vector<float> slice_chain(const std::vector<float>& dz, const std::vector<float>& X, int r0, int r1, int K, int N,
+                               GemmPrecision prec) {
+  const int KA = K + 1;
+  std::vector<float> out(std::size_t(N) * KA, 0.0f);
+  for (int r = r0; r < r1; ++r)
+    for (int n = 0; n < N; ++n) {
+      const float d = round_input(prec, dz[std::size_t(r) * N + n]);
+      for (int c = 0; c < K; ++c)
+        out[std::size_t(n) * KA + c] = std::fmaf(d, round_input(prec, X[std::size_t(r) * K + c]), out[std::size_t(n) * KA + c]);
+      out[std::size_t(n) * KA + K] += d;
+    }
+  return out;
+}
+
+TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer and slice by slice") {
+  Stream stream;
+  const float mask_scale = 1.25f;
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+    for (const TailShape& s : tail_shapes()) {
+      const std::vector<int>& w = s.widths;
+      const int B = s.rows, T = int(w.size()) - 1, w0 = w[0], C = w.back();
+      INFO("rows=", B, " widths=", w0, "..", C, " T=", T, " ", std::string(prec_name(prec)));
+      REQUIRE(cuda::tail_unsupported(w).empty());
+      const TailModel model(w, 200 + std::size_t(T) * 7 + std::size_t(w0));
+      const auto A0 = activation(std::size_t(B) * w0, 301 + B + w0);
+      const auto labels = random_bytes(std::size_t(B), 302 + B, 0, C - 1);
+      auto d_A0 = to_device(A0);
+      auto d_lab = to_device(labels);
+      const int blocks = cuda::tail_blocks(B), R = cuda::tail_rows_per_block(B);
+      REQUIRE(blocks == (B + R - 1) / R);
+      REQUIRE(blocks <= 128);
+      const std::size_t SF = cuda::tail_slice_floats(w);
+      auto partial = poisoned<float>(std::size_t(blocks) * SF);
+      auto dz0 = poisoned<float>(A0.size());
+      auto metrics = to_device(std::vector<cuda::Metrics>(1));
+      XentBuffers xb(B);
+      Trace tr(w, B);
+      const cuda::DropoutSpec drop{0.2f, 42, 7, 99 /* ignored */, nullptr};
+      const float grad_scale = 1.0f / float(B);
+      cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), d_A0.data(),
+                       d_lab.data(), drop, mask_scale, grad_scale, B, stream.get(), prec, &tr.t);
+      const cuda::Metrics m = to_host(metrics)[0];
+      CHECK(xb.counter() == 0u);
+      std::vector<std::vector<float>> act(static_cast<std::size_t>(T)), dz(static_cast<std::size_t>(T));
+      for (int i = 0; i < T; ++i) {
+        act[std::size_t(i)] = to_host(tr.act[std::size_t(i)]);
+        dz[std::size_t(i)] = to_host(tr.dz[std::size_t(i)]);
+      }
+      const std::vector<float> logits = act[std::size_t(T - 1)];
+      const float hidden_scale = cuda::dropout_scale(drop.p);
+      cuda::DropoutSpec ref_drop = drop;
+
+      // Forward, layer by layer, from the kernel's own inputs.
+      for (int i = 1; i <= T; ++i) {
+        const std::vector<float>& X = i == 1 ? A0 : act[std::size_t(i - 2)];
+        std::vector<double> ref, bound;
+        forward_reference(ref, bound, X, model.W[std::size_t(i - 1)], model.b[std::size_t(i - 1)], B,
+                          w[std::size_t(i - 1)], w[std::size_t(i)], i < T, ref_drop, uint32_t(i), prec);
+        expect_within(act[std::size_t(i - 1)], ref, bound, i < T ? "hidden activation " + std::to_string(i) : "logits");
+        CHECK_MESSAGE(bitwise_equal(act[std::size_t(i - 1)],
+                                    forward_chain(X, model.W[std::size_t(i - 1)], model.b[std::size_t(i - 1)], B,
+                                                  w[std::size_t(i - 1)], w[std::size_t(i)], i < T, ref_drop,
+                                                  uint32_t(i), prec)),
+                      "forward of layer " << i << " = the stated chain");
+        if (prec == GemmPrecision::FP32) {  // the same FMA chains as the graph path's SIMT GEMMs
+          auto dX = to_device(X);
+          auto y = poisoned<float>(act[std::size_t(i - 1)].size());
+          if (i < T) {
+            cuda::DropoutSpec d = drop;
+            d.layer = uint32_t(i);
+            cuda::dense_relu_dropout_forward(y.data(), dX.data(), model.dW[std::size_t(i - 1)].data(),
+                                             model.db[std::size_t(i - 1)].data(), B, w[std::size_t(i - 1)],
+                                             w[std::size_t(i)], d, stream.get());
+          } else {
+            cuda::dense_forward(y.data(), dX.data(), model.dW[std::size_t(i - 1)].data(),
+                                model.db[std::size_t(i - 1)].data(), B, w[std::size_t(i - 1)], w[std::size_t(i)], false,
+                                stream.get());
+          }
+          CHECK_MESSAGE(bitwise_equal(to_host(y), act[std::size_t(i - 1)]), "fp32 forward of layer " << i << " = dense.cu's");
+        }
+      }
+
+      // dZ_T, loss and hits: cpu::softmax_xent on the kernel's logits; bitwise cuda::softmax_xent.
+      std::vector<double> dz_ref(logits.size());
+      int correct = -1;
+      const double loss = cpu::softmax_xent(dz_ref.data(), &correct, to_double(logits).data(), labels.data(), B, C,
+                                            1.0 / double(B));
+      std::vector<double> dz_bound(dz_ref.size());
+      for (std::size_t i = 0; i < dz_ref.size(); ++i)
+        dz_bound[i] = (2 * C + 12) * kUnitRoundoff * std::fabs(dz_ref[i]) + std::ldexp(1.0, -126);
+      expect_within(dz[std::size_t(T - 1)], dz_ref, dz_bound, "dZ_T vs cpu");
+      CHECK(std::fabs(m.loss_sum - loss) <= 1e-5 * loss);
+      CHECK(m.correct == (unsigned long long)correct);
+      {
+        XentBuffers sb(B);
+        auto m2 = to_device(std::vector<cuda::Metrics>(1));
+        auto d_logits = to_device(logits);
+        auto dz2 = poisoned<float>(logits.size());
+        cuda::softmax_xent(dz2.data(), m2.data(), sb.scratch(), d_logits.data(), d_lab.data(), B, C, grad_scale,
+                           stream.get());
+        const cuda::Metrics x = to_host(m2)[0];
+        CHECK(bitwise_equal(to_host(dz2), dz[std::size_t(T - 1)]));
+        CHECK(same_bits(m.loss_sum, x.loss_sum));
+        CHECK(m.correct == x.correct);
+      }
+
+      // Backward: dZ_{i-1} (hidden) and dz0 from the kernel's dZ_i; every block's slice of every layer.
+      const std::vector<float> slices = to_host(partial);
+      for (int i = T; i >= 1; --i) {
+        const int K = w[std::size_t(i - 1)], N = w[std::size_t(i)];
+        const std::vector<float>& X = i == 1 ? A0 : act[std::size_t(i - 2)];
+        const std::vector<float>& dZ = dz[std::size_t(i - 1)];
+        const float scale = i == 1 ? mask_scale : hidden_scale;
+        const std::vector<float> dX = i == 1 ? to_host(dz0) : dz[std::size_t(i - 2)];
+        std::vector<double> ref, bound;
+        data_reference(ref, bound, dZ, model.W[std::size_t(i - 1)], X, scale, B, K, N, prec);
+        expect_within(dX, ref, bound, i == 1 ? std::string("dz0") : "dZ_" + std::to_string(i - 1));
+        CHECK_MESSAGE(bitwise_equal(dX, data_chain(dZ, model.W[std::size_t(i - 1)], X, scale, B, K, N, prec)),
+                      "data gradient of layer " << i << " = the stated chain");
+        if (prec == GemmPrecision::FP32) {
+          auto d_dZ = to_device(dZ), d_X = to_device(X);
+          auto y = poisoned<float>(dX.size());
+          cuda::dense_backward_data(y.data(), d_dZ.data(), model.dW[std::size_t(i - 1)].data(), d_X.data(), scale, B,
+                                    K, N, stream.get());
+          CHECK_MESSAGE(bitwise_equal(to_host(y), dX), "fp32 data gradient of layer " << i << " = dense.cu's");
+        }
+        const std::vector<double> rd = rounded(dZ, prec), rx = rounded(X, prec);
+        const std::size_t off = cuda::tail_layer_offset(w, i), n_el = std::size_t(N) * (K + 1);
+        std::vector<double> total(n_el, 0.0), total_bound(n_el, 0.0), sum(n_el, 0.0);
+        int slice_order_misses = 0;  // blocks whose slice is not the stated chain, bit for bit
+        for (int j = 0; j < blocks; ++j) {
+          const int r0 = j * R, r1 = std::min(B, r0 + R);
+          slice_reference(ref, bound, rd, rx, r0, r1, K, N);
+          const std::vector<float> got(slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off),
+                                       slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off + n_el));
+          expect_within(got, ref, bound, "slice of block " + std::to_string(j) + ", layer " + std::to_string(i));
+          if (!bitwise_equal(got, slice_chain(dZ, X, r0, r1, K, N, prec))) ++slice_order_misses;
+          for (std::size_t e = 0; e < n_el; ++e) {
+            total[e] += ref[e];
+            total_bound[e] += bound[e];
+            sum[e] += double(got[e]);
+          }
+        }
+        expect_within(sum, total, total_bound, "slices summed, layer " + std::to_string(i));
+        CHECK_MESSAGE(slice_order_misses == 0, "layer " << i << ": " << slice_order_misses << " of " << blocks
+                                                        << " slices differ from the rows' ascending chain");
+      }
+      // The slices' padding (to a multiple of 4 floats) is written as 0.
+      const std::size_t used = cuda::tail_layer_offset(w, T + 1);
+      REQUIRE(SF >= used);
+      REQUIRE(SF % 4 == 0);
+      bool pad_zero = true;
+      for (int j = 0; j < blocks; ++j)
+        for (std::size_t e = used; e < SF; ++e) pad_zero = pad_zero && slices[std::size_t(j) * SF + e] == 0.0f;
+      CHECK(pad_zero);
+
+      // A second launch (a graph's next replay), the step from TrainCounters on the device and no
+      // dz0 asked: the same slices, the sums added again, the counter back to 0.
+      auto counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{7, 0, 0.0f, 0u}});
+      cuda::DropoutSpec dev_drop = drop;
+      dev_drop.step = 0;
+      dev_drop.counters = counters.data();
+      auto partial2 = poisoned<float>(slices.size());
+      cuda::tail_train(partial2.data(), nullptr, metrics.data(), xb.scratch(), model.net(), d_A0.data(), d_lab.data(),
+                       dev_drop, mask_scale, grad_scale, B, stream.get(), prec);
+      const cuda::Metrics m3 = to_host(metrics)[0];
+      CHECK(same_bits(m3.loss_sum, m.loss_sum + m.loss_sum));
+      CHECK(m3.correct == 2 * m.correct);
+      CHECK(bitwise_equal(to_host(partial2), slices));
+      CHECK(xb.counter() == 0u);
+
+      // Evaluation: the forward without dropout, the same sums' order.
+      Trace te(w, B);
+      auto me = to_device(std::vector<cuda::Metrics>(1));
+      cuda::tail_evaluate(me.data(), xb.scratch(), model.net(), d_A0.data(), d_lab.data(), B, stream.get(), prec, &te.t);
+      const cuda::Metrics e = to_host(me)[0];
+      CHECK(xb.counter() == 0u);
+      std::vector<float> eact = A0;
+      for (int i = 1; i <= T; ++i) {
+        std::vector<double> ref, bound;
+        forward_reference(ref, bound, eact, model.W[std::size_t(i - 1)], model.b[std::size_t(i - 1)], B,
+                          w[std::size_t(i - 1)], w[std::size_t(i)], i < T, cuda::DropoutSpec{}, uint32_t(i), prec);
+        eact = to_host(te.act[std::size_t(i - 1)]);
+        expect_within(eact, ref, bound, "evaluation forward " + std::to_string(i));
+      }
+      {
+        XentBuffers sb(B);
+        auto m2 = to_device(std::vector<cuda::Metrics>(1));
+        auto d_logits = to_device(eact);
+        auto dz2 = poisoned<float>(eact.size());
+        cuda::softmax_xent(dz2.data(), m2.data(), sb.scratch(), d_logits.data(), d_lab.data(), B, C, grad_scale,
+                           stream.get());
+        const cuda::Metrics x = to_host(m2)[0];
+        CHECK(same_bits(e.loss_sum, x.loss_sum));
+        CHECK(e.correct == x.correct);
+      }
+    }
+}
+
+TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small are refused") {
+  CHECK(cuda::tail_unsupported({128, 64, 10}).empty());
+  CHECK(cuda::tail_unsupported({64, 10}).empty());
+  CHECK(cuda::tail_unsupported({100, 48, 30, 7}).empty());
+  CHECK(cuda::tail_unsupported({8, 8, 8, 8, 8, 8, 8, 10}).empty());         // 7 layers
+  CHECK_FALSE(cuda::tail_unsupported({8, 8, 8, 8, 8, 8, 8, 8, 10}).empty());  // 8 layers
+  CHECK_FALSE(cuda::tail_unsupported({128}).empty());                       // no layer
+  CHECK_FALSE(cuda::tail_unsupported({}).empty());
+  CHECK_FALSE(cuda::tail_unsupported({128, 64, 33}).empty());  // more classes than a row's thread holds
+  CHECK(cuda::tail_unsupported({128, 64, 32}).empty());
+  CHECK_FALSE(cuda::tail_unsupported({128, 0, 10}).empty());
+  CHECK_FALSE(cuda::tail_unsupported({256, 128, 10}).empty());  // too wide for the shared memory
+  CHECK(cuda::tail_unsupported({256, 128, 10}).find("KB") != std::string::npos);
+  // Rows per block and slices: 32 rows up to 4096 (128 blocks), then 32 more per 4096 rows.
+  CHECK(cuda::tail_rows_per_block(1) == 32);
+  CHECK(cuda::tail_rows_per_block(4096) == 32);
+  CHECK(cuda::tail_rows_per_block(4097) == 64);
+  CHECK(cuda::tail_rows_per_block(16384) == 128);
+  CHECK(cuda::tail_blocks(512) == 16);
+  CHECK(cuda::tail_blocks(4096) == 128);
+  CHECK(cuda::tail_blocks(16384) == 128);
+  CHECK(cuda::tail_blocks(65536) == 128);
+  CHECK(cuda::tail_xent_slots(33) == 2);
+  // The slice layout: layer 1 [64][129], layer 2 [10][65], padded to a multiple of 4.
+  CHECK(cuda::tail_layer_offset({128, 64, 10}, 1) == 0);
+  CHECK(cuda::tail_layer_offset({128, 64, 10}, 2) == 64u * 129u);
+  CHECK(cuda::tail_slice_floats({128, 64, 10}) == 8908u);  // 8256 + 650 = 8906 -> 8908
+
+  Stream stream;
+  const TailModel model({64, 10}, 5);
+  const int B = 129;
+  auto A0 = to_device(activation(std::size_t(B) * 64, 7));
+  auto labels = to_device(random_bytes(std::size_t(B), 10, 0, 9));
+  auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats({64, 10}));
+  auto metrics = to_device(std::vector<cuda::Metrics>(1));
+  XentBuffers small(B - 32), enough(B);
+  const cuda::DropoutSpec drop{};
+  CHECK_THROWS_AS(cuda::tail_train(partial.data(), nullptr, metrics.data(), {}, model.net(), A0.data(), labels.data(),
+                                   drop, 1.0f, 1.0f / B, B, stream.get()),
+                  Error);
+  CHECK_THROWS_AS(cuda::tail_train(partial.data(), nullptr, metrics.data(), small.scratch(), model.net(), A0.data(),
+                                   labels.data(), drop, 1.0f, 1.0f / B, B, stream.get()),
+                  Error);
+  CHECK_THROWS_AS(cuda::tail_evaluate(metrics.data(), small.scratch(), model.net(), A0.data(), labels.data(), B,
+                                      stream.get()),
+                  Error);
+  cuda::TailNet wide = model.net();
+  wide.width[1] = 33;  // 33 classes
+  CHECK_THROWS_AS(cuda::tail_train(partial.data(), nullptr, metrics.data(), enough.scratch(), wide, A0.data(),
+                                   labels.data(), drop, 1.0f, 1.0f / B, B, stream.get()),
+                  Error);
+  cuda::TailNet none = model.net();
+  none.layers = 0;
+  CHECK_THROWS_AS(cuda::tail_evaluate(metrics.data(), enough.scratch(), none, A0.data(), labels.data(), B, stream.get()),
+                  Error);
+  CHECK_THROWS_AS(cuda::tail_train(partial.data(), nullptr, metrics.data(), enough.scratch(), model.net(), A0.data(),
+                                   labels.data(), cuda::DropoutSpec{1.0f}, 1.0f, 1.0f / B, B, stream.get()),
+                  Error);
+  cuda::tail_train(partial.data(), nullptr, metrics.data(), enough.scratch(), model.net(), A0.data(), labels.data(), drop,
+                   1.0f, 1.0f / B, B, stream.get());
+  CHECK(to_host(metrics)[0].loss_sum > 0);
+  CHECK(enough.counter() == 0u);
+}
+
+}  // namespace
+}  // namespace mnist::test
