@@ -453,8 +453,6 @@ class CudaEngine final : public Engine {
     std::string why;
     if (cfg_.gemm != Gemm::Native)
       why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
-    else if (layout_.dense.size() < 2)
-      why = "a model without hidden layers has no layers after the first";
     else if (layout_.dense.size() > std::size_t(cuda::kAdamMaxSegments))
       why = cat(layout_.dense.size(), " Dense layers, the fused Adam pass takes at most ", cuda::kAdamMaxSegments);
     else

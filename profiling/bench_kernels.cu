@@ -448,6 +448,63 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
   }
 }
 
+// The tail path's optimizer end of a step for the default 784-128-64-10 model (--kernels tail):
+// layer 0's weight GEMM leaving its split-K pieces (dense_weight_partials) against the graph path's
+// dense_backward_weights (GEMM + reduction pass), and ONE adam_reduce_update over every layer's
+// pieces (layer 0's, the tail kernel's per-block slices) that also advances the counters, against
+// the graph path's adam_update over the whole flat span + advance_train_counters.
+void bench_optimizer(Bench& bench) {
+  const int in = 784, w0 = 128, w1 = 64, w2 = 10;
+  const std::vector<int> widths{w0, w1, w2};
+  if (!cuda::tail_unsupported(widths).empty()) return;
+  const std::size_t n = std::size_t(w0) * (in + 1) + std::size_t(w1) * (w0 + 1) + std::size_t(w2) * (w1 + 1);
+  auto p = random_device(n, 71), m = random_device(n, 72, -0.1f, 0.1f), v = random_device(n, 73, 0, 0.01f),
+       g = random_device(n, 74);
+  cuda::TrainCounters c;
+  c.step = 10;
+  c.lr = 1e-4f;
+  DeviceBuffer<cuda::TrainCounters> ctr(1);
+  ctr.upload(&c, 1);
+  DeviceBuffer<unsigned> advance(1);
+  CUDA_CHECK(cudaMemset(advance.data(), 0, advance.bytes()));
+  for (int B : {512, 4096, 16384}) {
+    const int s0 = cuda::dense_weight_slices(B, in, w0), blocks = cuda::tail_blocks(B);
+    const std::size_t slice = cuda::tail_slice_floats(widths);
+    auto part0 = random_device(cuda::dense_weight_partial_floats(B, in, w0), 75),
+         tail = random_device(std::size_t(blocks) * slice, 76);
+    auto X = random_device(std::size_t(B) * in, 77, 0.0f, 1.0f), dZ = random_device(std::size_t(B) * w0, 78);
+    DeviceBuffer<float> dW(std::size_t(w0) * in), db(w0), ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, in, w0)));
+    const std::string wshape = cat(B, "x", in, "->", w0);
+    const double wflops = 2.0 * B * w0 * (in + 1), wbytes = 4.0 * (double(B) * (in + w0) + double(s0) * w0 * (in + 1));
+    for (GemmPrecision pr : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const double peak = pr == GemmPrecision::TF32 ? kPeakTf32 : pr == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+      bench.run("gemm_weight", wshape, cat("native ", to_string(pr), " (+db) pieces only (", s0, ", tail path)"), wflops,
+                wbytes, [&](cudaStream_t st) {
+                  cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr);
+                }, peak);
+    }
+    cuda::GradSlicesSet set;
+    set.seg[set.count++] = {part0.data(), s0, std::size_t(w0) * (in + 1), w0, in, 0, std::size_t(w0) * in};
+    const std::size_t off1 = std::size_t(w0) * (in + 1), off2 = off1 + std::size_t(w1) * (w0 + 1);
+    set.seg[set.count++] = {tail.data() + cuda::tail_layer_offset(widths, 1), blocks, slice, w1, w0, off1,
+                            off1 + std::size_t(w1) * w0};
+    set.seg[set.count++] = {tail.data() + cuda::tail_layer_offset(widths, 2), blocks, slice, w2, w1, off2,
+                            off2 + std::size_t(w2) * w1};
+    const double rbytes = 4.0 * (double(s0) * w0 * (in + 1) + double(blocks) * slice + 6.0 * n);
+    bench.run("optimizer", cat(B, " rows, ", n, " params"),
+              cat("adam_reduce_update (1 launch: ", s0, " + ", blocks, " slices, counters advanced)"), 10.0 * n, rbytes,
+              [&](cudaStream_t st) {
+                cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, set, ctr.data(), 0.9f, 0.999f, 1e-7f, st,
+                                         advance.data());
+              });
+    bench.run("optimizer", cat(B, " rows, ", n, " params"), "replaced: adam_update + advance_train_counters (2 launches)",
+              10.0 * n, 28.0 * n, [&](cudaStream_t st) {
+                cuda::adam_update(p.data(), m.data(), v.data(), g.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f, st);
+                cuda::advance_train_counters(ctr.data(), st);
+              });
+  }
+}
+
 int run(const Options& opt) {
   const DeviceInfo dev = query_device();
   if (!dev.available) {
@@ -607,6 +664,7 @@ int run(const Options& opt) {
   }
   bench_head(bench, metrics.data());
   bench_tail(bench, metrics.data());
+  bench_optimizer(bench);
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
