@@ -1104,14 +1104,17 @@ SimtTileChoice g_forced_simt;  // dense_force_simt_tile (tests)
 // rule (Big/Small by tile count: measured at or below cuBLAS for the model's small layers). Among
 // the three SimtVecTile sizes, and for a Forward GEMM with a K split between folding it into the
 // block and splitting across blocks (+ the reduction pass), pick_simt takes the lowest predicted
-// time of a simple model of a 132-SM H100/H200 (a model to be checked against bench_kernels, see
-// profiling/NOTES.md "FP32 tile"):
-//   time ∝ ceil(blocks / SMs) · BM·BN·k / (eff · occ),
+// time of a simple model of a 132-SM H100/H200:
+//   time ∝ ceil(blocks / SMs) · BM·BN·k / (128 · eff · occ),
 // the busiest SM's multiply-adds (blocks resident together share the SM's FMA pipes) over the
-// fraction of the FP32 peak the tile reaches: eff = 0.85 (8x8 a thread), 0.7 (4x4, 8 warps),
-// 0.6 (4x4, 2 warps), times occ = min(1, warps on the SM / 8) (fewer than two warps per scheduler
-// leave FMA latency and shared loads exposed); a cross-block split adds the partials' traffic at
-// ~1750 bytes per SM clock and one more launch (~3000 clocks).
+// fraction of the FP32 peak the tile reaches, occ = min(1, warps on the SM / 8), plus, for a
+// cross-block split, the partials' traffic at ~1750 bytes per SM clock and one more launch (~3000
+// clocks). eff is fitted to the H100's bench_kernels at fc62aa1 (every tile forced on every FP32
+// GEMM of 4096 and 16384 rows; profiling/simt_pick_check.py replays it on a bench JSON): 0.55 for the 8x8
+// tile (one block an SM), and for the 4x4 tiles 0.29 (64x64) / 0.30 (32x32) at 8 warps an SM rising
+// linearly to 0.45 / 0.37 at 16 warps and more. With it the model picks the measured fastest tile
+// for 9 of the 10 large GEMMs (the first guess, 0.85 / 0.7 / 0.6 flat, picked 5: it took the 64x64
+// fold for 4096x784->128, 48.5 µs, where the 128x128 split runs 42.2).
 constexpr double kSimtVecWork = double(1 << 25);
 constexpr int kSms = 132;
 
@@ -1124,27 +1127,29 @@ template <class Tile>
 struct SimtModel;
 template <>
 struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec128> {
-  static constexpr double eff = 0.85;
+  static constexpr double eff8 = 0.55, eff16 = 0.55;  // at 8 / >= 16 warps an SM (only 8 fit)
   static constexpr int resident = 1;  // ~34 KB and up to ~180 registers x 256 threads
 };
 template <>
 struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec64> {
-  static constexpr double eff = 0.7;
+  static constexpr double eff8 = 0.29, eff16 = 0.45;
   static constexpr int resident = 3;
 };
 template <>
 struct SimtModel<TilesFor<GemmPrecision::FP32>::Vec32> {
-  static constexpr double eff = 0.6;
+  static constexpr double eff8 = 0.30, eff16 = 0.37;
   static constexpr int resident = 8;
 };
 
 // Predicted SM clocks of `blocks` blocks of Tile, each a chain of k multiply-adds per output.
 template <class Tile>
 double simt_clocks(long long blocks, int k) {
+  using Model = SimtModel<Tile>;
   const long long per_sm = (blocks + kSms - 1) / kSms;
-  const double warps = double(std::min<long long>(per_sm, SimtModel<Tile>::resident) * (Tile::THREADS / 32));
+  const double warps = double(std::min<long long>(per_sm, Model::resident) * (Tile::THREADS / 32));
   const double occ = std::min(1.0, warps / 8.0);
-  return double(per_sm) * Tile::BM * Tile::BN * double(k) / (128.0 * SimtModel<Tile>::eff * occ);
+  const double eff = Model::eff8 + (Model::eff16 - Model::eff8) * std::clamp((warps - 8.0) / 8.0, 0.0, 1.0);
+  return double(per_sm) * Tile::BM * Tile::BN * double(k) / (128.0 * eff * occ);
 }
 
 // The longest chain (k range) of one block of p: a split piece, or all of K.
