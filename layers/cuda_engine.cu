@@ -453,6 +453,8 @@ class CudaEngine final : public Engine {
     std::string why;
     if (cfg_.gemm != Gemm::Native)
       why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
+    else if (cap_ > cuda::kTailMaxRows)
+      why = cat("a batch of ", cfg_.batch_size, " rows is more than its ", cuda::kTailMaxRows);
     else if (layout_.dense.size() > std::size_t(cuda::kAdamMaxSegments))
       why = cat(layout_.dense.size(), " Dense layers, the fused Adam pass takes at most ", cuda::kAdamMaxSegments);
     else
