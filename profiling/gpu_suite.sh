@@ -20,8 +20,8 @@
 #   memcheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests (all of it)
 #   racecheck / synccheck  compute-sanitizer over 4 training runs of a small model (784-32-16-10)
 #              on a 300-image subset of MNIST (profiling/mnist_subset.py; 2 steps, one a partial
-#              batch, validation, test), one per kernel path (fused; graph fp32, tf32, bf16): 15 s
-#              in all for racecheck on the H200 (31770b8), 0 hazards
+#              batch, validation, test), one per kernel path (fused; graph fp32, tf32, bf16; tail
+#              fp32, tf32): 15 s in all for racecheck on the H200 (31770b8, before the tail), 0 hazards
 #   racecheck-tests / synccheck-tests  the same tools over the sanitizer selection of the GPU
 #              tests (MNIST_GPU_TEST_QUICK=1: rows 1 and 129, the odd widths, no 4096 x 784 or
 #              cuBLAS case; tests/gpu/gpu_test.cuh); racecheck did not finish it in 90 s on the H200
@@ -203,7 +203,7 @@ sanitize_quick() {  # sanitize_quick TOOL: 2 training steps of a small model on 
   step "$tool" 90 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }
     $py profiling/mnist_subset.py '$data' $tmp/mnist300 300 100 || exit 1
     rc=0
-    for path in 'fused' 'graph' 'graph --precision tf32' 'graph --precision bf16'; do
+    for path in 'fused' 'graph' 'graph --precision tf32' 'graph --precision bf16' 'tail' 'tail --precision tf32'; do
       t0=\$(date +%s)
       compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --hidden 32,16 --graph-steps 2 --kernels \$path --out $tmp/san-$tool --quiet --seed 3
       b=\$?; [ \$b != 0 ] && rc=\$b
