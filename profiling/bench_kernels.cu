@@ -225,6 +225,14 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           fwd("64x64 8-warp fold", {cuda::GemmTile::Pipe64x8, true}, tk.data());
           fwd("128x128 cross-split", {cuda::GemmTile::Pipe128, false}, nullptr);
           fwd("128x128 cross-split 1 launch", {cuda::GemmTile::Pipe128, false}, tk.data());
+          // The wgmma tile (issue 12; dense_force_tile only, not the launchers' choice yet): layer
+          // 1's forward at 512 / 4096 / 16384 rows, its K split folded into the block and across
+          // blocks in one launch. Labelled as the fallback where this build or device has no sm_90a.
+          if (l == 0 && (B == 512 || B == 4096 || B == 16384)) {
+            const std::string w = cuda::dense_wgmma_available() ? "wgmma 64x64" : "wgmma unavailable (Pipe64x8)";
+            fwd(w + " fold", {cuda::GemmTile::Wgmma, true}, tk.data());
+            fwd(w + " cross-split 1 launch", {cuda::GemmTile::Wgmma, false}, tk.data());
+          }
         }
       }
       // FP32 at >= 4096 rows: as the engine runs it (with the workspace: the forward's K split folded
