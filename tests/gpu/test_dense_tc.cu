@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/dense.cuh"
@@ -330,17 +331,25 @@ TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-
 // Not claimed bitwise MmaTile's (the tensor core's order inside one wgmma is its own), but a row
 // alone equals the row in the batch (bitwise: same split points, same instructions per row). On a
 // device or build without sm_90a the forced tile falls back to PipeTile and the same checks hold.
+// Quick mode runs in the host emulation too (run.sh tc: this file compiled for the host, this case only).
 TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, with and without dropout") {
   Stream stream;
+  const std::string note = cuda::dense_wgmma_available() ? "wgmma tile: runs (sm_90a)"
+                                                         : "wgmma tile: unavailable here, PipeTile ran";
+  MESSAGE(note);
   struct Shape {
     int B, K, N;
   };
-  const Shape shapes[] = {{4096, 784, 128}, {1000, 784, 128}, {1000, 200, 72}, {129, 36, 64}};
+  // quick (the sanitizers, and the emulation: tests/gpu/emu/run.sh tc): a 784-deep split shape and a
+  // one-slice one, both with row and column tails
+  const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{129, 784, 72}, {129, 36, 64}}
+                                                  : std::vector<Shape>{{4096, 784, 128}, {1000, 784, 128},
+                                                                       {1000, 200, 72}, {129, 36, 64}};
   for (const Shape& sh : shapes)
     for (GemmPrecision prec : kTensorCore)
       for (bool fold : {false, true}) {
         const int B = sh.B, K = sh.K, N = sh.N;
-        INFO(B, "x", K, "->", N, prec == GemmPrecision::TF32 ? " tf32" : " bf16", fold ? " fold" : "");
+        INFO(B, "x", K, "->", N, prec == GemmPrecision::TF32 ? " tf32" : " bf16", fold ? " fold" : " once");
         const auto X = random_vector(std::size_t(B) * K, 71 + B), W = random_vector(std::size_t(N) * K, 72, -.5, .5);
         const auto b = random_vector(std::size_t(N), 73, -.5, .5);
         std::vector<double> lin(std::size_t(B) * N), relu(lin.size()), mag(lin.size()), zero(N, 0.0);
