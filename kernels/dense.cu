@@ -861,21 +861,22 @@ struct PipeTile {
 
 // TF32 / BF16 on Hopper's warpgroup MMA (wgmma, kernels/wgmma.cuh; sm_90a): the Forward GEMM
 // Y = X·Wᵀ only, where both operands are K-major as wgmma's TF32 form requires (A = X [M,K],
-// B = W [N,K]). One warpgroup (4 warps, 128 threads) computes a 64 x 64 output tile with one
-// m64n64k8 (TF32) or m64n64k16 (BF16) instruction per K step: the tensor cores read both operands
-// straight from shared memory, no fragment loads, 32 float accumulators a thread.
+// B = W [N,K]). One warpgroup (4 warps, 128 threads) computes a 64 x BN output tile (BN = 64 or
+// 128) with one m64nBNk8 (TF32) or m64nBNk16 (BF16) instruction per K step: the tensor cores read
+// both operands straight from shared memory, no fragment loads, BN/2 float accumulators a thread.
 // Why 64 x 64: at 4096 rows layer 1's 4096 x 784 -> 128 is 128 such tiles, one wave on the
 // H100's 132 SMs (64 x 128 would leave 68 SMs idle with 64 tiles; 128 x 128 fewer still), and
 // the per-SM shared-memory traffic (cp.async writes, the rounding pass, the wgmma reads: about
-// 16 KB a TF32 K step, 128 B a clock) is then the lowest per SM for the whole GEMM.
+// 16 KB a TF32 K step, 128 B a clock) is then the lowest per SM for the whole GEMM. 64 x 128
+// (GemmTile::Wgmma128) halves the L2 traffic of re-reading W and X, for 16384 rows (512 tiles).
 //
 // K advances in BK = 32 slices through a ring of STAGES stages filled by cp.async (16-byte chunks,
 // as PipeTile; chunks at a row or K tail are loaded element by element, 0 outside). A stage keeps
 // each operand in wgmma's no-swizzle K-major canonical layout (kernels/wgmma_desc.hpp): core
 // matrices of 8 rows x 16 bytes, contiguous; along k 128 bytes apart (LBO), 8-row groups a slice's
 // worth apart (SBO). Chunk c of an operand's slice (x = 8·(c/64) + c%8, k = 4·((c%64)/8)) lands at
-// float 4c, so a warp's 32 copies fill 512 contiguous bytes (no bank conflicts) and a thread's 4
-// chunks lie 16 rows apart at one k.
+// float 4c, so a warp's 32 copies fill 512 contiguous bytes (no bank conflicts) and a thread's
+// chunks (4 of A, BN/16 of B) lie 16 rows apart at one k.
 // Each element is rounded ONCE, by the thread that copied it, after its copy landed: TF32 in place
 // (cvt.rna.tf32.f32, MmaTile's rounding: the tensor cores then read exact TF32 values), BF16 into
 // the stage's bf16 copy of the slice (cvt.rn.bf16x2.f32; same layout, 2-byte elements: SBO 512).
@@ -897,10 +898,11 @@ struct PipeTile {
 // of a piece overwrites the accumulators: scale-d 0), so a row's result depends on K's split
 // points only, never on the batch. Every thread must call it; the launch gives it smem_bytes() of
 // dynamic shared memory (16-byte aligned is enough without swizzle).
-template <GemmPrecision PREC, int STAGES>
+template <GemmPrecision PREC, int BN_, int STAGES>
 struct WgmmaTile {
-  static constexpr int BM = 64, BN = 64, BK = 32, THREADS = 128;
+  static constexpr int BM = 64, BN = BN_, BK = 32, THREADS = 128;
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
+  static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
   static constexpr int KSTEP = BF16 ? 16 : 8;
   static_assert(PREC != GemmPrecision::FP32, "WgmmaTile runs TF32 or BF16");
   static_assert(STAGES >= 3, "one slice of copies and one of wgmmas in flight need three stages");
@@ -909,8 +911,7 @@ struct WgmmaTile {
   static constexpr int STAGE = BF16 ? RAW + RAW / 2 : RAW;
   static constexpr uint32_t LBO = 128;                         // bytes between core matrices along k
   static constexpr uint32_t SBO = BF16 ? BK * 2 * 8 : BK * 4 * 8;  // bytes between 8-row groups
-  static constexpr int CHUNKS = BM * BK / 4 / THREADS;         // chunks of an operand a thread copies
-  static_assert(BM == BN && CHUNKS * THREADS * 4 == BM * BK, "both operands split the same way");
+  static constexpr int CHUNKS_A = BM * BK / 4 / THREADS, CHUNKS_B = BN * BK / 4 / THREADS;  // a thread's chunks
 
   template <Kind KIND>
   static constexpr int smem_bytes() {
@@ -918,6 +919,7 @@ struct WgmmaTile {
   }
 
   // One operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 at rows x + 16·it, k + kq.
+  template <int CHUNKS>
   struct Copier {
     const float* ptr[CHUNKS];
     const float* src;
@@ -950,6 +952,7 @@ struct WgmmaTile {
   // Rounds this thread's own chunks of one operand's slice (raw floats at S) once they have landed:
   // TF32 in place; BF16 into the operand's bf16 copy H (byte offset of chunk c: (c/64)·SBO +
   // (kc/2)·LBO + (c%8)·16 + (kc%2)·8, kc = (c%64)/8: k pairs (k, k+1) packed low-first).
+  template <int CHUNKS>
   __device__ __forceinline__ static void round_own(float* S, float* H) {
 #pragma unroll
     for (int it = 0; it < CHUNKS; ++it) {
@@ -983,7 +986,8 @@ struct WgmmaTile {
     const int slices = fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + BK - 1) / BK
                             : (k_last - k_begin + BK - 1) / BK;
 
-    Copier ca, cb;
+    Copier<CHUNKS_A> ca;
+    Copier<CHUNKS_B> cb;
     ca.init(p.a, p.lda, m0, p.M, k_begin);
     cb.init(p.b, p.ldb, n0, p.N, k_begin);
     int ik0 = k_begin;                                      // next slice to issue
@@ -995,9 +999,10 @@ struct WgmmaTile {
       if (fold && ik0 >= ike) ike = ike + piece < p.K ? ike + piece : p.K;  // the next piece
     };
 
-    float acc[32], sum[32];
+    constexpr int R = BN / 2;  // accumulators a thread (m64nBN)
+    float acc[R], sum[R];
 #pragma unroll
-    for (int v = 0; v < 32; ++v) acc[v] = sum[v] = 0.0f;
+    for (int v = 0; v < R; ++v) acc[v] = sum[v] = 0.0f;
 
     constexpr int AHEAD = STAGES - 2;  // slices of copies in flight
 #pragma unroll
@@ -1010,8 +1015,8 @@ struct WgmmaTile {
     for (int s = 0; s < slices; ++s) {
       float* const st = smem + (s % STAGES) * STAGE;
       cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
-      round_own(st, st + RAW);
-      round_own(st + RAW_A, st + RAW + RAW_A / 2);
+      round_own<CHUNKS_A>(st, st + RAW);
+      round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2);
       fence_proxy_async();
       __syncthreads();  // everyone's slice s is rounded; every wgmma of slice s - 2 is done
       if (s + AHEAD < slices) issue_next(smem + ((s + AHEAD) % STAGES) * STAGE);
@@ -1027,9 +1032,9 @@ struct WgmmaTile {
         const uint64_t da = wgmma_desc(reinterpret_cast<const unsigned char*>(A) + off, LBO, SBO);
         const uint64_t db = wgmma_desc(reinterpret_cast<const unsigned char*>(B) + off, LBO, SBO);
         if constexpr (BF16)
-          wgmma_bf16_m64n64k16(acc, da, db, !(fresh && ks == 0));
+          wgmma_bf16<BN>(acc, da, db, !(fresh && ks == 0));
         else
-          wgmma_tf32_m64n64k8(acc, da, db, !(fresh && ks == 0));
+          wgmma_tf32<BN>(acc, da, db, !(fresh && ks == 0));
       }
       wgmma_commit();
       fresh = false;
@@ -1038,7 +1043,7 @@ struct WgmmaTile {
         wgmma_wait<0>();
         wgmma_fence_operands(acc);
 #pragma unroll
-        for (int v = 0; v < 32; ++v) sum[v] += acc[v];
+        for (int v = 0; v < R; ++v) sum[v] += acc[v];
         left = piece_slices, fresh = true;
       }
     }
@@ -1046,16 +1051,16 @@ struct WgmmaTile {
     wgmma_fence_operands(acc);
     if (fold && left != piece_slices) {  // the last piece, when shorter
 #pragma unroll
-      for (int v = 0; v < 32; ++v) sum[v] += acc[v];
+      for (int v = 0; v < R; ++v) sum[v] += acc[v];
     }
     cp_async_wait<0>();  // only empty groups remain
 
     // acc[4j + r] is D[16w + g + 8·(r/2)][8j + 2t + r%2] (kernels/wgmma.cuh): store_warp_tiles'
-    // layout of one 16-row x 8 tiles of 16 x 8.
+    // layout of one 16-row x BN/8 tiles of 16 x 8.
     const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-    float out[1][8][4];
+    float out[1][BN / 8][4];
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) out[0][j][r] = fold ? sum[4 * j + r] : acc[4 * j + r];
     store_warp_tiles<KIND>(p, z, m0 + 16 * warp, n0, lane / 4, lane % 4, out, epilogue_step<KIND>(p));
@@ -1285,11 +1290,13 @@ struct TilesFor {
   static_assert(Pipe128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one 128x128 block per SM");
   static_assert(2 * (Pipe64::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
   static_assert(2 * (Pipe64x8::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
-  // The wgmma forward tile (dense_force_tile only, unmeasured): 6 stages of 16 KB (TF32: 4 slices
-  // of copies in flight, 96 KB, two blocks fit an SM) or 5 of 24 KB (BF16: raw + bf16 copy; 3 in
-  // flight, 120 KB).
-  using Wgmma = WgmmaTile<PREC, PREC == GemmPrecision::BF16 ? 5 : 6>;
-  static_assert(Wgmma::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one wgmma block per SM");
+  // The wgmma forward tiles (dense_force_tile only, unmeasured). 64x64: 6 stages of 16 KB (TF32: 4
+  // slices of copies in flight, 96 KB, two blocks fit an SM) or 5 of 24 KB (BF16: raw + bf16 copy;
+  // 3 in flight, 120 KB). 64x128 (half the L2 traffic for W and X at 16384 rows, half the CTAs):
+  // 6 stages of 24 KB (TF32, 144 KB) or 5 of 36 KB (BF16, 180 KB).
+  using Wgmma = WgmmaTile<PREC, 64, PREC == GemmPrecision::BF16 ? 5 : 6>;
+  using Wgmma128 = WgmmaTile<PREC, 128, PREC == GemmPrecision::BF16 ? 5 : 6>;
+  static_assert(Wgmma128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one wgmma block per SM");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
@@ -1503,9 +1510,13 @@ template <GemmPrecision PREC, Kind KIND>
 bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
     if constexpr (KIND == Kind::Forward)
-      if (g_forced_tile.tile == GemmTile::Wgmma && pipelined_ok(p) && wgmma_available()) {
+      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
+          wgmma_available()) {
         if (p.split_k > 0 && p.partial && g_forced_tile.fold_forward_split) p.partial = nullptr;
-        launch_pipe_tiles<typename TilesFor<PREC>::Wgmma, KIND>(p, stream);
+        if (g_forced_tile.tile == GemmTile::Wgmma)
+          launch_pipe_tiles<typename TilesFor<PREC>::Wgmma, KIND>(p, stream);
+        else
+          launch_pipe_tiles<typename TilesFor<PREC>::Wgmma128, KIND>(p, stream);
         return p.partial;
       }
     switch (pick_pipe(p, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {

@@ -229,9 +229,13 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           // 1's forward at 512 / 4096 / 16384 rows, its K split folded into the block and across
           // blocks in one launch. Labelled as the fallback where this build or device has no sm_90a.
           if (l == 0 && (B == 512 || B == 4096 || B == 16384)) {
-            const std::string w = cuda::dense_wgmma_available() ? "wgmma 64x64" : "wgmma unavailable (Pipe64x8)";
-            fwd(w + " fold", {cuda::GemmTile::Wgmma, true}, tk.data());
-            fwd(w + " cross-split 1 launch", {cuda::GemmTile::Wgmma, false}, tk.data());
+            const bool ok = cuda::dense_wgmma_available();
+            for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Wgmma, "wgmma 64x64"},
+                                             std::pair{cuda::GemmTile::Wgmma128, "wgmma 64x128"}}) {
+              const std::string w = ok ? std::string(name) : std::string(name) + " unavailable (Pipe64x8)";
+              fwd(w + " fold", {tile, true}, tk.data());
+              fwd(w + " cross-split 1 launch", {tile, false}, tk.data());
+            }
           }
         }
       }

@@ -1,7 +1,7 @@
 // Host emulation of kernels/wgmma.cuh: the same functions, with wgmma modelled as the asynchronous
 // warpgroup collective it is.
 //
-// Issue (wgmma_tf32_m64n64k8 / wgmma_bf16_m64n64k16): the 128 threads of the warpgroup (threads
+// Issue (wgmma_tf32<N> / wgmma_bf16<N>, m64nNk8 / m64nNk16, N = 64 or 128): the 128 threads of the warpgroup (threads
 // 128q .. 128q+127 of the block) meet at a barrier with the descriptors they pass; every thread
 // checks that its descriptors and scale-d equal the warpgroup's first thread's (the instruction
 // takes one value per warpgroup: a thread-dependent descriptor is a bug) and records the operation
@@ -13,7 +13,7 @@
 // passed (a missing barrier, a wait of too many groups) feeds the wrong or poisoned (NaN) data, as
 // it could on the GPU.
 //
-// Performing an operation, a thread computes its own 32 elements of D by the PTX fragment table
+// Performing an operation, a thread computes its own N/2 elements of D by the PTX fragment table
 // (thread 32w + 4g + t holds d[4j + 2h + c] = D[16w + g + 8h][8j + 2t + c], written out here
 // independently of how dense.cu stores them), each as the sum over k of A(m, k)·B(n, k), where
 // every operand element is found by DECODING the descriptor (start address, LBO, SBO; base offset
@@ -66,7 +66,7 @@ struct GroupBarrier {
 };
 struct Issue {
   uint64_t a, b;
-  int accumulate;
+  int accumulate, n;
 };
 constexpr int kMaxGroups = 8;  // 1024 threads
 inline GroupBarrier& barrier(int q) {
@@ -82,6 +82,7 @@ inline Issue (&scratch(int q))[2][128] {
 struct Op {
   uint64_t a, b;
   float* d;
+  int n;  // N of m64nN: n/2 accumulators a thread
   bool accumulate, bf16;
 };
 struct Queue {
@@ -122,11 +123,11 @@ inline float bf16_at(const unsigned char* p) {
   return bits_float(uint32_t(h) << 16);
 }
 
-// This thread's 32 elements of D for one operation (m64n64k8 tf32 / m64n64k16 bf16).
+// This thread's N/2 elements of D for one operation (m64nNk8 tf32 / m64nNk16 bf16).
 inline void perform(const Op& op) {
   const int tid = int(threadIdx.x) % 128, w = tid / 32, g = (tid % 32) / 4, t = tid % 4;
   const int K = op.bf16 ? 16 : 8, E = op.bf16 ? 2 : 4;
-  for (int v = 0; v < 32; ++v) {
+  for (int v = 0; v < op.n / 2; ++v) {
     const int j = v / 4, h = (v / 2) % 2, c = v % 2;
     const int m = 16 * w + g + 8 * h, n = 8 * j + 2 * t + c;
     float acc = op.accumulate ? op.d[v] : 0.0f;
@@ -140,18 +141,18 @@ inline void perform(const Op& op) {
   ++ops;
 }
 
-inline void issue(float (&d)[32], uint64_t desc_a, uint64_t desc_b, bool accumulate, bool bf16) {
+inline void issue(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate, bool bf16) {
   if (blockDim.x % 128 != 0 || blockDim.y != 1 || blockDim.z != 1) fail("block is not whole warpgroups");
   const int tid = int(threadIdx.x), q = tid / 128;
   thread_local unsigned calls = 0;
   const unsigned buf = calls++ % 2;
   auto& sc = scratch(q)[buf];
-  sc[tid % 128] = {desc_a, desc_b, int(accumulate)};
+  sc[tid % 128] = {desc_a, desc_b, int(accumulate), n};
   barrier(q).wait();
   const Issue& first = sc[0];
-  if (first.a != desc_a || first.b != desc_b || first.accumulate != int(accumulate))
-    fail("the threads of a warpgroup passed different descriptors or scale-d");
-  queue.open.push_back({desc_a, desc_b, d, accumulate, bf16});
+  if (first.a != desc_a || first.b != desc_b || first.accumulate != int(accumulate) || first.n != n)
+    fail("the threads of a warpgroup passed different descriptors, scale-d or shapes");
+  queue.open.push_back({desc_a, desc_b, d, n, accumulate, bf16});
 }
 
 }  // namespace emu_wgmma
@@ -168,7 +169,8 @@ inline uint64_t wgmma_desc(const void* p, uint32_t lbo_bytes, uint32_t sbo_bytes
 }
 
 inline void wgmma_fence() { ++emu_wgmma::fences; }
-inline void wgmma_fence_operands(float (&)[32]) {}  // a compiler barrier on the GPU; nothing to model
+template <int R>
+inline void wgmma_fence_operands(float (&)[R]) {}  // a compiler barrier on the GPU; nothing to model
 inline void fence_proxy_async() { ++emu_wgmma::proxy_fences; }
 
 inline void wgmma_commit() {
@@ -187,11 +189,15 @@ inline void wgmma_wait() {
   }
 }
 
-inline void wgmma_tf32_m64n64k8(float (&d)[32], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
-  emu_wgmma::issue(d, desc_a, desc_b, accumulate, false);
+template <int N>
+inline void wgmma_tf32(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
+  emu_wgmma::issue(d, N, desc_a, desc_b, accumulate, false);
 }
-inline void wgmma_bf16_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
-  emu_wgmma::issue(d, desc_a, desc_b, accumulate, true);
+template <int N>
+inline void wgmma_bf16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
+  emu_wgmma::issue(d, N, desc_a, desc_b, accumulate, true);
 }
 
 }  // namespace mnist::cuda
