@@ -10,6 +10,7 @@
 #include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/step_math.cuh"
+#include "kernels/wgmma.cuh"
 #include "runtime/cuda_check.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -858,6 +859,214 @@ struct PipeTile {
   }
 };
 
+// TF32 / BF16 on Hopper's warpgroup MMA (wgmma, kernels/wgmma.cuh; sm_90a): the Forward GEMM
+// Y = X·Wᵀ only, where both operands are K-major as wgmma's TF32 form requires (A = X [M,K],
+// B = W [N,K]). One warpgroup (4 warps, 128 threads) computes a 64 x BN output tile (BN = 64 or
+// 128) with one m64nBNk8 (TF32) or m64nBNk16 (BF16) instruction per K step: the tensor cores read
+// both operands straight from shared memory, no fragment loads, BN/2 float accumulators a thread.
+// Why 64 x 64: at 4096 rows layer 1's 4096 x 784 -> 128 is 128 such tiles, one wave on the
+// H100's 132 SMs (64 x 128 would leave 68 SMs idle with 64 tiles; 128 x 128 fewer still), and
+// the per-SM shared-memory traffic (cp.async writes, the rounding pass, the wgmma reads: about
+// 16 KB a TF32 K step, 128 B a clock) is then the lowest per SM for the whole GEMM. 64 x 128
+// (GemmTile::Wgmma128) halves the L2 traffic of re-reading W and X, for 16384 rows (512 tiles).
+//
+// K advances in BK = 32 slices through a ring of STAGES stages filled by cp.async (16-byte chunks,
+// as PipeTile; chunks at a row or K tail are loaded element by element, 0 outside). A stage keeps
+// each operand in wgmma's no-swizzle K-major canonical layout (kernels/wgmma_desc.hpp): core
+// matrices of 8 rows x 16 bytes, contiguous; along k 128 bytes apart (LBO), 8-row groups a slice's
+// worth apart (SBO). Chunk c of an operand's slice (x = 8·(c/64) + c%8, k = 4·((c%64)/8)) lands at
+// float 4c, so a warp's 32 copies fill 512 contiguous bytes (no bank conflicts) and a thread's
+// chunks (4 of A, BN/16 of B) lie 16 rows apart at one k.
+// Each element is rounded ONCE, by the thread that copied it, after its copy landed: TF32 in place
+// (cvt.rna.tf32.f32, MmaTile's rounding: the tensor cores then read exact TF32 values), BF16 into
+// the stage's bf16 copy of the slice (cvt.rn.bf16x2.f32; same layout, 2-byte elements: SBO 512).
+// Then fence.proxy.async (the wgmma reads through the async proxy) and the barrier that publishes
+// the slice. The rounded operands are MmaTile's bit for bit; the products are exact and summed in
+// float32 by the tensor core in its own order per instruction, so results match the CPU twin
+// within the GEMM tolerance (tests/gpu/test_dense_tc.cu) but are not claimed bitwise MmaTile's.
+//
+// Pipeline, slice s: wait for this thread's copies of s; round them; fence; barrier; issue the
+// copies of slice s + STAGES - 2 into the stage of slice s - 2; the wgmmas of slice s (one group);
+// wgmma_wait<1>: the group of slice s - 1 is done. The stage refilled at s was last read by the
+// wgmmas of s - 2, which every thread's wait at s - 1 completed before the barrier at s: so
+// STAGES - 2 slices of copies and one slice of wgmmas are in flight, the tensor cores working
+// through slice s while the warpgroup rounds s + 1.
+//
+// Split-K as PipeTile: with p.partial the block computes piece z (its raw partial; tickets or the
+// reduction kernel finish it); with p.split_k but no p.partial ("folded") every piece in turn,
+// each piece's float32 sum added into the total in the order z = 0, 1, ... from 0 (the first wgmma
+// of a piece overwrites the accumulators: scale-d 0), so a row's result depends on K's split
+// points only, never on the batch. Every thread must call it; the launch gives it smem_bytes() of
+// dynamic shared memory (16-byte aligned is enough without swizzle).
+template <GemmPrecision PREC, int BN_, int STAGES>
+struct WgmmaTile {
+  static constexpr int BM = 64, BN = BN_, BK = 32, THREADS = 128;
+  static constexpr bool BF16 = PREC == GemmPrecision::BF16;
+  static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
+  static constexpr int KSTEP = BF16 ? 16 : 8;
+  static_assert(PREC != GemmPrecision::FP32, "WgmmaTile runs TF32 or BF16");
+  static_assert(STAGES >= 3, "one slice of copies and one of wgmmas in flight need three stages");
+  // Floats of a stage: A's raw slice, B's, then (BF16) A's and B's bf16 copies (2 bf16 a float).
+  static constexpr int RAW_A = BM * BK, RAW = (BM + BN) * BK;
+  static constexpr int STAGE = BF16 ? RAW + RAW / 2 : RAW;
+  static constexpr uint32_t LBO = 128;                         // bytes between core matrices along k
+  static constexpr uint32_t SBO = BF16 ? BK * 2 * 8 : BK * 4 * 8;  // bytes between 8-row groups
+  static constexpr int CHUNKS_A = BM * BK / 4 / THREADS, CHUNKS_B = BN * BK / 4 / THREADS;  // a thread's chunks
+
+  template <Kind KIND>
+  static constexpr int smem_bytes() {
+    return STAGES * STAGE * int(sizeof(float));
+  }
+
+  // One operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 at rows x + 16·it, k + kq.
+  template <int CHUNKS>
+  struct Copier {
+    const float* ptr[CHUNKS];
+    const float* src;
+    int ld, x, kq, x_valid;
+    __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int k0) {
+      const int tid = int(threadIdx.x);
+      src = s, ld = ld_, x_valid = x_valid_;
+      x = x0 + 8 * (tid / 64) + tid % 8;
+      kq = 4 * ((tid % 64) / 8);
+#pragma unroll
+      for (int it = 0; it < CHUNKS; ++it) ptr[it] = s + ((long long)(x + 16 * it) * ld + k0 + kq);
+    }
+    // Issues this thread's chunks of the slice starting at k0 (cut at k_end) into the operand's raw
+    // stage S, then moves its pointers on by one slice.
+    __device__ __forceinline__ void issue(float* S, int k0, int k_end) {
+      const int k = k0 + kq;
+#pragma unroll
+      for (int it = 0; it < CHUNKS; ++it) {
+        float* d = S + 4 * (int(threadIdx.x) + it * THREADS);
+        const int xc = x + 16 * it;
+        if (xc < x_valid && k + 3 < k_end)
+          cp_async16(d, ptr[it]);
+        else
+          *reinterpret_cast<float4*>(d) = load_tail_chunk<true>(src, ld, xc, k, k_end, x_valid, x_valid, -1);
+        ptr[it] += BK;
+      }
+    }
+  };
+
+  // Rounds this thread's own chunks of one operand's slice (raw floats at S) once they have landed:
+  // TF32 in place; BF16 into the operand's bf16 copy H (byte offset of chunk c: (c/64)·SBO +
+  // (kc/2)·LBO + (c%8)·16 + (kc%2)·8, kc = (c%64)/8: k pairs (k, k+1) packed low-first).
+  template <int CHUNKS>
+  __device__ __forceinline__ static void round_own(float* S, float* H) {
+#pragma unroll
+    for (int it = 0; it < CHUNKS; ++it) {
+      const int c = int(threadIdx.x) + it * THREADS;
+      float4* d = reinterpret_cast<float4*>(S + 4 * c);
+      const float4 v = *d;
+      if constexpr (BF16) {
+        const int kc = (c % 64) / 8;
+        const int byte = (c / 64) * int(SBO) + (kc / 2) * int(LBO) + (c % 8) * 16 + (kc % 2) * 8;
+        *reinterpret_cast<uint2*>(reinterpret_cast<unsigned char*>(H) + byte) =
+            make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
+      } else {
+        (void)H;
+        *d = make_float4(bits_float(to_tf32(v.x)), bits_float(to_tf32(v.y)), bits_float(to_tf32(v.z)),
+                         bits_float(to_tf32(v.w)));
+      }
+    }
+  }
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
+    static_assert(KIND == Kind::Forward, "WgmmaTile runs the forward GEMM (both operands K-major)");
+    // The slices this block walks (as PipeTile::run): one piece [k_begin, k_last), or (folded)
+    // every piece of p.split_k in turn; pieces are whole slices but the GEMM's last one.
+    const bool fold = p.split_k > 0 && !p.partial;
+    const int piece = p.split_k > 0 ? p.split_k : p.K;
+    const int k_begin = fold ? 0 : z * p.split_k;
+    const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
+    const int pieces = fold ? split_count(p) : 1;
+    const int piece_slices = piece / BK;
+    const int slices = fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + BK - 1) / BK
+                            : (k_last - k_begin + BK - 1) / BK;
+
+    Copier<CHUNKS_A> ca;
+    Copier<CHUNKS_B> cb;
+    ca.init(p.a, p.lda, m0, p.M, k_begin);
+    cb.init(p.b, p.ldb, n0, p.N, k_begin);
+    int ik0 = k_begin;                                      // next slice to issue
+    int ike = fold ? (piece < p.K ? piece : p.K) : k_last;  // and its piece's end
+    auto issue_next = [&](float* st) {
+      ca.issue(st, ik0, ike);
+      cb.issue(st + RAW_A, ik0, ike);
+      ik0 += BK;
+      if (fold && ik0 >= ike) ike = ike + piece < p.K ? ike + piece : p.K;  // the next piece
+    };
+
+    constexpr int R = BN / 2;  // accumulators a thread (m64nBN)
+    float acc[R], sum[R];
+#pragma unroll
+    for (int v = 0; v < R; ++v) acc[v] = sum[v] = 0.0f;
+
+    constexpr int AHEAD = STAGES - 2;  // slices of copies in flight
+#pragma unroll
+    for (int s = 0; s < AHEAD; ++s) {
+      if (s < slices) issue_next(smem + s * STAGE);
+      cp_async_commit();
+    }
+    int left = piece_slices;  // slices left in the current piece (fold)
+    bool fresh = true;        // the next wgmma starts a piece: overwrite the accumulators
+    for (int s = 0; s < slices; ++s) {
+      float* const st = smem + (s % STAGES) * STAGE;
+      cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
+      round_own<CHUNKS_A>(st, st + RAW);
+      round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2);
+      fence_proxy_async();
+      __syncthreads();  // everyone's slice s is rounded; every wgmma of slice s - 2 is done
+      if (s + AHEAD < slices) issue_next(smem + ((s + AHEAD) % STAGES) * STAGE);
+      cp_async_commit();  // possibly empty: one group per slice for the wait count
+
+      const float* A = BF16 ? st + RAW : st;
+      const float* B = BF16 ? st + RAW + RAW_A / 2 : st + RAW_A;
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < BK; ks += KSTEP) {
+        // KSTEP elements of 4 (TF32) or 2 (BF16) bytes: 32 bytes, two core matrices along k
+        const uint32_t off = uint32_t(ks / KSTEP) * 2 * LBO;
+        const uint64_t da = wgmma_desc(reinterpret_cast<const unsigned char*>(A) + off, LBO, SBO);
+        const uint64_t db = wgmma_desc(reinterpret_cast<const unsigned char*>(B) + off, LBO, SBO);
+        if constexpr (BF16)
+          wgmma_bf16<BN>(acc, da, db, !(fresh && ks == 0));
+        else
+          wgmma_tf32<BN>(acc, da, db, !(fresh && ks == 0));
+      }
+      wgmma_commit();
+      fresh = false;
+      wgmma_wait<1>();  // slice s - 1's wgmmas are done (its stage may be refilled after the next barrier)
+      if (fold && --left == 0) {  // piece done: total += piece, in piece order
+        wgmma_wait<0>();
+        wgmma_fence_operands(acc);
+#pragma unroll
+        for (int v = 0; v < R; ++v) sum[v] += acc[v];
+        left = piece_slices, fresh = true;
+      }
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+    if (fold && left != piece_slices) {  // the last piece, when shorter
+#pragma unroll
+      for (int v = 0; v < R; ++v) sum[v] += acc[v];
+    }
+    cp_async_wait<0>();  // only empty groups remain
+
+    // acc[4j + r] is D[16w + g + 8·(r/2)][8j + 2t + r%2] (kernels/wgmma.cuh): store_warp_tiles'
+    // layout of one 16-row x BN/8 tiles of 16 x 8.
+    const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+    float out[1][BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) out[0][j][r] = fold ? sum[4 * j + r] : acc[4 * j + r];
+    store_warp_tiles<KIND>(p, z, m0 + 16 * warp, n0, lane / 4, lane % 4, out, epilogue_step<KIND>(p));
+  }
+};
+
 // One GEMM with its epilogue fused into the store (block (x, y): the tile at rows
 // (y % row tiles)*BM, columns x*BN, of split y / row tiles; one split without p.split_k).
 // Pointers come in GemmParams, so none can be __restrict__; the launchers check that outputs do
@@ -1081,6 +1290,13 @@ struct TilesFor {
   static_assert(Pipe128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one 128x128 block per SM");
   static_assert(2 * (Pipe64::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
   static_assert(2 * (Pipe64x8::template smem_bytes<Kind::Forward>() + 1024) <= 228 * 1024, "two 64x64 blocks per SM");
+  // The wgmma forward tiles (dense_force_tile only, unmeasured). 64x64: 6 stages of 16 KB (TF32: 4
+  // slices of copies in flight, 96 KB, two blocks fit an SM) or 5 of 24 KB (BF16: raw + bf16 copy;
+  // 3 in flight, 120 KB). 64x128 (half the L2 traffic for W and X at 16384 rows, half the CTAs):
+  // 6 stages of 24 KB (TF32, 144 KB) or 5 of 36 KB (BF16, 180 KB).
+  using Wgmma = WgmmaTile<PREC, 64, PREC == GemmPrecision::BF16 ? 5 : 6>;
+  using Wgmma128 = WgmmaTile<PREC, 128, PREC == GemmPrecision::BF16 ? 5 : 6>;
+  static_assert(Wgmma128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one wgmma block per SM");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
@@ -1227,6 +1443,30 @@ void launch_simt_tiles(const GemmParams& p, cudaStream_t stream) {
   MNIST_LAUNCH_CHECK(stream);
 }
 
+// Whether this process runs dense.cu's sm_90a code (the wgmma wrappers: MNIST_WGMMA, kernels/wgmma.cuh):
+// built for it (kernels/CMakeLists.txt compiles this file as sm_90a where the architectures include
+// 90) and on a device that loads it (compute capability 9.0). Asked once, of the device itself: a
+// probe kernel compiled like the tile reports the macro of the code that actually runs, so any
+// other device or build (a Blackwell JIT-compiling the compute_90 PTX, an sm_80 build) falls back
+// to PipeTile. The first forced Wgmma launch pays one synchronous round trip (not in a capture).
+__global__ void wgmma_probe_kernel(int* out) { *out = MNIST_WGMMA; }
+
+bool wgmma_available() {
+  static const bool available = [] {
+    int* d = nullptr;
+    CUDA_CHECK(cudaMalloc(&d, sizeof(int)));
+    CUDA_CHECK(cudaMemset(d, 0, sizeof(int)));
+    wgmma_probe_kernel<<<1, 1>>>(d);
+    const cudaError_t launched = cudaGetLastError();  // no image for this device: no wgmma either
+    int h = 0;
+    const cudaError_t e = cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost);
+    CUDA_CHECK(cudaFree(d));
+    CUDA_CHECK(e);
+    return launched == cudaSuccess && h == 1;
+  }();
+  return available;
+}
+
 // PipeTile's preconditions: 16-byte aligned operands and rows (every full chunk a legal 16-byte
 // cp.async), and split pieces of whole 32-deep slices (weight_split_rows and forward_split_cols
 // make them multiples of 32).
@@ -1247,7 +1487,7 @@ enum class Pick { Mma, Pipe64, Pipe64x8, Pipe128 };
 Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
   if (!pipelined_ok(p) || g_forced_tile.tile == GemmTile::Mma) return Pick::Mma;
   const bool split = p.split_k > 0 && p.partial;
-  if (g_forced_tile.tile != GemmTile::Auto) {
+  if (g_forced_tile.tile != GemmTile::Auto) {  // (Wgmma: the GEMMs it does not run, or no sm_90a)
     if (split && fold_allowed && g_forced_tile.fold_forward_split) p.partial = nullptr;
     return g_forced_tile.tile == GemmTile::Pipe128  ? Pick::Pipe128
            : g_forced_tile.tile == GemmTile::Pipe64 ? Pick::Pipe64
@@ -1274,6 +1514,16 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
 template <GemmPrecision PREC, Kind KIND>
 bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
+    if constexpr (KIND == Kind::Forward)
+      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
+          wgmma_available()) {
+        if (p.split_k > 0 && p.partial && g_forced_tile.fold_forward_split) p.partial = nullptr;
+        if (g_forced_tile.tile == GemmTile::Wgmma)
+          launch_pipe_tiles<typename TilesFor<PREC>::Wgmma, KIND>(p, stream);
+        else
+          launch_pipe_tiles<typename TilesFor<PREC>::Wgmma128, KIND>(p, stream);
+        return p.partial;
+      }
     switch (pick_pipe(p, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {
       case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
       case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
@@ -1484,6 +1734,7 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
+bool dense_wgmma_available() { return wgmma_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 void dense_prepare() {

@@ -108,13 +108,21 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, cons
 // fill the GPU) / of 128x128 outputs by 8 warps, wherever its alignment preconditions hold (else
 // MmaTile), with a forward GEMM's K split folded into the block when fold_forward_split. Results
 // are bitwise the same for every choice with the same split points (and folding keeps them); FP32
-// ignores it. Not thread-safe.
-enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128 };
+// ignores it. Wgmma / Wgmma128: the forward GEMM on Hopper's warpgroup MMA (kernels/dense.cu
+// WgmmaTile, 64x64 / 64x128 outputs by one warpgroup, sm_90a), its K split folded when
+// fold_forward_split; it holds the CPU twin's tolerance but is not claimed bitwise the others' (the
+// tensor core sums each wgmma's products in its own order). The other GEMMs, misaligned operands
+// and devices or builds without sm_90a take Pipe64x8 instead. The first Wgmma launch probes the
+// device once (synchronously). Not thread-safe.
+enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128, Wgmma, Wgmma128 };
 struct GemmTileChoice {
   GemmTile tile = GemmTile::Auto;
   bool fold_forward_split = false;
 };
 void dense_force_tile(GemmTileChoice choice);
+// Whether GemmTile::Wgmma really runs the wgmma tile here (dense.cu built for sm_90a and a device
+// that loads that code; the first call probes the device synchronously): for labels and tests.
+bool dense_wgmma_available();
 
 // Testing hook (the kernel tests, bench_kernels): forces the tile of the FP32 GEMMs launched after
 // it. Auto (the default): the launchers' choice by size (kernels/dense.cu, pick_simt). Scalar: the

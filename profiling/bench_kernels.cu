@@ -83,6 +83,7 @@ constexpr double kPeakBf16 = 990e12;   // H100 SXM5 dense BF16 tensor cores
 struct Options {
   std::string json;
   int repeats = 30, inner = 20, warmup = 10;
+  std::vector<std::string> only;  // --only: time just the rows whose "op shape impl" contains one of these
 };
 
 struct Result {
@@ -137,6 +138,12 @@ class Bench {
   template <class F>
   void run(const std::string& op, const std::string& shape, const std::string& impl, double flops, double bytes,
            F&& enqueue, double peak_flops = kPeakFlops) {
+    if (!opt_.only.empty()) {
+      const std::string row = op + " " + shape + " " + impl;
+      bool hit = false;
+      for (const std::string& o : opt_.only) hit = hit || row.find(o) != std::string::npos;
+      if (!hit) return;
+    }
     Result r{op, shape, impl, time_us(enqueue), flops, bytes, peak_flops};
     std::printf("%-16s %-26s %-28s %9.2f %10.1f %9.1f %9.2f\n", op.c_str(), shape.c_str(), impl.c_str(), r.us,
                 r.flops / r.us * 1e-3, r.bytes / r.us * 1e-3, r.floor_us());
@@ -234,6 +241,18 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           fwd("64x64 8-warp fold", {cuda::GemmTile::Pipe64x8, true}, tk.data());
           fwd("128x128 cross-split", {cuda::GemmTile::Pipe128, false}, nullptr);
           fwd("128x128 cross-split 1 launch", {cuda::GemmTile::Pipe128, false}, tk.data());
+          // The wgmma tile (issue 12; dense_force_tile only, not the launchers' choice yet): layer
+          // 1's forward at 512 / 4096 / 16384 rows, its K split folded into the block and across
+          // blocks in one launch. Labelled as the fallback where this build or device has no sm_90a.
+          if (l == 0 && (B == 512 || B == 4096 || B == 16384)) {
+            const bool ok = cuda::dense_wgmma_available();
+            for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Wgmma, "wgmma 64x64"},
+                                             std::pair{cuda::GemmTile::Wgmma128, "wgmma 64x128"}}) {
+              const std::string w = ok ? std::string(name) : std::string(name) + " unavailable (Pipe64x8)";
+              fwd(w + " fold", {tile, true}, tk.data());
+              fwd(w + " cross-split 1 launch", {tile, false}, tk.data());
+            }
+          }
         }
       }
       // FP32 at >= 4096 rows: as the engine runs it (with the workspace: the forward's K split folded
@@ -693,8 +712,12 @@ int main(int argc, char** argv) {
       opt.repeats = std::max(1, std::atoi(value().c_str()));
     } else if (a == "--inner") {
       opt.inner = std::max(1, std::atoi(value().c_str()));
+    } else if (a == "--only") {
+      opt.only.push_back(value());
     } else if (a == "-h" || a == "--help") {
-      std::printf("usage: bench_kernels [--json FILE] [--repeats N] [--inner N]\n");
+      std::printf("usage: bench_kernels [--json FILE] [--repeats N] [--inner N] [--only TEXT]...\n"
+                  "  --only TEXT: time only the rows whose \"op shape impl\" contains TEXT (repeatable),\n"
+                  "               e.g. --only 'gemm_forward 4096x784->128'\n");
       return 0;
     } else {
       std::fprintf(stderr, "bench_kernels: unknown argument '%s' (try --help)\n", a.c_str());

@@ -7,8 +7,10 @@
 // double reference differ only in the float32 summation of K products, whatever order and rounding
 // (or truncation) the tensor core uses inside an mma: |out - ref| <= K·2^-23·Σ|a·b|, plus two
 // roundings for the epilogue (bias, dropout scale). Checked as (K+2)·2^-23·scale·(Σ|a·b| + |bias|).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/dense.cuh"
@@ -318,6 +320,74 @@ TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-
         CHECK(bitwise_equal(o.dX, mma.dX));
       }
     }
+}
+
+// The wgmma forward tiles (kernels/dense.cu WgmmaTile, dense_force_tile({Wgmma or Wgmma128, fold});
+// 64x64 and 64x128 outputs, sm_90a):
+// every element against the CPU twin with the same input rounding (the derived tolerance of the
+// header), on layer 1's 4096 x 784 -> 128 and odd shapes: 1000 rows (a row tail of 40), K = 784 and
+// 200 (not multiples of the 32-deep slice), N = 72 (a column tail), K = 36 (one slice and a 4-deep
+// tail); without a workspace (one chain over K), with the engine's workspace (K >= 512: the split
+// across blocks, in one launch with tickets, or folded into the block), with ReLU and with dropout.
+// Not claimed bitwise MmaTile's (the tensor core's order inside one wgmma is its own), but a row
+// alone equals the row in the batch (bitwise: same split points, same instructions per row). On a
+// device or build without sm_90a the forced tile falls back to PipeTile and the same checks hold.
+// Quick mode runs in the host emulation too (run.sh tc: this file compiled for the host, this case only).
+TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, with and without dropout") {
+  Stream stream;
+  const std::string note = cuda::dense_wgmma_available() ? "wgmma tile: runs (sm_90a)"
+                                                         : "wgmma tile: unavailable here, PipeTile ran";
+  MESSAGE(note);
+  struct Shape {
+    int B, K, N;
+  };
+  // quick (the sanitizers, and the emulation: tests/gpu/emu/run.sh tc): a 784-deep split shape and a
+  // one-slice one, both with row and column tails
+  const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{129, 784, 72}, {129, 36, 64}}
+                                                  : std::vector<Shape>{{4096, 784, 128}, {1000, 784, 128},
+                                                                       {1000, 200, 72}, {129, 36, 64}};
+  for (const cuda::GemmTile tile : {cuda::GemmTile::Wgmma, cuda::GemmTile::Wgmma128})
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : kTensorCore)
+      for (bool fold : {false, true}) {
+        const int B = sh.B, K = sh.K, N = sh.N;
+        INFO(B, "x", K, "->", N, (tile == cuda::GemmTile::Wgmma ? " 64x64 " : " 64x128"),
+             (prec == GemmPrecision::TF32 ? " tf32" : " bf16"), (fold ? " fold" : " once"));
+        const auto X = random_vector(std::size_t(B) * K, 71 + B), W = random_vector(std::size_t(N) * K, 72, -.5, .5);
+        const auto b = random_vector(std::size_t(N), 73, -.5, .5);
+        std::vector<double> lin(std::size_t(B) * N), relu(lin.size()), mag(lin.size()), zero(N, 0.0);
+        cpu::dense_forward(lin.data(), to_double(X).data(), to_double(W).data(), to_double(b).data(), B, K, N, false,
+                           prec);
+        cpu::dense_forward(mag.data(), rounded(X, prec, true).data(), rounded(W, prec, true).data(), zero.data(), B, K,
+                           N, false);
+        for (std::size_t i = 0; i < mag.size(); ++i) mag[i] += std::fabs(b[i % N]), relu[i] = std::max(lin[i], 0.0);
+        std::vector<double> drop(relu.size());
+        cpu::dropout_forward(drop.data(), relu.data(), relu.size(), 0.2f, 42, 9, 1);
+        auto gX = to_device(X), gW = to_device(W), gb = to_device(b);
+        const std::size_t wsn = cuda::dense_workspace_floats(B, K, N);
+        DeviceBuffer<float> ws(std::max<std::size_t>(wsn, 1));
+        DeviceBuffer<unsigned> tk(std::max<std::size_t>(cuda::dense_ticket_count(B, K, N), 1));
+        CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+        float* const w = wsn ? ws.data() : nullptr;
+        cuda::dense_force_tile({tile, fold});
+        auto Y = poisoned<float>(lin.size()), Yr = poisoned<float>(lin.size()), Yt = poisoned<float>(lin.size());
+        auto D = poisoned<float>(lin.size()), y1 = poisoned<float>(N);
+        cuda::dense_forward(Y.data(), gX.data(), gW.data(), gb.data(), B, K, N, false, stream.get(), prec);
+        cuda::dense_forward(Yr.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, w);
+        cuda::dense_forward(Yt.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, w,
+                            wsn ? tk.data() : nullptr);
+        cuda::dense_forward(y1.data(), gX.data() + std::size_t(B - 1) * K, gW.data(), gb.data(), 1, K, N, true,
+                            stream.get(), prec, w);
+        cuda::dense_relu_dropout_forward(D.data(), gX.data(), gW.data(), gb.data(), B, K, N,
+                                         cuda::DropoutSpec{0.2f, 42, 9, 1, nullptr}, stream.get(), prec, w);
+        cuda::dense_force_tile({});
+        expect_within(to_host(Y), lin, mag, K, 1.0, "Y");
+        const std::vector<float> hr = to_host(Yr);
+        expect_within(hr, relu, mag, K, 1.0, "relu Y, engine workspace");
+        CHECK(bitwise_equal(to_host(Yt), hr));
+        CHECK(bitwise_equal(to_host(y1), std::vector<float>(hr.end() - N, hr.end())));
+        expect_within(to_host(D), drop, mag, K, 1.25, "dropout D");
+      }
 }
 
 }  // namespace

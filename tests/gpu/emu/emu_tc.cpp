@@ -11,6 +11,7 @@
 // reference is computed in double from the rounded inputs; epilogues add at most two more
 // roundings (bias, dropout scale), and ReLU and the masks are 1-Lipschitz, so each element is
 // checked as |out - ref| <= (K+2)·2^-23·scale·(Σ_k |a_k b_k| + |bias|) + 1e-30.
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include "tests/gpu/dense_backward_ref.cuh"
 #include "kernels/cp_async.cuh"
 #include "kernels/mma.cuh"
+#include "kernels/wgmma.cuh"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
@@ -436,6 +438,174 @@ void pipe_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
   }
 }
 
+// The wgmma model itself (ov/kernels/wgmma.cuh), against a naive GEMM on random data: one
+// warpgroup multiplies a 64 x 32 A by an N x 32 B (N = 64 or 128; both K-major, stored as
+// no-swizzle core matrices with the LBO/SBO given) in KSTEP-deep m64nN instructions, the first with
+// scale-d 0 over accumulators filled with garbage, into D [64 x N] (every element, the tolerance of the header); the
+// accumulators do not change before the wait; and the same data under a descriptor with LBO and
+// SBO swapped, or core matrices written at the other offsets, gives wrong results (the model
+// decodes the descriptor rather than assume a layout). Two layouts: core matrices adjacent along
+// k (LBO 128, SBO = a row group's worth) and the transpose (adjacent along m/n).
+template <int N>
+void wgmma_model(GemmPrecision prec, bool k_adjacent) {
+  const bool bf16 = prec == GemmPrecision::BF16;
+  const int E = bf16 ? 2 : 4, KSTEP = bf16 ? 16 : 8, K = 32, M = 64;
+  const int per_row = K * E / 16;                      // core matrices along k
+  // (the transposed arrangement: core matrices along m/n adjacent, a k step N/8 of them apart)
+  const uint32_t lbo = k_adjacent ? 128 : 128 * (N / 8), sbo = k_adjacent ? 128 * per_row : 128;
+  const std::string tag =
+      cat("wgmma model m64n", N, bf16 ? " bf16" : " tf32", k_adjacent ? " lbo 128" : " sbo 128");
+  const Vec A = rnd(std::size_t(M) * K, 201), B = rnd(std::size_t(N) * K, 202);
+  const DVec Ar = rounded_dbl(A, prec), Br = rounded_dbl(B, prec);
+  // byte offset of element (x, k) in an operand's region (the layout the descriptor describes)
+  auto at = [&](int x, int k) { return (x / 8) * sbo + (k * E / 16) * lbo + (x % 8) * 16 + (k * E) % 16; };
+  const std::size_t region = std::size_t(N) * K * E;  // bytes of the larger operand
+  DVec ref(std::size_t(M) * N, 0.0), mag(ref.size(), 0.0);
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n)
+      for (int k = 0; k < K; ++k) {
+        ref[std::size_t(m) * N + n] += Ar[std::size_t(m) * K + k] * Br[std::size_t(n) * K + k];
+        mag[std::size_t(m) * N + n] += std::fabs(Ar[std::size_t(m) * K + k] * Br[std::size_t(n) * K + k]);
+      }
+  for (int variant = 0; variant < 2; ++variant) {  // 0: as stored; 1: LBO and SBO swapped
+    Vec D = poison(ref.size());
+    std::atomic<bool> unchanged_before_wait{true};
+    const long long ops0 = cuda::g_emu_wgmma_ops;
+    // (4 regions: the swapped descriptors reach past the two operands, still inside the block's
+    // memory; above 48 KB for N = 128, so allowed as cudaFuncSetAttribute would)
+    static const int launch_key = 0;
+    emu::max_dynamic_smem()[&launch_key] = int(4 * region);
+    emu::launch_dynamic(dim3(1), 128, 4 * region, &launch_key, [&] {
+      unsigned char* smem = emu::dynamic_shared<unsigned char>();
+      const int tid = int(threadIdx.x);
+      for (int e = tid; e < N * K; e += 128) {  // store both operands rounded, in the layout
+        const int x = e / K, k = e % K;
+        for (int op = 0; op < 2; ++op) {
+          if (op == 0 && x >= M) continue;
+          const float v = float(op ? Br[e] : Ar[e]);
+          unsigned char* p = smem + op * region + at(x, k);
+          if (bf16) {
+            const uint16_t h = uint16_t(float_bits(v) >> 16);
+            std::memcpy(p, &h, 2);
+          } else {
+            std::memcpy(p, &v, 4);
+          }
+        }
+      }
+      cuda::fence_proxy_async();
+      __syncthreads();
+      float d[N / 2];
+      for (float& x : d) x = 12345.0f;  // garbage that scale-d 0 must ignore
+      cuda::wgmma_fence();
+      const uint32_t l = variant ? sbo : lbo, s = variant ? lbo : sbo;
+      for (int ks = 0; ks < K; ks += KSTEP) {
+        const uint32_t off = uint32_t(ks * E / 16) * lbo;  // the step's first core matrix along k
+        const uint64_t da = cuda::wgmma_desc(smem + off, l, s), db = cuda::wgmma_desc(smem + region + off, l, s);
+        if (bf16)
+          cuda::wgmma_bf16<N>(d, da, db, ks > 0);
+        else
+          cuda::wgmma_tf32<N>(d, da, db, ks > 0);
+      }
+      cuda::wgmma_commit();
+      if (d[0] != 12345.0f || d[N / 2 - 1] != 12345.0f) unchanged_before_wait = false;
+      cuda::wgmma_wait<0>();
+      // D fragment (PTX ISA): thread 32w + 4g + t, d[4j + 2h + c] = D[16w + g + 8h][8j + 2t + c]
+      const int w = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+      for (int v = 0; v < N / 2; ++v)
+        D[std::size_t(16 * w + g + 8 * ((v / 2) % 2)) * N + 8 * (v / 4) + 2 * t + v % 2] = d[v];
+    });
+    expect(cuda::g_emu_wgmma_ops - ops0 == 128 * (K / KSTEP), "every thread performed each wgmma once, " + tag);
+    expect(unchanged_before_wait, "accumulators unchanged before wgmma_wait, " + tag);
+    if (variant == 0) {
+      check(D, ref, mag, K, 1.0, tag);
+    } else {
+      int off = 0;  // the swapped descriptor reads other elements: most results are wrong
+      for (std::size_t i = 0; i < D.size(); ++i)
+        off += !(std::fabs(double(D[i]) - ref[i]) <= double(K + 2) * std::ldexp(1.0, -23) * mag[i]);
+      expect(off > int(D.size()) / 2, "LBO/SBO swapped reads other elements, " + tag);
+    }
+  }
+}
+
+// The wgmma forward tile (WgmmaTile, dense_force_tile({Wgmma, fold})) against the CPU twin with the
+// same input rounding, every element, the derived tolerance of the header: the forward alone (one
+// chain over K), with the engine's workspace (K >= 512: split across blocks, reduced by the second
+// kernel, or with tickets in the same launch, or folded into the block), ReLU and dropout (mask
+// step read from the device counters), on row tails (B not a multiple of 64), column tails (N not
+// a multiple of 64) and K tails (K not a multiple of the 32-deep slice). The wgmma operation counter
+// proves the tile ran; a row alone equals the row in the batch (bitwise, same split points); a K
+// that breaks cp.async's 16-byte alignment (K % 4 != 0) falls back to PipeTile (no wgmma) and is
+// still right.
+void wgmma_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
+  const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              tile == cuda::GemmTile::Wgmma ? " wgmma 64x64" : " wgmma 64x128", " B=", B, " K=", K,
+                              " N=", N);
+  const Vec X = rnd(std::size_t(B) * K, 111 + B), W = rnd(std::size_t(N) * K, 112 + K, -.5, .5), b = rnd(N, 113);
+  const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec);
+  DVec lin = gemm_xwt(Xr, Wr, B, K, N), mag = gemm_xwt(absd(Xr), absd(Wr), B, K, N), relu(lin.size());
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) {
+      const std::size_t i = std::size_t(r) * N + j;
+      lin[i] += b[j], mag[i] += std::fabs(b[j]);
+      relu[i] = std::max(lin[i], 0.0);
+    }
+  DVec drop(relu.size());
+  cpu::dropout_forward(drop.data(), relu.data(), relu.size(), 0.2f, 42, 29, 1);
+  const std::size_t wsn = cuda::dense_workspace_floats(B, K, N), ntk = cuda::dense_ticket_count(B, K, N);
+  const bool aligned = K % 4 == 0;
+  Vec ws = poison(std::max<std::size_t>(wsn, 1));
+  for (bool fold : {false, true}) {
+    const std::string t = cat(tag, fold ? " fold" : "");
+    cuda::dense_force_tile({tile, fold});
+    const long long ops0 = cuda::g_emu_wgmma_ops;
+    Vec Y = poison(lin.size());
+    cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, false, nullptr, prec);
+    check(Y, lin, mag, K, 1.0, "Y " + t);
+    expect((cuda::g_emu_wgmma_ops > ops0) == aligned, "wgmma ran iff K % 4 == 0, " + t);
+    if (wsn) {
+      Vec Ys = poison(lin.size());
+      cuda::dense_forward(Ys.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+      check(Ys, relu, mag, K, 1.0, "relu Y, engine workspace " + t);
+      std::vector<unsigned> tk(ntk, 0u);
+      Vec Yt = poison(lin.size());
+      cuda::dense_forward(Yt.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data(),
+                          tk.data());
+      same(Yt, Ys, "tickets = two passes / fold, " + t);
+      bool zero = true;
+      for (unsigned v : tk) zero = zero && v == 0u;
+      expect(zero, "every ticket back to 0, " + t);
+      Vec one = poison(N);
+      cuda::dense_forward(one.data(), X.data() + std::size_t(B - 1) * K, W.data(), b.data(), 1, K, N, true, nullptr,
+                          prec, ws.data());
+      same(one, Vec(Ys.end() - N, Ys.end()), "last row alone = in the batch, " + t);
+    }
+    cuda::TrainCounters c;
+    c.step = 29;
+    Vec D = poison(lin.size());
+    cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N,
+                                     cuda::DropoutSpec{0.2f, 42, 0, 1, &c}, nullptr, prec, wsn ? ws.data() : nullptr);
+    check(D, drop, mag, K, 1.25, "dropout D " + t);
+    cuda::dense_force_tile({});
+  }
+}
+
+// The model at both shapes and arrangements, then both wgmma tiles on: row, column and K tails
+// (129 x 200 -> 72: 6.25 slices; 129 x 200 -> 136 for 64x128: two column tiles, the second 8 wide),
+// K = 36 (one slice and a 4-deep tail), a 784-deep K split in 4 pieces (the last 3.5 slices: layer
+// 1's, folded or across blocks), and K = 33 (misaligned: falls back to PipeTile).
+void wgmma_all(GemmPrecision prec, bool quick) {
+  wgmma_model<64>(prec, true);
+  wgmma_model<64>(prec, false);
+  wgmma_model<128>(prec, true);
+  wgmma_model<128>(prec, false);
+  wgmma_cases(prec, 129, 200, 72, cuda::GemmTile::Wgmma);
+  wgmma_cases(prec, 70, 36, 64, cuda::GemmTile::Wgmma);
+  wgmma_cases(prec, 100, 784, quick ? 40 : 128, cuda::GemmTile::Wgmma);
+  wgmma_cases(prec, 65, 33, 10, cuda::GemmTile::Wgmma);
+  wgmma_cases(prec, 129, 200, 136, cuda::GemmTile::Wgmma128);
+  wgmma_cases(prec, 100, 784, quick ? 40 : 128, cuda::GemmTile::Wgmma128);
+}
+
 // Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
 // rendezvous) keeps every GEMM kind x precision on the tails that matter: rows 1, 7 and 33 (one
 // row, a partial tile, a tile plus one row), every layer shape (784-deep only at 7 rows: K = 784
@@ -444,6 +614,11 @@ void pipe_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1;
   rounding_cases();
+  if (argc > 1 && std::string(argv[1]) == "wgmma") {  // the wgmma model and tile alone (quick)
+    for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) wgmma_all(prec, true);
+    std::printf("wgmma: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
+    return failures != 0;
+  }
   std::vector<cases::LayerShape> layers = cases::model_layers();
   layers.insert(layers.end(), cases::odd_layers().begin(), cases::odd_layers().end());
   std::vector<int> rows{1, 7, 127, 129, 300};
@@ -505,6 +680,9 @@ int main(int argc, char** argv) {
   }
   pipe_cases(quick ? GemmPrecision::TF32 : GemmPrecision::BF16, 100, 544, 36, cuda::GemmTile::Pipe128);
   lap("pipelined 128x128");
+  // The wgmma model against a naive GEMM, then the wgmma forward tiles (wgmma_all).
+  for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) wgmma_all(prec, quick);
+  lap("wgmma");
   if (!quick) {  // about 8 and 4 minutes on two cores
     pipe_cases(GemmPrecision::TF32, 512, 784, 128, cuda::GemmTile::Pipe64);
     pipe_cases(GemmPrecision::BF16, 256, 784, 128, cuda::GemmTile::Pipe128);

@@ -54,7 +54,13 @@ for part in "${parts[@]}"; do
       "$work/emu_fused" ;;
     tc)  # tensor-core GEMMs (TF32/BF16): mma fragment layouts, rounding, split-K
       g++ "${flags[@]}" "$here/emu_tc.cpp" "${kernels[@]}" -o "$work/emu_tc"
-      if [[ $full == 1 ]]; then "$work/emu_tc"; else "$work/emu_tc" quick; fi ;;
+      if [[ $full == 1 ]]; then "$work/emu_tc"; else "$work/emu_tc" quick; fi
+      # test_dense_tc.cu's wgmma case itself (its shapes, references, tolerances, quick selection);
+      # its launches rewritten as the kernels' are (the file has a test kernel)
+      python3 "$here/transform.py" "$root/tests/gpu/test_dense_tc.cu" "$work/gen/test_dense_tc.cpp" $fma
+      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" "$work/gen/test_dense_tc.cpp" "${kernels[@]}" "$root/layers/model.cpp" \
+          -o "$work/emu_dense_tc"
+      MNIST_GPU_TEST_QUICK=1 "$work/emu_dense_tc" --no-intro --test-case='wgmma*' ;;
     engine_tc)  # the CUDA engine at tf32/bf16 against the CPU engine with the same rounding
       g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_engine_tc"
       "$work/emu_engine_tc" ;;

@@ -1,0 +1,203 @@
+// Host emulation of kernels/wgmma.cuh: the same functions, with wgmma modelled as the asynchronous
+// warpgroup collective it is.
+//
+// Issue (wgmma_tf32<N> / wgmma_bf16<N>, m64nNk8 / m64nNk16, N = 64 or 128): the 128 threads of the warpgroup (threads
+// 128q .. 128q+127 of the block) meet at a barrier with the descriptors they pass; every thread
+// checks that its descriptors and scale-d equal the warpgroup's first thread's (the instruction
+// takes one value per warpgroup: a thread-dependent descriptor is a bug) and records the operation
+// (descriptors, its own accumulator array, scale-d) in its own queue. Nothing is computed yet.
+// wgmma_commit closes the thread's open operations into a group; wgmma_wait<N> performs, in issue
+// order, every group but the N most recent: only then does the thread's accumulator change, and
+// only then are the operands read from shared memory. So a kernel that reads an accumulator before
+// its wait sees the old value, and one that overwrites a stage before every thread's wait has
+// passed (a missing barrier, a wait of too many groups) feeds the wrong or poisoned (NaN) data, as
+// it could on the GPU.
+//
+// Performing an operation, a thread computes its own N/2 elements of D by the PTX fragment table
+// (thread 32w + 4g + t holds d[4j + 2h + c] = D[16w + g + 8h][8j + 2t + c], written out here
+// independently of how dense.cu stores them), each as the sum over k of A(m, k)·B(n, k), where
+// every operand element is found by DECODING the descriptor (start address, LBO, SBO; base offset
+// and swizzle must be 0: only the no-swizzle K-major layout is modelled, anything else aborts):
+//   element (x, k), E-byte elements: start + (x/8)·SBO + (k·E/16)·LBO + (x%8)·16 + (k·E)%16.
+// Addresses are byte offsets in the block's dynamic shared memory (the emulator's per-block buffer
+// stands for the shared window; wgmma_desc encodes p - base). TF32 elements are read as the
+// hardware does (the 19 high bits of the word), BF16 as 16-bit halves. Numerics as the mma model
+// (ov/kernels/mma.cuh): products exact, added to the accumulator in ascending k with float FMAs;
+// the hardware's order inside one instruction is not documented and the tests' tolerances cover
+// any order. fence_proxy_async and wgmma_fence order nothing here (the model reads at the wait,
+// after the barriers a correct kernel has): they only count. g_emu_wgmma_ops counts the operations
+// performed (tests check the path ran).
+#pragma once
+
+#include <atomic>
+#include <cooperative_groups.h>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "kernels/precision.hpp"
+#include "kernels/wgmma_desc.hpp"
+
+#define MNIST_WGMMA 1
+
+namespace mnist::cuda {
+namespace emu_wgmma {
+
+// A reusable barrier of the 128 threads of one warpgroup (generation counted, as mma.cuh's warp
+// barrier).
+struct GroupBarrier {
+  std::atomic<int> count{0};
+  std::atomic<uint64_t> generation{0};
+  void wait() {
+    const uint64_t gen = generation.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == 127) {
+      count.store(0, std::memory_order_relaxed);
+      generation.store(gen + 1, std::memory_order_release);
+    } else {
+      while (generation.load(std::memory_order_acquire) == gen) std::this_thread::yield();
+    }
+  }
+};
+struct Issue {
+  uint64_t a, b;
+  int accumulate, n;
+};
+constexpr int kMaxGroups = 8;  // 1024 threads
+inline GroupBarrier& barrier(int q) {
+  static GroupBarrier b[kMaxGroups];
+  return b[q];
+}
+// Two buffers per warpgroup, used by alternate calls (one barrier per call suffices, as in mma.cuh).
+inline Issue (&scratch(int q))[2][128] {
+  static Issue s[kMaxGroups][2][128];
+  return s[q];
+}
+
+struct Op {
+  uint64_t a, b;
+  float* d;
+  int n;  // N of m64nN: n/2 accumulators a thread
+  bool accumulate, bf16;
+};
+struct Queue {
+  std::vector<Op> open;                // issued since the last commit
+  std::deque<std::vector<Op>> groups;  // committed, oldest first
+};
+inline thread_local Queue queue;
+inline std::atomic<long long> ops{0}, fences{0}, proxy_fences{0};
+
+[[noreturn]] inline void fail(const char* what) {
+  std::fprintf(stderr, "emu wgmma: %s\n", what);
+  std::abort();
+}
+
+// The shared-memory bytes at byte offset `off` of the block's dynamic shared memory.
+inline const unsigned char* smem_at(uint64_t off) {
+  return static_cast<const unsigned char*>(g_emu_dynamic_smem) + off;
+}
+
+// Element (x, k) of a K-major no-swizzle operand described by desc, E bytes an element.
+inline const unsigned char* element(uint64_t desc, int x, int k, int E) {
+  const uint64_t start = (desc & 0x3FFFu) << 4, lbo = ((desc >> 16) & 0x3FFFu) << 4,
+                 sbo = ((desc >> 32) & 0x3FFFu) << 4;
+  if (((desc >> 49) & 7u) != 0) fail("descriptor base offset != 0 (not modelled)");
+  if ((desc >> 62) != 0) fail("descriptor swizzle mode != none (not modelled)");
+  const int kb = k * E;
+  return smem_at(start + uint64_t(x / 8) * sbo + uint64_t(kb / 16) * lbo + uint64_t(x % 8) * 16 + uint64_t(kb % 16));
+}
+
+inline float tf32_at(const unsigned char* p) {
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  return bits_float(w & 0xFFFFE000u);
+}
+inline float bf16_at(const unsigned char* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return bits_float(uint32_t(h) << 16);
+}
+
+// This thread's N/2 elements of D for one operation (m64nNk8 tf32 / m64nNk16 bf16).
+inline void perform(const Op& op) {
+  const int tid = int(threadIdx.x) % 128, w = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+  const int K = op.bf16 ? 16 : 8, E = op.bf16 ? 2 : 4;
+  for (int v = 0; v < op.n / 2; ++v) {
+    const int j = v / 4, h = (v / 2) % 2, c = v % 2;
+    const int m = 16 * w + g + 8 * h, n = 8 * j + 2 * t + c;
+    float acc = op.accumulate ? op.d[v] : 0.0f;
+    for (int k = 0; k < K; ++k) {
+      const unsigned char *pa = element(op.a, m, k, E), *pb = element(op.b, n, k, E);
+      const float a = op.bf16 ? bf16_at(pa) : tf32_at(pa), b = op.bf16 ? bf16_at(pb) : tf32_at(pb);
+      acc = std::fma(a, b, acc);
+    }
+    op.d[v] = acc;
+  }
+  ++ops;
+}
+
+inline void issue(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate, bool bf16) {
+  if (blockDim.x % 128 != 0 || blockDim.y != 1 || blockDim.z != 1) fail("block is not whole warpgroups");
+  const int tid = int(threadIdx.x), q = tid / 128;
+  thread_local unsigned calls = 0;
+  const unsigned buf = calls++ % 2;
+  auto& sc = scratch(q)[buf];
+  sc[tid % 128] = {desc_a, desc_b, int(accumulate), n};
+  barrier(q).wait();
+  const Issue& first = sc[0];
+  if (first.a != desc_a || first.b != desc_b || first.accumulate != int(accumulate) || first.n != n)
+    fail("the threads of a warpgroup passed different descriptors, scale-d or shapes");
+  queue.open.push_back({desc_a, desc_b, d, n, accumulate, bf16});
+}
+
+}  // namespace emu_wgmma
+
+inline std::atomic<long long>& g_emu_wgmma_ops = emu_wgmma::ops;
+inline std::atomic<long long>& g_emu_wgmma_fences = emu_wgmma::fences;
+inline std::atomic<long long>& g_emu_proxy_fences = emu_wgmma::proxy_fences;
+
+inline uint64_t wgmma_desc(const void* p, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  const std::ptrdiff_t off = static_cast<const unsigned char*>(p) - static_cast<const unsigned char*>(g_emu_dynamic_smem);
+  if (!g_emu_dynamic_smem || off < 0 || off >= (1 << 18)) emu_wgmma::fail("descriptor of an address outside the block's shared memory");
+  if (off % 16) emu_wgmma::fail("descriptor start address not 16-byte aligned");
+  return wgmma_desc_bits(uint32_t(off), lbo_bytes, sbo_bytes);
+}
+
+inline void wgmma_fence() { ++emu_wgmma::fences; }
+template <int R>
+inline void wgmma_fence_operands(float (&)[R]) {}  // a compiler barrier on the GPU; nothing to model
+inline void fence_proxy_async() { ++emu_wgmma::proxy_fences; }
+
+inline void wgmma_commit() {
+  auto& q = emu_wgmma::queue;
+  q.groups.push_back(std::move(q.open));
+  q.open.clear();
+}
+
+template <int N>
+inline void wgmma_wait() {
+  static_assert(N >= 0 && N <= 7, "wgmma.wait_group takes 0..7");
+  auto& q = emu_wgmma::queue;
+  while (q.groups.size() > std::size_t(N)) {
+    for (const auto& op : q.groups.front()) emu_wgmma::perform(op);
+    q.groups.pop_front();
+  }
+}
+
+template <int N>
+inline void wgmma_tf32(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
+  emu_wgmma::issue(d, N, desc_a, desc_b, accumulate, false);
+}
+template <int N>
+inline void wgmma_bf16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
+  emu_wgmma::issue(d, N, desc_a, desc_b, accumulate, true);
+}
+
+}  // namespace mnist::cuda
