@@ -75,7 +75,7 @@ constexpr int kTailGroupRows = 32;     // one metric slot per 32 rows (softmax_x
 // "" when the tail kernel runs a tail of these widths [w0, ..., wT]; else why not, in one line:
 // T < 1 or > kTailMaxLayers, a width < 1, more than 32 classes, or weights too wide for the shared
 // memory (all weights, their gradient accumulators and 32 rows of activations and gradients in
-// 200 KB; the model's 128 -> 64 -> 10 takes 116 KB, a 256 -> 128 -> 10 tail 214 KB: too wide).
+// 200 KB; the model's 128 -> 64 -> 10 takes 114 KB, a 256 -> 128 -> 10 tail 352 KB: too wide).
 std::string tail_unsupported(const std::vector<int>& widths);
 
 // Rows per block of a training launch over B rows: 32·ceil(B / 4096) (a multiple of 32; fixed by
