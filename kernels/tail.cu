@@ -18,7 +18,8 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunk = 64;                    // rows of a block on chip at once (a multiple of 32)
 constexpr int kMaxGroupsPerBlock = 16;           // 32 · ceil(65536 / 4096) = 512 rows a block
-constexpr int kSqrtRows = 4096;                  // rows per block grow by 32 every 4096 rows of B
+constexpr int kStepRows = 4096;                  // rows per block grow by 32 every 4096 rows of B
+constexpr int kMaxSlices = kStepRows / kTailGroupRows;  // so ceil(B / R) <= 128 for every B
 constexpr int kSmemBudget = 200 * 1024;          // dynamic shared memory a block may use (sm_90: 227 KB)
 constexpr int kEvalRows = 32;                    // evaluation: one 32-row chunk a block
 static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
@@ -295,14 +296,14 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
 
   for (int i = 1; i <= T; ++i)
-    rowblock::stage_rounded<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
+    rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
-    rowblock::stage_rounded<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
+    rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
     __syncthreads();  // (the first chunk: also the weights)
 
@@ -539,12 +540,16 @@ std::string tail_unsupported(const std::vector<int>& widths) {
   return "";
 }
 
-int tail_rows_per_block(int B) { return B <= 0 ? kTailGroupRows : kTailGroupRows * ((B + kSqrtRows - 1) / kSqrtRows); }
+int tail_rows_per_block(int B) { return B <= 0 ? kTailGroupRows : kTailGroupRows * ((B + kStepRows - 1) / kStepRows); }
 
 int tail_blocks(int B) {
   if (B <= 0) return 0;
   const int R = tail_rows_per_block(B);
   return (B + R - 1) / R;
+}
+
+int tail_max_blocks(int B) {
+  return B <= 0 ? 0 : std::min(kMaxSlices, (B + kTailGroupRows - 1) / kTailGroupRows);
 }
 
 std::size_t tail_slice_floats(const std::vector<int>& widths) {

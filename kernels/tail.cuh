@@ -83,6 +83,9 @@ std::string tail_unsupported(const std::vector<int>& widths);
 // the partial slices it writes.
 int tail_rows_per_block(int B);
 int tail_blocks(int B);
+// The most slices a training launch over at most B rows writes (tail_blocks is not monotonic: 4096
+// rows give 128 blocks, 4097 give 65): min(128, ceil(B / 32)). Size the partial buffer with it.
+int tail_max_blocks(int B);
 
 // One slice: every tail layer i's [w_i][w_{i-1} + 1] (column w_{i-1} is db), layer after layer
 // (i = 1..T), the slice padded to a multiple of 4 floats. tail_layer_offset(widths, i) = floats

@@ -467,6 +467,17 @@ TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small ar
   CHECK(cuda::tail_blocks(16384) == 128);
   CHECK(cuda::tail_blocks(65536) == 128);
   CHECK(cuda::tail_xent_slots(33) == 2);
+  int most = 0;  // the partial buffer's size: the most blocks over r <= B
+  for (int B = 1; B <= 65536; ++B) {
+    most = std::max(most, cuda::tail_blocks(B));
+    if (B % 97 != 0 && B > 300) continue;  // checked at every row count, asserted at a sample
+    CHECK(cuda::tail_blocks(B) <= cuda::tail_max_blocks(B));
+    CHECK(most <= cuda::tail_max_blocks(B));
+    CHECK(cuda::tail_rows_per_block(B) * cuda::tail_blocks(B) >= B);
+    CHECK(cuda::tail_rows_per_block(B) <= 512);
+  }
+  CHECK(cuda::tail_max_blocks(4097) == 128);
+  CHECK(cuda::tail_max_blocks(100) == 4);
   // The slice layout: layer 1 [64][129], layer 2 [10][65], padded to a multiple of 4.
   CHECK(cuda::tail_layer_offset({128, 64, 10}, 1) == 0);
   CHECK(cuda::tail_layer_offset({128, 64, 10}, 2) == 64u * 129u);
