@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/row_block.cuh"
@@ -317,13 +318,38 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       if (i < T) {
         float* out = pool + pl.off_act[i];
         const int as = pl.as[i];
+        const bool dropout = BACKWARD && p.threshold;
         gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
-          const std::size_t idx = std::size_t(c0 + r) * std::size_t(N) + std::size_t(n);
-          const float a = dense_unit(v, bias[n], true, BACKWARD ? p.threshold : 0u, p.drop_scale, p.seed, step,
-                                     uint32_t(i), idx);
-          if (trace) trace[idx] = a;
-          out[r * as + n] = stored_activation<PREC>(a);
+          const float z = dense_unit(v, bias[n], true, 0u, 1.0f, 0, 0, 0, 0);  // + bias, ReLU
+          if (dropout) {
+            out[r * as + n] = z;  // raw: the dropout pass below scales and rounds it
+            return;
+          }
+          if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
+          out[r * as + n] = stored_activation<PREC>(z);
         });
+        if (dropout) {
+          // dense_unit's dropout (keep iff draw(seed, step, layer i, row·N + n) >= threshold, kept
+          // units × 1/(1-p)) with one Philox block for 4 consecutive elements, where the GEMM's
+          // thread layout would draw one block per element: the chunk's first element c0·N is a
+          // multiple of 4 (c0 is a multiple of 32).
+          __syncthreads();
+          const int n_el = rows * N;
+          const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
+          for (int g = tid; 4 * g < n_el; g += kThreads) {
+            const uint4 bits = philox_block(p.seed, rng::kDropout, uint32_t(i), g0 + uint64_t(g), step);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const int e = 4 * g + j;
+              if (e >= n_el) break;
+              const int r = e / N, n = e - r * N;
+              const float z = out[r * as + n];
+              const float a = block_word(bits, unsigned(j)) >= p.threshold ? z * p.drop_scale : 0.0f;
+              if (trace) trace[std::size_t(c0) * std::size_t(N) + std::size_t(e)] = a;
+              out[r * as + n] = stored_activation<PREC>(a);
+            }
+          }
+        }
       } else {
         gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
           const float z = dense_unit(v, bias[n], false, 0u, 1.0f, 0, 0, 0, 0);  // + bias

@@ -412,8 +412,9 @@ int main(int argc, char** argv) {
       const int B = w[0] == 128 ? 300 : 8193, T = int(w.size()) - 1, C = w.back();
       const std::string tag = cat("tail ", w[0], "..", C, " B=", B, prec == GemmPrecision::TF32 ? " tf32" : " fp32");
       std::vector<std::vector<float>> W, bias;
-      for (int i = 1; i <= T; ++i) {
-        W.push_back(rnd(std::size_t(w[i]) * w[i - 1], 500 + i, -1.5 / std::sqrt(w[i - 1]), 1.5 / std::sqrt(w[i - 1])));
+      for (int i = 1; i <= T; ++i) {  // the last layer's logits far apart: losses from ~1e-15 to ~50,
+        const double lim = (i == T ? 40.0 : 1.5) / std::sqrt(w[i - 1]);  // whose double sums depend on the order
+        W.push_back(rnd(std::size_t(w[i]) * w[i - 1], 500 + i, -lim, lim));
         bias.push_back(rnd(std::size_t(w[i]), 510 + i, -0.2, 0.2));
       }
       cuda::TailNet net;
