@@ -49,6 +49,9 @@
 //     threads, operands read as float4 along the reduction (forward, data) or along the outputs
 //     (weight), so each shared load feeds 4-8 FMAs and each warp-wide load is one or two
 //     wavefronts (a 4x8 lane grid reads 4 rows x 8 columns: broadcasts, no conflicts).
+//   - the hidden layers' dropout runs as a pass after their GEMM, one Philox4x32-10 block per 4
+//     consecutive elements (the GEMM's thread layout would draw a whole block per element: 4x the
+//     ≈ 100-instruction Philox work, as much issue time as a GEMM phase at 32 rows).
 //   - the inner loops are fmaf chains over a 4-deep slice of the reduction: a tensor-core fragment
 //     (m16n8k8) could replace them without changing the data layout.
 #pragma once
