@@ -38,9 +38,9 @@
 // At TF32/BF16 the graph path multiplies on tensor cores: the same exact products, another order.
 //
 // Performance (why; profiling/NOTES.md "The tail kernel" has the model and the prediction):
-//   - 256 threads; R = 32·ceil(B/4096) rows a block (B = 4096: 128 blocks of 32 rows on 132 SMs,
-//     16384: 128 of 128, never more than 128 slices for the reduce pass to add), processed in
-//     chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
+//   - 256 threads; up to 128 blocks, each of whole 32-row groups (B = 4096: 128 blocks of 32 rows on
+//     132 SMs, 16384: 128 of 128, never more than 128 slices for the reduce pass to add), processed
+//     in chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
 //     chunks, and the last chunk writes them out once.
 //   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
 //     stride s ≡ 4 (mod 8) floats so that float4 reads of 8 consecutive rows hit 8 distinct 16-byte
@@ -81,14 +81,15 @@ constexpr int kTailGroupRows = 32;     // one metric slot per 32 rows (softmax_x
 // 200 KB; the model's 128 -> 64 -> 10 takes 114 KB, a 256 -> 128 -> 10 tail 352 KB: too wide).
 std::string tail_unsupported(const std::vector<int>& widths);
 
-// Rows per block of a training launch over B rows: 32·ceil(B / 4096) (a multiple of 32; fixed by
-// B); evaluation takes 32 rows a block (no slices). tail_blocks: the training launch's blocks =
-// the partial slices it writes.
-int tail_rows_per_block(int B);
+// The blocks of a training launch over B rows = the partial slices it writes: one per 32-row group
+// up to 128 (B <= 4096: 32 rows a block), then 128, the G = ceil(B/32) groups spread evenly: block
+// j takes rows [tail_block_row(B, j), tail_block_row(B, j + 1)) = [32·(j·G/128), 32·((j+1)·G/128))
+// ∩ [0, B). tail_blocks is nondecreasing in B, so a slice buffer for the largest batch serves a
+// shorter last batch too. tail_rows_per_block: the most rows a block takes (32·ceil(G/128): 4096
+// rows 32, 8192 rows 64, 16384 rows 128); evaluation takes one group a block (no slices).
 int tail_blocks(int B);
-// The most slices a training launch over at most B rows writes (tail_blocks is not monotonic: 4096
-// rows give 128 blocks, 4097 give 65): min(128, ceil(B / 32)). Size the partial buffer with it.
-int tail_max_blocks(int B);
+int tail_rows_per_block(int B);
+int tail_block_row(int B, int j);
 
 // One slice: every tail layer i's [w_i][w_{i-1} + 1] (column w_{i-1} is db), layer after layer
 // (i = 1..T), the slice padded to a multiple of 4 floats. tail_layer_offset(widths, i) = floats
