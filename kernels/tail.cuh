@@ -1,8 +1,8 @@
 // The "tail": layers 1..L-1 of a training step (every layer after the first), forward, softmax +
 // sparse cross-entropy and backward, in ONE launch of row blocks (issue 12; profiling/NOTES.md
-// "The tail kernel"). Each block takes whole 32-row groups (tail_block_row) with ALL the tail's weights in
-// shared memory and keeps every activation and gradient of its rows on chip; nothing crosses blocks
-// but the metric slots. It replaces, at batch 4096, the graph path's layer-2 forward, the head
+// "The tail kernel"). Each block takes whole 32-row groups (tail_block_row) with ALL the tail's
+// weights in shared memory and keeps every activation and gradient of its rows on chip; nothing
+// crosses blocks but the metric slots. It replaces, at batch 4096, the graph path's layer-2 forward, the head
 // kernel and layer-2's backward (weight + data GEMM + split-K reduction).
 //
 // The tail of T layers has widths w0, w1, ..., wT: w0 = the tail's input (layer 0's output), wT =
