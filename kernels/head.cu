@@ -7,6 +7,7 @@
 
 #include "kernels/gemm_round.cuh"
 #include "kernels/mma.cuh"
+#include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -47,28 +48,11 @@ struct HeadParams {
 };
 
 
-// dst[r·stride + c] = round(src[r·cols + c]) for r < rows, c < cols (src contiguous): kHeadLoads
-// independent loads in flight per thread before their stores, so a chunk costs about one L2 round
-// trip rather than one per element. Every thread of the block calls it.
-constexpr int kHeadLoads = 16;
 constexpr int kHeadSumLoads = 32;  // the last block's loads in flight per dW/db element (one L2 trip per 32 blocks)
 template <GemmPrecision PREC>
 __device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int stride, const float* __restrict__ src,
                                               int rows, int cols) {
-  const int n = rows * cols;
-  for (int i0 = int(threadIdx.x); i0 < n; i0 += kHeadLoads * kHeadThreads) {
-    float v[kHeadLoads];
-#pragma unroll
-    for (int j = 0; j < kHeadLoads; ++j) {
-      const int i = i0 + j * kHeadThreads;
-      v[j] = i < n ? src[i] : 0.0f;
-    }
-#pragma unroll
-    for (int j = 0; j < kHeadLoads; ++j) {
-      const int i = i0 + j * kHeadThreads;
-      if (i < n) dst[(i / cols) * stride + i % cols] = round_gemm_input<PREC>(v[j]);
-    }
-  }
+  rowblock::stage_rounded<PREC, kHeadThreads>(dst, stride, src, rows, cols);
 }
 
 // A load from L2, past this SM's L1 (data another block wrote during this launch).
@@ -102,46 +86,10 @@ int chunk_rows(int K, int N, bool backward, int rows_per_block) {
   return 0;
 }
 
-// The launch's metric sums from its group slots (one per 32 rows; src: the scratch, or the only
-// block's shared copy), in softmax_xent's order: S_j = ((P_{8j} + P_{8j+1}) + ...) + P_{8j+7}
-// (groups that do not exist are the +0 of rows >= B there), then 0 + S_0 + S_1 + ... in order
-// (one S: S_0 itself, which 0 + S_0 equals: losses are >= 0 or NaN). Threads load 128 slots at a
-// time in parallel, 16 threads form the S_j, thread 0 adds them. Every thread of the block calls it.
+// The launch's metric sums from its group slots, in softmax_xent's order (kernels/row_block.cuh).
 __device__ void add_group_sums(Metrics* __restrict__ metrics, const volatile Metrics* src, int groups, double* s_loss,
                                unsigned* s_hit, double* s_sum, unsigned* s_sumhit) {
-  const int tid = int(threadIdx.x);
-  double total = 0;
-  unsigned long long hits = 0;
-  for (int base = 0; base < groups; base += kHeadMaxChunk) {
-    const int n = groups - base < kHeadMaxChunk ? groups - base : kHeadMaxChunk;
-    if (tid < n) {
-      s_loss[tid] = src[base + tid].loss_sum;
-      s_hit[tid] = unsigned(src[base + tid].correct);  // <= 32
-    }
-    __syncthreads();
-    const int sums = (n + 7) / 8;
-    if (tid < sums) {
-      double S = s_loss[8 * tid];
-      unsigned h = s_hit[8 * tid];
-      for (int w = 1; w < 8 && 8 * tid + w < n; ++w) {
-        S += s_loss[8 * tid + w];
-        h += s_hit[8 * tid + w];
-      }
-      s_sum[tid] = S;
-      s_sumhit[tid] = h;
-    }
-    __syncthreads();
-    if (tid == 0)
-      for (int j = 0; j < sums; ++j) {
-        total += s_sum[j];
-        hits += s_sumhit[j];
-      }
-    __syncthreads();
-  }
-  if (tid == 0) {
-    metrics->loss_sum += total;
-    metrics->correct += hits;
-  }
+  rowblock::add_group_sums<kHeadMaxChunk>(metrics, src, groups, s_loss, s_hit, s_sum, s_sumhit);
 }
 
 // One block: rows [blockIdx.x · rows_per_block, +rows_per_block) ∩ [0, B), in chunks of p.chunk
@@ -273,21 +221,10 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
     // The chunk's 32-row groups: softmax_xent's pairwise tree (step k = 1, 2, ..., 16 adds x[i + k]
     // into x[i] for i a multiple of 2k), here by one thread per group, in registers.
     if (tid < p.chunk / kHeadGroupRows && tid * kHeadGroupRows < rows) {
-      double x[kHeadGroupRows];
-      unsigned h = 0;
-#pragma unroll
-      for (int i = 0; i < kHeadGroupRows; ++i) {
-        x[i] = s_loss[tid * kHeadGroupRows + i];
-        h += s_hit[tid * kHeadGroupRows + i];
-      }
-#pragma unroll
-      for (int k = 1; k < kHeadGroupRows; k *= 2)
-#pragma unroll
-        for (int i = 0; i < kHeadGroupRows; i += 2 * k) x[i] += x[i + k];
+      const Metrics m = rowblock::group_sum(s_loss + tid * kHeadGroupRows, s_hit + tid * kHeadGroupRows);
       const int g = (c0 - row0) / kHeadGroupRows + tid;  // the block's group index
-      s_groups[g].loss_sum = x[0];
-      s_groups[g].correct = h;
-      if (multi) p.slots[c0 / kHeadGroupRows + tid] = s_groups[g];
+      s_groups[g] = m;
+      if (multi) p.slots[c0 / kHeadGroupRows + tid] = m;
     }
     __syncthreads();  // before the next chunk overwrites A, the logits, dZ and the losses
   }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/row_block.cuh"
@@ -18,7 +19,7 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunk = 64;                    // rows of a block on chip at once (a multiple of 32)
 constexpr int kMaxGroupsPerBlock = 16;           // 32 · ceil(65536 / 4096) = 512 rows a block
-constexpr int kSqrtRows = 4096;                  // rows per block grow by 32 every 4096 rows of B
+constexpr int kMaxSlices = 128;                  // training blocks (slices for the reduce pass) at most
 constexpr int kSmemBudget = 200 * 1024;          // dynamic shared memory a block may use (sm_90: 227 KB)
 constexpr int kEvalRows = 32;                    // evaluation: one 32-row chunk a block
 static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
@@ -108,7 +109,7 @@ struct TailParams {
   uint64_t seed, step;
   const TrainCounters* counters;
   float mask_scale, grad_scale;
-  int B, rows_per_block, chunk;
+  int B, groups, chunk;      // groups: 32-row groups of B; block j takes groups [j·G/n, (j+1)·G/n)
 };
 
 template <class T>
@@ -268,7 +269,8 @@ __device__ __forceinline__ float stored_activation(float a) {
 }
 __device__ __forceinline__ bool kept(float stored) { return float_bits(stored) != 0u; }
 
-// One block: rows [blockIdx.x · rows_per_block, +rows_per_block) ∩ [0, B), in chunks of p.chunk rows:
+// One block: rows [32·(j·G/n), 32·((j+1)·G/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, G = p.groups:
+// tail_block_row), in chunks of p.chunk rows:
 // stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 32-row group
 // sums -> (BACKWARD) per layer i = T..1: the slice of layer i (+= over the chunk's rows) and dZ_{i-1}
 // (dz0 for i = 1). Then the group slots go out, and the last block to finish adds them in
@@ -285,8 +287,9 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   float* pool = reinterpret_cast<float*>(tail_smem);
   const Plan& pl = p.plan;
   const int tid = int(threadIdx.x), T = p.T;
-  const int row0 = int(blockIdx.x) * p.rows_per_block;
-  const int row_end = row0 + p.rows_per_block < p.B ? row0 + p.rows_per_block : p.B;
+  const int row0 = kTailGroupRows * (int(blockIdx.x) * p.groups / int(gridDim.x));
+  const int row_next = kTailGroupRows * ((int(blockIdx.x) + 1) * p.groups / int(gridDim.x));
+  const int row_end = row_next < p.B ? row_next : p.B;
   const bool multi = gridDim.x > 1;
   const uint64_t step = p.threshold ? (p.counters ? uint64_t(p.counters->step) : p.step) : 0;
   float* s_z = pool + pl.off_z;
@@ -295,14 +298,14 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
 
   for (int i = 1; i <= T; ++i)
-    rowblock::stage_rounded<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
+    rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
-    rowblock::stage_rounded<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
+    rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
     __syncthreads();  // (the first chunk: also the weights)
 
@@ -316,13 +319,38 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       if (i < T) {
         float* out = pool + pl.off_act[i];
         const int as = pl.as[i];
+        const bool dropout = BACKWARD && p.threshold;
         gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
-          const std::size_t idx = std::size_t(c0 + r) * std::size_t(N) + std::size_t(n);
-          const float a = dense_unit(v, bias[n], true, BACKWARD ? p.threshold : 0u, p.drop_scale, p.seed, step,
-                                     uint32_t(i), idx);
-          if (trace) trace[idx] = a;
-          out[r * as + n] = stored_activation<PREC>(a);
+          const float z = dense_unit(v, bias[n], true, 0u, 1.0f, 0, 0, 0, 0);  // + bias, ReLU
+          if (dropout) {
+            out[r * as + n] = z;  // raw: the dropout pass below scales and rounds it
+            return;
+          }
+          if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
+          out[r * as + n] = stored_activation<PREC>(z);
         });
+        if (dropout) {
+          // dense_unit's dropout (keep iff draw(seed, step, layer i, row·N + n) >= threshold, kept
+          // units × 1/(1-p)) with one Philox block for 4 consecutive elements, where the GEMM's
+          // thread layout would draw one block per element: the chunk's first element c0·N is a
+          // multiple of 4 (c0 is a multiple of 32).
+          __syncthreads();
+          const int n_el = rows * N;
+          const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
+          for (int g = tid; 4 * g < n_el; g += kThreads) {
+            const uint4 bits = philox_block(p.seed, rng::kDropout, uint32_t(i), g0 + uint64_t(g), step);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const int e = 4 * g + j;
+              if (e >= n_el) break;
+              const int r = e / N, n = e - r * N;
+              const float z = out[r * as + n];
+              const float a = block_word(bits, unsigned(j)) >= p.threshold ? z * p.drop_scale : 0.0f;
+              if (trace) trace[std::size_t(c0) * std::size_t(N) + std::size_t(e)] = a;
+              out[r * as + n] = stored_activation<PREC>(a);
+            }
+          }
+        }
       } else {
         gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
           const float z = dense_unit(v, bias[n], false, 0u, 1.0f, 0, 0, 0, 0);  // + bias
@@ -488,19 +516,19 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   p.slice_used = int(tail_layer_offset(widths, T + 1));
   int blocks;
   if (backward) {
-    p.rows_per_block = tail_rows_per_block(p.B);
     blocks = tail_blocks(p.B);
-    const ChunkChoice cc = train_chunk(p.w, T, p.rows_per_block);
+    const ChunkChoice cc = train_chunk(p.w, T, tail_rows_per_block(p.B));
     p.chunk = cc.chunk;
     p.plan = make_plan(p.w, T, cc.chunk, true, cc.acc);
   } else {
-    p.rows_per_block = p.chunk = kEvalRows;
-    blocks = (p.B + kEvalRows - 1) / kEvalRows;
+    p.chunk = kEvalRows;
+    blocks = (p.B + kEvalRows - 1) / kEvalRows;  // one group a block
     p.plan = make_plan(p.w, T, kEvalRows, false, false);
   }
   MNIST_CHECK(blocks == 1 || (xent.blocks && xent.done && xent.capacity >= tail_xent_slots(p.B)), who, ": ", p.B,
               " rows need a scratch of ", tail_xent_slots(p.B), " group slots and a counter (have ", xent.capacity,
               ")");
+  p.groups = tail_xent_slots(p.B);
   p.slots = xent.blocks;
   p.done = xent.done;
   const std::size_t smem = plan_bytes(p.plan);
@@ -539,12 +567,18 @@ std::string tail_unsupported(const std::vector<int>& widths) {
   return "";
 }
 
-int tail_rows_per_block(int B) { return B <= 0 ? kTailGroupRows : kTailGroupRows * ((B + kSqrtRows - 1) / kSqrtRows); }
+int tail_blocks(int B) { return B <= 0 ? 0 : std::min(kMaxSlices, tail_xent_slots(B)); }
 
-int tail_blocks(int B) {
+int tail_rows_per_block(int B) {
+  if (B <= 0) return kTailGroupRows;
+  const int G = tail_xent_slots(B), n = tail_blocks(B);
+  return kTailGroupRows * ((G + n - 1) / n);
+}
+
+int tail_block_row(int B, int j) {
   if (B <= 0) return 0;
-  const int R = tail_rows_per_block(B);
-  return (B + R - 1) / R;
+  const int n = tail_blocks(B);
+  return j >= n ? B : kTailGroupRows * (j * tail_xent_slots(B) / n);
 }
 
 std::size_t tail_slice_floats(const std::vector<int>& widths) {

@@ -1,8 +1,8 @@
 // The "tail": layers 1..L-1 of a training step (every layer after the first), forward, softmax +
 // sparse cross-entropy and backward, in ONE launch of row blocks (issue 12; profiling/NOTES.md
-// "The tail kernel"). Each block takes R rows (tail_rows_per_block) with ALL the tail's weights in
-// shared memory and keeps every activation and gradient of its rows on chip; nothing crosses blocks
-// but the metric slots. It replaces, at batch 4096, the graph path's layer-2 forward, the head
+// "The tail kernel"). Each block takes whole 32-row groups (tail_block_row) with ALL the tail's
+// weights in shared memory and keeps every activation and gradient of its rows on chip; nothing
+// crosses blocks but the metric slots. It replaces, at batch 4096, the graph path's layer-2 forward, the head
 // kernel and layer-2's backward (weight + data GEMM + split-K reduction).
 //
 // The tail of T layers has widths w0, w1, ..., wT: w0 = the tail's input (layer 0's output), wT =
@@ -38,9 +38,9 @@
 // At TF32/BF16 the graph path multiplies on tensor cores: the same exact products, another order.
 //
 // Performance (why; profiling/NOTES.md "The tail kernel" has the model and the prediction):
-//   - 256 threads; R = 32·ceil(B/4096) rows a block (B = 4096: 128 blocks of 32 rows on 132 SMs,
-//     16384: 128 of 128, never more than 128 slices for the reduce pass to add), processed in
-//     chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
+//   - 256 threads; up to 128 blocks, each of whole 32-row groups (B = 4096: 128 blocks of 32 rows on
+//     132 SMs, 16384: 128 of 128, never more than 128 slices for the reduce pass to add), processed
+//     in chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
 //     chunks, and the last chunk writes them out once.
 //   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
 //     stride s ≡ 4 (mod 8) floats so that float4 reads of 8 consecutive rows hit 8 distinct 16-byte
@@ -49,6 +49,9 @@
 //     threads, operands read as float4 along the reduction (forward, data) or along the outputs
 //     (weight), so each shared load feeds 4-8 FMAs and each warp-wide load is one or two
 //     wavefronts (a 4x8 lane grid reads 4 rows x 8 columns: broadcasts, no conflicts).
+//   - the hidden layers' dropout runs as a pass after their GEMM, one Philox4x32-10 block per 4
+//     consecutive elements (the GEMM's thread layout would draw a whole block per element: 4x the
+//     ≈ 100-instruction Philox work, as much issue time as a GEMM phase at 32 rows).
 //   - the inner loops are fmaf chains over a 4-deep slice of the reduction: a tensor-core fragment
 //     (m16n8k8) could replace them without changing the data layout.
 #pragma once
@@ -75,14 +78,18 @@ constexpr int kTailGroupRows = 32;     // one metric slot per 32 rows (softmax_x
 // "" when the tail kernel runs a tail of these widths [w0, ..., wT]; else why not, in one line:
 // T < 1 or > kTailMaxLayers, a width < 1, more than 32 classes, or weights too wide for the shared
 // memory (all weights, their gradient accumulators and 32 rows of activations and gradients in
-// 200 KB; the model's 128 -> 64 -> 10 takes 116 KB, a 256 -> 128 -> 10 tail 214 KB: too wide).
+// 200 KB; the model's 128 -> 64 -> 10 takes 114 KB, a 256 -> 128 -> 10 tail 352 KB: too wide).
 std::string tail_unsupported(const std::vector<int>& widths);
 
-// Rows per block of a training launch over B rows: 32·ceil(B / 4096) (a multiple of 32; fixed by
-// B); evaluation takes 32 rows a block (no slices). tail_blocks: the training launch's blocks =
-// the partial slices it writes.
-int tail_rows_per_block(int B);
+// The blocks of a training launch over B rows = the partial slices it writes: one per 32-row group
+// up to 128 (B <= 4096: 32 rows a block), then 128, the G = ceil(B/32) groups spread evenly: block
+// j takes rows [tail_block_row(B, j), tail_block_row(B, j + 1)) = [32·(j·G/128), 32·((j+1)·G/128))
+// ∩ [0, B). tail_blocks is nondecreasing in B, so a slice buffer for the largest batch serves a
+// shorter last batch too. tail_rows_per_block: the most rows a block takes (32·ceil(G/128): 4096
+// rows 32, 8192 rows 64, 16384 rows 128); evaluation takes one group a block (no slices).
 int tail_blocks(int B);
+int tail_rows_per_block(int B);
+int tail_block_row(int B, int j);
 
 // One slice: every tail layer i's [w_i][w_{i-1} + 1] (column w_{i-1} is db), layer after layer
 // (i = 1..T), the slice padded to a multiple of 4 floats. tail_layer_offset(widths, i) = floats

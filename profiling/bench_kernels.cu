@@ -448,7 +448,7 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
     float* w = ws_floats ? ws.data() : nullptr;
     for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
       const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
-      bench.run("tail", shape, cat("tail_train ", to_string(p), " (1 launch, ", cuda::tail_blocks(B), " blocks of ",
+      bench.run("tail", shape, cat("tail_train ", to_string(p), " (1 launch, ", cuda::tail_blocks(B), " blocks of <= ",
                                    cuda::tail_rows_per_block(B), " rows)"),
                 flops, bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
                   cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), y.data(), drop, scale,

@@ -46,9 +46,9 @@ struct TailShape {
 
 // The model's tail (128 -> 64 -> 10) at one row, a 32-row group minus one, one group, a tail of
 // rows, and the batch-4096 step (128 blocks of 32 rows); a deeper tail of odd widths (T = 3: 100 ->
-// 48 -> 30 -> 7) and a one-layer tail (64 -> 10, no hidden layer); narrow widths at 4097 rows (64
-// rows a block, a one-row last block) and 8193 rows (96 rows a block: a 64-row chunk and a 32-row
-// chunk, the running slice in shared memory). Quick mode (emulation, sanitizers): fewer row counts.
+// 48 -> 30 -> 7) and a one-layer tail (64 -> 10, no hidden layer); narrow widths at 4097 rows (128
+// blocks, the last of 33 rows) and 8193 rows (2 or 3 groups a block: a 96-row block is a 64-row
+// and a 32-row chunk, the running slice in shared memory). Quick mode: fewer row counts.
 std::vector<TailShape> tail_shapes() {
   const bool quick = quick_tests();
   std::vector<TailShape> v;
@@ -273,9 +273,8 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
       const auto labels = random_bytes(std::size_t(B), 302 + B, 0, C - 1);
       auto d_A0 = to_device(A0);
       auto d_lab = to_device(labels);
-      const int blocks = cuda::tail_blocks(B), R = cuda::tail_rows_per_block(B);
-      REQUIRE(blocks == (B + R - 1) / R);
-      REQUIRE(blocks <= 128);
+      const int blocks = cuda::tail_blocks(B);
+      REQUIRE(blocks == std::min(128, (B + 31) / 32));
       const std::size_t SF = cuda::tail_slice_floats(w);
       auto partial = poisoned<float>(std::size_t(blocks) * SF);
       auto dz0 = poisoned<float>(A0.size());
@@ -376,7 +375,7 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
         std::vector<double> total(n_el, 0.0), total_bound(n_el, 0.0), sum(n_el, 0.0);
         int slice_order_misses = 0;  // blocks whose slice is not the stated chain, bit for bit
         for (int j = 0; j < blocks; ++j) {
-          const int r0 = j * R, r1 = std::min(B, r0 + R);
+          const int r0 = cuda::tail_block_row(B, j), r1 = cuda::tail_block_row(B, j + 1);
           slice_reference(ref, bound, rd, rx, r0, r1, K, N);
           const std::vector<float> got(slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off),
                                        slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off + n_el));
@@ -457,16 +456,29 @@ TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small ar
   CHECK_FALSE(cuda::tail_unsupported({128, 0, 10}).empty());
   CHECK_FALSE(cuda::tail_unsupported({256, 128, 10}).empty());  // too wide for the shared memory
   CHECK(cuda::tail_unsupported({256, 128, 10}).find("KB") != std::string::npos);
-  // Rows per block and slices: 32 rows up to 4096 (128 blocks), then 32 more per 4096 rows.
+  // Blocks and their rows: one 32-row group a block up to 4096 rows, then 128 blocks of whole
+  // groups spread evenly; nondecreasing in B (a slice buffer for the largest batch serves them all).
   CHECK(cuda::tail_rows_per_block(1) == 32);
   CHECK(cuda::tail_rows_per_block(4096) == 32);
   CHECK(cuda::tail_rows_per_block(4097) == 64);
   CHECK(cuda::tail_rows_per_block(16384) == 128);
   CHECK(cuda::tail_blocks(512) == 16);
   CHECK(cuda::tail_blocks(4096) == 128);
-  CHECK(cuda::tail_blocks(16384) == 128);
+  CHECK(cuda::tail_blocks(4097) == 128);
   CHECK(cuda::tail_blocks(65536) == 128);
   CHECK(cuda::tail_xent_slots(33) == 2);
+  int bad_partitions = 0;
+  for (int B = 1; B <= 65536; ++B) {
+    const int n = cuda::tail_blocks(B), R = cuda::tail_rows_per_block(B);
+    bool ok = n >= 1 && n <= 128 && n >= cuda::tail_blocks(B - 1) && R % 32 == 0 && R <= 512 &&
+              cuda::tail_block_row(B, 0) == 0 && cuda::tail_block_row(B, n) == B;
+    for (int j = 0; j < n && ok; ++j) {
+      const int r0 = cuda::tail_block_row(B, j), r1 = cuda::tail_block_row(B, j + 1);
+      ok = r0 % 32 == 0 && r1 > r0 && r1 - r0 <= R;  // whole groups, never empty, at most R rows
+    }
+    if (!ok) ++bad_partitions;
+  }
+  CHECK(bad_partitions == 0);
   // The slice layout: layer 1 [64][129], layer 2 [10][65], padded to a multiple of 4.
   CHECK(cuda::tail_layer_offset({128, 64, 10}, 1) == 0);
   CHECK(cuda::tail_layer_offset({128, 64, 10}, 2) == 64u * 129u);

@@ -13,6 +13,7 @@
 #include "kernels/gather.cuh"
 #include "kernels/head.cuh"
 #include "kernels/softmax_xent.cuh"
+#include "kernels/tail.cuh"
 #include "kernels/step_math.cuh"
 #include "tests/gpu/xent_order.hpp"
 #include "tests/gpu/head_ref.hpp"
@@ -398,6 +399,81 @@ int main(int argc, char** argv) {
         cuda::head_evaluate(&em, sc.xent, A.data(), W.data(), b.data(), lab.data(), B, K, N, nullptr, prec);
         expect(std::memcmp(&em.loss_sum, &m.loss_sum, sizeof(double)) == 0 && em.correct == m.correct && done == 0,
                t + " head_evaluate metrics");
+      }
+      emu::g_block_order = emu::BlockOrder::Index;
+    }
+  // tail_train (kernels/tail.cuh): layers 1..L-1 in one launch of row blocks. Its elements are
+  // checked against the CPU reference by tests/gpu/test_tail.cu (run by gpu_tests); here what only
+  // the emulation can vary: the blocks in index, reversed and shuffled order give the same bits
+  // (slices, dz0, metrics, the counter back to 0), and the loss sum is softmax_xent's stated order
+  // over the rows' xent_row losses (tests/gpu/xent_order.hpp), on more than one 256-row group.
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32})
+    for (const std::vector<int>& w : {std::vector<int>{128, 64, 10}, std::vector<int>{20, 12, 5}}) {
+      const int B = w[0] == 128 ? 300 : 8193, T = int(w.size()) - 1, C = w.back();
+      const std::string tag = cat("tail ", w[0], "..", C, " B=", B, prec == GemmPrecision::TF32 ? " tf32" : " fp32");
+      std::vector<std::vector<float>> W, bias;
+      for (int i = 1; i <= T; ++i) {  // the last layer's logits far apart: losses from ~1e-15 to ~50,
+        const double lim = (i == T ? 40.0 : 1.5) / std::sqrt(w[i - 1]);  // whose double sums depend on the order
+        W.push_back(rnd(std::size_t(w[i]) * w[i - 1], 500 + i, -lim, lim));
+        bias.push_back(rnd(std::size_t(w[i]), 510 + i, -0.2, 0.2));
+      }
+      cuda::TailNet net;
+      net.layers = T;
+      for (int i = 0; i <= T; ++i) net.width[i] = w[i];
+      for (int i = 0; i < T; ++i) net.layer[i] = {W[i].data(), bias[i].data()};
+      std::vector<float> A0 = rnd(std::size_t(B) * w[0], 520);
+      for (float& x : A0) x = x > 0 ? x * 1.25f : 0.0f;
+      const auto lab = rbytes(std::size_t(B), 521, 0, C - 1);
+      const int nb = cuda::tail_blocks(B);
+      auto slots = poison<cuda::Metrics>(std::size_t(cuda::tail_xent_slots(B)));
+      unsigned done = 0;
+      const cuda::XentScratch sc{slots.data(), &done, int(slots.size())};
+      const cuda::DropoutSpec drop{0.2f, 42, 3, 0, nullptr};
+      auto run = [&](std::vector<float>& part, std::vector<float>& dz0, std::vector<float>& logits, cuda::Metrics& m) {
+        part = poison<float>(std::size_t(nb) * cuda::tail_slice_floats(w));
+        dz0 = poison<float>(A0.size());
+        logits = poison<float>(std::size_t(B) * C);
+        m = cuda::Metrics{};
+        cuda::TailTrace tr;
+        tr.act[T - 1] = logits.data();
+        cuda::tail_train(part.data(), dz0.data(), &m, sc, net, A0.data(), lab.data(), drop, 1.25f, 1.0f / B, B, nullptr,
+                         prec, &tr);
+      };
+      std::vector<float> part, dz0, logits;
+      cuda::Metrics m;
+      emu::g_block_order = emu::BlockOrder::Index;
+      run(part, dz0, logits, m);
+      expect(done == 0, tag + " counter back to 0");
+      std::vector<double> rowl(static_cast<std::size_t>(B));
+      unsigned long long hits = 0;
+      for (int r = 0; r < B; ++r) {
+        const cuda::XentRow x = cuda::xent_row(logits.data() + std::size_t(r) * C, C, lab[r], 1.0f / B, nullptr, nullptr);
+        rowl[r] = x.loss;
+        hits += x.hit ? 1 : 0;
+      }
+      const std::vector<double> S = test::xent_block_sums(rowl, cuda::kXentRowsPerBlock);
+      const double want = test::xent_launch_sum(S);
+      expect(S.size() <= 2 || test::xent_launch_sum(S, true) != want, tag + ": loss data that tells the stated order from others");
+      expect(std::memcmp(&m.loss_sum, &want, sizeof(double)) == 0 && m.correct == hits,
+             cat(tag, " loss bits ", hexf(m.loss_sum), " vs ", hexf(want), " hits ", m.correct, " vs ", hits));
+      cuda::Metrics e0;  // evaluation (no dropout: other losses), index order
+      cuda::tail_evaluate(&e0, sc, net, A0.data(), lab.data(), B, nullptr, prec);
+      expect(done == 0 && e0.correct <= (unsigned long long)B && std::isfinite(e0.loss_sum), tag + " tail_evaluate");
+      for (emu::BlockOrder order : {emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+        emu::g_block_order = order;
+        std::vector<float> op, od, ol;
+        cuda::Metrics om;
+        run(op, od, ol, om);
+        const std::string t = cat(tag, " order ", int(order));
+        same(op, part, t + " slices");
+        same(od, dz0, t + " dz0");
+        same(ol, logits, t + " logits");
+        expect(std::memcmp(&om.loss_sum, &m.loss_sum, sizeof(double)) == 0 && om.correct == m.correct, t + " metrics");
+        expect(done == 0, t + " counter back to 0");
+        cuda::Metrics em;
+        cuda::tail_evaluate(&em, sc, net, A0.data(), lab.data(), B, nullptr, prec);
+        expect(done == 0 && std::memcmp(&em.loss_sum, &e0.loss_sum, sizeof(double)) == 0 && em.correct == e0.correct,
+               t + " tail_evaluate metrics");
       }
       emu::g_block_order = emu::BlockOrder::Index;
     }
