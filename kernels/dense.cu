@@ -582,6 +582,24 @@ struct MmaTile {
 // the cross-block split plus dense_split_reduce_kernel computes (same pieces, same order, same
 // float additions), without the partial arrays and the second pass. Every thread of the block must
 // call it; the launch gives it Smem bytes of dynamic shared memory.
+// The K slices a pipelined block walks (PipeTile, WgmmaTile), all contiguous in k: one piece
+// [k_begin, k_last) of split z, or (folded: a Forward GEMM with p.split_k but no p.partial) every
+// piece of p.split_k in turn. Pieces are whole slices but the GEMM's last one (split_k a multiple of
+// bk: pipelined_ok), so a slice is cut short only at the very end (or at k_last).
+struct SlicePlan {
+  bool fold;
+  int piece, k_begin, k_last, pieces, piece_slices, slices;
+  __device__ __forceinline__ SlicePlan(const GemmParams& p, int z, int bk, bool forward)
+      : fold(forward && p.split_k > 0 && !p.partial),
+        piece(p.split_k > 0 ? p.split_k : p.K),
+        k_begin(fold ? 0 : z * p.split_k),
+        k_last(p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K),
+        pieces(fold ? split_count(p) : 1),
+        piece_slices(piece / bk),
+        slices(fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + bk - 1) / bk
+                    : (k_last - k_begin + bk - 1) / bk) {}
+};
+
 template <int BM_, int BN_, int WM, int WN, GemmPrecision PREC, int STAGES = 3>
 struct PipeTile {
   static constexpr int BM = BM_, BN = BN_, BK = 32, THREADS = 32 * WM * WN;
@@ -773,17 +791,10 @@ struct PipeTile {
     const int a_lm = (wm0 + lane % 8 + 8 * ((lane / 8) % 2)) * SA + 4 * (lane / 16);
     const int b_lm = (wn0 + lane % 8 + 8 * (lane / 16)) * SB + 4 * ((lane / 8) % 2);
 
-    // The slices this block walks, all contiguous in k: one piece [k_begin, k_last), or (folded)
-    // every piece of p.split_k in turn. Pieces are whole slices but the GEMM's last one, so a
-    // slice is cut short only at the very end (or at k_last).
-    const bool fold = KIND == Kind::Forward && p.split_k > 0 && !p.partial;
-    const int piece = p.split_k > 0 ? p.split_k : p.K;  // a multiple of BK when split (pipelined_ok)
-    const int k_begin = fold ? 0 : z * p.split_k;
-    const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
-    const int pieces = fold ? split_count(p) : 1;
-    const int piece_slices = piece / BK;
-    const int slices = fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + BK - 1) / BK
-                            : (k_last - k_begin + BK - 1) / BK;
+    const SlicePlan plan(p, z, BK, KIND == Kind::Forward);
+    const bool fold = plan.fold;
+    const int piece = plan.piece, k_begin = plan.k_begin, k_last = plan.k_last;
+    const int piece_slices = plan.piece_slices, slices = plan.slices;
 
     Copier<A_KFAST, BM> ca;
     Copier<B_KFAST, BN> cb;
@@ -975,16 +986,10 @@ struct WgmmaTile {
   template <Kind KIND>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     static_assert(KIND == Kind::Forward, "WgmmaTile runs the forward GEMM (both operands K-major)");
-    // The slices this block walks (as PipeTile::run): one piece [k_begin, k_last), or (folded)
-    // every piece of p.split_k in turn; pieces are whole slices but the GEMM's last one.
-    const bool fold = p.split_k > 0 && !p.partial;
-    const int piece = p.split_k > 0 ? p.split_k : p.K;
-    const int k_begin = fold ? 0 : z * p.split_k;
-    const int k_last = p.split_k && !fold && k_begin + p.split_k < p.K ? k_begin + p.split_k : p.K;
-    const int pieces = fold ? split_count(p) : 1;
-    const int piece_slices = piece / BK;
-    const int slices = fold ? (pieces - 1) * piece_slices + (p.K - (pieces - 1) * piece + BK - 1) / BK
-                            : (k_last - k_begin + BK - 1) / BK;
+    const SlicePlan plan(p, z, BK, true);  // Forward only
+    const bool fold = plan.fold;
+    const int piece = plan.piece, k_begin = plan.k_begin, k_last = plan.k_last;
+    const int piece_slices = plan.piece_slices, slices = plan.slices;
 
     Copier<CHUNKS_A> ca;
     Copier<CHUNKS_B> cb;
