@@ -6,6 +6,7 @@
 
 #include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
+#include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
@@ -260,6 +261,121 @@ __device__ __forceinline__ void gemm_weight(int I, int J, int R, const float* __
   }
 }
 
+// ---- The same three GEMMs on tensor cores (TF32: mma m16n8k8, BF16: m16n8k16; float32
+// accumulation), one routine for all three: out(m, n) = init(m, n) + Σ_k A(m, k)·B(k, n), k ascending
+// in steps of one mma (8 or 16 deep), m < M, n < N; A(m, k) = a[m·a_m + k·a_k], B(k, n) = b[k·b_k +
+// n·b_n] (strided views of the shared-memory tiles: the forward reads A row-major and W as Bᵀ, the
+// data GEMM dZ row-major and W as B, the weight GEMM dZ as Aᵀ and the activations as B).
+// The operands in shared memory are already rounded to PREC, so a TF32 fragment register is the
+// float's bits (mma reads its 19 high bits) and a BF16 one packs the high halves of two floats:
+// no cvt. Elements past M, N or K are read as 0 (their products are exact zeros; rows and columns
+// past M, N are dropped at the store). A warp owns a 16 x 16 output tile (two n8 mmas share one A
+// fragment) and walks the whole K; every lane of the warp calls every mma (warp-uniform loops).
+// Fragment loads are scalar shared loads at the PTX fragment tables' (row, column) (kernels/mma.cuh).
+// Banks (TF32): lane 4g+t reads element (g, t) of a row-major view (address g·s + t) or (t, g) of a
+// transposed one (t·s + g). With s ≡ 4 (mod 8) floats (padded_stride) g·s + t hits 32 distinct banks
+// (s·g mod 32 = 4·(odd·g mod 8)); t·s + g collides pairwise (2-way), and so do BF16's pairs (g·s +
+// 2t + {0, 1}). Kept: a stride good for the transposed reads (≡ 8 mod 32) conflicts on the
+// row-major ones, and the FP32 path's layout (and bits) stay as they are.
+struct View {
+  const float* p;
+  int row, col;  // element (i, j) at p[i·row + j·col]
+};
+__device__ __forceinline__ float view_at(const View& v, int i, int j, int I, int J) {
+  return i < I && j < J ? v.p[i * v.row + j * v.col] : 0.0f;
+}
+// Two BF16 values (already rounded: their low 16 bits are 0) packed as mma's .bf16x2 reads them.
+__device__ __forceinline__ uint32_t pack_rounded_bf16(float lo, float hi) {
+  return (float_bits(hi) & 0xFFFF0000u) | (float_bits(lo) >> 16);
+}
+
+template <GemmPrecision PREC, class Init, class Store>
+__device__ __forceinline__ void gemm_mma(int M, int N, int K, const View A, const View B, Init init, Store store) {
+  static_assert(PREC != GemmPrecision::FP32, "FP32 keeps the SIMT chains");
+  constexpr bool kBf16 = PREC == GemmPrecision::BF16;
+  constexpr int KS = kBf16 ? 16 : 8;  // depth of one mma
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, g = lane >> 2, t = lane & 3;
+  const int tilesN = (N + 15) / 16, tiles = (M + 15) / 16 * tilesN;
+  for (int tile = warp; tile < tiles; tile += kWarps) {
+    const int m0 = tile / tilesN * 16, n0 = tile % tilesN * 16;
+    float d[2][4];
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int m = m0 + g + 8 * (q >> 1), n = n0 + 8 * j + 2 * t + (q & 1);
+        d[j][q] = m < M && n < N ? init(m, n) : 0.0f;
+      }
+    for (int k0 = 0; k0 < K; k0 += KS) {
+      uint32_t a[4], b[2][2];
+      if constexpr (!kBf16) {
+        // a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (t, n), b1 (t+4, n), n = g
+#pragma unroll
+        for (int q = 0; q < 4; ++q) a[q] = float_bits(view_at(A, m0 + g + 8 * (q & 1), k0 + t + 4 * (q >> 1), M, K));
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int q = 0; q < 2; ++q) b[j][q] = float_bits(view_at(B, k0 + t + 4 * q, n0 + 8 * j + g, K, N));
+      } else {
+        // a_q: row g + 8·(q&1), columns 2t, 2t+1 (+8 for q >= 2); b_q: rows 2t, 2t+1 (+8 for q = 1), column g
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int m = m0 + g + 8 * (q & 1), k = k0 + 2 * t + 8 * (q >> 1);
+          a[q] = pack_rounded_bf16(view_at(A, m, k, M, K), view_at(A, m, k + 1, M, K));
+        }
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const int k = k0 + 2 * t + 8 * q, n = n0 + 8 * j + g;
+            b[j][q] = pack_rounded_bf16(view_at(B, k, n, K, N), view_at(B, k + 1, n, K, N));
+          }
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        if constexpr (kBf16)
+          mma_bf16_m16n8k16(d[j], a, b[j]);
+        else
+          mma_tf32_m16n8k8(d[j], a, b[j]);
+      }
+    }
+    // d0 (g, 2t), d1 (g, 2t+1), d2 (g+8, 2t), d3 (g+8, 2t+1)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int m = m0 + g + 8 * (q >> 1), n = n0 + 8 * j + 2 * t + (q & 1);
+        if (m < M && n < N) store(m, n, d[j][q]);
+      }
+  }
+}
+
+// The three GEMMs at PREC: FP32 the SIMT chains above, TF32/BF16 gemm_mma on the same tiles.
+template <GemmPrecision PREC, class Store>
+__device__ __forceinline__ void tail_forward(int I, int J, int K, const float* A, int as, const float* W, int ws,
+                                             Store store) {
+  if constexpr (PREC == GemmPrecision::FP32)
+    gemm_forward(I, J, K, A, as, W, ws, store);
+  else
+    gemm_mma<PREC>(I, J, K, View{A, as, 1}, View{W, 1, ws}, [](int, int) { return 0.0f; }, store);
+}
+template <GemmPrecision PREC, class Store>
+__device__ __forceinline__ void tail_data(int I, int J, int N, const float* D, int ds, const float* W, int ws,
+                                          Store store) {
+  if constexpr (PREC == GemmPrecision::FP32)
+    gemm_data(I, J, N, D, ds, W, ws, store);
+  else
+    gemm_mma<PREC>(I, J, N, View{D, ds, 1}, View{W, ws, 1}, [](int, int) { return 0.0f; }, store);
+}
+template <GemmPrecision PREC, class Init, class Store>
+__device__ __forceinline__ void tail_weight(int I, int J, int R, const float* D, int ds, const float* A, int as,
+                                            Init init, Store store) {
+  if constexpr (PREC == GemmPrecision::FP32)
+    gemm_weight(I, J, R, D, ds, A, as, init, store);
+  else
+    gemm_mma<PREC>(I, J, R, View{D, 1, ds}, View{A, as, 1}, init, store);
+}
+
 // A hidden activation as the GEMMs read it: round(a), and -0 for an a > 0 that rounds to 0, so that
 // the ReLU/dropout mask (the raw a > 0) survives in the sign bit: mask = bits != 0 (a >= 0 always).
 template <GemmPrecision PREC>
@@ -320,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
         float* out = pool + pl.off_act[i];
         const int as = pl.as[i];
         const bool dropout = BACKWARD && p.threshold;
-        gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
+        tail_forward<PREC>(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
           const float z = dense_unit(v, bias[n], true, 0u, 1.0f, 0, 0, 0, 0);  // + bias, ReLU
           if (dropout) {
             out[r * as + n] = z;  // raw: the dropout pass below scales and rounds it
@@ -352,7 +468,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
           }
         }
       } else {
-        gemm_forward(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
+        tail_forward<PREC>(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
           const float z = dense_unit(v, bias[n], false, 0u, 1.0f, 0, 0, 0, 0);  // + bias
           if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
           s_z[r * pl.zs + n] = z;
@@ -406,7 +522,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
             ssl[n * KA + c] = v;
         };
         // The slice: dW_i (n, c < K) ...
-        gemm_weight(N, K, rows, D, pl.ds, Ain, as, init, store);
+        tail_weight<PREC>(N, K, rows, D, pl.ds, Ain, as, init, store);
         // ... and db_i (column K): the sum of the rounded dZ, the ones column's chain.
         for (int n = tid; n < N; n += kThreads) {
           float s = init(n, K);
@@ -419,13 +535,13 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
           float* out = (T - i) & 1 ? s_dz0 : s_dz1;
           float* trace = p.trace_dz[i - 2];
           const float scale = p.drop_scale;
-          gemm_data(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], [&](int r, int k, float v) {
+          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], [&](int r, int k, float v) {
             const float g = kept(Ain[r * as + k]) ? v * scale : 0.0f;
             if (trace) trace[std::size_t(c0 + r) * K + k] = g;
             out[r * pl.ds + k] = round_gemm_input<PREC>(g);
           });
         } else if (p.dz0) {
-          gemm_data(rows, K, N, D, pl.ds, Wi, pl.ws[0], [&](int r, int k, float v) {
+          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], [&](int r, int k, float v) {
             const std::size_t o = std::size_t(c0 + r) * K + k;
             p.dz0[o] = p.A0[o] > 0.0f ? v * p.mask_scale : 0.0f;
           });

@@ -20,18 +20,27 @@
 // Reads A0, W_i, b_i, labels (and counters->step); writes dz0 [B,w0], partial [blocks][slice] and
 // adds to *metrics. It does NOT add the blocks' slices: the pass that runs Adam does (fixed order).
 //
-// Arithmetic (what holds bit for bit, FP32 and the rounded precisions alike, since every product of
-// rounded inputs is exact in float32 and every output is one fmaf chain in a fixed order):
-//   - forward outputs: the chain over k = 0..w_{i-1}-1 ascending from 0, then dense_unit (+ bias,
-//     ReLU, dropout at (seed, step, layer i, row·w_i + unit)): at FP32 the bits of dense_forward /
-//     dense_relu_dropout_forward's SIMT tiles on the same input (test_tail.cu checks it);
-//   - dZ_{i-1} and dz0: the chain over n = 0..w_i-1 ascending from 0, then the mask: at FP32 the
-//     bits of dense_backward_data (masked) on the same dZ_i;
+// Arithmetic. Every product of rounded inputs is exact in float32, so outputs differ from the exact
+// sums only by their float32 summation. At FP32 every GEMM output is one fmaf chain in a fixed order
+// (SIMT, below); at TF32/BF16 the GEMMs run on tensor cores (mma.sync m16n8k8 tf32 / m16n8k16 bf16,
+// float32 accumulation): k in steps of 8 / 16, one mma per step into the running float32
+// accumulator, in ascending order from 0 (the weight slices: from the running slice), but the order
+// and rounding of the adds inside one mma are the hardware's (undocumented; it may truncate), so no
+// chain is stated there: each output is within γ_{n+1} (u = 2⁻²³) of the exact sum, and a launch's
+// bits are a fixed function of its inputs (no atomics, fixed fragment assignment: repeatable, and
+// independent of the block order). What holds bit for bit:
+//   - forward outputs: FP32: the chain over k = 0..w_{i-1}-1 ascending from 0, then dense_unit (+ bias,
+//     ReLU, dropout at (seed, step, layer i, row·w_i + unit)): the bits of dense_forward /
+//     dense_relu_dropout_forward's SIMT tiles on the same input (test_tail.cu checks it); TF32/BF16:
+//     the mma sum, then the same dense_unit;
+//   - dZ_{i-1} and dz0: FP32: the chain over n = 0..w_i-1 ascending from 0, then the mask: the
+//     bits of dense_backward_data (masked) on the same dZ_i; TF32/BF16: the mma sum, the same mask;
 //   - dZ_T, per-row losses and hits: xent_row, so softmax_xent's bits on the same logits; the loss
 //     sum in softmax_xent's order (32-row pairwise trees, 8 of them left to right per 256 rows,
 //     those left to right from 0), whatever R: the last block forms it from one slot per 32 rows;
-//   - slices: per element the chain over the block's rows in ascending order from 0 (db: the sum
-//     of round(dZ), the ones column of dense_backward_weights), carried across the block's chunks.
+//   - slices: FP32: per element the chain over the block's rows in ascending order from 0, carried
+//     across the block's chunks (TF32/BF16: mma steps of 8 / 16 rows, carried likewise); db at
+//     every precision: the sum of round(dZ) in row order (the ones column of dense_backward_weights).
 // The only exception: a hidden activation that is > 0 but rounds to 0 at TF32/BF16 (a denormal) is
 // kept in shared memory as -0 so that its ReLU mask stays the raw value's; a product with it is a
 // signed zero, which can change the sign of an exactly-zero sum, nothing else.
@@ -45,15 +54,20 @@
 //   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
 //     stride s ≡ 4 (mod 8) floats so that float4 reads of 8 consecutive rows hit 8 distinct 16-byte
 //     bank groups; A0 staged with 16 independent loads in flight per thread.
-//   - every GEMM is register-blocked: a thread holds 2x4 or 4x4 outputs, a warp a 4x8 grid of
+//   - FP32: every GEMM is register-blocked: a thread holds 2x4 or 4x4 outputs, a warp a 4x8 grid of
 //     threads, operands read as float4 along the reduction (forward, data) or along the outputs
 //     (weight), so each shared load feeds 4-8 FMAs and each warp-wide load is one or two
 //     wavefronts (a 4x8 lane grid reads 4 rows x 8 columns: broadcasts, no conflicts).
 //   - the hidden layers' dropout runs as a pass after their GEMM, one Philox4x32-10 block per 4
 //     consecutive elements (the GEMM's thread layout would draw a whole block per element: 4x the
 //     ≈ 100-instruction Philox work, as much issue time as a GEMM phase at 32 rows).
-//   - the inner loops are fmaf chains over a 4-deep slice of the reduction: a tensor-core fragment
-//     (m16n8k8) could replace them without changing the data layout.
+//   - TF32/BF16: the GEMMs on tensor cores (one routine, gemm_mma, for all three, the 64->10 layer
+//     included): a warp per 16x16 output tile, fragments read from the same rounded shared-memory
+//     tiles with scalar loads (no cvt: a TF32 register is the rounded float's bits, a BF16 register
+//     packs two rounded floats' high halves). Layout unchanged: with row strides ≡ 4 (mod 8) the
+//     row-major TF32 fragment reads are conflict-free, the transposed ones (W in the data GEMM, dZ
+//     and A in the weight GEMM) and BF16's pairs 2-way; a stride that suits the transposed reads
+//     (≡ 8 mod 32) conflicts on the row-major ones, and the FP32 path keeps its layout and bits.
 #pragma once
 
 #include <cuda_runtime.h>

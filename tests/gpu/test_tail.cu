@@ -8,7 +8,9 @@
 // from its dlogits: at TF32/BF16 a hidden activation one float ulp apart can round to another
 // TF32/BF16 value and move a product by 2⁻¹¹ / 2⁻⁸ relative, far outside a float32 summation bound.
 // So each GEMM output is compared with the double-precision product of the SAME rounded inputs, and
-// may differ only by its float32 sum (tests/gpu/head_ref.hpp's γ_n = n·u/(1 - n·u), u = 2⁻²⁴):
+// may differ only by its float32 sum (tests/gpu/head_ref.hpp's γ_n = n·u/(1 - n·u), u = 2⁻²⁴ at
+// fp32; at tf32/bf16 the GEMMs run on tensor cores, whose adds inside one mma may truncate rather
+// than round (undocumented), so u = 2⁻²³ there, test_dense_tc.cu's bound for any order):
 //   forward (pre-activation)  γ_{K+1}·(Σ_k |x·w| + |b|); hidden: ReLU is 1-Lipschitz, the dropout
 //                             scale one more rounding: · scale + u·|ref|; dropped units exactly 0;
 //   dZ_{i-1}, dz0              γ_{N+1}·scale·Σ_n |dz·w| + u·|ref| where the mask keeps, else exactly 0;
@@ -17,8 +19,13 @@
 //   dZ_T                       cpu::softmax_xent on the kernel's logits, test_softmax.cu's (2C+12)·u.
 // Each intermediate the reference takes from the kernel is itself checked by the step before it,
 // so the chain is checked end to end. Bitwise: dZ_T, loss sum and hits = cuda::softmax_xent's over
-// the kernel's logits (every precision); at fp32 the hidden activation = dense_relu_dropout_forward,
-// the logits = dense_forward, each dZ_{i-1} and dz0 = dense_backward_data (the same FMA chains).
+// the kernel's logits (every precision); at fp32 every GEMM output = the stated fmaf chain
+// (forward_chain, data_chain, slice_chain), the hidden activation = dense_relu_dropout_forward, the
+// logits = dense_forward, each dZ_{i-1} and dz0 = dense_backward_data (the same FMA chains). At
+// tf32/bf16 no chain is checked bit for bit: the sums are mma.sync's, whose order and rounding
+// inside one mma the PTX ISA does not document (the emulation's model adds in ascending k, which
+// would equal the chains there and prove nothing about the hardware); what is checked is the bound
+// above and that a second launch repeats the bits (and, in emu_kernels, any block order).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -66,6 +73,14 @@ const char* prec_name(GemmPrecision p) {
 }
 
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+// γ_n of a float32 sum of n terms in the kernel's GEMMs: u = 2⁻²⁴ at fp32 (fmaf chains, rounded);
+// 2⁻²³ at tf32/bf16 (mma.sync: each add rounded or truncated, relative error <= 2⁻²³).
+double sum_gamma(int n, GemmPrecision prec) {
+  if (prec == GemmPrecision::FP32) return head_gamma(n);
+  const double u = std::ldexp(1.0, -23);
+  return n * u / (1.0 - n * u);
+}
 
 // A hidden layer's output as layer 0 hands it over: ReLU'd (about half exactly 0), dropout-scaled.
 std::vector<float> activation(std::size_t n, uint64_t seed) {
@@ -153,7 +168,7 @@ void forward_reference(std::vector<double>& ref, std::vector<double>& bound, con
         mag += std::fabs(t);
       }
       const std::size_t o = std::size_t(r) * N + n;
-      double e = head_gamma(K + 1) * mag;
+      double e = sum_gamma(K + 1, prec) * mag;
       if (hidden) {
         const bool keep = !threshold || rng::dropout_keep(drop.seed, drop.step, layer, o, threshold);
         s = keep ? std::max(s, 0.0) * scale : 0.0;
@@ -182,13 +197,13 @@ void data_reference(std::vector<double>& ref, std::vector<double>& bound, const 
         mag += std::fabs(t);
       }
       ref[o] = s * scale;
-      bound[o] = head_gamma(N + 1) * scale * mag + kUnitRoundoff * std::fabs(ref[o]);
+      bound[o] = sum_gamma(N + 1, prec) * scale * mag + kUnitRoundoff * std::fabs(ref[o]);
     }
 }
 
 // One layer's [dW | db] ([N][K+1]) over rows [r0, r1): Σ round(dz)ᵀ·[round(X) | 1], and the bound.
 void slice_reference(std::vector<double>& ref, std::vector<double>& bound, const std::vector<double>& rd,
-                     const std::vector<double>& rx, int r0, int r1, int K, int N) {
+                     const std::vector<double>& rx, int r0, int r1, int K, int N, GemmPrecision prec) {
   const int KA = K + 1;
   ref.assign(std::size_t(N) * KA, 0.0);
   bound.assign(ref.size(), 0.0);
@@ -201,10 +216,10 @@ void slice_reference(std::vector<double>& ref, std::vector<double>& bound, const
         bound[std::size_t(n) * KA + c] += std::fabs(t);
       }
     }
-  for (double& e : bound) e *= head_gamma(r1 - r0 + 1);
+  for (double& e : bound) e *= sum_gamma(r1 - r0 + 1, prec);
 }
 
-// The kernel's stated order, written out on the host in float32 (std::fmaf is correctly rounded
+// The kernel's stated order at fp32 (header), written out on the host in float32 (std::fmaf is correctly rounded
 // everywhere, so these are the kernel's bits if and only if it adds in this order):
 //   forward  z = fmaf chain over k ascending from 0 of round(x)·round(w), + b; hidden: ReLU, dropout;
 //   data     g = fmaf chain over n ascending from 0 of round(dz)·round(w), masked, · scale;
@@ -303,12 +318,12 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
         forward_reference(ref, bound, X, model.W[std::size_t(i - 1)], model.b[std::size_t(i - 1)], B,
                           w[std::size_t(i - 1)], w[std::size_t(i)], i < T, ref_drop, uint32_t(i), prec);
         expect_within(act[std::size_t(i - 1)], ref, bound, i < T ? "hidden activation " + std::to_string(i) : "logits");
-        CHECK_MESSAGE(bitwise_equal(act[std::size_t(i - 1)],
-                                    forward_chain(X, model.W[std::size_t(i - 1)], model.b[std::size_t(i - 1)], B,
-                                                  w[std::size_t(i - 1)], w[std::size_t(i)], i < T, ref_drop,
-                                                  uint32_t(i), prec)),
-                      "forward of layer " << i << " = the stated chain");
-        if (prec == GemmPrecision::FP32) {  // the same FMA chains as the graph path's SIMT GEMMs
+        if (prec == GemmPrecision::FP32) {  // the stated chain = the graph path's SIMT GEMMs' (header)
+          CHECK_MESSAGE(bitwise_equal(act[std::size_t(i - 1)],
+                                      forward_chain(X, model.W[std::size_t(i - 1)], model.b[std::size_t(i - 1)], B,
+                                                    w[std::size_t(i - 1)], w[std::size_t(i)], i < T, ref_drop,
+                                                    uint32_t(i), prec)),
+                        "forward of layer " << i << " = the stated chain");
           auto dX = to_device(X);
           auto y = poisoned<float>(act[std::size_t(i - 1)].size());
           if (i < T) {
@@ -361,9 +376,9 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
         std::vector<double> ref, bound;
         data_reference(ref, bound, dZ, model.W[std::size_t(i - 1)], X, scale, B, K, N, prec);
         expect_within(dX, ref, bound, i == 1 ? std::string("dz0") : "dZ_" + std::to_string(i - 1));
-        CHECK_MESSAGE(bitwise_equal(dX, data_chain(dZ, model.W[std::size_t(i - 1)], X, scale, B, K, N, prec)),
-                      "data gradient of layer " << i << " = the stated chain");
-        if (prec == GemmPrecision::FP32) {
+        if (prec == GemmPrecision::FP32) {  // (tf32/bf16: mma.sync's order, see the header)
+          CHECK_MESSAGE(bitwise_equal(dX, data_chain(dZ, model.W[std::size_t(i - 1)], X, scale, B, K, N, prec)),
+                        "data gradient of layer " << i << " = the stated chain");
           auto d_dZ = to_device(dZ), d_X = to_device(X);
           auto y = poisoned<float>(dX.size());
           cuda::dense_backward_data(y.data(), d_dZ.data(), model.dW[std::size_t(i - 1)].data(), d_X.data(), scale, B,
@@ -376,11 +391,12 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
         int slice_order_misses = 0;  // blocks whose slice is not the stated chain, bit for bit
         for (int j = 0; j < blocks; ++j) {
           const int r0 = cuda::tail_block_row(B, j), r1 = cuda::tail_block_row(B, j + 1);
-          slice_reference(ref, bound, rd, rx, r0, r1, K, N);
+          slice_reference(ref, bound, rd, rx, r0, r1, K, N, prec);
           const std::vector<float> got(slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off),
                                        slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off + n_el));
           expect_within(got, ref, bound, "slice of block " + std::to_string(j) + ", layer " + std::to_string(i));
-          if (!bitwise_equal(got, slice_chain(dZ, X, r0, r1, K, N, prec))) ++slice_order_misses;
+          if (prec == GemmPrecision::FP32 && !bitwise_equal(got, slice_chain(dZ, X, r0, r1, K, N, prec)))
+            ++slice_order_misses;  // (tf32/bf16: mma.sync's order, see the header)
           for (std::size_t e = 0; e < n_el; ++e) {
             total[e] += ref[e];
             total_bound[e] += bound[e];
