@@ -1075,9 +1075,9 @@ struct WgmmaTile {
 // TF32 / BF16 wgmma for the WEIGHT GEMM dW = dZᵀ·[X | 1] (C [M = out, N = in+1] = Σ_k A(m,k)·B(n,k),
 // A = dZ [K,M] m-fastest, B = X [K,N] n-fastest, the ones column n == p.ones_col: the db column).
 // Both operands are MN-major in memory while wgmma's TF32 form reads only K-major operands, so the
-// tile transposes them on chip: a slice's raw floats land by cp.async as they lie in memory (BK rows
-// of BM resp. BN floats, chunk c of 4 floats at row k = c / (X/4), x = 4·(c % (X/4)): a warp copies
-// 512 contiguous bytes of one row), and the rounding pass that every tensor-core tile already has
+// tile transposes them on chip: a slice's raw floats land by cp.async in chunks of 4 consecutive
+// m (n) at one k (a warp copies 4 rows x 128 contiguous bytes; chunk_x/chunk_k), and the rounding
+// pass that every tensor-core tile already has
 // (each element read and written once, by the thread that copied it) writes the rounded element
 // into a separate K-major canonical copy (kernels/wgmma_desc.hpp: (x, k) at (x/8)·SBO + (k/KE)·LBO +
 // (x%8)·16 + (k%KE)·E, E = 4 bytes (TF32) or 2 (BF16), KE = 16/E). One code path for both
@@ -1105,7 +1105,6 @@ struct WgmmaTile {
 template <GemmPrecision PREC, int BN_, int AHEAD>
 struct WgmmaWeightTile {
   static constexpr int BM = 128, BN = BN_, BK = 32, WG = BM / 64, THREADS = 128 * WG;
-  static constexpr bool kPipelined = true;
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
   static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
   static_assert(PREC != GemmPrecision::FP32, "WgmmaWeightTile runs TF32 or BF16");
@@ -1117,26 +1116,40 @@ struct WgmmaWeightTile {
   static constexpr uint32_t LBO = 128;                // bytes between core matrices along k
   static constexpr uint32_t SBO = BK / KE * 128;      // bytes between 8-row groups (a row's BK elements)
   static constexpr int CHUNKS_A = BM * BK / 4 / THREADS, CHUNKS_B = BN * BK / 4 / THREADS;
-  static_assert(THREADS % (BM / 4) == 0 && THREADS % (BN / 4) == 0, "a thread's chunks share one x");
 
   template <Kind KIND>
   static constexpr int smem_bytes() {
     return (RAW_STAGES * RAW + CANON_STAGES * CAN) * int(sizeof(float));
   }
 
-  // One MN-major operand's copies, seen from one thread: chunk it = 0..CHUNKS-1 of a slice at
-  // x (4 consecutive elements), k + it·KSTRIDE; x_valid elements exist in src, x_end in the GEMM
-  // (one more with the ones column `ones`).
+  // Chunk c of one MN-major operand's slice (X elements a row, BK rows; chunk = 4 consecutive x at
+  // one k; stored raw at float 4c): warp group w = c / 32 covers 32 x by 4 k, lane l = c % 32 the
+  // chunk at x = 32·(w % XG) + 4·(l % 8), k = 4·(w / XG) + l / 8 (XG = X/32 groups along x). A warp's
+  // copies read 4 rows of 128 contiguous bytes; a thread's chunks (c = tid + it·THREADS) share one x
+  // and lie KSTRIDE = 32/XG rows apart (THREADS/32 = 8 groups a step, XG of them along x).
+  template <int X>
+  __device__ __forceinline__ static int chunk_x(int c) {
+    return 32 * ((c / 32) % (X / 32)) + 4 * (c % 8);
+  }
+  template <int X>
+  __device__ __forceinline__ static int chunk_k(int c) {
+    return 4 * ((c / 32) / (X / 32)) + (c % 32) / 8;
+  }
+
+  // One MN-major operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 of a slice at
+  // x, k + it·KSTRIDE (chunk_x/chunk_k of tid + it·THREADS); x_valid elements exist in src, x_end in
+  // the GEMM (one more with the ones column `ones`).
   template <int X, int CHUNKS>
   struct Copier {
-    static constexpr int PER_ROW = X / 4, KSTRIDE = THREADS / PER_ROW;
+    static_assert(X % 32 == 0 && (THREADS / 32) % (X / 32) == 0, "whole warp groups along x");
+    static constexpr int KSTRIDE = 4 * (THREADS / 32) / (X / 32);
     const float* src;
     int ld, x, k, x_valid, x_end, ones;
     __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int x_end_, int ones_) {
       const int tid = int(threadIdx.x);
       src = s, ld = ld_, x_valid = x_valid_, x_end = x_end_, ones = ones_;
-      x = x0 + 4 * (tid % PER_ROW);
-      k = tid / PER_ROW;
+      x = x0 + chunk_x<X>(tid);
+      k = chunk_k<X>(tid);
     }
     // Issues this thread's chunks of the slice [k0, min(k0 + BK, k_end)) into the raw stage S.
     __device__ __forceinline__ void issue(float* S, int k0, int k_end) {
@@ -1152,25 +1165,28 @@ struct WgmmaWeightTile {
     }
   };
 
-  // Rounds this thread's chunks of one operand's raw slice S (X elements a row) into its K-major
-  // canonical copy C: element (x + j, k) of chunk c (x = 4·(c % (X/4)), k = c / (X/4)) at byte
-  // ((x+j)/8)·SBO + (k/KE)·LBO + ((x+j)%8)·16 + (k%KE)·E.
+  // Rounds this thread's chunks of one operand's raw slice S into its K-major canonical copy C:
+  // element (x + j, k) of chunk c at byte ((x+j)/8)·SBO + (k/KE)·LBO + ((x+j)%8)·16 + (k%KE)·E. The
+  // 4 elements of a chunk are stored in the order j = (i + (l%8)/2) % 4, i = 0..3 (l = c % 32), so
+  // that one store of a warp hits 32 distinct banks: bank = 4·((x+j)%8) + k%4 (TF32; BF16: the
+  // word of (x+j, k), two lanes per word), and the warp's lanes cover (x%8)/4 x j x k%4 once each.
   template <int X, int CHUNKS>
   __device__ __forceinline__ static void transpose_own(const float* S, unsigned char* C) {
 #pragma unroll
     for (int it = 0; it < CHUNKS; ++it) {
       const int c = int(threadIdx.x) + it * THREADS;
-      const int x = 4 * (c % (X / 4)), k = c / (X / 4);
-      const float4 v4 = *reinterpret_cast<const float4*>(S + 4 * c);
-      const float v[4] = {v4.x, v4.y, v4.z, v4.w};
+      const int x = chunk_x<X>(c), k = chunk_k<X>(c), rot = (c % 8) / 2;
+      const float4 v = *reinterpret_cast<const float4*>(S + 4 * c);
       unsigned char* base = C + (x / 8) * int(SBO) + (k / KE) * int(LBO) + (k % KE) * E;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < 4; ++i) {
+        const int j = (i + rot) & 3;
+        const float e = j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
         unsigned char* d = base + ((x + j) % 8) * 16;
         if constexpr (BF16)
-          *reinterpret_cast<uint16_t*>(d) = uint16_t(pack_bf16x2(v[j], 0.0f) & 0xFFFFu);
+          *reinterpret_cast<uint16_t*>(d) = uint16_t(pack_bf16x2(e, 0.0f) & 0xFFFFu);
         else
-          *reinterpret_cast<uint32_t*>(d) = to_tf32(v[j]);
+          *reinterpret_cast<uint32_t*>(d) = to_tf32(e);
       }
     }
   }
