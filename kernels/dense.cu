@@ -1072,6 +1072,195 @@ struct WgmmaTile {
   }
 };
 
+// TF32 / BF16 wgmma for the WEIGHT GEMM dW = dZᵀ·[X | 1] (C [M = out, N = in+1] = Σ_k A(m,k)·B(n,k),
+// A = dZ [K,M] m-fastest, B = X [K,N] n-fastest, the ones column n == p.ones_col: the db column).
+// Both operands are MN-major in memory while wgmma's TF32 form reads only K-major operands, so the
+// tile transposes them on chip: a slice's raw floats land by cp.async in chunks of 4 consecutive
+// m (n) at one k (a warp copies 4 rows x 128 contiguous bytes; chunk_x/chunk_k), and the rounding
+// pass that every tensor-core tile already has
+// (each element read and written once, by the thread that copied it) writes the rounded element
+// into a separate K-major canonical copy (kernels/wgmma_desc.hpp: (x, k) at (x/8)·SBO + (k/KE)·LBO +
+// (x%8)·16 + (k%KE)·E, E = 4 bytes (TF32) or 2 (BF16), KE = 16/E). One code path for both
+// precisions (the BF16 transpose bits would need a second layout and model): TF32 stores one word,
+// BF16 one 16-bit half (cvt.rn.bf16x2.f32's low half), per element. Row, column and K tails and the
+// ones column as every tile (load_tail_chunk: 0 outside, 1 in the ones column).
+//
+// Shape: BM = 128 rows = the whole output width of layer 0 (128 units), two warpgroups (256
+// threads) of one m64nBNk* accumulator each, rows 64q..64q+63. So a block reads its rows of X once
+// for all 128 outputs (the 64-row PipeTile tiles read X twice), and dZ (128 floats a row, 512 B)
+// once per column tile: at 4096 x 784 -> 128 with BN = 64 (GemmTile::Wgmma), 13 column tiles x
+// weight_split_rows' 6 pieces = 78 blocks read 13 x 2 MB of dZ + 12.5 MB of X (~39 MB, vs ~50 MB for
+// 64 x 64); BN = 128 (GemmTile::Wgmma128) 7 x 6 = 42 blocks and ~27 MB, but only 42 of 132 SMs.
+//
+// Pipeline: raw slices in a ring of RAW_STAGES = AHEAD + 1 stages (AHEAD slices of copies in
+// flight), canonical copies in a ring of 3. Slice s: wait for this thread's copies of s; round and
+// transpose them from raw[s % RAW_STAGES] into canon[s % 3]; fence.proxy.async; barrier; issue the
+// copies of slice s + AHEAD into raw[(s + AHEAD) % RAW_STAGES] = raw[(s - 1) % RAW_STAGES], whose
+// last reader (the transpose of s - 1) every thread finished before the barrier of s; the wgmmas
+// of slice s (one group); wgmma_wait<1> (slice s - 1's group done). canon[s % 3] was last read by
+// the wgmmas of s - 3, which every thread's wait at s - 2 completed before the barrier of s - 1,
+// which precedes this thread's transpose at s: so one slice of wgmmas runs while the block
+// transposes the next one. Split-K: piece z of p.split_k into p.partial (every Weight GEMM with a
+// workspace, and dense_weight_partials), as every tile; no fold (the weight GEMM is never folded).
+template <GemmPrecision PREC, int BN_, int AHEAD>
+struct WgmmaWeightTile {
+  static constexpr int BM = 128, BN = BN_, BK = 32, WG = BM / 64, THREADS = 128 * WG;
+  static constexpr bool BF16 = PREC == GemmPrecision::BF16;
+  static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
+  static_assert(PREC != GemmPrecision::FP32, "WgmmaWeightTile runs TF32 or BF16");
+  static_assert(AHEAD >= 1, "at least one slice of copies in flight");
+  static constexpr int KSTEP = BF16 ? 16 : 8, E = BF16 ? 2 : 4, KE = 16 / E;
+  static constexpr int RAW_STAGES = AHEAD + 1, CANON_STAGES = 3;
+  static constexpr int RAW_A = BK * BM, RAW = (BM + BN) * BK;       // floats of a raw stage
+  static constexpr int CAN_A_BYTES = BM * BK * E, CAN = (BM + BN) * BK * E / 4;  // a canonical stage
+  static constexpr uint32_t LBO = 128;                // bytes between core matrices along k
+  static constexpr uint32_t SBO = BK / KE * 128;      // bytes between 8-row groups (a row's BK elements)
+  static constexpr int CHUNKS_A = BM * BK / 4 / THREADS, CHUNKS_B = BN * BK / 4 / THREADS;
+
+  template <Kind KIND>
+  static constexpr int smem_bytes() {
+    return (RAW_STAGES * RAW + CANON_STAGES * CAN) * int(sizeof(float));
+  }
+
+  // Chunk c of one MN-major operand's slice (X elements a row, BK rows; chunk = 4 consecutive x at
+  // one k; stored raw at float 4c): warp group w = c / 32 covers 32 x by 4 k, lane l = c % 32 the
+  // chunk at x = 32·(w % XG) + 4·(l % 8), k = 4·(w / XG) + l / 8 (XG = X/32 groups along x). A warp's
+  // copies read 4 rows of 128 contiguous bytes; a thread's chunks (c = tid + it·THREADS) share one x
+  // and lie KSTRIDE = 32/XG rows apart (THREADS/32 = 8 groups a step, XG of them along x).
+  template <int X>
+  __device__ __forceinline__ static int chunk_x(int c) {
+    return 32 * ((c / 32) % (X / 32)) + 4 * (c % 8);
+  }
+  template <int X>
+  __device__ __forceinline__ static int chunk_k(int c) {
+    return 4 * ((c / 32) / (X / 32)) + (c % 32) / 8;
+  }
+
+  // One MN-major operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 of a slice at
+  // x, k + it·KSTRIDE (chunk_x/chunk_k of tid + it·THREADS); x_valid elements exist in src, x_end in
+  // the GEMM (one more with the ones column `ones`).
+  template <int X, int CHUNKS>
+  struct Copier {
+    static_assert(X % 32 == 0 && (THREADS / 32) % (X / 32) == 0, "whole warp groups along x");
+    static constexpr int KSTRIDE = 4 * (THREADS / 32) / (X / 32);
+    const float* src;
+    int ld, x, k, x_valid, x_end, ones;
+    __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int x_end_, int ones_) {
+      const int tid = int(threadIdx.x);
+      src = s, ld = ld_, x_valid = x_valid_, x_end = x_end_, ones = ones_;
+      x = x0 + chunk_x<X>(tid);
+      k = chunk_k<X>(tid);
+    }
+    // Issues this thread's chunks of the slice [k0, min(k0 + BK, k_end)) into the raw stage S.
+    __device__ __forceinline__ void issue(float* S, int k0, int k_end) {
+#pragma unroll
+      for (int it = 0; it < CHUNKS; ++it) {
+        float* d = S + 4 * (int(threadIdx.x) + it * THREADS);
+        const int kc = k0 + k + it * KSTRIDE;
+        if (kc < k_end && x + 3 < x_valid)
+          cp_async16(d, src + (std::size_t(kc) * ld + x));
+        else
+          *reinterpret_cast<float4*>(d) = load_tail_chunk<false>(src, ld, x, kc, k_end, x_valid, x_end, ones);
+      }
+    }
+  };
+
+  // Rounds this thread's chunks of one operand's raw slice S into its K-major canonical copy C:
+  // element (x + j, k) of chunk c at byte ((x+j)/8)·SBO + (k/KE)·LBO + ((x+j)%8)·16 + (k%KE)·E. The
+  // 4 elements of a chunk are stored in the order j = (i + (l%8)/2) % 4, i = 0..3 (l = c % 32), so
+  // that one store of a warp hits 32 distinct banks: bank = 4·((x+j)%8) + k%4 (TF32; BF16: the
+  // word of (x+j, k), two lanes per word), and the warp's lanes cover (x%8)/4 x j x k%4 once each.
+  template <int X, int CHUNKS>
+  __device__ __forceinline__ static void transpose_own(const float* S, unsigned char* C) {
+#pragma unroll
+    for (int it = 0; it < CHUNKS; ++it) {
+      const int c = int(threadIdx.x) + it * THREADS;
+      const int x = chunk_x<X>(c), k = chunk_k<X>(c), rot = (c % 8) / 2;
+      const float4 v = *reinterpret_cast<const float4*>(S + 4 * c);
+      unsigned char* base = C + (x / 8) * int(SBO) + (k / KE) * int(LBO) + (k % KE) * E;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int j = (i + rot) & 3;
+        const float e = j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+        unsigned char* d = base + ((x + j) % 8) * 16;
+        if constexpr (BF16)
+          *reinterpret_cast<uint16_t*>(d) = uint16_t(pack_bf16x2(e, 0.0f) & 0xFFFFu);
+        else
+          *reinterpret_cast<uint32_t*>(d) = to_tf32(e);
+      }
+    }
+  }
+
+  template <Kind KIND>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
+    static_assert(KIND == Kind::Weight, "WgmmaWeightTile runs the weight GEMM (both operands MN-major)");
+    const SlicePlan plan(p, z, BK, false);
+    const int k_begin = plan.k_begin, k_last = plan.k_last, slices = plan.slices;
+
+    Copier<BM, CHUNKS_A> ca;
+    Copier<BN, CHUNKS_B> cb;
+    ca.init(p.a + m0, p.lda, 0, p.M - m0, p.M - m0, -1);
+    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
+    cb.init(p.b, p.ldb, n0, b_valid, p.N, p.ones_col);
+    float* const raw = smem;
+    unsigned char* const canon = reinterpret_cast<unsigned char*>(smem + RAW_STAGES * RAW);
+    auto issue = [&](int s) {
+      float* st = raw + (s % RAW_STAGES) * RAW;
+      ca.issue(st, k_begin + s * BK, k_last);
+      cb.issue(st + RAW_A, k_begin + s * BK, k_last);
+    };
+
+    constexpr int R = BN / 2;  // accumulators a thread (m64nBN)
+    float acc[R];
+#pragma unroll
+    for (int v = 0; v < R; ++v) acc[v] = 0.0f;
+    const int q = int(threadIdx.x) / 128;  // this thread's warpgroup: output rows 64q..64q+63
+
+#pragma unroll
+    for (int s = 0; s < AHEAD; ++s) {
+      if (s < slices) issue(s);
+      cp_async_commit();
+    }
+    for (int s = 0; s < slices; ++s) {
+      const float* st = raw + (s % RAW_STAGES) * RAW;
+      unsigned char* const cn = canon + (s % CANON_STAGES) * CAN * 4;
+      cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
+      transpose_own<BM, CHUNKS_A>(st, cn);
+      transpose_own<BN, CHUNKS_B>(st + RAW_A, cn + CAN_A_BYTES);
+      fence_proxy_async();
+      __syncthreads();  // slice s transposed by everyone; raw (s - 1) read; wgmmas of s - 3 done
+      if (s + AHEAD < slices) issue(s + AHEAD);
+      cp_async_commit();  // possibly empty: one group per slice for the wait count
+
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < BK; ks += KSTEP) {
+        const uint32_t off = uint32_t(ks / KSTEP) * 2 * LBO;  // KSTEP elements: two core matrices along k
+        const uint64_t da = wgmma_desc(cn + q * 8 * int(SBO) + off, LBO, SBO);
+        const uint64_t db = wgmma_desc(cn + CAN_A_BYTES + off, LBO, SBO);
+        if constexpr (BF16)
+          wgmma_bf16<BN>(acc, da, db, !(s == 0 && ks == 0));
+        else
+          wgmma_tf32<BN>(acc, da, db, !(s == 0 && ks == 0));
+      }
+      wgmma_commit();
+      wgmma_wait<1>();  // slice s - 1's wgmmas are done
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+    cp_async_wait<0>();  // only empty groups remain
+
+    // acc[4j + r] is D[16w + g + 8·(r/2)][8j + 2t + r%2] of warpgroup q (kernels/wgmma.cuh)
+    const int warp = (int(threadIdx.x) % 128) / 32, lane = int(threadIdx.x) % 32;
+    float out[1][BN / 8][4];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) out[0][j][r] = acc[4 * j + r];
+    store_warp_tiles<KIND>(p, z, m0 + 64 * q + 16 * warp, n0, lane / 4, lane % 4, out, epilogue_step<KIND>(p));
+  }
+};
+
 // One GEMM with its epilogue fused into the store (block (x, y): the tile at rows
 // (y % row tiles)*BM, columns x*BN, of split y / row tiles; one split without p.split_k).
 // Pointers come in GemmParams, so none can be __restrict__; the launchers check that outputs do
@@ -1302,6 +1491,13 @@ struct TilesFor {
   using Wgmma = WgmmaTile<PREC, 64, PREC == GemmPrecision::BF16 ? 5 : 6>;
   using Wgmma128 = WgmmaTile<PREC, 128, PREC == GemmPrecision::BF16 ? 5 : 6>;
   static_assert(Wgmma128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one wgmma block per SM");
+  // The wgmma weight tiles (dense_force_tile's Wgmma / Wgmma128 on a Weight GEMM; unmeasured):
+  // 128 x 64 with 3 slices of copies in flight (TF32: 4 raw stages of 24 KB + 3 canonical of 24 KB,
+  // 168 KB; BF16 132 KB) and 128 x 128 with 2 (TF32: 3 x 32 + 3 x 32 = 192 KB; BF16 144 KB).
+  using WgmmaW64 = WgmmaWeightTile<PREC, 64, 3>;
+  using WgmmaW128 = WgmmaWeightTile<PREC, 128, 2>;
+  static_assert(WgmmaW64::template smem_bytes<Kind::Weight>() <= 227 * 1024 - 1024, "one weight block per SM");
+  static_assert(WgmmaW128::template smem_bytes<Kind::Weight>() <= 227 * 1024 - 1024, "one weight block per SM");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
@@ -1527,6 +1723,15 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
           launch_pipe_tiles<typename TilesFor<PREC>::Wgmma, KIND>(p, stream);
         else
           launch_pipe_tiles<typename TilesFor<PREC>::Wgmma128, KIND>(p, stream);
+        return p.partial;
+      }
+    if constexpr (KIND == Kind::Weight)
+      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
+          wgmma_available()) {  // the split (if any) stays across blocks: the weight GEMM's is never folded
+        if (g_forced_tile.tile == GemmTile::Wgmma)
+          launch_pipe_tiles<typename TilesFor<PREC>::WgmmaW64, KIND>(p, stream);
+        else
+          launch_pipe_tiles<typename TilesFor<PREC>::WgmmaW128, KIND>(p, stream);
         return p.partial;
       }
     switch (pick_pipe(p, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {

@@ -111,7 +111,9 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, cons
 // ignores it. Wgmma / Wgmma128: the forward GEMM on Hopper's warpgroup MMA (kernels/dense.cu
 // WgmmaTile, 64x64 / 64x128 outputs by one warpgroup, sm_90a), its K split folded when
 // fold_forward_split; it holds the CPU twin's tolerance but is not claimed bitwise the others' (the
-// tensor core sums each wgmma's products in its own order). The other GEMMs, misaligned operands
+// tensor core sums each wgmma's products in its own order). On a Weight GEMM the same two values
+// run WgmmaWeightTile (128x64 / 128x128 outputs by two warpgroups, operands transposed on chip),
+// its split pieces across blocks as every tile. The Data GEMM, misaligned operands
 // and devices or builds without sm_90a take Pipe64x8 instead. The first Wgmma launch probes the
 // device once (synchronously). Not thread-safe.
 enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128, Wgmma, Wgmma128 };

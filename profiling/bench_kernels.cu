@@ -501,6 +501,21 @@ void bench_optimizer(Bench& bench) {
                 wbytes, [&](cudaStream_t st) {
                   cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr);
                 }, peak);
+      // The wgmma weight tile (issue 12; dense_force_tile only): the same pieces by 128x64 and
+      // 128x128 tiles of two warpgroups (kernels/dense.cu WgmmaWeightTile). Labelled as the
+      // fallback where this build or device has no sm_90a.
+      if (pr == GemmPrecision::FP32) continue;
+      const bool ok = cuda::dense_wgmma_available();
+      for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Wgmma, "wgmma 128x64"},
+                                       std::pair{cuda::GemmTile::Wgmma128, "wgmma 128x128"}}) {
+        const std::string w = ok ? std::string(name) : std::string(name) + " unavailable (Pipe64x8)";
+        cuda::dense_force_tile({tile, false});
+        bench.run("gemm_weight", wshape, cat("native ", to_string(pr), " (+db) pieces only (", s0, ") ", w), wflops,
+                  wbytes, [&](cudaStream_t st) {
+                    cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr);
+                  }, peak);
+        cuda::dense_force_tile({});
+      }
     }
     cuda::GradSlicesSet set;
     set.seg[set.count++] = {part0.data(), s0, std::size_t(w0) * (in + 1), w0, in, 0, std::size_t(w0) * in};

@@ -390,5 +390,101 @@ TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, wi
       }
 }
 
+// The wgmma weight tiles (kernels/dense.cu WgmmaWeightTile: dense_force_tile({Wgmma}) 128x64,
+// {Wgmma128} 128x128 outputs, two warpgroups, operands transposed into wgmma's K-major layout on
+// chip; sm_90a) on the weight GEMM dW = dZᵀ·[X | 1]: every element of dW and db against the CPU twin
+// with the same input rounding (the header's tolerance, K = the rows summed), without a workspace
+// (one chain over all rows), with the workspace (split pieces across blocks, then the reduction
+// kernel or, with tickets, the last block; bitwise each other), and dense_weight_partials: every
+// slice against the CPU GEMM over its own rows, and their sum in slice order bitwise the
+// workspace's dW/db. Shapes: 129 rows x 36 -> 64 (an output-row tail inside the 128-row tile, a
+// column tail at 37, a 1-row K tail, no split), 1000 x 200 -> 72 (3 pieces of 352/352/296 rows:
+// a K tail in the last piece; columns 201 = a tail at both tile widths), and (full mode only)
+// layer 0's 4096 x 784 -> 128 (6 pieces). On a device or build without sm_90a the forced tile
+// falls back to PipeTile and the same checks hold. Quick mode runs in the host emulation too.
+TEST_CASE("wgmma TF32/BF16 weight tile: dW/db and the split pieces of dense_weight_partials") {
+  Stream stream;
+  const std::string note = cuda::dense_wgmma_available() ? "wgmma weight tile: runs (sm_90a)"
+                                                         : "wgmma weight tile: unavailable here, PipeTile ran";
+  MESSAGE(note);
+  struct Shape {
+    int B, K, N;
+  };
+  const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{129, 36, 64}, {1000, 200, 72}}
+                                                  : std::vector<Shape>{{129, 36, 64}, {1000, 200, 72}, {4096, 784, 128}};
+  for (const cuda::GemmTile tile : {cuda::GemmTile::Wgmma, cuda::GemmTile::Wgmma128})
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : kTensorCore) {
+      const int B = sh.B, K = sh.K, N = sh.N;
+      INFO(B, "x", K, "->", N, (tile == cuda::GemmTile::Wgmma ? " 128x64 " : " 128x128"),
+           (prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
+      const auto X = random_vector(std::size_t(B) * K, 81 + B), dZ = random_vector(std::size_t(B) * N, 82 + K);
+      const auto Xr = rounded(X, prec), dZr = rounded(dZ, prec), aX = rounded(X, prec, true),
+                 adZ = rounded(dZ, prec, true);
+      // The CPU twin over rows [r0, r1): dW [N,K] and db [N] (Σ of rounded dZ; the ones are exact),
+      // and their magnitudes (the same sums of absolute values) for the tolerance.
+      auto twin = [&](int r0, int r1, std::vector<double>& rW, std::vector<double>& rb, std::vector<double>& mW,
+                      std::vector<double>& mb) {
+        const std::size_t o = std::size_t(r0);
+        rW.assign(std::size_t(N) * K, 0.0), mW.assign(rW.size(), 0.0), rb.assign(N, 0.0), mb.assign(N, 0.0);
+        cpu::gemm_tn(rW.data(), dZr.data() + o * N, Xr.data() + o * K, N, K, r1 - r0);
+        cpu::gemm_tn(mW.data(), adZ.data() + o * N, aX.data() + o * K, N, K, r1 - r0);
+        for (std::size_t i = o * N; i < std::size_t(r1) * N; ++i) rb[i % N] += dZr[i], mb[i % N] += adZ[i];
+      };
+      std::vector<double> rW, rb, mW, mb;
+      twin(0, B, rW, rb, mW, mb);
+      auto gX = to_device(X), gdZ = to_device(dZ);
+      const std::size_t wsn = cuda::dense_workspace_floats(B, K, N);
+      DeviceBuffer<float> ws(std::max<std::size_t>(wsn, 1));
+      DeviceBuffer<unsigned> tk(std::max<std::size_t>(cuda::dense_ticket_count(B, K, N), 1));
+      CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+      const int S = cuda::dense_weight_slices(B, K, N);
+      const std::size_t per = std::size_t(N) * std::size_t(K + 1);
+      CHECK(S == (B >= 512 ? (B == 1000 ? 3 : 6) : 1));
+      cuda::dense_force_tile({tile, false});
+      auto dW = poisoned<float>(rW.size()), db = poisoned<float>(N);
+      auto sW = poisoned<float>(rW.size()), sb = poisoned<float>(N), tW = poisoned<float>(rW.size()),
+           tb = poisoned<float>(N);
+      auto part = poisoned<float>(std::size_t(S) * per);
+      cuda::dense_backward_weights(dW.data(), db.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec);
+      cuda::dense_backward_weights(sW.data(), sb.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec,
+                                   wsn ? ws.data() : nullptr);
+      cuda::dense_backward_weights(tW.data(), tb.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec,
+                                   wsn ? ws.data() : nullptr, wsn ? tk.data() : nullptr);
+      cuda::dense_weight_partials(part.data(), gdZ.data(), gX.data(), B, K, N, stream.get(), prec);
+      cuda::dense_force_tile({});
+      expect_within(to_host(dW), rW, mW, B, 1.0, "dW, no workspace");
+      expect_within(to_host(db), rb, mb, B, 1.0, "db, no workspace");
+      const std::vector<float> hW = to_host(sW), hb = to_host(sb);
+      expect_within(hW, rW, mW, B, 1.0, "dW, workspace");
+      expect_within(hb, rb, mb, B, 1.0, "db, workspace");
+      CHECK(bitwise_equal(to_host(tW), hW));
+      CHECK(bitwise_equal(to_host(tb), hb));
+      // The slices: slice z covers rows [z·R, min(B, (z+1)·R)), R = ceil(B/S) rounded up to 32.
+      const std::vector<float> hp = to_host(part);
+      const int R = S > 1 ? ((B + S - 1) / S + 31) / 32 * 32 : B;
+      std::vector<float> sumW(rW.size(), 0.0f), sumb(N, 0.0f);
+      for (int z = 0; z < S; ++z) {
+        INFO("slice ", z);
+        const int r0 = z * R, r1 = std::min(B, r0 + R);
+        std::vector<double> zW, zb, zmW, zmb;
+        twin(r0, r1, zW, zb, zmW, zmb);
+        std::vector<float> pW(zW.size()), pb(N);
+        for (int n = 0; n < N; ++n)
+          for (int k = 0; k <= K; ++k) {
+            const float v = hp[std::size_t(z) * per + std::size_t(n) * (K + 1) + k];
+            (k < K ? pW[std::size_t(n) * K + k] : pb[n]) = v;
+            (k < K ? sumW[std::size_t(n) * K + k] : sumb[n]) += v;
+          }
+        expect_within(pW, zW, zmW, r1 - r0, 1.0, "partials dW slice");
+        expect_within(pb, zb, zmb, r1 - r0, 1.0, "partials db slice");
+      }
+      if (S > 1) {  // the workspace's reduction sums the same slices in the same order
+        CHECK(bitwise_equal(sumW, hW));
+        CHECK(bitwise_equal(sumb, hb));
+      }
+    }
+}
+
 }  // namespace
 }  // namespace mnist::test

@@ -589,6 +589,48 @@ void wgmma_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
   }
 }
 
+// The wgmma weight tile (WgmmaWeightTile, dense_force_tile({Wgmma or Wgmma128}) on the weight GEMM
+// dW = dZᵀ·[X | 1]) against the CPU twin with the same input rounding, every element of dW and db,
+// the header's tolerance with K = B rows: without a workspace (one chain over B), with the workspace
+// (split pieces across blocks; reduced by the second kernel, or with tickets in the same launch:
+// bitwise the same, every ticket back to 0). Row tails (N outputs not a multiple of 64 or 128),
+// column tails (K+1 inputs), K tails (B rows not a multiple of 32, also in the last piece). The
+// wgmma operation counter proves the tile ran (a K % 4 != 0 input width falls back to PipeTile).
+void wgmma_weight_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
+  const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              tile == cuda::GemmTile::Wgmma ? " wgmma weight 128x64" : " wgmma weight 128x128", " B=", B,
+                              " K=", K, " N=", N);
+  const Vec X = rnd(std::size_t(B) * K, 121 + B), dZ = rnd(std::size_t(B) * N, 122 + K);
+  const DVec Xr = rounded_dbl(X, prec), dZr = rounded_dbl(dZ, prec);
+  DVec rW(std::size_t(N) * K), mW(rW.size()), rb(N, 0.0), mb(N, 0.0);
+  cpu::gemm_tn(rW.data(), dZr.data(), Xr.data(), N, K, B);
+  cpu::gemm_tn(mW.data(), absd(dZr).data(), absd(Xr).data(), N, K, B);
+  for (std::size_t i = 0; i < dZr.size(); ++i) rb[i % N] += dZr[i], mb[i % N] += std::fabs(dZr[i]);
+  const std::size_t wsn = cuda::dense_workspace_floats(B, K, N), ntk = cuda::dense_ticket_count(B, K, N);
+  cuda::dense_force_tile({tile, false});
+  const long long ops0 = cuda::g_emu_wgmma_ops;
+  Vec dW = poison(rW.size()), db = poison(N);
+  cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), X.data(), B, K, N, nullptr, prec);
+  check(dW, rW, mW, B, 1.0, "dW " + tag);
+  check(db, rb, mb, B, 1.0, "db " + tag);
+  expect((cuda::g_emu_wgmma_ops > ops0) == (K % 4 == 0), "wgmma ran iff K % 4 == 0, " + tag);
+  if (wsn) {
+    Vec ws = poison(wsn), sW = poison(rW.size()), sb = poison(N), tW = poison(rW.size()), tb = poison(N);
+    cuda::dense_backward_weights(sW.data(), sb.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
+    check(sW, rW, mW, B, 1.0, "dW, workspace " + tag);
+    check(sb, rb, mb, B, 1.0, "db, workspace " + tag);
+    std::vector<unsigned> tk(ntk, 0u);
+    cuda::dense_backward_weights(tW.data(), tb.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data(),
+                                 tk.data());
+    same(tW, sW, "tickets = two passes, dW " + tag);
+    same(tb, sb, "tickets = two passes, db " + tag);
+    bool zero = true;
+    for (unsigned v : tk) zero = zero && v == 0u;
+    expect(zero, "every ticket back to 0, " + tag);
+  }
+  cuda::dense_force_tile({});
+}
+
 // The model at both shapes and arrangements, then both wgmma tiles on: row, column and K tails
 // (129 x 200 -> 72: 6.25 slices; 129 x 200 -> 136 for 64x128: two column tiles, the second 8 wide),
 // K = 36 (one slice and a 4-deep tail), a 784-deep K split in 4 pieces (the last 3.5 slices: layer
@@ -604,6 +646,14 @@ void wgmma_all(GemmPrecision prec, bool quick) {
   wgmma_cases(prec, 65, 33, 10, cuda::GemmTile::Wgmma);
   wgmma_cases(prec, 129, 200, 136, cuda::GemmTile::Wgmma128);
   wgmma_cases(prec, 100, 784, quick ? 40 : 128, cuda::GemmTile::Wgmma128);
+  // The weight tile: 129 rows (a 1-row K tail) x 36 -> 64 (64 of 128 output rows, 37 columns), 600
+  // rows x 200 -> 72 (2 pieces of 320/280 rows, a K tail in the last; 201 columns), 70 x 33 -> 10
+  // (falls back).
+  for (cuda::GemmTile t : {cuda::GemmTile::Wgmma, cuda::GemmTile::Wgmma128}) {
+    wgmma_weight_cases(prec, 129, 36, 64, t);
+    wgmma_weight_cases(prec, 600, 200, 72, t);
+  }
+  wgmma_weight_cases(prec, 70, 33, 10, cuda::GemmTile::Wgmma);
 }
 
 // Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
