@@ -410,6 +410,9 @@ int main(int argc, char** argv) {
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32})
     for (const std::vector<int>& w : {std::vector<int>{128, 64, 10}, std::vector<int>{20, 12, 5}}) {
       const int B = w[0] == 128 ? 300 : 8193, T = int(w.size()) - 1, C = w.back();
+      // The 8193-row case (blocks of 2-3 row groups) at fp32 only: the block partition and the
+      // loss order do not depend on the precision, and test_tail (gpu_tests) runs its mma paths.
+      if (B > 4096 && prec != GemmPrecision::FP32) continue;
       const std::string tag = cat("tail ", w[0], "..", C, " B=", B, prec == GemmPrecision::TF32 ? " tf32" : " fp32");
       std::vector<std::vector<float>> W, bias;
       for (int i = 1; i <= T; ++i) {  // the last layer's logits far apart: losses from ~1e-15 to ~50,
