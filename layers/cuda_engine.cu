@@ -199,8 +199,7 @@ class CudaEngine final : public Engine {
     if (tail_) {  // the tail path's pieces (choose_tail)
       head_ = false;
       head_partial_ = DeviceBuffer<float>();
-      const std::vector<int> w = tail_widths();
-      tail_partial_.resize(std::size_t(cuda::tail_blocks(cfg.batch_size)) * cuda::tail_slice_floats(w));
+      tail_partial_.resize(std::size_t(cuda::tail_blocks(cfg.batch_size)) * cuda::tail_slice_floats(tail_w_));
       const DenseSlot& first = layout_.dense.front();
       w0_partial_.resize(cuda::dense_weight_partial_floats(cfg.batch_size, first.in, first.out));
       if (xent_blocks_.size() < std::size_t(cuda::tail_xent_slots(cap_)))
@@ -450,6 +449,7 @@ class CudaEngine final : public Engine {
 
   // Kernels::Tail: the tail path where it can run, else the graph path with a one-line notice.
   void choose_tail() {
+    for (const DenseSlot& sl : layout_.dense) tail_w_.push_back(sl.out);  // layer 0's output, then every later layer's
     std::string why;
     if (cfg_.gemm != Gemm::Native)
       why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
@@ -458,7 +458,7 @@ class CudaEngine final : public Engine {
     else if (layout_.dense.size() > std::size_t(cuda::kAdamMaxSegments))
       why = cat(layout_.dense.size(), " Dense layers, the fused Adam pass takes at most ", cuda::kAdamMaxSegments);
     else
-      why = cuda::tail_unsupported(tail_widths());
+      why = cuda::tail_unsupported(tail_w_);
     if (!why.empty()) {
       notice_ = cat("note: --kernels tail: ", why, "; training with --kernels graph (separate kernels per step)");
       return;
@@ -466,12 +466,6 @@ class CudaEngine final : public Engine {
     tail_ = true;
   }
 
-  // The widths the tail kernel sees: layer 0's output, then every later layer's.
-  std::vector<int> tail_widths() const {
-    std::vector<int> w;
-    for (const DenseSlot& sl : layout_.dense) w.push_back(sl.out);
-    return w;
-  }
   cuda::TailNet tail_net() {
     cuda::TailNet n;
     n.layers = int(layout_.dense.size()) - 1;
@@ -489,7 +483,7 @@ class CudaEngine final : public Engine {
     const cudaStream_t s = stream_.get();
     forward(B, true, 1);
     const DenseSlot& first = layout_.dense.front();
-    const std::vector<int> w = tail_widths();
+    const std::vector<int>& w = tail_w_;
     {
       NvtxRange range("tail");
       const cuda::DropoutSpec drop{cfg_.spec.dropout, cfg_.seed, 0, 0, counters_.data()};
@@ -712,6 +706,7 @@ class CudaEngine final : public Engine {
   bool head_ = false;                // the last layer runs as cuda::head_train / head_evaluate
   DeviceBuffer<float> head_partial_;  // the head's per-block dW/db partials (training)
   bool tail_ = false;                 // Kernels::Tail: the tail path (choose_tail)
+  std::vector<int> tail_w_;           // the widths it sees: layer 0's output, then every later layer's
   DeviceBuffer<float> tail_partial_;  // its per-block [dW | db] slices of layers 1..L-1
   DeviceBuffer<float> w0_partial_;    // and layer 0's weight-GEMM pieces
   DeviceBuffer<unsigned> advance_done_;  // adam_reduce_update's count of blocks past their counter read
