@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cp_async.cuh"
+#include "kernels/gather.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/mma.cuh"
@@ -55,7 +56,34 @@ struct GemmParams {
   int split_k = 0;
   float* partial = nullptr;
   unsigned* tickets = nullptr;  // one counter per output tile, 0 between launches
+  // X read in place from the uint8 images (DenseInput, dense.cuh), when images is set: the A
+  // operand of a Forward GEMM (a = null, lda = K), the B operand of a Weight GEMM (b = null, ldb =
+  // K). Element (r, c) of X = pixel_value(images[src(r)·ld + c]) (image_row).
+  const uint8_t* images = nullptr;
+  const int32_t* idx = nullptr;
+  int64_t first = 0;
+  const TrainCounters* img_counters = nullptr;
+  int img_stride = 0;
 };
+
+// Whether GEMM KIND reads its A (operand 0) or B (operand 1) from the images.
+template <Kind KIND>
+__host__ __device__ inline bool images_a(const GemmParams& p) {
+  return KIND == Kind::Forward && p.images;
+}
+template <Kind KIND>
+__host__ __device__ inline bool images_b(const GemmParams& p) {
+  return KIND == Kind::Weight && p.images;
+}
+// The first X row's position in idx (or in the images without idx): read once per block.
+__device__ __forceinline__ int64_t image_base(const GemmParams& p) {
+  return p.first + (p.img_counters ? int64_t(p.img_counters->batch) * p.img_stride : 0);
+}
+// Row r of X in the images (ld = K pixels a row).
+__device__ __forceinline__ const uint8_t* image_row(const GemmParams& p, int64_t base, int r, int ld) {
+  const int64_t src = p.idx ? int64_t(p.idx[base + r]) : base + r;
+  return p.images + src * ld;
+}
 
 __host__ __device__ inline int split_count(const GemmParams& p) {
   return p.split_k > 0 ? (p.K + p.split_k - 1) / p.split_k : 1;
@@ -74,6 +102,7 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
   constexpr bool B_KFAST = KIND == Kind::Forward;
   static_assert((BM * BK) % THREADS == 0 && (BN * BK) % THREADS == 0, "tile loads must split evenly");
   const int tid = int(threadIdx.x);
+  const int64_t base = p.images ? image_base(p) : 0;
 #pragma unroll
   for (int it = 0; it < BM * BK / THREADS; ++it) {
     const int e = tid + it * THREADS;
@@ -82,8 +111,12 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
     const int m = m0 + mm, k = k0 + kk;
     float v = 0.0f;
     if (m < p.M && k < k_end) {
-      const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
-      v = p.a[idx];
+      if (images_a<KIND>(p)) {
+        v = pixel_value(image_row(p, base, m, p.lda)[k]);
+      } else {
+        const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
+        v = p.a[idx];
+      }
     }
     As[kk][mm] = round_gemm_input<PREC>(v);
   }
@@ -97,6 +130,8 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
     if (n < p.N && k < k_end) {
       if (n == p.ones_col)
         v = 1.0f;
+      else if (images_b<KIND>(p))
+        v = pixel_value(image_row(p, base, k, p.ldb)[n]);
       else
         v = p.b[B_KFAST ? std::size_t(n) * p.ldb + k : std::size_t(k) * p.ldb + n];
     }
@@ -151,6 +186,7 @@ __device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, 
 template <int BM_, int BN_, int BK, int TM, int TN>
 struct SimtTile {
   static constexpr int BM = BM_, BN = BN_, THREADS = (BM / TM) * (BN / TN);
+  static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): load_slice reads them
   static constexpr bool kPipelined = false;
   struct Smem {
     float As[BK][BM + 1];
@@ -226,6 +262,27 @@ __device__ __forceinline__ float4 load_tail_chunk(const float* src, int ld, int 
   return make_float4(v[0], v[1], v[2], v[3]);
 }
 
+// load_tail_chunk for an operand read from the images (GemmParams::images): element (x, k) is row x
+// (KFAST: the Forward GEMM's A) or row k (otherwise: the Weight GEMM's B) of X, pixel k resp. x;
+// base: image_base(p).
+template <bool KFAST>
+__device__ __forceinline__ float4 load_tail_chunk_images(const GemmParams& p, int64_t base, int ld, int xc, int kc,
+                                                         int k_end, int x_valid, int x_end, int ones) {
+  float v[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
+    v[j] = 0.0f;
+    if (kj < k_end && xj < x_end) {
+      if (xj == ones)
+        v[j] = 1.0f;
+      else if (xj < x_valid)
+        v[j] = KFAST ? pixel_value(image_row(p, base, xj, ld)[kj]) : pixel_value(image_row(p, base, kj, ld)[xj]);
+    }
+  }
+  return make_float4(v[0], v[1], v[2], v[3]);
+}
+
 // Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row
 // strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned.
 __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
@@ -261,6 +318,7 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 template <int BM_, int BN_, int BK, int TM, int TN>
 struct SimtVecTile {
   static constexpr int BM = BM_, BN = BN_, RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
+  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
   static constexpr int K_TILE = BK;
   static constexpr bool kPipelined = false;
   static constexpr int SA = BM + 4, SB = BN + 4;  // row strides: multiples of 4 (float4 reads)
@@ -495,6 +553,7 @@ __device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int
 template <int BM_, int BN_, int BK, int WM, int WN, GemmPrecision PREC>
 struct MmaTile {
   static constexpr int BM = BM_, BN = BN_, THREADS = 32 * WM * WN;
+  static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): load_slice reads them
   static constexpr bool kPipelined = false;
   static constexpr int KSTEP = PREC == GemmPrecision::BF16 ? 16 : 8;
   static constexpr int PAD = PREC == GemmPrecision::BF16 ? 4 : 8;
@@ -603,6 +662,7 @@ struct SlicePlan {
 template <int BM_, int BN_, int WM, int WN, GemmPrecision PREC, int STAGES = 3>
 struct PipeTile {
   static constexpr int BM = BM_, BN = BN_, BK = 32, THREADS = 32 * WM * WN;
+  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
   static constexpr bool kPipelined = true;
   static constexpr int KSTEP = PREC == GemmPrecision::BF16 ? 16 : 8;
   static constexpr int KPAD = PREC == GemmPrecision::BF16 ? 8 : 4;
@@ -912,6 +972,7 @@ struct PipeTile {
 template <GemmPrecision PREC, int BN_, int STAGES>
 struct WgmmaTile {
   static constexpr int BM = 64, BN = BN_, BK = 32, THREADS = 128;
+  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
   static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
   static constexpr int KSTEP = BF16 ? 16 : 8;
@@ -1105,6 +1166,7 @@ struct WgmmaTile {
 template <GemmPrecision PREC, int BN_, int AHEAD>
 struct WgmmaWeightTile {
   static constexpr int BM = 128, BN = BN_, BK = 32, WG = BM / 64, THREADS = 128 * WG;
+  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
   static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
   static_assert(PREC != GemmPrecision::FP32, "WgmmaWeightTile runs TF32 or BF16");
@@ -1498,6 +1560,11 @@ struct TilesFor {
   using WgmmaW128 = WgmmaWeightTile<PREC, 128, 2>;
   static_assert(WgmmaW64::template smem_bytes<Kind::Weight>() <= 227 * 1024 - 1024, "one weight block per SM");
   static_assert(WgmmaW128::template smem_bytes<Kind::Weight>() <= 227 * 1024 - 1024, "one weight block per SM");
+  // X from the images (takes_input): the fallback tiles read every input; one rule per tile family.
+  static_assert(Big::kImages && Small::kImages, "the fallback tiles read the images");
+  static_assert(Pipe128::kImages == Pipe64::kImages && Wgmma::kImages == Wgmma128::kImages &&
+                    WgmmaW64::kImages == WgmmaW128::kImages,
+                "one images rule per tile family");
 };
 template <>
 struct TilesFor<GemmPrecision::FP32> {
@@ -1510,6 +1577,8 @@ struct TilesFor<GemmPrecision::FP32> {
   using Vec64 = SimtVecTile<64, 64, 32, 4, 4>;
   using Vec32 = SimtVecTile<32, 32, 32, 4, 4>;
   static_assert(sizeof(Vec128::Smem) <= 48 * 1024 && sizeof(Vec64::Smem) <= 48 * 1024, "static shared memory");
+  static_assert(Big::kImages && Small::kImages, "the fallback tiles read the images");
+  static_assert(Vec128::kImages == Vec32::kImages, "one images rule per tile family");
 };
 
 GemmTileChoice g_forced_tile;  // dense_force_tile (tests)
@@ -1710,14 +1779,22 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
   return Pick::Mma;
 }
 
+// Whether Tile can run p: every tile reads float operands; only those with kImages read X from the
+// images in place (a GEMM with p.images falls back to one that does: SimtTile / MmaTile).
+template <class Tile>
+bool takes_input(const GemmParams& p) {
+  return !p.images || Tile::kImages;
+}
+
 // The GEMM p at PREC; returns whether a split of p is left for dense_split_reduce_kernel (false
 // when there is none or it was folded into the GEMM).
 template <GemmPrecision PREC, Kind KIND>
 bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
+    using T = TilesFor<PREC>;
     if constexpr (KIND == Kind::Forward)
       if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
-          wgmma_available()) {
+          takes_input<typename T::Wgmma>(p) && wgmma_available()) {
         if (p.split_k > 0 && p.partial && g_forced_tile.fold_forward_split) p.partial = nullptr;
         if (g_forced_tile.tile == GemmTile::Wgmma)
           launch_pipe_tiles<typename TilesFor<PREC>::Wgmma, KIND>(p, stream);
@@ -1727,26 +1804,45 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
       }
     if constexpr (KIND == Kind::Weight)
       if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
-          wgmma_available()) {  // the split (if any) stays across blocks: the weight GEMM's is never folded
+          takes_input<typename T::WgmmaW64>(p) && wgmma_available()) {  // the split (if any) stays across blocks: the weight GEMM's is never folded
         if (g_forced_tile.tile == GemmTile::Wgmma)
           launch_pipe_tiles<typename TilesFor<PREC>::WgmmaW64, KIND>(p, stream);
         else
           launch_pipe_tiles<typename TilesFor<PREC>::WgmmaW128, KIND>(p, stream);
         return p.partial;
       }
-    switch (pick_pipe(p, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {
-      case Pick::Pipe128: launch_pipe_tiles<typename TilesFor<PREC>::Pipe128, KIND>(p, stream); return p.partial;
-      case Pick::Pipe64: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64, KIND>(p, stream); return p.partial;
-      case Pick::Pipe64x8: launch_pipe_tiles<typename TilesFor<PREC>::Pipe64x8, KIND>(p, stream); return p.partial;
+    // (pick_pipe may fold the split into p: a copy, so that a fallback below keeps the caller's split)
+    GemmParams q = p;
+    switch (pick_pipe(q, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {
+      case Pick::Pipe128:
+        if (!takes_input<typename T::Pipe128>(q)) break;
+        launch_pipe_tiles<typename T::Pipe128, KIND>(q, stream);
+        return q.partial;
+      case Pick::Pipe64:
+        if (!takes_input<typename T::Pipe64>(q)) break;
+        launch_pipe_tiles<typename T::Pipe64, KIND>(q, stream);
+        return q.partial;
+      case Pick::Pipe64x8:
+        if (!takes_input<typename T::Pipe64x8>(q)) break;
+        launch_pipe_tiles<typename T::Pipe64x8, KIND>(q, stream);
+        return q.partial;
       case Pick::Mma: break;
     }
   } else {
     using T = TilesFor<PREC>;
-    switch (pick_simt(p, KIND == Kind::Forward).tile) {
-      case SimtTileKind::Vec128: launch_simt_tiles<typename T::Vec128, KIND>(p, stream); return p.partial;
-      case SimtTileKind::Vec64: launch_simt_tiles<typename T::Vec64, KIND>(p, stream); return p.partial;
-      case SimtTileKind::Vec32: launch_simt_tiles<typename T::Vec32, KIND>(p, stream); return p.partial;
-      default: break;
+    GemmParams q = p;  // as above: pick_simt may fold the split into q
+    const SimtTileKind tile = pick_simt(q, KIND == Kind::Forward).tile;
+    if (tile == SimtTileKind::Vec128 && takes_input<typename T::Vec128>(q)) {
+      launch_simt_tiles<typename T::Vec128, KIND>(q, stream);
+      return q.partial;
+    }
+    if (tile == SimtTileKind::Vec64 && takes_input<typename T::Vec64>(q)) {
+      launch_simt_tiles<typename T::Vec64, KIND>(q, stream);
+      return q.partial;
+    }
+    if (tile == SimtTileKind::Vec32 && takes_input<typename T::Vec32>(q)) {
+      launch_simt_tiles<typename T::Vec32, KIND>(q, stream);
+      return q.partial;
     }
   }
   if (tiles<64, 64>(p) >= kBigTileBlocks)
@@ -1786,7 +1882,7 @@ void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t s
   if constexpr (PREC != GemmPrecision::FP32) {
     GemmParams w1 = w, d1 = d;
     const Pick pw = pick_pipe(w1, false, false), pd = pick_pipe(d1, false, false);
-    if (pw != Pick::Mma && pd != Pick::Mma) {
+    if (pw != Pick::Mma && pd != Pick::Mma && takes_input<typename TilesFor<PREC>::Pipe64x8>(w)) {
       const int splits = split_count(w);
       const bool big = g_forced_tile.tile == GemmTile::Auto
                            ? pw == Pick::Pipe128 && pd == Pick::Pipe128 &&
@@ -1800,7 +1896,7 @@ void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t s
     }
   } else {
     using T = TilesFor<PREC>;
-    switch (pick_simt_backward(w, d)) {
+    switch (takes_input<typename T::Vec64>(w) ? pick_simt_backward(w, d) : SimtTileKind::Scalar) {
       case SimtTileKind::Vec128: return launch_backward_tiles<typename T::Vec128>(w, d, stream);
       case SimtTileKind::Vec64: return launch_backward_tiles<typename T::Vec64>(w, d, stream);
       case SimtTileKind::Vec32: return launch_backward_tiles<typename T::Vec32>(w, d, stream);
@@ -1852,12 +1948,23 @@ void check_sizes(const char* op, int B, int K, int N) {
   MNIST_CHECK(B >= 0 && K > 0 && N > 0, op, ": invalid sizes B=", B, " K=", K, " N=", N);
 }
 
-GemmParams forward_params(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu) {
+// X's fields of p (DenseInput, dense.cuh): the float pointer, or the images read in place.
+void set_input(GemmParams& p, const DenseInput& X) {
+  p.images = X.images;
+  p.idx = X.idx;
+  p.first = X.first;
+  p.img_counters = X.counters;
+  p.img_stride = X.stride;
+}
+
+GemmParams forward_params(float* Y, const DenseInput& X, const float* W, const float* b, int B, int K, int N,
+                          bool relu) {
   GemmParams p;
   p.M = B;
   p.N = N;
   p.K = K;
-  p.a = X;
+  p.a = X.images ? nullptr : X.x;
+  set_input(p, X);
   p.lda = K;
   p.b = W;
   p.ldb = K;
@@ -1868,14 +1975,15 @@ GemmParams forward_params(float* Y, const float* X, const float* W, const float*
   return p;
 }
 
-GemmParams weight_params(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N) {
+GemmParams weight_params(float* dW, float* db, const float* dZ, const DenseInput& X, int B, int K, int N) {
   GemmParams p;
   p.M = N;
   p.N = db ? K + 1 : K;
   p.K = B;
   p.a = dZ;
   p.lda = N;
-  p.b = X;
+  p.b = X.images ? nullptr : X.x;
+  set_input(p, X);
   p.ldb = K;
   p.ones_col = db ? K : -1;
   p.out = dW;
@@ -1956,21 +2064,21 @@ void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::BF16>::Pipe64x8>();
 }
 
-void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
+void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B, int K, int N, bool relu,
                    cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
-  MNIST_CHECK(Y && X && W && b, "dense_forward: null pointer");
+  MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
   launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, tickets, prec, stream);
 }
 
-void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
+void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec,
                                 float* workspace, unsigned* tickets) {
   check_sizes("dense_relu_dropout_forward", B, K, N);
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "dropout probability must be in [0, 1), got ", drop.p);
   if (B == 0) return;
-  MNIST_CHECK(D && X && W && b, "dense_relu_dropout_forward: null pointer");
+  MNIST_CHECK(D && X.present() && W && b, "dense_relu_dropout_forward: null pointer");
   GemmParams p = forward_params(D, X, W, b, B, K, N, true);
   if (drop.p > 0.0f) {
     p.dropout = true;
@@ -2001,10 +2109,10 @@ std::size_t dense_ticket_count(int B, int K, int N) {
   return std::max(weight, forward);
 }
 
-void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
+void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X, int B, int K, int N,
                             cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_weights", B, K, N);
-  MNIST_CHECK(dW && (B == 0 || (dZ && X)), "dense_backward_weights: null pointer");
+  MNIST_CHECK(dW && (B == 0 || (dZ && X.present())), "dense_backward_weights: null pointer");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
   launch_weights_and_data(w, nullptr, prec, stream);
@@ -2020,10 +2128,10 @@ std::size_t dense_weight_partial_floats(int B, int K, int N) {
   return std::size_t(dense_weight_slices(B, K, N)) * std::size_t(std::max(N, 0)) * std::size_t(std::max(K, 0) + 1);
 }
 
-void dense_weight_partials(float* partial, const float* dZ, const float* X, int B, int K, int N, cudaStream_t stream,
+void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
                            GemmPrecision prec) {
   check_sizes("dense_weight_partials", B, K, N);
-  MNIST_CHECK(partial && (B == 0 || (dZ && X)), "dense_weight_partials: null pointer");
+  MNIST_CHECK(partial && (B == 0 || (dZ && X.present())), "dense_weight_partials: null pointer");
   if (B == 0) {  // one slice of zeros: the sum of no rows
     CUDA_CHECK(cudaMemsetAsync(partial, 0, dense_weight_partial_floats(B, K, N) * sizeof(float), stream));
     return;
@@ -2044,11 +2152,11 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   (void)launch_gemm<Kind::Data>(data_params(dX, dZ, W, mask, mask_scale, B, K, N), prec, stream);
 }
 
-void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
+void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, DenseInput X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
                           GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_fused", B, K, N);
-  MNIST_CHECK(dW && (B == 0 || (dZ && X)) && (!dX || W), "dense_backward_fused: null pointer");
+  MNIST_CHECK(dW && (B == 0 || (dZ && X.present())) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);

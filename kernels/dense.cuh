@@ -23,11 +23,41 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/dropout.cuh"
 #include "kernels/precision.hpp"
+#include "kernels/train_counters.cuh"
 
 namespace mnist::cuda {
+
+// The X operand of a layer's forward and weight GEMMs: floats X [B,K] (row stride K), or the uint8
+// images [n, K] that gather_batch would have scaled into them, read in place by the GEMM: row r of
+// X is images[src(r)·K + k] · (1/255) (pixel_value, kernels/gather.cuh: gather_batch's expression,
+// so every GEMM sees bit for bit the floats of the gathered batch), src(r) = idx[base + r] (or
+// base + r without idx), base = first, plus counters->batch · stride when counters are given (the
+// training step's batch, read on the device: graph replays). No gathered copy: at 4096 rows of 784
+// that is a 12.8 MB write and two 12.8 MB reads a step against 3.2 MB of bytes, and one launch.
+// A float pointer converts implicitly (every call site with a gathered X).
+struct DenseInput {
+  const float* x = nullptr;
+  const uint8_t* images = nullptr;
+  const int32_t* idx = nullptr;
+  int64_t first = 0;
+  const TrainCounters* counters = nullptr;
+  int stride = 0;
+
+  DenseInput() = default;
+  DenseInput(const float* floats) : x(floats) {}  // NOLINT: implicit on purpose
+  // Rows idx[first + counters->batch · stride + r] (counters may be null, idx too: consecutive rows).
+  static DenseInput images_by_index(const uint8_t* images, const int32_t* idx, int64_t first,
+                                    const TrainCounters* counters = nullptr, int stride = 0) {
+    DenseInput in;
+    in.images = images, in.idx = idx, in.first = first, in.counters = counters, in.stride = stride;
+    return in;
+  }
+  bool present() const { return x != nullptr || images != nullptr; }
+};
 
 // Floats of device workspace that split-K needs for a layer of K inputs and N outputs at B rows
 // (its forward and its weight GEMM; 0: neither is split). Pass at least this much as `workspace`
@@ -52,14 +82,14 @@ std::size_t dense_ticket_count(int B, int K, int N);
 // it captures any CUDA graph, so that no attribute call happens inside a capture.
 void dense_prepare();
 
-void dense_forward(float* Y, const float* X, const float* W, const float* b, int B, int K, int N, bool relu,
+void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B, int K, int N, bool relu,
                    cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
                    unsigned* tickets = nullptr);
 
 // D [B,N] = dropout(ReLU(X [B,K] · W [N,K]ᵀ + b [N])): dense_forward(relu) followed by
 // dropout_forward(drop) on the [B,N] output (element index b*N + n), with the mask applied in the
 // GEMM's epilogue. drop.p == 0 gives dense_forward(relu).
-void dense_relu_dropout_forward(float* D, const float* X, const float* W, const float* b, int B, int K, int N,
+void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream,
                                 GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
                                 unsigned* tickets = nullptr);
@@ -71,7 +101,7 @@ void dense_relu_dropout_forward(float* D, const float* X, const float* W, const 
 // by its own blocks, and the pieces added in a fixed order by a second kernel: more blocks for a
 // deep, narrow GEMM, and results still bitwise reproducible (the same for a given workspace choice
 // whatever the launch; null workspace: no split, one chain over all B rows).
-void dense_backward_weights(float* dW, float* db, const float* dZ, const float* X, int B, int K, int N,
+void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X, int B, int K, int N,
                             cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
                             float* workspace = nullptr, unsigned* tickets = nullptr);
 
@@ -82,7 +112,7 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, const float* 
 // workspace) bit for bit. partial must hold dense_weight_partial_floats(B, K, N) floats.
 int dense_weight_slices(int B, int K, int N);
 std::size_t dense_weight_partial_floats(int B, int K, int N);
-void dense_weight_partials(float* partial, const float* dZ, const float* X, int B, int K, int N, cudaStream_t stream,
+void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
                            GemmPrecision prec = GemmPrecision::FP32);
 
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
@@ -96,7 +126,7 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 // mask, mask_scale) in ONE launch (the two GEMMs are independent): the engine's backward of a
 // layer. Bitwise the same results as the two separate launches (with the same workspace choice;
 // workspace as for dense_backward_weights).
-void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, const float* X, const float* W,
+void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, DenseInput X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
                           GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
                           unsigned* tickets = nullptr);

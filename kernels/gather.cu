@@ -28,16 +28,15 @@ __global__ void __launch_bounds__(kGatherThreads)
   const int64_t src = idx ? int64_t(idx[base + r]) : base + r;
   const uint8_t* in = images + src * D;
   float* out = X + int64_t(r) * D;
-  constexpr float kInv255 = 1.0f / 255.0f;
   if constexpr (VEC) {
     const uchar4* in4 = reinterpret_cast<const uchar4*>(in);
     float4* out4 = reinterpret_cast<float4*>(out);
     for (int k = int(threadIdx.x); k < D / 4; k += kGatherThreads) {
       const uchar4 u = in4[k];
-      out4[k] = make_float4(float(u.x) * kInv255, float(u.y) * kInv255, float(u.z) * kInv255, float(u.w) * kInv255);
+      out4[k] = make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
     }
   } else {
-    for (int k = int(threadIdx.x); k < D; k += kGatherThreads) out[k] = float(in[k]) * kInv255;
+    for (int k = int(threadIdx.x); k < D; k += kGatherThreads) out[k] = pixel_value(in[k]);
   }
   if (y && threadIdx.x == 0) y[r] = labels[src];
 }

@@ -11,6 +11,11 @@
 
 namespace mnist::cuda {
 
+// A pixel as the GEMMs see it: the byte scaled to [0, 1] (one rounding: float(u) is exact). The one
+// expression of gather_batch and of the GEMMs that read the images in place (DenseInput,
+// kernels/dense.cuh), so both give the same floats bit for bit.
+__host__ __device__ __forceinline__ float pixel_value(uint8_t u) { return float(u) * (1.0f / 255.0f); }
+
 // X [B,D] = images[idx[r]] / 255 (uint8 rows of D pixels), y [B] = labels[idx[r]] (y may be
 // null, then labels may be too). idx [B] is a device array of row indices.
 void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, const int32_t* idx, int B,

@@ -10,7 +10,6 @@
 
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
-pthread_barrier_t g_emu_barrier;
 long long g_emu_launches = 0;
 
 namespace mnist {

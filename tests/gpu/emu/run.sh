@@ -45,7 +45,7 @@ for part in "${parts[@]}"; do
     gpu_tests)
       # The GPU test files themselves (their cases, data and tolerances), quick selection, without
       # the cases that need cuBLAS/cuDNN or 4096 x 784 shapes (emu_gpu_tests.cpp).
-      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax,head,tail,adam}.cu -x none \
+      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax,head,tail,adam,dense_images}.cu -x none \
           "${kernels[@]}" "$root/layers/model.cpp" -o "$work/emu_gpu_tests"
       MNIST_GPU_TEST_QUICK=1 "$work/emu_gpu_tests" --no-intro \
         --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*,*adam_update with TrainCounters*' ;;

@@ -1,5 +1,5 @@
 // Host emulation of cooperative launches (kernels/fused_step.cu): cudaLaunchCooperativeKernel
-// runs ALL blocks' threads at once (one std::thread per CUDA thread), each block with its own
+// runs ALL blocks' threads at once (one fiber per CUDA thread, emu_fiber.h), each block with its own
 // __syncthreads barrier and its own dynamic shared memory (poisoned with 0xFF bytes, NaN as float,
 // so a read before a write shows), and cooperative_groups::this_grid().sync() is a barrier over
 // every thread of the grid, as on the GPU where all blocks are co-resident. The device has
@@ -7,15 +7,13 @@
 // cudaErrorCooperativeLaunchTooLarge. Also the occupancy and attribute queries the launcher uses,
 // and ordinary launches with dynamic shared memory (emu::launch_dynamic).
 #pragma once
-#include <pthread.h>
-
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
-#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -25,8 +23,7 @@
 
 inline int g_emu_sm_count = 2;           // tests set it to vary the cooperative grid
 inline int g_emu_cooperative_launches = 0;
-inline pthread_barrier_t* g_emu_grid_barrier = nullptr;
-inline thread_local void* g_emu_dynamic_smem = nullptr;
+inline emu::Barrier* g_emu_grid_barrier = nullptr;
 
 namespace emu {
 template <class T>
@@ -37,30 +34,20 @@ T* dynamic_shared() {
 // Runs blocks [b0, b1) of the grid concurrently, each with its own barrier and shared memory.
 inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t smem, const std::function<void()>& body) {
   const unsigned nb = b1 - b0;
-  std::vector<pthread_barrier_t> block_barriers(nb);
-  std::vector<void*> smem_buffers(nb);
+  std::vector<Block> blocks(nb);
   const std::size_t bytes = (smem + 255) / 256 * 256 + 256;
+  struct Free { void operator()(void* p) const { std::free(p); } };
+  std::vector<std::unique_ptr<void, Free>> buffers;
   for (unsigned b = 0; b < nb; ++b) {
-    pthread_barrier_init(&block_barriers[b], nullptr, threads);
-    smem_buffers[b] = std::aligned_alloc(256, bytes);
-    std::memset(smem_buffers[b], 0xFF, bytes);
+    blocks[b].bx = (b0 + b) % gridDim.x;
+    blocks[b].by = (b0 + b) / gridDim.x;
+    blocks[b].sync.expected = threads;
+    blocks[b].sync.what = "__syncthreads";
+    buffers.emplace_back(std::aligned_alloc(256, bytes));
+    blocks[b].smem = buffers.back().get();
+    std::memset(blocks[b].smem, 0xFF, bytes);
   }
-  std::vector<std::thread> ts;
-  ts.reserve(std::size_t(nb) * threads);
-  for (unsigned b = 0; b < nb; ++b)
-    for (unsigned t = 0; t < threads; ++t)
-      ts.emplace_back([&, b, t] {
-        threadIdx = dim3(t);
-        blockIdx = dim3(b0 + b);
-        g_emu_block_barrier = &block_barriers[b];
-        g_emu_dynamic_smem = smem_buffers[b];
-        body();
-      });
-  for (auto& th : ts) th.join();
-  for (unsigned b = 0; b < nb; ++b) {
-    pthread_barrier_destroy(&block_barriers[b]);
-    std::free(smem_buffers[b]);
-  }
+  run(blocks, threads, body, nb > 1 ? "a cooperative launch" : "a launch with dynamic shared memory");
 }
 
 inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
@@ -71,11 +58,16 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
   ++g_emu_cooperative_launches;
   blockDim = dim3(threads);
   gridDim = grid;
-  pthread_barrier_t grid_barrier;
-  pthread_barrier_init(&grid_barrier, nullptr, grid.x * threads);
+  Barrier grid_barrier;
+  grid_barrier.expected = grid.x * threads;
+  grid_barrier.what = "this_grid().sync()";
   g_emu_grid_barrier = &grid_barrier;
-  run_blocks(0, grid.x, threads, smem, body);
-  pthread_barrier_destroy(&grid_barrier);
+  try {
+    run_blocks(0, grid.x, threads, smem, body);
+  } catch (...) {
+    g_emu_grid_barrier = nullptr;
+    throw;
+  }
   g_emu_grid_barrier = nullptr;
 }
 
@@ -102,10 +94,7 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
   blockDim = dim3(threads);
   gridDim = grid;
   for (const dim3 blk : block_sequence(grid))
-    run_blocks(blk.y * grid.x + blk.x, blk.y * grid.x + blk.x + 1, threads, smem, [&] {
-      blockIdx = blk;
-      body();
-    });
+    run_blocks(blk.y * grid.x + blk.x, blk.y * grid.x + blk.x + 1, threads, smem, body);
 }
 
 template <class... A, std::size_t... I>
@@ -116,7 +105,7 @@ void call_with_args(void (*f)(A...), void** args, std::index_sequence<I...>) {
 
 namespace cooperative_groups {
 struct grid_group {
-  void sync() const { pthread_barrier_wait(g_emu_grid_barrier); }
+  void sync() const { emu::wait(*g_emu_grid_barrier); }
 };
 inline grid_group this_grid() { return {}; }
 }  // namespace cooperative_groups

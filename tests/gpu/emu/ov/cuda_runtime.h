@@ -1,7 +1,6 @@
-// Host emulation of the bits of the CUDA runtime the kernels use: one std::thread per CUDA
-// thread, a barrier per block for __syncthreads, blocks run one after another.
+// Host emulation of the bits of the CUDA runtime the kernels use: one fiber per CUDA thread
+// (emu_fiber.h), a barrier per block for __syncthreads, blocks run one after another.
 #pragma once
-#include <pthread.h>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -27,6 +26,7 @@ struct alignas(16) float4 { float x, y, z, w; };
 inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 inline uint2 make_uint2(unsigned a, unsigned b) { return {a, b}; }
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+#include "emu_fiber.h"
 #define __global__
 #define __device__
 #define __host__
@@ -50,12 +50,8 @@ T& shared_obj() {
   return *reinterpret_cast<T*>(storage + a);
 }
 }  // namespace emu
-extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
-extern pthread_barrier_t g_emu_barrier;
-// A cooperative launch (cooperative_groups.h) runs its blocks concurrently, each with its own barrier.
-inline thread_local pthread_barrier_t* g_emu_block_barrier = nullptr;
-inline void __syncthreads() { pthread_barrier_wait(g_emu_block_barrier ? g_emu_block_barrier : &g_emu_barrier); }
+inline void __syncthreads() { emu::wait(emu::current_block().sync); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 extern long long g_emu_launches;
@@ -84,12 +80,12 @@ inline void launch(dim3 grid, unsigned threads, const std::function<void()>& bod
   blockDim = dim3(threads);
   gridDim = grid;
   for (const dim3 blk : block_sequence(grid)) {
-    pthread_barrier_init(&g_emu_barrier, nullptr, threads);
-    std::vector<std::thread> ts;
-    for (unsigned t = 0; t < threads; ++t)
-      ts.emplace_back([&, t] { threadIdx = dim3(t); blockIdx = blk; body(); });
-    for (auto& th : ts) th.join();
-    pthread_barrier_destroy(&g_emu_barrier);
+    std::vector<Block> one(1);
+    one[0].bx = blk.x;
+    one[0].by = blk.y;
+    one[0].sync.expected = threads;
+    one[0].sync.what = "__syncthreads";
+    run(one, threads, body, "a kernel launch");
   }
 }
 }

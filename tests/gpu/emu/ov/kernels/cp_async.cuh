@@ -16,6 +16,8 @@
 #include <deque>
 #include <vector>
 
+#include <cuda_runtime.h>
+
 namespace mnist::cuda {
 namespace emu_cp_async {
 
@@ -27,7 +29,7 @@ struct Queue {
   std::vector<Copy> open;                  // issued since the last commit
   std::deque<std::vector<Copy>> groups;    // committed, oldest first
 };
-inline thread_local Queue queue;
+inline Queue& queue() { return ::emu::lane_local<Queue>(); }  // this thread's
 inline std::atomic<long long> copies{0};
 
 }  // namespace emu_cp_async
@@ -41,18 +43,18 @@ inline void cp_async16(float* smem_dst, const float* gmem_src) {
     std::abort();
   }
   std::memset(smem_dst, 0xFF, 16);
-  emu_cp_async::queue.open.push_back({smem_dst, gmem_src});
+  emu_cp_async::queue().open.push_back({smem_dst, gmem_src});
 }
 
 inline void cp_async_commit() {
-  auto& q = emu_cp_async::queue;
+  auto& q = emu_cp_async::queue();
   q.groups.push_back(std::move(q.open));
   q.open.clear();
 }
 
 template <int N>
 inline void cp_async_wait() {
-  auto& q = emu_cp_async::queue;
+  auto& q = emu_cp_async::queue();
   while (q.groups.size() > std::size_t(N)) {
     for (const auto& c : q.groups.front()) std::memcpy(c.dst, c.src, 16);
     emu_cp_async::copies += static_cast<long long>(q.groups.front().size());

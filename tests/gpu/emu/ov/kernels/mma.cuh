@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <cmath>
-#include <thread>
 
 #include <cuda_runtime.h>
 
@@ -27,40 +26,20 @@
 namespace mnist::cuda {
 namespace emu_mma {
 
-// A reusable barrier of the 32 lanes of one warp (generation counted, so it needs no reset
-// between blocks: the emulator runs blocks one after another). Waiters yield their core rather
-// than sleep: a rendezvous per mma makes futex sleeps and wake-ups the emulation's main cost.
-struct WarpBarrier {
-  std::atomic<int> count{0};
-  std::atomic<uint64_t> generation{0};
-  void wait() {
-    const uint64_t gen = generation.load(std::memory_order_acquire);
-    if (count.fetch_add(1, std::memory_order_acq_rel) == 31) {
-      count.store(0, std::memory_order_relaxed);
-      generation.store(gen + 1, std::memory_order_release);
-    } else {
-      while (generation.load(std::memory_order_acquire) == gen) std::this_thread::yield();
-    }
-  }
-};
-
-// Two scratch buffers per warp, used by alternate calls: a lane can only write buffer c%2 again
-// (call c+2) after passing call c+1's barrier, which every lane reaches only after it finished
-// reading call c's registers, so one barrier per mma suffices.
+// Two scratch buffers per warp (emu::group_state: one per warp of the running block), used by
+// alternate calls: a lane can only write buffer c%2 again (call c+2) after passing call c+1's
+// barrier, which every lane reaches only after it finished reading call c's registers, so one
+// barrier per mma suffices. The warp's barrier is emu::group_wait(32).
 struct Scratch {
   uint32_t a[2][32][4];
   uint32_t b[2][32][2];
 };
-
-constexpr int kMaxWarps = 32;
-inline WarpBarrier& barrier(int warp) {
-  static WarpBarrier b[kMaxWarps];
-  return b[warp];
-}
-inline Scratch& scratch(int warp) {
-  static Scratch s[kMaxWarps];
-  return s[warp];
-}
+struct Calls {
+  unsigned n;  // this lane's collective count (mma and ldmatrix apart); the same for every lane of the warp
+};
+struct LdmatrixCalls {
+  unsigned n;
+};
 
 inline float tf32_value(uint32_t r) { return bits_float(r & 0xFFFFE000u); }
 inline float bf16_value(uint32_t r, int half) { return bits_float(half ? (r & 0xFFFF0000u) : (r << 16)); }
@@ -71,13 +50,12 @@ inline void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], b
     std::fprintf(stderr, "emu mma: block of %u threads is not whole warps\n", blockDim.x);
     std::abort();
   }
-  const int lane = int(threadIdx.x % 32), warp = int(threadIdx.x / 32);
-  thread_local unsigned calls = 0;  // this lane's mma count; the same for every lane of the warp
-  const unsigned buf = calls++ % 2;
-  Scratch& sc = scratch(warp);
+  const int lane = int(threadIdx.x % 32);
+  const unsigned buf = ::emu::lane_local<Calls>().n++ % 2;
+  Scratch& sc = ::emu::group_state<Scratch>(32);
   for (int i = 0; i < 4; ++i) sc.a[buf][lane][i] = a[i];
   for (int i = 0; i < 2; ++i) sc.b[buf][lane][i] = b[i];
-  barrier(warp).wait();
+  ::emu::group_wait(32, "an mma.sync (warp collective)");
   const auto& sa = sc.a[buf];
   const auto& sb = sc.b[buf];
 
@@ -119,10 +97,6 @@ inline void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], b
 struct RowScratch {
   const float* row[2][32];
 };
-inline RowScratch& row_scratch(int warp) {
-  static RowScratch s[kMaxWarps];
-  return s[warp];
-}
 inline std::atomic<long long> ldmatrix_calls{0};
 
 inline void ldmatrix_x4(uint32_t (&r)[4], const float* row) {
@@ -130,13 +104,12 @@ inline void ldmatrix_x4(uint32_t (&r)[4], const float* row) {
     std::fprintf(stderr, "emu ldmatrix: row address %p not 16-byte aligned\n", static_cast<const void*>(row));
     std::abort();
   }
-  const int lane = int(threadIdx.x % 32), warp = int(threadIdx.x / 32);
-  thread_local unsigned calls = 0;
-  const unsigned buf = calls++ % 2;
-  RowScratch& sc = row_scratch(warp);
+  const int lane = int(threadIdx.x % 32);
+  const unsigned buf = ::emu::lane_local<LdmatrixCalls>().n++ % 2;
+  RowScratch& sc = ::emu::group_state<RowScratch>(32);
   sc.row[buf][lane] = row;
   if (lane == 0) ++ldmatrix_calls;
-  barrier(warp).wait();
+  ::emu::group_wait(32, "an ldmatrix (warp collective)");
   const int g = lane / 4, t = lane % 4;
   for (int q = 0; q < 4; ++q) {
     const float* src = sc.row[buf][8 * q + g];  // row g of block q was given by lane 8q + g

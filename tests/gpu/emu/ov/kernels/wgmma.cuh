@@ -36,7 +36,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <thread>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -49,35 +48,18 @@
 namespace mnist::cuda {
 namespace emu_wgmma {
 
-// A reusable barrier of the 128 threads of one warpgroup (generation counted, as mma.cuh's warp
-// barrier).
-struct GroupBarrier {
-  std::atomic<int> count{0};
-  std::atomic<uint64_t> generation{0};
-  void wait() {
-    const uint64_t gen = generation.load(std::memory_order_acquire);
-    if (count.fetch_add(1, std::memory_order_acq_rel) == 127) {
-      count.store(0, std::memory_order_relaxed);
-      generation.store(gen + 1, std::memory_order_release);
-    } else {
-      while (generation.load(std::memory_order_acquire) == gen) std::this_thread::yield();
-    }
-  }
-};
 struct Issue {
   uint64_t a, b;
   int accumulate, n;
 };
-constexpr int kMaxGroups = 8;  // 1024 threads
-inline GroupBarrier& barrier(int q) {
-  static GroupBarrier b[kMaxGroups];
-  return b[q];
-}
-// Two buffers per warpgroup, used by alternate calls (one barrier per call suffices, as in mma.cuh).
-inline Issue (&scratch(int q))[2][128] {
-  static Issue s[kMaxGroups][2][128];
-  return s[q];
-}
+// Two buffers per warpgroup (emu::group_state), used by alternate calls (one barrier per call
+// suffices, as in mma.cuh); the warpgroup's barrier is emu::group_wait(128).
+struct Scratch {
+  Issue issue[2][128];
+};
+struct Calls {
+  unsigned n;  // this thread's issue count
+};
 
 struct Op {
   uint64_t a, b;
@@ -89,7 +71,7 @@ struct Queue {
   std::vector<Op> open;                // issued since the last commit
   std::deque<std::vector<Op>> groups;  // committed, oldest first
 };
-inline thread_local Queue queue;
+inline Queue& queue() { return ::emu::lane_local<Queue>(); }  // this thread's
 inline std::atomic<long long> ops{0}, fences{0}, proxy_fences{0};
 
 [[noreturn]] inline void fail(const char* what) {
@@ -143,16 +125,15 @@ inline void perform(const Op& op) {
 
 inline void issue(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate, bool bf16) {
   if (blockDim.x % 128 != 0 || blockDim.y != 1 || blockDim.z != 1) fail("block is not whole warpgroups");
-  const int tid = int(threadIdx.x), q = tid / 128;
-  thread_local unsigned calls = 0;
-  const unsigned buf = calls++ % 2;
-  auto& sc = scratch(q)[buf];
+  const int tid = int(threadIdx.x);
+  const unsigned buf = ::emu::lane_local<Calls>().n++ % 2;
+  auto& sc = ::emu::group_state<Scratch>(128).issue[buf];
   sc[tid % 128] = {desc_a, desc_b, int(accumulate), n};
-  barrier(q).wait();
+  ::emu::group_wait(128, "a wgmma (warpgroup collective)");
   const Issue& first = sc[0];
   if (first.a != desc_a || first.b != desc_b || first.accumulate != int(accumulate) || first.n != n)
     fail("the threads of a warpgroup passed different descriptors, scale-d or shapes");
-  queue.open.push_back({desc_a, desc_b, d, n, accumulate, bf16});
+  queue().open.push_back({desc_a, desc_b, d, n, accumulate, bf16});
 }
 
 }  // namespace emu_wgmma
@@ -174,7 +155,7 @@ inline void wgmma_fence_operands(float (&)[R]) {}  // a compiler barrier on the 
 inline void fence_proxy_async() { ++emu_wgmma::proxy_fences; }
 
 inline void wgmma_commit() {
-  auto& q = emu_wgmma::queue;
+  auto& q = emu_wgmma::queue();
   q.groups.push_back(std::move(q.open));
   q.open.clear();
 }
@@ -182,7 +163,7 @@ inline void wgmma_commit() {
 template <int N>
 inline void wgmma_wait() {
   static_assert(N >= 0 && N <= 7, "wgmma.wait_group takes 0..7");
-  auto& q = emu_wgmma::queue;
+  auto& q = emu_wgmma::queue();
   while (q.groups.size() > std::size_t(N)) {
     for (const auto& op : q.groups.front()) emu_wgmma::perform(op);
     q.groups.pop_front();

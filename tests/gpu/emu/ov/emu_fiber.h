@@ -1,0 +1,267 @@
+// The emulator's CUDA threads: fibers (user-space contexts) on the launching host thread, run by a
+// scheduler that switches only where a CUDA thread must wait for others (__syncthreads, a grid
+// sync, a warp or warpgroup collective). A launch of B blocks of T threads costs T context
+// switches per barrier instead of T OS threads created, woken and joined per block, which made the
+// emulation spend most of its time in the kernel's scheduler (one std::thread per CUDA thread
+// until 2026-11-26).
+//
+// Semantics the kernels can rely on, and no more, as on the GPU:
+//   - a thread runs until it reaches a barrier (or ends); when every participant has arrived, all
+//     of them continue, in the order they arrived;
+//   - the first phase of a block's threads runs in index order or in reverse, alternately from
+//     one block to the next (g_thread_order can force one): a missing __syncthreads between a
+//     write and another thread's read shows in one of the two orders whichever thread writes;
+//   - a barrier that cannot complete (a thread skipped it, or waits at another one) stops the
+//     run with a message naming the launch, the block, the waiting threads and where they wait,
+//     instead of hanging until the test's timeout;
+//   - an exception thrown by a CUDA thread ends the launch and is rethrown by the launch call.
+// Per-thread state of the models (cp.async and wgmma queues, collective call counts) lives in the
+// fiber (lane_local), per-warp or per-warpgroup state in the block (group_state).
+#pragma once
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+// Included by cuda_runtime.h once dim3 is defined. The per-thread globals of the emulated runtime,
+// set each time a fiber (re)starts (threadIdx, blockIdx: defined in emu_runtime.cpp).
+extern thread_local dim3 threadIdx, blockIdx;
+inline thread_local void* g_emu_dynamic_smem = nullptr;
+namespace emu {
+
+struct Fiber;
+
+// A barrier of `expected` threads. `what` names it in a deadlock report.
+struct Barrier {
+  unsigned expected = 0;
+  const char* what = "";
+  unsigned arrived = 0;
+  std::vector<Fiber*> waiting;
+};
+
+// One block of a running launch: its __syncthreads barrier, its dynamic shared memory and the state
+// its warps or warpgroups share (keyed by type, group size and group index).
+struct Block {
+  unsigned bx = 0, by = 0;
+  Barrier sync;
+  void* smem = nullptr;
+  std::map<std::tuple<unsigned, unsigned, unsigned>, std::shared_ptr<void>> groups;
+};
+
+struct Fiber {
+  ucontext_t ctx;
+  unsigned tid = 0;
+  Block* block = nullptr;
+  void* stack = nullptr;
+  bool done = false;
+  const Barrier* waits_at = nullptr;
+  std::vector<std::shared_ptr<void>> locals;  // lane_local slots
+};
+
+enum class ThreadOrder { Alternate, Index, Reverse };
+inline ThreadOrder g_thread_order = ThreadOrder::Alternate;
+
+// Stacks: 256 KB each with a guard page below (an overflow faults instead of corrupting a
+// neighbour), mapped on demand and reused across launches.
+constexpr std::size_t kStackBytes = 256 * 1024, kGuardBytes = 4096;
+inline std::vector<void*>& free_stacks() {
+  thread_local std::vector<void*> s;
+  return s;
+}
+inline void* take_stack() {
+  auto& s = free_stacks();
+  if (!s.empty()) {
+    void* p = s.back();
+    s.pop_back();
+    return p;
+  }
+  void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    std::fprintf(stderr, "emu: cannot map a fiber stack\n");
+    std::abort();
+  }
+  mprotect(p, kGuardBytes, PROT_NONE);
+  return p;
+}
+
+struct Scheduler {
+  ucontext_t host;
+  std::deque<Fiber*> ready;
+  Fiber* current = nullptr;
+  const std::function<void()>* body = nullptr;
+  std::exception_ptr error;
+  unsigned long long blocks_run = 0;
+};
+inline Scheduler& scheduler() {
+  thread_local Scheduler s;
+  return s;
+}
+
+inline Fiber& current_fiber() {
+  Fiber* f = scheduler().current;
+  if (!f) {
+    std::fprintf(stderr, "emu: a device-side call outside a kernel launch\n");
+    std::abort();
+  }
+  return *f;
+}
+inline Block& current_block() { return *current_fiber().block; }
+
+// Each time a fiber (re)starts: the emulated runtime's per-thread globals are its own.
+inline void on_resume(const Fiber& f) {
+  threadIdx = dim3(f.tid);
+  blockIdx = dim3(f.block->bx, f.block->by);
+  g_emu_dynamic_smem = f.block->smem;
+}
+
+inline void fiber_main() {
+  Scheduler& s = scheduler();
+  Fiber& f = *s.current;
+  on_resume(f);
+  try {
+    (*s.body)();
+  } catch (...) {
+    if (!s.error) s.error = std::current_exception();
+  }
+  f.done = true;
+  swapcontext(&f.ctx, &s.host);
+}
+
+// Back to the scheduler; the fiber resumes when the scheduler picks it from the ready queue.
+inline void yield() {
+  Scheduler& s = scheduler();
+  Fiber& f = *s.current;
+  swapcontext(&f.ctx, &s.host);
+  on_resume(f);
+}
+
+inline void wait(Barrier& b) {
+  Scheduler& s = scheduler();
+  Fiber& f = *s.current;
+  b.waiting.push_back(&f);
+  if (++b.arrived == b.expected) {
+    for (Fiber* w : b.waiting) {
+      w->waits_at = nullptr;
+      s.ready.push_back(w);
+    }
+    b.waiting.clear();
+    b.arrived = 0;
+  } else {
+    f.waits_at = &b;
+  }
+  yield();
+}
+
+// The state shared by the `size` consecutive threads of the current block that hold this thread
+// (a warp: 32, a warpgroup: 128), one per type T: created value-initialised at first use.
+inline unsigned next_type_slot() {
+  static unsigned n = 0;
+  return n++;
+}
+template <class T>
+unsigned type_slot() {
+  static const unsigned slot = next_type_slot();
+  return slot;
+}
+template <class T>
+T& group_state(unsigned size) {
+  Block& b = current_block();
+  const auto key = std::make_tuple(type_slot<T>(), size, current_fiber().tid / size);
+  auto& slot = b.groups[key];
+  if (!slot) slot = std::make_shared<T>();
+  return *static_cast<T*>(slot.get());
+}
+
+// A barrier of the `size` threads of the current block that hold this thread.
+struct GroupBarrier {
+  Barrier b;
+};
+inline void group_wait(unsigned size, const char* what) {
+  GroupBarrier& g = group_state<GroupBarrier>(size);
+  if (g.b.expected == 0) {
+    g.b.expected = size;
+    g.b.what = what;
+  }
+  wait(g.b);
+}
+
+// This CUDA thread's own T (one per type), value-initialised at first use: what a thread_local
+// was when every CUDA thread was an OS thread.
+template <class T>
+T& lane_local() {
+  const unsigned slot = type_slot<T>();
+  auto& v = current_fiber().locals;
+  if (v.size() <= slot) v.resize(slot + 1);
+  if (!v[slot]) v[slot] = std::make_shared<T>();
+  return *static_cast<T*>(v[slot].get());
+}
+
+// No thread can run and some have not ended: name the barriers they wait at, then stop.
+[[noreturn]] inline void report_deadlock(const char* launch, const std::vector<Fiber>& fibers) {
+  std::size_t waiting = 0;
+  for (const Fiber& f : fibers) waiting += f.done ? 0 : 1;
+  std::fprintf(stderr, "emu: deadlock in %s: %zu of %zu threads wait at a barrier the others never reach\n", launch,
+               waiting, fibers.size());
+  int shown = 0;
+  for (const Fiber& f : fibers)
+    if (!f.done && f.waits_at && shown++ < 8)
+      std::fprintf(stderr, "emu:   block (%u,%u) thread %u waits at %s (%u of %u arrived)\n", f.block->bx, f.block->by,
+                   f.tid, f.waits_at->what, f.waits_at->arrived, f.waits_at->expected);
+  std::abort();
+}
+
+// Runs `threads` threads of each of `blocks` (concurrently, as one cooperative launch runs its
+// blocks; an ordinary launch calls this once per block) until all have ended, each running body.
+inline void run(std::vector<Block>& blocks, unsigned threads, const std::function<void()>& body, const char* launch) {
+  Scheduler& s = scheduler();
+  if (s.current) {
+    std::fprintf(stderr, "emu: a kernel launch from inside a kernel\n");
+    std::abort();
+  }
+  std::vector<Fiber> fibers(blocks.size() * threads);
+  for (std::size_t b = 0; b < blocks.size(); ++b) {
+    const bool reverse = g_thread_order == ThreadOrder::Reverse ||
+                         (g_thread_order == ThreadOrder::Alternate && (s.blocks_run++ % 2 == 1));
+    for (unsigned i = 0; i < threads; ++i) {
+      const unsigned t = reverse ? threads - 1 - i : i;
+      Fiber& f = fibers[b * threads + t];
+      f.tid = t;
+      f.block = &blocks[b];
+      f.stack = take_stack();
+      getcontext(&f.ctx);
+      f.ctx.uc_stack.ss_sp = static_cast<char*>(f.stack) + kGuardBytes;
+      f.ctx.uc_stack.ss_size = kStackBytes;
+      f.ctx.uc_link = nullptr;
+      makecontext(&f.ctx, fiber_main, 0);
+      s.ready.push_back(&f);
+    }
+  }
+  s.body = &body;
+  s.error = nullptr;
+  while (!s.ready.empty() && !s.error) {
+    Fiber* f = s.ready.front();
+    s.ready.pop_front();
+    s.current = f;
+    swapcontext(&s.host, &f->ctx);
+  }
+  s.current = nullptr;
+  s.ready.clear();
+  bool all_done = true;
+  for (Fiber& f : fibers) all_done = all_done && f.done;
+  for (Fiber& f : fibers) free_stacks().push_back(f.stack);
+  if (s.error) std::rethrow_exception(std::exchange(s.error, nullptr));
+  if (!all_done) report_deadlock(launch, fibers);
+}
+
+}  // namespace emu

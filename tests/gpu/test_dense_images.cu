@@ -1,0 +1,170 @@
+// Layer 0's X read in place from the uint8 images (DenseInput::images_by_index, kernels/dense.cuh)
+// instead of the batch gather_batch scales into floats: every GEMM that takes X (forward, relu +
+// dropout forward, weight, weight pieces, the fused backward) must give bit for bit what it gives
+// on the gathered floats, at every precision and for every tile the tests can force, since both
+// read the same floats (pixel_value, kernels/gather.cuh) in the same order. The gathered path is
+// itself checked against the CPU twins (test_dense.cu, test_dense_tc.cu, test_gather.cu), so
+// equality here makes the in-place path as right as that one; bitwise is the only tolerance that
+// holds the two to the same operand values.
+//
+// Rows come through a shuffled index with a first offset and the training step's device counter
+// (idx[first + counters->batch · stride + r]), or consecutively (evaluation), so a wrong base, a
+// missed index or a row read twice gives other operands and other bits. The wgmma tiles are not
+// forced here: they are not bitwise the other tensor-core tiles (dense.cuh), and take no images
+// yet (the launchers fall back to a tile that does).
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/dense.cuh"
+#include "kernels/gather.cuh"
+#include "runtime/stream.cuh"
+#include "tests/gpu/gpu_test.cuh"
+
+namespace mnist::test {
+namespace {
+
+struct ImageShape {
+  int B, K, N;
+};
+
+// The shapes: tails in every dimension (129 x 33 -> 7), layer 0 of the model with its forward K
+// split (784 -> 128 at 300 rows; 40 rows in quick mode), and a weight GEMM whose rows split in
+// pieces (600 x 100 -> 10: 2 slices of 320 rows).
+std::vector<ImageShape> image_shapes() {
+  if (quick_tests()) return {{129, 33, 7}, {40, 784, 20}, {600, 100, 10}};
+  return {{129, 33, 7}, {300, 784, 128}, {600, 100, 10}, {1100, 100, 30}, {4096, 784, 128}};
+}
+
+struct TileForce {
+  const char* name;
+  cuda::SimtTileChoice simt;
+  cuda::GemmTileChoice tc;
+};
+
+std::vector<TileForce> forced_tiles(GemmPrecision prec) {
+  using cuda::GemmTile;
+  using cuda::SimtTileKind;
+  if (prec == GemmPrecision::FP32)
+    return {{"auto", {}, {}},
+            {"scalar", {SimtTileKind::Scalar, false}, {}},
+            {"vec32", {SimtTileKind::Vec32, false}, {}},
+            {"vec64 fold", {SimtTileKind::Vec64, true}, {}},
+            {"vec128", {SimtTileKind::Vec128, false}, {}}};
+  return {{"auto", {}, {}},
+          {"mma", {}, {GemmTile::Mma, false}},
+          {"pipe64", {}, {GemmTile::Pipe64, false}},
+          {"pipe64x8 fold", {}, {GemmTile::Pipe64x8, true}},
+          {"pipe128", {}, {GemmTile::Pipe128, false}}};
+}
+
+void force(const TileForce& f) {
+  cuda::dense_force_simt_tile(f.simt);
+  cuda::dense_force_tile(f.tc);
+}
+
+// Runs every X-taking launcher once with `in` as X; returns all their outputs, in a fixed order.
+std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageShape& s, const DeviceBuffer<float>& W,
+                                        const DeviceBuffer<float>& b, const DeviceBuffer<float>& dZ,
+                                        const DeviceBuffer<float>& mask, const DeviceBuffer<cuda::TrainCounters>& counters,
+                                        GemmPrecision prec, cudaStream_t stream) {
+  const std::size_t ws_n = std::max<std::size_t>(1, cuda::dense_workspace_floats(s.B, s.K, s.N));
+  const std::size_t tk_n = std::max<std::size_t>(1, cuda::dense_ticket_count(s.B, s.K, s.N));
+  auto ws = poisoned<float>(ws_n);
+  DeviceBuffer<unsigned> tickets(tk_n);
+  CUDA_CHECK(cudaMemset(tickets.data(), 0, tickets.bytes()));
+  std::vector<std::vector<float>> out;
+
+  auto Y = poisoned<float>(std::size_t(s.B) * s.N);
+  cuda::dense_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, false, stream, prec);
+  out.push_back(to_host(Y));
+  cuda::dense_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, true, stream, prec, ws.data());
+  out.push_back(to_host(Y));
+  cuda::DropoutSpec drop;
+  drop.p = 0.2f;
+  drop.seed = 77;
+  drop.counters = counters.data();
+  drop.layer = 0;
+  cuda::dense_relu_dropout_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, drop, stream, prec, ws.data(),
+                                   tickets.data());
+  out.push_back(to_host(Y));
+
+  auto dW = poisoned<float>(std::size_t(s.N) * s.K), db = poisoned<float>(std::size_t(s.N));
+  cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec);
+  out.push_back(to_host(dW));
+  out.push_back(to_host(db));
+  cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec, ws.data(),
+                               tickets.data());
+  out.push_back(to_host(dW));
+  out.push_back(to_host(db));
+
+  auto part = poisoned<float>(cuda::dense_weight_partial_floats(s.B, s.K, s.N));
+  cuda::dense_weight_partials(part.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec);
+  out.push_back(to_host(part));
+
+  // The fused backward with a data GEMM beside the weight GEMM (layer 0 has none in the engine;
+  // the launcher must still route its weight half correctly). W here is [N,K] = the data GEMM's B.
+  auto dX = poisoned<float>(std::size_t(s.B) * s.K);
+  cuda::dense_backward_fused(dW.data(), db.data(), dX.data(), dZ.data(), in, W.data(), mask.data(), 1.25f, s.B, s.K,
+                             s.N, stream, prec, ws.data());
+  out.push_back(to_host(dW));
+  out.push_back(to_host(db));
+  out.push_back(to_host(dX));
+  return out;
+}
+
+TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on the gathered floats") {
+  Stream stream;
+  for (const ImageShape s : image_shapes()) {
+    // Images: more than the rows, so that the index picks some; the index a shuffled permutation.
+    const int first = 5, n_images = 2 * s.B + first + 3;
+    const auto h_images = random_bytes(std::size_t(n_images) * s.K, 3000 + s.B + s.K);
+    std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
+    std::iota(h_idx.begin(), h_idx.end(), 0);
+    std::shuffle(h_idx.begin(), h_idx.end(), std::mt19937(unsigned(s.B)));
+    auto images = to_device(h_images);
+    auto idx = to_device(h_idx);
+    cuda::TrainCounters hc;
+    hc.step = 3;
+    hc.batch = 1;  // rows idx[first + 1·B + r]
+    DeviceBuffer<cuda::TrainCounters> counters(1);
+    counters.upload(&hc, 1);
+
+    auto W = to_device(random_vector(std::size_t(s.N) * s.K, 11 + s.K, -0.5, 0.5));
+    auto b = to_device(random_vector(std::size_t(s.N), 12 + s.N, -0.5, 0.5));
+    auto dZ = to_device(random_vector(std::size_t(s.B) * s.N, 13 + s.B));
+    auto mask = to_device(random_vector(std::size_t(s.B) * s.K, 14 + s.B));
+
+    // The gathered floats of both row orders (the step's, through idx; evaluation's, consecutive).
+    auto X_step = poisoned<float>(std::size_t(s.B) * s.K), X_rows = poisoned<float>(std::size_t(s.B) * s.K);
+    cuda::gather_batch(X_step.data(), nullptr, images.data(), nullptr, idx.data() + first, counters.data(), s.B, s.B,
+                       s.K, stream.get());
+    cuda::gather_rows(X_rows.data(), nullptr, images.data(), nullptr, first, s.B, s.K, stream.get());
+    const auto in_step = cuda::DenseInput::images_by_index(images.data(), idx.data(), first, counters.data(), s.B);
+    const auto in_rows = cuda::DenseInput::images_by_index(images.data(), nullptr, first);
+
+    for (const GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      for (const TileForce& f : forced_tiles(prec)) {
+        INFO(s.B, "x", s.K, "->", s.N, " precision ", int(prec), " tile ", f.name);
+        force(f);
+        const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get());
+        const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get());
+        const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream.get());
+        const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream.get());
+        REQUIRE(want_step.size() == got_step.size());
+        for (std::size_t i = 0; i < want_step.size(); ++i) {
+          CHECK_MESSAGE(bitwise_equal(want_step[i], got_step[i]), "output ", i, " (step rows)");
+          CHECK_MESSAGE(bitwise_equal(want_rows[i], got_rows[i]), "output ", i, " (consecutive rows)");
+        }
+        // The two row orders are different operands: a test that cannot tell them apart proves nothing.
+        CHECK_FALSE(bitwise_equal(want_step[0], want_rows[0]));
+      }
+    }
+    force({"auto", {}, {}});
+  }
+}
+
+}  // namespace
+}  // namespace mnist::test
