@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/dense.cuh"
@@ -147,7 +148,7 @@ TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on t
 
     for (const GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
       for (const TileForce& f : forced_tiles(prec)) {
-        INFO(s.B, "x", s.K, "->", s.N, " precision ", int(prec), " tile ", f.name);
+        INFO(s.B, "x", s.K, "->", s.N, " precision ", int(prec), " tile ", std::string(f.name));
         force(f);
         const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get());
         const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get());
