@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/curand_draw.cuh"
+#include "kernels/gather.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/step_math.cuh"
 #include "runtime/cuda_check.cuh"
@@ -17,7 +18,6 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr float kInv255 = 1.0f / 255.0f;  // as gather_batch: x = float(u8) * (1/255)
 
 // Every phase is a chain of dependent global loads (L2 hits of ~0.5 µs, image bytes from memory):
 // measured on an H200 (2026-11-26, 179fdc7) with slices of 64 (A) and 32 (C) and phase B reading
@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       const float* b0 = f.params + f.layer[0].b_offset;
       const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
       const int cols = (N0 + kAN - 1) / kAN, tiles = ((rows + kAM - 1) / kAM) * cols, items = a_items(f, rows);
-      auto load_x = [&](int r, int k) { return float(f.images[std::size_t(s_idx[r]) * K0 + k]) * kInv255; };
+      auto load_x = [&](int r, int k) { return pixel_value(f.images[std::size_t(s_idx[r]) * K0 + k]); };
       auto load_w = [&](int n, int k) { return W0[std::size_t(n) * K0 + k]; };
       for (int it = int(blockIdx.x); it < items; it += int(gridDim.x)) {
         const int split = it / tiles, t = it % tiles;
@@ -434,7 +434,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         float* Bs = smem + kCK * (kCM + 1);
         if (l == 0) {
           auto load_x = [&](int n, int r) {
-            return n == K ? 1.0f : float(f.images[std::size_t(s_idx[r]) * K + n]) * kInv255;
+            return n == K ? 1.0f : pixel_value(f.images[std::size_t(s_idx[r]) * K + n]);
           };
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_x, As,
                                                               Bs);
@@ -492,7 +492,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
   const uint8_t* img = f.images + (first + r0) * K0;
   const float* W0 = f.params + f.layer[0].w_offset;
   const float* b0 = f.params + f.layer[0].b_offset;
-  auto load_x = [&](int r, int k) { return float(img[std::size_t(r) * K0 + k]) * kInv255; };
+  auto load_x = [&](int r, int k) { return pixel_value(img[std::size_t(r) * K0 + k]); };
   auto load_w = [&](int u, int k) { return W0[std::size_t(u) * K0 + k]; };
   constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
   static_assert(kCM == kER, "one row tile a block");
