@@ -241,12 +241,11 @@ struct SimtTile {
 };
 
 // A chunk of 4 elements that is not one whole vector load or copy (an x or k tail, the ones
-// column), loaded element by element: along k from (xc, kc) when KFAST (element (x, k) at
-// src[x·ld + k]), else along x (at src[k·ld + x]); 0 outside the GEMM (k >= k_end, x >= x_end), 1 in
-// the ones column, the source below x_valid. Shared by SimtVecTile and PipeTile's copier.
-template <bool KFAST>
-__device__ __forceinline__ float4 load_tail_chunk(const float* src, int ld, int xc, int kc, int k_end, int x_valid,
-                                                  int x_end, int ones) {
+// column), loaded element by element: along k from (xc, kc) when KFAST, else along x; 0 outside the
+// GEMM (k >= k_end, x >= x_end), 1 in the ones column, element (x, k) of the source (get) below
+// x_valid. Shared by SimtVecTile and PipeTile's copier.
+template <bool KFAST, class Get>
+__device__ __forceinline__ float4 tail_chunk(int xc, int kc, int k_end, int x_valid, int x_end, int ones, const Get& get) {
   float v[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -256,31 +255,30 @@ __device__ __forceinline__ float4 load_tail_chunk(const float* src, int ld, int 
       if (xj == ones)
         v[j] = 1.0f;
       else if (xj < x_valid)
-        v[j] = src[KFAST ? std::size_t(xj) * ld + kj : std::size_t(kj) * ld + xj];
+        v[j] = get(xj, kj);
     }
   }
   return make_float4(v[0], v[1], v[2], v[3]);
 }
 
-// load_tail_chunk for an operand read from the images (GemmParams::images): element (x, k) is row x
-// (KFAST: the Forward GEMM's A) or row k (otherwise: the Weight GEMM's B) of X, pixel k resp. x;
-// base: image_base(p).
+// ... of a float operand: element (x, k) at src[x·ld + k] (KFAST) or src[k·ld + x].
+template <bool KFAST>
+__device__ __forceinline__ float4 load_tail_chunk(const float* src, int ld, int xc, int kc, int k_end, int x_valid,
+                                                  int x_end, int ones) {
+  return tail_chunk<KFAST>(xc, kc, k_end, x_valid, x_end, ones, [&](int x, int k) {
+    return src[KFAST ? std::size_t(x) * ld + k : std::size_t(k) * ld + x];
+  });
+}
+
+// ... of an operand read from the images (GemmParams::images): element (x, k) is row x (KFAST: the
+// Forward GEMM's A) or row k (otherwise: the Weight GEMM's B) of X, pixel k resp. x; base:
+// image_base(p).
 template <bool KFAST>
 __device__ __forceinline__ float4 load_tail_chunk_images(const GemmParams& p, int64_t base, int ld, int xc, int kc,
                                                          int k_end, int x_valid, int x_end, int ones) {
-  float v[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
-    v[j] = 0.0f;
-    if (kj < k_end && xj < x_end) {
-      if (xj == ones)
-        v[j] = 1.0f;
-      else if (xj < x_valid)
-        v[j] = KFAST ? pixel_value(image_row(p, base, xj, ld)[kj]) : pixel_value(image_row(p, base, kj, ld)[xj]);
-    }
-  }
-  return make_float4(v[0], v[1], v[2], v[3]);
+  return tail_chunk<KFAST>(xc, kc, k_end, x_valid, x_end, ones, [&](int x, int k) {
+    return KFAST ? pixel_value(image_row(p, base, x, ld)[k]) : pixel_value(image_row(p, base, k, ld)[x]);
+  });
 }
 
 // Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row

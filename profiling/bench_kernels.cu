@@ -28,6 +28,13 @@
 // dense_backward_fused with the engine's split-K workspace: weight + data GEMM and the split's
 // reduction), at fp32 / tf32 / bf16 and 128 / 4096 / 16384 rows.
 //
+// The layer-0 input section (op layer0_input): layer 0's forward (as the engine runs it: relu,
+// dropout 0.2, the split-K workspace and tickets) and its weight pieces (the tail path's
+// dense_weight_partials) on X read in place from the uint8 images by a shuffled index
+// (DenseInput::images_by_index) against the gather_batch + float-X launches they replace, at fp32 /
+// tf32 / bf16 and 512 / 4096 / 16384 rows; "gather" alone too. Same bits either way
+// (test_dense_images); the rows say what the 3.2 MB of bytes instead of 12.8 MB of floats buys.
+//
 // The tail section (op tail): layers 1..L-1 of the model's training step (128 -> 64 -> 10: layer-2
 // forward, softmax/xent, both backwards), the tail kernel (kernels/tail.cuh, one launch writing
 // dz0, one [dW|db] slice per block and the metrics) against the launches the engine runs there today
@@ -467,6 +474,68 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
   }
 }
 
+// Layer 0's X from the images in place against gather + floats (see the header).
+void bench_layer0_input(Bench& bench) {
+  const int K = 784, N = 128, n_images = 60000;
+  std::vector<uint8_t> h_images(std::size_t(n_images) * K);
+  std::mt19937 gen(81);
+  for (auto& u : h_images) u = uint8_t(gen() % 256);
+  std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
+  for (int i = 0; i < n_images; ++i) h_idx[std::size_t(i)] = i;
+  std::shuffle(h_idx.begin(), h_idx.end(), gen);
+  DeviceBuffer<uint8_t> images(h_images.size());
+  images.upload(h_images.data(), h_images.size());
+  DeviceBuffer<int32_t> idx(h_idx.size());
+  idx.upload(h_idx.data(), h_idx.size());
+  cuda::TrainCounters c;
+  c.step = 5;
+  DeviceBuffer<cuda::TrainCounters> ctr(1);
+  ctr.upload(&c, 1);
+  auto W = random_device(std::size_t(N) * K, 82, -0.1f, 0.1f), b = random_device(N, 83);
+  for (int B : {512, 4096, 16384}) {
+    DeviceBuffer<float> X(std::size_t(B) * K), Y(std::size_t(B) * N);
+    DeviceBuffer<uint8_t> y(static_cast<std::size_t>(B));
+    auto dZ = random_device(std::size_t(B) * N, 84);
+    DeviceBuffer<float> ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+    DeviceBuffer<unsigned> tk(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+    CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+    DeviceBuffer<float> part(cuda::dense_weight_partial_floats(B, K, N));
+    const auto in = cuda::DenseInput::images_by_index(images.data(), idx.data(), 0, ctr.data(), B);
+    const std::string shape = cat(B, "x", K, "->", N);
+    const double fflops = 2.0 * B * K * N, wflops = 2.0 * B * N * (K + 1);
+    const double gather_bytes = double(B) * K * (1 + 4);
+    bench.run("layer0_input", shape, "gather only (uint8 -> float X)", 0, gather_bytes, [&](cudaStream_t st) {
+      cuda::gather_batch(X.data(), y.data(), images.data(), images.data(), idx.data(), ctr.data(), B, B, K, st);
+    });
+    for (GemmPrecision pr : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const double peak = pr == GemmPrecision::TF32 ? kPeakTf32 : pr == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+      cuda::DropoutSpec drop;
+      drop.p = 0.2f;
+      drop.seed = 9;
+      drop.counters = ctr.data();
+      const auto fwd = [&](const cuda::DenseInput& x, cudaStream_t st) {
+        cuda::dense_relu_dropout_forward(Y.data(), x, W.data(), b.data(), B, K, N, drop, st, pr, ws.data(), tk.data());
+      };
+      bench.run("layer0_input", shape, cat("forward ", to_string(pr), ": gather + float X"), fflops,
+                double(B) * K * 9 + 4.0 * B * N, [&](cudaStream_t st) {
+                  cuda::gather_batch(X.data(), y.data(), images.data(), images.data(), idx.data(), ctr.data(), B, B,
+                                     K, st);
+                  fwd(X.data(), st);
+                }, peak);
+      bench.run("layer0_input", shape, cat("forward ", to_string(pr), ": images in place"), fflops,
+                double(B) * K + 4.0 * B * N, [&](cudaStream_t st) { fwd(in, st); }, peak);
+      bench.run("layer0_input", shape, cat("weight pieces ", to_string(pr), ": float X (gathered)"), wflops,
+                4.0 * B * (K + N), [&](cudaStream_t st) {
+                  cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), B, K, N, st, pr);
+                }, peak);
+      bench.run("layer0_input", shape, cat("weight pieces ", to_string(pr), ": images in place"), wflops,
+                double(B) * K + 4.0 * B * N, [&](cudaStream_t st) {
+                  cuda::dense_weight_partials(part.data(), dZ.data(), in, B, K, N, st, pr);
+                }, peak);
+    }
+  }
+}
+
 // The tail path's optimizer end of a step for the default 784-128-64-10 model (--kernels tail):
 // layer 0's weight GEMM leaving its split-K pieces (dense_weight_partials) against the graph path's
 // dense_backward_weights (GEMM + reduction pass), and ONE adam_reduce_update over every layer's
@@ -699,6 +768,7 @@ int run(const Options& opt) {
   bench_head(bench, metrics.data());
   bench_tail(bench, metrics.data());
   bench_optimizer(bench);
+  bench_layer0_input(bench);
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
