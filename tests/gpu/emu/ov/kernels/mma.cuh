@@ -1,9 +1,9 @@
 // Host emulation of kernels/mma.cuh: the same functions, with mma.sync modelled as the
 // warp-collective it is. Each lane deposits its fragment registers in its warp's scratch, the warp
-// meets at a barrier (32 lanes: the warp of threadIdx.x / 32), every lane rebuilds the whole A, B
-// and C tiles from all 32 lanes' registers by the PTX ISA's fragment tables (written out below
-// from the documented "which lane and register holds which element", independently of how
-// dense.cu assembles its fragments) and computes its own four D elements. A kernel that puts an
+// meets at a barrier (32 lanes: the warp of threadIdx.x / 32), the first lane past it rebuilds the
+// whole A and B tiles from all 32 lanes' registers by the PTX ISA's fragment tables (written out
+// below from the documented "which lane and register holds which element", independently of how
+// dense.cu assembles its fragments) and every lane computes its own four D elements from them. A kernel that puts an
 // element in the wrong register or lane therefore multiplies the wrong numbers here, as it would on the GPU.
 //
 // Numerics: the inputs are decoded as the hardware reads them (TF32: the 19 high bits of the
@@ -33,6 +33,11 @@ namespace emu_mma {
 struct Scratch {
   uint32_t a[2][32][4];
   uint32_t b[2][32][2];
+  // The whole A and B tiles of call c, rebuilt from the 32 lanes' registers by the first lane past
+  // its barrier (fibers run one at a time) and read by all: decoded[c % 2] = c + 1. Rewritten only
+  // at call c + 2, after every lane has passed call c + 1's barrier.
+  float A[2][16][16], B[2][16][8];
+  unsigned decoded[2];
 };
 struct Calls {
   unsigned n;  // this lane's collective count (mma and ldmatrix apart); the same for every lane of the warp
@@ -51,7 +56,7 @@ inline void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], b
     std::abort();
   }
   const int lane = int(threadIdx.x % 32);
-  const unsigned buf = ::emu::lane_local<Calls>().n++ % 2;
+  const unsigned call = ::emu::lane_local<Calls>().n++, buf = call % 2;
   Scratch& sc = ::emu::group_state<Scratch>(32);
   for (int i = 0; i < 4; ++i) sc.a[buf][lane][i] = a[i];
   for (int i = 0; i < 2; ++i) sc.b[buf][lane][i] = b[i];
@@ -60,22 +65,26 @@ inline void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], b
   const auto& sb = sc.b[buf];
 
   const int K = bf16 ? 16 : 8;
-  float A[16][16], B[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;  // groupID, threadID_in_group
-    if (!bf16) {
-      // m16n8k8 .tf32: a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (t, g), b1 (t+4, g)
-      for (int i = 0; i < 4; ++i) A[g + (i % 2) * 8][t + (i / 2) * 4] = tf32_value(sa[l][i]);
-      for (int i = 0; i < 2; ++i) B[t + i * 4][g] = tf32_value(sb[l][i]);
-    } else {
-      // m16n8k16 .bf16, elements a0..a7 (two per register, a_{2i} in register i's low half):
-      // row g for a0,a1,a4,a5, g+8 otherwise; col 2t + (j&1), +8 for j >= 4.
-      for (int j = 0; j < 8; ++j) {
-        const int row = g + ((j % 4) >= 2 ? 8 : 0), col = 2 * t + (j & 1) + (j >= 4 ? 8 : 0);
-        A[row][col] = bf16_value(sa[l][j / 2], j & 1);
+  auto& A = sc.A[buf];
+  auto& B = sc.B[buf];
+  if (sc.decoded[buf] != call + 1) {
+    sc.decoded[buf] = call + 1;
+    for (int l = 0; l < 32; ++l) {
+      const int g = l / 4, t = l % 4;  // groupID, threadID_in_group
+      if (!bf16) {
+        // m16n8k8 .tf32: a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (t, g), b1 (t+4, g)
+        for (int i = 0; i < 4; ++i) A[g + (i % 2) * 8][t + (i / 2) * 4] = tf32_value(sa[l][i]);
+        for (int i = 0; i < 2; ++i) B[t + i * 4][g] = tf32_value(sb[l][i]);
+      } else {
+        // m16n8k16 .bf16, elements a0..a7 (two per register, a_{2i} in register i's low half):
+        // row g for a0,a1,a4,a5, g+8 otherwise; col 2t + (j&1), +8 for j >= 4.
+        for (int j = 0; j < 8; ++j) {
+          const int row = g + ((j % 4) >= 2 ? 8 : 0), col = 2 * t + (j & 1) + (j >= 4 ? 8 : 0);
+          A[row][col] = bf16_value(sa[l][j / 2], j & 1);
+        }
+        // b0..b3: row 2t + (j&1), +8 for j >= 2; col g.
+        for (int j = 0; j < 4; ++j) B[2 * t + (j & 1) + (j >= 2 ? 8 : 0)][g] = bf16_value(sb[l][j / 2], j & 1);
       }
-      // b0..b3: row 2t + (j&1), +8 for j >= 2; col g.
-      for (int j = 0; j < 4; ++j) B[2 * t + (j & 1) + (j >= 2 ? 8 : 0)][g] = bf16_value(sb[l][j / 2], j & 1);
     }
   }
   // c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1)
