@@ -8,8 +8,10 @@
 //
 // One training step, for L Dense layers (hidden ones ReLU + dropout), is this fixed sequence of
 // launches on one stream:
-//   gather_batch                     X0 = images[order[batch*B + r]] / 255, labels
-//   dense_relu_dropout_forward  x L-1  A_l = dropout(ReLU(A_{l-1}·W_lᵀ + b_l))   (mask in the epilogue)
+//   gather_labels                    y = labels[order[batch*B + r]]
+//   dense_relu_dropout_forward  x L-1  A_l = dropout(ReLU(A_{l-1}·W_lᵀ + b_l))   (mask in the epilogue);
+//                                    layer 0 reads X0 = images[order[batch*B + r]] / 255 in place
+//                                    (DenseInput::images_by_index, kernels/dense.cuh): no float batch
 //   head_train                       the last layer in ONE launch (kernels/head.cuh): logits =
 //                                    A_{L-2}·W_{L-1}ᵀ + b_{L-1}; loss and hits into Metrics;
 //                                    dZ_{L-1} = (softmax - onehot)/B; dW_{L-1}, db_{L-1}; dZ_{L-2}
@@ -20,6 +22,12 @@
 //   advance_train_counters           step += 1, batch += 1 on the device (one thread)
 // Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
+// Layer 0's weight GEMM reads X0 from the images as its forward does; evaluation and prediction
+// read their consecutive rows in place too (evaluation's labels are the dataset's own array, no
+// launch). The GEMMs see the floats gather_batch would have written, bit for bit (pixel_value), so
+// the results are those of the gathered batch; cfg.x_in_place = false gathers it (gather_batch,
+// gather_rows) as before, for the tests that compare the two. --gemm cublas always gathers; a
+// one-layer model whose head kernel reads X0 too keeps the gather.
 // The head (head_, chosen once in the constructor) runs where the last layer qualifies
 // (cuda::head_supported: <= 32 classes, a narrow enough input; the default model's 64 -> 10 does),
 // with native GEMMs, cfg.head_kernel on and a batch of at least cfg.head_min_batch; otherwise the
@@ -43,16 +51,17 @@
 //
 // Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto does not pick it until it is
 // measured): the step above in five launches, each as large as the layer's work gets:
-//   gather_batch, layer 0's dense_relu_dropout_forward     as above
+//   gather_labels, layer 0's dense_relu_dropout_forward    as above (X0 read from the images)
 //   tail_train                       every later layer in ONE launch (kernels/tail.cuh): per block of
 //                                    rows their forward, dropout, softmax/xent (metrics) and backward,
 //                                    down to dZ_0; each block's partial [dW | db] of those layers
-//   dense_weight_partials            layer 0's weight GEMM, its split-K pieces left unsummed
+//   dense_weight_partials            layer 0's weight GEMM (X0 from the images), its split-K pieces
+//                                    left unsummed
 //   adam_reduce_update               every layer's pieces summed in a fixed order and Adam applied in
 //                                    the same pass (kernels/adam.cuh): no gradient array, no
 //                                    reduction launch, no separate optimizer launch; its last block
 //                                    also does advance_train_counters
-// Evaluation: gather_rows, layer 0's forward, tail_evaluate. Same counters, graphs and metrics as
+// Evaluation: layer 0's forward (its rows in place), tail_evaluate. Same counters, graphs and metrics as
 // the graph path; the arithmetic of the same GEMMs (inputs rounded to the precision, float32 sums)
 // in other summation orders for layers >= 1 (checked against the CPU engine in the tests).
 //
@@ -158,7 +167,6 @@ class CudaEngine final : public Engine {
 
     const std::size_t B = std::size_t(cfg.batch_size);
     cap_ = std::max(cfg.batch_size, kEvalRows);
-    x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     y_.resize(std::size_t(cap_));
     std::size_t ws_floats = 0, tickets = 0;  // grow with the rows: cap_ covers every call
     for (const DenseSlot& s : layout_.dense) {
@@ -208,6 +216,10 @@ class CudaEngine final : public Engine {
       CUDA_CHECK(cudaMemset(advance_done_.data(), 0, advance_done_.bytes()));  // each launch leaves it 0
       cuda::tail_prepare();  // before any capture
     }
+    // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
+    // as floats, so a one-layer model with the head keeps the gathered batch.
+    x_in_place_ = cfg.x_in_place && !blas_ && !(head_ && layout_.dense.size() == 1);
+    if (!x_in_place_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -328,17 +340,24 @@ class CudaEngine final : public Engine {
     }
     for (int off = 0; !eval_fused_ && off < d.n; off += cap_) {
       const int rows = std::min(cap_, d.n - off);
-      cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
-      forward(rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
+      // Consecutive rows: in place, X0 from the images and the labels from the dataset's array.
+      cuda::DenseInput x0 = cuda::DenseInput::images_by_index(d.images.data(), nullptr, off);
+      const uint8_t* y = d.labels.data() + off;
+      if (!x_in_place_) {
+        cuda::gather_rows(x_.data(), y_.data(), d.images.data(), d.labels.data(), off, rows, cfg_.spec.input, s);
+        x0 = x_.data();
+        y = y_.data();
+      }
+      forward(x0, rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
       if (tail_) {
-        cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), act_[0].data(), y_.data(), rows,
-                            s, cfg_.precision);
+        cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), act_[0].data(), y, rows, s,
+                            cfg_.precision);
       } else if (head_) {
         const DenseSlot& sl = layout_.dense.back();
         cuda::head_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), head_input(), param(sl.w_offset),
-                            param(sl.b_offset), y_.data(), rows, sl.in, sl.out, s, cfg_.precision);
+                            param(sl.b_offset), y, rows, sl.in, sl.out, s, cfg_.precision);
       } else {
-        cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, xent_scratch(), logits(), y_.data(), rows,
+        cuda::softmax_xent(nullptr, metrics_.data() + kEvalMetrics, xent_scratch(), logits(), y, rows,
                            cfg_.spec.classes, 0.0f, s);
       }
     }
@@ -359,8 +378,12 @@ class CudaEngine final : public Engine {
       const int rows = std::min(cap_, n - off);
       CUDA_CHECK(cudaMemcpyAsync(staging_.data(), images + std::size_t(off) * D, std::size_t(rows) * D,
                                  cudaMemcpyHostToDevice, s));
-      cuda::gather_rows(x_.data(), nullptr, staging_.data(), nullptr, 0, rows, int(D), s);
-      forward(rows, false, layout_.dense.size());
+      cuda::DenseInput x0 = cuda::DenseInput::images_by_index(staging_.data(), nullptr, 0);
+      if (!x_in_place_) {
+        cuda::gather_rows(x_.data(), nullptr, staging_.data(), nullptr, 0, rows, int(D), s);
+        x0 = x_.data();
+      }
+      forward(x0, rows, false, layout_.dense.size());
       cuda::softmax(probs_.data(), logits(), rows, int(C), s);
       CUDA_CHECK(cudaMemcpyAsync(probs + std::size_t(off) * C, probs_.data(), std::size_t(rows) * C * sizeof(float),
                                  cudaMemcpyDeviceToHost, s));
@@ -478,10 +501,10 @@ class CudaEngine final : public Engine {
     return n;
   }
 
-  // The tail path's training step over the next B rows (record_step).
-  void record_tail_step(int B) {
+  // The tail path's training step over the next B rows (record_step), layer 0 reading x0.
+  void record_tail_step(const cuda::DenseInput& x0, int B) {
     const cudaStream_t s = stream_.get();
-    forward(B, true, 1);
+    forward(x0, B, true, 1);
     const DenseSlot& first = layout_.dense.front();
     const std::vector<int>& w = tail_w_;
     {
@@ -492,8 +515,7 @@ class CudaEngine final : public Engine {
     }
     {
       NvtxRange range("backward");
-      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), x_.data(), B, first.in, first.out, s,
-                                  cfg_.precision);
+      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), x0, B, first.in, first.out, s, cfg_.precision);
     }
     NvtxRange range("optimizer");
     cuda::GradSlicesSet set;
@@ -598,13 +620,14 @@ class CudaEngine final : public Engine {
     return metrics_host_[std::size_t(slot)];
   }
 
-  // Forward over x_[0:B] into act_ through the first `layers` layers (all, or all but the last when
-  // the head runs it); in training mode the hidden layers' dropout (step from the device counters)
-  // is applied, and act_ holds the post-dropout activations.
-  void forward(int B, bool training, std::size_t layers) {
+  // Forward over the B rows of x0 (layer 0's X: gathered floats, or the images read in place) into
+  // act_ through the first `layers` layers (all, or all but the last when the head runs it); in
+  // training mode the hidden layers' dropout (step from the device counters) is applied, and act_
+  // holds the post-dropout activations.
+  void forward(const cuda::DenseInput& x0, int B, bool training, std::size_t layers) {
     NvtxRange range("forward");
     const cudaStream_t s = stream_.get();
-    const float* in = x_.data();
+    cuda::DenseInput in = x0;
     const std::size_t L = layout_.dense.size();
     for (std::size_t l = 0; l < layers; ++l) {
       const DenseSlot& sl = layout_.dense[l];
@@ -614,7 +637,7 @@ class CudaEngine final : public Engine {
       const bool drop = l + 1 < L && training && cfg_.spec.dropout > 0;
       const cuda::DropoutSpec spec{cfg_.spec.dropout, cfg_.seed, 0, uint32_t(l), counters_.data()};
       if (blas_) {
-        lt_plan(l, B).run(out, in, W, b, blas_->workspace.data(), s);
+        lt_plan(l, B).run(out, in.x, W, b, blas_->workspace.data(), s);  // floats: cuBLAS gathers (x_in_place_)
         if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
       } else if (drop) {
         cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data(),
@@ -628,17 +651,17 @@ class CudaEngine final : public Engine {
   }
 
   // Backward from dz_[top-1] down to layer 0's weights (top: all layers, or all but the last when
-  // the head has done its backward).
-  void backward(int B, std::size_t top) {
+  // the head has done its backward); layer 0's X is x0, as in forward.
+  void backward(const cuda::DenseInput& x0, int B, std::size_t top) {
     NvtxRange range("backward");
     const cudaStream_t s = stream_.get();
     for (std::size_t l = top; l-- > 0;) {
       const DenseSlot& sl = layout_.dense[l];
-      const float* X = l == 0 ? x_.data() : act_[l - 1].data();
+      const cuda::DenseInput X = l == 0 ? x0 : cuda::DenseInput(act_[l - 1].data());
       const float* dZ = dz_[l].data();
       if (blas_) {
         cublasHandle_t h = blas_->handle.get();
-        cublas::gemm_tn(h, grad(sl.w_offset), dZ, X, sl.out, sl.in, B, s);  // dW [out,in] = dZᵀ·X
+        cublas::gemm_tn(h, grad(sl.w_offset), dZ, X.x, sl.out, sl.in, B, s);  // dW [out,in] = dZᵀ·X
         cublas::column_sum(h, grad(sl.b_offset), dZ, blas_->ones.data(), B, sl.out, s);
         if (l > 0) {
           float* dprev = dz_[l - 1].data();
@@ -657,28 +680,41 @@ class CudaEngine final : public Engine {
     }
   }
 
+  // The step's first launch: the labels of the next B rows of the epoch's order into y_ (batch
+  // index from the device counters), and the floats of their images into x_ where layer 0 does not
+  // read them in place; returns layer 0's X accordingly.
+  cuda::DenseInput gather_step(const Dataset& d, int B) {
+    const cudaStream_t s = stream_.get();
+    if (!x_in_place_) {
+      cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
+                         cfg_.batch_size, B, cfg_.spec.input, s);
+      return x_.data();
+    }
+    cuda::gather_labels(y_.data(), d.labels.data(), order_.data(), counters_.data(), cfg_.batch_size, B, s);
+    return cuda::DenseInput::images_by_index(d.images.data(), order_.data(), 0, counters_.data(), cfg_.batch_size);
+  }
+
   // Enqueues one training step over the next B rows of the epoch's order (batch index and step
   // from the device counters). No host synchronisation: capturable.
   void record_step(const Dataset& d, int B) {
     const cudaStream_t s = stream_.get();
-    cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
-                       cfg_.batch_size, B, cfg_.spec.input, s);
+    const cuda::DenseInput x0 = gather_step(d, B);
     const std::size_t L = layout_.dense.size();
-    if (tail_) return record_tail_step(B);
+    if (tail_) return record_tail_step(x0, B);
     if (head_) {  // the last layer, its loss and its backward in one launch (see the header)
-      forward(B, true, L - 1);
+      forward(x0, B, true, L - 1);
       NvtxRange range("head");
       const DenseSlot& sl = layout_.dense.back();
       float* dprev = L > 1 ? dz_[L - 2].data() : nullptr;
       cuda::head_train(grad(sl.w_offset), grad(sl.b_offset), dprev, metrics_.data() + kTrainMetrics, head_scratch(),
                        head_input(), param(sl.w_offset), param(sl.b_offset), y_.data(), mask_scale(), 1.0f / float(B),
                        B, sl.in, sl.out, s, cfg_.precision);
-      backward(B, L - 1);
+      backward(x0, B, L - 1);
     } else {
-      forward(B, true, L);
+      forward(x0, B, true, L);
       cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, xent_scratch(), logits(), y_.data(), B,
                          cfg_.spec.classes, 1.0f / float(B), s);
-      backward(B, L);
+      backward(x0, B, L);
     }
     NvtxRange range("optimizer");
     cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
@@ -691,7 +727,8 @@ class CudaEngine final : public Engine {
   Stream stream_;
   int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
   DeviceBuffer<float> params_, grads_, m_, v_;
-  DeviceBuffer<float> x_;
+  bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)
+  DeviceBuffer<float> x_;    // the gathered X0 [cap, input] otherwise (empty when in place)
   DeviceBuffer<uint8_t> y_;
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
   std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation

@@ -79,6 +79,11 @@ struct EngineConfig {
   // weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8; the forward's split 1.5 µs
   // slower at 128 and 512 rows): the last blocks add alone while the other SMs idle.
   bool split_in_launch = false;
+  // CUDA graph and tail paths, native GEMMs: layer 0's GEMMs read X in place from the uint8 images
+  // by index (kernels/dense.cuh DenseInput; no float batch, the step gathers its labels alone).
+  // false: the batch gathered into floats first (the launches before; for the tests, which prove
+  // the two bitwise equal). --gemm cublas always gathers; the fused step reads the images itself.
+  bool x_in_place = true;
 };
 
 struct EpochStats {

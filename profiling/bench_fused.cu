@@ -12,6 +12,10 @@
 // Then the phases apart (EngineConfig::fused_phases, profiling only; these rows train nothing):
 // "-A", "-B", "-C" leave that phase's work out (its barrier stays), "sync" leaves all three out
 // (the barriers, index loads and launches alone). So A ≈ fused − (−A), and so on.
+// Last, the graph and tail paths with layer 0 reading X from the images in place (the default,
+// EngineConfig::x_in_place) and with the batch gathered into floats first ("-gather": the step's
+// launches before it), so that the difference is this change's gain or loss (profiling/NOTES.md,
+// "The engine reads X from the images").
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -91,6 +95,7 @@ int run(const Options& o) {
       Kernels kernels;
       int blocks;
       unsigned phases;
+      bool x_in_place = true;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -98,13 +103,16 @@ int run(const Options& o) {
     const std::vector<Variant> variants{{"fused", Kernels::Fused, 0, 7u},       {"fused", Kernels::Fused, sms / 2, 7u},
                                         {"fused", Kernels::Fused, sms / 4, 7u}, {"-A", Kernels::Fused, 0, 6u},
                                         {"-B", Kernels::Fused, 0, 5u},          {"-C", Kernels::Fused, 0, 3u},
-                                        {"sync", Kernels::Fused, 0, 0u},        {"graph", Kernels::Graph, 0, 7u}};
+                                        {"sync", Kernels::Fused, 0, 0u},        {"graph", Kernels::Graph, 0, 7u},
+                                        {"graph-gather", Kernels::Graph, 0, 7u, false},
+                                        {"tail", Kernels::Tail, 0, 7u},         {"tail-gather", Kernels::Tail, 0, 7u, false}};
     for (const Variant& v : variants) {
       EngineConfig cfg;
       cfg.batch_size = batch;
       cfg.kernels = v.kernels;
       cfg.fused_blocks = v.blocks;
       cfg.fused_phases = v.phases;
+      cfg.x_in_place = v.x_in_place;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);
@@ -118,8 +126,8 @@ int run(const Options& o) {
       std::sort(ms.begin(), ms.end());
       Result r{v.name, batch, v.blocks, ms[ms.size() / 2], 0};
       r.us_per_step = r.ms_per_epoch * 1e3 / ((n + batch - 1) / batch);
-      std::printf("  batch %5d  %-5s blocks %-4s  %8.3f ms/epoch  %8.2f us/step\n", batch, v.name.c_str(),
-                  v.kernels == Kernels::Graph ? "-" : (v.blocks ? std::to_string(v.blocks).c_str() : "all"),
+      std::printf("  batch %5d  %-12s blocks %-4s  %8.3f ms/epoch  %8.2f us/step\n", batch, v.name.c_str(),
+                  v.kernels != Kernels::Fused ? "-" : (v.blocks ? std::to_string(v.blocks).c_str() : "all"),
                   r.ms_per_epoch, r.us_per_step);
       results.push_back(r);
     }

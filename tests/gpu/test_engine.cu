@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -110,6 +111,56 @@ TEST_CASE("CUDA engine = CPU engine: --kernels tail (layers >= 1 in one kernel, 
   auto e = make_cuda_engine(f.cfg);
   CHECK(!e->tail_kernel());
   CHECK(e->notice().find("--kernels tail") != std::string::npos);
+}
+
+// Layer 0's X read in place from the images (EngineConfig::x_in_place, the default) against the
+// batch gathered into floats first (false: the launches before it). Both give the GEMMs the same
+// floats (pixel_value) and the GEMMs' results do not depend on where X came from
+// (test_dense_images.cu), so the tolerance is none: each epoch's loss sum and hits, every parameter
+// and Adam moment, the evaluation and the predictions bitwise. The default model on 4200 examples
+// at batch 512 (a 104-row last batch, the second epoch resumed at batch 1; evaluation and
+// prediction in two chunks, the second from row 4096), graph path (with the head from this batch:
+// head_min_batch 0) and tail path, at every precision.
+TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch, bitwise") {
+  for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
+    for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
+      INFO("precision ", to_string(prec), ", kernels ", to_string(kernels));
+      Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 4200, 47);
+      p.cfg.kernels = kernels;
+      p.cfg.precision = prec;
+      p.cfg.head_min_batch = 0;
+      std::vector<EpochProgress> progress[2];
+      TrainState state[2];
+      EpochStats eval[2];
+      std::vector<float> probs[2];
+      for (const int in_place : {0, 1}) {
+        p.cfg.x_in_place = in_place == 1;
+        auto gpu = make_cuda_engine(p.cfg);
+        REQUIRE(gpu->tail_kernel() == (kernels == Kernels::Tail));
+        const int t = gpu->add_dataset(p.view());
+        for (int e = 0; e < 2; ++e) {
+          EpochProgress pr;
+          pr.next_batch = e;
+          gpu->train_steps(t, e, 1e-3f, pr, nullptr);
+          progress[in_place].push_back(pr);
+        }
+        gpu->get_state(state[in_place]);
+        eval[in_place] = gpu->evaluate(t);
+        probs[in_place].assign(std::size_t(p.n) * 10, NAN);
+        gpu->predict(probs[in_place].data(), p.images.data(), p.n);
+      }
+      for (int e = 0; e < 2; ++e) {
+        CHECK(std::memcmp(&progress[0][e].loss_sum, &progress[1][e].loss_sum, sizeof(double)) == 0);
+        CHECK(progress[0][e].correct == progress[1][e].correct);
+      }
+      CHECK(state[0].step == state[1].step);
+      CHECK(bitwise_equal(state[0].params, state[1].params));
+      CHECK(bitwise_equal(state[0].m, state[1].m));
+      CHECK(bitwise_equal(state[0].v, state[1].v));
+      CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
+      CHECK(eval[0].accuracy == eval[1].accuracy);
+      CHECK(bitwise_equal(probs[0], probs[1]));
+    }
 }
 
 TEST_CASE("CUDA engine = CPU engine: no shuffle, no dropout, one hidden layer") {

@@ -12,6 +12,7 @@
 #include "runtime/graph.cuh"  // the emulation's capture and replay counters
 #include <cuda_runtime.h>
 #include <cstdlib>
+#include "emu_x_in_place.hpp"
 
 using namespace mnist;
 static int failures = 0, checks = 0;
@@ -260,6 +261,37 @@ void tail_fallbacks() {
   expect(!c->tail_kernel() && !c->notice().empty(), cat("tail: 40 classes fall back: '", c->notice(), "'"));
 }
 
+// Layer 0's X read in place from the images against the gathered floats, at fp32 (emu_x_in_place.hpp):
+// the graph path with and without the head kernel and the tail path, at batch 512 (layer 0's weight
+// GEMM in 2 pieces, the tail in 16 row blocks, an 88-row last batch), at batch 32 (4-step replays,
+// single steps, a 12-row last batch, the second epoch resumed at batch 3) and on 4200 examples in
+// batches of 1024 (evaluation and prediction in two chunks: the second starts at row 4096), every
+// result bitwise.
+void x_in_place_vs_gathered() {
+  struct Case {
+    int input;
+    std::vector<int> hidden;
+    int batch, graph_steps, n, resume_at;
+  };
+  for (const Case& c : {Case{40, {48, 24}, 512, 25, 600, 1}, Case{50, {33, 20}, 32, 4, 300, 3},
+                        Case{20, {16, 8}, 1024, 2, 4200, 2}}) {
+    EngineConfig cfg;
+    cfg.spec.input = c.input;
+    cfg.spec.hidden = c.hidden;
+    cfg.batch_size = c.batch;
+    cfg.graph_steps = c.graph_steps;
+    cfg.seed = 37;
+    cfg.head_min_batch = 0;
+    for (const int path : {0, 1, 2}) {  // graph + head, graph without it, tail
+      cfg.kernels = path == 2 ? Kernels::Tail : Kernels::Graph;
+      cfg.head_kernel = path == 0;
+      const std::string tag = cat("x in place, ", path == 2 ? "tail" : path == 0 ? "graph+head" : "graph", " batch ", c.batch, " n ", c.n);
+      expect(make_cuda_engine(cfg)->tail_kernel() == (path == 2), tag + ": path as configured");
+      emu_x::in_place_vs_gathered(cfg, c.n, c.resume_at, tag, expect);
+    }
+  }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also before an abort
   head_vs_separate();
@@ -298,6 +330,7 @@ int main() {
   g_kernels = Kernels::Graph;
   tail_vs_graph();
   tail_fallbacks();
+  x_in_place_vs_gathered();
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }

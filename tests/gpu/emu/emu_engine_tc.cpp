@@ -20,6 +20,7 @@
 #include "layers/engine.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
+#include "emu_x_in_place.hpp"
 
 
 using namespace mnist;
@@ -95,6 +96,21 @@ int main() {
     // The tail path (Kernels::Tail: layers >= 1 in one kernel, Adam fused with the sums).
     compare(p, 50, {33, 20}, 32, 200, 2, Kernels::Tail);
   }
+  // Layer 0's X read in place from the images against the gathered floats (emu_x_in_place.hpp):
+  // every result bitwise, graph and tail paths, at tf32 and bf16 (MmaTile reads the images; the
+  // pipelined tiles the gathered run may take are bitwise MmaTile's).
+  for (Precision p : {Precision::TF32, Precision::BF16})
+    for (Kernels k : {Kernels::Graph, Kernels::Tail}) {
+      EngineConfig cfg;
+      cfg.kernels = k;
+      cfg.precision = p;
+      cfg.spec.input = 50;
+      cfg.spec.hidden = {33, 20};
+      cfg.batch_size = 32;
+      cfg.graph_steps = 3;
+      cfg.seed = 6;
+      emu_x::in_place_vs_gathered(cfg, 200, 2, cat("x in place, ", to_string(p), " ", to_string(k)), expect);
+    }
   // The flag is honoured: TF32 training differs from FP32 (same seed, same data).
   EngineConfig cfg;
   cfg.spec.input = 50;

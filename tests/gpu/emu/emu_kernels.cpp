@@ -153,11 +153,24 @@ int main(int argc, char** argv) {
     auto hX = poison<float>(X2.size()); auto hy = poison<uint8_t>(B);
     cuda::gather_batch(hX.data(), hy.data(), images.data(), labels.data(), idx.data(), &c, 150, B, D, nullptr);
     same(hX, X2, cat("gather ctr D=", D, " B=", B)); same(hy, y2, "gather ctr y");
+    auto ly = poison<uint8_t>(B);  // the labels alone (gather_labels): the same bytes
+    cuda::gather_labels(ly.data(), labels.data(), idx.data(), &c, 150, B, nullptr);
+    same(ly, y2, cat("gather_labels B=", B));
     std::vector<int32_t> seq(B); std::iota(seq.begin(), seq.end(), 300);
     cpu::gather_batch(X2.data(), y2.data(), images.data(), labels.data(), seq.data(), B, D);
     auto iX = poison<float>(X2.size()); auto iy = poison<uint8_t>(B);
     cuda::gather_rows(iX.data(), iy.data(), images.data(), labels.data(), 300, B, D, nullptr);
     same(iX, X2, cat("gather_rows D=", D, " B=", B)); same(iy, y2, "gather_rows y");
+  }
+  {  // gather_labels over several blocks (600 rows, 256 a block), from batch 1 at stride 700
+    const int n = 1500, B = 600;
+    auto labels = rbytes(n, 5, 0, 255);
+    std::vector<int32_t> idx(n); std::iota(idx.begin(), idx.end(), 0); std::shuffle(idx.begin(), idx.end(), std::mt19937(3));
+    std::vector<uint8_t> y(B); for (int r = 0; r < B; ++r) y[r] = labels[idx[700 + r]];
+    cuda::TrainCounters c; c.batch = 1;
+    auto ly = poison<uint8_t>(B);
+    cuda::gather_labels(ly.data(), labels.data(), idx.data(), &c, 700, B, nullptr);
+    same(ly, y, "gather_labels B=600");
   }
   for (int n : {1, 2, 7, 1000, 4099}) for (uint64_t e : {0ull, 3ull}) {
     std::vector<int32_t> ref(n); cpu::shuffle_order(ref.data(), n, 42, e);

@@ -1,0 +1,118 @@
+// Layer 0 reading X in place from the uint8 images (EngineConfig::x_in_place, the default) against
+// the batch gathered into floats first (x_in_place = false: gather_batch / gather_rows, the launches
+// before it), in the emulated engine. Shared by emu_engine.cpp (fp32) and emu_engine_tc.cpp
+// (tf32/bf16).
+//
+// Tolerance: none. Both read the same floats (pixel_value, kernels/gather.cuh) in the same order
+// through GEMMs whose results do not depend on where X came from (tests/gpu/test_dense_images.cu),
+// so every number must be the same bits: each epoch's loss sum and hits, every parameter and Adam
+// moment after it, the step counter, the evaluation and the predictions. A wrong row (index, batch
+// offset, the partial batch's base, a chunk's first row), a label out of place or a pixel scaled
+// otherwise changes them. Also checked: the in-place engine holds no float batch (cap x input
+// floats of device memory fewer; cap = max(batch, 4096), the engine's row capacity) and launches as
+// many kernels a training epoch (gather_labels for gather_batch) and one fewer per evaluation or
+// prediction chunk (no gather_rows; the labels are the dataset's own array).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "layers/engine.hpp"
+#include "runtime/device_buffer.cuh"
+#include "runtime/error.hpp"
+
+namespace emu_x {
+
+using namespace mnist;
+
+inline std::vector<uint8_t> bytes(std::size_t n, uint64_t seed, int hi) {
+  std::mt19937_64 g(seed);
+  std::uniform_int_distribution<int> d(0, hi);
+  std::vector<uint8_t> v(n);
+  for (auto& x : v) x = uint8_t(d(g));
+  return v;
+}
+
+struct Run {
+  std::vector<EpochProgress> epochs;
+  TrainState state;
+  EpochStats eval;
+  std::vector<float> probs;
+  std::size_t device_bytes = 0;          // held by the engine after construction
+  long long train_launches = 0, eval_launches = 0, predict_launches = 0;
+};
+
+// Trains `cfg` on n random examples for two epochs, the second resumed at batch resume_at (0: from
+// its start), then evaluates and predicts; x_in_place as given.
+inline Run run(EngineConfig cfg, int n, int resume_at, bool x_in_place, uint64_t seed) {
+  cfg.x_in_place = x_in_place;
+  const int input = cfg.spec.input;
+  const auto images = bytes(std::size_t(n) * input, seed, 255), labels = bytes(std::size_t(n), seed + 1, cfg.spec.classes - 1);
+  Run r;
+  const std::size_t before = detail::g_device_bytes.load();
+  auto gpu = make_cuda_engine(cfg);
+  r.device_bytes = detail::g_device_bytes.load() - before;
+  const int t = gpu->add_dataset({images.data(), labels.data(), n, input});
+  long long l0 = g_emu_launches;
+  for (int e = 0; e < 2; ++e) {
+    EpochProgress p;
+    p.next_batch = e == 1 ? resume_at : 0;
+    gpu->train_steps(t, e, 1e-3f, p, nullptr);
+    r.epochs.push_back(p);
+  }
+  r.train_launches = g_emu_launches - l0;
+  gpu->get_state(r.state);
+  l0 = g_emu_launches;
+  r.eval = gpu->evaluate(t);
+  r.eval_launches = g_emu_launches - l0;
+  r.probs.assign(std::size_t(n) * std::size_t(cfg.spec.classes), -1.0f);
+  l0 = g_emu_launches;
+  gpu->predict(r.probs.data(), images.data(), n);
+  r.predict_launches = g_emu_launches - l0;
+  return r;
+}
+
+template <class T>
+bool same_bits(const T& a, const T& b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The check above for one configuration; expect(ok, what) records a result.
+template <class Expect>
+void in_place_vs_gathered(const EngineConfig& cfg, int n, int resume_at, const std::string& tag, Expect expect) {
+  const Run g = run(cfg, n, resume_at, false, 100 + uint64_t(n)), p = run(cfg, n, resume_at, true, 100 + uint64_t(n));
+  for (std::size_t e = 0; e < g.epochs.size(); ++e) {
+    const EpochProgress &a = g.epochs[e], &b = p.epochs[e];
+    expect(same_bits(a.loss_sum, b.loss_sum) && a.correct == b.correct && a.examples == b.examples &&
+               a.next_batch == b.next_batch,
+           cat(tag, ": epoch ", e, " loss bits ", a.loss_sum, " vs ", b.loss_sum, ", hits ", a.correct, " vs ", b.correct));
+  }
+  expect(g.state.step == p.state.step && same_bits(g.state.params, p.state.params), tag + ": parameters bitwise");
+  expect(same_bits(g.state.m, p.state.m) && same_bits(g.state.v, p.state.v), tag + ": Adam moments bitwise");
+  expect(same_bits(g.eval.loss, p.eval.loss) && g.eval.accuracy == p.eval.accuracy, tag + ": evaluation bitwise");
+  expect(same_bits(g.probs, p.probs), tag + ": predictions bitwise");
+  // Not a test that cannot fail: the run moved the parameters (a step that did nothing would match).
+  std::vector<float> init;
+  make_cpu_engine(cfg)->get_params(init);
+  expect(!same_bits(init, p.state.params), tag + ": training changed the parameters");
+  const int cap = std::max(cfg.batch_size, 4096);
+  const std::size_t floats = std::size_t(cap) * std::size_t(cfg.spec.input) * sizeof(float);
+  expect(g.device_bytes - p.device_bytes == floats,
+         cat(tag, ": no float batch in place (", g.device_bytes, " vs ", p.device_bytes, " bytes)"));
+  const long long chunks = (n + cap - 1) / cap;
+  expect(g.train_launches == p.train_launches && g.eval_launches - p.eval_launches == chunks &&
+             g.predict_launches - p.predict_launches == chunks,
+         cat(tag, ": launches train ", g.train_launches, "/", p.train_launches, " eval ", g.eval_launches, "/",
+             p.eval_launches, " predict ", g.predict_launches, "/", p.predict_launches));
+}
+
+}  // namespace emu_x
