@@ -12,6 +12,14 @@
 // missed index or a row read twice gives other operands and other bits. The wgmma tiles are not
 // forced here: they are not bitwise the other tensor-core tiles (dense.cuh), and take no images
 // yet (the launchers fall back to a tile that does).
+//
+// That the pipelined tensor-core tile (PipeTile) itself reads the images, rather than the launcher
+// falling back to MmaTile, is checked in the host emulation (tests/gpu/emu), whose cp.async model
+// counts the copies it performs: a launcher whose float-X run copies by cp.async (it ran on a
+// PipeTile) must copy 4-byte chunks (cp_async4: 4 pixels) when X is the images, one whose float
+// run does not must copy none; and with a Pipe tile forced and every leading dimension a multiple
+// of 4 (TF32/BF16), every launcher must. Built by nvcc for the GPU, these counts do not exist and
+// only the bitwise checks run.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -22,6 +30,11 @@
 #include "kernels/gather.cuh"
 #include "runtime/stream.cuh"
 #include "tests/gpu/gpu_test.cuh"
+
+#ifndef __CUDACC__  // the host emulation: this is its cp.async model (tests/gpu/emu/ov/kernels)
+#include "kernels/cp_async.cuh"
+#define MNIST_TEST_CP_ASYNC_COUNTS 1
+#endif
 
 namespace mnist::test {
 namespace {
@@ -65,11 +78,31 @@ void force(const TileForce& f) {
   cuda::dense_force_tile(f.tc);
 }
 
-// Runs every X-taking launcher once with `in` as X; returns all their outputs, in a fixed order.
+// The cp.async copies the emulation has performed so far: {all, the 4-byte ones} ({0, 0} on the GPU).
+struct CopyCount {
+  long long all = 0, four = 0;
+};
+CopyCount copies_so_far() {
+#ifdef MNIST_TEST_CP_ASYNC_COUNTS
+  return {cuda::g_emu_cp_async_copies.load(), cuda::g_emu_cp_async4_copies.load()};
+#else
+  return {};
+#endif
+}
+
+// Runs every X-taking launcher once with `in` as X; returns all their outputs, in a fixed order,
+// and in `copies` (emulation) each of the 7 launches' cp.async copies.
 std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageShape& s, const DeviceBuffer<float>& W,
                                         const DeviceBuffer<float>& b, const DeviceBuffer<float>& dZ,
                                         const DeviceBuffer<float>& mask, const DeviceBuffer<cuda::TrainCounters>& counters,
-                                        GemmPrecision prec, cudaStream_t stream) {
+                                        GemmPrecision prec, cudaStream_t stream, std::vector<CopyCount>& copies) {
+  copies.clear();
+  CopyCount last = copies_so_far();
+  auto count = [&] {  // after a launch's to_host (which waits for it)
+    const CopyCount now = copies_so_far();
+    copies.push_back({now.all - last.all, now.four - last.four});
+    last = now;
+  };
   const std::size_t ws_n = std::max<std::size_t>(1, cuda::dense_workspace_floats(s.B, s.K, s.N));
   const std::size_t tk_n = std::max<std::size_t>(1, cuda::dense_ticket_count(s.B, s.K, s.N));
   auto ws = poisoned<float>(ws_n);
@@ -80,8 +113,10 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   auto Y = poisoned<float>(std::size_t(s.B) * s.N);
   cuda::dense_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, false, stream, prec);
   out.push_back(to_host(Y));
+  count();
   cuda::dense_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, true, stream, prec, ws.data());
   out.push_back(to_host(Y));
+  count();
   cuda::DropoutSpec drop;
   drop.p = 0.2f;
   drop.seed = 77;
@@ -90,19 +125,23 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   cuda::dense_relu_dropout_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, drop, stream, prec, ws.data(),
                                    tickets.data());
   out.push_back(to_host(Y));
+  count();
 
   auto dW = poisoned<float>(std::size_t(s.N) * s.K), db = poisoned<float>(std::size_t(s.N));
   cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec);
   out.push_back(to_host(dW));
   out.push_back(to_host(db));
+  count();
   cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec, ws.data(),
                                tickets.data());
   out.push_back(to_host(dW));
   out.push_back(to_host(db));
+  count();
 
   auto part = poisoned<float>(cuda::dense_weight_partial_floats(s.B, s.K, s.N));
   cuda::dense_weight_partials(part.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec);
   out.push_back(to_host(part));
+  count();
 
   // The fused backward with a data GEMM beside the weight GEMM (layer 0 has none in the engine;
   // the launcher must still route its weight half correctly). W here is [N,K] = the data GEMM's B.
@@ -112,6 +151,7 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   out.push_back(to_host(dW));
   out.push_back(to_host(db));
   out.push_back(to_host(dX));
+  count();
   return out;
 }
 
@@ -149,10 +189,24 @@ TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on t
       for (const TileForce& f : forced_tiles(prec)) {
         INFO(s.B, "x", s.K, "->", s.N, " precision ", int(prec), " tile ", f.name);
         force(f);
-        const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream.get());
+        std::vector<CopyCount> want_copies, got_copies, ignored;
+        const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get(), want_copies);
+        const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get(), got_copies);
+        const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream.get(), ignored);
+        const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream.get(), ignored);
+#ifdef MNIST_TEST_CP_ASYNC_COUNTS
+        // Which tile read the images (header): the float run's tile choice, 4-byte copies for X.
+        const bool forced_pipe = f.tc.tile != cuda::GemmTile::Auto && f.tc.tile != cuda::GemmTile::Mma;
+        const bool all_pipe = forced_pipe && prec != GemmPrecision::FP32 && s.K % 4 == 0 && s.N % 4 == 0;
+        REQUIRE(want_copies.size() == 7);
+        REQUIRE(got_copies.size() == 7);
+        for (std::size_t i = 0; i < want_copies.size(); ++i) {
+          CHECK_MESSAGE(want_copies[i].four == 0, "launch ", i, ": 4-byte copies without the images");
+          CHECK_MESSAGE((got_copies[i].four > 0) == (want_copies[i].all > 0), "launch ", i, ": ", got_copies[i].four,
+                        " 4-byte copies on the images, ", want_copies[i].all, " copies on the floats");
+          if (all_pipe) CHECK_MESSAGE(got_copies[i].four > 0, "launch ", i, ": the forced Pipe tile took no images");
+        }
+#endif
         REQUIRE(want_step.size() == got_step.size());
         for (std::size_t i = 0; i < want_step.size(); ++i) {
           CHECK_MESSAGE(bitwise_equal(want_step[i], got_step[i]), "output ", i, " (step rows)");
