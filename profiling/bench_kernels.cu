@@ -363,6 +363,46 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
     }
 }
 
+// Layer 0's X read in place from the uint8 images by a shuffled index (DenseInput::images_by_index;
+// the tensor-core PipeTile copies 4 pixels at a time, profiling/NOTES.md "X from the images"):
+// its forward as the engine runs it (workspace, tickets) and its weight GEMM's pieces (the tail
+// path), against the same rows on a gathered float X (the rows "engine ws" and "pieces only"
+// above; gather_batch itself: op gather).
+void bench_images_input(Bench& bench) {
+  const int K = 784, N = 128, n = 48000;
+  auto images = random_bytes(std::size_t(n) * K, 81, 255);
+  DeviceBuffer<int32_t> order{std::size_t(n)};
+  DeviceBuffer<unsigned char> temp(cuda::shuffle_temp_bytes(n));
+  cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  for (int B : {512, 4096, 16384}) {
+    if (B > n) continue;
+    const cuda::DenseInput X = cuda::DenseInput::images_by_index(images.data(), order.data(), 0);
+    auto W = random_device(std::size_t(N) * K, 82, -0.5f, 0.5f), b = random_device(N, 83),
+         dZ = random_device(std::size_t(B) * N, 84);
+    DeviceBuffer<float> Y(std::size_t(B) * N), ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+    DeviceBuffer<float> part(cuda::dense_weight_partial_floats(B, K, N));
+    DeviceBuffer<unsigned> tk(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+    CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+    float* const w = cuda::dense_workspace_floats(B, K, N) ? ws.data() : nullptr;
+    const std::string shape = cat(B, "x", K, "->", N);
+    const double flops = 2.0 * B * K * N, s0 = cuda::dense_weight_slices(B, K, N);
+    const double fwd_bytes = double(B) * K + 4.0 * (double(N) * K + N + double(B) * N);
+    const double wbytes = double(B) * K + 4.0 * (double(B) * N + s0 * N * (K + 1));
+    for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+      const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
+      bench.run("gemm_forward", shape, cat("native ", to_string(p), " engine ws, X from the images"), flops, fwd_bytes,
+                [&](cudaStream_t st) {
+                  cuda::dense_forward(Y.data(), X, W.data(), b.data(), B, K, N, true, st, p, w, tk.data());
+                }, peak);
+      bench.run("gemm_weight", shape, cat("native ", to_string(p), " (+db) pieces only (", s0, "), X from the images"),
+                flops, wbytes, [&](cudaStream_t st) {
+                  cuda::dense_weight_partials(part.data(), dZ.data(), X, B, K, N, st, p);
+                }, peak);
+    }
+  }
+}
+
 // The model's last layer (64 -> 10) in one training step: head_train against the separate launches
 // (both as the engine calls them, scratch and workspace allocated once). FLOPs: the three GEMMs;
 // bytes: A read, dA written (the previous layer's gradient), W, b, dW, db, labels.
@@ -699,6 +739,7 @@ int run(const Options& opt) {
   bench_head(bench, metrics.data());
   bench_tail(bench, metrics.data());
   bench_optimizer(bench);
+  bench_images_input(bench);
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
