@@ -849,26 +849,21 @@ struct PipeTile {
       if constexpr (IMG) {
         if (img) {
           // The ones column's place in the thread's chunks (only !KFAST has one: every chunk spans
-          // x .. x+3), or -1: the threads of the last column tile only.
+          // x .. x+3), or -1: the threads of the last column tile only. Its element is rewritten
+          // after the expand (1.0f or 0.0f: exact in TF32), so the other threads pay no select.
           const int ones_j = !KFAST && ones >= x && ones < x + 4 ? ones - x : -1;
 #pragma unroll
           for (int it = 0; it < PER_THREAD; ++it) {
             float* d = S + dst + it * ROWS * STRIDE;
             const uchar4 u = *reinterpret_cast<const uchar4*>(d);
-            const uint8_t b[4] = {u.x, u.y, u.z, u.w};
-            float v[4];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) v[j] = pixel_value(b[j]);
-            if (!KFAST && ones_j >= 0) {
-#pragma unroll
-              for (int j = 0; j < 4; ++j)
-                if (j == ones_j) v[j] = b[j] ? 1.0f : 0.0f;
-            }
+            const bool one = ones_j >= 0 && reinterpret_cast<const uint8_t*>(d)[ones_j] != 0;
+            float v[4] = {pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w)};
             if constexpr (PREC == GemmPrecision::TF32) {
 #pragma unroll
               for (int j = 0; j < 4; ++j) v[j] = bits_float(to_tf32(v[j]));
             }
             *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+            if (ones_j >= 0) d[ones_j] = one ? 1.0f : 0.0f;
           }
           return;
         }
