@@ -8,13 +8,23 @@
 // the last commit into one group; cp_async_wait<N>() blocks until at most N of the thread's committed
 // groups are still in flight (the N most recent). A copy is visible to the issuing thread after its
 // wait, to the block's other threads only after a __syncthreads that follows the wait.
+// cp_async4 starts a 4-byte copy (both addresses 4-byte aligned; .ca: the only cache mode a copy
+// under 16 bytes may name) with the same group and wait rules: 4 pixels of a uint8 image row
+// (PipeTile's X read in place from the images, kernels/dense.cu).
 #pragma once
+
+#include <cstdint>
 
 namespace mnist::cuda {
 
 __device__ __forceinline__ void cp_async16(float* smem_dst, const float* gmem_src) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+}
+
+__device__ __forceinline__ void cp_async4(float* smem_dst, const uint8_t* gmem_src) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }

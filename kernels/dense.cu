@@ -632,6 +632,9 @@ struct MmaTile {
 // column or K tail, the ones column) is written by the thread with ordinary loads and a shared store
 // (0 outside, 1 in the ones column): the launcher only picks this tile when a, b and lda, ldb are
 // 16-byte aligned (pipelined_ok), and tails are rare, so those few chunks wait for their loads.
+// X read in place from the uint8 images (GemmParams::images: the Forward GEMM's A, the Weight
+// GEMM's B) goes as 4-byte copies of 4 pixels, expanded to floats by the copying thread before the
+// barrier (Copier, IMG): the stage holds the gathered batch's floats bit for bit.
 //
 // Split-K: a block computes piece z of p.split_k (p.partial set: its raw partial, as MmaTile), or,
 // for a Forward GEMM with p.split_k but no p.partial ("folded"), every piece in turn, adding each
@@ -660,7 +663,7 @@ struct SlicePlan {
 template <int BM_, int BN_, int WM, int WN, GemmPrecision PREC, int STAGES = 3>
 struct PipeTile {
   static constexpr int BM = BM_, BN = BN_, BK = 32, THREADS = 32 * WM * WN;
-  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
+  static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): Copier's IMG
   static constexpr bool kPipelined = true;
   static constexpr int KSTEP = PREC == GemmPrecision::BF16 ? 16 : 8;
   static constexpr int KPAD = PREC == GemmPrecision::BF16 ? 8 : 4;
@@ -691,30 +694,51 @@ struct PipeTile {
   }
 
   // One operand's copies of a slice, seen from one thread. A slice of X rows/columns x BK is
-  // X·BK/4 chunks of 4 floats (16 bytes); chunk c = tid + it·THREADS (it < PER_THREAD) sits at
-  // shared row c / PER_ROW, column (c % PER_ROW)·4. THREADS is a multiple of PER_ROW, so a thread's
-  // chunks share one column and lie ROWS shared rows apart, and the next slice of a chunk is BK
-  // (k fast) or BK·ld floats further on. Everything is set up once (init): per slice, a thread
-  // whose chunks all lie inside the matrix (every thread but those at a tile's row or column tail)
-  // issues PER_THREAD cp.async from its own source pointers to fixed shared offsets and advances
-  // each pointer by one constant (no division, no index arithmetic); the rest take `generic`.
+  // X·BK/4 chunks of 4 elements (16 bytes of stage); chunk c = tid + it·THREADS (it < PER_THREAD)
+  // sits at shared row c / PER_ROW, column (c % PER_ROW)·4. THREADS is a multiple of PER_ROW, so a
+  // thread's chunks share one column and lie ROWS shared rows apart, and the next slice of a chunk
+  // is BK (k fast) or BK·ld elements further on. Everything is set up once (init): per slice, a
+  // thread whose chunks all lie inside the matrix (every thread but those at a tile's row or column
+  // tail) issues PER_THREAD cp.async from its own source pointers to fixed shared offsets and
+  // advances each pointer by one constant (no division, no index arithmetic); the rest take `generic`.
   // KFAST: global element (x, k) at src[x·ld + k], stage S[x][k]; otherwise (k, x) at src[k·ld + x],
   // S[k][x]. x_valid: how many x exist (elements at or past it are 0); ones: the x holding the ones
   // column (or -1; it lies at or past x_valid); x_end: the x range including the ones column.
-  template <bool KFAST, int X>
+  //
+  // IMG (the Forward GEMM's A, the Weight GEMM's B): the operand may be X read in place from the
+  // uint8 images (init_images; GemmParams::images), row r of X = image row src(r) (image_row). A
+  // chunk is then 4 pixels, 4 bytes: one 4-byte cp.async (cp_async4) into the first 4 bytes of its
+  // 16-byte slot, or, at a tail (and when the images or their rows are not 4-byte aligned), the 4
+  // bytes stored by the thread (0 outside; the ones column as byte 1). The thread expands its own
+  // slots to floats after its cp_async_wait (prepare_own: pixel_value, the ones column, then TF32's
+  // rounding), before the barrier that publishes the stage: the stage then holds bit for bit the
+  // floats of the gathered batch (gather_batch, the same pixel_value). Source rows: KFAST (A: x is
+  // the row, fixed for the whole K walk) looked up once in init, then advanced BK bytes a slice;
+  // otherwise (B: k is the row, new every slice) looked up a slice ahead (the index read by one
+  // issue is used by the next, so its latency hides behind a slice of mma).
+  template <bool KFAST, int X, bool IMG = false>
   struct Copier {
     static constexpr int STRIDE = KFAST ? BK + KPAD : X + MPAD;
     static constexpr int PER_ROW = (KFAST ? BK : X) / 4, ROWS = THREADS / PER_ROW;
     static constexpr int PER_THREAD = X * BK / 4 / THREADS;
     static_assert(THREADS % PER_ROW == 0 && (X * BK / 4) % THREADS == 0, "a slice's chunks must split evenly");
 
-    const float* ptr[PER_THREAD];  // chunk it's first element at the next slice to issue
-    long long slice_step;          // BK or BK·ld
+    const uint8_t* ptr[PER_THREAD];  // chunk it's first byte at the next slice to issue
+    long long slice_step;            // its advance a slice, in bytes: BK or BK·ld elements
     const float* src;
     int ld, x, k;                  // chunk 0's x and k at the next slice
     int dst;                       // chunk 0's float offset in the stage
     bool x_inside;                 // every chunk of the thread lies wholly inside in x (no ones column)
     int x_valid, x_end, ones;
+    // IMG only: whether the operand is the images this launch, whether its chunks may be 4-byte
+    // copies, the images, index and image_base; rows (!KFAST: X's rows, the GEMM's K) and the
+    // image rows of the next slice's chunks (-1: past the rows).
+    bool img = false, img_cp = false;
+    const uint8_t* images;
+    const int32_t* idx;
+    int64_t base;
+    int rows;
+    int64_t next_src[KFAST ? 1 : PER_THREAD];
 
     __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int x_end_, int ones_, int k0) {
       const int tid = int(threadIdx.x), row = tid / PER_ROW, col = (tid % PER_ROW) * 4;
@@ -723,11 +747,47 @@ struct PipeTile {
       k = k0 + (KFAST ? col : row);
       const long long off = KFAST ? (long long)x * ld + k : (long long)k * ld + x;
 #pragma unroll
-      for (int it = 0; it < PER_THREAD; ++it) ptr[it] = s + (off + (long long)it * ROWS * ld);
-      slice_step = KFAST ? BK : (long long)BK * ld;
+      for (int it = 0; it < PER_THREAD; ++it)
+        ptr[it] = reinterpret_cast<const uint8_t*>(s + (off + (long long)it * ROWS * ld));
+      slice_step = (KFAST ? BK : (long long)BK * ld) * (long long)sizeof(float);
       dst = row * STRIDE + col;
       // KFAST: chunk it covers x + it·ROWS; otherwise every chunk covers x .. x+3
       x_inside = KFAST ? x + (PER_THREAD - 1) * ROWS < x_valid : x + 3 < x_valid;
+    }
+
+    // The image row of X's row r (r < rows of X).
+    __device__ __forceinline__ int64_t image_src(int r) const { return idx ? int64_t(idx[base + r]) : base + r; }
+
+    // init for X read from the images (IMG): p's images, index and row base (image_base(p)); rows_:
+    // X's rows (KFAST: x_valid; otherwise the GEMM's K).
+    __device__ __forceinline__ void init_images(const GemmParams& p, int64_t base_, int ld_, int x0, int x_valid_,
+                                                int x_end_, int ones_, int k0, int rows_) {
+      static_assert(IMG, "only an operand that may be X reads the images");
+      init(nullptr, ld_, x0, x_valid_, x_end_, ones_, k0);
+      img = true;
+      img_cp = reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && ld_ % 4 == 0;
+      images = p.images, idx = p.idx, base = base_, rows = rows_;
+      if constexpr (KFAST) {
+#pragma unroll
+        for (int it = 0; it < PER_THREAD; ++it) {
+          const int r = x + it * ROWS;  // rows past x_valid are never read (load_bytes: 0)
+          ptr[it] = images + (r < x_valid ? image_src(r) * ld + k : 0);
+        }
+        slice_step = BK;
+      } else {
+        look_ahead();
+      }
+    }
+
+    // !KFAST images: the image rows of the slice at k (the next to issue), read ahead of its issue.
+    __device__ __forceinline__ void look_ahead() {
+      if constexpr (!KFAST) {
+#pragma unroll
+        for (int it = 0; it < PER_THREAD; ++it) {
+          const int r = k + it * ROWS;
+          next_src[it] = r < rows ? image_src(r) : -1;
+        }
+      }
     }
 
     // A chunk that is not one whole cp.async (an x or k tail, the ones column): ordinary loads,
@@ -736,31 +796,84 @@ struct PipeTile {
       *reinterpret_cast<float4*>(d) = load_tail_chunk<KFAST>(src, ld, xc, kc, k_end, x_valid, x_end, ones);
     }
 
+    // load_chunk for the images: the chunk's 4 bytes (0 outside, byte 1 in the ones column: see
+    // prepare_own) in the first 4 bytes of its slot. Element j of the chunk is byte j from q
+    // (KFAST: pixel kc + j of row xc; otherwise pixel xc + j of row kc), read only inside.
+    __device__ __forceinline__ void load_bytes(float* d, const uint8_t* q, int xc, int kc, int k_end) const {
+      uint8_t v[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
+        v[j] = 0;
+        if (kj < k_end && xj < x_end) {
+          if (xj == ones)
+            v[j] = 1;
+          else if (xj < x_valid)
+            v[j] = q[j];
+        }
+      }
+      uchar4 u;
+      u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
+      *reinterpret_cast<uchar4*>(d) = u;
+    }
+
     // Every chunk by its own test: a cp.async when it lies wholly inside (x and k < k_end), else
-    // load_chunk.
+    // load_chunk (load_bytes).
     __device__ __forceinline__ void generic(float* S, int k_end) const {
 #pragma unroll
       for (int it = 0; it < PER_THREAD; ++it) {
         float* d = S + dst + it * ROWS * STRIDE;
         const int xc = KFAST ? x + it * ROWS : x, kc = KFAST ? k : k + it * ROWS;
         const bool inside = KFAST ? xc < x_valid && kc + 3 < k_end : xc + 3 < x_valid && kc < k_end;
-        if (inside)
-          cp_async16(d, ptr[it]);
-        else
+        if (IMG && img) {
+          if (inside && img_cp)
+            cp_async4(d, ptr[it]);
+          else
+            load_bytes(d, ptr[it], xc, kc, k_end);
+        } else if (inside) {
+          cp_async16(d, reinterpret_cast<const float*>(ptr[it]));
+        } else {
           load_chunk(d, xc, kc, k_end);
+        }
       }
     }
 
-    // TF32: rounds this thread's own chunks of the stage S in place (cvt.rna.tf32.f32, MmaTile's
-    // rounding), once per element instead of once per fragment use. Its chunks are visible to
-    // the thread itself after its cp_async_wait, to the others after the __syncthreads that follows.
-    __device__ __forceinline__ void round_own(float* S) const {
+    // Makes this thread's own chunks of the stage S what the mma steps read, once they have landed
+    // (after its cp_async_wait; the others see them after the __syncthreads that follows).
+    // TF32: rounds them in place (cvt.rna.tf32.f32, MmaTile's rounding), once per element instead of
+    // once per fragment use. Images (IMG, img): first expands each slot's 4 bytes to 4 floats,
+    // pixel_value (the ones column's byte to 1 or 0), at BF16 too (rounded when a fragment is read).
+    __device__ __forceinline__ void prepare_own(float* S) const {
+      if constexpr (IMG) {
+        if (img) {
+          // The ones column's place in the thread's chunks (only !KFAST has one: every chunk spans
+          // x .. x+3), or -1: the threads of the last column tile only. Its element is rewritten
+          // after the expand (1.0f or 0.0f: exact in TF32), so the other threads pay no select.
+          const int ones_j = !KFAST && ones >= x && ones < x + 4 ? ones - x : -1;
 #pragma unroll
-      for (int it = 0; it < PER_THREAD; ++it) {
-        float4* d = reinterpret_cast<float4*>(S + dst + it * ROWS * STRIDE);
-        const float4 v = *d;
-        *d = make_float4(bits_float(to_tf32(v.x)), bits_float(to_tf32(v.y)), bits_float(to_tf32(v.z)),
-                         bits_float(to_tf32(v.w)));
+          for (int it = 0; it < PER_THREAD; ++it) {
+            float* d = S + dst + it * ROWS * STRIDE;
+            const uchar4 u = *reinterpret_cast<const uchar4*>(d);
+            const bool one = ones_j >= 0 && reinterpret_cast<const uint8_t*>(d)[ones_j] != 0;
+            float v[4] = {pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w)};
+            if constexpr (PREC == GemmPrecision::TF32) {
+#pragma unroll
+              for (int j = 0; j < 4; ++j) v[j] = bits_float(to_tf32(v[j]));
+            }
+            *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+            if (ones_j >= 0) d[ones_j] = one ? 1.0f : 0.0f;
+          }
+          return;
+        }
+      }
+      if constexpr (PREC == GemmPrecision::TF32) {
+#pragma unroll
+        for (int it = 0; it < PER_THREAD; ++it) {
+          float4* d = reinterpret_cast<float4*>(S + dst + it * ROWS * STRIDE);
+          const float4 v = *d;
+          *d = make_float4(bits_float(to_tf32(v.x)), bits_float(to_tf32(v.y)), bits_float(to_tf32(v.z)),
+                           bits_float(to_tf32(v.w)));
+        }
       }
     }
 
@@ -768,22 +881,40 @@ struct PipeTile {
     // stage S, then moves on to the slice after it. k_full: the slice lies wholly before k_end
     // (every slice but a piece's or the GEMM's last).
     __device__ __forceinline__ void issue(float* S, bool k_full, int k_end) {
-      if (k_full && x_inside) {
+      if constexpr (IMG && !KFAST) {
+        if (img) {  // this slice's rows, read a slice ago (past the rows: never read, load_bytes)
 #pragma unroll
-        for (int it = 0; it < PER_THREAD; ++it) cp_async16(S + dst + it * ROWS * STRIDE, ptr[it]);
+          for (int it = 0; it < PER_THREAD; ++it) ptr[it] = images + (next_src[it] >= 0 ? next_src[it] * ld + x : 0);
+        }
+      }
+      if (k_full && x_inside && (!IMG || !img || img_cp)) {
+#pragma unroll
+        for (int it = 0; it < PER_THREAD; ++it) {
+          float* d = S + dst + it * ROWS * STRIDE;
+          if (IMG && img)
+            cp_async4(d, ptr[it]);
+          else
+            cp_async16(d, reinterpret_cast<const float*>(ptr[it]));
+        }
       } else {
         generic(S, k_end);
       }
+      k += BK;
+      if constexpr (IMG && !KFAST) {
+        if (img) {
+          look_ahead();
+          return;
+        }
+      }
 #pragma unroll
       for (int it = 0; it < PER_THREAD; ++it) ptr[it] += slice_step;
-      k += BK;
     }
   };
 
   // The A fragments of one mma step at depth ks from stage As (row stride SA): k fast in TF32, one
   // ldmatrix.x4 per 16-row tile (mma.cuh: lane l gives row l%8 + 8·((l/8)%2), column 4·(l/16) of
   // the tile, a_lm below), else element reads by the fragment table (frags_a). TF32 stages are
-  // already rounded (Copier::round_own); BF16 pairs are rounded and packed here with MmaTile's
+  // already rounded (Copier::prepare_own); BF16 pairs are rounded and packed here with MmaTile's
   // instruction: the same operand bits either way.
   template <bool KFAST, int SA>
   __device__ __forceinline__ static void load_a(uint32_t (&a)[MI][4], const float* As, int a_lm, int wm0, int g, int t,
@@ -854,10 +985,21 @@ struct PipeTile {
     const int piece = plan.piece, k_begin = plan.k_begin, k_last = plan.k_last;
     const int piece_slices = plan.piece_slices, slices = plan.slices;
 
-    Copier<A_KFAST, BM> ca;
-    Copier<B_KFAST, BN> cb;
-    ca.init(p.a, p.lda, m0, p.M, p.M, -1, k_begin);
-    cb.init(p.b, p.ldb, n0, p.ones_col >= 0 ? p.ones_col : p.N, p.N, p.ones_col, k_begin);
+    // X may be read from the images: the Forward GEMM's A, the Weight GEMM's B (Copier, IMG)
+    Copier<A_KFAST, BM, KIND == Kind::Forward> ca;
+    Copier<B_KFAST, BN, KIND == Kind::Weight> cb;
+    const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
+    if (images_a<KIND>(p)) {
+      if constexpr (KIND == Kind::Forward) ca.init_images(p, image_base(p), p.lda, m0, p.M, p.M, -1, k_begin, p.M);
+    } else {
+      ca.init(p.a, p.lda, m0, p.M, p.M, -1, k_begin);
+    }
+    if (images_b<KIND>(p)) {
+      if constexpr (KIND == Kind::Weight)
+        cb.init_images(p, image_base(p), p.ldb, n0, b_valid, p.N, p.ones_col, k_begin, p.K);
+    } else {
+      cb.init(p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k_begin);
+    }
     int ik0 = k_begin;                                                     // next slice to issue
     int ike = fold ? (piece < p.K ? piece : p.K) : k_last;                 // and its piece's end
     auto issue_next = [&](float* st) {
@@ -895,13 +1037,11 @@ struct PipeTile {
     int left = piece_slices;                      // slices left in the current piece (fold)
     for (int s = 0; s < slices; ++s) {
       // This thread's copies of slice s have landed (the STAGES-2 younger groups may still fly)
-      // and, TF32, are rounded in place; then everyone's have, and every warp is done with slice
-      // s-1, whose stage is refilled next.
+      // and are made mma operands in place (TF32: rounded; images: expanded); then everyone's
+      // have, and every warp is done with slice s-1, whose stage is refilled next.
       cp_async_wait<STAGES - 2>();
-      if constexpr (PREC == GemmPrecision::TF32) {
-        ca.round_own(rd);
-        cb.round_own(rd + stage_a<KIND>());
-      }
+      ca.prepare_own(rd);
+      cb.prepare_own(rd + stage_a<KIND>());
       __syncthreads();
       if (s + STAGES - 1 < slices) issue_next(wr);
       cp_async_commit();  // possibly empty: keeps one group per slice for the wait count
@@ -1737,7 +1877,9 @@ bool wgmma_available() {
 
 // PipeTile's preconditions: 16-byte aligned operands and rows (every full chunk a legal 16-byte
 // cp.async), and split pieces of whole 32-deep slices (weight_split_rows and forward_split_cols
-// make them multiples of 32).
+// make them multiples of 32). An operand read from the images (a or b null: aligned) needs its
+// rows of K pixels a multiple of 4 (lda / ldb = K, checked here) and the images 4-byte aligned for
+// its 4-byte copies; the Copier checks the latter itself and loads every chunk by hand otherwise.
 bool pipelined_ok(const GemmParams& p) {
   auto aligned = [](const float* q) { return reinterpret_cast<std::uintptr_t>(q) % 16 == 0; };
   return aligned(p.a) && aligned(p.b) && p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 32 == 0;
@@ -1778,7 +1920,7 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
 }
 
 // Whether Tile can run p: every tile reads float operands; only those with kImages read X from the
-// images in place (a GEMM with p.images falls back to one that does: SimtTile / MmaTile).
+// images in place (a GEMM with p.images falls back to one that does: SimtTile / MmaTile / PipeTile).
 template <class Tile>
 bool takes_input(const GemmParams& p) {
   return !p.images || Tile::kImages;

@@ -12,6 +12,14 @@
 // missed index or a row read twice gives other operands and other bits. The wgmma tiles are not
 // forced here: they are not bitwise the other tensor-core tiles (dense.cuh), and take no images
 // yet (the launchers fall back to a tile that does).
+//
+// That the pipelined tensor-core tile (PipeTile) itself reads the images, rather than the launcher
+// falling back to MmaTile, is checked in the host emulation (tests/gpu/emu), whose cp.async model
+// counts the copies it performs: a launcher whose float-X run copies by cp.async (it ran on a
+// PipeTile) must copy 4-byte chunks (cp_async4: 4 pixels) when X is the images, one whose float
+// run does not must copy none; and with a Pipe tile forced and every leading dimension a multiple
+// of 4 (TF32/BF16), every launcher must. Built by nvcc for the GPU, these counts do not exist and
+// only the bitwise checks run.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -24,19 +32,26 @@
 #include "runtime/stream.cuh"
 #include "tests/gpu/gpu_test.cuh"
 
+#ifndef __CUDACC__  // the host emulation: this is its cp.async model (tests/gpu/emu/ov/kernels)
+#include "kernels/cp_async.cuh"
+#define MNIST_TEST_CP_ASYNC_COUNTS 1
+#endif
+
 namespace mnist::test {
 namespace {
 
 struct ImageShape {
   int B, K, N;
+  int offset = 0;  // the images start this many bytes into their allocation
 };
 
 // The shapes: tails in every dimension (129 x 33 -> 7), layer 0 of the model with its forward K
 // split (784 -> 128 at 300 rows; 40 rows in quick mode), and a weight GEMM whose rows split in
-// pieces (600 x 100 -> 10: 2 slices of 320 rows).
+// pieces (600 x 100 -> 10: 2 slices of 320 rows). 40 x 784 -> 20 again with the images 1 byte off
+// 4-byte alignment: no 4-byte copies are legal, PipeTile loads every chunk of X by hand.
 std::vector<ImageShape> image_shapes() {
-  if (quick_tests()) return {{129, 33, 7}, {40, 784, 20}, {600, 100, 10}};
-  return {{129, 33, 7}, {300, 784, 128}, {600, 100, 10}, {1100, 100, 30}, {4096, 784, 128}};
+  if (quick_tests()) return {{129, 33, 7}, {40, 784, 20}, {600, 100, 10}, {40, 784, 20, 1}};
+  return {{129, 33, 7}, {300, 784, 128}, {600, 100, 10}, {1100, 100, 30}, {4096, 784, 128}, {300, 784, 128, 1}};
 }
 
 struct TileForce {
@@ -66,11 +81,31 @@ void force(const TileForce& f) {
   cuda::dense_force_tile(f.tc);
 }
 
-// Runs every X-taking launcher once with `in` as X; returns all their outputs, in a fixed order.
+// The cp.async copies the emulation has performed so far: {all, the 4-byte ones} ({0, 0} on the GPU).
+struct CopyCount {
+  long long all = 0, four = 0;
+};
+CopyCount copies_so_far() {
+#ifdef MNIST_TEST_CP_ASYNC_COUNTS
+  return {cuda::g_emu_cp_async_copies.load(), cuda::g_emu_cp_async4_copies.load()};
+#else
+  return {};
+#endif
+}
+
+// Runs every X-taking launcher once with `in` as X; returns all their outputs, in a fixed order,
+// and in `copies` (emulation) each of the 7 launches' cp.async copies.
 std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageShape& s, const DeviceBuffer<float>& W,
                                         const DeviceBuffer<float>& b, const DeviceBuffer<float>& dZ,
                                         const DeviceBuffer<float>& mask, const DeviceBuffer<cuda::TrainCounters>& counters,
-                                        GemmPrecision prec, cudaStream_t stream) {
+                                        GemmPrecision prec, cudaStream_t stream, std::vector<CopyCount>& copies) {
+  copies.clear();
+  CopyCount last = copies_so_far();
+  auto count = [&] {  // after a launch's to_host (which waits for it)
+    const CopyCount now = copies_so_far();
+    copies.push_back({now.all - last.all, now.four - last.four});
+    last = now;
+  };
   const std::size_t ws_n = std::max<std::size_t>(1, cuda::dense_workspace_floats(s.B, s.K, s.N));
   const std::size_t tk_n = std::max<std::size_t>(1, cuda::dense_ticket_count(s.B, s.K, s.N));
   auto ws = poisoned<float>(ws_n);
@@ -81,8 +116,10 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   auto Y = poisoned<float>(std::size_t(s.B) * s.N);
   cuda::dense_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, false, stream, prec);
   out.push_back(to_host(Y));
+  count();
   cuda::dense_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, true, stream, prec, ws.data());
   out.push_back(to_host(Y));
+  count();
   cuda::DropoutSpec drop;
   drop.p = 0.2f;
   drop.seed = 77;
@@ -91,19 +128,23 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   cuda::dense_relu_dropout_forward(Y.data(), in, W.data(), b.data(), s.B, s.K, s.N, drop, stream, prec, ws.data(),
                                    tickets.data());
   out.push_back(to_host(Y));
+  count();
 
   auto dW = poisoned<float>(std::size_t(s.N) * s.K), db = poisoned<float>(std::size_t(s.N));
   cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec);
   out.push_back(to_host(dW));
   out.push_back(to_host(db));
+  count();
   cuda::dense_backward_weights(dW.data(), db.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec, ws.data(),
                                tickets.data());
   out.push_back(to_host(dW));
   out.push_back(to_host(db));
+  count();
 
   auto part = poisoned<float>(cuda::dense_weight_partial_floats(s.B, s.K, s.N));
   cuda::dense_weight_partials(part.data(), dZ.data(), in, s.B, s.K, s.N, stream, prec);
   out.push_back(to_host(part));
+  count();
 
   // The fused backward with a data GEMM beside the weight GEMM (layer 0 has none in the engine;
   // the launcher must still route its weight half correctly). W here is [N,K] = the data GEMM's B.
@@ -113,6 +154,7 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   out.push_back(to_host(dW));
   out.push_back(to_host(db));
   out.push_back(to_host(dX));
+  count();
   return out;
 }
 
@@ -121,11 +163,12 @@ TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on t
   for (const ImageShape s : image_shapes()) {
     // Images: more than the rows, so that the index picks some; the index a shuffled permutation.
     const int first = 5, n_images = 2 * s.B + first + 3;
-    const auto h_images = random_bytes(std::size_t(n_images) * s.K, 3000 + s.B + s.K);
+    const auto h_images = random_bytes(std::size_t(n_images) * s.K + std::size_t(s.offset), 3000 + s.B + s.K);
     std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
     std::iota(h_idx.begin(), h_idx.end(), 0);
     std::shuffle(h_idx.begin(), h_idx.end(), std::mt19937(unsigned(s.B)));
-    auto images = to_device(h_images);
+    auto images_alloc = to_device(h_images);
+    const uint8_t* const images = images_alloc.data() + s.offset;
     auto idx = to_device(h_idx);
     cuda::TrainCounters hc;
     hc.step = 3;
@@ -140,20 +183,38 @@ TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on t
 
     // The gathered floats of both row orders (the step's, through idx; evaluation's, consecutive).
     auto X_step = poisoned<float>(std::size_t(s.B) * s.K), X_rows = poisoned<float>(std::size_t(s.B) * s.K);
-    cuda::gather_batch(X_step.data(), nullptr, images.data(), nullptr, idx.data() + first, counters.data(), s.B, s.B,
-                       s.K, stream.get());
-    cuda::gather_rows(X_rows.data(), nullptr, images.data(), nullptr, first, s.B, s.K, stream.get());
-    const auto in_step = cuda::DenseInput::images_by_index(images.data(), idx.data(), first, counters.data(), s.B);
-    const auto in_rows = cuda::DenseInput::images_by_index(images.data(), nullptr, first);
+    cuda::gather_batch(X_step.data(), nullptr, images, nullptr, idx.data() + first, counters.data(), s.B, s.B, s.K,
+                       stream.get());
+    cuda::gather_rows(X_rows.data(), nullptr, images, nullptr, first, s.B, s.K, stream.get());
+    const auto in_step = cuda::DenseInput::images_by_index(images, idx.data(), first, counters.data(), s.B);
+    const auto in_rows = cuda::DenseInput::images_by_index(images, nullptr, first);
 
     for (const GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
       for (const TileForce& f : forced_tiles(prec)) {
-        INFO(s.B, "x", s.K, "->", s.N, " precision ", int(prec), " tile ", std::string(f.name));
+        INFO(s.B, "x", s.K, "->", s.N, " images offset ", s.offset, " precision ", int(prec), " tile ", std::string(f.name));
         force(f);
-        const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream.get());
+        std::vector<CopyCount> want_copies, got_copies, ignored;
+        const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get(), want_copies);
+        const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get(), got_copies);
+        const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream.get(), ignored);
+        const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream.get(), ignored);
+#ifdef MNIST_TEST_CP_ASYNC_COUNTS
+        // Which tile read the images (header): the float run's tile choice (it copies by cp.async
+        // on a PipeTile, only there), 4-byte copies for X where the images are 4-byte aligned.
+        const bool forced_pipe = f.tc.tile != cuda::GemmTile::Auto && f.tc.tile != cuda::GemmTile::Mma;
+        const bool all_pipe = forced_pipe && prec != GemmPrecision::FP32 && s.K % 4 == 0 && s.N % 4 == 0;
+        const bool aligned = s.offset % 4 == 0;
+        REQUIRE(want_copies.size() == 7);
+        REQUIRE(got_copies.size() == 7);
+        for (std::size_t i = 0; i < want_copies.size(); ++i) {
+          const bool pipe = want_copies[i].all > 0;
+          CHECK_MESSAGE(want_copies[i].four == 0, "launch ", i, ": 4-byte copies without the images");
+          CHECK_MESSAGE((got_copies[i].four > 0) == (pipe && aligned), "launch ", i, ": ", got_copies[i].four,
+                        " 4-byte copies on the images, ", want_copies[i].all, " copies on the floats");
+          CHECK_MESSAGE((got_copies[i].all > 0) == pipe, "launch ", i, ": the images ran on another tile");
+          if (all_pipe) CHECK_MESSAGE(pipe, "launch ", i, ": the forced Pipe tile did not run");
+        }
+#endif
         REQUIRE(want_step.size() == got_step.size());
         for (std::size_t i = 0; i < want_step.size(); ++i) {
           CHECK_MESSAGE(bitwise_equal(want_step[i], got_step[i]), "output ", i, " (step rows)");
