@@ -284,10 +284,18 @@ __device__ __forceinline__ float4 load_tail_chunk_images(const GemmParams& p, in
 }
 
 // Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row
-// strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned.
+// strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned;
+// with X from the images (GemmParams::images) its chunks of 4 pixels as one 4-byte load: the images'
+// base 4-byte aligned (its row stride, K = lda or ldb, is a multiple of 4 above).
 __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
   return reinterpret_cast<std::uintptr_t>(p.a) % 16 == 0 && reinterpret_cast<std::uintptr_t>(p.b) % 16 == 0 &&
-         p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 4 == 0;
+         reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && p.lda % 4 == 0 && p.ldb % 4 == 0 &&
+         p.split_k % 4 == 0;
+}
+
+// The 4 pixels of one 4-byte load as the GEMMs see them (pixel_value: gather_batch's floats).
+__device__ __forceinline__ float4 pixel_values(const uchar4 u) {
+  return make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
 }
 
 // FP32 on the SIMT cores, the tile of the large GEMMs (the classic register-blocked SGEMM). One
@@ -308,6 +316,15 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 // load_slice does. A k-fast chunk is stored transposed (4 scalar stores down As[k..k+3][m]), lanes
 // arranged so that those stores are free of bank conflicts (fetch_chunk).
 //
+// X read in place from the images (GemmParams::images; Forward's A, Weight's B): a chunk is 4 pixels
+// of one image row (Forward: pixels k..k+3 of row x; Weight: pixels x..x+3 of row k), one 4-byte load
+// under `vec` (vec_loads_ok: images base 4-byte aligned), kept packed in a register while the slice's
+// FMAs run and converted by pixel_value when stashed, so the load is in flight as a float4's is;
+// tails element by element (load_tail_chunk_images). Forward: a thread's chunk rows are the same in
+// every slice, their image rows looked up (idx) once before the walk. Weight: a chunk's row is the
+// slice's k, its idx entry loaded one slice ahead (during the previous slice's FMAs), so the pixel
+// load does not wait on it. The floats stashed are gather_batch's, so the bits are the float path's.
+//
 // THE BITS: every output element is the sequential fmaf chain over k = k_begin, k_begin+1, ... from
 // +0 (zeros past the piece's end add +0), as in SimtTile, so the two tiles give bitwise the same
 // results, also with CPU references in that order. Split-K as in PipeTile: piece z of p.split_k
@@ -318,7 +335,7 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 template <int BM_, int BN_, int BK, int TM, int TN>
 struct SimtVecTile {
   static constexpr int BM = BM_, BN = BN_, RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
-  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
+  static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): fetch in run
   static constexpr int K_TILE = BK;
   static constexpr bool kPipelined = false;
   static constexpr int SA = BM + 4, SB = BN + 4;  // row strides: multiples of 4 (float4 reads)
@@ -396,20 +413,73 @@ struct SimtVecTile {
     const bool vec = vec_loads_ok(p);
     const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
     float4 ra[A_CHUNKS], rb[B_CHUNKS];
+
+    // X from the images (see above). a_img / b_img are compile-time false for the kinds whose
+    // operand is never X. packed: the chunk is the 4-byte load in ia / ib (else a float4 in ra / rb).
+    const bool a_img = images_a<KIND>(p), b_img = images_b<KIND>(p);
+    const int64_t base = a_img || b_img ? image_base(p) : 0;
+    uchar4 ia[A_CHUNKS], ib[B_CHUNKS];
+    bool a_packed[A_CHUNKS], b_packed[B_CHUNKS];
+    const uint8_t* a_row[A_CHUNKS];  // Forward: chunk it's image row (null past the last row)
+    int32_t b_src[B_CHUNKS];         // Weight with idx: idx entry of chunk it's row in the next slice fetched
+    if (a_img) {
+#pragma unroll
+      for (int it = 0; it < A_CHUNKS; ++it) {
+        const int x = m0 + chunk_x<A_KFAST, BM>(tid + it * THREADS);
+        a_row[it] = x < p.M ? image_row(p, base, x, p.lda) : nullptr;
+      }
+    }
+    auto load_b_src = [&](int t) {  // the idx entries of slice t's rows (Weight's B from the images)
+      const int k0 = slice_k0(t), ke = slice_end(t);
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it) {
+        const int k = k0 + chunk_k<B_KFAST, BN>(tid + it * THREADS);
+        b_src[it] = k < ke ? p.idx[base + k] : 0;
+      }
+    };
+    if (b_img && p.idx) load_b_src(0);
+
     auto fetch = [&](int t) {
       const int k0 = slice_k0(t), ke = slice_end(t);
 #pragma unroll
-      for (int it = 0; it < A_CHUNKS; ++it)
-        ra[it] = fetch_chunk<A_KFAST, BM>(tid + it * THREADS, vec, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+      for (int it = 0; it < A_CHUNKS; ++it) {
+        const int c = tid + it * THREADS;
+        if (a_img) {  // Forward, k-fast: pixels k..k+3 of row x
+          const int x = m0 + chunk_x<A_KFAST, BM>(c), k = k0 + chunk_k<A_KFAST, BM>(c);
+          a_packed[it] = vec && x < p.M && k + 3 < ke;
+          if (a_packed[it])
+            ia[it] = *reinterpret_cast<const uchar4*>(a_row[it] + k);
+          else
+            ra[it] = load_tail_chunk_images<A_KFAST>(p, base, p.lda, x, k, ke, p.M, p.M, -1);
+        } else {
+          ra[it] = fetch_chunk<A_KFAST, BM>(c, vec, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+        }
+      }
 #pragma unroll
-      for (int it = 0; it < B_CHUNKS; ++it)
-        rb[it] = fetch_chunk<B_KFAST, BN>(tid + it * THREADS, vec, p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+      for (int it = 0; it < B_CHUNKS; ++it) {
+        const int c = tid + it * THREADS;
+        if (b_img) {  // Weight, n-fast: pixels x..x+3 of row k
+          const int x = n0 + chunk_x<B_KFAST, BN>(c), k = k0 + chunk_k<B_KFAST, BN>(c);
+          b_packed[it] = vec && k < ke && x + 3 < b_valid;
+          if (b_packed[it]) {
+            const int64_t src = p.idx ? int64_t(b_src[it]) : base + k;
+            ib[it] = *reinterpret_cast<const uchar4*>(p.images + src * p.ldb + x);
+          } else {
+            rb[it] = load_tail_chunk_images<B_KFAST>(p, base, p.ldb, x, k, ke, b_valid, p.N, p.ones_col);
+          }
+        } else {
+          rb[it] = fetch_chunk<B_KFAST, BN>(c, vec, p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+        }
+      }
+      if (b_img && p.idx && t + 1 < slices) load_b_src(t + 1);  // needed by fetch(t + 1), a slice later
     };
     auto stash = [&](int buf) {
 #pragma unroll
-      for (int it = 0; it < A_CHUNKS; ++it) stash_chunk<A_KFAST, BM>(s.As[buf], tid + it * THREADS, ra[it]);
+      for (int it = 0; it < A_CHUNKS; ++it)
+        stash_chunk<A_KFAST, BM>(s.As[buf], tid + it * THREADS, a_img && a_packed[it] ? pixel_values(ia[it]) : ra[it]);
 #pragma unroll
-      for (int it = 0; it < B_CHUNKS; ++it) stash_chunk<B_KFAST, BN>(s.Bs[buf], tid + it * THREADS, rb[it]);
+      for (int it = 0; it < B_CHUNKS; ++it)
+        stash_chunk<B_KFAST, BN>(s.Bs[buf], tid + it * THREADS, b_img && b_packed[it] ? pixel_values(ib[it]) : rb[it]);
     };
 
     float acc[TM][TN], sum[TM][TN];
@@ -1779,11 +1849,16 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
   return Pick::Mma;
 }
 
+long long g_images_fallbacks = 0;  // dense_images_fallbacks (tests)
+
 // Whether Tile can run p: every tile reads float operands; only those with kImages read X from the
-// images in place (a GEMM with p.images falls back to one that does: SimtTile / MmaTile).
+// images in place (a GEMM with p.images falls back to one that does: SimtTile / MmaTile; counted
+// for dense_images_fallbacks).
 template <class Tile>
 bool takes_input(const GemmParams& p) {
-  return !p.images || Tile::kImages;
+  if (!p.images || Tile::kImages) return true;
+  ++g_images_fallbacks;
+  return false;
 }
 
 // The GEMM p at PREC; returns whether a split of p is left for dense_split_reduce_kernel (false
@@ -1896,10 +1971,16 @@ void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t s
     }
   } else {
     using T = TilesFor<PREC>;
-    switch (takes_input<typename T::Vec64>(w) ? pick_simt_backward(w, d) : SimtTileKind::Scalar) {
-      case SimtTileKind::Vec128: return launch_backward_tiles<typename T::Vec128>(w, d, stream);
-      case SimtTileKind::Vec64: return launch_backward_tiles<typename T::Vec64>(w, d, stream);
-      case SimtTileKind::Vec32: return launch_backward_tiles<typename T::Vec32>(w, d, stream);
+    switch (pick_simt_backward(w, d)) {  // (w may read X from the images: SimtVecTile does)
+      case SimtTileKind::Vec128:
+        if (takes_input<typename T::Vec128>(w)) return launch_backward_tiles<typename T::Vec128>(w, d, stream);
+        break;
+      case SimtTileKind::Vec64:
+        if (takes_input<typename T::Vec64>(w)) return launch_backward_tiles<typename T::Vec64>(w, d, stream);
+        break;
+      case SimtTileKind::Vec32:
+        if (takes_input<typename T::Vec32>(w)) return launch_backward_tiles<typename T::Vec32>(w, d, stream);
+        break;
       default: break;
     }
   }
@@ -2054,6 +2135,8 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
 bool dense_wgmma_available() { return wgmma_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
+
+long long dense_images_fallbacks() { return g_images_fallbacks; }
 
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();

@@ -12,6 +12,11 @@
 // missed index or a row read twice gives other operands and other bits. The wgmma tiles are not
 // forced here: they are not bitwise the other tensor-core tiles (dense.cuh), and take no images
 // yet (the launchers fall back to a tile that does).
+//
+// Equal bits alone cannot tell a forced tile from the fallback the launchers take when a tile does
+// not read the images (SimtVecTile and SimtTile give the same bits by contract): for the tiles that
+// read them (every FP32 choice, MmaTile), cuda::dense_images_fallbacks() must not move, so the forced
+// tile itself ran on the images.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -42,6 +47,7 @@ struct TileForce {
   const char* name;
   cuda::SimtTileChoice simt;
   cuda::GemmTileChoice tc;
+  bool reads_images = true;  // the tile (or every tile auto may pick) reads X from the images: no fallback
 };
 
 std::vector<TileForce> forced_tiles(GemmPrecision prec) {
@@ -53,11 +59,11 @@ std::vector<TileForce> forced_tiles(GemmPrecision prec) {
             {"vec32", {SimtTileKind::Vec32, false}, {}},
             {"vec64 fold", {SimtTileKind::Vec64, true}, {}},
             {"vec128", {SimtTileKind::Vec128, false}, {}}};
-  return {{"auto", {}, {}},
+  return {{"auto", {}, {}, false},
           {"mma", {}, {GemmTile::Mma, false}},
-          {"pipe64", {}, {GemmTile::Pipe64, false}},
-          {"pipe64x8 fold", {}, {GemmTile::Pipe64x8, true}},
-          {"pipe128", {}, {GemmTile::Pipe128, false}}};
+          {"pipe64", {}, {GemmTile::Pipe64, false}, false},
+          {"pipe64x8 fold", {}, {GemmTile::Pipe64x8, true}, false},
+          {"pipe128", {}, {GemmTile::Pipe128, false}, false}};
 }
 
 void force(const TileForce& f) {
@@ -115,55 +121,74 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   return out;
 }
 
+// Every X-taking launcher with X from `images` (+ offset bytes: a base that is not 4-byte aligned
+// must take the element loads) against the same launcher on the gathered floats, bit for bit, at
+// each precision and forced tile; and, for the tiles that read the images, no fallback.
+void check_images(const ImageShape& s, std::size_t offset, const std::vector<GemmPrecision>& precisions,
+                  cudaStream_t stream) {
+  // Images: more than the rows, so that the index picks some; the index a shuffled permutation.
+  const int first = 5, n_images = 2 * s.B + first + 3;
+  const auto h_images = random_bytes(std::size_t(n_images) * s.K + offset, 3000 + s.B + s.K);
+  std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
+  std::iota(h_idx.begin(), h_idx.end(), 0);
+  std::shuffle(h_idx.begin(), h_idx.end(), std::mt19937(unsigned(s.B)));
+  auto images_buf = to_device(h_images);
+  const uint8_t* images = images_buf.data() + offset;
+  auto idx = to_device(h_idx);
+  cuda::TrainCounters hc;
+  hc.step = 3;
+  hc.batch = 1;  // rows idx[first + 1·B + r]
+  DeviceBuffer<cuda::TrainCounters> counters(1);
+  counters.upload(&hc, 1);
+
+  auto W = to_device(random_vector(std::size_t(s.N) * s.K, 11 + s.K, -0.5, 0.5));
+  auto b = to_device(random_vector(std::size_t(s.N), 12 + s.N, -0.5, 0.5));
+  auto dZ = to_device(random_vector(std::size_t(s.B) * s.N, 13 + s.B));
+  auto mask = to_device(random_vector(std::size_t(s.B) * s.K, 14 + s.B));
+
+  // The gathered floats of both row orders (the step's, through idx; evaluation's, consecutive).
+  auto X_step = poisoned<float>(std::size_t(s.B) * s.K), X_rows = poisoned<float>(std::size_t(s.B) * s.K);
+  cuda::gather_batch(X_step.data(), nullptr, images, nullptr, idx.data() + first, counters.data(), s.B, s.B, s.K,
+                     stream);
+  cuda::gather_rows(X_rows.data(), nullptr, images, nullptr, first, s.B, s.K, stream);
+  const auto in_step = cuda::DenseInput::images_by_index(images, idx.data(), first, counters.data(), s.B);
+  const auto in_rows = cuda::DenseInput::images_by_index(images, nullptr, first);
+
+  for (const GemmPrecision prec : precisions) {
+    for (const TileForce& f : forced_tiles(prec)) {
+      INFO(s.B, "x", s.K, "->", s.N, " images offset ", offset, " precision ", int(prec), " tile ", f.name);
+      force(f);
+      const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream);
+      const long long fallbacks = cuda::dense_images_fallbacks();
+      const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream);
+      const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream);
+      const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream);
+      if (f.reads_images) CHECK_MESSAGE(cuda::dense_images_fallbacks() == fallbacks, "the forced tile fell back");
+      REQUIRE(want_step.size() == got_step.size());
+      for (std::size_t i = 0; i < want_step.size(); ++i) {
+        CHECK_MESSAGE(bitwise_equal(want_step[i], got_step[i]), "output ", i, " (step rows)");
+        CHECK_MESSAGE(bitwise_equal(want_rows[i], got_rows[i]), "output ", i, " (consecutive rows)");
+      }
+      // The two row orders are different operands: a test that cannot tell them apart proves nothing.
+      CHECK_FALSE(bitwise_equal(want_step[0], want_rows[0]));
+    }
+  }
+  force({"auto", {}, {}});
+}
+
 TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on the gathered floats") {
   Stream stream;
-  for (const ImageShape s : image_shapes()) {
-    // Images: more than the rows, so that the index picks some; the index a shuffled permutation.
-    const int first = 5, n_images = 2 * s.B + first + 3;
-    const auto h_images = random_bytes(std::size_t(n_images) * s.K, 3000 + s.B + s.K);
-    std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
-    std::iota(h_idx.begin(), h_idx.end(), 0);
-    std::shuffle(h_idx.begin(), h_idx.end(), std::mt19937(unsigned(s.B)));
-    auto images = to_device(h_images);
-    auto idx = to_device(h_idx);
-    cuda::TrainCounters hc;
-    hc.step = 3;
-    hc.batch = 1;  // rows idx[first + 1·B + r]
-    DeviceBuffer<cuda::TrainCounters> counters(1);
-    counters.upload(&hc, 1);
+  for (const ImageShape s : image_shapes())
+    check_images(s, 0, {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}, stream.get());
+}
 
-    auto W = to_device(random_vector(std::size_t(s.N) * s.K, 11 + s.K, -0.5, 0.5));
-    auto b = to_device(random_vector(std::size_t(s.N), 12 + s.N, -0.5, 0.5));
-    auto dZ = to_device(random_vector(std::size_t(s.B) * s.N, 13 + s.B));
-    auto mask = to_device(random_vector(std::size_t(s.B) * s.K, 14 + s.B));
-
-    // The gathered floats of both row orders (the step's, through idx; evaluation's, consecutive).
-    auto X_step = poisoned<float>(std::size_t(s.B) * s.K), X_rows = poisoned<float>(std::size_t(s.B) * s.K);
-    cuda::gather_batch(X_step.data(), nullptr, images.data(), nullptr, idx.data() + first, counters.data(), s.B, s.B,
-                       s.K, stream.get());
-    cuda::gather_rows(X_rows.data(), nullptr, images.data(), nullptr, first, s.B, s.K, stream.get());
-    const auto in_step = cuda::DenseInput::images_by_index(images.data(), idx.data(), first, counters.data(), s.B);
-    const auto in_rows = cuda::DenseInput::images_by_index(images.data(), nullptr, first);
-
-    for (const GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
-      for (const TileForce& f : forced_tiles(prec)) {
-        INFO(s.B, "x", s.K, "->", s.N, " precision ", int(prec), " tile ", f.name);
-        force(f);
-        const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto got_step = run_all(in_step, s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto want_rows = run_all(X_rows.data(), s, W, b, dZ, mask, counters, prec, stream.get());
-        const auto got_rows = run_all(in_rows, s, W, b, dZ, mask, counters, prec, stream.get());
-        REQUIRE(want_step.size() == got_step.size());
-        for (std::size_t i = 0; i < want_step.size(); ++i) {
-          CHECK_MESSAGE(bitwise_equal(want_step[i], got_step[i]), "output ", i, " (step rows)");
-          CHECK_MESSAGE(bitwise_equal(want_rows[i], got_rows[i]), "output ", i, " (consecutive rows)");
-        }
-        // The two row orders are different operands: a test that cannot tell them apart proves nothing.
-        CHECK_FALSE(bitwise_equal(want_step[0], want_rows[0]));
-      }
-    }
-    force({"auto", {}, {}});
-  }
+// The images' base 1 and 2 bytes past a 4-byte boundary (K a multiple of 4, so only the base): the
+// FP32 tiles' 4-byte pixel loads would be misaligned (a fault on the GPU; the emulation's alignment
+// check stops the run), so they must load element by element, and give the same bits.
+TEST_CASE("X read from misaligned images: the FP32 tiles fall to element loads, same bits") {
+  Stream stream;
+  for (const std::size_t offset : {std::size_t(1), std::size_t(2)})
+    check_images({72, 100, 40}, offset, {GemmPrecision::FP32}, stream.get());
 }
 
 }  // namespace
