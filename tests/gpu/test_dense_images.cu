@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/dense.cuh"
@@ -156,7 +157,7 @@ void check_images(const ImageShape& s, std::size_t offset, const std::vector<Gem
 
   for (const GemmPrecision prec : precisions) {
     for (const TileForce& f : forced_tiles(prec)) {
-      INFO(s.B, "x", s.K, "->", s.N, " images offset ", offset, " precision ", int(prec), " tile ", f.name);
+      INFO(s.B, "x", s.K, "->", s.N, " images offset ", offset, " precision ", int(prec), " tile ", std::string(f.name));
       force(f);
       const auto want_step = run_all(X_step.data(), s, W, b, dZ, mask, counters, prec, stream);
       const long long fallbacks = cuda::dense_images_fallbacks();
