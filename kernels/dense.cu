@@ -282,10 +282,20 @@ __device__ __forceinline__ float4 load_tail_chunk_images(const GemmParams& p, in
 }
 
 // Whether SimtVecTile may load its chunks of 4 floats as one float4: both operands' bases and row
-// strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned.
+// strides, and so every chunk start (split pieces start at multiples of 4 as well), 16-byte aligned;
+// with X from the images (GemmParams::images) its chunks of 4 pixels as one 4-byte load: the images'
+// base 4-byte aligned (its row stride, K = lda or ldb, is a multiple of 4 above).
 __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
   return reinterpret_cast<std::uintptr_t>(p.a) % 16 == 0 && reinterpret_cast<std::uintptr_t>(p.b) % 16 == 0 &&
-         p.lda % 4 == 0 && p.ldb % 4 == 0 && p.split_k % 4 == 0;
+         reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && p.lda % 4 == 0 && p.ldb % 4 == 0 &&
+         p.split_k % 4 == 0;
+}
+
+// The 4 pixels of one 4-byte load (the first at the lowest address: the low byte) as the GEMMs see
+// them (pixel_value: gather_batch's floats).
+__device__ __forceinline__ float4 pixel_values(const uint32_t u) {
+  return make_float4(pixel_value(uint8_t(u)), pixel_value(uint8_t(u >> 8)), pixel_value(uint8_t(u >> 16)),
+                     pixel_value(uint8_t(u >> 24)));
 }
 
 // FP32 on the SIMT cores, the tile of the large GEMMs (the classic register-blocked SGEMM). One
@@ -306,6 +316,19 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 // load_slice does. A k-fast chunk is stored transposed (4 scalar stores down As[k..k+3][m]), lanes
 // arranged so that those stores are free of bank conflicts (fetch_chunk).
 //
+// X read in place from the images (GemmParams::images; Forward's A, Weight's B): a chunk is 4 pixels
+// of one image row (Forward: pixels k..k+3 of row x; Weight: pixels x..x+3 of row k), one 4-byte load
+// under `vec` (vec_loads_ok: images base 4-byte aligned), kept packed in a register while the slice's
+// FMAs run and converted by pixel_value when stashed, so the load is in flight as a float4's is;
+// tails byte by byte (as load_tail_chunk_images). Forward: a thread's chunk rows are the same
+// in every slice, their image rows looked up (idx) once before the walk. Weight: a chunk's row is the
+// slice's k, its idx entry loaded one slice ahead (during the previous slice's FMAs), so the pixel
+// load does not wait on it. The floats stashed are gather_batch's, so the bits are the float path's.
+// That path is its own instantiation, SimtVecTile<..., true> (`Images`; the launchers take it for a
+// GEMM with p.images): the float path's kernels keep their registers (the images path's extra row
+// pointers and packed chunks would have cost them occupancy: 79 -> 125 registers for the 64x64
+// forward, ptxas sm_90a).
+//
 // THE BITS: every output element is the sequential fmaf chain over k = k_begin, k_begin+1, ... from
 // +0 (zeros past the piece's end add +0), as in SimtTile, so the two tiles give bitwise the same
 // results, also with CPU references in that order. Split-K as in PipeTile: piece z of p.split_k
@@ -313,10 +336,13 @@ __host__ __device__ inline bool vec_loads_ok(const GemmParams& p) {
 // turn, its float32 sum added into the total in the order z = 0, 1, ... from 0: bitwise the
 // cross-block split plus dense_split_reduce_kernel (p.split_k must then be a multiple of BK).
 // Every thread of the block must call it.
-template <int BM_, int BN_, int BK, int TM, int TN>
+template <int BM_, int BN_, int BK, int TM, int TN, bool IMAGES = false>
 struct SimtVecTile {
   static constexpr int BM = BM_, BN = BN_, RM = BM / TM, RN = BN / TN, THREADS = RM * RN;
-  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
+  // X read in place from the images (GemmParams::images): by the instantiation Images, which the
+  // launchers (launch_simt_tiles, launch_backward_as) run for a GEMM with p.images.
+  static constexpr bool kImages = true;
+  using Images = SimtVecTile<BM_, BN_, BK, TM, TN, true>;
   static constexpr int K_TILE = BK;
   static constexpr bool kPipelined = false;
   static constexpr int SA = BM + 4, SB = BN + 4;  // row strides: multiples of 4 (float4 reads)
@@ -394,20 +420,95 @@ struct SimtVecTile {
     const bool vec = vec_loads_ok(p);
     const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
     float4 ra[A_CHUNKS], rb[B_CHUNKS];
+
+    // X from the images (see above; IMAGES: p.images is set): the operand's chunks as 4 pixels packed
+    // in ia / ib (the first in the low byte), converted when stashed. Outside the GEMM (past the
+    // slice's end, the last row or column) a pixel of 0 (pixel_value: +0, the float path's zero); in
+    // the ones column of the Weight GEMM one of 255 (pixel_value(255) = 1.0f exactly: 255 · fl(1/255)
+    // rounds to 1; the db outputs of test_dense_images check it).
+    constexpr bool a_img = IMAGES && KIND == Kind::Forward, b_img = IMAGES && KIND == Kind::Weight;
+    const int64_t base = a_img || b_img ? image_base(p) : 0;
+    uint32_t ia[A_CHUNKS], ib[B_CHUNKS];
+    // Forward: the image row of chunk it (null past the last row). A thread's chunks all lie in one
+    // row when THREADS / 2 is a multiple of BM (every tile of TilesFor): then one pointer.
+    constexpr int A_ROWS = (THREADS / 2) % BM == 0 ? 1 : A_CHUNKS;
+    const uint8_t* a_row[A_ROWS];
+    int32_t b_src[B_CHUNKS];  // Weight with idx: idx entry of chunk it's row in the next slice fetched
+    if constexpr (a_img) {
+#pragma unroll
+      for (int r = 0; r < A_ROWS; ++r) {
+        const int x = m0 + chunk_x<A_KFAST, BM>(tid + r * THREADS);
+        a_row[r] = x < p.M ? image_row(p, base, x, p.lda) : nullptr;
+      }
+    }
+    auto load_b_src = [&](int t) {  // the idx entries of slice t's rows (Weight's B from the images)
+      const int k0 = slice_k0(t), ke = slice_end(t);
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it) {
+        const int k = k0 + chunk_k<B_KFAST, BN>(tid + it * THREADS);
+        b_src[it] = k < ke ? p.idx[base + k] : 0;
+      }
+    };
+    if constexpr (b_img)
+      if (p.idx) load_b_src(0);
+
     auto fetch = [&](int t) {
       const int k0 = slice_k0(t), ke = slice_end(t);
 #pragma unroll
-      for (int it = 0; it < A_CHUNKS; ++it)
-        ra[it] = fetch_chunk<A_KFAST, BM>(tid + it * THREADS, vec, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+      for (int it = 0; it < A_CHUNKS; ++it) {
+        const int c = tid + it * THREADS;
+        if constexpr (a_img) {  // Forward, k-fast: pixels k..k+3 of the chunk's row
+          const uint8_t* row = a_row[A_ROWS == 1 ? 0 : it];
+          const int k = k0 + chunk_k<A_KFAST, BM>(c);
+          if (vec && row && k + 3 < ke) {
+            ia[it] = *reinterpret_cast<const uint32_t*>(row + k);
+          } else {  // a tail (as load_tail_chunk_images, from the cached row)
+            uint32_t u = 0;
 #pragma unroll
-      for (int it = 0; it < B_CHUNKS; ++it)
-        rb[it] = fetch_chunk<B_KFAST, BN>(tid + it * THREADS, vec, p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+            for (int j = 0; j < 4; ++j)
+              if (row && k + j < ke) u |= uint32_t(row[k + j]) << (8 * j);
+            ia[it] = u;
+          }
+        } else {
+          ra[it] = fetch_chunk<A_KFAST, BM>(c, vec, p.a, p.lda, m0, p.M, p.M, -1, k0, ke);
+        }
+      }
+#pragma unroll
+      for (int it = 0; it < B_CHUNKS; ++it) {
+        const int c = tid + it * THREADS;
+        if constexpr (b_img) {  // Weight, n-fast: pixels x..x+3 of row k
+          const int x = n0 + chunk_x<B_KFAST, BN>(c), k = k0 + chunk_k<B_KFAST, BN>(c);
+          uint32_t u = 0;
+          if (k < ke) {
+            const uint8_t* row = p.images + (p.idx ? int64_t(b_src[it]) : base + k) * p.ldb;
+            if (vec && x + 3 < b_valid) {
+              u = *reinterpret_cast<const uint32_t*>(row + x);
+            } else {  // a tail (as load_tail_chunk_images)
+#pragma unroll
+              for (int j = 0; j < 4; ++j) {
+                const int xj = x + j;
+                if (xj == p.ones_col)
+                  u |= 255u << (8 * j);
+                else if (xj < b_valid)
+                  u |= uint32_t(row[xj]) << (8 * j);
+              }
+            }
+          }
+          ib[it] = u;
+        } else {
+          rb[it] = fetch_chunk<B_KFAST, BN>(c, vec, p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k0, ke);
+        }
+      }
+      if constexpr (b_img)
+        if (p.idx && t + 1 < slices) load_b_src(t + 1);  // needed by fetch(t + 1), a slice later
     };
     auto stash = [&](int buf) {
 #pragma unroll
-      for (int it = 0; it < A_CHUNKS; ++it) stash_chunk<A_KFAST, BM>(s.As[buf], tid + it * THREADS, ra[it]);
+      for (int it = 0; it < A_CHUNKS; ++it)
+        stash_chunk<A_KFAST, BM>(s.As[buf], tid + it * THREADS, a_img ? pixel_values(ia[it]) : ra[it]);
 #pragma unroll
-      for (int it = 0; it < B_CHUNKS; ++it) stash_chunk<B_KFAST, BN>(s.Bs[buf], tid + it * THREADS, rb[it]);
+      for (int it = 0; it < B_CHUNKS; ++it)
+        stash_chunk<B_KFAST, BN>(s.Bs[buf], tid + it * THREADS, b_img ? pixel_values(ib[it]) : rb[it]);
     };
 
     float acc[TM][TN], sum[TM][TN];
@@ -1717,6 +1818,10 @@ struct TilesFor<GemmPrecision::FP32> {
   static_assert(sizeof(Vec128::Smem) <= 48 * 1024 && sizeof(Vec64::Smem) <= 48 * 1024, "static shared memory");
   static_assert(Big::kImages && Small::kImages, "the fallback tiles read the images");
   static_assert(Vec128::kImages == Vec32::kImages, "one images rule per tile family");
+  static_assert(Vec128::Images::kImages && Vec64::Images::kImages && Vec32::Images::kImages &&
+                    Vec128::Images::K_TILE == Vec128::K_TILE && Vec64::Images::K_TILE == Vec64::K_TILE &&
+                    Vec32::Images::K_TILE == Vec32::K_TILE,
+                "X from the images runs the same tiles (launch_simt_tiles)");
 };
 
 GemmTileChoice g_forced_tile;  // dense_force_tile (tests)
@@ -1840,15 +1945,32 @@ SimtTileKind pick_simt_backward(const GemmParams& w, const GemmParams& d) {
   return pick;
 }
 
-// A SimtVecTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
+// A SimtVecTile launch: one block per tile and split (a folded Forward split, no p.partial, is one);
+// X from the images on the tile's Images instantiation.
 template <class Tile, Kind KIND>
 void launch_simt_tiles(const GemmParams& p, cudaStream_t stream) {
   constexpr int BM = Tile::BM, BN = Tile::BN;
   const int splits = p.partial ? split_count(p) : 1;
   const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
+  if constexpr (KIND != Kind::Data) {  // (the data GEMM never reads X)
+    if (p.images) {
+      dense_gemm_kernel<typename Tile::Images, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
+      MNIST_LAUNCH_CHECK(stream);
+      return;
+    }
+  }
   dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
   MNIST_LAUNCH_CHECK(stream);
+}
+
+// launch_backward_tiles for a SimtVecTile: w reading X from the images on its Images instantiation.
+template <class Tile>
+void launch_simt_backward(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
+  if (w.images)
+    launch_backward_tiles<typename Tile::Images>(w, d, stream);
+  else
+    launch_backward_tiles<Tile>(w, d, stream);
 }
 
 // Whether this process runs dense.cu's sm_90a code (the wgmma wrappers: MNIST_WGMMA, kernels/wgmma.cuh):
@@ -1919,11 +2041,16 @@ Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
   return Pick::Mma;
 }
 
+long long g_images_fallbacks = 0;  // dense_images_fallbacks (tests)
+
 // Whether Tile can run p: every tile reads float operands; only those with kImages read X from the
-// images in place (a GEMM with p.images falls back to one that does: SimtTile / MmaTile / PipeTile).
+// images in place (a GEMM with p.images falls back to one that does; counted for
+// dense_images_fallbacks).
 template <class Tile>
 bool takes_input(const GemmParams& p) {
-  return !p.images || Tile::kImages;
+  if (!p.images || Tile::kImages) return true;
+  ++g_images_fallbacks;
+  return false;
 }
 
 // The GEMM p at PREC; returns whether a split of p is left for dense_split_reduce_kernel (false
@@ -2036,10 +2163,16 @@ void launch_backward_as(const GemmParams& w, const GemmParams& d, cudaStream_t s
     }
   } else {
     using T = TilesFor<PREC>;
-    switch (takes_input<typename T::Vec64>(w) ? pick_simt_backward(w, d) : SimtTileKind::Scalar) {
-      case SimtTileKind::Vec128: return launch_backward_tiles<typename T::Vec128>(w, d, stream);
-      case SimtTileKind::Vec64: return launch_backward_tiles<typename T::Vec64>(w, d, stream);
-      case SimtTileKind::Vec32: return launch_backward_tiles<typename T::Vec32>(w, d, stream);
+    switch (pick_simt_backward(w, d)) {  // (w may read X from the images: SimtVecTile does)
+      case SimtTileKind::Vec128:
+        if (takes_input<typename T::Vec128>(w)) return launch_simt_backward<typename T::Vec128>(w, d, stream);
+        break;
+      case SimtTileKind::Vec64:
+        if (takes_input<typename T::Vec64>(w)) return launch_simt_backward<typename T::Vec64>(w, d, stream);
+        break;
+      case SimtTileKind::Vec32:
+        if (takes_input<typename T::Vec32>(w)) return launch_simt_backward<typename T::Vec32>(w, d, stream);
+        break;
       default: break;
     }
   }
@@ -2194,6 +2327,8 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
 bool dense_wgmma_available() { return wgmma_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
+
+long long dense_images_fallbacks() { return g_images_fallbacks; }
 
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();

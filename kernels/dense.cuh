@@ -170,4 +170,11 @@ struct SimtTileChoice {
 };
 void dense_force_simt_tile(SimtTileChoice choice);
 
+// Testing hook (test_dense_images): how many GEMMs with X from the images (DenseInput::images_by_index)
+// the launchers have moved, since the process started, off the tile they picked or were forced to
+// (dense_force_tile, dense_force_simt_tile) because that tile does not read the images, onto one
+// that does (SimtTile / MmaTile). Results are the same bits either way (every tile reads the same
+// floats), so only this count tells a test that a forced tile really ran on the images. Not thread-safe.
+long long dense_images_fallbacks();
+
 }  // namespace mnist::cuda

@@ -20,7 +20,7 @@ inline const char* cudaGetErrorString(cudaError_t) { return "emu"; }
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 struct uint4 { unsigned x, y, z, w; };
 struct uint2 { unsigned x, y; };
-struct uchar4 { unsigned char x, y, z, w; };
+struct alignas(4) uchar4 { unsigned char x, y, z, w; };  // CUDA: __align__(4)
 struct alignas(8) float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
 inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
