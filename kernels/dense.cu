@@ -1211,7 +1211,7 @@ struct PipeTile {
 template <GemmPrecision PREC, int BN_, int STAGES>
 struct WgmmaTile {
   static constexpr int BM = 64, BN = BN_, BK = 32, THREADS = 128;
-  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
+  static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): Copier's IMG
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
   static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
   static constexpr int KSTEP = BF16 ? 16 : 8;
@@ -1230,11 +1230,19 @@ struct WgmmaTile {
   }
 
   // One operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 at rows x + 16·it, k + kq.
-  template <int CHUNKS>
+  // IMG (A, the Forward GEMM's X): the operand may be X read in place from the uint8 images
+  // (init_images; GemmParams::images), as PipeTile's Copier: a chunk is 4 pixels, one 4-byte
+  // cp.async (cp_async4) into the first 4 bytes of its 16-byte slot, or, at a row or K tail (and when
+  // the images or their rows are not 4-byte aligned), the 4 bytes stored by the thread (0 outside);
+  // round_own expands them (pixel_value) before it rounds. A chunk's image row is fixed for the
+  // whole K walk (x is the row): looked up once in init_images, then advanced BK bytes a slice.
+  template <int CHUNKS, bool IMG = false>
   struct Copier {
     const float* ptr[CHUNKS];
     const float* src;
     int ld, x, kq, x_valid;
+    bool img = false, img_cp = false;     // IMG only: X is the images; its chunks may be 4-byte copies
+    const uint8_t* iptr[IMG ? CHUNKS : 1];  // IMG only: chunk it's first pixel at the next slice
     __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int k0) {
       const int tid = int(threadIdx.x);
       src = s, ld = ld_, x_valid = x_valid_;
@@ -1242,6 +1250,20 @@ struct WgmmaTile {
       kq = 4 * ((tid % 64) / 8);
 #pragma unroll
       for (int it = 0; it < CHUNKS; ++it) ptr[it] = s + ((long long)(x + 16 * it) * ld + k0 + kq);
+    }
+    // init for X read from the images: p's images and index, base = image_base(p) (read once per
+    // block), ld = K pixels a row. Rows at or past x_valid are never read (load_bytes: 0).
+    __device__ __forceinline__ void init_images(const GemmParams& p, int64_t base, int ld_, int x0, int x_valid_,
+                                                int k0) {
+      static_assert(IMG, "only the operand that may be X reads the images");
+      init(nullptr, ld_, x0, x_valid_, k0);
+      img = true;
+      img_cp = reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && ld_ % 4 == 0;
+#pragma unroll
+      for (int it = 0; it < CHUNKS; ++it) {
+        const int r = x + 16 * it;
+        iptr[it] = r < x_valid ? image_row(p, base, r, ld_) + k0 + kq : p.images;
+      }
     }
     // Issues this thread's chunks of the slice starting at k0 (cut at k_end) into the operand's raw
     // stage S, then moves its pointers on by one slice.
@@ -1251,6 +1273,22 @@ struct WgmmaTile {
       for (int it = 0; it < CHUNKS; ++it) {
         float* d = S + 4 * (int(threadIdx.x) + it * THREADS);
         const int xc = x + 16 * it;
+        if constexpr (IMG) {
+          if (img) {
+            if (img_cp && xc < x_valid && k + 3 < k_end) {
+              cp_async4(d, iptr[it]);
+            } else {  // the chunk's 4 bytes by hand: pixel k + j of row xc, 0 outside
+              uint8_t v[4];
+#pragma unroll
+              for (int j = 0; j < 4; ++j) v[j] = xc < x_valid && k + j < k_end ? iptr[it][j] : uint8_t(0);
+              uchar4 u;
+              u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
+              *reinterpret_cast<uchar4*>(d) = u;
+            }
+            iptr[it] += BK;
+            continue;
+          }
+        }
         if (xc < x_valid && k + 3 < k_end)
           cp_async16(d, ptr[it]);
         else
@@ -1263,13 +1301,21 @@ struct WgmmaTile {
   // Rounds this thread's own chunks of one operand's slice (raw floats at S) once they have landed:
   // TF32 in place; BF16 into the operand's bf16 copy H (byte offset of chunk c: (c/64)·SBO +
   // (kc/2)·LBO + (c%8)·16 + (kc%2)·8, kc = (c%64)/8: k pairs (k, k+1) packed low-first).
+  // img (X from the images): a slot holds 4 pixels in its first 4 bytes, expanded first to the
+  // gathered batch's floats (pixel_value), so the rounded operand is the same bits.
   template <int CHUNKS>
-  __device__ __forceinline__ static void round_own(float* S, float* H) {
+  __device__ __forceinline__ static void round_own(float* S, float* H, bool img) {
 #pragma unroll
     for (int it = 0; it < CHUNKS; ++it) {
       const int c = int(threadIdx.x) + it * THREADS;
       float4* d = reinterpret_cast<float4*>(S + 4 * c);
-      const float4 v = *d;
+      float4 v;
+      if (img) {
+        const uchar4 u = *reinterpret_cast<const uchar4*>(d);
+        v = make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
+      } else {
+        v = *d;
+      }
       if constexpr (BF16) {
         const int kc = (c % 64) / 8;
         const int byte = (c / 64) * int(SBO) + (kc / 2) * int(LBO) + (c % 8) * 16 + (kc % 2) * 8;
@@ -1291,9 +1337,12 @@ struct WgmmaTile {
     const int piece = plan.piece, k_begin = plan.k_begin, k_last = plan.k_last;
     const int piece_slices = plan.piece_slices, slices = plan.slices;
 
-    Copier<CHUNKS_A> ca;
+    Copier<CHUNKS_A, true> ca;  // A is X: it may be the images
     Copier<CHUNKS_B> cb;
-    ca.init(p.a, p.lda, m0, p.M, k_begin);
+    if (images_a<KIND>(p))
+      ca.init_images(p, image_base(p), p.lda, m0, p.M, k_begin);
+    else
+      ca.init(p.a, p.lda, m0, p.M, k_begin);
     cb.init(p.b, p.ldb, n0, p.N, k_begin);
     int ik0 = k_begin;                                      // next slice to issue
     int ike = fold ? (piece < p.K ? piece : p.K) : k_last;  // and its piece's end
@@ -1320,8 +1369,8 @@ struct WgmmaTile {
     for (int s = 0; s < slices; ++s) {
       float* const st = smem + (s % STAGES) * STAGE;
       cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
-      round_own<CHUNKS_A>(st, st + RAW);
-      round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2);
+      round_own<CHUNKS_A>(st, st + RAW, ca.img);  // images: expanded here, before the barrier
+      round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2, false);
       fence_proxy_async();
       __syncthreads();  // everyone's slice s is rounded; every wgmma of slice s - 2 is done
       if (s + AHEAD < slices) issue_next(smem + ((s + AHEAD) % STAGES) * STAGE);
@@ -1405,7 +1454,7 @@ struct WgmmaTile {
 template <GemmPrecision PREC, int BN_, int AHEAD>
 struct WgmmaWeightTile {
   static constexpr int BM = 128, BN = BN_, BK = 32, WG = BM / 64, THREADS = 128 * WG;
-  static constexpr bool kImages = false;  // X read in place from the images (GemmParams::images): not yet (the launchers take a tile that does)
+  static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): Copier's IMG
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
   static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
   static_assert(PREC != GemmPrecision::FP32, "WgmmaWeightTile runs TF32 or BF16");
@@ -1440,20 +1489,92 @@ struct WgmmaWeightTile {
   // One MN-major operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 of a slice at
   // x, k + it·KSTRIDE (chunk_x/chunk_k of tid + it·THREADS); x_valid elements exist in src, x_end in
   // the GEMM (one more with the ones column `ones`).
-  template <int X, int CHUNKS>
+  // IMG (B, the Weight GEMM's X): the operand may be X read in place from the uint8 images
+  // (init_images; GemmParams::images), as PipeTile's Copier: a chunk is 4 pixels x .. x+3 of image
+  // row k, one 4-byte cp.async (cp_async4) into the first 4 bytes of its 16-byte slot, or, at a
+  // tail, in the ones column's chunk (and when the images or their rows are not 4-byte aligned), the
+  // 4 bytes stored by the thread (0 outside, byte 1 in the ones column); transpose_own expands them.
+  // k is X's row, new every slice: the image rows of a slice's chunks are read one issue ahead
+  // (look_ahead), so the index's latency hides behind the slices in flight.
+  template <int X, int CHUNKS, bool IMG = false>
   struct Copier {
     static_assert(X % 32 == 0 && (THREADS / 32) % (X / 32) == 0, "whole warp groups along x");
     static constexpr int KSTRIDE = 4 * (THREADS / 32) / (X / 32);
     const float* src;
     int ld, x, k, x_valid, x_end, ones;
+    // IMG only: X is the images, its chunks may be 4-byte copies; the images, index, image_base and
+    // X's rows (the GEMM's K); the image rows of the next issued slice's chunks (-1: past the rows).
+    bool img = false, img_cp = false;
+    const uint8_t* images;
+    const int32_t* idx;
+    int64_t base;
+    int rows;
+    int64_t next_src[IMG ? CHUNKS : 1];
     __device__ __forceinline__ void init(const float* s, int ld_, int x0, int x_valid_, int x_end_, int ones_) {
       const int tid = int(threadIdx.x);
       src = s, ld = ld_, x_valid = x_valid_, x_end = x_end_, ones = ones_;
       x = x0 + chunk_x<X>(tid);
       k = chunk_k<X>(tid);
     }
-    // Issues this thread's chunks of the slice [k0, min(k0 + BK, k_end)) into the raw stage S.
+    // init for X read from the images: p's images and index, base_ = image_base(p) (read once per
+    // block), ld_ = K pixels a row, rows_ = X's rows; k0: the first slice to issue.
+    __device__ __forceinline__ void init_images(const GemmParams& p, int64_t base_, int ld_, int x0, int x_valid_,
+                                                int x_end_, int ones_, int rows_, int k0) {
+      static_assert(IMG, "only the operand that may be X reads the images");
+      init(nullptr, ld_, x0, x_valid_, x_end_, ones_);
+      img = true;
+      img_cp = reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && ld_ % 4 == 0;
+      images = p.images, idx = p.idx, base = base_, rows = rows_;
+      look_ahead(k0);
+    }
+    // IMG: the image rows of the chunks of the slice at k0 (the next to issue).
+    __device__ __forceinline__ void look_ahead(int k0) {
+      if constexpr (IMG) {
+#pragma unroll
+        for (int it = 0; it < CHUNKS; ++it) {
+          const int r = k0 + k + it * KSTRIDE;
+          next_src[it] = r < rows ? (idx ? int64_t(idx[base + r]) : base + r) : -1;
+        }
+      }
+    }
+    // Issues this thread's chunks of the slice [k0, min(k0 + BK, k_end)) into the raw stage S. The
+    // images: slices must be issued in order from init_images' k0 (run does: the rows of k0 were
+    // looked up by the previous issue).
     __device__ __forceinline__ void issue(float* S, int k0, int k_end) {
+      if constexpr (IMG) {
+        if (img) {
+          const uint8_t* q_[CHUNKS];  // this slice's rows, read by the previous issue (past the rows: never read)
+#pragma unroll
+          for (int it = 0; it < CHUNKS; ++it) q_[it] = images + (next_src[it] >= 0 ? next_src[it] * ld + x : 0);
+          look_ahead(k0 + BK);
+#pragma unroll
+          for (int it = 0; it < CHUNKS; ++it) {
+            float* d = S + 4 * (int(threadIdx.x) + it * THREADS);
+            const int kc = k0 + k + it * KSTRIDE;
+            const uint8_t* q = q_[it];
+            if (img_cp && kc < k_end && x + 3 < x_valid) {
+              cp_async4(d, q);
+            } else {  // by hand: pixel x + j of row kc, 0 outside, byte 1 in the ones column
+              uint8_t v[4];
+#pragma unroll
+              for (int j = 0; j < 4; ++j) {
+                const int xj = x + j;
+                v[j] = 0;
+                if (kc < k_end && xj < x_end) {
+                  if (xj == ones)
+                    v[j] = 1;
+                  else if (xj < x_valid)
+                    v[j] = q[j];
+                }
+              }
+              uchar4 u;
+              u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
+              *reinterpret_cast<uchar4*>(d) = u;
+            }
+          }
+          return;
+        }
+      }
 #pragma unroll
       for (int it = 0; it < CHUNKS; ++it) {
         float* d = S + 4 * (int(threadIdx.x) + it * THREADS);
@@ -1464,6 +1585,9 @@ struct WgmmaWeightTile {
           *reinterpret_cast<float4*>(d) = load_tail_chunk<false>(src, ld, x, kc, k_end, x_valid, x_end, ones);
       }
     }
+    // IMG: where this thread's chunks hold the ones column (its element index in each chunk: they
+    // all share x), or -1 (every thread but the few of the last column tile).
+    __device__ __forceinline__ int ones_j() const { return img && ones >= x && ones < x + 4 ? ones - x : -1; }
   };
 
   // Rounds this thread's chunks of one operand's raw slice S into its K-major canonical copy C:
@@ -1471,13 +1595,29 @@ struct WgmmaWeightTile {
   // 4 elements of a chunk are stored in the order j = (i + (l%8)/2) % 4, i = 0..3 (l = c % 32), so
   // that one store of a warp hits 32 distinct banks: bank = 4·((x+j)%8) + k%4 (TF32; BF16: the
   // word of (x+j, k), two lanes per word), and the warp's lanes cover (x%8)/4 x j x k%4 once each.
+  // img (X from the images): a slot holds 4 pixels in its first 4 bytes, expanded first to the
+  // gathered batch's floats (pixel_value); ones_j >= 0: that element is the ones column, its byte
+  // (1 inside the K range, else 0) made 1.0f or 0.0f, as load_tail_chunk gives it.
   template <int X, int CHUNKS>
-  __device__ __forceinline__ static void transpose_own(const float* S, unsigned char* C) {
+  __device__ __forceinline__ static void transpose_own(const float* S, unsigned char* C, bool img, int ones_j) {
 #pragma unroll
     for (int it = 0; it < CHUNKS; ++it) {
       const int c = int(threadIdx.x) + it * THREADS;
       const int x = chunk_x<X>(c), k = chunk_k<X>(c), rot = (c % 8) / 2;
-      const float4 v = *reinterpret_cast<const float4*>(S + 4 * c);
+      float4 v;
+      if (img) {
+        const uchar4 u = *reinterpret_cast<const uchar4*>(S + 4 * c);
+        v = make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
+        if (ones_j >= 0) {
+          const float one = reinterpret_cast<const uint8_t*>(S + 4 * c)[ones_j] != 0 ? 1.0f : 0.0f;
+          if (ones_j == 0) v.x = one;
+          else if (ones_j == 1) v.y = one;
+          else if (ones_j == 2) v.z = one;
+          else v.w = one;
+        }
+      } else {
+        v = *reinterpret_cast<const float4*>(S + 4 * c);
+      }
       unsigned char* base = C + (x / 8) * int(SBO) + (k / KE) * int(LBO) + (k % KE) * E;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -1499,10 +1639,14 @@ struct WgmmaWeightTile {
     const int k_begin = plan.k_begin, k_last = plan.k_last, slices = plan.slices;
 
     Copier<BM, CHUNKS_A> ca;
-    Copier<BN, CHUNKS_B> cb;
+    Copier<BN, CHUNKS_B, true> cb;  // B is X: it may be the images
     ca.init(p.a + m0, p.lda, 0, p.M - m0, p.M - m0, -1);
     const int b_valid = p.ones_col >= 0 ? p.ones_col : p.N;
-    cb.init(p.b, p.ldb, n0, b_valid, p.N, p.ones_col);
+    if (images_b<KIND>(p))
+      cb.init_images(p, image_base(p), p.ldb, n0, b_valid, p.N, p.ones_col, p.K, k_begin);
+    else
+      cb.init(p.b, p.ldb, n0, b_valid, p.N, p.ones_col);
+    const int b_ones_j = cb.ones_j();
     float* const raw = smem;
     unsigned char* const canon = reinterpret_cast<unsigned char*>(smem + RAW_STAGES * RAW);
     auto issue = [&](int s) {
@@ -1526,8 +1670,8 @@ struct WgmmaWeightTile {
       const float* st = raw + (s % RAW_STAGES) * RAW;
       unsigned char* const cn = canon + (s % CANON_STAGES) * CAN * 4;
       cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
-      transpose_own<BM, CHUNKS_A>(st, cn);
-      transpose_own<BN, CHUNKS_B>(st + RAW_A, cn + CAN_A_BYTES);
+      transpose_own<BM, CHUNKS_A>(st, cn, false, -1);
+      transpose_own<BN, CHUNKS_B>(st + RAW_A, cn + CAN_A_BYTES, cb.img, b_ones_j);  // images: expanded here
       fence_proxy_async();
       __syncthreads();  // slice s transposed by everyone; raw (s - 1) read; wgmmas of s - 3 done
       if (s + AHEAD < slices) issue(s + AHEAD);

@@ -9,9 +9,14 @@
 //
 // Rows come through a shuffled index with a first offset and the training step's device counter
 // (idx[first + counters->batch · stride + r]), or consecutively (evaluation), so a wrong base, a
-// missed index or a row read twice gives other operands and other bits. The wgmma tiles are not
-// forced here: they are not bitwise the other tensor-core tiles (dense.cuh), and take no images
-// yet (the launchers fall back to a tile that does).
+// missed index or a row read twice gives other operands and other bits. The wgmma tiles (forward
+// WgmmaTile, weight WgmmaWeightTile) have a case of their own: they are not bitwise the other
+// tensor-core tiles (dense.cuh: the tensor core sums in its own order), so each is compared with
+// itself, forced on the gathered floats and on the images; in the emulation the wgmma operations
+// each launch performs must be the same count both ways and not zero where the tile must have run
+// (the images did not push a launch onto another tile). On a GPU without sm_90a the forced wgmma
+// falls back to PipeTile by design (dense_wgmma_available) on both runs: like is still compared
+// with like, and no images fallback is counted either way.
 //
 // That the pipelined tensor-core tile (PipeTile) itself reads the images, rather than the launcher
 // falling back to MmaTile, is checked in the host emulation (tests/gpu/emu), whose cp.async model
@@ -39,6 +44,7 @@
 
 #ifndef __CUDACC__  // the host emulation: this is its cp.async model (tests/gpu/emu/ov/kernels)
 #include "kernels/cp_async.cuh"
+#include "kernels/wgmma.cuh"  // (the emulation's model: its operation count)
 #define MNIST_TEST_CP_ASYNC_COUNTS 1
 #endif
 
@@ -87,13 +93,23 @@ void force(const TileForce& f) {
   cuda::dense_force_tile(f.tc);
 }
 
-// The cp.async copies the emulation has performed so far: {all, the 4-byte ones} ({0, 0} on the GPU).
+// The wgmma tiles forced (both precisions, with and without the folded forward split).
+std::vector<TileForce> wgmma_tiles(GemmPrecision) {
+  using cuda::GemmTile;
+  return {{"wgmma", {}, {GemmTile::Wgmma, false}},
+          {"wgmma fold", {}, {GemmTile::Wgmma, true}},
+          {"wgmma128", {}, {GemmTile::Wgmma128, false}},
+          {"wgmma128 fold", {}, {GemmTile::Wgmma128, true}}};
+}
+
+// The cp.async copies the emulation has performed so far: {all, the 4-byte ones}, and its wgmma
+// operations ({0, 0, 0} on the GPU).
 struct CopyCount {
-  long long all = 0, four = 0;
+  long long all = 0, four = 0, wgmma = 0;
 };
 CopyCount copies_so_far() {
 #ifdef MNIST_TEST_CP_ASYNC_COUNTS
-  return {cuda::g_emu_cp_async_copies.load(), cuda::g_emu_cp_async4_copies.load()};
+  return {cuda::g_emu_cp_async_copies.load(), cuda::g_emu_cp_async4_copies.load(), cuda::g_emu_wgmma_ops.load()};
 #else
   return {};
 #endif
@@ -109,7 +125,7 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
   CopyCount last = copies_so_far();
   auto count = [&] {  // after a launch's to_host (which waits for it)
     const CopyCount now = copies_so_far();
-    copies.push_back({now.all - last.all, now.four - last.four});
+    copies.push_back({now.all - last.all, now.four - last.four, now.wgmma - last.wgmma});
     last = now;
   };
   const std::size_t ws_n = std::max<std::size_t>(1, cuda::dense_workspace_floats(s.B, s.K, s.N));
@@ -168,7 +184,11 @@ std::vector<std::vector<float>> run_all(const cuda::DenseInput& in, const ImageS
 // is not 4-byte aligned must take the element loads) against the same launcher on the gathered
 // floats, bit for bit, at each precision and forced tile; no fallback off a tile that reads the
 // images; and, in the emulation, which tile copied what (header).
-void check_images(const ImageShape& s, const std::vector<GemmPrecision>& precisions, cudaStream_t stream) {
+// tiles: the tiles forced (forced_tiles, or wgmma_tiles: then, in the emulation, every launch's
+// wgmma operation count must be the same on the images as on the floats, and the forward and weight
+// launches must have run on wgmma where their leading dimensions allow the pipelined tiles).
+void check_images(const ImageShape& s, const std::vector<GemmPrecision>& precisions, cudaStream_t stream,
+                  std::vector<TileForce> (*tiles)(GemmPrecision) = forced_tiles) {
   // Images: more than the rows, so that the index picks some; the index a shuffled permutation.
   const int first = 5, n_images = 2 * s.B + first + 3;
   const auto h_images = random_bytes(std::size_t(n_images) * s.K + std::size_t(s.offset), 3000 + s.B + s.K);
@@ -198,7 +218,7 @@ void check_images(const ImageShape& s, const std::vector<GemmPrecision>& precisi
   const auto in_rows = cuda::DenseInput::images_by_index(images, nullptr, first);
 
   for (const GemmPrecision prec : precisions) {
-    for (const TileForce& f : forced_tiles(prec)) {
+    for (const TileForce& f : tiles(prec)) {
       INFO(s.B, "x", s.K, "->", s.N, " images offset ", s.offset, " precision ", int(prec), " tile ",
            std::string(f.name));
       force(f);
@@ -224,6 +244,11 @@ void check_images(const ImageShape& s, const std::vector<GemmPrecision>& precisi
                       " 4-byte copies on the images, ", want_copies[i].all, " copies on the floats");
         CHECK_MESSAGE((got_copies[i].all > 0) == pipe, "launch ", i, ": the images ran on another tile");
         if (all_pipe) CHECK_MESSAGE(pipe, "launch ", i, ": the forced Pipe tile did not run");
+        CHECK_MESSAGE(got_copies[i].wgmma == want_copies[i].wgmma, "launch ", i, ": ", got_copies[i].wgmma,
+                      " wgmma operations on the images, ", want_copies[i].wgmma, " on the floats");
+        // launches 0-2 forward (lda = ldb = K), 3-5 weight (lda = N, ldb = K): pipelined_ok
+        const bool wgmma_must = tiles == wgmma_tiles && s.K % 4 == 0 && (i < 3 || (i < 6 && s.N % 4 == 0));
+        if (wgmma_must) CHECK_MESSAGE(got_copies[i].wgmma > 0, "launch ", i, ": the forced wgmma tile did not run");
       }
 #endif
       REQUIRE(want_step.size() == got_step.size());
@@ -242,6 +267,21 @@ TEST_CASE("X read from the uint8 images in place: every GEMM bit for bit as on t
   Stream stream;
   for (const ImageShape s : image_shapes())
     check_images(s, {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}, stream.get());
+}
+
+// The wgmma tiles on the images against themselves on the gathered floats (header), TF32 and BF16:
+// tails in rows and columns (130 rows: a partial 64-row tile; 68 outputs: a partial column tile and
+// the ones column inside a chunk of 4), layer 0's K of 784 (a half slice at the end, the forward
+// split folded or in pieces), a weight GEMM split in pieces of rows, and the images 1 byte off
+// 4-byte alignment (every chunk of X stored by hand).
+TEST_CASE("X read from the uint8 images in place: the wgmma tiles bit for bit as on the gathered floats") {
+  Stream stream;
+  const std::vector<ImageShape> shapes =
+      quick_tests() ? std::vector<ImageShape>{{130, 100, 68}, {40, 784, 20}, {600, 100, 12}, {40, 784, 20, 1}}
+                    : std::vector<ImageShape>{{130, 100, 68}, {300, 784, 128}, {600, 100, 12}, {1100, 100, 30},
+                                              {4096, 784, 128}, {300, 784, 128, 1}};
+  for (const ImageShape s : shapes)
+    check_images(s, {GemmPrecision::TF32, GemmPrecision::BF16}, stream.get(), wgmma_tiles);
 }
 
 // The images' base 1 and 2 bytes past a 4-byte boundary (K a multiple of 4, so only the base): the
