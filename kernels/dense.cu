@@ -242,23 +242,42 @@ struct SimtTile {
 
 // A chunk of 4 elements that is not one whole vector load or copy (an x or k tail, the ones
 // column), loaded element by element: along k from (xc, kc) when KFAST, else along x; 0 outside the
-// GEMM (k >= k_end, x >= x_end), 1 in the ones column, element (x, k) of the source (get) below
-// x_valid. Shared by SimtVecTile and PipeTile's copier.
-template <bool KFAST, class Get>
-__device__ __forceinline__ float4 tail_chunk(int xc, int kc, int k_end, int x_valid, int x_end, int ones, const Get& get) {
-  float v[4];
+// GEMM (k >= k_end, x >= x_end), `one` in the ones column, element (x, k) of the source (get) below
+// x_valid. Floats for SimtVecTile and PipeTile's copier; the images' bytes (tail_bytes) for the
+// copiers that expand them on chip.
+template <bool KFAST, class T, class Get>
+__device__ __forceinline__ void tail_elements(T (&v)[4], int xc, int kc, int k_end, int x_valid, int x_end, int ones,
+                                              T one, const Get& get) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
-    v[j] = 0.0f;
+    v[j] = T(0);
     if (kj < k_end && xj < x_end) {
       if (xj == ones)
-        v[j] = 1.0f;
+        v[j] = one;
       else if (xj < x_valid)
         v[j] = get(xj, kj);
     }
   }
+}
+template <bool KFAST, class Get>
+__device__ __forceinline__ float4 tail_chunk(int xc, int kc, int k_end, int x_valid, int x_end, int ones, const Get& get) {
+  float v[4];
+  tail_elements<KFAST>(v, xc, kc, k_end, x_valid, x_end, ones, 1.0f, get);
   return make_float4(v[0], v[1], v[2], v[3]);
+}
+// The images' bytes of such a chunk, stored at d (the first 4 bytes of its slot): q points at the
+// chunk's first pixel (KFAST: pixel kc of row xc; otherwise pixel xc of row kc), read only inside;
+// byte 1 marks the ones column (the expand writes 1.0f there).
+template <bool KFAST>
+__device__ __forceinline__ void tail_bytes(float* d, const uint8_t* q, int xc, int kc, int k_end, int x_valid,
+                                           int x_end, int ones) {
+  uint8_t v[4];
+  tail_elements<KFAST>(v, xc, kc, k_end, x_valid, x_end, ones, uint8_t(1),
+                       [&](int x, int k) { return q[KFAST ? k - kc : x - xc]; });
+  uchar4 u;
+  u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
+  *reinterpret_cast<uchar4*>(d) = u;
 }
 
 // ... of a float operand: element (x, k) at src[x·ld + k] (KFAST) or src[k·ld + x].
@@ -901,21 +920,7 @@ struct PipeTile {
     // prepare_own) in the first 4 bytes of its slot. Element j of the chunk is byte j from q
     // (KFAST: pixel kc + j of row xc; otherwise pixel xc + j of row kc), read only inside.
     __device__ __forceinline__ void load_bytes(float* d, const uint8_t* q, int xc, int kc, int k_end) const {
-      uint8_t v[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int xj = KFAST ? xc : xc + j, kj = KFAST ? kc + j : kc;
-        v[j] = 0;
-        if (kj < k_end && xj < x_end) {
-          if (xj == ones)
-            v[j] = 1;
-          else if (xj < x_valid)
-            v[j] = q[j];
-        }
-      }
-      uchar4 u;
-      u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
-      *reinterpret_cast<uchar4*>(d) = u;
+      tail_bytes<KFAST>(d, q, xc, kc, k_end, x_valid, x_end, ones);
     }
 
     // Every chunk by its own test: a cp.async when it lies wholly inside (x and k < k_end), else
@@ -1278,12 +1283,7 @@ struct WgmmaTile {
             if (img_cp && xc < x_valid && k + 3 < k_end) {
               cp_async4(d, iptr[it]);
             } else {  // the chunk's 4 bytes by hand: pixel k + j of row xc, 0 outside
-              uint8_t v[4];
-#pragma unroll
-              for (int j = 0; j < 4; ++j) v[j] = xc < x_valid && k + j < k_end ? iptr[it][j] : uint8_t(0);
-              uchar4 u;
-              u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
-              *reinterpret_cast<uchar4*>(d) = u;
+              tail_bytes<true>(d, iptr[it], xc, k, k_end, x_valid, x_valid, -1);
             }
             iptr[it] += BK;
             continue;
@@ -1555,21 +1555,7 @@ struct WgmmaWeightTile {
             if (img_cp && kc < k_end && x + 3 < x_valid) {
               cp_async4(d, q);
             } else {  // by hand: pixel x + j of row kc, 0 outside, byte 1 in the ones column
-              uint8_t v[4];
-#pragma unroll
-              for (int j = 0; j < 4; ++j) {
-                const int xj = x + j;
-                v[j] = 0;
-                if (kc < k_end && xj < x_end) {
-                  if (xj == ones)
-                    v[j] = 1;
-                  else if (xj < x_valid)
-                    v[j] = q[j];
-                }
-              }
-              uchar4 u;
-              u.x = v[0], u.y = v[1], u.z = v[2], u.w = v[3];
-              *reinterpret_cast<uchar4*>(d) = u;
+              tail_bytes<false>(d, q, x, kc, k_end, x_valid, x_end, ones);
             }
           }
           return;
