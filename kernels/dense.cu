@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 
 #include "kernels/cp_async.cuh"
 #include "kernels/gather.cuh"
@@ -2452,6 +2453,105 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
   if (launch_gemm<Kind::Forward>(p, prec, stream)) launch_split_reduce<Kind::Forward>(p, stream);
 }
 
+// ---- Autotuning (DenseAutotune, dense.cuh) ----
+
+int g_autotune = 0;         // open DenseAutotune scopes that tune
+std::string g_last_tile;    // dense_last_tile (tests)
+
+// One tile a launcher can be made to run: the forcing hooks' values.
+struct TileOption {
+  std::string label;
+  SimtTileChoice simt;
+  GemmTileChoice tc;
+};
+std::map<std::string, TileOption> g_tuned;  // operation (tune_key) -> the tile kept
+std::vector<autotune::Record> g_records;
+
+// Sets the forcing hooks to o for one launch, then back to Auto (tuning runs only when no test
+// forces a tile).
+class ForceFor {
+ public:
+  explicit ForceFor(const TileOption& o) { g_forced_simt = o.simt, g_forced_tile = o.tc; }
+  ~ForceFor() { g_forced_simt = {}, g_forced_tile = {}; }
+};
+
+// The tiles worth trying for an operation at prec: `fold` when a forward's K split can be folded
+// into the block, `wgmma` when the operation can run the wgmma tiles (forward, weight-only) and
+// the device does.
+std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, bool wgmma) {
+  std::vector<TileOption> o{{"model", {}, {}}};
+  if (prec == GemmPrecision::FP32) {
+    o.push_back({"scalar", {SimtTileKind::Scalar, false}, {}});
+    const std::pair<const char*, SimtTileKind> vec[] = {
+        {"vec32", SimtTileKind::Vec32}, {"vec64", SimtTileKind::Vec64}, {"vec128", SimtTileKind::Vec128}};
+    for (const auto& [name, kind] : vec) {
+      o.push_back({name, {kind, false}, {}});
+      if (fold) o.push_back({cat(name, " fold"), {kind, true}, {}});
+    }
+    return o;
+  }
+  o.push_back({"mma", {}, {GemmTile::Mma, false}});
+  std::vector<std::pair<const char*, GemmTile>> tc = {
+      {"pipe64", GemmTile::Pipe64}, {"pipe64x8", GemmTile::Pipe64x8}, {"pipe128", GemmTile::Pipe128}};
+  if (wgmma) tc.insert(tc.end(), {{"wgmma", GemmTile::Wgmma}, {"wgmma128", GemmTile::Wgmma128}});
+  for (const auto& [name, tile] : tc) {
+    o.push_back({name, {}, {tile, false}});
+    if (fold) o.push_back({cat(name, " fold"), {}, {tile, true}});
+  }
+  return o;
+}
+
+const char* precision_name(GemmPrecision p) {
+  return p == GemmPrecision::TF32 ? "tf32" : p == GemmPrecision::BF16 ? "bf16" : "fp32";
+}
+
+// The operation's key and report name: everything that decides which tiles can run it and how fast.
+std::string tune_key(const char* op, int B, int K, int N, GemmPrecision prec, const DenseInput& X,
+                     const float* workspace, const unsigned* tickets) {
+  return cat(op, " ", B, "x", K, "->", N, " ", precision_name(prec),
+             X.images ? ", X from the images" : "", workspace ? ", split-K workspace" : "",
+             tickets ? " + tickets" : "");
+}
+
+// Runs `launch` (the whole operation, enqueued on stream; idempotent) with the tile DenseAutotune
+// chose for `key`, tuning it first where this is the operation's first launch in a scope and the
+// stream is not capturing; the size models otherwise.
+template <class Launch>
+void run_tuned(const std::string& key, GemmPrecision prec, bool fold, bool wgmma_op,
+               std::vector<autotune::Output> outputs, cudaStream_t stream, const Launch& launch) {
+  const bool forced = g_forced_tile.tile != GemmTile::Auto || g_forced_simt.tile != SimtTileKind::Auto;
+  if (!g_autotune || forced) {
+    g_last_tile = forced ? "forced" : "auto";
+    return launch();
+  }
+  auto it = g_tuned.find(key);
+  if (it == g_tuned.end()) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone) {
+      g_last_tile = "auto";
+      return launch();
+    }
+    const std::vector<TileOption> options =
+        tile_options(prec, fold, wgmma_op && prec != GemmPrecision::FP32 && wgmma_available());
+    std::vector<autotune::Candidate> candidates;
+    for (const TileOption& o : options)
+      candidates.push_back({o.label, [&launch, &o] {
+                              ForceFor force(o);
+                              launch();
+                            }});
+    autotune::Record rec;
+    rec.op = key;
+    const int kept = autotune::tune(candidates, outputs, stream, rec);
+    g_records.push_back(rec);
+    it = g_tuned.emplace(key, options[std::size_t(kept)]).first;
+  }
+  g_last_tile = it->second.label;
+  if (it->second.label == "model") return launch();
+  ForceFor force(it->second);
+  launch();
+}
+
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
@@ -2459,6 +2559,15 @@ bool dense_wgmma_available() { return wgmma_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 long long dense_images_fallbacks() { return g_images_fallbacks; }
+
+DenseAutotune::DenseAutotune(bool on) : on_(on) { g_autotune += on ? 1 : 0; }
+DenseAutotune::~DenseAutotune() { g_autotune -= on_ ? 1 : 0; }
+std::vector<autotune::Record> dense_autotune_records() { return g_records; }
+void dense_autotune_reset() {
+  g_tuned.clear();
+  g_records.clear();
+}
+std::string dense_last_tile() { return g_last_tile; }
 
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();
@@ -2474,7 +2583,10 @@ void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
-  launch_forward(forward_params(Y, X, W, b, B, K, N, relu), workspace, tickets, prec, stream);
+  const GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
+  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), prec,
+            workspace && forward_split_cols(K) > 0, true, {{Y, std::size_t(B) * std::size_t(N)}}, stream,
+            [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
 
 void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const float* b, int B, int K, int N,
@@ -2494,7 +2606,9 @@ void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const fl
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  launch_forward(p, workspace, tickets, prec, stream);
+  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), prec,
+            workspace && forward_split_cols(K) > 0, true, {{D, std::size_t(B) * std::size_t(N)}}, stream,
+            [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
 
 std::size_t dense_workspace_floats(int B, int K, int N) {
@@ -2518,9 +2632,13 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X,
                             cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
   check_sizes("dense_backward_weights", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X.present())), "dense_backward_weights: null pointer");
+  if (B == 0) return launch_weights_and_data(weight_params(dW, db, dZ, X, B, K, N), nullptr, prec, stream);
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
-  launch_weights_and_data(w, nullptr, prec, stream);
+  std::vector<autotune::Output> out{{dW, std::size_t(N) * std::size_t(K)}};
+  if (db) out.push_back({db, std::size_t(N)});
+  run_tuned(tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets), prec, false, true,
+            std::move(out), stream, [&] { launch_weights_and_data(w, nullptr, prec, stream); });
 }
 
 int dense_weight_slices(int B, int K, int N) {
@@ -2545,7 +2663,9 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
   GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
   w.split_k = weight_split_rows(B, K, N);
   w.partial = partial;
-  (void)launch_gemm<Kind::Weight>(w, prec, stream);  // no reduction pass: the caller's
+  run_tuned(tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr), prec, false, true,
+            {{partial, dense_weight_partial_floats(B, K, N)}}, stream,
+            [&] { (void)launch_gemm<Kind::Weight>(w, prec, stream); });  // no reduction pass: the caller's
 }
 
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
@@ -2554,7 +2674,10 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   if (B == 0) return;
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
-  (void)launch_gemm<Kind::Data>(data_params(dX, dZ, W, mask, mask_scale, B, K, N), prec, stream);
+  const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
+  run_tuned(tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr), prec, false,
+            false, {{dX, std::size_t(B) * std::size_t(K)}}, stream,
+            [&] { (void)launch_gemm<Kind::Data>(d, prec, stream); });
 }
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, DenseInput X, const float* W,
@@ -2566,7 +2689,13 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
-  launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
+  if (B == 0) return launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
+  std::vector<autotune::Output> out{{dW, std::size_t(N) * std::size_t(K)}};
+  if (db) out.push_back({db, std::size_t(N)});
+  if (dX) out.push_back({dX, std::size_t(B) * std::size_t(K)});
+  const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)") : db ? "weight+db" : "weight";
+  run_tuned(tune_key(op, B, K, N, prec, X, workspace, tickets), prec, false, !dX, std::move(out), stream,
+            [&] { launch_weights_and_data(w, dX ? &d : nullptr, prec, stream); });
 }
 
 }  // namespace mnist::cuda

@@ -24,7 +24,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
+#include "kernels/autotune.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/precision.hpp"
 #include "kernels/train_counters.cuh"
@@ -169,6 +172,40 @@ struct SimtTileChoice {
   bool fold_forward_split = false;
 };
 void dense_force_simt_tile(SimtTileChoice choice);
+
+// Autotuning of the tiles (the engine's --autotune; kernels/autotune.cuh says how one tuning runs).
+// While a DenseAutotune scope is open on this thread, the first launch of each GEMM operation (the
+// launcher, its precision and shape, X as floats or as the images, with or without a split-K
+// workspace and tickets) runs every tile the launcher can force: FP32 the size model's pick, Scalar,
+// Vec32/64/128 (and each Vec tile with a forward's K split folded); TF32/BF16 the model's pick, Mma,
+// Pipe64, Pipe64x8, Pipe128 (folded too) and, where the device runs them (dense_wgmma_available),
+// Wgmma and Wgmma128 on the forward and weight-only GEMMs. Each is checked against the model's pick
+// on the call's own operands, the agreeing ones are timed, and the fastest is kept for every later
+// launch of that operation inside a scope, also inside a CUDA graph capture (a choice is host
+// state). An operation first met inside a capture runs the model's pick, untuned (tuning needs
+// events and copies); the engine runs one step uncaptured first. Outside a scope, or with a tile
+// forced (dense_force_tile / dense_force_simt_tile win), the launchers keep their size models.
+// Results: FP32's candidates and TF32/BF16's non-wgmma ones are bitwise equal (the contracts above),
+// so tuning changes only the time; a wgmma tile, if kept, sums in the tensor core's order (within
+// the tolerance, not bitwise), and then a row's bits can depend on the batch it is computed in.
+// The choices are process-wide (one device); not thread-safe.
+class DenseAutotune {
+ public:
+  explicit DenseAutotune(bool on = true);
+  ~DenseAutotune();
+  DenseAutotune(const DenseAutotune&) = delete;
+  DenseAutotune& operator=(const DenseAutotune&) = delete;
+
+ private:
+  bool on_;
+};
+// Every tuning so far, in the order they ran (what --autotune reports).
+std::vector<autotune::Record> dense_autotune_records();
+// Forgets every tuned operation and record (tests).
+void dense_autotune_reset();
+// Testing hook: the tile the last dense launcher call ran: "auto" (the size model), "forced" (a
+// dense_force_* hook), or the label of the tuned candidate it used.
+std::string dense_last_tile();
 
 // Testing hook (test_dense_images): how many GEMMs with X from the images (DenseInput::images_by_index)
 // the launchers have moved, since the process started, off the tile they picked or were forced to

@@ -65,6 +65,12 @@
 // the graph path; the arithmetic of the same GEMMs (inputs rounded to the precision, float32 sums)
 // in other summation orders for layers >= 1 (checked against the CPU engine in the tests).
 //
+// Autotuning (cfg.autotune, the app's --autotune on): every native GEMM launch of the engine runs
+// inside a cuda::DenseAutotune scope, so each GEMM shape's tile is timed on this device at its first
+// launch and the fastest that agrees with the size model's pick is kept (kernels/dense.cuh). The
+// graphs capture the kept tiles: before the first capture, tune_step runs one step's launches
+// uncaptured (no optimizer) so that every GEMM in them has been tuned. autotune_report() lists them.
+//
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
 // kFusedAutoMaxBatch in fp32 with native GEMMs): the training steps run instead as ONE
 // persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
@@ -219,6 +225,7 @@ class CudaEngine final : public Engine {
     // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
     // as floats, so a one-layer model with the head keeps the gathered batch.
     x_in_place_ = cfg.x_in_place && !blas_ && !(head_ && layout_.dense.size() == 1);
+    tune_ = cfg.autotune && !blas_;
     if (!x_in_place_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     CUDA_CHECK(cudaDeviceSynchronize());
   }
@@ -232,6 +239,12 @@ class CudaEngine final : public Engine {
   bool fused_step() const override { return fused_; }
   bool head_kernel() const override { return head_; }
   bool tail_kernel() const override { return tail_; }
+  std::vector<std::string> autotune_report() const override {
+    std::vector<std::string> lines;
+    if (tune_)
+      for (const cuda::autotune::Record& r : cuda::dense_autotune_records()) lines.push_back(r.line());
+    return lines;
+  }
   const ParamLayout& layout() const override { return layout_; }
 
   int add_dataset(const DataView& d) override {
@@ -255,6 +268,7 @@ class CudaEngine final : public Engine {
   bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
                    const std::atomic<bool>* interrupt) override {
     NvtxRange range("epoch");
+    const cuda::DenseAutotune autotune(tune_);
     const Dataset& d = dataset(train);
     const cudaStream_t s = stream_.get();
     const int B = cfg_.batch_size;
@@ -267,6 +281,7 @@ class CudaEngine final : public Engine {
     const int K = cfg_.graph_steps;
     const int end = progress.end_batch < 0 ? batches : std::min(progress.end_batch, batches);
     const int full_end = std::min(full, end);  // full batches to run end before this one
+    if (tune_ && !fused_ && !step_tuned_ && progress.next_batch < full_end) tune_step(d);
     const GraphExec* multi =
         !fused_ && K > 1 && full_end - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
     const GraphExec* single = !fused_ && progress.next_batch < full_end ? &step_graph(train, 1) : nullptr;
@@ -326,6 +341,7 @@ class CudaEngine final : public Engine {
 
   EpochStats evaluate(int id) override {
     NvtxRange range("evaluate");
+    const cuda::DenseAutotune autotune(tune_);  // (GEMMs met here first are tuned here, uncaptured)
     const Dataset& d = dataset(id);
     const cudaStream_t s = stream_.get();
     CUDA_CHECK(cudaMemsetAsync(metrics_.data() + kEvalMetrics, 0, sizeof(cuda::Metrics), s));
@@ -369,6 +385,7 @@ class CudaEngine final : public Engine {
   void predict(float* probs, const uint8_t* images, int n) override {
     NvtxRange range("predict");
     if (n <= 0) return;
+    const cuda::DenseAutotune autotune(tune_);
     MNIST_CHECK(probs && images, "predict: null pointer");
     const cudaStream_t s = stream_.get();
     const std::size_t D = std::size_t(cfg_.spec.input), C = std::size_t(cfg_.spec.classes);
@@ -502,7 +519,7 @@ class CudaEngine final : public Engine {
   }
 
   // The tail path's training step over the next B rows (record_step), layer 0 reading x0.
-  void record_tail_step(const cuda::DenseInput& x0, int B) {
+  void record_tail_step(const cuda::DenseInput& x0, int B, bool update) {
     const cudaStream_t s = stream_.get();
     forward(x0, B, true, 1);
     const DenseSlot& first = layout_.dense.front();
@@ -517,6 +534,7 @@ class CudaEngine final : public Engine {
       NvtxRange range("backward");
       cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), x0, B, first.in, first.out, s, cfg_.precision);
     }
+    if (!update) return;
     NvtxRange range("optimizer");
     cuda::GradSlicesSet set;
     set.seg[set.count++] = {w0_partial_.data(), cuda::dense_weight_slices(B, first.in, first.out),
@@ -592,6 +610,25 @@ class CudaEngine final : public Engine {
     }
     const std::size_t bytes = cfg_.shuffle ? cuda::shuffle_temp_bytes(n) : 0;
     if (shuffle_temp_.size() < bytes) shuffle_temp_.resize(bytes);
+  }
+
+  // Autotuning (cfg.autotune): one full-batch step's launches, uncaptured and without the optimizer,
+  // inside train_steps' DenseAutotune scope, so that every GEMM the graphs will capture is tuned
+  // first (a GEMM first met inside a capture would keep the size model's tile). Rows: the identity
+  // order from batch 0 (any valid rows; a GEMM's time does not depend on which); the epoch then
+  // writes its own order and counters and zeroes the metrics this step added to. Once per engine:
+  // the choices are per GEMM shape, the same for every later epoch and dataset.
+  void tune_step(const Dataset& d) {
+    NvtxRange range("autotune");
+    const cudaStream_t s = stream_.get();
+    cuda::identity_order(order_.data(), d.n, s);
+    cuda::TrainCounters& c = counters_host_[0];
+    c = cuda::TrainCounters{};
+    c.step = step_ + 1;
+    CUDA_CHECK(cudaMemcpyAsync(counters_.data(), &c, sizeof c, cudaMemcpyHostToDevice, s));
+    record_step(d, cfg_.batch_size, false);
+    stream_.synchronize();  // (the pinned counters are written again by the epoch)
+    step_tuned_ = true;
   }
 
   // The graph of `steps` consecutive full-batch training steps over dataset `train`, captured on
@@ -695,12 +732,14 @@ class CudaEngine final : public Engine {
   }
 
   // Enqueues one training step over the next B rows of the epoch's order (batch index and step
-  // from the device counters). No host synchronisation: capturable.
-  void record_step(const Dataset& d, int B) {
+  // from the device counters). No host synchronisation: capturable. update false: without the
+  // optimizer and the counters' advance (tune_step), so that nothing but the step's scratch, its
+  // gradients and the running metrics changes.
+  void record_step(const Dataset& d, int B, bool update = true) {
     const cudaStream_t s = stream_.get();
     const cuda::DenseInput x0 = gather_step(d, B);
     const std::size_t L = layout_.dense.size();
-    if (tail_) return record_tail_step(x0, B);
+    if (tail_) return record_tail_step(x0, B, update);
     if (head_) {  // the last layer, its loss and its backward in one launch (see the header)
       forward(x0, B, true, L - 1);
       NvtxRange range("head");
@@ -716,6 +755,7 @@ class CudaEngine final : public Engine {
                          cfg_.spec.classes, 1.0f / float(B), s);
       backward(x0, B, L);
     }
+    if (!update) return;
     NvtxRange range("optimizer");
     cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
                       cfg_.beta1, cfg_.beta2, cfg_.eps, s);
@@ -728,6 +768,8 @@ class CudaEngine final : public Engine {
   int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
   DeviceBuffer<float> params_, grads_, m_, v_;
   bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)
+  bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)
+  bool step_tuned_ = false;  // tune_step has run
   DeviceBuffer<float> x_;    // the gathered X0 [cap, input] otherwise (empty when in place)
   DeviceBuffer<uint8_t> y_;
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)

@@ -84,6 +84,14 @@ struct EngineConfig {
   // false: the batch gathered into floats first (the launches before; for the tests, which prove
   // the two bitwise equal). --gemm cublas always gathers; the fused step reads the images itself.
   bool x_in_place = true;
+  // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
+  // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size
+  // model's pick on the real operands first). Before the first graph capture the engine runs one
+  // step's launches uncaptured, without the optimizer, so that every GEMM of the graphs is tuned;
+  // evaluation and prediction tune theirs at first use. Off: the launchers' size models, the same
+  // tiles on every run. The app turns it on (--autotune on, the default); the library default is off
+  // so that tests comparing two engines bit for bit see the same tiles in both.
+  bool autotune = false;
 };
 
 struct EpochStats {
@@ -131,6 +139,9 @@ class Engine {
   virtual bool head_kernel() const { return false; }
   // Whether the training steps run the tail kernel path (Kernels::Tail resolved).
   virtual bool tail_kernel() const { return false; }
+  // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the
+  // order they were tuned; empty when nothing was tuned.
+  virtual std::vector<std::string> autotune_report() const { return {}; }
   virtual const ParamLayout& layout() const = 0;
 
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.

@@ -86,6 +86,7 @@ std::string report_json(const ReportInfo& info) {
   Json phases = Json::object();
   for (const auto& [name, s] : info.phase_seconds) phases[name] = jnum(s);
   j["phase_seconds"] = phases;
+  j["autotune"] = info.autotune;
   j["seconds_per_epoch"] = jnum(info.history.epochs.empty() ? 0.0 : secs / double(info.history.epochs.size()));
   Json preds = Json::array();
   for (const SamplePrediction& p : info.sample_predictions)

@@ -51,6 +51,7 @@ struct ReportInfo {
   // from the start of main to the report), so a user sees where a whole run's time goes.
   std::vector<std::pair<std::string, double>> phase_seconds;
   std::vector<SamplePrediction> sample_predictions;
+  std::vector<std::string> autotune;  // Engine::autotune_report(): the GEMM tiles timed on the device
 };
 
 // report.json: an object with the keys
@@ -59,7 +60,8 @@ struct ReportInfo {
 //   epochs_run, best_epoch, stopped_early, history (array of the history_jsonl objects),
 //   test_loss, test_accuracy, total_seconds, phase_seconds (object, in run order),
 //   seconds_per_epoch (mean of history's per-epoch seconds; 0 with no epochs),
-//   sample_predictions (array of {index, true_label, predicted, confidence})
+//   sample_predictions (array of {index, true_label, predicted, confidence}),
+//   autotune (array of strings, one per tuned GEMM; empty when nothing was tuned)
 // Non-finite numbers become null. Pretty-printed with 2-space indentation.
 std::string report_json(const ReportInfo& info);
 void write_report_json(const std::string& path, const ReportInfo& info);

@@ -16,6 +16,7 @@ const char* to_string(Device d) { return d == Device::Cpu ? "cpu" : d == Device:
 const char* to_string(Dataset d) { return d == Dataset::Fashion ? "fashion" : "mnist"; }
 const char* to_string(SplitMode s) { return s == SplitMode::Random ? "random" : "keras"; }
 const char* to_string(Init i) { return i == Init::Torch ? "torch" : "keras"; }
+const char* to_string(Autotune a) { return a == Autotune::Off ? "off" : "on"; }
 
 std::string shortest(double v) {
   char buf[32];
@@ -129,6 +130,9 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "CUDA training step: one persistent kernel, separate kernels in graphs, graphs of the large-batch "
              "launches (layers after the first in one kernel, Adam fused with the gradient sums), or auto (fused "
              "up to batch 512, graph above)");
+  add_choice(app, "--autotune", o.autotune, {Autotune::On, Autotune::Off},
+             "CUDA: time every GEMM tile on the device at its first use and keep the fastest (off: the size "
+             "models' pick)");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");
@@ -227,7 +231,8 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"lr_factor", cat(o.lr_factor)},   {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
           {"device", to_string(o.device)},   {"gemm", to_string(o.gemm)},       {"dataset", to_string(o.dataset)},
           {"init", to_string(o.init)},       {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir},
-          {"kernels", to_string(o.kernels)}, {"precision", to_string(o.precision)}};
+          {"kernels", to_string(o.kernels)}, {"precision", to_string(o.precision)},
+          {"autotune", to_string(o.autotune)}};
 }
 
 }  // namespace mnist

@@ -245,6 +245,11 @@ int run_train(const AppOptions& o, std::ostream& out) {
   report.test_loss = test.loss;
   report.test_accuracy = test.accuracy;
   report.total_seconds = total;
+  report.autotune = engine->autotune_report();
+  if (!report.autotune.empty()) {
+    log << "GEMM tiles timed on this device (--autotune on):\n";
+    for (const std::string& l : report.autotune) log << "  " << l << "\n";
+  }
   const int shown = std::min(kSamplesShown, data.test.n);
   const std::vector<Top1> predictions = predict_top1(*engine, data.test.images.data(), shown);
   print_sample_predictions(predictions, data.test, log);

@@ -16,8 +16,11 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "kernels/autotune.cuh"
+#include "kernels/dense.cuh"
 #include "layers/engine.hpp"
 #include "tests/gpu/engine_problem.hpp"
 #include "tests/gpu/gpu_test.cuh"
@@ -159,6 +162,63 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
       CHECK(bitwise_equal(state[0].v, state[1].v));
       CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
       CHECK(eval[0].accuracy == eval[1].accuracy);
+      CHECK(bitwise_equal(probs[0], probs[1]));
+    }
+}
+
+// EngineConfig::autotune: with timings injected so that a tile the size model does not pick wins
+// every GEMM (FP32: vec32; TF32/BF16: pipe64, the same family of bits as every model pick), the
+// engine must give bit for bit what it gives untuned (the tile contracts of kernels/dense.cuh), on
+// the graph and the tail paths, and report the training step's own GEMMs as tuned (tune_step ran
+// before the graphs captured them: a GEMM first met inside a capture would not be tuned at all).
+TEST_CASE("CUDA engine: --autotune keeps other tiles and changes no bit; the step's GEMMs are tuned before capture") {
+  for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
+    for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
+      INFO("precision ", to_string(prec), ", kernels ", to_string(kernels));
+      Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1300, 48);
+      p.cfg.kernels = kernels;
+      p.cfg.precision = prec;
+      p.cfg.head_min_batch = 0;
+      const std::string kept = prec == Precision::FP32 ? "vec32" : "pipe64";
+      TrainState state[2];
+      EpochStats train[2], eval[2];
+      std::vector<float> probs[2];
+      std::vector<std::string> report[2];
+      for (const int tune : {0, 1}) {
+        cuda::dense_autotune_reset();
+        cuda::autotune::TestHooks h;
+        h.time_us = [kept](const std::string& l) { return l == kept ? 1.0 : l == "model" ? 10.0 : 20.0; };
+        cuda::autotune::set_test_hooks(h);
+        p.cfg.autotune = tune == 1;
+        auto gpu = make_cuda_engine(p.cfg);
+        const int t = gpu->add_dataset(p.view());
+        for (int e = 0; e < 2; ++e) train[tune] = gpu->train_epoch(t, e, 1e-3f);
+        gpu->get_state(state[tune]);
+        eval[tune] = gpu->evaluate(t);
+        probs[tune].assign(std::size_t(p.n) * 10, NAN);
+        gpu->predict(probs[tune].data(), p.images.data(), p.n);
+        report[tune] = gpu->autotune_report();
+      }
+      cuda::autotune::set_test_hooks({});
+      cuda::dense_autotune_reset();
+      CHECK(report[0].empty());
+      REQUIRE(!report[1].empty());
+      bool step_forward = false, step_weight = false;
+      for (const std::string& l : report[1]) {
+        INFO(l);
+        CHECK(l.find(": " + kept + ", ") != std::string::npos);
+        CHECK(l.find("REJECTED") == std::string::npos);
+        step_forward |= l.rfind("forward 512x784->128", 0) == 0;
+        step_weight |= l.rfind(kernels == Kernels::Tail ? "weight pieces 512x784->128" : "weight+db 512x784->128", 0) == 0;
+      }
+      CHECK_MESSAGE(step_forward, "the training step's layer-0 forward was not tuned before the capture");
+      CHECK_MESSAGE(step_weight, "the training step's layer-0 weight GEMM was not tuned before the capture");
+      CHECK(std::memcmp(&train[0].loss, &train[1].loss, sizeof(double)) == 0);
+      CHECK(state[0].step == state[1].step);
+      CHECK(bitwise_equal(state[0].params, state[1].params));
+      CHECK(bitwise_equal(state[0].m, state[1].m));
+      CHECK(bitwise_equal(state[0].v, state[1].v));
+      CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
       CHECK(bitwise_equal(probs[0], probs[1]));
     }
 }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <random>
 #include <atomic>
+#include "kernels/autotune.cuh"
+#include "kernels/dense.cuh"
 #include "layers/engine.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
@@ -292,6 +294,62 @@ void x_in_place_vs_gathered() {
   }
 }
 
+// EngineConfig::autotune in the emulated engine (fp32; the GPU's test_engine.cu also runs tf32/bf16):
+// with timings injected so that vec32, a tile the size model does not pick, wins every GEMM, the
+// tuned engine gives bit for bit the untuned one's epochs, state, evaluation and predictions (the
+// FP32 contract: every tile one FMA chain per output), on the graph and tail paths, and its report
+// holds the training step's layer-0 GEMMs (tune_step tuned them before the graphs captured them).
+// Layer 0 600 -> 48 at batch 512: its forward splits K (the fold candidates), its weight GEMM rows.
+void autotune_changes_no_bit() {
+  const int n = 1100;
+  EngineConfig cfg;
+  cfg.spec.input = 600;
+  cfg.spec.hidden = {48, 24};
+  cfg.batch_size = 512;
+  cfg.seed = 41;
+  cfg.head_min_batch = 0;
+  const auto images = emu_x::bytes(std::size_t(n) * 600, 91, 255), labels = emu_x::bytes(std::size_t(n), 92, 9);
+  for (const Kernels k : {Kernels::Graph, Kernels::Tail}) {
+    cfg.kernels = k;
+    const std::string tag = cat("autotune, ", to_string(k));
+    TrainState st[2];
+    EpochStats tr[2], ev[2];
+    std::vector<float> pr[2];
+    std::vector<std::string> rep[2];
+    for (const int tune : {0, 1}) {
+      cuda::dense_autotune_reset();
+      cuda::autotune::TestHooks h;
+      h.time_us = [](const std::string& l) { return l == "vec32" ? 1.0 : l == "model" ? 10.0 : 20.0; };
+      cuda::autotune::set_test_hooks(h);
+      cfg.autotune = tune == 1;
+      auto gpu = make_cuda_engine(cfg);
+      const int t = gpu->add_dataset({images.data(), labels.data(), n, 600});
+      for (int e = 0; e < 2; ++e) tr[tune] = gpu->train_epoch(t, e, 1e-3f);
+      gpu->get_state(st[tune]);
+      ev[tune] = gpu->evaluate(t);
+      pr[tune].assign(std::size_t(n) * 10, -1.0f);
+      gpu->predict(pr[tune].data(), images.data(), n);
+      rep[tune] = gpu->autotune_report();
+    }
+    cuda::autotune::set_test_hooks({});
+    cuda::dense_autotune_reset();
+    expect(rep[0].empty() && !rep[1].empty(), tag + ": reported only when on");
+    bool fwd = false, wgt = false, all_vec32 = true;
+    for (const std::string& l : rep[1]) {
+      std::printf("  %s: %s\n", tag.c_str(), l.c_str());
+      all_vec32 = all_vec32 && l.find(": vec32, ") != std::string::npos && l.find("REJECTED") == std::string::npos;
+      fwd = fwd || l.rfind("forward 512x600->48", 0) == 0;
+      wgt = wgt || l.rfind(k == Kernels::Tail ? "weight pieces 512x600->48" : "weight+db 512x600->48", 0) == 0;
+    }
+    expect(all_vec32, tag + ": every GEMM kept the fastest tile");
+    expect(fwd && wgt, tag + ": the step's layer-0 GEMMs were tuned before the capture");
+    expect(std::memcmp(&tr[0].loss, &tr[1].loss, sizeof(double)) == 0 && tr[0].accuracy == tr[1].accuracy, tag + ": training loss bitwise");
+    expect(st[0].step == st[1].step && st[0].params == st[1].params && st[0].m == st[1].m && st[0].v == st[1].v,
+           tag + ": parameters and moments bitwise");
+    expect(std::memcmp(&ev[0].loss, &ev[1].loss, sizeof(double)) == 0 && pr[0] == pr[1], tag + ": evaluation and predictions bitwise");
+  }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also before an abort
   head_vs_separate();
@@ -331,6 +389,7 @@ int main() {
   tail_vs_graph();
   tail_fallbacks();
   x_in_place_vs_gathered();
+  autotune_changes_no_bit();
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }

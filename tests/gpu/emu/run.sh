@@ -24,14 +24,14 @@ mkdir -p "$work/gen"
 # run uncontracted and the line below says so.
 fma=--fma
 grep -qw fma /proc/cpuinfo 2>/dev/null || { fma=; echo "emu: this CPU has no FMA: kernels run without nvcc's contraction"; }
-for f in dense gather dropout adam train_counters softmax_xent head tail fused_step; do
+for f in autotune dense gather dropout adam train_counters softmax_xent head tail fused_step; do
   python3 "$here/transform.py" "$root/kernels/$f.cu" "$work/gen/$f.cpp" $fma
 done
 cp "$root/layers/cuda_engine.cu" "$work/gen/cuda_engine.cpp"
 # UBSan's alignment check: a vector access (float4, float2, double) at an address its type does not
 # guarantee stops the run (static __shared__ objects are placed minimally aligned: ov/cuda_runtime.h).
 flags=(-std=c++17 -O2 -fopenmp -pthread -fsanitize=alignment -fno-sanitize-recover=alignment -I"$here/ov" -I"$root")
-kernels=("$work"/gen/{dense,gather,dropout,adam,train_counters,softmax_xent,head,tail,fused_step}.cpp "$root/layers/cpu_ops.cpp"
+kernels=("$work"/gen/{autotune,dense,gather,dropout,adam,train_counters,softmax_xent,head,tail,fused_step}.cpp "$root/layers/cpu_ops.cpp"
          "$here/emu_runtime.cpp")
 engine=("$work/gen/cuda_engine.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp")
 for part in "${parts[@]}"; do
@@ -45,7 +45,7 @@ for part in "${parts[@]}"; do
     gpu_tests)
       # The GPU test files themselves (their cases, data and tolerances), quick selection, without
       # the cases that need cuBLAS/cuDNN or 4096 x 784 shapes (emu_gpu_tests.cpp).
-      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax,head,tail,adam,dense_images}.cu -x none \
+      g++ "${flags[@]}" "$here/emu_gpu_tests.cpp" -x c++ "$root"/tests/gpu/test_{dense,softmax,head,tail,adam,dense_images,autotune}.cu -x none \
           "${kernels[@]}" "$root/layers/model.cpp" -o "$work/emu_gpu_tests"
       MNIST_GPU_TEST_QUICK=1 "$work/emu_gpu_tests" --no-intro \
         --test-case-exclude='*cuBLAS*,*does not depend on its batch*,*64x64 tiles (large batch)*,*adam_update with TrainCounters*' ;;
