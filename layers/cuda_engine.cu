@@ -49,8 +49,8 @@
 // Loss and correct count accumulate on the device and are read once per epoch, with the one
 // synchronisation of the epoch.
 //
-// Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto does not pick it until it is
-// measured): the step above in five launches, each as large as the layer's work gets:
+// Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto takes it only where autotuning
+// times it faster than the graph path, race_paths): the step above in five launches, each as large as the layer's work gets:
 //   gather_labels, layer 0's dense_relu_dropout_forward    as above (X0 read from the images)
 //   tail_train                       every later layer in ONE launch (kernels/tail.cuh): per block of
 //                                    rows their forward, dropout, softmax/xent (metrics) and backward,
@@ -70,6 +70,8 @@
 // launch and the fastest that agrees with the size model's pick is kept (kernels/dense.cuh). The
 // graphs capture the kept tiles: before the first capture, tune_step runs one step's launches
 // uncaptured (no optimizer) so that every GEMM in them has been tuned. autotune_report() lists them.
+// With Kernels::Auto above kFusedAutoMaxBatch it also races the two large-batch paths, graph and
+// tail, one captured step each from the same restored state, and keeps the faster (race_paths).
 //
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
 // kFusedAutoMaxBatch in fp32 with native GEMMs): the training steps run instead as ONE
@@ -210,9 +212,11 @@ class CudaEngine final : public Engine {
       for (std::size_t l = 0; l < layout_.dense.size(); ++l) lt_plan(l, cfg.batch_size);  // before any capture
     }
     choose_kernels();
-    if (tail_) {  // the tail path's pieces (choose_tail)
-      head_ = false;
-      head_partial_ = DeviceBuffer<float>();
+    if (tail_ || race_paths_) {  // the tail path's pieces (choose_tail)
+      if (tail_) {
+        head_ = false;
+        head_partial_ = DeviceBuffer<float>();
+      }
       tail_partial_.resize(std::size_t(cuda::tail_blocks(cfg.batch_size)) * cuda::tail_slice_floats(tail_w_));
       const DenseSlot& first = layout_.dense.front();
       w0_partial_.resize(cuda::dense_weight_partial_floats(cfg.batch_size, first.in, first.out));
@@ -240,7 +244,7 @@ class CudaEngine final : public Engine {
   bool head_kernel() const override { return head_; }
   bool tail_kernel() const override { return tail_; }
   std::vector<std::string> autotune_report() const override {
-    std::vector<std::string> lines;
+    std::vector<std::string> lines = path_report_;
     if (tune_)
       for (const cuda::autotune::Record& r : cuda::dense_autotune_records()) lines.push_back(r.line());
     return lines;
@@ -281,7 +285,12 @@ class CudaEngine final : public Engine {
     const int K = cfg_.graph_steps;
     const int end = progress.end_batch < 0 ? batches : std::min(progress.end_batch, batches);
     const int full_end = std::min(full, end);  // full batches to run end before this one
-    if (tune_ && !fused_ && !step_tuned_ && progress.next_batch < full_end) tune_step(d);
+    if (tune_ && !fused_ && !step_tuned_ && progress.next_batch < full_end) {
+      if (race_paths_)
+        race_paths(d);  // (tunes both paths' GEMMs first)
+      else
+        tune_step(d);
+    }
     const GraphExec* multi =
         !fused_ && K > 1 && full_end - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
     const GraphExec* single = !fused_ && progress.next_batch < full_end ? &step_graph(train, 1) : nullptr;
@@ -456,6 +465,16 @@ class CudaEngine final : public Engine {
   void choose_kernels() {
     if (cfg_.kernels == Kernels::Tail) return choose_tail();
     if (cfg_.kernels == Kernels::Graph) return;
+    if (cfg_.kernels == Kernels::Auto && cfg_.autotune && cfg_.gemm == Gemm::Native &&
+        cfg_.batch_size > kFusedAutoMaxBatch) {
+      // Auto above the fused kernel's batches, autotuned: the graph and the tail paths are both
+      // made ready and the first epoch times them (race_paths); the tail only where it can run.
+      choose_tail();
+      notice_.clear();
+      race_paths_ = tail_;
+      tail_ = false;
+      return;
+    }
     std::vector<int> widths{cfg_.spec.input};
     for (const DenseSlot& sl : layout_.dense) widths.push_back(sl.out);
     if (cfg_.kernels == Kernels::Auto &&
@@ -610,6 +629,62 @@ class CudaEngine final : public Engine {
     }
     const std::size_t bytes = cfg_.shuffle ? cuda::shuffle_temp_bytes(n) : 0;
     if (shuffle_temp_.size() < bytes) shuffle_temp_.resize(bytes);
+  }
+
+  // Kernels::Auto above the fused kernel's batches, autotuned: the training step's two paths, graph
+  // (separate kernels, head) and tail, raced on this device, the faster kept (autotune::tune, the
+  // graph path as the reference: the tail must be kMargin faster). Each candidate is one captured
+  // step replayed from the same state: parameters, Adam moments and counters are restored before
+  // every replay (device copies, in both candidates' times alike), with a learning rate of 0, so the
+  // step leaves the moments of one step from the saved state, which the two paths must agree on
+  // (a tail path that computes other gradients here is rejected). The state is put back afterwards,
+  // the graphs captured for the race are dropped, and the loser's buffers freed. Both paths' GEMMs
+  // are tuned first (tune_step each), so that the race compares them at their best tiles.
+  void race_paths(const Dataset& d) {
+    NvtxRange range("autotune paths");
+    const cudaStream_t s = stream_.get();
+    tail_ = false;
+    tune_step(d);
+    tail_ = true;
+    tune_step(d);  // (counters_host_[0] holds tune_step's counters: lr 0, batch 0)
+    DeviceBuffer<float> saved(3 * layout_.storage);
+    const std::size_t bytes = layout_.storage * sizeof(float);
+    DeviceBuffer<float>* const state[3] = {&params_, &m_, &v_};
+    for (int i = 0; i < 3; ++i)
+      CUDA_CHECK(cudaMemcpyAsync(saved.data() + i * layout_.storage, state[i]->data(), bytes, cudaMemcpyDeviceToDevice, s));
+    auto restore = [&] {
+      for (int i = 0; i < 3; ++i)
+        CUDA_CHECK(cudaMemcpyAsync(state[i]->data(), saved.data() + i * layout_.storage, bytes, cudaMemcpyDeviceToDevice, s));
+      CUDA_CHECK(cudaMemcpyAsync(counters_.data(), &counters_host_[0], sizeof(cuda::TrainCounters), cudaMemcpyHostToDevice, s));
+    };
+    std::vector<GraphExec> graphs;
+    std::vector<cuda::autotune::Candidate> paths;
+    for (const bool tail : {false, true}) {
+      tail_ = tail;
+      restore();
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      graphs.push_back(capture_graph(s, [this, dp = &d] { record_step(*dp, cfg_.batch_size); }));
+    }
+    for (std::size_t i = 0; i < graphs.size(); ++i)
+      paths.push_back({i ? "tail step" : "graph step", [&, g = &graphs[i]] {
+                         restore();
+                         g->launch(s);
+                       }});
+    cuda::autotune::Record rec;
+    rec.op = cat("training step ", cfg_.batch_size, " rows ", to_string(cfg_.precision), " (--kernels auto)");
+    const int kept = cuda::autotune::tune(paths, {{m_.data(), layout_.storage}, {v_.data(), layout_.storage}}, s, rec);
+    restore();
+    stream_.synchronize();
+    path_report_.push_back(rec.line());
+    tail_ = kept == 1;
+    race_paths_ = false;
+    if (tail_) {
+      head_ = false;
+      head_partial_ = DeviceBuffer<float>();
+    } else {
+      tail_partial_ = DeviceBuffer<float>();
+      w0_partial_ = DeviceBuffer<float>();
+    }
   }
 
   // Autotuning (cfg.autotune): one full-batch step's launches, uncaptured and without the optimizer,
@@ -770,6 +845,8 @@ class CudaEngine final : public Engine {
   bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)
   bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)
   bool step_tuned_ = false;  // tune_step has run
+  bool race_paths_ = false;  // Auto, autotuned: graph vs tail still to be timed (race_paths)
+  std::vector<std::string> path_report_;  // what race_paths found
   DeviceBuffer<float> x_;    // the gathered X0 [cap, input] otherwise (empty when in place)
   DeviceBuffer<uint8_t> y_;
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)

@@ -33,11 +33,15 @@ enum class Gemm { Native, Cublas };
 // `Graph` is the sequence of separate kernels per step, captured as CUDA graphs. A model the fused
 // kernel cannot hold falls back to `Graph` with a one-line notice. `Auto` (the default) takes
 // `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch, fp32,
-// native GEMMs), `Graph` otherwise, without a notice. `Tail` is the graph path for large
+// native GEMMs); above that batch, with EngineConfig::autotune, the faster of `Graph` and `Tail`
+// as the first epoch times them on the device (one step each from the same state, the tail
+// checked against the graph path's moments first; Engine::autotune_report names the times), and
+// `Graph` otherwise; never a notice. `Tail` is the graph path for large
 // batches with fewer, larger launches: layer 0's forward, ONE launch for every later layer's
 // forward, loss and backward (kernels/tail.cuh), layer 0's weight partials, and ONE launch that sums
 // every layer's gradient pieces and runs Adam (cuda::adam_reduce_update); a model the tail kernel
-// cannot hold falls back to `Graph` with a notice. Not yet measured: `Auto` never picks it.
+// cannot hold falls back to `Graph` with a notice. Not yet measured on hardware: without autotuning
+// `Auto` never picks it.
 enum class Kernels { Auto, Fused, Graph, Tail };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at

@@ -223,6 +223,45 @@ TEST_CASE("CUDA engine: --autotune keeps other tiles and changes no bit; the ste
     }
 }
 
+// Kernels::Auto above the fused kernel's batches, autotuned, on the device's own clock: the first
+// epoch races the graph and tail paths; the tail must agree with the graph path (no rejection: a
+// hardware check of the tail kernel and the fused Adam pass against the graph path), and the engine
+// must then train bit for bit as an engine pinned to the path it kept (the race restores the state
+// exactly; the second engine reuses the process's tuned tiles, so both run the same tiles).
+TEST_CASE("CUDA engine: --kernels auto with --autotune races graph and tail, then trains as the path it kept") {
+  for (const Precision prec : {Precision::FP32, Precision::TF32}) {
+    INFO("precision ", to_string(prec));
+    cuda::dense_autotune_reset();
+    Problem p = make_problem(784, {128, 64}, 10, 0.2f, 1024, 2600, 49);
+    p.cfg.precision = prec;
+    p.cfg.autotune = true;
+    TrainState state[2];
+    EpochStats eval[2];
+    bool tail = false;
+    for (const int pinned : {0, 1}) {
+      p.cfg.kernels = pinned ? (tail ? Kernels::Tail : Kernels::Graph) : Kernels::Auto;
+      auto gpu = make_cuda_engine(p.cfg);
+      const int t = gpu->add_dataset(p.view());
+      for (int e = 0; e < 2; ++e) gpu->train_epoch(t, e, 1e-3f);
+      gpu->get_state(state[pinned]);
+      eval[pinned] = gpu->evaluate(t);
+      if (!pinned) {
+        tail = gpu->tail_kernel();
+        const std::vector<std::string> report = gpu->autotune_report();
+        REQUIRE(!report.empty());
+        MESSAGE(report[0]);
+        CHECK(report[0].rfind("training step 1024 rows", 0) == 0);
+        CHECK(report[0].find(tail ? ": tail step, " : ": graph step, ") != std::string::npos);
+        for (const std::string& l : report) CHECK_MESSAGE(l.find("REJECTED") == std::string::npos, l);
+      }
+    }
+    CHECK(bitwise_equal(state[0].params, state[1].params));
+    CHECK(bitwise_equal(state[0].m, state[1].m));
+    CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
+  }
+  cuda::dense_autotune_reset();
+}
+
 TEST_CASE("CUDA engine = CPU engine: no shuffle, no dropout, one hidden layer") {
   Problem p = make_problem(33, {17}, 3, 0.0f, 16, 100, 9);
   p.cfg.shuffle = false;

@@ -350,6 +350,73 @@ void autotune_changes_no_bit() {
   }
 }
 
+// Kernels::Auto above the fused kernel's batches with autotuning: the first epoch races the graph
+// and tail paths (race_paths) and keeps the faster. Timings injected (the emulation's events read 0):
+// where the tail wins, the engine must train, evaluate and predict bit for bit as one pinned to
+// --kernels tail (the race restores parameters, moments and counters exactly); where the graph path
+// wins, as one pinned to --kernels graph; and a tail step whose moments disagree with the graph
+// path's (the corrupt hook) is rejected and named. Batch 1024: 2 full batches and a 52-row one.
+void auto_races_paths() {
+  const int n = 2100;
+  EngineConfig cfg;
+  cfg.spec.input = 40;
+  cfg.spec.hidden = {48, 24};
+  cfg.batch_size = 1024;
+  cfg.seed = 43;
+  cfg.autotune = true;
+  const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
+  struct Out {
+    bool tail = false;
+    TrainState st;
+    EpochStats tr, ev;
+    std::vector<float> pr;
+    std::vector<std::string> rep;
+  };
+  auto run = [&](Kernels k, double tail_us, bool corrupt_tail) {
+    cuda::dense_autotune_reset();
+    cuda::autotune::TestHooks h;
+    h.time_us = [tail_us](const std::string& l) {
+      return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "model" ? 1.0 : 2.0;
+    };
+    if (corrupt_tail)
+      h.corrupt = [](const std::string& l, std::vector<float>& v) {
+        if (l == "tail step") v[3] += 1.0f;
+      };
+    cuda::autotune::set_test_hooks(h);
+    cfg.kernels = k;
+    auto gpu = make_cuda_engine(cfg);
+    const int t = gpu->add_dataset({images.data(), labels.data(), n, 40});
+    Out o;
+    for (int e = 0; e < 2; ++e) o.tr = gpu->train_epoch(t, e, 1e-3f);
+    o.tail = gpu->tail_kernel();
+    gpu->get_state(o.st);
+    o.ev = gpu->evaluate(t);
+    o.pr.assign(std::size_t(n) * 10, -1.0f);
+    gpu->predict(o.pr.data(), images.data(), n);
+    o.rep = gpu->autotune_report();
+    cuda::autotune::set_test_hooks({});
+    return o;
+  };
+  auto same = [](const Out& a, const Out& b) {
+    return std::memcmp(&a.tr.loss, &b.tr.loss, sizeof(double)) == 0 && a.st.step == b.st.step && a.st.params == b.st.params &&
+           a.st.m == b.st.m && a.st.v == b.st.v && std::memcmp(&a.ev.loss, &b.ev.loss, sizeof(double)) == 0 && a.pr == b.pr;
+  };
+  const Out tail = run(Kernels::Tail, 1.0, false), graph = run(Kernels::Graph, 1.0, false);
+  expect(tail.tail && !graph.tail && !same(tail, graph), "auto race: the pinned paths differ (else the checks below prove nothing)");
+  const Out fast_tail = run(Kernels::Auto, 5.0, false);
+  expect(fast_tail.tail, "auto race: a tail step 2x faster is kept");
+  expect(same(fast_tail, tail), "auto race (tail kept): bitwise the pinned tail path");
+  expect(!fast_tail.rep.empty() && fast_tail.rep[0].rfind("training step 1024 rows fp32 (--kernels auto): tail step, 5.0 µs (graph step: 10.0 µs)", 0) == 0,
+         cat("auto race: reported first: '", fast_tail.rep.empty() ? "" : fast_tail.rep[0], "'"));
+  const Out near = run(Kernels::Auto, 9.9, false);
+  expect(!near.tail && same(near, graph), "auto race: a tail step 1 % faster does not displace the graph path; bitwise the pinned graph path");
+  const Out wrong = run(Kernels::Auto, 5.0, true);
+  expect(!wrong.tail && same(wrong, graph), "auto race: a tail step that disagrees is not kept");
+  expect(!wrong.rep.empty() && wrong.rep[0].find("REJECTED tail step: ") != std::string::npos,
+         cat("auto race: the rejection reported: '", wrong.rep.empty() ? "" : wrong.rep[0], "'"));
+  cuda::dense_autotune_reset();
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also before an abort
   head_vs_separate();
@@ -390,6 +457,7 @@ int main() {
   tail_fallbacks();
   x_in_place_vs_gathered();
   autotune_changes_no_bit();
+  auto_races_paths();
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }
