@@ -3,7 +3,7 @@
 // 4096 over a 48,000-example random uint8 dataset (the step's time does not depend on the pixel
 // values). Training only: validation is not included (race.py times whole epochs).
 //
-//   bench_fused [--json FILE] [--epochs N] [--batches 128,512,4096]
+//   bench_fused [--json FILE] [--epochs N] [--batches 128,512,4096] [--precision fp32|tf32|bf16]
 //
 // Timing: wall clock around Engine::train_epoch, which ends with the epoch's one synchronisation
 // (the metrics read-back); one warm-up epoch first, then the median of N epochs. µs/step is that
@@ -15,7 +15,11 @@
 // Last, the graph and tail paths with layer 0 reading X from the images in place (the default,
 // EngineConfig::x_in_place) and with the batch gathered into floats first ("-gather": the step's
 // launches before it), so that the difference is this change's gain or loss (profiling/NOTES.md,
-// "The engine reads X from the images").
+// "The engine reads X from the images"). Then the same paths autotuned (EngineConfig::autotune, the
+// app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
+// with autotuning: above batch 512 the graph/tail race), each with the engine's autotune report
+// (the warm-up epoch does the tuning). --precision runs the GEMMs at tf32 or bf16 (the fused rows
+// are fp32 only and skipped then).
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -38,6 +42,7 @@ struct Options {
   std::string json;
   int epochs = 5;
   std::vector<int> batches{128, 512, 4096};
+  Precision precision = Precision::FP32;
 };
 
 Options parse(int argc, char** argv) {
@@ -53,6 +58,12 @@ Options parse(int argc, char** argv) {
     } else if (a == "--epochs") {
       o.epochs = std::atoi(value().c_str());
       if (o.epochs < 1) throw InputError("--epochs must be >= 1");
+    } else if (a == "--precision") {
+      const std::string v = value();
+      if (v == "fp32") o.precision = Precision::FP32;
+      else if (v == "tf32") o.precision = Precision::TF32;
+      else if (v == "bf16") o.precision = Precision::BF16;
+      else throw InputError(cat("--precision must be fp32, tf32 or bf16, got '", v, "'"));
     } else if (a == "--batches") {
       o.batches.clear();
       std::stringstream ss(value());
@@ -86,8 +97,8 @@ int run(const Options& o) {
   for (auto& x : images) x = uint8_t(gen());
   for (auto& y : labels) y = uint8_t(gen() % 10);
   const DataView view{images.data(), labels.data(), n, input};
-  std::printf("bench_fused on %s (%d SMs): training epochs of %d examples, median of %d\n", dev.name.c_str(),
-              dev.sm_count, n, o.epochs);
+  std::printf("bench_fused on %s (%d SMs): training epochs of %d examples, median of %d, GEMMs %s\n",
+              dev.name.c_str(), dev.sm_count, n, o.epochs, to_string(o.precision));
   std::vector<Result> results;
   for (int batch : o.batches) {
     struct Variant {
@@ -96,6 +107,7 @@ int run(const Options& o) {
       int blocks;
       unsigned phases;
       bool x_in_place = true;
+      bool autotune = false;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -105,9 +117,15 @@ int run(const Options& o) {
                                         {"-B", Kernels::Fused, 0, 5u},          {"-C", Kernels::Fused, 0, 3u},
                                         {"sync", Kernels::Fused, 0, 0u},        {"graph", Kernels::Graph, 0, 7u},
                                         {"graph-gather", Kernels::Graph, 0, 7u, false},
-                                        {"tail", Kernels::Tail, 0, 7u},         {"tail-gather", Kernels::Tail, 0, 7u, false}};
+                                        {"tail", Kernels::Tail, 0, 7u},         {"tail-gather", Kernels::Tail, 0, 7u, false},
+                                        {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
+                                        {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
+                                        {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
     for (const Variant& v : variants) {
+      if (v.kernels == Kernels::Fused && o.precision != Precision::FP32) continue;
       EngineConfig cfg;
+      cfg.precision = o.precision;
+      cfg.autotune = v.autotune;
       cfg.batch_size = batch;
       cfg.kernels = v.kernels;
       cfg.fused_blocks = v.blocks;
@@ -123,6 +141,7 @@ int run(const Options& o) {
         e->train_epoch(t, ep, 1e-3f);
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       }
+      for (const std::string& l : e->autotune_report()) std::printf("    %s\n", l.c_str());
       std::sort(ms.begin(), ms.end());
       Result r{v.name, batch, v.blocks, ms[ms.size() / 2], 0};
       r.us_per_step = r.ms_per_epoch * 1e3 / ((n + batch - 1) / batch);

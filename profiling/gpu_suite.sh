@@ -27,7 +27,8 @@
 #              cuBLAS case; tests/gpu/gpu_test.cuh); racecheck did not finish it in 90 s on the H200
 #   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
-#              step, grid sizes; its table in the step's log)
+#              vs tail step, grid sizes, autotuned paths and their reports; its table in the step's
+#              log) at each of SUITE_FUSED_PRECISIONS (default "fp32 tf32")
 #   train20    a full 20-epoch CUDA training with the tutorial's callbacks
 #   race       profiling/race.py (engine, engine-graph, engine-tail, engine-cublas, engine-graph1, PyTorch
 #              tutorial/resident/graph, JAX default/highest)
@@ -227,7 +228,7 @@ s_san-train() {
   step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --out $tmp/san --quiet"
 }
 s_bench() {
-  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then $build/profiling/bench_fused --epochs 3 --batches ${SUITE_FUSED_BATCHES:-128,256,512,4096}; fi"
+  step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then for prec in ${SUITE_FUSED_PRECISIONS:-fp32 tf32}; do $build/profiling/bench_fused --epochs 3 --precision \$prec --batches ${SUITE_FUSED_BATCHES:-128,256,512,4096}; done; fi"
 }
 s_race() {
   step race 240 "$py" profiling/race.py --device "${SUITE_RACE_DEVICE:-cuda}" --bin "$bin" ${data:+--data "$data"} \

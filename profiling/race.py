@@ -5,7 +5,10 @@ Each contender trains the tutorial's MLP for --epochs epochs (early stopping off
 same number) at each batch size of --batches, --repeats times; a run's figure is its median epoch
 time with the first epoch left out as warm-up, and the table shows the median over the repeats.
 
-  contenders   engine            build/apps/mnist_cuda (--bin), its defaults (CUDA: the fused kernel)
+  contenders   engine            build/apps/mnist_cuda (--bin), its defaults (CUDA: the fused kernel up to batch
+                                 512; above, the faster of graph and tail, tiles autotuned: --autotune on)
+               engine-untuned    the same with --autotune off: the launchers' size models pick every tile, and
+                                 auto the graph path above batch 512 (CUDA only)
                engine-graph      the same with --kernels graph: separate kernels per step, CUDA graphs (CUDA only)
                engine-cublas     the same with --gemm cublas (CUDA only; skipped when --help lacks --gemm)
                engine-tail       the same with --kernels tail: the large-batch launches (layers after the first
@@ -54,7 +57,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL = ["engine", "engine-graph", "engine-tail", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
+ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
        "pytorch-graph", "jax", "jax-highest"]
 
 
@@ -223,6 +226,12 @@ class Race:
                 if c in ("engine-graph", "engine-tail") and "--kernels" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --kernels")
                     continue
+                if c == "engine-untuned" and a.device != "cuda":
+                    self.skip(c, "--autotune applies to --device cuda only")
+                    continue
+                if c == "engine-untuned" and "--autotune" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --autotune")
+                    continue
                 if c == "engine-graph1" and "--graph-steps" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --graph-steps")
                     continue
@@ -326,6 +335,8 @@ class Race:
             cmd += ["--kernels", "graph"]
         if c == "engine-tail":
             cmd += ["--kernels", "tail"]
+        if c == "engine-untuned":
+            cmd += ["--autotune", "off"]
         if prec != "fp32":
             cmd += ["--precision", prec]
         cmd += shlex.split(a.engine_args)
@@ -356,6 +367,7 @@ class Race:
             "test_acc": float(acc) if acc is not None else None,
             "test_loss": rep_json.get("test_loss"), "epochs": len(secs), "batch_size": batch,
             "device": rep_json.get("device"), "wall_s": wall, "epoch_seconds": secs,
+            "kernels": rep_json.get("kernels"), "autotune": rep_json.get("autotune", []),
         }, None
 
     @staticmethod
