@@ -67,9 +67,15 @@ double time_us(const Candidate& c, cudaStream_t stream) {
 }  // namespace
 
 std::string Record::line() const {
-  char times[96];
-  std::snprintf(times, sizeof times, "%.1f µs (%s: %.1f µs)", chosen_us, model.c_str(), model_us);
-  std::string s = cat(op, ": ", chosen, ", ", times, ", ", candidates, " tiles tried");
+  char kept[96];
+  std::snprintf(kept, sizeof kept, "%.1f µs (%s: %.1f µs)", chosen_us, model.c_str(), model_us);
+  std::string s = cat(op, ": ", chosen, ", ", kept, ", ", candidates, " tried [");
+  for (std::size_t i = 0; i < times.size(); ++i) {
+    char t[64];
+    std::snprintf(t, sizeof t, "%s%s %.1f", i ? ", " : "", times[i].first.c_str(), times[i].second);
+    s += t;
+  }
+  s += "]";
   for (const std::string& r : rejected) s += cat("; REJECTED ", r);
   return s;
 }
@@ -80,6 +86,7 @@ int tune(const std::vector<Candidate>& candidates, const std::vector<Output>& ou
   rec.candidates = int(candidates.size());
   rec.model = candidates[0].label;
   rec.rejected.clear();
+  rec.times.clear();
   candidates[0].launch();  // the reference (its errors are the caller's: no fallback below it)
   const std::vector<float> reference = read_outputs(outputs, stream);
   std::vector<double> us(candidates.size(), -1.0);  // -1: rejected
@@ -102,6 +109,8 @@ int tune(const std::vector<Candidate>& candidates, const std::vector<Output>& ou
     }
     us[i] = time_us(c, stream);
   }
+  for (std::size_t i = 0; i < candidates.size(); ++i)
+    if (us[i] >= 0) rec.times.emplace_back(candidates[i].label, us[i]);
   std::size_t best = 0;
   for (std::size_t i = 1; i < candidates.size(); ++i) {
     if (us[i] < 0) continue;

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mnist::cuda::autotune {
@@ -54,7 +55,10 @@ struct Record {
   double model_us = 0;
   int candidates = 0;                 // tried
   std::vector<std::string> rejected;  // "label: why"
-  std::string line() const;           // one line for a log
+  std::vector<std::pair<std::string, double>> times;  // every agreeing candidate's median µs, in order
+  // One line for a log: "<op>: <chosen>, <µs> (<model>: <µs>), <n> tried [label µs, ...]"
+  // then "; REJECTED <label>: <why>" for each rejected candidate.
+  std::string line() const;
 };
 
 // Runs the tuning described above; returns the index of the candidate kept (0 when only the

@@ -2513,14 +2513,19 @@ std::string tune_key(const char* op, int B, int K, int N, GemmPrecision prec, co
              tickets ? " + tickets" : "");
 }
 
-// Runs `launch` (the whole operation, enqueued on stream; idempotent) with the tile DenseAutotune
-// chose for `key`, tuning it first where this is the operation's first launch in a scope and the
-// stream is not capturing; the size models otherwise.
+// Operations of fewer multiply-adds are not tuned: a launch's fixed cost (a few µs) dominates every
+// tile there, and tuning them would cost more than it could save (a prediction of 10 rows, the
+// small layers at batch 128).
+constexpr double kTuneMinWork = double(1 << 20);
+
+// Runs `launch` (the whole operation, enqueued on stream; idempotent; `work` multiply-adds) with
+// the tile DenseAutotune chose for `key`, tuning it first where this is the operation's first
+// launch in a scope and the stream is not capturing; the size models otherwise.
 template <class Launch>
-void run_tuned(const std::string& key, GemmPrecision prec, bool fold, bool wgmma_op,
+void run_tuned(const std::string& key, double work, GemmPrecision prec, bool fold, bool wgmma_op,
                std::vector<autotune::Output> outputs, cudaStream_t stream, const Launch& launch) {
   const bool forced = g_forced_tile.tile != GemmTile::Auto || g_forced_simt.tile != SimtTileKind::Auto;
-  if (!g_autotune || forced) {
+  if (!g_autotune || forced || work < kTuneMinWork) {
     g_last_tile = forced ? "forced" : "auto";
     return launch();
   }
@@ -2584,7 +2589,7 @@ void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B
   if (B == 0) return;
   MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
   const GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
-  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), prec,
+  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), double(B) * K * N, prec,
             workspace && forward_split_cols(K) > 0, true, {{Y, std::size_t(B) * std::size_t(N)}}, stream,
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
@@ -2606,7 +2611,7 @@ void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const fl
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), prec,
+  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), double(B) * K * N, prec,
             workspace && forward_split_cols(K) > 0, true, {{D, std::size_t(B) * std::size_t(N)}}, stream,
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
@@ -2637,7 +2642,8 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X,
   set_split(w, workspace, tickets, B, K, N);
   std::vector<autotune::Output> out{{dW, std::size_t(N) * std::size_t(K)}};
   if (db) out.push_back({db, std::size_t(N)});
-  run_tuned(tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets), prec, false, true,
+  run_tuned(tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets), double(B) * K * N, prec,
+            false, true,
             std::move(out), stream, [&] { launch_weights_and_data(w, nullptr, prec, stream); });
 }
 
@@ -2663,7 +2669,7 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
   GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
   w.split_k = weight_split_rows(B, K, N);
   w.partial = partial;
-  run_tuned(tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr), prec, false, true,
+  run_tuned(tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr), double(B) * K * N, prec, false, true,
             {{partial, dense_weight_partial_floats(B, K, N)}}, stream,
             [&] { (void)launch_gemm<Kind::Weight>(w, prec, stream); });  // no reduction pass: the caller's
 }
@@ -2675,7 +2681,8 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
-  run_tuned(tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr), prec, false,
+  run_tuned(tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr), double(B) * K * N,
+            prec, false,
             false, {{dX, std::size_t(B) * std::size_t(K)}}, stream,
             [&] { (void)launch_gemm<Kind::Data>(d, prec, stream); });
 }
@@ -2694,7 +2701,8 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
   if (db) out.push_back({db, std::size_t(N)});
   if (dX) out.push_back({dX, std::size_t(B) * std::size_t(K)});
   const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)") : db ? "weight+db" : "weight";
-  run_tuned(tune_key(op, B, K, N, prec, X, workspace, tickets), prec, false, !dX, std::move(out), stream,
+  run_tuned(tune_key(op, B, K, N, prec, X, workspace, tickets), double(B) * K * N * (dX ? 2 : 1), prec, false, !dX,
+            std::move(out), stream,
             [&] { launch_weights_and_data(w, dX ? &d : nullptr, prec, stream); });
 }
 

@@ -174,7 +174,8 @@ struct SimtTileChoice {
 void dense_force_simt_tile(SimtTileChoice choice);
 
 // Autotuning of the tiles (the engine's --autotune; kernels/autotune.cuh says how one tuning runs).
-// While a DenseAutotune scope is open on this thread, the first launch of each GEMM operation (the
+// While a DenseAutotune scope is open on this thread, the first launch of each GEMM operation of at
+// least 2^20 multiply-adds (smaller ones are launch-bound on every tile; kTuneMinWork) (the
 // launcher, its precision and shape, X as floats or as the images, with or without a split-K
 // workspace and tickets) runs every tile the launcher can force: FP32 the size model's pick, Scalar,
 // Vec32/64/128 (and each Vec tile with a forward's K split folded); TF32/BF16 the model's pick, Mma,

@@ -7,8 +7,9 @@
 //     pick loses only to a tile kMargin faster;
 //   - a tile whose outputs disagree (NaN, or off by more than kAgreement of the largest magnitude)
 //     is rejected, named, and never runs; a difference of float32 summation order is not rejection;
-//   - outside a scope, with a tile forced, or (on the GPU) inside a stream capture for an operation
-//     not yet tuned, the launchers keep their size models and record nothing.
+//   - outside a scope, with a tile forced, for an operation under 2^20 multiply-adds, or (on the
+//     GPU) inside a stream capture for one not yet tuned, the launchers keep their size models and
+//     record nothing.
 // Timings are injected (autotune::TestHooks::time_us) so that the choice is known in advance and a
 // non-model tile wins: on real events alone the model's pick could win every time and the tests
 // would prove nothing about applying a choice. One case times on the device's events (the host
@@ -266,7 +267,7 @@ TEST_CASE("autotune: a tile whose outputs disagree is rejected and never runs; s
 TEST_CASE("autotune: the model's pick loses only to a tile kMargin faster") {
   Clean clean;
   Stream stream;
-  Operands o(Shape{96, 200, 40});
+  Operands o(Shape{96, 400, 40});
   Op forward = o.ops(GemmPrecision::FP32, stream.get())[0];
   const double margin = cuda::autotune::kMargin;
   struct Race {
@@ -288,11 +289,12 @@ TEST_CASE("autotune: the model's pick loses only to a tile kMargin faster") {
   }
 }
 
-TEST_CASE("autotune: once per operation; no scope, a closed scope, an off scope or a forced tile bypass it") {
+TEST_CASE("autotune: once per operation; no scope, a closed scope, an off scope, a forced tile or a tiny GEMM bypass it") {
   Clean clean;
   Stream stream;
-  Operands a(Shape{96, 200, 40}), b(Shape{97, 200, 40});
+  Operands a(Shape{96, 400, 40}), b(Shape{97, 400, 40}), tiny(Shape{16, 200, 40});
   Op fa = a.ops(GemmPrecision::FP32, stream.get())[0], fb = b.ops(GemmPrecision::FP32, stream.get())[0];
+  Op ft = tiny.ops(GemmPrecision::FP32, stream.get())[0];
   favour("vec32");
   fa.run();  // no scope
   CHECK(cuda::dense_last_tile() == "auto");
@@ -309,6 +311,9 @@ TEST_CASE("autotune: once per operation; no scope, a closed scope, an off scope 
     fa.run();
     CHECK(cuda::dense_autotune_records().size() == 1);
     fb.run();  // another row count: another operation
+    CHECK(cuda::dense_autotune_records().size() == 2);
+    ft.run();  // 128 k multiply-adds: below the size worth tuning
+    CHECK(cuda::dense_last_tile() == "auto");
     CHECK(cuda::dense_autotune_records().size() == 2);
     {
       const cuda::DenseAutotune nested_off(false);  // an outer scope still tunes
@@ -329,7 +334,7 @@ TEST_CASE("autotune: once per operation; no scope, a closed scope, an off scope 
   }
   CHECK(cuda::dense_autotune_records().size() == 2);
   const std::string line = cuda::dense_autotune_records()[0].line();
-  CHECK(line.find("forward 96x200->40 fp32") == 0);
+  CHECK(line.find("forward 96x400->40 fp32") == 0);
   CHECK(line.find(": vec32, 1.0 µs (model: 10.0 µs)") != std::string::npos);
 }
 
@@ -337,14 +342,14 @@ TEST_CASE("autotune: once per operation; no scope, a closed scope, an off scope 
 TEST_CASE("autotune: inside a stream capture an untuned GEMM runs the size model's tile, a tuned one its kept tile") {
   Clean clean;
   Stream stream;
-  Operands o(Shape{96, 200, 40});
+  Operands o(Shape{96, 400, 40});
   Op forward = o.ops(GemmPrecision::FP32, stream.get())[0];
   favour("vec32");
   const cuda::DenseAutotune scope;
   auto capture = [&] {
     cudaGraph_t g = nullptr;
     CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
-    cuda::dense_forward(o.Y.data(), o.X.data(), o.W.data(), o.b.data(), 96, 200, 40, true, stream.get(),
+    cuda::dense_forward(o.Y.data(), o.X.data(), o.W.data(), o.b.data(), 96, 400, 40, true, stream.get(),
                         GemmPrecision::FP32, o.ws.data());
     CUDA_CHECK(cudaStreamEndCapture(stream.get(), &g));
     CUDA_CHECK(cudaGraphDestroy(g));
