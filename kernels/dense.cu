@@ -2574,6 +2574,22 @@ void dense_autotune_reset() {
 }
 std::string dense_last_tile() { return g_last_tile; }
 
+std::map<std::string, std::string> dense_autotune_choices() {
+  std::map<std::string, std::string> c;
+  for (const auto& [key, option] : g_tuned) c[key] = option.label;
+  return c;
+}
+
+void dense_autotune_preset(const std::map<std::string, std::string>& choices) {
+  std::vector<TileOption> all = tile_options(GemmPrecision::FP32, true, false);
+  for (TileOption& o : tile_options(GemmPrecision::TF32, true, true)) all.push_back(std::move(o));
+  for (const auto& [key, label] : choices) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const TileOption& o) { return o.label == label; });
+    MNIST_CHECK(it != all.end(), "autotune choice '", label, "' for '", key, "' names no GEMM tile");
+    g_tuned[key] = *it;
+  }
+}
+
 void dense_prepare() {
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe128>();
   prepare_pipe_tile<TilesFor<GemmPrecision::TF32>::Pipe64>();

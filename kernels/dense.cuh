@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -204,6 +205,13 @@ class DenseAutotune {
 std::vector<autotune::Record> dense_autotune_records();
 // Forgets every tuned operation and record (tests).
 void dense_autotune_reset();
+// Every operation tuned or preset so far and the tile kept for it (operation as the records name
+// it -> candidate label), and their preset: a resumed run gets the interrupted run's tiles (the
+// wgmma ones are not bitwise the others), and a preset operation is not tuned again, nor checked.
+// A label that names no tile is an Error naming it; a preset tile the device cannot run (wgmma
+// elsewhere) falls back as a forced one does.
+std::map<std::string, std::string> dense_autotune_choices();
+void dense_autotune_preset(const std::map<std::string, std::string>& choices);
 // Testing hook: the tile the last dense launcher call ran: "auto" (the size model), "forced" (a
 // dense_force_* hook), or the label of the tuned candidate it used.
 std::string dense_last_tile();

@@ -243,6 +243,31 @@ class CudaEngine final : public Engine {
   bool fused_step() const override { return fused_; }
   bool head_kernel() const override { return head_; }
   bool tail_kernel() const override { return tail_; }
+  std::map<std::string, std::string> autotune_choices() const override {
+    std::map<std::string, std::string> c;
+    if (!tune_) return c;
+    c = cuda::dense_autotune_choices();
+    if (!path_choice_.empty()) c[path_key()] = path_choice_;
+    return c;
+  }
+  void set_autotune_choices(const std::map<std::string, std::string>& choices) override {
+    if (!tune_) return;
+    std::map<std::string, std::string> tiles = choices;
+    const auto path = tiles.find(path_key());
+    if (path != tiles.end()) {
+      MNIST_CHECK(path->second == "graph step" || path->second == "tail step", "autotune choice '", path->second,
+                  "' for '", path->first, "' names no training path");
+      if (race_paths_) {  // (else this engine has no race to skip: the tail cannot run here)
+        keep_path(path->second == "tail step");
+        path_choice_ = path->second;
+        path_report_.push_back(cat(path->first, ": ", path->second, " (preset)"));
+      }
+      tiles.erase(path);
+    }
+    for (auto it = tiles.begin(); it != tiles.end();)  // another batch's or precision's path: not this engine's
+      it = it->first.rfind("training step ", 0) == 0 ? tiles.erase(it) : std::next(it);
+    cuda::dense_autotune_preset(tiles);
+  }
   std::vector<std::string> autotune_report() const override {
     std::vector<std::string> lines = path_report_;
     if (tune_)
@@ -671,12 +696,22 @@ class CudaEngine final : public Engine {
                          g->launch(s);
                        }});
     cuda::autotune::Record rec;
-    rec.op = cat("training step ", cfg_.batch_size, " rows ", to_string(cfg_.precision), " (--kernels auto)");
+    rec.op = path_key();
     const int kept = cuda::autotune::tune(paths, {{m_.data(), layout_.storage}, {v_.data(), layout_.storage}}, s, rec);
     restore();
     stream_.synchronize();
     path_report_.push_back(rec.line());
-    tail_ = kept == 1;
+    path_choice_ = rec.chosen;
+    keep_path(kept == 1);
+  }
+
+  // The race's operation name (autotune_choices) and its outcome: the tail path or the graph path,
+  // the other's buffers freed.
+  std::string path_key() const {
+    return cat("training step ", cfg_.batch_size, " rows ", to_string(cfg_.precision), " (--kernels auto)");
+  }
+  void keep_path(bool tail) {
+    tail_ = tail;
     race_paths_ = false;
     if (tail_) {
       head_ = false;
@@ -847,6 +882,7 @@ class CudaEngine final : public Engine {
   bool step_tuned_ = false;  // tune_step has run
   bool race_paths_ = false;  // Auto, autotuned: graph vs tail still to be timed (race_paths)
   std::vector<std::string> path_report_;  // what race_paths found
+  std::string path_choice_;               // its kept candidate ("graph step", "tail step"), or preset
   DeviceBuffer<float> x_;    // the gathered X0 [cap, input] otherwise (empty when in place)
   DeviceBuffer<uint8_t> y_;
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)

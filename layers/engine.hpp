@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -146,6 +147,13 @@ class Engine {
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the
   // order they were tuned; empty when nothing was tuned.
   virtual std::vector<std::string> autotune_report() const { return {}; }
+  // The choices autotuning has made, operation -> kept candidate (the GEMM tiles, process-wide, and
+  // this engine's training path where --kernels auto raced it), and their preset: a resumed run
+  // gets the interrupted run's, so that it continues bit for bit (a wgmma tile or the other path
+  // would change the last bits). Preset operations are not tuned again; the others are, as usual.
+  // A choice that names no tile or path is an Error naming it.
+  virtual std::map<std::string, std::string> autotune_choices() const { return {}; }
+  virtual void set_autotune_choices(const std::map<std::string, std::string>& choices) { (void)choices; }
   virtual const ParamLayout& layout() const = 0;
 
   // Copies a dataset into the engine (the GPU engine uploads it once) and returns its handle.

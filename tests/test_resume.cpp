@@ -2,7 +2,11 @@
 // from its resume checkpoint ends bitwise identical to the run that was never stopped.
 #include <unistd.h>
 
+#include <map>
+#include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "apps/data/mnist.hpp"
 #include "apps/io/resume.hpp"
@@ -117,6 +121,62 @@ TEST_CASE("an interrupt stops fit() between steps; --resume from its checkpoint 
   std::vector<float> params;
   e2->get_params(params);
   CHECK(params == ref_params);
+}
+
+// The CPU engine with the autotuning interface of a CUDA one: it reports fixed choices and records
+// the ones it is given (the CUDA engine's own handling is tested in the GPU and emulated tests).
+class TunedCpu final : public Engine {
+ public:
+  explicit TunedCpu(std::map<std::string, std::string> choices)
+      : cpu_(make_cpu_engine(config())), choices_(std::move(choices)) {}
+  std::string name() const override { return cpu_->name(); }
+  const ParamLayout& layout() const override { return cpu_->layout(); }
+  int add_dataset(const DataView& d) override { return cpu_->add_dataset(d); }
+  bool train_steps(int t, int64_t e, float lr, EpochProgress& p, const std::atomic<bool>* i) override {
+    return cpu_->train_steps(t, e, lr, p, i);
+  }
+  EpochStats evaluate(int id) override { return cpu_->evaluate(id); }
+  void predict(float* probs, const uint8_t* images, int n) override { cpu_->predict(probs, images, n); }
+  void get_params(std::vector<float>& f) override { cpu_->get_params(f); }
+  void set_params(const std::vector<float>& f) override { cpu_->set_params(f); }
+  void get_state(TrainState& s) override { cpu_->get_state(s); }
+  void set_state(const TrainState& s) override { cpu_->set_state(s); }
+  std::map<std::string, std::string> autotune_choices() const override { return choices_; }
+  void set_autotune_choices(const std::map<std::string, std::string>& c) override { given.push_back(c); }
+  std::vector<std::map<std::string, std::string>> given;
+
+ private:
+  std::unique_ptr<Engine> cpu_;
+  std::map<std::string, std::string> choices_;
+};
+
+TEST_CASE("the resume checkpoint carries the autotuned tiles and path, and fit() presets them on resume") {
+  const ImageSet train = synthetic(320, 4), val = synthetic(96, 5);
+  const test::TempDir tmp("resume_autotune");
+  FitOptions opt;
+  opt.epochs = 3;
+  opt.patience = 100;
+  opt.quiet = true;
+  std::ostringstream log;
+  const std::map<std::string, std::string> kept = {
+      {"forward 32x784->128 tf32, X from the images, split-K workspace", "wgmma fold"},
+      {"training step 4096 rows tf32 (--kernels auto)", "tail step"}};
+  std::atomic<bool> stop{false};
+  FitControl ctl;
+  ctl.interrupt = &stop;
+  ctl.resume_path = tmp.path() + "/resume.safetensors";
+  TunedCpu e1(kept);
+  fit(e1, e1.add_dataset(train.view()), e1.add_dataset(val.view()), ModelSpec{}, opt, log,
+      [&](const EpochRecord& r, Engine&) { stop = r.epoch == 1; }, ctl);
+  CHECK(e1.given.empty());  // a fresh run presets nothing
+  const ResumeState rs = load_resume(ctl.resume_path, e1.layout());
+  CHECK(rs.autotune == kept);
+  FitControl ctl2;
+  ctl2.resume_from = &rs;
+  TunedCpu e2({});
+  fit(e2, e2.add_dataset(train.view()), e2.add_dataset(val.view()), ModelSpec{}, opt, log, {}, ctl2);
+  REQUIRE(e2.given.size() == 1);
+  CHECK(e2.given[0] == kept);
 }
 
 TEST_CASE("load_resume rejects a weights-only checkpoint and another architecture") {

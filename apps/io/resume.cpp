@@ -42,7 +42,8 @@ std::string encode_resume(const ParamLayout& layout, const ResumeState& s) {
                             {"cooldown_counter", s.plateau.cooldown_counter}}},
                {"history", hist},
                {"best_epoch", s.history.best_epoch},
-               {"config", s.config}};
+               {"config", s.config},
+               {"autotune", s.autotune}};
   return encode_safetensors(t, {{"format", "mnist_cuda-resume"}, {"resume", meta.dump()}});
 }
 
@@ -98,6 +99,7 @@ ResumeState load_resume(const std::string& path, const ParamLayout& layout) {
     }
     s.history.best_epoch = m.at("best_epoch").get<int>();
     s.config = m.at("config").get<std::map<std::string, std::string>>();
+    if (m.contains("autotune")) s.autotune = m.at("autotune").get<std::map<std::string, std::string>>();
   } catch (const json::exception& ex) {
     throw InputError(cat(path, ": bad resume metadata: ", ex.what()));
   }

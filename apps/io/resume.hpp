@@ -31,6 +31,7 @@ struct ResumeState {
   ReduceLROnPlateau::State plateau;
   History history;                        // completed epochs
   std::map<std::string, std::string> config;  // flags that fix the run: hidden, batch, seed, ...
+  std::map<std::string, std::string> autotune;  // Engine::autotune_choices(): the tiles and path the run kept
 };
 
 // The file's bytes (encode_resume) and their atomic write (save_resume = write_file_atomic of them).

@@ -48,15 +48,19 @@ void install_stop_handlers() {
 // have computed, so every flag that can change a number must be the same (the learning rate
 // included) and the data must be the same data (by fingerprint, wherever --data points). Only
 // --epochs (train longer or shorter), --threads, --graph-steps, --quiet and the --data path may
-// change. `backend` is the engine actually used (auto resolves to cpu or cuda).
+// change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
+// CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
+// size models' choices): a file from before the flag existed ran without it ("off").
 std::map<std::string, std::string> run_config(const AppOptions& o, const std::string& backend,
                                               const std::string& fingerprint) {
-  return {{"hidden", hidden_string(o.hidden)}, {"dropout", cat(o.dropout)},     {"init", to_string(o.init)},
+  std::map<std::string, std::string> c = {{"hidden", hidden_string(o.hidden)}, {"dropout", cat(o.dropout)},     {"init", to_string(o.init)},
           {"batch_size", cat(o.batch_size)},   {"val_split", cat(o.val_split)}, {"split", to_string(o.split)},
           {"seed", cat(o.seed)},               {"patience", cat(o.patience)},   {"precision", to_string(o.precision)},
           {"lr_factor", cat(o.lr_factor)},     {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
           {"lr", shortest(o.lr)},              {"backend", backend},             {"gemm", to_string(o.gemm)},
           {"kernels", to_string(o.kernels)},   {"data", fingerprint}};
+  if (backend == "cuda") c["autotune"] = to_string(o.autotune);
+  return c;
 }
 
 // The interrupted run's state, checked against this run's flags and data.
@@ -71,6 +75,7 @@ ResumeState load_checked_resume(const std::string& path, const ParamLayout& layo
     throw InputError(cat("--resume: --data ", dir, " holds other data than the run saved in ", path, " (",
                          config.at("data"), "; the run had ", data->second.substr(0, 80), ")"));
   std::string diff;
+  if (config.count("autotune") && !resume.config.count("autotune")) resume.config["autotune"] = "off";
   for (const auto& [k, v] : config) {
     auto it = resume.config.find(k);
     if (it == resume.config.end() || it->second != v)

@@ -44,6 +44,7 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     h.stopped_early = rs->early.stop;
     first_epoch = rs->epoch;
     progress = rs->progress;
+    engine.set_autotune_choices(rs->autotune);  // the interrupted run's tiles and path: the same bits
     log << "Resuming at epoch " << first_epoch + 1 << ", batch " << progress.next_batch << " (step " << rs->train.step
         << ", lr " << lr << ")\n";
   }
@@ -69,6 +70,7 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     s.plateau = plateau.state();
     s.history = h;
     s.config = ctl.config;
+    s.autotune = engine.autotune_choices();
     jobs.push_back({ctl.resume_path, [layout, s = std::move(s)] { return encode_resume(layout, s); }});
   };
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 #include <atomic>
+#include <map>
 #include "kernels/autotune.cuh"
 #include "kernels/dense.cuh"
 #include "layers/engine.hpp"
@@ -371,8 +372,9 @@ void auto_races_paths() {
     EpochStats tr, ev;
     std::vector<float> pr;
     std::vector<std::string> rep;
+    std::map<std::string, std::string> choices;
   };
-  auto run = [&](Kernels k, double tail_us, bool corrupt_tail) {
+  auto run = [&](Kernels k, double tail_us, bool corrupt_tail, const std::map<std::string, std::string>& preset = {}) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
     h.time_us = [tail_us](const std::string& l) {
@@ -385,6 +387,7 @@ void auto_races_paths() {
     cuda::autotune::set_test_hooks(h);
     cfg.kernels = k;
     auto gpu = make_cuda_engine(cfg);
+    gpu->set_autotune_choices(preset);
     const int t = gpu->add_dataset({images.data(), labels.data(), n, 40});
     Out o;
     for (int e = 0; e < 2; ++e) o.tr = gpu->train_epoch(t, e, 1e-3f);
@@ -394,6 +397,7 @@ void auto_races_paths() {
     o.pr.assign(std::size_t(n) * 10, -1.0f);
     gpu->predict(o.pr.data(), images.data(), n);
     o.rep = gpu->autotune_report();
+    o.choices = gpu->autotune_choices();
     cuda::autotune::set_test_hooks({});
     return o;
   };
@@ -408,6 +412,21 @@ void auto_races_paths() {
   expect(same(fast_tail, tail), "auto race (tail kept): bitwise the pinned tail path");
   expect(!fast_tail.rep.empty() && fast_tail.rep[0].rfind("training step 1024 rows fp32 (--kernels auto): tail step, 5.0 µs (graph step: 10.0 µs)", 0) == 0,
          cat("auto race: reported first: '", fast_tail.rep.empty() ? "" : fast_tail.rep[0], "'"));
+  // A resumed run (Engine::set_autotune_choices) keeps the interrupted run's path and tiles even
+  // where its own timings would choose otherwise: here the graph path would now win.
+  expect(fast_tail.choices.count("training step 1024 rows fp32 (--kernels auto)") &&
+             fast_tail.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step",
+         "auto race: the path is among the choices");
+  const Out preset = run(Kernels::Auto, 50.0, false, fast_tail.choices);
+  expect(preset.tail && same(preset, tail) && preset.choices == fast_tail.choices,
+         "auto race: preset choices (resume) keep the tail path and the tiles, bitwise");
+  bool threw = false;
+  try {
+    run(Kernels::Auto, 5.0, false, {{"forward 1024x40->48 fp32", "vec33"}});
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("'vec33'") != std::string::npos;
+  }
+  expect(threw, "auto race: a preset naming no tile is an error naming it");
   const Out near = run(Kernels::Auto, 9.9, false);
   expect(!near.tail && same(near, graph), "auto race: a tail step 1 % faster does not displace the graph path; bitwise the pinned graph path");
   const Out wrong = run(Kernels::Auto, 5.0, true);
