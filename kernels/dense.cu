@@ -2585,7 +2585,7 @@ void dense_autotune_preset(const std::map<std::string, std::string>& choices) {
   for (TileOption& o : tile_options(GemmPrecision::TF32, true, true)) all.push_back(std::move(o));
   for (const auto& [key, label] : choices) {
     auto it = std::find_if(all.begin(), all.end(), [&](const TileOption& o) { return o.label == label; });
-    MNIST_CHECK(it != all.end(), "autotune choice '", label, "' for '", key, "' names no GEMM tile");
+    if (it == all.end()) throw InputError(cat("autotune choice '", label, "' for '", key, "' names no GEMM tile"));
     g_tuned[key] = *it;
   }
 }

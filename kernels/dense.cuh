@@ -208,7 +208,7 @@ void dense_autotune_reset();
 // Every operation tuned or preset so far and the tile kept for it (operation as the records name
 // it -> candidate label), and their preset: a resumed run gets the interrupted run's tiles (the
 // wgmma ones are not bitwise the others), and a preset operation is not tuned again, nor checked.
-// A label that names no tile is an Error naming it; a preset tile the device cannot run (wgmma
+// A label that names no tile is an InputError naming it; a preset tile the device cannot run (wgmma
 // elsewhere) falls back as a forced one does.
 std::map<std::string, std::string> dense_autotune_choices();
 void dense_autotune_preset(const std::map<std::string, std::string>& choices);

@@ -255,8 +255,8 @@ class CudaEngine final : public Engine {
     std::map<std::string, std::string> tiles = choices;
     const auto path = tiles.find(path_key());
     if (path != tiles.end()) {
-      MNIST_CHECK(path->second == "graph step" || path->second == "tail step", "autotune choice '", path->second,
-                  "' for '", path->first, "' names no training path");
+      if (path->second != "graph step" && path->second != "tail step")
+        throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_) {  // (else this engine has no race to skip: the tail cannot run here)
         keep_path(path->second == "tail step");
         path_choice_ = path->second;

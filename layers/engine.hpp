@@ -151,7 +151,7 @@ class Engine {
   // this engine's training path where --kernels auto raced it), and their preset: a resumed run
   // gets the interrupted run's, so that it continues bit for bit (a wgmma tile or the other path
   // would change the last bits). Preset operations are not tuned again; the others are, as usual.
-  // A choice that names no tile or path is an Error naming it.
+  // A choice that names no tile or path is an InputError naming it.
   virtual std::map<std::string, std::string> autotune_choices() const { return {}; }
   virtual void set_autotune_choices(const std::map<std::string, std::string>& choices) { (void)choices; }
   virtual const ParamLayout& layout() const = 0;

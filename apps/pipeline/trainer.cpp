@@ -44,7 +44,11 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     h.stopped_early = rs->early.stop;
     first_epoch = rs->epoch;
     progress = rs->progress;
-    engine.set_autotune_choices(rs->autotune);  // the interrupted run's tiles and path: the same bits
+    try {
+      engine.set_autotune_choices(rs->autotune);  // the interrupted run's tiles and path: the same bits
+    } catch (const InputError& e) {
+      throw InputError(cat("--resume: ", ctl.resume_path, ": ", e.what()));
+    }
     log << "Resuming at epoch " << first_epoch + 1 << ", batch " << progress.next_batch << " (step " << rs->train.step
         << ", lr " << lr << ")\n";
   }
