@@ -71,7 +71,8 @@
 // graphs capture the kept tiles: before the first capture, tune_step runs one step's launches
 // uncaptured (no optimizer) so that every GEMM in them has been tuned. autotune_report() lists them.
 // With Kernels::Auto above kFusedAutoMaxBatch it also races the two large-batch paths, graph and
-// tail, one captured step each from the same restored state, and keeps the faster (race_paths).
+// tail, each with X in place and gathered, one captured step each from the same restored state, and
+// keeps the fastest (race_paths).
 //
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
 // kFusedAutoMaxBatch in fp32 with native GEMMs): the training steps run instead as ONE
@@ -228,9 +229,11 @@ class CudaEngine final : public Engine {
     }
     // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
     // as floats, so a one-layer model with the head keeps the gathered batch.
-    x_in_place_ = cfg.x_in_place && !blas_ && !(head_ && layout_.dense.size() == 1);
+    x_race_ok_ = !blas_ && !(head_ && layout_.dense.size() == 1);
+    x_in_place_ = cfg.x_in_place && x_race_ok_;
     tune_ = cfg.autotune && !blas_;
-    if (!x_in_place_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
+    race_x_ = race_paths_ && x_in_place_;  // the race tries the gathered X too (keep_path frees it)
+    if (!x_in_place_ || race_x_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -255,10 +258,14 @@ class CudaEngine final : public Engine {
     std::map<std::string, std::string> tiles = choices;
     const auto path = tiles.find(path_key());
     if (path != tiles.end()) {
-      if (path->second != "graph step" && path->second != "tail step")
+      const std::vector<PathOption> options = path_options();
+      const auto o = std::find_if(options.begin(), options.end(), [&](const PathOption& p) { return p.label == path->second; });
+      const bool known = path->second == "graph step" || path->second == "tail step" ||
+                         path->second == "graph step, X gathered" || path->second == "tail step, X gathered";
+      if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
-      if (race_paths_) {  // (else this engine has no race to skip: the tail cannot run here)
-        keep_path(path->second == "tail step");
+      if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
+        keep_path(*o);
         path_choice_ = path->second;
         path_report_.push_back(cat(path->first, ": ", path->second, " (preset)"));
       }
@@ -657,8 +664,10 @@ class CudaEngine final : public Engine {
   }
 
   // Kernels::Auto above the fused kernel's batches, autotuned: the training step's two paths, graph
-  // (separate kernels, head) and tail, raced on this device, the faster kept (autotune::tune, the
-  // graph path as the reference: the tail must be kMargin faster). Each candidate is one captured
+  // (separate kernels, head) and tail, each with layer 0's X read in place from the images and (where
+  // cfg.x_in_place allows both) gathered into floats first, raced on this device, the fastest kept
+  // (autotune::tune, the graph path as configured as the reference: another must be kMargin faster;
+  // in place and gathered are bitwise equal, so that choice costs no bit). Each candidate is one captured
   // step replayed from the same state: parameters, Adam moments and counters are restored before
   // every replay (device copies, in both candidates' times alike), with a learning rate of 0, so the
   // step leaves the moments of one step from the saved state, which the two paths must agree on
@@ -668,10 +677,11 @@ class CudaEngine final : public Engine {
   void race_paths(const Dataset& d) {
     NvtxRange range("autotune paths");
     const cudaStream_t s = stream_.get();
-    tail_ = false;
-    tune_step(d);
-    tail_ = true;
-    tune_step(d);  // (counters_host_[0] holds tune_step's counters: lr 0, batch 0)
+    const std::vector<PathOption> options = path_options();
+    for (const PathOption& o : options) {  // every GEMM of every candidate tuned
+      tail_ = o.tail, x_in_place_ = o.in_place;
+      tune_step(d);  // (counters_host_[0] holds tune_step's counters: lr 0, batch 0)
+    }
     DeviceBuffer<float> saved(3 * layout_.storage);
     const std::size_t bytes = layout_.storage * sizeof(float);
     DeviceBuffer<float>* const state[3] = {&params_, &m_, &v_};
@@ -684,14 +694,14 @@ class CudaEngine final : public Engine {
     };
     std::vector<GraphExec> graphs;
     std::vector<cuda::autotune::Candidate> paths;
-    for (const bool tail : {false, true}) {
-      tail_ = tail;
+    for (const PathOption& o : options) {
+      tail_ = o.tail, x_in_place_ = o.in_place;
       restore();
       CUDA_CHECK(cudaStreamSynchronize(s));
       graphs.push_back(capture_graph(s, [this, dp = &d] { record_step(*dp, cfg_.batch_size); }));
     }
     for (std::size_t i = 0; i < graphs.size(); ++i)
-      paths.push_back({i ? "tail step" : "graph step", [&, g = &graphs[i]] {
+      paths.push_back({options[i].label, [&, g = &graphs[i]] {
                          restore();
                          g->launch(s);
                        }});
@@ -702,17 +712,33 @@ class CudaEngine final : public Engine {
     stream_.synchronize();
     path_report_.push_back(rec.line());
     path_choice_ = rec.chosen;
-    keep_path(kept == 1);
+    keep_path(options[std::size_t(kept)]);
   }
 
-  // The race's operation name (autotune_choices) and its outcome: the tail path or the graph path,
-  // the other's buffers freed.
+  // The race's candidates: the graph and tail paths, X in place (where cfg.x_in_place allows it)
+  // and gathered (where the gathered buffer exists: race_x_).
+  struct PathOption {
+    std::string label;
+    bool tail, in_place;
+  };
+  std::vector<PathOption> path_options() const {
+    const bool in_place = cfg_.x_in_place && x_race_ok_;
+    std::vector<PathOption> o{{"graph step", false, in_place}, {"tail step", true, in_place}};
+    if (in_place && race_x_)
+      o.insert(o.end(), {{"graph step, X gathered", false, false}, {"tail step, X gathered", true, false}});
+    return o;
+  }
+
+  // The race's operation name (autotune_choices) and its outcome: the path and X's source kept, the
+  // other path's buffers (and the gathered X, when in place won) freed.
   std::string path_key() const {
     return cat("training step ", cfg_.batch_size, " rows ", to_string(cfg_.precision), " (--kernels auto)");
   }
-  void keep_path(bool tail) {
-    tail_ = tail;
-    race_paths_ = false;
+  void keep_path(const PathOption& o) {
+    tail_ = o.tail;
+    x_in_place_ = o.in_place;
+    race_paths_ = race_x_ = false;
+    if (x_in_place_) x_ = DeviceBuffer<float>();
     if (tail_) {
       head_ = false;
       head_partial_ = DeviceBuffer<float>();
@@ -881,6 +907,8 @@ class CudaEngine final : public Engine {
   bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)
   bool step_tuned_ = false;  // tune_step has run
   bool race_paths_ = false;  // Auto, autotuned: graph vs tail still to be timed (race_paths)
+  bool race_x_ = false;      // ... with X in place and gathered (x_ allocated for the race)
+  bool x_race_ok_ = false;   // layer 0 can read X in place at all (no cuBLAS, no one-layer head)
   std::vector<std::string> path_report_;  // what race_paths found
   std::string path_choice_;               // its kept candidate ("graph step", "tail step"), or preset
   DeviceBuffer<float> x_;    // the gathered X0 [cap, input] otherwise (empty when in place)

@@ -88,6 +88,7 @@ struct EngineConfig {
   // by index (kernels/dense.cuh DenseInput; no float batch, the step gathers its labels alone).
   // false: the batch gathered into floats first (the launches before; for the tests, which prove
   // the two bitwise equal). --gemm cublas always gathers; the fused step reads the images itself.
+  // With Kernels::Auto and autotune above kFusedAutoMaxBatch, true lets the race try both.
   bool x_in_place = true;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size

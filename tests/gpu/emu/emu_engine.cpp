@@ -374,11 +374,13 @@ void auto_races_paths() {
     std::vector<std::string> rep;
     std::map<std::string, std::string> choices;
   };
-  auto run = [&](Kernels k, double tail_us, bool corrupt_tail, const std::map<std::string, std::string>& preset = {}) {
+  auto run = [&](Kernels k, double tail_us, bool corrupt_tail, const std::map<std::string, std::string>& preset = {},
+                 double gathered_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us](const std::string& l) {
-      return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "model" ? 1.0 : 2.0;
+    h.time_us = [tail_us, gathered_us](const std::string& l) {
+      return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
+             : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_tail)
       h.corrupt = [](const std::string& l, std::vector<float>& v) {
@@ -427,6 +429,11 @@ void auto_races_paths() {
     threw = std::string(e.what()).find("'vec33'") != std::string::npos;
   }
   expect(threw, "auto race: a preset naming no tile is an error naming it");
+  // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
+  const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
+  expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (graph step: 10.0 µs), 4 tried") != std::string::npos,
+         cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
   const Out near = run(Kernels::Auto, 9.9, false);
   expect(!near.tail && same(near, graph), "auto race: a tail step 1 % faster does not displace the graph path; bitwise the pinned graph path");
   const Out wrong = run(Kernels::Auto, 5.0, true);
