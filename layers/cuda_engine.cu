@@ -497,23 +497,22 @@ class CudaEngine final : public Engine {
   void choose_kernels() {
     if (cfg_.kernels == Kernels::Tail) return choose_tail();
     if (cfg_.kernels == Kernels::Graph) return;
-    if (cfg_.kernels == Kernels::Auto && cfg_.autotune && cfg_.gemm == Gemm::Native &&
-        cfg_.batch_size > kFusedAutoMaxBatch) {
-      // Auto above the fused kernel's batches, autotuned: the graph and the tail paths are both
-      // made ready and the first epoch times them (race_paths); the tail only where it can run.
-      choose_tail();
-      notice_.clear();
-      race_paths_ = tail_;
-      tail_ = false;
-      return;
-    }
     std::vector<int> widths{cfg_.spec.input};
     for (const DenseSlot& sl : layout_.dense) widths.push_back(sl.out);
     if (cfg_.kernels == Kernels::Auto &&
         (cfg_.batch_size > kFusedAutoMaxBatch || cfg_.gemm != Gemm::Native || cfg_.precision != Precision::FP32 ||
          !cuda::fused_step_unsupported(widths, cfg_.batch_size).empty() ||
-         cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks) <= 0))
+         cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks) <= 0)) {
+      // Auto where the fused kernel does not run, autotuned: the graph and the tail paths are both
+      // made ready and the first epoch times them (race_paths); the tail only where it can run.
+      if (cfg_.autotune && cfg_.gemm == Gemm::Native) {
+        choose_tail();
+        notice_.clear();
+        race_paths_ = tail_;
+        tail_ = false;
+      }
       return;
+    }
     std::string why;
     if (cfg_.gemm != Gemm::Native)
       why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");

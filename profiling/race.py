@@ -6,9 +6,9 @@ same number) at each batch size of --batches, --repeats times; a run's figure is
 time with the first epoch left out as warm-up, and the table shows the median over the repeats.
 
   contenders   engine            build/apps/mnist_cuda (--bin), its defaults (CUDA: the fused kernel up to batch
-                                 512; above, the faster of graph and tail, tiles autotuned: --autotune on)
+                                 512 in fp32; elsewhere the fastest of graph and tail, tiles autotuned: --autotune on)
                engine-untuned    the same with --autotune off: the launchers' size models pick every tile, and
-                                 auto the graph path above batch 512 (CUDA only)
+                                 auto the graph path where the fused kernel does not run (CUDA only)
                engine-graph      the same with --kernels graph: separate kernels per step, CUDA graphs (CUDA only)
                engine-cublas     the same with --gemm cublas (CUDA only; skipped when --help lacks --gemm)
                engine-tail       the same with --kernels tail: the large-batch launches (layers after the first

@@ -440,6 +440,12 @@ void auto_races_paths() {
   expect(!wrong.tail && same(wrong, graph), "auto race: a tail step that disagrees is not kept");
   expect(!wrong.rep.empty() && wrong.rep[0].find("REJECTED tail step: ") != std::string::npos,
          cat("auto race: the rejection reported: '", wrong.rep.empty() ? "" : wrong.rep[0], "'"));
+  // Where the fused kernel does not run below batch 512 (tf32), Auto races the paths too.
+  cfg.batch_size = 256;
+  cfg.precision = Precision::TF32;
+  const Out small = run(Kernels::Auto, 5.0, false);
+  expect(small.tail && !small.rep.empty() && small.rep[0].rfind("training step 256 rows tf32 (--kernels auto): tail step", 0) == 0,
+         cat("auto race at tf32, batch 256: '", small.rep.empty() ? "" : small.rep[0], "'"));
   cuda::dense_autotune_reset();
 }
 
