@@ -67,6 +67,11 @@ double time_us(const Candidate& c, cudaStream_t stream) {
 }  // namespace
 
 std::string Record::line() const {
+  if (!timed) {
+    std::string s = cat(op, ": ", chosen, ", ", candidates, " checked, not timed");
+    for (const std::string& r : rejected) s += cat("; REJECTED ", r);
+    return s;
+  }
   char kept[96];
   std::snprintf(kept, sizeof kept, "%.1f µs (%s: %.1f µs)", chosen_us, model.c_str(), model_us);
   std::string s = cat(op, ": ", chosen, ", ", kept, ", ", candidates, " tried [");
@@ -81,16 +86,17 @@ std::string Record::line() const {
 }
 
 int tune(const std::vector<Candidate>& candidates, const std::vector<Output>& outputs, cudaStream_t stream,
-         Record& rec) {
+         Record& rec, bool timed) {
   MNIST_CHECK(!candidates.empty(), "autotune: no candidate");
   rec.candidates = int(candidates.size());
   rec.model = candidates[0].label;
   rec.rejected.clear();
   rec.times.clear();
+  rec.timed = timed;
   candidates[0].launch();  // the reference (its errors are the caller's: no fallback below it)
   const std::vector<float> reference = read_outputs(outputs, stream);
   std::vector<double> us(candidates.size(), -1.0);  // -1: rejected
-  us[0] = time_us(candidates[0], stream);
+  us[0] = timed ? time_us(candidates[0], stream) : 0.0;
   for (std::size_t i = 1; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
     std::string why;
@@ -107,12 +113,12 @@ int tune(const std::vector<Candidate>& candidates, const std::vector<Output>& ou
       rec.rejected.push_back(cat(c.label, ": ", why));
       continue;
     }
-    us[i] = time_us(c, stream);
+    us[i] = timed ? time_us(c, stream) : 0.0;
   }
   for (std::size_t i = 0; i < candidates.size(); ++i)
     if (us[i] >= 0) rec.times.emplace_back(candidates[i].label, us[i]);
   std::size_t best = 0;
-  for (std::size_t i = 1; i < candidates.size(); ++i) {
+  for (std::size_t i = 1; timed && i < candidates.size(); ++i) {
     if (us[i] < 0) continue;
     const bool beats = best == 0 ? us[i] < (1.0 - kMargin) * us[0] : us[i] < us[best];
     if (beats) best = i;

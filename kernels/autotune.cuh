@@ -53,18 +53,22 @@ struct Record {
   std::string model;     // the first candidate's label (the launcher's own pick)
   double chosen_us = 0;  // median µs per launch, of the kept one and of the reference (0: not timed)
   double model_us = 0;
+  bool timed = true;                  // false: checked only (the times below are 0)
   int candidates = 0;                 // tried
   std::vector<std::string> rejected;  // "label: why"
   std::vector<std::pair<std::string, double>> times;  // every agreeing candidate's median µs, in order
-  // One line for a log: "<op>: <chosen>, <µs> (<model>: <µs>), <n> tried [label µs, ...]"
-  // then "; REJECTED <label>: <why>" for each rejected candidate.
+  // One line for a log: "<op>: <chosen>, <µs> (<model>: <µs>), <n> tried [label µs, ...]" (not
+  // timed: "<op>: <chosen>, <n> checked, not timed"), then "; REJECTED <label>: <why>" for each
+  // rejected candidate.
   std::string line() const;
 };
 
 // Runs the tuning described above; returns the index of the candidate kept (0 when only the
-// reference agrees or nothing is faster by kMargin) and fills rec (op is the caller's).
+// reference agrees or nothing is faster by kMargin) and fills rec (op is the caller's). timed
+// false: steps 1 and 3 only, every candidate checked once, none timed, the reference kept (a
+// self-test of the candidates: the engine's --autotune check).
 int tune(const std::vector<Candidate>& candidates, const std::vector<Output>& outputs, cudaStream_t stream,
-         Record& rec);
+         Record& rec, bool timed = true);
 
 // Testing hooks (tests/gpu/test_autotune.cu). time_us, when set, replaces step 2's events (the
 // candidate still runs once for the check); corrupt, when set, is called with a candidate's label

@@ -2456,6 +2456,7 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 // ---- Autotuning (DenseAutotune, dense.cuh) ----
 
 int g_autotune = 0;         // open DenseAutotune scopes that tune
+bool g_autotune_timed = true;  // the innermost such scope times its candidates (else checks only)
 std::string g_last_tile;    // dense_last_tile (tests)
 
 // One tile a launcher can be made to run: the forcing hooks' values.
@@ -2547,7 +2548,7 @@ void run_tuned(const std::string& key, double work, GemmPrecision prec, bool fol
                             }});
     autotune::Record rec;
     rec.op = key;
-    const int kept = autotune::tune(candidates, outputs, stream, rec);
+    const int kept = autotune::tune(candidates, outputs, stream, rec, g_autotune_timed);
     g_records.push_back(rec);
     it = g_tuned.emplace(key, options[std::size_t(kept)]).first;
   }
@@ -2565,8 +2566,16 @@ void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 long long dense_images_fallbacks() { return g_images_fallbacks; }
 
-DenseAutotune::DenseAutotune(bool on) : on_(on) { g_autotune += on ? 1 : 0; }
-DenseAutotune::~DenseAutotune() { g_autotune -= on_ ? 1 : 0; }
+DenseAutotune::DenseAutotune(bool on, bool timed) : on_(on), timed_before_(g_autotune_timed) {
+  if (!on) return;
+  ++g_autotune;
+  g_autotune_timed = timed;
+}
+DenseAutotune::~DenseAutotune() {
+  if (!on_) return;
+  --g_autotune;
+  g_autotune_timed = timed_before_;
+}
 std::vector<autotune::Record> dense_autotune_records() { return g_records; }
 void dense_autotune_reset() {
   g_tuned.clear();

@@ -191,15 +191,17 @@ void dense_force_simt_tile(SimtTileChoice choice);
 // so tuning changes only the time; a wgmma tile, if kept, sums in the tensor core's order (within
 // the tolerance, not bitwise), and then a row's bits can depend on the batch it is computed in.
 // The choices are process-wide (one device); not thread-safe.
+// timed false (the engine's --autotune check): each candidate is run and checked, none timed, and
+// the model's pick kept (recorded as the choice, so a later timed scope does not retune it).
 class DenseAutotune {
  public:
-  explicit DenseAutotune(bool on = true);
+  explicit DenseAutotune(bool on = true, bool timed = true);
   ~DenseAutotune();
   DenseAutotune(const DenseAutotune&) = delete;
   DenseAutotune& operator=(const DenseAutotune&) = delete;
 
  private:
-  bool on_;
+  bool on_, timed_before_;
 };
 // Every tuning so far, in the order they ran (what --autotune reports).
 std::vector<autotune::Record> dense_autotune_records();

@@ -231,7 +231,7 @@ class CudaEngine final : public Engine {
     // as floats, so a one-layer model with the head keeps the gathered batch.
     x_race_ok_ = !blas_ && !(head_ && layout_.dense.size() == 1);
     x_in_place_ = cfg.x_in_place && x_race_ok_;
-    tune_ = cfg.autotune && !blas_;
+    tune_ = cfg.autotune != Autotune::Off && !blas_;
     race_x_ = race_paths_ && x_in_place_;  // the race tries the gathered X too (keep_path frees it)
     if (!x_in_place_ || race_x_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -304,7 +304,7 @@ class CudaEngine final : public Engine {
   bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
                    const std::atomic<bool>* interrupt) override {
     NvtxRange range("epoch");
-    const cuda::DenseAutotune autotune(tune_);
+    const cuda::DenseAutotune autotune(tune_, cfg_.autotune == Autotune::On);
     const Dataset& d = dataset(train);
     const cudaStream_t s = stream_.get();
     const int B = cfg_.batch_size;
@@ -382,7 +382,7 @@ class CudaEngine final : public Engine {
 
   EpochStats evaluate(int id) override {
     NvtxRange range("evaluate");
-    const cuda::DenseAutotune autotune(tune_);  // (GEMMs met here first are tuned here, uncaptured)
+    const cuda::DenseAutotune autotune(tune_, cfg_.autotune == Autotune::On);  // (GEMMs met here first are tuned here, uncaptured)
     const Dataset& d = dataset(id);
     const cudaStream_t s = stream_.get();
     CUDA_CHECK(cudaMemsetAsync(metrics_.data() + kEvalMetrics, 0, sizeof(cuda::Metrics), s));
@@ -426,7 +426,7 @@ class CudaEngine final : public Engine {
   void predict(float* probs, const uint8_t* images, int n) override {
     NvtxRange range("predict");
     if (n <= 0) return;
-    const cuda::DenseAutotune autotune(tune_);
+    const cuda::DenseAutotune autotune(tune_, cfg_.autotune == Autotune::On);
     MNIST_CHECK(probs && images, "predict: null pointer");
     const cudaStream_t s = stream_.get();
     const std::size_t D = std::size_t(cfg_.spec.input), C = std::size_t(cfg_.spec.classes);
@@ -505,7 +505,7 @@ class CudaEngine final : public Engine {
          cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks) <= 0)) {
       // Auto where the fused kernel does not run, autotuned: the graph and the tail paths are both
       // made ready and the first epoch times them (race_paths); the tail only where it can run.
-      if (cfg_.autotune && cfg_.gemm == Gemm::Native) {
+      if (cfg_.autotune != Autotune::Off && cfg_.gemm == Gemm::Native) {
         choose_tail();
         notice_.clear();
         race_paths_ = tail_;
@@ -706,7 +706,8 @@ class CudaEngine final : public Engine {
                        }});
     cuda::autotune::Record rec;
     rec.op = path_key();
-    const int kept = cuda::autotune::tune(paths, {{m_.data(), layout_.storage}, {v_.data(), layout_.storage}}, s, rec);
+    const int kept = cuda::autotune::tune(paths, {{m_.data(), layout_.storage}, {v_.data(), layout_.storage}}, s, rec,
+                                          cfg_.autotune == Autotune::On);
     restore();
     stream_.synchronize();
     path_report_.push_back(rec.line());

@@ -45,6 +45,11 @@ enum class Gemm { Native, Cublas };
 // cannot hold falls back to `Graph` with a notice. Not yet measured on hardware: without autotuning
 // `Auto` never picks it.
 enum class Kernels { Auto, Fused, Graph, Tail };
+// CUDA, native GEMMs: the GEMM tiles (and Auto's path) as the size models pick them (`Off`), timed
+// on the device and the fastest kept (`On`), or every candidate run once and checked against the
+// size model's pick without timing, the model's choices kept (`Check`: a self-test of every tile on
+// the device, cheap enough under compute-sanitizer). EngineConfig::autotune says more.
+enum class Autotune { Off, On, Check };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -56,6 +61,7 @@ using Precision = GemmPrecision;  // FP32, TF32, BF16: one enum, shared with ker
 
 const char* to_string(Gemm g);
 const char* to_string(Kernels k);
+const char* to_string(Autotune a);
 const char* to_string(Precision p);
 
 struct EngineConfig {
@@ -97,8 +103,9 @@ struct EngineConfig {
   // step's launches uncaptured, without the optimizer, so that every GEMM of the graphs is tuned;
   // evaluation and prediction tune theirs at first use. Off: the launchers' size models, the same
   // tiles on every run. The app turns it on (--autotune on, the default); the library default is off
-  // so that tests comparing two engines bit for bit see the same tiles in both.
-  bool autotune = false;
+  // so that tests comparing two engines bit for bit see the same tiles in both. Check: every
+  // candidate (tile and path) runs and is checked as above, none is timed, the models' picks stay.
+  Autotune autotune = Autotune::Off;
 };
 
 struct EpochStats {

@@ -125,7 +125,7 @@ int run(const Options& o) {
       if (v.kernels == Kernels::Fused && o.precision != Precision::FP32) continue;
       EngineConfig cfg;
       cfg.precision = o.precision;
-      cfg.autotune = v.autotune;
+      cfg.autotune = v.autotune ? Autotune::On : Autotune::Off;
       cfg.batch_size = batch;
       cfg.kernels = v.kernels;
       cfg.fused_blocks = v.blocks;

@@ -18,14 +18,17 @@
 #   build      cmake --build build-gpu
 #   ctest-gpu  ctest -L gpu;  ctest-all  every test but the host emulation of the kernels (label emu)
 #   memcheck / initcheck   compute-sanitizer over build-gpu/tests/gpu/mnist_gpu_tests (all of it)
-#   racecheck / synccheck  compute-sanitizer over 4 training runs of a small model (784-32-16-10)
+#   racecheck / synccheck  compute-sanitizer over training runs of a small model (784-32-16-10)
 #              on a 300-image subset of MNIST (profiling/mnist_subset.py; 2 steps, one a partial
 #              batch, validation, test), one per kernel path (fused; graph fp32, tf32, bf16; tail
-#              fp32, tf32): 15 s in all for racecheck on the H200 (31770b8, before the tail), 0 hazards
+#              fp32, tf32; auto tf32: the graph/tail race), each with --autotune check, so that every
+#              tile candidate of layer 0's GEMMs (wgmma included) runs once under the tool: 15 s in
+#              all for racecheck on the H200 (31770b8, before the tail and the candidates), 0 hazards
 #   racecheck-tests / synccheck-tests  the same tools over the sanitizer selection of the GPU
 #              tests (MNIST_GPU_TEST_QUICK=1: rows 1 and 129, the odd widths, no 4096 x 784 or
 #              cuBLAS case; tests/gpu/gpu_test.cuh); racecheck did not finish it in 90 s on the H200
-#   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096)
+#   san-train  compute-sanitizer memcheck over one short training run (1 epoch, batch 4096, the
+#              size models' tiles: --autotune off; the candidates are memchecked by the GPU tests)
 #   bench      build-gpu/profiling/bench_kernels --json (when it exists); bench_fused (fused vs graph
 #              vs tail step, grid sizes, autotuned paths and their reports; its table in the step's
 #              log) at each of SUITE_FUSED_PRECISIONS (default "fp32 tf32")
@@ -204,9 +207,9 @@ sanitize_quick() {  # sanitize_quick TOOL: 2 training steps of a small model on 
   step "$tool" 90 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }
     $py profiling/mnist_subset.py '$data' $tmp/mnist300 300 100 || exit 1
     rc=0
-    for path in 'fused' 'graph' 'graph --precision tf32' 'graph --precision bf16' 'tail' 'tail --precision tf32'; do
+    for path in 'fused' 'graph' 'graph --precision tf32' 'graph --precision bf16' 'tail' 'tail --precision tf32' 'auto --precision tf32'; do
       t0=\$(date +%s)
-      compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --hidden 32,16 --graph-steps 2 --kernels \$path --out $tmp/san-$tool --quiet --seed 3
+      compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --hidden 32,16 --graph-steps 2 --autotune check --kernels \$path --out $tmp/san-$tool --quiet --seed 3
       b=\$?; [ \$b != 0 ] && rc=\$b
       echo \"== $tool over 2 training steps (784-32-16-10, --kernels \$path) on 240 images, validation and test: exit \$b in \$(( \$(date +%s) - t0 ))s\"
       rm -rf $tmp/san-$tool
@@ -225,7 +228,7 @@ s_racecheck-tests() { sanitize_tests racecheck; }
 s_synccheck-tests() { sanitize_tests synccheck; }
 s_initcheck() { sanitize initcheck; }
 s_san-train() {
-  step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --out $tmp/san --quiet"
+  step san-train 150 bash -c "need $bin 'engine not built'; command -v compute-sanitizer >/dev/null || { echo 'skip: compute-sanitizer missing'; exit 77; }; compute-sanitizer --tool memcheck --error-exitcode 1 $bin --data '$data' --device cuda --epochs 1 --batch-size 4096 --autotune off --out $tmp/san --quiet"
 }
 s_bench() {
   step bench 150 bash -c "need $build/profiling/bench_kernels 'no kernel benchmark built'; $build/profiling/bench_kernels --json $out/bench_kernels.json; if [ -x $build/profiling/bench_fused ]; then for prec in ${SUITE_FUSED_PRECISIONS:-fp32 tf32}; do $build/profiling/bench_fused --epochs 3 --precision \$prec --batches ${SUITE_FUSED_BATCHES:-128,256,512,4096}; done; fi"

@@ -55,7 +55,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.kernels = o.kernels;
   c.precision = o.precision;
   c.graph_steps = o.graph_steps;
-  c.autotune = o.autotune == Autotune::On;
+  c.autotune = o.autotune;
   return c;
 }
 

@@ -16,7 +16,6 @@ const char* to_string(Device d) { return d == Device::Cpu ? "cpu" : d == Device:
 const char* to_string(Dataset d) { return d == Dataset::Fashion ? "fashion" : "mnist"; }
 const char* to_string(SplitMode s) { return s == SplitMode::Random ? "random" : "keras"; }
 const char* to_string(Init i) { return i == Init::Torch ? "torch" : "keras"; }
-const char* to_string(Autotune a) { return a == Autotune::Off ? "off" : "on"; }
 
 std::string shortest(double v) {
   char buf[32];
@@ -130,9 +129,9 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "CUDA training step: one persistent kernel, separate kernels in graphs, graphs of the large-batch "
              "launches (layers after the first in one kernel, Adam fused with the gradient sums), or auto (fused "
              "up to batch 512 in fp32; elsewhere the faster of graph and tail on this device with --autotune on, else graph)");
-  add_choice(app, "--autotune", o.autotune, {Autotune::On, Autotune::Off},
+  add_choice(app, "--autotune", o.autotune, {Autotune::On, Autotune::Off, Autotune::Check},
              "CUDA: time every GEMM tile on the device at its first use and keep the fastest (off: the size "
-             "models' pick)");
+             "models' pick; check: run and check every tile against it, untimed, and keep the model's pick)");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");

@@ -21,7 +21,6 @@ namespace mnist {
 enum class Device { Auto, Cpu, Cuda };  // auto: CUDA when a device is usable, else the CPU path
 enum class Dataset { Mnist, Fashion };
 enum class Command { Train, Evaluate, Predict, Compare };
-enum class Autotune { On, Off };  // CUDA: time the GEMM tiles on the device (EngineConfig::autotune)
 
 struct AppOptions {
   Command command = Command::Train;
@@ -78,7 +77,6 @@ const char* to_string(Device d);
 const char* to_string(Dataset d);
 const char* to_string(SplitMode s);
 const char* to_string(Init i);
-const char* to_string(Autotune a);
 
 // Shortest decimal form that reads back as the same double ("0.99999999", "-1e-07", "nan").
 std::string shortest(double v);

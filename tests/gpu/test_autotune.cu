@@ -264,6 +264,40 @@ TEST_CASE("autotune: a tile whose outputs disagree is rejected and never runs; s
   }
 }
 
+TEST_CASE("autotune, check only (timed false): every tile runs and is checked, none is timed, the model's pick stays") {
+  Clean clean;
+  Stream stream;
+  Operands o(Shape{96, 400, 40});
+  Op forward = o.ops(GemmPrecision::FP32, stream.get())[0];
+  int timed = 0;
+  std::vector<std::string> checked;
+  cuda::autotune::TestHooks h;
+  h.time_us = [&timed](const std::string&) { return ++timed, 1.0; };
+  h.corrupt = [&checked](const std::string& l, std::vector<float>& out) {
+    checked.push_back(l);
+    if (l == "vec64") out[0] = std::nanf("");
+  };
+  cuda::autotune::set_test_hooks(h);
+  {
+    const cuda::DenseAutotune scope(true, false);
+    forward.run();
+    CHECK(cuda::dense_last_tile() == "model");
+    {
+      const cuda::DenseAutotune inner;  // a timed scope inside: the choice stands, no retuning
+      forward.run();
+    }
+  }
+  CHECK(timed == 0);
+  CHECK(checked == std::vector<std::string>{"scalar", "vec32", "vec64", "vec128"});
+  const std::vector<Record> rec = cuda::dense_autotune_records();
+  REQUIRE(rec.size() == 1);
+  CHECK(rec[0].chosen == "model");
+  CHECK(!rec[0].timed);
+  CHECK(rec[0].line().find(": model, 5 checked, not timed; REJECTED vec64: output 0 is nan") != std::string::npos);
+  REQUIRE(rec[0].rejected.size() == 1);
+  CHECK(rec[0].rejected[0].rfind("vec64: output 0 is nan", 0) == 0);
+}
+
 TEST_CASE("autotune: the model's pick loses only to a tile kMargin faster") {
   Clean clean;
   Stream stream;

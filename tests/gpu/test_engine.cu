@@ -189,7 +189,7 @@ TEST_CASE("CUDA engine: --autotune keeps other tiles and changes no bit; the ste
         cuda::autotune::TestHooks h;
         h.time_us = [kept](const std::string& l) { return l == kept ? 1.0 : l == "model" ? 10.0 : 20.0; };
         cuda::autotune::set_test_hooks(h);
-        p.cfg.autotune = tune == 1;
+        p.cfg.autotune = tune == 1 ? Autotune::On : Autotune::Off;
         auto gpu = make_cuda_engine(p.cfg);
         const int t = gpu->add_dataset(p.view());
         for (int e = 0; e < 2; ++e) train[tune] = gpu->train_epoch(t, e, 1e-3f);
@@ -234,7 +234,7 @@ TEST_CASE("CUDA engine: --kernels auto with --autotune races graph and tail, the
     cuda::dense_autotune_reset();
     Problem p = make_problem(784, {128, 64}, 10, 0.2f, 1024, 2600, 49);
     p.cfg.precision = prec;
-    p.cfg.autotune = true;
+    p.cfg.autotune = Autotune::On;
     TrainState state[2];
     EpochStats eval[2];
     bool tail = false;

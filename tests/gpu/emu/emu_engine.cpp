@@ -322,7 +322,7 @@ void autotune_changes_no_bit() {
       cuda::autotune::TestHooks h;
       h.time_us = [](const std::string& l) { return l == "vec32" ? 1.0 : l == "model" ? 10.0 : 20.0; };
       cuda::autotune::set_test_hooks(h);
-      cfg.autotune = tune == 1;
+      cfg.autotune = tune == 1 ? Autotune::On : Autotune::Off;
       auto gpu = make_cuda_engine(cfg);
       const int t = gpu->add_dataset({images.data(), labels.data(), n, 600});
       for (int e = 0; e < 2; ++e) tr[tune] = gpu->train_epoch(t, e, 1e-3f);
@@ -364,7 +364,7 @@ void auto_races_paths() {
   cfg.spec.hidden = {48, 24};
   cfg.batch_size = 1024;
   cfg.seed = 43;
-  cfg.autotune = true;
+  cfg.autotune = Autotune::On;
   const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
   struct Out {
     bool tail = false;
@@ -440,6 +440,15 @@ void auto_races_paths() {
   expect(!wrong.tail && same(wrong, graph), "auto race: a tail step that disagrees is not kept");
   expect(!wrong.rep.empty() && wrong.rep[0].find("REJECTED tail step: ") != std::string::npos,
          cat("auto race: the rejection reported: '", wrong.rep.empty() ? "" : wrong.rep[0], "'"));
+  // --autotune check: the paths are run and checked, not timed; the graph path stays (bitwise the
+  // pinned graph path), a disagreeing tail step is still named.
+  cfg.autotune = Autotune::Check;
+  const Out check = run(Kernels::Auto, 5.0, true);
+  expect(!check.tail && same(check, graph) && !check.rep.empty() &&
+             check.rep[0].find(": graph step, 4 checked, not timed; REJECTED tail step: ") != std::string::npos &&
+             check.rep[0].find("REJECTED tail step: ") != std::string::npos,
+         cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
+  cfg.autotune = Autotune::On;
   // Where the fused kernel does not run below batch 512 (tf32), Auto races the paths too.
   cfg.batch_size = 256;
   cfg.precision = Precision::TF32;
