@@ -4,8 +4,8 @@
 // (pick_pipe, pick_simt) stay the first candidate and the fallback.
 //
 // One tuning of one operation (autotune::tune):
-//   1. every candidate runs once on the operation's real operands; its outputs are copied back and
-//      compared with the first candidate's (the reference: the launcher's own model pick). A
+//   1. every candidate runs once on the operation's real operands; its outputs are compared, on the
+//      device, with a copy of the first candidate's (the reference: the launcher's own model pick). A
 //      candidate whose launch fails, or whose outputs are not finite where the reference's are, or
 //      differ from it by more than kAgreement of the reference's largest magnitude, is rejected and
 //      named in the record: a tile that is wrong on this device never runs. (Correct tiles differ
@@ -54,12 +54,13 @@ struct Record {
   double chosen_us = 0;  // median µs per launch, of the kept one and of the reference (0: not timed)
   double model_us = 0;
   bool timed = true;                  // false: checked only (the times below are 0)
+  double seconds = 0;                 // the tuning's own wall time (host)
   int candidates = 0;                 // tried
   std::vector<std::string> rejected;  // "label: why"
   std::vector<std::pair<std::string, double>> times;  // every agreeing candidate's median µs, in order
-  // One line for a log: "<op>: <chosen>, <µs> (<model>: <µs>), <n> tried [label µs, ...]" (not
-  // timed: "<op>: <chosen>, <n> checked, not timed"), then "; REJECTED <label>: <why>" for each
-  // rejected candidate.
+  // One line for a log: "<op>: <chosen>, <µs> (<model>: <µs>), <n> tried in <ms> ms [label µs,
+  // ...]" (not timed: "<op>: <chosen>, <n> checked, not timed, in <ms> ms"), then "; REJECTED
+  // <label>: <why>" for each rejected candidate.
   std::string line() const;
 };
 

@@ -293,7 +293,8 @@ TEST_CASE("autotune, check only (timed false): every tile runs and is checked, n
   REQUIRE(rec.size() == 1);
   CHECK(rec[0].chosen == "model");
   CHECK(!rec[0].timed);
-  CHECK(rec[0].line().find(": model, 5 checked, not timed; REJECTED vec64: output 0 is nan") != std::string::npos);
+  CHECK(rec[0].line().find(": model, 5 checked, not timed, in ") != std::string::npos);
+  CHECK(rec[0].line().find(" ms; REJECTED vec64: output 0 is nan") != std::string::npos);
   REQUIRE(rec[0].rejected.size() == 1);
   CHECK(rec[0].rejected[0].rfind("vec64: output 0 is nan", 0) == 0);
 }

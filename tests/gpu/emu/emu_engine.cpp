@@ -445,7 +445,8 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 5.0, true);
   expect(!check.tail && same(check, graph) && !check.rep.empty() &&
-             check.rep[0].find(": graph step, 4 checked, not timed; REJECTED tail step: ") != std::string::npos &&
+             check.rep[0].find(": graph step, 4 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(" ms; REJECTED tail step: ") != std::string::npos &&
              check.rep[0].find("REJECTED tail step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   cfg.autotune = Autotune::On;
