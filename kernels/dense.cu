@@ -16,6 +16,7 @@
 #include "runtime/cuda_check.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
+#include "runtime/nvtx.hpp"
 
 namespace mnist::cuda {
 namespace {
@@ -2546,6 +2547,7 @@ void run_tuned(const std::string& key, double work, GemmPrecision prec, bool fol
                               ForceFor force(o);
                               launch();
                             }});
+    NvtxRange range("autotune");  // (profiles: every candidate's launches inside it)
     autotune::Record rec;
     rec.op = key;
     const int kept = autotune::tune(candidates, outputs, stream, rec, g_autotune_timed);

@@ -9,6 +9,10 @@
 #             steps); --count how many to profile after that (default 40, a few steps)
 # --nvtx-include  an ncu NVTX filter, e.g. 'train_step/' (kernels inside the push/pop range of
 #             that name) once the engine names its ranges; enables --nvtx. Default: none
+# Autotuning (--autotune on, the engine's default) runs every GEMM tile candidate about 16 times at
+# a GEMM's first launch, inside NVTX ranges named "autotune" / "autotune paths": at batch 128 in
+# fp32 (the fused kernel) nothing is tuned; elsewhere skip past them (--skip), or pass
+# "-- --autotune off" to profile the size models' tiles.
 # Writes OUTDIR/engine.ncu-rep, OUTDIR/ncu-details.txt (the details page as text), OUTDIR/ncu-source.csv
 # (per-SASS-instruction metrics: stall samples, executed instructions),
 # OUTDIR/ncu-summary.csv and OUTDIR/ncu.log. Clock control is off (--clock-control none): the card's

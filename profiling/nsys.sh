@@ -7,7 +7,9 @@
 # and OUTDIR/nsys.log. Exits 77 (ctest's "skipped") when no nsys is found: the lent GPU machines
 # were seen without nsys on PATH (ncu.sh is the route that works there); CUDA's and Nsight's
 # install directories are searched first, and a copy found beside Nsight Compute may only leave a
-# .qdstrm file that needs the full Nsight Systems to be read.
+# .qdstrm file that needs the full Nsight Systems to be read. The first epoch's GEMM tile tuning
+# (--autotune on, the default) shows as NVTX ranges "autotune" / "autotune paths"; the summaries
+# count its launches too (pass "-- --autotune off" to leave it out).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
