@@ -487,15 +487,18 @@ class Race:
             "repeats": len(runs), "ms_per_epoch_runs": [r["ms_per_epoch"] for r in runs],
             "epochs": runs[0].get("epochs"),
         }
-        for k in ("torch", "jax", "device", "train_ms_per_epoch"):
+        for k in ("torch", "jax", "device", "train_ms_per_epoch", "kernels", "autotune"):
             if runs[0].get(k) is not None:
                 rec[k] = runs[0][k] if k != "train_ms_per_epoch" else med(k)
+        paths = sorted({r["kernels"] for r in runs if r.get("kernels")})
+        if len(paths) > 1:  # autotuning kept different paths in different repeats
+            rec["kernels"] = " / ".join(paths)
         return rec
 
 
 def table(results, order, batches):
-    rows = ["| contender | precision | batch | ms/epoch | µs/step | samples/s | test acc | × engine |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| contender | precision | path | batch | ms/epoch | µs/step | samples/s | test acc | × engine |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for b in batches:
         eng = next((results[n] for n in order if results[n]["batch_size"] == b and results[n]["contender"] == "engine"
                     and results[n].get("precision", "fp32") == "fp32"), None)
@@ -505,7 +508,8 @@ def table(results, order, batches):
                 continue
             ratio = "—" if not eng else f"{r['ms_per_epoch'] / eng['ms_per_epoch']:.2f}"
             acc = "—" if r["test_acc"] is None else f"{100 * r['test_acc']:.2f}%"
-            rows.append(f"| {n.split('@')[0]} | {r.get('precision', 'fp32')} | {b} | {r['ms_per_epoch']:.1f} | {r['us_per_step']:.1f} | "
+            rows.append(f"| {n.split('@')[0]} | {r.get('precision', 'fp32')} | {r.get('kernels') or '—'} | {b} | "
+                        f"{r['ms_per_epoch']:.1f} | {r['us_per_step']:.1f} | "
                         f"{r['samples_per_s']:.0f} | {acc} | {ratio} |")
     return "\n".join(rows)
 
