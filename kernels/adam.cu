@@ -17,15 +17,29 @@ constexpr std::size_t kMaxBlocks = 2048;
 // written in place), g [n] (read): one flat span, grid-stride. Thread 0 of each block reads (lr,
 // t) -- from counters when set (read only: advance_train_counters moves them on afterwards) -- and
 // computes the bias-corrected step size once for the block.
+// Thread 0 of a block, once the block has read the counters: counts the block in; the last block
+// to arrive moves the counters on (no block reads them after its arrival: advance_train_counters in
+// the optimizer's launch) and resets the count for the next launch. No-op without `advance`.
+__device__ void count_in_and_advance(TrainCounters* counters, unsigned* advance) {
+  if (!advance) return;
+  __threadfence();
+  if (atomicAdd(advance, 1u) == gridDim.x - 1) {
+    counters->step += 1;
+    counters->batch += 1;
+    *advance = 0;
+  }
+}
+
 __global__ void __launch_bounds__(kThreads)
     adam_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, const float* __restrict__ g,
-                std::size_t n, float lr, float b1, float b2, float eps, int64_t t,
-                const TrainCounters* __restrict__ counters) {
+                std::size_t n, float lr, float b1, float b2, float eps, int64_t t, TrainCounters* __restrict__ counters,
+                unsigned* __restrict__ advance) {
   __shared__ float s_alpha;
   if (threadIdx.x == 0) {
     const float rate = counters ? counters->lr : lr;
     const int64_t step = counters ? counters->step : t;
     s_alpha = adam_step_size(rate, b1, b2, step);
+    count_in_and_advance(counters, advance);
   }
   __syncthreads();
   const float alpha = s_alpha;
@@ -51,16 +65,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float s_alpha;
   if (threadIdx.x == 0) {
     s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
-    // The block's one read of the counters is done: count it in; the last block to arrive moves the
-    // counters on (no block reads them after its arrival) and resets the count for the next launch.
-    if (advance) {
-      __threadfence();
-      if (atomicAdd(advance, 1u) == gridDim.x - 1) {
-        counters->step += 1;
-        counters->batch += 1;
-        *advance = 0;
-      }
-    }
+    count_in_and_advance(counters, advance);  // (the block's one read of the counters is done)
   }
   __syncthreads();
   const float alpha = s_alpha;
@@ -129,7 +134,7 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
   if (n == 0) return;
   MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, lr, b1, b2, eps, t, nullptr);
+  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, lr, b1, b2, eps, t, nullptr, nullptr);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -139,7 +144,19 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, co
   if (n == 0) return;
   MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, 0.0f, b1, b2, eps, 0, counters);
+  // (read only: no advance count, so the kernel never writes them)
+  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, 0.0f, b1, b2, eps, 0,
+                                                     const_cast<TrainCounters*>(counters), nullptr);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+void adam_update_and_advance(float* p, float* m, float* v, const float* g, std::size_t n, TrainCounters* counters,
+                             float b1, float b2, float eps, cudaStream_t stream, unsigned* advance) {
+  MNIST_CHECK(counters && advance, "adam_update_and_advance: null counters or advance count");
+  MNIST_CHECK(n == 0 || (p && m && v && g), "adam_update_and_advance: null pointer");
+  MNIST_CHECK(n == 0 || (p != m && p != v && m != v && g != p && g != m && g != v),
+              "adam_update_and_advance: p, m, v, g must be distinct");
+  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, 0.0f, b1, b2, eps, 0, counters, advance);
   MNIST_LAUNCH_CHECK(stream);
 }
 

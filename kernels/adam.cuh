@@ -24,6 +24,13 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
 void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, const TrainCounters* counters,
                  float b1, float b2, float eps, cudaStream_t stream);
 
+// The same, and, by the last block to finish, advance_train_counters (step += 1, batch += 1) once
+// every block has read the counters: the graph path's optimizer and counter launches in one, as
+// adam_reduce_update does for the tail path. advance: a device counter, 0 before the first launch;
+// every launch leaves it 0. Bitwise adam_update's p, m, v (n == 0 still advances).
+void adam_update_and_advance(float* p, float* m, float* v, const float* g, std::size_t n, TrainCounters* counters,
+                             float b1, float b2, float eps, cudaStream_t stream, unsigned* advance);
+
 // ---- Adam fused with the sum of a weight gradient's partial slices ----
 //
 // A Dense layer's gradient given as `slices` partial sums (split-K pieces of dense's weight GEMM,

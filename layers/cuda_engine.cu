@@ -18,8 +18,8 @@
 //   dense_backward_fused      x L-1  dW_l, db_l = dZ_lᵀ·A_{l-1}, Σ dZ_l        (db as a ones column)
 //                                    and, for l > 0, in the same launch:
 //                                    dZ_{l-1} = (dZ_l·W_l) ⊙ [A_{l-1} > 0] / (1-p)
-//   adam_update                      every parameter in one launch
-//   advance_train_counters           step += 1, batch += 1 on the device (one thread)
+//   adam_update_and_advance          every parameter in one launch; its last block to finish also
+//                                    advances the counters (step += 1, batch += 1 on the device)
 // Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
 // Layer 0's weight GEMM reads X0 from the images as its forward does; evaluation and prediction
@@ -42,8 +42,8 @@
 // in device memory (TrainCounters: step, batch index, learning rate; the epoch's order array), so
 // the K copies of the step in the graph are identical and the graphs never change: no
 // re-capture, no re-instantiation, not even when the learning rate changes. The counters are
-// written once per epoch (one async copy) and advanced on the device by the step's last launch,
-// advance_train_counters. K trades the host's launch work and the gaps between graph launches
+// written once per epoch (one async copy) and advanced on the device by the step's last launch
+// (the optimizer's last block). K trades the host's launch work and the gaps between graph launches
 // (375 replays an epoch at K = 1, 15 at K = 25) against the latency of an interrupt, which is
 // honoured between replays; K is capped at the epoch's full batches (11 at batch 4096: one replay).
 // A shorter last batch runs the same launches uncaptured.
@@ -201,6 +201,8 @@ class CudaEngine final : public Engine {
     if (head_) head_partial_.resize(cuda::head_partial_floats(cfg.batch_size, last.in, last.out));
     xent_done_.resize(1);
     CUDA_CHECK(cudaMemset(xent_done_.data(), 0, xent_done_.bytes()));
+    advance_done_.resize(1);  // the step's last launch's count of blocks past their counter read
+    CUDA_CHECK(cudaMemset(advance_done_.data(), 0, advance_done_.bytes()));  // each launch leaves it 0
 
     if (cfg.gemm == Gemm::Cublas) {
       // The cuBLAS path is the float32 yardstick; TF32/BF16 are the native kernels' (their inputs
@@ -224,8 +226,6 @@ class CudaEngine final : public Engine {
       w0_partial_.resize(cuda::dense_weight_partial_floats(cfg.batch_size, first.in, first.out));
       if (xent_blocks_.size() < std::size_t(cuda::tail_xent_slots(cap_)))
         xent_blocks_.resize(std::size_t(cuda::tail_xent_slots(cap_)));
-      advance_done_.resize(1);
-      CUDA_CHECK(cudaMemset(advance_done_.data(), 0, advance_done_.bytes()));  // each launch leaves it 0
       cuda::tail_prepare();  // before any capture
     }
     // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
@@ -897,9 +897,10 @@ class CudaEngine final : public Engine {
     }
     if (!update) return;
     NvtxRange range("optimizer");
-    cuda::adam_update(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage, counters_.data(),
-                      cfg_.beta1, cfg_.beta2, cfg_.eps, s);
-    cuda::advance_train_counters(counters_.data(), s);  // after the step's last reader of the counters
+    // ... and advance_train_counters by its last block: the step's last launch (every reader of the
+    // counters in this step has run before it).
+    cuda::adam_update_and_advance(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage,
+                                  counters_.data(), cfg_.beta1, cfg_.beta2, cfg_.eps, s, advance_done_.data());
   }
 
   EngineConfig cfg_;

@@ -605,6 +605,12 @@ void bench_optimizer(Bench& bench) {
                 cuda::adam_update(p.data(), m.data(), v.data(), g.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f, st);
                 cuda::advance_train_counters(ctr.data(), st);
               });
+    bench.run("optimizer", cat(B, " rows, ", n, " params"),
+              "adam_update_and_advance (the graph path's step end: 1 launch)", 10.0 * n, 28.0 * n,
+              [&](cudaStream_t st) {
+                cuda::adam_update_and_advance(p.data(), m.data(), v.data(), g.data(), n, ctr.data(), 0.9f, 0.999f,
+                                              1e-7f, st, advance.data());
+              });
   }
 }
 

@@ -69,6 +69,42 @@ TEST_CASE("adam_update with TrainCounters: same result as the host step; advance
   }
 }
 
+// The graph path's step ends with adam_update_and_advance: adam_update's arithmetic bit for bit
+// (both steps of two launches, the second at the step the first advanced to), and the counters
+// moved on exactly once per launch by its last block, whatever the grid (1 to 274 blocks), with the
+// block count left 0 for the next launch; n = 0 still advances.
+TEST_CASE("adam_update_and_advance: adam_update's bits, and the counters moved on once per launch") {
+  Stream stream;
+  const float lr = 2e-3f;
+  for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(1000), std::size_t(70001)}) {
+    INFO("n=", n);
+    const std::vector<float> p = random_vector(n, 15), m = random_vector(n, 16, -0.1, 0.1),
+                             v = random_vector(n, 17, 0.0, 0.01), g = random_vector(n, 18);
+    auto p1 = to_device(p), m1 = to_device(m), v1 = to_device(v), p2 = to_device(p), m2 = to_device(m),
+         v2 = to_device(v), dg = to_device(g);
+    cuda::TrainCounters c;
+    c.step = 7;
+    c.batch = 4;
+    c.lr = lr;
+    auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+    auto advance = to_device(std::vector<unsigned>{0u});
+    for (int launch = 0; launch < 2; ++launch) {
+      INFO("launch ", launch);
+      if (n) cuda::adam_update(p1.data(), m1.data(), v1.data(), dg.data(), n, lr, 0.9f, 0.999f, 1e-7f, 7 + launch, stream.get());
+      cuda::adam_update_and_advance(p2.data(), m2.data(), v2.data(), dg.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f,
+                                    stream.get(), advance.data());
+      CHECK(bitwise_equal(to_host(p1), to_host(p2)));
+      CHECK(bitwise_equal(to_host(m1), to_host(m2)));
+      CHECK(bitwise_equal(to_host(v1), to_host(v2)));
+      const cuda::TrainCounters after = to_host(ctr)[0];
+      CHECK(after.step == 8 + launch);
+      CHECK(after.batch == 5 + launch);
+      CHECK(after.lr == lr);
+      CHECK(to_host(advance)[0] == 0u);
+    }
+  }
+}
+
 // adam_reduce_update: segments of (W [rows, cols], b [rows]) whose gradient comes as `slices`
 // partial sums [slices][rows][cols+1]. Expected: the gradient is the slices' float sum from 0 in
 // slice order (its stated order: g_out bit for bit, computed on the host the same way), and p, m,
