@@ -16,6 +16,33 @@
 namespace mnist::test {
 namespace {
 
+// Two device copies of one random optimiser state (p, m, v) and a gradient g, of n elements from
+// `seed`: one for the reference launch, one for the launch under test.
+struct TwinStates {
+  DeviceBuffer<float> p1, m1, v1, p2, m2, v2, g;
+  TwinStates(std::size_t n, uint64_t seed) {
+    const std::vector<float> p = random_vector(n, seed), m = random_vector(n, seed + 1, -0.1, 0.1),
+                             v = random_vector(n, seed + 2, 0.0, 0.01), gh = random_vector(n, seed + 3);
+    p1 = to_device(p), m1 = to_device(m), v1 = to_device(v), p2 = to_device(p), m2 = to_device(m), v2 = to_device(v);
+    g = to_device(gh);
+  }
+  // Whether both copies hold the same bits.
+  void check_equal() const {
+    CHECK(bitwise_equal(to_host(p1), to_host(p2)));
+    CHECK(bitwise_equal(to_host(m1), to_host(m2)));
+    CHECK(bitwise_equal(to_host(v1), to_host(v2)));
+  }
+};
+
+// One TrainCounters on the device.
+DeviceBuffer<cuda::TrainCounters> device_counters(int64_t step, int64_t batch, float lr) {
+  cuda::TrainCounters c;
+  c.step = step;
+  c.batch = batch;
+  c.lr = lr;
+  return to_device(std::vector<cuda::TrainCounters>{c});
+}
+
 TEST_CASE("adam_update equals cpu::adam_update over several steps") {
   Stream stream;
   const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
@@ -43,20 +70,12 @@ TEST_CASE("adam_update with TrainCounters: same result as the host step; advance
   const float lr = 3e-3f;
   for (std::size_t n : {std::size_t(1), std::size_t(1000), std::size_t(100003), std::size_t(1) << 22}) {
     INFO("n=", n);  // 1 .. 2048 blocks: every block reads the counters
-    const std::vector<float> p = random_vector(n, 5), m = random_vector(n, 6, -0.1, 0.1),
-                             v = random_vector(n, 7, 0.0, 0.01), g = random_vector(n, 8);
-    auto p1 = to_device(p), m1 = to_device(m), v1 = to_device(v), p2 = to_device(p), m2 = to_device(m),
-         v2 = to_device(v), dg = to_device(g);
-    cuda::TrainCounters c;
-    c.step = 5;
-    c.batch = 2;
-    c.lr = lr;
-    auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
-    cuda::adam_update(p1.data(), m1.data(), v1.data(), dg.data(), n, lr, 0.9f, 0.999f, 1e-7f, 5, stream.get());
-    cuda::adam_update(p2.data(), m2.data(), v2.data(), dg.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f, stream.get());
-    CHECK(bitwise_equal(to_host(p1), to_host(p2)));
-    CHECK(bitwise_equal(to_host(m1), to_host(m2)));
-    CHECK(bitwise_equal(to_host(v1), to_host(v2)));
+    TwinStates x(n, 5);
+    auto ctr = device_counters(5, 2, lr);
+    cuda::adam_update(x.p1.data(), x.m1.data(), x.v1.data(), x.g.data(), n, lr, 0.9f, 0.999f, 1e-7f, 5, stream.get());
+    cuda::adam_update(x.p2.data(), x.m2.data(), x.v2.data(), x.g.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f,
+                      stream.get());
+    x.check_equal();
     const cuda::TrainCounters read = to_host(ctr)[0];  // adam_update only reads them
     CHECK(read.step == 5);
     CHECK(read.batch == 2);
@@ -78,24 +97,17 @@ TEST_CASE("adam_update_and_advance: adam_update's bits, and the counters moved o
   const float lr = 2e-3f;
   for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(1000), std::size_t(70001)}) {
     INFO("n=", n);
-    const std::vector<float> p = random_vector(n, 15), m = random_vector(n, 16, -0.1, 0.1),
-                             v = random_vector(n, 17, 0.0, 0.01), g = random_vector(n, 18);
-    auto p1 = to_device(p), m1 = to_device(m), v1 = to_device(v), p2 = to_device(p), m2 = to_device(m),
-         v2 = to_device(v), dg = to_device(g);
-    cuda::TrainCounters c;
-    c.step = 7;
-    c.batch = 4;
-    c.lr = lr;
-    auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+    TwinStates x(n, 15);
+    auto ctr = device_counters(7, 4, lr);
     auto advance = to_device(std::vector<unsigned>{0u});
     for (int launch = 0; launch < 2; ++launch) {
       INFO("launch ", launch);
-      if (n) cuda::adam_update(p1.data(), m1.data(), v1.data(), dg.data(), n, lr, 0.9f, 0.999f, 1e-7f, 7 + launch, stream.get());
-      cuda::adam_update_and_advance(p2.data(), m2.data(), v2.data(), dg.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f,
-                                    stream.get(), advance.data());
-      CHECK(bitwise_equal(to_host(p1), to_host(p2)));
-      CHECK(bitwise_equal(to_host(m1), to_host(m2)));
-      CHECK(bitwise_equal(to_host(v1), to_host(v2)));
+      if (n)
+        cuda::adam_update(x.p1.data(), x.m1.data(), x.v1.data(), x.g.data(), n, lr, 0.9f, 0.999f, 1e-7f, 7 + launch,
+                          stream.get());
+      cuda::adam_update_and_advance(x.p2.data(), x.m2.data(), x.v2.data(), x.g.data(), n, ctr.data(), 0.9f, 0.999f,
+                                    1e-7f, stream.get(), advance.data());
+      x.check_equal();
       const cuda::TrainCounters after = to_host(ctr)[0];
       CHECK(after.step == 8 + launch);
       CHECK(after.batch == 5 + launch);

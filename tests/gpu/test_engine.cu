@@ -116,6 +116,16 @@ TEST_CASE("CUDA engine = CPU engine: --kernels tail (layers >= 1 in one kernel, 
   CHECK(e->notice().find("--kernels tail") != std::string::npos);
 }
 
+// The default model at batch 512 on n examples, on the given path and precision, with the head
+// kernel from this batch (head_min_batch 0): the cases below that compare two runs of one path.
+Problem large_batch_problem(Precision prec, Kernels kernels, int n, uint64_t seed) {
+  Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, n, seed);
+  p.cfg.kernels = kernels;
+  p.cfg.precision = prec;
+  p.cfg.head_min_batch = 0;
+  return p;
+}
+
 // Layer 0's X read in place from the images (EngineConfig::x_in_place, the default) against the
 // batch gathered into floats first (false: the launches before it). Both give the GEMMs the same
 // floats (pixel_value) and the GEMMs' results do not depend on where X came from
@@ -128,10 +138,7 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
   for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
     for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
       INFO("precision ", to_string(prec), ", kernels ", to_string(kernels));
-      Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 4200, 47);
-      p.cfg.kernels = kernels;
-      p.cfg.precision = prec;
-      p.cfg.head_min_batch = 0;
+      Problem p = large_batch_problem(prec, kernels, 4200, 47);
       std::vector<EpochProgress> progress[2];
       TrainState state[2];
       EpochStats eval[2];
@@ -175,10 +182,7 @@ TEST_CASE("CUDA engine: --autotune keeps other tiles and changes no bit; the ste
   for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
     for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
       INFO("precision ", to_string(prec), ", kernels ", to_string(kernels));
-      Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1300, 48);
-      p.cfg.kernels = kernels;
-      p.cfg.precision = prec;
-      p.cfg.head_min_batch = 0;
+      Problem p = large_batch_problem(prec, kernels, 1300, 48);
       const std::string kept = prec == Precision::FP32 ? "vec32" : "pipe64";
       TrainState state[2];
       EpochStats train[2], eval[2];

@@ -301,13 +301,19 @@ void x_in_place_vs_gathered() {
 // FP32 contract: every tile one FMA chain per output), on the graph and tail paths, and its report
 // holds the training step's layer-0 GEMMs (tune_step tuned them before the graphs captured them).
 // Layer 0 600 -> 48 at batch 512: its forward splits K (the fold candidates), its weight GEMM rows.
+// A 10-class model input -> 48 -> 24 -> 10 at `batch` rows (the autotuning cases below).
+EngineConfig tuning_config(int input, int batch, uint64_t seed) {
+  EngineConfig cfg;
+  cfg.spec.input = input;
+  cfg.spec.hidden = {48, 24};
+  cfg.batch_size = batch;
+  cfg.seed = seed;
+  return cfg;
+}
+
 void autotune_changes_no_bit() {
   const int n = 1100;
-  EngineConfig cfg;
-  cfg.spec.input = 600;
-  cfg.spec.hidden = {48, 24};
-  cfg.batch_size = 512;
-  cfg.seed = 41;
+  EngineConfig cfg = tuning_config(600, 512, 41);
   cfg.head_min_batch = 0;
   const auto images = emu_x::bytes(std::size_t(n) * 600, 91, 255), labels = emu_x::bytes(std::size_t(n), 92, 9);
   for (const Kernels k : {Kernels::Graph, Kernels::Tail}) {
@@ -359,11 +365,7 @@ void autotune_changes_no_bit() {
 // path's (the corrupt hook) is rejected and named. Batch 1024: 2 full batches and a 52-row one.
 void auto_races_paths() {
   const int n = 2100;
-  EngineConfig cfg;
-  cfg.spec.input = 40;
-  cfg.spec.hidden = {48, 24};
-  cfg.batch_size = 1024;
-  cfg.seed = 43;
+  EngineConfig cfg = tuning_config(40, 1024, 43);
   cfg.autotune = Autotune::On;
   const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
   struct Out {
