@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 
 #include "kernels/cp_async.cuh"
@@ -2457,6 +2458,7 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 // ---- Autotuning (DenseAutotune, dense.cuh) ----
 
 int g_autotune = 0;         // open DenseAutotune scopes that tune
+bool g_unverified = false;  // dense_autotune_allow_unverified (tests)
 bool g_autotune_timed = true;  // the innermost such scope times its candidates (else checks only)
 std::string g_last_tile;    // dense_last_tile (tests)
 
@@ -2540,7 +2542,8 @@ void run_tuned(const std::string& key, double work, GemmPrecision prec, bool fol
       return launch();
     }
     const std::vector<TileOption> options =
-        tile_options(prec, fold, wgmma_op && prec != GemmPrecision::FP32 && wgmma_available());
+        tile_options(prec, fold,
+                     wgmma_op && prec != GemmPrecision::FP32 && dense_autotune_unverified() && wgmma_available());
     std::vector<autotune::Candidate> candidates;
     for (const TileOption& o : options)
       candidates.push_back({o.label, [&launch, &o] {
@@ -2584,6 +2587,15 @@ void dense_autotune_reset() {
   g_records.clear();
 }
 std::string dense_last_tile() { return g_last_tile; }
+
+bool dense_autotune_unverified() {
+  static const bool env = [] {
+    const char* e = std::getenv("MNIST_AUTOTUNE_UNVERIFIED");
+    return e && std::string(e) == "1";
+  }();
+  return env || g_unverified;
+}
+void dense_autotune_allow_unverified(bool allow) { g_unverified = allow; }
 
 std::map<std::string, std::string> dense_autotune_choices() {
   std::map<std::string, std::string> c;
