@@ -2460,7 +2460,7 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 int g_autotune = 0;         // open DenseAutotune scopes that tune
 bool g_unverified = false;  // dense_autotune_allow_unverified (tests)
 bool g_autotune_timed = true;  // the innermost such scope times its candidates (else checks only)
-std::string g_last_tile;    // dense_last_tile (tests)
+const char* g_last_tile = "auto";  // dense_last_tile (tests): a literal or a kept option's label
 
 // One tile a launcher can be made to run: the forcing hooks' values.
 struct TileOption {
@@ -2517,6 +2517,12 @@ std::string tune_key(const char* op, int B, int K, int N, GemmPrecision prec, co
              tickets ? " + tickets" : "");
 }
 
+// An operation as the tuner sees it: its key (tune_key) and the outputs its candidates must agree on.
+struct Described {
+  std::string key;
+  std::vector<autotune::Output> outputs;
+};
+
 // Operations of fewer multiply-adds are not tuned: a launch's fixed cost (a few µs) dominates every
 // tile there, and tuning them would cost more than it could save (a prediction of 10 rows, the
 // small layers at batch 128).
@@ -2525,14 +2531,17 @@ constexpr double kTuneMinWork = double(1 << 20);
 // Runs `launch` (the whole operation, enqueued on stream; idempotent; `work` multiply-adds) with
 // the tile DenseAutotune chose for `key`, tuning it first where this is the operation's first
 // launch in a scope and the stream is not capturing; the size models otherwise.
-template <class Launch>
-void run_tuned(const std::string& key, double work, GemmPrecision prec, bool fold, bool wgmma_op,
-               std::vector<autotune::Output> outputs, cudaStream_t stream, const Launch& launch) {
+// `describe` returns the operation's key (tune_key) and its outputs; it runs only inside a tuning
+// scope, so an untuned launch builds no string and allocates nothing.
+template <class Describe, class Launch>
+void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, cudaStream_t stream,
+               const Describe& describe, const Launch& launch) {
   const bool forced = g_forced_tile.tile != GemmTile::Auto || g_forced_simt.tile != SimtTileKind::Auto;
   if (!g_autotune || forced || work < kTuneMinWork) {
     g_last_tile = forced ? "forced" : "auto";
     return launch();
   }
+  const auto [key, outputs] = describe();
   auto it = g_tuned.find(key);
   if (it == g_tuned.end()) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -2557,7 +2566,7 @@ void run_tuned(const std::string& key, double work, GemmPrecision prec, bool fol
     g_records.push_back(rec);
     it = g_tuned.emplace(key, options[std::size_t(kept)]).first;
   }
-  g_last_tile = it->second.label;
+  g_last_tile = it->second.label.c_str();  // (map nodes do not move)
   if (it->second.label == "model") return launch();
   ForceFor force(it->second);
   launch();
@@ -2583,6 +2592,7 @@ DenseAutotune::~DenseAutotune() {
 }
 std::vector<autotune::Record> dense_autotune_records() { return g_records; }
 void dense_autotune_reset() {
+  g_last_tile = "auto";  // (it may point into g_tuned)
   g_tuned.clear();
   g_records.clear();
 }
@@ -2609,6 +2619,7 @@ void dense_autotune_preset(const std::map<std::string, std::string>& choices) {
   for (const auto& [key, label] : choices) {
     auto it = std::find_if(all.begin(), all.end(), [&](const TileOption& o) { return o.label == label; });
     if (it == all.end()) throw InputError(cat("autotune choice '", label, "' for '", key, "' names no GEMM tile"));
+    g_last_tile = "auto";  // (it may point at the label replaced here)
     g_tuned[key] = *it;
   }
 }
@@ -2628,8 +2639,8 @@ void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B
   if (B == 0) return;
   MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
   const GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
-  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), double(B) * K * N, prec,
-            workspace && forward_split_cols(K) > 0, true, {{Y, std::size_t(B) * std::size_t(N)}}, stream,
+  run_tuned(double(B) * K * N, prec, workspace && forward_split_cols(K) > 0, true, stream,
+            [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{Y, std::size_t(B) * N}}}; },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
 
@@ -2650,8 +2661,8 @@ void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const fl
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  run_tuned(tune_key("forward", B, K, N, prec, X, workspace, tickets), double(B) * K * N, prec,
-            workspace && forward_split_cols(K) > 0, true, {{D, std::size_t(B) * std::size_t(N)}}, stream,
+  run_tuned(double(B) * K * N, prec, workspace && forward_split_cols(K) > 0, true, stream,
+            [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{D, std::size_t(B) * N}}}; },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
 
@@ -2679,11 +2690,14 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X,
   if (B == 0) return launch_weights_and_data(weight_params(dW, db, dZ, X, B, K, N), nullptr, prec, stream);
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
-  std::vector<autotune::Output> out{{dW, std::size_t(N) * std::size_t(K)}};
-  if (db) out.push_back({db, std::size_t(N)});
-  run_tuned(tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets), double(B) * K * N, prec,
-            false, true,
-            std::move(out), stream, [&] { launch_weights_and_data(w, nullptr, prec, stream); });
+  run_tuned(double(B) * K * N, prec, false, true, stream,
+            [&] {
+              Described desc{tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets),
+                             {{dW, std::size_t(N) * K}}};
+              if (db) desc.outputs.push_back({db, std::size_t(N)});
+              return desc;
+            },
+            [&] { launch_weights_and_data(w, nullptr, prec, stream); });
 }
 
 int dense_weight_slices(int B, int K, int N) {
@@ -2708,8 +2722,11 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
   GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
   w.split_k = weight_split_rows(B, K, N);
   w.partial = partial;
-  run_tuned(tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr), double(B) * K * N, prec, false, true,
-            {{partial, dense_weight_partial_floats(B, K, N)}}, stream,
+  run_tuned(double(B) * K * N, prec, false, true, stream,
+            [&] {
+              return Described{tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr),
+                               {{partial, dense_weight_partial_floats(B, K, N)}}};
+            },
             [&] { (void)launch_gemm<Kind::Weight>(w, prec, stream); });  // no reduction pass: the caller's
 }
 
@@ -2720,9 +2737,11 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
-  run_tuned(tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr), double(B) * K * N,
-            prec, false,
-            false, {{dX, std::size_t(B) * std::size_t(K)}}, stream,
+  run_tuned(double(B) * K * N, prec, false, false, stream,
+            [&] {
+              return Described{tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr),
+                               {{dX, std::size_t(B) * K}}};
+            },
             [&] { (void)launch_gemm<Kind::Data>(d, prec, stream); });
 }
 
@@ -2736,12 +2755,16 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
   set_split(w, workspace, tickets, B, K, N);
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
   if (B == 0) return launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
-  std::vector<autotune::Output> out{{dW, std::size_t(N) * std::size_t(K)}};
-  if (db) out.push_back({db, std::size_t(N)});
-  if (dX) out.push_back({dX, std::size_t(B) * std::size_t(K)});
-  const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)") : db ? "weight+db" : "weight";
-  run_tuned(tune_key(op, B, K, N, prec, X, workspace, tickets), double(B) * K * N * (dX ? 2 : 1), prec, false, !dX,
-            std::move(out), stream,
+  run_tuned(double(B) * K * N * (dX ? 2 : 1), prec, false, !dX, stream,
+            [&] {
+              const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)")
+                               : db ? "weight+db"
+                                    : "weight";
+              Described desc{tune_key(op, B, K, N, prec, X, workspace, tickets), {{dW, std::size_t(N) * K}}};
+              if (db) desc.outputs.push_back({db, std::size_t(N)});
+              if (dX) desc.outputs.push_back({dX, std::size_t(B) * K});
+              return desc;
+            },
             [&] { launch_weights_and_data(w, dX ? &d : nullptr, prec, stream); });
 }
 
