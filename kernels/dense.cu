@@ -2617,7 +2617,8 @@ void dense_autotune_preset(const std::map<std::string, std::string>& choices) {
   std::vector<TileOption> all = tile_options(GemmPrecision::FP32, true, false);
   for (TileOption& o : tile_options(GemmPrecision::TF32, true, true)) all.push_back(std::move(o));
   for (const auto& [key, label] : choices) {
-    auto it = std::find_if(all.begin(), all.end(), [&](const TileOption& o) { return o.label == label; });
+    const std::string& want = label;  // (a lambda may not capture a structured binding before C++20)
+    auto it = std::find_if(all.begin(), all.end(), [&want](const TileOption& o) { return o.label == want; });
     if (it == all.end()) throw InputError(cat("autotune choice '", label, "' for '", key, "' names no GEMM tile"));
     g_last_tile = "auto";  // (it may point at the label replaced here)
     g_tuned[key] = *it;

@@ -57,16 +57,6 @@ void launch_gather(float* X, uint8_t* y, const uint8_t* images, const uint8_t* l
   MNIST_LAUNCH_CHECK(stream);
 }
 
-// y [B] = labels[idx[counters->batch * stride + r]]: gather_kernel's label half alone, one thread a row.
-__global__ void __launch_bounds__(kThreads)
-    gather_labels_kernel(uint8_t* __restrict__ y, const uint8_t* __restrict__ labels, const int32_t* __restrict__ idx,
-                         const TrainCounters* __restrict__ counters, int stride, int B) {
-  const int r = int(blockIdx.x) * kThreads + int(threadIdx.x);
-  if (r >= B) return;
-  const int64_t base = int64_t(counters->batch) * stride;
-  y[r] = labels[idx[base + r]];
-}
-
 // keys [n] = rng::shuffle_key(seed, epoch, i), vals [n] = i. One thread per Philox block (4 keys).
 __global__ void __launch_bounds__(kThreads)
     shuffle_keys_kernel(uint32_t* __restrict__ keys, int32_t* __restrict__ vals, int n, uint64_t seed,
@@ -125,17 +115,6 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
   MNIST_CHECK((idx && counters) || B == 0, "gather_batch: null index array or counters");
   MNIST_CHECK(stride >= B, "gather_batch: stride ", stride, " < batch ", B);
   launch_gather(X, y, images, labels, idx, 0, counters, stride, B, D, stream);
-}
-
-void gather_labels(uint8_t* y, const uint8_t* labels, const int32_t* idx, const TrainCounters* counters, int stride,
-                   int B, cudaStream_t stream) {
-  MNIST_CHECK(B >= 0, "gather_labels: invalid size B=", B);
-  if (B == 0) return;
-  MNIST_CHECK(y && labels && idx && counters, "gather_labels: null pointer");
-  MNIST_CHECK(stride >= B, "gather_labels: stride ", stride, " < batch ", B);
-  gather_labels_kernel<<<unsigned((B + kThreads - 1) / kThreads), kThreads, 0, stream>>>(y, labels, idx, counters,
-                                                                                         stride, B);
-  MNIST_LAUNCH_CHECK(stream);
 }
 
 void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, int64_t first, int B, int D,

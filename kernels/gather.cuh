@@ -26,14 +26,6 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
 void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, const int32_t* idx,
                   const TrainCounters* counters, int stride, int B, int D, cudaStream_t stream);
 
-// The training step's labels alone: y [B] = labels[idx[counters->batch * stride + r]], one thread
-// a row, for a step whose GEMMs read X from the images in place (DenseInput::images_by_index,
-// kernels/dense.cuh) and so need no gathered floats. The rows and the counter read are
-// gather_batch's, so y is its label output byte for byte. (Evaluation needs no such launch: its
-// rows are consecutive, so their labels are the array itself, from the chunk's first row.)
-void gather_labels(uint8_t* y, const uint8_t* labels, const int32_t* idx, const TrainCounters* counters, int stride,
-                   int B, cudaStream_t stream);
-
 // Consecutive rows first .. first+B-1 (evaluation and prediction, no permutation).
 void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, int64_t first, int B, int D,
                  cudaStream_t stream);

@@ -36,7 +36,7 @@ struct HeadParams {
   const float* A;
   const float* W;
   const float* b;
-  const uint8_t* labels;
+  LabelInput labels;
   float* logits;      // test output
   float* dlogits;     // test output
   float mask_scale, grad_scale;
@@ -123,6 +123,9 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
+    // The label of the row this thread takes in the softmax below, read now: by index it is two
+    // dependent loads (kernels/labels.cuh), which the chunk's staging and forward then hide.
+    const uint8_t label = tid < rows ? label_of(p.labels, c0 + tid) : uint8_t(0);
     // Stage the chunk of A (its rows are contiguous), rounded, and the ones column.
     stage_rounded<PREC>(s_a, KA, p.A + std::size_t(c0) * K, rows, K);
     for (int r = tid; r < rows; r += kHeadThreads) s_a[r * KA + K] = 1.0f;
@@ -161,7 +164,7 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
       if (tid < rows) {
         const int row = c0 + tid;
         float* dz = BACKWARD ? s_dz + tid * N : nullptr;
-        const XentRow x = xent_row(s_z + tid * p.zs, N, p.labels[row], p.grad_scale, dz,
+        const XentRow x = xent_row(s_z + tid * p.zs, N, label, p.grad_scale, dz,
                                    BACKWARD && p.dlogits ? p.dlogits + std::size_t(row) * N : nullptr);
         loss = x.loss;
         hit = x.hit ? 1u : 0u;
@@ -298,7 +301,7 @@ void run(HeadParams p, bool backward, const XentScratch& xent, cudaStream_t stre
   MNIST_CHECK(head_supported(p.K, p.N), who, ": a last layer of ", p.K, " inputs and ", p.N,
               " classes does not fit the head kernel (head_supported)");
   if (p.B == 0) return;
-  MNIST_CHECK(p.metrics && p.A && p.W && p.b && p.labels, who, ": null pointer");
+  MNIST_CHECK(p.metrics && p.A && p.W && p.b && p.labels.present(), who, ": null pointer");
   const int blocks = head_blocks(p.B, backward);
   p.rows_per_block = head_rows_per_block(p.B, backward);
   p.chunk = chunk_rows(p.K, p.N, backward, p.rows_per_block);
@@ -351,7 +354,7 @@ std::size_t head_partial_floats(int B, int K, int N) {
 }
 
 void head_train(float* dW, float* db, float* dA, Metrics* metrics, const HeadScratch& scratch, const float* A,
-                const float* W, const float* b, const uint8_t* labels, float mask_scale, float grad_scale, int B,
+                const float* W, const float* b, const LabelInput& labels, float mask_scale, float grad_scale, int B,
                 int K, int N, cudaStream_t stream, GemmPrecision prec, float* logits, float* dlogits) {
   MNIST_CHECK(B <= 0 || (dW && db), "head_train: null dW/db");
   MNIST_CHECK(head_blocks(B, true) <= 1 || (scratch.partial && scratch.partial_capacity >= head_partial_floats(B, K, N)),
@@ -378,7 +381,7 @@ void head_train(float* dW, float* db, float* dA, Metrics* metrics, const HeadScr
 }
 
 void head_evaluate(Metrics* metrics, const XentScratch& scratch, const float* A, const float* W, const float* b,
-                   const uint8_t* labels, int B, int K, int N, cudaStream_t stream, GemmPrecision prec,
+                   const LabelInput& labels, int B, int K, int N, cudaStream_t stream, GemmPrecision prec,
                    float* logits) {
   HeadParams p{};
   p.metrics = metrics;

@@ -5,8 +5,9 @@
 // 4096 rows are 160 KB.
 //
 // What head_train fuses, for A [B,K] (the last hidden activation, post-ReLU and post-dropout),
-// W [N,K], b [N], labels [B], with every GEMM input rounded to `prec` exactly as kernels/dense.cu
-// rounds it (TF32: cvt.rna.tf32.f32, BF16: cvt.rn.bf16x2.f32; kernels/precision.hpp):
+// W [N,K], b [N], the labels of the B rows (a [B] array or read by index, kernels/labels.cuh),
+// with every GEMM input rounded to `prec` exactly as kernels/dense.cu rounds it (TF32:
+// cvt.rna.tf32.f32, BF16: cvt.rn.bf16x2.f32; kernels/precision.hpp):
 //   logits [B,N]  z  = round(A)·round(W)ᵀ + b                         (never stored, see below)
 //   metrics       += Σ_rows cross-entropy, # rows whose argmax is the label
 //   dZ [B,N]          = (softmax(z) - onehot(label)) · grad_scale     (xent_row, step_math.cuh)
@@ -84,14 +85,14 @@ std::size_t head_partial_floats(int B, int K, int N);
 // >= N makes its row's loss NaN, as softmax_xent). Test outputs, when not null: logits [B,N] and
 // dlogits [B,N] (dZ before its rounding). One launch; B <= kHeadMaxRows; prec as kernels/dense.cuh.
 void head_train(float* dW, float* db, float* dA, Metrics* metrics, const HeadScratch& scratch, const float* A,
-                const float* W, const float* b, const uint8_t* labels, float mask_scale, float grad_scale, int B,
+                const float* W, const float* b, const LabelInput& labels, float mask_scale, float grad_scale, int B,
                 int K, int N, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* logits = nullptr,
                 float* dlogits = nullptr);
 
 // Evaluation: the forward and the metrics only (no gradient), *metrics += (loss sum, hits) over B
 // rows, the sums in softmax_xent's order; scratch.capacity >= head_xent_slots(B) unless B <= 32.
 void head_evaluate(Metrics* metrics, const XentScratch& scratch, const float* A, const float* W, const float* b,
-                   const uint8_t* labels, int B, int K, int N, cudaStream_t stream,
+                   const LabelInput& labels, int B, int K, int N, cudaStream_t stream,
                    GemmPrecision prec = GemmPrecision::FP32, float* logits = nullptr);
 
 }  // namespace mnist::cuda

@@ -24,7 +24,7 @@ static_assert(kXentThreads % 32 == 0 && kXentThreads <= 1024, "whole warps, at m
 // *done.
 __global__ void __launch_bounds__(kXentThreads)
     softmax_xent_kernel(float* __restrict__ dlogits, Metrics* __restrict__ metrics, Metrics* block_sums,
-                        unsigned* done, const float* __restrict__ logits, const uint8_t* __restrict__ labels, int B,
+                        unsigned* done, const float* __restrict__ logits, const LabelInput labels, int B,
                         int C, float grad_scale) {
   __shared__ double s_loss[kXentThreads];
   __shared__ unsigned s_hit[kXentThreads];
@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kXentThreads)
   unsigned hit = 0;
   if (r < B) {
     const std::size_t o = std::size_t(r) * C;
-    const XentRow row = xent_row(logits + o, C, labels[r], grad_scale, dlogits ? dlogits + o : nullptr, nullptr);
+    const XentRow row = xent_row(logits + o, C, label_of(labels, r), grad_scale, dlogits ? dlogits + o : nullptr, nullptr);
     loss = row.loss;
     hit = row.hit ? 1u : 0u;
   }
@@ -121,10 +121,10 @@ __global__ void __launch_bounds__(kSoftmaxThreads)
 }  // namespace
 
 void softmax_xent(float* dlogits, Metrics* metrics, const XentScratch& scratch, const float* logits,
-                  const uint8_t* labels, int B, int C, float grad_scale, cudaStream_t stream) {
+                  const LabelInput& labels, int B, int C, float grad_scale, cudaStream_t stream) {
   MNIST_CHECK(B >= 0 && C > 0, "softmax_xent: invalid sizes B=", B, " C=", C);
   if (B == 0) return;
-  MNIST_CHECK(metrics && logits && labels, "softmax_xent: null pointer");
+  MNIST_CHECK(metrics && logits && labels.present(), "softmax_xent: null pointer");
   MNIST_CHECK(dlogits != logits, "softmax_xent: dlogits must not alias logits");
   const int blocks = softmax_xent_blocks(B);
   MNIST_CHECK(blocks == 1 || (scratch.blocks && scratch.done && scratch.capacity >= blocks),

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/labels.cuh"
 #include "kernels/metrics.cuh"
 
 namespace mnist::cuda {
@@ -28,7 +29,7 @@ struct XentScratch {
   int capacity = 0;
 };
 
-// Over logits [B,C] and labels [B] (each < C): adds Σ_rows (logsumexp(z) - z[label]) to
+// Over logits [B,C] and the labels of its B rows (each < C; kernels/labels.cuh): adds Σ_rows (logsumexp(z) - z[label]) to
 // metrics->loss_sum and the number of rows whose argmax (first maximum) equals the label to
 // metrics->correct (device accumulators, see metrics.cuh); when dlogits [B,C] is not null it
 // receives (softmax(z) - onehot(label)) * grad_scale (dlogits must not alias logits). Each row is
@@ -48,7 +49,7 @@ struct XentScratch {
 // added by the last block to finish (its count on scratch.done): each block writes S_b to
 // scratch.blocks[b] first. The correct count is an integer sum (any order). One launch.
 void softmax_xent(float* dlogits, Metrics* metrics, const XentScratch& scratch, const float* logits,
-                  const uint8_t* labels, int B, int C, float grad_scale, cudaStream_t stream);
+                  const LabelInput& labels, int B, int C, float grad_scale, cudaStream_t stream);
 
 // probs [B,C] = row-wise softmax of logits [B,C]. probs may alias logits.
 void softmax(float* probs, const float* logits, int B, int C, cudaStream_t stream);

@@ -11,8 +11,18 @@
 #include <cstdint>
 
 #include "kernels/curand_draw.cuh"
+#include "kernels/labels.cuh"
 
 namespace mnist::cuda {
+
+// ---- Labels ----
+
+// Row r's label (kernels/labels.cuh). The counters' batch is read by each caller (an L1 hit after
+// the first): the label of a row is wanted once, by the thread that takes the row.
+__device__ __forceinline__ uint8_t label_of(const LabelInput& y, int64_t r) {
+  const int64_t i = y.first + (y.counters ? int64_t(y.counters->batch) * y.stride : 0) + r;
+  return y.labels[y.idx ? int64_t(y.idx[i]) : i];
+}
 
 // ---- Softmax + sparse cross-entropy of one row ----
 

@@ -95,7 +95,7 @@ struct TailParams {
   Metrics* slots;          // one per 32 rows (several blocks)
   unsigned* done;          // completion counter (several blocks)
   const float* A0;         // [B][w0]
-  const uint8_t* labels;   // [B]
+  LabelInput labels;       // the B rows' (kernels/labels.cuh)
   const float* W[kTailMaxLayers];
   const float* b[kTailMaxLayers];
   float* trace_act[kTailMaxLayers];
@@ -420,6 +420,9 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
+    // The label of the row this thread takes in the softmax below, read now: by index it is two
+    // dependent loads (kernels/labels.cuh), which the chunk's staging and forward then hide.
+    const uint8_t label = tid < rows ? label_of(p.labels, c0 + tid) : uint8_t(0);
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
@@ -486,7 +489,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
         const int row = c0 + tid;
         float* dz = BACKWARD ? s_dz0 + tid * pl.ds : nullptr;
         float* trace = BACKWARD ? p.trace_dz[T - 1] : nullptr;
-        const XentRow x = xent_row(s_z + tid * pl.zs, C, p.labels[row], p.grad_scale, dz,
+        const XentRow x = xent_row(s_z + tid * pl.zs, C, label, p.grad_scale, dz,
                                    trace ? trace + std::size_t(row) * C : nullptr);
         loss = x.loss;
         hit = x.hit ? 1u : 0u;
@@ -616,7 +619,7 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
               why.empty() ? std::string("bad layer count") : why);
   MNIST_CHECK(p.B >= 0 && p.B <= kTailMaxRows, who, ": ", p.B, " rows (at most ", kTailMaxRows, ")");
   if (p.B == 0) return;
-  MNIST_CHECK(p.metrics && p.A0 && p.labels, who, ": null pointer");
+  MNIST_CHECK(p.metrics && p.A0 && p.labels.present(), who, ": null pointer");
   const int T = net.layers;
   p.T = T;
   for (int i = 0; i <= T; ++i) p.w[i] = net.width[i];
@@ -717,7 +720,7 @@ void tail_prepare() {
 }
 
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
-                const float* A0, const uint8_t* labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
+                const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
                 int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
   MNIST_CHECK(B <= 0 || partial, "tail_train: null partial slices");
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "tail_train: dropout probability must be in [0, 1), got ", drop.p);
@@ -742,7 +745,7 @@ void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch&
 }
 
 void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,
-                   const uint8_t* labels, int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
+                   const LabelInput& labels, int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
   TailParams p{};
   p.metrics = metrics;
   p.A0 = A0;

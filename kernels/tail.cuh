@@ -8,8 +8,9 @@
 // The tail of T layers has widths w0, w1, ..., wT: w0 = the tail's input (layer 0's output), wT =
 // classes; tail layer i (1-based) maps w_{i-1} -> w_i, with ReLU + dropout on every layer but the
 // last. For A0 [B,w0] (layer 0's post-ReLU, post-dropout activation), W_i [w_i,w_{i-1}], b_i [w_i],
-// labels [B], with every GEMM input rounded to `prec` as kernels/dense.cu rounds it
-// (round_gemm_input: TF32 cvt.rna, BF16 cvt.rn; identity at FP32):
+// the labels of the B rows ([B], or by index: kernels/labels.cuh), with every GEMM input rounded
+// to `prec` as kernels/dense.cu rounds it (round_gemm_input: TF32 cvt.rna, BF16 cvt.rn; identity
+// at FP32):
 //   forward   A_i = dropout_i(ReLU(round(A_{i-1})·round(W_i)ᵀ + b_i))   i < T   (dense_unit's epilogue)
 //             Z   = round(A_{T-1})·round(W_T)ᵀ + b_T                        (logits)
 //   metrics   += Σ_rows cross-entropy, # rows whose argmax is the label  (softmax_xent's order)
@@ -17,7 +18,7 @@
 //             dZ_{i-1} = (round(dZ_i)·round(W_i)) ⊙ [A_{i-1} > 0] · s     s = 1/(1-p) for i-1 >= 1,
 //                                                                         mask_scale for i-1 = 0 (dz0)
 //             partial slice of block j, layer i: Σ_{block j's rows, ascending} round(dZ_i)ᵀ·[round(A_{i-1}) | 1]
-// Reads A0, W_i, b_i, labels (and counters->step); writes dz0 [B,w0], partial [blocks][slice] and
+// Reads A0, W_i, b_i, labels (and counters->step, ->batch for labels by index); writes dz0 [B,w0], partial [blocks][slice] and
 // adds to *metrics. It does NOT add the blocks' slices: the pass that runs Adam does (fixed order).
 //
 // Arithmetic. Every product of rounded inputs is exact in float32, so outputs differ from the exact
@@ -143,14 +144,14 @@ void tail_prepare();
 // A0, partial and dz0 must not overlap; labels < wT (a label >= wT makes its row's loss NaN).
 // One launch; B <= kTailMaxRows; tail_unsupported(widths) must be "".
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
-                const float* A0, const uint8_t* labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
+                const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
                 int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
                 const TailTrace* trace = nullptr);
 
 // Evaluation: the forward without dropout and the metrics, *metrics += (loss sum, hits) over B
 // rows in softmax_xent's order. trace: act only (dz is not computed).
 void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,
-                   const uint8_t* labels, int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
+                   const LabelInput& labels, int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
                    const TailTrace* trace = nullptr);
 
 }  // namespace mnist::cuda

@@ -8,10 +8,11 @@
 //
 // One training step, for L Dense layers (hidden ones ReLU + dropout), is this fixed sequence of
 // launches on one stream:
-//   gather_labels                    y = labels[order[batch*B + r]]
 //   dense_relu_dropout_forward  x L-1  A_l = dropout(ReLU(A_{l-1}·W_lᵀ + b_l))   (mask in the epilogue);
 //                                    layer 0 reads X0 = images[order[batch*B + r]] / 255 in place
-//                                    (DenseInput::images_by_index, kernels/dense.cuh): no float batch
+//                                    (DenseInput::images_by_index, kernels/dense.cuh): no float batch,
+//                                    no gather launch; the loss kernel below reads each row's label
+//                                    the same way, labels[order[batch*B + r]] (LabelInput::by_index)
 //   head_train                       the last layer in ONE launch (kernels/head.cuh): logits =
 //                                    A_{L-2}·W_{L-1}ᵀ + b_{L-1}; loss and hits into Metrics;
 //                                    dZ_{L-1} = (softmax - onehot)/B; dW_{L-1}, db_{L-1}; dZ_{L-2}
@@ -23,10 +24,11 @@
 // Because the hidden activations are stored after dropout, the gradient through dropout and ReLU
 // needs no stored mask: D > 0 exactly where the unit was kept and active (kernels/dense.cuh).
 // Layer 0's weight GEMM reads X0 from the images as its forward does; evaluation and prediction
-// read their consecutive rows in place too (evaluation's labels are the dataset's own array, no
-// launch). The GEMMs see the floats gather_batch would have written, bit for bit (pixel_value), so
-// the results are those of the gathered batch; cfg.x_in_place = false gathers it (gather_batch,
-// gather_rows) as before, for the tests that compare the two. --gemm cublas always gathers; a
+// read their consecutive rows in place too (evaluation's labels are the dataset's own array). The
+// GEMMs see the floats gather_batch would have written, bit for bit (pixel_value), and the loss the
+// same labels, so the results are those of the gathered batch; cfg.x_in_place = false gathers X
+// and the labels (gather_batch, gather_rows: one launch more a step) as before, for the tests that
+// compare the two. --gemm cublas always gathers; a
 // one-layer model whose head kernel reads X0 too keeps the gather.
 // The head (head_, chosen once in the constructor) runs where the last layer qualifies
 // (cuda::head_supported: <= 32 classes, a narrow enough input; the default model's 64 -> 10 does),
@@ -51,10 +53,12 @@
 // synchronisation of the epoch.
 //
 // Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto takes it only where autotuning
-// times it faster than the graph path, race_paths): the step above in five launches, each as large as the layer's work gets:
-//   gather_labels, layer 0's dense_relu_dropout_forward    as above (X0 read from the images)
+// times it faster than the graph path, race_paths): the step above in four launches, each as large
+// as the layer's work gets:
+//   layer 0's dense_relu_dropout_forward    as above (X0 read from the images)
 //   tail_train                       every later layer in ONE launch (kernels/tail.cuh): per block of
-//                                    rows their forward, dropout, softmax/xent (metrics) and backward,
+//                                    rows their forward, dropout, softmax/xent (metrics; labels by
+//                                    index, as above) and backward,
 //                                    down to dZ_0; each block's partial [dW | db] of those layers
 //   dense_weight_partials            layer 0's weight GEMM (X0 from the images), its split-K pieces
 //                                    left unsummed
@@ -572,8 +576,9 @@ class CudaEngine final : public Engine {
     return n;
   }
 
-  // The tail path's training step over the next B rows (record_step), layer 0 reading x0.
-  void record_tail_step(const cuda::DenseInput& x0, int B, bool update) {
+  // The tail path's training step over the next B rows (record_step), layer 0 reading x0, the
+  // labels y.
+  void record_tail_step(const cuda::DenseInput& x0, const cuda::LabelInput& y, int B, bool update) {
     const cudaStream_t s = stream_.get();
     forward(x0, B, true, 1);
     const DenseSlot& first = layout_.dense.front();
@@ -582,7 +587,7 @@ class CudaEngine final : public Engine {
       NvtxRange range("tail");
       const cuda::DropoutSpec drop{cfg_.spec.dropout, cfg_.seed, 0, 0, counters_.data()};
       cuda::tail_train(tail_partial_.data(), dz_[0].data(), metrics_.data() + kTrainMetrics, xent_scratch(), tail_net(),
-                       act_[0].data(), y_.data(), drop, mask_scale(), 1.0f / float(B), B, s, cfg_.precision);
+                       act_[0].data(), y, drop, mask_scale(), 1.0f / float(B), B, s, cfg_.precision);
     }
     {
       NvtxRange range("backward");
@@ -857,18 +862,21 @@ class CudaEngine final : public Engine {
     }
   }
 
-  // The step's first launch: the labels of the next B rows of the epoch's order into y_ (batch
-  // index from the device counters), and the floats of their images into x_ where layer 0 does not
-  // read them in place; returns layer 0's X accordingly.
-  cuda::DenseInput gather_step(const Dataset& d, int B) {
-    const cudaStream_t s = stream_.get();
+  // Layer 0's X and the labels of the next B rows of the epoch's order (batch index from the device
+  // counters): read in place by the kernels that use them (no launch), or, where layer 0 does not
+  // read X in place, the step's first launch gathers both into x_ and y_.
+  struct StepInput {
+    cuda::DenseInput x;
+    cuda::LabelInput y;
+  };
+  StepInput gather_step(const Dataset& d, int B) {
     if (!x_in_place_) {
       cuda::gather_batch(x_.data(), y_.data(), d.images.data(), d.labels.data(), order_.data(), counters_.data(),
-                         cfg_.batch_size, B, cfg_.spec.input, s);
-      return x_.data();
+                         cfg_.batch_size, B, cfg_.spec.input, stream_.get());
+      return {x_.data(), y_.data()};
     }
-    cuda::gather_labels(y_.data(), d.labels.data(), order_.data(), counters_.data(), cfg_.batch_size, B, s);
-    return cuda::DenseInput::images_by_index(d.images.data(), order_.data(), 0, counters_.data(), cfg_.batch_size);
+    return {cuda::DenseInput::images_by_index(d.images.data(), order_.data(), 0, counters_.data(), cfg_.batch_size),
+            cuda::LabelInput::by_index(d.labels.data(), order_.data(), 0, counters_.data(), cfg_.batch_size)};
   }
 
   // Enqueues one training step over the next B rows of the epoch's order (batch index and step
@@ -877,21 +885,22 @@ class CudaEngine final : public Engine {
   // gradients and the running metrics changes.
   void record_step(const Dataset& d, int B, bool update = true) {
     const cudaStream_t s = stream_.get();
-    const cuda::DenseInput x0 = gather_step(d, B);
+    const StepInput in = gather_step(d, B);
+    const cuda::DenseInput& x0 = in.x;
     const std::size_t L = layout_.dense.size();
-    if (tail_) return record_tail_step(x0, B, update);
+    if (tail_) return record_tail_step(x0, in.y, B, update);
     if (head_) {  // the last layer, its loss and its backward in one launch (see the header)
       forward(x0, B, true, L - 1);
       NvtxRange range("head");
       const DenseSlot& sl = layout_.dense.back();
       float* dprev = L > 1 ? dz_[L - 2].data() : nullptr;
       cuda::head_train(grad(sl.w_offset), grad(sl.b_offset), dprev, metrics_.data() + kTrainMetrics, head_scratch(),
-                       head_input(), param(sl.w_offset), param(sl.b_offset), y_.data(), mask_scale(), 1.0f / float(B),
+                       head_input(), param(sl.w_offset), param(sl.b_offset), in.y, mask_scale(), 1.0f / float(B),
                        B, sl.in, sl.out, s, cfg_.precision);
       backward(x0, B, L - 1);
     } else {
       forward(x0, B, true, L);
-      cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, xent_scratch(), logits(), y_.data(), B,
+      cuda::softmax_xent(dz_.back().data(), metrics_.data() + kTrainMetrics, xent_scratch(), logits(), in.y, B,
                          cfg_.spec.classes, 1.0f / float(B), s);
       backward(x0, B, L);
     }
@@ -917,7 +926,7 @@ class CudaEngine final : public Engine {
   std::vector<std::string> path_report_;  // what race_paths found
   std::string path_choice_;               // its kept candidate ("graph step", "tail step"), or preset
   DeviceBuffer<float> x_;    // the gathered X0 [cap, input] otherwise (empty when in place)
-  DeviceBuffer<uint8_t> y_;
+  DeviceBuffer<uint8_t> y_;  // the gathered labels, where X is gathered too (else read by index)
   std::vector<DeviceBuffer<float>> act_;  // [cap, out_l]: post-ReLU (and post-dropout in training)
   std::vector<DeviceBuffer<float>> dz_;   // [batch, out_l]: gradient w.r.t. layer l's pre-activation
   DeviceBuffer<float> gemm_ws_;           // split-K partials of the GEMMs (kernels/dense.cuh)

@@ -12,10 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "kernels/labels.cuh"
 #include "kernels/op_cases.hpp"
 #include "layers/model.hpp"
 #include "runtime/device_buffer.cuh"
 #include "runtime/stream.cuh"
+#include "tests/gpu/scattered_labels.hpp"
 #include "tests/helpers.hpp"
 
 namespace mnist::test {
@@ -142,5 +144,25 @@ inline std::vector<cases::OpCase> test_cases(cases::Op op) {
     if (c.op == op) out.push_back(c);
   return out;
 }
+
+// The labels of a batch as the training step reads them by index (scatter_labels), on the device:
+// labels() is the LabelInput that finds batch_labels[r] for row r.
+struct DeviceLabels {
+  ScatteredLabels host;
+  DeviceBuffer<uint8_t> labels;
+  DeviceBuffer<int32_t> idx;
+  DeviceBuffer<cuda::TrainCounters> counters;
+  DeviceLabels(const std::vector<uint8_t>& batch_labels, uint64_t seed)
+      : host(scatter_labels(batch_labels, seed)), labels(host.labels.size()), idx(host.idx.size()), counters(1) {
+    labels.upload(host.labels);
+    idx.upload(host.idx);
+    cuda::TrainCounters c;
+    c.batch = host.batch;
+    counters.upload(std::vector<cuda::TrainCounters>{c});
+  }
+  cuda::LabelInput input() const {
+    return cuda::LabelInput::by_index(labels.data(), idx.data(), host.first, counters.data(), host.stride);
+  }
+};
 
 }  // namespace mnist::test

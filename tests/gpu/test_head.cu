@@ -148,10 +148,12 @@ TEST_CASE("head_train equals the CPU reference at fp32/tf32/bf16 and the separat
       }
 
       // A second launch (a graph's next replay) adds the same sums; the gradients are rewritten
-      // with the same bits; no dA asked: dW and db alone.
+      // with the same bits; no dA asked: dW and db alone. Its labels are read by index, as the
+      // training step reads them (kernels/labels.cuh): the same labels, so the same bits.
+      const DeviceLabels by_index(labels, 105 + B);
       auto gW2 = poisoned<float>(W.size()), gb2 = poisoned<float>(b.size());
       cuda::head_train(gW2.data(), gb2.data(), nullptr, metrics.data(), hb.scratch(), d_A.data(), d_W.data(),
-                       d_b.data(), dlab.data(), mask_scale, 1.0f / float(B), B, K, N, stream.get(), prec);
+                       d_b.data(), by_index.input(), mask_scale, 1.0f / float(B), B, K, N, stream.get(), prec);
       const cuda::Metrics m3 = to_host(metrics)[0];
       CHECK(same_bits(m3.loss_sum, m.loss_sum + m.loss_sum));
       CHECK(m3.correct == 2 * m.correct);
@@ -169,6 +171,12 @@ TEST_CASE("head_train equals the CPU reference at fp32/tf32/bf16 and the separat
       CHECK(same_bits(e.loss_sum, m.loss_sum));
       CHECK(e.correct == m.correct);
       CHECK(hb.counter() == 0u);
+      auto mi = to_device(std::vector<cuda::Metrics>(1));  // and with the labels by index
+      cuda::head_evaluate(mi.data(), hb.xent(), d_A.data(), d_W.data(), d_b.data(), by_index.input(), B, K, N,
+                          stream.get(), prec);
+      const cuda::Metrics ei = to_host(mi)[0];
+      CHECK(same_bits(ei.loss_sum, m.loss_sum));
+      CHECK(ei.correct == m.correct);
     }
 }
 

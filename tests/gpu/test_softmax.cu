@@ -96,6 +96,18 @@ TEST_CASE("softmax_xent equals cpu::softmax_xent (loss, gradient, correct count)
       cuda::Metrics m = read_metrics(metrics);
       CHECK(m.loss_sum == doctest::Approx(ref_loss).epsilon(1e-5));
       CHECK(m.correct == (unsigned long long)ref_correct);
+      {  // The labels read by index, as the training step reads them (kernels/labels.cuh): the same bits.
+        const DeviceLabels by_index(labels, 33 + B);
+        auto g2 = poisoned<float>(logits.size());
+        auto m2 = zero_metrics();
+        cuda::softmax_xent(g2.data(), m2.data(), xb.scratch(), d_logits.data(), by_index.input(), B, C,
+                           1.0f / float(B), stream.get());
+        CHECK(bitwise_equal(to_host(g2), to_host(d_grad)));
+        const cuda::Metrics mi = read_metrics(m2);
+        CHECK(same_bits(mi.loss_sum, m.loss_sum));
+        CHECK(mi.correct == m.correct);
+        CHECK(xb.counter() == 0u);
+      }
       // The accumulators add up across calls (the engine reads them once per epoch); no gradient.
       cuda::softmax_xent(nullptr, metrics.data(), xb.scratch(), d_logits.data(), d_labels.data(), B, C, 0.0f,
                          stream.get());

@@ -416,15 +416,17 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
         for (std::size_t e = used; e < SF; ++e) pad_zero = pad_zero && slices[std::size_t(j) * SF + e] == 0.0f;
       CHECK(pad_zero);
 
-      // A second launch (a graph's next replay), the step from TrainCounters on the device and no
-      // dz0 asked: the same slices, the sums added again, the counter back to 0.
+      // A second launch (a graph's next replay), the step from TrainCounters on the device, the
+      // labels read by index as the training step reads them (kernels/labels.cuh) and no dz0 asked:
+      // the same slices, the sums added again, the counter back to 0.
+      const DeviceLabels by_index(labels, 303 + B);
       auto counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{7, 0, 0.0f, 0u}});
       cuda::DropoutSpec dev_drop = drop;
       dev_drop.step = 0;
       dev_drop.counters = counters.data();
       auto partial2 = poisoned<float>(slices.size());
-      cuda::tail_train(partial2.data(), nullptr, metrics.data(), xb.scratch(), model.net(), d_A0.data(), d_lab.data(),
-                       dev_drop, mask_scale, grad_scale, B, stream.get(), prec);
+      cuda::tail_train(partial2.data(), nullptr, metrics.data(), xb.scratch(), model.net(), d_A0.data(),
+                       by_index.input(), dev_drop, mask_scale, grad_scale, B, stream.get(), prec);
       const cuda::Metrics m3 = to_host(metrics)[0];
       CHECK(same_bits(m3.loss_sum, m.loss_sum + m.loss_sum));
       CHECK(m3.correct == 2 * m.correct);
@@ -437,6 +439,11 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
       cuda::tail_evaluate(me.data(), xb.scratch(), model.net(), d_A0.data(), d_lab.data(), B, stream.get(), prec, &te.t);
       const cuda::Metrics e = to_host(me)[0];
       CHECK(xb.counter() == 0u);
+      auto mi = to_device(std::vector<cuda::Metrics>(1));  // and with the labels by index
+      cuda::tail_evaluate(mi.data(), xb.scratch(), model.net(), d_A0.data(), by_index.input(), B, stream.get(), prec);
+      const cuda::Metrics ei = to_host(mi)[0];
+      CHECK(same_bits(ei.loss_sum, e.loss_sum));
+      CHECK(ei.correct == e.correct);
       std::vector<float> eact = A0;
       for (int i = 1; i <= T; ++i) {
         std::vector<double> ref, bound;

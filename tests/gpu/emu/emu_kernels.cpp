@@ -17,6 +17,7 @@
 #include "kernels/step_math.cuh"
 #include "tests/gpu/xent_order.hpp"
 #include "tests/gpu/head_ref.hpp"
+#include "tests/gpu/scattered_labels.hpp"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
@@ -153,24 +154,11 @@ int main(int argc, char** argv) {
     auto hX = poison<float>(X2.size()); auto hy = poison<uint8_t>(B);
     cuda::gather_batch(hX.data(), hy.data(), images.data(), labels.data(), idx.data(), &c, 150, B, D, nullptr);
     same(hX, X2, cat("gather ctr D=", D, " B=", B)); same(hy, y2, "gather ctr y");
-    auto ly = poison<uint8_t>(B);  // the labels alone (gather_labels): the same bytes
-    cuda::gather_labels(ly.data(), labels.data(), idx.data(), &c, 150, B, nullptr);
-    same(ly, y2, cat("gather_labels B=", B));
     std::vector<int32_t> seq(B); std::iota(seq.begin(), seq.end(), 300);
     cpu::gather_batch(X2.data(), y2.data(), images.data(), labels.data(), seq.data(), B, D);
     auto iX = poison<float>(X2.size()); auto iy = poison<uint8_t>(B);
     cuda::gather_rows(iX.data(), iy.data(), images.data(), labels.data(), 300, B, D, nullptr);
     same(iX, X2, cat("gather_rows D=", D, " B=", B)); same(iy, y2, "gather_rows y");
-  }
-  {  // gather_labels over several blocks (600 rows, 256 a block), from batch 1 at stride 700
-    const int n = 1500, B = 600;
-    auto labels = rbytes(n, 5, 0, 255);
-    std::vector<int32_t> idx(n); std::iota(idx.begin(), idx.end(), 0); std::shuffle(idx.begin(), idx.end(), std::mt19937(3));
-    std::vector<uint8_t> y(B); for (int r = 0; r < B; ++r) y[r] = labels[idx[700 + r]];
-    cuda::TrainCounters c; c.batch = 1;
-    auto ly = poison<uint8_t>(B);
-    cuda::gather_labels(ly.data(), labels.data(), idx.data(), &c, 700, B, nullptr);
-    same(ly, y, "gather_labels B=600");
   }
   for (int n : {1, 2, 7, 1000, 4099}) for (uint64_t e : {0ull, 3ull}) {
     std::vector<int32_t> ref(n); cpu::shuffle_order(ref.data(), n, 42, e);
@@ -208,6 +196,17 @@ int main(int argc, char** argv) {
     cuda::softmax_xent(g.data(), &m, {slots.data(), &done, int(slots.size())}, z.data(), lab.data(), B, C, 1.0f / B, nullptr);
     close(g, ref, 1e-6, cat("xent grad B=", B, " C=", C));
     expect(std::fabs(m.loss_sum - rl) <= 1e-5 * std::fabs(rl) && m.correct == (unsigned long long)rc, cat("xent metrics B=", B, " C=", C, " ", m.loss_sum, " vs ", rl, " ", m.correct, " vs ", rc));
+    {  // the labels read by index (the training step's LabelInput::by_index): the same bits
+      const test::ScatteredLabels sl = test::scatter_labels(lab, uint64_t(B) * 7 + C);
+      cuda::TrainCounters c; c.batch = sl.batch;
+      auto gi = poison<float>(z.size()); cuda::Metrics mi;
+      cuda::softmax_xent(gi.data(), &mi, {slots.data(), &done, int(slots.size())}, z.data(),
+                         cuda::LabelInput::by_index(sl.labels.data(), sl.idx.data(), sl.first, &c, sl.stride), B, C,
+                         1.0f / B, nullptr);
+      same(gi, g, cat("xent by index grad B=", B, " C=", C));
+      expect(std::memcmp(&mi.loss_sum, &m.loss_sum, sizeof(double)) == 0 && mi.correct == m.correct && done == 0,
+             cat("xent by index metrics B=", B, " C=", C));
+    }
     std::vector<double> pr(z.size()); cpu::softmax(pr.data(), dbl(z).data(), B, C);
     auto p = poison<float>(z.size()); cuda::softmax(p.data(), z.data(), B, C, nullptr);
     close(p, pr, 1e-6, cat("softmax B=", B, " C=", C));
@@ -414,6 +413,24 @@ int main(int argc, char** argv) {
                t + " head_evaluate metrics");
       }
       emu::g_block_order = emu::BlockOrder::Index;
+      {  // the labels read by index (the training step's LabelInput::by_index): the same bits
+        const test::ScatteredLabels sl = test::scatter_labels(lab, uint64_t(B) * 5 + K);
+        cuda::TrainCounters c; c.batch = sl.batch;
+        const cuda::LabelInput by_index = cuda::LabelInput::by_index(sl.labels.data(), sl.idx.data(), sl.first, &c, sl.stride);
+        auto iW = poison<float>(W.size()), ib = poison<float>(N), iA = poison<float>(A.size());
+        cuda::Metrics im;
+        cuda::head_train(iW.data(), ib.data(), iA.data(), &im, sc, A.data(), W.data(), b.data(), by_index, 1.25f,
+                         1.0f / B, B, K, N, nullptr, prec);
+        const std::string t = tag + " labels by index";
+        same(iW, gW, t + " dW"); same(ib, gb, t + " db"); same(iA, gA, t + " dA");
+        expect(std::memcmp(&im.loss_sum, &m.loss_sum, sizeof(double)) == 0 && im.correct == m.correct && done == 0,
+               t + " metrics");
+        cuda::Metrics em, ei;
+        cuda::head_evaluate(&em, sc.xent, A.data(), W.data(), b.data(), lab.data(), B, K, N, nullptr, prec);
+        cuda::head_evaluate(&ei, sc.xent, A.data(), W.data(), b.data(), by_index, B, K, N, nullptr, prec);
+        expect(std::memcmp(&em.loss_sum, &ei.loss_sum, sizeof(double)) == 0 && em.correct == ei.correct && done == 0,
+               t + " head_evaluate metrics");
+      }
     }
   // tail_train (kernels/tail.cuh): layers 1..L-1 in one launch of row blocks. Its elements are
   // checked against the CPU reference by tests/gpu/test_tail.cu (run by gpu_tests); here what only
@@ -492,6 +509,22 @@ int main(int argc, char** argv) {
                t + " tail_evaluate metrics");
       }
       emu::g_block_order = emu::BlockOrder::Index;
+      {  // the labels read by index (the training step's LabelInput::by_index): the same bits
+        const test::ScatteredLabels sl = test::scatter_labels(lab, uint64_t(B) * 3 + T);
+        cuda::TrainCounters c; c.batch = sl.batch;
+        const cuda::LabelInput by_index = cuda::LabelInput::by_index(sl.labels.data(), sl.idx.data(), sl.first, &c, sl.stride);
+        auto ip = poison<float>(part.size()), id = poison<float>(dz0.size());
+        cuda::Metrics im;
+        cuda::tail_train(ip.data(), id.data(), &im, sc, net, A0.data(), by_index, drop, 1.25f, 1.0f / B, B, nullptr, prec);
+        const std::string t = tag + " labels by index";
+        same(ip, part, t + " slices"); same(id, dz0, t + " dz0");
+        expect(std::memcmp(&im.loss_sum, &m.loss_sum, sizeof(double)) == 0 && im.correct == m.correct && done == 0,
+               t + " metrics");
+        cuda::Metrics ei;
+        cuda::tail_evaluate(&ei, sc, net, A0.data(), by_index, B, nullptr, prec);
+        expect(done == 0 && std::memcmp(&ei.loss_sum, &e0.loss_sum, sizeof(double)) == 0 && ei.correct == e0.correct,
+               t + " tail_evaluate metrics");
+      }
     }
   {  // a scratch too small for the grid is refused
     const int B = cuda::kXentRowsPerBlock + 1;

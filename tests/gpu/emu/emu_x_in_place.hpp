@@ -9,9 +9,10 @@
 // moment after it, the step counter, the evaluation and the predictions. A wrong row (index, batch
 // offset, the partial batch's base, a chunk's first row), a label out of place or a pixel scaled
 // otherwise changes them. Also checked: the in-place engine holds no float batch (cap x input
-// floats of device memory fewer; cap = max(batch, 4096), the engine's row capacity) and launches as
-// many kernels a training epoch (gather_labels for gather_batch) and one fewer per evaluation or
-// prediction chunk (no gather_rows; the labels are the dataset's own array).
+// floats of device memory fewer; cap = max(batch, 4096), the engine's row capacity) and launches
+// one kernel fewer a training step (no gather_batch: the loss kernel reads each row's label through
+// the epoch's order, kernels/labels.cuh) and one fewer per evaluation or prediction chunk (no
+// gather_rows; the labels are the dataset's own array).
 #pragma once
 
 #include <algorithm>
@@ -109,10 +110,11 @@ void in_place_vs_gathered(const EngineConfig& cfg, int n, int resume_at, const s
   expect(g.device_bytes - p.device_bytes == floats,
          cat(tag, ": no float batch in place (", g.device_bytes, " vs ", p.device_bytes, " bytes)"));
   const long long chunks = (n + cap - 1) / cap;
-  expect(g.train_launches == p.train_launches && g.eval_launches - p.eval_launches == chunks &&
+  const long long steps = g.epochs[0].next_batch + g.epochs[1].next_batch - resume_at;  // training steps run
+  expect(g.train_launches - p.train_launches == steps && g.eval_launches - p.eval_launches == chunks &&
              g.predict_launches - p.predict_launches == chunks,
-         cat(tag, ": launches train ", g.train_launches, "/", p.train_launches, " eval ", g.eval_launches, "/",
-             p.eval_launches, " predict ", g.predict_launches, "/", p.predict_launches));
+         cat(tag, ": launches train ", g.train_launches, "/", p.train_launches, " (", steps, " steps) eval ",
+             g.eval_launches, "/", p.eval_launches, " predict ", g.predict_launches, "/", p.predict_launches));
 }
 
 }  // namespace emu_x
