@@ -57,10 +57,11 @@ void launch_gather(float* X, uint8_t* y, const uint8_t* images, const uint8_t* l
   MNIST_LAUNCH_CHECK(stream);
 }
 
-// keys [n] = rng::shuffle_key(seed, epoch, i), vals [n] = i. One thread per Philox block (4 keys).
+// keys [n] = rng::shuffle_key(seed, epoch, i) & key_mask, vals [n] = i (CUB's pairs). One thread
+// per Philox block (4 keys). key_mask is ~0 but for the tests (ShuffleTestHooks).
 __global__ void __launch_bounds__(kThreads)
     shuffle_keys_kernel(uint32_t* __restrict__ keys, int32_t* __restrict__ vals, int n, uint64_t seed,
-                        uint64_t epoch) {
+                        uint64_t epoch, uint32_t key_mask) {
   const int64_t g = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t i0 = g * 4;
   if (i0 >= n) return;
@@ -69,10 +70,135 @@ __global__ void __launch_bounds__(kThreads)
   for (unsigned j = 0; j < 4; ++j) {
     const int64_t i = i0 + j;
     if (i < n) {
-      keys[i] = block_word(r, j);
+      keys[i] = block_word(r, j) & key_mask;
       vals[i] = int32_t(i);
     }
   }
+}
+
+// ---- The bucket shuffle (shuffle_order up to kBucketShuffleMax examples; gather.cuh) ----
+//
+// The permutation wanted is the stable sort of 0..n-1 by key: (key, index) ascending. The keys are
+// uniform 32-bit words, so their top `bits` bits cut them into 2^bits buckets of about 2 to 4 keys
+// each (bucket_bits), in key order: every key of bucket b is below every key of bucket b + 1. Three
+// launches:
+//   shuffle_count_kernel   keys [n] and the bucket counts (atomicAdd); the last block to finish
+//                          writes start [2^bits + 1], the counts' exclusive scan (start[2^bits] = n)
+//   shuffle_place_kernel   each (key, index) into a slot of its bucket, slots [start[b], start[b+1]),
+//                          taken with atomicSub on the count: in any order (the next pass does not
+//                          care), and the counts are 0 again afterwards, ready for the next call
+//   shuffle_rank_kernel    index i's place in its bucket = #{members j: (key_j, j) < (key_i, i)};
+//                          order[start[b] + that] = i
+// The result depends on the keys only, never on the order in which blocks or atomics run, and equals
+// cpu::shuffle_order bit for bit. Each pass is one light thread per element; CUB's radix sort (four
+// 8-bit passes over the pairs and a histogram) took 62.8 µs at 48,000 on the H100 at fc62aa1, a
+// tenth of issue 12's 0.6 ms epoch. A bucket of m keys costs each member m loads: random keys keep
+// m small; equal or clustered keys (only the tests' key_mask makes them) cost time, not correctness.
+constexpr int kCountThreads = 1024;  // the count kernel's blocks: its last block scans the counts
+constexpr int kMaxBucketBits = 14;   // 2^14 buckets = kCountThreads x kScanRun
+constexpr int kScanRun = 16;         // counts a thread of the last block scans (registers)
+static_assert(kCountThreads * kScanRun == 1 << kMaxBucketBits, "the last block holds every count once");
+
+// log2 of the bucket count for n keys: the smallest power of two >= n / 4, at most 2^14.
+int bucket_bits(int n) {
+  int b = 0;
+  while (b < kMaxBucketBits && (int64_t(4) << b) < int64_t(n)) ++b;
+  return b;
+}
+
+__device__ __forceinline__ unsigned bucket_of(uint32_t key, int bits) { return bits ? key >> (32 - bits) : 0u; }
+
+// A load from L2, past this SM's L1 (counts other blocks' atomics wrote during this launch).
+__device__ __forceinline__ unsigned load_l2(const unsigned* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(p);
+#else
+  return *p;
+#endif
+}
+
+__global__ void __launch_bounds__(kCountThreads)
+    shuffle_count_kernel(uint32_t* __restrict__ keys, unsigned* count, unsigned* __restrict__ start,
+                         unsigned* done, int n, int bits, uint64_t seed, uint64_t epoch, uint32_t key_mask) {
+  __shared__ unsigned s_scan[kCountThreads];
+  __shared__ bool s_last;
+  const int tid = int(threadIdx.x);
+  const int64_t g = int64_t(blockIdx.x) * kCountThreads + tid;
+  const int64_t i0 = g * 4;
+  if (i0 < n) {
+    const uint4 r = philox_block(seed, rng::kShuffle, 0, uint64_t(g), epoch);
+#pragma unroll
+    for (unsigned j = 0; j < 4; ++j) {
+      const int64_t i = i0 + j;
+      if (i < n) {
+        const uint32_t k = block_word(r, j) & key_mask;
+        keys[i] = k;
+        atomicAdd(count + bucket_of(k, bits), 1u);
+      }
+    }
+  }
+  __threadfence();  // this block's counts before its count on *done
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(done, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  // The last block: start = the exclusive scan of the counts. Thread t holds the counts of buckets
+  // t·per .. t·per + per - 1 in registers (per = 2^bits / 1024, or 1: kScanRun independent loads in
+  // flight, one L2 round trip), their total is scanned across the block in shared memory.
+  const int nb = 1 << bits, per = nb > kCountThreads ? nb / kCountThreads : 1, b0 = tid * per;
+  unsigned v[kScanRun];
+  unsigned run = 0;
+#pragma unroll
+  for (int j = 0; j < kScanRun; ++j) {
+    v[j] = j < per && b0 + j < nb ? load_l2(count + b0 + j) : 0u;
+    run += v[j];
+  }
+  s_scan[tid] = run;
+  __syncthreads();
+  for (int d = 1; d < kCountThreads; d *= 2) {  // inclusive Hillis-Steele scan of the runs
+    const unsigned add = tid >= d ? s_scan[tid - d] : 0u;
+    __syncthreads();
+    s_scan[tid] += add;
+    __syncthreads();
+  }
+  unsigned at = s_scan[tid] - run;
+#pragma unroll
+  for (int j = 0; j < kScanRun; ++j)
+    if (j < per && b0 + j < nb) {
+      start[b0 + j] = at;
+      at += v[j];
+    }
+  if (tid == 0) {
+    start[nb] = unsigned(n);
+    *done = 0;  // ready for the next call
+  }
+}
+
+// slots[start[b] + m] = (key, index) of the m-th arrival in bucket b (any order).
+__global__ void __launch_bounds__(kThreads)
+    shuffle_place_kernel(const uint32_t* __restrict__ keys, unsigned* count, const unsigned* __restrict__ start,
+                         uint2* __restrict__ slots, int n, int bits) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= n) return;
+  const uint32_t k = keys[i];
+  const unsigned b = bucket_of(k, bits);
+  slots[start[b] + atomicSub(count + b, 1u) - 1u] = make_uint2(k, unsigned(i));  // the count ends at 0
+}
+
+__global__ void __launch_bounds__(kThreads)
+    shuffle_rank_kernel(const uint32_t* __restrict__ keys, const unsigned* __restrict__ start,
+                        const uint2* __restrict__ slots, int32_t* __restrict__ order, int n, int bits) {
+  const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (i >= n) return;
+  const uint32_t k = keys[i];
+  const unsigned b = bucket_of(k, bits), s0 = start[b], s1 = start[b + 1];
+  unsigned rank = 0;
+  for (unsigned s = s0; s < s1; ++s) {
+    const uint2 m = slots[s];  // (key, index) of a member, itself included
+    rank += (m.x < k || (m.x == k && int64_t(m.y) < i)) ? 1u : 0u;
+  }
+  order[s0 + rank] = int32_t(i);
 }
 
 __global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* __restrict__ order, int n) {
@@ -80,10 +206,14 @@ __global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* __restrict__ or
   if (i < n) order[i] = int32_t(i);
 }
 
-// Carves the shuffle's scratch: keys in, keys out, indices in (n each, 256-byte aligned), then
-// CUB's temp storage.
+// Carves the shuffle's scratch (each part 256-byte aligned): the bucket shuffle's keys [n], slots
+// [n] (key, index pairs), counts [2^bits] and *done (zero before the first call, zero after every call), start
+// [2^bits + 1]; CUB's keys in and out and indices in [n each] and its temp storage (above
+// kBucketShuffleMax, and for the tests' and the bench's comparison at any n).
 struct ShuffleScratch {
+  std::size_t keys = 0, slots = 0, count = 0, done = 0, start = 0;
   std::size_t keys_in = 0, keys_out = 0, vals_in = 0, cub = 0, cub_bytes = 0, total = 0;
+  int bits = 0;
 };
 
 std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
@@ -91,16 +221,25 @@ std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 ShuffleScratch shuffle_scratch(int n) {
   ShuffleScratch s;
   const std::size_t words = align256(std::size_t(n) * 4);
-  s.keys_in = 0;
-  s.keys_out = words;
-  s.vals_in = 2 * words;
-  s.cub = 3 * words;
+  s.bits = bucket_bits(n);
+  const std::size_t nb = std::size_t(1) << s.bits;
+  s.keys = 0;
+  s.slots = words;
+  s.count = words + align256(std::size_t(n) * 8);
+  s.done = s.count + align256(nb * 4);
+  s.start = s.done + 256;
+  s.keys_in = s.start + align256((nb + 1) * 4);
+  s.keys_out = s.keys_in + words;
+  s.vals_in = s.keys_out + words;
+  s.cub = s.vals_in + words;
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, s.cub_bytes, static_cast<const uint32_t*>(nullptr),
                                              static_cast<uint32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
                                              static_cast<int32_t*>(nullptr), n));
   s.total = s.cub + align256(s.cub_bytes);
   return s;
 }
+
+ShuffleTestHooks g_shuffle_hooks;
 
 }  // namespace
 
@@ -137,18 +276,38 @@ void shuffle_order(int32_t* order, void* temp, std::size_t temp_bytes, int n, ui
   MNIST_CHECK(temp_bytes >= s.total, "shuffle_order: ", temp_bytes, " bytes of scratch, needs ", s.total,
               " (shuffle_temp_bytes)");
   auto* base = static_cast<unsigned char*>(temp);
+  const uint32_t mask = g_shuffle_hooks.key_mask;
+  const int64_t groups = (int64_t(n) + 3) / 4;
+  const unsigned group_blocks = unsigned((groups + kThreads - 1) / kThreads);
+  if (n <= kBucketShuffleMax && !g_shuffle_hooks.force_cub) {
+    auto* keys = reinterpret_cast<uint32_t*>(base + s.keys);
+    auto* slots = reinterpret_cast<uint2*>(base + s.slots);
+    auto* count = reinterpret_cast<unsigned*>(base + s.count);
+    auto* done = reinterpret_cast<unsigned*>(base + s.done);
+    auto* start = reinterpret_cast<unsigned*>(base + s.start);
+    const unsigned blocks = unsigned((int64_t(n) + kThreads - 1) / kThreads);
+    const unsigned count_blocks = unsigned((groups + kCountThreads - 1) / kCountThreads);
+    shuffle_count_kernel<<<count_blocks, kCountThreads, 0, stream>>>(keys, count, start, done, n, s.bits, seed,
+                                                                     epoch, mask);
+    MNIST_LAUNCH_CHECK(stream);
+    shuffle_place_kernel<<<blocks, kThreads, 0, stream>>>(keys, count, start, slots, n, s.bits);
+    MNIST_LAUNCH_CHECK(stream);
+    shuffle_rank_kernel<<<blocks, kThreads, 0, stream>>>(keys, start, slots, order, n, s.bits);
+    MNIST_LAUNCH_CHECK(stream);
+    return;
+  }
   auto* keys_in = reinterpret_cast<uint32_t*>(base + s.keys_in);
   auto* keys_out = reinterpret_cast<uint32_t*>(base + s.keys_out);
   auto* vals_in = reinterpret_cast<int32_t*>(base + s.vals_in);
-  const int64_t groups = (int64_t(n) + 3) / 4;
-  shuffle_keys_kernel<<<unsigned((groups + kThreads - 1) / kThreads), kThreads, 0, stream>>>(keys_in, vals_in, n,
-                                                                                              seed, epoch);
+  shuffle_keys_kernel<<<group_blocks, kThreads, 0, stream>>>(keys_in, vals_in, n, seed, epoch, mask);
   MNIST_LAUNCH_CHECK(stream);
   std::size_t cub_bytes = s.cub_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(base + s.cub, cub_bytes, keys_in, keys_out, vals_in, order, n, 0, 32,
                                              stream));
   MNIST_LAUNCH_CHECK(stream);
 }
+
+void shuffle_set_test_hooks(const ShuffleTestHooks& hooks) { g_shuffle_hooks = hooks; }
 
 void identity_order(int32_t* order, int n, cudaStream_t stream) {
   MNIST_CHECK(n >= 0, "identity_order: negative size");

@@ -30,15 +30,31 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
 void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, int64_t first, int B, int D,
                  cudaStream_t stream);
 
-// Bytes of device scratch shuffle_order needs for n examples (its keys and indices, and CUB's
-// radix-sort temp storage). Query once at set-up and allocate; the shuffle allocates nothing.
+// Bytes of device scratch shuffle_order needs for n examples (keys, slots and bucket counts of the
+// bucket shuffle; CUB's pairs and radix-sort temp storage). Query once at set-up and allocate; the
+// shuffle allocates nothing. The scratch must be zero-filled before its first use with a given n
+// (cudaMemset once): the bucket counts and a completion counter live in it, at places that depend
+// on n, and every call leaves them zero.
 std::size_t shuffle_temp_bytes(int n);
 
 // order [n] = 0..n-1 sorted by (rng::shuffle_key(seed, epoch, i), i): keys drawn with cuRAND's
-// Philox, then a stable CUB radix sort of (key, index) pairs. Equal to cpu::shuffle_order.
-// temp: at least shuffle_temp_bytes(n) bytes of device memory.
+// Philox, then, up to kBucketShuffleMax examples, the bucket shuffle (kernels/gather.cu: the keys'
+// top bits as buckets, three launches, each index ranked in its bucket by (key, index)), above it
+// CUB's stable radix sort of (key, index) pairs. Either is equal to cpu::shuffle_order, bit for bit,
+// whatever the order in which the GPU runs their blocks. temp: shuffle_temp_bytes(n) bytes or more,
+// zeroed once for this n (above); calls sharing it must not run concurrently.
+constexpr int kBucketShuffleMax = 1 << 18;  // (16 keys a bucket on average there)
 void shuffle_order(int32_t* order, void* temp, std::size_t temp_bytes, int n, uint64_t seed, uint64_t epoch,
                    cudaStream_t stream);
+
+// Tests and benchmarks only: force CUB's sort at any n (to compare the two), and AND every key with
+// key_mask (a mask of few bits makes equal keys and crowded buckets, which random keys almost never
+// do; cpu::shuffle_order of the masked keys is then the reference). Process-wide.
+struct ShuffleTestHooks {
+  bool force_cub = false;
+  uint32_t key_mask = 0xffffffffu;
+};
+void shuffle_set_test_hooks(const ShuffleTestHooks& hooks);
 
 // order [n] = 0, 1, ..., n-1 (training without shuffling).
 void identity_order(int32_t* order, int n, cudaStream_t stream);

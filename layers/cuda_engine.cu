@@ -668,7 +668,12 @@ class CudaEngine final : public Engine {
       graphs_.clear();  // the captured steps read order_ by address
     }
     const std::size_t bytes = cfg_.shuffle ? cuda::shuffle_temp_bytes(n) : 0;
-    if (shuffle_temp_.size() < bytes) shuffle_temp_.resize(bytes);
+    if (bytes && (shuffle_temp_.size() < bytes || shuffle_n_ != n)) {
+      if (shuffle_temp_.size() < bytes) shuffle_temp_.resize(bytes);
+      // The bucket counts start at 0 (their place depends on n; every shuffle leaves them 0).
+      CUDA_CHECK(cudaMemsetAsync(shuffle_temp_.data(), 0, shuffle_temp_.size(), stream_.get()));
+      shuffle_n_ = n;
+    }
   }
 
   // Kernels::Auto above the fused kernel's batches, autotuned: the training step's two paths, graph
@@ -947,6 +952,7 @@ class CudaEngine final : public Engine {
   StepSnapshots snapshots_;  // only with a progress hook
   DeviceBuffer<int32_t> order_;
   DeviceBuffer<unsigned char> shuffle_temp_;
+  int shuffle_n_ = -1;  // the n that shuffle_temp_ was zeroed for
   DeviceBuffer<uint8_t> staging_;  // predict: a chunk of host images
   DeviceBuffer<float> probs_;      // predict: a chunk of probabilities
   std::vector<Dataset> data_;

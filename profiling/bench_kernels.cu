@@ -767,9 +767,14 @@ int run(const Options& opt) {
     const int n = 48000;
     DeviceBuffer<int32_t> order{std::size_t(n)};
     DeviceBuffer<unsigned char> temp(cuda::shuffle_temp_bytes(n));
-    bench.run("shuffle_order", "n=48000", "native (Philox keys + CUB sort)", 0, 4.0 * n * 6, [&](cudaStream_t st) {
-      cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st);
-    });
+    CUDA_CHECK(cudaMemset(temp.data(), 0, temp.size()));  // the bucket counts start at 0
+    // Bytes: the bucket shuffle writes keys and slots and reads them back about twice, plus the order.
+    bench.run("shuffle_order", "n=48000", "native (Philox keys, 3-launch bucket shuffle)", 0, 4.0 * n * 6,
+              [&](cudaStream_t st) { cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st); });
+    cuda::shuffle_set_test_hooks({true, 0xffffffffu});  // the same permutation by CUB's radix sort
+    bench.run("shuffle_order", "n=48000", "CUB (Philox keys + DeviceRadixSort pairs)", 0, 4.0 * n * 6,
+              [&](cudaStream_t st) { cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 42, 1, st); });
+    cuda::shuffle_set_test_hooks({});
   }
   bench_head(bench, metrics.data());
   bench_tail(bench, metrics.data());

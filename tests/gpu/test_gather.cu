@@ -10,6 +10,7 @@
 #include "kernels/train_counters.cuh"
 #include "layers/cpu_ops.hpp"
 #include "tests/gpu/gpu_test.cuh"
+#include "tests/gpu/shuffle_ref.hpp"
 
 namespace mnist::test {
 namespace {
@@ -81,6 +82,7 @@ TEST_CASE("shuffle_order equals cpu::shuffle_order exactly, and is deterministic
   Stream stream;
   for (int n : {1, 2, 7, 1000, 48000, 60000}) {
     DeviceBuffer<unsigned char> temp(cuda::shuffle_temp_bytes(n));
+    CUDA_CHECK(cudaMemset(temp.data(), 0, temp.size()));  // once (kernels/gather.cuh)
     for (uint64_t seed : {uint64_t(42), (uint64_t(1) << 40) + 3})
       for (uint64_t epoch : {uint64_t(0), uint64_t(1), uint64_t(7)}) {
         INFO("n=", n, " seed=", seed, " epoch=", epoch);
@@ -93,6 +95,29 @@ TEST_CASE("shuffle_order equals cpu::shuffle_order exactly, and is deterministic
         cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, seed, epoch, stream.get());
         CHECK(to_host(order) == got);
       }
+  }
+}
+
+// Both algorithms (the bucket shuffle, CUB's sort) on keys masked to few bits: equal keys, buckets of
+// hundreds or thousands, and a single bucket of n ties, where only the index decides; each against
+// the masked keys' stable sort, twice over one scratch (the counts must come back to 0).
+TEST_CASE("shuffle_order: crowded buckets and equal keys, bucket shuffle and CUB alike") {
+  Stream stream;
+  struct Reset {
+    ~Reset() { cuda::shuffle_set_test_hooks({}); }
+  } reset;
+  for (int n : {1, 33, 1000, 4099, 20000}) {
+    DeviceBuffer<unsigned char> temp(cuda::shuffle_temp_bytes(n));
+    CUDA_CHECK(cudaMemset(temp.data(), 0, temp.size()));
+    for (bool cub : {false, true})
+      for (uint32_t mask : test::shuffle_test_masks())
+        for (uint64_t epoch : {uint64_t(0), uint64_t(5)}) {
+          INFO("n=", n, cub ? " cub" : " buckets", " mask=", mask, " epoch=", epoch);
+          cuda::shuffle_set_test_hooks({cub, mask});
+          auto order = poisoned<int32_t>(std::size_t(n));
+          cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 9, epoch, stream.get());
+          CHECK(to_host(order) == test::shuffle_reference(n, 9, epoch, mask));
+        }
   }
 }
 

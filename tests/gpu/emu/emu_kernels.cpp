@@ -18,6 +18,7 @@
 #include "tests/gpu/xent_order.hpp"
 #include "tests/gpu/head_ref.hpp"
 #include "tests/gpu/scattered_labels.hpp"
+#include "tests/gpu/shuffle_ref.hpp"
 #include "kernels/op_cases.hpp"
 #include "layers/cpu_ops.hpp"
 #include "runtime/error.hpp"
@@ -160,12 +161,29 @@ int main(int argc, char** argv) {
     cuda::gather_rows(iX.data(), iy.data(), images.data(), labels.data(), 300, B, D, nullptr);
     same(iX, X2, cat("gather_rows D=", D, " B=", B)); same(iy, y2, "gather_rows y");
   }
-  for (int n : {1, 2, 7, 1000, 4099}) for (uint64_t e : {0ull, 3ull}) {
-    std::vector<int32_t> ref(n); cpu::shuffle_order(ref.data(), n, 42, e);
-    std::vector<unsigned char> temp(cuda::shuffle_temp_bytes(n));
-    auto got = poison<int32_t>(n);
-    cuda::shuffle_order(got.data(), temp.data(), temp.size(), n, 42, e, nullptr);
-    same(got, ref, cat("shuffle n=", n));
+  // shuffle_order: the bucket shuffle and CUB's sort, each against cpu::shuffle_order (and the masked
+  // keys' stable sort), with the blocks in index, reversed and shuffled order (the slots inside a
+  // bucket then fill in other orders), over one scratch zeroed once per n: a count the last call
+  // left behind would misplace the next call's indices.
+  for (int n : {1, 2, 7, 1000, 4099, 48000}) {
+    std::vector<unsigned char> temp(cuda::shuffle_temp_bytes(n));  // zero-filled
+    for (uint64_t e : {0ull, 3ull}) {
+      std::vector<int32_t> ref(n); cpu::shuffle_order(ref.data(), n, 42, e);
+      same(test::shuffle_reference(n, 42, e, 0xffffffffu), ref, cat("shuffle reference n=", n));
+      for (bool cub : {false, true}) for (uint32_t mask : test::shuffle_test_masks()) {
+        if (n == 48000 && mask != 0xffffffffu) continue;  // (a bucket of 48,000 keys: 2.3e9 comparisons)
+        const std::vector<int32_t> want = mask == 0xffffffffu ? ref : test::shuffle_reference(n, 42, e, mask);
+        cuda::shuffle_set_test_hooks({cub, mask});
+        for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+          emu::g_block_order = order;
+          auto got = poison<int32_t>(n);
+          cuda::shuffle_order(got.data(), temp.data(), temp.size(), n, 42, e, nullptr);
+          same(got, want, cat("shuffle n=", n, " epoch ", e, cub ? " cub" : " buckets", " mask ", mask, " order ", int(order)));
+        }
+        emu::g_block_order = emu::BlockOrder::Index;
+        cuda::shuffle_set_test_hooks({});
+      }
+    }
     auto id = poison<int32_t>(n); std::vector<int32_t> iref(n); std::iota(iref.begin(), iref.end(), 0);
     cuda::identity_order(id.data(), n, nullptr); same(id, iref, "iota");
   }
