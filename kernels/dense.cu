@@ -2357,10 +2357,10 @@ void check_sizes(const char* op, int B, int K, int N) {
 // X's fields of p (DenseInput, dense.cuh): the float pointer, or the images read in place.
 void set_input(GemmParams& p, const DenseInput& X) {
   p.images = X.images;
-  p.idx = X.idx;
-  p.first = X.first;
-  p.img_counters = X.counters;
-  p.img_stride = X.stride;
+  p.idx = X.rows.idx;
+  p.first = X.rows.first;
+  p.img_counters = X.rows.counters;
+  p.img_stride = X.rows.stride;
 }
 
 GemmParams forward_params(float* Y, const DenseInput& X, const float* W, const float* b, int B, int K, int N,

@@ -31,6 +31,7 @@
 #include "kernels/autotune.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/precision.hpp"
+#include "kernels/row_index.cuh"
 #include "kernels/train_counters.cuh"
 
 namespace mnist::cuda {
@@ -46,10 +47,7 @@ namespace mnist::cuda {
 struct DenseInput {
   const float* x = nullptr;
   const uint8_t* images = nullptr;
-  const int32_t* idx = nullptr;
-  int64_t first = 0;
-  const TrainCounters* counters = nullptr;
-  int stride = 0;
+  RowIndex rows;  // which images (kernels/row_index.cuh)
 
   DenseInput() = default;
   DenseInput(const float* floats) : x(floats) {}  // NOLINT: implicit on purpose
@@ -57,7 +55,8 @@ struct DenseInput {
   static DenseInput images_by_index(const uint8_t* images, const int32_t* idx, int64_t first,
                                     const TrainCounters* counters = nullptr, int stride = 0) {
     DenseInput in;
-    in.images = images, in.idx = idx, in.first = first, in.counters = counters, in.stride = stride;
+    in.images = images;
+    in.rows = {idx, first, counters, stride};
     return in;
   }
   bool present() const { return x != nullptr || images != nullptr; }

@@ -92,7 +92,8 @@ struct EngineConfig {
   // slower at 128 and 512 rows): the last blocks add alone while the other SMs idle.
   bool split_in_launch = false;
   // CUDA graph and tail paths, native GEMMs: layer 0's GEMMs read X in place from the uint8 images
-  // by index (kernels/dense.cuh DenseInput; no float batch, the step gathers its labels alone).
+  // by index (kernels/dense.cuh DenseInput; no float batch), and the loss kernel the labels the
+  // same way (kernels/labels.cuh): the step gathers nothing.
   // false: the batch gathered into floats first (the launches before; for the tests, which prove
   // the two bitwise equal). --gemm cublas always gathers; the fused step reads the images itself.
   // With Kernels::Auto and autotune above kFusedAutoMaxBatch, true lets the race try both.
