@@ -7,6 +7,7 @@
 
 #include "kernels/curand_draw.cuh"
 #include "kernels/gather.cuh"
+#include "kernels/gemm_round.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/step_math.cuh"
 #include "runtime/cuda_check.cuh"
@@ -169,6 +170,7 @@ __device__ __forceinline__ int c_tiles(const FusedLayer& l) {
 // d0) or elements read and written (adam_element), never a read-only global pointer. Shared
 // memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and gradients of kR rows
 // for every layer, [kR] losses and hits.
+template <GemmPrecision PREC>
 __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int steps, int rows) {
   extern __shared__ float4 fused_smem[];
   float* smem = reinterpret_cast<float*>(fused_smem);
@@ -213,8 +215,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       const float* b0 = f.params + f.layer[0].b_offset;
       const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
       const int cols = (N0 + kAN - 1) / kAN, tiles = ((rows + kAM - 1) / kAM) * cols, items = a_items(f, rows);
-      auto load_x = [&](int r, int k) { return pixel_value(f.images[std::size_t(s_idx[r]) * K0 + k]); };
-      auto load_w = [&](int n, int k) { return W0[std::size_t(n) * K0 + k]; };
+      auto load_x = [&](int r, int k) {
+        return round_gemm_input<PREC>(pixel_value(f.images[std::size_t(s_idx[r]) * K0 + k]));
+      };
+      auto load_w = [&](int n, int k) { return round_gemm_input<PREC>(W0[std::size_t(n) * K0 + k]); };
       for (int it = int(blockIdx.x); it < items; it += int(gridDim.x)) {
         const int split = it / tiles, t = it % tiles;
         const int m0 = (t / cols) * kAM, n0 = (t % cols) * kAN;
@@ -283,10 +287,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
               const int e = e0 + u * kT;
               if (e >= total4) continue;
               float* d = p + (e / K4) * (K + 1) + (e % K4) * 4;
-              d[0] = v[u].x;
-              d[1] = v[u].y;
-              d[2] = v[u].z;
-              d[3] = v[u].w;
+              d[0] = round_gemm_input<PREC>(v[u].x);
+              d[1] = round_gemm_input<PREC>(v[u].y);
+              d[2] = round_gemm_input<PREC>(v[u].z);
+              d[3] = round_gemm_input<PREC>(v[u].w);
             }
           }
         } else {
@@ -300,13 +304,16 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
 #pragma unroll
             for (int u = 0; u < kU; ++u) {
               const int e = e0 + u * kT;
-              if (e < total) p[(e / K) * (K + 1) + e % K] = v[u];
+              if (e < total) p[(e / K) * (K + 1) + e % K] = round_gemm_input<PREC>(v[u]);
             }
           }
         }
         p += std::size_t(N) * (K + 1);
       }
       // (the first __syncthreads below, after layer 0's rows, also covers the staged weights)
+      // W_l's elements as the GEMMs take them: rounded once when staged, else at each read.
+      const bool staged = lay.stage_w;
+      auto w_in = [staged](float w) { return staged ? w : round_gemm_input<PREC>(w); };
       for (int it = int(blockIdx.x); it < b_items; it += int(gridDim.x)) {
         const int r0 = it * kR, nr = rows - r0 < kR ? rows - r0 : kR;
         const int S = a_splits(K0);
@@ -323,7 +330,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             z = dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
             f.layer[0].act[e] = z;
           }
-          sA[0][r * (N0 + 1) + n] = z;
+          sA[0][r * (N0 + 1) + n] = stored_activation<PREC>(z);  // the GEMM's input, the mask (kept)
         }
         __syncthreads();
         for (int l = 1; l < L; ++l) {
@@ -338,11 +345,11 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             const float* a = sA[l - 1] + r * (K + 1);
             const float* w = W + std::size_t(n) * ws[l];
             float acc = 0.0f;
-            for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
+            for (int k = 0; k < K; ++k) acc = fmaf(a[k], w_in(w[k]), acc);
             const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
             const float z = dense_unit(acc, b[n], hidden, hidden ? threshold : 0u, scale, f.seed, step, uint32_t(l), e);
             if (hidden) ly.act[e] = z;
-            sA[l][r * (N + 1) + n] = z;
+            sA[l][r * (N + 1) + n] = hidden ? stored_activation<PREC>(z) : z;  // (logits: xent's input)
           }
           __syncthreads();
         }
@@ -355,6 +362,8 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
                                        sD[L - 1] + r * (C + 1), out.dz + std::size_t(r0 + r) * C);
           s_loss[r] = row.loss;
           s_hit[r] = row.hit ? 1u : 0u;
+          if constexpr (PREC != GemmPrecision::FP32)  // dZ as the data and weight GEMMs take it
+            for (int j = 0; j < C; ++j) sD[L - 1][r * (C + 1) + j] = round_gemm_input<PREC>(sD[L - 1][r * (C + 1) + j]);
         }
         __syncthreads();
         if (tid == 0) {  // the item's loss and hits, rows in order
@@ -378,9 +387,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             if (r >= nr) continue;
             const float* d = sD[l] + r * (N + 1);
             float acc = 0.0f;
-            for (int n = 0; n < N; ++n) acc = fmaf(d[n], W[std::size_t(n) * ws[l] + k], acc);
-            const float v = sA[l - 1][r * (K + 1) + k] > 0.0f ? acc * scale : 0.0f;
-            sD[l - 1][r * (K + 1) + k] = v;
+            for (int n = 0; n < N; ++n) acc = fmaf(d[n], w_in(W[std::size_t(n) * ws[l] + k]), acc);
+            const float v = kept(sA[l - 1][r * (K + 1) + k]) ? acc * scale : 0.0f;
+            sD[l - 1][r * (K + 1) + k] = round_gemm_input<PREC>(v);
             dprev[std::size_t(r0 + r) * K + k] = v;
           }
           __syncthreads();
@@ -428,19 +437,19 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             }
           }
         const float* dz = ly.dz;
-        auto load_dz = [&](int m, int r) { return dz[std::size_t(r) * N + m]; };
+        auto load_dz = [&](int m, int r) { return round_gemm_input<PREC>(dz[std::size_t(r) * N + m]); };
         float acc[kCTM][kCTN];
         float* As = smem;
         float* Bs = smem + kCK * (kCM + 1);
         if (l == 0) {
           auto load_x = [&](int n, int r) {
-            return n == K ? 1.0f : pixel_value(f.images[std::size_t(s_idx[r]) * K + n]);
+            return n == K ? 1.0f : round_gemm_input<PREC>(pixel_value(f.images[std::size_t(s_idx[r]) * K + n]));
           };
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_x, As,
                                                               Bs);
         } else {
           const float* X = f.layer[l - 1].act;
-          auto load_a = [&](int n, int r) { return n == K ? 1.0f : X[std::size_t(r) * K + n]; };
+          auto load_a = [&](int n, int r) { return n == K ? 1.0f : round_gemm_input<PREC>(X[std::size_t(r) * K + n]); };
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_a, As,
                                                               Bs);
         }
@@ -477,6 +486,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
 // split), as the graph path's dense_forward, so the same logits bit for bit.
 constexpr int kER = 32;
 
+template <GemmPrecision PREC>
 __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const FusedEval e, int64_t first, int n) {
   extern __shared__ float4 eval_smem[];
   float* smem = reinterpret_cast<float*>(eval_smem);
@@ -492,8 +502,8 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
   const uint8_t* img = f.images + (first + r0) * K0;
   const float* W0 = f.params + f.layer[0].w_offset;
   const float* b0 = f.params + f.layer[0].b_offset;
-  auto load_x = [&](int r, int k) { return pixel_value(img[std::size_t(r) * K0 + k]); };
-  auto load_w = [&](int u, int k) { return W0[std::size_t(u) * K0 + k]; };
+  auto load_x = [&](int r, int k) { return round_gemm_input<PREC>(pixel_value(img[std::size_t(r) * K0 + k])); };
+  auto load_w = [&](int u, int k) { return round_gemm_input<PREC>(W0[std::size_t(u) * K0 + k]); };
   constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
   static_assert(kCM == kER, "one row tile a block");
   for (int n0 = 0; n0 < N0; n0 += kCN) {
@@ -506,7 +516,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
         const int r = tid / RN + i * RM, u = n0 + tid % RN + j * RN;
         if (r < nr && u < N0) {
           const float z = acc[i][j] + b0[u];
-          act[r * N0 + u] = z > 0.0f ? z : 0.0f;
+          act[r * N0 + u] = round_gemm_input<PREC>(z > 0.0f ? z : 0.0f);  // (the next GEMM's input only)
         }
       }
   }
@@ -524,9 +534,9 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
       const float* a = prev + r * K;
       const float* w = W + std::size_t(u) * K;
       float acc = 0.0f;
-      for (int k = 0; k < K; ++k) acc = fmaf(a[k], w[k], acc);
+      for (int k = 0; k < K; ++k) acc = fmaf(a[k], round_gemm_input<PREC>(w[k]), acc);
       const float z = acc + b[u];
-      out[r * N + u] = l + 1 < L ? (z > 0.0f ? z : 0.0f) : z;
+      out[r * N + u] = l + 1 < L ? round_gemm_input<PREC>(z > 0.0f ? z : 0.0f) : z;
     }
     __syncthreads();
     prev = out;
@@ -582,6 +592,23 @@ void allow_smem(Kernel* kernel, std::size_t bytes) {
   if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
+using StepKernel = void (*)(const FusedStep, int, int);
+using EvalKernel = void (*)(const FusedStep, const FusedEval, int64_t, int);
+StepKernel step_kernel(GemmPrecision prec) {
+  switch (prec) {
+    case GemmPrecision::TF32: return fused_step_kernel<GemmPrecision::TF32>;
+    case GemmPrecision::BF16: return fused_step_kernel<GemmPrecision::BF16>;
+    default: return fused_step_kernel<GemmPrecision::FP32>;
+  }
+}
+EvalKernel eval_kernel(GemmPrecision prec) {
+  switch (prec) {
+    case GemmPrecision::TF32: return fused_eval_kernel<GemmPrecision::TF32>;
+    case GemmPrecision::BF16: return fused_eval_kernel<GemmPrecision::BF16>;
+    default: return fused_eval_kernel<GemmPrecision::FP32>;
+  }
+}
+
 }  // namespace
 
 std::string fused_step_unsupported(const std::vector<int>& widths, int batch) {
@@ -607,15 +634,16 @@ std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch)
   return S > 1 ? std::size_t(S) * std::size_t(batch) * std::size_t(widths[1]) : 0;
 }
 
-int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks) {
+int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks, GemmPrecision prec) {
   int dev = 0, coop = 0, sms = 0, per_sm = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   if (!coop) return 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const std::size_t bytes = smem_bytes(widths, batch);
-  allow_smem(fused_step_kernel, bytes);
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_step_kernel, kT, bytes));
+  const StepKernel kernel = step_kernel(prec);
+  allow_smem(kernel, bytes);
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kT, bytes));
   if (per_sm <= 0) return 0;
   // One block per SM: every phase has at most ~130 items at batch 128, and a barrier's cost grows
   // with the blocks that arrive at it.
@@ -640,11 +668,11 @@ void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cuda
   if (steps <= 0) return;
   const std::size_t bytes = smem_bytes(widths, f.stride);
   MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_train_steps: ", bytes, " bytes of shared memory");
-  allow_smem(fused_step_kernel, bytes);
+  const StepKernel kernel = step_kernel(f.precision);
+  allow_smem(kernel, bytes);
   FusedStep arg = f;
   void* args[] = {&arg, &steps, &rows};
-  CUDA_CHECK(cudaLaunchCooperativeKernel(fused_step_kernel, dim3(unsigned(blocks)), dim3(unsigned(kT)), args, bytes,
-                                         stream));
+  CUDA_CHECK(cudaLaunchCooperativeKernel(kernel, dim3(unsigned(blocks)), dim3(unsigned(kT)), args, bytes, stream));
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -663,8 +691,9 @@ void fused_evaluate(const FusedStep& f, const FusedEval& e, int64_t first, int n
   for (int l = 0; l < f.layers; ++l) widths.push_back(f.layer[l].out);
   const std::size_t bytes = eval_smem_bytes(widths);
   MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_evaluate: ", bytes, " bytes of shared memory");
-  allow_smem(fused_eval_kernel, bytes);
-  fused_eval_kernel<<<unsigned(fused_eval_blocks(n)), kT, bytes, stream>>>(f, e, first, n);
+  const EvalKernel kernel = eval_kernel(f.precision);
+  allow_smem(kernel, bytes);
+  kernel<<<unsigned(fused_eval_blocks(n)), kT, bytes, stream>>>(f, e, first, n);
   MNIST_LAUNCH_CHECK(stream);
 }
 

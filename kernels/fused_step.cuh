@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "kernels/metrics.cuh"
+#include "kernels/precision.hpp"
 #include "kernels/train_counters.cuh"
 
 namespace mnist::cuda {
@@ -88,6 +89,11 @@ struct FusedStep {
   // the barriers, index loads and counters run regardless. Anything but 7 trains nothing
   // meaningful: it exists to time the phases apart on a GPU.
   unsigned phases = 7;
+  // The GEMMs' input rounding (kernels/precision.hpp): every GEMM input (X, W, dZ, the hidden
+  // activations) rounded to TF32's or BF16's mantissa as kernels/dense.cu rounds it, the products
+  // summed in the same float32 FMA chains (SIMT: at the fused kernel's batches the GEMMs are latency
+  // in small tiles, not tensor-core throughput). FP32: no rounding, the bitwise contract above.
+  GemmPrecision precision = GemmPrecision::FP32;
 };
 
 // Why the fused kernel cannot train a model of these Dense widths (widths[0] = input, then each
@@ -102,7 +108,8 @@ std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch)
 
 // Blocks of the fused kernel that the device runs co-resident (one per SM, fewer if the occupancy
 // API allows none), capped at max_blocks when > 0; 0 when the device has no cooperative launch.
-int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks);
+int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks,
+                    GemmPrecision prec = GemmPrecision::FP32);
 
 // `steps` consecutive training steps of `rows` rows each (rows <= f.stride; rows < stride only for
 // an epoch's last, partial batch) in one cooperative launch of `blocks` blocks
@@ -126,8 +133,9 @@ int fused_eval_blocks(int n);
 // *e.metrics += (Σ loss, Σ correct) over rows first .. first+n-1 of f.images/f.labels in eval
 // mode (no dropout): one launch, 32 rows a block, every layer forward on chip, the softmax
 // cross-entropy of softmax_xent; the sums are added in block order by the last block. Reads
-// f.layers, f.layer[].in/out/offsets, f.params, f.images, f.labels. The logits equal the graph
-// path's dense_forward chain bit for bit (layer 0 is not split here).
+// f.layers, f.layer[].in/out/offsets, f.params, f.images, f.labels, f.precision. At fp32 the logits
+// equal the graph path's dense_forward chain bit for bit (layer 0 is not split here); at tf32/bf16
+// every GEMM input is rounded as in training (FusedStep::precision).
 void fused_evaluate(const FusedStep& f, const FusedEval& e, int64_t first, int n, cudaStream_t stream);
 
 }  // namespace mnist::cuda

@@ -1,7 +1,7 @@
 // The rounding of a GEMM input to its precision's format (kernels/precision.hpp), with the
 // instructions the tensor-core path feeds from: cvt.rna.tf32.f32, or cvt.rn.bf16x2.f32 keeping the
 // high half; the identity for FP32. One definition for the dense GEMMs (kernels/dense.cu) and the
-// head kernel (kernels/head.cu), so that both round every input alike.
+// head, tail and fused kernels, so that all of them round every input alike.
 #pragma once
 
 #include <cstdint>
@@ -20,5 +20,16 @@ __device__ __forceinline__ float round_gemm_input(float v) {
   else
     return v;
 }
+
+// A hidden activation as a kernel keeps it for both its uses, the next GEMM's input and the
+// ReLU/dropout mask of the backward: round(a), and -0 for an a > 0 that rounds to 0, so that the
+// mask (the raw a > 0) survives in the sign bit: mask = kept(stored) = bits != 0 (a >= 0 always).
+// At FP32 the stored value is a itself and kept(a) is a > 0. (kernels/tail.cu, kernels/fused_step.cu)
+template <GemmPrecision PREC>
+__device__ __forceinline__ float stored_activation(float a) {
+  const float q = round_gemm_input<PREC>(a);
+  return a > 0.0f && q == 0.0f ? -0.0f : q;
+}
+__device__ __forceinline__ bool kept(float stored) { return float_bits(stored) != 0u; }
 
 }  // namespace mnist::cuda

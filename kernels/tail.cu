@@ -376,15 +376,6 @@ __device__ __forceinline__ void tail_weight(int I, int J, int R, const float* D,
     gemm_mma<PREC>(I, J, R, View{D, 1, ds}, View{A, as, 1}, init, store);
 }
 
-// A hidden activation as the GEMMs read it: round(a), and -0 for an a > 0 that rounds to 0, so that
-// the ReLU/dropout mask (the raw a > 0) survives in the sign bit: mask = bits != 0 (a >= 0 always).
-template <GemmPrecision PREC>
-__device__ __forceinline__ float stored_activation(float a) {
-  const float q = round_gemm_input<PREC>(a);
-  return a > 0.0f && q == 0.0f ? -0.0f : q;
-}
-__device__ __forceinline__ bool kept(float stored) { return float_bits(stored) != 0u; }
-
 // One block: rows [32·(j·G/n), 32·((j+1)·G/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, G = p.groups:
 // tail_block_row), in chunks of p.chunk rows:
 // stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 32-row group

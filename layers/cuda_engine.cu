@@ -80,13 +80,16 @@
 // keeps the fastest (race_paths).
 //
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
-// kFusedAutoMaxBatch in fp32 with native GEMMs): the training steps run instead as ONE
+// kFusedAutoMaxBatch in fp32, kFusedAutoMaxBatchRounded in tf32/bf16, with native GEMMs): the
+// training steps run instead as ONE
 // persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
 // (kernels/fused_step.cuh: 3 grid-wide barriers per step, weights updated in place), with the same
 // counters, order and metrics, and the graph path's arithmetic (bitwise equal parameters in the
 // emulation), except for layer 0's split-K forward when the input is wider than 392 (equal to
-// rounding). A model it cannot hold, --gemm cublas, a precision other than fp32 or a device without cooperative launch
-// fall back to the graph path, and notice() says so in one line. Evaluation then runs as one
+// rounding). With tf32/bf16 it rounds every GEMM input as the graph path does and sums the products
+// in its float32 chains (the CPU reference's arithmetic; not the tensor-core paths' bits). A model it
+// cannot hold, --gemm cublas or a device without cooperative launch fall back to the graph path, and
+// notice() says so in one line. Evaluation then runs as one
 // launch too (cuda::fused_evaluate); prediction uses the separate kernels.
 #include <algorithm>
 #include <atomic>
@@ -507,10 +510,11 @@ class CudaEngine final : public Engine {
     if (cfg_.kernels == Kernels::Graph) return;
     std::vector<int> widths{cfg_.spec.input};
     for (const DenseSlot& sl : layout_.dense) widths.push_back(sl.out);
+    const int auto_max = cfg_.precision == Precision::FP32 ? kFusedAutoMaxBatch : kFusedAutoMaxBatchRounded;
     if (cfg_.kernels == Kernels::Auto &&
-        (cfg_.batch_size > kFusedAutoMaxBatch || cfg_.gemm != Gemm::Native || cfg_.precision != Precision::FP32 ||
+        (cfg_.batch_size > auto_max || cfg_.gemm != Gemm::Native ||
          !cuda::fused_step_unsupported(widths, cfg_.batch_size).empty() ||
-         cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks) <= 0)) {
+         cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks, cfg_.precision) <= 0)) {
       // Auto where the fused kernel does not run, autotuned: the graph and the tail paths are both
       // made ready and the first epoch times them (race_paths); the tail only where it can run.
       if (cfg_.autotune != Autotune::Off && cfg_.gemm == Gemm::Native) {
@@ -524,12 +528,10 @@ class CudaEngine final : public Engine {
     std::string why;
     if (cfg_.gemm != Gemm::Native)
       why = cat("--gemm ", to_string(cfg_.gemm), " is a graph-path option");
-    else if (cfg_.precision != Precision::FP32)
-      why = cat("it computes in fp32 only, not ", to_string(cfg_.precision));
     else
       why = cuda::fused_step_unsupported(widths, cfg_.batch_size);
     if (why.empty()) {
-      fused_blocks_ = cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks);
+      fused_blocks_ = cuda::fused_step_grid(widths, cfg_.batch_size, cfg_.fused_blocks, cfg_.precision);
       if (fused_blocks_ <= 0) why = "the device has no cooperative launch";
     }
     if (!why.empty()) {
@@ -637,6 +639,7 @@ class CudaEngine final : public Engine {
     f.b2 = cfg_.beta2;
     f.eps = cfg_.eps;
     f.phases = cfg_.fused_phases;
+    f.precision = cfg_.precision;
     return f;
   }
 

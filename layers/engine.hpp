@@ -54,9 +54,16 @@ enum class Autotune { Off, On, Check };
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
 constexpr int kFusedAutoMaxBatch = 512;
+// With --precision tf32|bf16 the fused kernel runs its SIMT chains on rounded inputs, so it keeps
+// fp32's speed while the graph path's GEMMs move to tensor cores: measured on the H100 at fc62aa1,
+// batch 128, fused fp32 14.6 ms/epoch against the graph path's 21.8 (tf32) and 20.9 (bf16); at 512
+// fused fp32 8.3 against 6.9 and 6.5. Auto takes the fused kernel up to 256 rows there (between the
+// two; a prediction from the H200's fp32 fused/graph ratio at 256, 9.3 vs 11.6 ms, not measured).
+constexpr int kFusedAutoMaxBatchRounded = 256;
 // Precision of the GEMMs' inputs (accumulation, weights and Adam state stay float32): `TF32` and
-// `BF16` round the GEMM inputs to that format and run on tensor cores; the CPU reference applies
-// the same rounding so that both paths compute the same thing.
+// `BF16` round the GEMM inputs to that format and run on tensor cores (the fused kernel, at the
+// small batches where it runs, on its SIMT chains: the same rounded products, float32 sums); the
+// CPU reference applies the same rounding so that every path computes the same thing.
 using Precision = GemmPrecision;  // FP32, TF32, BF16: one enum, shared with kernels/ and cpu_ops
 
 const char* to_string(Gemm g);

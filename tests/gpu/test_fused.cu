@@ -108,6 +108,49 @@ TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial la
   CHECK(ef2.accuracy == ef.accuracy);
 }
 
+// --precision tf32|bf16: the fused kernel rounds every GEMM input as the graph path does and sums
+// in its float32 chains, so it matches the CPU engine at the same precision within the fp32
+// tolerances above (the rounded products are exact in float32: only the summation order differs),
+// and its parameters are ten times or more further from an fp32 run's (the rounding is applied:
+// 2^-11 or 2^-8 relative per input against ~1e-6 of summation order; the emulation shows 1e-3 to
+// 7e-2 against 3e-7).
+TEST_CASE("fused kernel at tf32 and bf16 = CPU engine with the same input rounding") {
+  for (Precision prec : {Precision::TF32, Precision::BF16}) {
+    INFO(to_string(prec));
+    Problem p = make_problem(784, {128, 64}, 10, 0.2f, 128, 600, 42);
+    p.cfg.kernels = Kernels::Fused;
+    p.cfg.precision = prec;
+    Problem q = p;
+    q.cfg.precision = Precision::FP32;
+    auto cpu = make_cpu_engine(p.cfg);
+    auto cpu32 = make_cpu_engine(q.cfg);
+    auto fused = make_cuda_engine(p.cfg);
+    CHECK(fused->notice().empty());
+    CHECK(fused->fused_step());
+    const int tc = cpu->add_dataset(p.view()), t32 = cpu32->add_dataset(p.view()), tf = fused->add_dataset(p.view());
+    std::vector<float> p0, pc, p32, pf;
+    cpu->get_params(p0);
+    for (int e = 0; e < 2; ++e) {
+      INFO("epoch ", e);
+      const EpochStats sc = cpu->train_epoch(tc, e, 1e-3f), sf = fused->train_epoch(tf, e, 1e-3f);
+      cpu32->train_epoch(t32, e, 1e-3f);
+      CHECK(sf.examples == sc.examples);
+      CHECK(sf.loss == doctest::Approx(sc.loss).epsilon(1e-4));
+      CHECK(std::fabs(sf.accuracy - sc.accuracy) * p.n <= 1.0 + 1e-9);
+      cpu->get_params(pc);
+      cpu32->get_params(p32);
+      fused->get_params(pf);
+      expect_close(delta(pf, p0), delta(pc, p0), 1e-3, "fused vs CPU parameter change, same precision");
+      const double err = rel_error(delta(pf, p0), delta(pc, p0)), err32 = rel_error(delta(pf, p0), delta(p32, p0));
+      CHECK_MESSAGE(err32 > 10 * err, "against an fp32 run the error is " << err32 << ", against the same precision "
+                                                                          << err << ": the inputs are rounded");
+    }
+    const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf);
+    CHECK(ef.loss == doctest::Approx(ec.loss).epsilon(1e-4));
+    CHECK(std::fabs(ef.accuracy - ec.accuracy) * p.n <= 1.0 + 1e-9);
+  }
+}
+
 TEST_CASE("fused kernel: no dropout, one hidden layer, odd widths, batch 7 (4-row last batch)") {
   Problem p = make_problem(37, {19}, 3, 0.0f, 7, 60, 9);
   auto cpu = make_cpu_engine(p.cfg);

@@ -455,12 +455,14 @@ void auto_races_paths() {
              check.rep[0].find("REJECTED tail step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   cfg.autotune = Autotune::On;
-  // Where the fused kernel does not run below batch 512 (tf32), Auto races the paths too.
-  cfg.batch_size = 256;
+  // Where the fused kernel does not run below batch 512 (tf32 above kFusedAutoMaxBatchRounded),
+  // Auto races the paths too.
+  cfg.batch_size = kFusedAutoMaxBatchRounded + 64;
   cfg.precision = Precision::TF32;
   const Out small = run(Kernels::Auto, 5.0, false);
-  expect(small.tail && !small.rep.empty() && small.rep[0].rfind("training step 256 rows tf32 (--kernels auto): tail step", 0) == 0,
-         cat("auto race at tf32, batch 256: '", small.rep.empty() ? "" : small.rep[0], "'"));
+  const std::string head = cat("training step ", cfg.batch_size, " rows tf32 (--kernels auto): tail step");
+  expect(small.tail && !small.rep.empty() && small.rep[0].rfind(head, 0) == 0,
+         cat("auto race at tf32, batch ", cfg.batch_size, ": '", small.rep.empty() ? "" : small.rep[0], "'"));
   cuda::dense_autotune_reset();
   cuda::dense_autotune_allow_unverified(false);
   cfg.precision = Precision::FP32;

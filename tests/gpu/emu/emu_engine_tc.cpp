@@ -1,6 +1,7 @@
 // Emulated CUDA engine at --precision tf32 / bf16 against the CPU engine at the same precision
 // (the same input rounding in every GEMM): epochs with dropout and a partial last batch, a model
-// whose first layer is deep enough (600 inputs) for the forward split-K, then evaluate/predict.
+// whose first layer is deep enough (600 inputs) for the forward split-K, then evaluate/predict; on
+// the graph path (tensor-core tiles), the tail path and --kernels auto (the fused kernel).
 //
 // Tolerance: as for float32 (emu_engine.cpp, tests/gpu/test_engine.cu: parameter change 1e-3
 // normalised, loss 1e-4 relative), derived: the engines still differ only in summation order, now
@@ -51,7 +52,7 @@ std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int hi) {
 }
 
 void compare(Precision prec, int input, std::vector<int> hidden, int batch, int n, int epochs,
-             Kernels kernels = Kernels::Auto) {
+             Kernels kernels = Kernels::Graph) {
   EngineConfig cfg;
   cfg.kernels = kernels;
   cfg.spec.input = input;
@@ -70,6 +71,7 @@ void compare(Precision prec, int input, std::vector<int> hidden, int batch, int 
   std::vector<float> p0, pc, pg;
   cpu->get_params(p0);
   expect(gpu->tail_kernel() == (kernels == Kernels::Tail), "tail path as configured");
+  expect(gpu->fused_step() == (kernels == Kernels::Auto), "the fused kernel under auto only");
   const std::string tag = cat(to_string(prec), " ", to_string(kernels), " in=", input, " batch=", batch, " n=", n);
   for (int e = 0; e < epochs; ++e) {
     const EpochStats sc = cpu->train_epoch(tc, e, 1e-3f), sg = gpu->train_epoch(tg, e, 1e-3f);
@@ -95,6 +97,9 @@ int main() {
     compare(p, 600, {40}, 16, 40, 1);      // layer 1's forward split over K (3 pieces)
     // The tail path (Kernels::Tail: layers >= 1 in one kernel, Adam fused with the sums).
     compare(p, 50, {33, 20}, 32, 200, 2, Kernels::Tail);
+    // Auto at these batches: the fused kernel, its SIMT chains on the rounded inputs (emu_fused.cpp
+    // has its own checks); evaluation and prediction through it too.
+    compare(p, 50, {33, 20}, 32, 200, 1, Kernels::Auto);
   }
   // Layer 0's X read in place from the images against the gathered floats (emu_x_in_place.hpp):
   // every result bitwise, graph and tail paths, at tf32 and bf16 (MmaTile reads the images; the

@@ -134,6 +134,49 @@ void against_cpu_and_graph(const Data& d, std::vector<int> hidden, float dropout
   expect(std::memcmp(&ef2.loss, &ef.loss, sizeof(double)) == 0 && ef2.accuracy == ef.accuracy, tag + " eval twice");
 }
 
+// The fused kernel at tf32/bf16 (every GEMM input rounded, FusedStep::precision) against the CPU
+// engine at the same precision (the same rounding; cpu_ops), with the fp32 tolerances above: the
+// rounded products are exact in float32 on both, so only the summation order differs. And against
+// the CPU engine at fp32, to show that the rounding is there at all: that error must be at least
+// ten times larger (the inputs' 2^-11 or 2^-8 relative rounding against ~1e-6 of summation order).
+void rounded_against_cpu(const Data& d, std::vector<int> hidden, float dropout, int batch, uint64_t seed,
+                         Precision prec, int epochs) {
+  EngineConfig cfg = config(d, hidden, dropout, batch, seed, Kernels::Fused);
+  cfg.precision = prec;
+  EngineConfig fp32 = cfg;
+  fp32.precision = Precision::FP32;
+  auto cpu = make_cpu_engine(cfg), cpu32 = make_cpu_engine(fp32), fused = make_cuda_engine(cfg);
+  const std::string tag = cat(to_string(prec), " in=", d.input, " hidden=", hidden.size(), " batch=", batch, " n=", d.n);
+  expect(fused->notice().empty() && fused->fused_step(), tag + " runs the fused kernel, no notice");
+  const int tc = cpu->add_dataset(d.view()), t32 = cpu32->add_dataset(d.view()), tf = fused->add_dataset(d.view());
+  std::vector<float> p0, pc, p32, pf;
+  cpu->get_params(p0);
+  for (int e = 0; e < epochs; ++e) {
+    const int coop = g_emu_cooperative_launches;
+    const EpochStats sc = cpu->train_epoch(tc, e, 1e-3f), sf = fused->train_epoch(tf, e, 1e-3f);
+    cpu32->train_epoch(t32, e, 1e-3f);
+    expect(g_emu_cooperative_launches > coop, tag + " trained by the fused kernel");
+    cpu->get_params(pc); cpu32->get_params(p32); fused->get_params(pf);
+    const double err = nerr(delta(pf, p0), delta(pc, p0)), err32 = nerr(delta(pf, p0), delta(p32, p0));
+    std::printf("%s epoch %d: loss cpu %.9f fused %.9f  param-change err vs cpu %.3g, vs cpu fp32 %.3g\n", tag.c_str(), e,
+                sc.loss, sf.loss, err, err32);
+    expect(err < 1e-3, tag + " params vs cpu");
+    expect(err32 > 10 * err, tag + " the rounding shows against fp32");
+    expect(std::fabs(sc.loss - sf.loss) <= 1e-4 * std::fabs(sc.loss), tag + " loss vs cpu");
+    expect(std::fabs(sc.accuracy - sf.accuracy) * d.n <= 1.0 + 1e-9 && sf.examples == sc.examples, tag + " acc vs cpu");
+  }
+  const long long launches = g_emu_launches;
+  const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf);
+  std::vector<int> widths{d.input};
+  widths.insert(widths.end(), hidden.begin(), hidden.end());
+  widths.push_back(d.classes);
+  if (mnist::cuda::fused_eval_supported(widths))  // else the graph path's kernels (at the same precision)
+    expect(g_emu_launches - launches == 1, tag + " evaluation: one fused launch");
+  std::printf("  eval loss cpu %.9f fused %.9f acc %.4f/%.4f\n", ec.loss, ef.loss, ec.accuracy, ef.accuracy);
+  expect(std::fabs(ec.loss - ef.loss) <= 1e-4 * ec.loss && std::fabs(ec.accuracy - ef.accuracy) * d.n <= 1.0 + 1e-9,
+         tag + " eval vs cpu");
+}
+
 // One run of the fused engine: epoch 0 cut at `cut` (if > 0) and continued, epoch 1 resumed at
 // batch 3; returns the final state and the two epochs' stats.
 struct Outcome { TrainState st; EpochStats e0, e1; };
@@ -217,9 +260,7 @@ void interrupt_and_fallbacks() {
                g_emu_cooperative_launches == coop, "interrupt before the epoch");
   }
   struct Fallback { const char* what; EngineConfig cfg; };
-  EngineConfig tf32 = config(d, {9}, 0.2f, 16, 3, Kernels::Fused); tf32.precision = Precision::TF32;
   std::vector<Fallback> cases{
-      {"tf32", tf32},
       {"8 hidden layers", config(d, {4, 4, 4, 4, 4, 4, 4, 4}, 0.2f, 16, 3, Kernels::Fused)},
       {"width 4000", config(d, {4000}, 0.2f, 16, 3, Kernels::Fused)},
   };
@@ -235,15 +276,21 @@ void interrupt_and_fallbacks() {
   auto g = make_cuda_engine(config(d, {9}, 0.2f, 16, 3, Kernels::Graph));
   expect(g->notice().empty(), "graph asked for: no notice");
 
-  // --kernels auto: fused up to kFusedAutoMaxBatch in fp32, the graph path otherwise, never a notice.
+  // --kernels auto: fused up to kFusedAutoMaxBatch in fp32 (kFusedAutoMaxBatchRounded in
+  // tf32/bf16), the graph path otherwise, never a notice.
   const Data big(2 * kFusedAutoMaxBatch + 8, 20, 4, 3);
   struct Auto { const char* what; EngineConfig cfg; bool fused; };
-  EngineConfig auto_tf32 = config(d, {9}, 0.2f, 16, 3, Kernels::Auto); auto_tf32.precision = Precision::TF32;
+  auto with = [](EngineConfig c, Precision p) { c.precision = p; return c; };
+  const int rounded_max = kFusedAutoMaxBatchRounded;
   std::vector<Auto> autos{
       {"auto, batch 16", config(d, {9}, 0.2f, 16, 3, Kernels::Auto), true},
       {"auto, batch kFusedAutoMaxBatch", config(big, {9}, 0.2f, kFusedAutoMaxBatch, 3, Kernels::Auto), true},
       {"auto, batch kFusedAutoMaxBatch + 1", config(big, {9}, 0.2f, kFusedAutoMaxBatch + 1, 3, Kernels::Auto), false},
-      {"auto, tf32", auto_tf32, false},
+      {"auto, tf32 batch 16", with(config(d, {9}, 0.2f, 16, 3, Kernels::Auto), Precision::TF32), true},
+      {"auto, bf16 batch kFusedAutoMaxBatchRounded",
+       with(config(big, {9}, 0.2f, rounded_max, 3, Kernels::Auto), Precision::BF16), true},
+      {"auto, tf32 batch kFusedAutoMaxBatchRounded + 1",
+       with(config(big, {9}, 0.2f, rounded_max + 1, 3, Kernels::Auto), Precision::TF32), false},
       {"auto, 8 hidden layers", config(d, {4, 4, 4, 4, 4, 4, 4, 4}, 0.2f, 16, 3, Kernels::Auto), false},
   };
   for (const Auto& c : autos) {
@@ -294,6 +341,10 @@ int main() {
   split_grid_bitwise();
   const Data w(100, 784, 10, 5);
   against_cpu_and_graph(w, {24, 16}, 0.2f, 32, 5, true, 2);   // 784 inputs: layer 0 split-K
+  rounded_against_cpu(a, {33, 20}, 0.2f, 32, 7, Precision::TF32, 2);  // weights staged in phase B
+  rounded_against_cpu(a, {33, 20}, 0.2f, 32, 7, Precision::BF16, 2);
+  rounded_against_cpu(e, {300, 200}, 0.2f, 16, 4, Precision::TF32, 1);  // W_1 read (and rounded) from global
+  rounded_against_cpu(w, {24, 16}, 0.2f, 32, 5, Precision::BF16, 1);    // layer 0 split-K
   std::printf("%d checks, %d failures, %d cooperative launches\n", checks, failures, g_emu_cooperative_launches);
   return failures != 0;
 }
