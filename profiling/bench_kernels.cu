@@ -49,6 +49,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <string>
 #include <utility>
@@ -453,12 +454,31 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
     const double weights = 4.0 * (double(w1) * (w0 + 1) + double(w2) * (w1 + 1));
     const double bytes = 4.0 * 2.0 * B * w0 + weights + B;
     float* w = ws_floats ? ws.data() : nullptr;
+    // The engine's form of the labels (kernels/labels.cuh): the 60,000-row array read through a
+    // permutation at the batch the device counters name, two dependent loads a row in the kernel.
+    const int n_rows = 60000;
+    std::vector<int32_t> h_order(static_cast<std::size_t>(n_rows));
+    std::iota(h_order.begin(), h_order.end(), 0);
+    std::shuffle(h_order.begin(), h_order.end(), std::mt19937(67));
+    DeviceBuffer<int32_t> order(h_order.size());
+    order.upload(h_order);
+    auto labels = random_bytes(std::size_t(n_rows), 68, w2 - 1);
+    cuda::TrainCounters c;
+    c.batch = 1;  // rows B .. 2B - 1 of the order (B <= 16384)
+    DeviceBuffer<cuda::TrainCounters> counters(1);
+    counters.upload(std::vector<cuda::TrainCounters>{c});
+    const cuda::LabelInput by_index = cuda::LabelInput::by_index(labels.data(), order.data(), 0, counters.data(), B);
     for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
       const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
       bench.run("tail", shape, cat("tail_train ", to_string(p), " (1 launch, ", cuda::tail_blocks(B), " blocks of <= ",
                                    cuda::tail_rows_per_block(B), " rows)"),
                 flops, bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
                   cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), y.data(), drop, scale,
+                                   1.0f / float(B), B, st, p);
+                }, peak);
+      bench.run("tail", shape, cat("tail_train ", to_string(p), ", labels by index (the engine's form)"), flops,
+                bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
+                  cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
                                    1.0f / float(B), B, st, p);
                 }, peak);
       bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
