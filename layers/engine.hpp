@@ -33,8 +33,9 @@ enum class Gemm { Native, Cublas };
 // CUDA training step: `Fused` runs many steps (ideally a whole epoch) in one persistent kernel;
 // `Graph` is the sequence of separate kernels per step, captured as CUDA graphs. A model the fused
 // kernel cannot hold falls back to `Graph` with a one-line notice. `Auto` (the default) takes
-// `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch, fp32,
-// native GEMMs); elsewhere (a larger batch, tf32/bf16, a model it cannot hold), with
+// `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch in fp32,
+// <= kFusedAutoMaxBatchRounded in tf32/bf16, native GEMMs); elsewhere (a larger batch, a model it
+// cannot hold), with
 // EngineConfig::autotune, the faster of `Graph` and `Tail`
 // as the first epoch times them on the device (one step each from the same state, the tail
 // checked against the graph path's moments first; Engine::autotune_report names the times), and
