@@ -312,6 +312,8 @@ class CudaEngine final : public Engine {
   bool train_steps(int train, int64_t epoch, float lr, EpochProgress& progress,
                    const std::atomic<bool>* interrupt) override {
     NvtxRange range("epoch");
+    ready_eval_ = -1;  // (the last epoch's evaluation, if unread, is of other parameters now)
+    const int queued = std::exchange(queued_eval_, -1);  // queue_evaluation: this call's only
     const cuda::DenseAutotune autotune(tune_, cfg_.autotune == Autotune::On);
     const Dataset& d = dataset(train);
     const cudaStream_t s = stream_.get();
@@ -382,7 +384,16 @@ class CudaEngine final : public Engine {
       if (progress.on_steps) snapshots_.record(metrics_.data() + kTrainMetrics, batch, examples, s);
     }
     if (progress.on_steps) snapshots_.report(progress, batches);
-    const cuda::Metrics m = read_metrics(kTrainMetrics);
+    cuda::Metrics m;
+    if (batch == batches && queued >= 0) {  // (queue_evaluation) behind the last step, one sync for both
+      enqueue_evaluation(queued);
+      read_metrics(kTrainMetrics, 2);
+      m = metrics_host_[kTrainMetrics];
+      ready_stats_ = eval_stats(queued, metrics_host_[kEvalMetrics]);
+      ready_eval_ = queued;
+    } else {
+      m = read_metrics(kTrainMetrics);
+    }
     step_ += batch - progress.next_batch;
     progress.next_batch = batch;
     progress.loss_sum += m.loss_sum;
@@ -391,7 +402,19 @@ class CudaEngine final : public Engine {
     return batch == batches;
   }
 
+  void queue_evaluation(int id) override {
+    dataset(id);  // (an unknown id is an error here, not after the epoch)
+    queued_eval_ = id;
+  }
+
   EpochStats evaluate(int id) override {
+    if (std::exchange(ready_eval_, -1) == id) return ready_stats_;  // enqueued by train_steps
+    enqueue_evaluation(id);
+    return eval_stats(id, read_metrics(kEvalMetrics));
+  }
+
+  // The evaluation's launches over dataset `id` into the eval metrics slot (no synchronisation).
+  void enqueue_evaluation(int id) {
     NvtxRange range("evaluate");
     const cuda::DenseAutotune autotune(tune_, cfg_.autotune == Autotune::On);  // (GEMMs met here first are tuned here, uncaptured)
     const Dataset& d = dataset(id);
@@ -429,7 +452,10 @@ class CudaEngine final : public Engine {
                            cfg_.spec.classes, 0.0f, s);
       }
     }
-    const cuda::Metrics m = read_metrics(kEvalMetrics);
+  }
+
+  EpochStats eval_stats(int id, const cuda::Metrics& m) {
+    const Dataset& d = dataset(id);
     const int n = std::max(d.n, 1);
     return {m.loss_sum / n, double(m.correct) / n, d.n};
   }
@@ -468,6 +494,7 @@ class CudaEngine final : public Engine {
   void set_params(const std::vector<float>& flat) override {
     MNIST_CHECK(flat.size() == layout_.storage, "parameter array of ", flat.size(), " floats, model has ",
                 layout_.storage);
+    ready_eval_ = -1;  // (an evaluation train_steps enqueued was of the parameters before)
     stream_.synchronize();
     params_.upload(flat.data(), flat.size());
   }
@@ -803,8 +830,9 @@ class CudaEngine final : public Engine {
     return g;
   }
 
-  cuda::Metrics read_metrics(int slot) {
-    CUDA_CHECK(cudaMemcpyAsync(metrics_host_.data() + slot, metrics_.data() + slot, sizeof(cuda::Metrics),
+  // Slots slot .. slot + count - 1 to the host, with one synchronisation; returns the first.
+  cuda::Metrics read_metrics(int slot, int count = 1) {
+    CUDA_CHECK(cudaMemcpyAsync(metrics_host_.data() + slot, metrics_.data() + slot, sizeof(cuda::Metrics) * count,
                                cudaMemcpyDeviceToHost, stream_.get()));
     stream_.synchronize();
     return metrics_host_[std::size_t(slot)];
@@ -964,6 +992,9 @@ class CudaEngine final : public Engine {
   int graph_dataset_ = -1;
   int64_t step_ = 0;
   bool fused_ = false;      // train with the fused kernel (choose_kernels)
+  int queued_eval_ = -1;    // queue_evaluation's dataset for the next completed epoch, or -1
+  int ready_eval_ = -1;     // the dataset whose evaluation train_steps enqueued and read, or -1
+  EpochStats ready_stats_;  // ... and its result
   int fused_blocks_ = 0;    // its grid
   std::string notice_;      // why not, when Kernels::Fused was asked for
   DeviceBuffer<float> partial_;     // fused: layer 0's split-K partial sums

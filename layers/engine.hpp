@@ -195,6 +195,14 @@ class Engine {
   // Loss and accuracy over a dataset in eval mode (no dropout), batch by batch.
   virtual EpochStats evaluate(int data) = 0;
 
+  // A hint, given before train_steps: the caller evaluates dataset `data` as soon as that call
+  // completes its epoch. The CUDA engine then enqueues the evaluation behind the epoch's last step
+  // and reads both metrics with the epoch's one synchronisation, so the GPU does not idle while the
+  // host returns and launches the evaluation; evaluate(data) returns that result, the same bits.
+  // Without the hint, or when anything else comes first (an incomplete epoch, new parameters, another
+  // dataset), evaluate runs as always. One epoch only: the next train_steps clears it.
+  virtual void queue_evaluation(int data) { (void)data; }
+
   // Softmax probabilities [n, classes] for n images (eval mode).
   virtual void predict(float* probs, const uint8_t* images, int n) = 0;
 

@@ -88,6 +88,7 @@ History fit(Engine& engine, int train, int val, const ModelSpec& spec, const Fit
     bar.start(progress.next_batch);
     if (bar.enabled())
       progress.on_steps = [&bar](int done, int total, const EpochStats& running) { bar.update(done, total, running); };
+    engine.queue_evaluation(val);  // (the CUDA engine runs it behind the epoch's last step)
     const bool complete = engine.train_steps(train, e, float(lr), progress, ctl.interrupt);
     bar.clear();
     if (!complete) {

@@ -474,6 +474,80 @@ void auto_races_paths() {
   cuda::dense_autotune_reset();
 }
 
+// Engine::queue_evaluation: the evaluation enqueued behind the epoch's last step and read with the
+// training metrics in one synchronisation. On the fused, graph and tail paths, against an engine
+// without the hint: the same bits everywhere (training, evaluation, parameters), one host
+// synchronisation fewer an epoch; the hint ignored where it no longer holds (another dataset
+// evaluated, new parameters, an epoch cut short); an unknown dataset refused at once.
+void queued_evaluation() {
+  extern long long g_emu_stream_syncs;
+  const int n = 150, input = 30;
+  const auto images = rbytes(std::size_t(n) * input, 71, 0, 255), labels = rbytes(n, 72, 0, 9);
+  const auto vimages = rbytes(std::size_t(60) * input, 73, 0, 255), vlabels = rbytes(60, 74, 0, 9);
+  for (Kernels k : {Kernels::Fused, Kernels::Graph, Kernels::Tail}) {
+    EngineConfig cfg;
+    cfg.spec.input = input;
+    cfg.spec.hidden = {20, 12};
+    cfg.batch_size = 32;
+    cfg.seed = 11;
+    cfg.kernels = k;
+    cfg.head_min_batch = 0;
+    const std::string tag = cat("queued evaluation, ", to_string(k));
+    auto a = make_cuda_engine(cfg), b = make_cuda_engine(cfg);
+    const int ta = a->add_dataset({images.data(), labels.data(), n, input}), va = a->add_dataset({vimages.data(), vlabels.data(), 60, input});
+    const int tb = b->add_dataset({images.data(), labels.data(), n, input}), vb = b->add_dataset({vimages.data(), vlabels.data(), 60, input});
+    auto same_stats = [](const EpochStats& x, const EpochStats& y) {
+      return std::memcmp(&x.loss, &y.loss, sizeof(double)) == 0 && x.accuracy == y.accuracy && x.examples == y.examples;
+    };
+    for (int e = 0; e < 2; ++e) {
+      const long long s0 = g_emu_stream_syncs;
+      a->queue_evaluation(va);
+      const EpochStats ra = a->train_epoch(ta, e, 1e-3f), ea = a->evaluate(va);
+      const long long s1 = g_emu_stream_syncs;
+      const EpochStats rb = b->train_epoch(tb, e, 1e-3f), eb = b->evaluate(vb);
+      const long long s2 = g_emu_stream_syncs;
+      expect(same_stats(ra, rb) && same_stats(ea, eb), cat(tag, ": epoch ", e, " training and evaluation bitwise"));
+      expect(s2 - s1 - (s1 - s0) == 1, cat(tag, ": one synchronisation fewer (", s1 - s0, " vs ", s2 - s1, ")"));
+      const EpochStats again = a->evaluate(va);  // read once: now evaluated anew, the same bits
+      expect(same_stats(again, eb), tag + ": a second evaluate recomputes the same");
+    }
+    TrainState sa, sb;
+    a->get_state(sa);
+    b->get_state(sb);
+    expect(sa.step == sb.step && sa.params == sb.params && sa.m == sb.m, tag + ": parameters and moments bitwise");
+    // Another dataset evaluated first: its own result; the queued one is then recomputed, the same.
+    a->queue_evaluation(va);
+    b->train_epoch(tb, 2, 1e-3f);
+    a->train_epoch(ta, 2, 1e-3f);
+    expect(same_stats(a->evaluate(ta), b->evaluate(tb)) && same_stats(a->evaluate(va), b->evaluate(vb)),
+           tag + ": another dataset evaluated first");
+    // New parameters after the epoch: the evaluation is of them, not of the trained ones.
+    std::vector<float> p;
+    b->get_params(p);
+    for (float& x : p) x *= 0.5f;
+    a->queue_evaluation(va);
+    a->train_epoch(ta, 3, 1e-3f);
+    b->train_epoch(tb, 3, 1e-3f);
+    a->set_params(p);
+    b->set_params(p);
+    expect(same_stats(a->evaluate(va), b->evaluate(vb)), tag + ": set_params after the epoch");
+    // An epoch cut short: nothing is enqueued; evaluate runs as always.
+    EpochProgress pa, pb;
+    pa.end_batch = pb.end_batch = 2;
+    a->queue_evaluation(va);
+    expect(!a->train_steps(ta, 4, 1e-3f, pa, nullptr) && !b->train_steps(tb, 4, 1e-3f, pb, nullptr),
+           tag + ": cut epochs");
+    expect(same_stats(a->evaluate(va), b->evaluate(vb)), tag + ": a cut epoch");
+    bool refused = false;
+    try {
+      a->queue_evaluation(99);
+    } catch (const Error&) {
+      refused = true;
+    }
+    expect(refused, tag + ": an unknown dataset refused");
+  }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also before an abort
   head_vs_separate();
@@ -515,6 +589,7 @@ int main() {
   x_in_place_vs_gathered();
   autotune_changes_no_bit();
   auto_races_paths();
+  queued_evaluation();
   std::printf("%d checks, %d failures, %lld launches, %d captures, %d replays\n", checks, failures, g_emu_launches, g_emu_captures, g_emu_replays);
   return failures != 0;
 }

@@ -11,6 +11,7 @@
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 long long g_emu_launches = 0;
+long long g_emu_stream_syncs = 0;
 
 namespace mnist {
 
