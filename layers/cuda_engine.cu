@@ -50,7 +50,8 @@
 // honoured between replays; K is capped at the epoch's full batches (11 at batch 4096: one replay).
 // A shorter last batch runs the same launches uncaptured.
 // Loss and correct count accumulate on the device and are read once per epoch, with the one
-// synchronisation of the epoch.
+// synchronisation of the epoch; after queue_evaluation the validation pass is enqueued behind the
+// last step and read with it.
 //
 // Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto takes it only where autotuning
 // times it faster than the graph path, race_paths): the step above in four launches, each as large
