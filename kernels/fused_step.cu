@@ -237,18 +237,20 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         }
       }
     }
-    grid.sync();
-
-    // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
-    // every layer's data gradient down to dz[0], with the rows' activations in shared memory (row
-    // stride width + 1) and, when they fit, the weights W_1 .. W_{L-1} too (row stride in + 1).
-    if ((f.phases & 2u) && int(blockIdx.x) < b_items) {
-      double* s_loss = reinterpret_cast<double*>(smem);
-      uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kR);
-      float* sA[kFusedMaxLayers];
-      float* sD[kFusedMaxLayers];
-      const float* Wl[kFusedMaxLayers];  // W_l's rows at Wl[l] + n * ws[l]
-      int ws[kFusedMaxLayers];
+    // Phase B's shared memory, set up before the barrier that ends phase A: the rows' activations
+    // and gradients (row stride width + 1) and, when they fit, the weights W_1 .. W_{L-1} (row stride
+    // in + 1), staged now. They do not depend on phase A (the last phase C that wrote them ended
+    // before this step began), so their L2 round trip overlaps the barrier's wait instead of
+    // starting phase B. Phase A's tiles are done with the memory: tile_chain synchronises the block
+    // before it returns.
+    const bool b_block = (f.phases & 2u) && int(blockIdx.x) < b_items;
+    double* s_loss = reinterpret_cast<double*>(smem);
+    uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kR);
+    float* sA[kFusedMaxLayers];
+    float* sD[kFusedMaxLayers];
+    const float* Wl[kFusedMaxLayers];  // W_l's rows at Wl[l] + n * ws[l]
+    int ws[kFusedMaxLayers];
+    if (b_block) {
       float* p = smem + round4(kR * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
       for (int l = 0; l < L; ++l) {
         const int w = f.layer[l].out + 1;
@@ -310,6 +312,12 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         }
         p += std::size_t(N) * (K + 1);
       }
+    }
+    grid.sync();
+
+    // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
+    // every layer's data gradient down to dz[0], with the rows' activations in shared memory.
+    if (b_block) {
       // (the first __syncthreads below, after layer 0's rows, also covers the staged weights)
       // W_l's elements as the GEMMs take them: rounded once when staged, else at each read.
       const bool staged = lay.stage_w;
