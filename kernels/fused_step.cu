@@ -250,6 +250,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     float* sD[kFusedMaxLayers];
     const float* Wl[kFusedMaxLayers];  // W_l's rows at Wl[l] + n * ws[l]
     int ws[kFusedMaxLayers];
+    // The label of row tid of the block's first phase-B item, read now for the same reason.
+    uint8_t first_label = 0;
+    const int first_row = int(blockIdx.x) * kR + tid;
+    if (b_block && tid < kR && first_row < rows) first_label = f.labels[s_idx[first_row]];
     if (b_block) {
       float* p = smem + round4(kR * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
       for (int l = 0; l < L; ++l) {
@@ -366,8 +370,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int C = out.out;
         if (tid < nr) {
           const int r = tid;
-          const XentRow row = xent_row(sA[L - 1] + r * (C + 1), C, f.labels[s_idx[r0 + r]], grad_scale,
-                                       sD[L - 1] + r * (C + 1), out.dz + std::size_t(r0 + r) * C);
+          const uint8_t label = it == int(blockIdx.x) ? first_label : f.labels[s_idx[r0 + r]];
+          const XentRow row = xent_row(sA[L - 1] + r * (C + 1), C, label, grad_scale, sD[L - 1] + r * (C + 1),
+                                       out.dz + std::size_t(r0 + r) * C);
           s_loss[r] = row.loss;
           s_hit[r] = row.hit ? 1u : 0u;
           if constexpr (PREC != GemmPrecision::FP32)  // dZ as the data and weight GEMMs take it
