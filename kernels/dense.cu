@@ -63,10 +63,7 @@ struct GemmParams {
   // operand of a Forward GEMM (a = null, lda = K), the B operand of a Weight GEMM (b = null, ldb =
   // K). Element (r, c) of X = pixel_value(images[src(r)·ld + c]) (image_row).
   const uint8_t* images = nullptr;
-  const int32_t* idx = nullptr;
-  int64_t first = 0;
-  const TrainCounters* img_counters = nullptr;
-  int img_stride = 0;
+  RowIndex rows;  // src(r) (kernels/row_index.cuh)
 };
 
 // Whether GEMM KIND reads its A (operand 0) or B (operand 1) from the images.
@@ -79,13 +76,10 @@ __host__ __device__ inline bool images_b(const GemmParams& p) {
   return KIND == Kind::Weight && p.images;
 }
 // The first X row's position in idx (or in the images without idx): read once per block.
-__device__ __forceinline__ int64_t image_base(const GemmParams& p) {
-  return p.first + (p.img_counters ? int64_t(p.img_counters->batch) * p.img_stride : 0);
-}
+__device__ __forceinline__ int64_t image_base(const GemmParams& p) { return row_base(p.rows); }
 // Row r of X in the images (ld = K pixels a row).
 __device__ __forceinline__ const uint8_t* image_row(const GemmParams& p, int64_t base, int r, int ld) {
-  const int64_t src = p.idx ? int64_t(p.idx[base + r]) : base + r;
-  return p.images + src * ld;
+  return p.images + source_row(p.rows, base, r) * ld;
 }
 
 __host__ __device__ inline int split_count(const GemmParams& p) {
@@ -468,11 +462,11 @@ struct SimtVecTile {
 #pragma unroll
       for (int it = 0; it < B_CHUNKS; ++it) {
         const int k = k0 + chunk_k<B_KFAST, BN>(tid + it * THREADS);
-        b_src[it] = k < ke ? p.idx[base + k] : 0;
+        b_src[it] = k < ke ? p.rows.idx[base + k] : 0;
       }
     };
     if constexpr (b_img)
-      if (p.idx) load_b_src(0);
+      if (p.rows.idx) load_b_src(0);
 
     auto fetch = [&](int t) {
       const int k0 = slice_k0(t), ke = slice_end(t);
@@ -502,7 +496,7 @@ struct SimtVecTile {
           const int x = n0 + chunk_x<B_KFAST, BN>(c), k = k0 + chunk_k<B_KFAST, BN>(c);
           uint32_t u = 0;
           if (k < ke) {
-            const uint8_t* row = p.images + (p.idx ? int64_t(b_src[it]) : base + k) * p.ldb;
+            const uint8_t* row = p.images + (p.rows.idx ? int64_t(b_src[it]) : base + k) * p.ldb;
             if (vec && x + 3 < b_valid) {
               u = *reinterpret_cast<const uint32_t*>(row + x);
             } else {  // a tail (as load_tail_chunk_images)
@@ -522,7 +516,7 @@ struct SimtVecTile {
         }
       }
       if constexpr (b_img)
-        if (p.idx && t + 1 < slices) load_b_src(t + 1);  // needed by fetch(t + 1), a slice later
+        if (p.rows.idx && t + 1 < slices) load_b_src(t + 1);  // needed by fetch(t + 1), a slice later
     };
     auto stash = [&](int buf) {
 #pragma unroll
@@ -889,7 +883,7 @@ struct PipeTile {
       init(nullptr, ld_, x0, x_valid_, x_end_, ones_, k0);
       img = true;
       img_cp = reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && ld_ % 4 == 0;
-      images = p.images, idx = p.idx, base = base_, rows = rows_;
+      images = p.images, idx = p.rows.idx, base = base_, rows = rows_;
       if constexpr (KFAST) {
 #pragma unroll
         for (int it = 0; it < PER_THREAD; ++it) {
@@ -1527,7 +1521,7 @@ struct WgmmaWeightTile {
       init(nullptr, ld_, x0, x_valid_, x_end_, ones_);
       img = true;
       img_cp = reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && ld_ % 4 == 0;
-      images = p.images, idx = p.idx, base = base_, rows = rows_;
+      images = p.images, idx = p.rows.idx, base = base_, rows = rows_;
       look_ahead(k0);
     }
     // IMG: the image rows of the chunks of the slice at k0 (the next to issue).
@@ -2357,10 +2351,7 @@ void check_sizes(const char* op, int B, int K, int N) {
 // X's fields of p (DenseInput, dense.cuh): the float pointer, or the images read in place.
 void set_input(GemmParams& p, const DenseInput& X) {
   p.images = X.images;
-  p.idx = X.rows.idx;
-  p.first = X.rows.first;
-  p.img_counters = X.rows.counters;
-  p.img_stride = X.rows.stride;
+  p.rows = X.rows;
 }
 
 GemmParams forward_params(float* Y, const DenseInput& X, const float* W, const float* b, int B, int K, int N,

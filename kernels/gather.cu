@@ -3,6 +3,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/curand_draw.cuh"
+#include "kernels/load_l2.cuh"
 #include "kernels/philox.hpp"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -108,14 +109,6 @@ int bucket_bits(int n) {
 
 __device__ __forceinline__ unsigned bucket_of(uint32_t key, int bits) { return bits ? key >> (32 - bits) : 0u; }
 
-// A load from L2, past this SM's L1 (counts other blocks' atomics wrote during this launch).
-__device__ __forceinline__ unsigned load_l2(const unsigned* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldcg(p);
-#else
-  return *p;
-#endif
-}
 
 __global__ void __launch_bounds__(kCountThreads)
     shuffle_count_kernel(uint32_t* __restrict__ keys, unsigned* count, unsigned* __restrict__ start,
@@ -218,7 +211,8 @@ struct ShuffleScratch {
 
 std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 
-ShuffleScratch shuffle_scratch(int n) {
+// with_cub: also CUB's part (its size query is host work, skipped on the bucket shuffle's calls).
+ShuffleScratch shuffle_scratch(int n, bool with_cub) {
   ShuffleScratch s;
   const std::size_t words = align256(std::size_t(n) * 4);
   s.bits = bucket_bits(n);
@@ -232,6 +226,10 @@ ShuffleScratch shuffle_scratch(int n) {
   s.keys_out = s.keys_in + words;
   s.vals_in = s.keys_out + words;
   s.cub = s.vals_in + words;
+  if (!with_cub) {
+    s.total = s.keys_in;
+    return s;
+  }
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, s.cub_bytes, static_cast<const uint32_t*>(nullptr),
                                              static_cast<uint32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
                                              static_cast<int32_t*>(nullptr), n));
@@ -264,14 +262,15 @@ void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* lab
 
 std::size_t shuffle_temp_bytes(int n) {
   MNIST_CHECK(n >= 0, "shuffle_temp_bytes: negative size");
-  return shuffle_scratch(n).total;
+  return shuffle_scratch(n, true).total;
 }
 
 void shuffle_order(int32_t* order, void* temp, std::size_t temp_bytes, int n, uint64_t seed, uint64_t epoch,
                    cudaStream_t stream) {
   MNIST_CHECK(n >= 0, "shuffle_order: negative size");
   if (n == 0) return;
-  const ShuffleScratch s = shuffle_scratch(n);
+  const bool buckets = n <= kBucketShuffleMax && !g_shuffle_hooks.force_cub;
+  const ShuffleScratch s = shuffle_scratch(n, !buckets);
   MNIST_CHECK(order && temp, "shuffle_order: null pointer");
   MNIST_CHECK(temp_bytes >= s.total, "shuffle_order: ", temp_bytes, " bytes of scratch, needs ", s.total,
               " (shuffle_temp_bytes)");
@@ -279,7 +278,7 @@ void shuffle_order(int32_t* order, void* temp, std::size_t temp_bytes, int n, ui
   const uint32_t mask = g_shuffle_hooks.key_mask;
   const int64_t groups = (int64_t(n) + 3) / 4;
   const unsigned group_blocks = unsigned((groups + kThreads - 1) / kThreads);
-  if (n <= kBucketShuffleMax && !g_shuffle_hooks.force_cub) {
+  if (buckets) {
     auto* keys = reinterpret_cast<uint32_t*>(base + s.keys);
     auto* slots = reinterpret_cast<uint2*>(base + s.slots);
     auto* count = reinterpret_cast<unsigned*>(base + s.count);

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/gemm_round.cuh"
+#include "kernels/load_l2.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
@@ -55,14 +56,6 @@ __device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int strid
   rowblock::stage_rounded<PREC, kHeadThreads>(dst, stride, src, rows, cols);
 }
 
-// A load from L2, past this SM's L1 (data another block wrote during this launch).
-__device__ __forceinline__ float load_l2(const float* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldcg(p);
-#else
-  return *p;
-#endif
-}
 
 // The pool layout for chunks of `chunk` rows (offsets in floats; total returned).
 struct PoolPlan {

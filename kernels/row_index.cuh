@@ -6,6 +6,8 @@
 // graph serves every step).
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 #include "kernels/train_counters.cuh"
@@ -18,5 +20,15 @@ struct RowIndex {
   const TrainCounters* counters = nullptr;
   int stride = 0;
 };
+
+// The batch's first row's position in idx (or in the dataset without idx): first plus the counters'
+// batch offset, read once by a caller that looks up several rows.
+__device__ __forceinline__ int64_t row_base(const RowIndex& x) {
+  return x.first + (x.counters ? int64_t(x.counters->batch) * x.stride : 0);
+}
+// Row r's dataset row, given row_base(x).
+__device__ __forceinline__ int64_t source_row(const RowIndex& x, int64_t base, int64_t r) {
+  return x.idx ? int64_t(x.idx[base + r]) : base + r;
+}
 
 }  // namespace mnist::cuda

@@ -20,9 +20,7 @@ namespace mnist::cuda {
 // Row r's label (kernels/labels.cuh). The counters' batch is read by each caller (an L1 hit after
 // the first): the label of a row is wanted once, by the thread that takes the row.
 __device__ __forceinline__ uint8_t label_of(const LabelInput& y, int64_t r) {
-  const RowIndex& x = y.rows;
-  const int64_t i = x.first + (x.counters ? int64_t(x.counters->batch) * x.stride : 0) + r;
-  return y.labels[x.idx ? int64_t(x.idx[i]) : i];
+  return y.labels[source_row(y.rows, row_base(y.rows), r)];
 }
 
 // ---- Softmax + sparse cross-entropy of one row ----

@@ -698,11 +698,11 @@ class CudaEngine final : public Engine {
       order_.resize(std::size_t(n));
       graphs_.clear();  // the captured steps read order_ by address
     }
-    const std::size_t bytes = cfg_.shuffle ? cuda::shuffle_temp_bytes(n) : 0;
-    if (bytes && (shuffle_temp_.size() < bytes || shuffle_n_ != n)) {
+    if (cfg_.shuffle && shuffle_n_ != n) {  // (sized once per n: the size query is host work)
+      const std::size_t bytes = cuda::shuffle_temp_bytes(n);
       if (shuffle_temp_.size() < bytes) shuffle_temp_.resize(bytes);
       // The bucket counts start at 0 (their place depends on n; every shuffle leaves them 0).
-      CUDA_CHECK(cudaMemsetAsync(shuffle_temp_.data(), 0, shuffle_temp_.size(), stream_.get()));
+      if (shuffle_temp_.size()) CUDA_CHECK(cudaMemsetAsync(shuffle_temp_.data(), 0, shuffle_temp_.size(), stream_.get()));
       shuffle_n_ = n;
     }
   }
