@@ -1167,7 +1167,18 @@ struct PipeTile {
       if (fold && left != piece_slices) add_piece();  // the last piece, when shorter
     cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight at the block's end
 
-    store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, fold ? sum : acc, epilogue_step<KIND>(p));
+    // The folded total is the result. Copied element by element: selecting the array by pointer
+    // (`fold ? sum : acc`) made both arrays addressable, so ptxas kept them in local memory and
+    // stored every accumulator there after each slice's mmas (stack frame = 2 x the accumulators).
+    if constexpr (KIND == Kind::Forward)
+      if (fold)
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[i][j][r] = sum[i][j][r];
+    store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, acc, epilogue_step<KIND>(p));
   }
 };
 
