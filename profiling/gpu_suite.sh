@@ -44,7 +44,8 @@
 # A step that runs out of time is stopped with its whole process group (and every process it
 # started): compute-sanitizer's target must not keep the GPU busy for the next step.
 #
-# OUTDIR receives at most 8 files: summary.txt, logs.tar.gz (every step's log), the race's
+# OUTDIR receives at most 8 files: summary.txt (with the open predictions of profiling/predictions.json
+# against this run's rows, profiling/check_predictions.py), logs.tar.gz (every step's log), the race's
 # <date>-<gpu>.md/.json, bench_kernels.json, train20-report.json, accuracy.md, profiles.tar.gz. The printed
 # summary (and summary.txt) ends with the last lines of every step that failed or timed out.
 #
@@ -269,6 +270,10 @@ for s in $steps; do
   if declare -F "s_$s" >/dev/null; then "s_$s"; else summary+=("$(printf '%-10s UNKNOWN  (not a step: %s)' "$s" "$all_steps")"); fi
 done
 
+# The open predictions of profiling/NOTES.md against this run's rows (profiling/predictions.json),
+# into the summary: the first thing to read after a run.
+"$py" profiling/check_predictions.py "$out" > "$logs/predictions.md" 2>&1 || true
+
 # Pack: the device tool returns at most 8 files, 16 MiB each.
 if [ -d "$tmp/prof" ] && [ -n "$(ls -A "$tmp/prof")" ]; then
   tar czf "$out/profiles.tar.gz" -C "$tmp" prof 2>/dev/null
@@ -281,6 +286,7 @@ fi
   echo "gpu_suite on $(hostname) at $(date -u +%FT%TZ), commit ${MNIST_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}, $(( $(date +%s) - t_start ))s of ${budget}s"
   printf '%s\n' "${summary[@]}"
   [ ${#tails[@]} -gt 0 ] && printf '%s\n' "${tails[@]}"
+  [ -s "$logs/predictions.md" ] && { echo; cat "$logs/predictions.md"; }
 } > "$out/summary.txt"
 tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$logs"
 
