@@ -28,8 +28,8 @@ namespace cg = cooperative_groups;
 // batch's image indices sit in shared memory (one dependent load less per element), phase B stages
 // the weights it reads in shared memory, and phase C loads Adam's state before its GEMM.
 // Phase A tiles: [16 rows, 16 units] of layer 0's output, K in slices of 208 (a 392-deep range
-// is 2 slices), one output a thread.
-constexpr int kAM = 16, kAN = 16, kAK = 208, kATM = 1, kATN = 1;
+// is 2 slices), one output a thread, the operands read 4 k's at a time (tile_chain_kvec).
+constexpr int kAM = 16, kAN = 16, kAK = 208;
 // Phase C tiles: [32 units, 32 inputs (+ the bias column)] of a layer's gradient, rows in slices
 // of 128 (a batch of 128 is one slice), a 2x2 micro-tile a thread.
 constexpr int kCM = 32, kCN = 32, kCK = 128, kCTM = 2, kCTN = 2;
@@ -44,6 +44,9 @@ __host__ __device__ constexpr int a_splits(int K) { return (K + kASplitK - 1) / 
 constexpr int kT = kFusedThreads;
 
 constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(bk) * (bm + 1) + std::size_t(bk) * (bn + 1); }
+// Phase A's tiles, k-contiguous (tile_chain_kvec): rows of bk + 4 floats, 16-byte aligned.
+constexpr int kvec_stride(int bk) { return bk + 4; }
+constexpr std::size_t kvec_tile_floats(int bm, int bn, int bk) { return std::size_t(bm + bn) * std::size_t(kvec_stride(bk)); }
 
 // The fused kernel's dynamic shared memory, in floats (all regions 16-byte aligned):
 //   [0, phase)          phase A/C's GEMM tiles, or phase B's: the kR losses (double) and hits,
@@ -67,8 +70,8 @@ __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers,
     b += 2 * std::size_t(kFusedRows) * std::size_t(widths[l + 1] + 1);
     if (l > 0) w += std::size_t(widths[l + 1]) * std::size_t(widths[l] + 1);
   }
-  const std::size_t tiles = tile_floats(kAM, kAN, kAK) > tile_floats(kCM, kCN, kCK) ? tile_floats(kAM, kAN, kAK)
-                                                                                      : tile_floats(kCM, kCN, kCK);
+  const std::size_t tiles = kvec_tile_floats(kAM, kAN, kAK) > tile_floats(kCM, kCN, kCK) ? kvec_tile_floats(kAM, kAN, kAK)
+                                                                                           : tile_floats(kCM, kCN, kCK);
   const std::size_t idx = 2 * round4(std::size_t(stride));
   SmemLayout s;
   const std::size_t staged = round4(b + w);
@@ -151,6 +154,60 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   }
 }
 
+// Phase A's product: tile_chain<BM, BN, BK, 1, 1, true, true>'s FMA chain (one output a thread, k
+// ascending from k_begin, out-of-range elements 0: the same bits), with both operands stored
+// k-contiguous, As [BM][BK + 4] and Bs [BN][BK + 4] (rows 16-byte aligned), so that a thread reads
+// four k's of its row and of its column with one 16-byte load each: 2 shared loads per 4 FMAs
+// instead of 8. A warp's lanes read 2 rows of A (one broadcast wavefront) and 16 rows of B, 4·53
+// floats apart, so each 8-lane quarter hits 8 distinct 16-byte bank groups (two wavefronts, no
+// conflict); the stores of a loaded slice are consecutive addresses per warp. The tile_chain version
+// read one float per operand and FMA (As [k][m]): 8 wavefronts per 4 FMAs, the shared-memory issue
+// that bound phase A (profiling/NOTES.md, "Measured again on the H200"). Synchronises the block
+// like tile_chain, also before returning.
+template <int BM, int BN, int BK, class LoadA, class LoadB>
+__device__ __forceinline__ void tile_chain_kvec(float& acc, int m0, int n0, int M, int N, int k_begin, int K,
+                                                const LoadA& load_a, const LoadB& load_b, float* __restrict__ As,
+                                                float* __restrict__ Bs) {
+  constexpr int SK = kvec_stride(BK);
+  static_assert(BM * BN == kT, "one output per thread");
+  static_assert(BK % 4 == 0 && (BM * BK) % kT == 0 && (BN * BK) % kT == 0, "whole 16-byte groups, even loads");
+  const int tid = int(threadIdx.x);
+  const int tr = tid / BN, tc = tid % BN;
+  acc = 0.0f;
+  constexpr int NA = BM * BK / kT, NB = BN * BK / kT;
+  float ra[NA], rb[NB];
+  auto load_slice = [&](int k0) {
+    load_operand<BM, BK, true>(ra, tid, m0, M, k0, K, load_a);
+    load_operand<BN, BK, true>(rb, tid, n0, N, k0, K, load_b);
+  };
+  if (K > k_begin) load_slice(k_begin);
+  const float4* const a4 = reinterpret_cast<const float4*>(As + tr * SK);
+  const float4* const b4 = reinterpret_cast<const float4*>(Bs + tc * SK);
+  for (int k0 = k_begin; k0 < K; k0 += BK) {
+#pragma unroll
+    for (int it = 0; it < NA; ++it) {
+      const int e = tid + it * kT;
+      As[(e / BK) * SK + e % BK] = ra[it];
+    }
+#pragma unroll
+    for (int it = 0; it < NB; ++it) {
+      const int e = tid + it * kT;
+      Bs[(e / BK) * SK + e % BK] = rb[it];
+    }
+    __syncthreads();
+    if (k0 + BK < K) load_slice(k0 + BK);
+#pragma unroll 8
+    for (int q = 0; q < BK / 4; ++q) {
+      const float4 a = a4[q], b = b4[q];
+      acc = fmaf(a.x, b.x, acc);
+      acc = fmaf(a.y, b.y, acc);
+      acc = fmaf(a.z, b.z, acc);
+      acc = fmaf(a.w, b.w, acc);
+    }
+    __syncthreads();
+  }
+}
+
 // Items of each phase for `rows` rows.
 __device__ __forceinline__ int a_items(const FusedStep& f, int rows) {
   return a_splits(f.layer[0].in) * ((rows + kAM - 1) / kAM) * ((f.layer[0].out + kAN - 1) / kAN);
@@ -223,16 +280,16 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int split = it / tiles, t = it % tiles;
         const int m0 = (t / cols) * kAM, n0 = (t % cols) * kAN;
         const int k_begin = split * chunk, k_end = k_begin + chunk < K0 ? k_begin + chunk : K0;
-        float acc[kATM][kATN];
-        tile_chain<kAM, kAN, kAK, kATM, kATN, true, true>(acc, m0, n0, rows, N0, k_begin, k_end, load_x, load_w,
-                                                           smem, smem + kAK * (kAM + 1));
+        float acc;
+        tile_chain_kvec<kAM, kAN, kAK>(acc, m0, n0, rows, N0, k_begin, k_end, load_x, load_w, smem,
+                                       smem + kAM * kvec_stride(kAK));
         const int r = m0 + tid / kAN, n = n0 + tid % kAN;
         if (r < rows && n < N0) {
           if (S > 1) {
-            f.partial[(std::size_t(split) * f.stride + r) * N0 + n] = acc[0][0];
+            f.partial[(std::size_t(split) * f.stride + r) * N0 + n] = acc;
           } else {
             f.layer[0].act[std::size_t(r) * N0 + n] =
-                dense_unit(acc[0][0], b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n));
+                dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n));
           }
         }
       }
