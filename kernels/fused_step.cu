@@ -6,8 +6,10 @@
 #include <cmath>
 
 #include "kernels/curand_draw.cuh"
+#include "kernels/dep_wait.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/gemm_round.cuh"
+#include "kernels/load_l2.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/step_math.cuh"
 #include "runtime/cuda_check.cuh"
@@ -34,6 +36,7 @@ constexpr int kAM = 16, kAN = 16, kAK = 208;
 // of 128 (a batch of 128 is one slice), a 2x2 micro-tile a thread.
 constexpr int kCM = 32, kCN = 32, kCK = 128, kCTM = 2, kCTN = 2;
 constexpr int kR = kFusedRows;
+static_assert(kAM % kR == 0, "a phase-B item's rows lie in one phase-A row tile (its dependency counter)");
 
 // Phase A splits layer 0's K into S = a_splits(K) fixed ranges of ceil(K / S) (split-K): the
 // 784-deep chain becomes two 392-deep ones run by twice the items, and phase B adds the S partial
@@ -267,6 +270,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
                 dense_unit(acc[0][0], b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n));
           }
         }
+        dep_signal(&f.a_ready[m0 / kAM]);  // this item's rows of act0 / partial are out
       }
     }
     // Phase B's shared memory, set up before the barrier that ends phase A: the rows' activations
@@ -349,7 +353,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         p += round4(std::size_t(N) * std::size_t(b_stride(K)));
       }
     }
-    grid.sync();
+    // No grid barrier between phases A and B: a phase-B item waits only for the S x cols phase-A
+    // items of its 16-row tile (f.a_ready, dep_wait), so it starts as soon as its rows are done, and
+    // blocks without phase-B work go straight on to the barrier before phase C.
 
     // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
     // every layer's data gradient down to dz[0], with the rows' activations in shared memory.
@@ -362,15 +368,17 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int r0 = it * kR, nr = rows - r0 < kR ? rows - r0 : kR;
         const int S = a_splits(K0);
         const float* b0 = f.params + f.layer[0].b_offset;
+        if (f.phases & 1u) dep_wait(&f.a_ready[r0 / kAM], unsigned(S * ((N0 + kAN - 1) / kAN)));
+        // (other blocks wrote them in this step: read from L2, past any line this SM's L1 kept)
         for (int o = tid; o < kR * N0; o += kT) {
           const int r = o / N0, n = o % N0;
           float z = 0.0f;
           if (r < nr && S == 1) {
-            z = f.layer[0].act[std::size_t(r0) * N0 + o];
+            z = load_l2(&f.layer[0].act[std::size_t(r0) * N0 + o]);
           } else if (r < nr) {  // split-K: partial sums in order, then phase A's epilogue
             const std::size_t e = std::size_t(r0 + r) * N0 + n;
-            float acc = f.partial[e];
-            for (int sp = 1; sp < S; ++sp) acc += f.partial[std::size_t(sp) * f.stride * N0 + e];
+            float acc = load_l2(&f.partial[e]);
+            for (int sp = 1; sp < S; ++sp) acc += load_l2(&f.partial[std::size_t(sp) * f.stride * N0 + e]);
             z = dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
             f.layer[0].act[e] = z;
           }
@@ -474,6 +482,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       }
     }
     grid.sync();
+    // Every phase-B wait of this step is over: the counters go back to 0 for the next step (its
+    // phase A counts after the barrier that ends this step's phase C, or in the next launch).
+    if (blockIdx.x == 0)
+      for (int i = tid; i < (rows + kAM - 1) / kAM; i += kT) f.a_ready[i] = 0;
 
     // ---- Phase C: every layer's gradient [N, K+1] (dW and the db column) = dzᵀ · [X | 1], rows
     // ascending, and Adam on it at once (no gradient is stored). Each thread loads its elements'
@@ -710,6 +722,8 @@ std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch)
   const int S = widths.size() >= 2 ? a_splits(widths[0]) : 1;
   return S > 1 ? std::size_t(S) * std::size_t(batch) * std::size_t(widths[1]) : 0;
 }
+
+int fused_step_ready_counters(int batch) { return (std::max(batch, 1) + kAM - 1) / kAM; }
 
 int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks, GemmPrecision prec) {
   int dev = 0, coop = 0, sms = 0, per_sm = 0;

@@ -80,6 +80,8 @@ struct FusedStep {
   float* partial = nullptr;         // [S, stride, layer[0].out] split-K scratch (fused_step_partial_floats)
   double* row_loss = nullptr;       // [stride] scratch
   uint32_t* row_hit = nullptr;      // [stride] scratch
+  unsigned* a_ready = nullptr;      // [fused_step_ready_counters(stride)]: phase A's finished items per 16-row
+                                    // tile of the step; all 0 between launches (zero it once, when allocated)
   Metrics* metrics = nullptr;
   TrainCounters* counters = nullptr;
   float dropout = 0;  // rate in [0, 1)
@@ -102,6 +104,9 @@ std::string fused_step_unsupported(const std::vector<int>& widths, int batch);
 
 // Dynamic shared memory of one block for these widths and batch size, in bytes.
 std::size_t fused_step_smem_bytes(const std::vector<int>& widths, int batch);
+
+// Counters of FusedStep::a_ready at this batch size (one per 16 rows).
+int fused_step_ready_counters(int batch);
 
 // Floats of FusedStep::partial these widths need at this batch size (0: none, no split-K).
 std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch);

@@ -43,9 +43,9 @@ def fused_tables(text):
     """[(precision, line)] of bench_fused's output: each table line with the precision of its header."""
     rows, prec = [], None
     for line in text.splitlines():
-        m = re.search(r"^bench_fused on .* GEMMs (\w+)", line)
-        if m:
-            prec = m.group(1)
+        if line.startswith("bench_fused on "):  # (headers before --precision existed name none: fp32)
+            m = re.search(r" GEMMs (\w+)", line)
+            prec = m.group(1) if m else "fp32"
             continue
         if prec and re.match(r"^\s*batch\s+\d+", line):
             rows.append((prec, line))

@@ -216,6 +216,25 @@ void split_grid_bitwise() {
   }
 }
 
+// Phase B waits for the phase-A items of its rows on a counter (kernels/dep_wait.cuh), not at a grid
+// barrier. With the odd blocks slow (they run only when no even block can: their phase-A items come
+// last), an item that read its rows before they were written would change the bits; with the wait it
+// spins until they are. Both layer-0 forms: split-K (784 inputs, the partial sums) and one chain.
+void slow_blocks_bitwise() {
+  const Data split(80, 784, 10, 21), plain(300, 50, 10, 14);
+  for (const Data* d : {&split, &plain}) {
+    const Outcome ref = fused_run(*d, 1, 25, 0);
+    for (int sms : {2, 3}) {
+      emu::g_slow_block = [](unsigned bx) { return bx % 2 == 1; };
+      const Outcome o = fused_run(*d, sms, 25, 0);
+      emu::g_slow_block = nullptr;
+      expect(o.st.step == ref.st.step && same_bits(o.st.params, ref.st.params) && same_bits(o.st.m, ref.st.m) &&
+                 same_bits(o.st.v, ref.st.v) && std::memcmp(&o.e0.loss, &ref.e0.loss, sizeof(double)) == 0,
+             cat("slow odd blocks, input ", d->input, ", sms=", sms, ": bitwise"));
+    }
+  }
+}
+
 void grid_and_chunks_bitwise() {
   const Data d(300, 50, 10, 14);  // 9 full batches of 32 and one of 12
   const Outcome ref = fused_run(d, 1, 25, 0);
@@ -339,6 +358,7 @@ int main() {
   // from global memory (the path that stages them is taken by every case above).
   against_cpu_and_graph(e, {300, 200}, 0.2f, 16, 4, true, 1);
   split_grid_bitwise();
+  slow_blocks_bitwise();
   const Data w(100, 784, 10, 5);
   against_cpu_and_graph(w, {24, 16}, 0.2f, 32, 5, true, 2);   // 784 inputs: layer 0 split-K
   rounded_against_cpu(a, {33, 20}, 0.2f, 32, 7, Precision::TF32, 2);  // weights staged in phase B

@@ -53,6 +53,7 @@ T& shared_obj() {
 extern dim3 blockDim, gridDim;
 inline void __syncthreads() { emu::wait(emu::current_block().sync); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __nanosleep(unsigned) { emu::spin_yield(); }  // a spin-wait's pause: let the others run
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned atomicSub(unsigned* p, unsigned v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {

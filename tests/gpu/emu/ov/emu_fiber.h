@@ -65,12 +65,19 @@ struct Fiber {
   Block* block = nullptr;
   void* stack = nullptr;
   bool done = false;
+  bool spinning = false;  // queued by spin_yield: runs only when no other thread can
   const Barrier* waits_at = nullptr;
   std::vector<std::shared_ptr<void>> locals;  // lane_local slots
 };
 
 enum class ThreadOrder { Alternate, Index, Reverse };
 inline ThreadOrder g_thread_order = ThreadOrder::Alternate;
+
+// Slow blocks (tests of dependencies between the blocks of one cooperative launch): a block for which
+// it returns true runs only when no other block's thread can, so its work comes as late as the
+// launch allows, and a consumer that does not wait for it reads too early. Empty: every thread in
+// queue order, as always.
+inline std::function<bool(unsigned bx)> g_slow_block;
 
 // Stacks: 256 KB each with a guard page below (an overflow faults instead of corrupting a
 // neighbour), mapped on demand and reused across launches.
@@ -102,7 +109,32 @@ struct Scheduler {
   const std::function<void()>* body = nullptr;
   std::exception_ptr error;
   unsigned long long blocks_run = 0;
+  unsigned long long spins_since_progress = 0;  // spin_yield turns since a barrier completed or a thread ended
+  unsigned long long spinning = 0;              // fibers in `ready` queued by spin_yield
 };
+
+// The next fiber to run: the front of the queue, unless threads spin or blocks are slow; then the
+// first that neither spins nor belongs to a slow block, else the first that does not spin, else
+// the front (a spinning thread looks at its counter again).
+inline Fiber* pick(Scheduler& s) {
+  auto it = s.ready.begin();
+  if (s.spinning || g_slow_block) {
+    auto fast = s.ready.end(), any = s.ready.end();
+    for (auto i = s.ready.begin(); i != s.ready.end() && fast == s.ready.end(); ++i) {
+      if ((*i)->spinning) continue;
+      if (any == s.ready.end()) any = i;
+      if (!g_slow_block || !g_slow_block((*i)->block->bx)) fast = i;
+    }
+    it = fast != s.ready.end() ? fast : any != s.ready.end() ? any : s.ready.begin();
+  }
+  Fiber* f = *it;
+  s.ready.erase(it);
+  if (f->spinning) {
+    f->spinning = false;
+    --s.spinning;
+  }
+  return f;
+}
 inline Scheduler& scheduler() {
   thread_local Scheduler s;
   return s;
@@ -135,6 +167,7 @@ inline void fiber_main() {
     if (!s.error) s.error = std::current_exception();
   }
   f.done = true;
+  s.spins_since_progress = 0;
   swapcontext(&f.ctx, &s.host);
 }
 
@@ -146,11 +179,31 @@ inline void yield() {
   on_resume(f);
 }
 
+// A thread in a spin-wait (__nanosleep in a wait loop, kernels/dep_wait.cuh): to the back of the
+// ready queue, so every other runnable thread runs before it looks again. Spinning with nothing
+// else able to run is a wait no thread can end: after kSpinLimit turns without a barrier completing
+// or a thread ending, the run stops with a report instead of spinning forever.
+constexpr unsigned long long kSpinLimit = 50'000'000ull;
+inline void spin_yield() {
+  Scheduler& s = scheduler();
+  Fiber& f = *s.current;
+  if (++s.spins_since_progress > kSpinLimit) {
+    std::fprintf(stderr, "emu: deadlock: block (%u,%u) thread %u spins on a count that no thread can reach\n",
+                 f.block->bx, f.block->by, f.tid);
+    std::abort();
+  }
+  f.spinning = true;
+  ++s.spinning;
+  s.ready.push_back(&f);
+  yield();
+}
+
 inline void wait(Barrier& b) {
   Scheduler& s = scheduler();
   Fiber& f = *s.current;
   b.waiting.push_back(&f);
   if (++b.arrived == b.expected) {
+    s.spins_since_progress = 0;
     for (Fiber* w : b.waiting) {
       w->waits_at = nullptr;
       s.ready.push_back(w);
@@ -249,14 +302,15 @@ inline void run(std::vector<Block>& blocks, unsigned threads, const std::functio
   }
   s.body = &body;
   s.error = nullptr;
+  s.spins_since_progress = 0;
   while (!s.ready.empty() && !s.error) {
-    Fiber* f = s.ready.front();
-    s.ready.pop_front();
+    Fiber* f = pick(s);
     s.current = f;
     swapcontext(&s.host, &f->ctx);
   }
   s.current = nullptr;
   s.ready.clear();
+  s.spinning = 0;
   bool all_done = true;
   for (Fiber& f : fibers) all_done = all_done && f.done;
   for (Fiber& f : fibers) free_stacks().push_back(f.stack);
