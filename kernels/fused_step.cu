@@ -66,11 +66,13 @@ struct SmemLayout {
 
 __host__ __device__ constexpr std::size_t round4(std::size_t n) { return (n + 3) / 4 * 4; }
 
-// Phase B's row stride in shared memory for rows of n floats: n + 4 where n is a multiple of 4, so
-// that rows are 16-byte aligned and the dot products read 4 elements a load; else n + 1. Either way
-// the 4 rows and 8 units a warp reads at one k fall in distinct banks (4·r + k and 4·n + k mod 32 for
-// n + 4; r + k for n + 1).
-__host__ __device__ constexpr int b_stride(int n) { return n % 4 == 0 ? n + 4 : n + 1; }
+// Phase B's row stride in shared memory for rows of n floats. Where n is a multiple of 4: the next
+// multiple of 4 above n whose quarter is odd (n + 4 or n + 8: 132 for 128, 68 for 64), so rows are
+// 16-byte aligned, the dot products read 4 elements a load, and the 4 rows / 8 units a warp reads
+// fall in distinct 16-byte bank groups (4 x odd apart); else n + 1 (distinct banks, scalar reads).
+__host__ __device__ constexpr int b_stride(int n) {
+  return n % 4 != 0 ? n + 1 : ((n + 4) / 4) % 2 == 1 ? n + 4 : n + 8;
+}
 
 __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers, int stride, std::size_t max_bytes) {
   std::size_t b = round4(kFusedRows * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
