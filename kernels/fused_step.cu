@@ -47,6 +47,8 @@ __host__ __device__ constexpr int a_splits(int K) { return (K + kASplitK - 1) / 
 constexpr int kT = kFusedThreads;
 
 constexpr std::size_t tile_floats(int bm, int bn, int bk) { return std::size_t(bk) * (bm + 1) + std::size_t(bk) * (bn + 1); }
+// Phase C's tiles ([k][x] with pairs of x read as float2: tile_chain's PAIRS): rows of x + 2 floats.
+constexpr std::size_t pair_tile_floats(int bm, int bn, int bk) { return std::size_t(bk) * (bm + 2) + std::size_t(bk) * (bn + 2); }
 // Phase A's tiles, k-contiguous (tile_chain's KVEC): rows of bk + 4 floats, 16-byte aligned.
 constexpr int kvec_stride(int bk) { return bk + 4; }
 constexpr std::size_t kvec_tile_floats(int bm, int bn, int bk) { return std::size_t(bm + bn) * std::size_t(kvec_stride(bk)); }
@@ -81,8 +83,7 @@ __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers,
     b += 2 * round4(std::size_t(kFusedRows) * std::size_t(b_stride(widths[l + 1])));
     if (l > 0) w += round4(std::size_t(widths[l + 1]) * std::size_t(b_stride(widths[l])));
   }
-  const std::size_t tiles = kvec_tile_floats(kAM, kAN, kAK) > tile_floats(kCM, kCN, kCK) ? kvec_tile_floats(kAM, kAN, kAK)
-                                                                                           : tile_floats(kCM, kCN, kCK);
+  const std::size_t tiles = std::max(kvec_tile_floats(kAM, kAN, kAK), pair_tile_floats(kCM, kCN, kCK));
   const std::size_t idx = 2 * round4(std::size_t(stride));
   SmemLayout s;
   const std::size_t staged = round4(b + w);
@@ -122,12 +123,25 @@ __device__ __forceinline__ void load_operand(float (&r)[NR], int tid, int x0, in
 // wavefronts, no conflict), and the stores of a loaded slice are consecutive addresses. The
 // one-float form cost phase A ≈ 416 wavefronts per warp and 208-deep slice, KVEC 156: the
 // shared-memory issue that bound it (profiling/NOTES.md, "Measured again on the H200").
+// PAIRS (2x2 micro-tiles over operands that are m/n-fast in memory: phase C) keeps [k][x] but with
+// rows of x + 2 floats (pair_tile_floats), and a thread's micro-tile is 2 adjacent rows and 2
+// adjacent columns (micro_index), read as one float2 each: 2 shared loads per 4 FMAs instead of 4 (a
+// warp's 2 row pairs: one broadcast wavefront; its 16 column pairs, 128 contiguous bytes: one).
+template <int TM, bool PAIRS>
+__host__ __device__ constexpr int micro_index(int t, int i, int rows_per_step) {  // t: tr or tc; i: 0 .. TM-1
+  return PAIRS ? TM * t + i : t + i * rows_per_step;
+}
+template <int TM, int TN, bool A_KFAST, bool B_KFAST>
+constexpr bool chain_pairs() { return !A_KFAST && !B_KFAST && TM == 2 && TN == 2; }
+
 template <int BM, int BN, int BK, int TM, int TN, bool A_KFAST, bool B_KFAST, bool KVEC = false, class LoadA,
           class LoadB>
 __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0, int M, int N, int k_begin, int K,
                                            const LoadA& load_a, const LoadB& load_b, float* __restrict__ As,
                                            float* __restrict__ Bs) {
   constexpr int RM = BM / TM, RN = BN / TN, SK = kvec_stride(BK);
+  constexpr bool PAIRS = chain_pairs<TM, TN, A_KFAST, B_KFAST>();
+  constexpr int SA = PAIRS ? BM + 2 : BM + 1, SB = PAIRS ? BN + 2 : BN + 1;  // [k][x] row strides
   static_assert(RM * RN == kT, "one micro-tile per thread");
   static_assert((BM * BK) % kT == 0 && (BN * BK) % kT == 0, "tile loads must split evenly");
   static_assert(!KVEC || (TM == 1 && TN == 1 && A_KFAST && B_KFAST && BK % 4 == 0),
@@ -146,17 +160,17 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
     load_operand<BM, BK, A_KFAST>(ra, tid, m0, M, k0, K, load_a);
     load_operand<BN, BK, B_KFAST>(rb, tid, n0, N, k0, K, load_b);
   };
-  // Where element e of a slice goes: KVEC row (e / BK), column e % BK; else [k][x].
-  auto slot = [](int e, int X, bool kfast) {
+  // Where element e of a slice goes: KVEC row (e / BK), column e % BK; else [k][x], rows of S.
+  auto slot = [](int e, int X, int S, bool kfast) {
     if (KVEC) return (e / BK) * SK + e % BK;
-    return (kfast ? e % BK : e / X) * (X + 1) + (kfast ? e / BK : e % X);
+    return (kfast ? e % BK : e / X) * S + (kfast ? e / BK : e % X);
   };
   if (K > k_begin) load_slice(k_begin);
   for (int k0 = k_begin; k0 < K; k0 += BK) {
 #pragma unroll
-    for (int it = 0; it < NA; ++it) As[slot(tid + it * kT, BM, A_KFAST)] = ra[it];
+    for (int it = 0; it < NA; ++it) As[slot(tid + it * kT, BM, SA, A_KFAST)] = ra[it];
 #pragma unroll
-    for (int it = 0; it < NB; ++it) Bs[slot(tid + it * kT, BN, B_KFAST)] = rb[it];
+    for (int it = 0; it < NB; ++it) Bs[slot(tid + it * kT, BN, SB, B_KFAST)] = rb[it];
     __syncthreads();
     if (k0 + BK < K) load_slice(k0 + BK);
     if constexpr (KVEC) {
@@ -174,10 +188,16 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
 #pragma unroll 8
       for (int kk = 0; kk < BK; ++kk) {
         float av[TM], bv[TN];
+        if constexpr (PAIRS) {
+          const float2 a = *reinterpret_cast<const float2*>(As + kk * SA + 2 * tr);
+          const float2 b = *reinterpret_cast<const float2*>(Bs + kk * SB + 2 * tc);
+          av[0] = a.x, av[1] = a.y, bv[0] = b.x, bv[1] = b.y;
+        } else {
 #pragma unroll
-        for (int i = 0; i < TM; ++i) av[i] = As[kk * (BM + 1) + tr + i * RM];
+          for (int i = 0; i < TM; ++i) av[i] = As[kk * SA + micro_index<TM, false>(tr, i, RM)];
 #pragma unroll
-        for (int j = 0; j < TN; ++j) bv[j] = Bs[kk * (BN + 1) + tc + j * RN];
+          for (int j = 0; j < TN; ++j) bv[j] = Bs[kk * SB + micro_index<TN, false>(tc, j, RN)];
+        }
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -513,13 +533,14 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int cols = (K + 1 + kCN - 1) / kCN;
         const int m0 = (t / cols) * kCM, n0 = (t % cols) * kCN;
         constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
+        constexpr bool kPairs = chain_pairs<kCTM, kCTN, false, false>();  // tile_chain's PAIRS micro-tiles
         std::size_t at[kCTM][kCTN];
         float pp[kCTM][kCTN], pm[kCTM][kCTN], pv[kCTM][kCTN];
 #pragma unroll
         for (int i = 0; i < kCTM; ++i)
 #pragma unroll
           for (int j = 0; j < kCTN; ++j) {
-            const int m = m0 + tid / RN + i * RM, n = n0 + tid % RN + j * RN;
+            const int m = m0 + micro_index<kCTM, kPairs>(tid / RN, i, RM), n = n0 + micro_index<kCTN, kPairs>(tid % RN, j, RN);
             at[i][j] = m < N && n <= K ? (n == K ? ly.b_offset + m : ly.w_offset + std::size_t(m) * K + n) : ~std::size_t(0);
             if (at[i][j] != ~std::size_t(0)) {
               pp[i][j] = f.params[at[i][j]];
@@ -531,7 +552,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         auto load_dz = [&](int m, int r) { return round_gemm_input<PREC>(dz[std::size_t(r) * N + m]); };
         float acc[kCTM][kCTN];
         float* As = smem;
-        float* Bs = smem + kCK * (kCM + 1);
+        float* Bs = smem + kCK * (kCM + (kPairs ? 2 : 1));
         if (l == 0) {
           auto load_x = [&](int n, int r) {
             return n == K ? 1.0f : round_gemm_input<PREC>(pixel_value(f.images[std::size_t(s_idx[r]) * K + n]));
@@ -604,7 +625,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
     for (int i = 0; i < kCTM; ++i)
 #pragma unroll
       for (int j = 0; j < kCTN; ++j) {
-        const int r = tid / RN + i * RM, u = n0 + tid % RN + j * RN;
+        const int r = micro_index<kCTM, false>(tid / RN, i, RM), u = n0 + micro_index<kCTN, false>(tid % RN, j, RN);
         if (r < nr && u < N0) {
           const float z = acc[i][j] + b0[u];
           act[r * N0 + u] = round_gemm_input<PREC>(z > 0.0f ? z : 0.0f);  // (the next GEMM's input only)
