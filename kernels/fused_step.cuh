@@ -1,6 +1,6 @@
 // The fused training step: many training steps of the Sequential MLP (ReLU hidden layers with
 // dropout, softmax output, sparse cross-entropy, Adam) in ONE persistent cooperative kernel, the
-// phases of a step separated by grid-wide barriers instead of kernel boundaries.
+// phases of a step separated by grid-wide barriers (or finer waits) instead of kernel boundaries.
 //
 // Fuses, per step (the 10 launches of the graph path, layers/cuda_engine.cu):
 //   gather_batch + layer 0's dense_relu_dropout_forward       phase A (tiles of [rows, N0]; split-K
@@ -10,7 +10,9 @@
 //   every layer's backward data GEMM + ReLU/dropout mask       phase B (tiles of R rows)
 //   every layer's backward weight GEMM (dW and db) + adam_update phase C (tiles of each [N, K+1])
 //   advance_train_counters                                    once per launch, at exit (by `steps`)
-// with a grid barrier after A, after B and after C (3 per step; none after a launch's last C).
+// with a grid barrier after B and after C (2 per step; none after a launch's last C). Between A and
+// B, each phase-B item waits only for the phase-A items of its 16-row tile, on a counter
+// (kernels/dep_wait.cuh; FusedStep::a_ready, zeroed by block 0 after the barrier that follows B).
 //
 // Reads: images/labels (uint8, resident), order (the epoch's permutation; each step's indices are
 // copied to shared memory, the next step's during the current step's last phase), the counters
