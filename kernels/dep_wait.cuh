@@ -9,6 +9,13 @@
 
 #include <cuda_runtime.h>
 
+// (__noinline__ for nvcc; the host emulation, a plain C++ compile, inlines or not as it likes)
+#if defined(__CUDACC__)
+#define MNIST_DEVICE_NOINLINE __noinline__
+#else
+#define MNIST_DEVICE_NOINLINE
+#endif
+
 namespace mnist::cuda {
 
 // A wait this long is a bug (a count that can never be reached), not a slow producer: the waiting
@@ -26,8 +33,10 @@ __device__ __forceinline__ void dep_signal(unsigned* counter) {
 // Called by every thread of the consuming block: one thread waits until *counter >= target, then
 // fences (its block's later reads see every write the producers fenced before counting); the
 // barrier holds the other threads until then. In the host emulation __nanosleep lets the other
-// CUDA threads run (tests/gpu/emu/ov/cuda_runtime.h).
-__device__ __forceinline__ void dep_wait(const unsigned* counter, unsigned target) {
+// CUDA threads run (tests/gpu/emu/ov/cuda_runtime.h). Not inlined: the fused kernel sits at the
+// 255-register cap at TF32/BF16, and the spin loop inlined at its three call sites made ptxas spill
+// 28/88 bytes there (4 bytes called); a call a phase costs nothing next to the wait.
+inline __device__ MNIST_DEVICE_NOINLINE void dep_wait(const unsigned* counter, unsigned target) {
   if (threadIdx.x == 0) {
     const volatile unsigned* c = counter;
 #if defined(__CUDA_ARCH__)

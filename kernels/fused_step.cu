@@ -208,6 +208,14 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   }
 }
 
+// FusedStep::ready, in unsigned counters, each kind in 2 sets by step parity: [a: one per 16-row tile
+// of the batch (phase A's items done)] [c0: one per 32-unit tile of layer 0 (phase C's layer-0
+// items done)] [c: one (phase C's items and the metrics, all layers)].
+__host__ __device__ constexpr int ready_a(int stride) { return (stride + kAM - 1) / kAM; }
+__host__ __device__ constexpr int ready_c0(int n0) { return (n0 + kCM - 1) / kCM; }
+__host__ __device__ constexpr int ready_total(int stride, int n0) { return 2 * (ready_a(stride) + ready_c0(n0) + 1); }
+static_assert(kCM % kAN == 0, "a phase-A item's units lie in one phase-C row tile of layer 0");
+
 // Items of each phase for `rows` rows.
 __device__ __forceinline__ int a_items(const FusedStep& f, int rows) {
   return a_splits(f.layer[0].in) * ((rows + kAM - 1) / kAM) * ((f.layer[0].out + kAN - 1) / kAN);
@@ -258,6 +266,27 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   for (int l = 0; l < L; ++l) c_items += c_tiles(f.layer[l]);
   const int b_items = (rows + kR - 1) / kR;
 
+  // The step's dependencies on counters instead of grid barriers (kernels/dep_wait.cuh):
+  //   phase B item  <- the phase-A items of its 16-row tile, this step (a_ready)
+  //   phase A item  <- step s-1's phase-C items of layer 0 that update its 16 units' W0 rows and b0
+  //                    (c0_ready: the 32-unit tile's (K0 + 1) / 32 items), and, without split-K, all
+  //                    of them (it overwrites act0, which layer 1's items read)
+  //   phase B       <- all of step s-1's phase-C items and its metrics (c_done; B rewrites dz, the
+  //                    activations and the item losses they read, and stages the W_l they update)
+  // with one grid barrier between phases B and C. Each counter is zeroed by block 0 once every wait
+  // on it is over: after the barrier of step s, step s's a_ready set and step s-1's c0/c sets; the
+  // launch's last c0/c set at its end, after block 0 has waited for it to fill. Two sets by step
+  // parity, because a set's next counts may start before block 0 has zeroed it otherwise (step
+  // s+1's phase-A items can run before block 0 is past the barrier of step s); with two, a set is
+  // next counted after the barrier of the following step, which block 0 reaches only once it has
+  // zeroed it. Cycles cannot form: phase-C items wait for nothing, phase-A items only for phase C,
+  // and a block does its items in the order C, A, B.
+  const bool c_counts = (f.phases & 4u) != 0;  // (profiling knob: without phase C nothing counts)
+  auto a_ready = [&](int parity) { return f.ready + parity * ready_a(f.stride); };
+  auto c0_ready = [&](int parity) { return f.ready + 2 * ready_a(f.stride) + parity * ready_c0(N0); };
+  auto c_done = [&](int parity) { return f.ready + 2 * (ready_a(f.stride) + ready_c0(N0)) + parity; };
+  const unsigned c0_target = unsigned((K0 + 1 + kCN - 1) / kCN), c_target = unsigned(c_items + 1);
+
   for (int s = 0; s < steps; ++s) {
     const uint64_t step = uint64_t(c0.step + s);
     int32_t* const s_idx = idx_buf + std::size_t(s & 1) * idx_stride;
@@ -280,6 +309,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int split = it / tiles, t = it % tiles;
         const int m0 = (t / cols) * kAM, n0 = (t % cols) * kAN;
         const int k_begin = split * chunk, k_end = k_begin + chunk < K0 ? k_begin + chunk : K0;
+        if (s > 0 && c_counts) {  // W0's rows (and b0) as the last step's Adam left them
+          dep_wait(c0_ready((s - 1) & 1) + n0 / kCM, c0_target);
+          if (S == 1) dep_wait(c_done((s - 1) & 1), c_target);  // (act0 is rewritten below)
+        }
         float acc[1][1];
         tile_chain<kAM, kAN, kAK, 1, 1, true, true, true>(acc, m0, n0, rows, N0, k_begin, k_end, load_x, load_w, smem,
                                                           smem + kAM * kvec_stride(kAK));
@@ -292,13 +325,13 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
                 dense_unit(acc[0][0], b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(r) * uint64_t(N0) + uint64_t(n));
           }
         }
-        dep_signal(&f.a_ready[m0 / kAM]);  // this item's rows of act0 / partial are out
+        dep_signal(a_ready(s & 1) + m0 / kAM);  // this item's rows of act0 / partial are out
       }
     }
-    // Phase B's shared memory, set up before the barrier that ends phase A: the rows' activations
-    // and gradients (row stride b_stride(width)) and, when they fit, the weights W_1 .. W_{L-1} (row
-    // stride b_stride(in)), staged now. They do not depend on phase A (the last phase C that wrote them ended
-    // before this step began), so their L2 round trip overlaps the barrier's wait instead of
+    // Phase B's shared memory, set up before its items wait for their rows of phase A: the rows'
+    // activations and gradients (row stride b_stride(width)) and, when they fit, the weights W_1 ..
+    // W_{L-1} (row stride b_stride(in)), staged now. They do not depend on phase A, only on the last
+    // step's phase C (c_done), so their L2 round trip overlaps the phase-A items' tail instead of
     // starting phase B. Phase A's tiles are done with the memory: tile_chain synchronises the block
     // before it returns.
     const bool b_block = (f.phases & 2u) && int(blockIdx.x) < b_items;
@@ -313,6 +346,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     const int first_row = int(blockIdx.x) * kR + tid;
     if (b_block && tid < kR && first_row < rows) first_label = f.labels[s_idx[first_row]];
     if (b_block) {
+      if (s > 0 && c_counts) dep_wait(c_done((s - 1) & 1), c_target);  // the last step's phase C is over
       float* p = smem + round4(kR * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
       for (int l = 0; l < L; ++l) {
         const std::size_t w = round4(std::size_t(kR) * std::size_t(b_stride(f.layer[l].out)));
@@ -376,7 +410,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       }
     }
     // No grid barrier between phases A and B: a phase-B item waits only for the S x cols phase-A
-    // items of its 16-row tile (f.a_ready, dep_wait), so it starts as soon as its rows are done, and
+    // items of its 16-row tile (a_ready, dep_wait), so it starts as soon as its rows are done, and
     // blocks without phase-B work go straight on to the barrier before phase C.
 
     // ---- Phase B, per kR rows: layers 1..L-1 forward, softmax + cross-entropy + dlogits, and
@@ -390,7 +424,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const int r0 = it * kR, nr = rows - r0 < kR ? rows - r0 : kR;
         const int S = a_splits(K0);
         const float* b0 = f.params + f.layer[0].b_offset;
-        if (f.phases & 1u) dep_wait(&f.a_ready[r0 / kAM], unsigned(S * ((N0 + kAN - 1) / kAN)));
+        if (f.phases & 1u) dep_wait(a_ready(s & 1) + r0 / kAM, unsigned(S * ((N0 + kAN - 1) / kAN)));
         // (other blocks wrote them in this step: read from L2, past any line this SM's L1 kept)
         for (int o = tid; o < kR * N0; o += kT) {
           const int r = o / N0, n = o % N0;
@@ -504,10 +538,15 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       }
     }
     grid.sync();
-    // Every phase-B wait of this step is over: the counters go back to 0 for the next step (its
-    // phase A counts after the barrier that ends this step's phase C, or in the next launch).
-    if (blockIdx.x == 0)
-      for (int i = tid; i < (rows + kAM - 1) / kAM; i += kT) f.a_ready[i] = 0;
+    // Every wait on this step's a_ready set and on the last step's phase-C set is over: they go back
+    // to 0 (their next counts come after the next step's barrier, which block 0 reaches after this).
+    if (blockIdx.x == 0) {
+      for (int i = tid; i < ready_a(rows); i += kT) a_ready(s & 1)[i] = 0;
+      if (s > 0) {
+        for (int i = tid; i < ready_c0(N0); i += kT) c0_ready((s - 1) & 1)[i] = 0;
+        if (tid == 0) *c_done((s - 1) & 1) = 0;
+      }
+    }
 
     // ---- Phase C: every layer's gradient [N, K+1] (dW and the db column) = dzᵀ · [X | 1], rows
     // ascending, and Adam on it at once (no gradient is stored). Each thread loads its elements'
@@ -525,6 +564,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         f.metrics->loss_sum += loss;
         f.metrics->correct += hits;
       }
+      if (blockIdx.x == 0) dep_signal(c_done(s & 1));  // (the next step's phase B rewrites row_loss)
       for (int it = int(blockIdx.x); it < c_items; it += int(gridDim.x)) {
         int l = 0, t = it;
         while (t >= c_tiles(f.layer[l])) t -= c_tiles(f.layer[l++]);
@@ -575,12 +615,24 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             f.m[at[i][j]] = pm[i][j];
             f.v[at[i][j]] = pv[i][j];
           }
+        // This tile's parameters are the next step's: count it (layer 0's also per 32 units, for
+        // the phase-A items that read those W0 rows).
+        if (l == 0) dep_signal(c0_ready(s & 1) + m0 / kCM);
+        dep_signal(c_done(s & 1));
       }
     }
     if (s + 1 < steps) {
       load_indices(s + 1, idx_buf + std::size_t((s + 1) & 1) * idx_stride);
-      grid.sync();
+      __syncthreads();  // (no grid barrier: the next step's items wait on the counters above)
     }
+  }
+  // The launch's last phase-C set has no waits on it: block 0 waits for it to fill, then zeroes it,
+  // so that every counter is 0 when the launch ends.
+  if (steps > 0 && c_counts && blockIdx.x == 0) {
+    const int last = (steps - 1) & 1;
+    dep_wait(c_done(last), c_target);
+    for (int i = tid; i < ready_c0(N0); i += kT) c0_ready(last)[i] = 0;
+    if (tid == 0) *c_done(last) = 0;
   }
   // Every block read the counters before its first barrier, and block 0 is past them all.
   if (blockIdx.x == 0 && tid == 0) {
@@ -746,7 +798,9 @@ std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch)
   return S > 1 ? std::size_t(S) * std::size_t(batch) * std::size_t(widths[1]) : 0;
 }
 
-int fused_step_ready_counters(int batch) { return (std::max(batch, 1) + kAM - 1) / kAM; }
+int fused_step_ready_counters(const std::vector<int>& widths, int batch) {
+  return ready_total(std::max(batch, 1), widths.size() >= 2 ? widths[1] : 1);
+}
 
 int fused_step_grid(const std::vector<int>& widths, int batch, int max_blocks, GemmPrecision prec) {
   int dev = 0, coop = 0, sms = 0, per_sm = 0;

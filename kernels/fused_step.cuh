@@ -10,9 +10,10 @@
 //   every layer's backward data GEMM + ReLU/dropout mask       phase B (tiles of R rows)
 //   every layer's backward weight GEMM (dW and db) + adam_update phase C (tiles of each [N, K+1])
 //   advance_train_counters                                    once per launch, at exit (by `steps`)
-// with a grid barrier after B and after C (2 per step; none after a launch's last C). Between A and
-// B, each phase-B item waits only for the phase-A items of its 16-row tile, on a counter
-// (kernels/dep_wait.cuh; FusedStep::a_ready, zeroed by block 0 after the barrier that follows B).
+// with one grid barrier per step, after B. Elsewhere a phase waits on counters of the items it reads
+// (kernels/dep_wait.cuh; FusedStep::ready): a phase-B item for the phase-A items of its 16-row tile,
+// a phase-A item for the last step's phase-C items that updated its W0 rows, phase B for all of
+// the last step's phase C (see fused_step_kernel).
 //
 // Reads: images/labels (uint8, resident), order (the epoch's permutation; each step's indices are
 // copied to shared memory, the next step's during the current step's last phase), the counters
@@ -82,8 +83,8 @@ struct FusedStep {
   float* partial = nullptr;         // [S, stride, layer[0].out] split-K scratch (fused_step_partial_floats)
   double* row_loss = nullptr;       // [stride] scratch
   uint32_t* row_hit = nullptr;      // [stride] scratch
-  unsigned* a_ready = nullptr;      // [fused_step_ready_counters(stride)]: phase A's finished items per 16-row
-                                    // tile of the step; all 0 between launches (zero it once, when allocated)
+  unsigned* ready = nullptr;        // [fused_step_ready_counters(widths, stride)]: the counters the phases
+                                    // wait on (fused_step.cu); all 0 between launches (zero them once)
   Metrics* metrics = nullptr;
   TrainCounters* counters = nullptr;
   float dropout = 0;  // rate in [0, 1)
@@ -107,8 +108,8 @@ std::string fused_step_unsupported(const std::vector<int>& widths, int batch);
 // Dynamic shared memory of one block for these widths and batch size, in bytes.
 std::size_t fused_step_smem_bytes(const std::vector<int>& widths, int batch);
 
-// Counters of FusedStep::a_ready at this batch size (one per 16 rows).
-int fused_step_ready_counters(int batch);
+// Counters of FusedStep::ready for these widths at this batch size.
+int fused_step_ready_counters(const std::vector<int>& widths, int batch);
 
 // Floats of FusedStep::partial these widths need at this batch size (0: none, no split-K).
 std::size_t fused_step_partial_floats(const std::vector<int>& widths, int batch);

@@ -573,8 +573,8 @@ class CudaEngine final : public Engine {
     partial_.resize(std::max<std::size_t>(1, cuda::fused_step_partial_floats(widths, cfg_.batch_size)));
     row_loss_.resize(std::size_t(cfg_.batch_size));
     row_hit_.resize(std::size_t(cfg_.batch_size));
-    a_ready_.resize(std::size_t(cuda::fused_step_ready_counters(cfg_.batch_size)));
-    CUDA_CHECK(cudaMemset(a_ready_.data(), 0, a_ready_.bytes()));  // each launch leaves them 0
+    ready_.resize(std::size_t(cuda::fused_step_ready_counters(widths, cfg_.batch_size)));
+    CUDA_CHECK(cudaMemset(ready_.data(), 0, ready_.bytes()));  // each launch leaves them 0
   }
 
   // Kernels::Tail: the tail path where it can run, else the graph path with a one-line notice.
@@ -661,7 +661,7 @@ class CudaEngine final : public Engine {
     f.partial = partial_.data();
     f.row_loss = row_loss_.data();
     f.row_hit = row_hit_.data();
-    f.a_ready = a_ready_.data();
+    f.ready = ready_.data();
     f.metrics = metrics_.data() + kTrainMetrics;
     f.counters = counters_.data();
     f.dropout = cfg_.spec.dropout;
@@ -1008,7 +1008,7 @@ class CudaEngine final : public Engine {
   DeviceBuffer<uint32_t> eval_done_;
   DeviceBuffer<double> row_loss_;   // fused: per-item loss of a step
   DeviceBuffer<uint32_t> row_hit_;  // fused: per-item hits of a step
-  DeviceBuffer<unsigned> a_ready_;  // fused: phase A's finished items per 16-row tile (0 between launches)
+  DeviceBuffer<unsigned> ready_;    // fused: the counters its phases wait on (0 between launches)
 };
 
 }  // namespace

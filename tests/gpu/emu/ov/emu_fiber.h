@@ -65,7 +65,8 @@ struct Fiber {
   Block* block = nullptr;
   void* stack = nullptr;
   bool done = false;
-  bool spinning = false;  // queued by spin_yield: runs only when no other thread can
+  bool spinning = false;  // queued by spin_yield (see pick)
+  unsigned long long spun_at = 0;  // the scheduler's `runs` when it last looked at its count
   const Barrier* waits_at = nullptr;
   std::vector<std::shared_ptr<void>> locals;  // lane_local slots
 };
@@ -111,27 +112,38 @@ struct Scheduler {
   unsigned long long blocks_run = 0;
   unsigned long long spins_since_progress = 0;  // spin_yield turns since a barrier completed or a thread ended
   unsigned long long spinning = 0;              // fibers in `ready` queued by spin_yield
+  unsigned long long runs = 0;                  // picks of a thread that does not spin
 };
 
-// The next fiber to run: the front of the queue, unless threads spin or blocks are slow; then the
-// first that neither spins nor belongs to a slow block, else the first that does not spin, else
-// the front (a spinning thread looks at its counter again).
+// The next fiber to run: the front of the queue, unless threads spin or blocks are slow. Then, in
+// this order: the first thread of a block that is not slow and does not spin; a spinning thread
+// that has not looked at its count since another thread ran (so a waiter sees a count as soon as
+// it is reached: a slow block is let through its work one thread's run at a time, and a block that
+// waits for too little gets ahead of it); a thread of a slow block; else the front.
 inline Fiber* pick(Scheduler& s) {
   auto it = s.ready.begin();
   if (s.spinning || g_slow_block) {
-    auto fast = s.ready.end(), any = s.ready.end();
-    for (auto i = s.ready.begin(); i != s.ready.end() && fast == s.ready.end(); ++i) {
-      if ((*i)->spinning) continue;
-      if (any == s.ready.end()) any = i;
-      if (!g_slow_block || !g_slow_block((*i)->block->bx)) fast = i;
+    const auto none = s.ready.end();
+    auto fast = none, waiter = none, slow = none;
+    for (auto i = s.ready.begin(); i != none && fast == none; ++i) {
+      Fiber* f = *i;
+      if (f->spinning) {
+        if (waiter == none && f->spun_at < s.runs) waiter = i;
+      } else if (g_slow_block && g_slow_block(f->block->bx)) {
+        if (slow == none) slow = i;
+      } else {
+        fast = i;
+      }
     }
-    it = fast != s.ready.end() ? fast : any != s.ready.end() ? any : s.ready.begin();
+    it = fast != none ? fast : waiter != none ? waiter : slow != none ? slow : s.ready.begin();
   }
   Fiber* f = *it;
   s.ready.erase(it);
   if (f->spinning) {
     f->spinning = false;
     --s.spinning;
+  } else {
+    ++s.runs;
   }
   return f;
 }
@@ -193,6 +205,7 @@ inline void spin_yield() {
     std::abort();
   }
   f.spinning = true;
+  f.spun_at = s.runs;
   ++s.spinning;
   s.ready.push_back(&f);
   yield();
