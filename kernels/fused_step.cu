@@ -235,7 +235,10 @@ __device__ __forceinline__ int c_tiles(const FusedLayer& l) {
 // d0) or elements read and written (adam_element), never a read-only global pointer. Shared
 // memory (dynamic): the phase A/C GEMM tiles, or phase B's activations and gradients of kR rows
 // for every layer, [kR] losses and hits.
-template <GemmPrecision PREC>
+// BARRIERS (FusedStep::grid_barriers, comparison only, FP32 only): the two grid barriers a step
+// that the counters replaced, put back. A separate instantiation: even an untaken branch to them
+// made ptxas spill 32/68 bytes in the TF32/BF16 kernels, which sit at the register cap.
+template <GemmPrecision PREC, bool BARRIERS = false>
 __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int steps, int rows) {
   extern __shared__ float4 fused_smem[];
   float* smem = reinterpret_cast<float*>(fused_smem);
@@ -409,6 +412,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         p += round4(std::size_t(N) * std::size_t(b_stride(K)));
       }
     }
+    if constexpr (BARRIERS) grid.sync();  // (comparison only: the counters below order phases A and B)
     // No grid barrier between phases A and B: a phase-B item waits only for the S x cols phase-A
     // items of its 16-row tile (a_ready, dep_wait), so it starts as soon as its rows are done, and
     // blocks without phase-B work go straight on to the barrier before phase C.
@@ -623,7 +627,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     }
     if (s + 1 < steps) {
       load_indices(s + 1, idx_buf + std::size_t((s + 1) & 1) * idx_stride);
-      __syncthreads();  // (no grid barrier: the next step's items wait on the counters above)
+      if constexpr (BARRIERS)
+        grid.sync();  // (comparison only)
+      else
+        __syncthreads();  // (no grid barrier: the next step's items wait on the counters above)
     }
   }
   // The launch's last phase-C set has no waits on it: block 0 waits for it to fill, then zeroes it,
@@ -758,7 +765,11 @@ void allow_smem(Kernel* kernel, std::size_t bytes) {
 
 using StepKernel = void (*)(const FusedStep, int, int);
 using EvalKernel = void (*)(const FusedStep, const FusedEval, int64_t, int);
-StepKernel step_kernel(GemmPrecision prec) {
+StepKernel step_kernel(GemmPrecision prec, bool grid_barriers = false) {
+  if (grid_barriers) {
+    MNIST_CHECK(prec == GemmPrecision::FP32, "the fused kernel's grid barriers (a comparison knob) exist at fp32 only");
+    return fused_step_kernel<GemmPrecision::FP32, true>;
+  }
   switch (prec) {
     case GemmPrecision::TF32: return fused_step_kernel<GemmPrecision::TF32>;
     case GemmPrecision::BF16: return fused_step_kernel<GemmPrecision::BF16>;
@@ -825,7 +836,7 @@ void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cuda
   MNIST_CHECK(rows >= 1 && rows <= f.stride, "fused_train_steps: rows ", rows, " of a batch of ", f.stride);
   MNIST_CHECK(blocks >= 1, "fused_train_steps: ", blocks, " blocks");
   MNIST_CHECK(f.params && f.m && f.v && f.images && f.labels && f.order && f.row_loss && f.row_hit && f.metrics &&
-                  f.counters && (a_splits(f.layer[0].in) == 1 || f.partial),
+                  f.counters && f.ready && (a_splits(f.layer[0].in) == 1 || f.partial),
               "fused_train_steps: null pointer");
   std::vector<int> widths{f.layer[0].in};
   for (int l = 0; l < f.layers; ++l) {
@@ -836,7 +847,7 @@ void fused_train_steps(const FusedStep& f, int steps, int rows, int blocks, cuda
   if (steps <= 0) return;
   const std::size_t bytes = smem_bytes(widths, f.stride);
   MNIST_CHECK(bytes <= kFusedMaxSmem, "fused_train_steps: ", bytes, " bytes of shared memory");
-  const StepKernel kernel = step_kernel(f.precision);
+  const StepKernel kernel = step_kernel(f.precision, f.grid_barriers);
   allow_smem(kernel, bytes);
   FusedStep arg = f;
   void* args[] = {&arg, &steps, &rows};

@@ -94,6 +94,11 @@ struct FusedStep {
   // the barriers, index loads and counters run regardless. Anything but 7 trains nothing
   // meaningful: it exists to time the phases apart on a GPU.
   unsigned phases = 7;
+  // Also a grid barrier between phases A and B and between steps, where the counters alone order
+  // them (FusedStep::ready): the same results, bit for bit, at the cost of two barriers a step. For
+  // comparison (bench_fused's "-barriers" rows, gpu_test_fused's counters-vs-barriers case); FP32
+  // only (fused_train_steps refuses it at TF32/BF16).
+  bool grid_barriers = false;
   // The GEMMs' input rounding (kernels/precision.hpp): every GEMM input (X, W, dZ, the hidden
   // activations) rounded to TF32's or BF16's mantissa as kernels/dense.cu rounds it, the products
   // summed in the same float32 FMA chains (SIMT: at the fused kernel's batches the GEMMs are latency

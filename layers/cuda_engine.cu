@@ -670,6 +670,7 @@ class CudaEngine final : public Engine {
     f.b2 = cfg_.beta2;
     f.eps = cfg_.eps;
     f.phases = cfg_.fused_phases;
+    f.grid_barriers = cfg_.fused_grid_barriers;
     f.precision = cfg_.precision;
     return f;
   }

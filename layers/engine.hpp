@@ -85,6 +85,7 @@ struct EngineConfig {
   int graph_steps = 25;  // CUDA only: full-batch training steps per CUDA-graph replay or fused launch (>= 1)
   int fused_blocks = 0;  // CUDA only: cap on the fused kernel's blocks (0: one per SM); changes no result
   unsigned fused_phases = 7;  // profiling only (bench_fused): the fused step's phases that work (FusedStep::phases)
+  bool fused_grid_barriers = false;  // comparison only: the fused step's two barriers back (FusedStep::grid_barriers)
   // CUDA graph path, native GEMMs: the last layer's forward, softmax + cross-entropy and backward
   // as one launch (kernels/head.cuh) where its shape qualifies; false keeps the separate launches
   // (for comparison: same loss and hits at fp32, dW/db up to float32 summation order).

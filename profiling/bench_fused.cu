@@ -11,7 +11,9 @@
 // quarter of that (a barrier costs less with fewer blocks; the phases then take more rounds).
 // Then the phases apart (EngineConfig::fused_phases, profiling only; these rows train nothing):
 // "-A", "-B", "-C" leave that phase's work out (its barrier stays), "sync" leaves all three out
-// (the barriers, index loads and launches alone). So A ≈ fused − (−A), and so on.
+// (the barriers, index loads and launches alone). So A ≈ fused − (−A), and so on. "fused-barriers"
+// and "sync-barriers" put back the two grid barriers a step that counters replaced
+// (EngineConfig::fused_grid_barriers; same results), so that the counters' gain is measured.
 // Last, the graph and tail paths with layer 0 reading X from the images in place (the default,
 // EngineConfig::x_in_place) and with the batch gathered into floats first ("-gather": the step's
 // launches before it), so that the difference is this change's gain or loss (profiling/NOTES.md,
@@ -108,20 +110,26 @@ int run(const Options& o) {
       unsigned phases;
       bool x_in_place = true;
       bool autotune = false;
+      bool grid_barriers = false;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
-    // with none ("sync": the 3 grid barriers, index loads and launches alone); they train nothing.
+    // with none ("sync": the grid barrier, the counters, index loads and launches alone); they train
+    // nothing.
     const std::vector<Variant> variants{{"fused", Kernels::Fused, 0, 7u},       {"fused", Kernels::Fused, sms / 2, 7u},
                                         {"fused", Kernels::Fused, sms / 4, 7u}, {"-A", Kernels::Fused, 0, 6u},
                                         {"-B", Kernels::Fused, 0, 5u},          {"-C", Kernels::Fused, 0, 3u},
-                                        {"sync", Kernels::Fused, 0, 0u},        {"graph", Kernels::Graph, 0, 7u},
+                                        {"sync", Kernels::Fused, 0, 0u},
+                                        {"fused-barriers", Kernels::Fused, 0, 7u, true, false, true},
+                                        {"sync-barriers", Kernels::Fused, 0, 0u, true, false, true},
+                                        {"graph", Kernels::Graph, 0, 7u},
                                         {"graph-gather", Kernels::Graph, 0, 7u, false},
                                         {"tail", Kernels::Tail, 0, 7u},         {"tail-gather", Kernels::Tail, 0, 7u, false},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
     for (const Variant& v : variants) {
+      if (v.grid_barriers && o.precision != Precision::FP32) continue;  // (the comparison kernel is FP32 only)
       EngineConfig cfg;
       cfg.precision = o.precision;
       cfg.autotune = v.autotune ? Autotune::On : Autotune::Off;
@@ -129,6 +137,7 @@ int run(const Options& o) {
       cfg.kernels = v.kernels;
       cfg.fused_blocks = v.blocks;
       cfg.fused_phases = v.phases;
+      cfg.fused_grid_barriers = v.grid_barriers;
       cfg.x_in_place = v.x_in_place;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());

@@ -184,6 +184,26 @@ TEST_CASE("fused kernel: grid size, launch chunk size and a cut epoch change no 
   }
 }
 
+TEST_CASE("fused kernel: the counters order the phases as the grid barriers did, bit for bit") {
+  // Phases A -> B and one step -> the next wait on counters (kernels/dep_wait.cuh, FusedStep::ready);
+  // with the two grid barriers put back (fused_grid_barriers) the items run in the order the
+  // barriers force. A counter that let an item read too early, or a lost count (a trap after 10 s),
+  // shows here on the device's memory ordering, which the host emulation (sequentially consistent)
+  // cannot model. Every grid size, so that items of one tile run on many SMs.
+  for (const int input : {784, 300}) {  // split-K (act0 finished in phase B), and one chain (act0 from phase A)
+    const Problem base = make_problem(input, {128, 64}, 10, 0.2f, 128, 1000, 9);
+    Problem barriers = base;
+    barriers.cfg.fused_grid_barriers = true;
+    const Run ref = train(barriers, 2);
+    for (const int blocks : {0, 1, 5, 33}) {
+      INFO("input ", input, " blocks ", blocks);
+      Problem p = base;
+      p.cfg.fused_blocks = blocks;
+      check_bitwise(train(p, 2), ref);
+    }
+  }
+}
+
 TEST_CASE("fused kernel: configurations it cannot run fall back to the graph path with a one-line notice") {
   // --kernels fused asked for explicitly: a fallback says why in one line.
   Problem p = make_problem(50, {33, 20}, 10, 0.2f, 32, 200, 8);

@@ -181,10 +181,11 @@ void rounded_against_cpu(const Data& d, std::vector<int> hidden, float dropout, 
 // One run of the fused engine: epoch 0 cut at `cut` (if > 0) and continued, epoch 1 resumed at
 // batch 3; returns the final state and the two epochs' stats.
 struct Outcome { TrainState st; EpochStats e0, e1; };
-Outcome fused_run(const Data& d, int sms, int K, int cut, int cap_blocks = 0) {  // hidden {33, 20}, batch 32
+Outcome fused_run(const Data& d, int sms, int K, int cut, int cap_blocks = 0, bool grid_barriers = false) {  // hidden {33, 20}, batch 32
   g_emu_sm_count = sms;
   EngineConfig cfg = config(d, {33, 20}, 0.2f, 32, 13, Kernels::Fused, K);
   cfg.fused_blocks = cap_blocks;
+  cfg.fused_grid_barriers = grid_barriers;
   auto f = make_cuda_engine(cfg);
   const int t = f->add_dataset(d.view());
   EpochProgress p;
@@ -236,6 +237,11 @@ void slow_blocks_bitwise() {
     const Slow cases[] = {{2, "odd", [](unsigned b) { return b % 2 == 1; }}, {3, "odd", [](unsigned b) { return b % 2 == 1; }},
                           {2, "even", [](unsigned b) { return b % 2 == 0; }}, {3, "even", [](unsigned b) { return b % 2 == 0; }},
                           {56, "block 0", [](unsigned b) { return b == 0; }}};
+    // The two grid barriers put back (EngineConfig::fused_grid_barriers, for comparison): the same bits.
+    const Outcome b = fused_run(*d, 3, 25, 0, 0, true);
+    expect(b.st.step == ref.st.step && same_bits(b.st.params, ref.st.params) && same_bits(b.st.m, ref.st.m) &&
+               same_bits(b.st.v, ref.st.v) && std::memcmp(&b.e0.loss, &ref.e0.loss, sizeof(double)) == 0,
+           cat("grid barriers back, input ", d->input, ": bitwise"));
     for (const Slow& c : cases) {
       if (c.sms == 56 && d != &split) continue;
       emu::g_slow_block = c.slow;
