@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cp_async.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/dep_wait.cuh"
 #include "kernels/gather.cuh"
@@ -252,13 +253,17 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   const SmemLayout lay = smem_layout(widths, L, f.stride, kFusedMaxSmem);
 
   const TrainCounters c0 = *f.counters;  // read by every block before its first barrier
-  // The image indices of the step's rows, double-buffered: step s + 1's are loaded at the end of
-  // step s's phase C, so their latency hides in its last barrier. (The order is read-only here.)
+  // The image indices of the step's rows, double-buffered: step s + 1's are copied asynchronously
+  // (cp.async, 4 bytes each) from the start of step s's phase C, so their latency hides behind its
+  // work (there is no barrier after phase C to hide it any more), and waited for at the step's end.
+  // (The order is read-only here.)
   int32_t* const idx_buf = reinterpret_cast<int32_t*>(smem + lay.phase);
   const std::size_t idx_stride = round4(std::size_t(f.stride));
   auto load_indices = [&](int s, int32_t* dst) {
     const int32_t* idx = f.order + std::size_t(c0.batch + s) * std::size_t(f.stride);
-    for (int r = tid; r < rows; r += kT) dst[r] = idx[r];
+    for (int r = tid; r < rows; r += kT)
+      cp_async4(reinterpret_cast<float*>(dst + r), reinterpret_cast<const uint8_t*>(idx + r));
+    cp_async_commit();
   };
   const bool dropping = f.dropout > 0.0f;
   const uint32_t threshold = dropping ? rng::dropout_threshold(f.dropout) : 0u;
@@ -293,7 +298,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
   for (int s = 0; s < steps; ++s) {
     const uint64_t step = uint64_t(c0.step + s);
     int32_t* const s_idx = idx_buf + std::size_t(s & 1) * idx_stride;
-    if (s == 0) load_indices(0, s_idx);
+    if (s == 0) {
+      load_indices(0, s_idx);
+      cp_async_wait<0>();
+    }
     __syncthreads();
 
     // ---- Phase A: act0 [rows, N0] = dropout(ReLU(X · W0ᵀ + b0)), X gathered from the images
@@ -544,6 +552,9 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     grid.sync();
     // Every wait on this step's a_ready set and on the last step's phase-C set is over: they go back
     // to 0 (their next counts come after the next step's barrier, which block 0 reaches after this).
+    // Step s + 1's indices into the other buffer (this block is done with step s - 1's), landing
+    // while phase C runs.
+    if (s + 1 < steps) load_indices(s + 1, idx_buf + std::size_t((s + 1) & 1) * idx_stride);
     if (blockIdx.x == 0) {
       for (int i = tid; i < ready_a(rows); i += kT) a_ready(s & 1)[i] = 0;
       if (s > 0) {
@@ -626,7 +637,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       }
     }
     if (s + 1 < steps) {
-      load_indices(s + 1, idx_buf + std::size_t((s + 1) & 1) * idx_stride);
+      cp_async_wait<0>();  // this thread's copies of step s + 1's indices; the barrier below, everyone's
       if constexpr (BARRIERS)
         grid.sync();  // (comparison only)
       else
