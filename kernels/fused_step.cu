@@ -230,7 +230,8 @@ __device__ __forceinline__ int c_tiles(const FusedLayer& l) {
 // dz[l] [stride, N_l]; partial [splits, stride, N0]; row_loss/row_hit [stride].
 // f: the model, buffers and constants (fused_step.cuh); steps: training steps to run; rows: rows
 // per step. Every buffer but the images, labels and order is written by some block during the
-// launch and read by others after a grid barrier, so loads are plain coherent loads: no __ldg,
+// launch and read by others after a grid barrier or a counter wait (an acquire: dep_wait), so
+// loads are plain coherent loads: no __ldg,
 // no __restrict__ on them (which would let the compiler use the non-coherent read-only path);
 // the helpers' __restrict__ parameters here are shared-memory tiles (tile_chain, xent_row's z and
 // d0) or elements read and written (adam_element), never a read-only global pointer. Shared

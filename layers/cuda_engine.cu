@@ -84,7 +84,8 @@
 // kFusedAutoMaxBatch in fp32, kFusedAutoMaxBatchRounded in tf32/bf16, with native GEMMs): the
 // training steps run instead as ONE
 // persistent cooperative kernel per chunk of up to K = cfg.graph_steps steps
-// (kernels/fused_step.cuh: 3 grid-wide barriers per step, weights updated in place), with the same
+// (kernels/fused_step.cuh: one grid-wide barrier per step and counter waits, weights updated in
+// place), with the same
 // counters, order and metrics, and the graph path's arithmetic (bitwise equal parameters in the
 // emulation), except for layer 0's split-K forward when the input is wider than 392 (equal to
 // rounding). With tf32/bf16 it rounds every GEMM input as the graph path does and sums the products

@@ -14,9 +14,7 @@ reports, it does not gate; the GPU tests gate.
 """
 import argparse
 import glob
-import io
 import json
-import os
 import re
 import sys
 import tarfile
