@@ -680,7 +680,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
   uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kER);
   float* As = reinterpret_cast<float*>(s_hit + kER);
   float* Bs = As + kCK * (kCM + 1);
-  float* act = Bs + kCK * (kCN + 1);  // layer l's [kER, out_l] follows layer l-1's
+  float* act = Bs + kCK * (kCN + 1);  // layer l's [kER, out_l] (row stride b_stride(out_l)) follows layer l-1's
 
   const uint8_t* img = f.images + (first + r0) * K0;
   const float* W0 = f.params + f.layer[0].w_offset;
@@ -699,7 +699,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
         const int r = micro_index<kCTM, false>(tid / RN, i, RM), u = n0 + micro_index<kCTN, false>(tid % RN, j, RN);
         if (r < nr && u < N0) {
           const float z = acc[i][j] + b0[u];
-          act[r * N0 + u] = round_gemm_input<PREC>(z > 0.0f ? z : 0.0f);  // (the next GEMM's input only)
+          act[r * b_stride(N0) + u] = round_gemm_input<PREC>(z > 0.0f ? z : 0.0f);  // (the next GEMM's input only)
         }
       }
   }
@@ -710,23 +710,40 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
     const int K = ly.in, N = ly.out;
     const float* W = f.params + ly.w_offset;
     const float* b = f.params + ly.b_offset;
-    float* out = prev + kER * K;
+    float* out = prev + round4(std::size_t(kER) * std::size_t(b_stride(K)));
+    // Rows at phase B's stride (b_stride): a warp's 32 rows of one unit read distinct banks (the
+    // bank model, tests/gpu/emu/banks.cpp, counted 32 wavefronts a read at stride K = 128), and
+    // where K and the weights' offset are multiples of 4, 4 k's a load (the same chain, k ascending).
+    const bool vec = K % 4 == 0 && ly.w_offset % 4 == 0;
     for (int o = tid; o < kER * N; o += kT) {
       const int r = o % kER, u = o / kER;
       if (r >= nr) continue;
-      const float* a = prev + r * K;
+      const float* a = prev + r * b_stride(K);
       const float* w = W + std::size_t(u) * K;
       float acc = 0.0f;
-      for (int k = 0; k < K; ++k) acc = fmaf(a[k], round_gemm_input<PREC>(w[k]), acc);
+      if (vec) {
+        const float4* a4 = reinterpret_cast<const float4*>(a);
+        const float4* w4 = reinterpret_cast<const float4*>(w);
+#pragma unroll 2
+        for (int q = 0; q < K / 4; ++q) {
+          const float4 x = a4[q], y = w4[q];
+          acc = fmaf(x.x, round_gemm_input<PREC>(y.x), acc);
+          acc = fmaf(x.y, round_gemm_input<PREC>(y.y), acc);
+          acc = fmaf(x.z, round_gemm_input<PREC>(y.z), acc);
+          acc = fmaf(x.w, round_gemm_input<PREC>(y.w), acc);
+        }
+      } else {
+        for (int k = 0; k < K; ++k) acc = fmaf(a[k], round_gemm_input<PREC>(w[k]), acc);
+      }
       const float z = acc + b[u];
-      out[r * N + u] = l + 1 < L ? round_gemm_input<PREC>(z > 0.0f ? z : 0.0f) : z;
+      out[r * b_stride(N) + u] = l + 1 < L ? round_gemm_input<PREC>(z > 0.0f ? z : 0.0f) : z;
     }
     __syncthreads();
     prev = out;
   }
   const int C = f.layer[L - 1].out;
   if (tid < nr) {  // xent_row (step_math.cuh), as softmax_xent_kernel, without the gradient
-    const XentRow row = xent_row(prev + tid * C, C, f.labels[first + r0 + tid], 1.0f, nullptr, nullptr);
+    const XentRow row = xent_row(prev + tid * b_stride(C), C, f.labels[first + r0 + tid], 1.0f, nullptr, nullptr);
     s_loss[tid] = row.loss;
     s_hit[tid] = row.hit ? 1u : 0u;
   }
@@ -760,7 +777,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
 
 std::size_t eval_smem_bytes(const std::vector<int>& widths) {
   std::size_t floats = tile_floats(kCM, kCN, kCK);
-  for (std::size_t l = 1; l < widths.size(); ++l) floats += std::size_t(kER) * std::size_t(widths[l]);
+  for (std::size_t l = 1; l < widths.size(); ++l) floats += round4(std::size_t(kER) * std::size_t(b_stride(widths[l])));
   return (kER * (sizeof(double) + sizeof(uint32_t)) + floats * sizeof(float) + 15) / 16 * 16;
 }
 

@@ -12,13 +12,13 @@ parts=()
 for a in "$@"; do
   case "$a" in
     --full) full=1 ;;
-    kernels | engine | gpu_tests | fused | tc | engine_tc) parts+=("$a") ;;
-    *) echo "run.sh: unknown argument '$a' (expected --full, kernels, engine, gpu_tests, fused, tc or engine_tc)" >&2; exit 2 ;;
+    kernels | engine | gpu_tests | fused | tc | engine_tc | banks) parts+=("$a") ;;
+    *) echo "run.sh: unknown argument '$a' (expected --full, kernels, engine, gpu_tests, fused, tc, engine_tc or banks)" >&2; exit 2 ;;
   esac
 done
-[[ ${#parts[@]} -gt 0 ]] || parts=(kernels engine gpu_tests fused tc engine_tc)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[[ ${#parts[@]} -gt 0 ]] || parts=(kernels engine gpu_tests fused tc engine_tc)  # (banks: by name only)
+work=${EMU_KEEP:-$(mktemp -d)}
+[[ -n ${EMU_KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
 # The device's FMA contraction needs the host's FMA instruction; without it (old x86) the kernels
 # run uncontracted and the line below says so.
@@ -64,5 +64,20 @@ for part in "${parts[@]}"; do
     engine_tc)  # the CUDA engine at tf32/bf16 against the CPU engine with the same rounding
       g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_engine_tc"
       "$work/emu_engine_tc" ;;
+    banks)  # the shared-memory bank model (banks.cpp): not a test, a report; not in the default parts
+      # The kernels compiled with ThreadSanitizer's instrumentation only (its runtime is not linked:
+      # banks.cpp is), -g for the source lines, -fno-tree-sra to keep vector copies whole.
+      bflags=(-std=c++17 -O2 -g -fno-tree-sra -Wno-tsan -fopenmp -pthread -I"$here/ov" -I"$root")
+      objs=()
+      for src in "${kernels[@]}" "$work/gen/cuda_engine.cpp"; do
+        case "$src" in
+          "$work"/gen/*) g++ "${bflags[@]}" -fsanitize=thread -c "$src" -o "$src.o" ;;
+          *) g++ "${bflags[@]}" -c "$src" -o "$src.o" ;;
+        esac
+        objs+=("$src.o")
+      done
+      g++ "${bflags[@]}" "$here/emu_banks.cpp" "$here/banks.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" \
+          "${objs[@]}" -ldl -o "$work/emu_banks"
+      "$work/emu_banks" ${EMU_BANKS_ARGS:-} ;;
   esac
 done

@@ -11,13 +11,16 @@ src = open(sys.argv[1]).read()
 import os, zlib
 file_id = zlib.crc32(os.path.basename(sys.argv[1]).encode()) % 20000 * 100000
 # emu::dynamic_shared, emu::launch_dynamic and cudaFuncSetAttribute live in ov/cooperative_groups.h
+# Lines put before the source go in `head`; a #line directive after them, and the launches rewritten
+# below keep their line count, so the compiler (and addr2line, banks.cpp) names the source's own lines.
+head = ''
 if 'extern __shared__' in src and '#include <cooperative_groups.h>' not in src:
-    src = '#include <cooperative_groups.h>\n' + src
+    head = '#include <cooperative_groups.h>\n' + head
 # --fma: compile the kernel as nvcc does by default (--fmad=true): a*b + c contracted into one
 # fused multiply-add, also across statements (see README.md for where the choice can differ).
 if '--fma' in sys.argv[3:]:
-    src = '#pragma GCC target("fma")\n#pragma GCC optimize("fp-contract=fast")\n' + src
-src = re.sub(r'#include <cub/[^>]*>\n', '', src)
+    head = '#pragma GCC target("fma")\n#pragma GCC optimize("fp-contract=fast")\n' + head
+src = re.sub(r'#include <cub/[^>]*>\n', '\n', src)
 # dynamic shared memory: the launch's per-block buffer (ov/cooperative_groups.h)
 src = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = emu::dynamic_shared<\1>();', src)
 # static shared objects (one per file and line: file_id): placed only as aligned as their type demands (ov/cuda_runtime.h, shared_obj)
@@ -48,8 +51,10 @@ while True:
     args = src[a0+1:p]
     semi = src.index(';', p)
     if len(cfg) >= 3 and 'emu::dynamic_shared' in src:
-        out += src[i:stmt_start] + 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), reinterpret_cast<const void*>(&%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, name, args)
+        call = 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), emu::kernel_key(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, name, args)
     else:
-        out += src[i:stmt_start] + 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
+        call = 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
+    out += src[i:stmt_start] + call + '\n' * (src[stmt_start:semi + 1].count('\n') - call.count('\n'))
     i = semi + 1
+out = head + '#line 1 "%s"\n' % os.path.abspath(sys.argv[1]) + out
 open(sys.argv[2], 'w').write(out)

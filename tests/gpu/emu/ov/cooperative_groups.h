@@ -45,6 +45,7 @@ inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t s
     blocks[b].sync.what = "__syncthreads";
     buffers.emplace_back(std::aligned_alloc(256, bytes));
     blocks[b].smem = buffers.back().get();
+    blocks[b].smem_bytes = smem;
     std::memset(blocks[b].smem, 0xFF, bytes);
   }
   run(blocks, threads, body, nb > 1 ? "a cooperative launch" : "a launch with dynamic shared memory");
@@ -75,6 +76,13 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
 inline std::map<const void*, int>& max_dynamic_smem() {
   static std::map<const void*, int> m;
   return m;
+}
+
+// A kernel's identity for the attribute above: the function's address, whether the launch names the
+// function or a variable that points to it (`auto k = pick(...); k<<<...>>>`: not the variable's address).
+template <class F>
+const void* kernel_key(F* kernel) {
+  return reinterpret_cast<const void*>(kernel);
 }
 
 // An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in

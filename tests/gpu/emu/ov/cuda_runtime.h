@@ -34,6 +34,31 @@ inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c,
 #define __launch_bounds__(...)
 #define __shared__ static  // (transform.py rewrites the static declarations of the kernels: emu::shared_obj)
 namespace emu {
+// Every static __shared__ object's bytes [begin, end), registered at its first use (the bank-conflict
+// model, banks.cpp, records the accesses that fall in them or in a block's dynamic shared memory).
+// A fixed array: the model reads it from inside the kernels' own accesses, a vector's reallocation
+// among them.
+struct SharedRanges {
+  static constexpr unsigned kMax = 4096;
+  std::uintptr_t begin[kMax], end[kMax];
+  std::uintptr_t lo = ~std::uintptr_t(0), hi = 0;
+  unsigned count = 0;
+  void add(std::uintptr_t b, std::uintptr_t e) {
+    if (count == kMax) {
+      std::fprintf(stderr, "emu: more than %u static __shared__ objects\n", kMax);
+      std::abort();
+    }
+    begin[count] = b;
+    end[count] = e;
+    lo = std::min(lo, b);
+    hi = std::max(hi, e);
+    ++count;
+  }
+};
+inline SharedRanges& static_shared_ranges() {
+  static SharedRanges r;
+  return r;
+}
 // A static `__shared__ T name;` of a kernel (transform.py turns it into `auto& name =
 // emu::shared_obj<T, ID>();`, ID unique per file and line): one object per declaration, shared by every thread
 // (blocks run one after another), zero-initialised once. It sits at an address aligned to alignof(T)
@@ -47,6 +72,11 @@ T& shared_obj() {
   static_assert(std::is_trivially_copyable<T>::value, "a __shared__ object is raw memory on the device");
   constexpr std::size_t a = alignof(T) < 16 ? alignof(T) : 0;
   alignas(64) static unsigned char storage[sizeof(T) + 64];  // static: zero-initialised
+  static const bool registered = [] {
+    static_shared_ranges().add(std::uintptr_t(storage + a), std::uintptr_t(storage + a + sizeof(T)));
+    return true;
+  }();
+  (void)registered;
   return *reinterpret_cast<T*>(storage + a);
 }
 }  // namespace emu

@@ -56,6 +56,7 @@ struct Block {
   unsigned bx = 0, by = 0;
   Barrier sync;
   void* smem = nullptr;
+  std::size_t smem_bytes = 0;  // the dynamic shared memory's size (0: none)
   std::map<std::tuple<unsigned, unsigned, unsigned>, std::shared_ptr<void>> groups;
 };
 
@@ -102,6 +103,10 @@ inline void* take_stack() {
   mprotect(p, kGuardBytes, PROT_NONE);
   return p;
 }
+
+// Called when a launch's blocks have all ended, before run() returns (the bank-conflict model,
+// banks.cpp, analyses the shared-memory accesses it recorded there). Null: nothing.
+inline void (*g_after_run)() = nullptr;
 
 struct Scheduler {
   ucontext_t host;
@@ -322,6 +327,7 @@ inline void run(std::vector<Block>& blocks, unsigned threads, const std::functio
     swapcontext(&s.host, &f->ctx);
   }
   s.current = nullptr;
+  if (g_after_run) g_after_run();
   s.ready.clear();
   s.spinning = 0;
   bool all_done = true;

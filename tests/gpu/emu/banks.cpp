@@ -1,0 +1,330 @@
+// The shared-memory bank model of the host emulation: how many shared-memory wavefronts each
+// shared load and store of the emulated kernels would take on the device, and how many it would
+// take without bank conflicts. run.sh's `banks` part compiles the kernels with GCC's ThreadSanitizer
+// instrumentation (-fsanitize=thread, compile only) and links them with this file instead of the
+// sanitizer's runtime: every load and store of the kernels calls a __tsan_* hook below, which keeps
+// those that fall in shared memory (a static __shared__ object, ov/cuda_runtime.h, or a block's
+// dynamic shared memory, ov/cooperative_groups.h) with the instruction that made them (the hook's
+// return address) and the CUDA thread. When a launch ends (emu::g_after_run) the accesses of each
+// warp are lined up per instruction: the k-th execution of an instruction by each lane of the warp
+// is one warp-wide request, as on the device, where a warp's lanes run an instruction together.
+//
+// The model of a request (the bank rule of Volta to Hopper): shared memory is 32 banks of 4-byte
+// words, and a wavefront serves at most one word per bank; lanes reading the same word share it
+// (broadcast). A request takes max over banks of (distinct words it touches in that bank)
+// wavefronts; without conflicts it would take ceil(distinct words / 32). An 8- or 16-byte access
+// touches 2 or 4 consecutive words, so a warp's contiguous float4 load is 4 wavefronts and no
+// conflict. What the model leaves out: the device splits some 64/128-bit requests into half- or
+// quarter-warp phases, which can cost a wavefront more than the rule where a phase is partly
+// broadcast; lanes that diverge at an instruction (counted here by execution index, so a lane that
+// skipped an execution shifts the pairing after it); and the host compiler's own choices, which can
+// differ from nvcc's (a float4 it copies as four floats shows as four 4-byte requests with a
+// stride of 16 bytes: 4 words per bank, reported as a 4-way conflict though the device's LDS.128
+// has none; run.sh compiles with -fno-tree-sra, which keeps most vector copies whole).
+//
+// Report (stdout, at exit, or emu::banks_report()): per kernel (the outermost function of the
+// instruction's inline chain) and per source line, requests, wavefronts and the conflict-free
+// wavefronts, most excess first.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+namespace {
+
+struct Access {
+  const void* site;
+  const emu::Block* block;
+  std::uintptr_t addr;
+  unsigned tid;
+  unsigned char size;
+  bool write;
+};
+
+struct SiteStats {
+  unsigned long long requests = 0, wavefronts = 0, ideal = 0, accesses = 0;
+  unsigned size = 0;
+  bool write = false;
+};
+
+std::vector<Access>& log() {
+  static std::vector<Access> v;
+  return v;
+}
+std::map<const void*, SiteStats>& stats() {
+  static std::map<const void*, SiteStats> m;
+  return m;
+}
+// Blocks of each launch whose accesses are modelled (the first ones by index): the kernels' blocks
+// do the same work on other rows, and the model is the slow part of the run. EMU_BANK_BLOCKS.
+unsigned blocks_modelled() {
+  static const unsigned n = [] {
+    const char* e = std::getenv("EMU_BANK_BLOCKS");
+    return e ? unsigned(std::strtoul(e, nullptr, 10)) : 4u;
+  }();
+  return n;
+}
+
+bool in_shared(std::uintptr_t a, const emu::Block& b) {
+  const auto s = std::uintptr_t(b.smem);
+  if (b.smem_bytes && a >= s && a < s + b.smem_bytes) return true;
+  const emu::SharedRanges& r = emu::static_shared_ranges();
+  if (a < r.lo || a >= r.hi) return false;
+  for (unsigned i = 0; i < r.count; ++i)
+    if (a >= r.begin[i] && a < r.end[i]) return true;
+  return false;
+}
+
+inline void record(const void* site, const void* p, unsigned size, bool write) {
+  emu::Fiber* f = emu::scheduler().current;
+  if (!f) return;  // host code
+  const emu::Block& b = *f->block;
+  if (b.by * gridDim.x + b.bx >= blocks_modelled()) return;
+  const auto a = std::uintptr_t(p);
+  if (!in_shared(a, b)) return;
+  log().push_back({site, &b, a, f->tid, static_cast<unsigned char>(size), write});
+}
+
+// One warp-wide request: the lanes' accesses of one execution of one instruction.
+void model(const std::vector<const Access*>& lanes, SiteStats& st) {
+  std::unordered_set<std::uintptr_t> words;
+  for (const Access* a : lanes)
+    for (std::uintptr_t w = a->addr / 4; w <= (a->addr + a->size - 1) / 4; ++w) words.insert(w);
+  unsigned per_bank[32] = {};
+  unsigned worst = 0;
+  for (std::uintptr_t w : words) worst = std::max(worst, ++per_bank[w % 32]);
+  st.requests += 1;
+  st.wavefronts += worst;
+  st.ideal += (words.size() + 31) / 32;
+  st.accesses += lanes.size();
+}
+
+void analyse() {
+  auto& v = log();
+  if (v.empty()) return;
+  // by block, warp, instruction, lane; a lane's executions stay in their order
+  std::stable_sort(v.begin(), v.end(), [](const Access& x, const Access& y) {
+    if (x.block != y.block) return x.block < y.block;
+    if (x.tid / 32 != y.tid / 32) return x.tid / 32 < y.tid / 32;
+    if (x.site != y.site) return x.site < y.site;
+    return x.tid < y.tid;
+  });
+  std::vector<std::vector<const Access*>> per_lane(32);
+  std::vector<const Access*> request;
+  for (std::size_t i = 0; i < v.size();) {
+    std::size_t j = i;
+    while (j < v.size() && v[j].block == v[i].block && v[j].tid / 32 == v[i].tid / 32 && v[j].site == v[i].site) ++j;
+    for (auto& l : per_lane) l.clear();
+    std::size_t most = 0;
+    for (std::size_t k = i; k < j; ++k) {
+      auto& l = per_lane[v[k].tid % 32];
+      l.push_back(&v[k]);
+      most = std::max(most, l.size());
+    }
+    SiteStats& st = stats()[v[i].site];
+    st.size = v[i].size;
+    st.write = v[i].write;
+    for (std::size_t e = 0; e < most; ++e) {
+      request.clear();
+      for (auto& l : per_lane)
+        if (e < l.size()) request.push_back(l[e]);
+      model(request, st);
+    }
+    i = j;
+  }
+  v.clear();
+}
+
+struct Line {
+  std::string kernel, function, where;
+};
+
+// A demangled name made short: no return type, namespaces, parameter list or enum casts.
+std::string short_name(std::string n) {
+  for (const char* drop : {"(anonymous namespace)::", "mnist::cuda::", "mnist::", "std::"}) {
+    for (std::size_t p; (p = n.find(drop)) != std::string::npos;) n.erase(p, std::strlen(drop));
+  }
+  for (const auto& [from, to] : {std::pair<const char*, const char*>{"(GemmPrecision)0", "FP32"},
+                                 {"(GemmPrecision)1", "TF32"}, {"(GemmPrecision)2", "BF16"}}) {
+    for (std::size_t p; (p = n.find(from)) != std::string::npos;) n.replace(p, std::strlen(from), to);
+  }
+  // cut at the parameter list: the last '(' outside template arguments and lambda names
+  // ("X::{lambda(int)#1}::operator()(int) const")
+  int depth = 0;
+  std::size_t cut = std::string::npos;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    if (n[i] == '<' || n[i] == '{') ++depth;
+    if (n[i] == '>' || n[i] == '}') --depth;
+    if (n[i] == '(' && depth == 0 && i > 0 && n[i - 1] != '(' && n.compare(i > 8 ? i - 8 : 0, 8, "operator") != 0)
+      cut = i;
+  }
+  if (cut != std::string::npos) n.resize(cut);
+  const auto space = n.find(' ');
+  if (space != std::string::npos && space < n.find('<')) n.erase(0, space + 1);  // "void f<...>"
+  return n;
+}
+
+// addr2line for each site: the kernel (the outermost *_kernel function of the inline chain, else
+// the outermost function), the innermost function and its source line.
+std::map<const void*, Line> resolve(const std::vector<const void*>& sites) {
+  std::map<const void*, Line> out;
+  for (const void* s : sites) {
+    Dl_info info{};
+    if (!dladdr(s, &info) || !info.dli_fname) continue;
+    char cmd[512];
+    std::snprintf(cmd, sizeof cmd, "addr2line -C -f -i -e '%s' 0x%lx", info.dli_fname,
+                  static_cast<unsigned long>(std::uintptr_t(s) - 1 - std::uintptr_t(info.dli_fbase)));
+    FILE* p = popen(cmd, "r");
+    if (!p) continue;
+    std::vector<std::string> lines;  // pairs of (function, file:line), innermost first
+    char buf[8192];
+    while (std::fgets(buf, sizeof buf, p)) {
+      std::string l(buf);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      lines.push_back(l);
+    }
+    pclose(p);
+    if (lines.size() < 2) continue;
+    Line r;
+    r.function = short_name(lines[0]);
+    r.where = lines[1];
+    for (const char* root : {"/kernels/", "/layers/", "/tests/"}) {
+      const auto at = r.where.find(root);
+      if (at != std::string::npos) {
+        r.where = r.where.substr(at + 1);
+        break;
+      }
+    }
+    const auto disc = r.where.find(" (discriminator");
+    if (disc != std::string::npos) r.where.resize(disc);
+    r.kernel = short_name(lines[lines.size() - 2]);  // (a device function not inlined: itself)
+    for (std::size_t i = lines.size(); i >= 2; i -= 2) {  // outermost first
+      const std::string n = short_name(lines[i - 2]);
+      const std::string base = n.substr(0, n.find('<'));
+      if (base.size() > 7 && base.compare(base.size() - 7, 7, "_kernel") == 0) {
+        r.kernel = n;
+        break;
+      }
+    }
+    out[s] = r;
+  }
+  return out;
+}
+
+}  // namespace
+
+namespace emu {
+
+// Prints the model's totals and lines, most excess wavefronts first; `top` lines at most.
+void banks_report(std::FILE* to, std::size_t top) {
+  analyse();
+  std::vector<const void*> sites;
+  for (const auto& [s, st] : stats()) sites.push_back(s);
+  const auto names = resolve(sites);
+  struct Row {
+    std::string kernel, function, where;
+    SiteStats st;
+  };
+  std::map<std::string, Row> rows;  // the sites of one line and access (unrolled copies) added up
+  for (const auto& [s, st] : stats()) {
+    const auto n = names.find(s);
+    const Line l = n == names.end() ? Line{"?", "?", "?"} : n->second;
+    const std::string what = l.where + (st.write ? "  st." : "  ld.") + std::to_string(st.size * 8);
+    Row& r = rows[l.kernel + "|" + l.function + "|" + what];
+    r.kernel = l.kernel;
+    r.function = l.function;
+    r.where = what;
+    r.st.requests += st.requests;
+    r.st.wavefronts += st.wavefronts;
+    r.st.ideal += st.ideal;
+    r.st.accesses += st.accesses;
+  }
+  std::vector<Row> sorted;
+  std::map<std::string, SiteStats> kernels;
+  for (const auto& [k, r] : rows) {
+    sorted.push_back(r);
+    SiteStats& t = kernels[r.kernel];
+    t.requests += r.st.requests;
+    t.wavefronts += r.st.wavefronts;
+    t.ideal += r.st.ideal;
+  }
+  std::sort(sorted.begin(), sorted.end(), [](const Row& a, const Row& b) {
+    return a.st.wavefronts - a.st.ideal > b.st.wavefronts - b.st.ideal;
+  });
+  std::fprintf(to, "bank model, per kernel: requests, wavefronts, conflict-free wavefronts, excess\n");
+  for (const auto& [k, t] : kernels)
+    std::fprintf(to, "  %-64s %10llu %10llu %10llu %7.1f%%\n", k.c_str(), t.requests, t.wavefronts, t.ideal,
+                 t.ideal ? 100.0 * double(t.wavefronts - t.ideal) / double(t.ideal) : 0.0);
+  std::fprintf(to, "bank model, per source line, most excess first: requests, wavefronts and conflict-free "
+                   "wavefronts per request\n");
+  std::size_t n = 0;
+  for (const Row& r : sorted) {
+    if (n++ == top || r.st.wavefronts == r.st.ideal) break;
+    std::fprintf(to, "  %-40s %-24s %-34s %9llu %6.2f %5.2f\n", r.kernel.substr(0, 40).c_str(),
+                 r.function.substr(0, 24).c_str(), r.where.c_str(), r.st.requests,
+                 double(r.st.wavefronts) / double(r.st.requests), double(r.st.ideal) / double(r.st.requests));
+  }
+}
+
+}  // namespace emu
+
+// The instrumentation's entry points (GCC 12, -fsanitize=thread). Loads and stores are recorded;
+// atomics do what they say, sequentially consistent whatever order is asked; the rest do nothing.
+extern "C" {
+void __tsan_init() { emu::g_after_run = analyse; }
+void __tsan_func_entry(void*) {}
+void __tsan_func_exit() {}
+void __tsan_vptr_update(void**, void*) {}
+void __tsan_vptr_read(void**) {}
+#define EMU_TSAN_ACCESS(n)                                                                                \
+  void __tsan_read##n(void* p) { record(__builtin_return_address(0), p, n, false); }                    \
+  void __tsan_write##n(void* p) { record(__builtin_return_address(0), p, n, true); }                    \
+  void __tsan_unaligned_read##n(void* p) { record(__builtin_return_address(0), p, n, false); }          \
+  void __tsan_unaligned_write##n(void* p) { record(__builtin_return_address(0), p, n, true); }          \
+  void __tsan_volatile_read##n(void* p) { record(__builtin_return_address(0), p, n, false); }           \
+  void __tsan_volatile_write##n(void* p) { record(__builtin_return_address(0), p, n, true); }           \
+  void __tsan_unaligned_volatile_read##n(void* p) { record(__builtin_return_address(0), p, n, false); } \
+  void __tsan_unaligned_volatile_write##n(void* p) { record(__builtin_return_address(0), p, n, true); }
+EMU_TSAN_ACCESS(1)
+EMU_TSAN_ACCESS(2)
+EMU_TSAN_ACCESS(4)
+EMU_TSAN_ACCESS(8)
+EMU_TSAN_ACCESS(16)
+void __tsan_read_range(void*, unsigned long) {}
+void __tsan_write_range(void*, unsigned long) {}
+#define EMU_TSAN_ATOMIC(n, T)                                                                                 \
+  T __tsan_atomic##n##_load(const volatile T* p, int) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }      \
+  void __tsan_atomic##n##_store(volatile T* p, T v, int) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }      \
+  T __tsan_atomic##n##_exchange(volatile T* p, T v, int) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##n##_fetch_add(volatile T* p, T v, int) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##n##_fetch_sub(volatile T* p, T v, int) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##n##_fetch_and(volatile T* p, T v, int) { return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##n##_fetch_or(volatile T* p, T v, int) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }   \
+  T __tsan_atomic##n##_fetch_xor(volatile T* p, T v, int) { return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST); } \
+  T __tsan_atomic##n##_fetch_nand(volatile T* p, T v, int) { return __atomic_fetch_nand(p, v, __ATOMIC_SEQ_CST); } \
+  int __tsan_atomic##n##_compare_exchange_strong(volatile T* p, T* e, T v, int, int) {                      \
+    return __atomic_compare_exchange_n(p, e, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                 \
+  }                                                                                                         \
+  int __tsan_atomic##n##_compare_exchange_weak(volatile T* p, T* e, T v, int, int) {                        \
+    return __atomic_compare_exchange_n(p, e, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                 \
+  }                                                                                                         \
+  T __tsan_atomic##n##_compare_exchange_val(volatile T* p, T e, T v, int, int) {                            \
+    __atomic_compare_exchange_n(p, &e, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                       \
+    return e;                                                                                               \
+  }
+EMU_TSAN_ATOMIC(8, unsigned char)
+EMU_TSAN_ATOMIC(16, unsigned short)
+EMU_TSAN_ATOMIC(32, unsigned)
+EMU_TSAN_ATOMIC(64, unsigned long long)
+void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+}
