@@ -87,11 +87,36 @@ __host__ __device__ inline int split_count(const GemmParams& p) {
 }
 
 
+// Which element of a [ROWS][BK] k-fast operand slice the e-th load takes, stored transposed at
+// S[kk][row] (row stride STRIDE floats). A warp's 32 loads cover MW rows x KW k's: with MW =
+// gcd(STRIDE mod 32, 32) (32 for a multiple of 32) and KW = 32 / MW, the 32 stores kk·STRIDE + row
+// fall in 32 distinct banks (STRIDE = MW·odd: the kk·odd are distinct mod KW). A warp along k alone
+// (the plain e / BK, e % BK) stores at kk·STRIDE: 8 ways for MmaTile's TF32 stride ≡ 8 (mod 32), 4 for
+// BF16's ≡ 4 (the bank model, tests/gpu/emu/banks.cpp, counted them). Global reads: MW rows of KW
+// consecutive k's (32 bytes a row for BF16, 16 for TF32). Where the shape does not split so (BK < KW,
+// ROWS % MW), the plain order.
+template <int ROWS, int BK, int STRIDE, int THREADS>
+struct KFastOrder {
+  static constexpr int P = STRIDE % 32 == 0 ? 32 : STRIDE % 32;
+  static constexpr int MW = (P & -P) < 32 ? (P & -P) : 32, KW = 32 / MW;  // MW: P's largest power-of-2 factor
+  static constexpr bool kBlocked = THREADS % 32 == 0 && BK % KW == 0 && ROWS % MW == 0 && MW > 1;
+  __device__ __forceinline__ static void at(int e, int& row, int& kk) {
+    if constexpr (kBlocked) {
+      const int w = e / 32, lane = e % 32;
+      row = (w % (ROWS / MW)) * MW + lane / KW;
+      kk = (w / (ROWS / MW)) * KW + lane % KW;
+    } else {
+      row = e / BK;
+      kk = e % BK;
+    }
+  }
+};
+
 // Loads the K slice [k0, k0+BK) of the block's A and B tiles into shared memory as As[k][m],
 // Bs[k][n] (row strides SA, SB), each element rounded to PREC's input format (kernels/precision.hpp;
 // the masking of A comes first, and 0 and the ones column are exact in every format). Loads walk
-// global memory along its contiguous dimension; out-of-range elements (row, column or k tails)
-// load as 0. THREADS threads share the work.
+// global memory along its contiguous dimension (k-fast operands in KFastOrder's warp blocks);
+// out-of-range elements (row, column or k tails) load as 0. THREADS threads share the work.
 template <int BM, int BN, int BK, int THREADS, Kind KIND, GemmPrecision PREC, int SA, int SB>
 __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, int k0, int k_end,
                                            float (&As)[BK][SA], float (&Bs)[BK][SB]) {
@@ -103,8 +128,8 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
 #pragma unroll
   for (int it = 0; it < BM * BK / THREADS; ++it) {
     const int e = tid + it * THREADS;
-    const int mm = A_KFAST ? e / BK : e % BM;
-    const int kk = A_KFAST ? e % BK : e / BM;
+    int mm = e % BM, kk = e / BM;
+    if constexpr (A_KFAST) KFastOrder<BM, BK, SA, THREADS>::at(e, mm, kk);
     const int m = m0 + mm, k = k0 + kk;
     float v = 0.0f;
     if (m < p.M && k < k_end) {
@@ -120,8 +145,8 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
 #pragma unroll
   for (int it = 0; it < BN * BK / THREADS; ++it) {
     const int e = tid + it * THREADS;
-    const int nn = B_KFAST ? e / BK : e % BN;
-    const int kk = B_KFAST ? e % BK : e / BN;
+    int nn = e % BN, kk = e / BN;
+    if constexpr (B_KFAST) KFastOrder<BN, BK, SB, THREADS>::at(e, nn, kk);
     const int n = n0 + nn, k = k0 + kk;
     float v = 0.0f;
     if (n < p.N && k < k_end) {

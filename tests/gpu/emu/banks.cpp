@@ -42,6 +42,7 @@
 namespace {
 
 struct Access {
+  const void* kernel;  // the launch's (emu::g_launch_kernel)
   const void* site;
   const emu::Block* block;
   std::uintptr_t addr;
@@ -60,8 +61,8 @@ std::vector<Access>& log() {
   static std::vector<Access> v;
   return v;
 }
-std::map<const void*, SiteStats>& stats() {
-  static std::map<const void*, SiteStats> m;
+std::map<std::pair<const void*, const void*>, SiteStats>& stats() {  // by (kernel, instruction)
+  static std::map<std::pair<const void*, const void*>, SiteStats> m;
   return m;
 }
 // Blocks of each launch whose accesses are modelled (the first ones by index): the kernels' blocks
@@ -91,7 +92,7 @@ inline void record(const void* site, const void* p, unsigned size, bool write) {
   if (b.by * gridDim.x + b.bx >= blocks_modelled()) return;
   const auto a = std::uintptr_t(p);
   if (!in_shared(a, b)) return;
-  log().push_back({site, &b, a, f->tid, static_cast<unsigned char>(size), write});
+  log().push_back({emu::g_launch_kernel, site, &b, a, f->tid, static_cast<unsigned char>(size), write});
 }
 
 // One warp-wide request: the lanes' accesses of one execution of one instruction.
@@ -130,7 +131,7 @@ void analyse() {
       l.push_back(&v[k]);
       most = std::max(most, l.size());
     }
-    SiteStats& st = stats()[v[i].site];
+    SiteStats& st = stats()[{v[i].kernel, v[i].site}];
     st.size = v[i].size;
     st.write = v[i].write;
     for (std::size_t e = 0; e < most; ++e) {
@@ -173,71 +174,76 @@ std::string short_name(std::string n) {
   return n;
 }
 
-// addr2line for each site: the kernel (the outermost *_kernel function of the inline chain, else
-// the outermost function), the innermost function and its source line.
-std::map<const void*, Line> resolve(const std::vector<const void*>& sites) {
-  std::map<const void*, Line> out;
-  for (const void* s : sites) {
-    Dl_info info{};
-    if (!dladdr(s, &info) || !info.dli_fname) continue;
-    char cmd[512];
-    std::snprintf(cmd, sizeof cmd, "addr2line -C -f -i -e '%s' 0x%lx", info.dli_fname,
-                  static_cast<unsigned long>(std::uintptr_t(s) - 1 - std::uintptr_t(info.dli_fbase)));
-    FILE* p = popen(cmd, "r");
-    if (!p) continue;
-    std::vector<std::string> lines;  // pairs of (function, file:line), innermost first
-    char buf[8192];
-    while (std::fgets(buf, sizeof buf, p)) {
-      std::string l(buf);
-      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
-      lines.push_back(l);
-    }
-    pclose(p);
-    if (lines.size() < 2) continue;
-    Line r;
-    r.function = short_name(lines[0]);
-    r.where = lines[1];
-    for (const char* root : {"/kernels/", "/layers/", "/tests/"}) {
-      const auto at = r.where.find(root);
-      if (at != std::string::npos) {
-        r.where = r.where.substr(at + 1);
-        break;
-      }
-    }
-    const auto disc = r.where.find(" (discriminator");
-    if (disc != std::string::npos) r.where.resize(disc);
-    r.kernel = short_name(lines[lines.size() - 2]);  // (a device function not inlined: itself)
-    for (std::size_t i = lines.size(); i >= 2; i -= 2) {  // outermost first
-      const std::string n = short_name(lines[i - 2]);
-      const std::string base = n.substr(0, n.find('<'));
-      if (base.size() > 7 && base.compare(base.size() - 7, 7, "_kernel") == 0) {
-        r.kernel = n;
-        break;
-      }
-    }
-    out[s] = r;
+// addr2line's lines for one address of this program (pairs of function and file:line, innermost
+// first with -i).
+std::vector<std::string> addr2line(const void* a, bool call_site) {
+  std::vector<std::string> lines;
+  Dl_info info{};
+  if (!dladdr(a, &info) || !info.dli_fname) return lines;
+  char cmd[512];
+  std::snprintf(cmd, sizeof cmd, "addr2line -C -f -i -e '%s' 0x%lx", info.dli_fname,
+                static_cast<unsigned long>(std::uintptr_t(a) - (call_site ? 1 : 0) - std::uintptr_t(info.dli_fbase)));
+  FILE* p = popen(cmd, "r");
+  if (!p) return lines;
+  char buf[8192];
+  while (std::fgets(buf, sizeof buf, p)) {
+    std::string l(buf);
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    lines.push_back(l);
   }
-  return out;
+  pclose(p);
+  return lines;
+}
+
+// The kernel's name (its entry address, from the launch), and for an instruction (a hook's return
+// address) the innermost function and its source line.
+std::string kernel_name(const void* k) {
+  const auto lines = k ? addr2line(k, false) : std::vector<std::string>{};
+  return lines.empty() ? std::string("?") : short_name(lines[0]);
+}
+Line site_line(const void* s) {
+  const auto lines = addr2line(s, true);
+  Line r{"", "?", "?"};
+  if (lines.size() < 2) return r;
+  r.function = short_name(lines[0]);
+  r.where = lines[1];
+  for (const char* root : {"/kernels/", "/layers/", "/tests/"}) {
+    const auto at = r.where.find(root);
+    if (at != std::string::npos) {
+      r.where = r.where.substr(at + 1);
+      break;
+    }
+  }
+  const auto disc = r.where.find(" (discriminator");
+  if (disc != std::string::npos) r.where.resize(disc);
+  return r;
 }
 
 }  // namespace
 
 namespace emu {
 
-// Prints the model's totals and lines, most excess wavefronts first; `top` lines at most.
+// Per kernel (the report's names): the wavefronts the model counted and the conflict-free count.
+std::map<std::string, std::pair<unsigned long long, unsigned long long>> g_bank_kernels;
+
+// Prints the model's totals and lines, most excess wavefronts first; `top` lines at most. Fills
+// g_bank_kernels.
 void banks_report(std::FILE* to, std::size_t top) {
   analyse();
-  std::vector<const void*> sites;
-  for (const auto& [s, st] : stats()) sites.push_back(s);
-  const auto names = resolve(sites);
+  std::map<const void*, std::string> kernel_names;
+  std::map<const void*, Line> lines;
+  for (const auto& [key, st] : stats()) {
+    if (!kernel_names.count(key.first)) kernel_names[key.first] = kernel_name(key.first);
+    if (!lines.count(key.second)) lines[key.second] = site_line(key.second);
+  }
   struct Row {
     std::string kernel, function, where;
     SiteStats st;
   };
   std::map<std::string, Row> rows;  // the sites of one line and access (unrolled copies) added up
-  for (const auto& [s, st] : stats()) {
-    const auto n = names.find(s);
-    const Line l = n == names.end() ? Line{"?", "?", "?"} : n->second;
+  for (const auto& [key, st] : stats()) {
+    Line l = lines[key.second];
+    l.kernel = kernel_names[key.first];
     const std::string what = l.where + (st.write ? "  st." : "  ld.") + std::to_string(st.size * 8);
     Row& r = rows[l.kernel + "|" + l.function + "|" + what];
     r.kernel = l.kernel;
@@ -257,6 +263,7 @@ void banks_report(std::FILE* to, std::size_t top) {
     t.wavefronts += r.st.wavefronts;
     t.ideal += r.st.ideal;
   }
+  for (const auto& [k, t] : kernels) g_bank_kernels[k] = {t.wavefronts, t.ideal};
   std::sort(sorted.begin(), sorted.end(), [](const Row& a, const Row& b) {
     return a.st.wavefronts - a.st.ideal > b.st.wavefronts - b.st.ideal;
   });

@@ -2,8 +2,9 @@
 # Host emulation of the CUDA kernels and engine, for machines without a GPU: ctest runs it as
 # gpu_emulated_<part> (label emu), one entry per part so that `ctest -j2` runs two at once. See
 # README.md.
-#   tests/gpu/emu/run.sh [--full] [kernels|engine|gpu_tests|fused|tc|engine_tc ...]
-# (--full: all row counts and the 4096-row 64x64-tile cases; no part named: all six, in order)
+#   tests/gpu/emu/run.sh [--full] [kernels|engine|gpu_tests|fused|tc|engine_tc|banks ...]
+# (--full: all row counts and the 4096-row 64x64-tile cases, and banks' full set as a report; no
+# part named: all seven, in order; EMU_KEEP=DIR keeps the build in DIR)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -16,7 +17,7 @@ for a in "$@"; do
     *) echo "run.sh: unknown argument '$a' (expected --full, kernels, engine, gpu_tests, fused, tc, engine_tc or banks)" >&2; exit 2 ;;
   esac
 done
-[[ ${#parts[@]} -gt 0 ]] || parts=(kernels engine gpu_tests fused tc engine_tc)  # (banks: by name only)
+[[ ${#parts[@]} -gt 0 ]] || parts=(kernels engine gpu_tests fused tc engine_tc banks)
 work=${EMU_KEEP:-$(mktemp -d)}
 [[ -n ${EMU_KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
@@ -64,7 +65,7 @@ for part in "${parts[@]}"; do
     engine_tc)  # the CUDA engine at tf32/bf16 against the CPU engine with the same rounding
       g++ "${flags[@]}" "$here/emu_engine_tc.cpp" "${engine[@]}" "${kernels[@]}" -o "$work/emu_engine_tc"
       "$work/emu_engine_tc" ;;
-    banks)  # the shared-memory bank model (banks.cpp): not a test, a report; not in the default parts
+    banks)  # the shared-memory bank model (banks.cpp) against tests/resources/bank_conflicts.txt
       # The kernels compiled with ThreadSanitizer's instrumentation only (its runtime is not linked:
       # banks.cpp is), -g for the source lines, -fno-tree-sra to keep vector copies whole.
       bflags=(-std=c++17 -O2 -g -fno-tree-sra -Wno-tsan -fopenmp -pthread -I"$here/ov" -I"$root")
@@ -78,6 +79,7 @@ for part in "${parts[@]}"; do
       done
       g++ "${bflags[@]}" "$here/emu_banks.cpp" "$here/banks.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" \
           "${objs[@]}" -ldl -o "$work/emu_banks"
-      "$work/emu_banks" ${EMU_BANKS_ARGS:-} ;;
+      # the ci set against the budgets (ctest gpu_emulated_banks); --full: the full set, report only
+      if [[ $full == 1 ]]; then "$work/emu_banks" full --top 60; else "$work/emu_banks" ci --budgets "$root/tests/resources/bank_conflicts.txt"; fi ;;
   esac
 done

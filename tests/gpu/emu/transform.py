@@ -53,7 +53,7 @@ while True:
     if len(cfg) >= 3 and 'emu::dynamic_shared' in src:
         call = 'emu::launch_dynamic(dim3(%s), unsigned(%s), std::size_t(%s), emu::kernel_key(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], cfg[2], name, name, args)
     else:
-        call = 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); });' % (cfg[0], cfg[1], name, args)
+        call = 'emu::launch(dim3(%s), unsigned(%s), [&] { %s(%s); }, emu::kernel_key(%s));' % (cfg[0], cfg[1], name, args, name)
     out += src[i:stmt_start] + call + '\n' * (src[stmt_start:semi + 1].count('\n') - call.count('\n'))
     i = semi + 1
 out = head + '#line 1 "%s"\n' % os.path.abspath(sys.argv[1]) + out

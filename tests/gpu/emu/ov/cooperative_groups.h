@@ -51,12 +51,14 @@ inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t s
   run(blocks, threads, body, nb > 1 ? "a cooperative launch" : "a launch with dynamic shared memory");
 }
 
-inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body) {
+inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, const std::function<void()>& body,
+                               const void* kernel = nullptr) {
   if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad cooperative launch config");
   if (int(grid.x) > g_emu_sm_count) throw std::runtime_error("cooperative launch too large");
   ++g_emu_launches;
   ++g_emu_cooperative_launches;
+  g_launch_kernel = kernel;
   blockDim = dim3(threads);
   gridDim = grid;
   Barrier grid_barrier;
@@ -78,13 +80,6 @@ inline std::map<const void*, int>& max_dynamic_smem() {
   return m;
 }
 
-// A kernel's identity for the attribute above: the function's address, whether the launch names the
-// function or a variable that points to it (`auto k = pick(...); k<<<...>>>`: not the variable's address).
-template <class F>
-const void* kernel_key(F* kernel) {
-  return reinterpret_cast<const void*>(kernel);
-}
-
 // An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
 // a file that uses `extern __shared__`): blocks one after another, as emu::launch (in the order
 // emu::g_block_order says), over a 1D or 2D grid, each block's shared memory poisoned as above. As
@@ -99,6 +94,7 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
     throw std::runtime_error("bad launch config");
   if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
   ++g_emu_launches;
+  g_launch_kernel = kernel;
   blockDim = dim3(threads);
   gridDim = grid;
   for (const dim3 blk : block_sequence(grid))
@@ -140,6 +136,7 @@ template <class... A>
 cudaError_t cudaLaunchCooperativeKernel(void (*f)(A...), dim3 grid, dim3 block, void** args, std::size_t smem,
                                         cudaStream_t) {
   if (block.y != 1 || block.z != 1) return cudaErrorUnknown;
-  emu::launch_cooperative(grid, block.x, smem, [&] { emu::call_with_args(f, args, std::index_sequence_for<A...>{}); });
+  emu::launch_cooperative(grid, block.x, smem, [&] { emu::call_with_args(f, args, std::index_sequence_for<A...>{}); },
+                          emu::kernel_key(f));
   return cudaSuccess;
 }

@@ -116,9 +116,16 @@ inline std::vector<dim3> block_sequence(dim3 grid) {
     }
   return seq;
 }
-inline void launch(dim3 grid, unsigned threads, const std::function<void()>& body) {
+// A kernel's identity: the function's address, whether the launch names the function or a variable
+// that points to it (`auto k = pick(...); k<<<...>>>`: not the variable's address).
+template <class F>
+const void* kernel_key(F* kernel) {
+  return reinterpret_cast<const void*>(kernel);
+}
+inline void launch(dim3 grid, unsigned threads, const std::function<void()>& body, const void* kernel = nullptr) {
   if (grid.x == 0 || grid.y == 0 || threads == 0 || threads > 1024) throw std::runtime_error("bad launch config");
   ++g_emu_launches;
+  g_launch_kernel = kernel;
   blockDim = dim3(threads);
   gridDim = grid;
   for (const dim3 blk : block_sequence(grid)) {

@@ -107,6 +107,8 @@ inline void* take_stack() {
 // Called when a launch's blocks have all ended, before run() returns (the bank-conflict model,
 // banks.cpp, analyses the shared-memory accesses it recorded there). Null: nothing.
 inline void (*g_after_run)() = nullptr;
+// The kernel the running launch runs (transform.py passes emu::kernel_key(name); null if unknown).
+inline const void* g_launch_kernel = nullptr;
 
 struct Scheduler {
   ucontext_t host;
