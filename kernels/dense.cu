@@ -200,6 +200,58 @@ __device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, 
     store_output<KIND>(p, m, n, v, step);
 }
 
+// store_result for the V (2 or 4) outputs (m, n .. n+V-1), all in range (n + V - 1 < p.N): the
+// same values, written as one 8- or 16-byte store where their place is so aligned (else one at a
+// time). The tiles' threads hold consecutive columns (the FP32 tile 4, an mma fragment 2): a warp's
+// scalar stores touched 4 rows x 8 groups of 16 bytes (FP32 tile) or 8 rows x 4 pairs (mma), 16 or
+// 8 sectors for 128 bytes (the emulation's sector model, tests/gpu/emu/banks.cpp); one vector store
+// covers V times the bytes in the same sectors.
+template <int V>
+struct StoreVec;
+template <>
+struct StoreVec<2> {
+  __device__ __forceinline__ static void put(float* d, const float (&w)[2]) {
+    *reinterpret_cast<float2*>(d) = make_float2(w[0], w[1]);
+  }
+};
+template <>
+struct StoreVec<4> {
+  __device__ __forceinline__ static void put(float* d, const float (&w)[4]) {
+    *reinterpret_cast<float4*>(d) = make_float4(w[0], w[1], w[2], w[3]);
+  }
+};
+template <Kind KIND, int V>
+__device__ __forceinline__ void store_results(const GemmParams& p, int z, int m, int n, const float (&v)[V],
+                                              uint64_t step) {
+  const auto aligned = [](const float* q) { return (reinterpret_cast<std::uintptr_t>(q) & (4u * V - 1u)) == 0; };
+  if (p.partial) {
+    float* d = p.partial + (std::size_t(z) * p.M + m) * p.N + n;
+    if (aligned(d)) {
+      StoreVec<V>::put(d, v);
+      return;
+    }
+  } else if (KIND != Kind::Weight || p.ones_col < n || p.ones_col > n + V - 1) {
+    const std::size_t o = std::size_t(m) * p.ldo + n;
+    if (aligned(p.out + o)) {
+      float w[V];
+#pragma unroll
+      for (int q = 0; q < V; ++q) {
+        if constexpr (KIND == Kind::Forward)
+          w[q] = dense_unit(v[q], p.bias[n + q], p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
+                            uint64_t(m) * uint64_t(p.N) + uint64_t(n + q));
+        else if constexpr (KIND == Kind::Data)
+          w[q] = p.mask ? (p.mask[o + q] > 0.0f ? v[q] * p.mask_scale : 0.0f) : v[q];
+        else
+          w[q] = v[q];
+      }
+      StoreVec<V>::put(p.out + o, w);
+      return;
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < V; ++q) store_result<KIND>(p, z, m, n + q, v[q], step);
+}
+
 // FP32 on the SIMT cores. One block computes the BM x BN tile of C at (m0, n0); each of its
 // (BM/TM)*(BN/TN) threads a TM x TN micro-tile whose rows are tr + i*(BM/TM) and columns
 // tc + j*(BN/TN) (strided, so that the shared-memory reads of B and the global stores of the
@@ -601,9 +653,18 @@ struct SimtVecTile {
       const int m = m0 + (i / 4) * RM * 4 + tr * 4 + i % 4;
       if (m >= p.M) continue;
 #pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        const int n = n0 + (j / 4) * RN * 4 + tc * 4 + j % 4;
-        if (n < p.N) store_result<KIND>(p, z, m, n, fold ? sum[i][j] : acc[i][j], step);
+      for (int g = 0; g < TN / 4; ++g) {  // the thread's 4 consecutive columns of group g
+        const int n = n0 + g * RN * 4 + tc * 4;
+        float v[4];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) v[q] = fold ? sum[i][4 * g + q] : acc[i][4 * g + q];
+        if (n + 3 < p.N) {
+          store_results<KIND, 4>(p, z, m, n, v, step);
+        } else {
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            if (n + q < p.N) store_result<KIND>(p, z, m, n + q, v[q], step);
+        }
       }
     }
   }
@@ -667,7 +728,8 @@ __device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int w
 }
 
 // Stores a warp's accumulators (d[0..3] of each 16 x 8 tile at rows g, g+8, columns 2t, 2t+1)
-// through store_result: the tile's outputs at (m0 + wm0 + ..., n0 + wn0 + ...), in range only.
+// through store_results (a pair a store): the tile's outputs at (m0 + wm0 + ..., n0 + wn0 + ...),
+// in range only.
 template <Kind KIND, int MI, int NI>
 __device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int m0, int n0, int g, int t,
                                                  const float (&acc)[MI][NI][4], uint64_t step) {
@@ -676,10 +738,15 @@ __device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int
 #pragma unroll
     for (int j = 0; j < NI; ++j)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int m = m0 + i * 16 + g + (r >= 2 ? 8 : 0);
-        const int n = n0 + j * 8 + 2 * t + (r & 1);
-        if (m < p.M && n < p.N) store_result<KIND>(p, z, m, n, acc[i][j][r], step);
+      for (int h = 0; h < 2; ++h) {  // rows g and g + 8: columns 2t, 2t+1 (d[2h], d[2h+1])
+        const int m = m0 + i * 16 + g + 8 * h, n = n0 + j * 8 + 2 * t;
+        if (m >= p.M) continue;
+        const float v[2] = {acc[i][j][2 * h], acc[i][j][2 * h + 1]};
+        if (n + 1 < p.N) {
+          store_results<KIND, 2>(p, z, m, n, v, step);
+        } else if (n < p.N) {
+          store_result<KIND>(p, z, m, n, v[0], step);
+        }
       }
 }
 

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -49,20 +50,23 @@ struct Access {
   unsigned tid;
   unsigned char size;
   bool write;
+  bool global;  // device (global) memory, else shared
 };
 
 struct SiteStats {
   unsigned long long requests = 0, wavefronts = 0, ideal = 0, accesses = 0;
   unsigned size = 0;
   bool write = false;
+  bool global = false;
 };
 
 std::vector<Access>& log() {
   static std::vector<Access> v;
   return v;
 }
-std::map<std::pair<const void*, const void*>, SiteStats>& stats() {  // by (kernel, instruction)
-  static std::map<std::pair<const void*, const void*>, SiteStats> m;
+// by (kernel, instruction, global)
+std::map<std::tuple<const void*, const void*, bool>, SiteStats>& stats() {
+  static std::map<std::tuple<const void*, const void*, bool>, SiteStats> m;
   return m;
 }
 // Blocks of each launch whose accesses are modelled (the first ones by index): the kernels' blocks
@@ -91,12 +95,33 @@ inline void record(const void* site, const void* p, unsigned size, bool write) {
   const emu::Block& b = *f->block;
   if (b.by * gridDim.x + b.bx >= blocks_modelled()) return;
   const auto a = std::uintptr_t(p);
-  if (!in_shared(a, b)) return;
-  log().push_back({emu::g_launch_kernel, site, &b, a, f->tid, static_cast<unsigned char>(size), write});
+  bool global = false;
+  if (!in_shared(a, b)) {
+    const auto stack = std::uintptr_t(f->stack);  // the thread's own locals: registers on the device
+    if (a >= stack && a < stack + emu::kStackBytes + emu::kGuardBytes) return;
+    global = true;
+  }
+  log().push_back({emu::g_launch_kernel, site, &b, a, f->tid, static_cast<unsigned char>(size), write, global});
 }
 
-// One warp-wide request: the lanes' accesses of one execution of one instruction.
+// One warp-wide request to global memory: the 32-byte sectors it touches against the fewest its
+// distinct bytes could take (what ncu calls sectors per request; L1 and L2 move sectors).
+void model_global(const std::vector<const Access*>& lanes, SiteStats& st) {
+  std::unordered_set<std::uintptr_t> bytes, sectors;
+  for (const Access* a : lanes)
+    for (std::uintptr_t x = a->addr; x < a->addr + a->size; ++x) {
+      bytes.insert(x);
+      sectors.insert(x / 32);
+    }
+  st.requests += 1;
+  st.wavefronts += sectors.size();
+  st.ideal += (bytes.size() + 31) / 32;
+  st.accesses += lanes.size();
+}
+
+// One warp-wide request to shared memory: the lanes' accesses of one execution of one instruction.
 void model(const std::vector<const Access*>& lanes, SiteStats& st) {
+  if (lanes.front()->global) return model_global(lanes, st);
   std::unordered_set<std::uintptr_t> words;
   for (const Access* a : lanes)
     for (std::uintptr_t w = a->addr / 4; w <= (a->addr + a->size - 1) / 4; ++w) words.insert(w);
@@ -117,13 +142,16 @@ void analyse() {
     if (x.block != y.block) return x.block < y.block;
     if (x.tid / 32 != y.tid / 32) return x.tid / 32 < y.tid / 32;
     if (x.site != y.site) return x.site < y.site;
+    if (x.global != y.global) return y.global;
     return x.tid < y.tid;
   });
   std::vector<std::vector<const Access*>> per_lane(32);
   std::vector<const Access*> request;
   for (std::size_t i = 0; i < v.size();) {
     std::size_t j = i;
-    while (j < v.size() && v[j].block == v[i].block && v[j].tid / 32 == v[i].tid / 32 && v[j].site == v[i].site) ++j;
+    while (j < v.size() && v[j].block == v[i].block && v[j].tid / 32 == v[i].tid / 32 && v[j].site == v[i].site &&
+           v[j].global == v[i].global)
+      ++j;
     for (auto& l : per_lane) l.clear();
     std::size_t most = 0;
     for (std::size_t k = i; k < j; ++k) {
@@ -131,9 +159,10 @@ void analyse() {
       l.push_back(&v[k]);
       most = std::max(most, l.size());
     }
-    SiteStats& st = stats()[{v[i].kernel, v[i].site}];
+    SiteStats& st = stats()[{v[i].kernel, v[i].site, v[i].global}];
     st.size = v[i].size;
     st.write = v[i].write;
+    st.global = v[i].global;
     for (std::size_t e = 0; e < most; ++e) {
       request.clear();
       for (auto& l : per_lane)
@@ -207,7 +236,7 @@ Line site_line(const void* s) {
   if (lines.size() < 2) return r;
   r.function = short_name(lines[0]);
   r.where = lines[1];
-  for (const char* root : {"/kernels/", "/layers/", "/tests/"}) {
+  for (const char* root : {"/tests/", "/kernels/", "/layers/"}) {  // (the models: tests/gpu/emu/ov/kernels)
     const auto at = r.where.find(root);
     if (at != std::string::npos) {
       r.where = r.where.substr(at + 1);
@@ -226,59 +255,68 @@ namespace emu {
 // Per kernel (the report's names): the wavefronts the model counted and the conflict-free count.
 std::map<std::string, std::pair<unsigned long long, unsigned long long>> g_bank_kernels;
 
-// Prints the model's totals and lines, most excess wavefronts first; `top` lines at most. Fills
-// g_bank_kernels.
+// Prints the model's totals and lines, most excess first, `top` lines at most: shared memory
+// (wavefronts against conflict-free) and global memory (sectors against the fewest for the bytes;
+// lines of kernels/ and layers/ only: the emulator's models keep their state in host memory).
+// Fills g_bank_kernels (shared).
 void banks_report(std::FILE* to, std::size_t top) {
   analyse();
   std::map<const void*, std::string> kernel_names;
   std::map<const void*, Line> lines;
   for (const auto& [key, st] : stats()) {
-    if (!kernel_names.count(key.first)) kernel_names[key.first] = kernel_name(key.first);
-    if (!lines.count(key.second)) lines[key.second] = site_line(key.second);
+    if (!kernel_names.count(std::get<0>(key))) kernel_names[std::get<0>(key)] = kernel_name(std::get<0>(key));
+    if (!lines.count(std::get<1>(key))) lines[std::get<1>(key)] = site_line(std::get<1>(key));
   }
   struct Row {
     std::string kernel, function, where;
     SiteStats st;
   };
-  std::map<std::string, Row> rows;  // the sites of one line and access (unrolled copies) added up
-  for (const auto& [key, st] : stats()) {
-    Line l = lines[key.second];
-    l.kernel = kernel_names[key.first];
-    const std::string what = l.where + (st.write ? "  st." : "  ld.") + std::to_string(st.size * 8);
-    Row& r = rows[l.kernel + "|" + l.function + "|" + what];
-    r.kernel = l.kernel;
-    r.function = l.function;
-    r.where = what;
-    r.st.requests += st.requests;
-    r.st.wavefronts += st.wavefronts;
-    r.st.ideal += st.ideal;
-    r.st.accesses += st.accesses;
-  }
-  std::vector<Row> sorted;
-  std::map<std::string, SiteStats> kernels;
-  for (const auto& [k, r] : rows) {
-    sorted.push_back(r);
-    SiteStats& t = kernels[r.kernel];
-    t.requests += r.st.requests;
-    t.wavefronts += r.st.wavefronts;
-    t.ideal += r.st.ideal;
-  }
-  for (const auto& [k, t] : kernels) g_bank_kernels[k] = {t.wavefronts, t.ideal};
-  std::sort(sorted.begin(), sorted.end(), [](const Row& a, const Row& b) {
-    return a.st.wavefronts - a.st.ideal > b.st.wavefronts - b.st.ideal;
-  });
-  std::fprintf(to, "bank model, per kernel: requests, wavefronts, conflict-free wavefronts, excess\n");
-  for (const auto& [k, t] : kernels)
-    std::fprintf(to, "  %-64s %10llu %10llu %10llu %7.1f%%\n", k.c_str(), t.requests, t.wavefronts, t.ideal,
-                 t.ideal ? 100.0 * double(t.wavefronts - t.ideal) / double(t.ideal) : 0.0);
-  std::fprintf(to, "bank model, per source line, most excess first: requests, wavefronts and conflict-free "
-                   "wavefronts per request\n");
-  std::size_t n = 0;
-  for (const Row& r : sorted) {
-    if (n++ == top || r.st.wavefronts == r.st.ideal) break;
-    std::fprintf(to, "  %-40s %-24s %-34s %9llu %6.2f %5.2f\n", r.kernel.substr(0, 40).c_str(),
-                 r.function.substr(0, 24).c_str(), r.where.c_str(), r.st.requests,
-                 double(r.st.wavefronts) / double(r.st.requests), double(r.st.ideal) / double(r.st.requests));
+  for (const bool global : {false, true}) {
+    std::map<std::string, Row> rows;  // the sites of one line and access (unrolled copies) added up
+    for (const auto& [key, st] : stats()) {
+      if (std::get<2>(key) != global) continue;
+      Line l = lines[std::get<1>(key)];
+      // (global: the product's code only; the models' own state, per-lane and per-warp scratch, is
+      // host memory too)
+      if (global && l.where.rfind("kernels/", 0) != 0 && l.where.rfind("layers/", 0) != 0) continue;
+      l.kernel = kernel_names[std::get<0>(key)];
+      const std::string what = l.where + (st.write ? "  st." : "  ld.") + std::to_string(st.size * 8);
+      Row& r = rows[l.kernel + "|" + l.function + "|" + what];
+      r.kernel = l.kernel;
+      r.function = l.function;
+      r.where = what;
+      r.st.requests += st.requests;
+      r.st.wavefronts += st.wavefronts;
+      r.st.ideal += st.ideal;
+      r.st.accesses += st.accesses;
+    }
+    std::vector<Row> sorted;
+    std::map<std::string, SiteStats> kernels;
+    for (const auto& [k, r] : rows) {
+      sorted.push_back(r);
+      SiteStats& t = kernels[r.kernel];
+      t.requests += r.st.requests;
+      t.wavefronts += r.st.wavefronts;
+      t.ideal += r.st.ideal;
+    }
+    if (!global)
+      for (const auto& [k, t] : kernels) g_bank_kernels[k] = {t.wavefronts, t.ideal};
+    std::sort(sorted.begin(), sorted.end(), [](const Row& a, const Row& b) {
+      return a.st.wavefronts - a.st.ideal > b.st.wavefronts - b.st.ideal;
+    });
+    const char* what = global ? "global sectors" : "shared wavefronts";
+    std::fprintf(to, "%s, per kernel: requests, %s, the fewest possible, excess\n", what, what);
+    for (const auto& [k, t] : kernels)
+      std::fprintf(to, "  %-64s %10llu %10llu %10llu %7.1f%%\n", k.c_str(), t.requests, t.wavefronts, t.ideal,
+                   t.ideal ? 100.0 * double(t.wavefronts - t.ideal) / double(t.ideal) : 0.0);
+    std::fprintf(to, "%s, per source line, most excess first: requests, %s and the fewest per request\n", what, what);
+    std::size_t n = 0;
+    for (const Row& r : sorted) {
+      if (n++ == top || r.st.wavefronts == r.st.ideal) break;
+      std::fprintf(to, "  %-40s %-24s %-34s %9llu %6.2f %5.2f\n", r.kernel.substr(0, 40).c_str(),
+                   r.function.substr(0, 24).c_str(), r.where.c_str(), r.st.requests,
+                   double(r.st.wavefronts) / double(r.st.requests), double(r.st.ideal) / double(r.st.requests));
+    }
   }
 }
 

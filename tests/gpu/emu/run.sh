@@ -70,12 +70,14 @@ for part in "${parts[@]}"; do
       # banks.cpp is), -g for the source lines, -fno-tree-sra to keep vector copies whole.
       bflags=(-std=c++17 -O2 -g -fno-tree-sra -Wno-tsan -fopenmp -pthread -I"$here/ov" -I"$root")
       objs=()
+      mkdir -p "$work/obj"
       for src in "${kernels[@]}" "$work/gen/cuda_engine.cpp"; do
+        obj="$work/obj/$(basename "$src").o"
         case "$src" in
-          "$work"/gen/*) g++ "${bflags[@]}" -fsanitize=thread -c "$src" -o "$src.o" ;;
-          *) g++ "${bflags[@]}" -c "$src" -o "$src.o" ;;
+          "$work"/gen/*) g++ "${bflags[@]}" -fsanitize=thread -c "$src" -o "$obj" ;;
+          *) g++ "${bflags[@]}" -c "$src" -o "$obj" ;;
         esac
-        objs+=("$src.o")
+        objs+=("$obj")
       done
       g++ "${bflags[@]}" "$here/emu_banks.cpp" "$here/banks.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" \
           "${objs[@]}" -ldl -o "$work/emu_banks"
