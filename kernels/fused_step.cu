@@ -77,6 +77,24 @@ __host__ __device__ constexpr int b_stride(int n) {
   return n % 4 != 0 ? n + 1 : ((n + 4) / 4) % 2 == 1 ? n + 4 : n + 8;
 }
 
+// Σ_k a[k]·w_in(w[k]) for k = 0 .. K-1 ascending, added to acc, reading 4 k's a 16-byte load (K a
+// multiple of 4, both rows 16-byte aligned): the same FMA chain as the one-float loop. Phase B's
+// forward over staged weights and the evaluation's layers >= 1 (w_in rounds weights read raw).
+template <class WIn>
+__device__ __forceinline__ float dot_rows4(const float* a, const float* w, int K, float acc, const WIn& w_in) {
+  const float4* a4 = reinterpret_cast<const float4*>(a);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+#pragma unroll 2
+  for (int q = 0; q < K / 4; ++q) {
+    const float4 x = a4[q], y = w4[q];
+    acc = fmaf(x.x, w_in(y.x), acc);
+    acc = fmaf(x.y, w_in(y.y), acc);
+    acc = fmaf(x.z, w_in(y.z), acc);
+    acc = fmaf(x.w, w_in(y.w), acc);
+  }
+  return acc;
+}
+
 __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers, int stride, std::size_t max_bytes) {
   std::size_t b = round4(kFusedRows * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
   std::size_t w = 0;
@@ -470,16 +488,7 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             const float* w = W + std::size_t(n) * ws[l];
             float acc = 0.0f;
             if (vec) {
-              const float4* a4 = reinterpret_cast<const float4*>(a);
-              const float4* w4 = reinterpret_cast<const float4*>(w);
-#pragma unroll 2
-              for (int q = 0; q < K / 4; ++q) {
-                const float4 x = a4[q], y = w4[q];
-                acc = fmaf(x.x, y.x, acc);
-                acc = fmaf(x.y, y.y, acc);
-                acc = fmaf(x.z, y.z, acc);
-                acc = fmaf(x.w, y.w, acc);
-              }
+              acc = dot_rows4(a, w, K, acc, [](float v) { return v; });  // staged: already rounded
             } else {
               for (int k = 0; k < K; ++k) acc = fmaf(a[k], w_in(w[k]), acc);
             }
@@ -722,16 +731,7 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
       const float* w = W + std::size_t(u) * K;
       float acc = 0.0f;
       if (vec) {
-        const float4* a4 = reinterpret_cast<const float4*>(a);
-        const float4* w4 = reinterpret_cast<const float4*>(w);
-#pragma unroll 2
-        for (int q = 0; q < K / 4; ++q) {
-          const float4 x = a4[q], y = w4[q];
-          acc = fmaf(x.x, round_gemm_input<PREC>(y.x), acc);
-          acc = fmaf(x.y, round_gemm_input<PREC>(y.y), acc);
-          acc = fmaf(x.z, round_gemm_input<PREC>(y.z), acc);
-          acc = fmaf(x.w, round_gemm_input<PREC>(y.w), acc);
-        }
+        acc = dot_rows4(a, w, K, acc, [](float v) { return round_gemm_input<PREC>(v); });
       } else {
         for (int k = 0; k < K; ++k) acc = fmaf(a[k], round_gemm_input<PREC>(w[k]), acc);
       }

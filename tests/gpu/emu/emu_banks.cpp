@@ -28,6 +28,7 @@
 
 #include "layers/engine.hpp"
 #include "runtime/error.hpp"
+#include "emu_x_in_place.hpp"
 
 namespace emu {
 void banks_report(std::FILE* to, std::size_t top);
@@ -35,14 +36,6 @@ extern std::map<std::string, std::pair<unsigned long long, unsigned long long>> 
 }
 
 using namespace mnist;
-
-static std::vector<uint8_t> rbytes(std::size_t n, uint64_t seed, int hi) {
-  std::mt19937_64 g(seed);
-  std::uniform_int_distribution<int> d(0, hi);
-  std::vector<uint8_t> v(n);
-  for (auto& x : v) x = uint8_t(d(g));
-  return v;
-}
 
 static void run(Kernels kernels, Precision prec, int batch) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -52,7 +45,7 @@ static void run(Kernels kernels, Precision prec, int batch) {
   cfg.batch_size = batch;
   cfg.graph_steps = 2;
   const int n = 2 * batch, input = cfg.spec.input;
-  const auto images = rbytes(std::size_t(n) * input, 1, 255), labels = rbytes(n, 2, 9);
+  const auto images = emu_x::bytes(std::size_t(n) * input, 1, 255), labels = emu_x::bytes(n, 2, 9);
   auto gpu = make_cuda_engine(cfg);
   const int t = gpu->add_dataset({images.data(), labels.data(), n, input});
   const EpochStats s = gpu->train_epoch(t, 0, 1e-3f);

@@ -71,17 +71,20 @@ for part in "${parts[@]}"; do
       bflags=(-std=c++17 -O2 -g -fno-tree-sra -Wno-tsan -fopenmp -pthread -I"$here/ov" -I"$root")
       objs=()
       mkdir -p "$work/obj"
+      jobs=$(nproc 2>/dev/null || echo 2)
       for src in "${kernels[@]}" "$work/gen/cuda_engine.cpp"; do
         obj="$work/obj/$(basename "$src").o"
-        case "$src" in
-          "$work"/gen/*) g++ "${bflags[@]}" -fsanitize=thread -c "$src" -o "$obj" ;;
-          *) g++ "${bflags[@]}" -c "$src" -o "$obj" ;;
-        esac
+        tsan=()
+        [[ $src == "$work"/gen/* ]] && tsan=(-fsanitize=thread)
+        while (( $(jobs -rp | wc -l) >= jobs )); do wait -n; done  # the objects, nproc at a time
+        g++ "${bflags[@]}" "${tsan[@]}" -c "$src" -o "$obj" &
         objs+=("$obj")
       done
+      while (( $(jobs -rp | wc -l) > 0 )); do wait -n; done  # (a failed compile stops the run here or at the link)
       g++ "${bflags[@]}" "$here/emu_banks.cpp" "$here/banks.cpp" "$root/layers/cpu_engine.cpp" "$root/layers/model.cpp" \
           "${objs[@]}" -ldl -o "$work/emu_banks"
-      # the ci set against the budgets (ctest gpu_emulated_banks); --full: the full set, report only
-      if [[ $full == 1 ]]; then "$work/emu_banks" full --top 60; else "$work/emu_banks" ci --budgets "$root/tests/resources/bank_conflicts.txt"; fi ;;
+      # the ci set against the budgets (ctest gpu_emulated_banks); --full: the full set with global
+      # sectors too, a report
+      if [[ $full == 1 ]]; then EMU_BANK_GLOBAL=1 "$work/emu_banks" full --top 60; else "$work/emu_banks" ci --budgets "$root/tests/resources/bank_conflicts.txt"; fi ;;
   esac
 done
