@@ -176,20 +176,29 @@ __device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, 
 
 // Writes C(m, n) = v (in range) through KIND's epilogue: bias + ReLU + dropout (Forward), the
 // ReLU/dropout mask of the previous layer (Data), dW or the db column (Weight).
+// The value KIND's epilogue writes to p.out[o] (o = m·ldo + n) for the sum v (not a Weight GEMM's
+// ones column, which goes to db).
+template <Kind KIND>
+__device__ __forceinline__ float output_value(const GemmParams& p, int m, int n, std::size_t o, float v, uint64_t step) {
+  if constexpr (KIND == Kind::Forward)
+    return dense_unit(v, p.bias[n], p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
+                      uint64_t(m) * uint64_t(p.N) + uint64_t(n));
+  else if constexpr (KIND == Kind::Data)
+    return p.mask ? (p.mask[o] > 0.0f ? v * p.mask_scale : 0.0f) : v;
+  else
+    return v;
+}
+
 template <Kind KIND>
 __device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, float v, uint64_t step) {
-  const std::size_t o = std::size_t(m) * p.ldo + n;
-  if constexpr (KIND == Kind::Forward) {
-    p.out[o] = dense_unit(v, p.bias[n], p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
-                          uint64_t(m) * uint64_t(p.N) + uint64_t(n));
-  } else if constexpr (KIND == Kind::Data) {
-    p.out[o] = p.mask ? (p.mask[o] > 0.0f ? v * p.mask_scale : 0.0f) : v;
-  } else {
-    if (n == p.ones_col)
+  if constexpr (KIND == Kind::Weight) {
+    if (n == p.ones_col) {
       p.db[m] = v;
-    else
-      p.out[o] = v;
+      return;
+    }
   }
+  const std::size_t o = std::size_t(m) * p.ldo + n;
+  p.out[o] = output_value<KIND>(p, m, n, o, v, step);
 }
 
 template <Kind KIND>
@@ -200,12 +209,12 @@ __device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, 
     store_output<KIND>(p, m, n, v, step);
 }
 
-// store_result for the V (2 or 4) outputs (m, n .. n+V-1), all in range (n + V - 1 < p.N): the
-// same values, written as one 8- or 16-byte store where their place is so aligned (else one at a
-// time). The tiles' threads hold consecutive columns (the FP32 tile 4, an mma fragment 2): a warp's
-// scalar stores touched 4 rows x 8 groups of 16 bytes (FP32 tile) or 8 rows x 4 pairs (mma), 16 or
-// 8 sectors for 128 bytes (the emulation's sector model, tests/gpu/emu/banks.cpp); one vector store
-// covers V times the bytes in the same sectors.
+// store_result for the outputs (m, n .. n+V-1) that are in range (n < p.N; V = 2 or 4): where all
+// V are, and their place is aligned to V floats, the same values as one 8- or 16-byte store, else
+// one at a time. The tiles' threads hold consecutive columns (the FP32 tile 4, an mma fragment 2):
+// a warp's scalar stores touched 4 rows x 8 groups of 16 bytes (FP32 tile) or 8 rows x 4 pairs
+// (mma), 16 or 8 sectors for 128 bytes (the emulation's sector model, tests/gpu/emu/banks.cpp); one
+// vector store covers V times the bytes in the same sectors.
 template <int V>
 struct StoreVec;
 template <>
@@ -224,32 +233,27 @@ template <Kind KIND, int V>
 __device__ __forceinline__ void store_results(const GemmParams& p, int z, int m, int n, const float (&v)[V],
                                               uint64_t step) {
   const auto aligned = [](const float* q) { return (reinterpret_cast<std::uintptr_t>(q) & (4u * V - 1u)) == 0; };
-  if (p.partial) {
-    float* d = p.partial + (std::size_t(z) * p.M + m) * p.N + n;
-    if (aligned(d)) {
-      StoreVec<V>::put(d, v);
-      return;
-    }
-  } else if (KIND != Kind::Weight || p.ones_col < n || p.ones_col > n + V - 1) {
-    const std::size_t o = std::size_t(m) * p.ldo + n;
-    if (aligned(p.out + o)) {
-      float w[V];
-#pragma unroll
-      for (int q = 0; q < V; ++q) {
-        if constexpr (KIND == Kind::Forward)
-          w[q] = dense_unit(v[q], p.bias[n + q], p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
-                            uint64_t(m) * uint64_t(p.N) + uint64_t(n + q));
-        else if constexpr (KIND == Kind::Data)
-          w[q] = p.mask ? (p.mask[o + q] > 0.0f ? v[q] * p.mask_scale : 0.0f) : v[q];
-        else
-          w[q] = v[q];
+  if (n + V <= p.N) {
+    if (p.partial) {
+      float* d = p.partial + (std::size_t(z) * p.M + m) * p.N + n;
+      if (aligned(d)) {
+        StoreVec<V>::put(d, v);
+        return;
       }
-      StoreVec<V>::put(p.out + o, w);
-      return;
+    } else if (KIND != Kind::Weight || p.ones_col < n || p.ones_col >= n + V) {
+      const std::size_t o = std::size_t(m) * p.ldo + n;
+      if (aligned(p.out + o)) {
+        float w[V];
+#pragma unroll
+        for (int q = 0; q < V; ++q) w[q] = output_value<KIND>(p, m, n + q, o + q, v[q], step);
+        StoreVec<V>::put(p.out + o, w);
+        return;
+      }
     }
   }
 #pragma unroll
-  for (int q = 0; q < V; ++q) store_result<KIND>(p, z, m, n + q, v[q], step);
+  for (int q = 0; q < V; ++q)
+    if (n + q < p.N) store_result<KIND>(p, z, m, n + q, v[q], step);
 }
 
 // FP32 on the SIMT cores. One block computes the BM x BN tile of C at (m0, n0); each of its
@@ -658,13 +662,7 @@ struct SimtVecTile {
         float v[4];
 #pragma unroll
         for (int q = 0; q < 4; ++q) v[q] = fold ? sum[i][4 * g + q] : acc[i][4 * g + q];
-        if (n + 3 < p.N) {
-          store_results<KIND, 4>(p, z, m, n, v, step);
-        } else {
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-            if (n + q < p.N) store_result<KIND>(p, z, m, n + q, v[q], step);
-        }
+        if (n < p.N) store_results<KIND, 4>(p, z, m, n, v, step);
       }
     }
   }
@@ -742,11 +740,7 @@ __device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int
         const int m = m0 + i * 16 + g + 8 * h, n = n0 + j * 8 + 2 * t;
         if (m >= p.M) continue;
         const float v[2] = {acc[i][j][2 * h], acc[i][j][2 * h + 1]};
-        if (n + 1 < p.N) {
-          store_results<KIND, 2>(p, z, m, n, v, step);
-        } else if (n < p.N) {
-          store_result<KIND>(p, z, m, n, v[0], step);
-        }
+        if (n < p.N) store_results<KIND, 2>(p, z, m, n, v, step);
       }
 }
 

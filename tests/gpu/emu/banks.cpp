@@ -54,7 +54,7 @@ struct Access {
 };
 
 struct SiteStats {
-  unsigned long long requests = 0, wavefronts = 0, ideal = 0, accesses = 0;
+  unsigned long long requests = 0, wavefronts = 0, ideal = 0;
   unsigned size = 0;
   bool write = false;
   bool global = false;
@@ -127,7 +127,6 @@ void model_global(const std::vector<const Access*>& lanes, SiteStats& st) {
   st.requests += 1;
   st.wavefronts += sectors.size();
   st.ideal += (bytes.size() + 31) / 32;
-  st.accesses += lanes.size();
 }
 
 // One warp-wide request to shared memory: the lanes' accesses of one execution of one instruction.
@@ -142,7 +141,6 @@ void model(const std::vector<const Access*>& lanes, SiteStats& st) {
   st.requests += 1;
   st.wavefronts += worst;
   st.ideal += (words.size() + 31) / 32;
-  st.accesses += lanes.size();
 }
 
 void analyse() {
@@ -299,7 +297,6 @@ void banks_report(std::FILE* to, std::size_t top) {
       r.st.requests += st.requests;
       r.st.wavefronts += st.wavefronts;
       r.st.ideal += st.ideal;
-      r.st.accesses += st.accesses;
     }
     std::vector<Row> sorted;
     std::map<std::string, SiteStats> kernels;

@@ -71,12 +71,12 @@ for part in "${parts[@]}"; do
       bflags=(-std=c++17 -O2 -g -fno-tree-sra -Wno-tsan -fopenmp -pthread -I"$here/ov" -I"$root")
       objs=()
       mkdir -p "$work/obj"
-      jobs=$(nproc 2>/dev/null || echo 2)
+      max_jobs=$(nproc 2>/dev/null || echo 2)
       for src in "${kernels[@]}" "$work/gen/cuda_engine.cpp"; do
         obj="$work/obj/$(basename "$src").o"
         tsan=()
         [[ $src == "$work"/gen/* ]] && tsan=(-fsanitize=thread)
-        while (( $(jobs -rp | wc -l) >= jobs )); do wait -n; done  # the objects, nproc at a time
+        while (( $(jobs -rp | wc -l) >= max_jobs )); do wait -n; done  # the objects, nproc at a time
         g++ "${bflags[@]}" "${tsan[@]}" -c "$src" -o "$obj" &
         objs+=("$obj")
       done
