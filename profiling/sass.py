@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""The machine code (SASS) of the product's kernels, read without a GPU.
+
+CUDA 13's toolkit on the development machines has ptxas but no disassembler. Debian's own CUDA
+toolkit package (non-free, 11.8) has nvdisasm, which reads sm_90 machine code once the cubin's ELF
+header is put in the form it knows (the newer header keeps the same fields elsewhere: osabi,
+abiversion, e_flags; the code itself is unchanged). So this compiles a kernel source with the
+project's nvcc and flags to a cubin, rewrites the header, disassembles it with its line table and
+reports per kernel what ptxas made of it:
+
+  profiling/sass.py --fetch                     # nvdisasm into ~/.cache/mnist_cuda/sass-tools
+  profiling/sass.py kernels/dense.cu [-k REGEX] # per kernel: instructions, local memory, its loops
+  profiling/sass.py kernels/tail.cu -k 'tail_kernel<.*TF32, true' --dump 0x1f20-0x2800
+
+Per kernel: the instruction count, local-memory instructions (LDL/STL: spills or a stack frame),
+and every loop (a backward branch; innermost marked) with its instruction mix, its share of math
+(FFMA / HMMA / HGMMA / DFMA ...), its shared and global memory instructions, and the source lines
+its instructions come from. Flags inside a loop: an integer division (I2F.RP + MUFU.RCP, ≈ 20
+instructions), a local-memory access, a generic load or store (LD/ST: a pointer the compiler could
+not place in shared or global memory, with 64-bit address arithmetic and the generic path's latency). Static counts: no timing (the loops run different trip counts),
+but the mix is what the SM issues, which ptxas's resource report does not show.
+
+The package is found on the machine's own Debian mirror, with its non-free component added in a
+private apt configuration (the system's sources are not changed).
+"""
+import argparse
+import collections
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Outside the tree: .deps/ travels to the GPU machines, whose transfer this 50 MB would overflow.
+TOOLS = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mnist_cuda", "sass-tools")
+MATH = ("FFMA", "FMUL", "FADD", "HMMA", "HGMMA", "DFMA", "DADD", "DMUL", "HFMA2", "IMMA")
+
+
+def find_nvdisasm():
+    for p in (os.environ.get("MNIST_NVDISASM"), os.path.join(TOOLS, "usr", "bin", "nvdisasm"), shutil.which("nvdisasm")):
+        if p and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def debian_source():
+    """(URI, suite) of the machine's Debian main archive, from its apt sources (deb822 or one-line)."""
+    paths = ["/etc/apt/sources.list"] + sorted(
+        os.path.join("/etc/apt/sources.list.d", f) for f in os.listdir("/etc/apt/sources.list.d")
+        if f.endswith((".list", ".sources"))) if os.path.isdir("/etc/apt/sources.list.d") else ["/etc/apt/sources.list"]
+    for path in paths:
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):
+            uri = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(\S+)", stanza, re.M)
+            if uri and suites and "/debian" in uri.group(1) and "security" not in uri.group(1):
+                return uri.group(1), suites.group(1)
+        for line in text.splitlines():
+            m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)/?\s+(\S+)\s", line)
+            if m and "security" not in m.group(1):
+                return m.group(1), m.group(2)
+    return None
+
+
+def fetch():
+    src = debian_source()
+    if not src:
+        sys.exit("sass.py --fetch: no Debian archive found in /etc/apt/sources.list{,.d}")
+    uri, suite = src
+    suite = suite.split("-")[0]  # the release itself (bookworm), not -updates
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in ("lists/partial", "cache/archives/partial", "parts"):
+            os.makedirs(os.path.join(tmp, d))
+        with open(os.path.join(tmp, "sources.list"), "w") as f:
+            f.write(f"deb {uri} {suite} non-free\n")
+        opts = [f"-oDir::Etc::SourceList={tmp}/sources.list", f"-oDir::Etc::SourceParts={tmp}/parts",
+                f"-oDir::State::Lists={tmp}/lists", f"-oDir::Cache={tmp}/cache", "-oDebug::NoLocking=1",
+                "-oAPT::Sandbox::User=root", "-qq"]
+        subprocess.run(["apt-get", *opts, "update"], check=True)
+        subprocess.run(["apt-get", *opts, "download", "nvidia-cuda-toolkit"], check=True, cwd=tmp)
+        deb = [f for f in os.listdir(tmp) if f.endswith(".deb")][0]
+        os.makedirs(TOOLS, exist_ok=True)
+        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", os.path.join(tmp, deb)], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", TOOLS, "./usr/bin/nvdisasm", "./usr/bin/cuobjdump"], input=tar, check=True)
+    print(f"nvdisasm: {os.path.join(TOOLS, 'usr', 'bin', 'nvdisasm')} ({deb})")
+
+
+def compile_cubin(src, arch, out):
+    nvcc = os.environ.get("NVCC", "/usr/local/cuda/bin/nvcc")
+    cmd = [nvcc, "-cubin", f"-arch={arch}", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17", "-lineinfo",
+           f"-I{ROOT}", "-o", out, src]
+    subprocess.run(cmd, check=True)
+    # The header as nvdisasm 11.8 reads it: osabi 0x33, abiversion 7, e_flags = virtual SM << 16 | 0x500 | SM
+    # (64-bit addresses, unified texture mode); the newer header keeps the SM in e_flags' second byte.
+    d = bytearray(open(out, "rb").read())
+    if d[7] != 0x33:
+        sm = (struct.unpack_from("<I", d, 48)[0] >> 8) & 0xFF
+        d[7], d[8] = 0x33, 7
+        struct.pack_into("<I", d, 48, (sm << 16) | 0x500 | sm)
+        open(out, "wb").write(d)
+
+
+def disassemble(nvdisasm, cubin):
+    return subprocess.run([nvdisasm, "-c", "-g", cubin], check=True, capture_output=True, text=True).stdout
+
+
+INS = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+LINE = re.compile(r'//## File "([^"]+)", line (\d+)')
+LABEL = re.compile(r"^\.L_x_(\d+):")
+
+
+def opcode(text):
+    t = re.sub(r"^@!?U?P[0-9T]+\s+", "", text)
+    return t.split()[0] if t.split() else ""
+
+
+def parse(text):
+    """[(mangled name, [(addr, text, (file, line) or None)], {label: addr})] per kernel."""
+    parts = re.split(r"\n//-+ \.text\.(\S+)\s+-+\n", text)
+    out = []
+    for name, body in zip(parts[1::2], parts[2::2]):
+        ins, labels, pending, where = [], {}, [], None
+        for line in body.split("\n"):
+            s = line.strip()
+            m = LABEL.match(s)
+            if m:
+                pending.append(m.group(1))
+                continue
+            m = LINE.search(s)
+            if m:
+                where = (os.path.relpath(m.group(1), ROOT), int(m.group(2)))
+                continue
+            m = INS.search(s)
+            if m:
+                a = int(m.group(1), 16)
+                for lab in pending:
+                    labels[lab] = a
+                pending = []
+                ins.append((a, m.group(2), where))
+        out.append((name, ins, labels))
+    return out
+
+
+def demangle(names):
+    res = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True).stdout.split("\n")
+    return [shorten(r) for r in res[: len(names)]]
+
+
+def shorten(name):
+    name = name.replace("mnist::cuda::", "").replace("(anonymous namespace)::", "")
+    name = re.sub(r"\(GemmPrecision\)0", "FP32", name)
+    name = re.sub(r"\(GemmPrecision\)1", "TF32", name)
+    name = re.sub(r"\(GemmPrecision\)2", "BF16", name)
+    name = re.sub(r"\(Kind\)0", "Forward", name)
+    name = re.sub(r"\(Kind\)1", "Data", name)
+    name = re.sub(r"\(Kind\)2", "Weight", name)
+    name = re.sub(r"^void ", "", name)
+    return name[: name.rfind("(")] if name.endswith(")") else name
+
+
+def loops_of(ins, labels):
+    loops = []
+    for a, t, _ in ins:
+        if opcode(t).startswith("BRA"):
+            m = re.search(r"\.L_x_(\d+)", t)
+            if m and m.group(1) in labels and labels[m.group(1)] <= a:
+                loops.append((labels[m.group(1)], a))
+    return sorted(set(loops))
+
+
+def lines_span(items):
+    lines = collections.Counter(w for _, _, w in items if w)
+    if not lines:
+        return ""
+    files = collections.defaultdict(list)
+    for (f, ln), n in lines.items():
+        files[f].append(ln)
+    main = max(files, key=lambda f: len(files[f]))
+    ls = sorted(files[main])
+    return f"{main}:{ls[0]}-{ls[-1]}"
+
+
+def is_division(ins, i):
+    return opcode(ins[i][1]) == "I2F.RP" or (opcode(ins[i][1]) == "MUFU.RCP" and i > 0 and "I2F.RP" in ins[i - 1][1])
+
+
+def report(kernels, pattern, min_loop, dump):
+    names = demangle([k[0] for k in kernels])
+    for (mangled, ins, labels), name in zip(kernels, names):
+        if pattern and not re.search(pattern, name):
+            continue
+        ops = collections.Counter(opcode(t) for _, t, _ in ins)
+        local = sum(n for o, n in ops.items() if o.startswith(("LDL", "STL")))
+        print(f"== {name}")
+        print(f"   {len(ins)} instructions; local memory {local}; "
+              + ", ".join(f"{o} {ops[o]}" for o in ("FFMA", "HMMA.1688.F32.TF32", "HMMA.16816.F32.BF16") if ops[o])
+              + ("; HGMMA " + str(sum(n for o, n in ops.items() if o.startswith("HGMMA"))) if any(o.startswith("HGMMA") for o in ops) else ""))
+        loops = loops_of(ins, labels)
+        for s, e in loops:
+            body = [x for x in ins if s <= x[0] <= e]
+            if len(body) < min_loop:
+                continue
+            inner = not any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops)
+            c = collections.Counter(opcode(t) for _, t, _ in body)
+            math = sum(n for o, n in c.items() if o.startswith(MATH))
+            mem = lambda pre: sum(n for o, n in c.items() if o.startswith(pre))
+            flags = []
+            divs = sum(1 for i, x in enumerate(ins) if s <= x[0] <= e and opcode(x[1]) == "I2F.RP")
+            if divs:
+                flags.append(f"{divs} integer division(s)")
+            if mem(("LDL", "STL")):
+                flags.append(f"{mem(('LDL', 'STL'))} local-memory")
+            generic = sum(n for o, n in c.items() if o.startswith(("LD.", "ST.")) or o in ("LD", "ST"))
+            if generic:
+                flags.append(f"{generic} generic (address space unknown to the compiler)")
+            print(f"   loop {s:#x}-{e:#x}{' innermost' if inner else ''}: {len(body)} instr, math {math} "
+                  f"({100 * math / len(body):.0f} %), LDS {mem('LDS')} STS {mem('STS')} LDG {mem('LDG')} STG {mem('STG')} "
+                  f"LDSM {mem('LDSM')} BAR {mem('BAR')} [{lines_span(body)}]"
+                  + (" FLAG: " + ", ".join(flags) if flags else ""))
+            print("      " + ", ".join(f"{o} {n}" for o, n in c.most_common(10)))
+        if dump:
+            lo, hi = (int(x, 16) for x in dump.split("-"))
+            last = None
+            for a, t, w in ins:
+                if lo <= a <= hi:
+                    tag = f"{w[0]}:{w[1]}" if w and w != last else ""
+                    last = w
+                    print(f"   {a:6x}  {t:<60} {tag}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", nargs="?", help="a .cu file (kernels/*.cu)")
+    ap.add_argument("--fetch", action="store_true", help="put nvdisasm into ~/.cache/mnist_cuda/sass-tools")
+    ap.add_argument("-k", "--kernel", help="regex on the demangled kernel name")
+    ap.add_argument("--arch", help="default sm_90a for dense.cu (wgmma), sm_90 otherwise")
+    ap.add_argument("--min-loop", type=int, default=8, help="loops shorter than this are not listed")
+    ap.add_argument("--dump", help="ADDR-ADDR (hex): print the instructions there, with their source lines")
+    ap.add_argument("--sass", help="also write the whole disassembly here")
+    a = ap.parse_args()
+    if a.fetch:
+        fetch()
+        if not a.source:
+            return
+    if not a.source:
+        ap.error("a source file is needed")
+    nvdisasm = find_nvdisasm()
+    if not nvdisasm:
+        sys.exit("sass.py: no nvdisasm (run profiling/sass.py --fetch, or set MNIST_NVDISASM)")
+    arch = a.arch or ("sm_90a" if os.path.basename(a.source) == "dense.cu" else "sm_90")
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = os.path.join(tmp, "k.cubin")
+        compile_cubin(a.source, arch, cubin)
+        text = disassemble(nvdisasm, cubin)
+    if a.sass:
+        open(a.sass, "w").write(text)
+    report(parse(text), a.kernel, a.min_loop, a.dump)
+
+
+if __name__ == "__main__":
+    main()
