@@ -367,9 +367,12 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
     const bool b_block = (f.phases & 2u) && int(blockIdx.x) < b_items;
     double* s_loss = reinterpret_cast<double*>(smem);
     uint32_t* s_hit = reinterpret_cast<uint32_t*>(s_loss + kR);
-    float* sA[kFusedMaxLayers];
-    float* sD[kFusedMaxLayers];
-    const float* Wl[kFusedMaxLayers];  // W_l's rows at Wl[l] + n * ws[l]
+    // Per layer, offsets (floats) into `smem`, not pointers: a table of pointers lives in local
+    // memory and loses their address space, so every read through it was a generic load with 64-bit
+    // address arithmetic (profiling/sass.py showed phase B's loops as LD.E); smem + offset stays a
+    // shared-memory address (LDS, 32-bit). Layer l's activations at smem + oA[l], its gradients at
+    // smem + oD[l], W_l's rows (staged) at smem + oW[l] + n * ws[l], else in global memory.
+    int oA[kFusedMaxLayers], oD[kFusedMaxLayers], oW[kFusedMaxLayers];
     int ws[kFusedMaxLayers];
     // The label of row tid of the block's first phase-B item, read now for the same reason.
     uint8_t first_label = 0;
@@ -380,22 +383,21 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       float* p = smem + round4(kR * (sizeof(double) + sizeof(uint32_t)) / sizeof(float));
       for (int l = 0; l < L; ++l) {
         const std::size_t w = round4(std::size_t(kR) * std::size_t(b_stride(f.layer[l].out)));
-        sA[l] = p;
+        oA[l] = int(p - smem);
         p += w;
-        sD[l] = p;
+        oD[l] = int(p - smem);
         p += w;
       }
       for (int l = 1; l < L; ++l) {
         const float* W = f.params + f.layer[l].w_offset;
         const int K = f.layer[l].in, N = f.layer[l].out;
         if (!lay.stage_w) {
-          Wl[l] = W;
           ws[l] = K;
           continue;
         }
         // Staged once per step by each block that has items (Adam rewrote them in the last C):
         // coalesced, 8 float4 (or 16 floats) in flight a thread.
-        Wl[l] = p;
+        oW[l] = int(p - smem);
         ws[l] = b_stride(K);
         const int total = N * K;
         constexpr int kU = 16;
@@ -469,34 +471,40 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             z = dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
             f.layer[0].act[e] = z;
           }
-          sA[0][r * b_stride(N0) + n] = stored_activation<PREC>(z);  // the GEMM's input, the mask (kept)
+          smem[oA[0] + r * b_stride(N0) + n] = stored_activation<PREC>(z);  // the GEMM's input, the mask (kept)
         }
         __syncthreads();
         for (int l = 1; l < L; ++l) {
           const FusedLayer& ly = f.layer[l];
           const int K = ly.in, N = ly.out;
           const bool hidden = l + 1 < L;
-          const float* W = Wl[l];
           const float* b = f.params + ly.b_offset;
-          // Staged weights and rows of a multiple of 4: both rows 16-byte aligned (b_stride), read 4 k's
-          // a load (2 loads per 4 FMAs instead of 8; the same chain, k ascending).
-          const bool vec = staged && K % 4 == 0;
-          for (int o = tid; o < kR * N; o += kT) {
-            const int r = o % kR, n = o / kR;
-            if (r >= nr) continue;
-            const float* a = sA[l - 1] + r * b_stride(K);
-            const float* w = W + std::size_t(n) * ws[l];
-            float acc = 0.0f;
-            if (vec) {
-              acc = dot_rows4(a, w, K, acc, [](float v) { return v; });  // staged: already rounded
-            } else {
-              for (int k = 0; k < K; ++k) acc = fmaf(a[k], w_in(w[k]), acc);
+          // W: staged (shared memory, already rounded; rows of a multiple of 4 read 4 k's a load with
+          // the row of A: both 16-byte aligned by b_stride, 2 loads per 4 FMAs instead of 8, the same
+          // chain, k ascending) or in global memory (rounded at each read). One body, instantiated
+          // for each address space, so that neither read is a generic load.
+          auto forward = [&](const float* W, bool vec) {
+            for (int o = tid; o < kR * N; o += kT) {
+              const int r = o % kR, n = o / kR;
+              if (r >= nr) continue;
+              const float* a = smem + oA[l - 1] + r * b_stride(K);
+              const float* w = W + n * ws[l];
+              float acc = 0.0f;
+              if (vec) {
+                acc = dot_rows4(a, w, K, acc, [](float v) { return v; });
+              } else {
+                for (int k = 0; k < K; ++k) acc = fmaf(a[k], w_in(w[k]), acc);
+              }
+              const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
+              const float z = dense_unit(acc, b[n], hidden, hidden ? threshold : 0u, scale, f.seed, step, uint32_t(l), e);
+              if (hidden) ly.act[e] = z;
+              smem[oA[l] + r * b_stride(N) + n] = hidden ? stored_activation<PREC>(z) : z;  // (logits: xent's input)
             }
-            const uint64_t e = uint64_t(r0 + r) * uint64_t(N) + uint64_t(n);
-            const float z = dense_unit(acc, b[n], hidden, hidden ? threshold : 0u, scale, f.seed, step, uint32_t(l), e);
-            if (hidden) ly.act[e] = z;
-            sA[l][r * b_stride(N) + n] = hidden ? stored_activation<PREC>(z) : z;  // (logits: xent's input)
-          }
+          };
+          if (staged)
+            forward(smem + oW[l], K % 4 == 0);
+          else
+            forward(f.params + ly.w_offset, false);
           __syncthreads();
         }
         // Softmax + cross-entropy, one thread per row: xent_row (step_math.cuh), as softmax_xent_kernel.
@@ -505,12 +513,15 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         if (tid < nr) {
           const int r = tid;
           const uint8_t label = it == int(blockIdx.x) ? first_label : f.labels[s_idx[r0 + r]];
-          const XentRow row = xent_row(sA[L - 1] + r * b_stride(C), C, label, grad_scale, sD[L - 1] + r * b_stride(C),
-                                       out.dz + std::size_t(r0 + r) * C);
+          const XentRow row = xent_row(smem + oA[L - 1] + r * b_stride(C), C, label, grad_scale,
+                                       smem + oD[L - 1] + r * b_stride(C), out.dz + std::size_t(r0 + r) * C);
           s_loss[r] = row.loss;
           s_hit[r] = row.hit ? 1u : 0u;
           if constexpr (PREC != GemmPrecision::FP32)  // dZ as the data and weight GEMMs take it
-            for (int j = 0; j < C; ++j) sD[L - 1][r * b_stride(C) + j] = round_gemm_input<PREC>(sD[L - 1][r * b_stride(C) + j]);
+            for (int j = 0; j < C; ++j) {
+              float* d = smem + oD[L - 1] + r * b_stride(C) + j;
+              *d = round_gemm_input<PREC>(*d);
+            }
         }
         __syncthreads();
         if (tid == 0) {  // the item's loss and hits, rows in order
@@ -527,34 +538,45 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         for (int l = L - 1; l >= 1; --l) {
           const FusedLayer& ly = f.layer[l];
           const int K = ly.in, N = ly.out;
-          const float* W = Wl[l];
           float* dprev = f.layer[l - 1].dz;
           const bool vec = N % 4 == 0;  // the row of dz[l] 16-byte aligned (b_stride): 4 n's a load
-          for (int o = tid; o < kR * K; o += kT) {
-            const int r = o % kR, k = o / kR;
-            if (r >= nr) continue;
-            const float* d = sD[l] + r * b_stride(N);
-            const float* wk = W + k;
-            const std::size_t wsl = std::size_t(ws[l]);
-            float acc = 0.0f;
-            if (vec) {
-              const float4* d4 = reinterpret_cast<const float4*>(d);
+          // W staged or in global memory, one body per address space (as the forward above); the
+          // column walk in 32-bit offsets (W has < 2^31 elements: FusedLayer's int sizes).
+          auto backward = [&](const float* W) {
+            const int wsl = ws[l];
+            for (int o = tid; o < kR * K; o += kT) {
+              const int r = o % kR, k = o / kR;
+              if (r >= nr) continue;
+              const float* d = smem + oD[l] + r * b_stride(N);
+              const float* wk = W + k;
+              float acc = 0.0f;
+              if (vec) {
+                const float4* d4 = reinterpret_cast<const float4*>(d);
+                const float* wq = wk;  // W[n][k], n = 4q + j: one row (wsl floats) further each FMA
 #pragma unroll 2
-              for (int q = 0; q < N / 4; ++q) {
-                const float4 x = d4[q];
-                const float* wq = wk + std::size_t(4 * q) * wsl;
-                acc = fmaf(x.x, w_in(wq[0]), acc);
-                acc = fmaf(x.y, w_in(wq[wsl]), acc);
-                acc = fmaf(x.z, w_in(wq[2 * wsl]), acc);
-                acc = fmaf(x.w, w_in(wq[3 * wsl]), acc);
+                for (int q = 0; q < N / 4; ++q) {
+                  const float4 x = d4[q];
+                  acc = fmaf(x.x, w_in(*wq), acc);
+                  wq += wsl;
+                  acc = fmaf(x.y, w_in(*wq), acc);
+                  wq += wsl;
+                  acc = fmaf(x.z, w_in(*wq), acc);
+                  wq += wsl;
+                  acc = fmaf(x.w, w_in(*wq), acc);
+                  wq += wsl;
+                }
+              } else {
+                for (int n = 0; n < N; ++n) acc = fmaf(d[n], w_in(wk[n * wsl]), acc);
               }
-            } else {
-              for (int n = 0; n < N; ++n) acc = fmaf(d[n], w_in(W[std::size_t(n) * ws[l] + k]), acc);
+              const float v = kept(smem[oA[l - 1] + r * b_stride(K) + k]) ? acc * scale : 0.0f;
+              smem[oD[l - 1] + r * b_stride(K) + k] = round_gemm_input<PREC>(v);
+              dprev[std::size_t(r0 + r) * K + k] = v;
             }
-            const float v = kept(sA[l - 1][r * b_stride(K) + k]) ? acc * scale : 0.0f;
-            sD[l - 1][r * b_stride(K) + k] = round_gemm_input<PREC>(v);
-            dprev[std::size_t(r0 + r) * K + k] = v;
-          }
+          };
+          if (staged)
+            backward(smem + oW[l]);
+          else
+            backward(f.params + ly.w_offset);
           __syncthreads();
         }
       }
