@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
@@ -263,39 +264,145 @@ __device__ __forceinline__ void gemm_weight(int I, int J, int R, const float* __
 
 // ---- The same three GEMMs on tensor cores (TF32: mma m16n8k8, BF16: m16n8k16; float32
 // accumulation), one routine for all three: out(m, n) = init(m, n) + Σ_k A(m, k)·B(k, n), k ascending
-// in steps of one mma (8 or 16 deep), m < M, n < N; A(m, k) = a[m·a_m + k·a_k], B(k, n) = b[k·b_k +
-// n·b_n] (strided views of the shared-memory tiles: the forward reads A row-major and W as Bᵀ, the
-// data GEMM dZ row-major and W as B, the weight GEMM dZ as Aᵀ and the activations as B).
-// The operands in shared memory are already rounded to PREC, so a TF32 fragment register is the
-// float's bits (mma reads its 19 high bits) and a BF16 one packs the high halves of two floats:
-// no cvt. Elements past M, N or K are read as 0 (their products are exact zeros; rows and columns
-// past M, N are dropped at the store). A warp owns a 16 x 16 output tile (two n8 mmas share one A
-// fragment) and walks the whole K; every lane of the warp calls every mma (warp-uniform loops).
-// Fragment loads are scalar shared loads at the PTX fragment tables' (row, column) (kernels/mma.cuh).
-// Banks (TF32): lane 4g+t reads element (g, t) of a row-major view (address g·s + t) or (t, g) of a
-// transposed one (t·s + g). With s ≡ 4 (mod 8) floats (padded_stride) g·s + t hits 32 distinct banks
-// (s·g mod 32 = 4·(odd·g mod 8)); t·s + g collides pairwise (2-way), and so do BF16's pairs (g·s +
-// 2t + {0, 1}). Kept: a stride good for the transposed reads (≡ 8 mod 32) conflicts on the
-// row-major ones, and the FP32 path's layout (and bits) stay as they are.
-struct View {
+// in steps of one mma (8 or 16 deep), m < M, n < N. Each operand is a view of a shared-memory tile
+// in one of two layouts (x: m for A, n for B): KFast, element (x, k) at p[x·s + k] (the forward's A
+// and W, the data GEMM's dZ), or XFast, at p[k·s + x] (the data GEMM's W, both operands of the weight
+// GEMM). The operands are already rounded to PREC, so a TF32 fragment register is the float's bits
+// (mma reads its 19 high bits) and a BF16 one packs the high halves of two floats: no cvt.
+// A warp owns a 16 x 16 output tile (two n8 mmas share one A fragment) and walks the whole K; every
+// lane of the warp calls every mma (warp-uniform loops). Its fragment rows and columns past M or N
+// are read at the last valid one (clamped once per tile: in the buffer, their results are dropped
+// at the store); the K / KS full k-steps read without bounds checks, through per-lane pointers that
+// step by KS (KFast) or KS·s (XFast); a last partial k-step reads the elements past K as 0 (their
+// products are exact zeros), so the sums are those of the k < K terms in ascending steps.
+// Fragment loads (kernels/mma.cuh's tables): TF32 KFast operands by ldmatrix.x4 (A: one per k-step;
+// B: one per k-step for both n8 tiles), XFast ones as scalar LDS; BF16 KFast pairs (k, k+1) as one
+// 8-byte load, XFast pairs as two scalars. (profiling/sass.py: the routine had been ≈ 95
+// instructions per k-step of 2 mma, a bounds check and a 2-D index per element.)
+// Banks (TF32): ldmatrix reads 8 rows x 16 bytes a phase, rows 4·odd words apart (padded_stride): 8
+// distinct bank groups. A scalar XFast read, lane 4g+t at (k0 + t)·s + x0 + g with s ≡ 4 (mod 8),
+// collides pairwise (2-way; s ≡ 8 mod 32 would suit it but not the row-major reads). BF16's
+// KFast 8-byte pairs: 16 lanes a phase, conflict-free; XFast pairs 2-way.
+struct KFast {  // element (x, k) at p[x·s + k]
   const float* p;
-  int row, col;  // element (i, j) at p[i·row + j·col]
+  int s;
+  __device__ const float* at(int x, int k) const { return p + x * s + k; }
+  __device__ int k_step(int ks) const { return ks; }
 };
-__device__ __forceinline__ float view_at(const View& v, int i, int j, int I, int J) {
-  return i < I && j < J ? v.p[i * v.row + j * v.col] : 0.0f;
-}
+struct XFast {  // element (x, k) at p[k·s + x]
+  const float* p;
+  int s;
+  __device__ const float* at(int x, int k) const { return p + k * s + x; }
+  __device__ int k_step(int ks) const { return ks * s; }
+};
+template <class Op>
+constexpr bool kIsKFast = std::is_same<Op, KFast>::value;
 // Two BF16 values (already rounded: their low 16 bits are 0) packed as mma's .bf16x2 reads them.
+// One PRMT: result bytes (lo.2, lo.3, hi.2, hi.3), i.e. (hi & 0xFFFF0000) | (lo >> 16).
 __device__ __forceinline__ uint32_t pack_rounded_bf16(float lo, float hi) {
-  return (float_bits(hi) & 0xFFFF0000u) | (float_bits(lo) >> 16);
+  return __byte_perm(float_bits(lo), float_bits(hi), 0x7632u);
 }
 
-template <GemmPrecision PREC, class Init, class Store>
-__device__ __forceinline__ void gemm_mma(int M, int N, int K, const View A, const View B, Init init, Store store) {
+// One operand's fragments of one warp tile: R registers per 16-row (A, R = 4) or 8-column (B, per
+// n8 tile j, R = 2) block, register q at (x, k) = (x0 + xo, k0 + ko) with the PTX tables' offsets
+// (kernels/mma.cuh). TF32: A xo = g + 8·(q&1), ko = t + 4·(q>>1); B xo = 8j + g, ko = t + 4q.
+// BF16: the pair (k, k+1) with A xo = g + 8·(q&1), ko = 2t + 8·(q>>1); B xo = 8j + g, ko = 2t + 8q.
+// The full k-steps read through NP per-lane pointers with the other offsets immediate: XFast one
+// pointer per k row (TF32: t, t+4; BF16: 2t, 2t+1, 2t+8, 2t+9), x + 8 at +8 floats; KFast one per x
+// row (g, g+8; TF32: one ldmatrix row address), k + 8 at +8 floats. They step by KS (KFast) or
+// KS·s (XFast) floats. Rows or columns past M or N are read where the view continues in the pool
+// (tail_kernel's plan puts every view before at least 16 rows or columns of the pool: rows of a
+// chunk, a multiple of 32; W_T's rows past w_T in the next region) and their results are dropped.
+template <GemmPrecision PREC, bool IS_A, class Op>
+struct Frags {
+  static constexpr bool kBf16 = PREC == GemmPrecision::BF16;
+  static constexpr int NB = IS_A ? 1 : 2;  // blocks per warp tile (A: one 16-row block; B: two n8 tiles)
+  static constexpr int R = IS_A ? 4 : 2;   // registers per block
+  static constexpr bool kK = kIsKFast<Op>;
+  static constexpr bool kLdm = !kBf16 && kK;  // TF32 k-fast: ldmatrix
+  static constexpr int NP = kLdm ? 1 : kK ? 2 : kBf16 ? 4 : 2;
+  Op op;
+  int K;
+  int x0, g, t;
+  const float* ptr[NP];
+
+  __device__ void setup(int x0_, int lane) {
+    x0 = x0_;
+    g = lane >> 2;
+    t = lane & 3;
+    if constexpr (kLdm) {
+      // ldmatrix.x4 row addresses (mma.cuh): A block b = rows x0 + 8·(b%2), columns 4·(b/2); B block
+      // b = rows (columns of B) x0 + 8·(b/2), columns 4·(b%2). Lane l gives row l%8 of block l/8.
+      const int b = lane >> 3, r = lane & 7;
+      ptr[0] = op.at(x0 + r + (IS_A ? 8 * (b & 1) : 8 * (b >> 1)), IS_A ? 4 * (b >> 1) : 4 * (b & 1));
+    } else if constexpr (kK) {
+      // x rows g, g + 8 (A) or the two n8 tiles' column g (B): the same two x; k from 2t (BF16)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) ptr[i] = op.at(x0 + g + 8 * i, 2 * t);
+    } else {
+#pragma unroll
+      for (int i = 0; i < NP; ++i) ptr[i] = op.at(x0 + g, kBf16 ? 2 * t + (i & 1) + 8 * (i >> 1) : t + 4 * i);
+    }
+  }
+  // The full k-step at k0 (k0 + KS <= K): no checks.
+  __device__ void load(uint32_t (&f)[NB][R], int k0) const {
+    const int step = op.k_step(k0);
+    if constexpr (kLdm) {
+      uint32_t r[4];
+      ldmatrix_x4(r, ptr[0] + step);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) f[IS_A ? 0 : i >> 1][IS_A ? i : i & 1] = r[i];
+    } else if constexpr (kK) {  // BF16, pairs (k, k+1) as one 8-byte load
+#pragma unroll
+      for (int j = 0; j < NB; ++j)
+#pragma unroll
+        for (int q = 0; q < R; ++q) {
+          const int i = IS_A ? (q & 1) : j, ko = IS_A ? 8 * (q >> 1) : 8 * q;
+          const float2 v = *reinterpret_cast<const float2*>(ptr[i] + step + ko);
+          f[j][q] = pack_rounded_bf16(v.x, v.y);
+        }
+    } else {
+#pragma unroll
+      for (int j = 0; j < NB; ++j)
+#pragma unroll
+        for (int q = 0; q < R; ++q) {
+          const int xo = IS_A ? 8 * (q & 1) : 8 * j;
+          if constexpr (kBf16) {
+            const int i = 2 * (IS_A ? q >> 1 : q);  // rows 2t (+8), 2t + 1 (+8)
+            f[j][q] = pack_rounded_bf16(ptr[i][step + xo], ptr[i + 1][step + xo]);
+          } else {
+            f[j][q] = float_bits(ptr[IS_A ? q >> 1 : q][step + xo]);
+          }
+        }
+    }
+  }
+  // The last, partial k-step at k0: elements at k >= K read as 0.
+  __device__ void load_tail(uint32_t (&f)[NB][R], int k0) const {
+#pragma unroll
+    for (int j = 0; j < NB; ++j)
+#pragma unroll
+      for (int q = 0; q < R; ++q) {
+        const int x = x0 + (IS_A ? g + 8 * (q & 1) : 8 * j + g);
+        const int k = k0 + (kBf16 ? (IS_A ? 2 * t + 8 * (q >> 1) : 2 * t + 8 * q) : (IS_A ? t + 4 * (q >> 1) : t + 4 * q));
+        const float v0 = k < K ? *op.at(x, k) : 0.0f;
+        if constexpr (!kBf16) {
+          f[j][q] = float_bits(v0);
+        } else {
+          const float v1 = k + 1 < K ? *op.at(x, k + 1) : 0.0f;
+          f[j][q] = pack_rounded_bf16(v0, v1);
+        }
+      }
+  }
+};
+
+template <GemmPrecision PREC, class OpA, class OpB, class Init, class Store>
+__device__ __forceinline__ void gemm_mma(int M, int N, int K, const OpA A, const OpB B, Init init, Store store) {
   static_assert(PREC != GemmPrecision::FP32, "FP32 keeps the SIMT chains");
   constexpr bool kBf16 = PREC == GemmPrecision::BF16;
   constexpr int KS = kBf16 ? 16 : 8;  // depth of one mma
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, g = lane >> 2, t = lane & 3;
   const int tilesN = (N + 15) / 16, tiles = (M + 15) / 16 * tilesN;
+  const int k_full = K / KS * KS;
   for (int tile = warp; tile < tiles; tile += kWarps) {
     const int m0 = tile / tilesN * 16, n0 = tile % tilesN * 16;
     float d[2][4];
@@ -306,38 +413,30 @@ __device__ __forceinline__ void gemm_mma(int M, int N, int K, const View A, cons
         const int m = m0 + g + 8 * (q >> 1), n = n0 + 8 * j + 2 * t + (q & 1);
         d[j][q] = m < M && n < N ? init(m, n) : 0.0f;
       }
-    for (int k0 = 0; k0 < K; k0 += KS) {
-      uint32_t a[4], b[2][2];
-      if constexpr (!kBf16) {
-        // a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (t, n), b1 (t+4, n), n = g
-#pragma unroll
-        for (int q = 0; q < 4; ++q) a[q] = float_bits(view_at(A, m0 + g + 8 * (q & 1), k0 + t + 4 * (q >> 1), M, K));
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int q = 0; q < 2; ++q) b[j][q] = float_bits(view_at(B, k0 + t + 4 * q, n0 + 8 * j + g, K, N));
-      } else {
-        // a_q: row g + 8·(q&1), columns 2t, 2t+1 (+8 for q >= 2); b_q: rows 2t, 2t+1 (+8 for q = 1), column g
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int m = m0 + g + 8 * (q & 1), k = k0 + 2 * t + 8 * (q >> 1);
-          a[q] = pack_rounded_bf16(view_at(A, m, k, M, K), view_at(A, m, k + 1, M, K));
-        }
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const int k = k0 + 2 * t + 8 * q, n = n0 + 8 * j + g;
-            b[j][q] = pack_rounded_bf16(view_at(B, k, n, K, N), view_at(B, k + 1, n, K, N));
-          }
-      }
+    Frags<PREC, true, OpA> fa{A, K};
+    Frags<PREC, false, OpB> fb{B, K};
+    fa.setup(m0, lane);
+    fb.setup(n0, lane);
+    uint32_t a[1][4], b[2][2];
+    auto mma2 = [&] {
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         if constexpr (kBf16)
-          mma_bf16_m16n8k16(d[j], a, b[j]);
+          mma_bf16_m16n8k16(d[j], a[0], b[j]);
         else
-          mma_tf32_m16n8k8(d[j], a, b[j]);
+          mma_tf32_m16n8k8(d[j], a[0], b[j]);
       }
+    };
+#pragma unroll 2
+    for (int k0 = 0; k0 < k_full; k0 += KS) {
+      fa.load(a, k0);
+      fb.load(b, k0);
+      mma2();
+    }
+    if (k_full < K) {
+      fa.load_tail(a, k_full);
+      fb.load_tail(b, k_full);
+      mma2();
     }
     // d0 (g, 2t), d1 (g, 2t+1), d2 (g+8, 2t), d3 (g+8, 2t+1)
 #pragma unroll
@@ -357,7 +456,7 @@ __device__ __forceinline__ void tail_forward(int I, int J, int K, const float* A
   if constexpr (PREC == GemmPrecision::FP32)
     gemm_forward(I, J, K, A, as, W, ws, store);
   else
-    gemm_mma<PREC>(I, J, K, View{A, as, 1}, View{W, 1, ws}, [](int, int) { return 0.0f; }, store);
+    gemm_mma<PREC>(I, J, K, KFast{A, as}, KFast{W, ws}, [](int, int) { return 0.0f; }, store);
 }
 template <GemmPrecision PREC, class Store>
 __device__ __forceinline__ void tail_data(int I, int J, int N, const float* D, int ds, const float* W, int ws,
@@ -365,7 +464,7 @@ __device__ __forceinline__ void tail_data(int I, int J, int N, const float* D, i
   if constexpr (PREC == GemmPrecision::FP32)
     gemm_data(I, J, N, D, ds, W, ws, store);
   else
-    gemm_mma<PREC>(I, J, N, View{D, ds, 1}, View{W, ws, 1}, [](int, int) { return 0.0f; }, store);
+    gemm_mma<PREC>(I, J, N, KFast{D, ds}, XFast{W, ws}, [](int, int) { return 0.0f; }, store);
 }
 template <GemmPrecision PREC, class Init, class Store>
 __device__ __forceinline__ void tail_weight(int I, int J, int R, const float* D, int ds, const float* A, int as,
@@ -373,7 +472,7 @@ __device__ __forceinline__ void tail_weight(int I, int J, int R, const float* D,
   if constexpr (PREC == GemmPrecision::FP32)
     gemm_weight(I, J, R, D, ds, A, as, init, store);
   else
-    gemm_mma<PREC>(I, J, R, View{D, 1, ds}, View{A, as, 1}, init, store);
+    gemm_mma<PREC>(I, J, R, XFast{D, ds}, XFast{A, as}, init, store);
 }
 
 // One block: rows [32·(j·G/n), 32·((j+1)·G/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, G = p.groups:

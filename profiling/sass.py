@@ -80,8 +80,9 @@ def fetch():
         with open(os.path.join(tmp, "sources.list"), "w") as f:
             f.write(f"deb {uri} {suite} non-free\n")
         opts = [f"-oDir::Etc::SourceList={tmp}/sources.list", f"-oDir::Etc::SourceParts={tmp}/parts",
-                f"-oDir::State::Lists={tmp}/lists", f"-oDir::Cache={tmp}/cache", "-oDebug::NoLocking=1",
-                "-oAPT::Sandbox::User=root", "-qq"]
+                f"-oDir::State::Lists={tmp}/lists", f"-oDir::Cache={tmp}/cache", "-oDebug::NoLocking=1", "-qq"]
+        if os.geteuid() == 0:
+            opts.append("-oAPT::Sandbox::User=root")  # (its _apt user cannot write the private directories)
         subprocess.run(["apt-get", *opts, "update"], check=True)
         subprocess.run(["apt-get", *opts, "download", "nvidia-cuda-toolkit"], check=True, cwd=tmp)
         deb = [f for f in os.listdir(tmp) if f.endswith(".deb")][0]
@@ -238,12 +239,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", nargs="?", help="a .cu file (kernels/*.cu)")
     ap.add_argument("--fetch", action="store_true", help="put nvdisasm into ~/.cache/mnist_cuda/sass-tools")
+    ap.add_argument("--have-nvdisasm", action="store_true", help="exit 0 if nvdisasm is found, else 1")
     ap.add_argument("-k", "--kernel", help="regex on the demangled kernel name")
     ap.add_argument("--arch", help="default sm_90a for dense.cu (wgmma), sm_90 otherwise")
     ap.add_argument("--min-loop", type=int, default=8, help="loops shorter than this are not listed")
     ap.add_argument("--dump", help="ADDR-ADDR (hex): print the instructions there, with their source lines")
     ap.add_argument("--sass", help="also write the whole disassembly here")
     a = ap.parse_args()
+    if a.have_nvdisasm:
+        sys.exit(0 if find_nvdisasm() else 1)
     if a.fetch:
         fetch()
         if not a.source:

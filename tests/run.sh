@@ -9,6 +9,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/apps/setup.sh" mnist
 "$root/apps/build.sh"
+# The disassembler for the kernel_sass test (Debian's nvdisasm, into ~/.cache/mnist_cuda; the test
+# is skipped, with a line saying so, if it cannot be fetched).
+python3 "$root/profiling/sass.py" --have-nvdisasm 2>/dev/null || python3 "$root/profiling/sass.py" --fetch ||
+  echo "tests: nvdisasm could not be fetched: kernel_sass will be skipped"
 # Two at a time (the machine CI gives has 2 cores); the fault tests, which time signals, run alone.
 (cd "$root/build" && ctest --output-on-failure --timeout 900 --parallel 2 "$@")
 

@@ -85,6 +85,14 @@ extern dim3 blockDim, gridDim;
 inline void __syncthreads() { emu::wait(emu::current_block().sync); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __nanosleep(unsigned) { emu::spin_yield(); }  // a spin-wait's pause: let the others run
+// prmt.b32's default mode: byte i of the result is byte (s >> 4i) & 7 of the 8 bytes {y, x} (x in
+// bytes 0..3); the sign-replicate bit (s >> 4i) & 8 is not modelled: none of the kernels sets it.
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const unsigned long long v = (static_cast<unsigned long long>(y) << 32) | x;
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<unsigned>((v >> (8 * ((s >> (4 * i)) & 7u))) & 0xFFu) << (8 * i);
+  return r;
+}
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned atomicSub(unsigned* p, unsigned v) { return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST); }
 inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {

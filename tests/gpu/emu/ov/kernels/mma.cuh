@@ -122,8 +122,11 @@ inline void ldmatrix_x4(uint32_t (&r)[4], const float* row) {
   const int g = lane / 4, t = lane % 4;
   for (int q = 0; q < 4; ++q) {
     const float* src = sc.row[buf][8 * q + g];  // row g of block q was given by lane 8q + g
+    // A float load (not a memcpy of the bytes), so that the bank model sees it: block q is one
+    // request of the 32 lanes, the phase the device reads it in (8 rows x 16 bytes).
+    const float v = src[t];
     uint32_t w;
-    std::memcpy(&w, src + t, 4);
+    std::memcpy(&w, &v, 4);
     r[q] = w;
   }
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Machine-code budgets of the hot kernels (ctest kernel_sass, label build; no GPU needed).
+
+  check_sass.py BUDGETS
+
+Each budget line of BUDGETS is
+  MAX METRIC SOURCE PATTERN
+with SOURCE a kernel source (relative to the repository), PATTERN a regex on the demangled kernel
+name as profiling/sass.py prints it, and METRIC one of
+  generic   plain generic loads and stores (LD/ST: the compiler did not know the address space) in
+            the kernel, counted exactly (the .STRONG ones are the spin-waits' acquire polls:
+            cooperative groups' grid sync and kernels/dep_wait.cuh, generic by their own asm);
+  per_mma   instructions per mma instruction (HMMA) in the kernel's worst innermost loop that has one,
+            the static issue cost of a tensor-core k-step, to within 0.5.
+Every matching kernel must be within MAX, and the budget must be tight: a line looser than its
+kernels need (generic: by any; per_mma: by more than 0.5) fails too, so that a gain is kept.
+The sources are compiled with the project's nvcc and disassembled by profiling/sass.py. Without
+nvdisasm (profiling/sass.py --fetch; tests/run.sh fetches it) the test is skipped (exit 77) with a
+line saying so.
+"""
+import os
+import re
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "profiling"))
+import sass  # noqa: E402
+
+
+def metrics(ins, labels):
+    generic = sum(1 for _, t, _ in ins if re.match(r"(LD|ST)(\.|$)", sass.opcode(t)) and ".STRONG" not in t)
+    loops = sass.loops_of(ins, labels)
+    worst = 0.0
+    for s, e in loops:
+        if any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops):
+            continue  # not innermost
+        body = [t for a, t, _ in ins if s <= a <= e]
+        mma = sum(1 for t in body if sass.opcode(t).startswith("HMMA"))
+        if mma:
+            worst = max(worst, len(body) / mma)
+    return {"generic": generic, "per_mma": worst}
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    budgets = []
+    for n, line in enumerate(open(sys.argv[1]), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        mx, metric, src, pattern = line.split(None, 3)
+        if metric not in ("generic", "per_mma"):
+            sys.exit(f"{sys.argv[1]}:{n}: unknown metric {metric}")
+        budgets.append((n, float(mx), metric, src, pattern))
+    nvdisasm = sass.find_nvdisasm()
+    if not nvdisasm:
+        print("kernel_sass: SKIPPED: no nvdisasm (profiling/sass.py --fetch puts Debian's in ~/.cache/mnist_cuda)")
+        return 77
+    kernels = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sorted({b[3] for b in budgets}):
+            cubin = os.path.join(tmp, os.path.basename(src) + ".cubin")
+            arch = "sm_90a" if os.path.basename(src) == "dense.cu" else "sm_90"
+            sass.compile_cubin(os.path.join(ROOT, src), arch, cubin)
+            parsed = sass.parse(sass.disassemble(nvdisasm, cubin))
+            names = sass.demangle([k[0] for k in parsed])
+            kernels[src] = [(name, metrics(ins, labels)) for (_, ins, labels), name in zip(parsed, names)]
+    failed = []
+    for n, mx, metric, src, pattern in budgets:
+        hits = [(name, m[metric]) for name, m in kernels[src] if re.search(pattern, name)]
+        if not hits:
+            failed.append(f"line {n}: no kernel of {src} matches {pattern}")
+            continue
+        top = max(v for _, v in hits)
+        for name, v in hits:
+            print(f"  {metric:8} {v:6.1f} (budget {mx:g})  {src}  {name}")
+            if v > mx + 1e-9:
+                failed.append(f"line {n}: {name}: {metric} {v:.1f} over its budget {mx:g}")
+        slack = 0.0 if metric == "generic" else 0.5
+        if top < mx - slack - 1e-9:
+            failed.append(f"line {n} ({pattern}): budget {mx:g} but its kernels need at most {top:.1f}: tighten it")
+    if failed:
+        print("FAILED:\n" + "\n".join(failed))
+        return 1
+    print(f"kernel_sass: {len(budgets)} budgets hold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
