@@ -9,6 +9,7 @@
 #include "kernels/cp_async.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/gemm_round.cuh"
+#include "kernels/load_l2.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/philox.hpp"
@@ -1819,13 +1820,13 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
   __threadfence();  // every other block's partials of the tile are out (they took their tickets)
   const uint64_t step = epilogue_step<KIND>(p);
   const std::size_t mn = std::size_t(p.M) * p.N;
-  const volatile float* part = p.partial;  // written by other blocks: not from a stale L1 line
+  const float* part = p.partial;  // written by other blocks: read from L2 (load_l2), not a stale L1 line
   for (int e = int(threadIdx.x); e < BM * BN; e += int(blockDim.x)) {
     const int m = m0 + e / BN, n = n0 + e % BN;  // consecutive threads: consecutive n
     if (m >= p.M || n >= p.N) continue;
     const std::size_t i = std::size_t(m) * p.N + n;
     float v = 0.0f;
-    for (int z = 0; z < splits; ++z) v += part[std::size_t(z) * mn + i];
+    for (int z = 0; z < splits; ++z) v += load_l2(part + std::size_t(z) * mn + i);
     store_output<KIND>(p, m, n, v, step);
   }
   if (threadIdx.x == 0) p.tickets[tile] = 0u;

@@ -12,6 +12,7 @@
 #include "kernels/gemm_round.cuh"
 #include "kernels/load_l2.cuh"
 #include "kernels/philox.hpp"
+#include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
 #include "runtime/cuda_check.cuh"
 #include "runtime/error.hpp"
@@ -412,11 +413,12 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
               const int e = e0 + u * kT;
               v[u] = e < total4 ? W4[e] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
+            rowblock::RowCol rc(e0, kT, K4);  // element e's row and float4 column, without a division each
 #pragma unroll
-            for (int u = 0; u < kU4; ++u) {
+            for (int u = 0; u < kU4; ++u, rc.next()) {
               const int e = e0 + u * kT;
               if (e >= total4) continue;
-              float* d = p + (e / K4) * b_stride(K) + (e % K4) * 4;
+              float* d = p + rc.row * b_stride(K) + rc.col * 4;
               d[0] = round_gemm_input<PREC>(v[u].x);
               d[1] = round_gemm_input<PREC>(v[u].y);
               d[2] = round_gemm_input<PREC>(v[u].z);
@@ -431,10 +433,11 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
               const int e = e0 + u * kT;
               v[u] = e < total ? W[e] : 0.0f;
             }
+            rowblock::RowCol rc(e0, kT, K);
 #pragma unroll
-            for (int u = 0; u < kU; ++u) {
+            for (int u = 0; u < kU; ++u, rc.next()) {
               const int e = e0 + u * kT;
-              if (e < total) p[(e / K) * b_stride(K) + e % K] = round_gemm_input<PREC>(v[u]);
+              if (e < total) p[rc.row * b_stride(K) + rc.col] = round_gemm_input<PREC>(v[u]);
             }
           }
         }

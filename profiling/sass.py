@@ -108,12 +108,24 @@ def compile_cubin(src, arch, out):
 
 
 def disassemble(nvdisasm, cubin):
-    return subprocess.run([nvdisasm, "-c", "-g", cubin], check=True, capture_output=True, text=True).stdout
+    return subprocess.run([nvdisasm, "-c", "-g", "-hex", cubin], check=True, capture_output=True, text=True).stdout
 
 
 INS = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 LINE = re.compile(r'//## File "([^"]+)", line (\d+)')
 LABEL = re.compile(r"^\.L_x_(\d+):")
+HEX = re.compile(r"/\*\s*(0x[0-9a-f]{16})\s*\*/\s*$")
+
+
+def branch_offset(lo, hi):
+    """A BRA's target offset (bytes, from the next instruction) from its 128-bit encoding: a signed
+    count of 4-byte units whose low 8 bits are bits 16..23 and the rest bits 34..81. (nvdisasm 11.8
+    leaves some target labels undefined in newer code; checked against the labels it does print.)"""
+    v = (hi << 64) | lo
+    high = (v >> 34) & ((1 << 48) - 1)
+    if high >> 47:
+        high -= 1 << 48
+    return 4 * ((high << 8) | ((lo >> 16) & 0xFF))
 
 
 def opcode(text):
@@ -127,6 +139,8 @@ def parse(text):
     out = []
     for name, body in zip(parts[1::2], parts[2::2]):
         ins, labels, pending, where = [], {}, [], None
+        words = {}  # addr -> [low, high] encoding words
+        last = None
         for line in body.split("\n"):
             s = line.strip()
             m = LABEL.match(s)
@@ -144,6 +158,26 @@ def parse(text):
                     labels[lab] = a
                 pending = []
                 ins.append((a, m.group(2), where))
+                last = a
+                h = HEX.search(s)
+                words[a] = [int(h.group(1), 16)] if h else []
+                continue
+            h = HEX.search(s)
+            if h and last is not None and len(words[last]) == 1:
+                words[last].append(int(h.group(1), 16))
+        # Branch targets nvdisasm left without a label: from the encoding (when it agrees with
+        # every label that is printed).
+        decoded, agree = {}, True
+        for a, t, _ in ins:
+            m = re.search(r"\.L_x_(\d+)", t)
+            if opcode(t).startswith("BRA") and m and len(words.get(a, [])) == 2:
+                tgt = a + 16 + branch_offset(*words[a])
+                decoded[m.group(1)] = tgt
+                if m.group(1) in labels and labels[m.group(1)] != tgt:
+                    agree = False
+        if agree:
+            for lab, tgt in decoded.items():
+                labels.setdefault(lab, tgt)
         out.append((name, ins, labels))
     return out
 
