@@ -42,6 +42,11 @@ int padded_stride(int w) {
 //                                                      db is summed apart)
 //   logits [chunk][zs]                   zs = wT | 1: xent_row's thread-per-row reads hit distinct banks
 //   dZ ping-pong [2][chunk][ds]          (training) ds = max padded_stride(w_i), i = 1..T
+// Each region but acc is followed by kViewPad floats of its own: the tensor-core GEMMs (gemm_mma)
+// read a 16-wide tile's columns past the view's last one (results dropped), which past the last
+// row would otherwise reach the next region (another warp may be writing the dZ partner there) or
+// past the pool's end (the last dZ buffer).
+constexpr int kViewPad = 16;
 struct Plan {
   int off_w[kTailMaxLayers], ws[kTailMaxLayers];
   int off_act[kTailMaxLayers], as[kTailMaxLayers];
@@ -60,7 +65,7 @@ Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc) {
   for (int i = 1; i <= T; ++i) {
     p.off_w[i - 1] = o;
     p.ws[i - 1] = padded_stride(w[i - 1]);
-    o += w[i] * p.ws[i - 1];
+    o += w[i] * p.ws[i - 1] + kViewPad;
   }
   p.off_acc = -1;
   if (acc) {
@@ -70,18 +75,18 @@ Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc) {
   for (int i = 0; i < T; ++i) {
     p.off_act[i] = o;
     p.as[i] = padded_stride(w[i]);
-    o += chunk * p.as[i];
+    o += chunk * p.as[i] + kViewPad;
   }
   p.off_z = o;
   p.zs = w[T] | 1;
-  o += (chunk * p.zs + 3) / 4 * 4;
+  o += (chunk * p.zs + 3) / 4 * 4 + kViewPad;
   p.ds = 0;
   p.off_dz0 = p.off_dz1 = o;
   if (backward) {
     for (int i = 1; i <= T; ++i) p.ds = std::max(p.ds, padded_stride(w[i]));
-    o += chunk * p.ds;
+    o += chunk * p.ds + kViewPad;
     p.off_dz1 = o;
-    if (T >= 2) o += chunk * p.ds;
+    if (T >= 2) o += chunk * p.ds + kViewPad;
   }
   p.total = o;
   return p;
@@ -271,8 +276,8 @@ __device__ __forceinline__ void gemm_weight(int I, int J, int R, const float* __
 // (mma reads its 19 high bits) and a BF16 one packs the high halves of two floats: no cvt.
 // A warp owns a 16 x 16 output tile (two n8 mmas share one A fragment) and walks the whole K; every
 // lane of the warp calls every mma (warp-uniform loops). Its fragment rows and columns past M or N
-// are read at the last valid one (clamped once per tile: in the buffer, their results are dropped
-// at the store); the K / KS full k-steps read without bounds checks, through per-lane pointers that
+// are read where the view continues (below; their results are dropped at the store); the K / KS
+// full k-steps read without bounds checks, through per-lane pointers that
 // step by KS (KFast) or KS·s (XFast); a last partial k-step reads the elements past K as 0 (their
 // products are exact zeros), so the sums are those of the k < K terms in ascending steps.
 // Fragment loads (kernels/mma.cuh's tables): TF32 KFast operands by ldmatrix.x4 (A: one per k-step;
@@ -310,9 +315,11 @@ __device__ __forceinline__ uint32_t pack_rounded_bf16(float lo, float hi) {
 // The full k-steps read through NP per-lane pointers with the other offsets immediate: XFast one
 // pointer per k row (TF32: t, t+4; BF16: 2t, 2t+1, 2t+8, 2t+9), x + 8 at +8 floats; KFast one per x
 // row (g, g+8; TF32: one ldmatrix row address), k + 8 at +8 floats. They step by KS (KFast) or
-// KS·s (XFast) floats. Rows or columns past M or N are read where the view continues in the pool
-// (tail_kernel's plan puts every view before at least 16 rows or columns of the pool: rows of a
-// chunk, a multiple of 32; W_T's rows past w_T in the next region) and their results are dropped.
+// KS·s (XFast) floats. Rows or columns past M or N (up to 15) are read where the view continues,
+// never past the pool and never where another warp writes in the same phase (make_plan): KFast rows
+// past M lie in the chunk (a multiple of 32 rows) or, for W_T's rows past w_T, in the next region,
+// which nothing writes during a forward; XFast columns past N lie in the next row of the same
+// region or, after its last row, in that region's own kViewPad floats.
 template <GemmPrecision PREC, bool IS_A, class Op>
 struct Frags {
   static constexpr bool kBf16 = PREC == GemmPrecision::BF16;

@@ -11,6 +11,7 @@ reports per kernel what ptxas made of it:
   profiling/sass.py --fetch                     # nvdisasm into ~/.cache/mnist_cuda/sass-tools
   profiling/sass.py kernels/dense.cu [-k REGEX] # per kernel: instructions, local memory, its loops
   profiling/sass.py kernels/tail.cu -k 'tail_kernel<.*TF32, true' --dump 0x1f20-0x2800
+  profiling/sass.py kernels/dense.cu --summary  # one line a kernel
 
 Per kernel: the instruction count, local-memory instructions (LDL/STL: spills or a stack frame),
 and every loop (a backward branch; innermost marked) with its instruction mix, its share of math
@@ -225,6 +226,32 @@ def is_division(ins, i):
     return opcode(ins[i][1]) == "I2F.RP" or (opcode(ins[i][1]) == "MUFU.RCP" and i > 0 and "I2F.RP" in ins[i - 1][1])
 
 
+def summary(kernels, pattern):
+    """One line a kernel: instructions, local-memory and plain generic instructions, and its GEMM loop
+    (the innermost loop with the most FFMA, an mma counting 32): its size, math share and, where it
+    has mma, instructions per mma."""
+    names = demangle([k[0] for k in kernels])
+    print(f"{'instr':>6} {'local':>5} {'gen':>4}  {'loop':>5} {'math%':>5} {'/mma':>5}  kernel")
+    for (_, ins, labels), name in zip(kernels, names):
+        if pattern and not re.search(pattern, name):
+            continue
+        local = sum(1 for _, t, _ in ins if opcode(t).startswith(("LDL", "STL")))
+        generic = sum(1 for _, t, _ in ins if re.match(r"(LD|ST)(\.|$)", opcode(t)) and ".STRONG" not in t)
+        loops = loops_of(ins, labels)
+        best = None
+        for s, e in loops:
+            if any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops):
+                continue
+            body = [t for a, t, _ in ins if s <= a <= e]
+            math = sum(1 for t in body if opcode(t).startswith(MATH))
+            mma = sum(1 for t in body if opcode(t).startswith(("HMMA", "HGMMA")))
+            weight = sum(1 for t in body if opcode(t) == "FFMA") + 32 * mma  # the GEMM loop: FFMA or mma
+            if weight and (best is None or weight > best[3]):
+                best = (len(body), 100 * math / len(body), len(body) / mma if mma else 0.0, weight)
+        lp = f"{best[0]:5d} {best[1]:5.0f} {best[2]:5.1f}" if best else f"{'-':>5} {'-':>5} {'-':>5}"
+        print(f"{len(ins):6d} {local:5d} {generic:4d}  {lp}  {name}")
+
+
 def report(kernels, pattern, min_loop, dump):
     names = demangle([k[0] for k in kernels])
     for (mangled, ins, labels), name in zip(kernels, names):
@@ -279,6 +306,7 @@ def main():
     ap.add_argument("--min-loop", type=int, default=8, help="loops shorter than this are not listed")
     ap.add_argument("--dump", help="ADDR-ADDR (hex): print the instructions there, with their source lines")
     ap.add_argument("--sass", help="also write the whole disassembly here")
+    ap.add_argument("--summary", action="store_true", help="one line a kernel instead of its loops")
     a = ap.parse_args()
     if a.have_nvdisasm:
         sys.exit(0 if find_nvdisasm() else 1)
@@ -298,7 +326,10 @@ def main():
         text = disassemble(nvdisasm, cubin)
     if a.sass:
         open(a.sass, "w").write(text)
-    report(parse(text), a.kernel, a.min_loop, a.dump)
+    if a.summary:
+        summary(parse(text), a.kernel)
+    else:
+        report(parse(text), a.kernel, a.min_loop, a.dump)
 
 
 if __name__ == "__main__":

@@ -471,11 +471,13 @@ void wgmma_model(GemmPrecision prec, bool k_adjacent) {
     Vec D = poison(ref.size());
     std::atomic<bool> unchanged_before_wait{true};
     const long long ops0 = cuda::g_emu_wgmma_ops;
-    // (4 regions: the swapped descriptors reach past the two operands, still inside the block's
-    // memory; above 48 KB for N = 128, so allowed as cudaFuncSetAttribute would)
+    // (8 regions: the swapped descriptors reach past the two operands, up to ≈ 5.3 regions for the
+    // transposed BF16 m64n128 layout; 4 regions had been too few there, hidden by the emulator's
+    // rounded-up allocation until it ended each block's memory at a guard page. Above 48 KB, so
+    // allowed as cudaFuncSetAttribute would)
     static const int launch_key = 0;
-    emu::max_dynamic_smem()[&launch_key] = int(4 * region);
-    emu::launch_dynamic(dim3(1), 128, 4 * region, &launch_key, [&] {
+    emu::max_dynamic_smem()[&launch_key] = int(8 * region);
+    emu::launch_dynamic(dim3(1), 128, 8 * region, &launch_key, [&] {
       unsigned char* smem = emu::dynamic_shared<unsigned char>();
       const int tid = int(threadIdx.x);
       for (int e = tid; e < N * K; e += 128) {  // store both operands rounded, in the layout

@@ -1,12 +1,17 @@
 // Host emulation of cooperative launches (kernels/fused_step.cu): cudaLaunchCooperativeKernel
 // runs ALL blocks' threads at once (one fiber per CUDA thread, emu_fiber.h), each block with its own
 // __syncthreads barrier and its own dynamic shared memory (poisoned with 0xFF bytes, NaN as float,
-// so a read before a write shows), and cooperative_groups::this_grid().sync() is a barrier over
+// so a read before a write shows; its end, rounded up to 16 bytes, is the start of an inaccessible
+// page, so a read or write past the size the launch asked for stops the run with SIGSEGV, where the
+// device would read another block's memory or fault), and cooperative_groups::this_grid().sync() is a barrier over
 // every thread of the grid, as on the GPU where all blocks are co-resident. The device has
 // g_emu_sm_count SMs, each holding one block of any size: a grid larger than that is refused, as
 // cudaErrorCooperativeLaunchTooLarge. Also the occupancy and attribute queries the launcher uses,
 // and ordinary launches with dynamic shared memory (emu::launch_dynamic).
 #pragma once
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -35,18 +40,32 @@ T* dynamic_shared() {
 inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t smem, const std::function<void()>& body) {
   const unsigned nb = b1 - b0;
   std::vector<Block> blocks(nb);
-  const std::size_t bytes = (smem + 255) / 256 * 256 + 256;
-  struct Free { void operator()(void* p) const { std::free(p); } };
-  std::vector<std::unique_ptr<void, Free>> buffers;
+  // Each block's memory: whole pages, then one inaccessible guard page; the block's bytes end where
+  // the guard begins (16-byte aligned start: what every tile asks of it).
+  const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+  const std::size_t used = (smem + 15) / 16 * 16;
+  const std::size_t pages = (used + page - 1) / page * page;
+  struct Map {
+    void* base = MAP_FAILED;
+    std::size_t len = 0;
+    ~Map() {
+      if (base != MAP_FAILED) munmap(base, len);
+    }
+  };
+  std::vector<Map> buffers(nb);
   for (unsigned b = 0; b < nb; ++b) {
     blocks[b].bx = (b0 + b) % gridDim.x;
     blocks[b].by = (b0 + b) / gridDim.x;
     blocks[b].sync.expected = threads;
     blocks[b].sync.what = "__syncthreads";
-    buffers.emplace_back(std::aligned_alloc(256, bytes));
-    blocks[b].smem = buffers.back().get();
+    Map& m = buffers[b];
+    m.len = pages + page;
+    m.base = mmap(nullptr, m.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m.base == MAP_FAILED || mprotect(static_cast<char*>(m.base) + pages, page, PROT_NONE) != 0)
+      throw std::runtime_error("emu: cannot map a block's shared memory");
+    blocks[b].smem = static_cast<char*>(m.base) + pages - used;
     blocks[b].smem_bytes = smem;
-    std::memset(blocks[b].smem, 0xFF, bytes);
+    std::memset(blocks[b].smem, 0xFF, used);
   }
   run(blocks, threads, body, nb > 1 ? "a cooperative launch" : "a launch with dynamic shared memory");
 }
