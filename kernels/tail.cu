@@ -277,9 +277,9 @@ __device__ __forceinline__ void gemm_weight(int I, int J, int R, const float* __
 // A warp owns a 16 x 16 output tile (two n8 mmas share one A fragment) and walks the whole K; every
 // lane of the warp calls every mma (warp-uniform loops). Its fragment rows and columns past M or N
 // are read where the view continues (below; their results are dropped at the store); the K / KS
-// full k-steps read without bounds checks, through per-lane pointers that
-// step by KS (KFast) or KS·s (XFast); a last partial k-step reads the elements past K as 0 (their
-// products are exact zeros), so the sums are those of the k < K terms in ascending steps.
+// full k-steps read without bounds checks, through per-lane pointers that step by KS (KFast) or
+// KS·s (XFast); a last partial k-step reads the elements past K as 0 (their products are exact
+// zeros), so the sums are those of the k < K terms in ascending steps.
 // Fragment loads (kernels/mma.cuh's tables): TF32 KFast operands by ldmatrix.x4 (A: one per k-step;
 // B: one per k-step for both n8 tiles), XFast ones as scalar LDS; BF16 KFast pairs (k, k+1) as one
 // 8-byte load, XFast pairs as two scalars. (profiling/sass.py: the routine had been ≈ 95
