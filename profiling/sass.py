@@ -210,6 +210,18 @@ def loops_of(ins, labels):
     return sorted(set(loops))
 
 
+def is_innermost(loop, loops):
+    """No other loop of `loops` lies inside `loop` (start, end)."""
+    s, e = loop
+    return not any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops)
+
+
+def is_plain_generic(text):
+    """A generic load or store (LD/ST: address space unknown to the compiler) that is not .STRONG (the
+    spin-waits' acquire polls: cooperative groups' grid sync, kernels/dep_wait.cuh)."""
+    return re.match(r"(LD|ST)(\.|$)", opcode(text)) is not None and ".STRONG" not in text
+
+
 def lines_span(items):
     lines = collections.Counter(w for _, _, w in items if w)
     if not lines:
@@ -236,11 +248,11 @@ def summary(kernels, pattern):
         if pattern and not re.search(pattern, name):
             continue
         local = sum(1 for _, t, _ in ins if opcode(t).startswith(("LDL", "STL")))
-        generic = sum(1 for _, t, _ in ins if re.match(r"(LD|ST)(\.|$)", opcode(t)) and ".STRONG" not in t)
+        generic = sum(1 for _, t, _ in ins if is_plain_generic(t))
         loops = loops_of(ins, labels)
         best = None
         for s, e in loops:
-            if any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops):
+            if not is_innermost((s, e), loops):
                 continue
             body = [t for a, t, _ in ins if s <= a <= e]
             math = sum(1 for t in body if opcode(t).startswith(MATH))
@@ -268,7 +280,7 @@ def report(kernels, pattern, min_loop, dump):
             body = [x for x in ins if s <= x[0] <= e]
             if len(body) < min_loop:
                 continue
-            inner = not any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops)
+            inner = is_innermost((s, e), loops)
             c = collections.Counter(opcode(t) for _, t, _ in body)
             math = sum(n for o, n in c.items() if o.startswith(MATH))
             mem = lambda pre: sum(n for o, n in c.items() if o.startswith(pre))

@@ -29,12 +29,12 @@ import sass  # noqa: E402
 
 
 def metrics(ins, labels):
-    generic = sum(1 for _, t, _ in ins if re.match(r"(LD|ST)(\.|$)", sass.opcode(t)) and ".STRONG" not in t)
+    generic = sum(1 for _, t, _ in ins if sass.is_plain_generic(t))
     loops = sass.loops_of(ins, labels)
     worst = 0.0
     for s, e in loops:
-        if any(s <= s2 and e2 <= e and (s2, e2) != (s, e) for s2, e2 in loops):
-            continue  # not innermost
+        if not sass.is_innermost((s, e), loops):
+            continue
         body = [t for a, t, _ in ins if s <= a <= e]
         mma = sum(1 for t in body if sass.opcode(t).startswith("HMMA"))
         if mma:
