@@ -2547,7 +2547,6 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
 // ---- Autotuning (DenseAutotune, dense.cuh) ----
 
 int g_autotune = 0;         // open DenseAutotune scopes that tune
-bool g_unverified = false;  // dense_autotune_allow_unverified (tests)
 bool g_autotune_timed = true;  // the innermost such scope times its candidates (else checks only)
 const char* g_last_tile = "auto";  // dense_last_tile (tests): a literal or a kept option's label
 
@@ -2641,7 +2640,7 @@ void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, cudaSt
     }
     const std::vector<TileOption> options =
         tile_options(prec, fold,
-                     wgmma_op && prec != GemmPrecision::FP32 && dense_autotune_unverified() && wgmma_available());
+                     wgmma_op && prec != GemmPrecision::FP32 && wgmma_available());
     std::vector<autotune::Candidate> candidates;
     for (const TileOption& o : options)
       candidates.push_back({o.label, [&launch, &o] {
@@ -2687,14 +2686,6 @@ void dense_autotune_reset() {
 }
 std::string dense_last_tile() { return g_last_tile; }
 
-bool dense_autotune_unverified() {
-  static const bool env = [] {
-    const char* e = std::getenv("MNIST_AUTOTUNE_UNVERIFIED");
-    return e && std::string(e) == "1";
-  }();
-  return env || g_unverified;
-}
-void dense_autotune_allow_unverified(bool allow) { g_unverified = allow; }
 
 std::map<std::string, std::string> dense_autotune_choices() {
   std::map<std::string, std::string> c;

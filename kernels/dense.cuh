@@ -202,14 +202,6 @@ class DenseAutotune {
  private:
   bool on_, timed_before_;
 };
-// Candidates that have never run on a GPU (the wgmma tiles here, the tail path in the engine's race)
-// are tried only where dense_autotune_unverified() says so: a kernel that faults on the hardware
-// would end the run (a fault is not an output that the check can reject), so the default run keeps
-// to kernels that have passed the GPU tests. MNIST_AUTOTUNE_UNVERIFIED=1 in the environment, or the
-// test hook, admits them; once they pass on a GPU (test_dense_tc's wgmma cases, test_tail, the
-// sanitizers), this gate goes (NOTES: "What the next GPU session should run first").
-bool dense_autotune_unverified();
-void dense_autotune_allow_unverified(bool allow);  // testing hook
 // Every tuning so far, in the order they ran (what --autotune reports).
 std::vector<autotune::Record> dense_autotune_records();
 // Forgets every tuned operation and record (tests).

@@ -549,7 +549,7 @@ class CudaEngine final : public Engine {
       if (cfg_.autotune != Autotune::Off && cfg_.gemm == Gemm::Native) {
         choose_tail();
         notice_.clear();
-        race_paths_ = tail_ && cuda::dense_autotune_unverified();  // (the tail has not run on a GPU yet)
+        race_paths_ = tail_;
         tail_ = false;
       }
       return;

@@ -21,10 +21,9 @@
 #   racecheck / synccheck  compute-sanitizer over training runs of a small model (784-32-16-10)
 #              on a 300-image subset of MNIST (profiling/mnist_subset.py; 2 steps, one a partial
 #              batch, validation, test), one per kernel path (fused; graph fp32, tf32, bf16; tail
-#              fp32, tf32; auto tf32: the graph/tail race), each with --autotune check and
-#              MNIST_AUTOTUNE_UNVERIFIED=1, so that every tile candidate of layer 0's GEMMs (wgmma
-#              included) and the tail path run once under the tool: 15 s in
-#              all for racecheck on the H200 (31770b8, before the tail and the candidates), 0 hazards
+#              fp32, tf32; auto tf32: the graph/tail race), each with --autotune check, so that
+#              every tile candidate of layer 0's GEMMs (wgmma included) and the tail path run once
+#              under the tool: 72 s in all for racecheck on the H200 (a018989), 0 hazards
 #   racecheck-tests / synccheck-tests  the same tools over the sanitizer selection of the GPU
 #              tests (MNIST_GPU_TEST_QUICK=1: rows 1 and 129, the odd widths, no 4096 x 784 or
 #              cuBLAS case; tests/gpu/gpu_test.cuh); racecheck did not finish it in 90 s on the H200
@@ -211,7 +210,7 @@ sanitize_quick() {  # sanitize_quick TOOL: 2 training steps of a small model on 
     rc=0
     for path in 'fused' 'graph' 'graph --precision tf32' 'graph --precision bf16' 'tail' 'tail --precision tf32' 'auto --precision tf32'; do
       t0=\$(date +%s)
-      MNIST_AUTOTUNE_UNVERIFIED=1 compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --hidden 32,16 --graph-steps 2 --autotune check --kernels \$path --out $tmp/san-$tool --quiet --seed 3
+      compute-sanitizer --tool $tool --error-exitcode 1 $bin --data $tmp/mnist300 --device cuda --epochs 1 --batch-size 128 --hidden 32,16 --graph-steps 2 --autotune check --kernels \$path --out $tmp/san-$tool --quiet --seed 3
       b=\$?; [ \$b != 0 ] && rc=\$b
       echo \"== $tool over 2 training steps (784-32-16-10, --kernels \$path) on 240 images, validation and test: exit \$b in \$(( \$(date +%s) - t0 ))s\"
       rm -rf $tmp/san-$tool

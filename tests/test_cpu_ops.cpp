@@ -138,7 +138,7 @@ TEST_CASE("dense_forward/dense_backward with TF32/BF16 round every GEMM input, n
   auto X = random_vector<float>(B * K, 20), W = random_vector<float>(N * K, 21), b = random_vector<float>(N, 22);
   auto dY = random_vector<float>(B * N, 23), Y = random_vector<float>(B * N, 24);
   for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
-    INFO((prec == GemmPrecision::TF32 ? "tf32" : "bf16"));
+    INFO(std::string(prec == GemmPrecision::TF32 ? "tf32" : "bf16"));
     std::vector<float> Xr(X.size()), Wr(W.size());
     cpu::round_gemm_inputs(Xr.data(), X.data(), X.size(), prec);
     cpu::round_gemm_inputs(Wr.data(), W.data(), W.size(), prec);

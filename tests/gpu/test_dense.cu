@@ -50,7 +50,7 @@ TEST_CASE("dense_forward equals cpu::dense_forward") {
   Stream stream;
   for (const cases::OpCase& c : test_cases(cases::Op::DenseForward)) {
     for (bool relu : {false, true}) {
-      INFO(c.name(), relu ? " (relu)" : " (linear)");
+      INFO(c.name(), std::string(relu ? " (relu)" : " (linear)"));
       DenseData d(c.rows, c.in, c.out, 100 + c.rows + c.in);
       std::vector<double> ref(std::size_t(d.B) * d.N);
       const auto Xd = to_double(d.X), Wd = to_double(d.W), bd = to_double(d.b);
@@ -110,7 +110,7 @@ TEST_CASE("dense_backward equals cpu::dense_backward") {
   Stream stream;
   for (const cases::OpCase& c : test_cases(cases::Op::DenseBackward)) {
     for (bool relu : {false, true}) {
-      INFO(c.name(), relu ? " (relu)" : " (linear)");
+      INFO(c.name(), std::string(relu ? " (relu)" : " (linear)"));
       DenseData d(c.rows, c.in, c.out, 500 + c.rows + c.out);
       std::vector<double> dX(std::size_t(d.B) * d.K), dW(std::size_t(d.N) * d.K), db(std::size_t(d.N)),
           dZ(std::size_t(d.B) * d.N);
@@ -304,7 +304,7 @@ TEST_CASE("FP32 tiles: SimtVecTile equals SimtTile bitwise (forced and as picked
   for (const Shape& sh : shapes)
     for (bool use_ws : {false, true}) {
       const int B = sh.B, K = sh.K, N = sh.N;
-      INFO(B, "x", K, "->", N, use_ws ? " with workspace" : "");
+      INFO(B, "x", K, "->", N, std::string(use_ws ? " with workspace" : ""));
       DenseData d(B, K, N, 1300 + B + K + N);
       const std::vector<float> D = random_vector(std::size_t(B) * K, 1301);  // sign = mask
       const std::size_t wsn = cuda::dense_workspace_floats(B, K, N);
@@ -371,7 +371,7 @@ TEST_CASE("FP32 tiles: SimtVecTile equals SimtTile bitwise (forced and as picked
       for (cuda::SimtTileKind tile : {cuda::SimtTileKind::Vec128, cuda::SimtTileKind::Vec64, cuda::SimtTileKind::Vec32})
         for (bool fold : folds)
           for (bool shifted : {false, true}) {
-            INFO("tile ", int(tile), fold ? " folded" : "", shifted ? " misaligned" : "");
+            INFO("tile ", int(tile), std::string(fold ? " folded" : ""), std::string(shifted ? " misaligned" : ""));
             same(run({tile, fold}, shifted));
           }
       INFO("as picked");

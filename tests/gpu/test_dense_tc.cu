@@ -86,7 +86,7 @@ TEST_CASE("TF32/BF16 dense_forward and dense_relu_dropout_forward equal the CPU 
   for (GemmPrecision prec : kTensorCore)
     for (const cases::OpCase& c : test_cases(cases::Op::DenseForward)) {
       const int B = c.rows, K = c.in, N = c.out;
-      INFO(c.name(), prec == GemmPrecision::TF32 ? " tf32" : " bf16");
+      INFO(c.name(), std::string(prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
       const auto X = random_vector(std::size_t(B) * K, 11 + B), W = random_vector(std::size_t(N) * K, 12, -.5, .5);
       const auto b = random_vector(std::size_t(N), 13, -.5, .5);
       std::vector<double> ref(std::size_t(B) * N), mag(ref.size()), zero(N, 0.0);
@@ -115,7 +115,7 @@ TEST_CASE("TF32/BF16 dense_backward and dense_backward_fused equal the CPU twins
   for (GemmPrecision prec : kTensorCore)
     for (const cases::OpCase& c : test_cases(cases::Op::DenseBackward)) {
       const int B = c.rows, K = c.in, N = c.out;
-      INFO(c.name(), prec == GemmPrecision::TF32 ? " tf32" : " bf16");
+      INFO(c.name(), std::string(prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
       const auto X = random_vector(std::size_t(B) * K, 21 + B), W = random_vector(std::size_t(N) * K, 22, -.5, .5);
       const auto dY = random_vector(std::size_t(B) * N, 23), Y = random_vector(std::size_t(B) * N, 24);
       std::vector<double> dXr(std::size_t(B) * K), dWr(std::size_t(N) * K), dbr(N), dZ(std::size_t(B) * N);
@@ -259,7 +259,7 @@ TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-
   for (const Shape& sh : shapes)
     for (GemmPrecision prec : kTensorCore) {
       const int B = sh.B, K = sh.K, N = sh.N;
-      INFO(B, "x", K, "->", N, prec == GemmPrecision::TF32 ? " tf32" : " bf16");
+      INFO(B, "x", K, "->", N, std::string(prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
       DeviceBuffer<float> ws(cuda::dense_workspace_floats(B, K, N));
       const auto X = random_vector(std::size_t(B) * K, 61), W = random_vector(std::size_t(N) * K, 62, -.5, .5);
       const auto b = random_vector(std::size_t(N), 63), dZ = random_vector(std::size_t(B) * N, 64);
@@ -312,7 +312,7 @@ TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-
           {cuda::GemmTile::Pipe64x8, true},
           {cuda::GemmTile::Pipe128, true}};
       for (const cuda::GemmTileChoice& c : forced) {
-        INFO("tile ", int(c.tile), c.fold_forward_split ? " folded" : "");
+        INFO("tile ", int(c.tile), std::string(c.fold_forward_split ? " folded" : ""));
         const TileOuts o = c.tile == cuda::GemmTile::Auto ? autom : run(c);
         CHECK(bitwise_equal(o.dW, mma.dW));
         CHECK(bitwise_equal(o.db, mma.db));
@@ -351,7 +351,7 @@ TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, wi
     for (GemmPrecision prec : kTensorCore)
       for (bool fold : {false, true}) {
         const int B = sh.B, K = sh.K, N = sh.N;
-        INFO(B, "x", K, "->", N, (tile == cuda::GemmTile::Wgmma ? " 64x64 " : " 64x128"),
+        INFO(B, "x", K, "->", N, std::string(tile == cuda::GemmTile::Wgmma ? " 64x64 " : " 64x128"),
              (prec == GemmPrecision::TF32 ? " tf32" : " bf16"), (fold ? " fold" : " once"));
         const auto X = random_vector(std::size_t(B) * K, 71 + B), W = random_vector(std::size_t(N) * K, 72, -.5, .5);
         const auto b = random_vector(std::size_t(N), 73, -.5, .5);
@@ -416,7 +416,7 @@ TEST_CASE("wgmma TF32/BF16 weight tile: dW/db and the split pieces of dense_weig
   for (const Shape& sh : shapes)
     for (GemmPrecision prec : kTensorCore) {
       const int B = sh.B, K = sh.K, N = sh.N;
-      INFO(B, "x", K, "->", N, (tile == cuda::GemmTile::Wgmma ? " 128x64 " : " 128x128"),
+      INFO(B, "x", K, "->", N, std::string(tile == cuda::GemmTile::Wgmma ? " 128x64 " : " 128x128"),
            (prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
       const auto X = random_vector(std::size_t(B) * K, 81 + B), dZ = random_vector(std::size_t(B) * N, 82 + K);
       const auto Xr = rounded(X, prec), dZr = rounded(dZ, prec), aX = rounded(X, prec, true),

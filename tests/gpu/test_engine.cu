@@ -10,7 +10,12 @@
 // elements out of ~10⁵ over a few dozen steps stay well below 1e-3 of ‖Δ‖ (≈ lr·sqrt(#params·steps)),
 // while any real fault (a wrong mask, step, batch or order) changes every element's update by
 // ~lr, a normalised error of order 1. Loss means: 1e-4 relative. Accuracy: the argmax can differ
-// only for a near-tie, so at most one example per epoch.
+// only for a near-tie, so at most one example per epoch. At TF32/BF16 the rounding of the GEMM
+// inputs turns those ulp differences into 2^-11 / 2^-8 ones and the runs drift apart as the CPU
+// engine drifts from itself under a one-ulp nudge: each tolerance is then the larger of the above
+// and kYardstickFactor times that drift (tests/gpu/engine_problem.hpp, nudged_twins).
+// Evaluation and prediction are compared on the same weights (the CPU engine's, loaded into the
+// GPU engine), so their tolerances stay the FP32 ones at every precision.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -28,15 +33,19 @@
 namespace mnist::test {
 namespace {
 
-void check_stats(const EpochStats& gpu, const EpochStats& cpu, int n, const char* what) {
+void check_stats(const EpochStats& gpu, const EpochStats& cpu, int n, const char* what, double loss_tol = 1e-4,
+                 double examples = 1.0) {
   INFO(what);
   CHECK(gpu.examples == cpu.examples);
-  CHECK(gpu.loss == doctest::Approx(cpu.loss).epsilon(1e-4));
-  CHECK(std::fabs(gpu.accuracy - cpu.accuracy) * n <= 1.0 + 1e-9);
+  CHECK(gpu.loss == doctest::Approx(cpu.loss).epsilon(loss_tol));
+  CHECK(std::fabs(gpu.accuracy - cpu.accuracy) * n <= examples + 1e-9);
 }
 
 // Trains both engines `epochs` epochs from the same config and compares them after each one.
 void compare_with_cpu(const Problem& p, int epochs, float lr) {
+  const bool rounded = p.cfg.precision != Precision::FP32;
+  const Yardstick y = rounded ? nudged_twins(p, epochs, lr) : Yardstick{};
+  auto at = [&](const std::vector<double>& v, int e) { return rounded ? v[std::size_t(e)] : 0.0; };
   auto cpu = make_cpu_engine(p.cfg);
   auto gpu = make_cuda_engine(p.cfg);
   const int tc = cpu->add_dataset(p.view()), tg = gpu->add_dataset(p.view());
@@ -48,18 +57,19 @@ void compare_with_cpu(const Problem& p, int epochs, float lr) {
     INFO("epoch ", e);
     const EpochStats sc = cpu->train_epoch(tc, e, lr);
     const EpochStats sg = gpu->train_epoch(tg, e, lr);
-    check_stats(sg, sc, p.n, "train");
+    check_stats(sg, sc, p.n, "train", yardstick_tol(1e-4, at(y.loss, e)), yardstick_tol(1.0, at(y.accuracy, e)));
     cpu->get_params(pc);
     gpu->get_params(pg);
-    expect_close(delta(pg, p0), delta(pc, p0), 1e-3, "parameter change");
+    expect_close(delta(pg, p0), delta(pc, p0), yardstick_tol(1e-3, at(y.params, e)), "parameter change");
   }
   TrainState st_c, st_g;
   cpu->get_state(st_c);
   gpu->get_state(st_g);
   CHECK(st_g.step == st_c.step);
-  expect_close(st_g.m, st_c.m, 1e-3, "Adam m");
-  expect_close(st_g.v, st_c.v, 1e-3, "Adam v");
+  expect_close(st_g.m, st_c.m, yardstick_tol(1e-3, y.m), "Adam m");
+  expect_close(st_g.v, st_c.v, yardstick_tol(1e-3, y.v), "Adam v");
 
+  gpu->set_state(st_c);  // evaluation and prediction on the same weights
   check_stats(gpu->evaluate(tg), cpu->evaluate(tc), p.n, "evaluate");
   const int np = std::min(p.n, 300);
   const std::size_t C = std::size_t(p.cfg.spec.classes);
@@ -97,7 +107,7 @@ TEST_CASE("CUDA engine = CPU engine: --kernels tail (layers >= 1 in one kernel, 
   // against the CPU engine with the same input rounding (the tolerances above: the paths differ
   // by float32 summation order only).
   for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16}) {
-    INFO("precision ", to_string(prec));
+    INFO("precision ", std::string(to_string(prec)));
     Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1112, 44);
     p.cfg.kernels = Kernels::Tail;
     p.cfg.precision = prec;
@@ -137,7 +147,7 @@ Problem large_batch_problem(Precision prec, Kernels kernels, int n, uint64_t see
 TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch, bitwise") {
   for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
     for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
-      INFO("precision ", to_string(prec), ", kernels ", to_string(kernels));
+      INFO("precision ", std::string(to_string(prec)), ", kernels ", std::string(to_string(kernels)));
       Problem p = large_batch_problem(prec, kernels, 4200, 47);
       std::vector<EpochProgress> progress[2];
       TrainState state[2];
@@ -181,7 +191,7 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
 TEST_CASE("CUDA engine: --autotune keeps other tiles and changes no bit; the step's GEMMs are tuned before capture") {
   for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
     for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
-      INFO("precision ", to_string(prec), ", kernels ", to_string(kernels));
+      INFO("precision ", std::string(to_string(prec)), ", kernels ", std::string(to_string(kernels)));
       Problem p = large_batch_problem(prec, kernels, 1300, 48);
       const std::string kept = prec == Precision::FP32 ? "vec32" : "pipe64";
       TrainState state[2];
@@ -233,9 +243,8 @@ TEST_CASE("CUDA engine: --autotune keeps other tiles and changes no bit; the ste
 // must then train bit for bit as an engine pinned to the path it kept (the race restores the state
 // exactly; the second engine reuses the process's tuned tiles, so both run the same tiles).
 TEST_CASE("CUDA engine: --kernels auto with --autotune races graph and tail, then trains as the path it kept") {
-  cuda::dense_autotune_allow_unverified(true);  // (the tail has not run on a GPU before this test)
   for (const Precision prec : {Precision::FP32, Precision::TF32}) {
-    INFO("precision ", to_string(prec));
+    INFO("precision ", std::string(to_string(prec)));
     cuda::dense_autotune_reset();
     Problem p = make_problem(784, {128, 64}, 10, 0.2f, 1024, 2600, 49);
     p.cfg.precision = prec;
@@ -265,7 +274,6 @@ TEST_CASE("CUDA engine: --kernels auto with --autotune races graph and tail, the
     CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
   }
   cuda::dense_autotune_reset();
-  cuda::dense_autotune_allow_unverified(false);
 }
 
 TEST_CASE("CUDA engine = CPU engine: no shuffle, no dropout, one hidden layer") {

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "layers/engine.hpp"
@@ -93,7 +94,7 @@ TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial la
     expect_close(delta(a.params, p0), delta(c.params, p0), 1e-3, "fused vs CPU parameter change");
     expect_close(delta(a.params, p0), delta(b.params, p0), 1e-3, "fused vs graph parameter change");
     MESSAGE("fused vs graph after epoch ", e, ": parameters ",
-            bitwise_equal(a.params, b.params) ? "bitwise equal" : "NOT bitwise equal", ", loss ", sf.loss, " vs ",
+            std::string(bitwise_equal(a.params, b.params) ? "bitwise equal" : "NOT bitwise equal"), ", loss ", sf.loss, " vs ",
             sg.loss);
   }
   // Evaluation runs as one fused_evaluate launch: same tolerances; twice gives the same bits (its
@@ -110,18 +111,21 @@ TEST_CASE("fused kernel = CPU engine = graph path: the default model, partial la
 
 // --precision tf32|bf16: the fused kernel rounds every GEMM input as the graph path does and sums
 // in its float32 chains, so it matches the CPU engine at the same precision within the fp32
-// tolerances above (the rounded products are exact in float32: only the summation order differs),
-// and its parameters are ten times or more further from an fp32 run's (the rounding is applied:
-// 2^-11 or 2^-8 relative per input against ~1e-6 of summation order; the emulation shows 1e-3 to
-// 7e-2 against 3e-7).
+// tolerances above widened to the CPU engine's own drift under a one-ulp nudge (the rounding turns
+// ulp differences into 2^-11 / 2^-8 ones: tests/gpu/engine_problem.hpp, nudged_twins; on the H200
+// at a018989 this case measured 1.3e-2 after two epochs against 1e-3), and after its first epoch
+// its parameters are ten times or more further from an fp32 run's (the rounding is applied: 2^-11
+// or 2^-8 relative per input; the later epochs' drift narrows that margin: 0.127 against 0.013 on
+// the H200). Evaluation on the same weights (the CPU engine's): the fp32 tolerances.
 TEST_CASE("fused kernel at tf32 and bf16 = CPU engine with the same input rounding") {
   for (Precision prec : {Precision::TF32, Precision::BF16}) {
-    INFO(to_string(prec));
+    INFO(std::string(to_string(prec)));
     Problem p = make_problem(784, {128, 64}, 10, 0.2f, 128, 600, 42);
     p.cfg.kernels = Kernels::Fused;
     p.cfg.precision = prec;
     Problem q = p;
     q.cfg.precision = Precision::FP32;
+    const Yardstick y = nudged_twins(p, 2, 1e-3f);
     auto cpu = make_cpu_engine(p.cfg);
     auto cpu32 = make_cpu_engine(q.cfg);
     auto fused = make_cuda_engine(p.cfg);
@@ -132,19 +136,27 @@ TEST_CASE("fused kernel at tf32 and bf16 = CPU engine with the same input roundi
     cpu->get_params(p0);
     for (int e = 0; e < 2; ++e) {
       INFO("epoch ", e);
+      const std::size_t i = std::size_t(e);
       const EpochStats sc = cpu->train_epoch(tc, e, 1e-3f), sf = fused->train_epoch(tf, e, 1e-3f);
       cpu32->train_epoch(t32, e, 1e-3f);
       CHECK(sf.examples == sc.examples);
-      CHECK(sf.loss == doctest::Approx(sc.loss).epsilon(1e-4));
-      CHECK(std::fabs(sf.accuracy - sc.accuracy) * p.n <= 1.0 + 1e-9);
+      CHECK(sf.loss == doctest::Approx(sc.loss).epsilon(yardstick_tol(1e-4, y.loss[i])));
+      CHECK(std::fabs(sf.accuracy - sc.accuracy) * p.n <= yardstick_tol(1.0, y.accuracy[i]) + 1e-9);
       cpu->get_params(pc);
       cpu32->get_params(p32);
       fused->get_params(pf);
-      expect_close(delta(pf, p0), delta(pc, p0), 1e-3, "fused vs CPU parameter change, same precision");
+      expect_close(delta(pf, p0), delta(pc, p0), yardstick_tol(1e-3, y.params[i]),
+                   "fused vs CPU parameter change, same precision");
       const double err = rel_error(delta(pf, p0), delta(pc, p0)), err32 = rel_error(delta(pf, p0), delta(p32, p0));
-      CHECK_MESSAGE(err32 > 10 * err, "against an fp32 run the error is " << err32 << ", against the same precision "
-                                                                          << err << ": the inputs are rounded");
+      MESSAGE(std::string(to_string(prec)), " epoch ", e, ": against the same precision ", err, " (nudged CPU twins ", y.params[i],
+              "), against fp32 ", err32);
+      if (e == 0)
+        CHECK_MESSAGE(err32 > 10 * err, "against an fp32 run the error is " << err32 << ", against the same precision "
+                                                                            << err << ": the inputs are rounded");
     }
+    TrainState st;
+    cpu->get_state(st);
+    fused->set_state(st);
     const EpochStats ec = cpu->evaluate(tc), ef = fused->evaluate(tf);
     CHECK(ef.loss == doctest::Approx(ec.loss).epsilon(1e-4));
     CHECK(std::fabs(ef.accuracy - ec.accuracy) * p.n <= 1.0 + 1e-9);

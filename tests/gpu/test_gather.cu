@@ -112,7 +112,7 @@ TEST_CASE("shuffle_order: crowded buckets and equal keys, bucket shuffle and CUB
     for (bool cub : {false, true})
       for (uint32_t mask : test::shuffle_test_masks())
         for (uint64_t epoch : {uint64_t(0), uint64_t(5)}) {
-          INFO("n=", n, cub ? " cub" : " buckets", " mask=", mask, " epoch=", epoch);
+          INFO("n=", n, std::string(cub ? " cub" : " buckets"), " mask=", mask, " epoch=", epoch);
           cuda::shuffle_set_test_hooks({cub, mask});
           auto order = poisoned<int32_t>(std::size_t(n));
           cuda::shuffle_order(order.data(), temp.data(), temp.size(), n, 9, epoch, stream.get());
