@@ -56,7 +56,8 @@ inline std::vector<double> delta(const std::vector<float>& p, const std::vector<
 // step and 5e-3..6e-2 after two epochs, Adam's m up to 0.14, where the same nudge at FP32 gives
 // 2e-6. On the H200 (a018989) the GPU against the CPU measured 2.6e-3 / 9.9e-3 (tail path, tf32)
 // and 1.3e-2 (fused, tf32, epoch 1): inside the nudged twins' range, outside any fixed FP32
-// tolerance. The emulation cannot show it (its expf is the CPU's: 3e-7).
+// tolerance. The emulation's engine cases are small (tiny layers, a few steps: 3e-7 there), too
+// small for the drift to grow, although its expf is CUDA's and not the CPU's.
 //
 // So: `twins` CPU engines started from the nudged parameters (different random directions) run
 // beside an unnudged one; per epoch the largest distance of a twin (parameter change, loss,

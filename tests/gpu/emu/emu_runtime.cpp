@@ -9,6 +9,42 @@
 #include "runtime/error.hpp"
 
 thread_local dim3 threadIdx, blockIdx;
+
+#if defined(__x86_64__)
+// emu_switch(save_sp, load_sp) (ov/emu_fiber.h): pushes the callee-saved registers, MXCSR and the
+// x87 control word, stores the stack pointer in *save_sp, continues on load_sp's stack (a context
+// emu_switch left, or one make_context built) and returns there. System V: rdi, rsi.
+asm(R"(
+    .text
+    .globl emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+    .section .note.GNU-stack,"",@progbits
+    .text
+)");
+#endif
 dim3 blockDim, gridDim;
 long long g_emu_launches = 0;
 long long g_emu_stream_syncs = 0;

@@ -20,9 +20,12 @@
 #pragma once
 
 #include <sys/mman.h>
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -41,6 +44,43 @@ inline thread_local void* g_emu_dynamic_smem = nullptr;
 namespace emu {
 
 struct Fiber;
+
+// The switch between two fibers (or a fiber and the scheduler). On x86-64 a few instructions
+// (emu_runtime.cpp, emu_switch: the callee-saved registers, MXCSR and the x87 control word pushed on
+// the stack being left, the stack pointer swapped); swapcontext also saves and restores the signal
+// mask, a system call on every switch, which was half the emulation's time (perf, 2026-11-27).
+// Elsewhere: ucontext.
+#if defined(__x86_64__)
+struct Context {
+  void* sp = nullptr;
+};
+extern "C" void emu_switch(void** save_sp, void* load_sp);
+inline void switch_to(Context& from, Context& to) { emu_switch(&from.sp, to.sp); }
+// A fresh context that starts `entry` (which must never return) on [stack, stack + bytes).
+inline void make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
+  auto top = reinterpret_cast<std::uintptr_t>(static_cast<char*>(stack) + bytes) & ~std::uintptr_t(15);
+  auto* w = reinterpret_cast<std::uint64_t*>(top);
+  *--w = 0;                                         // (alignment: entry starts with rsp = 8 mod 16)
+  *--w = reinterpret_cast<std::uint64_t>(entry);    // emu_switch's ret
+  for (int i = 0; i < 6; ++i) *--w = 0;             // rbp, rbx, r12..r15
+  std::uint32_t csr[2];
+  asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(csr[0]), "=m"(csr[1]));
+  *--w = std::uint64_t(csr[0]) | (std::uint64_t(csr[1] & 0xFFFF) << 32);  // MXCSR, x87 control word
+  c.sp = w;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+inline void switch_to(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+inline void make_context(Context& c, void* stack, std::size_t bytes, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = bytes;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
 
 // A barrier of `expected` threads. `what` names it in a deadlock report.
 struct Barrier {
@@ -61,7 +101,7 @@ struct Block {
 };
 
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   unsigned tid = 0;
   Block* block = nullptr;
   void* stack = nullptr;
@@ -111,7 +151,7 @@ inline void (*g_after_run)() = nullptr;
 inline const void* g_launch_kernel = nullptr;
 
 struct Scheduler {
-  ucontext_t host;
+  Context host;
   std::deque<Fiber*> ready;
   Fiber* current = nullptr;
   const std::function<void()>* body = nullptr;
@@ -187,14 +227,15 @@ inline void fiber_main() {
   }
   f.done = true;
   s.spins_since_progress = 0;
-  swapcontext(&f.ctx, &s.host);
+  switch_to(f.ctx, s.host);  // never resumed
+  std::abort();
 }
 
 // Back to the scheduler; the fiber resumes when the scheduler picks it from the ready queue.
 inline void yield() {
   Scheduler& s = scheduler();
   Fiber& f = *s.current;
-  swapcontext(&f.ctx, &s.host);
+  switch_to(f.ctx, s.host);
   on_resume(f);
 }
 
@@ -312,11 +353,7 @@ inline void run(std::vector<Block>& blocks, unsigned threads, const std::functio
       f.tid = t;
       f.block = &blocks[b];
       f.stack = take_stack();
-      getcontext(&f.ctx);
-      f.ctx.uc_stack.ss_sp = static_cast<char*>(f.stack) + kGuardBytes;
-      f.ctx.uc_stack.ss_size = kStackBytes;
-      f.ctx.uc_link = nullptr;
-      makecontext(&f.ctx, fiber_main, 0);
+      make_context(f.ctx, static_cast<char*>(f.stack) + kGuardBytes, kStackBytes, fiber_main);
       s.ready.push_back(&f);
     }
   }
@@ -326,7 +363,7 @@ inline void run(std::vector<Block>& blocks, unsigned threads, const std::functio
   while (!s.ready.empty() && !s.error) {
     Fiber* f = pick(s);
     s.current = f;
-    swapcontext(&s.host, &f->ctx);
+    switch_to(s.host, f->ctx);
   }
   s.current = nullptr;
   if (g_after_run) g_after_run();
