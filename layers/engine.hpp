@@ -35,11 +35,10 @@ enum class Gemm { Native, Cublas };
 // kernel cannot hold falls back to `Graph` with a one-line notice. `Auto` (the default) takes
 // `Fused` where it is the faster of the two and can run (batch <= kFusedAutoMaxBatch in fp32,
 // <= kFusedAutoMaxBatchRounded in tf32/bf16, native GEMMs); elsewhere (a larger batch, a model it
-// cannot hold), with
-// EngineConfig::autotune, the faster of `Graph` and `Tail`
-// as the first epoch times them on the device (one step each from the same state, the tail
-// checked against the graph path's moments first; Engine::autotune_report names the times), and
-// `Graph` otherwise; never a notice. `Tail` is the graph path for large
+// cannot hold), with EngineConfig::autotune, the faster of `Tail` and `Graph` as the first epoch
+// times them on the device (one step each from the same state, the graph path checked against the
+// tail's moments first; Engine::autotune_report names the times), and `Tail` otherwise (faster at
+// every batch measured, H200 a018989), `Graph` where the tail cannot run; never a notice. `Tail` is the graph path for large
 // batches with fewer, larger launches: layer 0's forward, ONE launch for every later layer's
 // forward, loss and backward (kernels/tail.cuh), layer 0's weight partials, and ONE launch that sums
 // every layer's gradient pieces and runs Adam (cuda::adam_reduce_update); a model the tail kernel

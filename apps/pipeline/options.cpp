@@ -128,7 +128,7 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
   add_choice(app, "--kernels", o.kernels, {Kernels::Auto, Kernels::Fused, Kernels::Graph, Kernels::Tail},
              "CUDA training step: one persistent kernel, separate kernels in graphs, graphs of the large-batch "
              "launches (layers after the first in one kernel, Adam fused with the gradient sums), or auto (fused "
-             "up to batch 512 in fp32, 256 in tf32/bf16; elsewhere the faster of graph and tail on this device with --autotune on, else graph)");
+             "up to batch 512 in fp32, 256 in tf32/bf16; elsewhere the faster of tail and graph on this device with --autotune on, else tail where it can run)");
   add_choice(app, "--autotune", o.autotune, {Autotune::On, Autotune::Off, Autotune::Check},
              "CUDA: time every GEMM tile on the device at its first use and keep the fastest (off: the size "
              "models' pick; check: run and check every tile against it, untimed, and keep the model's pick)");

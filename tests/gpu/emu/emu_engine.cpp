@@ -357,12 +357,13 @@ void autotune_changes_no_bit() {
   }
 }
 
-// Kernels::Auto above the fused kernel's batches with autotuning: the first epoch races the graph
-// and tail paths (race_paths) and keeps the faster. Timings injected (the emulation's events read 0):
-// where the tail wins, the engine must train, evaluate and predict bit for bit as one pinned to
-// --kernels tail (the race restores parameters, moments and counters exactly); where the graph path
-// wins, as one pinned to --kernels graph; and a tail step whose moments disagree with the graph
-// path's (the corrupt hook) is rejected and named. Batch 1024: 2 full batches and a 52-row one.
+// Kernels::Auto above the fused kernel's batches: untuned, the tail path; with autotuning the first
+// epoch races the tail (the reference) and graph paths (race_paths) and keeps the faster. Timings
+// injected (the emulation's events read 0): where the tail wins, the engine must train, evaluate and
+// predict bit for bit as one pinned to --kernels tail (the race restores parameters, moments and
+// counters exactly); where the graph path wins, as one pinned to --kernels graph; and a graph step
+// whose moments disagree with the tail's (the corrupt hook) is rejected and named. Batch 1024: 2 full
+// batches and a 52-row one.
 void auto_races_paths() {
   const int n = 2100;
   EngineConfig cfg = tuning_config(40, 1024, 43);
@@ -376,7 +377,7 @@ void auto_races_paths() {
     std::vector<std::string> rep;
     std::map<std::string, std::string> choices;
   };
-  auto run = [&](Kernels k, double tail_us, bool corrupt_tail, const std::map<std::string, std::string>& preset = {},
+  auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
                  double gathered_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
@@ -384,9 +385,9 @@ void auto_races_paths() {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
-    if (corrupt_tail)
+    if (corrupt_graph)
       h.corrupt = [](const std::string& l, std::vector<float>& v) {
-        if (l == "tail step") v[3] += 1.0f;
+        if (l == "graph step") v[3] += 1.0f;
       };
     cuda::autotune::set_test_hooks(h);
     cfg.kernels = k;
@@ -414,7 +415,7 @@ void auto_races_paths() {
   const Out fast_tail = run(Kernels::Auto, 5.0, false);
   expect(fast_tail.tail, "auto race: a tail step 2x faster is kept");
   expect(same(fast_tail, tail), "auto race (tail kept): bitwise the pinned tail path");
-  expect(!fast_tail.rep.empty() && fast_tail.rep[0].rfind("training step 1024 rows fp32 (--kernels auto): tail step, 5.0 µs (graph step: 10.0 µs)", 0) == 0,
+  expect(!fast_tail.rep.empty() && fast_tail.rep[0].rfind("training step 1024 rows fp32 (--kernels auto): tail step, 5.0 µs (tail step: 5.0 µs)", 0) == 0,
          cat("auto race: reported first: '", fast_tail.rep.empty() ? "" : fast_tail.rep[0], "'"));
   // A resumed run (Engine::set_autotune_choices) keeps the interrupted run's path and tiles even
   // where its own timings would choose otherwise: here the graph path would now win.
@@ -434,23 +435,30 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (graph step: 10.0 µs), 4 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 4 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
-  const Out near = run(Kernels::Auto, 9.9, false);
-  expect(!near.tail && same(near, graph), "auto race: a tail step 1 % faster does not displace the graph path; bitwise the pinned graph path");
-  const Out wrong = run(Kernels::Auto, 5.0, true);
-  expect(!wrong.tail && same(wrong, graph), "auto race: a tail step that disagrees is not kept");
-  expect(!wrong.rep.empty() && wrong.rep[0].find("REJECTED tail step: ") != std::string::npos,
+  const Out slow_tail = run(Kernels::Auto, 20.0, false);
+  expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
+  const Out near = run(Kernels::Auto, 10.1, false);
+  expect(near.tail && same(near, tail), "auto race: a graph step 1 % faster does not displace the tail path; bitwise the pinned tail path");
+  const Out wrong = run(Kernels::Auto, 20.0, true);
+  expect(wrong.tail && same(wrong, tail), "auto race: a graph step that disagrees is not kept, however fast");
+  expect(!wrong.rep.empty() && wrong.rep[0].find("REJECTED graph step: ") != std::string::npos,
          cat("auto race: the rejection reported: '", wrong.rep.empty() ? "" : wrong.rep[0], "'"));
-  // --autotune check: the paths are run and checked, not timed; the graph path stays (bitwise the
-  // pinned graph path), a disagreeing tail step is still named.
+  // --autotune check: the paths are run and checked, not timed; the tail path stays (bitwise the
+  // pinned tail path), a disagreeing graph step is still named.
   cfg.autotune = Autotune::Check;
-  const Out check = run(Kernels::Auto, 5.0, true);
-  expect(!check.tail && same(check, graph) && !check.rep.empty() &&
-             check.rep[0].find(": graph step, 4 checked, not timed, in ") != std::string::npos &&
-             check.rep[0].find(" ms; REJECTED tail step: ") != std::string::npos &&
-             check.rep[0].find("REJECTED tail step: ") != std::string::npos,
+  const Out check = run(Kernels::Auto, 20.0, true);
+  expect(check.tail && same(check, tail) && !check.rep.empty() &&
+             check.rep[0].find(": tail step, 4 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
+  // --autotune off: the tail path, no race, bitwise the pinned tail path.
+  cfg.autotune = Autotune::Off;
+  const Out untuned = run(Kernels::Auto, 20.0, false);
+  expect(untuned.tail && same(untuned, tail) &&
+             std::none_of(untuned.rep.begin(), untuned.rep.end(), [](const std::string& l) { return l.rfind("training step", 0) == 0; }),
+         "auto, untuned: the tail path, no race, bitwise the pinned tail path");
   cfg.autotune = Autotune::On;
   // Where the fused kernel does not run below batch 512 (tf32 above kFusedAutoMaxBatchRounded),
   // Auto races the paths too.
