@@ -104,8 +104,8 @@ TEST_CASE("CUDA engine = CPU engine: --gemm cublas path") {
 TEST_CASE("CUDA engine = CPU engine: --kernels tail (layers >= 1 in one kernel, Adam fused with the sums)") {
   // The default model at batch 512 (layer 0's weight GEMM in pieces, the tail in several row
   // blocks, a 88-row last batch), then an odd three-hidden-layer model; each at every precision
-  // against the CPU engine with the same input rounding (the tolerances above: the paths differ
-  // by float32 summation order only).
+  // against the CPU engine with the same input rounding (the tolerances above; at tf32/bf16 widened
+  // to the CPU engine's own drift, which the H200 showed these runs need: 2.6e-3 after one epoch).
   for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16}) {
     INFO("precision ", std::string(to_string(prec)));
     Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1112, 44);
