@@ -2686,7 +2686,6 @@ void dense_autotune_reset() {
 }
 std::string dense_last_tile() { return g_last_tile; }
 
-
 std::map<std::string, std::string> dense_autotune_choices() {
   std::map<std::string, std::string> c;
   for (const auto& [key, option] : g_tuned) c[key] = option.label;

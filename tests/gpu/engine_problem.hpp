@@ -59,63 +59,68 @@ inline std::vector<double> delta(const std::vector<float>& p, const std::vector<
 // tolerance. The emulation's engine cases are small (tiny layers, a few steps: 3e-7 there), too
 // small for the drift to grow, although its expf is CUDA's and not the CPU's.
 //
-// So: `twins` CPU engines started from the nudged parameters (different random directions) run
-// beside an unnudged one; per epoch the largest distance of a twin (parameter change, loss,
-// accuracy) and at the end of Adam's moments is the yardstick; a comparison's tolerance is
-// max(its FP32 tolerance, kYardstickFactor x yardstick). A fault (a wrong mask, batch, step or
-// rounding left out) moves every element by ~lr: a normalised error of order 1 (the rounding alone,
-// tf32 against an fp32 run, measured 0.13 after two epochs) and stays visible in the first epoch.
+// So: `twins` CPU engines started from the nudged parameters (different random directions) train
+// beside the comparison's own CPU engine, the reference (so its run is not repeated); per epoch the
+// largest distance of a twin from it (parameter change, loss, accuracy), and at the end of Adam's
+// moments, is the yardstick; a comparison's tolerance is max(its FP32 tolerance, kYardstickFactor x
+// yardstick). A fault (a wrong mask, batch, step or rounding left out) moves every element by ~lr: a
+// normalised error of order 1 (the rounding alone, tf32 against an fp32 run, measured 0.13 after two
+// epochs) and stays visible in the first epoch.
 constexpr double kYardstickFactor = 4.0;  // the GPU applies ulp differences every step, a twin once
 
-struct Yardstick {
-  std::vector<double> params, loss, accuracy;  // per epoch: largest normalised error, relative loss, examples
-  double m = 0, v = 0;                         // Adam's moments after the last epoch
-};
+class NudgedTwins {
+ public:
+  struct Drift {
+    double params = 0, loss = 0, accuracy = 0;  // largest normalised error, relative loss, examples
+  };
 
-inline Yardstick nudged_twins(const Problem& p, int epochs, float lr, int twins = 3) {
-  Yardstick y;
-  y.params.assign(std::size_t(epochs), 0.0);
-  y.loss.assign(std::size_t(epochs), 0.0);
-  y.accuracy.assign(std::size_t(epochs), 0.0);
-  auto ref = make_cpu_engine(p.cfg);
-  const int tr = ref->add_dataset(p.view());
-  std::vector<float> p0;
-  ref->get_params(p0);
-  std::vector<std::unique_ptr<Engine>> tw;
-  std::vector<int> tt;
-  for (int k = 0; k < twins; ++k) {
-    tw.push_back(make_cpu_engine(p.cfg));
-    tt.push_back(tw.back()->add_dataset(p.view()));
-    TrainState st;
-    tw.back()->get_state(st);
-    std::mt19937_64 gen(p.cfg.seed * 1000 + uint64_t(k) + 1);
-    for (float& x : st.params) x = std::nextafter(x, (gen() & 1) ? INFINITY : -INFINITY);
-    tw.back()->set_state(st);
-  }
-  std::vector<float> pr, pt;
-  for (int e = 0; e < epochs; ++e) {
-    const EpochStats sr = ref->train_epoch(tr, e, lr);
-    ref->get_params(pr);
+  explicit NudgedTwins(const Problem& p, int twins = 3) : n_(p.n) {
     for (int k = 0; k < twins; ++k) {
-      const EpochStats st = tw[std::size_t(k)]->train_epoch(tt[std::size_t(k)], e, lr);
-      tw[std::size_t(k)]->get_params(pt);
-      const std::size_t i = std::size_t(e);
-      y.params[i] = std::max(y.params[i], rel_error(delta(pt, p0), delta(pr, p0)));
-      y.loss[i] = std::max(y.loss[i], std::fabs(st.loss - sr.loss) / std::max(std::fabs(sr.loss), 1e-30));
-      y.accuracy[i] = std::max(y.accuracy[i], std::fabs(st.accuracy - sr.accuracy) * p.n);
+      engines_.push_back(make_cpu_engine(p.cfg));
+      sets_.push_back(engines_.back()->add_dataset(p.view()));
+      TrainState st;
+      engines_.back()->get_state(st);
+      std::mt19937_64 gen(p.cfg.seed * 1000 + uint64_t(k) + 1);
+      for (float& x : st.params) x = std::nextafter(x, (gen() & 1) ? INFINITY : -INFINITY);
+      engines_.back()->set_state(st);
     }
   }
-  TrainState a, b;
-  ref->get_state(a);
-  for (auto& t : tw) {
-    t->get_state(b);
-    y.m = std::max(y.m, rel_error(b.m, a.m));
-    y.v = std::max(y.v, rel_error(b.v, a.v));
-  }
-  return y;
-}
 
-// The tolerance of a comparison whose FP32 tolerance is `fp32_tol` and whose yardstick is `twin`.
+  // Epoch e of every twin, and their largest distance from the reference after its epoch e: p0 its
+  // initial parameters, params and stats after the epoch.
+  Drift epoch(int e, float lr, const std::vector<float>& p0, const std::vector<float>& params, const EpochStats& stats) {
+    Drift d;
+    std::vector<float> pt;
+    for (std::size_t k = 0; k < engines_.size(); ++k) {
+      const EpochStats st = engines_[k]->train_epoch(sets_[k], e, lr);
+      engines_[k]->get_params(pt);
+      d.params = std::max(d.params, rel_error(delta(pt, p0), delta(params, p0)));
+      d.loss = std::max(d.loss, std::fabs(st.loss - stats.loss) / std::max(std::fabs(stats.loss), 1e-30));
+      d.accuracy = std::max(d.accuracy, std::fabs(st.accuracy - stats.accuracy) * n_);
+    }
+    return d;
+  }
+
+  // The largest distance of the twins' Adam moments (m, v) from the reference's state.
+  std::pair<double, double> moments(const TrainState& ref) {
+    double m = 0, v = 0;
+    TrainState st;
+    for (auto& t : engines_) {
+      t->get_state(st);
+      m = std::max(m, rel_error(st.m, ref.m));
+      v = std::max(v, rel_error(st.v, ref.v));
+    }
+    return {m, v};
+  }
+
+ private:
+  int n_;
+  std::vector<std::unique_ptr<Engine>> engines_;
+  std::vector<int> sets_;
+};
+
+// The tolerance of a comparison whose FP32 tolerance is `fp32_tol` and whose yardstick is `twin`
+// (0 at FP32: no twins).
 inline double yardstick_tol(double fp32_tol, double twin) { return std::max(fp32_tol, kYardstickFactor * twin); }
 
 }  // namespace mnist::test

@@ -13,7 +13,7 @@
 // only for a near-tie, so at most one example per epoch. At TF32/BF16 the rounding of the GEMM
 // inputs turns those ulp differences into 2^-11 / 2^-8 ones and the runs drift apart as the CPU
 // engine drifts from itself under a one-ulp nudge: each tolerance is then the larger of the above
-// and kYardstickFactor times that drift (tests/gpu/engine_problem.hpp, nudged_twins).
+// and kYardstickFactor times that drift (tests/gpu/engine_problem.hpp, NudgedTwins).
 // Evaluation and prediction are compared on the same weights (the CPU engine's, loaded into the
 // GPU engine), so their tolerances stay the FP32 ones at every precision.
 #include <atomic>
@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,8 @@ void check_stats(const EpochStats& gpu, const EpochStats& cpu, int n, const char
 
 // Trains both engines `epochs` epochs from the same config and compares them after each one.
 void compare_with_cpu(const Problem& p, int epochs, float lr) {
-  const bool rounded = p.cfg.precision != Precision::FP32;
-  const Yardstick y = rounded ? nudged_twins(p, epochs, lr) : Yardstick{};
-  auto at = [&](const std::vector<double>& v, int e) { return rounded ? v[std::size_t(e)] : 0.0; };
+  std::optional<NudgedTwins> twins;  // at TF32/BF16: the tolerances' yardstick
+  if (p.cfg.precision != Precision::FP32) twins.emplace(p);
   auto cpu = make_cpu_engine(p.cfg);
   auto gpu = make_cuda_engine(p.cfg);
   const int tc = cpu->add_dataset(p.view()), tg = gpu->add_dataset(p.view());
@@ -57,17 +57,19 @@ void compare_with_cpu(const Problem& p, int epochs, float lr) {
     INFO("epoch ", e);
     const EpochStats sc = cpu->train_epoch(tc, e, lr);
     const EpochStats sg = gpu->train_epoch(tg, e, lr);
-    check_stats(sg, sc, p.n, "train", yardstick_tol(1e-4, at(y.loss, e)), yardstick_tol(1.0, at(y.accuracy, e)));
     cpu->get_params(pc);
     gpu->get_params(pg);
-    expect_close(delta(pg, p0), delta(pc, p0), yardstick_tol(1e-3, at(y.params, e)), "parameter change");
+    const NudgedTwins::Drift y = twins ? twins->epoch(e, lr, p0, pc, sc) : NudgedTwins::Drift{};
+    check_stats(sg, sc, p.n, "train", yardstick_tol(1e-4, y.loss), yardstick_tol(1.0, y.accuracy));
+    expect_close(delta(pg, p0), delta(pc, p0), yardstick_tol(1e-3, y.params), "parameter change");
   }
   TrainState st_c, st_g;
   cpu->get_state(st_c);
   gpu->get_state(st_g);
   CHECK(st_g.step == st_c.step);
-  expect_close(st_g.m, st_c.m, yardstick_tol(1e-3, y.m), "Adam m");
-  expect_close(st_g.v, st_c.v, yardstick_tol(1e-3, y.v), "Adam v");
+  const auto [ym, yv] = twins ? twins->moments(st_c) : std::pair<double, double>{0.0, 0.0};
+  expect_close(st_g.m, st_c.m, yardstick_tol(1e-3, ym), "Adam m");
+  expect_close(st_g.v, st_c.v, yardstick_tol(1e-3, yv), "Adam v");
 
   gpu->set_state(st_c);  // evaluation and prediction on the same weights
   check_stats(gpu->evaluate(tg), cpu->evaluate(tc), p.n, "evaluate");

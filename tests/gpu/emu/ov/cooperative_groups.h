@@ -37,33 +37,64 @@ T* dynamic_shared() {
 }
 
 // Runs blocks [b0, b1) of the grid concurrently, each with its own barrier and shared memory.
+// A block's memory: whole pages, then one inaccessible guard page. Mapped once per size and reused
+// by later launches (a launch of many blocks had mapped and unmapped each block's memory).
+struct BlockMemory {
+  void* base = MAP_FAILED;
+  std::size_t pages = 0;  // bytes before the guard page
+  BlockMemory() = default;
+  explicit BlockMemory(std::size_t bytes_before_guard) : pages(bytes_before_guard) {
+    const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+    base = mmap(nullptr, pages + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED || mprotect(static_cast<char*>(base) + pages, page, PROT_NONE) != 0)
+      throw std::runtime_error("emu: cannot map a block's shared memory");
+  }
+  BlockMemory(BlockMemory&& o) noexcept : base(std::exchange(o.base, MAP_FAILED)), pages(o.pages) {}
+  BlockMemory& operator=(BlockMemory&& o) noexcept {
+    std::swap(base, o.base);
+    std::swap(pages, o.pages);
+    return *this;
+  }
+  ~BlockMemory() {
+    if (base != MAP_FAILED) munmap(base, pages + std::size_t(sysconf(_SC_PAGESIZE)));
+  }
+};
+inline std::multimap<std::size_t, BlockMemory>& free_block_memory() {
+  thread_local std::multimap<std::size_t, BlockMemory> m;
+  return m;
+}
+
 inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t smem, const std::function<void()>& body) {
   const unsigned nb = b1 - b0;
   std::vector<Block> blocks(nb);
-  // Each block's memory: whole pages, then one inaccessible guard page; the block's bytes end where
-  // the guard begins (16-byte aligned start: what every tile asks of it).
+  // The block's bytes end where the guard page begins (16-byte aligned start: what every tile asks
+  // of it); poisoned with 0xFF at every launch.
   const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
   const std::size_t used = (smem + 15) / 16 * 16;
   const std::size_t pages = (used + page - 1) / page * page;
-  struct Map {
-    void* base = MAP_FAILED;
-    std::size_t len = 0;
-    ~Map() {
-      if (base != MAP_FAILED) munmap(base, len);
+  auto& pool = free_block_memory();
+  struct Lease {  // back to the pool when the launch ends (also when it throws)
+    std::vector<BlockMemory> mem;
+    ~Lease() {
+      for (BlockMemory& m : mem) {
+        const std::size_t key = m.pages;
+        free_block_memory().emplace(key, std::move(m));
+      }
     }
-  };
-  std::vector<Map> buffers(nb);
+  } lease;
   for (unsigned b = 0; b < nb; ++b) {
     blocks[b].bx = (b0 + b) % gridDim.x;
     blocks[b].by = (b0 + b) / gridDim.x;
     blocks[b].sync.expected = threads;
     blocks[b].sync.what = "__syncthreads";
-    Map& m = buffers[b];
-    m.len = pages + page;
-    m.base = mmap(nullptr, m.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m.base == MAP_FAILED || mprotect(static_cast<char*>(m.base) + pages, page, PROT_NONE) != 0)
-      throw std::runtime_error("emu: cannot map a block's shared memory");
-    blocks[b].smem = static_cast<char*>(m.base) + pages - used;
+    const auto it = pool.find(pages);
+    if (it != pool.end()) {
+      lease.mem.push_back(std::move(it->second));
+      pool.erase(it);
+    } else {
+      lease.mem.emplace_back(pages);
+    }
+    blocks[b].smem = static_cast<char*>(lease.mem.back().base) + pages - used;
     blocks[b].smem_bytes = smem;
     std::memset(blocks[b].smem, 0xFF, used);
   }
