@@ -173,41 +173,58 @@ __device__ __forceinline__ uint64_t epilogue_step(const GemmParams& p) {
 // Writes C(m, n) = v (in range) through KIND's epilogue, or, for a split-K block (p.partial), the raw
 // partial sum of split z.
 template <Kind KIND>
-__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, uint64_t step);
+__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, float x, uint64_t step);
+
+// The value KIND's epilogue reads from global memory for output (m, n) (in range): Forward the bias
+// b[n], Data the mask at (m, n) (0 without one), Weight nothing. (A split-K piece, p.partial, stores
+// its raw sum and reads none: the tiles pass 0 there, the pass that adds the pieces reads it.)
+// The tiles read every one of a thread's inputs before its first store, then store: a load after
+// a store waits for it (the compiler cannot tell that the store leaves the next input alone), so
+// reading each input just before its own output's store made a thread's epilogue one global round
+// trip per output, in sequence -- 32 to 64 of them in the 128 x 128 tiles (profiling/sass.py's
+// "serial global loads"; NOTES "Epilogue loads in sequence").
+template <Kind KIND>
+__device__ __forceinline__ float epilogue_input(const GemmParams& p, int m, int n) {
+  if constexpr (KIND == Kind::Forward)
+    return p.bias[n];
+  else if constexpr (KIND == Kind::Data)
+    return p.mask ? p.mask[std::size_t(m) * p.ldo + n] : 0.0f;
+  else
+    return 0.0f;
+}
 
 // Writes C(m, n) = v (in range) through KIND's epilogue: bias + ReLU + dropout (Forward), the
 // ReLU/dropout mask of the previous layer (Data), dW or the db column (Weight).
-// The value KIND's epilogue writes to p.out[o] (o = m·ldo + n) for the sum v (not a Weight GEMM's
-// ones column, which goes to db).
+// The value KIND's epilogue writes to p.out[o] (o = m·ldo + n) for the sum v and its input x =
+// epilogue_input(p, m, n) (not a Weight GEMM's ones column, which goes to db).
 template <Kind KIND>
-__device__ __forceinline__ float output_value(const GemmParams& p, int m, int n, std::size_t o, float v, uint64_t step) {
+__device__ __forceinline__ float output_value(const GemmParams& p, int m, int n, float v, float x, uint64_t step) {
   if constexpr (KIND == Kind::Forward)
-    return dense_unit(v, p.bias[n], p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
+    return dense_unit(v, x, p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
                       uint64_t(m) * uint64_t(p.N) + uint64_t(n));
   else if constexpr (KIND == Kind::Data)
-    return p.mask ? (p.mask[o] > 0.0f ? v * p.mask_scale : 0.0f) : v;
+    return p.mask ? (x > 0.0f ? v * p.mask_scale : 0.0f) : v;
   else
     return v;
 }
 
 template <Kind KIND>
-__device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, float v, uint64_t step) {
+__device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, float v, float x, uint64_t step) {
   if constexpr (KIND == Kind::Weight) {
     if (n == p.ones_col) {
       p.db[m] = v;
       return;
     }
   }
-  const std::size_t o = std::size_t(m) * p.ldo + n;
-  p.out[o] = output_value<KIND>(p, m, n, o, v, step);
+  p.out[std::size_t(m) * p.ldo + n] = output_value<KIND>(p, m, n, v, x, step);
 }
 
 template <Kind KIND>
-__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, uint64_t step) {
+__device__ __forceinline__ void store_result(const GemmParams& p, int z, int m, int n, float v, float x, uint64_t step) {
   if (p.partial)
     p.partial[(std::size_t(z) * p.M + m) * p.N + n] = v;
   else
-    store_output<KIND>(p, m, n, v, step);
+    store_output<KIND>(p, m, n, v, x, step);
 }
 
 // store_result for the outputs (m, n .. n+V-1) that are in range (n < p.N; V = 2 or 4): where all
@@ -232,7 +249,7 @@ struct StoreVec<4> {
 };
 template <Kind KIND, int V>
 __device__ __forceinline__ void store_results(const GemmParams& p, int z, int m, int n, const float (&v)[V],
-                                              uint64_t step) {
+                                              const float (&x)[V], uint64_t step) {
   const auto aligned = [](const float* q) { return (reinterpret_cast<std::uintptr_t>(q) & (4u * V - 1u)) == 0; };
   if (n + V <= p.N) {
     if (p.partial) {
@@ -246,7 +263,7 @@ __device__ __forceinline__ void store_results(const GemmParams& p, int z, int m,
       if (aligned(p.out + o)) {
         float w[V];
 #pragma unroll
-        for (int q = 0; q < V; ++q) w[q] = output_value<KIND>(p, m, n + q, o + q, v[q], step);
+        for (int q = 0; q < V; ++q) w[q] = output_value<KIND>(p, m, n + q, v[q], x[q], step);
         StoreVec<V>::put(p.out + o, w);
         return;
       }
@@ -254,7 +271,7 @@ __device__ __forceinline__ void store_results(const GemmParams& p, int z, int m,
   }
 #pragma unroll
   for (int q = 0; q < V; ++q)
-    if (n + q < p.N) store_result<KIND>(p, z, m, n + q, v[q], step);
+    if (n + q < p.N) store_result<KIND>(p, z, m, n + q, v[q], x[q], step);
 }
 
 // FP32 on the SIMT cores. One block computes the BM x BN tile of C at (m0, n0); each of its
@@ -306,6 +323,14 @@ struct SimtTile {
     }
 
     const uint64_t step = epilogue_step<KIND>(p);
+    float x[TM][TN];  // the epilogue's inputs, all read before the first store (epilogue_input)
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int m = m0 + tr + i * RM, n = n0 + tc + j * RN;
+        x[i][j] = !p.partial && m < p.M && n < p.N ? epilogue_input<KIND>(p, m, n) : 0.0f;
+      }
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int m = m0 + tr + i * RM;
@@ -313,7 +338,7 @@ struct SimtTile {
 #pragma unroll
       for (int j = 0; j < TN; ++j) {
         const int n = n0 + tc + j * RN;
-        if (n < p.N) store_result<KIND>(p, z, m, n, acc[i][j], step);
+        if (n < p.N) store_result<KIND>(p, z, m, n, acc[i][j], x[i][j], step);
       }
     }
   }
@@ -653,6 +678,14 @@ struct SimtVecTile {
     }
 
     const uint64_t step = epilogue_step<KIND>(p);
+    float x[TM][TN];  // the epilogue's inputs, all read before the first store (epilogue_input)
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int m = m0 + (i / 4) * RM * 4 + tr * 4 + i % 4, n = n0 + (j / 4) * RN * 4 + tc * 4 + j % 4;
+        x[i][j] = !p.partial && m < p.M && n < p.N ? epilogue_input<KIND>(p, m, n) : 0.0f;
+      }
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int m = m0 + (i / 4) * RM * 4 + tr * 4 + i % 4;
@@ -660,10 +693,13 @@ struct SimtVecTile {
 #pragma unroll
       for (int g = 0; g < TN / 4; ++g) {  // the thread's 4 consecutive columns of group g
         const int n = n0 + g * RN * 4 + tc * 4;
-        float v[4];
+        float v[4], xs[4];
 #pragma unroll
-        for (int q = 0; q < 4; ++q) v[q] = fold ? sum[i][4 * g + q] : acc[i][4 * g + q];
-        if (n < p.N) store_results<KIND, 4>(p, z, m, n, v, step);
+        for (int q = 0; q < 4; ++q) {
+          v[q] = fold ? sum[i][4 * g + q] : acc[i][4 * g + q];
+          xs[q] = x[i][4 * g + q];
+        }
+        if (n < p.N) store_results<KIND, 4>(p, z, m, n, v, xs, step);
       }
     }
   }
@@ -732,6 +768,16 @@ __device__ __forceinline__ void mma_step(float (&acc)[MI][NI][4], int wm0, int w
 template <Kind KIND, int MI, int NI>
 __device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int m0, int n0, int g, int t,
                                                  const float (&acc)[MI][NI][4], uint64_t step) {
+  float x[MI][NI][4];  // the epilogue's inputs, all read before the first store (epilogue_input)
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int m = m0 + i * 16 + g + 8 * (q >> 1), n = n0 + j * 8 + 2 * t + (q & 1);
+        x[i][j][q] = !p.partial && m < p.M && n < p.N ? epilogue_input<KIND>(p, m, n) : 0.0f;
+      }
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -741,7 +787,8 @@ __device__ __forceinline__ void store_warp_tiles(const GemmParams& p, int z, int
         const int m = m0 + i * 16 + g + 8 * h, n = n0 + j * 8 + 2 * t;
         if (m >= p.M) continue;
         const float v[2] = {acc[i][j][2 * h], acc[i][j][2 * h + 1]};
-        if (n < p.N) store_results<KIND, 2>(p, z, m, n, v, step);
+        const float xs[2] = {x[i][j][2 * h], x[i][j][2 * h + 1]};
+        if (n < p.N) store_results<KIND, 2>(p, z, m, n, v, xs, step);
       }
 }
 
@@ -1827,7 +1874,7 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
     const std::size_t i = std::size_t(m) * p.N + n;
     float v = 0.0f;
     for (int z = 0; z < splits; ++z) v += load_l2(part + std::size_t(z) * mn + i);
-    store_output<KIND>(p, m, n, v, step);
+    store_output<KIND>(p, m, n, v, epilogue_input<KIND>(p, m, n), step);
   }
   if (threadIdx.x == 0) p.tickets[tile] = 0u;
 }
@@ -1871,7 +1918,8 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
        i += std::size_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
     for (int z = 0; z < splits; ++z) v += p.partial[std::size_t(z) * mn + i];
-    store_output<KIND>(p, int(i / std::size_t(p.N)), int(i % std::size_t(p.N)), v, step);
+    const int m = int(i / std::size_t(p.N)), n = int(i % std::size_t(p.N));
+    store_output<KIND>(p, m, n, v, epilogue_input<KIND>(p, m, n), step);
   }
 }
 

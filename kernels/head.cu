@@ -140,10 +140,13 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
       for (int k = 0; k < K; ++k)
 #pragma unroll
         for (int j = 0; j < kHeadUnroll; ++j) acc[j] = fmaf(s_a[r[j] * KA + k], s_w[n[j] * K + k], acc[j]);
+      float bias[kHeadUnroll];  // read before the first logits store: a load after it would wait for it
+#pragma unroll
+      for (int j = 0; j < kHeadUnroll; ++j) bias[j] = p.b[n[j]];
 #pragma unroll
       for (int j = 0; j < kHeadUnroll; ++j) {
         if (o0 + j * kHeadThreads >= rows * N) continue;
-        const float z = dense_unit(acc[j], p.b[n[j]], false, 0u, 1.0f, 0, 0, 0, 0);  // acc + bias
+        const float z = dense_unit(acc[j], bias[j], false, 0u, 1.0f, 0, 0, 0, 0);  // acc + bias
         s_z[r[j] * p.zs + n[j]] = z;
         if (p.logits) p.logits[std::size_t(c0 + r[j]) * N + n[j]] = z;
       }

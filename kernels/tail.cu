@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
@@ -37,6 +38,8 @@ int padded_stride(int w) {
 
 // The shared-memory pool of one launch (offsets in floats, each a multiple of 4):
 //   W_i rounded [w_i][ws_i]              i = 1..T     (ws_i = padded_stride(w_{i-1}))
+//   b_i [w_i, padded to 4]               i = 1..T     (raw floats: the epilogues read them here,
+//                                                      not from global memory, see tail_kernel)
 //   acc: one slice [slice_floats]        (training with several chunks a block)
 //   A_i rounded [chunk][as_i]            i = 0..T-1   (as_i = padded_stride(w_i); no ones column:
 //                                                      db is summed apart)
@@ -49,6 +52,7 @@ int padded_stride(int w) {
 constexpr int kViewPad = 16;
 struct Plan {
   int off_w[kTailMaxLayers], ws[kTailMaxLayers];
+  int off_b[kTailMaxLayers];
   int off_act[kTailMaxLayers], as[kTailMaxLayers];
   int off_acc, off_z, zs, off_dz0, off_dz1, ds, total;
 };
@@ -66,6 +70,10 @@ Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc) {
     p.off_w[i - 1] = o;
     p.ws[i - 1] = padded_stride(w[i - 1]);
     o += w[i] * p.ws[i - 1] + kViewPad;
+  }
+  for (int i = 1; i <= T; ++i) {
+    p.off_b[i - 1] = o;
+    o += (w[i] + 3) / 4 * 4;
   }
   p.off_acc = -1;
   if (acc) {
@@ -118,6 +126,41 @@ struct TailParams {
   float mask_scale, grad_scale;
   int B, groups, chunk;      // groups: 32-row groups of B; block j takes groups [j·G/n, (j+1)·G/n)
 };
+
+// An epilogue that reads global memory for its outputs (the dz0 mask: A0 > 0) gives the GEMM a
+// `fetch(r, c)`; the GEMM then reads every one of a thread's values before its first store,
+// `store(r, c, v, fetched)`. Otherwise (`store(r, c, v)` only) each load would wait behind the
+// previous output's store -- the compiler cannot tell that the store does not overwrite what the
+// next load reads -- so a thread's 8 outputs would be 8 global round trips in sequence, not one
+// (profiling/sass.py's "serial global loads" counted them; NOTES "Epilogue loads in sequence").
+template <class S, class = void>
+struct HasFetch : std::false_type {};
+template <class S>
+struct HasFetch<S, std::void_t<decltype(std::declval<const S&>().fetch(0, 0))>> : std::true_type {};
+
+// Stores a thread's NX x NY outputs v[x][y] at (r(x), c(y)) where ok(x, y): with a fetching epilogue
+// its loads first, then the stores.
+template <int NX, int NY, class Store, class Row, class Col, class Ok>
+__device__ __forceinline__ void store_outputs(Store& store, const float (&v)[NX][NY], Row r, Col c, Ok ok) {
+  if constexpr (HasFetch<Store>::value) {
+    float f[NX][NY];
+#pragma unroll
+    for (int x = 0; x < NX; ++x)
+#pragma unroll
+      for (int y = 0; y < NY; ++y) f[x][y] = ok(x, y) ? store.fetch(r(x, y), c(x, y)) : 0.0f;
+#pragma unroll
+    for (int x = 0; x < NX; ++x)
+#pragma unroll
+      for (int y = 0; y < NY; ++y)
+        if (ok(x, y)) store(r(x, y), c(x, y), v[x][y], f[x][y]);
+  } else {
+#pragma unroll
+    for (int x = 0; x < NX; ++x)
+#pragma unroll
+      for (int y = 0; y < NY; ++y)
+        if (ok(x, y)) store(r(x, y), c(x, y), v[x][y]);
+  }
+}
 
 template <class T>
 __device__ __forceinline__ float4 ld4(const T* p) {
@@ -224,11 +267,9 @@ __device__ __forceinline__ void gemm_data(int I, int J, int N, const float* __re
 #pragma unroll
         for (int y = 0; y < 4; ++y) acc[x][y] = fmaf(d[x][n], comp(wv, y), acc[x][y]);
     }
-#pragma unroll
-    for (int x = 0; x < TI; ++x)
-#pragma unroll
-      for (int y = 0; y < 4; ++y)
-        if (r0 + 4 * x < I && k0 + y < J) store(r0 + 4 * x, k0 + y, acc[x][y]);
+    store_outputs(
+        store, acc, [&](int x, int) { return r0 + 4 * x; }, [&](int, int y) { return k0 + y; },
+        [&](int x, int y) { return r0 + 4 * x < I && k0 + y < J; });
   }
 }
 
@@ -446,13 +487,9 @@ __device__ __forceinline__ void gemm_mma(int M, int N, int K, const OpA A, const
       mma2();
     }
     // d0 (g, 2t), d1 (g, 2t+1), d2 (g+8, 2t), d3 (g+8, 2t+1)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int m = m0 + g + 8 * (q >> 1), n = n0 + 8 * j + 2 * t + (q & 1);
-        if (m < M && n < N) store(m, n, d[j][q]);
-      }
+    const auto row = [&](int, int q) { return m0 + g + 8 * (q >> 1); };
+    const auto col = [&](int j, int q) { return n0 + 8 * j + 2 * t + (q & 1); };
+    store_outputs(store, d, row, col, [&](int j, int q) { return row(j, q) < M && col(j, q) < N; });
   }
 }
 
@@ -481,6 +518,20 @@ __device__ __forceinline__ void tail_weight(int I, int J, int R, const float* D,
   else
     gemm_mma<PREC>(I, J, R, XFast{D, ds}, XFast{A, as}, init, store);
 }
+
+// dz0's epilogue: dz0(r, k) = v · mask_scale where A0(r, k) > 0, else 0 (A0 raw from global memory:
+// its staged copy is rounded). It fetches (HasFetch): the thread's A0 values are read before its
+// first dz0 store, one round trip instead of one per output.
+struct Dz0Store {
+  const float* a0;
+  float* dz0;
+  int c0, w0;
+  float scale;
+  __device__ float fetch(int r, int k) const { return a0[std::size_t(c0 + r) * w0 + k]; }
+  __device__ void operator()(int r, int k, float v, float a) const {
+    dz0[std::size_t(c0 + r) * w0 + k] = a > 0.0f ? v * scale : 0.0f;
+  }
+};
 
 // One block: rows [32·(j·G/n), 32·((j+1)·G/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, G = p.groups:
 // tail_block_row), in chunks of p.chunk rows:
@@ -512,6 +563,8 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
 
   for (int i = 1; i <= T; ++i)
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
+  for (int i = 1; i <= T; ++i)
+    for (int n = tid; n < p.w[i]; n += kThreads) pool[pl.off_b[i - 1] + n] = p.b[i - 1][n];
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
 
@@ -528,8 +581,8 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
     // Forward, layer by layer.
     for (int i = 1; i <= T; ++i) {
       const int K = p.w[i - 1], N = p.w[i];
-      const float* bias = p.b[i - 1];
-      float* trace = p.trace_act[i - 1];
+      const float* bias = pool + pl.off_b[i - 1];  // (staged: a global load here would wait behind
+      float* trace = p.trace_act[i - 1];            // the previous output's trace store)
       const float* Ain = pool + pl.off_act[i - 1];
       const float* Wi = pool + pl.off_w[i - 1];
       if (i < T) {
@@ -641,10 +694,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
             out[r * pl.ds + k] = round_gemm_input<PREC>(g);
           });
         } else if (p.dz0) {
-          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], [&](int r, int k, float v) {
-            const std::size_t o = std::size_t(c0 + r) * K + k;
-            p.dz0[o] = p.A0[o] > 0.0f ? v * p.mask_scale : 0.0f;
-          });
+          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], Dz0Store{p.A0, p.dz0, c0, K, p.mask_scale});
         }
         __syncthreads();
       }

@@ -238,12 +238,51 @@ def is_division(ins, i):
     return opcode(ins[i][1]) == "I2F.RP" or (opcode(ins[i][1]) == "MUFU.RCP" and i > 0 and "I2F.RP" in ins[i - 1][1])
 
 
+REG = re.compile(r"\bR(\d+)\b")
+
+
+def serial_loads(ins, lo=None, hi=None):
+    """Global loads that wait for an earlier one: an LDG issued after a global store (STG) that
+    consumed, possibly through other instructions, the previous LDG's result. The compiler keeps a
+    load behind a store it cannot prove distinct (no __restrict__, a generic pointer), so each such
+    load is one more global-memory round trip in sequence: an epilogue whose element i loads,
+    computes and stores before element i+1 loads. A barrier ends the chain. Approximate (register
+    names, straight-line order), but it reads the order ptxas chose, which is what the SM runs."""
+    n, live, stored = 0, set(), False
+    for a, t, _ in ins:
+        if lo is not None and not lo <= a <= hi:
+            continue
+        op = opcode(t)
+        body = re.sub(r"^@!?U?P[0-9T]+\s+", "", t)
+        operands = body[len(op):].split(",")
+        if op.startswith("LDG"):
+            if stored:
+                n += 1
+            m = REG.search(operands[0]) if operands else None
+            live, stored = ({m.group(1)} if m else set()), False
+            continue
+        if op.startswith(("BAR", "EXIT", "RET")):
+            live, stored = set(), False
+            continue
+        if not live:
+            continue
+        srcs = set(REG.findall(",".join(operands if op.startswith(("ST", "RED", "ATOM")) else operands[1:])))
+        if srcs & live:
+            if op.startswith("STG"):
+                stored = True
+            elif operands:
+                m = REG.search(operands[0])
+                if m:
+                    live.add(m.group(1))
+    return n
+
+
 def summary(kernels, pattern):
     """One line a kernel: instructions, local-memory and plain generic instructions, and its GEMM loop
     (the innermost loop with the most FFMA, an mma counting 32): its size, math share and, where it
     has mma, instructions per mma."""
     names = demangle([k[0] for k in kernels])
-    print(f"{'instr':>6} {'local':>5} {'gen':>4}  {'loop':>5} {'math%':>5} {'/mma':>5}  kernel")
+    print(f"{'instr':>6} {'local':>5} {'gen':>4} {'ser':>4}  {'loop':>5} {'math%':>5} {'/mma':>5}  kernel")
     for (_, ins, labels), name in zip(kernels, names):
         if pattern and not re.search(pattern, name):
             continue
@@ -261,7 +300,7 @@ def summary(kernels, pattern):
             if weight and (best is None or weight > best[3]):
                 best = (len(body), 100 * math / len(body), len(body) / mma if mma else 0.0, weight)
         lp = f"{best[0]:5d} {best[1]:5.0f} {best[2]:5.1f}" if best else f"{'-':>5} {'-':>5} {'-':>5}"
-        print(f"{len(ins):6d} {local:5d} {generic:4d}  {lp}  {name}")
+        print(f"{len(ins):6d} {local:5d} {generic:4d} {serial_loads(ins):4d}  {lp}  {name}")
 
 
 def report(kernels, pattern, min_loop, dump):
@@ -272,7 +311,7 @@ def report(kernels, pattern, min_loop, dump):
         ops = collections.Counter(opcode(t) for _, t, _ in ins)
         local = sum(n for o, n in ops.items() if o.startswith(("LDL", "STL")))
         print(f"== {name}")
-        print(f"   {len(ins)} instructions; local memory {local}; "
+        print(f"   {len(ins)} instructions; local memory {local}; serial global loads {serial_loads(ins)}; "
               + ", ".join(f"{o} {ops[o]}" for o in ("FFMA", "HMMA.1688.F32.TF32", "HMMA.16816.F32.BF16") if ops[o])
               + ("; HGMMA " + str(sum(n for o, n in ops.items() if o.startswith("HGMMA"))) if any(o.startswith("HGMMA") for o in ops) else ""))
         loops = loops_of(ins, labels)
@@ -293,6 +332,9 @@ def report(kernels, pattern, min_loop, dump):
             generic = sum(n for o, n in c.items() if o.startswith(("LD.", "ST.")) or o in ("LD", "ST"))
             if generic:
                 flags.append(f"{generic} generic (address space unknown to the compiler)")
+            ser = serial_loads(ins, s, e)
+            if ser:
+                flags.append(f"{ser} global load(s) behind a store (one round trip each, in sequence)")
             print(f"   loop {s:#x}-{e:#x}{' innermost' if inner else ''}: {len(body)} instr, math {math} "
                   f"({100 * math / len(body):.0f} %), LDS {mem('LDS')} STS {mem('STS')} LDG {mem('LDG')} STG {mem('STG')} "
                   f"LDSM {mem('LDSM')} BAR {mem('BAR')} [{lines_span(body)}]"
