@@ -18,7 +18,7 @@ and every loop (a backward branch; innermost marked) with its instruction mix, i
 (FFMA / HMMA / HGMMA / DFMA ...), its shared and global memory instructions, and the source lines
 its instructions come from. Flags inside a loop: an integer division (I2F.RP + MUFU.RCP, ≈ 20
 instructions), a local-memory access, a generic load or store (LD/ST: a pointer the compiler could
-not place in shared or global memory, with 64-bit address arithmetic and the generic path's latency). Static counts: no timing (the loops run different trip counts),
+not place in shared or global memory, with 64-bit address arithmetic and the generic path's latency), a global load behind a store that used an earlier load ("serial global loads": one round trip each, in sequence; also a column of --summary). Static counts: no timing (the loops run different trip counts),
 but the mix is what the SM issues, which ptxas's resource report does not show.
 
 The package is found on the machine's own Debian mirror, with its non-free component added in a
