@@ -519,6 +519,20 @@ __device__ __forceinline__ void tail_weight(int I, int J, int R, const float* D,
     gemm_mma<PREC>(I, J, R, XFast{D, ds}, XFast{A, as}, init, store);
 }
 
+// Element e of the tail's biases b_1, ..., b_T laid end to end: tail layer `layer` + 1, unit n.
+// False past the last.
+__device__ __forceinline__ bool bias_item(const TailParams& p, int e, int& layer, int& n) {
+  for (int i = 0; i < p.T; ++i) {
+    if (e < p.w[i + 1]) {
+      layer = i;
+      n = e;
+      return true;
+    }
+    e -= p.w[i + 1];
+  }
+  return false;
+}
+
 // dz0's epilogue: dz0(r, k) = v · mask_scale where A0(r, k) > 0, else 0 (A0 raw from global memory:
 // its staged copy is rounded). It fetches (HasFetch): the thread's A0 values are read before its
 // first dz0 store, one round trip instead of one per output.
@@ -561,10 +575,16 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   float* const s_dz1 = pool + pl.off_dz1;  // dZ_{T-1}, dZ_{T-3}, ...
   float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
 
+  // The biases (raw) go to shared memory beside the weights. A thread's first bias element is read
+  // before the weights' staging and stored after it, so its load rides in their round trip
+  // (a copy loop after them was one more round trip per layer, in sequence).
+  int bl, bn;
+  const bool own_bias = bias_item(p, tid, bl, bn);
+  const float b_own = own_bias ? p.b[bl][bn] : 0.0f;
   for (int i = 1; i <= T; ++i)
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
-  for (int i = 1; i <= T; ++i)
-    for (int n = tid; n < p.w[i]; n += kThreads) pool[pl.off_b[i - 1] + n] = p.b[i - 1][n];
+  if (own_bias) pool[pl.off_b[bl] + bn] = b_own;
+  for (int e = tid + kThreads; bias_item(p, e, bl, bn); e += kThreads) pool[pl.off_b[bl] + bn] = p.b[bl][bn];
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
 

@@ -55,7 +55,8 @@ struct TailShape {
 // rows, and the batch-4096 step (128 blocks of 32 rows); a deeper tail of odd widths (T = 3: 100 ->
 // 48 -> 30 -> 7) and a one-layer tail (64 -> 10, no hidden layer); narrow widths at 4097 rows (128
 // blocks, the last of 33 rows) and 8193 rows (2 or 3 groups a block: a 96-row block is a 64-row
-// and a 32-row chunk, the running slice in shared memory). Quick mode: fewer row counts.
+// and a 32-row chunk, the running slice in shared memory); five layers of 64 (8 -> 64 x 4 ->
+// 10: more biases than threads). Quick mode: fewer row counts.
 std::vector<TailShape> tail_shapes() {
   const bool quick = quick_tests();
   std::vector<TailShape> v;
@@ -65,6 +66,7 @@ std::vector<TailShape> tail_shapes() {
   v.push_back({{20, 12, 5}, 4097});
   v.push_back({{20, 12, 5}, 8193});
   if (!quick) v.push_back({{33, 17, 9, 3}, 16384});
+  v.push_back({{8, 64, 64, 64, 64, 10}, 100});  // 266 biases: more than one a thread (the staging's second pass)
   return v;
 }
 
