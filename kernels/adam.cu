@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/pdl.cuh"
 #include "kernels/step_math.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -35,6 +36,7 @@ __global__ void __launch_bounds__(kThreads)
                 std::size_t n, float lr, float b1, float b2, float eps, int64_t t, TrainCounters* __restrict__ counters,
                 unsigned* __restrict__ advance) {
   __shared__ float s_alpha;
+  pdl_start();
   if (threadIdx.x == 0) {
     const float rate = counters ? counters->lr : lr;
     const int64_t step = counters ? counters->step : t;
@@ -65,10 +67,7 @@ __global__ void __launch_bounds__(kThreads)
                        const ReduceArgs a, TrainCounters* __restrict__ counters, float b1, float b2, float eps,
                        unsigned* __restrict__ advance) {
   __shared__ float s_alpha;
-  if (threadIdx.x == 0) {
-    s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
-    count_in_and_advance(counters, advance);  // (the block's one read of the counters is done)
-  }
+  if (threadIdx.x == 0) s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
   __syncthreads();
   const float alpha = s_alpha;
   const long long total = a.first[a.set.count];
@@ -77,27 +76,37 @@ __global__ void __launch_bounds__(kThreads)
   // land in different blocks, so the tail's segments, 8,908 elements with 128 slices each beside
   // layer 0's 100,480 with 6, spread over the SMs instead of filling 35 blocks of their own.
   const long long warp = (long long)(threadIdx.x >> 5) * gridDim.x + blockIdx.x;
-  for (long long t = warp * 32 + (threadIdx.x & 31); t < total; t += (long long)gridDim.x * kThreads) {
-    int s = 0;
-    while (t >= a.first[s + 1]) ++s;
-    const GradSlices& g = a.set.seg[s];
-    const long long e = t - a.first[s];
-    const float* base = g.partial + e;
-    float acc = 0.0f;  // 0 + P0 + P1 + ...: dense_split_reduce_kernel's order
-    for (int z = 0; z < g.slices; z += kReduceLoads) {
-      float x[kReduceLoads];
+  const long long first = warp * 32 + (threadIdx.x & 31), stride = (long long)gridDim.x * kThreads;
+  const auto update = [&](bool early) {
+    for (long long t = first; t < total; t += stride) {
+      int s = 0;
+      while (t >= a.first[s + 1]) ++s;
+      const GradSlices& g = a.set.seg[s];
+      if (g.early != early) continue;
+      const long long e = t - a.first[s];
+      const float* base = g.partial + e;
+      float acc = 0.0f;  // 0 + P0 + P1 + ...: dense_split_reduce_kernel's order
+      for (int z = 0; z < g.slices; z += kReduceLoads) {
+        float x[kReduceLoads];
 #pragma unroll
-      for (int j = 0; j < kReduceLoads; ++j)
-        x[j] = z + j < g.slices ? base[std::size_t(z + j) * g.slice_stride] : 0.0f;
+        for (int j = 0; j < kReduceLoads; ++j)
+          x[j] = z + j < g.slices ? base[std::size_t(z + j) * g.slice_stride] : 0.0f;
 #pragma unroll
-      for (int j = 0; j < kReduceLoads; ++j)
-        if (z + j < g.slices) acc += x[j];
+        for (int j = 0; j < kReduceLoads; ++j)
+          if (z + j < g.slices) acc += x[j];
+      }
+      const int cols1 = g.cols + 1, r = int(e / cols1), c = int(e % cols1);
+      const std::size_t i = c < g.cols ? g.w_offset + std::size_t(r) * g.cols + c : g.b_offset + std::size_t(r);
+      adam_element(p[i], m[i], v[i], acc, alpha, b1, b2, eps);  // step_math.cuh: adam_update's arithmetic
+      if (g_out) g_out[i] = acc;
     }
-    const int cols1 = g.cols + 1, r = int(e / cols1), c = int(e % cols1);
-    const std::size_t i = c < g.cols ? g.w_offset + std::size_t(r) * g.cols + c : g.b_offset + std::size_t(r);
-    adam_element(p[i], m[i], v[i], acc, alpha, b1, b2, eps);  // step_math.cuh: adam_update's arithmetic
-    if (g_out) g_out[i] = acc;
-  }
+  };
+  // The early segments while the launch before runs (a programmatic launch), then the rest. The
+  // counters move on only after that launch has ended: it reads the batch index.
+  update(true);
+  pdl_start();
+  if (threadIdx.x == 0) count_in_and_advance(counters, advance);  // (the block's one read of the counters is done)
+  update(false);
 }
 
 unsigned grid_for(std::size_t n) {
@@ -131,7 +140,8 @@ void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSl
   const unsigned blocks =
       unsigned(std::max<long long>(1, std::min<long long>((total + kThreads - 1) / kThreads, (long long)kMaxBlocks)));
   if (total == 0 && !advance) return;
-  adam_reduce_kernel<<<blocks, kThreads, 0, stream>>>(p, m, v, g_out, a, counters, b1, b2, eps, advance);
+  launch_kernel(adam_reduce_kernel, dim3(blocks), dim3(kThreads), 0, stream, p, m, v, g_out, a, counters, b1, b2, eps,
+                advance);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -141,7 +151,8 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
   if (n == 0) return;
   MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, lr, b1, b2, eps, t, nullptr, nullptr);
+  launch_kernel(adam_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, p, m, v, g, n, lr, b1, b2, eps, t, nullptr,
+                nullptr);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -152,8 +163,8 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, co
   MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
   // (read only: no advance count, so the kernel never writes them)
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, 0.0f, b1, b2, eps, 0,
-                                                     const_cast<TrainCounters*>(counters), nullptr);
+  launch_kernel(adam_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, p, m, v, g, n, 0.0f, b1, b2, eps, int64_t(0),
+                const_cast<TrainCounters*>(counters), nullptr);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -163,7 +174,8 @@ void adam_update_and_advance(float* p, float* m, float* v, const float* g, std::
   MNIST_CHECK(n == 0 || (p && m && v && g), "adam_update_and_advance: null pointer");
   MNIST_CHECK(n == 0 || (p != m && p != v && m != v && g != p && g != m && g != v),
               "adam_update_and_advance: p, m, v, g must be distinct");
-  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, m, v, g, n, 0.0f, b1, b2, eps, 0, counters, advance);
+  launch_kernel(adam_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, p, m, v, g, n, 0.0f, b1, b2, eps, int64_t(0),
+                counters, advance);
   MNIST_LAUNCH_CHECK(stream);
 }
 

@@ -43,6 +43,11 @@ struct GradSlices {
   std::size_t slice_stride = 0;  // floats, >= rows · (cols + 1)
   int rows = 0, cols = 0;
   std::size_t w_offset = 0, b_offset = 0;
+  // The slices were written before the launch that precedes this one, and that launch touches
+  // neither them nor these elements' p, m, v: a programmatic launch (kernels/pdl.cuh) sums them
+  // and updates these elements before it waits for that launch (the tail kernel's slices, two
+  // launches back, while layer 0's weight GEMM runs).
+  bool early = false;
 };
 constexpr int kAdamMaxSegments = 8;
 struct GradSlicesSet {
@@ -61,7 +66,9 @@ struct GradSlicesSet {
 // partials must not overlap p, m, v or g_out.
 // With `advance` (a device counter, 0 before the first launch; every launch leaves it 0), the last
 // block to finish also does advance_train_counters (step += 1, batch += 1) once every block has
-// read them: the training step's last launch in one. Null: the counters are only read.
+// read them and the launch before has ended: the training step's last launch in one. Null: the
+// counters are only read. Each thread does its elements of `early` segments first, then
+// pdl_wait(), then the others (the order of an element's own arithmetic is the same).
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
                         TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
                         unsigned* advance = nullptr);

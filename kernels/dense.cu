@@ -12,6 +12,7 @@
 #include "kernels/load_l2.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/mma.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/step_math.cuh"
 #include "kernels/wgmma.cuh"
@@ -1893,6 +1894,7 @@ __device__ __forceinline__ void gemm_block(const GemmParams& p, S& smem) {
 template <class Tile, Kind KIND>
 __global__ void __launch_bounds__(Tile::THREADS) dense_gemm_kernel(const GemmParams p) {
   __shared__ typename Tile::Smem smem;
+  pdl_start();  // (every read of the GEMM's operands may be the previous launch's output)
   gemm_block<Tile, KIND>(p, smem);
 }
 
@@ -1901,6 +1903,7 @@ template <class Tile, Kind KIND>
 __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_kernel(const GemmParams p) {
   extern __shared__ float4 pipe_smem[];
   float* smem = reinterpret_cast<float*>(pipe_smem);
+  pdl_start();
   gemm_block<Tile, KIND>(p, smem);
 }
 
@@ -1911,6 +1914,7 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_kernel(const GemmPar
 // [B,N]; Weight: dW [N,K] and db [N] (column K). Grid-stride over the M x N outputs.
 template <Kind KIND>
 __global__ void dense_split_reduce_kernel(const GemmParams p) {
+  pdl_start();
   const uint64_t step = epilogue_step<KIND>(p);
   const int splits = split_count(p);
   const std::size_t mn = std::size_t(p.M) * p.N;
@@ -1949,6 +1953,7 @@ __device__ __forceinline__ void backward_block(const GemmParams& w, const GemmPa
 template <class Tile>
 __global__ void __launch_bounds__(Tile::THREADS) dense_backward_kernel(const GemmParams w, const GemmParams d) {
   __shared__ typename Tile::Smem smem;
+  pdl_start();
   backward_block<Tile>(w, d, smem);
 }
 
@@ -1956,6 +1961,7 @@ template <class Tile>
 __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_backward_kernel(const GemmParams w, const GemmParams d) {
   extern __shared__ float4 pipe_smem[];
   float* smem = reinterpret_cast<float*>(pipe_smem);
+  pdl_start();
   backward_block<Tile>(w, d, smem);
 }
 
@@ -1969,7 +1975,7 @@ void launch_tiles(const GemmParams& p, cudaStream_t stream) {
   constexpr int BM = Tile::BM, BN = Tile::BN;
   const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * split_count(p));
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
-  dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
+  launch_kernel(dense_gemm_kernel<Tile, KIND>, dim3(gx, gy), dim3(Tile::THREADS), 0, stream, p);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -1991,7 +1997,7 @@ void launch_pipe_tiles(const GemmParams& p, cudaStream_t stream) {
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
   static const bool smem_allowed = allow_smem(dense_pipe_kernel<Tile, KIND>, SMEM);
   (void)smem_allowed;
-  dense_pipe_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, SMEM, stream>>>(p);
+  launch_kernel(dense_pipe_kernel<Tile, KIND>, dim3(gx, gy), dim3(Tile::THREADS), SMEM, stream, p);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -2003,9 +2009,9 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
     constexpr int SMEM = std::max(Tile::template smem_bytes<Kind::Weight>(), Tile::template smem_bytes<Kind::Data>());
     static const bool smem_allowed = allow_smem(dense_pipe_backward_kernel<Tile>, SMEM);
     (void)smem_allowed;
-    dense_pipe_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, SMEM, stream>>>(w, d);
+    launch_kernel(dense_pipe_backward_kernel<Tile>, dim3(unsigned(blocks)), dim3(Tile::THREADS), SMEM, stream, w, d);
   } else {
-    dense_backward_kernel<Tile><<<unsigned(blocks), Tile::THREADS, 0, stream>>>(w, d);
+    launch_kernel(dense_backward_kernel<Tile>, dim3(unsigned(blocks)), dim3(Tile::THREADS), 0, stream, w, d);
   }
   MNIST_LAUNCH_CHECK(stream);
 }
@@ -2228,12 +2234,12 @@ void launch_simt_tiles(const GemmParams& p, cudaStream_t stream) {
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
   if constexpr (KIND != Kind::Data) {  // (the data GEMM never reads X)
     if (p.images) {
-      dense_gemm_kernel<typename Tile::Images, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
+      launch_kernel(dense_gemm_kernel<typename Tile::Images, KIND>, dim3(gx, gy), dim3(Tile::THREADS), 0, stream, p);
       MNIST_LAUNCH_CHECK(stream);
       return;
     }
   }
-  dense_gemm_kernel<Tile, KIND><<<dim3(gx, gy), Tile::THREADS, 0, stream>>>(p);
+  launch_kernel(dense_gemm_kernel<Tile, KIND>, dim3(gx, gy), dim3(Tile::THREADS), 0, stream, p);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -2567,7 +2573,7 @@ void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
   if (!p.partial || p.tickets) return;
   const std::size_t mn = std::size_t(p.M) * p.N;
   const unsigned blocks = unsigned(std::min<std::size_t>((mn + 255) / 256, std::size_t(kSplitTargetBlocks)));
-  dense_split_reduce_kernel<KIND><<<blocks, 256, 0, stream>>>(p);
+  launch_kernel(dense_split_reduce_kernel<KIND>, dim3(blocks), dim3(256), 0, stream, p);
   MNIST_LAUNCH_CHECK(stream);
 }
 

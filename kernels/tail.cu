@@ -9,6 +9,7 @@
 #include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/mma.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
@@ -587,12 +588,19 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   for (int e = tid + kThreads; bias_item(p, e, bl, bn); e += kThreads) pool[pl.off_b[bl] + bn] = p.b[bl][bn];
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
+  // The label of the row this thread takes in the softmax below, read before the chunk's staging:
+  // by index it is two dependent loads (kernels/labels.cuh), which the staging and forward hide.
+  uint8_t label = tid < row_end - row0 && tid < p.chunk ? label_of(p.labels, row0 + tid) : uint8_t(0);
+
+  // Everything above reads only what launches before the previous one wrote (the weights, biases,
+  // counters, order and labels: the optimizer two launches back) and writes only this block's slice
+  // padding, which the previous launch (layer 0's forward) does not touch: with a programmatic launch
+  // it overlaps that launch (kernels/pdl.cuh). A0 is its output.
+  pdl_start();
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
-    // The label of the row this thread takes in the softmax below, read now: by index it is two
-    // dependent loads (kernels/labels.cuh), which the chunk's staging and forward then hide.
-    const uint8_t label = tid < rows ? label_of(p.labels, c0 + tid) : uint8_t(0);
+    if (c0 != row0) label = tid < rows ? label_of(p.labels, c0 + tid) : uint8_t(0);
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
@@ -749,7 +757,7 @@ template <GemmPrecision PREC, bool BACKWARD>
 void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
   static const bool allowed = allow_smem(tail_kernel<PREC, BACKWARD>);
   (void)allowed;
-  tail_kernel<PREC, BACKWARD><<<unsigned(blocks), kThreads, smem, stream>>>(p);
+  launch_kernel(tail_kernel<PREC, BACKWARD>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
 }
 
 template <GemmPrecision PREC>

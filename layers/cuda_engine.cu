@@ -108,6 +108,7 @@
 #include "kernels/fused_step.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/head.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/softmax_xent.cuh"
 #include "kernels/tail.cuh"
@@ -236,6 +237,8 @@ class CudaEngine final : public Engine {
       if (xent_blocks_.size() < std::size_t(cuda::tail_xent_slots(cap_)))
         xent_blocks_.resize(std::size_t(cuda::tail_xent_slots(cap_)));
       cuda::tail_prepare();  // before any capture
+      // (a probe that synchronises: before any capture too)
+      pdl_ = cfg.pdl == Pdl::On && cuda::programmatic_launch_works(stream_.get());
     }
     // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
     // as floats, so a one-layer model with the head keeps the gathered batch.
@@ -256,6 +259,7 @@ class CudaEngine final : public Engine {
   bool fused_step() const override { return fused_; }
   bool head_kernel() const override { return head_; }
   bool tail_kernel() const override { return tail_; }
+  bool programmatic_launch() const override { return tail_ && pdl_; }
   std::map<std::string, std::string> autotune_choices() const override {
     std::map<std::string, std::string> c;
     if (!tune_) return c;
@@ -441,6 +445,7 @@ class CudaEngine final : public Engine {
         x0 = x_.data();
         y = y_.data();
       }
+      const cuda::ProgrammaticLaunches pdl(tail_ && pdl_);
       forward(x0, rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
       if (tail_) {
         cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), act_[0].data(), y, rows, s,
@@ -618,6 +623,7 @@ class CudaEngine final : public Engine {
   // labels y.
   void record_tail_step(const cuda::DenseInput& x0, const cuda::LabelInput& y, int B, bool update) {
     const cudaStream_t s = stream_.get();
+    const cuda::ProgrammaticLaunches pdl(pdl_);  // (kernels/pdl.cuh: each of the four waits before it reads)
     forward(x0, B, true, 1);
     const DenseSlot& first = layout_.dense.front();
     const std::vector<int>& w = tail_w_;
@@ -641,8 +647,9 @@ class CudaEngine final : public Engine {
     const std::size_t slice = cuda::tail_slice_floats(w);
     for (std::size_t l = 1; l < layout_.dense.size(); ++l) {
       const DenseSlot& sl = layout_.dense[l];
+      // (written by tail_train, two launches back: summed while layer 0's weight GEMM runs)
       set.seg[set.count++] = {tail_partial_.data() + cuda::tail_layer_offset(w, int(l)), blocks, slice, sl.out, sl.in,
-                              sl.w_offset, sl.b_offset};
+                              sl.w_offset, sl.b_offset, true};
     }
     // ... and, by its last block, advance_train_counters: the step's last launch.
     cuda::adam_reduce_update(params_.data(), m_.data(), v_.data(), nullptr, set, counters_.data(), cfg_.beta1,
@@ -965,6 +972,7 @@ class CudaEngine final : public Engine {
   Stream stream_;
   int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
   DeviceBuffer<float> params_, grads_, m_, v_;
+  bool pdl_ = false;  // the tail path's launches are programmatic (cfg.pdl and the device's probe)
   bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)
   bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)
   bool step_tuned_ = false;  // tune_step has run

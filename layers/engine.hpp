@@ -50,6 +50,8 @@ enum class Kernels { Auto, Fused, Graph, Tail };
 // size model's pick without timing, the model's choices kept (`Check`: a self-test of every tile on
 // the device, cheap enough under compute-sanitizer). EngineConfig::autotune says more.
 enum class Autotune { Off, On, Check };
+// CUDA: programmatic dependent launches on the tail path (EngineConfig::pdl).
+enum class Pdl { Off, On };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -69,6 +71,7 @@ using Precision = GemmPrecision;  // FP32, TF32, BF16: one enum, shared with ker
 const char* to_string(Gemm g);
 const char* to_string(Kernels k);
 const char* to_string(Autotune a);
+const char* to_string(Pdl p);
 const char* to_string(Precision p);
 
 struct EngineConfig {
@@ -115,6 +118,14 @@ struct EngineConfig {
   // so that tests comparing two engines bit for bit see the same tiles in both. Check: every
   // candidate (tile and path) runs and is checked as above, none is timed, the models' picks stay.
   Autotune autotune = Autotune::Off;
+  // CUDA, tail path: the step's four launches and the evaluation's two are programmatic dependent
+  // launches (kernels/pdl.cuh): each kernel is launched while the one before it runs, its blocks
+  // take the SMs that one leaves free, and the part of it that needs nothing of that kernel (the
+  // tail kernel's weight staging and labels, Adam on the tail's slices) runs before it waits. Only
+  // where cuda::programmatic_launch_works (sm_90+, probed once at construction); else, and with
+  // Off, ordinary launches. Changes no result (every kernel waits before it reads its
+  // predecessor's output). The app's --pdl on|off.
+  Pdl pdl = Pdl::On;
 };
 
 struct EpochStats {
@@ -162,6 +173,9 @@ class Engine {
   virtual bool head_kernel() const { return false; }
   // Whether the training steps run the tail kernel path (Kernels::Tail resolved).
   virtual bool tail_kernel() const { return false; }
+  // Whether the tail path's launches are programmatic dependent launches (EngineConfig::pdl, where
+  // the device passed the probe).
+  virtual bool programmatic_launch() const { return false; }
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the
   // order they were tuned; empty when nothing was tuned.
   virtual std::vector<std::string> autotune_report() const { return {}; }

@@ -17,7 +17,9 @@
 // Last, the graph and tail paths with layer 0 reading X from the images in place (the default,
 // EngineConfig::x_in_place) and with the batch gathered into floats first ("-gather": the step's
 // launches before it), so that the difference is this change's gain or loss (profiling/NOTES.md,
-// "The engine reads X from the images"). Then the same paths autotuned (EngineConfig::autotune, the
+// "The engine reads X from the images"); "tail-nopdl": the tail path with ordinary launches
+// (EngineConfig::pdl off), so that "tail" against it is what the programmatic launches buy. Then
+// the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
 // with autotuning: above batch 512 the graph/tail race), each with the engine's autotune report
 // (the warm-up epoch does the tuning). --precision runs the GEMMs at tf32 or bf16 (the fused rows
@@ -111,6 +113,7 @@ int run(const Options& o) {
       bool x_in_place = true;
       bool autotune = false;
       bool grid_barriers = false;
+      Pdl pdl = Pdl::On;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -125,6 +128,7 @@ int run(const Options& o) {
                                         {"graph", Kernels::Graph, 0, 7u},
                                         {"graph-gather", Kernels::Graph, 0, 7u, false},
                                         {"tail", Kernels::Tail, 0, 7u},         {"tail-gather", Kernels::Tail, 0, 7u, false},
+                                        {"tail-nopdl", Kernels::Tail, 0, 7u, true, false, false, Pdl::Off},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
@@ -139,6 +143,7 @@ int run(const Options& o) {
       cfg.fused_phases = v.phases;
       cfg.fused_grid_barriers = v.grid_barriers;
       cfg.x_in_place = v.x_in_place;
+      cfg.pdl = v.pdl;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);

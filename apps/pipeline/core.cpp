@@ -56,6 +56,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.precision = o.precision;
   c.graph_steps = o.graph_steps;
   c.autotune = o.autotune;
+  c.pdl = o.pdl;
   return c;
 }
 
@@ -81,9 +82,10 @@ std::string device_name(const Engine& engine) {
 std::string kernel_path(const Engine& engine) {
   if (engine.name() != "cuda") return engine.name();
   // The engine resolved --kernels (auto, or a fallback it gave notice of); the graph path says when
-  // its last layer runs as the head kernel (kernels/head.cuh).
+  // its last layer runs as the head kernel (kernels/head.cuh), the tail path when its launches are
+  // programmatic (kernels/pdl.cuh).
   if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
-  if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail));
+  if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail), engine.programmatic_launch() ? "+pdl" : "");
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 

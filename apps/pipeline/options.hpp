@@ -47,6 +47,7 @@ struct AppOptions {
   Precision precision = Precision::FP32;
   int graph_steps = 25;                // CUDA only: training steps per graph replay
   Autotune autotune = Autotune::On;    // CUDA only
+  Pdl pdl = Pdl::On;                   // CUDA only (tail path)
   Dataset dataset = Dataset::Mnist;
   std::string data_dir;  // default data/<dataset>
   std::string out_dir = "out";

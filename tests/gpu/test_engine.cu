@@ -28,6 +28,7 @@
 #include "kernels/autotune.cuh"
 #include "kernels/dense.cuh"
 #include "layers/engine.hpp"
+#include "runtime/cuda_check.cuh"
 #include "tests/gpu/engine_problem.hpp"
 #include "tests/gpu/gpu_test.cuh"
 
@@ -176,6 +177,56 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
         CHECK(progress[0][e].correct == progress[1][e].correct);
       }
       CHECK(state[0].step == state[1].step);
+      CHECK(bitwise_equal(state[0].params, state[1].params));
+      CHECK(bitwise_equal(state[0].m, state[1].m));
+      CHECK(bitwise_equal(state[0].v, state[1].v));
+      CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
+      CHECK(eval[0].accuracy == eval[1].accuracy);
+      CHECK(bitwise_equal(probs[0], probs[1]));
+    }
+}
+
+// EngineConfig::pdl: the tail path's launches programmatic (kernels/pdl.cuh; each kernel launched
+// while the one before runs, its prologue overlapping it) against ordinary launches. Every kernel
+// waits before it reads its predecessor's output, so nothing may change: each epoch's loss sum and
+// hits, every parameter and Adam moment, the evaluation and the predictions bitwise, at batch 512
+// and 4096 (the model's batch for issue 12: 2 full steps replayed and a partial one), every
+// precision. On sm_90+ the probe must pass (programmatic_launch() true): a device where it fails
+// would silently lose the overlap, which this test reports instead.
+TEST_CASE("CUDA engine: programmatic launches on the tail path change no bit") {
+  int device = 0, major = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
+    for (const int batch : {512, 4096}) {
+      INFO("precision ", std::string(to_string(prec)), ", batch ", batch);
+      Problem p = large_batch_problem(prec, Kernels::Tail, batch == 512 ? 1300 : 9000, 49);
+      p.cfg.batch_size = batch;
+      std::vector<EpochProgress> progress[2];
+      TrainState state[2];
+      EpochStats eval[2];
+      std::vector<float> probs[2];
+      for (const int on : {0, 1}) {
+        p.cfg.pdl = on ? Pdl::On : Pdl::Off;
+        auto gpu = make_cuda_engine(p.cfg);
+        REQUIRE(gpu->tail_kernel());
+        CHECK(gpu->programmatic_launch() == (on == 1 && major >= 9));
+        const int t = gpu->add_dataset(p.view());
+        for (int e = 0; e < 2; ++e) {
+          EpochProgress pr;
+          pr.next_batch = e;
+          gpu->train_steps(t, e, 1e-3f, pr, nullptr);
+          progress[on].push_back(pr);
+        }
+        gpu->get_state(state[on]);
+        eval[on] = gpu->evaluate(t);
+        probs[on].assign(std::size_t(p.n) * 10, NAN);
+        gpu->predict(probs[on].data(), p.images.data(), p.n);
+      }
+      for (int e = 0; e < 2; ++e) {
+        CHECK(std::memcmp(&progress[0][e].loss_sum, &progress[1][e].loss_sum, sizeof(double)) == 0);
+        CHECK(progress[0][e].correct == progress[1][e].correct);
+      }
       CHECK(bitwise_equal(state[0].params, state[1].params));
       CHECK(bitwise_equal(state[0].m, state[1].m));
       CHECK(bitwise_equal(state[0].v, state[1].v));

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include "layers/engine.hpp"
@@ -115,6 +116,9 @@ static int check_budgets(const std::string& path, bool stale) {
 }
 
 int main(int argc, char** argv) {
+  // Each launch whole, in turn: the model pairs a warp's accesses per launch (a programmatic
+  // launch's early run beside the launch before would interleave two launches' accesses).
+  emu::g_programmatic_early = false;
   std::size_t top = 40;
   std::string budgets, set = "full";
   for (int i = 1; i < argc; ++i) {

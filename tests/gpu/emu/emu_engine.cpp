@@ -13,6 +13,7 @@
 #include "runtime/error.hpp"
 #include "runtime/device_buffer.cuh"
 #include "runtime/graph.cuh"  // the emulation's capture and replay counters
+#include <cooperative_groups.h>  // the count of programmatic launches
 #include <cuda_runtime.h>
 #include <cstdlib>
 #include "emu_x_in_place.hpp"
@@ -251,6 +252,52 @@ void tail_vs_graph() {
   std::printf("tail vs graph path: one step err %.3g, two epochs err %.3g, eval loss %.9f / %.9f\n", step_err, err, ev[1].loss, ev[0].loss);
   expect(err < 1e-4, "tail: two epochs within float noise of the graph path");
   expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9, "tail: evaluation");
+}
+
+// The tail path's programmatic launches (EngineConfig::pdl, kernels/pdl.cuh) against ordinary ones.
+// Programmatic, the emulation runs each launch's part before its pdl_wait() BEFORE the rest of the
+// launch before it (ov/cooperative_groups.h): a kernel that read its predecessor's output, or wrote
+// what that one reads, before its wait would give other bits here. Training (a full epoch: one
+// 512-row step replayed from its graph and an 88-row step uncaptured; a second epoch, resumed after
+// its first step), evaluation and prediction, bitwise; the launches were programmatic.
+void tail_programmatic_vs_ordinary() {
+  const int n = 600, input = 40;
+  auto images = rbytes(std::size_t(n) * input, 41, 0, 255), labels = rbytes(n, 42, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 43;
+  cfg.kernels = Kernels::Tail;
+  std::vector<float> p[2], probs[2];
+  TrainState st[2];
+  EpochStats ev[2];
+  EpochProgress second[2];
+  long long launches[2];
+  for (int on : {0, 1}) {
+    cfg.pdl = on ? Pdl::On : Pdl::Off;
+    const long long before = g_emu_programmatic_launches;
+    auto gpu = make_cuda_engine(cfg);
+    expect(gpu->tail_kernel() && gpu->programmatic_launch() == (on == 1), cat("pdl ", on, ": programmatic_launch() reports it"));
+    const int d = gpu->add_dataset(v);
+    gpu->train_epoch(d, 0, 1e-3f);
+    second[on].end_batch = 1;
+    gpu->train_steps(d, 1, 5e-4f, second[on], nullptr);
+    second[on].end_batch = -1;
+    gpu->train_steps(d, 1, 5e-4f, second[on], nullptr);
+    gpu->get_params(p[on]);
+    gpu->get_state(st[on]);
+    ev[on] = gpu->evaluate(d);
+    probs[on].resize(std::size_t(n) * 10);
+    gpu->predict(probs[on].data(), images.data(), n);
+    launches[on] = g_emu_programmatic_launches - before;
+  }
+  expect(launches[0] == 0 && launches[1] >= 4 * 4, cat("pdl: ", launches[1], " programmatic launches on, ", launches[0], " off"));
+  expect(p[0] == p[1] && st[0].m == st[1].m && st[0].v == st[1].v && st[0].step == st[1].step,
+         "pdl: parameters and Adam state bitwise as with ordinary launches");
+  expect(std::memcmp(&second[0].loss_sum, &second[1].loss_sum, sizeof(double)) == 0 && second[0].correct == second[1].correct,
+         cat("pdl: the resumed epoch's loss bits ", second[0].loss_sum, " vs ", second[1].loss_sum));
+  expect(std::memcmp(&ev[0].loss, &ev[1].loss, sizeof(double)) == 0 && ev[0].accuracy == ev[1].accuracy,
+         "pdl: evaluation bitwise");
+  expect(probs[0] == probs[1], "pdl: predictions bitwise");
+  std::printf("tail, programmatic vs ordinary launches: %lld programmatic; eval loss %.9f / %.9f\n", launches[1], ev[1].loss, ev[0].loss);
 }
 
 // Kernels::Tail where it cannot run: the graph path, and one line saying why.
@@ -582,6 +629,7 @@ int main() {
   compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);
   g_kernels = Kernels::Graph;
   tail_vs_graph();
+  tail_programmatic_vs_ordinary();
   tail_fallbacks();
   x_in_place_vs_gathered();
   autotune_changes_no_bit();

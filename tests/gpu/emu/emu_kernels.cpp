@@ -12,6 +12,7 @@
 #include "kernels/dropout.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/head.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/softmax_xent.cuh"
 #include "kernels/tail.cuh"
 #include "kernels/step_math.cuh"
@@ -47,8 +48,168 @@ std::string hexf(double x) { char b[40]; std::snprintf(b, sizeof b, "%a", x); re
 void expect(bool c, const std::string& what) { ++checks; if (!c) { ++failures; std::printf("FAIL %s\n", what.c_str()); } }
 template <class T> std::vector<T> poison(std::size_t n) { std::vector<T> v(n); std::memset(v.data(), 0xFF, n * sizeof(T)); return v; }
 
+// ---- Programmatic launches: the model itself (ov/cooperative_groups.h, launch_programmatic) ----
+// Toy kernels (one element a thread): what a read or write on either side of pdl_wait() sees when
+// the launch is programmatic, against the same launches made ordinarily.
+namespace pdl_toy {
+int index() { return int(blockIdx.x * blockDim.x + threadIdx.x); }
+// a[i] = 2i + 1, after its wait
+void write_after(float* a, int n) {
+  cuda::pdl_start();
+  if (index() < n) a[index()] = float(2 * index() + 1);
+}
+// out[i] = a[i] + 1, a read after the wait
+void copy_after(float* out, const float* a, int n) {
+  cuda::pdl_start();
+  if (index() < n) out[index()] = a[index()] + 1.0f;
+}
+// out[i] = a[i] + 1, a read BEFORE the wait (a contract breach when the launch before writes a)
+void copy_before(float* out, const float* a, int n) {
+  const float v = index() < n ? a[index()] : 0.0f;
+  cuda::pdl_start();
+  if (index() < n) out[index()] = v + 1.0f;
+}
+// a[i] = -7, a write BEFORE the wait (a breach when the launch before reads a)
+void write_before(float* a, int n) {
+  if (index() < n) a[index()] = -7.0f;
+  cuda::pdl_start();
+}
+// no wait at all / a trigger before the wait
+void no_wait(float* a, int n) {
+  if (index() < n) a[index()] = 1.0f;
+}
+void trigger_first(float* a, int n) {
+  cuda::pdl_trigger();
+  cuda::pdl_wait();
+  if (index() < n) a[index()] = 1.0f;
+}
+// out[block] = the sum of a over the block's 64 elements, through a static __shared__ array (its
+// own per block while the blocks are in flight together)
+void block_sum(float* out, const float* a) {
+  auto& s = emu::shared_obj<float[64], 1>();  // `__shared__ float s[64];` as transform.py rewrites it
+  cuda::pdl_start();
+  s[threadIdx.x] = a[index()];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0;
+    for (int i = 0; i < 64; ++i) t += s[i];
+    out[blockIdx.x] = t;
+  }
+}
+}  // namespace pdl_toy
+
+void programmatic_launch_model() {
+  using namespace pdl_toy;
+  constexpr int n = 200, threads = 64;
+  const dim3 grid((n + threads - 1) / threads), block(threads);
+  const auto run = [&](bool pdl, auto&& body) {
+    cuda::ProgrammaticLaunches scope(pdl);
+    body();
+    cudaDeviceSynchronize();  // (ends the launch in flight)
+  };
+  std::vector<float> a(n), out(n);
+  for (bool pdl : {false, true}) {
+    const std::string tag = pdl ? "programmatic: " : "ordinary: ";
+    // A read before the wait of what the launch before writes: the old value, only when programmatic.
+    std::fill(a.begin(), a.end(), 5.0f);
+    run(pdl, [&] {
+      cuda::launch_kernel(write_after, grid, block, 0, nullptr, a.data(), n);
+      cuda::launch_kernel(copy_before, grid, block, 0, nullptr, out.data(), a.data(), n);
+    });
+    bool old = true, fresh = true;
+    for (int i = 0; i < n; ++i) {
+      old = old && out[i] == 6.0f;
+      fresh = fresh && out[i] == float(2 * i + 2);
+    }
+    expect(pdl ? old : fresh, tag + "a read before pdl_wait sees " + (pdl ? "the value before" : "the launch before's"));
+    // After the wait: always the launch before's.
+    std::fill(a.begin(), a.end(), 5.0f);
+    run(pdl, [&] {
+      cuda::launch_kernel(write_after, grid, block, 0, nullptr, a.data(), n);
+      cuda::launch_kernel(copy_after, grid, block, 0, nullptr, out.data(), a.data(), n);
+    });
+    fresh = true;
+    for (int i = 0; i < n; ++i) fresh = fresh && out[i] == float(2 * i + 2);
+    expect(fresh, tag + "a read after pdl_wait sees the launch before's writes");
+    // A write before the wait into what the launch before reads: that launch sees it (programmatic).
+    std::fill(a.begin(), a.end(), 5.0f);
+    run(pdl, [&] {
+      cuda::launch_kernel(copy_after, grid, block, 0, nullptr, out.data(), a.data(), n);
+      cuda::launch_kernel(write_before, grid, block, 0, nullptr, a.data(), n);
+    });
+    bool early = true, late = true;
+    for (int i = 0; i < n; ++i) {
+      early = early && out[i] == -6.0f;
+      late = late && out[i] == 6.0f;
+    }
+    expect(pdl ? early : late, tag + "a write before pdl_wait is " + (pdl ? "seen by" : "after") + " the launch before");
+    // Two launches back: complete before a launch starts (the one between triggered after its wait).
+    std::fill(a.begin(), a.end(), 5.0f);
+    std::vector<float> mid(n);
+    run(pdl, [&] {
+      cuda::launch_kernel(write_after, grid, block, 0, nullptr, a.data(), n);
+      cuda::launch_kernel(copy_after, grid, block, 0, nullptr, mid.data(), mid.data(), n);
+      cuda::launch_kernel(copy_before, grid, block, 0, nullptr, out.data(), a.data(), n);
+    });
+    fresh = true;
+    for (int i = 0; i < n; ++i) fresh = fresh && out[i] == float(2 * i + 2);
+    expect(fresh, tag + "a read before pdl_wait sees the writes of two launches back");
+    // Static shared memory, blocks in flight together.
+    std::vector<float> v(4 * 64), sums(4, -1.0f);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = float(i % 13);
+    run(pdl, [&] {
+      cuda::launch_kernel(write_after, grid, block, 0, nullptr, out.data(), n);
+      cuda::launch_kernel(block_sum, dim3(4), block, 0, nullptr, sums.data(), static_cast<const float*>(v.data()));
+    });
+    for (int b = 0; b < 4; ++b) {
+      float t = 0;
+      for (int i = 0; i < 64; ++i) t += v[std::size_t(b) * 64 + i];
+      expect(sums[b] == t, cat(tag, "block ", b, "'s static __shared__ sum"));
+    }
+    // A copy orders after the launch in flight.
+    std::fill(a.begin(), a.end(), 5.0f);
+    std::vector<float> copy(n);
+    {
+      cuda::ProgrammaticLaunches scope(pdl);
+      cuda::launch_kernel(write_after, grid, block, 0, nullptr, a.data(), n);
+      cudaMemcpy(copy.data(), a.data(), n * sizeof(float), cudaMemcpyDeviceToHost);
+    }
+    fresh = true;
+    for (int i = 0; i < n; ++i) fresh = fresh && copy[i] == float(2 * i + 1);
+    expect(fresh, tag + "cudaMemcpy after a launch copies its output");
+  }
+  // The contract's breaches stop the launch with an error naming the rule.
+  for (auto* k : {no_wait, trigger_first}) {
+    std::string what;
+    try {
+      run(true, [&] { cuda::launch_kernel(k, grid, block, 0, nullptr, a.data(), n); });
+    } catch (const std::exception& e) {
+      what = e.what();
+    }
+    expect(what.find(k == no_wait ? "ended without pdl_wait" : "pdl_trigger() before pdl_wait") != std::string::npos,
+           cat("a programmatic launch that ", k == no_wait ? "never waits" : "triggers first", " fails: '", what, "'"));
+  }
+  // The engine's kernels keep it: each launched programmatically after a writer, its output equal to
+  // the ordinary launch's (a read before its wait of X, W or b would see the poison).
+  for (bool pdl : {false, true}) {
+    const int B = 129, K = 70, N = 33;
+    const auto X = rnd(std::size_t(B) * K, 11), W = rnd(std::size_t(N) * K, 12, -.5, .5), b = rnd(N, 13);
+    std::vector<float> Xd(X.size(), 0.0f), Y(std::size_t(B) * N);
+    run(pdl, [&] {
+      cuda::launch_kernel(copy_after, dim3((X.size() + 63) / 64), block, 0, nullptr, Xd.data(), X.data(), int(X.size()));
+      cuda::dense_forward(Y.data(), Xd.data(), W.data(), b.data(), B, K, N, true, nullptr);
+    });
+    std::vector<float> X1(X.size()), ref(Y.size());
+    for (std::size_t i = 0; i < X.size(); ++i) X1[i] = X[i] + 1.0f;
+    cuda::dense_forward(ref.data(), X1.data(), W.data(), b.data(), B, K, N, true, nullptr);
+    same(Y, ref, pdl ? "programmatic dense_forward after its input's writer" : "ordinary dense_forward");
+  }
+  std::printf("programmatic launches: %lld modelled\n", g_emu_programmatic_launches);
+}
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1;
+  programmatic_launch_model();
   std::vector<cases::LayerShape> layers = cases::model_layers();
   layers.insert(layers.end(), cases::odd_layers().begin(), cases::odd_layers().end());
   std::vector<int> rows{1, 7, 127, 128, 129, 300};

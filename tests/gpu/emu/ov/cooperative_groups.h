@@ -28,6 +28,7 @@
 
 inline int g_emu_sm_count = 2;           // tests set it to vary the cooperative grid
 inline int g_emu_cooperative_launches = 0;
+inline long long g_emu_programmatic_launches = 0;  // launches run as programmatic (launch_programmatic)
 inline emu::Barrier* g_emu_grid_barrier = nullptr;
 
 namespace emu {
@@ -106,6 +107,7 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
   if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad cooperative launch config");
   if (int(grid.x) > g_emu_sm_count) throw std::runtime_error("cooperative launch too large");
+  flush_pending();
   ++g_emu_launches;
   ++g_emu_cooperative_launches;
   g_launch_kernel = kernel;
@@ -143,6 +145,7 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
   if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad launch config");
   if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
+  flush_pending();
   ++g_emu_launches;
   g_launch_kernel = kernel;
   blockDim = dim3(threads);
@@ -150,6 +153,90 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
   for (const dim3 blk : block_sequence(grid))
     run_blocks(blk.y * grid.x + blk.x, blk.y * grid.x + blk.x + 1, threads, smem, body);
 }
+
+// ---- Programmatic launches (kernels/pdl.cuh's launch_kernel inside a ProgrammaticLaunches scope) ----
+// The order modelled is the earliest the device allows under the contract of kernels/pdl.cuh: the
+// launch's threads run up to their pdl_wait() BEFORE the rest of the launch before it (that one
+// may have triggered at its own wait), and their rest only after that launch's end. So a read
+// before pdl_wait() of what the previous launch writes sees the value before it (or the poison of
+// a fresh buffer), and a write there is overwritten or seen by that launch: the results differ from
+// the ordinary launches' and the tests that compare them fail. A thread that ends without
+// pdl_wait(), or triggers before it, stops the run (rules 1 and 2).
+// All blocks are in flight at once (own shared memory, static and dynamic); a grid of more than
+// kEarlyThreads threads runs its first kEarlyThreads / threads blocks (in g_block_order) early and
+// the others after: two launches in flight (the pending one and the next one's early part) stay
+// within the process's 65,530 mappings (a fiber stack is two; a 428-block optimizer launch alone
+// would be 219,000).
+// g_programmatic_early = false (the bank model, which pairs a warp's accesses per launch) runs
+// each launch to its end at once, ordinary launch semantics.
+constexpr std::size_t kEarlyThreads = 8192;
+inline bool g_programmatic_early = true;
+
+inline void launch_programmatic(dim3 grid, unsigned threads, std::size_t smem, const void* kernel,
+                                std::function<void()> body) {
+  const auto allowed = max_dynamic_smem().find(kernel);
+  if (smem > 48 * 1024 && (allowed == max_dynamic_smem().end() || std::size_t(allowed->second) < smem))
+    throw std::runtime_error("launch with more than 48 KB of dynamic shared memory, not allowed by cudaFuncSetAttribute");
+  if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
+    throw std::runtime_error("bad launch config");
+  if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
+  if (!g_programmatic_early) {
+    launch_dynamic(grid, threads, smem, kernel, body);
+    return;
+  }
+  ++g_emu_launches;
+  ++g_emu_programmatic_launches;
+  auto fl = std::make_unique<Flight>();
+  fl->body = std::move(body);
+  fl->threads = threads;
+  const std::vector<dim3> order = block_sequence(grid);
+  fl->blocks.resize(order.size());
+  fl->fibers.resize(order.size() * threads);
+  fl->early_blocks = std::max<std::size_t>(1, std::min(order.size(), kEarlyThreads / threads));
+  // Each block's dynamic shared memory as launch_dynamic's (whole pages, then a guard page; poisoned).
+  const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+  const std::size_t used = (smem + 15) / 16 * 16;
+  const std::size_t pages = (used + page - 1) / page * page;
+  struct Lease {
+    std::vector<BlockMemory> mem;
+    ~Lease() {
+      for (BlockMemory& m : mem) {
+        const std::size_t key = m.pages;
+        free_block_memory().emplace(key, std::move(m));
+      }
+    }
+  };
+  auto lease = std::make_shared<Lease>();
+  auto& pool = free_block_memory();
+  for (std::size_t b = 0; b < order.size(); ++b) {
+    Block& blk = fl->blocks[b];
+    blk.bx = order[b].x;
+    blk.by = order[b].y;
+    blk.sync.expected = threads;
+    blk.sync.what = "__syncthreads";
+    blk.threads = threads;
+    blk.grid = grid;
+    blk.kernel = kernel;
+    blk.own_statics = true;
+    blk.programmatic = true;
+    blk.parked = &fl->parked;
+    const auto it = pool.find(pages);
+    if (it != pool.end()) {
+      lease->mem.push_back(std::move(it->second));
+      pool.erase(it);
+    } else {
+      lease->mem.emplace_back(pages);
+    }
+    blk.smem = static_cast<char*>(lease->mem.back().base) + pages - used;
+    blk.smem_bytes = smem;
+    std::memset(blk.smem, 0xFF, used);
+  }
+  fl->memory = lease;
+  run_early(*fl);    // this launch up to its waits ...
+  flush_pending();   // ... then the rest of the launch before it ...
+  pending_flight() = std::move(fl);  // ... and its own rest when the next launch has run early
+}
+
 
 template <class... A, std::size_t... I>
 void call_with_args(void (*f)(A...), void** args, std::index_sequence<I...>) {

@@ -72,6 +72,17 @@ template <class T, int ID>
 T& shared_obj() {
   static_assert(std::is_trivially_copyable<T>::value, "a __shared__ object is raw memory on the device");
   constexpr std::size_t a = alignof(T) < 16 ? alignof(T) : 0;
+  // A block in flight beside other blocks of its kernel (a programmatic launch): its own object,
+  // poisoned (0xFF) as the device leaves it undefined.
+  if (Fiber* f = scheduler().current; f && f->block->own_statics) {
+    std::unique_ptr<unsigned char[]>& slot = f->block->statics[ID];
+    if (!slot) {
+      slot.reset(new unsigned char[sizeof(T) + 128]);
+      std::memset(slot.get(), 0xFF, sizeof(T) + 128);
+    }
+    const std::uintptr_t base = (reinterpret_cast<std::uintptr_t>(slot.get()) + 63) & ~std::uintptr_t(63);
+    return *reinterpret_cast<T*>(base + a);
+  }
   alignas(64) static unsigned char storage[sizeof(T) + 64];  // static: zero-initialised
   static const bool registered = [] {
     static_shared_ranges().add(std::uintptr_t(storage + a), std::uintptr_t(storage + a + sizeof(T)));
@@ -133,6 +144,7 @@ const void* kernel_key(F* kernel) {
 }
 inline void launch(dim3 grid, unsigned threads, const std::function<void()>& body, const void* kernel = nullptr) {
   if (grid.x == 0 || grid.y == 0 || threads == 0 || threads > 1024) throw std::runtime_error("bad launch config");
+  flush_pending();  // an ordinary launch starts after the launch before it has ended
   ++g_emu_launches;
   g_launch_kernel = kernel;
   blockDim = dim3(threads);
@@ -190,7 +202,8 @@ inline float device_expf(float a) {
 using std::isfinite;
 using std::isnan;
 
-// Memory, streams, events: host memory and no-ops.
+// Memory, streams, events: host memory and no-ops. Each call that orders after the launches before
+// it first ends a programmatic launch still in flight (emu::flush_pending).
 enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1 };
 #define cudaStreamDefault 0u
@@ -199,26 +212,26 @@ enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptur
 typedef struct CUevent_st* cudaEvent_t;
 inline cudaError_t cudaMalloc(void** p, size_t n) { *p = std::aligned_alloc(256, (n + 255) / 256 * 256); return *p ? cudaSuccess : cudaErrorUnknown; }
 template <class T> cudaError_t cudaMalloc(T** p, size_t n) { return cudaMalloc(reinterpret_cast<void**>(p), n); }
-inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaFree(void* p) { emu::flush_pending(); std::free(p); return cudaSuccess; }
 inline cudaError_t cudaMallocHost(void** p, size_t n) { return cudaMalloc(p, n); }
 inline cudaError_t cudaFreeHost(void* p) { return cudaFree(p); }
-inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) { if (n) std::memcpy(d, s, n); return cudaSuccess; }
-inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t = nullptr) { if (n) std::memcpy(d, s, n); return cudaSuccess; }
-inline cudaError_t cudaMemset(void* d, int v, size_t n) { std::memset(d, v, n); return cudaSuccess; }
-inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = nullptr) { std::memset(d, v, n); return cudaSuccess; }
+inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) { emu::flush_pending(); if (n) std::memcpy(d, s, n); return cudaSuccess; }
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t = nullptr) { emu::flush_pending(); if (n) std::memcpy(d, s, n); return cudaSuccess; }
+inline cudaError_t cudaMemset(void* d, int v, size_t n) { emu::flush_pending(); std::memset(d, v, n); return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = nullptr) { emu::flush_pending(); std::memset(d, v, n); return cudaSuccess; }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { *s = reinterpret_cast<cudaStream_t>(new int(0)); return cudaSuccess; }
-inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete reinterpret_cast<int*>(s); return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) { emu::flush_pending(); delete reinterpret_cast<int*>(s); return cudaSuccess; }
 extern long long g_emu_stream_syncs;  // the host waits on a stream (the engine counts its syncs)
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { ++g_emu_stream_syncs; return cudaSuccess; }
-inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { emu::flush_pending(); ++g_emu_stream_syncs; return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() { emu::flush_pending(); return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline cudaError_t cudaPeekAtLastError() { return cudaSuccess; }
 inline cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus* s) { *s = cudaStreamCaptureStatusNone; return cudaSuccess; }
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { *e = reinterpret_cast<cudaEvent_t>(new int(0)); return cudaSuccess; }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete reinterpret_cast<int*>(e); return cudaSuccess; }
-inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { emu::flush_pending(); return cudaSuccess; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { emu::flush_pending(); return cudaSuccess; }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { *ms = 0; return cudaSuccess; }
 // cub::DeviceRadixSort::SortPairs emulation (stable sort by key).
 namespace cub {
@@ -227,6 +240,7 @@ struct DeviceRadixSort {
   static cudaError_t SortPairs(void* temp, size_t& bytes, const K* kin, K* kout, const V* vin, V* vout, int n,
                                int = 0, int = 32, cudaStream_t = nullptr) {
     if (!temp) { bytes = size_t(n) * 8 + 777; return cudaSuccess; }
+    emu::flush_pending();
     std::vector<int> p(n);
     for (int i = 0; i < n; ++i) p[i] = i;
     std::stable_sort(p.begin(), p.end(), [&](int a, int b) { return kin[a] < kin[b]; });

@@ -24,15 +24,18 @@
 #include <ucontext.h>
 #endif
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -40,6 +43,7 @@
 // Included by cuda_runtime.h once dim3 is defined. The per-thread globals of the emulated runtime,
 // set each time a fiber (re)starts (threadIdx, blockIdx: defined in emu_runtime.cpp).
 extern thread_local dim3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
 inline thread_local void* g_emu_dynamic_smem = nullptr;
 namespace emu {
 
@@ -98,6 +102,20 @@ struct Block {
   void* smem = nullptr;
   std::size_t smem_bytes = 0;  // the dynamic shared memory's size (0: none)
   std::map<std::tuple<unsigned, unsigned, unsigned>, std::shared_ptr<void>> groups;
+  // Set for the blocks of a launch whose blocks are in flight beside another launch's (a
+  // programmatic launch, run_early/finish_flight below): its grid, block size and kernel, restored
+  // each time one of its threads resumes; its own static __shared__ objects (shared_obj, ID ->
+  // bytes, poisoned) instead of the one per declaration that blocks run one after another share.
+  unsigned threads = 0;
+  dim3 grid;
+  const void* kernel = nullptr;
+  bool own_statics = false;
+  std::map<int, std::unique_ptr<unsigned char[]>> statics;
+  // Programmatic launch (kernels/pdl.cuh): `programmatic` holds the contract (every thread waits;
+  // it triggers only after its wait); `early`: a thread's pdl_wait() stops it here (in `parked`)
+  // until the launch before has run to its end.
+  bool programmatic = false, early = false;
+  std::vector<Fiber*>* parked = nullptr;
 };
 
 struct Fiber {
@@ -110,6 +128,7 @@ struct Fiber {
   unsigned long long spun_at = 0;  // the scheduler's `runs` when it last looked at its count
   const Barrier* waits_at = nullptr;
   std::vector<std::shared_ptr<void>> locals;  // lane_local slots
+  bool waited = false;  // pdl_wait() called (programmatic launches)
 };
 
 enum class ThreadOrder { Alternate, Index, Reverse };
@@ -124,6 +143,7 @@ inline std::function<bool(unsigned bx)> g_slow_block;
 // Stacks: 256 KB each with a guard page below (an overflow faults instead of corrupting a
 // neighbour), mapped on demand and reused across launches.
 constexpr std::size_t kStackBytes = 256 * 1024, kGuardBytes = 4096;
+inline thread_local std::size_t g_stacks_mapped = 0;  // (reported when a mapping fails)
 inline std::vector<void*>& free_stacks() {
   thread_local std::vector<void*> s;
   return s;
@@ -137,10 +157,11 @@ inline void* take_stack() {
   }
   void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    std::fprintf(stderr, "emu: cannot map a fiber stack\n");
+    std::fprintf(stderr, "emu: cannot map a fiber stack (%zu in use: %s)\n", g_stacks_mapped, std::strerror(errno));
     std::abort();
   }
   mprotect(p, kGuardBytes, PROT_NONE);
+  ++g_stacks_mapped;
   return p;
 }
 
@@ -214,6 +235,11 @@ inline void on_resume(const Fiber& f) {
   threadIdx = dim3(f.tid);
   blockIdx = dim3(f.block->bx, f.block->by);
   g_emu_dynamic_smem = f.block->smem;
+  if (f.block->threads) {  // a launch in flight beside another: its own launch globals
+    blockDim = dim3(f.block->threads);
+    gridDim = f.block->grid;
+    g_launch_kernel = f.block->kernel;
+  }
 }
 
 inline void fiber_main() {
@@ -222,6 +248,8 @@ inline void fiber_main() {
   on_resume(f);
   try {
     (*s.body)();
+    if (f.block->programmatic && !f.waited)
+      throw std::runtime_error("emu: a thread of a programmatic launch ended without pdl_wait() (kernels/pdl.cuh, rule 2)");
   } catch (...) {
     if (!s.error) s.error = std::current_exception();
   }
@@ -335,16 +363,10 @@ T& lane_local() {
   std::abort();
 }
 
-// Runs `threads` threads of each of `blocks` (concurrently, as one cooperative launch runs its
-// blocks; an ordinary launch calls this once per block) until all have ended, each running body.
-inline void run(std::vector<Block>& blocks, unsigned threads, const std::function<void()>& body, const char* launch) {
-  Scheduler& s = scheduler();
-  if (s.current) {
-    std::fprintf(stderr, "emu: a kernel launch from inside a kernel\n");
-    std::abort();
-  }
-  std::vector<Fiber> fibers(blocks.size() * threads);
-  for (std::size_t b = 0; b < blocks.size(); ++b) {
+// Queues one fiber per thread of each of `blocks` (index order or reverse, alternately by block).
+inline void start_fibers(Scheduler& s, std::vector<Block>& blocks, std::size_t b0, std::size_t b1, unsigned threads,
+                         std::vector<Fiber>& fibers) {
+  for (std::size_t b = b0; b < b1; ++b) {
     const bool reverse = g_thread_order == ThreadOrder::Reverse ||
                          (g_thread_order == ThreadOrder::Alternate && (s.blocks_run++ % 2 == 1));
     for (unsigned i = 0; i < threads; ++i) {
@@ -357,6 +379,14 @@ inline void run(std::vector<Block>& blocks, unsigned threads, const std::functio
       s.ready.push_back(&f);
     }
   }
+}
+
+// Runs the queued threads until none can run (all ended, or waiting at a barrier, or parked).
+inline void drive(Scheduler& s, const std::function<void()>& body) {
+  if (s.current) {
+    std::fprintf(stderr, "emu: a kernel launch from inside a kernel\n");
+    std::abort();
+  }
   s.body = &body;
   s.error = nullptr;
   s.spins_since_progress = 0;
@@ -366,14 +396,101 @@ inline void run(std::vector<Block>& blocks, unsigned threads, const std::functio
     switch_to(s.host, f->ctx);
   }
   s.current = nullptr;
+}
+
+// After drive: the model's hook, then every thread must have ended (else the deadlock report); the
+// stacks go back; a thread's exception is rethrown.
+inline void end_launch(Scheduler& s, std::vector<Fiber>& fibers, const char* launch) {
   if (g_after_run) g_after_run();
   s.ready.clear();
   s.spinning = 0;
   bool all_done = true;
-  for (Fiber& f : fibers) all_done = all_done && f.done;
-  for (Fiber& f : fibers) free_stacks().push_back(f.stack);
+  for (Fiber& f : fibers) all_done = all_done && (f.done || !f.stack);
+  for (Fiber& f : fibers)
+    if (f.stack) free_stacks().push_back(std::exchange(f.stack, nullptr));
   if (s.error) std::rethrow_exception(std::exchange(s.error, nullptr));
   if (!all_done) report_deadlock(launch, fibers);
+}
+
+// Runs `threads` threads of each of `blocks` (concurrently, as one cooperative launch runs its
+// blocks; an ordinary launch calls this once per block) until all have ended, each running body.
+inline void run(std::vector<Block>& blocks, unsigned threads, const std::function<void()>& body, const char* launch) {
+  Scheduler& s = scheduler();
+  std::vector<Fiber> fibers(blocks.size() * threads);
+  start_fibers(s, blocks, 0, blocks.size(), threads, fibers);
+  drive(s, body);
+  end_launch(s, fibers, launch);
+}
+
+// ---- Programmatic launches (kernels/pdl.cuh; README.md "Programmatic launches") ----
+// A launch in flight: its blocks all at once (each with its own shared memory), started by
+// run_early and ended by finish_flight, with another launch's run in between.
+struct Flight {
+  std::vector<Block> blocks;
+  std::vector<Fiber> fibers;
+  std::vector<Fiber*> parked;  // threads stopped at pdl_wait() in the early run
+  std::function<void()> body;  // owns the launch's arguments
+  std::shared_ptr<void> memory;  // the blocks' dynamic shared memory (a lease, cooperative_groups.h)
+  unsigned threads = 0;
+  std::size_t early_blocks = 0;  // blocks [0, early_blocks) run early; the rest at finish_flight
+};
+
+// Starts the first early_blocks blocks' threads and runs them until each has ended, reached
+// pdl_wait() (parked) or waits at a barrier that a parked thread has still to reach.
+inline void run_early(Flight& fl) {
+  Scheduler& s = scheduler();
+  for (std::size_t b = 0; b < fl.early_blocks; ++b) fl.blocks[b].early = true;
+  start_fibers(s, fl.blocks, 0, fl.early_blocks, fl.threads, fl.fibers);
+  drive(s, fl.body);
+  if (s.error) end_launch(s, fl.fibers, "a programmatic launch (before its pdl_wait)");  // rethrows
+}
+
+// The rest of the launch: the parked threads go on to their end; then the blocks not run early,
+// one after another (as an ordinary launch's: their stacks go back before the next block starts).
+inline void finish_flight(Flight& fl) {
+  Scheduler& s = scheduler();
+  for (Block& b : fl.blocks) b.early = false;
+  for (Fiber* f : fl.parked) s.ready.push_back(f);
+  fl.parked.clear();
+  drive(s, fl.body);
+  end_launch(s, fl.fibers, "a programmatic launch");  // (the fibers not started yet have no stack)
+  for (std::size_t b = fl.early_blocks; b < fl.blocks.size(); ++b) {
+    start_fibers(s, fl.blocks, b, b + 1, fl.threads, fl.fibers);
+    drive(s, fl.body);
+    end_launch(s, fl.fibers, "a programmatic launch");
+  }
+}
+
+// The launch whose early part ran and whose rest waits for the next launch's early part (or for
+// anything else that orders after it: flush_pending).
+inline std::unique_ptr<Flight>& pending_flight() {
+  thread_local std::unique_ptr<Flight> f;
+  return f;
+}
+
+// Ends the pending launch, if any: called by every emulated runtime call that orders after the
+// launches before it (a copy, a set, a synchronisation, an ordinary launch), so the host sees the
+// launch complete, as it would on the GPU.
+inline void flush_pending() {
+  if (scheduler().current) return;  // (inside a kernel: nothing of the host's runs there)
+  if (std::unique_ptr<Flight> fl = std::move(pending_flight())) finish_flight(*fl);
+}
+
+// pdl_wait(): in a launch's early run, the thread parks until the launch before has ended.
+inline void grid_dependency_wait() {
+  Fiber& f = current_fiber();
+  if (f.waited) return;
+  f.waited = true;
+  if (f.block->early) {
+    f.block->parked->push_back(&f);
+    yield();  // (resumed by finish_flight)
+  }
+}
+
+// pdl_trigger(): rule 2 of kernels/pdl.cuh.
+inline void grid_dependency_trigger() {
+  if (current_fiber().block->programmatic && !current_fiber().waited)
+    throw std::runtime_error("emu: pdl_trigger() before pdl_wait() (kernels/pdl.cuh, rule 2)");
 }
 
 }  // namespace emu

@@ -1,0 +1,82 @@
+#include "kernels/pdl.cuh"
+
+#include <vector>
+
+#include "runtime/device_buffer.cuh"
+#include "runtime/error.hpp"
+#include "runtime/graph.cuh"
+
+namespace mnist::cuda {
+namespace {
+
+constexpr int kProbeThreads = 256;
+constexpr unsigned long long kProbeSpinNs = 20'000;  // the first kernel's delay before it writes
+
+// data[i] = 7i + 1 for i < n, after kProbeSpinNs: it triggers first, so the second kernel may
+// start at once and must wait for these writes. (One block.)
+__global__ void pdl_probe_first(unsigned* data, int n) {
+  pdl_wait();
+  pdl_trigger();
+#if defined(__CUDA_ARCH__)
+  unsigned long long t0 = 0, t = 0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(500);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < kProbeSpinNs);
+#endif
+  for (int i = int(threadIdx.x); i < n; i += kProbeThreads) data[i] = 7u * unsigned(i) + 1u;
+}
+
+// out[i] = data[i] once the first kernel has completed (pdl_wait). (One block.)
+__global__ void pdl_probe_second(unsigned* out, const unsigned* data, int n) {
+  pdl_wait();
+  pdl_trigger();
+  for (int i = int(threadIdx.x); i < n; i += kProbeThreads) out[i] = data[i];
+}
+
+}  // namespace
+
+bool programmatic_launch_works(cudaStream_t stream) {
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (major < 9) return false;
+  constexpr int n = 4096;
+  try {
+    DeviceBuffer<unsigned> data(n), out(n);
+    const auto pair = [&] {
+      ProgrammaticLaunches on(true);
+      launch_kernel(pdl_probe_first, dim3(1), dim3(kProbeThreads), 0, stream, data.data(), n);
+      launch_kernel(pdl_probe_second, dim3(1), dim3(kProbeThreads), 0, stream, out.data(), data.data(), n);
+    };
+    const auto right = [&] {
+      CUDA_CHECK(cudaStreamSynchronize(stream));
+      std::vector<unsigned> h(n);
+      out.download(h.data(), n);
+      for (int i = 0; i < n; ++i)
+        if (h[i] != 7u * unsigned(i) + 1u) return false;
+      return true;
+    };
+    const auto clear = [&] {
+      CUDA_CHECK(cudaMemsetAsync(data.data(), 0, n * sizeof(unsigned), stream));
+      CUDA_CHECK(cudaMemsetAsync(out.data(), 0, n * sizeof(unsigned), stream));
+    };
+    // As the engine runs a step: in a captured graph, and (a short last batch) uncaptured.
+    clear();
+    const GraphExec graph = capture_graph(stream, pair);
+    graph.launch(stream);
+    if (!right()) return false;
+    clear();
+    pair();
+    return right();
+  } catch (const CudaError&) {
+    cudaGetLastError();
+    return false;
+  }
+}
+
+}  // namespace mnist::cuda

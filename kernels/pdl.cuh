@@ -1,0 +1,88 @@
+// Programmatic dependent launch (PDL, sm_90+): a kernel launched with programmatic stream
+// serialization may start while the kernel before it in the stream is still running, as soon as
+// every block of that one has executed griddepcontrol.launch_dependents (or ended). The step's
+// kernels are each a few microseconds of dependent latency; without PDL every boundary costs the
+// launch, the block scheduling and the new kernel's prologue (weight staging, index and label
+// loads) after the previous kernel's last block ended. With it, those overlap the previous kernel.
+//
+// The contract every kernel launched through launch_kernel keeps (the host emulation checks it,
+// tests/gpu/emu/README.md "Programmatic launches"):
+//   1. Every thread calls pdl_wait() before it reads anything the previous launch writes and
+//      before it writes anything that launch reads or writes; pdl_wait() returns once the previous
+//      grid has completed and its memory is visible. Before it, a kernel may only read what
+//      launches before the previous one wrote (they completed before the previous launch
+//      triggered, rule 2), and write nothing the previous launch touches.
+//   2. pdl_trigger() (launch_dependents) only after pdl_wait(): so when the next launch starts,
+//      every launch before this one has completed, and rule 1's "before the previous one" holds
+//      by induction. Every thread calls pdl_wait(), also a thread that has no work.
+// Without the launch attribute (outside a ProgrammaticLaunches scope, or a device below sm_90)
+// both are no-ops in effect: the previous kernel has completed when this one starts.
+#pragma once
+
+#include <cstddef>
+#include <utility>
+
+#include <cuda_runtime.h>
+
+#include "kernels/pdl_scope.hpp"
+#include "runtime/cuda_check.cuh"
+
+namespace mnist::cuda {
+
+// griddepcontrol.wait: until the previous grid in the stream (a programmatic dependency) has
+// completed and its writes are visible. Returns at once without one.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// griddepcontrol.launch_dependents: this thread's block lets the next launch start (once every
+// block has said so or ended). Only after pdl_wait() (rule 2 above).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// (an implicit conversion, as a <<<>>> launch makes: no cast that a call would refuse)
+template <class T>
+T as_param(T v) {
+  return v;
+}
+
+// The start of a kernel with nothing to do before its predecessor's results: wait, then let the
+// next launch start (its blocks take the SMs this grid leaves free, and its prologue overlaps).
+__device__ __forceinline__ void pdl_start() {
+  pdl_wait();
+  pdl_trigger();
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization when a
+// ProgrammaticLaunches scope is on. The arguments are converted to the kernel's parameter types
+// at the call, as a <<<>>> launch does. Throws CudaError if the launch is refused.
+template <class... P, class... A>
+void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, A&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1] = {};
+  if (ProgrammaticLaunches::active()) {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = attr;
+    config.numAttrs = 1;
+  }
+  CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
+}
+
+// Whether this device runs programmatic launches inside a captured CUDA graph with the order the
+// contract promises: sm_90+, then a probe on `stream` (two kernels captured as the engine captures
+// its steps, the second launched programmatically, replayed; the first one slow, so a second that
+// did not wait reads its output unwritten). Synchronises `stream`; any CUDA error on the way is
+// cleared and answered false, so the caller falls back to ordinary launches.
+bool programmatic_launch_works(cudaStream_t stream);
+
+}  // namespace mnist::cuda

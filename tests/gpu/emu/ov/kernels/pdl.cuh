@@ -1,0 +1,47 @@
+// Host emulation of kernels/pdl.cuh: pdl_wait / pdl_trigger and launch_kernel, with the launch
+// order of a programmatic launch modelled as early as the contract allows (emu::launch_programmatic,
+// ov/cooperative_groups.h; README.md "Programmatic launches").
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#include <cooperative_groups.h>
+#include <cuda_runtime.h>
+
+#include "kernels/pdl_scope.hpp"
+
+namespace mnist::cuda {
+
+inline void pdl_wait() { emu::grid_dependency_wait(); }
+inline void pdl_trigger() { emu::grid_dependency_trigger(); }
+inline void pdl_start() {
+  pdl_wait();
+  pdl_trigger();
+}
+
+template <class T>
+T as_param(T v) {
+  return v;
+}
+
+// The arguments are converted and copied at the call (the device's launch copies them then too):
+// the launch may run after the caller's locals are gone.
+template <class... P, class... A>
+void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t, A&&... args) {
+  if (block.y != 1 || block.z != 1) throw std::runtime_error("emu: launch_kernel takes 1D blocks");
+  std::function<void()> body = [kernel, t = std::tuple<P...>(as_param<P>(std::forward<A>(args))...)] {
+    std::apply(kernel, t);
+  };
+  if (ProgrammaticLaunches::active())
+    emu::launch_programmatic(grid, block.x, smem, emu::kernel_key(kernel), std::move(body));
+  else
+    emu::launch_dynamic(grid, block.x, smem, emu::kernel_key(kernel), body);
+}
+
+// The emulation models the order the contract promises.
+inline bool programmatic_launch_works(cudaStream_t) { return true; }
+
+}  // namespace mnist::cuda
