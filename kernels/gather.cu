@@ -1,9 +1,12 @@
 #include "kernels/gather.cuh"
 
+#include <algorithm>
+
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/curand_draw.cuh"
 #include "kernels/load_l2.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/philox.hpp"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -56,6 +59,34 @@ void launch_gather(float* X, uint8_t* y, const uint8_t* images, const uint8_t* l
     gather_kernel<false><<<unsigned(B), kGatherThreads, 0, stream>>>(X, y, images, labels, idx, first, counters,
                                                                      stride, D);
   MNIST_LAUNCH_CHECK(stream);
+}
+
+// gather_kernel's X (no labels) for rows r < B, as a grid-stride loop over 4-pixel groups (VEC) or
+// pixels, then pdl_wait(): every write before it (gather_batch_overlapped's contract).
+template <bool VEC>
+__global__ void __launch_bounds__(kThreads)
+    gather_overlapped_kernel(float* __restrict__ X, const uint8_t* __restrict__ images,
+                             const int32_t* __restrict__ idx, const TrainCounters* __restrict__ counters, int stride,
+                             int B, int D) {
+  // 32-bit element indices (the launcher checks B·D < 2^31): a 64-bit division is a call with a
+  // stack frame on the device
+  const int64_t base = int64_t(counters->batch) * stride;
+  const int step = int(gridDim.x) * kThreads;
+  if constexpr (VEC) {
+    const int d4 = D / 4, total = B * d4;
+    for (int e = int(blockIdx.x) * kThreads + int(threadIdx.x); e < total; e += step) {
+      const int r = e / d4, k = e - r * d4;
+      const uchar4 u = reinterpret_cast<const uchar4*>(images + int64_t(idx[base + r]) * D)[k];
+      reinterpret_cast<float4*>(X)[e] = make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
+    }
+  } else {
+    const int total = B * D;
+    for (int e = int(blockIdx.x) * kThreads + int(threadIdx.x); e < total; e += step) {
+      const int r = e / D, k = e - r * D;
+      X[e] = pixel_value(images[int64_t(idx[base + r]) * D + k]);
+    }
+  }
+  pdl_start();  // (after the writes: the kernel before may still run until here)
 }
 
 // keys [n] = rng::shuffle_key(seed, epoch, i) & key_mask, vals [n] = i (CUB's pairs). One thread
@@ -252,6 +283,32 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
   MNIST_CHECK((idx && counters) || B == 0, "gather_batch: null index array or counters");
   MNIST_CHECK(stride >= B, "gather_batch: stride ", stride, " < batch ", B);
   launch_gather(X, y, images, labels, idx, 0, counters, stride, B, D, stream);
+}
+
+void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx, const TrainCounters* counters,
+                             int stride, int B, int D, cudaStream_t stream) {
+  MNIST_CHECK(B >= 0 && D > 0, "gather_batch_overlapped: invalid sizes B=", B, " D=", D);
+  MNIST_CHECK(stride >= B, "gather_batch_overlapped: stride ", stride, " < batch ", B);
+  MNIST_CHECK(int64_t(B) * D < (int64_t(1) << 31), "gather_batch_overlapped: ", B, " x ", D, " pixels exceed 2^31");
+  if (B == 0) return;
+  MNIST_CHECK(X && images && idx && counters, "gather_batch_overlapped: null pointer");
+  static const int sms = [] {
+    int device = 0, n = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    return n;
+  }();
+  const bool vec = D % 4 == 0 && reinterpret_cast<uintptr_t>(images) % 4 == 0 &&
+                   reinterpret_cast<uintptr_t>(X) % 16 == 0;
+  const int64_t work = (int64_t(B) * (vec ? D / 4 : D) + kThreads - 1) / kThreads;  // blocks of one element a thread
+  const dim3 grid(unsigned(std::max<int64_t>(1, std::min<int64_t>(work, 4 * int64_t(sms)))));
+  if (vec)
+    launch_kernel(gather_overlapped_kernel<true>, grid, dim3(kThreads), 0, stream, X, images, idx, counters, stride, B,
+                  D);
+  else
+    launch_kernel(gather_overlapped_kernel<false>, grid, dim3(kThreads), 0, stream, X, images, idx, counters, stride,
+                  B, D);
+  MNIST_LAUNCH_CHECK(stream);
 }
 
 void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, int64_t first, int B, int D,

@@ -26,6 +26,16 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
 void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, const int32_t* idx,
                   const TrainCounters* counters, int stride, int B, int D, cudaStream_t stream);
 
+// The training step's X (as above, no labels) written entirely BEFORE the kernel's pdl_wait()
+// (kernels/pdl.cuh): launched programmatically behind a kernel that neither reads nor writes X, it
+// runs beside that kernel instead of after it (the tail path gathers X for layer 0's weight GEMM
+// while the tail kernel runs: that GEMM is faster on floats than on the images). Every X element
+// is gathered whatever the grid: a grid-stride loop over a grid that stays resident beside the
+// kernel before it (4 blocks an SM), where one block a row would leave most rows waiting behind
+// blocks parked at their wait. Bit for bit gather_batch's X.
+void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx, const TrainCounters* counters,
+                             int stride, int B, int D, cudaStream_t stream);
+
 // Consecutive rows first .. first+B-1 (evaluation and prediction, no permutation).
 void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, int64_t first, int B, int D,
                  cudaStream_t stream);

@@ -61,12 +61,17 @@
 //                                    rows their forward, dropout, softmax/xent (metrics; labels by
 //                                    index, as above) and backward,
 //                                    down to dZ_0; each block's partial [dW | db] of those layers
-//   dense_weight_partials            layer 0's weight GEMM (X0 from the images), its split-K pieces
-//                                    left unsummed
+//   gather_batch_overlapped          (cfg.x_weight_gathered, X in place) X0 gathered into floats for
+//                                    the weight GEMM, all of it before its pdl_wait: beside the tail
+//                                    kernel, which touches neither
+//   dense_weight_partials            layer 0's weight GEMM (X0 gathered, or from the images), its
+//                                    split-K pieces left unsummed
 //   adam_reduce_update               every layer's pieces summed in a fixed order and Adam applied in
 //                                    the same pass (kernels/adam.cuh): no gradient array, no
 //                                    reduction launch, no separate optimizer launch; its last block
 //                                    also does advance_train_counters
+// With cfg.pdl (where the device passes the probe) they are programmatic launches (kernels/pdl.cuh):
+// each starts while the one before runs and waits on the device before it reads that one's output.
 // Evaluation: layer 0's forward (its rows in place), tail_evaluate. Same counters, graphs and metrics as
 // the graph path; the arithmetic of the same GEMMs (inputs rounded to the precision, float32 sums)
 // in other summation orders for layers >= 1 (checked against the CPU engine in the tests).
@@ -246,7 +251,9 @@ class CudaEngine final : public Engine {
     x_in_place_ = cfg.x_in_place && x_race_ok_;
     tune_ = cfg.autotune != Autotune::Off && !blas_;
     race_x_ = race_paths_ && x_in_place_;  // the race tries the gathered X too (keep_path frees it)
-    if (!x_in_place_ || race_x_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
+    // (the tail path's weight GEMM on gathered X: where the tail may run with X in place)
+    x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
+    if (!x_in_place_ || race_x_ || x_split_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
     CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -275,7 +282,8 @@ class CudaEngine final : public Engine {
       const std::vector<PathOption> options = path_options();
       const auto o = std::find_if(options.begin(), options.end(), [&](const PathOption& p) { return p.label == path->second; });
       const bool known = path->second == "graph step" || path->second == "tail step" ||
-                         path->second == "graph step, X gathered" || path->second == "tail step, X gathered";
+                         path->second == "tail step, X in place only" || path->second == "graph step, X gathered" ||
+                         path->second == "tail step, X gathered";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -621,7 +629,7 @@ class CudaEngine final : public Engine {
 
   // The tail path's training step over the next B rows (record_step), layer 0 reading x0, the
   // labels y.
-  void record_tail_step(const cuda::DenseInput& x0, const cuda::LabelInput& y, int B, bool update) {
+  void record_tail_step(const Dataset& d, const cuda::DenseInput& x0, const cuda::LabelInput& y, int B, bool update) {
     const cudaStream_t s = stream_.get();
     const cuda::ProgrammaticLaunches pdl(pdl_);  // (kernels/pdl.cuh: each of the four waits before it reads)
     forward(x0, B, true, 1);
@@ -633,9 +641,18 @@ class CudaEngine final : public Engine {
       cuda::tail_train(tail_partial_.data(), dz_[0].data(), metrics_.data() + kTrainMetrics, xent_scratch(), tail_net(),
                        act_[0].data(), y, drop, mask_scale(), 1.0f / float(B), B, s, cfg_.precision);
     }
+    cuda::DenseInput xw = x0;  // layer 0's weight GEMM's X
+    if (x_in_place_ && x_split_) {
+      // Gathered into floats while the tail kernel runs (it reads neither X nor the images' rows);
+      // the weight GEMM is faster on floats (EngineConfig::x_weight_gathered).
+      NvtxRange range("gather X");
+      cuda::gather_batch_overlapped(x_.data(), d.images.data(), order_.data(), counters_.data(), cfg_.batch_size, B,
+                                    first.in, s);
+      xw = x_.data();
+    }
     {
       NvtxRange range("backward");
-      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), x0, B, first.in, first.out, s, cfg_.precision);
+      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), xw, B, first.in, first.out, s, cfg_.precision);
     }
     if (!update) return;
     NvtxRange range("optimizer");
@@ -740,7 +757,7 @@ class CudaEngine final : public Engine {
     const cudaStream_t s = stream_.get();
     const std::vector<PathOption> options = path_options();
     for (const PathOption& o : options) {  // every GEMM of every candidate tuned
-      tail_ = o.tail, x_in_place_ = o.in_place;
+      tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
       tune_step(d);  // (counters_host_[0] holds tune_step's counters: lr 0, batch 0)
     }
     DeviceBuffer<float> saved(3 * layout_.storage);
@@ -756,7 +773,7 @@ class CudaEngine final : public Engine {
     std::vector<GraphExec> graphs;
     std::vector<cuda::autotune::Candidate> paths;
     for (const PathOption& o : options) {
-      tail_ = o.tail, x_in_place_ = o.in_place;
+      tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
       restore();
       CUDA_CHECK(cudaStreamSynchronize(s));
       graphs.push_back(capture_graph(s, [this, dp = &d] { record_step(*dp, cfg_.batch_size); }));
@@ -782,11 +799,14 @@ class CudaEngine final : public Engine {
   struct PathOption {
     std::string label;
     bool tail, in_place;
+    bool split = false;  // tail, X in place: the weight GEMM's X gathered (x_split_)
   };
   std::vector<PathOption> path_options() const {
     const bool in_place = cfg_.x_in_place && x_race_ok_;
     // The tail first: the reference (what Auto runs untuned), kept unless another is kMargin faster.
-    std::vector<PathOption> o{{"tail step", true, in_place}, {"graph step", false, in_place}};
+    const bool split = in_place && cfg_.x_weight_gathered;
+    std::vector<PathOption> o{{"tail step", true, in_place, split}, {"graph step", false, in_place}};
+    if (split) o.push_back({"tail step, X in place only", true, true, false});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;
@@ -800,8 +820,9 @@ class CudaEngine final : public Engine {
   void keep_path(const PathOption& o) {
     tail_ = o.tail;
     x_in_place_ = o.in_place;
+    x_split_ = o.split;
     race_paths_ = race_x_ = false;
-    if (x_in_place_) x_ = DeviceBuffer<float>();
+    if (x_in_place_ && !x_split_) x_ = DeviceBuffer<float>();
     if (tail_) {
       head_ = false;
       head_partial_ = DeviceBuffer<float>();
@@ -943,7 +964,7 @@ class CudaEngine final : public Engine {
     const StepInput in = gather_step(d, B);
     const cuda::DenseInput& x0 = in.x;
     const std::size_t L = layout_.dense.size();
-    if (tail_) return record_tail_step(x0, in.y, B, update);
+    if (tail_) return record_tail_step(d, x0, in.y, B, update);
     if (head_) {  // the last layer, its loss and its backward in one launch (see the header)
       forward(x0, B, true, L - 1);
       NvtxRange range("head");
@@ -977,6 +998,7 @@ class CudaEngine final : public Engine {
   bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)
   bool step_tuned_ = false;  // tune_step has run
   bool race_paths_ = false;  // Auto, autotuned: graph vs tail still to be timed (race_paths)
+  bool x_split_ = false;     // tail, X in place: the weight GEMM reads X gathered beside the tail kernel
   bool race_x_ = false;      // ... with X in place and gathered (x_ allocated for the race)
   bool x_race_ok_ = false;   // layer 0 can read X in place at all (no cuBLAS, no one-layer head)
   std::vector<std::string> path_report_;  // what race_paths found

@@ -109,6 +109,15 @@ struct EngineConfig {
   // the two bitwise equal). --gemm cublas always gathers; the fused step reads the images itself.
   // With Kernels::Auto and autotune above kFusedAutoMaxBatch, true lets the race try both.
   bool x_in_place = true;
+  // Tail path with X in place: layer 0's weight GEMM reads X gathered into floats instead, by a
+  // launch placed after the tail kernel that needs nothing of it, so that (programmatic launches,
+  // `pdl`) it runs beside the tail kernel (cuda::gather_batch_overlapped). Measured on the H200
+  // (a018989, bench_kernels layer0_input): the weight pieces on floats against the images, tf32,
+  // 29.0 vs 38.5 µs at 4096 rows (fp32 42.9 vs 61.9, bf16 23.3 vs 34.4; 512 rows 22.0 vs 29.8),
+  // the gather 6.8 µs alone; the forward stays faster on the images. Bitwise the same results
+  // (test_dense_images). False: the weight GEMM reads the images too. With Kernels::Auto and
+  // autotune, the race tries the tail path both ways.
+  bool x_weight_gathered = true;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size
   // model's pick on the real operands first). Before the first graph capture the engine runs one

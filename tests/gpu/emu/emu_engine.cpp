@@ -425,11 +425,12 @@ void auto_races_paths() {
     std::map<std::string, std::string> choices;
   };
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
-                 double gathered_us = 100.0) {
+                 double gathered_us = 100.0, double in_place_only_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us, gathered_us](const std::string& l) {
+    h.time_us = [tail_us, gathered_us, in_place_only_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
+             : l == "tail step, X in place only" ? in_place_only_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -482,8 +483,19 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 4 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 5 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
+  // ... and the tail step with X in place for both of layer 0's GEMMs (EngineConfig::x_weight_gathered
+  // off), bitwise too.
+  const Out in_place_only = run(Kernels::Auto, 5.0, false, {}, 100.0, 3.0);
+  expect(in_place_only.tail && same(in_place_only, tail) && !in_place_only.rep.empty() &&
+             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 5 tried") !=
+                 std::string::npos &&
+             in_place_only.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, X in place only",
+         cat("auto race: the tail step with X in place only kept, bitwise: '", in_place_only.rep.empty() ? "" : in_place_only.rep[0], "'"));
+  const Out in_place_preset = run(Kernels::Auto, 5.0, false, in_place_only.choices);
+  expect(in_place_preset.tail && same(in_place_preset, tail) && in_place_preset.choices == in_place_only.choices,
+         "auto race: a preset 'tail step, X in place only' (resume) is kept, bitwise");
   const Out slow_tail = run(Kernels::Auto, 20.0, false);
   expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
   const Out near = run(Kernels::Auto, 10.1, false);
@@ -497,7 +509,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 20.0, true);
   expect(check.tail && same(check, tail) && !check.rep.empty() &&
-             check.rep[0].find(": tail step, 4 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(": tail step, 5 checked, not timed, in ") != std::string::npos &&
              check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   // --autotune off: the tail path, no race, bitwise the pinned tail path.

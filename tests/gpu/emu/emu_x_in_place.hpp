@@ -12,7 +12,10 @@
 // floats of device memory fewer; cap = max(batch, 4096), the engine's row capacity) and launches
 // one kernel fewer a training step (no gather_batch: the loss kernel reads each row's label through
 // the epoch's order, kernels/labels.cuh) and one fewer per evaluation or prediction chunk (no
-// gather_rows; the labels are the dataset's own array).
+// gather_rows; the labels are the dataset's own array). The tail path is run in place twice: with its
+// weight GEMM on X gathered beside the tail kernel (EngineConfig::x_weight_gathered, the default:
+// the float batch is held, the gather launch moved, not added) and without (x_weight_gathered
+// false: as the graph path); all three bitwise.
 #pragma once
 
 #include <algorithm>
@@ -50,9 +53,10 @@ struct Run {
 };
 
 // Trains `cfg` on n random examples for two epochs, the second resumed at batch resume_at (0: from
-// its start), then evaluates and predicts; x_in_place as given.
-inline Run run(EngineConfig cfg, int n, int resume_at, bool x_in_place, uint64_t seed) {
+// its start), then evaluates and predicts; x_in_place and x_weight_gathered as given.
+inline Run run(EngineConfig cfg, int n, int resume_at, bool x_in_place, uint64_t seed, bool weight_gathered = false) {
   cfg.x_in_place = x_in_place;
+  cfg.x_weight_gathered = weight_gathered;
   const int input = cfg.spec.input;
   const auto images = bytes(std::size_t(n) * input, seed, 255), labels = bytes(std::size_t(n), seed + 1, cfg.spec.classes - 1);
   Run r;
@@ -91,6 +95,19 @@ inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) 
 template <class Expect>
 void in_place_vs_gathered(const EngineConfig& cfg, int n, int resume_at, const std::string& tag, Expect expect) {
   const Run g = run(cfg, n, resume_at, false, 100 + uint64_t(n)), p = run(cfg, n, resume_at, true, 100 + uint64_t(n));
+  if (cfg.kernels == Kernels::Tail) {  // in place, the weight GEMM's X gathered beside the tail kernel
+    const Run w = run(cfg, n, resume_at, true, 100 + uint64_t(n), true);
+    bool epochs = true;
+    for (std::size_t e = 0; e < g.epochs.size(); ++e)
+      epochs = epochs && same_bits(g.epochs[e].loss_sum, w.epochs[e].loss_sum) && g.epochs[e].correct == w.epochs[e].correct;
+    expect(epochs && same_bits(g.state.params, w.state.params) && same_bits(g.state.m, w.state.m) &&
+               same_bits(g.state.v, w.state.v) && same_bits(g.eval.loss, w.eval.loss) && same_bits(g.probs, w.probs),
+           tag + ": weight GEMM on X gathered beside the tail kernel: every result bitwise");
+    expect(w.device_bytes == g.device_bytes && w.train_launches == g.train_launches &&
+               p.eval_launches == w.eval_launches,
+           cat(tag, ": weight GEMM on gathered X holds the float batch (", w.device_bytes, " vs ", g.device_bytes,
+               " bytes) and moves the step's gather (", w.train_launches, " vs ", g.train_launches, " launches)"));
+  }
   for (std::size_t e = 0; e < g.epochs.size(); ++e) {
     const EpochProgress &a = g.epochs[e], &b = p.epochs[e];
     expect(same_bits(a.loss_sum, b.loss_sum) && a.correct == b.correct && a.examples == b.examples &&
