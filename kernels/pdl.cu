@@ -1,5 +1,7 @@
 #include "kernels/pdl.cuh"
 
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "runtime/device_buffer.cuh"
@@ -35,12 +37,10 @@ __global__ void pdl_probe_second(unsigned* out, const unsigned* data, int n) {
   for (int i = int(threadIdx.x); i < n; i += kProbeThreads) out[i] = data[i];
 }
 
-}  // namespace
-
-bool programmatic_launch_works(cudaStream_t stream) {
-  int device = 0, major = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+// The probe of programmatic_launch_works.
+bool probe(cudaStream_t stream, int device) {
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
@@ -77,6 +77,23 @@ bool programmatic_launch_works(cudaStream_t stream) {
     cudaGetLastError();
     return false;
   }
+}
+
+}  // namespace
+
+// Probed once per device and process (every engine asks; the answer cannot change).
+bool programmatic_launch_works(cudaStream_t stream) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  static std::mutex m;
+  static std::map<int, bool> known;
+  const std::lock_guard<std::mutex> lock(m);
+  const auto it = known.find(device);
+  if (it != known.end()) return it->second;
+  return known[device] = probe(stream, device);
 }
 
 }  // namespace mnist::cuda

@@ -81,8 +81,9 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
 // Whether this device runs programmatic launches inside a captured CUDA graph with the order the
 // contract promises: sm_90+, then a probe on `stream` (two kernels captured as the engine captures
 // its steps, the second launched programmatically, replayed; the first one slow, so a second that
-// did not wait reads its output unwritten). Synchronises `stream`; any CUDA error on the way is
-// cleared and answered false, so the caller falls back to ordinary launches.
+// did not wait reads its output unwritten). Synchronises `stream` (the first call per device: the
+// answer is kept for the process); any CUDA error on the way is cleared and answered false, so the
+// caller falls back to ordinary launches.
 bool programmatic_launch_works(cudaStream_t stream);
 
 }  // namespace mnist::cuda

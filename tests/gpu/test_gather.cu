@@ -40,7 +40,7 @@ TEST_CASE("gather_batch equals cpu::gather_batch bitwise") {
   }
 }
 
-TEST_CASE("gather_batch from TrainCounters and gather_rows pick the right rows") {
+TEST_CASE("gather_batch (and the overlapped gather) from TrainCounters and gather_rows pick the right rows") {
   Stream stream;
   const int n = 1000, D = 784, stride = 128;
   const std::vector<uint8_t> images = random_bytes(std::size_t(n) * D, 8);
@@ -64,6 +64,18 @@ TEST_CASE("gather_batch from TrainCounters and gather_rows pick the right rows")
                        D, stream.get());
     CHECK(bitwise_equal(to_host(gX), X));
     CHECK(bitwise_equal(to_host(gy), y));
+    // The tail path's overlapped gather (X only, grid-stride): the same X, every element. Also at an
+    // odd width (the scalar loop), against the CPU twin on the first 783 pixels of each row's image
+    // read as rows of 783.
+    auto oX = poisoned<float>(X.size());
+    cuda::gather_batch_overlapped(oX.data(), d_images.data(), d_order.data(), ctr.data(), stride, B, D, stream.get());
+    CHECK(bitwise_equal(to_host(oX), X));
+    const int D1 = D - 1;
+    std::vector<float> X1(std::size_t(B) * D1);
+    cpu::gather_batch(X1.data(), y.data(), images.data(), labels.data(), order.data() + batch * stride, B, D1);
+    auto oX1 = poisoned<float>(X1.size());
+    cuda::gather_batch_overlapped(oX1.data(), d_images.data(), d_order.data(), ctr.data(), stride, B, D1, stream.get());
+    CHECK(bitwise_equal(to_host(oX1), X1));
   }
   const int first = 900, B = 100;
   std::vector<int32_t> seq(static_cast<std::size_t>(B));
