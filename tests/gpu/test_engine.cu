@@ -139,6 +139,43 @@ Problem large_batch_problem(Precision prec, Kernels kernels, int n, uint64_t see
   return p;
 }
 
+// Two epochs on p (the second resumed at batch 1), then the state, an evaluation and predictions:
+// what the cases below compare bit for bit between two configurations of one path.
+struct TwoEpochs {
+  std::vector<EpochProgress> progress;
+  TrainState state;
+  EpochStats eval;
+  std::vector<float> probs;
+};
+TwoEpochs two_epochs(Engine& gpu, const Problem& p) {
+  TwoEpochs r;
+  const int t = gpu.add_dataset(p.view());
+  for (int e = 0; e < 2; ++e) {
+    EpochProgress pr;
+    pr.next_batch = e;
+    gpu.train_steps(t, e, 1e-3f, pr, nullptr);
+    r.progress.push_back(pr);
+  }
+  gpu.get_state(r.state);
+  r.eval = gpu.evaluate(t);
+  r.probs.assign(std::size_t(p.n) * 10, NAN);
+  gpu.predict(r.probs.data(), p.images.data(), p.n);
+  return r;
+}
+void check_bitwise(const TwoEpochs& a, const TwoEpochs& b) {
+  for (int e = 0; e < 2; ++e) {
+    CHECK(std::memcmp(&a.progress[e].loss_sum, &b.progress[e].loss_sum, sizeof(double)) == 0);
+    CHECK(a.progress[e].correct == b.progress[e].correct);
+  }
+  CHECK(a.state.step == b.state.step);
+  CHECK(bitwise_equal(a.state.params, b.state.params));
+  CHECK(bitwise_equal(a.state.m, b.state.m));
+  CHECK(bitwise_equal(a.state.v, b.state.v));
+  CHECK(std::memcmp(&a.eval.loss, &b.eval.loss, sizeof(double)) == 0);
+  CHECK(a.eval.accuracy == b.eval.accuracy);
+  CHECK(bitwise_equal(a.probs, b.probs));
+}
+
 // Layer 0's X read in place from the images (EngineConfig::x_in_place, the default) against the
 // batch gathered into floats first (false: the launches before it). Both give the GEMMs the same
 // floats (pixel_value) and the GEMMs' results do not depend on where X came from
@@ -154,41 +191,18 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
     for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
       INFO("precision ", std::string(to_string(prec)), ", kernels ", std::string(to_string(kernels)));
       Problem p = large_batch_problem(prec, kernels, 4200, 47);
-      std::vector<EpochProgress> progress[3];
-      TrainState state[3];
-      EpochStats eval[3];
-      std::vector<float> probs[3];
       const int runs = kernels == Kernels::Tail ? 3 : 2;
+      TwoEpochs r[3];
       for (int in_place = 0; in_place < runs; ++in_place) {  // gathered, in place, in place + weight on images
         p.cfg.x_in_place = in_place >= 1;
         p.cfg.x_weight_gathered = in_place == 1;
         auto gpu = make_cuda_engine(p.cfg);
         REQUIRE(gpu->tail_kernel() == (kernels == Kernels::Tail));
-        const int t = gpu->add_dataset(p.view());
-        for (int e = 0; e < 2; ++e) {
-          EpochProgress pr;
-          pr.next_batch = e;
-          gpu->train_steps(t, e, 1e-3f, pr, nullptr);
-          progress[in_place].push_back(pr);
-        }
-        gpu->get_state(state[in_place]);
-        eval[in_place] = gpu->evaluate(t);
-        probs[in_place].assign(std::size_t(p.n) * 10, NAN);
-        gpu->predict(probs[in_place].data(), p.images.data(), p.n);
+        r[in_place] = two_epochs(*gpu, p);
       }
       for (int i = 1; i < runs; ++i) {
         INFO("run ", i, " against the gathered X");
-        for (int e = 0; e < 2; ++e) {
-          CHECK(std::memcmp(&progress[0][e].loss_sum, &progress[i][e].loss_sum, sizeof(double)) == 0);
-          CHECK(progress[0][e].correct == progress[i][e].correct);
-        }
-        CHECK(state[0].step == state[i].step);
-        CHECK(bitwise_equal(state[0].params, state[i].params));
-        CHECK(bitwise_equal(state[0].m, state[i].m));
-        CHECK(bitwise_equal(state[0].v, state[i].v));
-        CHECK(std::memcmp(&eval[0].loss, &eval[i].loss, sizeof(double)) == 0);
-        CHECK(eval[0].accuracy == eval[i].accuracy);
-        CHECK(bitwise_equal(probs[0], probs[i]));
+        check_bitwise(r[0], r[i]);
       }
     }
 }
@@ -209,37 +223,15 @@ TEST_CASE("CUDA engine: programmatic launches on the tail path change no bit") {
       INFO("precision ", std::string(to_string(prec)), ", batch ", batch);
       Problem p = large_batch_problem(prec, Kernels::Tail, batch == 512 ? 1300 : 9000, 49);
       p.cfg.batch_size = batch;
-      std::vector<EpochProgress> progress[2];
-      TrainState state[2];
-      EpochStats eval[2];
-      std::vector<float> probs[2];
+      TwoEpochs r[2];
       for (const int on : {0, 1}) {
         p.cfg.pdl = on ? Pdl::On : Pdl::Off;
         auto gpu = make_cuda_engine(p.cfg);
         REQUIRE(gpu->tail_kernel());
         CHECK(gpu->programmatic_launch() == (on == 1 && major >= 9));
-        const int t = gpu->add_dataset(p.view());
-        for (int e = 0; e < 2; ++e) {
-          EpochProgress pr;
-          pr.next_batch = e;
-          gpu->train_steps(t, e, 1e-3f, pr, nullptr);
-          progress[on].push_back(pr);
-        }
-        gpu->get_state(state[on]);
-        eval[on] = gpu->evaluate(t);
-        probs[on].assign(std::size_t(p.n) * 10, NAN);
-        gpu->predict(probs[on].data(), p.images.data(), p.n);
+        r[on] = two_epochs(*gpu, p);
       }
-      for (int e = 0; e < 2; ++e) {
-        CHECK(std::memcmp(&progress[0][e].loss_sum, &progress[1][e].loss_sum, sizeof(double)) == 0);
-        CHECK(progress[0][e].correct == progress[1][e].correct);
-      }
-      CHECK(bitwise_equal(state[0].params, state[1].params));
-      CHECK(bitwise_equal(state[0].m, state[1].m));
-      CHECK(bitwise_equal(state[0].v, state[1].v));
-      CHECK(std::memcmp(&eval[0].loss, &eval[1].loss, sizeof(double)) == 0);
-      CHECK(eval[0].accuracy == eval[1].accuracy);
-      CHECK(bitwise_equal(probs[0], probs[1]));
+      check_bitwise(r[0], r[1]);
     }
 }
 

@@ -132,6 +132,17 @@ inline std::map<const void*, int>& max_dynamic_smem() {
   return m;
 }
 
+// The launch checks the device makes: the block size, a 1D or 2D grid, and dynamic shared memory
+// above 48 KB only where cudaFuncSetAttribute allowed it (227 KB at most).
+inline void check_dynamic_launch(dim3 grid, unsigned threads, std::size_t smem, const void* kernel) {
+  const auto allowed = max_dynamic_smem().find(kernel);
+  if (smem > 48 * 1024 && (allowed == max_dynamic_smem().end() || std::size_t(allowed->second) < smem))
+    throw std::runtime_error("launch with more than 48 KB of dynamic shared memory, not allowed by cudaFuncSetAttribute");
+  if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
+    throw std::runtime_error("bad launch config");
+  if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
+}
+
 // An ordinary launch with dynamic shared memory (transform.py emits it for `<<<g, b, smem, s>>>` in
 // a file that uses `extern __shared__`): blocks one after another, as emu::launch (in the order
 // emu::g_block_order says), over a 1D or 2D grid, each block's shared memory poisoned as above. As
@@ -139,12 +150,7 @@ inline std::map<const void*, int>& max_dynamic_smem() {
 // cudaFuncAttributeMaxDynamicSharedMemorySize, >= smem) came first.
 inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const void* kernel,
                            const std::function<void()>& body) {
-  const auto allowed = max_dynamic_smem().find(kernel);
-  if (smem > 48 * 1024 && (allowed == max_dynamic_smem().end() || std::size_t(allowed->second) < smem))
-    throw std::runtime_error("launch with more than 48 KB of dynamic shared memory, not allowed by cudaFuncSetAttribute");
-  if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
-    throw std::runtime_error("bad launch config");
-  if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
+  check_dynamic_launch(grid, threads, smem, kernel);
   flush_pending();
   ++g_emu_launches;
   g_launch_kernel = kernel;
@@ -174,12 +180,7 @@ inline bool g_programmatic_early = true;
 
 inline void launch_programmatic(dim3 grid, unsigned threads, std::size_t smem, const void* kernel,
                                 std::function<void()> body) {
-  const auto allowed = max_dynamic_smem().find(kernel);
-  if (smem > 48 * 1024 && (allowed == max_dynamic_smem().end() || std::size_t(allowed->second) < smem))
-    throw std::runtime_error("launch with more than 48 KB of dynamic shared memory, not allowed by cudaFuncSetAttribute");
-  if (grid.x == 0 || grid.y == 0 || grid.z != 1 || threads == 0 || threads > 1024)
-    throw std::runtime_error("bad launch config");
-  if (smem > 227 * 1024) throw std::runtime_error("dynamic shared memory above the device's 227 KB");
+  check_dynamic_launch(grid, threads, smem, kernel);
   if (!g_programmatic_early) {
     launch_dynamic(grid, threads, smem, kernel, body);
     return;
