@@ -68,8 +68,8 @@ __global__ void __launch_bounds__(kThreads)
     gather_overlapped_kernel(float* __restrict__ X, const uint8_t* __restrict__ images,
                              const int32_t* __restrict__ idx, const TrainCounters* __restrict__ counters, int stride,
                              int B, int D) {
-  // 32-bit element indices (the launcher checks B·D < 2^31): a 64-bit division is a call with a
-  // stack frame on the device
+  // 32-bit element indices (the launcher checks B·D + one grid stride < 2^31): a 64-bit division
+  // is a call with a stack frame on the device
   const int64_t base = int64_t(counters->batch) * stride;
   const int step = int(gridDim.x) * kThreads;
   if constexpr (VEC) {
@@ -289,7 +289,6 @@ void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx
                              int stride, int B, int D, cudaStream_t stream) {
   MNIST_CHECK(B >= 0 && D > 0, "gather_batch_overlapped: invalid sizes B=", B, " D=", D);
   MNIST_CHECK(stride >= B, "gather_batch_overlapped: stride ", stride, " < batch ", B);
-  MNIST_CHECK(int64_t(B) * D < (int64_t(1) << 31), "gather_batch_overlapped: ", B, " x ", D, " pixels exceed 2^31");
   if (B == 0) return;
   MNIST_CHECK(X && images && idx && counters, "gather_batch_overlapped: null pointer");
   static const int sms = [] {
@@ -302,6 +301,9 @@ void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx
                    reinterpret_cast<uintptr_t>(X) % 16 == 0;
   const int64_t work = (int64_t(B) * (vec ? D / 4 : D) + kThreads - 1) / kThreads;  // blocks of one element a thread
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min<int64_t>(work, 4 * int64_t(sms)))));
+  // (the kernel's int element index, one grid stride past the last element included)
+  MNIST_CHECK(int64_t(B) * D + int64_t(grid.x) * kThreads < (int64_t(1) << 31), "gather_batch_overlapped: ", B, " x ", D,
+              " pixels exceed its 32-bit indices");
   if (vec)
     launch_kernel(gather_overlapped_kernel<true>, grid, dim3(kThreads), 0, stream, X, images, idx, counters, stride, B,
                   D);

@@ -12,13 +12,9 @@ namespace mnist::cuda {
 namespace {
 
 constexpr int kProbeThreads = 256;
-constexpr unsigned long long kProbeSpinNs = 20'000;  // the first kernel's delay before it writes
+constexpr unsigned long long kProbeSpinNs = 20'000;  // the delay of the first two kernels
 
-// data[i] = 7i + 1 for i < n, after kProbeSpinNs: it triggers first, so the second kernel may
-// start at once and must wait for these writes. (One block.)
-__global__ void pdl_probe_first(unsigned* data, int n) {
-  pdl_wait();
-  pdl_trigger();
+__device__ void probe_spin() {
 #if defined(__CUDA_ARCH__)
   unsigned long long t0 = 0, t = 0;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
@@ -27,14 +23,29 @@ __global__ void pdl_probe_first(unsigned* data, int n) {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   } while (t - t0 < kProbeSpinNs);
 #endif
+}
+
+// data[i] = 7i + 1 for i < n, after kProbeSpinNs: it triggers first, so the second kernel may
+// start at once and must wait for these writes. (One block.)
+__global__ void pdl_probe_first(unsigned* data, int n) {
+  pdl_start();
+  probe_spin();
   for (int i = int(threadIdx.x); i < n; i += kProbeThreads) data[i] = 7u * unsigned(i) + 1u;
 }
 
-// out[i] = data[i] once the first kernel has completed (pdl_wait). (One block.)
+// out[i] = data[i] once the first kernel has completed (its wait), after kProbeSpinNs: it triggers
+// first, so the third kernel starts while it spins. (One block.)
 __global__ void pdl_probe_second(unsigned* out, const unsigned* data, int n) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_start();
+  probe_spin();
   for (int i = int(threadIdx.x); i < n; i += kProbeThreads) out[i] = data[i];
+}
+
+// out[i] = data[i] read BEFORE its wait: the first kernel, two launches back, must have completed
+// with its writes visible (what the tail kernel, the gather and Adam rely on). (One block.)
+__global__ void pdl_probe_third(unsigned* out, const unsigned* data, int n) {
+  for (int i = int(threadIdx.x); i < n; i += kProbeThreads) out[i] = data[i];
+  pdl_start();
 }
 
 // The probe of programmatic_launch_works.
@@ -47,31 +58,33 @@ bool probe(cudaStream_t stream, int device) {
   if (major < 9) return false;
   constexpr int n = 4096;
   try {
-    DeviceBuffer<unsigned> data(n), out(n);
-    const auto pair = [&] {
+    DeviceBuffer<unsigned> data(n), out(n), out3(n);
+    const auto three = [&] {
       ProgrammaticLaunches on(true);
       launch_kernel(pdl_probe_first, dim3(1), dim3(kProbeThreads), 0, stream, data.data(), n);
       launch_kernel(pdl_probe_second, dim3(1), dim3(kProbeThreads), 0, stream, out.data(), data.data(), n);
+      launch_kernel(pdl_probe_third, dim3(1), dim3(kProbeThreads), 0, stream, out3.data(), data.data(), n);
     };
     const auto right = [&] {
       CUDA_CHECK(cudaStreamSynchronize(stream));
-      std::vector<unsigned> h(n);
+      std::vector<unsigned> h(n), h3(n);
       out.download(h.data(), n);
+      out3.download(h3.data(), n);
       for (int i = 0; i < n; ++i)
-        if (h[i] != 7u * unsigned(i) + 1u) return false;
+        if (h[i] != 7u * unsigned(i) + 1u || h3[i] != 7u * unsigned(i) + 1u) return false;
       return true;
     };
     const auto clear = [&] {
-      CUDA_CHECK(cudaMemsetAsync(data.data(), 0, n * sizeof(unsigned), stream));
-      CUDA_CHECK(cudaMemsetAsync(out.data(), 0, n * sizeof(unsigned), stream));
+      for (DeviceBuffer<unsigned>* b : {&data, &out, &out3})
+        CUDA_CHECK(cudaMemsetAsync(b->data(), 0, n * sizeof(unsigned), stream));
     };
     // As the engine runs a step: in a captured graph, and (a short last batch) uncaptured.
     clear();
-    const GraphExec graph = capture_graph(stream, pair);
+    const GraphExec graph = capture_graph(stream, three);
     graph.launch(stream);
     if (!right()) return false;
     clear();
-    pair();
+    three();
     return right();
   } catch (const CudaError&) {
     cudaGetLastError();

@@ -14,7 +14,9 @@
 //      triggered, rule 2), and write nothing the previous launch touches.
 //   2. pdl_trigger() (launch_dependents) only after pdl_wait(): so when the next launch starts,
 //      every launch before this one has completed, and rule 1's "before the previous one" holds
-//      by induction. Every thread calls pdl_wait(), also a thread that has no work.
+//      by induction. Every thread calls pdl_wait(), also a thread that has no work. A block counts
+//      as triggered at its FIRST thread's launch_dependents, so the kernels call pdl_start(): wait,
+//      a barrier, trigger: the next launch's early part never overlaps this block's own.
 // Without the launch attribute (outside a ProgrammaticLaunches scope, or a device below sm_90)
 // both are no-ops in effect: the previous kernel has completed when this one starts.
 #pragma once
@@ -51,10 +53,12 @@ T as_param(T v) {
   return v;
 }
 
-// The start of a kernel with nothing to do before its predecessor's results: wait, then let the
-// next launch start (its blocks take the SMs this grid leaves free, and its prologue overlaps).
+// Wait, then let the next launch start (its blocks take the SMs this grid leaves free, and its part
+// before its own wait overlaps this kernel). Every thread of the block calls it at the same point
+// (a barrier between the two: the block triggers only once all its threads have waited).
 __device__ __forceinline__ void pdl_start() {
   pdl_wait();
+  __syncthreads();
   pdl_trigger();
 }
 
@@ -79,9 +83,11 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
 }
 
 // Whether this device runs programmatic launches inside a captured CUDA graph with the order the
-// contract promises: sm_90+, then a probe on `stream` (two kernels captured as the engine captures
-// its steps, the second launched programmatically, replayed; the first one slow, so a second that
-// did not wait reads its output unwritten). Synchronises `stream` (the first call per device: the
+// contract promises: sm_90+, then a probe on `stream` (three kernels captured as the engine captures
+// its steps, launched programmatically, replayed, then launched uncaptured: the first slow before it
+// writes, the second reads that after its wait, the third before its wait while the second still
+// runs; a second that did not wait, or a first not complete and visible when the third starts,
+// reads the output unwritten). Synchronises `stream` (the first call per device: the
 // answer is kept for the process); any CUDA error on the way is cleared and answered false, so the
 // caller falls back to ordinary launches.
 bool programmatic_launch_works(cudaStream_t stream);

@@ -169,8 +169,9 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
 // the ordinary launches' and the tests that compare them fail. A thread that ends without
 // pdl_wait(), or triggers before it, stops the run (rules 1 and 2).
 // All blocks are in flight at once (own shared memory, static and dynamic); a grid of more than
-// kEarlyThreads threads runs its first kEarlyThreads / threads blocks (in g_block_order) early and
-// the others after: two launches in flight (the pending one and the next one's early part) stay
+// kEarlyThreads threads runs kEarlyThreads / threads blocks early, spread evenly over the grid (in
+// g_block_order: a 428-block optimizer launch runs every 14th block early, so the blocks that hold
+// the tail's elements are among them), and the others after: two launches in flight (the pending one and the next one's early part) stay
 // within the process's 65,530 mappings (a fiber stack is two; a 428-block optimizer launch alone
 // would be 219,000).
 // g_programmatic_early = false (the bank model, which pairs a warp's accesses per launch) runs
@@ -190,10 +191,24 @@ inline void launch_programmatic(dim3 grid, unsigned threads, std::size_t smem, c
   auto fl = std::make_unique<Flight>();
   fl->body = std::move(body);
   fl->threads = threads;
-  const std::vector<dim3> order = block_sequence(grid);
+  std::vector<dim3> order = block_sequence(grid);
   fl->blocks.resize(order.size());
   fl->fibers.resize(order.size() * threads);
   fl->early_blocks = std::max<std::size_t>(1, std::min(order.size(), kEarlyThreads / threads));
+  if (fl->early_blocks < order.size()) {  // the early blocks spread over the grid (the rest after them)
+    std::vector<dim3> spread, rest;
+    std::size_t next = 0, taken = 0;
+    for (std::size_t b = 0; b < order.size(); ++b) {
+      if (b == next && taken < fl->early_blocks) {
+        spread.push_back(order[b]);
+        next = ++taken * order.size() / fl->early_blocks;
+      } else {
+        rest.push_back(order[b]);
+      }
+    }
+    spread.insert(spread.end(), rest.begin(), rest.end());
+    order = std::move(spread);
+  }
   // Each block's dynamic shared memory as launch_dynamic's (whole pages, then a guard page; poisoned).
   const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
   const std::size_t used = (smem + 15) / 16 * 16;

@@ -19,6 +19,7 @@ inline void pdl_wait() { emu::grid_dependency_wait(); }
 inline void pdl_trigger() { emu::grid_dependency_trigger(); }
 inline void pdl_start() {
   pdl_wait();
+  __syncthreads();
   pdl_trigger();
 }
 
