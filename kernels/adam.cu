@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/pdl.cuh"
+#include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
 #include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
@@ -21,14 +22,17 @@ constexpr std::size_t kMaxBlocks = 2048;
 // Thread 0 of a block, once the block has read the counters: counts the block in; the last block
 // to arrive moves the counters on (no block reads them after its arrival: advance_train_counters in
 // the optimizer's launch) and resets the count for the next launch. No-op without `advance`.
-__device__ void count_in_and_advance(TrainCounters* counters, unsigned* advance) {
-  if (!advance) return;
+// Returns whether this block was the last (false without `advance`).
+__device__ bool count_in_and_advance(TrainCounters* counters, unsigned* advance) {
+  if (!advance) return false;
   __threadfence();
   if (atomicAdd(advance, 1u) == gridDim.x - 1) {
     counters->step += 1;
     counters->batch += 1;
     *advance = 0;
+    return true;
   }
+  return false;
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -65,8 +69,13 @@ constexpr int kReduceLoads = 64;
 __global__ void __launch_bounds__(kThreads)
     adam_reduce_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, float* __restrict__ g_out,
                        const ReduceArgs a, TrainCounters* __restrict__ counters, float b1, float b2, float eps,
-                       unsigned* __restrict__ advance) {
+                       unsigned* __restrict__ advance, const GroupMetrics gm) {
   __shared__ float s_alpha;
+  __shared__ bool s_last;
+  __shared__ double s_loss[kThreads];  // (gm: add_group_sums' scratch, 3.4 KB)
+  __shared__ double s_sum[kThreads / 8];
+  __shared__ unsigned s_hit[kThreads];
+  __shared__ unsigned s_sumhit[kThreads / 8];
   if (threadIdx.x == 0) s_alpha = adam_step_size(counters->lr, b1, b2, counters->step);
   __syncthreads();
   const float alpha = s_alpha;
@@ -105,7 +114,14 @@ __global__ void __launch_bounds__(kThreads)
   // counters move on only after that launch has ended: it reads the batch index.
   update(true);
   pdl_start();
-  if (threadIdx.x == 0) count_in_and_advance(counters, advance);  // (the block's one read of the counters is done)
+  if (threadIdx.x == 0) s_last = count_in_and_advance(counters, advance);  // (the block's one read of the counters is done)
+  if (gm.slots) {  // (uniform: a parameter)
+    __syncthreads();
+    if (s_last) {
+      __threadfence();  // (the slots are two or more launches old: complete and visible after the wait)
+      rowblock::add_group_sums<kThreads>(gm.metrics, gm.slots, gm.groups, s_loss, s_hit, s_sum, s_sumhit);
+    }
+  }
   update(false);
 }
 
@@ -117,13 +133,15 @@ unsigned grid_for(std::size_t n) {
 
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
                         TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
-                        unsigned* advance) {
+                        unsigned* advance, const GroupMetrics& group_metrics) {
   MNIST_CHECK(set.count >= 0 && set.count <= kAdamMaxSegments, "adam_reduce_update: ", set.count,
               " segments (at most ", kAdamMaxSegments, ")");
   MNIST_CHECK(counters, "adam_reduce_update: null counters");
   MNIST_CHECK(p && m && v, "adam_reduce_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && (!g_out || (g_out != p && g_out != m && g_out != v)),
               "adam_reduce_update: p, m, v, g_out must be distinct");
+  MNIST_CHECK(!group_metrics.slots || (advance && group_metrics.metrics && group_metrics.groups >= 1),
+              "adam_reduce_update: group metrics need the advance count (their block), a metrics pointer and >= 1 group");
   ReduceArgs a{};
   a.set = set;
   long long total = 0;
@@ -141,7 +159,7 @@ void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSl
       unsigned(std::max<long long>(1, std::min<long long>((total + kThreads - 1) / kThreads, (long long)kMaxBlocks)));
   if (total == 0 && !advance) return;
   launch_kernel(adam_reduce_kernel, dim3(blocks), dim3(kThreads), 0, stream, p, m, v, g_out, a, counters, b1, b2, eps,
-                advance);
+                advance, group_metrics);
   MNIST_LAUNCH_CHECK(stream);
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/metrics.cuh"
 #include "kernels/train_counters.cuh"
 
 namespace mnist::cuda {
@@ -50,6 +51,16 @@ struct GradSlices {
   bool early = false;
 };
 constexpr int kAdamMaxSegments = 8;
+
+// A loss kernel's metric sums left as per-32-row group slots (tail_train with metrics null): the
+// optimizer's last block to count in adds slots [0, groups) into *metrics, in the order the loss
+// kernel would have (rowblock::add_group_sums: softmax_xent's), so the loss kernel's own last block
+// does not (it was the end of every tail kernel: a count, a fence and 2-3 round trips in one block).
+struct GroupMetrics {
+  const Metrics* slots = nullptr;  // null: nothing to add
+  int groups = 0;
+  Metrics* metrics = nullptr;
+};
 struct GradSlicesSet {
   int count = 0;
   GradSlices seg[kAdamMaxSegments];
@@ -68,9 +79,11 @@ struct GradSlicesSet {
 // block to finish also does advance_train_counters (step += 1, batch += 1) once every block has
 // read them and the launch before has ended: the training step's last launch in one. Null: the
 // counters are only read. Each thread does its elements of `early` segments first, then
-// pdl_wait(), then the others (the order of an element's own arithmetic is the same).
+// pdl_wait(), then the others (the order of an element's own arithmetic is the same). With
+// `group_metrics.slots` (and `advance`, which picks the block), that block also adds them after its
+// wait (GroupMetrics).
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
                         TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
-                        unsigned* advance = nullptr);
+                        unsigned* advance = nullptr, const GroupMetrics& group_metrics = {});
 
 }  // namespace mnist::cuda

@@ -106,8 +106,8 @@ std::size_t plan_bytes(const Plan& p) { return std::size_t(p.total) * sizeof(flo
 struct TailParams {
   float* partial;          // [blocks][slice_floats] (training)
   float* dz0;              // [B][w0] or null
-  Metrics* metrics;
-  Metrics* slots;          // one per 32 rows (several blocks)
+  Metrics* metrics;        // null (training): the slots are the output (GroupMetrics)
+  Metrics* slots;          // one per 32 rows (several blocks, or deferred)
   unsigned* done;          // completion counter (several blocks)
   const float* A0;         // [B][w0]
   LabelInput labels;       // the B rows' (kernels/labels.cuh)
@@ -683,7 +683,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       const Metrics m = rowblock::group_sum(s_loss + tid * kTailGroupRows, s_hit + tid * kTailGroupRows);
       const int g = (c0 - row0) / kTailGroupRows + tid;  // the block's group index
       s_groups[g] = m;
-      if (multi) p.slots[c0 / kTailGroupRows + tid] = m;
+      if (multi || !p.metrics) p.slots[c0 / kTailGroupRows + tid] = m;
     }
 
     if constexpr (BACKWARD) {
@@ -730,6 +730,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   }
 
   const int groups = (p.B + kTailGroupRows - 1) / kTailGroupRows;
+  if (!p.metrics) return;  // the slots are the launch's output (a later launch adds them)
   __syncthreads();  // s_groups complete
   if (!multi) {  // the only block: its group sums are the launch's
     rowblock::add_group_sums<kMaxChunk>(p.metrics, s_groups, groups, s_loss, s_hit, s_sum, s_sumhit);
@@ -794,7 +795,7 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
               why.empty() ? std::string("bad layer count") : why);
   MNIST_CHECK(p.B >= 0 && p.B <= kTailMaxRows, who, ": ", p.B, " rows (at most ", kTailMaxRows, ")");
   if (p.B == 0) return;
-  MNIST_CHECK(p.metrics && p.A0 && p.labels.present(), who, ": null pointer");
+  MNIST_CHECK((p.metrics || backward) && p.A0 && p.labels.present(), who, ": null pointer");
   const int T = net.layers;
   p.T = T;
   for (int i = 0; i <= T; ++i) p.w[i] = net.width[i];
@@ -819,7 +820,7 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
     blocks = (p.B + kEvalRows - 1) / kEvalRows;  // one group a block
     p.plan = make_plan(p.w, T, kEvalRows, false, false);
   }
-  MNIST_CHECK(blocks == 1 || (xent.blocks && xent.done && xent.capacity >= tail_xent_slots(p.B)), who, ": ", p.B,
+  MNIST_CHECK((blocks == 1 && p.metrics) || (xent.blocks && xent.done && xent.capacity >= tail_xent_slots(p.B)), who, ": ", p.B,
               " rows need a scratch of ", tail_xent_slots(p.B), " group slots and a counter (have ", xent.capacity,
               ")");
   p.groups = tail_xent_slots(p.B);

@@ -138,7 +138,10 @@ struct TailTrace {
 void tail_prepare();
 
 // Training (see the header): partial [tail_blocks(B)][tail_slice_floats(widths)], dz0 [B, w0] (null:
-// not computed), *metrics += (loss sum, hits). Tail hidden layer i's dropout is
+// not computed), *metrics += (loss sum, hits); metrics null: every block leaves its 32-row group
+// sums in scratch.blocks[0, tail_xent_slots(B)) (the scratch needed even for one block) and a later
+// launch adds them (adam_reduce_update's GroupMetrics, bit for bit the same sums); the launch then
+// ends without the last block's count and sum. Tail hidden layer i's dropout is
 // DropoutSpec{drop.p, drop.seed, drop.step, layer = i, drop.counters} (drop.layer is ignored);
 // mask_scale is dz0's (layer 0's dropout scale), the hidden layers' is dropout_scale(drop.p).
 // A0, partial and dz0 must not overlap; labels < wT (a label >= wT makes its row's loss NaN).

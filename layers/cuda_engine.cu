@@ -69,7 +69,8 @@
 //   adam_reduce_update               every layer's pieces summed in a fixed order and Adam applied in
 //                                    the same pass (kernels/adam.cuh): no gradient array, no
 //                                    reduction launch, no separate optimizer launch; its last block
-//                                    also does advance_train_counters
+//                                    also does advance_train_counters and adds the loss and hits
+//                                    the tail kernel left in its group slots (GroupMetrics)
 // With cfg.pdl (where the device passes the probe) they are programmatic launches (kernels/pdl.cuh):
 // each starts while the one before runs and waits on the device before it reads that one's output.
 // Evaluation: layer 0's forward (its rows in place), tail_evaluate. Same counters, graphs and metrics as
@@ -649,8 +650,11 @@ class CudaEngine final : public Engine {
     {
       NvtxRange range("tail");
       const cuda::DropoutSpec drop{cfg_.spec.dropout, cfg_.seed, 0, 0, counters_.data()};
-      cuda::tail_train(tail_partial_.data(), dz_[0].data(), metrics_.data() + kTrainMetrics, xent_scratch(), tail_net(),
-                       act_[0].data(), y, drop, mask_scale(), 1.0f / float(B), B, s, cfg_.precision);
+      // With the optimizer, the loss and hits stay in the scratch's group slots and its last block adds
+      // them (GroupMetrics): the tail kernel ends without a block that waits for all the others.
+      cuda::tail_train(tail_partial_.data(), dz_[0].data(), update ? nullptr : metrics_.data() + kTrainMetrics,
+                       xent_scratch(), tail_net(), act_[0].data(), y, drop, mask_scale(), 1.0f / float(B), B, s,
+                       cfg_.precision);
     }
     cuda::DenseInput xw = x0;  // layer 0's weight GEMM's X
     if (x_in_place_ && x_split_) {
@@ -681,7 +685,8 @@ class CudaEngine final : public Engine {
     }
     // ... and, by its last block, advance_train_counters: the step's last launch.
     cuda::adam_reduce_update(params_.data(), m_.data(), v_.data(), nullptr, set, counters_.data(), cfg_.beta1,
-                             cfg_.beta2, cfg_.eps, s, advance_done_.data());
+                             cfg_.beta2, cfg_.eps, s, advance_done_.data(),
+                             cuda::GroupMetrics{xent_blocks_.data(), cuda::tail_xent_slots(B), metrics_.data() + kTrainMetrics});
   }
 
   // The fused kernel's view of the model and buffers, training over dataset d.

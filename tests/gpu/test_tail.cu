@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/adam.cuh"
 #include "kernels/dense.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/philox.hpp"
@@ -434,6 +435,30 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
       CHECK(m3.correct == 2 * m.correct);
       CHECK(bitwise_equal(to_host(partial2), slices));
       CHECK(xb.counter() == 0u);
+
+      // The engine's form: metrics null, the group sums left in the slots (the counter untouched);
+      // adam_reduce_update's GroupMetrics (here over no parameter segment: its count-in and the
+      // sums alone) adds them, bit for bit the kernel's own.
+      {
+        auto partial3 = poisoned<float>(slices.size());
+        XentBuffers xd(B);
+        cuda::tail_train(partial3.data(), nullptr, nullptr, xd.scratch(), model.net(), d_A0.data(), by_index.input(),
+                         dev_drop, mask_scale, grad_scale, B, stream.get(), prec);
+        CHECK(bitwise_equal(to_host(partial3), slices));
+        CHECK(xd.counter() == 0u);
+        auto md = to_device(std::vector<cuda::Metrics>(1));
+        auto pmv = to_device(std::vector<float>(3, 0.5f));
+        auto adam_counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{3, 0, 1e-3f, 0u}});
+        auto advance = to_device(std::vector<unsigned>{0u});
+        cuda::adam_reduce_update(pmv.data(), pmv.data() + 1, pmv.data() + 2, nullptr, cuda::GradSlicesSet{},
+                                 adam_counters.data(), 0.9f, 0.999f, 1e-7f, stream.get(), advance.data(),
+                                 cuda::GroupMetrics{xd.slots.data(), cuda::tail_xent_slots(B), md.data()});
+        const cuda::Metrics d = to_host(md)[0];
+        CHECK(same_bits(d.loss_sum, m.loss_sum));
+        CHECK(d.correct == m.correct);
+        CHECK(to_host(advance)[0] == 0u);
+        CHECK(to_host(adam_counters)[0].step == 4);
+      }
 
       // Evaluation: the forward without dropout, the same sums' order.
       Trace te(w, B);
