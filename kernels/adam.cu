@@ -117,10 +117,8 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) s_last = count_in_and_advance(counters, advance);  // (the block's one read of the counters is done)
   if (gm.slots) {  // (uniform: a parameter)
     __syncthreads();
-    if (s_last) {
-      __threadfence();  // (the slots are two or more launches old: complete and visible after the wait)
+    if (s_last)  // (the slots are two or more launches old: complete and visible after the wait)
       rowblock::add_group_sums<kThreads>(gm.metrics, gm.slots, gm.groups, s_loss, s_hit, s_sum, s_sumhit);
-    }
   }
   update(false);
 }

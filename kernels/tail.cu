@@ -553,7 +553,9 @@ struct Dz0Store {
 // stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 32-row group
 // sums -> (BACKWARD) per layer i = T..1: the slice of layer i (+= over the chunk's rows) and dZ_{i-1}
 // (dz0 for i = 1). Then the group slots go out, and the last block to finish adds them in
-// softmax_xent's order and resets the counter (one block: from shared memory, no scratch).
+// softmax_xent's order and resets the counter (one block: from shared memory, no scratch); without
+// p.metrics the slots are the output and every block ends there (GroupMetrics, kernels/adam.cuh).
+// Staging of the weights and biases and the first labels come before pdl_start (kernels/pdl.cuh).
 template <GemmPrecision PREC, bool BACKWARD>
 __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   extern __shared__ float4 tail_smem[];
