@@ -17,6 +17,11 @@ namespace {
 constexpr int kGatherThreads = 128;
 constexpr int kThreads = 256;
 
+// Four pixels as the GEMMs see them (pixel_value).
+__device__ __forceinline__ float4 pixels4(uchar4 u) {
+  return make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
+}
+
 // Fuses the batch gather with the /255 scaling and the label gather. Reads images [n_images, D]
 // uint8, labels [n_images], idx [...] (optional), counters->batch (optional); writes X [B, D]
 // float, y [B] (optional). One block per batch row. Row r comes from image idx[base + r] (or
@@ -37,7 +42,7 @@ __global__ void __launch_bounds__(kGatherThreads)
     float4* out4 = reinterpret_cast<float4*>(out);
     for (int k = int(threadIdx.x); k < D / 4; k += kGatherThreads) {
       const uchar4 u = in4[k];
-      out4[k] = make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
+      out4[k] = pixels4(u);
     }
   } else {
     for (int k = int(threadIdx.x); k < D; k += kGatherThreads) out[k] = pixel_value(in[k]);
@@ -77,7 +82,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = int(blockIdx.x) * kThreads + int(threadIdx.x); e < total; e += step) {
       const int r = e / d4, k = e - r * d4;
       const uchar4 u = reinterpret_cast<const uchar4*>(images + int64_t(idx[base + r]) * D)[k];
-      reinterpret_cast<float4*>(X)[e] = make_float4(pixel_value(u.x), pixel_value(u.y), pixel_value(u.z), pixel_value(u.w));
+      reinterpret_cast<float4*>(X)[e] = pixels4(u);
     }
   } else {
     const int total = B * D;

@@ -355,13 +355,13 @@ class CudaEngine final : public Engine {
     const GraphExec* multi =
         !fused_ && K > 1 && full_end - progress.next_batch >= K ? &step_graph(train, K) : nullptr;
     const GraphExec* single = !fused_ && progress.next_batch < full_end ? &step_graph(train, 1) : nullptr;
+    // (side_'s last shuffle: its order, or its use of the scratch, before this stream's)
+    if (cfg_.shuffle) CUDA_CHECK(cudaStreamWaitEvent(s, next_order_done_.get(), 0));
     if (cfg_.shuffle && next_order_.train == train && next_order_.epoch == epoch && next_order_.n == d.n) {
       // Shuffled by the epoch before, on side_ beside its evaluation (queue_next_order): a copy.
-      CUDA_CHECK(cudaStreamWaitEvent(s, next_order_done_.get(), 0));
       CUDA_CHECK(cudaMemcpyAsync(order_.data(), order_next_.data(), std::size_t(d.n) * sizeof(int32_t),
                                  cudaMemcpyDeviceToDevice, s));
     } else if (cfg_.shuffle) {
-      CUDA_CHECK(cudaStreamWaitEvent(s, next_order_done_.get(), 0));  // (a next-order shuffle's use of the scratch)
       cuda::shuffle_order(order_.data(), shuffle_temp_.data(), shuffle_temp_.size(), d.n, cfg_.seed,
                           uint64_t(epoch), s);
     } else {

@@ -65,39 +65,49 @@ inline std::multimap<std::size_t, BlockMemory>& free_block_memory() {
   return m;
 }
 
+// The blocks' shared memory of one launch, taken from the pool and given back when the lease ends
+// (also when the launch throws). A block's bytes end where its guard page begins (16-byte aligned
+// start: what every tile asks of it), poisoned with 0xFF at every launch.
+struct BlockMemoryLease {
+  std::vector<BlockMemory> mem;
+  BlockMemoryLease() = default;
+  BlockMemoryLease(const BlockMemoryLease&) = delete;
+  BlockMemoryLease& operator=(const BlockMemoryLease&) = delete;
+  ~BlockMemoryLease() {
+    for (BlockMemory& m : mem) {
+      const std::size_t key = m.pages;
+      free_block_memory().emplace(key, std::move(m));
+    }
+  }
+  // One block's smem bytes, poisoned; Block::smem and smem_bytes set.
+  void take(Block& b, std::size_t smem) {
+    const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
+    const std::size_t used = (smem + 15) / 16 * 16;
+    const std::size_t pages = (used + page - 1) / page * page;
+    auto& pool = free_block_memory();
+    const auto it = pool.find(pages);
+    if (it != pool.end()) {
+      mem.push_back(std::move(it->second));
+      pool.erase(it);
+    } else {
+      mem.emplace_back(pages);
+    }
+    b.smem = static_cast<char*>(mem.back().base) + pages - used;
+    b.smem_bytes = smem;
+    std::memset(b.smem, 0xFF, used);
+  }
+};
+
 inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t smem, const std::function<void()>& body) {
   const unsigned nb = b1 - b0;
   std::vector<Block> blocks(nb);
-  // The block's bytes end where the guard page begins (16-byte aligned start: what every tile asks
-  // of it); poisoned with 0xFF at every launch.
-  const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
-  const std::size_t used = (smem + 15) / 16 * 16;
-  const std::size_t pages = (used + page - 1) / page * page;
-  auto& pool = free_block_memory();
-  struct Lease {  // back to the pool when the launch ends (also when it throws)
-    std::vector<BlockMemory> mem;
-    ~Lease() {
-      for (BlockMemory& m : mem) {
-        const std::size_t key = m.pages;
-        free_block_memory().emplace(key, std::move(m));
-      }
-    }
-  } lease;
+  BlockMemoryLease lease;
   for (unsigned b = 0; b < nb; ++b) {
     blocks[b].bx = (b0 + b) % gridDim.x;
     blocks[b].by = (b0 + b) / gridDim.x;
     blocks[b].sync.expected = threads;
     blocks[b].sync.what = "__syncthreads";
-    const auto it = pool.find(pages);
-    if (it != pool.end()) {
-      lease.mem.push_back(std::move(it->second));
-      pool.erase(it);
-    } else {
-      lease.mem.emplace_back(pages);
-    }
-    blocks[b].smem = static_cast<char*>(lease.mem.back().base) + pages - used;
-    blocks[b].smem_bytes = smem;
-    std::memset(blocks[b].smem, 0xFF, used);
+    lease.take(blocks[b], smem);
   }
   run(blocks, threads, body, nb > 1 ? "a cooperative launch" : "a launch with dynamic shared memory");
 }
@@ -171,9 +181,9 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
 // All blocks are in flight at once (own shared memory, static and dynamic); a grid of more than
 // kEarlyThreads threads runs kEarlyThreads / threads blocks early, spread evenly over the grid (in
 // g_block_order: a 428-block optimizer launch runs every 14th block early, so the blocks that hold
-// the tail's elements are among them), and the others after: two launches in flight (the pending one and the next one's early part) stay
-// within the process's 65,530 mappings (a fiber stack is two; a 428-block optimizer launch alone
-// would be 219,000).
+// the tail's elements are among them), and the others after: two launches in flight (the pending
+// one and the next one's early part) stay within the process's 65,530 mappings (a fiber stack is
+// two; a 428-block optimizer launch alone would be 219,000).
 // g_programmatic_early = false (the bank model, which pairs a warp's accesses per launch) runs
 // each launch to its end at once, ordinary launch semantics.
 constexpr std::size_t kEarlyThreads = 8192;
@@ -209,21 +219,7 @@ inline void launch_programmatic(dim3 grid, unsigned threads, std::size_t smem, c
     spread.insert(spread.end(), rest.begin(), rest.end());
     order = std::move(spread);
   }
-  // Each block's dynamic shared memory as launch_dynamic's (whole pages, then a guard page; poisoned).
-  const std::size_t page = std::size_t(sysconf(_SC_PAGESIZE));
-  const std::size_t used = (smem + 15) / 16 * 16;
-  const std::size_t pages = (used + page - 1) / page * page;
-  struct Lease {
-    std::vector<BlockMemory> mem;
-    ~Lease() {
-      for (BlockMemory& m : mem) {
-        const std::size_t key = m.pages;
-        free_block_memory().emplace(key, std::move(m));
-      }
-    }
-  };
-  auto lease = std::make_shared<Lease>();
-  auto& pool = free_block_memory();
+  auto lease = std::make_shared<BlockMemoryLease>();  // (each block's, as launch_dynamic's)
   for (std::size_t b = 0; b < order.size(); ++b) {
     Block& blk = fl->blocks[b];
     blk.bx = order[b].x;
@@ -236,23 +232,13 @@ inline void launch_programmatic(dim3 grid, unsigned threads, std::size_t smem, c
     blk.own_statics = true;
     blk.programmatic = true;
     blk.parked = &fl->parked;
-    const auto it = pool.find(pages);
-    if (it != pool.end()) {
-      lease->mem.push_back(std::move(it->second));
-      pool.erase(it);
-    } else {
-      lease->mem.emplace_back(pages);
-    }
-    blk.smem = static_cast<char*>(lease->mem.back().base) + pages - used;
-    blk.smem_bytes = smem;
-    std::memset(blk.smem, 0xFF, used);
+    lease->take(blk, smem);
   }
   fl->memory = lease;
   run_early(*fl);    // this launch up to its waits ...
   flush_pending();   // ... then the rest of the launch before it ...
   pending_flight() = std::move(fl);  // ... and its own rest when the next launch has run early
 }
-
 
 template <class... A, std::size_t... I>
 void call_with_args(void (*f)(A...), void** args, std::index_sequence<I...>) {
