@@ -209,6 +209,20 @@ __device__ __forceinline__ float output_value(const GemmParams& p, int m, int n,
     return v;
 }
 
+// output_value of the V outputs (m, n .. n+V-1) (V = 2 or 4; all in range, none a Weight GEMM's ones
+// column): the same bits, with the forward's dropout drawn once per Philox block (dense_units).
+template <Kind KIND, int V>
+__device__ __forceinline__ void output_values(float (&w)[V], const GemmParams& p, int m, int n, const float (&v)[V],
+                                              const float (&x)[V], uint64_t step) {
+  if constexpr (KIND == Kind::Forward) {
+    dense_units<V>(w, v, x, p.relu, p.dropout ? p.threshold : 0u, p.scale, p.seed, step, p.layer,
+                   uint64_t(m) * uint64_t(p.N) + uint64_t(n));
+  } else {
+#pragma unroll
+    for (int q = 0; q < V; ++q) w[q] = output_value<KIND>(p, m, n + q, v[q], x[q], step);
+  }
+}
+
 template <Kind KIND>
 __device__ __forceinline__ void store_output(const GemmParams& p, int m, int n, float v, float x, uint64_t step) {
   if constexpr (KIND == Kind::Weight) {
@@ -263,8 +277,7 @@ __device__ __forceinline__ void store_results(const GemmParams& p, int z, int m,
       const std::size_t o = std::size_t(m) * p.ldo + n;
       if (aligned(p.out + o)) {
         float w[V];
-#pragma unroll
-        for (int q = 0; q < V; ++q) w[q] = output_value<KIND>(p, m, n + q, v[q], x[q], step);
+        output_values<KIND, V>(w, p, m, n, v, x, step);
         StoreVec<V>::put(p.out + o, w);
         return;
       }
@@ -1855,6 +1868,8 @@ struct WgmmaWeightTile {
 // dense_split_reduce_kernel, so bitwise its result, whatever order the blocks finish in; one
 // launch less. Shared by every tile kind (SimtTile, MmaTile, PipeTile): it only needs the tile's
 // extent and the partials in memory.
+constexpr int kFinishQuads = 4;  // quads of outputs a thread of finish_split_tile sums at a time
+
 template <int BM, int BN, Kind KIND>
 __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile) {
   if (!p.partial || !p.tickets) return;
@@ -1869,13 +1884,77 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
   const uint64_t step = epilogue_step<KIND>(p);
   const std::size_t mn = std::size_t(p.M) * p.N;
   const float* part = p.partial;  // written by other blocks: read from L2 (load_l2), not a stale L1 line
-  for (int e = int(threadIdx.x); e < BM * BN; e += int(blockDim.x)) {
-    const int m = m0 + e / BN, n = n0 + e % BN;  // consecutive threads: consecutive n
-    if (m >= p.M || n >= p.N) continue;
-    const std::size_t i = std::size_t(m) * p.N + n;
-    float v = 0.0f;
-    for (int z = 0; z < splits; ++z) v += load_l2(part + std::size_t(z) * mn + i);
-    store_output<KIND>(p, m, n, v, epilogue_input<KIND>(p, m, n), step);
+  // The tile in quads (4 consecutive outputs of a row; consecutive threads, consecutive quads),
+  // kFinishQuads of them a thread at a time: all their epilogue inputs and the partials of up to 4
+  // pieces are loaded before the first add, and nothing is stored until every piece is added. The
+  // element-at-a-time loop this replaces stored each output before loading the next one's pieces,
+  // so one block did 64 L2 round trips in sequence per thread for a 128 x 128 tile (and a Philox
+  // block per output of a dropout layer, 4 per quad here: dense_units). Each output is still
+  // 0.0f + piece 0 + piece 1 + ... in that order: the same bits.
+  constexpr int QR = BN / 4;  // quads in a tile row
+  static_assert(BN % 4 == 0, "whole quads per tile row");
+  const bool vec = p.N % 4 == 0 && (reinterpret_cast<std::uintptr_t>(part) & 15u) == 0;  // 16-byte quads
+  for (int q0 = int(threadIdx.x); q0 < BM * QR; q0 += kFinishQuads * int(blockDim.x)) {
+    int m[kFinishQuads], n[kFinishQuads];
+    bool on[kFinishQuads], whole[kFinishQuads];
+    float x[kFinishQuads][4], v[kFinishQuads][4];
+#pragma unroll
+    for (int r = 0; r < kFinishQuads; ++r) {
+      const int q = q0 + r * int(blockDim.x);
+      m[r] = m0 + q / QR, n[r] = n0 + 4 * (q % QR);
+      on[r] = q < BM * QR && m[r] < p.M && n[r] < p.N;
+      whole[r] = on[r] && vec && n[r] + 4 <= p.N;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        x[r][c] = on[r] && n[r] + c < p.N ? epilogue_input<KIND>(p, m[r], n[r] + c) : 0.0f;
+        v[r][c] = 0.0f;
+      }
+    }
+    for (int z0 = 0; z0 < splits; z0 += 4) {
+      float4 t[4][kFinishQuads];
+#pragma unroll
+      for (int zz = 0; zz < 4; ++zz)
+#pragma unroll
+        for (int r = 0; r < kFinishQuads; ++r) {
+          t[zz][r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          if (z0 + zz >= splits || !on[r]) continue;
+          const float* src = part + std::size_t(z0 + zz) * mn + std::size_t(m[r]) * p.N + n[r];
+          if (whole[r]) {
+            t[zz][r] = load_l2(reinterpret_cast<const float4*>(src));
+          } else {  // a quad cut by the row's end, or unaligned: element by element
+            t[zz][r].x = load_l2(src);
+            if (n[r] + 1 < p.N) t[zz][r].y = load_l2(src + 1);
+            if (n[r] + 2 < p.N) t[zz][r].z = load_l2(src + 2);
+            if (n[r] + 3 < p.N) t[zz][r].w = load_l2(src + 3);
+          }
+        }
+#pragma unroll
+      for (int zz = 0; zz < 4; ++zz) {
+        if (z0 + zz >= splits) break;
+#pragma unroll
+        for (int r = 0; r < kFinishQuads; ++r) {
+          v[r][0] += t[zz][r].x;
+          v[r][1] += t[zz][r].y;
+          v[r][2] += t[zz][r].z;
+          v[r][3] += t[zz][r].w;
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kFinishQuads; ++r) {
+      if (!on[r]) continue;
+      const bool ones_inside = KIND == Kind::Weight && p.ones_col >= n[r] && p.ones_col < n[r] + 4;
+      float* const d = p.out + std::size_t(m[r]) * p.ldo + n[r];
+      if (whole[r] && !ones_inside && (reinterpret_cast<std::uintptr_t>(d) & 15u) == 0) {
+        float w[4];
+        output_values<KIND, 4>(w, p, m[r], n[r], v[r], x[r], step);
+        StoreVec<4>::put(d, w);
+      } else {
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          if (n[r] + c < p.N) store_output<KIND>(p, m[r], n[r] + c, v[r][c], x[r][c], step);
+      }
+    }
   }
   if (threadIdx.x == 0) p.tickets[tile] = 0u;
 }
@@ -1918,6 +1997,30 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
   const uint64_t step = epilogue_step<KIND>(p);
   const int splits = split_count(p);
   const std::size_t mn = std::size_t(p.M) * p.N;
+  if constexpr (KIND == Kind::Forward) {
+    // A forward's outputs in quads where rows are whole 16-byte quads (N % 4 == 0, aligned arrays):
+    // a quad's pieces as float4 loads, and a dropout layer's mask from one Philox block per quad
+    // (dense_units) instead of one per output. The same additions in the same order: the same bits.
+    const auto a16 = [](const void* q) { return (reinterpret_cast<std::uintptr_t>(q) & 15u) == 0; };
+    if (p.N % 4 == 0 && p.ldo == p.N && a16(p.partial) && a16(p.out)) {
+      const std::size_t quads = mn / 4;
+      for (std::size_t q = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; q < quads;
+           q += std::size_t(gridDim.x) * blockDim.x) {
+        const std::size_t i = 4 * q;
+        const int m = int(i / std::size_t(p.N)), n = int(i % std::size_t(p.N));
+        float x[4], v[4] = {0.0f, 0.0f, 0.0f, 0.0f}, w[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) x[c] = epilogue_input<KIND>(p, m, n + c);
+        for (int z = 0; z < splits; ++z) {
+          const float4 t = *reinterpret_cast<const float4*>(p.partial + std::size_t(z) * mn + i);
+          v[0] += t.x, v[1] += t.y, v[2] += t.z, v[3] += t.w;
+        }
+        output_values<KIND, 4>(w, p, m, n, v, x, step);
+        StoreVec<4>::put(p.out + i, w);
+      }
+      return;
+    }
+  }
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn;
        i += std::size_t(gridDim.x) * blockDim.x) {
     float v = 0.0f;
@@ -2105,6 +2208,15 @@ struct TilesFor<GemmPrecision::FP32> {
 
 GemmTileChoice g_forced_tile;  // dense_force_tile (tests)
 SimtTileChoice g_forced_simt;  // dense_force_simt_tile (tests)
+// An autotuning candidate that sums a split GEMM's pieces in the second kernel although the caller
+// passed tickets (TileOption::second_pass): both ways are tried where tickets are given.
+bool g_forced_second_pass = false;
+
+// p as launched: without its tickets when the candidate in force sums the pieces in a second pass.
+GemmParams ticketed(GemmParams p) {
+  if (g_forced_second_pass) p.tickets = nullptr;
+  return p;
+}
 
 // ---- FP32 tile choice ----
 //
@@ -2579,8 +2691,9 @@ void launch_split_reduce(const GemmParams& p, cudaStream_t stream) {
 
 // dW/db, and dX when requested and B > 0: one launch for both when there are both; then, when the
 // weight GEMM was split without tickets, the fixed-order sum of its partials.
-void launch_weights_and_data(const GemmParams& w, const GemmParams* d, GemmPrecision prec, cudaStream_t stream) {
-  if (w.M <= 0 || w.N <= 0) return;
+void launch_weights_and_data(const GemmParams& w_in, const GemmParams* d, GemmPrecision prec, cudaStream_t stream) {
+  if (w_in.M <= 0 || w_in.N <= 0) return;
+  const GemmParams w = ticketed(w_in);
   if (d && d->M > 0)
     launch_backward(w, *d, prec, stream);
   else
@@ -2595,6 +2708,7 @@ void launch_forward(GemmParams p, float* workspace, unsigned* tickets, GemmPreci
     p.split_k = forward_split_cols(p.K);
     if (p.split_k) p.partial = workspace, p.tickets = tickets;
   }
+  p = ticketed(p);
   if (launch_gemm<Kind::Forward>(p, prec, stream)) launch_split_reduce<Kind::Forward>(p, stream);
 }
 
@@ -2609,6 +2723,7 @@ struct TileOption {
   std::string label;
   SimtTileChoice simt;
   GemmTileChoice tc;
+  bool second_pass = false;  // a split's pieces summed by the second kernel, not the tickets (" 2-pass")
 };
 std::map<std::string, TileOption> g_tuned;  // operation (tune_key) -> the tile kept
 std::vector<autotune::Record> g_records;
@@ -2617,14 +2732,14 @@ std::vector<autotune::Record> g_records;
 // forces a tile).
 class ForceFor {
  public:
-  explicit ForceFor(const TileOption& o) { g_forced_simt = o.simt, g_forced_tile = o.tc; }
-  ~ForceFor() { g_forced_simt = {}, g_forced_tile = {}; }
+  explicit ForceFor(const TileOption& o) {
+    g_forced_simt = o.simt, g_forced_tile = o.tc, g_forced_second_pass = o.second_pass;
+  }
+  ~ForceFor() { g_forced_simt = {}, g_forced_tile = {}, g_forced_second_pass = false; }
 };
 
-// The tiles worth trying for an operation at prec: `fold` when a forward's K split can be folded
-// into the block, `wgmma` when the operation can run the wgmma tiles (forward, weight-only) and
-// the device does.
-std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, bool wgmma) {
+// Every tile that can run an operation at prec, its split (if any) summed in the launch.
+std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, bool wgmma) {
   std::vector<TileOption> o{{"model", {}, {}}};
   if (prec == GemmPrecision::FP32) {
     o.push_back({"scalar", {SimtTileKind::Scalar, false}, {}});
@@ -2643,6 +2758,25 @@ std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, bool wgmma) 
   for (const auto& [name, tile] : tc) {
     o.push_back({name, {}, {tile, false}});
     if (fold) o.push_back({cat(name, " fold"), {}, {tile, true}});
+  }
+  return o;
+}
+
+
+// The tiles worth trying for an operation at prec: `fold` when a forward's K split can be folded
+// into the block, `wgmma` when the operation can run the wgmma tiles (forward, weight-only) and
+// the device does, `tickets` when it splits and the caller passed tickets: then every unfolded
+// tile also as " 2-pass", its pieces summed by the second kernel instead of its last block.
+std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, bool wgmma, bool tickets) {
+  std::vector<TileOption> o = tile_options_in_launch(prec, fold, wgmma);
+  if (!tickets) return o;
+  const std::size_t n = o.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (o[i].tc.fold_forward_split || o[i].simt.fold_forward_split) continue;  // folded: no pieces to sum
+    TileOption two = o[i];
+    two.label += " 2-pass";
+    two.second_pass = true;
+    o.push_back(std::move(two));
   }
   return o;
 }
@@ -2675,8 +2809,9 @@ constexpr double kTuneMinWork = double(1 << 20);
 // launch in a scope and the stream is not capturing; the size models otherwise.
 // `describe` returns the operation's key (tune_key) and its outputs; it runs only inside a tuning
 // scope, so an untuned launch builds no string and allocates nothing.
+// `tickets`: the operation splits and its caller passed tickets (its candidates also run " 2-pass").
 template <class Describe, class Launch>
-void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, cudaStream_t stream,
+void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, bool tickets, cudaStream_t stream,
                const Describe& describe, const Launch& launch) {
   const bool forced = g_forced_tile.tile != GemmTile::Auto || g_forced_simt.tile != SimtTileKind::Auto;
   if (!g_autotune || forced || work < kTuneMinWork) {
@@ -2693,8 +2828,7 @@ void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, cudaSt
       return launch();
     }
     const std::vector<TileOption> options =
-        tile_options(prec, fold,
-                     wgmma_op && prec != GemmPrecision::FP32 && wgmma_available());
+        tile_options(prec, fold, wgmma_op && prec != GemmPrecision::FP32 && wgmma_available(), tickets);
     std::vector<autotune::Candidate> candidates;
     for (const TileOption& o : options)
       candidates.push_back({o.label, [&launch, &o] {
@@ -2747,8 +2881,8 @@ std::map<std::string, std::string> dense_autotune_choices() {
 }
 
 void dense_autotune_preset(const std::map<std::string, std::string>& choices) {
-  std::vector<TileOption> all = tile_options(GemmPrecision::FP32, true, false);
-  for (TileOption& o : tile_options(GemmPrecision::TF32, true, true)) all.push_back(std::move(o));
+  std::vector<TileOption> all = tile_options(GemmPrecision::FP32, true, false, true);
+  for (TileOption& o : tile_options(GemmPrecision::TF32, true, true, true)) all.push_back(std::move(o));
   for (const auto& [key, label] : choices) {
     const std::string& want = label;  // (a lambda may not capture a structured binding before C++20)
     auto it = std::find_if(all.begin(), all.end(), [&want](const TileOption& o) { return o.label == want; });
@@ -2773,7 +2907,8 @@ void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B
   if (B == 0) return;
   MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
   const GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
-  run_tuned(double(B) * K * N, prec, workspace && forward_split_cols(K) > 0, true, stream,
+  const bool split = workspace && forward_split_cols(K) > 0;
+  run_tuned(double(B) * K * N, prec, split, true, split && tickets, stream,
             [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{Y, std::size_t(B) * N}}}; },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
@@ -2795,7 +2930,8 @@ void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const fl
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
-  run_tuned(double(B) * K * N, prec, workspace && forward_split_cols(K) > 0, true, stream,
+  const bool split = workspace && forward_split_cols(K) > 0;
+  run_tuned(double(B) * K * N, prec, split, true, split && tickets, stream,
             [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{D, std::size_t(B) * N}}}; },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
@@ -2824,7 +2960,7 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X,
   if (B == 0) return launch_weights_and_data(weight_params(dW, db, dZ, X, B, K, N), nullptr, prec, stream);
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
-  run_tuned(double(B) * K * N, prec, false, true, stream,
+  run_tuned(double(B) * K * N, prec, false, true, w.tickets != nullptr, stream,
             [&] {
               Described desc{tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets),
                              {{dW, std::size_t(N) * K}}};
@@ -2856,7 +2992,7 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
   GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
   w.split_k = weight_split_rows(B, K, N);
   w.partial = partial;
-  run_tuned(double(B) * K * N, prec, false, true, stream,
+  run_tuned(double(B) * K * N, prec, false, true, false, stream,
             [&] {
               return Described{tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr),
                                {{partial, dense_weight_partial_floats(B, K, N)}}};
@@ -2871,7 +3007,7 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
-  run_tuned(double(B) * K * N, prec, false, false, stream,
+  run_tuned(double(B) * K * N, prec, false, false, false, stream,
             [&] {
               return Described{tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr),
                                {{dX, std::size_t(B) * K}}};
@@ -2889,7 +3025,7 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
   set_split(w, workspace, tickets, B, K, N);
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
   if (B == 0) return launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
-  run_tuned(double(B) * K * N * (dX ? 2 : 1), prec, false, !dX, stream,
+  run_tuned(double(B) * K * N * (dX ? 2 : 1), prec, false, !dX, w.tickets != nullptr, stream,
             [&] {
               const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)")
                                : db ? "weight+db"

@@ -180,7 +180,9 @@ void dense_force_simt_tile(SimtTileChoice choice);
 // workspace and tickets) runs every tile the launcher can force: FP32 the size model's pick, Scalar,
 // Vec32/64/128 (and each Vec tile with a forward's K split folded); TF32/BF16 the model's pick, Mma,
 // Pipe64, Pipe64x8, Pipe128 (folded too) and, where the device runs them (dense_wgmma_available),
-// Wgmma and Wgmma128 on the forward and weight-only GEMMs. Each is checked against the model's pick
+// Wgmma and Wgmma128 on the forward and weight-only GEMMs; with tickets and a split, every unfolded
+// tile also " 2-pass" (its pieces summed by the second kernel instead of by each tile's last block;
+// bitwise the same, so only the time differs). Each is checked against the model's pick
 // on the call's own operands, the agreeing ones are timed, and the fastest is kept for every later
 // launch of that operation inside a scope, also inside a CUDA graph capture (a choice is host
 // state). An operation first met inside a capture runs the model's pick, untuned (tuning needs

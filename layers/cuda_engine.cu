@@ -141,6 +141,10 @@ constexpr int kEvalRows = 4096;
 
 enum MetricSlot { kTrainMetrics = 0, kEvalMetrics = 1 };
 
+// Whether the GEMMs get tickets (EngineConfig::split_in_launch): always in the launch, or, with
+// autotune On, where a GEMM's tuning finds it faster than the second pass (its " 2-pass" candidates).
+bool split_in_launch(const EngineConfig& cfg) { return cfg.split_in_launch || cfg.autotune == Autotune::On; }
+
 // Live progress (EpochProgress::on_steps) at no cost to the GPU: after each launch an async copy
 // of the running metrics into pinned memory and an event; once the epoch is enqueued, the host
 // waits on those events in launch order (the GPU keeps running what is queued) and reports each.
@@ -199,10 +203,10 @@ class CudaEngine final : public Engine {
       act_.emplace_back(std::size_t(cap_) * std::size_t(s.out));
       dz_.emplace_back(B * std::size_t(s.out));
       ws_floats = std::max(ws_floats, cuda::dense_workspace_floats(cap_, s.in, s.out));
-      if (cfg.split_in_launch) tickets = std::max(tickets, cuda::dense_ticket_count(cap_, s.in, s.out));
+      if (split_in_launch(cfg)) tickets = std::max(tickets, cuda::dense_ticket_count(cap_, s.in, s.out));
     }
     gemm_ws_.resize(ws_floats);  // split-K of the GEMMs (empty: none is split)
-    gemm_tickets_.resize(tickets);  // and, with cfg.split_in_launch, its per-tile counters (none: the second pass)
+    gemm_tickets_.resize(tickets);  // and its per-tile counters where a split may be summed in its launch
     if (tickets) CUDA_CHECK(cudaMemset(gemm_tickets_.data(), 0, gemm_tickets_.bytes()));  // each launch leaves 0
     counters_.resize(1);
     counters_host_ = PinnedBuffer<cuda::TrainCounters>(1);

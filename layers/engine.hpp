@@ -98,9 +98,12 @@ struct EngineConfig {
   // small launches' gaps that the one-launch bench counts). Below it, the separate launches.
   int head_min_batch = 1024;
   // Split-K of the GEMMs summed inside the GEMM's own launch (per-tile tickets, the last block of a
-  // tile adds the pieces) instead of a second kernel. Off: measured slower on the H100 (63006a1:
-  // weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8; the forward's split 1.5 µs
-  // slower at 128 and 512 rows): the last blocks add alone while the other SMs idle.
+  // tile adds the pieces) instead of a second kernel, always. Off by default: measured slower on the
+  // H100 (63006a1: weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8) and the H200
+  // (a018989: the 128x128 forward split at 4096 rows 45.5 vs 21.0 µs), when the last block added
+  // its tile one output at a time, an L2 round trip each in sequence (kernels/dense.cu
+  // finish_split_tile now loads 16 quads' pieces at once). With autotune On the tickets are passed
+  // anyway and each GEMM's tuning times both ways (its candidates also run " 2-pass").
   bool split_in_launch = false;
   // CUDA graph and tail paths, native GEMMs: layer 0's GEMMs read X in place from the uint8 images
   // by index (kernels/dense.cuh DenseInput; no float batch), and the loss kernel the labels the

@@ -399,6 +399,77 @@ TEST_CASE("autotune: inside a stream capture an untuned GEMM runs the size model
 }
 #endif
 
+// With tickets, a split GEMM's pieces can be summed by each tile's last block (one launch) or by the
+// second kernel: every unfolded candidate also runs " 2-pass", a 2-pass candidate can be kept, and
+// then the later launches run it (the same bits as in the launch; in the emulation, two launches
+// instead of one). The forward's split (K >= 512) and the weight GEMM's (B >= 512).
+TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second pass, and a kept one runs so") {
+  Clean clean;
+  Stream stream;
+  Operands o(split_shape());
+  const Shape s = o.s;
+  for (const GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32}) {
+    cuda::DropoutSpec drop;
+    drop.p = 0.2f;
+    drop.seed = 5;
+    drop.counters = o.counters.data();
+    const cudaStream_t st = stream.get();
+    const Op forward{"relu + dropout forward, split K with tickets", [&] {
+                       cuda::dense_relu_dropout_forward(o.Y.data(), o.X.data(), o.W.data(), o.b.data(), s.B, s.K, s.N,
+                                                        drop, st, prec, o.ws.data(), o.tickets.data());
+                       return std::vector<std::vector<float>>{to_host(o.Y)};
+                     }};
+    const Op weight = o.ops(prec, st)[2];  // weight + db, split rows, with tickets
+    for (const Op& op : {forward, weight}) {
+      const bool fwd = op.name == forward.name;
+      const std::string base = prec == GemmPrecision::FP32 ? "vec32" : "pipe64";
+      INFO(op.name, ", precision ", int(prec));
+      Clean::reset();
+      const auto model = op.run();  // no scope: in the launch (tickets)
+      for (const std::string& kept : {base + " 2-pass", base}) {
+        INFO("favoured ", kept);
+        Clean::reset();
+        favour(kept);
+        std::vector<std::vector<float>> first, again;
+#ifndef __CUDACC__
+        long long launches = 0;  // (the emulation counts launches)
+#endif
+        {
+          const cuda::DenseAutotune scope;
+          first = op.run();
+#ifndef __CUDACC__
+          const long long l0 = g_emu_launches;
+#endif
+          again = op.run();
+#ifndef __CUDACC__
+          launches = g_emu_launches - l0;
+#endif
+          CHECK(cuda::dense_last_tile() == kept);
+        }
+        const std::vector<Record> rec = cuda::dense_autotune_records();
+        REQUIRE(rec.size() == 1);
+        CHECK(rec[0].chosen == kept);
+        CHECK(rec[0].rejected.empty());
+        // unfolded candidates twice: FP32 model + scalar + 3 vec (+ 3 folds, forward); TF32 model + mma + 3 pipe
+        // (+ wgmma, wgmma128 where the device has them) (+ their folds, forward)
+        const int wg = prec != GemmPrecision::FP32 && cuda::dense_wgmma_available() ? 2 : 0;
+        const int unfolded = prec == GemmPrecision::FP32 ? 5 : 5 + wg;
+        const int folds = fwd ? (prec == GemmPrecision::FP32 ? 3 : 3 + wg) : 0;
+        CHECK(rec[0].candidates == 2 * unfolded + folds);
+#ifndef __CUDACC__
+        CHECK(launches == (kept == base ? 1 : 2));
+#endif
+        CHECK_MESSAGE(all_bitwise(first, model), "the kept candidate changed the bits");
+        CHECK_MESSAGE(all_bitwise(again, model), "a later launch changed the bits");
+      }
+      // Every ticket is back to 0 whichever way the pieces were summed (the next in-launch run starts clean).
+      std::vector<unsigned> tk(o.tickets.size());
+      CUDA_CHECK(cudaMemcpy(tk.data(), o.tickets.data(), o.tickets.bytes(), cudaMemcpyDeviceToHost));
+      CHECK(std::all_of(tk.begin(), tk.end(), [](unsigned v) { return v == 0u; }));
+    }
+  }
+}
+
 // The wgmma tiles (sm_90a) are candidates wherever the device runs them: 12 forward candidates at
 // TF32 with a split-K workspace, 8 without them. (Until they had passed the GPU tests and the
 // sanitizers, on the H200 at a018989, they were admitted only by an environment variable.)

@@ -308,8 +308,16 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
   cuda::dense_backward_weights(dW0.data(), db0.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
   cuda::dense_backward_fused(fW0.data(), fb0.data(), fX0.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f, B,
                              K, N, nullptr, prec, ws.data());
-  if (fwd_split)
+  // (the forward also with dropout: the tickets' last block draws one Philox block per quad of
+  // outputs, dense_units, where the reduction kernel draws one per output)
+  cuda::TrainCounters ctr{};
+  ctr.step = 5;
+  const cuda::DropoutSpec drop{0.2f, 42, 0, 1, &ctr};
+  Vec D0 = poison(bn);
+  if (fwd_split) {
     cuda::dense_forward(Y0.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+    cuda::dense_relu_dropout_forward(D0.data(), X.data(), W.data(), b.data(), B, K, N, drop, nullptr, prec, ws.data());
+  }
   for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
     emu::g_block_order = order;
     const std::string t = cat(tag, " order ", int(order));
@@ -333,6 +341,10 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
       cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data(), tk.data());
       expect(g_emu_launches - l0 == 1, "split forward in one launch " + t);
       same(Y, Y0, "forward = two passes, " + t);
+      Vec D = poison(bn);
+      cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N, drop, nullptr, prec, ws.data(),
+                                       tk.data());
+      same(D, D0, "dropout forward = two passes, " + t);
     }
     bool zero = true;
     for (unsigned v : tk) zero = zero && v == 0u;
@@ -716,6 +728,10 @@ int main(int argc, char** argv) {
   }
   split_tickets(GemmPrecision::FP32, 40, 544, 8, cuda::GemmTile::Auto);
   split_tickets(GemmPrecision::TF32, 40, 544, 8, cuda::GemmTile::Pipe64);
+  // the last block's quads cut by the row's end and unaligned rows (N % 4 != 0), and a second
+  // column tile of 4 outputs
+  split_tickets(GemmPrecision::TF32, 40, 544, 10, cuda::GemmTile::Pipe64);
+  split_tickets(GemmPrecision::FP32, 70, 600, 132, cuda::GemmTile::Auto);
   lap("split-K tickets");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
   // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward
