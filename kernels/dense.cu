@@ -1332,9 +1332,13 @@ struct PipeTile {
 
 // TF32 / BF16 on Hopper's warpgroup MMA (wgmma, kernels/wgmma.cuh; sm_90a): the Forward GEMM
 // Y = X·Wᵀ only, where both operands are K-major as wgmma's TF32 form requires (A = X [M,K],
-// B = W [N,K]). One warpgroup (4 warps, 128 threads) computes a 64 x BN output tile (BN = 64 or
-// 128) with one m64nBNk8 (TF32) or m64nBNk16 (BF16) instruction per K step: the tensor cores read
-// both operands straight from shared memory, no fragment loads, BN/2 float accumulators a thread.
+// B = W [N,K]). WG warpgroups (4 warps, 128 threads each) compute a 64·WG x BN output tile (BN = 64
+// or 128), warpgroup q rows 64q..64q+63, each with one m64nBNk8 (TF32) or m64nBNk16 (BF16)
+// instruction per K step: the tensor cores read both operands straight from shared memory, no
+// fragment loads, BN/2 float accumulators a thread. WG = 2 (GemmTile::WgmmaWide, 128 x 128): the
+// warpgroups share every B slice, so a slice's copies, rounding pass and barrier serve twice the
+// tensor work (measured on the H200 at a018989: the one-warpgroup tiles' 4 warps an SM left them
+// slower than PipeTile's 8, 36.8 vs 23.2 µs at 4096 x 784 -> 128 folded).
 // Why 64 x 64: at 4096 rows layer 1's 4096 x 784 -> 128 is 128 such tiles, one wave on the
 // H100's 132 SMs (64 x 128 would leave 68 SMs idle with 64 tiles; 128 x 128 fewer still), and
 // the per-SM shared-memory traffic (cp.async writes, the rounding pass, the wgmma reads: about
@@ -1369,9 +1373,11 @@ struct PipeTile {
 // of a piece overwrites the accumulators: scale-d 0), so a row's result depends on K's split
 // points only, never on the batch. Every thread must call it; the launch gives it smem_bytes() of
 // dynamic shared memory (16-byte aligned is enough without swizzle).
-template <GemmPrecision PREC, int BN_, int STAGES>
+template <GemmPrecision PREC, int BN_, int STAGES, int WG = 1>
 struct WgmmaTile {
-  static constexpr int BM = 64, BN = BN_, BK = 32, THREADS = 128;
+  static_assert(WG == 1 || WG == 2, "one or two warpgroups");
+  static constexpr int BM = 64 * WG, BN = BN_, BK = 32, THREADS = 128 * WG;
+  static constexpr int ROW_STEP = THREADS / 8;  // rows between a thread's chunks (8 rows per 64 chunks)
   static constexpr bool kImages = true;  // X read in place from the images (GemmParams::images): Copier's IMG
   static constexpr bool BF16 = PREC == GemmPrecision::BF16;
   static_assert(BN == 64 || BN == 128, "kernels/wgmma.cuh wraps m64n64 and m64n128");
@@ -1410,7 +1416,7 @@ struct WgmmaTile {
       x = x0 + 8 * (tid / 64) + tid % 8;
       kq = 4 * ((tid % 64) / 8);
 #pragma unroll
-      for (int it = 0; it < CHUNKS; ++it) ptr[it] = s + ((long long)(x + 16 * it) * ld + k0 + kq);
+      for (int it = 0; it < CHUNKS; ++it) ptr[it] = s + ((long long)(x + ROW_STEP * it) * ld + k0 + kq);
     }
     // init for X read from the images: p's images and index, base = image_base(p) (read once per
     // block), ld = K pixels a row. Rows at or past x_valid are never read (load_bytes: 0).
@@ -1422,7 +1428,7 @@ struct WgmmaTile {
       img_cp = reinterpret_cast<std::uintptr_t>(p.images) % 4 == 0 && ld_ % 4 == 0;
 #pragma unroll
       for (int it = 0; it < CHUNKS; ++it) {
-        const int r = x + 16 * it;
+        const int r = x + ROW_STEP * it;
         iptr[it] = r < x_valid ? image_row(p, base, r, ld_) + k0 + kq : p.images;
       }
     }
@@ -1433,7 +1439,7 @@ struct WgmmaTile {
 #pragma unroll
       for (int it = 0; it < CHUNKS; ++it) {
         float* d = S + 4 * (int(threadIdx.x) + it * THREADS);
-        const int xc = x + 16 * it;
+        const int xc = x + ROW_STEP * it;
         if constexpr (IMG) {
           if (img) {
             if (img_cp && xc < x_valid && k + 3 < k_end) {
@@ -1522,6 +1528,7 @@ struct WgmmaTile {
     }
     int left = piece_slices;  // slices left in the current piece (fold)
     bool fresh = true;        // the next wgmma starts a piece: overwrite the accumulators
+    const uint32_t wg_rows = uint32_t(threadIdx.x / 128) * 8u * SBO;  // this warpgroup's rows in A
     for (int s = 0; s < slices; ++s) {
       float* const st = smem + (s % STAGES) * STAGE;
       cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
@@ -1532,14 +1539,15 @@ struct WgmmaTile {
       if (s + AHEAD < slices) issue_next(smem + ((s + AHEAD) % STAGES) * STAGE);
       cp_async_commit();  // possibly empty: one group per slice for the wait count
 
-      const float* A = BF16 ? st + RAW : st;
+      // (warpgroup q: rows 64q.. of the tile, 8 row groups of SBO bytes a group further on)
+      const unsigned char* A = reinterpret_cast<const unsigned char*>(BF16 ? st + RAW : st) + wg_rows;
       const float* B = BF16 ? st + RAW + RAW_A / 2 : st + RAW_A;
       wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < BK; ks += KSTEP) {
         // KSTEP elements of 4 (TF32) or 2 (BF16) bytes: 32 bytes, two core matrices along k
         const uint32_t off = uint32_t(ks / KSTEP) * 2 * LBO;
-        const uint64_t da = wgmma_desc(reinterpret_cast<const unsigned char*>(A) + off, LBO, SBO);
+        const uint64_t da = wgmma_desc(A + off, LBO, SBO);
         const uint64_t db = wgmma_desc(reinterpret_cast<const unsigned char*>(B) + off, LBO, SBO);
         if constexpr (BF16)
           wgmma_bf16<BN>(acc, da, db, !(fresh && ks == 0));
@@ -2174,6 +2182,10 @@ struct TilesFor {
   using Wgmma = WgmmaTile<PREC, 64, PREC == GemmPrecision::BF16 ? 5 : 6>;
   using Wgmma128 = WgmmaTile<PREC, 128, PREC == GemmPrecision::BF16 ? 5 : 6>;
   static_assert(Wgmma128::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one wgmma block per SM");
+  // 128x128 by two warpgroups sharing each B slice: 6 stages of 32 KB (TF32, 4 slices of copies in
+  // flight) or 4 of 48 KB (BF16, 2 in flight): 192 KB, one block an SM, 8 warps.
+  using WgmmaWide = WgmmaTile<PREC, 128, PREC == GemmPrecision::BF16 ? 4 : 6, 2>;
+  static_assert(WgmmaWide::template smem_bytes<Kind::Forward>() <= 227 * 1024, "one wide wgmma block per SM");
   // The wgmma weight tiles (dense_force_tile's Wgmma / Wgmma128 on a Weight GEMM; unmeasured):
   // 128 x 64 with 3 slices of copies in flight (TF32: 4 raw stages of 24 KB + 3 canonical of 24 KB,
   // 168 KB; BF16 132 KB) and 128 x 128 with 2 (TF32: 3 x 32 + 3 x 32 = 192 KB; BF16 144 KB).
@@ -2184,6 +2196,7 @@ struct TilesFor {
   // X from the images (takes_input): the fallback tiles read every input; one rule per tile family.
   static_assert(Big::kImages && Small::kImages, "the fallback tiles read the images");
   static_assert(Pipe128::kImages == Pipe64::kImages && Wgmma::kImages == Wgmma128::kImages &&
+                    Wgmma::kImages == WgmmaWide::kImages &&
                     WgmmaW64::kImages == WgmmaW128::kImages,
                 "one images rule per tile family");
 };
@@ -2451,18 +2464,22 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
   if constexpr (PREC != GemmPrecision::FP32) {
     using T = TilesFor<PREC>;
     if constexpr (KIND == Kind::Forward)
-      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
-          takes_input<typename T::Wgmma>(p) && wgmma_available()) {
+      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128 ||
+           g_forced_tile.tile == GemmTile::WgmmaWide) &&
+          pipelined_ok(p) && takes_input<typename T::Wgmma>(p) && wgmma_available()) {
         if (p.split_k > 0 && p.partial && g_forced_tile.fold_forward_split) p.partial = nullptr;
         if (g_forced_tile.tile == GemmTile::Wgmma)
           launch_pipe_tiles<typename TilesFor<PREC>::Wgmma, KIND>(p, stream);
-        else
+        else if (g_forced_tile.tile == GemmTile::Wgmma128)
           launch_pipe_tiles<typename TilesFor<PREC>::Wgmma128, KIND>(p, stream);
+        else
+          launch_pipe_tiles<typename TilesFor<PREC>::WgmmaWide, KIND>(p, stream);
         return p.partial;
       }
     if constexpr (KIND == Kind::Weight)
-      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128) && pipelined_ok(p) &&
-          takes_input<typename T::WgmmaW64>(p) && wgmma_available()) {  // the split (if any) stays across blocks: the weight GEMM's is never folded
+      if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128 ||
+           g_forced_tile.tile == GemmTile::WgmmaWide) &&
+          pipelined_ok(p) && takes_input<typename T::WgmmaW64>(p) && wgmma_available()) {  // (WgmmaWide: W128's two warpgroups)  // the split (if any) stays across blocks: the weight GEMM's is never folded
         if (g_forced_tile.tile == GemmTile::Wgmma)
           launch_pipe_tiles<typename TilesFor<PREC>::WgmmaW64, KIND>(p, stream);
         else
@@ -2738,8 +2755,12 @@ class ForceFor {
   ~ForceFor() { g_forced_simt = {}, g_forced_tile = {}, g_forced_second_pass = false; }
 };
 
+// Which wgmma tiles an operation can run (where the device has them): the forward's (Wgmma,
+// Wgmma128, WgmmaWide), the weight-only GEMM's (Wgmma, Wgmma128: WgmmaWeightTile), or none.
+enum class WgmmaOp { None, Forward, Weight };
+
 // Every tile that can run an operation at prec, its split (if any) summed in the launch.
-std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, bool wgmma) {
+std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, WgmmaOp wgmma) {
   std::vector<TileOption> o{{"model", {}, {}}};
   if (prec == GemmPrecision::FP32) {
     o.push_back({"scalar", {SimtTileKind::Scalar, false}, {}});
@@ -2754,7 +2775,8 @@ std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, bo
   o.push_back({"mma", {}, {GemmTile::Mma, false}});
   std::vector<std::pair<const char*, GemmTile>> tc = {
       {"pipe64", GemmTile::Pipe64}, {"pipe64x8", GemmTile::Pipe64x8}, {"pipe128", GemmTile::Pipe128}};
-  if (wgmma) tc.insert(tc.end(), {{"wgmma", GemmTile::Wgmma}, {"wgmma128", GemmTile::Wgmma128}});
+  if (wgmma != WgmmaOp::None) tc.insert(tc.end(), {{"wgmma", GemmTile::Wgmma}, {"wgmma128", GemmTile::Wgmma128}});
+  if (wgmma == WgmmaOp::Forward) tc.push_back({"wgmma2wg", GemmTile::WgmmaWide});
   for (const auto& [name, tile] : tc) {
     o.push_back({name, {}, {tile, false}});
     if (fold) o.push_back({cat(name, " fold"), {}, {tile, true}});
@@ -2764,10 +2786,10 @@ std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, bo
 
 
 // The tiles worth trying for an operation at prec: `fold` when a forward's K split can be folded
-// into the block, `wgmma` when the operation can run the wgmma tiles (forward, weight-only) and
-// the device does, `tickets` when it splits and the caller passed tickets: then every unfolded
-// tile also as " 2-pass", its pieces summed by the second kernel instead of its last block.
-std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, bool wgmma, bool tickets) {
+// into the block, `wgmma` the wgmma tiles the operation can run (where the device does), `tickets`
+// when it splits and the caller passed tickets: then every unfolded tile also as " 2-pass", its
+// pieces summed by the second kernel instead of its last block.
+std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, WgmmaOp wgmma, bool tickets) {
   std::vector<TileOption> o = tile_options_in_launch(prec, fold, wgmma);
   if (!tickets) return o;
   const std::size_t n = o.size();
@@ -2811,7 +2833,7 @@ constexpr double kTuneMinWork = double(1 << 20);
 // scope, so an untuned launch builds no string and allocates nothing.
 // `tickets`: the operation splits and its caller passed tickets (its candidates also run " 2-pass").
 template <class Describe, class Launch>
-void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, bool tickets, cudaStream_t stream,
+void run_tuned(double work, GemmPrecision prec, bool fold, WgmmaOp wgmma_op, bool tickets, cudaStream_t stream,
                const Describe& describe, const Launch& launch) {
   const bool forced = g_forced_tile.tile != GemmTile::Auto || g_forced_simt.tile != SimtTileKind::Auto;
   if (!g_autotune || forced || work < kTuneMinWork) {
@@ -2828,7 +2850,7 @@ void run_tuned(double work, GemmPrecision prec, bool fold, bool wgmma_op, bool t
       return launch();
     }
     const std::vector<TileOption> options =
-        tile_options(prec, fold, wgmma_op && prec != GemmPrecision::FP32 && wgmma_available(), tickets);
+        tile_options(prec, fold, prec != GemmPrecision::FP32 && wgmma_available() ? wgmma_op : WgmmaOp::None, tickets);
     std::vector<autotune::Candidate> candidates;
     for (const TileOption& o : options)
       candidates.push_back({o.label, [&launch, &o] {
@@ -2881,8 +2903,8 @@ std::map<std::string, std::string> dense_autotune_choices() {
 }
 
 void dense_autotune_preset(const std::map<std::string, std::string>& choices) {
-  std::vector<TileOption> all = tile_options(GemmPrecision::FP32, true, false, true);
-  for (TileOption& o : tile_options(GemmPrecision::TF32, true, true, true)) all.push_back(std::move(o));
+  std::vector<TileOption> all = tile_options(GemmPrecision::FP32, true, WgmmaOp::None, true);
+  for (TileOption& o : tile_options(GemmPrecision::TF32, true, WgmmaOp::Forward, true)) all.push_back(std::move(o));
   for (const auto& [key, label] : choices) {
     const std::string& want = label;  // (a lambda may not capture a structured binding before C++20)
     auto it = std::find_if(all.begin(), all.end(), [&want](const TileOption& o) { return o.label == want; });
@@ -2908,7 +2930,7 @@ void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B
   MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
   const GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
   const bool split = workspace && forward_split_cols(K) > 0;
-  run_tuned(double(B) * K * N, prec, split, true, split && tickets, stream,
+  run_tuned(double(B) * K * N, prec, split, WgmmaOp::Forward, split && tickets, stream,
             [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{Y, std::size_t(B) * N}}}; },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
@@ -2931,7 +2953,7 @@ void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const fl
     p.layer = drop.layer;
   }
   const bool split = workspace && forward_split_cols(K) > 0;
-  run_tuned(double(B) * K * N, prec, split, true, split && tickets, stream,
+  run_tuned(double(B) * K * N, prec, split, WgmmaOp::Forward, split && tickets, stream,
             [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{D, std::size_t(B) * N}}}; },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
@@ -2960,7 +2982,7 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X,
   if (B == 0) return launch_weights_and_data(weight_params(dW, db, dZ, X, B, K, N), nullptr, prec, stream);
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
-  run_tuned(double(B) * K * N, prec, false, true, w.tickets != nullptr, stream,
+  run_tuned(double(B) * K * N, prec, false, WgmmaOp::Weight, w.tickets != nullptr, stream,
             [&] {
               Described desc{tune_key(db ? "weight+db" : "weight", B, K, N, prec, X, workspace, tickets),
                              {{dW, std::size_t(N) * K}}};
@@ -2992,7 +3014,7 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
   GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
   w.split_k = weight_split_rows(B, K, N);
   w.partial = partial;
-  run_tuned(double(B) * K * N, prec, false, true, false, stream,
+  run_tuned(double(B) * K * N, prec, false, WgmmaOp::Weight, false, stream,
             [&] {
               return Described{tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr),
                                {{partial, dense_weight_partial_floats(B, K, N)}}};
@@ -3007,7 +3029,7 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
-  run_tuned(double(B) * K * N, prec, false, false, false, stream,
+  run_tuned(double(B) * K * N, prec, false, WgmmaOp::None, false, stream,
             [&] {
               return Described{tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr),
                                {{dX, std::size_t(B) * K}}};
@@ -3025,7 +3047,8 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
   set_split(w, workspace, tickets, B, K, N);
   const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
   if (B == 0) return launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
-  run_tuned(double(B) * K * N * (dX ? 2 : 1), prec, false, !dX, w.tickets != nullptr, stream,
+  run_tuned(double(B) * K * N * (dX ? 2 : 1), prec, false, dX ? WgmmaOp::None : WgmmaOp::Weight, w.tickets != nullptr,
+            stream,
             [&] {
               const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)")
                                : db ? "weight+db"

@@ -147,9 +147,11 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
 // tensor core sums each wgmma's products in its own order). On a Weight GEMM the same two values
 // run WgmmaWeightTile (128x64 / 128x128 outputs by two warpgroups, operands transposed on chip),
 // its split pieces across blocks as every tile. The Data GEMM, misaligned operands
-// and devices or builds without sm_90a take Pipe64x8 instead. The first Wgmma launch probes the
-// device once (synchronously). Not thread-safe.
-enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128, Wgmma, Wgmma128 };
+// and devices or builds without sm_90a take Pipe64x8 instead. WgmmaWide: the forward GEMM's
+// wgmma tile of 128x128 outputs by two warpgroups (rows 0-63 and 64-127, both reading the one B
+// slice: twice the tensor work per slice and per barrier of Wgmma128, 8 warps an SM); on a Weight
+// GEMM the 128x128 WgmmaWeightTile as Wgmma128 (already two warpgroups); the Data GEMM Pipe64x8. The first Wgmma launch probes the device once (synchronously). Not thread-safe.
+enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128, Wgmma, Wgmma128, WgmmaWide };
 struct GemmTileChoice {
   GemmTile tile = GemmTile::Auto;
   bool fold_forward_split = false;
@@ -180,7 +182,8 @@ void dense_force_simt_tile(SimtTileChoice choice);
 // workspace and tickets) runs every tile the launcher can force: FP32 the size model's pick, Scalar,
 // Vec32/64/128 (and each Vec tile with a forward's K split folded); TF32/BF16 the model's pick, Mma,
 // Pipe64, Pipe64x8, Pipe128 (folded too) and, where the device runs them (dense_wgmma_available),
-// Wgmma and Wgmma128 on the forward and weight-only GEMMs; with tickets and a split, every unfolded
+// Wgmma and Wgmma128 on the forward and weight-only GEMMs ("wgmma", "wgmma128") and WgmmaWide on
+// the forward ("wgmma2wg"); with tickets and a split, every unfolded
 // tile also " 2-pass" (its pieces summed by the second kernel instead of by each tile's last block;
 // bitwise the same, so only the time differs). Each is checked against the model's pick
 // on the call's own operands, the agreeing ones are timed, and the fastest is kept for every later

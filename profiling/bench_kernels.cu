@@ -255,7 +255,8 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           if (l == 0 && (B == 512 || B == 4096 || B == 16384)) {
             const bool ok = cuda::dense_wgmma_available();
             for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Wgmma, "wgmma 64x64"},
-                                             std::pair{cuda::GemmTile::Wgmma128, "wgmma 64x128"}}) {
+                                             std::pair{cuda::GemmTile::Wgmma128, "wgmma 64x128"},
+                                             std::pair{cuda::GemmTile::WgmmaWide, "wgmma 128x128 2wg"}}) {
               const std::string w = ok ? std::string(name) : std::string(name) + " unavailable (Pipe64x8)";
               fwd(w + " fold", {tile, true}, tk.data());
               fwd(w + " cross-split 1 launch", {tile, false}, tk.data());

@@ -61,7 +61,8 @@ void force_label(const std::string& label) {
   if (tile == "vec128") return cuda::dense_force_simt_tile({SimtTileKind::Vec128, fold});
   const std::pair<const char*, GemmTile> tc[] = {{"mma", GemmTile::Mma},           {"pipe64", GemmTile::Pipe64},
                                                  {"pipe64x8", GemmTile::Pipe64x8}, {"pipe128", GemmTile::Pipe128},
-                                                 {"wgmma", GemmTile::Wgmma},       {"wgmma128", GemmTile::Wgmma128}};
+                                                 {"wgmma", GemmTile::Wgmma},       {"wgmma128", GemmTile::Wgmma128},
+                                                 {"wgmma2wg", GemmTile::WgmmaWide}};
   for (const auto& [name, t] : tc)
     if (tile == name) return cuda::dense_force_tile({t, fold});
   FAIL("unknown tile label ", label);
@@ -452,7 +453,8 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
         CHECK(rec[0].rejected.empty());
         // unfolded candidates twice: FP32 model + scalar + 3 vec (+ 3 folds, forward); TF32 model + mma + 3 pipe
         // (+ wgmma, wgmma128 where the device has them) (+ their folds, forward)
-        const int wg = prec != GemmPrecision::FP32 && cuda::dense_wgmma_available() ? 2 : 0;
+        // (wgmma, wgmma128 on both, wgmma2wg on the forward only)
+        const int wg = prec != GemmPrecision::FP32 && cuda::dense_wgmma_available() ? (fwd ? 3 : 2) : 0;
         const int unfolded = prec == GemmPrecision::FP32 ? 5 : 5 + wg;
         const int folds = fwd ? (prec == GemmPrecision::FP32 ? 3 : 3 + wg) : 0;
         CHECK(rec[0].candidates == 2 * unfolded + folds);
@@ -470,8 +472,8 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
   }
 }
 
-// The wgmma tiles (sm_90a) are candidates wherever the device runs them: 12 forward candidates at
-// TF32 with a split-K workspace, 8 without them. (Until they had passed the GPU tests and the
+// The wgmma tiles (sm_90a) are candidates wherever the device runs them: 14 forward candidates at
+// TF32 with a split-K workspace (wgmma, wgmma128, wgmma2wg, each also folded), 8 without them. (Until they had passed the GPU tests and the
 // sanitizers, on the H200 at a018989, they were admitted only by an environment variable.)
 TEST_CASE("autotune: the wgmma tiles are candidates where the device has them") {
   Clean clean;
@@ -487,7 +489,7 @@ TEST_CASE("autotune: the wgmma tiles are candidates where the device has them") 
   const auto& times = rec[0].times;
   const bool wgmma = std::any_of(times.begin(), times.end(), [](const auto& t) { return t.first.rfind("wgmma", 0) == 0; });
   CHECK(wgmma == cuda::dense_wgmma_available());
-  CHECK(rec[0].candidates == (wgmma ? 12 : 8));
+  CHECK(rec[0].candidates == (wgmma ? 14 : 8));
 }
 
 TEST_CASE("autotune on the device's own timings: every tile agrees at layer 0's shapes, and the kept one runs") {
@@ -518,7 +520,7 @@ TEST_CASE("autotune on the device's own timings: every tile agrees at layer 0's 
       const bool wgmma = prec != GemmPrecision::FP32 && cuda::dense_wgmma_available();
       CHECK(rec[0].candidates == (prec == GemmPrecision::FP32 ? (op.name.find("forward") != std::string::npos ? 8 : 5)
                                                               : (op.name.find("forward") != std::string::npos
-                                                                     ? (wgmma ? 12 : 8)
+                                                                     ? (wgmma ? 14 : 8)
                                                                      : (wgmma ? 7 : 5))));
       if (rec[0].chosen != "model") {
         force_label(rec[0].chosen);

@@ -99,7 +99,9 @@ std::vector<TileForce> wgmma_tiles(GemmPrecision) {
   return {{"wgmma", {}, {GemmTile::Wgmma, false}},
           {"wgmma fold", {}, {GemmTile::Wgmma, true}},
           {"wgmma128", {}, {GemmTile::Wgmma128, false}},
-          {"wgmma128 fold", {}, {GemmTile::Wgmma128, true}}};
+          {"wgmma128 fold", {}, {GemmTile::Wgmma128, true}},
+          {"wgmma2wg", {}, {GemmTile::WgmmaWide, false}},
+          {"wgmma2wg fold", {}, {GemmTile::WgmmaWide, true}}};
 }
 
 // The cp.async copies the emulation has performed so far: {all, the 4-byte ones}, and its wgmma

@@ -322,8 +322,8 @@ TEST_CASE("pipelined TF32/BF16 tile: every GEMM kind at 4096 rows and the 16384-
     }
 }
 
-// The wgmma forward tiles (kernels/dense.cu WgmmaTile, dense_force_tile({Wgmma or Wgmma128, fold});
-// 64x64 and 64x128 outputs, sm_90a):
+// The wgmma forward tiles (kernels/dense.cu WgmmaTile, dense_force_tile({Wgmma, Wgmma128 or
+// WgmmaWide, fold}); 64x64 and 64x128 outputs by one warpgroup, 128x128 by two, sm_90a):
 // every element against the CPU twin with the same input rounding (the derived tolerance of the
 // header), on layer 1's 4096 x 784 -> 128 and odd shapes: 1000 rows (a row tail of 40), K = 784 and
 // 200 (not multiples of the 32-deep slice), N = 72 (a column tail), K = 36 (one slice and a 4-deep
@@ -346,12 +346,15 @@ TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, wi
   const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{129, 784, 72}, {129, 36, 64}}
                                                   : std::vector<Shape>{{4096, 784, 128}, {1000, 784, 128},
                                                                        {1000, 200, 72}, {129, 36, 64}};
-  for (const cuda::GemmTile tile : {cuda::GemmTile::Wgmma, cuda::GemmTile::Wgmma128})
+  for (const cuda::GemmTile tile : {cuda::GemmTile::Wgmma, cuda::GemmTile::Wgmma128, cuda::GemmTile::WgmmaWide})
   for (const Shape& sh : shapes)
     for (GemmPrecision prec : kTensorCore)
       for (bool fold : {false, true}) {
         const int B = sh.B, K = sh.K, N = sh.N;
-        INFO(B, "x", K, "->", N, std::string(tile == cuda::GemmTile::Wgmma ? " 64x64 " : " 64x128"),
+        INFO(B, "x", K, "->", N,
+             std::string(tile == cuda::GemmTile::Wgmma      ? " 64x64 "
+                         : tile == cuda::GemmTile::Wgmma128 ? " 64x128"
+                                                            : " 128x128 (two warpgroups)"),
              (prec == GemmPrecision::TF32 ? " tf32" : " bf16"), (fold ? " fold" : " once"));
         const auto X = random_vector(std::size_t(B) * K, 71 + B), W = random_vector(std::size_t(N) * K, 72, -.5, .5);
         const auto b = random_vector(std::size_t(N), 73, -.5, .5);

@@ -552,7 +552,10 @@ void wgmma_model(GemmPrecision prec, bool k_adjacent) {
 // still right.
 void wgmma_cases(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile) {
   const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16",
-                              tile == cuda::GemmTile::Wgmma ? " wgmma 64x64" : " wgmma 64x128", " B=", B, " K=", K,
+                              tile == cuda::GemmTile::Wgmma      ? " wgmma 64x64"
+                              : tile == cuda::GemmTile::Wgmma128 ? " wgmma 64x128"
+                                                                 : " wgmma 128x128 (two warpgroups)",
+                              " B=", B, " K=", K,
                               " N=", N);
   const Vec X = rnd(std::size_t(B) * K, 111 + B), W = rnd(std::size_t(N) * K, 112 + K, -.5, .5), b = rnd(N, 113);
   const DVec Xr = rounded_dbl(X, prec), Wr = rounded_dbl(W, prec);
@@ -660,6 +663,11 @@ void wgmma_all(GemmPrecision prec, bool quick) {
   wgmma_cases(prec, 65, 33, 10, cuda::GemmTile::Wgmma);
   wgmma_cases(prec, 129, 200, 136, cuda::GemmTile::Wgmma128);
   wgmma_cases(prec, 100, 784, quick ? 40 : 128, cuda::GemmTile::Wgmma128);
+  // Two warpgroups (128x128): a row tail in the second warpgroup's rows (129, 200 rows), a column
+  // tail (136), K tails, the 784-deep split
+  wgmma_cases(prec, 129, 200, 136, cuda::GemmTile::WgmmaWide);
+  wgmma_cases(prec, 200, 784, quick ? 40 : 128, cuda::GemmTile::WgmmaWide);
+  wgmma_cases(prec, 70, 36, 64, cuda::GemmTile::WgmmaWide);
   // The weight tile: 129 rows (a 1-row K tail) x 36 -> 64 (64 of 128 output rows, 37 columns), 600
   // rows x 200 -> 72 (2 pieces of 320/280 rows, a K tail in the last; 201 columns), 70 x 33 -> 10
   // (falls back).
