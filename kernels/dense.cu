@@ -2617,7 +2617,13 @@ int forward_split_cols(int K) {
   return ((K + splits - 1) / splits + 31) / 32 * 32;
 }
 
+int g_forced_weight_pieces = 0;  // dense_force_weight_pieces (benchmarks); 0: the model below
+
 int weight_split_rows(int B, int K, int N) {
+  if (g_forced_weight_pieces > 0) {  // that many pieces of whole 32-row slices, where B has the rows
+    const int splits = std::min(g_forced_weight_pieces, B / 32);
+    return splits < 2 ? 0 : ((B + splits - 1) / splits + 31) / 32 * 32;
+  }
   const long long t = (long long)((N + 31) / 32) * ((K + 1 + 31) / 32);
   const long long want = (kSplitTargetBlocks + t - 1) / t;
   const int splits = int(std::min<long long>(want, B / kSplitMinRows));
@@ -2873,6 +2879,7 @@ void run_tuned(double work, GemmPrecision prec, bool fold, WgmmaOp wgmma_op, boo
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
+void dense_force_weight_pieces(int pieces) { g_forced_weight_pieces = std::max(pieces, 0); }
 bool dense_wgmma_available() { return wgmma_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 

@@ -175,6 +175,15 @@ struct SimtTileChoice {
 };
 void dense_force_simt_tile(SimtTileChoice choice);
 
+// Benchmark hook (bench_kernels' pieces sweep): the weight GEMM's rows cut into `pieces` pieces of
+// whole 32-row slices (fewer where B has fewer slices) instead of the model's count (about four
+// 32x32 tiles' worth of blocks an SM, at least 256 rows a piece); 0 restores the model. Every size
+// and count that depends on the split (dense_workspace_floats, dense_weight_slices,
+// dense_weight_partial_floats, dense_ticket_count) follows it: allocate after the call. Results
+// stay deterministic for a given count; a different count sums in a different order. Not
+// thread-safe; never set by the engine.
+void dense_force_weight_pieces(int pieces);
+
 // Autotuning of the tiles (the engine's --autotune; kernels/autotune.cuh says how one tuning runs).
 // While a DenseAutotune scope is open on this thread, the first launch of each GEMM operation of at
 // least 2^20 multiply-adds (smaller ones are launch-bound on every tile; kTuneMinWork) (the

@@ -635,6 +635,34 @@ void bench_optimizer(Bench& bench) {
                 cuda::adam_update_and_advance(p.data(), m.data(), v.data(), g.data(), n, ctr.data(), 0.9f, 0.999f,
                                               1e-7f, st, advance.data());
               });
+    // Pieces sweep at 4096 rows: layer 0's weight pieces and the adam_reduce_update that sums them
+    // at other piece counts than the model's s0 (dense_force_weight_pieces). More pieces: more
+    // blocks and fewer 32-row slices a block in the GEMM (a018989: every tile ran ≈ 1-1.5 µs a
+    // slice, 22 slices a block at s0 = 6), more slices to sum in the optimizer. The count whose two
+    // rows add up least is the one weight_split_rows' model should give (profiling/NOTES.md).
+    if (B != 4096) continue;
+    for (int pieces : {12, 16, 24}) {
+      cuda::dense_force_weight_pieces(pieces);
+      const int sp = cuda::dense_weight_slices(B, in, w0);
+      auto partp = random_device(cuda::dense_weight_partial_floats(B, in, w0), 79);
+      const double pbytes = 4.0 * (double(B) * (in + w0) + double(sp) * w0 * (in + 1));
+      for (GemmPrecision pr : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+        bench.run("gemm_weight", wshape, cat("pieces sweep: native ", to_string(pr), " (+db) pieces only (", sp, ")"),
+                  wflops, pbytes, [&](cudaStream_t st) {
+                    cuda::dense_weight_partials(partp.data(), dZ.data(), X.data(), B, in, w0, st, pr);
+                  }, pr == GemmPrecision::TF32 ? kPeakTf32 : pr == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops);
+      cuda::GradSlicesSet setp = set;
+      setp.seg[0].partial = partp.data();
+      setp.seg[0].slices = sp;
+      const double pr_bytes = 4.0 * (double(sp) * w0 * (in + 1) + double(blocks) * slice + 6.0 * n);
+      bench.run("optimizer", cat(B, " rows, ", n, " params"),
+                cat("pieces sweep: adam_reduce_update (", sp, " + ", blocks, " slices)"), 10.0 * n, pr_bytes,
+                [&](cudaStream_t st) {
+                  cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, setp, ctr.data(), 0.9f, 0.999f, 1e-7f,
+                                           st, advance.data());
+                });
+      cuda::dense_force_weight_pieces(0);
+    }
   }
 }
 

@@ -246,6 +246,22 @@ void split_k(GemmPrecision prec, int B, int K, int N) {
   same(fb, db, "fused = alone, db " + tag);
 }
 
+// dense_force_weight_pieces (bench_kernels' pieces sweep): the count asked for (5 pieces of 128 rows
+// at 600 rows, where the model cuts 2), every size following it, the split GEMM still the CPU twin's
+// (split_k's checks), and the model's count back after 0.
+void forced_pieces(GemmPrecision prec) {
+  const int B = 600, K = 33, N = 10;
+  const int model = cuda::dense_weight_slices(B, K, N);
+  expect(model == 2, "the model cuts 600 rows in 2");
+  cuda::dense_force_weight_pieces(5);
+  expect(cuda::dense_weight_slices(B, K, N) == 5, "five pieces forced");
+  expect(cuda::dense_weight_partial_floats(B, K, N) == std::size_t(5) * N * (K + 1), "the pieces' floats follow");
+  expect(cuda::dense_workspace_floats(B, K, N) == std::size_t(5) * N * (K + 1), "the workspace follows");
+  split_k(prec, B, K, N);
+  cuda::dense_force_weight_pieces(0);
+  expect(cuda::dense_weight_slices(B, K, N) == model, "the model's count back");
+}
+
 // Split-K of a deep forward GEMM (dense_forward / dense_relu_dropout_forward with a workspace, K >=
 // 512): split points depend on K only, so it still holds that a row's result does not depend on
 // its batch (bitwise), the split really happens, and the reduction applies bias, ReLU and the
@@ -715,6 +731,7 @@ int main(int argc, char** argv) {
   // 2048x200 data tiles fill the GPU, so the fused launch takes 64x64 tiles while the weight GEMM
   // alone takes 32x32: the split result must not care (full mode). 1024x33->10: both take 32x32.
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+    forced_pieces(prec);
     if (quick)
       split_k(prec, 1024, 33, 10);
     else
