@@ -1351,7 +1351,8 @@ struct PipeTile {
 // matrices of 8 rows x 16 bytes, contiguous; along k 128 bytes apart (LBO), 8-row groups a slice's
 // worth apart (SBO). Chunk c of an operand's slice (x = 8·(c/64) + c%8, k = 4·((c%64)/8)) lands at
 // float 4c, so a warp's 32 copies fill 512 contiguous bytes (no bank conflicts) and a thread's
-// chunks (4 of A, BN/16 of B) lie 16 rows apart at one k.
+// chunks (4 of A, BN·8/THREADS of B) lie ROW_STEP = THREADS/8 rows apart at one k
+// (16 for one warpgroup, 32 for two).
 // Each element is rounded ONCE, by the thread that copied it, after its copy landed: TF32 in place
 // (cvt.rna.tf32.f32, MmaTile's rounding: the tensor cores then read exact TF32 values), BF16 into
 // the stage's bf16 copy of the slice (cvt.rn.bf16x2.f32; same layout, 2-byte elements: SBO 512).
@@ -1396,7 +1397,7 @@ struct WgmmaTile {
     return STAGES * STAGE * int(sizeof(float));
   }
 
-  // One operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 at rows x + 16·it, k + kq.
+  // One operand's copies, seen from one thread: chunks it = 0..CHUNKS-1 at rows x + ROW_STEP·it, k + kq.
   // IMG (A, the Forward GEMM's X): the operand may be X read in place from the uint8 images
   // (init_images; GemmParams::images), as PipeTile's Copier: a chunk is 4 pixels, one 4-byte
   // cp.async (cp_async4) into the first 4 bytes of its 16-byte slot, or, at a row or K tail (and when
@@ -1876,7 +1877,12 @@ struct WgmmaWeightTile {
 // dense_split_reduce_kernel, so bitwise its result, whatever order the blocks finish in; one
 // launch less. Shared by every tile kind (SimtTile, MmaTile, PipeTile): it only needs the tile's
 // extent and the partials in memory.
-constexpr int kFinishQuads = 4;  // quads of outputs a thread of finish_split_tile sums at a time
+// finish_split_tile's batch: quads of outputs a thread sums at a time, and pieces of each it loads
+// at once. One quad of 4 pieces (16 floats in flight): 4 quads (64) raised the register count of
+// most tiles by 30-120 (it is inlined in every GEMM kernel, split or not) and cut the blocks an SM
+// of the 64x64 tiles; one quad keeps them within a few registers of the old loop (ptxas -v).
+constexpr int kFinishQuads = 1;
+constexpr int kFinishPieces = 4;
 
 template <int BM, int BN, Kind KIND>
 __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile) {
@@ -1893,12 +1899,12 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
   const std::size_t mn = std::size_t(p.M) * p.N;
   const float* part = p.partial;  // written by other blocks: read from L2 (load_l2), not a stale L1 line
   // The tile in quads (4 consecutive outputs of a row; consecutive threads, consecutive quads),
-  // kFinishQuads of them a thread at a time: all their epilogue inputs and the partials of up to 4
-  // pieces are loaded before the first add, and nothing is stored until every piece is added. The
-  // element-at-a-time loop this replaces stored each output before loading the next one's pieces,
-  // so one block did 64 L2 round trips in sequence per thread for a 128 x 128 tile (and a Philox
-  // block per output of a dropout layer, 4 per quad here: dense_units). Each output is still
-  // 0.0f + piece 0 + piece 1 + ... in that order: the same bits.
+  // kFinishQuads of them a thread at a time: their epilogue inputs and the partials of up to
+  // kFinishPieces pieces are loaded before the first add, and nothing is stored until every piece
+  // is added. The element-at-a-time loop this replaces stored each output before loading the next
+  // one's pieces: 64 L2 round trips in sequence per thread for a 128 x 128 tile, 16 now (4 pieces),
+  // and a Philox block per output of a dropout layer where a quad now draws one (dense_units).
+  // Each output is still 0.0f + piece 0 + piece 1 + ... in that order: the same bits.
   constexpr int QR = BN / 4;  // quads in a tile row
   static_assert(BN % 4 == 0, "whole quads per tile row");
   const bool vec = p.N % 4 == 0 && (reinterpret_cast<std::uintptr_t>(part) & 15u) == 0;  // 16-byte quads
@@ -1918,10 +1924,10 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
         v[r][c] = 0.0f;
       }
     }
-    for (int z0 = 0; z0 < splits; z0 += 4) {
-      float4 t[4][kFinishQuads];
+    for (int z0 = 0; z0 < splits; z0 += kFinishPieces) {
+      float4 t[kFinishPieces][kFinishQuads];
 #pragma unroll
-      for (int zz = 0; zz < 4; ++zz)
+      for (int zz = 0; zz < kFinishPieces; ++zz)
 #pragma unroll
         for (int r = 0; r < kFinishQuads; ++r) {
           t[zz][r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -1937,7 +1943,7 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
           }
         }
 #pragma unroll
-      for (int zz = 0; zz < 4; ++zz) {
+      for (int zz = 0; zz < kFinishPieces; ++zz) {
         if (z0 + zz >= splits) break;
 #pragma unroll
         for (int r = 0; r < kFinishQuads; ++r) {
@@ -2479,7 +2485,9 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
     if constexpr (KIND == Kind::Weight)
       if ((g_forced_tile.tile == GemmTile::Wgmma || g_forced_tile.tile == GemmTile::Wgmma128 ||
            g_forced_tile.tile == GemmTile::WgmmaWide) &&
-          pipelined_ok(p) && takes_input<typename T::WgmmaW64>(p) && wgmma_available()) {  // (WgmmaWide: W128's two warpgroups)  // the split (if any) stays across blocks: the weight GEMM's is never folded
+          pipelined_ok(p) && takes_input<typename T::WgmmaW64>(p) && wgmma_available()) {
+        // (WgmmaWide: the 128x128 weight tile, already two warpgroups; the split, if any, stays
+        // across blocks: the weight GEMM's is never folded)
         if (g_forced_tile.tile == GemmTile::Wgmma)
           launch_pipe_tiles<typename TilesFor<PREC>::WgmmaW64, KIND>(p, stream);
         else

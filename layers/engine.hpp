@@ -102,7 +102,7 @@ struct EngineConfig {
   // H100 (63006a1: weight GEMM 4096x784->128 tf32 43.9 vs 33.0 µs, 512 rows 17.3 vs 14.8) and the H200
   // (a018989: the 128x128 forward split at 4096 rows 45.5 vs 21.0 µs), when the last block added
   // its tile one output at a time, an L2 round trip each in sequence (kernels/dense.cu
-  // finish_split_tile now loads 16 quads' pieces at once). With autotune On the tickets are passed
+  // finish_split_tile now loads a quad's pieces 4 at a time, 16 round trips for 64). With autotune On the tickets are passed
   // anyway and each GEMM's tuning times both ways (its candidates also run " 2-pass").
   bool split_in_launch = false;
   // CUDA graph and tail paths, native GEMMs: layer 0's GEMMs read X in place from the uint8 images

@@ -324,8 +324,9 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
   cuda::dense_backward_weights(dW0.data(), db0.data(), dZ.data(), X.data(), B, K, N, nullptr, prec, ws.data());
   cuda::dense_backward_fused(fW0.data(), fb0.data(), fX0.data(), dZ.data(), X.data(), W.data(), mask.data(), 1.25f, B,
                              K, N, nullptr, prec, ws.data());
-  // (the forward also with dropout: the tickets' last block draws one Philox block per quad of
-  // outputs, dense_units, where the reduction kernel draws one per output)
+  // (the forward also with dropout: the tickets' last block and the reduction kernel both draw one
+  // Philox block per quad where rows are whole quads, dense_units, one per output at N % 4 != 0;
+  // the quads against per-output draws: the CPU twin's dropout in forward_split and layer_cases)
   cuda::TrainCounters ctr{};
   ctr.step = 5;
   const cuda::DropoutSpec drop{0.2f, 42, 0, 1, &ctr};
@@ -679,8 +680,8 @@ void wgmma_all(GemmPrecision prec, bool quick) {
   wgmma_cases(prec, 65, 33, 10, cuda::GemmTile::Wgmma);
   wgmma_cases(prec, 129, 200, 136, cuda::GemmTile::Wgmma128);
   wgmma_cases(prec, 100, 784, quick ? 40 : 128, cuda::GemmTile::Wgmma128);
-  // Two warpgroups (128x128): a row tail in the second warpgroup's rows (129, 200 rows), a column
-  // tail (136), K tails, the 784-deep split
+  // Two warpgroups (128x128): a row tail in the first warpgroup's rows (129) and in the second's
+  // (200, 70), a column tail (136), K tails, the 784-deep split
   wgmma_cases(prec, 129, 200, 136, cuda::GemmTile::WgmmaWide);
   wgmma_cases(prec, 200, 784, quick ? 40 : 128, cuda::GemmTile::WgmmaWide);
   wgmma_cases(prec, 70, 36, 64, cuda::GemmTile::WgmmaWide);
@@ -757,6 +758,10 @@ int main(int argc, char** argv) {
   // column tile of 4 outputs
   split_tickets(GemmPrecision::TF32, 40, 544, 10, cuda::GemmTile::Pipe64);
   split_tickets(GemmPrecision::FP32, 70, 600, 132, cuda::GemmTile::Auto);
+  // the weight GEMM in 6 pieces (the last block's second round of pieces) with its ones column
+  // (db) inside a whole quad (K + 1 = 36 columns)
+  split_tickets(GemmPrecision::FP32, 1600, 35, 10, cuda::GemmTile::Auto);
+  split_tickets(GemmPrecision::TF32, 1600, 35, 12, cuda::GemmTile::Auto);
   lap("split-K tickets");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
   // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward
