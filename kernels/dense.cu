@@ -1877,12 +1877,58 @@ struct WgmmaWeightTile {
 // dense_split_reduce_kernel, so bitwise its result, whatever order the blocks finish in; one
 // launch less. Shared by every tile kind (SimtTile, MmaTile, PipeTile): it only needs the tile's
 // extent and the partials in memory.
-// finish_split_tile's batch: quads of outputs a thread sums at a time, and pieces of each it loads
-// at once. One quad of 4 pieces (16 floats in flight): 4 quads (64) raised the register count of
-// most tiles by 30-120 (it is inlined in every GEMM kernel, split or not) and cut the blocks an SM
-// of the 64x64 tiles; one quad keeps them within a few registers of the old loop (ptxas -v).
-constexpr int kFinishQuads = 1;
+// A split's quad (4 consecutive outputs of a row at partial + i, `cols` = 1..4 of them in range)
+// summed over its pieces z = 0 .. splits-1 (piece z at + z·stride): each output 0.0f + piece 0 +
+// piece 1 + ... in that order, kFinishPieces pieces' loads in flight at a time, as float4 where
+// `whole` (all 4 in range, 16-byte aligned), else element by element. From L2 (load_l2): other
+// blocks, or the launch before, wrote them. 16 floats in flight: more (4 quads at a time) raised
+// the register count of most tiles by 30-120, since finish_split_tile is inlined in every GEMM
+// kernel, split or not, and cut the blocks an SM of the 64x64 tiles (ptxas -v).
 constexpr int kFinishPieces = 4;
+__device__ __forceinline__ void sum_quad_pieces(float (&v)[4], const float* quad, std::size_t stride, int splits,
+                                                bool whole, int cols) {
+  v[0] = v[1] = v[2] = v[3] = 0.0f;
+  for (int z0 = 0; z0 < splits; z0 += kFinishPieces) {
+    float4 t[kFinishPieces];
+#pragma unroll
+    for (int zz = 0; zz < kFinishPieces; ++zz) {
+      t[zz] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (z0 + zz >= splits) continue;
+      const float* src = quad + std::size_t(z0 + zz) * stride;
+      if (whole) {
+        t[zz] = load_l2(reinterpret_cast<const float4*>(src));
+      } else {  // a quad cut by the row's end, or unaligned
+        t[zz].x = load_l2(src);
+        if (cols > 1) t[zz].y = load_l2(src + 1);
+        if (cols > 2) t[zz].z = load_l2(src + 2);
+        if (cols > 3) t[zz].w = load_l2(src + 3);
+      }
+    }
+#pragma unroll
+    for (int zz = 0; zz < kFinishPieces; ++zz) {
+      if (z0 + zz >= splits) break;
+      v[0] += t[zz].x, v[1] += t[zz].y, v[2] += t[zz].z, v[3] += t[zz].w;
+    }
+  }
+}
+
+// Stores the quad's sums v through KIND's epilogue (inputs x): one 16-byte store where the quad is
+// whole, its place aligned and it holds no ones column (db), else output by output.
+template <Kind KIND>
+__device__ __forceinline__ void store_quad(const GemmParams& p, int m, int n, const float (&v)[4],
+                                           const float (&x)[4], int cols, bool whole, uint64_t step) {
+  const bool ones_inside = KIND == Kind::Weight && p.ones_col >= n && p.ones_col < n + 4;
+  float* const d = p.out + std::size_t(m) * p.ldo + n;
+  if (whole && !ones_inside && (reinterpret_cast<std::uintptr_t>(d) & 15u) == 0) {
+    float w[4];
+    output_values<KIND, 4>(w, p, m, n, v, x, step);
+    StoreVec<4>::put(d, w);
+    return;
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c)
+    if (c < cols) store_output<KIND>(p, m, n + c, v[c], x[c], step);
+}
 
 template <int BM, int BN, Kind KIND>
 __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile) {
@@ -1897,78 +1943,25 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
   __threadfence();  // every other block's partials of the tile are out (they took their tickets)
   const uint64_t step = epilogue_step<KIND>(p);
   const std::size_t mn = std::size_t(p.M) * p.N;
-  const float* part = p.partial;  // written by other blocks: read from L2 (load_l2), not a stale L1 line
-  // The tile in quads (4 consecutive outputs of a row; consecutive threads, consecutive quads),
-  // kFinishQuads of them a thread at a time: their epilogue inputs and the partials of up to
-  // kFinishPieces pieces are loaded before the first add, and nothing is stored until every piece
-  // is added. The element-at-a-time loop this replaces stored each output before loading the next
-  // one's pieces: 64 L2 round trips in sequence per thread for a 128 x 128 tile, 16 now (4 pieces),
-  // and a Philox block per output of a dropout layer where a quad now draws one (dense_units).
-  // Each output is still 0.0f + piece 0 + piece 1 + ... in that order: the same bits.
+  // The tile in quads (consecutive threads, consecutive quads), one a thread at a time: its
+  // epilogue inputs and pieces loaded before the first add, nothing stored until the last
+  // (sum_quad_pieces). The element-at-a-time loop this replaces stored each output before loading
+  // the next one's pieces: 64 L2 round trips in sequence per thread for a 128 x 128 tile of 4
+  // pieces, 16 now, and a Philox block per output of a dropout layer where a quad draws one
+  // (dense_units). The same additions in the same order: the same bits.
   constexpr int QR = BN / 4;  // quads in a tile row
   static_assert(BN % 4 == 0, "whole quads per tile row");
-  const bool vec = p.N % 4 == 0 && (reinterpret_cast<std::uintptr_t>(part) & 15u) == 0;  // 16-byte quads
-  for (int q0 = int(threadIdx.x); q0 < BM * QR; q0 += kFinishQuads * int(blockDim.x)) {
-    int m[kFinishQuads], n[kFinishQuads];
-    bool on[kFinishQuads], whole[kFinishQuads];
-    float x[kFinishQuads][4], v[kFinishQuads][4];
+  const bool vec = p.N % 4 == 0 && (reinterpret_cast<std::uintptr_t>(p.partial) & 15u) == 0;  // 16-byte quads
+  for (int q = int(threadIdx.x); q < BM * QR; q += int(blockDim.x)) {
+    const int m = m0 + q / QR, n = n0 + 4 * (q % QR);
+    if (m >= p.M || n >= p.N) continue;
+    const int cols = p.N - n < 4 ? p.N - n : 4;
+    const bool whole = vec && cols == 4;
+    float x[4], v[4];
 #pragma unroll
-    for (int r = 0; r < kFinishQuads; ++r) {
-      const int q = q0 + r * int(blockDim.x);
-      m[r] = m0 + q / QR, n[r] = n0 + 4 * (q % QR);
-      on[r] = q < BM * QR && m[r] < p.M && n[r] < p.N;
-      whole[r] = on[r] && vec && n[r] + 4 <= p.N;
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        x[r][c] = on[r] && n[r] + c < p.N ? epilogue_input<KIND>(p, m[r], n[r] + c) : 0.0f;
-        v[r][c] = 0.0f;
-      }
-    }
-    for (int z0 = 0; z0 < splits; z0 += kFinishPieces) {
-      float4 t[kFinishPieces][kFinishQuads];
-#pragma unroll
-      for (int zz = 0; zz < kFinishPieces; ++zz)
-#pragma unroll
-        for (int r = 0; r < kFinishQuads; ++r) {
-          t[zz][r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-          if (z0 + zz >= splits || !on[r]) continue;
-          const float* src = part + std::size_t(z0 + zz) * mn + std::size_t(m[r]) * p.N + n[r];
-          if (whole[r]) {
-            t[zz][r] = load_l2(reinterpret_cast<const float4*>(src));
-          } else {  // a quad cut by the row's end, or unaligned: element by element
-            t[zz][r].x = load_l2(src);
-            if (n[r] + 1 < p.N) t[zz][r].y = load_l2(src + 1);
-            if (n[r] + 2 < p.N) t[zz][r].z = load_l2(src + 2);
-            if (n[r] + 3 < p.N) t[zz][r].w = load_l2(src + 3);
-          }
-        }
-#pragma unroll
-      for (int zz = 0; zz < kFinishPieces; ++zz) {
-        if (z0 + zz >= splits) break;
-#pragma unroll
-        for (int r = 0; r < kFinishQuads; ++r) {
-          v[r][0] += t[zz][r].x;
-          v[r][1] += t[zz][r].y;
-          v[r][2] += t[zz][r].z;
-          v[r][3] += t[zz][r].w;
-        }
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kFinishQuads; ++r) {
-      if (!on[r]) continue;
-      const bool ones_inside = KIND == Kind::Weight && p.ones_col >= n[r] && p.ones_col < n[r] + 4;
-      float* const d = p.out + std::size_t(m[r]) * p.ldo + n[r];
-      if (whole[r] && !ones_inside && (reinterpret_cast<std::uintptr_t>(d) & 15u) == 0) {
-        float w[4];
-        output_values<KIND, 4>(w, p, m[r], n[r], v[r], x[r], step);
-        StoreVec<4>::put(d, w);
-      } else {
-#pragma unroll
-        for (int c = 0; c < 4; ++c)
-          if (n[r] + c < p.N) store_output<KIND>(p, m[r], n[r] + c, v[r][c], x[r][c], step);
-      }
-    }
+    for (int c = 0; c < 4; ++c) x[c] = c < cols ? epilogue_input<KIND>(p, m, n + c) : 0.0f;
+    sum_quad_pieces(v, p.partial + std::size_t(m) * p.N + n, mn, splits, whole, cols);
+    store_quad<KIND>(p, m, n, v, x, cols, whole, step);
   }
   if (threadIdx.x == 0) p.tickets[tile] = 0u;
 }
@@ -2022,15 +2015,11 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
            q += std::size_t(gridDim.x) * blockDim.x) {
         const std::size_t i = 4 * q;
         const int m = int(i / std::size_t(p.N)), n = int(i % std::size_t(p.N));
-        float x[4], v[4] = {0.0f, 0.0f, 0.0f, 0.0f}, w[4];
+        float x[4], v[4];
 #pragma unroll
         for (int c = 0; c < 4; ++c) x[c] = epilogue_input<KIND>(p, m, n + c);
-        for (int z = 0; z < splits; ++z) {
-          const float4 t = *reinterpret_cast<const float4*>(p.partial + std::size_t(z) * mn + i);
-          v[0] += t.x, v[1] += t.y, v[2] += t.z, v[3] += t.w;
-        }
-        output_values<KIND, 4>(w, p, m, n, v, x, step);
-        StoreVec<4>::put(p.out + i, w);
+        sum_quad_pieces(v, p.partial + i, mn, splits, true, 4);
+        store_quad<KIND>(p, m, n, v, x, 4, true, step);
       }
       return;
     }
@@ -2797,7 +2786,6 @@ std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, Wg
   }
   return o;
 }
-
 
 // The tiles worth trying for an operation at prec: `fold` when a forward's K split can be folded
 // into the block, `wgmma` the wgmma tiles the operation can run (where the device does), `tickets`

@@ -150,7 +150,8 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
 // and devices or builds without sm_90a take Pipe64x8 instead. WgmmaWide: the forward GEMM's
 // wgmma tile of 128x128 outputs by two warpgroups (rows 0-63 and 64-127, both reading the one B
 // slice: twice the tensor work per slice and per barrier of Wgmma128, 8 warps an SM); on a Weight
-// GEMM the 128x128 WgmmaWeightTile as Wgmma128 (already two warpgroups); the Data GEMM Pipe64x8. The first Wgmma launch probes the device once (synchronously). Not thread-safe.
+// GEMM the 128x128 WgmmaWeightTile as Wgmma128 (already two warpgroups); the Data GEMM Pipe64x8.
+// The first Wgmma launch probes the device once (synchronously). Not thread-safe.
 enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128, Wgmma, Wgmma128, WgmmaWide };
 struct GemmTileChoice {
   GemmTile tile = GemmTile::Auto;
