@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <type_traits>
 
 #include "kernels/cp_async.cuh"
 #include "kernels/gather.cuh"
@@ -1219,11 +1220,15 @@ struct PipeTile {
     }
   }
 
-  template <Kind KIND>
+  // ABLATE (0 in every GEMM the product runs): the parts of the loop a benchmark's ablation row
+  // removes (kAblate*, dense_force_ablation); the results are then meaningless.
+  template <Kind KIND, unsigned ABLATE = 0>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
     constexpr int SA = A_KFAST ? BK + KPAD : BM + MPAD, SB = B_KFAST ? BK + KPAD : BN + MPAD;
     constexpr int STAGE = stage_a<KIND>() + stage_b<KIND>();
+    constexpr bool COPY = !(ABLATE & kAblateCopies), PREPARE = !(ABLATE & kAblatePrepare),
+                   MATH = !(ABLATE & kAblateMath);
     const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
     const int g = lane / 4, t = lane % 4;
     const int wm0 = (warp / WN) * WTM, wn0 = (warp % WN) * WTN;
@@ -1279,7 +1284,7 @@ struct PipeTile {
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < slices) issue_next(smem + s * STAGE);
+      if (COPY && s < slices) issue_next(smem + s * STAGE);
       cp_async_commit();
     }
     float* const ring_end = smem + STAGES * STAGE;
@@ -1291,21 +1296,25 @@ struct PipeTile {
       // and are made mma operands in place (TF32: rounded; images: expanded); then everyone's
       // have, and every warp is done with slice s-1, whose stage is refilled next.
       cp_async_wait<STAGES - 2>();
-      ca.prepare_own(rd);
-      cb.prepare_own(rd + stage_a<KIND>());
+      if constexpr (PREPARE) {
+        ca.prepare_own(rd);
+        cb.prepare_own(rd + stage_a<KIND>());
+      }
       __syncthreads();
-      if (s + STAGES - 1 < slices) issue_next(wr);
+      if (COPY && s + STAGES - 1 < slices) issue_next(wr);
       cp_async_commit();  // possibly empty: keeps one group per slice for the wait count
       wr = wr + STAGE == ring_end ? smem : wr + STAGE;
 
       const float* As = rd;
       const float* Bs = rd + stage_a<KIND>();
+      if constexpr (MATH) {
 #pragma unroll
-      for (int ks = 0; ks < BK; ks += KSTEP) {
-        uint32_t a[MI][4], b[NI][2];
-        load_a<A_KFAST, SA>(a, As, a_lm, wm0, g, t, ks);
-        load_b<B_KFAST, SB>(b, Bs, b_lm, wn0, g, t, ks);
-        mma_tiles<PREC>(acc, a, b);
+        for (int ks = 0; ks < BK; ks += KSTEP) {
+          uint32_t a[MI][4], b[NI][2];
+          load_a<A_KFAST, SA>(a, As, a_lm, wm0, g, t, ks);
+          load_b<B_KFAST, SB>(b, Bs, b_lm, wn0, g, t, ks);
+          mma_tiles<PREC>(acc, a, b);
+        }
       }
       rd = rd + STAGE == ring_end ? smem : rd + STAGE;
       if constexpr (KIND == Kind::Forward)
@@ -1968,11 +1977,15 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
 
 // The block's tile of one GEMM (block (x, y): rows (y % row tiles)*BM, columns x*BN, split
 // y / row tiles), smem being the tile's shared storage (a Smem struct, or PipeTile's dynamic floats).
-template <class Tile, Kind KIND, class S>
+// ABLATE: PipeTile's loop with parts removed (dense_pipe_ablation_kernel only).
+template <class Tile, Kind KIND, unsigned ABLATE = 0, class S>
 __device__ __forceinline__ void gemm_block(const GemmParams& p, S& smem) {
   const int row_tiles = (p.M + Tile::BM - 1) / Tile::BM;
   const int y = int(blockIdx.y), tr = y % row_tiles;
-  Tile::template run<KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+  if constexpr (ABLATE != 0)
+    Tile::template run<KIND, ABLATE>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
+  else
+    Tile::template run<KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
   finish_split_tile<Tile::BM, Tile::BN, KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN,
                                               tr * int(gridDim.x) + int(blockIdx.x));
 }
@@ -1991,6 +2004,16 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_kernel(const GemmPar
   float* smem = reinterpret_cast<float*>(pipe_smem);
   pdl_start();
   gemm_block<Tile, KIND>(p, smem);
+}
+
+// dense_pipe_kernel with parts of the tile's loop removed (ABLATE: kAblate* bits), for
+// bench_kernels' ablation rows only (dense_force_ablation): its results are meaningless.
+template <class Tile, Kind KIND, unsigned ABLATE>
+__global__ void __launch_bounds__(Tile::THREADS) dense_pipe_ablation_kernel(const GemmParams p) {
+  extern __shared__ float4 pipe_smem[];
+  float* smem = reinterpret_cast<float*>(pipe_smem);
+  pdl_start();
+  gemm_block<Tile, KIND, ABLATE>(p, smem);
 }
 
 // Split-K's second pass, fusing the sum of the pieces with KIND's epilogue: C(m, n) =
@@ -2095,12 +2118,47 @@ bool allow_smem(F* kernel, int bytes) {
 }
 
 // A PipeTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
+// dense_force_ablation: the kAblate* bits of the next pipelined launches (0: none). The tiles and
+// kinds it applies to (Ablatable): TF32's 8-warp PipeTiles of 4 stages, as the engine runs layer
+// 0 at 4096-16384 rows: 128x128 and 64x64 on the Forward GEMM, 64x64 on the Weight GEMM.
+unsigned g_ablation = 0;
+constexpr unsigned kAblateAll = kAblateCopies | kAblatePrepare | kAblateMath;
+bool ablation_supported(unsigned bits) {
+  return bits == 0 || bits == kAblateCopies || bits == kAblatePrepare || bits == kAblateMath || bits == kAblateAll;
+}
+template <class Tile, Kind KIND>
+struct Ablatable : std::false_type {};
+template <int BM, int BN, Kind KIND>
+struct Ablatable<PipeTile<BM, BN, 2, 4, GemmPrecision::TF32, 4>, KIND>
+    : std::bool_constant<KIND == Kind::Forward || (KIND == Kind::Weight && BM == 64 && BN == 64)> {};
+
+template <class Tile, Kind KIND, unsigned ABLATE>
+void launch_pipe_ablation(const GemmParams& p, dim3 grid, cudaStream_t stream) {
+  constexpr int SMEM = Tile::template smem_bytes<KIND>();
+  static const bool smem_allowed = allow_smem(dense_pipe_ablation_kernel<Tile, KIND, ABLATE>, SMEM);
+  (void)smem_allowed;
+  launch_kernel(dense_pipe_ablation_kernel<Tile, KIND, ABLATE>, grid, dim3(Tile::THREADS), SMEM, stream, p);
+}
+
 template <class Tile, Kind KIND>
 void launch_pipe_tiles(const GemmParams& p, cudaStream_t stream) {
   constexpr int BM = Tile::BM, BN = Tile::BN, SMEM = Tile::template smem_bytes<KIND>();
   const int splits = p.partial ? split_count(p) : 1;
   const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
+  if constexpr (Ablatable<Tile, KIND>::value) {
+    if (g_ablation) {
+      const dim3 grid(gx, gy);
+      switch (g_ablation) {
+        case kAblateCopies: launch_pipe_ablation<Tile, KIND, kAblateCopies>(p, grid, stream); break;
+        case kAblatePrepare: launch_pipe_ablation<Tile, KIND, kAblatePrepare>(p, grid, stream); break;
+        case kAblateMath: launch_pipe_ablation<Tile, KIND, kAblateMath>(p, grid, stream); break;
+        default: launch_pipe_ablation<Tile, KIND, kAblateAll>(p, grid, stream); break;
+      }
+      MNIST_LAUNCH_CHECK(stream);
+      return;
+    }
+  }
   static const bool smem_allowed = allow_smem(dense_pipe_kernel<Tile, KIND>, SMEM);
   (void)smem_allowed;
   launch_kernel(dense_pipe_kernel<Tile, KIND>, dim3(gx, gy), dim3(Tile::THREADS), SMEM, stream, p);
@@ -2875,6 +2933,12 @@ void run_tuned(double work, GemmPrecision prec, bool fold, WgmmaOp wgmma_op, boo
 }  // namespace
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
+
+void dense_force_ablation(unsigned bits) {
+  MNIST_CHECK(ablation_supported(bits), "dense_force_ablation: bits ", bits,
+              " are not one of the instantiated sets (copies 1, prepare 2, math 4, all 7, none 0)");
+  g_ablation = bits;
+}
 void dense_force_weight_pieces(int pieces) { g_forced_weight_pieces = std::max(pieces, 0); }
 bool dense_wgmma_available() { return wgmma_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }

@@ -176,6 +176,19 @@ struct SimtTileChoice {
 };
 void dense_force_simt_tile(SimtTileChoice choice);
 
+// Benchmark hook (bench_kernels' ablation rows; never set by the engine): the next TF32 GEMMs on
+// the 8-warp PipeTiles the engine runs layer 0 on at 4096-16384 rows (128x128 and 64x64 on the
+// Forward GEMM, 64x64 on the Weight GEMM; any other tile, kind or precision runs whole) run their
+// main loop with parts removed, to time what each part costs: kAblateCopies (no cp.async issued:
+// the stages keep whatever they held), kAblatePrepare (the stages neither rounded to TF32 nor
+// expanded from image bytes in place), kAblateMath (no fragment loads, no mma). Every wait and
+// barrier, the epilogue and the split's finish stay. Bits: one of the three, all three (the loop's
+// skeleton: launch, prologue, barriers, epilogue), or 0 (restores). Every memory access stays in
+// bounds, but the results are meaningless (with kAblateMath alone the accumulators stay 0: the
+// epilogue of zero sums). Another set of bits is an error. Not thread-safe.
+constexpr unsigned kAblateCopies = 1, kAblatePrepare = 2, kAblateMath = 4;
+void dense_force_ablation(unsigned bits);
+
 // Benchmark hook (bench_kernels' pieces sweep): the weight GEMM's rows cut into `pieces` pieces of
 // whole 32-row slices (fewer where B has fewer slices) instead of the model's count (about four
 // 32x32 tiles' worth of blocks an SM, at least 256 rows a piece); 0 restores the model. Every size

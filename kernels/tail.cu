@@ -556,8 +556,10 @@ struct Dz0Store {
 // softmax_xent's order and resets the counter (one block: from shared memory, no scratch); without
 // p.metrics the slots are the output and every block ends there (GroupMetrics, kernels/adam.cuh).
 // Staging of the weights and biases and the first labels come before pdl_start (kernels/pdl.cuh).
-template <GemmPrecision PREC, bool BACKWARD>
-__global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
+// The kernel's body. STOP (Whole in tail_kernel; the others only in tail_phases_kernel, for
+// tail_force_stop): the phase after which each chunk ends, and the launch with it.
+template <GemmPrecision PREC, bool BACKWARD, TailStop STOP>
+__device__ __forceinline__ void tail_body(const TailParams& p) {
   extern __shared__ float4 tail_smem[];
   __shared__ double s_loss[kMaxChunk];
   __shared__ unsigned s_hit[kMaxChunk];
@@ -608,8 +610,8 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
                                             p.w[0]);
     __syncthreads();  // (the first chunk: also the weights)
 
-    // Forward, layer by layer.
-    for (int i = 1; i <= T; ++i) {
+    // Forward, layer by layer (none when STOP is Staged: tail_force_stop, timing only).
+    for (int i = 1; STOP != TailStop::Staged && i <= T; ++i) {
       const int K = p.w[i - 1], N = p.w[i];
       const float* bias = pool + pl.off_b[i - 1];  // (staged: a global load here would wait behind
       float* trace = p.trace_act[i - 1];            // the previous output's trace store)
@@ -659,6 +661,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       }
       __syncthreads();
     }
+    if (STOP == TailStop::Staged || STOP == TailStop::Forward) continue;
 
     // Softmax + cross-entropy: thread r takes row c0 + r (rows past the chunk's end count as +0).
     const int C = p.w[T];
@@ -687,6 +690,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
       s_groups[g] = m;
       if (multi || !p.metrics) p.slots[c0 / kTailGroupRows + tid] = m;
     }
+    if (STOP == TailStop::Softmax) continue;
 
     if constexpr (BACKWARD) {
       float* acc = pl.off_acc >= 0 ? pool + pl.off_acc : nullptr;  // several chunks: the running slice
@@ -732,7 +736,7 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   }
 
   const int groups = (p.B + kTailGroupRows - 1) / kTailGroupRows;
-  if (!p.metrics) return;  // the slots are the launch's output (a later launch adds them)
+  if (!p.metrics || STOP != TailStop::Whole) return;  // the slots are the launch's output (a later launch adds them)
   __syncthreads();  // s_groups complete
   if (!multi) {  // the only block: its group sums are the launch's
     rowblock::add_group_sums<kMaxChunk>(p.metrics, s_groups, groups, s_loss, s_hit, s_sum, s_sumhit);
@@ -748,6 +752,17 @@ __global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
   if (tid == 0) *p.done = 0;  // ready for the next launch (graph replays included)
 }
 
+template <GemmPrecision PREC, bool BACKWARD>
+__global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
+  tail_body<PREC, BACKWARD, TailStop::Whole>(p);
+}
+
+// A training launch cut after the phase STOP (tail_force_stop; bench_kernels only).
+template <GemmPrecision PREC, TailStop STOP>
+__global__ void __launch_bounds__(kThreads, 1) tail_phases_kernel(const TailParams p) {
+  tail_body<PREC, true, STOP>(p);
+}
+
 // Lets the kernel use the whole budget of dynamic shared memory (above the default 48 KB); kept in
 // a static of the launcher instantiation, so it runs once per kernel.
 template <class F>
@@ -756,8 +771,25 @@ bool allow_smem(F* kernel) {
   return true;
 }
 
+TailStop g_stop = TailStop::Whole;  // tail_force_stop
+
+template <GemmPrecision PREC, TailStop STOP>
+void launch_phases(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
+  static const bool allowed = allow_smem(tail_phases_kernel<PREC, STOP>);
+  (void)allowed;
+  launch_kernel(tail_phases_kernel<PREC, STOP>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
+}
+
 template <GemmPrecision PREC, bool BACKWARD>
 void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
+  if constexpr (BACKWARD && PREC != GemmPrecision::BF16) {  // (the cut kernels: fp32 and tf32 only)
+    switch (g_stop) {
+      case TailStop::Whole: break;
+      case TailStop::Staged: return launch_phases<PREC, TailStop::Staged>(p, blocks, smem, stream);
+      case TailStop::Forward: return launch_phases<PREC, TailStop::Forward>(p, blocks, smem, stream);
+      case TailStop::Softmax: return launch_phases<PREC, TailStop::Softmax>(p, blocks, smem, stream);
+    }
+  }
   static const bool allowed = allow_smem(tail_kernel<PREC, BACKWARD>);
   (void)allowed;
   launch_kernel(tail_kernel<PREC, BACKWARD>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
@@ -847,6 +879,8 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
 }
 
 }  // namespace
+
+void tail_force_stop(TailStop stop) { g_stop = stop; }
 
 std::string tail_unsupported(const std::vector<int>& widths) {
   const int T = int(widths.size()) - 1;

@@ -137,6 +137,17 @@ struct TailTrace {
 // launchers also do it on first use; the engine calls this before it captures any CUDA graph.
 void tail_prepare();
 
+// Benchmark hook (bench_kernels' tail phase rows; never set by the engine): every training launch
+// after it ends each chunk of rows after the given phase and skips the launch's end, so that the
+// rows' times, each a prefix of the kernel's work, give what every phase adds: Staged (the
+// weights, biases and labels, the chunk's A0, in shared memory), Forward (+ every layer's forward
+// and the hidden layers' dropout), Softmax (+ softmax, cross-entropy and the chunk's metric slots);
+// Whole (the default) restores the kernel. The outputs of the phases skipped are left unwritten
+// (the slices, dz0, the metrics): timing only. Cut kernels exist at fp32 and tf32; a bf16 launch
+// runs whole. Evaluation launches are never cut. Not thread-safe.
+enum class TailStop { Whole, Staged, Forward, Softmax };
+void tail_force_stop(TailStop stop);
+
 // Training (see the header): partial [tail_blocks(B)][tail_slice_floats(widths)], dz0 [B, w0] (null:
 // not computed), *metrics += (loss sum, hits); metrics null: every block leaves its 32-row group
 // sums in scratch.blocks[0, tail_xent_slots(B)) (the scratch needed even for one block) and a later

@@ -41,7 +41,18 @@
 // (dense_relu_dropout_forward, head_train, dense_backward_fused with its split-K workspace and
 // tickets), at fp32 / tf32 / bf16 and 512 / 4096 / 16384 rows. The tail's slices are not summed
 // here: that is the pass that also runs Adam (the comparison leaves both sides' Adam out, and the
-// tail side's sum of its slices, ≈ 4.5 MB read at 4096 rows, goes to that pass).
+// tail side's sum of its slices, ≈ 4.5 MB read at 4096 rows, goes to that pass). At 4096 and 16384
+// rows (fp32, tf32) also the kernel cut after its staging, its forward and its softmax
+// (tail_force_stop): each phase's share of a block's critical path.
+//
+// The ablation section (op ablation): layer 0's two big TF32 GEMMs at 4096 and 16384 rows as the
+// tail path runs them (the forward on the images in place with the split-K workspace and tickets,
+// on the 128x128 tile split across blocks and the 64x64 8-warp tile folded; the weight pieces on X
+// gathered, 64x64 8-warp), each whole and with a part of its main loop removed
+// (dense_force_ablation: no copies, no prepare pass, no mma, or all three = the skeleton of
+// launch, prologue, waits, barriers, epilogue and the split's finish). Which removal moves the time
+// says what bounds the loop (profiling/NOTES.md, "Ablation rows"). The results of an ablated row
+// are meaningless; only its time is.
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -485,6 +496,20 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
                   cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
                                    1.0f / float(B), B, st, p);
                 }, peak);
+      // The phases of the engine's form, each row a prefix of the kernel's work (tail_force_stop):
+      // what each row adds over the one before is that phase's time on a block's critical path.
+      if (p != GemmPrecision::BF16 && B != 512)
+        for (const auto& [stop, name] : {std::pair{cuda::TailStop::Staged, "staging"},
+                                         std::pair{cuda::TailStop::Forward, "+ forward"},
+                                         std::pair{cuda::TailStop::Softmax, "+ softmax"}}) {
+          cuda::tail_force_stop(stop);
+          bench.run("tail", shape, cat("tail_train ", to_string(p), ", labels by index, phases: ", name), flops,
+                    bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
+                      cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
+                                       1.0f / float(B), B, st, p);
+                    }, peak);
+          cuda::tail_force_stop(cuda::TailStop::Whole);
+        }
       bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
                 bytes + 4.0 * 2.0 * B * w1, [&](cudaStream_t st) {
                   cuda::dense_relu_dropout_forward(A1.data(), A0.data(), W1.data(), b1.data(), B, w0, w1, drop, st, p, w,
@@ -666,6 +691,72 @@ void bench_optimizer(Bench& bench) {
   }
 }
 
+// See the header: layer 0's TF32 GEMMs whole and with parts of their loop removed.
+void bench_ablation(Bench& bench) {
+  const int K = 784, N = 128, n_images = 60000;
+  std::vector<uint8_t> h_images(std::size_t(n_images) * K);
+  std::mt19937 gen(91);
+  for (auto& u : h_images) u = uint8_t(gen() % 256);
+  std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
+  std::iota(h_idx.begin(), h_idx.end(), 0);
+  std::shuffle(h_idx.begin(), h_idx.end(), gen);
+  DeviceBuffer<uint8_t> images(h_images.size());
+  images.upload(h_images.data(), h_images.size());
+  DeviceBuffer<int32_t> idx(h_idx.size());
+  idx.upload(h_idx.data(), h_idx.size());
+  cuda::TrainCounters c;
+  c.step = 5;
+  DeviceBuffer<cuda::TrainCounters> ctr(1);
+  ctr.upload(&c, 1);
+  auto W = random_device(std::size_t(N) * K, 92, -0.1f, 0.1f), b = random_device(N, 93);
+  const GemmPrecision pr = GemmPrecision::TF32;
+  const std::pair<unsigned, const char*> parts[] = {{0u, "whole"},
+                                                    {cuda::kAblatePrepare, "no prepare pass"},
+                                                    {cuda::kAblateMath, "no mma"},
+                                                    {cuda::kAblateCopies, "no copies"},
+                                                    {cuda::kAblateCopies | cuda::kAblatePrepare | cuda::kAblateMath,
+                                                     "skeleton"}};
+  for (int B : {4096, 16384}) {
+    auto X = random_device(std::size_t(B) * K, 94, 0.0f, 1.0f), dZ = random_device(std::size_t(B) * N, 95);
+    DeviceBuffer<float> Y(std::size_t(B) * N);
+    DeviceBuffer<float> ws(std::max<std::size_t>(1, cuda::dense_workspace_floats(B, K, N)));
+    DeviceBuffer<unsigned> tk(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
+    CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+    DeviceBuffer<float> part(cuda::dense_weight_partial_floats(B, K, N));
+    const auto in = cuda::DenseInput::images_by_index(images.data(), idx.data(), 0, ctr.data(), B);
+    const std::string shape = cat(B, "x", K, "->", N);
+    const double fflops = 2.0 * B * K * N, wflops = 2.0 * B * N * (K + 1);
+    cuda::DropoutSpec drop;
+    drop.p = 0.2f;
+    drop.seed = 9;
+    drop.counters = ctr.data();
+    for (const auto& [tile, name] : {std::pair{cuda::GemmTileChoice{cuda::GemmTile::Pipe128, false},
+                                               "forward images, 128x128 cross-split 1 launch"},
+                                     std::pair{cuda::GemmTileChoice{cuda::GemmTile::Pipe64x8, true},
+                                               "forward images, 64x64 8-warp fold"}})
+      for (const auto& [bits, part_name] : parts) {
+        cuda::dense_force_tile(tile);
+        cuda::dense_force_ablation(bits);
+        bench.run("ablation", shape, cat("tf32 ", name, ": ", part_name), fflops, double(B) * K + 4.0 * B * N,
+                  [&](cudaStream_t st) {
+                    cuda::dense_relu_dropout_forward(Y.data(), in, W.data(), b.data(), B, K, N, drop, st, pr, ws.data(),
+                                                     tk.data());
+                  }, kPeakTf32);
+        cuda::dense_force_ablation(0);
+        cuda::dense_force_tile({});
+      }
+    const int s0 = cuda::dense_weight_slices(B, K, N);
+    for (const auto& [bits, part_name] : parts) {
+      cuda::dense_force_ablation(bits);
+      bench.run("ablation", shape, cat("tf32 weight pieces (", s0, "), X gathered, 64x64 8-warp: ", part_name), wflops,
+                4.0 * B * (K + N), [&](cudaStream_t st) {
+                  cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), B, K, N, st, pr);
+                }, kPeakTf32);
+      cuda::dense_force_ablation(0);
+    }
+  }
+}
+
 int run(const Options& opt) {
   const DeviceInfo dev = query_device();
   if (!dev.available) {
@@ -832,6 +923,7 @@ int run(const Options& opt) {
   bench_tail(bench, metrics.data());
   bench_optimizer(bench);
   bench_layer0_input(bench);
+  bench_ablation(bench);
   bench_gemm_shapes(bench, blas.get());
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());

@@ -26,6 +26,7 @@
 // inside one mma the PTX ISA does not document (the emulation's model adds in ascending k, which
 // would equal the chains there and prove nothing about the hardware); what is checked is the bound
 // above and that a second launch repeats the bits (and, in emu_kernels, any block order).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -491,6 +492,75 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
         CHECK(e.correct == x.correct);
       }
     }
+}
+
+// Whether every byte of v is still the poison (0xFF): nothing wrote it.
+template <class T>
+bool untouched(const std::vector<T>& v) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  return std::all_of(p, p + v.size() * sizeof(T), [](unsigned char c) { return c == 0xFF; });
+}
+
+TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk after its phase and writes nothing later") {
+  Stream stream;
+  const std::vector<int> w{64, 32, 10};
+  const TailModel model(w, 17);
+  const int B = 100, T = 2;  // 4 blocks (32 rows each, the last 4)
+  auto A0 = to_device(activation(std::size_t(B) * w[0], 18));
+  auto labels = to_device(random_bytes(std::size_t(B), 19, 0, w[2] - 1));
+  const cuda::DropoutSpec drop{0.2f, 42, 7, 0, nullptr};
+  struct Out {
+    std::vector<float> partial, dz0, act1, logits, dz2;
+    std::vector<cuda::Metrics> slots;
+  };
+  // One launch as the engine makes it (metrics left in the slots), traced.
+  auto run = [&](cuda::TailStop stop, GemmPrecision prec) {
+    auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(w));
+    auto dz0 = poisoned<float>(std::size_t(B) * w[0]);
+    XentBuffers xb(B);
+    Trace tr(w, B);
+    cuda::tail_force_stop(stop);
+    cuda::tail_train(partial.data(), dz0.data(), nullptr, xb.scratch(), model.net(), A0.data(), labels.data(), drop,
+                     1.25f, 1.0f / B, B, stream.get(), prec, &tr.t);
+    cuda::tail_force_stop(cuda::TailStop::Whole);
+    CHECK(xb.counter() == 0u);
+    std::vector<cuda::Metrics> slots = to_host(xb.slots);
+    slots.resize(std::size_t(cuda::tail_xent_slots(B)));
+    return Out{to_host(partial), to_host(dz0), to_host(tr.act[0]), to_host(tr.act[std::size_t(T - 1)]),
+               to_host(tr.dz[std::size_t(T - 1)]), slots};
+  };
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32}) {
+    INFO(std::string(prec_name(prec)));
+    const Out whole = run(cuda::TailStop::Whole, prec);
+    REQUIRE_FALSE(untouched(whole.partial));
+    REQUIRE_FALSE(untouched(whole.dz0));
+    const Out staged = run(cuda::TailStop::Staged, prec);
+    CHECK(untouched(staged.act1));
+    CHECK(untouched(staged.logits));
+    CHECK(untouched(staged.slots));
+    const Out fwd = run(cuda::TailStop::Forward, prec);
+    CHECK(bitwise_equal(fwd.act1, whole.act1));
+    CHECK(bitwise_equal(fwd.logits, whole.logits));
+    CHECK(untouched(fwd.slots));
+    CHECK(untouched(fwd.dz2));
+    const Out soft = run(cuda::TailStop::Softmax, prec);
+    CHECK(bitwise_equal(soft.logits, whole.logits));
+    CHECK(bitwise_equal(soft.dz2, whole.dz2));
+    CHECK(std::memcmp(soft.slots.data(), whole.slots.data(), whole.slots.size() * sizeof(cuda::Metrics)) == 0);
+    for (const Out* o : {&staged, &fwd, &soft}) {
+      // (the slices' padding is written before the first phase; every layer's [dW|db] is not)
+      const std::size_t used = cuda::tail_layer_offset(w, T + 1), sf = cuda::tail_slice_floats(w);
+      bool slices_untouched = true;
+      for (int j = 0; j < cuda::tail_blocks(B); ++j)
+        slices_untouched = slices_untouched && untouched(std::vector<float>(o->partial.begin() + std::ptrdiff_t(j * sf),
+                                                                            o->partial.begin() + std::ptrdiff_t(j * sf + used)));
+      CHECK(slices_untouched);
+      CHECK(untouched(o->dz0));
+    }
+    const Out again = run(cuda::TailStop::Whole, prec);  // Whole restores the kernel: the same bits
+    CHECK(bitwise_equal(again.partial, whole.partial));
+    CHECK(bitwise_equal(again.dz0, whole.dz0));
+  }
 }
 
 TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small are refused") {

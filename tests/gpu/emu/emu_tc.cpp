@@ -371,6 +371,80 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
   cuda::dense_force_tile({});
 }
 
+// dense_force_ablation (bench_kernels' ablation rows) on the tiles it applies to, TF32 PipeTile
+// 128x128 and 64x64 x 8 warps: without the prepare pass, inputs already rounded to TF32 give the
+// whole loop's bits and unrounded ones do not (the pass was skipped, so the ablated kernel ran);
+// without the mma (alone, or the skeleton without copies too) every sum is 0, so the forward is
+// exactly its epilogue of 0 (ReLU(b)) and the weight GEMM's dW and db are 0; another tile
+// (PipeTile 64x64 x 4 warps) and BF16 run whole; an uninstantiated set of bits is refused; 0 restores.
+void ablation_cases() {
+  const GemmPrecision tf32 = GemmPrecision::TF32;
+  const int B = 100, K = 544, N = 36;  // the forward split across blocks in 3 pieces (tickets), 2 row tiles
+  const std::size_t bn = std::size_t(B) * N, nk = std::size_t(N) * K;
+  auto rounded = [](Vec v, GemmPrecision p) {
+    for (auto& x : v) x = round_input(p, x);
+    return v;
+  };
+  const Vec X = rnd(std::size_t(B) * K, 111, 0, 1), W = rnd(nk, 112, -.5, .5), b = rnd(N, 113), dZ = rnd(bn, 114);
+  const Vec Xr = rounded(X, tf32), Wr = rounded(W, tf32), dZr = rounded(dZ, tf32);
+  Vec ws = poison(cuda::dense_workspace_floats(B, K, N));
+  std::vector<unsigned> tk(cuda::dense_ticket_count(B, K, N), 0u);
+  auto forward = [&](cuda::GemmTileChoice tile, unsigned bits, const Vec& x, const Vec& w, GemmPrecision p) {
+    cuda::dense_force_tile(tile);
+    cuda::dense_force_ablation(bits);
+    Vec Y = poison(bn);
+    cuda::dense_forward(Y.data(), x.data(), w.data(), b.data(), B, K, N, true, nullptr, p, ws.data(), tk.data());
+    cuda::dense_force_ablation(0);
+    cuda::dense_force_tile({});
+    return Y;
+  };
+  Vec relu_b(bn);
+  for (int r = 0; r < B; ++r)
+    for (int j = 0; j < N; ++j) relu_b[std::size_t(r) * N + j] = std::max(b[j], 0.0f);
+  for (const auto& tile : {cuda::GemmTileChoice{cuda::GemmTile::Pipe128, false},
+                           cuda::GemmTileChoice{cuda::GemmTile::Pipe64x8, true}}) {
+    const std::string tag = cat("ablation forward tile ", int(tile.tile), tile.fold_forward_split ? " fold" : "");
+    const Vec whole_r = forward(tile, 0, Xr, Wr, tf32), whole = forward(tile, 0, X, W, tf32);
+    same(forward(tile, cuda::kAblatePrepare, Xr, Wr, tf32), whole_r, "no prepare on rounded inputs = whole, " + tag);
+    expect(forward(tile, cuda::kAblatePrepare, X, W, tf32) != whole, "no prepare on raw inputs differs, " + tag);
+    same(forward(tile, cuda::kAblateMath, X, W, tf32), relu_b, "no mma: the epilogue of 0, " + tag);
+    same(forward(tile, cuda::kAblateCopies | cuda::kAblatePrepare | cuda::kAblateMath, X, W, tf32), relu_b,
+         "skeleton: the epilogue of 0, " + tag);
+    same(forward(tile, 0, X, W, tf32), whole, "0 restores the whole loop, " + tag);
+  }
+  // not ablated: the 4-warp 64x64 tile, and BF16 on the 8-warp one
+  const cuda::GemmTileChoice p64{cuda::GemmTile::Pipe64, true}, p64x8{cuda::GemmTile::Pipe64x8, true};
+  same(forward(p64, cuda::kAblateMath, X, W, tf32), forward(p64, 0, X, W, tf32), "Pipe64 runs whole");
+  same(forward(p64x8, cuda::kAblateMath, X, W, GemmPrecision::BF16), forward(p64x8, 0, X, W, GemmPrecision::BF16),
+       "bf16 runs whole");
+  // the weight GEMM's pieces (dense_weight_partials, as the tail path) and the split weight GEMM
+  auto weight = [&](unsigned bits, const Vec& dz, const Vec& x) {
+    cuda::dense_force_tile({cuda::GemmTile::Pipe64x8, false});
+    cuda::dense_force_ablation(bits);
+    Vec dW = poison(nk), db = poison(N);
+    cuda::dense_backward_weights(dW.data(), db.data(), dz.data(), x.data(), B, K, N, nullptr, tf32, ws.data(),
+                                 tk.data());
+    cuda::dense_force_ablation(0);
+    cuda::dense_force_tile({});
+    dW.insert(dW.end(), db.begin(), db.end());
+    return dW;
+  };
+  const Vec wr = weight(0, dZr, Xr);
+  same(weight(cuda::kAblatePrepare, dZr, Xr), wr, "weight: no prepare on rounded inputs = whole");
+  expect(weight(cuda::kAblatePrepare, dZ, X) != weight(0, dZ, X), "weight: no prepare on raw inputs differs");
+  same(weight(cuda::kAblateMath, dZ, X), Vec(nk + N, 0.0f), "weight: no mma gives 0");
+  bool refused = false;
+  try {
+    cuda::dense_force_ablation(cuda::kAblateCopies | cuda::kAblateMath);
+  } catch (const mnist::Error&) {
+    refused = true;
+  }
+  expect(refused, "an uninstantiated set of ablation bits is refused");
+  bool zero = true;
+  for (unsigned v : tk) zero = zero && v == 0u;
+  expect(zero, "ablation: every ticket back to 0");
+}
+
 // The pipelined cp.async tile (PipeTile, forced with dense_force_tile) on every GEMM kind against
 // the CPU twins with the same input rounding (every element, the derived tolerance of the header),
 // and bitwise against the single-buffered MmaTile (forced) wherever the split points are the same:
@@ -778,6 +852,8 @@ int main(int argc, char** argv) {
   }
   pipe_cases(quick ? GemmPrecision::TF32 : GemmPrecision::BF16, 100, 544, 36, cuda::GemmTile::Pipe128);
   lap("pipelined 128x128");
+  ablation_cases();
+  lap("ablation");
   // The wgmma model against a naive GEMM, then the wgmma forward tiles (wgmma_all).
   for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) wgmma_all(prec, quick);
   lap("wgmma");
