@@ -1501,9 +1501,12 @@ struct WgmmaTile {
     }
   }
 
-  template <Kind KIND>
+  // ABLATE: as PipeTile's (0 in every GEMM the product runs; dense_force_ablation).
+  template <Kind KIND, unsigned ABLATE = 0>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     static_assert(KIND == Kind::Forward, "WgmmaTile runs the forward GEMM (both operands K-major)");
+    constexpr bool COPY = !(ABLATE & kAblateCopies), PREPARE = !(ABLATE & kAblatePrepare),
+                   MATH = !(ABLATE & kAblateMath);
     const SlicePlan plan(p, z, BK, true);  // Forward only
     const bool fold = plan.fold;
     const int piece = plan.piece, k_begin = plan.k_begin, k_last = plan.k_last;
@@ -1533,7 +1536,7 @@ struct WgmmaTile {
     constexpr int AHEAD = STAGES - 2;  // slices of copies in flight
 #pragma unroll
     for (int s = 0; s < AHEAD; ++s) {
-      if (s < slices) issue_next(smem + s * STAGE);
+      if (COPY && s < slices) issue_next(smem + s * STAGE);
       cp_async_commit();
     }
     int left = piece_slices;  // slices left in the current piece (fold)
@@ -1542,29 +1545,33 @@ struct WgmmaTile {
     for (int s = 0; s < slices; ++s) {
       float* const st = smem + (s % STAGES) * STAGE;
       cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
-      round_own<CHUNKS_A>(st, st + RAW, ca.img);  // images: expanded here, before the barrier
-      round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2, false);
+      if constexpr (PREPARE) {
+        round_own<CHUNKS_A>(st, st + RAW, ca.img);  // images: expanded here, before the barrier
+        round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2, false);
+      }
       fence_proxy_async();
       __syncthreads();  // everyone's slice s is rounded; every wgmma of slice s - 2 is done
-      if (s + AHEAD < slices) issue_next(smem + ((s + AHEAD) % STAGES) * STAGE);
+      if (COPY && s + AHEAD < slices) issue_next(smem + ((s + AHEAD) % STAGES) * STAGE);
       cp_async_commit();  // possibly empty: one group per slice for the wait count
 
-      // (warpgroup q: rows 64q.. of the tile, 8 row groups of SBO bytes a group further on)
-      const unsigned char* A = reinterpret_cast<const unsigned char*>(BF16 ? st + RAW : st) + wg_rows;
-      const float* B = BF16 ? st + RAW + RAW_A / 2 : st + RAW_A;
-      wgmma_fence();
+      if constexpr (MATH) {
+        // (warpgroup q: rows 64q.. of the tile, 8 row groups of SBO bytes a group further on)
+        const unsigned char* A = reinterpret_cast<const unsigned char*>(BF16 ? st + RAW : st) + wg_rows;
+        const float* B = BF16 ? st + RAW + RAW_A / 2 : st + RAW_A;
+        wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < BK; ks += KSTEP) {
-        // KSTEP elements of 4 (TF32) or 2 (BF16) bytes: 32 bytes, two core matrices along k
-        const uint32_t off = uint32_t(ks / KSTEP) * 2 * LBO;
-        const uint64_t da = wgmma_desc(A + off, LBO, SBO);
-        const uint64_t db = wgmma_desc(reinterpret_cast<const unsigned char*>(B) + off, LBO, SBO);
-        if constexpr (BF16)
-          wgmma_bf16<BN>(acc, da, db, !(fresh && ks == 0));
-        else
-          wgmma_tf32<BN>(acc, da, db, !(fresh && ks == 0));
+        for (int ks = 0; ks < BK; ks += KSTEP) {
+          // KSTEP elements of 4 (TF32) or 2 (BF16) bytes: 32 bytes, two core matrices along k
+          const uint32_t off = uint32_t(ks / KSTEP) * 2 * LBO;
+          const uint64_t da = wgmma_desc(A + off, LBO, SBO);
+          const uint64_t db = wgmma_desc(reinterpret_cast<const unsigned char*>(B) + off, LBO, SBO);
+          if constexpr (BF16)
+            wgmma_bf16<BN>(acc, da, db, !(fresh && ks == 0));
+          else
+            wgmma_tf32<BN>(acc, da, db, !(fresh && ks == 0));
+        }
+        wgmma_commit();
       }
-      wgmma_commit();
       fresh = false;
       wgmma_wait<1>();  // slice s - 1's wgmmas are done (its stage may be refilled after the next barrier)
       if (fold && --left == 0) {  // piece done: total += piece, in piece order
@@ -1939,8 +1946,31 @@ __device__ __forceinline__ void store_quad(const GemmParams& p, int m, int n, co
     if (c < cols) store_output<KIND>(p, m, n + c, v[c], x[c], step);
 }
 
-template <int BM, int BN, Kind KIND>
-__device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile) {
+// The shared memory a tile's block may reuse once its loop is done (finish_split_tile's staging):
+// a PipeTile's or WgmmaTile's dynamic stages (smem_bytes). The other tiles' Smem structs (17-35 KB)
+// would hold about one quad a thread, no fewer round trips: they finish quad by quad, and their
+// kernels keep the code they had.
+template <class Tile, Kind KIND, class S>
+__device__ __forceinline__ int stage_floats_of(const S&) {
+  if constexpr (std::is_same_v<S, float*>)
+    return Tile::template smem_bytes<KIND>() / int(sizeof(float));
+  else
+    return 0;
+}
+template <class S>
+__device__ __forceinline__ float* stage_of(S& smem) {
+  if constexpr (std::is_same_v<S, float*>)
+    return smem;
+  else
+    return nullptr;
+}
+
+// The largest number of quads a thread stages in one round of finish_split_tile.
+constexpr int kFinishRoundQuads = 16;
+
+template <int BM, int BN, Kind KIND, bool STAGED>
+__device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, int n0, int tile, float* stage,
+                                                  int stage_floats) {
   if (!p.partial || !p.tickets) return;
   __shared__ bool s_last;
   __threadfence();  // this thread's partials before the block's ticket
@@ -1961,6 +1991,56 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
   constexpr int QR = BN / 4;  // quads in a tile row
   static_assert(BN % 4 == 0, "whole quads per tile row");
   const bool vec = p.N % 4 == 0 && (reinterpret_cast<std::uintptr_t>(p.partial) & 15u) == 0;  // 16-byte quads
+  const int threads = int(blockDim.x), tid = int(threadIdx.x);
+  // Staged through the block's shared memory (its loop is done: every warp passed the barrier
+  // above): a round issues the pieces of R quads a thread as 16-byte cp.async, all in flight at
+  // once, waits once, then sums each quad from shared memory in the order z = 0, 1, ... from 0.0f
+  // (sum_quad_pieces' additions: the same bits) and stores it. ceil(quads a thread / R) L2 round
+  // trips instead of one a quad (a 128x128 tile of 4 pieces: 2 instead of 16), with no registers
+  // held across the round (the batch in registers cost 30-120 of them in every GEMM kernel). Slot
+  // (r, z) of thread t is float4 (r·splits + z)·threads + t: a warp's slots are consecutive. For the
+  // Forward GEMM's 16-byte quads (N % 4 == 0: the model's 128 and 64; a Weight GEMM's rows of K + 1
+  // with K % 4 == 0, which its 16-byte copies need, never are); not for the Data GEMM (its mask, read
+  // per output, would go back to one round trip a quad), nor where the block's shared memory holds
+  // less than one quad a thread: there one quad at a time, as below.
+  const bool stageable =
+      STAGED && KIND == Kind::Forward && vec && stage && (reinterpret_cast<std::uintptr_t>(stage) & 15u) == 0;
+  const int fit = stageable ? stage_floats / (4 * splits * threads) : 0;
+  const int R = fit < kFinishRoundQuads ? fit : kFinishRoundQuads;
+  if (STAGED && R > 0) {
+    float4* const slots = reinterpret_cast<float4*>(stage);
+    for (int q0 = 0; q0 < BM * QR; q0 += R * threads) {
+      for (int r = 0; r < R; ++r) {
+        const int q = q0 + r * threads + tid, m = m0 + q / QR, n = n0 + 4 * (q % QR);
+        if (q >= BM * QR || m >= p.M || n + 4 > p.N) continue;
+        const float* src = p.partial + std::size_t(m) * p.N + n;
+        for (int z = 0; z < splits; ++z)
+          cp_async16(reinterpret_cast<float*>(slots + (r * splits + z) * threads + tid), src + std::size_t(z) * mn);
+      }
+      cp_async_commit();
+      cp_async_wait<0>();  // this thread's slots (only it reads them)
+      for (int r = 0; r < R; ++r) {
+        const int q = q0 + r * threads + tid, m = m0 + q / QR, n = n0 + 4 * (q % QR);
+        if (q >= BM * QR || m >= p.M || n >= p.N) continue;
+        const int cols = p.N - n < 4 ? p.N - n : 4;
+        float x[4], v[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) x[c] = c < cols ? epilogue_input<KIND>(p, m, n + c) : 0.0f;
+        if (cols == 4) {
+          v[0] = v[1] = v[2] = v[3] = 0.0f;
+          for (int z = 0; z < splits; ++z) {
+            const float4 t = slots[(r * splits + z) * threads + tid];
+            v[0] += t.x, v[1] += t.y, v[2] += t.z, v[3] += t.w;
+          }
+        } else {  // (never: p.N % 4 == 0 here; kept for the quad's contract)
+          sum_quad_pieces(v, p.partial + std::size_t(m) * p.N + n, mn, splits, false, cols);
+        }
+        store_quad<KIND>(p, m, n, v, x, cols, true, step);
+      }
+    }
+    if (tid == 0) p.tickets[tile] = 0u;
+    return;
+  }
   for (int q = int(threadIdx.x); q < BM * QR; q += int(blockDim.x)) {
     const int m = m0 + q / QR, n = n0 + 4 * (q % QR);
     if (m >= p.M || n >= p.N) continue;
@@ -1986,8 +2066,10 @@ __device__ __forceinline__ void gemm_block(const GemmParams& p, S& smem) {
     Tile::template run<KIND, ABLATE>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
   else
     Tile::template run<KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN, y / row_tiles, smem);
-  finish_split_tile<Tile::BM, Tile::BN, KIND>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN,
-                                              tr * int(gridDim.x) + int(blockIdx.x));
+  constexpr bool staged = std::is_same_v<S, float*>;  // (a PipeTile's or WgmmaTile's dynamic stages)
+  finish_split_tile<Tile::BM, Tile::BN, KIND, staged>(p, tr * Tile::BM, int(blockIdx.x) * Tile::BN,
+                                                      tr * int(gridDim.x) + int(blockIdx.x), stage_of(smem),
+                                                      stage_floats_of<Tile, KIND>(smem));
 }
 
 template <class Tile, Kind KIND>
@@ -2071,7 +2153,7 @@ __device__ __forceinline__ void backward_block(const GemmParams& w, const GemmPa
     const int z = t / w_tiles;
     t %= w_tiles;
     Tile::template run<Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, z, smem);
-    finish_split_tile<BM, BN, Kind::Weight>(w, (t / w_cols) * BM, (t % w_cols) * BN, t);
+    finish_split_tile<BM, BN, Kind::Weight, false>(w, (t / w_cols) * BM, (t % w_cols) * BN, t, nullptr, 0);
   } else {
     t -= w_tiles * split_count(w);
     const int d_cols = (d.N + BN - 1) / BN;
@@ -2120,7 +2202,8 @@ bool allow_smem(F* kernel, int bytes) {
 // A PipeTile launch: one block per tile and split (a folded Forward split, no p.partial, is one).
 // dense_force_ablation: the kAblate* bits of the next pipelined launches (0: none). The tiles and
 // kinds it applies to (Ablatable): TF32's 8-warp PipeTiles of 4 stages, as the engine runs layer
-// 0 at 4096-16384 rows: 128x128 and 64x64 on the Forward GEMM, 64x64 on the Weight GEMM.
+// 0 at 4096-16384 rows: 128x128 and 64x64 on the Forward GEMM, 64x64 on the Weight GEMM; and the
+// two-warpgroup wgmma forward tile (WgmmaWide), whose loop the rounding pass was read to bound.
 unsigned g_ablation = 0;
 constexpr unsigned kAblateAll = kAblateCopies | kAblatePrepare | kAblateMath;
 bool ablation_supported(unsigned bits) {
@@ -2131,6 +2214,8 @@ struct Ablatable : std::false_type {};
 template <int BM, int BN, Kind KIND>
 struct Ablatable<PipeTile<BM, BN, 2, 4, GemmPrecision::TF32, 4>, KIND>
     : std::bool_constant<KIND == Kind::Forward || (KIND == Kind::Weight && BM == 64 && BN == 64)> {};
+template <>
+struct Ablatable<WgmmaTile<GemmPrecision::TF32, 128, 6, 2>, Kind::Forward> : std::true_type {};
 
 template <class Tile, Kind KIND, unsigned ABLATE>
 void launch_pipe_ablation(const GemmParams& p, dim3 grid, cudaStream_t stream) {

@@ -48,7 +48,8 @@
 // The ablation section (op ablation): layer 0's two big TF32 GEMMs at 4096 and 16384 rows as the
 // tail path runs them (the forward on the images in place with the split-K workspace and tickets,
 // on the 128x128 tile split across blocks and the 64x64 8-warp tile folded; the weight pieces on X
-// gathered, 64x64 8-warp), each whole and with a part of its main loop removed
+// gathered, 64x64 8-warp; where the device runs it, the two-warpgroup wgmma forward tile folded),
+// each whole and with a part of its main loop removed
 // (dense_force_ablation: no copies, no prepare pass, no mma, or all three = the skeleton of
 // launch, prologue, waits, barriers, epilogue and the split's finish). Which removal moves the time
 // says what bounds the loop (profiling/NOTES.md, "Ablation rows"). The results of an ablated row
@@ -730,10 +731,12 @@ void bench_ablation(Bench& bench) {
     drop.p = 0.2f;
     drop.seed = 9;
     drop.counters = ctr.data();
-    for (const auto& [tile, name] : {std::pair{cuda::GemmTileChoice{cuda::GemmTile::Pipe128, false},
-                                               "forward images, 128x128 cross-split 1 launch"},
-                                     std::pair{cuda::GemmTileChoice{cuda::GemmTile::Pipe64x8, true},
-                                               "forward images, 64x64 8-warp fold"}})
+    std::vector<std::pair<cuda::GemmTileChoice, const char*>> tiles{
+        {{cuda::GemmTile::Pipe128, false}, "forward images, 128x128 cross-split 1 launch"},
+        {{cuda::GemmTile::Pipe64x8, true}, "forward images, 64x64 8-warp fold"}};
+    if (cuda::dense_wgmma_available())  // (else the forced tile would fall back to Pipe64x8)
+      tiles.push_back({{cuda::GemmTile::WgmmaWide, true}, "forward images, wgmma 128x128 2wg fold"});
+    for (const auto& [tile, name] : tiles)
       for (const auto& [bits, part_name] : parts) {
         cuda::dense_force_tile(tile);
         cuda::dense_force_ablation(bits);

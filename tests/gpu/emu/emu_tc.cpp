@@ -372,7 +372,7 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
 }
 
 // dense_force_ablation (bench_kernels' ablation rows) on the tiles it applies to, TF32 PipeTile
-// 128x128 and 64x64 x 8 warps: without the prepare pass, inputs already rounded to TF32 give the
+// 128x128 and 64x64 x 8 warps and the wide wgmma forward tile: without the prepare pass, inputs already rounded to TF32 give the
 // whole loop's bits and unrounded ones do not (the pass was skipped, so the ablated kernel ran);
 // without the mma (alone, or the skeleton without copies too) every sum is 0, so the forward is
 // exactly its epilogue of 0 (ReLU(b)) and the weight GEMM's dW and db are 0; another tile
@@ -401,8 +401,10 @@ void ablation_cases() {
   Vec relu_b(bn);
   for (int r = 0; r < B; ++r)
     for (int j = 0; j < N; ++j) relu_b[std::size_t(r) * N + j] = std::max(b[j], 0.0f);
-  for (const auto& tile : {cuda::GemmTileChoice{cuda::GemmTile::Pipe128, false},
-                           cuda::GemmTileChoice{cuda::GemmTile::Pipe64x8, true}}) {
+  std::vector<cuda::GemmTileChoice> tiles{{cuda::GemmTile::Pipe128, false}, {cuda::GemmTile::Pipe64x8, true}};
+  if (cuda::dense_wgmma_available()) tiles.push_back({cuda::GemmTile::WgmmaWide, true});
+  expect(tiles.size() == 3, "the emulation runs the wgmma tiles");
+  for (const auto& tile : tiles) {
     const std::string tag = cat("ablation forward tile ", int(tile.tile), tile.fold_forward_split ? " fold" : "");
     const Vec whole_r = forward(tile, 0, Xr, Wr, tf32), whole = forward(tile, 0, X, W, tf32);
     same(forward(tile, cuda::kAblatePrepare, Xr, Wr, tf32), whole_r, "no prepare on rounded inputs = whole, " + tag);
@@ -832,6 +834,10 @@ int main(int argc, char** argv) {
   // column tile of 4 outputs
   split_tickets(GemmPrecision::TF32, 40, 544, 10, cuda::GemmTile::Pipe64);
   split_tickets(GemmPrecision::FP32, 70, 600, 132, cuda::GemmTile::Auto);
+  // the forward's last block staging the pieces through the stages' shared memory: 128x128 (12
+  // quads a thread a round, two rounds for its 16) and 64x64 x 8 warps over two column tiles
+  split_tickets(GemmPrecision::TF32, 40, 544, 8, cuda::GemmTile::Pipe128);
+  split_tickets(GemmPrecision::BF16, 70, 600, 132, cuda::GemmTile::Pipe64x8);
   // the weight GEMM in 6 pieces (the last block's second round of pieces) with its ones column
   // (db) inside a whole quad (K + 1 = 36 columns)
   split_tickets(GemmPrecision::FP32, 1600, 35, 10, cuda::GemmTile::Auto);
