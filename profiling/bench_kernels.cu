@@ -524,23 +524,34 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
   }
 }
 
+// n random images of K uint8 pixels on the device, read through a shuffled index (seeded), and the
+// device counters a dropout epilogue reads (step 5): layer 0's input as the engine holds it.
+struct DeviceImages {
+  DeviceBuffer<uint8_t> images;
+  DeviceBuffer<int32_t> idx;
+  DeviceBuffer<cuda::TrainCounters> ctr;
+  DeviceImages(int n, int K, uint32_t seed) : images(std::size_t(n) * K), idx(std::size_t(n)), ctr(1) {
+    std::vector<uint8_t> pixels(images.size());
+    std::mt19937 gen(seed);
+    for (auto& u : pixels) u = uint8_t(gen() % 256);
+    std::vector<int32_t> order(idx.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), gen);
+    images.upload(pixels.data(), pixels.size());
+    idx.upload(order.data(), order.size());
+    cuda::TrainCounters c;
+    c.step = 5;
+    ctr.upload(&c, 1);
+  }
+};
+
 // Layer 0's X from the images in place against gather + floats (see the header).
 void bench_layer0_input(Bench& bench) {
   const int K = 784, N = 128, n_images = 60000;
-  std::vector<uint8_t> h_images(std::size_t(n_images) * K);
-  std::mt19937 gen(81);
-  for (auto& u : h_images) u = uint8_t(gen() % 256);
-  std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
-  for (int i = 0; i < n_images; ++i) h_idx[std::size_t(i)] = i;
-  std::shuffle(h_idx.begin(), h_idx.end(), gen);
-  DeviceBuffer<uint8_t> images(h_images.size());
-  images.upload(h_images.data(), h_images.size());
-  DeviceBuffer<int32_t> idx(h_idx.size());
-  idx.upload(h_idx.data(), h_idx.size());
-  cuda::TrainCounters c;
-  c.step = 5;
-  DeviceBuffer<cuda::TrainCounters> ctr(1);
-  ctr.upload(&c, 1);
+  const DeviceImages dev_images(n_images, K, 81);
+  const DeviceBuffer<uint8_t>& images = dev_images.images;
+  const DeviceBuffer<int32_t>& idx = dev_images.idx;
+  const DeviceBuffer<cuda::TrainCounters>& ctr = dev_images.ctr;
   auto W = random_device(std::size_t(N) * K, 82, -0.1f, 0.1f), b = random_device(N, 83);
   for (int B : {512, 4096, 16384}) {
     DeviceBuffer<float> X(std::size_t(B) * K), Y(std::size_t(B) * N);
@@ -695,20 +706,8 @@ void bench_optimizer(Bench& bench) {
 // See the header: layer 0's TF32 GEMMs whole and with parts of their loop removed.
 void bench_ablation(Bench& bench) {
   const int K = 784, N = 128, n_images = 60000;
-  std::vector<uint8_t> h_images(std::size_t(n_images) * K);
-  std::mt19937 gen(91);
-  for (auto& u : h_images) u = uint8_t(gen() % 256);
-  std::vector<int32_t> h_idx(static_cast<std::size_t>(n_images));
-  std::iota(h_idx.begin(), h_idx.end(), 0);
-  std::shuffle(h_idx.begin(), h_idx.end(), gen);
-  DeviceBuffer<uint8_t> images(h_images.size());
-  images.upload(h_images.data(), h_images.size());
-  DeviceBuffer<int32_t> idx(h_idx.size());
-  idx.upload(h_idx.data(), h_idx.size());
-  cuda::TrainCounters c;
-  c.step = 5;
-  DeviceBuffer<cuda::TrainCounters> ctr(1);
-  ctr.upload(&c, 1);
+  const DeviceImages dev_images(n_images, K, 91);
+  const DeviceBuffer<cuda::TrainCounters>& ctr = dev_images.ctr;
   auto W = random_device(std::size_t(N) * K, 92, -0.1f, 0.1f), b = random_device(N, 93);
   const GemmPrecision pr = GemmPrecision::TF32;
   const std::pair<unsigned, const char*> parts[] = {{0u, "whole"},
@@ -724,7 +723,8 @@ void bench_ablation(Bench& bench) {
     DeviceBuffer<unsigned> tk(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K, N)));
     CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
     DeviceBuffer<float> part(cuda::dense_weight_partial_floats(B, K, N));
-    const auto in = cuda::DenseInput::images_by_index(images.data(), idx.data(), 0, ctr.data(), B);
+    const auto in =
+        cuda::DenseInput::images_by_index(dev_images.images.data(), dev_images.idx.data(), 0, ctr.data(), B);
     const std::string shape = cat(B, "x", K, "->", N);
     const double fflops = 2.0 * B * K * N, wflops = 2.0 * B * N * (K + 1);
     cuda::DropoutSpec drop;
