@@ -178,8 +178,9 @@ void dense_force_simt_tile(SimtTileChoice choice);
 
 // Benchmark hook (bench_kernels' ablation rows; never set by the engine): the next TF32 GEMMs on
 // the 8-warp PipeTiles the engine runs layer 0 on at 4096-16384 rows (128x128 and 64x64 on the
-// Forward GEMM, 64x64 on the Weight GEMM) and on the WgmmaWide forward tile (any other tile, kind
-// or precision runs whole) run their main loop with parts removed, to time what each part costs:
+// Forward GEMM, 64x64 on the Weight GEMM launched alone: dense_weight_partials,
+// dense_backward_weights, not dense_backward_fused) and on the WgmmaWide forward tile (any other
+// tile, kind or precision runs whole) run their main loop with parts removed, to time what each part costs:
 // kAblateCopies (no cp.async issued: the stages keep whatever they held), kAblatePrepare (the
 // stages neither rounded to TF32 nor expanded from image bytes in place), kAblateMath (no fragment
 // loads, no mma or wgmma). Every wait and

@@ -505,45 +505,51 @@ TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk
   Stream stream;
   const std::vector<int> w{64, 32, 10};
   const TailModel model(w, 17);
-  const int B = 100, T = 2;  // 4 blocks (32 rows each, the last 4)
-  auto A0 = to_device(activation(std::size_t(B) * w[0], 18));
-  auto labels = to_device(random_bytes(std::size_t(B), 19, 0, w[2] - 1));
+  const int T = 2;
   const cuda::DropoutSpec drop{0.2f, 42, 7, 0, nullptr};
   struct Out {
     std::vector<float> partial, dz0, act1, logits, dz2;
     std::vector<cuda::Metrics> slots;
+    cuda::Metrics metrics;
   };
-  // One launch as the engine makes it (metrics left in the slots), traced.
-  auto run = [&](cuda::TailStop stop, GemmPrecision prec) {
-    auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(w));
-    auto dz0 = poisoned<float>(std::size_t(B) * w[0]);
-    XentBuffers xb(B);
-    Trace tr(w, B);
-    cuda::tail_force_stop(stop);
-    cuda::tail_train(partial.data(), dz0.data(), nullptr, xb.scratch(), model.net(), A0.data(), labels.data(), drop,
-                     1.25f, 1.0f / B, B, stream.get(), prec, &tr.t);
-    cuda::tail_force_stop(cuda::TailStop::Whole);
-    CHECK(xb.counter() == 0u);
-    std::vector<cuda::Metrics> slots = to_host(xb.slots);
-    slots.resize(std::size_t(cuda::tail_xent_slots(B)));
-    return Out{to_host(partial), to_host(dz0), to_host(tr.act[0]), to_host(tr.act[std::size_t(T - 1)]),
-               to_host(tr.dz[std::size_t(T - 1)]), slots};
-  };
+  // 100 rows: 4 blocks of one 32-row chunk; 8200 rows: 128 blocks of 64 + 32 rows (two chunks, the
+  // second staged after the first's cut)
+  for (const int B : {100, 8200})
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32}) {
-    INFO(std::string(prec_name(prec)));
-    const Out whole = run(cuda::TailStop::Whole, prec);
+    INFO(std::string(prec_name(prec)), " rows ", B);
+    auto A0 = to_device(activation(std::size_t(B) * w[0], 18));
+    auto labels = to_device(random_bytes(std::size_t(B), 19, 0, w[2] - 1));
+    // One launch, traced: as the engine makes it (metrics left in the slots), or, with_metrics, adding
+    // into a Metrics (then the launch's last block adds the slots and resets the counter, unless cut).
+    auto run = [&](cuda::TailStop stop, bool with_metrics = false) {
+      auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(w));
+      auto dz0 = poisoned<float>(std::size_t(B) * w[0]);
+      auto metrics = to_device(std::vector<cuda::Metrics>(1));
+      XentBuffers xb(B);
+      Trace tr(w, B);
+      cuda::tail_force_stop(stop);
+      cuda::tail_train(partial.data(), dz0.data(), with_metrics ? metrics.data() : nullptr, xb.scratch(), model.net(),
+                       A0.data(), labels.data(), drop, 1.25f, 1.0f / B, B, stream.get(), prec, &tr.t);
+      cuda::tail_force_stop(cuda::TailStop::Whole);
+      CHECK(xb.counter() == 0u);  // (with metrics: the last block's reset, or a cut launch never counting)
+      std::vector<cuda::Metrics> slots = to_host(xb.slots);
+      slots.resize(std::size_t(cuda::tail_xent_slots(B)));
+      return Out{to_host(partial), to_host(dz0), to_host(tr.act[0]), to_host(tr.act[std::size_t(T - 1)]),
+                 to_host(tr.dz[std::size_t(T - 1)]), slots, to_host(metrics)[0]};
+    };
+    const Out whole = run(cuda::TailStop::Whole);
     REQUIRE_FALSE(untouched(whole.partial));
     REQUIRE_FALSE(untouched(whole.dz0));
-    const Out staged = run(cuda::TailStop::Staged, prec);
+    const Out staged = run(cuda::TailStop::Staged);
     CHECK(untouched(staged.act1));
     CHECK(untouched(staged.logits));
     CHECK(untouched(staged.slots));
-    const Out fwd = run(cuda::TailStop::Forward, prec);
+    const Out fwd = run(cuda::TailStop::Forward);
     CHECK(bitwise_equal(fwd.act1, whole.act1));
     CHECK(bitwise_equal(fwd.logits, whole.logits));
     CHECK(untouched(fwd.slots));
     CHECK(untouched(fwd.dz2));
-    const Out soft = run(cuda::TailStop::Softmax, prec);
+    const Out soft = run(cuda::TailStop::Softmax);
     CHECK(bitwise_equal(soft.logits, whole.logits));
     CHECK(bitwise_equal(soft.dz2, whole.dz2));
     CHECK(std::memcmp(soft.slots.data(), whole.slots.data(), whole.slots.size() * sizeof(cuda::Metrics)) == 0);
@@ -557,9 +563,19 @@ TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk
       CHECK(slices_untouched);
       CHECK(untouched(o->dz0));
     }
-    const Out again = run(cuda::TailStop::Whole, prec);  // Whole restores the kernel: the same bits
+    const Out again = run(cuda::TailStop::Whole);  // Whole restores the kernel: the same bits
     CHECK(bitwise_equal(again.partial, whole.partial));
     CHECK(bitwise_equal(again.dz0, whole.dz0));
+    // With a Metrics to add into (bench_kernels' form): a cut launch leaves it and the counter
+    // alone; the whole launch adds the loss and hits.
+    for (cuda::TailStop stop : {cuda::TailStop::Staged, cuda::TailStop::Forward, cuda::TailStop::Softmax}) {
+      const Out cut = run(stop, true);
+      CHECK(cut.metrics.loss_sum == 0.0);
+      CHECK(cut.metrics.correct == 0u);
+    }
+    const Out counted = run(cuda::TailStop::Whole, true);
+    CHECK(counted.metrics.loss_sum > 0.0);
+    CHECK(bitwise_equal(counted.partial, whole.partial));
   }
 }
 
