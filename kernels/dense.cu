@@ -2010,32 +2010,31 @@ __device__ __forceinline__ void finish_split_tile(const GemmParams& p, int m0, i
   if (STAGED && R > 0) {
     float4* const slots = reinterpret_cast<float4*>(stage);
     for (int q0 = 0; q0 < BM * QR; q0 += R * threads) {
-      for (int r = 0; r < R; ++r) {
-        const int q = q0 + r * threads + tid, m = m0 + q / QR, n = n0 + 4 * (q % QR);
-        if (q >= BM * QR || m >= p.M || n + 4 > p.N) continue;
+      // quad r of this thread in the round: its place (m, n), or false past the tile or matrix
+      // (N % 4 == 0 here, so a quad in range is whole)
+      auto quad = [&](int r, int& m, int& n) {
+        const int q = q0 + r * threads + tid;
+        m = m0 + q / QR, n = n0 + 4 * (q % QR);
+        return q < BM * QR && m < p.M && n < p.N;
+      };
+      for (int r = 0, m, n; r < R; ++r) {
+        if (!quad(r, m, n)) continue;
         const float* src = p.partial + std::size_t(m) * p.N + n;
         for (int z = 0; z < splits; ++z)
           cp_async16(reinterpret_cast<float*>(slots + (r * splits + z) * threads + tid), src + std::size_t(z) * mn);
       }
       cp_async_commit();
       cp_async_wait<0>();  // this thread's slots (only it reads them)
-      for (int r = 0; r < R; ++r) {
-        const int q = q0 + r * threads + tid, m = m0 + q / QR, n = n0 + 4 * (q % QR);
-        if (q >= BM * QR || m >= p.M || n >= p.N) continue;
-        const int cols = p.N - n < 4 ? p.N - n : 4;
-        float x[4], v[4];
+      for (int r = 0, m, n; r < R; ++r) {
+        if (!quad(r, m, n)) continue;
+        float x[4], v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int c = 0; c < 4; ++c) x[c] = c < cols ? epilogue_input<KIND>(p, m, n + c) : 0.0f;
-        if (cols == 4) {
-          v[0] = v[1] = v[2] = v[3] = 0.0f;
-          for (int z = 0; z < splits; ++z) {
-            const float4 t = slots[(r * splits + z) * threads + tid];
-            v[0] += t.x, v[1] += t.y, v[2] += t.z, v[3] += t.w;
-          }
-        } else {  // (never: p.N % 4 == 0 here; kept for the quad's contract)
-          sum_quad_pieces(v, p.partial + std::size_t(m) * p.N + n, mn, splits, false, cols);
+        for (int c = 0; c < 4; ++c) x[c] = epilogue_input<KIND>(p, m, n + c);
+        for (int z = 0; z < splits; ++z) {
+          const float4 t = slots[(r * splits + z) * threads + tid];
+          v[0] += t.x, v[1] += t.y, v[2] += t.z, v[3] += t.w;
         }
-        store_quad<KIND>(p, m, n, v, x, cols, true, step);
+        store_quad<KIND>(p, m, n, v, x, 4, true, step);
       }
     }
     if (tid == 0) p.tickets[tile] = 0u;

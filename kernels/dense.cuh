@@ -180,11 +180,11 @@ void dense_force_simt_tile(SimtTileChoice choice);
 // the 8-warp PipeTiles the engine runs layer 0 on at 4096-16384 rows (128x128 and 64x64 on the
 // Forward GEMM, 64x64 on the Weight GEMM launched alone: dense_weight_partials,
 // dense_backward_weights, not dense_backward_fused) and on the WgmmaWide forward tile (any other
-// tile, kind or precision runs whole) run their main loop with parts removed, to time what each part costs:
-// kAblateCopies (no cp.async issued: the stages keep whatever they held), kAblatePrepare (the
-// stages neither rounded to TF32 nor expanded from image bytes in place), kAblateMath (no fragment
-// loads, no mma or wgmma). Every wait and
-// barrier, the epilogue and the split's finish stay. Bits: one of the three, all three (the loop's
+// tile, kind or precision runs whole) run their main loop with parts removed, to time what each
+// part costs: kAblateCopies (no cp.async issued: the stages keep whatever they held),
+// kAblatePrepare (the stages neither rounded to TF32 nor expanded from image bytes in place),
+// kAblateMath (no fragment loads, no mma or wgmma). Every wait and barrier, the epilogue and the
+// split's finish stay. Bits: one of the three, all three (the loop's
 // skeleton: launch, prologue, barriers, epilogue), or 0 (restores). Every memory access stays in
 // bounds, but the results are meaningless (with kAblateMath alone the accumulators stay 0: the
 // epilogue of zero sums). Another set of bits is an error. Not thread-safe.
