@@ -93,6 +93,11 @@ def fetch():
     print(f"nvdisasm: {os.path.join(TOOLS, 'usr', 'bin', 'nvdisasm')} ({deb})")
 
 
+def arch_of(src):
+    """The architecture kernels/CMakeLists.txt builds a source for: sm_90a for the dense GEMMs (wgmma)."""
+    return "sm_90a" if re.fullmatch(r"dense(_[a-z0-9]+)?\.cu", os.path.basename(src)) else "sm_90"
+
+
 def compile_cubin(src, arch, out):
     nvcc = os.environ.get("NVCC", "/usr/local/cuda/bin/nvcc")
     cmd = [nvcc, "-cubin", f"-arch={arch}", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17", "-lineinfo",
@@ -189,7 +194,7 @@ def demangle(names):
 
 
 def shorten(name):
-    name = name.replace("mnist::cuda::", "").replace("(anonymous namespace)::", "")
+    name = name.replace("mnist::cuda::", "").replace("(anonymous namespace)::", "").replace("dense_impl::", "")
     name = re.sub(r"\(GemmPrecision\)0", "FP32", name)
     name = re.sub(r"\(GemmPrecision\)1", "TF32", name)
     name = re.sub(r"\(GemmPrecision\)2", "BF16", name)
@@ -356,7 +361,7 @@ def main():
     ap.add_argument("--fetch", action="store_true", help="put nvdisasm into ~/.cache/mnist_cuda/sass-tools")
     ap.add_argument("--have-nvdisasm", action="store_true", help="exit 0 if nvdisasm is found, else 1")
     ap.add_argument("-k", "--kernel", help="regex on the demangled kernel name")
-    ap.add_argument("--arch", help="default sm_90a for dense.cu (wgmma), sm_90 otherwise")
+    ap.add_argument("--arch", help="default sm_90a for dense*.cu (wgmma), sm_90 otherwise")
     ap.add_argument("--min-loop", type=int, default=8, help="loops shorter than this are not listed")
     ap.add_argument("--dump", help="ADDR-ADDR (hex): print the instructions there, with their source lines")
     ap.add_argument("--sass", help="also write the whole disassembly here")
@@ -373,7 +378,7 @@ def main():
     nvdisasm = find_nvdisasm()
     if not nvdisasm:
         sys.exit("sass.py: no nvdisasm (run profiling/sass.py --fetch, or set MNIST_NVDISASM)")
-    arch = a.arch or ("sm_90a" if os.path.basename(a.source) == "dense.cu" else "sm_90")
+    arch = a.arch or arch_of(a.source)
     with tempfile.TemporaryDirectory() as tmp:
         cubin = os.path.join(tmp, "k.cubin")
         compile_cubin(a.source, arch, cubin)

@@ -29,7 +29,7 @@ USED = re.compile(r"ptxas info\s*: Used (\d+) registers")
 def demangle(names):
     out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True).stdout
     pretty = out.splitlines()
-    return {n: re.sub(r"mnist::cuda::\(anonymous namespace\)::|mnist::cuda::|mnist::", "", p)
+    return {n: re.sub(r"mnist::cuda::\(anonymous namespace\)::|mnist::cuda::dense_impl::|mnist::cuda::|mnist::", "", p)
             for n, p in zip(names, pretty)}
 
 

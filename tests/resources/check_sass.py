@@ -5,7 +5,7 @@
 
 Each budget line of BUDGETS is
   MAX METRIC SOURCE PATTERN
-with SOURCE a kernel source (relative to the repository), PATTERN a regex on the demangled kernel
+with SOURCE a kernel source (relative to the repository; a glob takes every file it matches), PATTERN a regex on the demangled kernel
 name as profiling/sass.py prints it, and METRIC one of
   generic   plain generic loads and stores (LD/ST: the compiler did not know the address space) in
             the kernel, counted exactly (the .STRONG ones are the spin-waits' acquire polls:
@@ -21,6 +21,8 @@ The sources are compiled with the project's nvcc and disassembled by profiling/s
 nvdisasm (profiling/sass.py --fetch; tests/run.sh fetches it) the test is skipped (exit 77) with a
 line saying so.
 """
+import concurrent.futures
+import glob
 import os
 import re
 import sys
@@ -61,15 +63,26 @@ def main():
     if not nvdisasm:
         print("kernel_sass: SKIPPED: no nvdisasm (profiling/sass.py --fetch puts Debian's in ~/.cache/mnist_cuda)")
         return 77
-    kernels = {}
+    # A budget's SOURCE may be a glob (kernels/dense_*.cu: every precision's GEMM tiles); each file is
+    # compiled once, all of them at the same time.
+    files = {spec: sorted(os.path.relpath(f, ROOT) for f in glob.glob(os.path.join(ROOT, spec)))
+             for spec in {b[3] for b in budgets}}
+    for spec, found in files.items():
+        if not found:
+            sys.exit(f"{sys.argv[1]}: no source matches {spec}")
+
+    def read(src, tmp):
+        cubin = os.path.join(tmp, os.path.basename(src) + ".cubin")
+        sass.compile_cubin(os.path.join(ROOT, src), sass.arch_of(src), cubin)
+        parsed = sass.parse(sass.disassemble(nvdisasm, cubin))
+        names = sass.demangle([k[0] for k in parsed])
+        return [(name, metrics(ins, labels)) for (_, ins, labels), name in zip(parsed, names)]
+
     with tempfile.TemporaryDirectory() as tmp:
-        for src in sorted({b[3] for b in budgets}):
-            cubin = os.path.join(tmp, os.path.basename(src) + ".cubin")
-            arch = "sm_90a" if os.path.basename(src) == "dense.cu" else "sm_90"
-            sass.compile_cubin(os.path.join(ROOT, src), arch, cubin)
-            parsed = sass.parse(sass.disassemble(nvdisasm, cubin))
-            names = sass.demangle([k[0] for k in parsed])
-            kernels[src] = [(name, metrics(ins, labels)) for (_, ins, labels), name in zip(parsed, names)]
+        every = sorted({f for found in files.values() for f in found})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            per_file = dict(zip(every, pool.map(lambda f: read(f, tmp), every)))
+    kernels = {spec: [k for f in found for k in per_file[f]] for spec, found in files.items()}
     failed = []
     for n, mx, metric, src, pattern in budgets:
         hits = [(name, m[metric]) for name, m in kernels[src] if re.search(pattern, name)]

@@ -189,7 +189,7 @@ struct Line {
 
 // A demangled name made short: no return type, namespaces, parameter list or enum casts.
 std::string short_name(std::string n) {
-  for (const char* drop : {"(anonymous namespace)::", "mnist::cuda::", "mnist::", "std::"}) {
+  for (const char* drop : {"(anonymous namespace)::", "mnist::cuda::", "dense_impl::", "mnist::", "std::"}) {
     for (std::size_t p; (p = n.find(drop)) != std::string::npos;) n.erase(p, std::strlen(drop));
   }
   for (const auto& [from, to] : {std::pair<const char*, const char*>{"(GemmPrecision)0", "FP32"},

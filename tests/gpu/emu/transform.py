@@ -18,7 +18,9 @@ if 'extern __shared__' in src and '#include <cooperative_groups.h>' not in src:
     head = '#include <cooperative_groups.h>\n' + head
 # --fma: compile the kernel as nvcc does by default (--fmad=true): a*b + c contracted into one
 # fused multiply-add, also across statements (see README.md for where the choice can differ).
-if '--fma' in sys.argv[3:]:
+# (Not in a header, kernels/dense_impl.cuh: the source that includes it has them first, and the
+# pragmas again after its standard headers would redeclare those differently.)
+if '--fma' in sys.argv[3:] and not sys.argv[1].endswith('.cuh'):
     head = '#pragma GCC target("fma")\n#pragma GCC optimize("fp-contract=fast")\n' + head
 src = re.sub(r'#include <cub/[^>]*>\n', '\n', src)
 # dynamic shared memory: the launch's per-block buffer (ov/cooperative_groups.h)
