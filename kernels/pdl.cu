@@ -49,7 +49,7 @@ __global__ void pdl_probe_third(unsigned* out, const unsigned* data, int n) {
 }
 
 // The probe of programmatic_launch_works.
-bool probe(cudaStream_t stream, int device) {
+bool probe(cudaStream_t stream, int device, bool max_shared) {
   int major = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
     cudaGetLastError();
@@ -60,7 +60,7 @@ bool probe(cudaStream_t stream, int device) {
   try {
     DeviceBuffer<unsigned> data(n), out(n), out3(n);
     const auto three = [&] {
-      ProgrammaticLaunches on(true);
+      ProgrammaticLaunches on(true, max_shared);
       launch_kernel(pdl_probe_first, dim3(1), dim3(kProbeThreads), 0, stream, data.data(), n);
       launch_kernel(pdl_probe_second, dim3(1), dim3(kProbeThreads), 0, stream, out.data(), data.data(), n);
       launch_kernel(pdl_probe_third, dim3(1), dim3(kProbeThreads), 0, stream, out3.data(), data.data(), n);
@@ -95,18 +95,18 @@ bool probe(cudaStream_t stream, int device) {
 }  // namespace
 
 // Probed once per device and process (every engine asks; the answer cannot change).
-bool programmatic_launch_works(cudaStream_t stream) {
+bool programmatic_launch_works(cudaStream_t stream, bool max_shared) {
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
   static std::mutex m;
-  static std::map<int, bool> known;
+  static std::map<std::pair<int, bool>, bool> known;
   const std::lock_guard<std::mutex> lock(m);
-  const auto it = known.find(device);
+  const auto it = known.find({device, max_shared});
   if (it != known.end()) return it->second;
-  return known[device] = probe(stream, device);
+  return known[{device, max_shared}] = probe(stream, device, max_shared);
 }
 
 }  // namespace mnist::cuda

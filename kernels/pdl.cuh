@@ -72,13 +72,18 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attr[1] = {};
+  cudaLaunchAttribute attr[2] = {};
+  unsigned n = 0;
   if (ProgrammaticLaunches::active()) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = attr;
-    config.numAttrs = 1;
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
   }
+  if (ProgrammaticLaunches::max_shared()) {  // (kernels/pdl_scope.hpp: one carveout for the step)
+    attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+    attr[n++].val.sharedMemCarveout = 100;  // percent of the SM's shared memory: all of it
+  }
+  config.attrs = n ? attr : nullptr;
+  config.numAttrs = n;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
 }
 
@@ -89,7 +94,9 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
 // runs; a second that did not wait, or a first not complete and visible when the third starts,
 // reads the output unwritten). Synchronises `stream` (the first call per device: the
 // answer is kept for the process); any CUDA error on the way is cleared and answered false, so the
-// caller falls back to ordinary launches.
-bool programmatic_launch_works(cudaStream_t stream);
+// caller falls back to ordinary launches. max_shared: the launches also ask for the largest
+// shared-memory carveout (ProgrammaticLaunches' max_shared), probed apart: a driver that refused
+// the carveout's attribute keeps the overlap without it.
+bool programmatic_launch_works(cudaStream_t stream, bool max_shared = false);
 
 }  // namespace mnist::cuda

@@ -8,24 +8,41 @@
 
 namespace mnist::cuda {
 
+//
+// With the overlap, a scope also asks (max_shared, the default) for the largest shared-memory
+// carveout on every launch: the step's kernels would otherwise each get the driver's own split of
+// an SM's 256 KB between shared memory and L1 (by the launch's shared-memory size: the layer-0
+// GEMM 136-160 KB a block, the tail kernel 79 KB, the optimizer 4 KB), and an SM changes its split
+// only once it has drained, so a launch whose split differs from the running kernel's cannot put a
+// block beside it there -- the overlap the programmatic launch asks for. One split for all of them
+// costs the kernels without shared memory their L1 beyond 28 KB (the optimizer and the gathers
+// stream: they hit L2). Unmeasured; --carveout driver restores the driver's choice.
 class ProgrammaticLaunches {
  public:
-  // on: launches inside the scope ask for programmatic serialization; off: a scope that changes
-  // nothing (so a caller can open one unconditionally). Scopes nest; the innermost decides.
-  explicit ProgrammaticLaunches(bool on) : saved_(flag()) { flag() = on; }
-  ~ProgrammaticLaunches() { flag() = saved_; }
+  // on: launches inside the scope ask for programmatic serialization (and, with max_shared, for
+  // the largest carveout); off: a scope that changes nothing (so a caller can open one
+  // unconditionally). Scopes nest; the innermost decides.
+  explicit ProgrammaticLaunches(bool on, bool max_shared = true) : saved_(state()) {
+    state() = {on, on && max_shared};
+  }
+  ~ProgrammaticLaunches() { state() = saved_; }
   ProgrammaticLaunches(const ProgrammaticLaunches&) = delete;
   ProgrammaticLaunches& operator=(const ProgrammaticLaunches&) = delete;
 
-  // Whether the launches of this host thread ask for it now.
-  static bool active() { return flag(); }
+  // Whether the launches of this host thread ask for the overlap now.
+  static bool active() { return state().on; }
+  // Whether they also ask for the largest shared-memory carveout (never without the overlap).
+  static bool max_shared() { return state().max_shared; }
 
  private:
-  static bool& flag() {
-    thread_local bool on = false;
-    return on;
+  struct State {
+    bool on = false, max_shared = false;
+  };
+  static State& state() {
+    thread_local State s;
+    return s;
   }
-  bool saved_;
+  State saved_;
 };
 
 }  // namespace mnist::cuda

@@ -249,6 +249,7 @@ class CudaEngine final : public Engine {
       cuda::tail_prepare();  // before any capture
       // (a probe that synchronises: before any capture too)
       pdl_ = cfg.pdl == Pdl::On && cuda::programmatic_launch_works(stream_.get());
+      max_carveout_ = pdl_ && cfg.carveout == Carveout::Max && cuda::programmatic_launch_works(stream_.get(), true);
     }
     // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
     // as floats, so a one-layer model with the head keeps the gathered batch.
@@ -273,6 +274,7 @@ class CudaEngine final : public Engine {
   bool head_kernel() const override { return head_; }
   bool tail_kernel() const override { return tail_; }
   bool programmatic_launch() const override { return tail_ && pdl_; }
+  bool max_carveout() const override { return tail_ && max_carveout_; }
   std::map<std::string, std::string> autotune_choices() const override {
     std::map<std::string, std::string> c;
     if (!tune_) return c;
@@ -469,7 +471,7 @@ class CudaEngine final : public Engine {
         x0 = x_.data();
         y = y_.data();
       }
-      const cuda::ProgrammaticLaunches pdl(tail_ && pdl_);
+      const cuda::ProgrammaticLaunches pdl(tail_ && pdl_, max_carveout_);
       forward(x0, rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
       if (tail_) {
         cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), act_[0].data(), y, rows, s,
@@ -647,7 +649,8 @@ class CudaEngine final : public Engine {
   // labels y.
   void record_tail_step(const Dataset& d, const cuda::DenseInput& x0, const cuda::LabelInput& y, int B, bool update) {
     const cudaStream_t s = stream_.get();
-    const cuda::ProgrammaticLaunches pdl(pdl_);  // (kernels/pdl.cuh: each of the four waits before it reads)
+    // (kernels/pdl.cuh: each of the four waits before it reads; pdl_scope.hpp: the carveout)
+    const cuda::ProgrammaticLaunches pdl(pdl_, max_carveout_);
     forward(x0, B, true, 1);
     const DenseSlot& first = layout_.dense.front();
     const std::vector<int>& w = tail_w_;
@@ -1031,6 +1034,7 @@ class CudaEngine final : public Engine {
   int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
   DeviceBuffer<float> params_, grads_, m_, v_;
   bool pdl_ = false;  // the tail path's launches are programmatic (cfg.pdl and the device's probe)
+  bool max_carveout_ = false;  // ... and ask for the largest carveout (cfg.carveout and the probe)
   bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)
   bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)
   bool step_tuned_ = false;  // tune_step has run

@@ -52,6 +52,9 @@ enum class Kernels { Auto, Fused, Graph, Tail };
 enum class Autotune { Off, On, Check };
 // CUDA: programmatic dependent launches on the tail path (EngineConfig::pdl).
 enum class Pdl { Off, On };
+// CUDA, tail path with programmatic launches: every launch asks for the largest shared-memory
+// carveout (`Max`) or leaves the split to the driver (EngineConfig::carveout).
+enum class Carveout { Driver, Max };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -72,6 +75,7 @@ const char* to_string(Gemm g);
 const char* to_string(Kernels k);
 const char* to_string(Autotune a);
 const char* to_string(Pdl p);
+const char* to_string(Carveout c);
 const char* to_string(Precision p);
 
 struct EngineConfig {
@@ -138,6 +142,11 @@ struct EngineConfig {
   // Off, ordinary launches. Changes no result (every kernel waits before it reads its
   // predecessor's output). The app's --pdl on|off.
   Pdl pdl = Pdl::On;
+  // CUDA, tail path, with the programmatic launches above: each of them asks for the largest
+  // shared-memory carveout, so that the step's kernels share one split of the SM between shared
+  // memory and L1 and a block of the next can start beside the one before (kernels/pdl_scope.hpp).
+  // Driver: the driver's own split per launch. Changes no result. The app's --carveout max|driver.
+  Carveout carveout = Carveout::Max;
 };
 
 struct EpochStats {
@@ -188,6 +197,8 @@ class Engine {
   // Whether the tail path's launches are programmatic dependent launches (EngineConfig::pdl, where
   // the device passed the probe).
   virtual bool programmatic_launch() const { return false; }
+  // ... and each of them asks for the largest shared-memory carveout (EngineConfig::carveout).
+  virtual bool max_carveout() const { return false; }
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the
   // order they were tuned; empty when nothing was tuned.
   virtual std::vector<std::string> autotune_report() const { return {}; }

@@ -136,6 +136,7 @@ std::string summary_table(const ModelSpec& spec, const ParamLayout& layout,
 const char* to_string(Gemm g) { return g == Gemm::Cublas ? "cublas" : "native"; }
 const char* to_string(Autotune a) { return a == Autotune::On ? "on" : a == Autotune::Check ? "check" : "off"; }
 const char* to_string(Pdl p) { return p == Pdl::On ? "on" : "off"; }
+const char* to_string(Carveout c) { return c == Carveout::Max ? "max" : "driver"; }
 const char* to_string(Kernels k) {
   switch (k) {
     case Kernels::Auto: return "auto";

@@ -20,7 +20,8 @@
 // "The engine reads X from the images"); "tail-nopdl": the tail path with ordinary launches
 // (EngineConfig::pdl off), so that "tail" against it is what the programmatic launches buy;
 // "tail-wimages": layer 0's weight GEMM on the images instead of X gathered beside the tail kernel
-// (EngineConfig::x_weight_gathered off). Then
+// (EngineConfig::x_weight_gathered off); "tail-driver": the driver's shared-memory carveout per
+// launch instead of one for the step (EngineConfig::carveout). Then
 // the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
 // with autotuning: above batch 512 the graph/tail race), each with the engine's autotune report
@@ -117,6 +118,7 @@ int run(const Options& o) {
       bool grid_barriers = false;
       Pdl pdl = Pdl::On;
       bool x_weight_gathered = true;
+      Carveout carveout = Carveout::Max;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -133,6 +135,8 @@ int run(const Options& o) {
                                         {"tail", Kernels::Tail, 0, 7u},         {"tail-gather", Kernels::Tail, 0, 7u, false},
                                         {"tail-nopdl", Kernels::Tail, 0, 7u, true, false, false, Pdl::Off},
                                         {"tail-wimages", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, false},
+                                        {"tail-driver", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
+                                         Carveout::Driver},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
@@ -148,6 +152,7 @@ int run(const Options& o) {
       cfg.fused_grid_barriers = v.grid_barriers;
       cfg.x_in_place = v.x_in_place;
       cfg.pdl = v.pdl;
+      cfg.carveout = v.carveout;
       cfg.x_weight_gathered = v.x_weight_gathered;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());

@@ -15,6 +15,8 @@ time with the first epoch left out as warm-up, and the table shows the median ov
                                  in one kernel, Adam fused with the gradient sums; CUDA only)
                engine-tail-nopdl the same with --pdl off: ordinary launches, each kernel after the one before
                                  has ended (what the tail path's programmatic launches buy; CUDA only)
+               engine-tail-driver the same with --carveout driver: the driver's shared-memory carveout per
+                                 launch instead of one for the step (what that one buys; CUDA only)
                engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
@@ -59,7 +61,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-tail-nopdl", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
+ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
        "pytorch-graph", "jax", "jax-highest"]
 
 
@@ -219,13 +221,16 @@ class Race:
                 if c == "engine-graph1" and a.device != "cuda":
                     self.skip(c, "--graph-steps applies to --device cuda only")
                     continue
-                if c in ("engine-graph", "engine-tail", "engine-tail-nopdl") and a.device != "cuda":
+                if c in ("engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver") and a.device != "cuda":
                     self.skip(c, "--kernels applies to --device cuda only")
                     continue
                 if c == "engine-tail-nopdl" and "--pdl" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --pdl")
                     continue
-                if c in ("engine-tail", "engine-tail-nopdl") and not re.search(r"\btail\b", self.engine_help):
+                if c == "engine-tail-driver" and "--carveout" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --carveout")
+                    continue
+                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver") and not re.search(r"\btail\b", self.engine_help):
                     self.skip(c, f"{a.bin} --help does not offer --kernels tail")
                     continue
                 if c in ("engine-graph", "engine-tail") and "--kernels" not in self.engine_help:
@@ -342,6 +347,8 @@ class Race:
             cmd += ["--kernels", "tail"]
         if c == "engine-tail-nopdl":
             cmd += ["--kernels", "tail", "--pdl", "off"]
+        if c == "engine-tail-driver":
+            cmd += ["--kernels", "tail", "--carveout", "driver"]
         if c == "engine-untuned":
             cmd += ["--autotune", "off"]
         if prec != "fp32":

@@ -95,7 +95,7 @@ def fetch():
 
 def arch_of(src):
     """The architecture kernels/CMakeLists.txt builds a source for: sm_90a for the dense GEMMs (wgmma)."""
-    return "sm_90a" if re.fullmatch(r"dense(_[a-z0-9]+)?\.cu", os.path.basename(src)) else "sm_90"
+    return "sm_90a" if re.fullmatch(r"dense(_[a-z0-9_]+)?\.cu", os.path.basename(src)) else "sm_90"
 
 
 def compile_cubin(src, arch, out):

@@ -57,6 +57,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.graph_steps = o.graph_steps;
   c.autotune = o.autotune;
   c.pdl = o.pdl;
+  c.carveout = o.carveout;
   return c;
 }
 
@@ -83,9 +84,10 @@ std::string kernel_path(const Engine& engine) {
   if (engine.name() != "cuda") return engine.name();
   // The engine resolved --kernels (auto, or a fallback it gave notice of); the graph path says when
   // its last layer runs as the head kernel (kernels/head.cuh), the tail path when its launches are
-  // programmatic (kernels/pdl.cuh).
+  // programmatic (kernels/pdl.cuh) and ask for the largest shared-memory carveout ("+smem").
   if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
-  if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail), engine.programmatic_launch() ? "+pdl" : "");
+  if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail), engine.programmatic_launch() ? "+pdl" : "",
+                                      engine.max_carveout() ? "+smem" : "");
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 

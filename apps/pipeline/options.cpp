@@ -135,6 +135,10 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
   add_choice(app, "--pdl", o.pdl, {Pdl::On, Pdl::Off},
              "CUDA, tail path: programmatic dependent launches (each kernel starts while the one before ends, "
              "sm_90+; off: ordinary launches, e.g. to see each kernel alone in a profile); changes no result");
+  add_choice(app, "--carveout", o.carveout, {Carveout::Max, Carveout::Driver},
+             "CUDA, tail path with --pdl on: every launch asks for the largest shared-memory carveout, one "
+             "split of each SM for the whole step so that a kernel's blocks can start beside the one before "
+             "(driver: the driver's split per launch); changes no result");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");
@@ -234,7 +238,8 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"device", to_string(o.device)},   {"gemm", to_string(o.gemm)},       {"dataset", to_string(o.dataset)},
           {"init", to_string(o.init)},       {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir},
           {"kernels", to_string(o.kernels)}, {"precision", to_string(o.precision)},
-          {"autotune", to_string(o.autotune)}, {"pdl", to_string(o.pdl)}};
+          {"autotune", to_string(o.autotune)}, {"pdl", to_string(o.pdl)},
+          {"carveout", to_string(o.carveout)}};
 }
 
 }  // namespace mnist

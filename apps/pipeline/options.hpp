@@ -48,6 +48,7 @@ struct AppOptions {
   int graph_steps = 25;                // CUDA only: training steps per graph replay
   Autotune autotune = Autotune::On;    // CUDA only
   Pdl pdl = Pdl::On;                   // CUDA only (tail path)
+  Carveout carveout = Carveout::Max;   // CUDA only (tail path, with --pdl on)
   Dataset dataset = Dataset::Mnist;
   std::string data_dir;  // default data/<dataset>
   std::string out_dir = "out";

@@ -286,6 +286,7 @@ def flag_cases(tiny):
         bad("dataset_unknown", ["--dataset", "cifar"], ["--dataset", "'cifar'"]),
         bad("gemm_unknown", ["--gemm", "fast"], ["--gemm", "'fast'"]),
         bad("pdl_unknown", ["--pdl", "maybe"], ["--pdl", "'maybe'"]),
+        bad("carveout_unknown", ["--carveout", "half"], ["--carveout", "'half'"]),
         bad("graph_steps_0", ["--graph-steps", "0"], ["--graph-steps", "got 0"]),
         bad("graph_steps_too_many", ["--graph-steps", "1001"], ["--graph-steps", "got 1001"]),
         bad("init_unknown", ["--init", "he"], ["--init", "'he'"]),

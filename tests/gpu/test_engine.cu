@@ -27,6 +27,7 @@
 
 #include "kernels/autotune.cuh"
 #include "kernels/dense.cuh"
+#include "kernels/pdl.cuh"
 #include "layers/engine.hpp"
 #include "runtime/cuda_check.cuh"
 #include "tests/gpu/engine_problem.hpp"
@@ -223,16 +224,57 @@ TEST_CASE("CUDA engine: programmatic launches on the tail path change no bit") {
       INFO("precision ", std::string(to_string(prec)), ", batch ", batch);
       Problem p = large_batch_problem(prec, Kernels::Tail, batch == 512 ? 1300 : 9000, 49);
       p.cfg.batch_size = batch;
-      TwoEpochs r[2];
-      for (const int on : {0, 1}) {
-        p.cfg.pdl = on ? Pdl::On : Pdl::Off;
+      // 0: ordinary launches; 1: programmatic, the largest carveout (the default); 2: programmatic,
+      // the driver's carveout (EngineConfig::carveout).
+      TwoEpochs r[3];
+      for (const int v : {0, 1, 2}) {
+        INFO("variant ", v);
+        p.cfg.pdl = v ? Pdl::On : Pdl::Off;
+        p.cfg.carveout = v == 2 ? Carveout::Driver : Carveout::Max;
         auto gpu = make_cuda_engine(p.cfg);
         REQUIRE(gpu->tail_kernel());
-        CHECK(gpu->programmatic_launch() == (on == 1 && major >= 9));
-        r[on] = two_epochs(*gpu, p);
+        CHECK(gpu->programmatic_launch() == (v >= 1 && major >= 9));
+        CHECK(gpu->max_carveout() == (v == 1 && major >= 9));
+        r[v] = two_epochs(*gpu, p);
       }
       check_bitwise(r[0], r[1]);
+      check_bitwise(r[0], r[2]);
     }
+}
+
+__global__ void carveout_probe_kernel(int* out) { *out = 1; }
+
+// kernels/pdl.cuh's launch_kernel inside a ProgrammaticLaunches scope, captured as the engine
+// captures its steps: the kernel node carries the 100 % carveout where the scope asks for it
+// (pdl_scope.hpp), and not outside a scope or with --carveout driver's (true, false).
+TEST_CASE("launch_kernel: a scope's carveout reaches the captured kernel node") {
+  cudaStream_t stream = nullptr;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  DeviceBuffer<int> out(1);
+  for (const int v : {0, 1, 2}) {
+    INFO("scope ", v, " (0: none, 1: overlap + carveout, 2: overlap alone)");
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    {
+      std::optional<cuda::ProgrammaticLaunches> scope;
+      if (v) scope.emplace(true, v == 1);
+      cuda::launch_kernel(carveout_probe_kernel, dim3(1), dim3(1), 0, stream, out.data());
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    std::size_t n = 0;
+    CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &n));
+    REQUIRE(n == 1);
+    cudaGraphNode_t node = nullptr;
+    CUDA_CHECK(cudaGraphGetNodes(graph, &node, &n));
+    cudaLaunchAttributeValue value{};
+    CUDA_CHECK(cudaGraphKernelNodeGetAttribute(node, cudaLaunchAttributePreferredSharedMemoryCarveout, &value));
+    if (v == 1)
+      CHECK(value.sharedMemCarveout == 100u);
+    else
+      CHECK(value.sharedMemCarveout != 100u);
+    CUDA_CHECK(cudaGraphDestroy(graph));
+  }
+  CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
 // EngineConfig::autotune: with timings injected so that a tile the size model does not pick wins

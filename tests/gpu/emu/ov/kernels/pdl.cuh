@@ -43,6 +43,6 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
 }
 
 // The emulation models the order the contract promises.
-inline bool programmatic_launch_works(cudaStream_t) { return true; }
+inline bool programmatic_launch_works(cudaStream_t, bool = false) { return true; }
 
 }  // namespace mnist::cuda
