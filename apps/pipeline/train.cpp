@@ -47,7 +47,7 @@ void install_stop_handlers() {
 // The resume rule, one for every flag: a resumed run must compute what the interrupted run would
 // have computed, so every flag that can change a number must be the same (the learning rate
 // included) and the data must be the same data (by fingerprint, wherever --data points). Only
-// --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --quiet and the --data path
+// --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path
 // may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
 // CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
 // size models' choices): a file from before the flag existed ran without it ("off").
