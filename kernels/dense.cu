@@ -473,7 +473,7 @@ std::size_t dense_weight_partial_floats(int B, int K, int N) {
 }
 
 void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
-                           GemmPrecision prec) {
+                           GemmPrecision prec, bool dz_rounded, bool x_rounded) {
   check_sizes("dense_weight_partials", B, K, N);
   MNIST_CHECK(partial && (B == 0 || (dZ && X.present())), "dense_weight_partials: null pointer");
   if (B == 0) {  // one slice of zeros: the sum of no rows
@@ -484,9 +484,16 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
   GemmParams w = weight_params(partial, partial, dZ, X, B, K, N);
   w.split_k = weight_split_rows(B, K, N);
   w.partial = partial;
+  // (FP32 has no rounding to skip: its launches and keys stay as they were)
+  if (prec != GemmPrecision::FP32)
+    w.rounded = (dz_rounded ? kRoundedA : 0u) | (x_rounded && !X.images ? kRoundedB : 0u);
   run_tuned(double(B) * K * N, prec, false, WgmmaOp::Weight, false, stream,
             [&] {
-              return Described{tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr),
+              const char* note = w.rounded == (kRoundedA | kRoundedB) ? ", inputs rounded"
+                                 : w.rounded == kRoundedA             ? ", dZ rounded"
+                                 : w.rounded == kRoundedB             ? ", X rounded"
+                                                                      : "";
+              return Described{tune_key("weight pieces", B, K, N, prec, X, nullptr, nullptr) + note,
                                {{partial, dense_weight_partial_floats(B, K, N)}}};
             },
             [&] { (void)launch_gemm<Kind::Weight>(w, prec, stream); });  // no reduction pass: the caller's

@@ -113,10 +113,15 @@ void dense_backward_weights(float* dW, float* db, const float* dZ, DenseInput X,
 // z = dZ[rows of z]ᵀ · [X | 1][rows of z], the rows cut at dense_backward_weights' split points (one
 // slice when it does not split). Their sum in slice order is dense_backward_weights' dW/db (with a
 // workspace) bit for bit. partial must hold dense_weight_partial_floats(B, K, N) floats.
+// dz_rounded / x_rounded: the caller promises that every value of dZ / of X (floats, not the
+// images) is already rounded to prec (round_gemm_input: the tail kernel's dz0, gather_batch_overlapped
+// at prec), so the GEMM need not round them again; the bits are the same (rounding is idempotent),
+// the TF32 tiles skip a pass over their shared-memory stages. A broken promise gives other bits.
 int dense_weight_slices(int B, int K, int N);
 std::size_t dense_weight_partial_floats(int B, int K, int N);
 void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
-                           GemmPrecision prec = GemmPrecision::FP32);
+                           GemmPrecision prec = GemmPrecision::FP32, bool dz_rounded = false,
+                           bool x_rounded = false);
 
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
 // activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the

@@ -35,6 +35,7 @@ namespace mnist::cuda::dense_impl {
 //   Weight   dW = dZᵀ · X   M = out,   N = in+1, K = batch; A = dZ [K,M] (m fastest), B = X [K,N] (n fastest)
 // Each has its own epilogue (bias + ReLU + dropout; ReLU/dropout mask; dW and the db column).
 enum class Kind { Forward, Data, Weight };
+constexpr unsigned kRoundedA = 1, kRoundedB = 2;  // GemmParams::rounded
 
 struct GemmParams {
   int M = 0, N = 0, K = 0;
@@ -59,6 +60,11 @@ struct GemmParams {
   float mask_scale = 1.0f;
   // Weight epilogue
   float* db = nullptr;
+  // kRoundedA / kRoundedB: that float operand's values are already rounded to the GEMM's precision
+  // by whoever wrote them (dense_weight_partials' dz_rounded / x_rounded), so PipeTile skips its
+  // rounding pass over them (TF32; at BF16 and FP32 that pass does nothing). Never set for an
+  // operand read from the images: their expansion is the same pass.
+  unsigned rounded = 0;
   // Split-K (Weight, and Forward over a deep K): when split_k > 0, block split z sums k in
   // [z·split_k, min(K, (z+1)·split_k)) and stores its raw partial at partial[(z·M + m)·N + n]; a
   // second kernel sums the partials in the fixed order z = 0, 1, ... and applies the epilogue, or,
@@ -1260,6 +1266,9 @@ struct PipeTile {
     } else {
       cb.init(p.b, p.ldb, n0, b_valid, p.N, p.ones_col, k_begin);
     }
+    // (GemmParams::rounded: an operand written rounded needs no pass; the images always do)
+    const bool prepare_a = !(p.rounded & kRoundedA) || images_a<KIND>(p);
+    const bool prepare_b = !(p.rounded & kRoundedB) || images_b<KIND>(p);
     int ik0 = k_begin;                                                     // next slice to issue
     int ike = fold ? (piece < p.K ? piece : p.K) : k_last;                 // and its piece's end
     auto issue_next = [&](float* st) {
@@ -1301,8 +1310,8 @@ struct PipeTile {
       // have, and every warp is done with slice s-1, whose stage is refilled next.
       cp_async_wait<STAGES - 2>();
       if constexpr (PREPARE) {
-        ca.prepare_own(rd);
-        cb.prepare_own(rd + stage_a<KIND>());
+        if (prepare_a) ca.prepare_own(rd);
+        if (prepare_b) cb.prepare_own(rd + stage_a<KIND>());
       }
       __syncthreads();
       if (COPY && s + STAGES - 1 < slices) issue_next(wr);

@@ -5,6 +5,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/curand_draw.cuh"
+#include "kernels/gemm_round.cuh"
 #include "kernels/load_l2.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/philox.hpp"
@@ -66,9 +67,10 @@ void launch_gather(float* X, uint8_t* y, const uint8_t* images, const uint8_t* l
   MNIST_LAUNCH_CHECK(stream);
 }
 
-// gather_kernel's X (no labels) for rows r < B, as a grid-stride loop over 4-pixel groups (VEC) or
-// pixels, then pdl_wait(): every write before it (gather_batch_overlapped's contract).
-template <bool VEC>
+// gather_kernel's X (no labels) for rows r < B, rounded to PREC (round_gemm_input), as a grid-stride
+// loop over 4-pixel groups (VEC) or pixels, then pdl_wait(): every write before it
+// (gather_batch_overlapped's contract).
+template <bool VEC, GemmPrecision PREC>
 __global__ void __launch_bounds__(kThreads)
     gather_overlapped_kernel(float* __restrict__ X, const uint8_t* __restrict__ images,
                              const int32_t* __restrict__ idx, const TrainCounters* __restrict__ counters, int stride,
@@ -82,13 +84,15 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = int(blockIdx.x) * kThreads + int(threadIdx.x); e < total; e += step) {
       const int r = e / d4, k = e - r * d4;
       const uchar4 u = reinterpret_cast<const uchar4*>(images + int64_t(idx[base + r]) * D)[k];
-      reinterpret_cast<float4*>(X)[e] = pixels4(u);
+      const float4 v = pixels4(u);
+      reinterpret_cast<float4*>(X)[e] = make_float4(round_gemm_input<PREC>(v.x), round_gemm_input<PREC>(v.y),
+                                                    round_gemm_input<PREC>(v.z), round_gemm_input<PREC>(v.w));
     }
   } else {
     const int total = B * D;
     for (int e = int(blockIdx.x) * kThreads + int(threadIdx.x); e < total; e += step) {
       const int r = e / D, k = e - r * D;
-      X[e] = pixel_value(images[int64_t(idx[base + r]) * D + k]);
+      X[e] = round_gemm_input<PREC>(pixel_value(images[int64_t(idx[base + r]) * D + k]));
     }
   }
   pdl_start();  // (after the writes: the kernel before may still run until here)
@@ -290,8 +294,27 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
   launch_gather(X, y, images, labels, idx, 0, counters, stride, B, D, stream);
 }
 
+namespace {
+template <bool VEC>
+void launch_overlapped(dim3 grid, float* X, const uint8_t* images, const int32_t* idx, const TrainCounters* counters,
+                       int stride, int B, int D, cudaStream_t stream, GemmPrecision round) {
+  switch (round) {
+    case GemmPrecision::FP32:
+      return launch_kernel(gather_overlapped_kernel<VEC, GemmPrecision::FP32>, grid, dim3(kThreads), 0, stream, X,
+                           images, idx, counters, stride, B, D);
+    case GemmPrecision::TF32:
+      return launch_kernel(gather_overlapped_kernel<VEC, GemmPrecision::TF32>, grid, dim3(kThreads), 0, stream, X,
+                           images, idx, counters, stride, B, D);
+    case GemmPrecision::BF16:
+      return launch_kernel(gather_overlapped_kernel<VEC, GemmPrecision::BF16>, grid, dim3(kThreads), 0, stream, X,
+                           images, idx, counters, stride, B, D);
+  }
+  MNIST_CHECK(false, "gather_batch_overlapped: unknown precision");
+}
+}  // namespace
+
 void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx, const TrainCounters* counters,
-                             int stride, int B, int D, cudaStream_t stream) {
+                             int stride, int B, int D, cudaStream_t stream, GemmPrecision round) {
   MNIST_CHECK(B >= 0 && D > 0, "gather_batch_overlapped: invalid sizes B=", B, " D=", D);
   MNIST_CHECK(stride >= B, "gather_batch_overlapped: stride ", stride, " < batch ", B);
   if (B == 0) return;
@@ -310,11 +333,9 @@ void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx
   MNIST_CHECK(int64_t(B) * D + int64_t(grid.x) * kThreads < (int64_t(1) << 31), "gather_batch_overlapped: ", B, " x ", D,
               " pixels exceed its 32-bit indices");
   if (vec)
-    launch_kernel(gather_overlapped_kernel<true>, grid, dim3(kThreads), 0, stream, X, images, idx, counters, stride, B,
-                  D);
+    launch_overlapped<true>(grid, X, images, idx, counters, stride, B, D, stream, round);
   else
-    launch_kernel(gather_overlapped_kernel<false>, grid, dim3(kThreads), 0, stream, X, images, idx, counters, stride,
-                  B, D);
+    launch_overlapped<false>(grid, X, images, idx, counters, stride, B, D, stream, round);
   MNIST_LAUNCH_CHECK(stream);
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/precision.hpp"
 #include "kernels/train_counters.cuh"
 
 namespace mnist::cuda {
@@ -32,9 +33,11 @@ void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* la
 // while the tail kernel runs: that GEMM is faster on floats than on the images). Every X element
 // is gathered whatever the grid: a grid-stride loop over a grid that stays resident beside the
 // kernel before it (4 blocks an SM), where one block a row would leave most rows waiting behind
-// blocks parked at their wait. Bit for bit gather_batch's X.
+// blocks parked at their wait. Bit for bit gather_batch's X, each value then rounded to `round`
+// (round_gemm_input: as a GEMM at that precision reads it, dense_weight_partials' x_rounded).
 void gather_batch_overlapped(float* X, const uint8_t* images, const int32_t* idx, const TrainCounters* counters,
-                             int stride, int B, int D, cudaStream_t stream);
+                             int stride, int B, int D, cudaStream_t stream,
+                             GemmPrecision round = GemmPrecision::FP32);
 
 // Consecutive rows first .. first+B-1 (evaluation and prediction, no permutation).
 void gather_rows(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels, int64_t first, int B, int D,

@@ -534,9 +534,12 @@ __device__ __forceinline__ bool bias_item(const TailParams& p, int e, int& layer
   return false;
 }
 
-// dz0's epilogue: dz0(r, k) = v · mask_scale where A0(r, k) > 0, else 0 (A0 raw from global memory:
-// its staged copy is rounded). It fetches (HasFetch): the thread's A0 values are read before its
-// first dz0 store, one round trip instead of one per output.
+// dz0's epilogue: dz0(r, k) = round(v · mask_scale) where A0(r, k) > 0, else 0 (A0 raw from global
+// memory: its staged copy is rounded), rounded to PREC as layer 0's weight GEMM reads it
+// (round_gemm_input), so that GEMM need not (dense_weight_partials' dz_rounded). It fetches
+// (HasFetch): the thread's A0 values are read before its first dz0 store, one round trip instead of
+// one per output.
+template <GemmPrecision PREC>
 struct Dz0Store {
   const float* a0;
   float* dz0;
@@ -544,7 +547,7 @@ struct Dz0Store {
   float scale;
   __device__ float fetch(int r, int k) const { return a0[std::size_t(c0 + r) * w0 + k]; }
   __device__ void operator()(int r, int k, float v, float a) const {
-    dz0[std::size_t(c0 + r) * w0 + k] = a > 0.0f ? v * scale : 0.0f;
+    dz0[std::size_t(c0 + r) * w0 + k] = a > 0.0f ? round_gemm_input<PREC>(v * scale) : 0.0f;
   }
 };
 
@@ -728,7 +731,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
             out[r * pl.ds + k] = round_gemm_input<PREC>(g);
           });
         } else if (p.dz0) {
-          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], Dz0Store{p.A0, p.dz0, c0, K, p.mask_scale});
+          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], Dz0Store<PREC>{p.A0, p.dz0, c0, K, p.mask_scale});
         }
         __syncthreads();
       }

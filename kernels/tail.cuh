@@ -17,6 +17,8 @@
 //   backward  dZ_T = (softmax(Z) - onehot) · grad_scale                   (xent_row, step_math.cuh)
 //             dZ_{i-1} = (round(dZ_i)·round(W_i)) ⊙ [A_{i-1} > 0] · s     s = 1/(1-p) for i-1 >= 1,
 //                                                                         mask_scale for i-1 = 0 (dz0)
+//             dz0 is written rounded, round(dZ_0), as layer 0's weight GEMM reads it (its only
+//             reader: dense_weight_partials' dz_rounded)
 //             partial slice of block j, layer i: Σ_{block j's rows, ascending} round(dZ_i)ᵀ·[round(A_{i-1}) | 1]
 // Reads A0, W_i, b_i, labels (and counters->step, ->batch for labels by index); writes dz0 [B,w0], partial [blocks][slice] and
 // adds to *metrics. It does NOT add the blocks' slices: the pass that runs Adam does (fixed order).
@@ -35,7 +37,8 @@
 //     dense_relu_dropout_forward's SIMT tiles on the same input (test_tail.cu checks it); TF32/BF16:
 //     the mma sum, then the same dense_unit;
 //   - dZ_{i-1} and dz0: FP32: the chain over n = 0..w_i-1 ascending from 0, then the mask: the
-//     bits of dense_backward_data (masked) on the same dZ_i; TF32/BF16: the mma sum, the same mask;
+//     bits of dense_backward_data (masked) on the same dZ_i; TF32/BF16: the mma sum, the same mask
+//     (dz0 then rounded);
 //   - dZ_T, per-row losses and hits: xent_row, so softmax_xent's bits on the same logits; the loss
 //     sum in softmax_xent's order (32-row pairwise trees, 8 of them left to right per 256 rows,
 //     those left to right from 0), whatever R: the last block forms it from one slot per 32 rows;

@@ -664,17 +664,22 @@ class CudaEngine final : public Engine {
                        cfg_.precision);
     }
     cuda::DenseInput xw = x0;  // layer 0's weight GEMM's X
+    bool xw_rounded = false;   // ... written rounded to the precision (gather_batch_overlapped)
     if (x_in_place_ && x_split_) {
       // Gathered into floats while the tail kernel runs (it reads neither X nor the images' rows);
       // the weight GEMM is faster on floats (EngineConfig::x_weight_gathered).
       NvtxRange range("gather X");
       cuda::gather_batch_overlapped(x_.data(), d.images.data(), order_.data(), counters_.data(), cfg_.batch_size, B,
-                                    first.in, s);
+                                    first.in, s, cfg_.precision);
       xw = x_.data();
+      xw_rounded = true;
     }
     {
       NvtxRange range("backward");
-      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), xw, B, first.in, first.out, s, cfg_.precision);
+      // dz0 comes rounded from the tail kernel, X gathered here from gather_batch_overlapped: the
+      // GEMM need not round them again (its TF32 tiles skip that pass).
+      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), xw, B, first.in, first.out, s, cfg_.precision,
+                                  true, xw_rounded);
     }
     if (!update) return;
     NvtxRange range("optimizer");

@@ -631,6 +631,15 @@ void bench_optimizer(Bench& bench) {
                 wbytes, [&](cudaStream_t st) {
                   cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr);
                 }, peak);
+      // ... as the tail path launches it since the sixteenth session: dz0 and X written rounded by
+      // their producers (the tail kernel, gather_batch_overlapped), so the TF32 tiles skip their
+      // rounding pass (dense_weight_partials' dz_rounded / x_rounded; timing only: the time does not
+      // depend on the values, which are not rounded here).
+      if (pr != GemmPrecision::FP32)
+        bench.run("gemm_weight", wshape, cat("native ", to_string(pr), " (+db) pieces only (", s0, ", tail path), inputs rounded"),
+                  wflops, wbytes, [&](cudaStream_t st) {
+                    cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr, true, true);
+                  }, peak);
       // The wgmma weight tile (issue 12; dense_force_tile only): the same pieces by 128x64 and
       // 128x128 tiles of two warpgroups (kernels/dense.cu WgmmaWeightTile). Labelled as the
       // fallback where this build or device has no sm_90a.

@@ -393,6 +393,62 @@ TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, wi
       }
 }
 
+// dense_weight_partials' dz_rounded / x_rounded (the tail path: dz0 from the tail kernel, X from
+// gather_batch_overlapped, both written rounded to the precision): on inputs that are rounded, the
+// same bits as without the promise, on every tile that can run the weight GEMM; and the promise is
+// acted on: on raw inputs the TF32 PipeTiles, which then skip their rounding pass, give other bits,
+// while BF16 (whose tiles convert at the fragment load, no pass) and the tiles without the pass
+// (MmaTile, the wgmma weight tile: they round as before) give the same. Shapes: 129 x 36 -> 64 (one
+// slice) and 600 x 64 -> 40 (two pieces of 320 / 280 rows); full mode adds layer 0's 4096 x 784 -> 128.
+TEST_CASE("dense_weight_partials: inputs rounded by their writer give the same bits, and TF32 PipeTile skips its pass") {
+  Stream stream;
+  struct Shape {
+    int B, K, N;
+  };
+  std::vector<Shape> shapes{{129, 36, 64}, {600, 64, 40}};
+  if (!quick_tests()) shapes.push_back({4096, 784, 128});
+  struct Tile {
+    cuda::GemmTile tile;
+    bool skips;  // the TF32 rounding pass skipped on the promise
+  };
+  const Tile tiles[] = {{cuda::GemmTile::Pipe64x8, true}, {cuda::GemmTile::Pipe128, true},
+                        {cuda::GemmTile::Pipe64, true},   {cuda::GemmTile::Mma, false},
+                        {cuda::GemmTile::Wgmma, !cuda::dense_wgmma_available()}};  // (no sm_90a: PipeTile ran)
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : kTensorCore) {
+      const int B = sh.B, K = sh.K, N = sh.N;
+      const auto X = random_vector(std::size_t(B) * K, 91 + B), dZ = random_vector(std::size_t(B) * N, 92 + K);
+      std::vector<float> Xr(X), dZr(dZ);
+      for (float& v : Xr) v = round_input(prec, v);
+      for (float& v : dZr) v = round_input(prec, v);
+      auto gX = to_device(X), gdZ = to_device(dZ), gXr = to_device(Xr), gdZr = to_device(dZr);
+      const std::size_t n = cuda::dense_weight_partial_floats(B, K, N);
+      for (const Tile& t : tiles) {
+        INFO(B, "x", K, "->", N, (prec == GemmPrecision::TF32 ? " tf32" : " bf16"), ", tile ", int(t.tile));
+        auto run = [&](const DeviceBuffer<float>& dz, const DeviceBuffer<float>& x, bool dz_rounded, bool x_rounded) {
+          cuda::dense_force_tile({t.tile, false});
+          auto part = poisoned<float>(n);
+          cuda::dense_weight_partials(part.data(), dz.data(), x.data(), B, K, N, stream.get(), prec, dz_rounded,
+                                      x_rounded);
+          cuda::dense_force_tile({});
+          return to_host(part);
+        };
+        const std::vector<float> base = run(gdZr, gXr, false, false);
+        CHECK(bitwise_equal(run(gdZr, gXr, true, true), base));
+        CHECK(bitwise_equal(run(gdZr, gXr, true, false), base));
+        CHECK(bitwise_equal(run(gdZr, gXr, false, true), base));
+        // raw inputs: the promise broken on purpose shows whether the pass was skipped
+        const std::vector<float> raw = run(gdZ, gX, false, false);
+        const bool differs = !bitwise_equal(run(gdZ, gX, true, true), raw);
+        CHECK(differs == (t.skips && prec == GemmPrecision::TF32));
+        if (prec == GemmPrecision::TF32 && t.skips) {
+          CHECK_FALSE(bitwise_equal(run(gdZ, gX, true, false), raw));  // each flag alone is acted on
+          CHECK_FALSE(bitwise_equal(run(gdZ, gX, false, true), raw));
+        }
+      }
+    }
+}
+
 // The wgmma weight tiles (kernels/dense.cu WgmmaWeightTile: dense_force_tile({Wgmma}) 128x64,
 // {Wgmma128} 128x128 outputs, two warpgroups, operands transposed into wgmma's K-major layout on
 // chip; sm_90a) on the weight GEMM dW = dZᵀ·[X | 1]: every element of dW and db against the CPU twin

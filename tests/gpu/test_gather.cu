@@ -76,6 +76,22 @@ TEST_CASE("gather_batch (and the overlapped gather) from TrainCounters and gathe
     auto oX1 = poisoned<float>(X1.size());
     cuda::gather_batch_overlapped(oX1.data(), d_images.data(), d_order.data(), ctr.data(), stride, B, D1, stream.get());
     CHECK(bitwise_equal(to_host(oX1), X1));
+    // Rounded to a GEMM precision (the tail path, for dense_weight_partials' x_rounded): every
+    // element round_input of the CPU's, at both widths; TF32 and BF16 round most of them (k/255).
+    for (const GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+      INFO("rounded to ", prec == GemmPrecision::TF32 ? "tf32" : "bf16");
+      for (const int w : {D, D1}) {
+        const std::vector<float>& ref = w == D ? X : X1;
+        std::vector<float> want(ref.size());
+        std::size_t moved = 0;
+        for (std::size_t e = 0; e < ref.size(); ++e) moved += (want[e] = round_input(prec, ref[e])) != ref[e];
+        CHECK(moved > ref.size() / 2);
+        auto rX = poisoned<float>(ref.size());
+        cuda::gather_batch_overlapped(rX.data(), d_images.data(), d_order.data(), ctr.data(), stride, B, w,
+                                      stream.get(), prec);
+        CHECK(bitwise_equal(to_host(rX), want));
+      }
+    }
   }
   const int first = 900, B = 100;
   std::vector<int32_t> seq(static_cast<std::size_t>(B));
