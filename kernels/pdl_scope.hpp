@@ -8,15 +8,15 @@
 
 namespace mnist::cuda {
 
-//
 // With the overlap, a scope also asks (max_shared, the default) for the largest shared-memory
 // carveout on every launch: the step's kernels would otherwise each get the driver's own split of
 // an SM's 256 KB between shared memory and L1 (by the launch's shared-memory size: the layer-0
-// GEMM 136-160 KB a block, the tail kernel 79 KB, the optimizer 4 KB), and an SM changes its split
-// only once it has drained, so a launch whose split differs from the running kernel's cannot put a
-// block beside it there -- the overlap the programmatic launch asks for. One split for all of them
-// costs the kernels without shared memory their L1 beyond 28 KB (the optimizer and the gathers
-// stream: they hit L2). Unmeasured; --carveout driver restores the driver's choice.
+// GEMM 136-160 KB a block, the tail kernel 79 KB, the optimizer 4 KB). As far as we know an SM
+// changes its split only when no block runs there, so a launch whose split differs from the running
+// kernel's could not put a block beside it -- the overlap the programmatic launch asks for. One
+// split for all of them costs the kernels without shared memory their L1 beyond 28 KB (the
+// optimizer and the gathers stream: they hit L2). Not yet measured (profiling/NOTES.md, "One
+// shared-memory carveout for the step"); --carveout driver restores the driver's choice.
 class ProgrammaticLaunches {
  public:
   // on: launches inside the scope ask for programmatic serialization (and, with max_shared, for
