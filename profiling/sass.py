@@ -9,9 +9,9 @@ project's nvcc and flags to a cubin, rewrites the header, disassembles it with i
 reports per kernel what ptxas made of it:
 
   profiling/sass.py --fetch                     # nvdisasm into ~/.cache/mnist_cuda/sass-tools
-  profiling/sass.py kernels/dense.cu [-k REGEX] # per kernel: instructions, local memory, its loops
+  profiling/sass.py kernels/dense_tf32_forward.cu [-k REGEX]  # per kernel: instructions, local memory, loops
   profiling/sass.py kernels/tail.cu -k 'tail_kernel<.*TF32, true' --dump 0x1f20-0x2800
-  profiling/sass.py kernels/dense.cu --summary  # one line a kernel
+  profiling/sass.py kernels/dense_tf32_backward.cu --summary  # one line a kernel (dense_*.cu: the GEMM tiles)
 
 Per kernel: the instruction count, local-memory instructions (LDL/STL: spills or a stack frame),
 and every loop (a backward branch; innermost marked) with its instruction mix, its share of math
