@@ -418,9 +418,9 @@ TEST_CASE("dense_weight_partials: inputs rounded by their writer give the same b
     for (GemmPrecision prec : kTensorCore) {
       const int B = sh.B, K = sh.K, N = sh.N;
       const auto X = random_vector(std::size_t(B) * K, 91 + B), dZ = random_vector(std::size_t(B) * N, 92 + K);
-      std::vector<float> Xr(X), dZr(dZ);
-      for (float& v : Xr) v = round_input(prec, v);
-      for (float& v : dZr) v = round_input(prec, v);
+      std::vector<float> Xr(X.size()), dZr(dZ.size());
+      cpu::round_gemm_inputs(Xr.data(), X.data(), X.size(), prec);
+      cpu::round_gemm_inputs(dZr.data(), dZ.data(), dZ.size(), prec);
       auto gX = to_device(X), gdZ = to_device(dZ), gXr = to_device(Xr), gdZr = to_device(dZr);
       const std::size_t n = cuda::dense_weight_partial_floats(B, K, N);
       for (const Tile& t : tiles) {
