@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 
+#include "kernels/gemm_round.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/row_block.cuh"
 #include "kernels/step_math.cuh"
@@ -38,7 +40,7 @@ __device__ bool count_in_and_advance(TrainCounters* counters, unsigned* advance)
 __global__ void __launch_bounds__(kThreads)
     adam_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, const float* __restrict__ g,
                 std::size_t n, float lr, float b1, float b2, float eps, int64_t t, TrainCounters* __restrict__ counters,
-                unsigned* __restrict__ advance) {
+                unsigned* __restrict__ advance, const RoundedParams rq) {
   __shared__ float s_alpha;
   pdl_start();
   if (threadIdx.x == 0) {
@@ -50,8 +52,17 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const float alpha = s_alpha;
   const std::size_t stride = std::size_t(gridDim.x) * kThreads;
-  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride)
+  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
     adam_element(p[i], m[i], v[i], g[i], alpha, b1, b2, eps);  // step_math.cuh, shared with the fused step
+    if (rq.q) rq.q[i] = round_gemm_input(rq.prec, p[i]);       // (uniform: a parameter)
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    round_params_kernel(const RoundedParams rq, const float* __restrict__ p, std::size_t n) {
+  const std::size_t stride = std::size_t(gridDim.x) * kThreads;
+  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride)
+    rq.q[i] = round_gemm_input(rq.prec, p[i]);
 }
 
 // adam_reduce_update's view of its segments: the first thread (element) of each, and the total.
@@ -69,7 +80,7 @@ constexpr int kReduceLoads = 64;
 __global__ void __launch_bounds__(kThreads)
     adam_reduce_kernel(float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, float* __restrict__ g_out,
                        const ReduceArgs a, TrainCounters* __restrict__ counters, float b1, float b2, float eps,
-                       unsigned* __restrict__ advance, const GroupMetrics gm) {
+                       unsigned* __restrict__ advance, const GroupMetrics gm, const RoundedParams rq) {
   __shared__ float s_alpha;
   __shared__ bool s_last;
   __shared__ double s_loss[kThreads];  // (gm: add_group_sums' scratch, 3.4 KB)
@@ -108,6 +119,7 @@ __global__ void __launch_bounds__(kThreads)
       const std::size_t i = c < g.cols ? g.w_offset + std::size_t(r) * g.cols + c : g.b_offset + std::size_t(r);
       adam_element(p[i], m[i], v[i], acc, alpha, b1, b2, eps);  // step_math.cuh: adam_update's arithmetic
       if (g_out) g_out[i] = acc;
+      if (rq.q) rq.q[i] = round_gemm_input(rq.prec, p[i]);  // (the GEMMs' copy: RoundedParams)
     }
   };
   // The early segments while the launch before runs (a programmatic launch), then the rest. The
@@ -127,11 +139,27 @@ unsigned grid_for(std::size_t n) {
   return unsigned(std::max<std::size_t>(1, std::min(kMaxBlocks, (n + kThreads - 1) / kThreads)));
 }
 
+// The rounded copy's pointer for a launch: null unless it is on; checked apart from the arrays
+// the launch updates.
+RoundedParams rounded_arg(const RoundedParams& r, const char* who, std::initializer_list<const float*> others) {
+  if (!r.on()) return {};
+  for (const float* o : others) MNIST_CHECK(r.q != o, who, ": the rounded copy must not alias p, m, v or g");
+  return r;
+}
+
 }  // namespace
+
+void round_params(const RoundedParams& out, const float* p, std::size_t n, cudaStream_t stream) {
+  MNIST_CHECK(out.on(), "round_params: no rounded copy (null, or FP32, which rounds nothing)");
+  if (n == 0) return;
+  MNIST_CHECK(p && p != out.q, "round_params: null or aliased pointer");
+  launch_kernel(round_params_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, out, p, n);
+  MNIST_LAUNCH_CHECK(stream);
+}
 
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
                         TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
-                        unsigned* advance, const GroupMetrics& group_metrics) {
+                        unsigned* advance, const GroupMetrics& group_metrics, const RoundedParams& rounded) {
   MNIST_CHECK(set.count >= 0 && set.count <= kAdamMaxSegments, "adam_reduce_update: ", set.count,
               " segments (at most ", kAdamMaxSegments, ")");
   MNIST_CHECK(counters, "adam_reduce_update: null counters");
@@ -156,8 +184,9 @@ void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSl
   const unsigned blocks =
       unsigned(std::max<long long>(1, std::min<long long>((total + kThreads - 1) / kThreads, (long long)kMaxBlocks)));
   if (total == 0 && !advance) return;
+  const RoundedParams rq = rounded_arg(rounded, "adam_reduce_update", {p, m, v, g_out});
   launch_kernel(adam_reduce_kernel, dim3(blocks), dim3(kThreads), 0, stream, p, m, v, g_out, a, counters, b1, b2, eps,
-                advance, group_metrics);
+                advance, group_metrics, rq);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -168,7 +197,7 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
   MNIST_CHECK(p && m && v && g, "adam_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
   launch_kernel(adam_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, p, m, v, g, n, lr, b1, b2, eps, t, nullptr,
-                nullptr);
+                nullptr, RoundedParams{});
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -180,18 +209,20 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, co
   MNIST_CHECK(p != m && p != v && m != v && g != p && g != m && g != v, "adam_update: p, m, v, g must be distinct");
   // (read only: no advance count, so the kernel never writes them)
   launch_kernel(adam_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, p, m, v, g, n, 0.0f, b1, b2, eps, int64_t(0),
-                const_cast<TrainCounters*>(counters), nullptr);
+                const_cast<TrainCounters*>(counters), nullptr, RoundedParams{});
   MNIST_LAUNCH_CHECK(stream);
 }
 
 void adam_update_and_advance(float* p, float* m, float* v, const float* g, std::size_t n, TrainCounters* counters,
-                             float b1, float b2, float eps, cudaStream_t stream, unsigned* advance) {
+                             float b1, float b2, float eps, cudaStream_t stream, unsigned* advance,
+                             const RoundedParams& rounded) {
   MNIST_CHECK(counters && advance, "adam_update_and_advance: null counters or advance count");
   MNIST_CHECK(n == 0 || (p && m && v && g), "adam_update_and_advance: null pointer");
   MNIST_CHECK(n == 0 || (p != m && p != v && m != v && g != p && g != m && g != v),
               "adam_update_and_advance: p, m, v, g must be distinct");
+  const RoundedParams rq = rounded_arg(rounded, "adam_update_and_advance", {p, m, v, g});
   launch_kernel(adam_kernel, dim3(grid_for(n)), dim3(kThreads), 0, stream, p, m, v, g, n, 0.0f, b1, b2, eps, int64_t(0),
-                counters, advance);
+                counters, advance, rq);
   MNIST_LAUNCH_CHECK(stream);
 }
 

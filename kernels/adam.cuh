@@ -8,9 +8,31 @@
 #include <cstdint>
 
 #include "kernels/metrics.cuh"
+#include "kernels/precision.hpp"
 #include "kernels/train_counters.cuh"
 
 namespace mnist::cuda {
+
+// ---- The weights as the tensor-core GEMMs take them ----
+//
+// At TF32/BF16 every GEMM input is rounded to the precision first (kernels/precision.hpp), the
+// weights too: each GEMM tile that reads W rounds every element of it again, once per tile of
+// output rows (layer 0's forward at 4096 rows: 32 times over W0's 100,352 elements, in the copy ->
+// round -> barrier chain of every slice). The engine keeps instead a copy of the parameters rounded
+// to the precision, written by the optimizer in the same pass that updates them (so it is never a
+// step behind) and by round_params wherever the parameters are written from the host; the GEMMs
+// read W from it and skip their own pass (GemmParams::rounded). Rounding is idempotent, so every
+// result is the same bits as with the raw weights.
+// q: n floats at the same offsets as p (the whole flat span: biases too, unread by the GEMMs, so
+// that the copy is simply round(p) everywhere); prec: TF32 or BF16. A null q (or FP32): no copy.
+struct RoundedParams {
+  float* q = nullptr;
+  GemmPrecision prec = GemmPrecision::FP32;
+  bool on() const { return q && prec != GemmPrecision::FP32; }
+};
+
+// q[i] = round_gemm_input(prec, p[i]) for i < n (kernels/gemm_round.cuh: the GEMMs' own rounding).
+void round_params(const RoundedParams& out, const float* p, std::size_t n, cudaStream_t stream);
 
 // p, m, v, g: four distinct arrays (checked). Over n elements of p, m, v, g at step t (1-based),
 // with learning rate lr:
@@ -29,8 +51,10 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, co
 // every block has read the counters: the graph path's optimizer and counter launches in one, as
 // adam_reduce_update does for the tail path. advance: a device counter, 0 before the first launch;
 // every launch leaves it 0. Bitwise adam_update's p, m, v (n == 0 still advances).
+// With `rounded` on, every element updated is also written rounded to rounded.q (RoundedParams).
 void adam_update_and_advance(float* p, float* m, float* v, const float* g, std::size_t n, TrainCounters* counters,
-                             float b1, float b2, float eps, cudaStream_t stream, unsigned* advance);
+                             float b1, float b2, float eps, cudaStream_t stream, unsigned* advance,
+                             const RoundedParams& rounded = {});
 
 // ---- Adam fused with the sum of a weight gradient's partial slices ----
 //
@@ -81,9 +105,11 @@ struct GradSlicesSet {
 // counters are only read. Each thread does its elements of `early` segments first, then
 // pdl_wait(), then the others (the order of an element's own arithmetic is the same). With
 // `group_metrics.slots` (and `advance`, which picks the block), that block also adds them after its
-// wait (GroupMetrics).
+// wait (GroupMetrics). With `rounded` on, every element updated is also written rounded to
+// rounded.q (RoundedParams); elements outside the segments are left alone there as in p.
 void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSlicesSet& set,
                         TrainCounters* counters, float b1, float b2, float eps, cudaStream_t stream,
-                        unsigned* advance = nullptr, const GroupMetrics& group_metrics = {});
+                        unsigned* advance = nullptr, const GroupMetrics& group_metrics = {},
+                        const RoundedParams& rounded = {});
 
 }  // namespace mnist::cuda

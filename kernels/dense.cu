@@ -393,21 +393,37 @@ void dense_prepare() {
   prepare_tiles<GemmPrecision::BF16, false>();
 }
 
+namespace {
+
+// dense_forward's / dense_backward_data's w_rounded: W (the B operand of the Forward and Data GEMMs)
+// is already rounded to prec (FP32 has no rounding to skip: its launches and keys stay as they were).
+void promise_w_rounded(GemmParams& p, GemmPrecision prec, bool w_rounded) {
+  if (w_rounded && prec != GemmPrecision::FP32) p.rounded |= kRoundedB;
+}
+// The autotune key's note for it: the tiles that skip the pass run faster, so it is its own GEMM.
+const char* w_note(const GemmParams& p) { return p.rounded & kRoundedB ? ", W rounded" : ""; }
+
+}  // namespace
+
 void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B, int K, int N, bool relu,
-                   cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets) {
+                   cudaStream_t stream, GemmPrecision prec, float* workspace, unsigned* tickets, bool w_rounded) {
   check_sizes("dense_forward", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(Y && X.present() && W && b, "dense_forward: null pointer");
-  const GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
+  GemmParams p = forward_params(Y, X, W, b, B, K, N, relu);
+  promise_w_rounded(p, prec, w_rounded);
   const bool split = workspace && forward_split_cols(K) > 0;
   run_tuned(double(B) * K * N, prec, split, WgmmaOp::Forward, split && tickets, stream,
-            [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{Y, std::size_t(B) * N}}}; },
+            [&] {
+              return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets) + w_note(p),
+                               {{Y, std::size_t(B) * N}}};
+            },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
 
 void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream, GemmPrecision prec,
-                                float* workspace, unsigned* tickets) {
+                                float* workspace, unsigned* tickets, bool w_rounded) {
   check_sizes("dense_relu_dropout_forward", B, K, N);
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "dropout probability must be in [0, 1), got ", drop.p);
   if (B == 0) return;
@@ -422,9 +438,13 @@ void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const fl
     p.counters = drop.counters;
     p.layer = drop.layer;
   }
+  promise_w_rounded(p, prec, w_rounded);
   const bool split = workspace && forward_split_cols(K) > 0;
   run_tuned(double(B) * K * N, prec, split, WgmmaOp::Forward, split && tickets, stream,
-            [&] { return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets), {{D, std::size_t(B) * N}}}; },
+            [&] {
+              return Described{tune_key("forward", B, K, N, prec, X, workspace, tickets) + w_note(p),
+                               {{D, std::size_t(B) * N}}};
+            },
             [&] { launch_forward(p, workspace, tickets, prec, stream); });
 }
 
@@ -500,15 +520,17 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
 }
 
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
-                         int K, int N, cudaStream_t stream, GemmPrecision prec) {
+                         int K, int N, cudaStream_t stream, GemmPrecision prec, bool w_rounded) {
   check_sizes("dense_backward_data", B, K, N);
   if (B == 0) return;
   MNIST_CHECK(dX && dZ && W, "dense_backward_data: null pointer");
   MNIST_CHECK(dX != dZ && dX != W, "dense_backward_data: dX must not alias its inputs");
-  const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
+  GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
+  promise_w_rounded(d, prec, w_rounded);
   run_tuned(double(B) * K * N, prec, false, WgmmaOp::None, false, stream,
             [&] {
-              return Described{tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr),
+              return Described{tune_key(mask ? "data+mask" : "data", B, K, N, prec, DenseInput(), nullptr, nullptr) +
+                                   w_note(d),
                                {{dX, std::size_t(B) * K}}};
             },
             [&] { (void)launch_gemm<Kind::Data>(d, prec, stream); });
@@ -516,13 +538,14 @@ void dense_backward_data(float* dX, const float* dZ, const float* W, const float
 
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, DenseInput X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
-                          GemmPrecision prec, float* workspace, unsigned* tickets) {
+                          GemmPrecision prec, float* workspace, unsigned* tickets, bool w_rounded) {
   check_sizes("dense_backward_fused", B, K, N);
   MNIST_CHECK(dW && (B == 0 || (dZ && X.present())) && (!dX || W), "dense_backward_fused: null pointer");
   MNIST_CHECK(!dX || (dX != dZ && dX != W && dX != dW), "dense_backward_fused: dX must not alias its inputs");
   GemmParams w = weight_params(dW, db, dZ, X, B, K, N);
   set_split(w, workspace, tickets, B, K, N);
-  const GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
+  GemmParams d = data_params(dX, dZ, W, mask, mask_scale, B, K, N);
+  if (dX) promise_w_rounded(d, prec, w_rounded);
   if (B == 0) return launch_weights_and_data(w, dX ? &d : nullptr, prec, stream);
   run_tuned(double(B) * K * N * (dX ? 2 : 1), prec, false, dX ? WgmmaOp::None : WgmmaOp::Weight, w.tickets != nullptr,
             stream,
@@ -530,7 +553,8 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
               const char* op = dX ? (mask ? "backward (weight, data+mask)" : "backward (weight, data)")
                                : db ? "weight+db"
                                     : "weight";
-              Described desc{tune_key(op, B, K, N, prec, X, workspace, tickets), {{dW, std::size_t(N) * K}}};
+              Described desc{tune_key(op, B, K, N, prec, X, workspace, tickets) + (dX ? w_note(d) : ""),
+                             {{dW, std::size_t(N) * K}}};
               if (db) desc.outputs.push_back({db, std::size_t(N)});
               if (dX) desc.outputs.push_back({dX, std::size_t(B) * K});
               return desc;

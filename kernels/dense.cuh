@@ -85,9 +85,13 @@ std::size_t dense_ticket_count(int B, int K, int N);
 // it captures any CUDA graph, so that no attribute call happens inside a capture.
 void dense_prepare();
 
+// w_rounded: the caller promises that every element of W is already rounded to prec (the engine's
+// rounded copy of the weights, kernels/adam.cuh RoundedParams), so the GEMM need not round it again;
+// the bits are the same (rounding is idempotent), the TF32 pipelined and wgmma tiles skip their pass
+// over W's shared-memory stages. A broken promise gives other bits. Ignored at FP32.
 void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B, int K, int N, bool relu,
                    cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
-                   unsigned* tickets = nullptr);
+                   unsigned* tickets = nullptr, bool w_rounded = false);
 
 // D [B,N] = dropout(ReLU(X [B,K] · W [N,K]ᵀ + b [N])): dense_forward(relu) followed by
 // dropout_forward(drop) on the [B,N] output (element index b*N + n), with the mask applied in the
@@ -95,7 +99,7 @@ void dense_forward(float* Y, DenseInput X, const float* W, const float* b, int B
 void dense_relu_dropout_forward(float* D, DenseInput X, const float* W, const float* b, int B, int K, int N,
                                 const DropoutSpec& drop, cudaStream_t stream,
                                 GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
-                                unsigned* tickets = nullptr);
+                                unsigned* tickets = nullptr, bool w_rounded = false);
 
 // dW [N,K] = dZ [B,N]ᵀ · X [B,K] and, when db is not null, db [N] = Σ_b dZ [b,:], in ONE GEMM:
 // db is the product with a column of ones appended to X. dZ is the pre-activation gradient.
@@ -126,18 +130,20 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
 // activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the
 // gradient w.r.t. the previous layer's pre-activation (relu_dropout_backward fused into the
-// epilogue; mask_scale = 1/(1-p), or 1 without dropout). dX must not alias dZ or W.
+// epilogue; mask_scale = 1/(1-p), or 1 without dropout). dX must not alias dZ or W. w_rounded: as
+// dense_forward's (W already rounded to prec).
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
-                         int K, int N, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32);
+                         int K, int N, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
+                         bool w_rounded = false);
 
 // dense_backward_weights(dW, db, dZ, X) and, when dX is not null, dense_backward_data(dX, dZ, W,
 // mask, mask_scale) in ONE launch (the two GEMMs are independent): the engine's backward of a
 // layer. Bitwise the same results as the two separate launches (with the same workspace choice;
-// workspace as for dense_backward_weights).
+// workspace as for dense_backward_weights). w_rounded: the data GEMM's W, as dense_backward_data's.
 void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, DenseInput X, const float* W,
                           const float* mask, float mask_scale, int B, int K, int N, cudaStream_t stream,
                           GemmPrecision prec = GemmPrecision::FP32, float* workspace = nullptr,
-                          unsigned* tickets = nullptr);
+                          unsigned* tickets = nullptr, bool w_rounded = false);
 
 // Testing hook (the kernel tests): forces the tile of the TF32/BF16 GEMMs launched after it. Auto
 // (the default): the launchers' choice by size (kernels/dense.cu, pick_pipe). Mma: the

@@ -61,9 +61,11 @@ struct GemmParams {
   // Weight epilogue
   float* db = nullptr;
   // kRoundedA / kRoundedB: that float operand's values are already rounded to the GEMM's precision
-  // by whoever wrote them (dense_weight_partials' dz_rounded / x_rounded), so PipeTile skips its
-  // rounding pass over them (TF32; at BF16 and FP32 that pass does nothing). Never set for an
-  // operand read from the images: their expansion is the same pass.
+  // by whoever wrote them (dense_weight_partials' dz_rounded / x_rounded; dense_forward's and
+  // dense_backward_data's w_rounded: W, the engine's rounded copy), so PipeTile and WgmmaTile skip
+  // their rounding pass over them (TF32; at BF16 and FP32 PipeTile's pass does nothing, WgmmaTile's
+  // BF16 pass writes the bf16 copy and always runs). Never set for an operand read from the images:
+  // their expansion is the same pass.
   unsigned rounded = 0;
   // Split-K (Weight, and Forward over a deep K): when split_k > 0, block split z sums k in
   // [z·split_k, min(K, (z+1)·split_k)) and stores its raw partial at partial[(z·M + m)·N + n]; a
@@ -1532,6 +1534,10 @@ struct WgmmaTile {
     else
       ca.init(p.a, p.lda, m0, p.M, k_begin);
     cb.init(p.b, p.ldb, n0, p.N, k_begin);
+    // (GemmParams::rounded, as PipeTile's: a float operand written rounded needs no pass at TF32;
+    // BF16's pass writes the bf16 copy the wgmma reads, and the images' pass is their expansion)
+    const bool prepare_a = BF16 || !(p.rounded & kRoundedA) || images_a<KIND>(p);
+    const bool prepare_b = BF16 || !(p.rounded & kRoundedB);
     int ik0 = k_begin;                                      // next slice to issue
     int ike = fold ? (piece < p.K ? piece : p.K) : k_last;  // and its piece's end
     auto issue_next = [&](float* st) {
@@ -1559,8 +1565,8 @@ struct WgmmaTile {
       float* const st = smem + (s % STAGES) * STAGE;
       cp_async_wait<AHEAD - 1>();  // this thread's copies of slice s have landed
       if constexpr (PREPARE) {
-        round_own<CHUNKS_A>(st, st + RAW, ca.img);  // images: expanded here, before the barrier
-        round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2, false);
+        if (prepare_a) round_own<CHUNKS_A>(st, st + RAW, ca.img);  // images: expanded here, before the barrier
+        if (prepare_b) round_own<CHUNKS_B>(st + RAW_A, st + RAW + RAW_A / 2, false);
       }
       fence_proxy_async();
       __syncthreads();  // everyone's slice s is rounded; every wgmma of slice s - 2 is done

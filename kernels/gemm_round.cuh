@@ -21,6 +21,14 @@ __device__ __forceinline__ float round_gemm_input(float v) {
     return v;
 }
 
+// The same with the precision known only at run time (a launch argument: the optimizer's rounded
+// copy of the weights, kernels/adam.cuh). One uniform branch, then the instruction above.
+__device__ __forceinline__ float round_gemm_input(GemmPrecision prec, float v) {
+  return prec == GemmPrecision::TF32   ? round_gemm_input<GemmPrecision::TF32>(v)
+         : prec == GemmPrecision::BF16 ? round_gemm_input<GemmPrecision::BF16>(v)
+                                       : v;
+}
+
 // A hidden activation as a kernel keeps it for both its uses, the next GEMM's input and the
 // ReLU/dropout mask of the backward: round(a), and -0 for an a > 0 that rounds to 0, so that the
 // mask (the raw a > 0) survives in the sign bit: mask = kept(stored) = bits != 0 (a >= 0 always).

@@ -260,6 +260,12 @@ class CudaEngine final : public Engine {
     // (the tail path's weight GEMM on gathered X: where the tail may run with X in place)
     x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
     if (!x_in_place_ || race_x_ || x_split_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
+    // The GEMMs' rounded copy of the weights (EngineConfig::rounded_weights): on the paths whose
+    // optimizer writes it (graph and tail; the fused kernel rounds its own loads).
+    if (cfg.rounded_weights && cfg.precision != Precision::FP32 && !blas_ && !fused_) {
+      wq_.resize(layout_.storage);
+      refresh_rounded();
+    }
     CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -275,6 +281,7 @@ class CudaEngine final : public Engine {
   bool tail_kernel() const override { return tail_; }
   bool programmatic_launch() const override { return tail_ && pdl_; }
   bool max_carveout() const override { return tail_ && max_carveout_; }
+  bool rounded_weights() const override { return wq_.size() != 0; }
   std::map<std::string, std::string> autotune_choices() const override {
     std::map<std::string, std::string> c;
     if (!tune_) return c;
@@ -530,6 +537,7 @@ class CudaEngine final : public Engine {
     ready_eval_ = -1;  // (an evaluation train_steps enqueued was of the parameters before)
     stream_.synchronize();
     params_.upload(flat.data(), flat.size());
+    refresh_rounded();
   }
   void get_state(TrainState& st) override {
     get_params(st.params);
@@ -698,7 +706,8 @@ class CudaEngine final : public Engine {
     // ... and, by its last block, advance_train_counters: the step's last launch.
     cuda::adam_reduce_update(params_.data(), m_.data(), v_.data(), nullptr, set, counters_.data(), cfg_.beta1,
                              cfg_.beta2, cfg_.eps, s, advance_done_.data(),
-                             cuda::GroupMetrics{xent_blocks_.data(), cuda::tail_xent_slots(B), metrics_.data() + kTrainMetrics});
+                             cuda::GroupMetrics{xent_blocks_.data(), cuda::tail_xent_slots(B), metrics_.data() + kTrainMetrics},
+                             rounded_params());
   }
 
   // The fused kernel's view of the model and buffers, training over dataset d.
@@ -742,6 +751,16 @@ class CudaEngine final : public Engine {
   cuda::HeadScratch head_scratch() { return {xent_scratch(), head_partial_.data(), head_partial_.size()}; }
   cuda::XentScratch xent_scratch() { return {xent_blocks_.data(), xent_done_.data(), int(xent_blocks_.size())}; }
   float* param(std::size_t offset) { return params_.data() + offset; }
+  // W of a Dense layer as the native GEMMs read it: the rounded copy where there is one.
+  const float* gemm_w(const DenseSlot& sl) { return wq_.size() ? wq_.data() + sl.w_offset : param(sl.w_offset); }
+  // The optimizer's view of the rounded copy (off: nothing to write).
+  cuda::RoundedParams rounded_params() {
+    return wq_.size() ? cuda::RoundedParams{wq_.data(), cfg_.precision} : cuda::RoundedParams{};
+  }
+  // The rounded copy made again from params_ (after every write of params_ from the host).
+  void refresh_rounded() {
+    if (wq_.size()) cuda::round_params(rounded_params(), params_.data(), layout_.storage, stream_.get());
+  }
   float* grad(std::size_t offset) { return grads_.data() + offset; }
   float mask_scale() const { return cfg_.spec.dropout > 0 ? cuda::dropout_scale(cfg_.spec.dropout) : 1.0f; }
 
@@ -833,6 +852,7 @@ class CudaEngine final : public Engine {
     const int kept = cuda::autotune::tune(paths, {{m_.data(), layout_.storage}, {v_.data(), layout_.storage}}, s, rec,
                                           cfg_.autotune == Autotune::On);
     restore();
+    refresh_rounded();  // (the race's steps ran at lr 0 and left the copy as it was; made sure of)
     stream_.synchronize();
     path_report_.push_back(rec.line());
     path_choice_ = rec.chosen;
@@ -935,19 +955,18 @@ class CudaEngine final : public Engine {
     for (std::size_t l = 0; l < layers; ++l) {
       const DenseSlot& sl = layout_.dense[l];
       float* out = act_[l].data();
-      const float* W = param(sl.w_offset);
       const float* b = param(sl.b_offset);
       const bool drop = l + 1 < L && training && cfg_.spec.dropout > 0;
       const cuda::DropoutSpec spec{cfg_.spec.dropout, cfg_.seed, 0, uint32_t(l), counters_.data()};
       if (blas_) {
-        lt_plan(l, B).run(out, in.x, W, b, blas_->workspace.data(), s);  // floats: cuBLAS gathers (x_in_place_)
+        lt_plan(l, B).run(out, in.x, param(sl.w_offset), b, blas_->workspace.data(), s);  // floats: cuBLAS gathers (x_in_place_)
         if (drop) cuda::dropout_forward(out, out, std::size_t(B) * std::size_t(sl.out), spec, s);
       } else if (drop) {
-        cuda::dense_relu_dropout_forward(out, in, W, b, B, sl.in, sl.out, spec, s, cfg_.precision, gemm_ws_.data(),
-                                         gemm_tickets_.data());
+        cuda::dense_relu_dropout_forward(out, in, gemm_w(sl), b, B, sl.in, sl.out, spec, s, cfg_.precision,
+                                         gemm_ws_.data(), gemm_tickets_.data(), rounded_weights());
       } else {
-        cuda::dense_forward(out, in, W, b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data(),
-                            gemm_tickets_.data());
+        cuda::dense_forward(out, in, gemm_w(sl), b, B, sl.in, sl.out, sl.relu, s, cfg_.precision, gemm_ws_.data(),
+                            gemm_tickets_.data(), rounded_weights());
       }
       in = out;
     }
@@ -976,9 +995,9 @@ class CudaEngine final : public Engine {
         // dW, db and (below the first layer) the previous layer's dZ, in one launch.
         float* dprev = l > 0 ? dz_[l - 1].data() : nullptr;
         const float* mask = l > 0 ? act_[l - 1].data() : nullptr;
-        cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, param(sl.w_offset), mask,
+        cuda::dense_backward_fused(grad(sl.w_offset), grad(sl.b_offset), dprev, dZ, X, gemm_w(sl), mask,
                                    mask_scale(), B, sl.in, sl.out, s, cfg_.precision, gemm_ws_.data(),
-                                   gemm_tickets_.data());
+                                   gemm_tickets_.data(), rounded_weights());
       }
     }
   }
@@ -1030,7 +1049,8 @@ class CudaEngine final : public Engine {
     // ... and advance_train_counters by its last block: the step's last launch (every reader of the
     // counters in this step has run before it).
     cuda::adam_update_and_advance(params_.data(), m_.data(), v_.data(), grads_.data(), layout_.storage,
-                                  counters_.data(), cfg_.beta1, cfg_.beta2, cfg_.eps, s, advance_done_.data());
+                                  counters_.data(), cfg_.beta1, cfg_.beta2, cfg_.eps, s, advance_done_.data(),
+                                  rounded_params());
   }
 
   EngineConfig cfg_;
@@ -1038,6 +1058,9 @@ class CudaEngine final : public Engine {
   Stream stream_;
   int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
   DeviceBuffer<float> params_, grads_, m_, v_;
+  // params_ rounded to the precision, kept so by every writer (EngineConfig::rounded_weights); empty
+  // when off (FP32, --gemm cublas, the fused path, or the config).
+  DeviceBuffer<float> wq_;
   bool pdl_ = false;  // the tail path's launches are programmatic (cfg.pdl and the device's probe)
   bool max_carveout_ = false;  // ... and ask for the largest carveout (cfg.carveout and the probe)
   bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)

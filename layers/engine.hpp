@@ -147,6 +147,13 @@ struct EngineConfig {
   // memory and L1 and a block of the next can start beside the one before (kernels/pdl_scope.hpp).
   // Driver: the driver's own split per launch. Changes no result. The app's --carveout max|driver.
   Carveout carveout = Carveout::Max;
+  // CUDA, graph and tail paths at TF32/BF16, native GEMMs: a copy of the parameters rounded to the
+  // precision, written by the optimizer in the pass that updates them (and refreshed wherever the
+  // parameters are written from the host), from which the GEMMs read W without rounding it again:
+  // the TF32 pipelined and wgmma tiles skip their pass over W's stages (kernels/adam.cuh
+  // RoundedParams). Changes no result (rounding is idempotent). False: the GEMMs read the raw
+  // weights and round them, as before (for the tests, which prove the two bitwise equal).
+  bool rounded_weights = true;
 };
 
 struct EpochStats {
@@ -199,6 +206,8 @@ class Engine {
   virtual bool programmatic_launch() const { return false; }
   // ... and each of them asks for the largest shared-memory carveout (EngineConfig::carveout).
   virtual bool max_carveout() const { return false; }
+  // Whether the GEMMs read W from the optimizer's rounded copy (EngineConfig::rounded_weights).
+  virtual bool rounded_weights() const { return false; }
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the
   // order they were tuned; empty when nothing was tuned.
   virtual std::vector<std::string> autotune_report() const { return {}; }

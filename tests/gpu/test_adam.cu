@@ -5,10 +5,13 @@
 // an ulp or two (FMA contraction, device vs host sqrt/pow rounding of the step size), i.e. ~1e-7
 // relative per element, so the normalised error of p, m and v after a few steps is far below
 // 1e-6. A wrong moment, bias correction or step gives errors of order lr/|p| ~ 1e-2.
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/adam.cuh"
+#include "kernels/precision.hpp"
 #include "kernels/train_counters.cuh"
 #include "layers/cpu_ops.hpp"
 #include "tests/gpu/gpu_test.cuh"
@@ -224,6 +227,112 @@ TEST_CASE("adam_reduce_update with advance: the last block moves the counters on
   CHECK(after.batch == 9);
   CHECK(after.lr == lr);
   CHECK(to_host(done)[0] == 0u);
+}
+
+// The optimizer's rounded copy of the weights (RoundedParams, kernels/adam.cuh: what the engine's
+// GEMMs read W from at TF32/BF16). Expected, at each precision: round_params writes
+// cpu::round_gemm_inputs(p) into every element, the special values included (±0, subnormals, ±Inf,
+// NaN, ties); adam_update_and_advance and adam_reduce_update leave p, m, v bitwise as without the
+// copy and write round(p) (after the update) into every element they update and nothing else (the
+// gaps between adam_reduce_update's segments keep their poison); FP32 writes no copy; a copy that
+// aliases p is refused.
+TEST_CASE("the optimizer's rounded copy: round(p) at every element it updates, p, m, v unchanged") {
+  Stream stream;
+  const float lr = 3e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+  for (const GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+    const std::string name = prec == GemmPrecision::TF32 ? "tf32" : "bf16";
+    INFO(name);
+    auto rounded = [prec](const std::vector<float>& x) {
+      std::vector<float> r(x.size());
+      cpu::round_gemm_inputs(r.data(), x.data(), x.size(), prec);
+      return r;
+    };
+    {  // round_params, over random values and the special ones
+      std::vector<float> p = random_vector(5003, 41);
+      const float special[] = {0.0f, -0.0f, 1e-40f, -3e-39f, INFINITY, -INFINITY, NAN, -NAN,
+                               1.0f + 1.0f / 4096.0f,  // a TF32 tie (half an ulp of 2^-10): away
+                               1.0f + 1.0f / 256.0f,   // a BF16 tie (half an ulp of 2^-7): to even
+                               3.4028235e38f};         // rounds past the largest TF32/BF16 value
+      for (std::size_t i = 0; i < sizeof special / sizeof special[0]; ++i) p[7 * i + 3] = special[i];
+      auto dp = to_device(p);
+      auto q = poisoned<float>(p.size());
+      cuda::round_params({q.data(), prec}, dp.data(), p.size(), stream.get());
+      // (bitwise, except that a NaN need only stay a NaN: cvt's NaN payload is the hardware's)
+      const std::vector<float> hq = to_host(q), want = rounded(p);
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < p.size(); ++i)
+        wrong += float_bits(hq[i]) != float_bits(want[i]) && !(std::isnan(hq[i]) && std::isnan(want[i]));
+      CHECK(wrong == 0);
+      CHECK(bitwise_equal(to_host(dp), p));  // read only
+      CHECK_THROWS(cuda::round_params({dp.data(), prec}, dp.data(), p.size(), stream.get()));
+    }
+    {  // adam_update_and_advance: every element updated
+      const std::size_t n = 70001;
+      TwinStates x(n, 43);
+      auto ctr1 = device_counters(3, 0, lr), ctr2 = device_counters(3, 0, lr);
+      auto adv1 = to_device(std::vector<unsigned>{0u}), adv2 = to_device(std::vector<unsigned>{0u});
+      auto q = poisoned<float>(n);
+      for (int launch = 0; launch < 2; ++launch) {
+        cuda::adam_update_and_advance(x.p1.data(), x.m1.data(), x.v1.data(), x.g.data(), n, ctr1.data(), b1, b2, eps,
+                                      stream.get(), adv1.data());
+        cuda::adam_update_and_advance(x.p2.data(), x.m2.data(), x.v2.data(), x.g.data(), n, ctr2.data(), b1, b2, eps,
+                                      stream.get(), adv2.data(), {q.data(), prec});
+      }
+      x.check_equal();
+      CHECK(bitwise_equal(to_host(q), rounded(to_host(x.p2))));
+      CHECK_THROWS(cuda::adam_update_and_advance(x.p2.data(), x.m2.data(), x.v2.data(), x.g.data(), n, ctr2.data(), b1,
+                                                 b2, eps, stream.get(), adv2.data(), {x.m2.data(), prec}));
+      auto q32 = poisoned<float>(n);  // FP32: no copy
+      cuda::adam_update_and_advance(x.p2.data(), x.m2.data(), x.v2.data(), x.g.data(), n, ctr2.data(), b1, b2, eps,
+                                    stream.get(), adv2.data(), {q32.data(), GemmPrecision::FP32});
+      CHECK(bitwise_equal(to_host(q32), to_host(poisoned<float>(n))));
+    }
+    {  // adam_reduce_update: the segments' elements only, in a flat span with gaps
+      struct Seg {
+        int rows, cols, slices;
+        std::size_t w_offset, b_offset;
+      };
+      const std::vector<Seg> segs{{64, 9, 2, 0, 700}, {10, 30, 40, 780, 1100}};
+      const std::size_t n = 1200;
+      const std::vector<float> p = random_vector(n, 45), m = random_vector(n, 46, -0.1, 0.1),
+                               v = random_vector(n, 47, 0.0, 0.01);
+      auto p1 = to_device(p), m1 = to_device(m), v1 = to_device(v), p2 = to_device(p), m2 = to_device(m),
+           v2 = to_device(v);
+      std::vector<DeviceBuffer<float>> parts;
+      std::vector<bool> touched(n, false);
+      cuda::GradSlicesSet set;
+      for (std::size_t s = 0; s < segs.size(); ++s) {
+        const Seg& e = segs[s];
+        const std::size_t per = std::size_t(e.rows) * std::size_t(e.cols + 1);
+        parts.push_back(to_device(random_vector(per * std::size_t(e.slices), 200 + s)));
+        set.seg[set.count++] = {parts.back().data(), e.slices, per, e.rows, e.cols, e.w_offset, e.b_offset};
+        for (int r = 0; r < e.rows; ++r) {
+          for (int c = 0; c < e.cols; ++c) touched[e.w_offset + std::size_t(r) * e.cols + c] = true;
+          touched[e.b_offset + std::size_t(r)] = true;
+        }
+      }
+      cuda::TrainCounters c;
+      c.step = 2;
+      c.lr = lr;
+      auto ctr = to_device(std::vector<cuda::TrainCounters>{c});
+      auto q = poisoned<float>(n);
+      cuda::adam_reduce_update(p1.data(), m1.data(), v1.data(), nullptr, set, ctr.data(), b1, b2, eps, stream.get());
+      cuda::adam_reduce_update(p2.data(), m2.data(), v2.data(), nullptr, set, ctr.data(), b1, b2, eps, stream.get(),
+                               nullptr, {}, {q.data(), prec});
+      const std::vector<float> hp = to_host(p2), hq = to_host(q), want = rounded(hp);
+      CHECK(bitwise_equal(hp, to_host(p1)));
+      CHECK(bitwise_equal(to_host(m2), to_host(m1)));
+      CHECK(bitwise_equal(to_host(v2), to_host(v1)));
+      std::size_t wrong = 0, updated = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const float expect = touched[i] ? want[i] : bits_float(0xFFFFFFFFu);  // (the gaps: poison)
+        wrong += float_bits(hq[i]) != float_bits(expect);
+        updated += touched[i] && hp[i] != p[i];
+      }
+      CHECK(wrong == 0);
+      CHECK(updated > 0);
+    }
+  }
 }
 
 }  // namespace

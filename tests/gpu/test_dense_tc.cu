@@ -449,6 +449,78 @@ TEST_CASE("dense_weight_partials: inputs rounded by their writer give the same b
     }
 }
 
+// dense_forward's and dense_backward_data's w_rounded (the engine's W read from the optimizer's
+// rounded copy, kernels/adam.cuh RoundedParams): with W rounded, the same bits as without the
+// promise, on every tile that runs the GEMM, with the engine's split-K workspace (the forward over
+// K = 784 is split) and without; and the promise is acted on: with raw W the TF32 PipeTiles and
+// wgmma tiles, which then skip their pass over W, give other bits, while BF16 (PipeTile converts at
+// the fragment load; the wgmma tile's BF16 pass writes the copy it reads, never skipped) and
+// MmaTile (no pass) give the same. X, dZ and the mask stay raw: the promise is W's only.
+TEST_CASE("dense_forward / dense_backward_data: W rounded by its writer gives the same bits, and TF32 skips its pass") {
+  Stream stream;
+  struct Shape {
+    int B, K, N;
+  };
+  std::vector<Shape> shapes{{129, 36, 64}, {129, 784, 72}};
+  if (!quick_tests()) shapes.push_back({4096, 784, 128});
+  struct Tile {
+    cuda::GemmTile tile;
+    bool skips, data;  // the TF32 pass over W skipped on the promise; the tile runs the data GEMM too
+  };
+  // (the wgmma tiles fall back to PipeTile without sm_90a, which skips as well)
+  const Tile tiles[] = {{cuda::GemmTile::Pipe64x8, true, true}, {cuda::GemmTile::Pipe128, true, true},
+                        {cuda::GemmTile::Pipe64, true, true},   {cuda::GemmTile::Mma, false, true},
+                        {cuda::GemmTile::Wgmma, true, false},   {cuda::GemmTile::WgmmaWide, true, false}};
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : kTensorCore) {
+      const int B = sh.B, K = sh.K, N = sh.N;
+      const auto X = random_vector(std::size_t(B) * K, 81 + B), W = random_vector(std::size_t(N) * K, 82, -.5, .5);
+      const auto b = random_vector(std::size_t(N), 83, -.5, .5), dZ = random_vector(std::size_t(B) * N, 84);
+      const auto mask = random_vector(std::size_t(B) * K, 85, -1.0, 1.0);
+      std::vector<float> Wr(W.size());
+      cpu::round_gemm_inputs(Wr.data(), W.data(), W.size(), prec);
+      auto gX = to_device(X), gW = to_device(W), gWr = to_device(Wr), gb = to_device(b), gdZ = to_device(dZ),
+           gmask = to_device(mask);
+      const std::size_t wsn = cuda::dense_workspace_floats(B, K, N);
+      DeviceBuffer<float> ws(std::max<std::size_t>(wsn, 1));
+      for (const Tile& t : tiles) {
+        INFO(B, "x", K, "->", N, (prec == GemmPrecision::TF32 ? " tf32" : " bf16"), ", tile ", int(t.tile));
+        auto forward = [&](const DeviceBuffer<float>& w, bool promise, bool split) {
+          cuda::dense_force_tile({t.tile, false});
+          auto Y = poisoned<float>(std::size_t(B) * N);
+          cuda::dense_forward(Y.data(), gX.data(), w.data(), gb.data(), B, K, N, true, stream.get(), prec,
+                              split && wsn ? ws.data() : nullptr, nullptr, promise);
+          cuda::dense_force_tile({});
+          return to_host(Y);
+        };
+        auto data = [&](const DeviceBuffer<float>& w, bool promise) {
+          cuda::dense_force_tile({t.tile, false});
+          auto dX = poisoned<float>(std::size_t(B) * K);
+          cuda::dense_backward_data(dX.data(), gdZ.data(), w.data(), gmask.data(), 1.25f, B, K, N, stream.get(), prec,
+                                    promise);
+          cuda::dense_force_tile({});
+          return to_host(dX);
+        };
+        const bool acted = t.skips && prec == GemmPrecision::TF32;
+        for (const bool split : {false, true}) {
+          const std::string how = split ? "engine workspace" : "no workspace";
+          INFO(how);
+          const std::vector<float> base = forward(gWr, false, split);
+          CHECK(std::none_of(base.begin(), base.end(), [](float v) { return std::isnan(v); }));
+          CHECK(bitwise_equal(forward(gWr, true, split), base));
+          // raw W: the promise broken on purpose shows whether the pass was skipped
+          CHECK(bitwise_equal(forward(gW, true, split), forward(gW, false, split)) == !acted);
+        }
+        if (t.data) {
+          INFO("data GEMM");
+          const std::vector<float> base = data(gWr, false);
+          CHECK(bitwise_equal(data(gWr, true), base));
+          CHECK(bitwise_equal(data(gW, true), data(gW, false)) == !acted);
+        }
+      }
+    }
+}
+
 // The wgmma weight tiles (kernels/dense.cu WgmmaWeightTile: dense_force_tile({Wgmma}) 128x64,
 // {Wgmma128} 128x128 outputs, two warpgroups, operands transposed into wgmma's K-major layout on
 // chip; sm_90a) on the weight GEMM dW = dZᵀ·[X | 1]: every element of dW and db against the CPU twin

@@ -208,6 +208,58 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
     }
 }
 
+// EngineConfig::rounded_weights (the default): at TF32/BF16 the graph and tail paths' GEMMs read W
+// from a copy of the parameters rounded to the precision, which the optimizer writes in its pass
+// (kernels/adam.cuh RoundedParams), and skip their own rounding of W. Rounding is idempotent, so
+// nothing may change against the raw weights: each epoch's loss sum and hits, every parameter and
+// Adam moment, the evaluation and the predictions bitwise (the default model at batch 512 on 1300
+// examples, head kernel included on the graph path). FP32 keeps no copy. Then the copy must follow
+// the parameters written from the host: the trained engine given another engine's initial weights
+// (set_params), and then that engine's whole state (set_state), evaluates and predicts bitwise as
+// that engine; a copy left behind would evaluate the trained weights instead.
+TEST_CASE("CUDA engine: W read from the optimizer's rounded copy changes no bit; the copy follows set_params") {
+  for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
+    for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
+      INFO("precision ", std::string(to_string(prec)), ", kernels ", std::string(to_string(kernels)));
+      Problem p = large_batch_problem(prec, kernels, 1300, 53);
+      TwoEpochs r[2];
+      for (const int on : {0, 1}) {
+        p.cfg.rounded_weights = on != 0;
+        auto gpu = make_cuda_engine(p.cfg);
+        REQUIRE(gpu->tail_kernel() == (kernels == Kernels::Tail));
+        CHECK(gpu->rounded_weights() == (on && prec != Precision::FP32));
+        r[on] = two_epochs(*gpu, p);
+        if (!on) continue;
+        Problem q = p;
+        q.cfg.seed = 77;  // other initial weights
+        auto other = make_cuda_engine(q.cfg);
+        const int to = other->add_dataset(q.view()), tg = gpu->add_dataset(p.view());
+        std::vector<float> w;
+        other->get_params(w);
+        REQUIRE_FALSE(bitwise_equal(w, r[1].state.params));
+        auto evaluate_both = [&](const char* what) {
+          INFO(what);
+          const EpochStats a = gpu->evaluate(tg), b = other->evaluate(to);
+          CHECK(std::memcmp(&a.loss, &b.loss, sizeof(double)) == 0);
+          CHECK(a.accuracy == b.accuracy);
+          std::vector<float> pa(std::size_t(p.n) * 10, NAN), pb(pa.size(), NAN);
+          gpu->predict(pa.data(), p.images.data(), p.n);
+          other->predict(pb.data(), q.images.data(), q.n);
+          CHECK(bitwise_equal(pa, pb));
+        };
+        gpu->set_params(w);
+        evaluate_both("after set_params");
+        EpochProgress pr;
+        other->train_steps(to, 0, 1e-3f, pr, nullptr);  // (another state to load)
+        TrainState st;
+        other->get_state(st);
+        gpu->set_state(st);
+        evaluate_both("after set_state");
+      }
+      check_bitwise(r[0], r[1]);
+    }
+}
+
 // EngineConfig::pdl: the tail path's launches programmatic (kernels/pdl.cuh; each kernel launched
 // while the one before runs, its prologue overlapping it) against ordinary launches. Every kernel
 // waits before it reads its predecessor's output, so nothing may change: each epoch's loss sum and
