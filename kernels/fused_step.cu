@@ -114,17 +114,46 @@ __host__ __device__ inline SmemLayout smem_layout(const int* widths, int layers,
   return s;
 }
 
-// One operand's part of a K slice [k0, k0 + BK) of an X x BK tile at x0, into registers: thread tid
-// takes elements tid, tid + kT, ... (KFAST: consecutive threads along k, else along x, so that they
-// read consecutive addresses); load(x, k) reads an in-range element, the others are 0.
+// An operand's element read in two steps (tile_chain): fetch(x, k) loads its raw 32 bits (a float's,
+// or a pixel's byte) and nothing else, so that no instruction waits on a load until every load of
+// the slice has been issued; make(raw) turns them into the GEMM's input (pixel_value, the
+// precision's rounding) when the slice is stored into shared memory, a slice of FMAs later. A raw
+// 0 makes +0, the value of the elements outside the operand. (With the conversion inside one
+// function, each load's I2F or rounding came right after it in the unrolled loop, so a thread's
+// loads of a slice went out one round trip at a time: phase A's 26 at TF32, 13 at FP32, where the
+// weights need no conversion; the seventeenth session's reading of the SASS, profiling/NOTES.md.)
+template <class Fetch, class Make>
+struct Loader {
+  Fetch fetch;
+  Make make;
+};
+template <class Fetch, class Make>
+__device__ __forceinline__ Loader<Fetch, Make> loader(const Fetch& fetch, const Make& make) {
+  return {fetch, make};
+}
+// The two makes: a float's bits, or a pixel's byte (255 for the ones column: pixel_value(255) is 1.0f
+// exactly), as the GEMM takes them at PREC.
+template <GemmPrecision PREC>
+struct FloatInput {
+  __device__ float operator()(uint32_t v) const { return round_gemm_input<PREC>(bits_float(v)); }
+};
+template <GemmPrecision PREC>
+struct PixelInput {
+  __device__ float operator()(uint32_t v) const { return round_gemm_input<PREC>(pixel_value(uint8_t(v))); }
+};
+
+// One operand's part of a K slice [k0, k0 + BK) of an X x BK tile at x0, into registers as raw bits:
+// thread tid takes elements tid, tid + kT, ... (KFAST: consecutive threads along k, else along x, so
+// that they read consecutive addresses); load.fetch(x, k) reads an in-range element, the others are 0.
 template <int X, int BK, bool KFAST, int NR, class Load>
-__device__ __forceinline__ void load_operand(float (&r)[NR], int tid, int x0, int x_end, int k0, int K, const Load& load) {
+__device__ __forceinline__ void load_operand(uint32_t (&r)[NR], int tid, int x0, int x_end, int k0, int K,
+                                             const Load& load) {
 #pragma unroll
   for (int it = 0; it < NR; ++it) {
     const int e = tid + it * kT;
     const int xx = KFAST ? e / BK : e % X, kk = KFAST ? e % BK : e / X;
     const int x = x0 + xx, k = k0 + kk;
-    r[it] = (x < x_end && k < K) ? load(x, k) : 0.0f;
+    r[it] = (x < x_end && k < K) ? load.fetch(x, k) : 0u;
   }
 }
 
@@ -132,9 +161,9 @@ __device__ __forceinline__ void load_operand(float (&r)[NR], int tid, int x0, in
 // the BM x BN tile at (m0, n0): rows tr + i*(BM/TM), columns tc + j*(BN/TN). K advances in BK
 // slices staged in shared memory; out-of-range elements load as 0. The same FMA chain as
 // kernels/dense.cu's gemm_tile, so the same bits. Every thread of the block calls it (it
-// synchronises the block, also before returning, so the caller may reuse As/Bs). load_a(m, k) /
-// load_b(n, k) read in-range elements; *_KFAST says which index is contiguous in memory, so that
-// consecutive threads load consecutive addresses.
+// synchronises the block, also before returning, so the caller may reuse As/Bs). load_a / load_b
+// (Loader) read in-range elements (m, k) / (n, k); *_KFAST says which index is contiguous in
+// memory, so that consecutive threads load consecutive addresses.
 // Layout: As [BK][BM+1], Bs [BK][BN+1] (a thread reads one float per operand and FMA), or, with
 // KVEC (one output a thread, both operands k-fast: phase A), k-contiguous rows As [BM][BK + 4],
 // Bs [BN][BK + 4] (16-byte aligned, kvec_tile_floats) read four k's a 16-byte load: 2 shared loads
@@ -175,7 +204,7 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   // The next slice is loaded into registers while the current one is multiplied out of shared
   // memory, so a slice costs max(load latency, FMAs) rather than their sum.
   constexpr int NA = BM * BK / kT, NB = BN * BK / kT;
-  float ra[NA], rb[NB];
+  uint32_t ra[NA], rb[NB];  // raw bits (Loader), made into inputs as they are stored
   auto load_slice = [&](int k0) {
     load_operand<BM, BK, A_KFAST>(ra, tid, m0, M, k0, K, load_a);
     load_operand<BN, BK, B_KFAST>(rb, tid, n0, N, k0, K, load_b);
@@ -188,9 +217,9 @@ __device__ __forceinline__ void tile_chain(float (&acc)[TM][TN], int m0, int n0,
   if (K > k_begin) load_slice(k_begin);
   for (int k0 = k_begin; k0 < K; k0 += BK) {
 #pragma unroll
-    for (int it = 0; it < NA; ++it) As[slot(tid + it * kT, BM, SA, A_KFAST)] = ra[it];
+    for (int it = 0; it < NA; ++it) As[slot(tid + it * kT, BM, SA, A_KFAST)] = load_a.make(ra[it]);
 #pragma unroll
-    for (int it = 0; it < NB; ++it) Bs[slot(tid + it * kT, BN, SB, B_KFAST)] = rb[it];
+    for (int it = 0; it < NB; ++it) Bs[slot(tid + it * kT, BN, SB, B_KFAST)] = load_b.make(rb[it]);
     __syncthreads();
     if (k0 + BK < K) load_slice(k0 + BK);
     if constexpr (KVEC) {
@@ -332,10 +361,10 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
       const float* b0 = f.params + f.layer[0].b_offset;
       const int S = a_splits(K0), chunk = (K0 + S - 1) / S;
       const int cols = (N0 + kAN - 1) / kAN, tiles = ((rows + kAM - 1) / kAM) * cols, items = a_items(f, rows);
-      auto load_x = [&](int r, int k) {
-        return round_gemm_input<PREC>(pixel_value(f.images[std::size_t(s_idx[r]) * K0 + k]));
-      };
-      auto load_w = [&](int n, int k) { return round_gemm_input<PREC>(W0[std::size_t(n) * K0 + k]); };
+      const auto load_x = loader([&](int r, int k) { return uint32_t(f.images[std::size_t(s_idx[r]) * K0 + k]); },
+                                 PixelInput<PREC>{});
+      const auto load_w = loader([&](int n, int k) { return float_bits(W0[std::size_t(n) * K0 + k]); },
+                                 FloatInput<PREC>{});
       for (int it = int(blockIdx.x); it < items; it += int(gridDim.x)) {
         const int split = it / tiles, t = it % tiles;
         const int m0 = (t / cols) * kAM, n0 = (t % cols) * kAN;
@@ -639,19 +668,22 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             }
           }
         const float* dz = ly.dz;
-        auto load_dz = [&](int m, int r) { return round_gemm_input<PREC>(dz[std::size_t(r) * N + m]); };
+        const auto load_dz = loader([&](int m, int r) { return float_bits(dz[std::size_t(r) * N + m]); },
+                                    FloatInput<PREC>{});
         float acc[kCTM][kCTN];
         float* As = smem;
         float* Bs = smem + kCK * (kCM + (kPairs ? 2 : 1));
         if (l == 0) {
-          auto load_x = [&](int n, int r) {
-            return n == K ? 1.0f : round_gemm_input<PREC>(pixel_value(f.images[std::size_t(s_idx[r]) * K + n]));
-          };
+          const auto load_x = loader(
+              [&](int n, int r) { return n == K ? 255u : uint32_t(f.images[std::size_t(s_idx[r]) * K + n]); },
+              PixelInput<PREC>{});
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_x, As,
                                                               Bs);
         } else {
           const float* X = f.layer[l - 1].act;
-          auto load_a = [&](int n, int r) { return n == K ? 1.0f : round_gemm_input<PREC>(X[std::size_t(r) * K + n]); };
+          const auto load_a = loader(
+              [&](int n, int r) { return n == K ? float_bits(1.0f) : float_bits(X[std::size_t(r) * K + n]); },
+              FloatInput<PREC>{});
           tile_chain<kCM, kCN, kCK, kCTM, kCTN, false, false>(acc, m0, n0, N, K + 1, 0, rows, load_dz, load_a, As,
                                                               Bs);
         }
@@ -719,8 +751,8 @@ __global__ void __launch_bounds__(kT) fused_eval_kernel(const FusedStep f, const
   const uint8_t* img = f.images + (first + r0) * K0;
   const float* W0 = f.params + f.layer[0].w_offset;
   const float* b0 = f.params + f.layer[0].b_offset;
-  auto load_x = [&](int r, int k) { return round_gemm_input<PREC>(pixel_value(img[std::size_t(r) * K0 + k])); };
-  auto load_w = [&](int u, int k) { return round_gemm_input<PREC>(W0[std::size_t(u) * K0 + k]); };
+  const auto load_x = loader([&](int r, int k) { return uint32_t(img[std::size_t(r) * K0 + k]); }, PixelInput<PREC>{});
+  const auto load_w = loader([&](int u, int k) { return float_bits(W0[std::size_t(u) * K0 + k]); }, FloatInput<PREC>{});
   constexpr int RM = kCM / kCTM, RN = kCN / kCTN;
   static_assert(kCM == kER, "one row tile a block");
   for (int n0 = 0; n0 < N0; n0 += kCN) {
