@@ -132,47 +132,75 @@ struct KFastOrder {
 // the masking of A comes first, and 0 and the ones column are exact in every format). Loads walk
 // global memory along its contiguous dimension (k-fast operands in KFastOrder's warp blocks);
 // out-of-range elements (row, column or k tails) load as 0. THREADS threads share the work.
+// In two passes: every element's raw 32 bits first (a float's bits, or a pixel's byte from the
+// images; 0 outside; the ones column as 1.0f's bits or the byte 255, pixel_value(255) being 1.0f
+// exactly), then each made into its input and stored. With the conversion and the store right
+// after each load, a thread's loads of a slice went out one round trip at a time (the seventeenth
+// session's reading of the SASS: 24 of SimtTile 32x32's 33 loads a slice waited on the one before).
 template <int BM, int BN, int BK, int THREADS, Kind KIND, GemmPrecision PREC, int SA, int SB>
 __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, int k0, int k_end,
                                            float (&As)[BK][SA], float (&Bs)[BK][SB]) {
   constexpr bool A_KFAST = KIND != Kind::Weight;
   constexpr bool B_KFAST = KIND == Kind::Forward;
   static_assert((BM * BK) % THREADS == 0 && (BN * BK) % THREADS == 0, "tile loads must split evenly");
+  constexpr int NA = BM * BK / THREADS, NB = BN * BK / THREADS;
   const int tid = int(threadIdx.x);
   const int64_t base = p.images ? image_base(p) : 0;
-#pragma unroll
-  for (int it = 0; it < BM * BK / THREADS; ++it) {
+  const bool a_img = images_a<KIND>(p), b_img = images_b<KIND>(p);
+  auto a_at = [&](int it, int& mm, int& kk) {
     const int e = tid + it * THREADS;
-    int mm = e % BM, kk = e / BM;
+    mm = e % BM, kk = e / BM;
     if constexpr (A_KFAST) KFastOrder<BM, BK, SA, THREADS>::at(e, mm, kk);
+  };
+  auto b_at = [&](int it, int& nn, int& kk) {
+    const int e = tid + it * THREADS;
+    nn = e % BN, kk = e / BN;
+    if constexpr (B_KFAST) KFastOrder<BN, BK, SB, THREADS>::at(e, nn, kk);
+  };
+  uint32_t ra[NA], rb[NB];
+#pragma unroll
+  for (int it = 0; it < NA; ++it) {
+    int mm, kk;
+    a_at(it, mm, kk);
     const int m = m0 + mm, k = k0 + kk;
-    float v = 0.0f;
+    uint32_t v = 0u;
     if (m < p.M && k < k_end) {
-      if (images_a<KIND>(p)) {
-        v = pixel_value(image_row(p, base, m, p.lda)[k]);
+      if (a_img) {
+        v = image_row(p, base, m, p.lda)[k];
       } else {
         const std::size_t idx = A_KFAST ? std::size_t(m) * p.lda + k : std::size_t(k) * p.lda + m;
-        v = p.a[idx];
+        v = float_bits(p.a[idx]);
       }
     }
-    As[kk][mm] = round_gemm_input<PREC>(v);
+    ra[it] = v;
   }
 #pragma unroll
-  for (int it = 0; it < BN * BK / THREADS; ++it) {
-    const int e = tid + it * THREADS;
-    int nn = e % BN, kk = e / BN;
-    if constexpr (B_KFAST) KFastOrder<BN, BK, SB, THREADS>::at(e, nn, kk);
+  for (int it = 0; it < NB; ++it) {
+    int nn, kk;
+    b_at(it, nn, kk);
     const int n = n0 + nn, k = k0 + kk;
-    float v = 0.0f;
+    uint32_t v = 0u;
     if (n < p.N && k < k_end) {
       if (n == p.ones_col)
-        v = 1.0f;
-      else if (images_b<KIND>(p))
-        v = pixel_value(image_row(p, base, k, p.ldb)[n]);
+        v = b_img ? 255u : float_bits(1.0f);
+      else if (b_img)
+        v = image_row(p, base, k, p.ldb)[n];
       else
-        v = p.b[B_KFAST ? std::size_t(n) * p.ldb + k : std::size_t(k) * p.ldb + n];
+        v = float_bits(p.b[B_KFAST ? std::size_t(n) * p.ldb + k : std::size_t(k) * p.ldb + n]);
     }
-    Bs[kk][nn] = round_gemm_input<PREC>(v);
+    rb[it] = v;
+  }
+#pragma unroll
+  for (int it = 0; it < NA; ++it) {
+    int mm, kk;
+    a_at(it, mm, kk);
+    As[kk][mm] = round_gemm_input<PREC>(a_img ? pixel_value(uint8_t(ra[it])) : bits_float(ra[it]));
+  }
+#pragma unroll
+  for (int it = 0; it < NB; ++it) {
+    int nn, kk;
+    b_at(it, nn, kk);
+    Bs[kk][nn] = round_gemm_input<PREC>(b_img ? pixel_value(uint8_t(rb[it])) : bits_float(rb[it]));
   }
 }
 

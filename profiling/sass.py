@@ -18,7 +18,7 @@ and every loop (a backward branch; innermost marked) with its instruction mix, i
 (FFMA / HMMA / HGMMA / DFMA ...), its shared and global memory instructions, and the source lines
 its instructions come from. Flags inside a loop: an integer division (I2F.RP + MUFU.RCP, ≈ 20
 instructions), a local-memory access, a generic load or store (LD/ST: a pointer the compiler could
-not place in shared or global memory, with 64-bit address arithmetic and the generic path's latency), a global load behind a store that used an earlier load ("serial global loads": one round trip each, in sequence; also a column of --summary). Static counts: no timing (the loops run different trip counts),
+not place in shared or global memory, with 64-bit address arithmetic and the generic path's latency), a global load behind a store that used an earlier load ("serial global loads": one round trip each, in sequence; also a column of --summary), and a global load issued after the warp waited for the load before it ("loads after a wait": a load's conversion placed before the next load; the --summary column "wait"). Static counts: no timing (the loops run different trip counts),
 but the mix is what the SM issues, which ptxas's resource report does not show.
 
 The package is found on the machine's own Debian mirror, with its non-free component added in a
@@ -282,12 +282,52 @@ def serial_loads(ins, lo=None, hi=None):
     return n
 
 
+def load_regs(op, operand):
+    """The registers an LDG writes: its destination and, for .64 / .128, the ones after it."""
+    m = REG.search(operand)
+    if not m:
+        return set()
+    width = 4 if ".128" in op else 2 if ".64" in op else 1
+    return {str(int(m.group(1)) + i) for i in range(width)}
+
+
+def waited_loads(ins, lo=None, hi=None):
+    """Global loads issued after the warp has waited for the one before: an LDG such that the result
+    of the LDG before it was read (by any instruction, its own address included) between the two.
+    The warp stalls at that read until the earlier load returns, so the two are round trips in
+    sequence instead of together: a load, then its conversion (I2F, a rounding) before the next
+    load, in an unrolled loop that was meant to have all its loads in flight at once (the fused
+    kernel's tile_chain until the seventeenth session: 26 a slice at TF32). One count per iteration
+    of a loop whose loads are all issued before they are used (the last load of an iteration is
+    read before the first of the next); an index load followed by the load it addresses counts,
+    being a true chain. A barrier ends the chain. Approximate (register names, straight-line order)."""
+    n, prev, waited = 0, set(), False
+    for a, t, _ in ins:
+        if lo is not None and not lo <= a <= hi:
+            continue
+        op = opcode(t)
+        body = re.sub(r"^@!?U?P[0-9T]+\s+", "", t)
+        operands = body[len(op):].split(",")
+        if op.startswith(("BAR", "EXIT", "RET")):
+            prev, waited = set(), False
+            continue
+        reads = set(REG.findall(",".join(operands if op.startswith(("ST", "RED", "ATOM")) else operands[1:])))
+        if op.startswith("LDG"):
+            if prev and (waited or reads & prev):
+                n += 1
+            prev, waited = load_regs(op, operands[0]) if operands else set(), False
+            continue
+        if prev and reads & prev:
+            waited = True
+    return n
+
+
 def summary(kernels, pattern):
     """One line a kernel: instructions, local-memory and plain generic instructions, and its GEMM loop
     (the innermost loop with the most FFMA, an mma counting 32): its size, math share and, where it
     has mma, instructions per mma."""
     names = demangle([k[0] for k in kernels])
-    print(f"{'instr':>6} {'local':>5} {'gen':>4} {'ser':>4}  {'loop':>5} {'math%':>5} {'/mma':>5}  kernel")
+    print(f"{'instr':>6} {'local':>5} {'gen':>4} {'ser':>4} {'wait':>4}  {'loop':>5} {'math%':>5} {'/mma':>5}  kernel")
     for (_, ins, labels), name in zip(kernels, names):
         if pattern and not re.search(pattern, name):
             continue
@@ -305,7 +345,7 @@ def summary(kernels, pattern):
             if weight and (best is None or weight > best[3]):
                 best = (len(body), 100 * math / len(body), len(body) / mma if mma else 0.0, weight)
         lp = f"{best[0]:5d} {best[1]:5.0f} {best[2]:5.1f}" if best else f"{'-':>5} {'-':>5} {'-':>5}"
-        print(f"{len(ins):6d} {local:5d} {generic:4d} {serial_loads(ins):4d}  {lp}  {name}")
+        print(f"{len(ins):6d} {local:5d} {generic:4d} {serial_loads(ins):4d} {waited_loads(ins):4d}  {lp}  {name}")
 
 
 def report(kernels, pattern, min_loop, dump):
@@ -317,6 +357,7 @@ def report(kernels, pattern, min_loop, dump):
         local = sum(n for o, n in ops.items() if o.startswith(("LDL", "STL")))
         print(f"== {name}")
         print(f"   {len(ins)} instructions; local memory {local}; serial global loads {serial_loads(ins)}; "
+              f"loads after a wait {waited_loads(ins)}; "
               + ", ".join(f"{o} {ops[o]}" for o in ("FFMA", "HMMA.1688.F32.TF32", "HMMA.16816.F32.BF16") if ops[o])
               + ("; HGMMA " + str(sum(n for o, n in ops.items() if o.startswith("HGMMA"))) if any(o.startswith("HGMMA") for o in ops) else ""))
         loops = loops_of(ins, labels)
@@ -340,6 +381,9 @@ def report(kernels, pattern, min_loop, dump):
             ser = serial_loads(ins, s, e)
             if ser:
                 flags.append(f"{ser} global load(s) behind a store (one round trip each, in sequence)")
+            wait = waited_loads(ins, s, e)
+            if wait:
+                flags.append(f"{wait} global load(s) after a wait on the load before")
             print(f"   loop {s:#x}-{e:#x}{' innermost' if inner else ''}: {len(body)} instr, math {math} "
                   f"({100 * math / len(body):.0f} %), LDS {mem('LDS')} STS {mem('STS')} LDG {mem('LDG')} STG {mem('STG')} "
                   f"LDSM {mem('LDSM')} BAR {mem('BAR')} [{lines_span(body)}]"
