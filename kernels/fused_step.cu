@@ -491,19 +491,44 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         const float* b0 = f.params + f.layer[0].b_offset;
         if (f.phases & 1u) dep_wait(a_ready(s & 1) + r0 / kAM, unsigned(S * ((N0 + kAN - 1) / kAN)));
         // (other blocks wrote them in this step: read from L2, past any line this SM's L1 kept)
-        for (int o = tid; o < kR * N0; o += kT) {
-          const int r = o / N0, n = o % N0;
-          float z = 0.0f;
-          if (r < nr && S == 1) {
-            z = load_l2(&f.layer[0].act[std::size_t(r0) * N0 + o]);
-          } else if (r < nr) {  // split-K: partial sums in order, then phase A's epilogue
-            const std::size_t e = std::size_t(r0 + r) * N0 + n;
-            float acc = load_l2(&f.partial[e]);
-            for (int sp = 1; sp < S; ++sp) acc += load_l2(&f.partial[std::size_t(sp) * f.stride * N0 + e]);
-            z = dense_unit(acc, b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
-            f.layer[0].act[e] = z;
+        // kPer elements a thread are loaded before any is used or stored: the compiler may not move
+        // a load above the store to act before it (it cannot tell the arrays apart), so one element
+        // at a time was one L2 round trip each, in sequence (sass.py's "serial global loads").
+        constexpr int kPer = 4;
+        for (int o0 = tid; o0 < kR * N0; o0 += kPer * kT) {
+          // Element u's source: act0 (S == 1) or its first partial sum; null past the rows.
+          const float* src[kPer];
+#pragma unroll
+          for (int u = 0; u < kPer; ++u) {
+            const int o = o0 + u * kT, r = o / N0, n = o % N0;
+            src[u] = o < kR * N0 && r < nr ? (S == 1 ? &f.layer[0].act[std::size_t(r0) * N0 + o]
+                                                     : &f.partial[std::size_t(r0 + r) * N0 + n])
+                                           : nullptr;
           }
-          smem[oA[0] + r * b_stride(N0) + n] = stored_activation<PREC>(z);  // the GEMM's input, the mask (kept)
+          float acc[kPer];
+#pragma unroll
+          for (int u = 0; u < kPer; ++u) acc[u] = src[u] ? load_l2(src[u]) : 0.0f;
+          // split-K: the partial sums in order, piece by piece for all kPer elements at once
+          // (phase A's epilogue below)
+          for (int sp = 1; sp < S; ++sp) {
+            float t[kPer];
+#pragma unroll
+            for (int u = 0; u < kPer; ++u) t[u] = src[u] ? load_l2(src[u] + std::size_t(sp) * f.stride * N0) : 0.0f;
+#pragma unroll
+            for (int u = 0; u < kPer; ++u) acc[u] += t[u];
+          }
+#pragma unroll
+          for (int u = 0; u < kPer; ++u) {
+            const int o = o0 + u * kT, r = o / N0, n = o % N0;
+            if (o >= kR * N0) break;
+            float z = acc[u];
+            if (r < nr && S > 1) {
+              const std::size_t e = std::size_t(r0 + r) * N0 + n;
+              z = dense_unit(acc[u], b0[n], true, threshold, scale, f.seed, step, 0, uint64_t(e));
+              f.layer[0].act[e] = z;
+            }
+            smem[oA[0] + r * b_stride(N0) + n] = stored_activation<PREC>(z);  // the GEMM's input, the mask (kept)
+          }
         }
         __syncthreads();
         for (int l = 1; l < L; ++l) {
