@@ -14,7 +14,10 @@ name as profiling/sass.py prints it, and METRIC one of
             the static issue cost of a tensor-core k-step, to within 0.5;
   serial    global loads issued behind a global store that used an earlier load's value
             (profiling/sass.py serial_loads: each one global round trip more, in sequence, where
-            the loads could have gone out together), counted exactly.
+            the loads could have gone out together), counted exactly;
+  waited    global loads issued after an instruction that read the load before's result
+            (profiling/sass.py waited_loads: the warp waited for that load first, so the two are
+            round trips in sequence), counted exactly over the kernel's code.
 Every matching kernel must be within MAX, and the budget must be tight: a line looser than its
 kernels need (generic: by any; per_mma: by more than 0.5) fails too, so that a gain is kept.
 The sources are compiled with the project's nvcc and disassembled by profiling/sass.py. Without
@@ -44,7 +47,7 @@ def metrics(ins, labels):
         mma = sum(1 for t in body if sass.opcode(t).startswith("HMMA"))
         if mma:
             worst = max(worst, len(body) / mma)
-    return {"generic": generic, "per_mma": worst, "serial": sass.serial_loads(ins)}
+    return {"generic": generic, "per_mma": worst, "serial": sass.serial_loads(ins), "waited": sass.waited_loads(ins)}
 
 
 def main():
@@ -56,7 +59,7 @@ def main():
         if not line or line.startswith("#"):
             continue
         mx, metric, src, pattern = line.split(None, 3)
-        if metric not in ("generic", "per_mma", "serial"):
+        if metric not in ("generic", "per_mma", "serial", "waited"):
             sys.exit(f"{sys.argv[1]}:{n}: unknown metric {metric}")
         budgets.append((n, float(mx), metric, src, pattern))
     nvdisasm = sass.find_nvdisasm()
