@@ -246,6 +246,16 @@ def is_division(ins, i):
 REG = re.compile(r"\bR(\d+)\b")
 
 
+def operations(ins, lo=None, hi=None):
+    """(opcode, operands) of each instruction in [lo, hi] (all without a range), predicate dropped."""
+    for a, t, _ in ins:
+        if lo is not None and not lo <= a <= hi:
+            continue
+        op = opcode(t)
+        body = re.sub(r"^@!?U?P[0-9T]+\s+", "", t)
+        yield op, body[len(op):].split(",")
+
+
 def serial_loads(ins, lo=None, hi=None):
     """Global loads that wait for an earlier one: an LDG issued after a global store (STG) that
     consumed, possibly through other instructions, the previous LDG's result. The compiler keeps a
@@ -254,12 +264,7 @@ def serial_loads(ins, lo=None, hi=None):
     computes and stores before element i+1 loads. A barrier ends the chain. Approximate (register
     names, straight-line order), but it reads the order ptxas chose, which is what the SM runs."""
     n, live, stored = 0, set(), False
-    for a, t, _ in ins:
-        if lo is not None and not lo <= a <= hi:
-            continue
-        op = opcode(t)
-        body = re.sub(r"^@!?U?P[0-9T]+\s+", "", t)
-        operands = body[len(op):].split(",")
+    for op, operands in operations(ins, lo, hi):
         if op.startswith("LDG"):
             if stored:
                 n += 1
@@ -302,12 +307,7 @@ def waited_loads(ins, lo=None, hi=None):
     read before the first of the next); an index load followed by the load it addresses counts,
     being a true chain. A barrier ends the chain. Approximate (register names, straight-line order)."""
     n, prev, waited = 0, set(), False
-    for a, t, _ in ins:
-        if lo is not None and not lo <= a <= hi:
-            continue
-        op = opcode(t)
-        body = re.sub(r"^@!?U?P[0-9T]+\s+", "", t)
-        operands = body[len(op):].split(",")
+    for op, operands in operations(ins, lo, hi):
         if op.startswith(("BAR", "EXIT", "RET")):
             prev, waited = set(), False
             continue
