@@ -13,6 +13,39 @@ constexpr int kXentThreads = kXentRowsPerBlock;  // one row per thread
 constexpr int kXentWarps = kXentThreads / 32;
 constexpr int kSoftmaxThreads = 128;
 static_assert(kXentThreads % 32 == 0 && kXentThreads <= 1024, "whole warps, at most 1024 threads a block");
+// Up to this many classes the block's logits and gradients go through shared memory (2 x 256 rows
+// of xent_stride(C) floats, 34 KB at 16), read and written whole by coalesced loads and stores. xent_row reads a row's
+// logits one at a time, comparing each before the next load (and z[arg] again by its index): from
+// global memory that was ~15 loads a row, each waiting on the one before (sass.py "loads after a
+// wait", seventeenth session), and the gradient's C stores a row strided C floats apart.
+constexpr int kXentStageMaxC = 16;
+// Loads a thread has in flight before it stores them (the staging copies).
+constexpr int kXentStageLoads = 8;
+
+// The staged rows' stride: C rounded up to odd, so that the 32 rows a warp reads at one class fall
+// in 32 distinct banks (at C = 10 they were two to a bank).
+__host__ __device__ constexpr int xent_stride(int C) { return C | 1; }
+
+// Copies the rows' n = rows·C floats between global memory (packed, [rows][C]) and the staged rows
+// (stride S), every thread of the block kXentStageLoads at a time: all of a thread's loads of a
+// round issued before its first store; the global side coalesced.
+template <bool TO_SHARED>
+__device__ __forceinline__ void copy_rows(float* __restrict__ shared, float* __restrict__ global, int n, int C) {
+  const int S = xent_stride(C);
+  for (int i0 = int(threadIdx.x); i0 < n; i0 += kXentStageLoads * kXentThreads) {
+    float v[kXentStageLoads];
+#pragma unroll
+    for (int u = 0; u < kXentStageLoads; ++u) {
+      const int i = i0 + u * kXentThreads;
+      v[u] = i >= n ? 0.0f : TO_SHARED ? global[i] : shared[(i / C) * S + i % C];
+    }
+#pragma unroll
+    for (int u = 0; u < kXentStageLoads; ++u) {
+      const int i = i0 + u * kXentThreads;
+      if (i < n) (TO_SHARED ? shared[(i / C) * S + i % C] : global[i]) = v[u];
+    }
+  }
+}
 
 // Fuses softmax, cross-entropy loss, its gradient and the top-1 hit count; the probabilities are
 // never stored. Reads logits [B,C], labels [B]; writes dlogits [B,C] (optional) and adds
@@ -29,15 +62,33 @@ __global__ void __launch_bounds__(kXentThreads)
   __shared__ double s_loss[kXentThreads];
   __shared__ unsigned s_hit[kXentThreads];
   __shared__ bool s_last;
+  extern __shared__ float s_rows[];  // staged (C <= kXentStageMaxC): the block's logits, then its gradients
   const int tid = int(threadIdx.x);
-  const int64_t r = int64_t(blockIdx.x) * kXentThreads + tid;
+  const int64_t r0 = int64_t(blockIdx.x) * kXentThreads, r = r0 + tid;
+  const int rows = B - r0 < kXentThreads ? int(B - r0) : kXentThreads;
+  const bool staged = C <= kXentStageMaxC;  // (uniform)
+  const int S = xent_stride(C);
+  float* const s_z = s_rows;
+  float* const s_d = s_rows + kXentThreads * S;
+  if (staged) {
+    copy_rows<true>(s_z, const_cast<float*>(logits) + std::size_t(r0) * C, rows * C, C);  // (read only)
+    __syncthreads();
+  }
   double loss = 0;
   unsigned hit = 0;
   if (r < B) {
     const std::size_t o = std::size_t(r) * C;
-    const XentRow row = xent_row(logits + o, C, label_of(labels, r), grad_scale, dlogits ? dlogits + o : nullptr, nullptr);
+    const uint8_t y = label_of(labels, r);
+    // (two calls, so that each reads one address space: a pointer that may be either would make
+    // every access a generic one)
+    const XentRow row = staged ? xent_row(s_z + tid * S, C, y, grad_scale, dlogits ? s_d + tid * S : nullptr, nullptr)
+                               : xent_row(logits + o, C, y, grad_scale, dlogits ? dlogits + o : nullptr, nullptr);
     loss = row.loss;
     hit = row.hit ? 1u : 0u;
+  }
+  if (staged && dlogits) {
+    __syncthreads();
+    copy_rows<false>(s_d, dlogits + std::size_t(r0) * C, rows * C, C);
   }
   s_loss[tid] = loss;
   s_hit[tid] = hit;
@@ -130,8 +181,10 @@ void softmax_xent(float* dlogits, Metrics* metrics, const XentScratch& scratch, 
   MNIST_CHECK(blocks == 1 || (scratch.blocks && scratch.done && scratch.capacity >= blocks),
               "softmax_xent: ", B, " rows need a scratch of ", blocks, " block slots and a counter (have ",
               scratch.capacity, ")");
-  softmax_xent_kernel<<<unsigned(blocks), kXentThreads, 0, stream>>>(dlogits, metrics, scratch.blocks, scratch.done,
-                                                                     logits, labels, B, C, grad_scale);
+  const std::size_t smem =
+      C <= kXentStageMaxC ? 2 * std::size_t(kXentThreads) * std::size_t(xent_stride(C)) * sizeof(float) : 0;
+  softmax_xent_kernel<<<unsigned(blocks), kXentThreads, smem, stream>>>(dlogits, metrics, scratch.blocks, scratch.done,
+                                                                        logits, labels, B, C, grad_scale);
   MNIST_LAUNCH_CHECK(stream);
 }
 
