@@ -194,13 +194,13 @@ __device__ __forceinline__ void load_slice(const GemmParams& p, int m0, int n0, 
   for (int it = 0; it < NA; ++it) {
     int mm, kk;
     a_at(it, mm, kk);
-    As[kk][mm] = round_gemm_input<PREC>(a_img ? pixel_value(uint8_t(ra[it])) : bits_float(ra[it]));
+    As[kk][mm] = gemm_input_from_raw<PREC>(ra[it], a_img);
   }
 #pragma unroll
   for (int it = 0; it < NB; ++it) {
     int nn, kk;
     b_at(it, nn, kk);
-    Bs[kk][nn] = round_gemm_input<PREC>(b_img ? pixel_value(uint8_t(rb[it])) : bits_float(rb[it]));
+    Bs[kk][nn] = gemm_input_from_raw<PREC>(rb[it], b_img);
   }
 }
 

@@ -131,15 +131,14 @@ template <class Fetch, class Make>
 __device__ __forceinline__ Loader<Fetch, Make> loader(const Fetch& fetch, const Make& make) {
   return {fetch, make};
 }
-// The two makes: a float's bits, or a pixel's byte (255 for the ones column: pixel_value(255) is 1.0f
-// exactly), as the GEMM takes them at PREC.
+// The two makes (gemm_round.cuh's gemm_input_from_raw): a float's bits, or a pixel's byte.
 template <GemmPrecision PREC>
 struct FloatInput {
-  __device__ float operator()(uint32_t v) const { return round_gemm_input<PREC>(bits_float(v)); }
+  __device__ float operator()(uint32_t v) const { return gemm_input_from_raw<PREC>(v, false); }
 };
 template <GemmPrecision PREC>
 struct PixelInput {
-  __device__ float operator()(uint32_t v) const { return round_gemm_input<PREC>(pixel_value(uint8_t(v))); }
+  __device__ float operator()(uint32_t v) const { return gemm_input_from_raw<PREC>(v, true); }
 };
 
 // One operand's part of a K slice [k0, k0 + BK) of an X x BK tile at x0, into registers as raw bits:

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/gather.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/precision.hpp"
 
@@ -27,6 +28,15 @@ __device__ __forceinline__ float round_gemm_input(GemmPrecision prec, float v) {
   return prec == GemmPrecision::TF32   ? round_gemm_input<GemmPrecision::TF32>(v)
          : prec == GemmPrecision::BF16 ? round_gemm_input<GemmPrecision::BF16>(v)
                                        : v;
+}
+
+// A GEMM input element kept as its raw 32 bits until it is stored, by the slice loaders that issue
+// every load of a slice before they convert any (load_slice, kernels/dense_impl.cuh; tile_chain,
+// kernels/fused_step.cu): a float's bits, or a pixel's byte (pixel_value; 255 gives 1.0f exactly,
+// the ones column), made into the input at PREC. A raw 0 makes +0, the elements outside the operand.
+template <GemmPrecision PREC>
+__device__ __forceinline__ float gemm_input_from_raw(uint32_t raw, bool pixel) {
+  return round_gemm_input<PREC>(pixel ? pixel_value(uint8_t(raw)) : bits_float(raw));
 }
 
 // A hidden activation as a kernel keeps it for both its uses, the next GEMM's input and the
