@@ -33,6 +33,16 @@ bool wgmma_available() {
   return available;
 }
 
+bool clusters_available() {
+  static const bool available = [] {
+    int dev = 0, launch = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, dev));
+    return launch != 0;
+  }();
+  return available;
+}
+
 }  // namespace dense_impl
 namespace {
 
@@ -247,6 +257,11 @@ std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, Wg
     o.push_back({name, {}, {tile, false}});
     if (fold) o.push_back({cat(name, " fold"), {}, {tile, true}});
   }
+  // A split forward's pieces summed across a cluster of blocks (the pipelined tiles, sm_90)
+  if (fold && clusters_available())
+    for (const auto& [name, tile] : tc)
+      if (tile == GemmTile::Pipe64 || tile == GemmTile::Pipe64x8 || tile == GemmTile::Pipe128)
+        o.push_back({cat(name, " cluster"), {}, {tile, false, true}});
   return o;
 }
 
@@ -259,7 +274,8 @@ std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, WgmmaOp wgmm
   if (!tickets) return o;
   const std::size_t n = o.size();
   for (std::size_t i = 0; i < n; ++i) {
-    if (o[i].tc.fold_forward_split || o[i].simt.fold_forward_split) continue;  // folded: no pieces to sum
+    if (o[i].tc.fold_forward_split || o[i].simt.fold_forward_split || o[i].tc.cluster_split)
+      continue;  // folded, or summed across the cluster: no pieces in memory to sum
     TileOption two = o[i];
     two.label += " 2-pass";
     two.second_pass = true;
@@ -346,6 +362,7 @@ void dense_force_ablation(unsigned bits) {
 }
 void dense_force_weight_pieces(int pieces) { g_forced_weight_pieces = std::max(pieces, 0); }
 bool dense_wgmma_available() { return wgmma_available(); }
+bool dense_clusters_available() { return clusters_available(); }
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 long long dense_images_fallbacks() { return g_images_fallbacks; }

@@ -162,13 +162,22 @@ void dense_backward_fused(float* dW, float* db, float* dX, const float* dZ, Dens
 // wgmma tile of 128x128 outputs by two warpgroups (rows 0-63 and 64-127, both reading the one B
 // slice: twice the tensor work per slice and per barrier of Wgmma128, 8 warps an SM); on a Weight
 // GEMM the 128x128 WgmmaWeightTile as Wgmma128 (already two warpgroups); the Data GEMM Pipe64x8.
-// The first Wgmma launch probes the device once (synchronously). Not thread-safe.
+// The first Wgmma launch probes the device once (synchronously). cluster_split (Pipe64 / Pipe64x8 /
+// Pipe128, or Auto's pick of one, on a Forward GEMM split across blocks): the tile's pieces run as
+// the blocks of one thread block cluster (sm_90) and are summed through distributed shared memory
+// in the launch, bitwise as the split's partials and their finish (kernels/dense_impl.cuh
+// dense_pipe_cluster_kernel); where the pieces are more than 8 or the device launches no such
+// cluster, the tile as without it. Not thread-safe.
 enum class GemmTile { Auto, Mma, Pipe64, Pipe64x8, Pipe128, Wgmma, Wgmma128, WgmmaWide };
 struct GemmTileChoice {
   GemmTile tile = GemmTile::Auto;
   bool fold_forward_split = false;
+  bool cluster_split = false;
 };
 void dense_force_tile(GemmTileChoice choice);
+// Whether this device launches thread block clusters (compute capability 9.0 or later): the
+// cluster_split tiles can run here.
+bool dense_clusters_available();
 // Whether GemmTile::Wgmma really runs the wgmma tile here (dense.cu built for sm_90a and a device
 // that loads that code; the first call probes the device synchronously): for labels and tests.
 bool dense_wgmma_available();

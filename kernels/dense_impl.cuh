@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "kernels/cluster.cuh"
 #include "kernels/cp_async.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/gemm_round.cuh"
@@ -1260,9 +1261,18 @@ struct PipeTile {
     }
   }
 
+  // The block's output tile in shared memory (TO_SMEM: the clustered split, dense_pipe_cluster_kernel):
+  // row r at r·TILE_LD floats. TILE_LD ≡ 8 (mod 32): a warp's float2 stores of its fragments (rows g,
+  // columns 2t: a half-warp's 16 lanes at 8g + 2t) fall in 32 distinct banks; a row's float4 quads
+  // are contiguous. It reuses the stages (smem_bytes), free once the loop is done.
+  static constexpr int TILE_LD = BN + 8;
+  static_assert(TILE_LD % 32 == 8, "tile rows 8 banks apart");
+
   // ABLATE (0 in every GEMM the product runs): the parts of the loop a benchmark's ablation row
   // removes (kAblate*, dense_force_ablation); the results are then meaningless.
-  template <Kind KIND, unsigned ABLATE = 0>
+  // TO_SMEM (the Forward GEMM's piece z of a clustered split): the raw sums, the values a split
+  // stores as its partial, go to the block's tile in shared memory (TILE_LD) instead of memory.
+  template <Kind KIND, unsigned ABLATE = 0, bool TO_SMEM = false>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
     constexpr int SA = A_KFAST ? BK + KPAD : BM + MPAD, SB = B_KFAST ? BK + KPAD : BN + MPAD;
@@ -1378,6 +1388,19 @@ struct PipeTile {
           for (int j = 0; j < NI; ++j)
 #pragma unroll
             for (int r = 0; r < 4; ++r) acc[i][j][r] = sum[i][j][r];
+    if constexpr (TO_SMEM) {
+      static_assert(KIND == Kind::Forward, "the clustered split is the Forward GEMM's");
+      __syncthreads();  // every warp is done reading the stages: they hold the tile now
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)  // rows g and g + 8: columns 2t, 2t+1 (d[2h], d[2h+1])
+            *reinterpret_cast<float2*>(smem + (wm0 + i * 16 + g + 8 * h) * TILE_LD + wn0 + j * 8 + 2 * t) =
+                make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+      return;
+    }
     store_warp_tiles<KIND>(p, z, m0 + wm0, n0 + wn0, g, t, acc, epilogue_step<KIND>(p));
   }
 };
@@ -2134,6 +2157,68 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_kernel(const GemmPar
   gemm_block<Tile, KIND>(p, smem);
 }
 
+// ---- The Forward GEMM's split summed across a thread block cluster (sm_90, kernels/cluster.cuh) ----
+// The splits pieces of one output tile run as the blocks of one cluster (clusters of `splits`
+// consecutive blocks along y, 2 <= splits <= kMaxClusterSplits): block y = tile row · splits + z
+// (its cluster rank z) computes piece z into its own shared memory (PipeTile::run<TO_SMEM>). After a
+// cluster barrier each block takes 1/splits of the tile's quads (4 consecutive outputs of a row),
+// sums each over the pieces read from the peers' shared memory in the order z = 0, 1, ... from 0.0f
+// and applies the epilogue (store_quad): the additions of finish_split_tile and
+// dense_split_reduce_kernel, so bitwise their result. No partials go to memory (the ticketed finish
+// writes splits · B · N floats and reads them back: 8 MB at layer 0's 4096 rows), no tickets, no
+// second launch, and the finish is spread over the tile's blocks instead of one last block.
+constexpr int kMaxClusterSplits = 8;   // the portable cluster size
+constexpr int kClusterRoundQuads = 4;  // quads a thread sums (their loads all in flight) before it stores
+
+template <class Tile>
+__device__ __forceinline__ void cluster_finish_tile(const GemmParams& p, int m0, int n0, int z, int splits,
+                                                    const float* tile) {
+  constexpr int QR = Tile::BN / 4, QUADS = Tile::BM * QR, LD = Tile::TILE_LD, R = kClusterRoundQuads;
+  const uint64_t step = epilogue_step<Kind::Forward>(p);
+  const int q_end = (z + 1) * QUADS / splits, threads = int(blockDim.x);
+  const bool vec = p.N % 4 == 0;
+  for (int q0 = z * QUADS / splits + int(threadIdx.x); q0 < q_end; q0 += R * threads) {
+    float v[R][4], x[R][4];
+    int m[R], n[R], cols[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int q = q0 + r * threads, row = q / QR, c = 4 * (q % QR);
+      m[r] = m0 + row, n[r] = n0 + c;
+      cols[r] = q < q_end && m[r] < p.M && n[r] < p.N ? (p.N - n[r] < 4 ? p.N - n[r] : 4) : 0;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        v[r][k] = 0.0f;
+        x[r][k] = k < cols[r] ? epilogue_input<Kind::Forward>(p, m[r], n[r] + k) : 0.0f;
+      }
+      if (!cols[r]) continue;
+      const float* own = tile + row * LD + c;
+      for (int piece = 0; piece < splits; ++piece) {
+        const float4 t = *reinterpret_cast<const float4*>(cluster_peer(own, unsigned(piece)));
+        v[r][0] += t.x, v[r][1] += t.y, v[r][2] += t.z, v[r][3] += t.w;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      if (cols[r]) store_quad<Kind::Forward>(p, m[r], n[r], v[r], x[r], cols[r], vec && cols[r] == 4, step);
+  }
+}
+
+template <class Tile, Kind KIND>
+__global__ void __launch_bounds__(Tile::THREADS) dense_pipe_cluster_kernel(const GemmParams p) {
+  static_assert(KIND == Kind::Forward, "the clustered split is the Forward GEMM's");
+  static_assert(Tile::BM * Tile::TILE_LD * int(sizeof(float)) <= Tile::template smem_bytes<KIND>(),
+                "the output tile fits in the stages");
+  extern __shared__ float4 pipe_smem[];
+  float* smem = reinterpret_cast<float*>(pipe_smem);
+  pdl_start();
+  const int splits = split_count(p), z = int(cluster_rank());  // (rank z = blockIdx.y % splits)
+  const int m0 = int(blockIdx.y) / splits * Tile::BM, n0 = int(blockIdx.x) * Tile::BN;
+  Tile::template run<KIND, 0, true>(p, m0, n0, z, smem);
+  cluster_sync();  // every piece of the tile is in its block's shared memory
+  cluster_finish_tile<Tile>(p, m0, n0, z, splits, smem);
+  cluster_sync();  // no block leaves while a peer may still read its piece
+}
+
 // dense_pipe_kernel with parts of the tile's loop removed (ABLATE: kAblate* bits), for
 // bench_kernels' ablation rows only (dense_force_ablation): its results are meaningless.
 template <class Tile, Kind KIND, unsigned ABLATE>
@@ -2293,6 +2378,38 @@ void launch_pipe_tiles(const GemmParams& p, cudaStream_t stream) {
   static const bool smem_allowed = allow_smem(dense_pipe_kernel<Tile, KIND>, SMEM);
   (void)smem_allowed;
   launch_kernel(dense_pipe_kernel<Tile, KIND>, dim3(gx, gy), dim3(Tile::THREADS), SMEM, stream, p);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+// Whether the Forward GEMM p (split across blocks: p.partial) can run its split as clusters on Tile
+// (dense_pipe_cluster_kernel): 2 to kMaxClusterSplits pieces, and a cluster of that many blocks fits
+// on the device (asked once per size: compute capability 9.0 or later, cudaOccupancyMaxActiveClusters).
+template <class Tile>
+bool cluster_split_ok(const GemmParams& p) {
+  const int splits = split_count(p);
+  if (!p.partial || p.split_k <= 0 || splits < 2 || splits > kMaxClusterSplits) return false;
+  constexpr int SMEM = Tile::template smem_bytes<Kind::Forward>();
+  static const bool smem_allowed = allow_smem(dense_pipe_cluster_kernel<Tile, Kind::Forward>, SMEM);
+  static int fits[kMaxClusterSplits + 1] = {};  // 0: not asked yet, 1: fits, 2: does not
+  int& f = fits[splits];
+  if (!f)
+    f = smem_allowed && cluster_fits(dense_pipe_cluster_kernel<Tile, Kind::Forward>, unsigned(Tile::THREADS),
+                                     unsigned(splits), std::size_t(SMEM))
+            ? 1
+            : 2;
+  return f == 1;
+}
+
+// The Forward GEMM p (cluster_split_ok) with its pieces summed across each tile's cluster: no
+// partials written, p.partial only marks the split.
+template <class Tile>
+void launch_pipe_cluster(const GemmParams& p, cudaStream_t stream) {
+  constexpr int BM = Tile::BM, BN = Tile::BN, SMEM = Tile::template smem_bytes<Kind::Forward>();
+  const int splits = split_count(p);
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
+  MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
+  launch_kernel_in_clusters(dense_pipe_cluster_kernel<Tile, Kind::Forward>, dim3(gx, gy), dim3(Tile::THREADS),
+                            unsigned(splits), std::size_t(SMEM), stream, p);
   MNIST_LAUNCH_CHECK(stream);
 }
 
@@ -2658,7 +2775,26 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
       }
     // (pick_pipe may fold the split into p: a copy, so that a fallback below keeps the caller's split)
     GemmParams q = p;
-    switch (pick_pipe(q, KIND == Kind::Forward, PREC == GemmPrecision::TF32)) {
+    const Pick pick = pick_pipe(q, KIND == Kind::Forward, PREC == GemmPrecision::TF32);
+    if constexpr (KIND == Kind::Forward)
+      if (g_forced_tile.cluster_split && q.partial) {  // (no split left, or none fits: the tile as it is)
+        switch (pick) {
+          case Pick::Pipe128:
+            if (!cluster_split_ok<typename T::Pipe128>(q)) break;
+            launch_pipe_cluster<typename T::Pipe128>(q, stream);
+            return false;
+          case Pick::Pipe64:
+            if (!cluster_split_ok<typename T::Pipe64>(q)) break;
+            launch_pipe_cluster<typename T::Pipe64>(q, stream);
+            return false;
+          case Pick::Pipe64x8:
+            if (!cluster_split_ok<typename T::Pipe64x8>(q)) break;
+            launch_pipe_cluster<typename T::Pipe64x8>(q, stream);
+            return false;
+          case Pick::Mma: break;
+        }
+      }
+    switch (pick) {
       case Pick::Pipe128:
         if (!takes_input<typename T::Pipe128>(q)) break;
         launch_pipe_tiles<typename T::Pipe128, KIND>(q, stream);

@@ -62,6 +62,22 @@ __device__ __forceinline__ void pdl_start() {
   pdl_trigger();
 }
 
+// The attributes every launch of the step carries (at most 2, into attr; returns how many):
+// programmatic stream serialization when a ProgrammaticLaunches scope is on, and the scope's
+// carveout (kernels/pdl_scope.hpp: one carveout for the step).
+inline unsigned step_launch_attributes(cudaLaunchAttribute* attr) {
+  unsigned n = 0;
+  if (ProgrammaticLaunches::active()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (ProgrammaticLaunches::max_shared()) {
+    attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+    attr[n++].val.sharedMemCarveout = 100;  // percent of the SM's shared memory: all of it
+  }
+  return n;
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization when a
 // ProgrammaticLaunches scope is on. The arguments are converted to the kernel's parameter types
 // at the call, as a <<<>>> launch does. Throws CudaError if the launch is refused.
@@ -73,18 +89,63 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   cudaLaunchAttribute attr[2] = {};
-  unsigned n = 0;
-  if (ProgrammaticLaunches::active()) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (ProgrammaticLaunches::max_shared()) {  // (kernels/pdl_scope.hpp: one carveout for the step)
-    attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-    attr[n++].val.sharedMemCarveout = 100;  // percent of the SM's shared memory: all of it
-  }
+  const unsigned n = step_launch_attributes(attr);
   config.attrs = n ? attr : nullptr;
   config.numAttrs = n;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
+}
+
+// launch_kernel with the grid's blocks in clusters of cluster_y consecutive blocks along y (sm_90:
+// kernels/cluster.cuh; grid.y a multiple of cluster_y, at most 8, the portable size). The caller
+// checks that the device launches clusters of that size (cluster_fits).
+template <class... P, class... A>
+void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsigned cluster_y, std::size_t smem,
+                               cudaStream_t stream, A&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attr[3] = {};
+  unsigned n = step_launch_attributes(attr);
+  attr[n].id = cudaLaunchAttributeClusterDimension;
+  attr[n].val.clusterDim.x = 1;
+  attr[n].val.clusterDim.y = cluster_y;
+  attr[n++].val.clusterDim.z = 1;
+  config.attrs = attr;
+  config.numAttrs = n;
+  CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
+}
+
+// Whether clusters of cluster_y blocks of `kernel` (block threads, smem bytes of dynamic shared
+// memory, already allowed by cudaFuncSetAttribute) can be resident on this device: it launches
+// clusters (compute capability 9.0 and later) and at least one such cluster fits
+// (cudaOccupancyMaxActiveClusters). False on any error, which is cleared.
+template <class... P>
+bool cluster_fits(void (*kernel)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
+  int dev = 0, launch = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !launch) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(1, cluster_y);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 1;
+  attr.val.clusterDim.y = cluster_y;
+  attr.val.clusterDim.z = 1;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return clusters > 0;
 }
 
 // Whether this device runs programmatic launches inside a captured CUDA graph with the order the

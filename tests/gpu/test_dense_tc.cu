@@ -393,6 +393,75 @@ TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, wi
       }
 }
 
+// The Forward GEMM's K split summed across a thread block cluster (GemmTileChoice::cluster_split:
+// a tile's pieces run as the blocks of one cluster and are summed from their shared memory, sm_90):
+// bitwise the same tile's pieces summed by the second kernel and by the tickets, on every pipelined
+// tile, with ReLU and with dropout, with X as floats and read in place from uint8 images; the
+// tickets stay 0. Layer 1's K = 784 is 4 pieces. Quick (the sanitizers, the emulation): two shapes
+// with row and column tails; full adds 4096 rows and one row. Where the device launches no
+// clusters the tiles run as without the choice (the same bits): the test says so.
+TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, every pipelined tile") {
+  Stream stream;
+  const bool clusters = cuda::dense_clusters_available();
+  MESSAGE(std::string(clusters ? "thread block clusters: launched" : "no clusters on this device: the tiles ran as without"));
+  struct Shape {
+    int B, K, N;
+  };
+  const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{129, 784, 72}, {100, 544, 36}}
+                                                  : std::vector<Shape>{{4096, 784, 128}, {1, 784, 128},
+                                                                       {1000, 784, 64}, {100, 544, 36}};
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : kTensorCore)
+      for (const cuda::GemmTile tile : {cuda::GemmTile::Pipe128, cuda::GemmTile::Pipe64x8, cuda::GemmTile::Pipe64}) {
+        const int B = sh.B, K = sh.K, N = sh.N;
+        INFO(B, "x", K, "->", N, " tile ", int(tile), (prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
+        const auto X = random_vector(std::size_t(B) * K, 81 + B), W = random_vector(std::size_t(N) * K, 82, -.5, .5);
+        const auto b = random_vector(std::size_t(N), 83, -.5, .5);
+        std::vector<uint8_t> img(std::size_t(B) * K);
+        for (std::size_t i = 0; i < img.size(); ++i) img[i] = uint8_t((i * 2654435761u) >> 24);
+        auto gX = to_device(X), gW = to_device(W), gb = to_device(b);
+        DeviceBuffer<uint8_t> gimg(img.size());
+        CUDA_CHECK(cudaMemcpy(gimg.data(), img.data(), img.size(), cudaMemcpyHostToDevice));
+        const auto in_images = cuda::DenseInput::images_by_index(gimg.data(), nullptr, 0);
+        DeviceBuffer<float> ws(cuda::dense_workspace_floats(B, K, N));
+        DeviceBuffer<unsigned> tk(cuda::dense_ticket_count(B, K, N));
+        REQUIRE(ws.size() > 0);
+        REQUIRE(tk.size() > 0);
+        CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
+        const std::size_t n = std::size_t(B) * N;
+        const cuda::DropoutSpec drop{0.2f, 42, 9, 1, nullptr};
+        // reference: the tile's split summed by the second kernel
+        auto Y0 = poisoned<float>(n), I0 = poisoned<float>(n), D0 = poisoned<float>(n), T0 = poisoned<float>(n);
+        cuda::dense_force_tile({tile, false, false});
+        cuda::dense_forward(Y0.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data());
+        cuda::dense_forward(I0.data(), in_images, gW.data(), gb.data(), B, K, N, false, stream.get(), prec, ws.data());
+        cuda::dense_relu_dropout_forward(D0.data(), gX.data(), gW.data(), gb.data(), B, K, N, drop, stream.get(), prec,
+                                         ws.data());
+        cuda::dense_forward(T0.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data(),
+                            tk.data());
+        // the cluster's sum, with and without tickets given
+        auto Y = poisoned<float>(n), I = poisoned<float>(n), D = poisoned<float>(n), T = poisoned<float>(n);
+        cuda::dense_force_tile({tile, false, true});
+        cuda::dense_forward(Y.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data());
+        cuda::dense_forward(I.data(), in_images, gW.data(), gb.data(), B, K, N, false, stream.get(), prec, ws.data());
+        cuda::dense_relu_dropout_forward(D.data(), gX.data(), gW.data(), gb.data(), B, K, N, drop, stream.get(), prec,
+                                         ws.data());
+        cuda::dense_forward(T.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data(),
+                            tk.data());
+        cuda::dense_force_tile({});
+        CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+        const std::vector<float> y0 = to_host(Y0);
+        CHECK(bitwise_equal(to_host(T0), y0));  // (the tickets' finish, the same bits)
+        CHECK(bitwise_equal(to_host(Y), y0));
+        CHECK(bitwise_equal(to_host(T), y0));
+        CHECK(bitwise_equal(to_host(I), to_host(I0)));
+        CHECK(bitwise_equal(to_host(D), to_host(D0)));
+        CHECK(to_host(tk) == std::vector<unsigned>(tk.size(), 0u));
+        // and the values: the reference is the split's, held to the CPU twin by the cases above
+        CHECK(std::none_of(y0.begin(), y0.end(), [](float v) { return std::isnan(v); }));
+      }
+}
+
 // dense_weight_partials' dz_rounded / x_rounded (the tail path: dz0 from the tail kernel, X from
 // gather_batch_overlapped, both written rounded to the precision): on inputs that are rounded, the
 // same bits as without the promise, on every tile that can run the weight GEMM; and the promise is

@@ -371,6 +371,51 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
   cuda::dense_force_tile({});
 }
 
+// The Forward GEMM's split summed across a thread block cluster (GemmTileChoice::cluster_split,
+// dense_pipe_cluster_kernel): each tile's pieces as the blocks of one cluster, summed from the
+// peers' shared memory. Under every cluster order (index, reversed, shuffled), bitwise the two-pass
+// result of the same tile (same pieces, the same additions in the order z = 0, 1, ...), with ReLU
+// and with dropout, in ONE cluster launch (no second pass, no tickets: the tickets given stay 0).
+// Where the pieces are more than 8 (`fallback`) the tile runs as without cluster_split (the same
+// code path as a device that launches no clusters, whose answer cluster_split_ok keeps for the
+// process: not switched here).
+void cluster_split(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile, bool fallback = false) {
+  const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16", " cluster B=", B, " K=", K, " N=", N,
+                              " tile ", int(tile));
+  const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N), nt = cuda::dense_ticket_count(B, K, N);
+  expect(ws_floats > 0 && nt > 0, "the forward splits across blocks " + tag);
+  const Vec X = rnd(std::size_t(B) * K, 111), W = rnd(std::size_t(N) * K, 112), b = rnd(N, 113);
+  const std::size_t bn = std::size_t(B) * N;
+  cuda::TrainCounters ctr{};
+  ctr.step = 3;
+  const cuda::DropoutSpec drop{0.2f, 7, 0, 1, &ctr};
+  cuda::dense_force_tile({tile, false, false});
+  Vec ws = poison(ws_floats), Y0 = poison(bn), D0 = poison(bn);
+  cuda::dense_forward(Y0.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
+  cuda::dense_relu_dropout_forward(D0.data(), X.data(), W.data(), b.data(), B, K, N, drop, nullptr, prec, ws.data());
+  cuda::dense_force_tile({tile, false, true});
+  for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+    emu::g_block_order = order;
+    const std::string t = cat(tag, " order ", int(order));
+    std::vector<unsigned> tk(nt, 0u);
+    Vec Y = poison(bn), D = poison(bn);
+    const long long l0 = g_emu_launches, c0 = emu::g_emu_cluster_launches;
+    cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data(), tk.data());
+    if (fallback)
+      expect(emu::g_emu_cluster_launches == c0, "more than 8 pieces: no cluster launch " + t);
+    else
+      expect(g_emu_launches - l0 == 1 && emu::g_emu_cluster_launches - c0 == 1, "one cluster launch " + t);
+    same(Y, Y0, "forward = two passes, " + t);
+    cuda::dense_relu_dropout_forward(D.data(), X.data(), W.data(), b.data(), B, K, N, drop, nullptr, prec, ws.data());
+    same(D, D0, "dropout forward = two passes, " + t);
+    bool zero = true;
+    for (unsigned v : tk) zero = zero && v == 0u;
+    expect(zero, "the tickets untouched " + t);
+  }
+  emu::g_block_order = emu::BlockOrder::Index;
+  cuda::dense_force_tile({});
+}
+
 // dense_force_ablation (bench_kernels' ablation rows) on the tiles it applies to, TF32 PipeTile
 // 128x128 and 64x64 x 8 warps and the wide wgmma forward tile: without the prepare pass, inputs already rounded to TF32 give the
 // whole loop's bits and unrounded ones do not (the pass was skipped, so the ablated kernel ran);
@@ -845,6 +890,16 @@ int main(int argc, char** argv) {
   split_tickets(GemmPrecision::FP32, 1600, 35, 10, cuda::GemmTile::Auto);
   split_tickets(GemmPrecision::TF32, 1600, 35, 12, cuda::GemmTile::Auto);
   lap("split-K tickets");
+  // The split summed across a cluster: 3 pieces over K = 544 on 128x128 with a row tail (100 of
+  // 128) and quads cut by the row's end (N = 36); 4 pieces (layer 1's K = 784) on 64x64 x 8 warps
+  // over three column tiles (the last of 4 columns); 64x64 x 4 warps with rows of N % 4 != 0
+  // (unaligned quads); 9 pieces (K = 2148): more than a portable cluster, the tile as without it.
+  cluster_split(GemmPrecision::TF32, 100, 544, 36, cuda::GemmTile::Pipe128);
+  cluster_split(GemmPrecision::BF16, 70, 784, 132, cuda::GemmTile::Pipe64x8);
+  cluster_split(GemmPrecision::TF32, 40, 544, 10, cuda::GemmTile::Pipe64);
+  if (!quick) cluster_split(GemmPrecision::BF16, 130, 784, 64, cuda::GemmTile::Pipe128);
+  cluster_split(GemmPrecision::TF32, 20, 2148, 8, cuda::GemmTile::Pipe64, true);
+  lap("split-K across a cluster");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
   // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward
   // split (K = 544: pieces of 192, the last 160 deep) and a row tail (100 of 128). --full adds the

@@ -58,11 +58,11 @@ for part in "${parts[@]}"; do
       need emu_dense_tc
       if [[ $full == 1 ]]; then "$bin/emu_tc"; else "$bin/emu_tc" quick; fi
       # test_dense_tc.cu's wgmma cases themselves (their shapes, references, tolerances, quick
-      # selection), and its cases of the operands written rounded by their producers (a skipped
-      # rounding pass must change no bit); its launches rewritten as the kernels' are (the file has
+      # selection), its cases of the operands written rounded by their producers (a skipped
+      # rounding pass must change no bit) and its clustered split; its launches rewritten as the kernels' are (the file has
       # a test kernel)
       MNIST_GPU_TEST_QUICK=1 "$bin/emu_dense_tc" --no-intro \
-        --test-case='wgmma*,dense_weight_partials: inputs rounded*,dense_forward / dense_backward_data: W rounded*' ;;
+        --test-case='wgmma*,dense_weight_partials: inputs rounded*,dense_forward / dense_backward_data: W rounded*,clustered split-K*' ;;
     engine_tc)  # the CUDA engine at tf32/bf16 against the CPU engine with the same rounding
       need emu_engine_tc
       "$bin/emu_engine_tc" ;;

@@ -170,6 +170,51 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
     run_blocks(blk.y * grid.x + blk.x, blk.y * grid.x + blk.x + 1, threads, smem, body);
 }
 
+// ---- Cluster launches (kernels/pdl.cuh's launch_kernel_in_clusters; kernels/cluster.cuh) ----
+// Clusters of cluster_y consecutive blocks along y, one cluster after another (in the order
+// g_block_order gives the grid of clusters), the blocks of a cluster all at once as a cooperative
+// launch's: each with its own __syncthreads barrier, static and dynamic shared memory (poisoned),
+// and cluster_sync a barrier over every thread of the cluster. A launch in clusters is ordinary
+// (the launch before it has ended, none runs beside it) also inside a ProgrammaticLaunches scope:
+// the early start is modelled for launch_kernel's launches only. g_emu_clusters = false: a device
+// that launches no clusters (cluster_fits false, cudaDevAttrClusterLaunch 0).
+inline bool g_emu_clusters = true;
+inline long long g_emu_cluster_launches = 0;
+
+inline void launch_cluster(dim3 grid, unsigned cluster_y, unsigned threads, std::size_t smem, const void* kernel,
+                           const std::function<void()>& body) {
+  check_dynamic_launch(grid, threads, smem, kernel);
+  if (!g_emu_clusters) throw std::runtime_error("emu: a cluster launch on a device without clusters");
+  if (cluster_y == 0 || cluster_y > 8 || grid.y % cluster_y != 0)
+    throw std::runtime_error("emu: clusters of more than 8 blocks, or a grid.y that is not a multiple of the cluster's");
+  flush_pending();
+  ++g_emu_launches;
+  ++g_emu_cluster_launches;
+  g_launch_kernel = kernel;
+  blockDim = dim3(threads);
+  gridDim = grid;
+  for (const dim3 c : block_sequence(dim3(grid.x, grid.y / cluster_y))) {
+    std::vector<Block> blocks(cluster_y);
+    BlockMemoryLease lease;
+    Cluster cluster;
+    cluster.sync.expected = cluster_y * threads;
+    cluster.sync.what = "cluster_sync()";
+    for (unsigned r = 0; r < cluster_y; ++r) {
+      Block& b = blocks[r];
+      b.bx = c.x;
+      b.by = c.y * cluster_y + r;
+      b.sync.expected = threads;
+      b.sync.what = "__syncthreads";
+      b.own_statics = true;
+      b.cluster = &cluster;
+      b.cluster_rank = r;
+      lease.take(b, smem);
+      cluster.blocks.push_back(&b);
+    }
+    run(blocks, threads, body, "a cluster launch");
+  }
+}
+
 // ---- Programmatic launches (kernels/pdl.cuh's launch_kernel inside a ProgrammaticLaunches scope) ----
 // The order modelled is the earliest the device allows under the contract of kernels/pdl.cuh: the
 // launch's threads run up to their pdl_wait() BEFORE the rest of the launch before it (that one
@@ -253,11 +298,11 @@ struct grid_group {
 inline grid_group this_grid() { return {}; }
 }  // namespace cooperative_groups
 
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrCooperativeLaunch = 95 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrCooperativeLaunch = 95, cudaDevAttrClusterLaunch = 120 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrMultiProcessorCount ? g_emu_sm_count : 1;
+  *v = a == cudaDevAttrMultiProcessorCount ? g_emu_sm_count : a == cudaDevAttrClusterLaunch ? int(emu::g_emu_clusters) : 1;
   return cudaSuccess;
 }
 template <class F>

@@ -94,6 +94,15 @@ struct Barrier {
   std::vector<Fiber*> waiting;
 };
 
+struct Block;
+// A thread block cluster of a cluster launch (emu::launch_cluster, ov/kernels/cluster.cuh): the
+// barrier of cluster_sync over every thread of its blocks, and its blocks by rank (their shared
+// memory, for cluster_peer).
+struct Cluster {
+  Barrier sync;
+  std::vector<Block*> blocks;
+};
+
 // One block of a running launch: its __syncthreads barrier, its dynamic shared memory and the state
 // its warps or warpgroups share (keyed by type, group size and group index).
 struct Block {
@@ -116,6 +125,9 @@ struct Block {
   // until the launch before has run to its end.
   bool programmatic = false, early = false;
   std::vector<Fiber*>* parked = nullptr;
+  // A cluster launch's block: its cluster and its rank there (null: not launched in clusters).
+  Cluster* cluster = nullptr;
+  unsigned cluster_rank = 0;
 };
 
 struct Fiber {

@@ -42,6 +42,23 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
     emu::launch_dynamic(grid, block.x, smem, emu::kernel_key(kernel), body);
 }
 
+// launch_kernel in clusters (emu::launch_cluster: an ordinary launch's order, see there).
+template <class... P, class... A>
+void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsigned cluster_y, std::size_t smem,
+                               cudaStream_t, A&&... args) {
+  if (block.y != 1 || block.z != 1) throw std::runtime_error("emu: launch_kernel_in_clusters takes 1D blocks");
+  std::function<void()> body = [kernel, t = std::tuple<P...>(as_param<P>(std::forward<A>(args))...)] {
+    std::apply(kernel, t);
+  };
+  emu::launch_cluster(grid, cluster_y, block.x, smem, emu::kernel_key(kernel), body);
+}
+
+// Clusters of up to 8 blocks fit wherever the emulated device launches clusters (g_emu_clusters).
+template <class... P>
+bool cluster_fits(void (*)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
+  return emu::g_emu_clusters && cluster_y >= 1 && cluster_y <= 8 && threads <= 1024 && smem <= 227 * 1024;
+}
+
 // The emulation models the order the contract promises.
 inline bool programmatic_launch_works(cudaStream_t, bool = false) { return true; }
 
