@@ -246,6 +246,8 @@ std::vector<TileOption> tile_options_in_launch(GemmPrecision prec, bool fold, Wg
       o.push_back({name, {kind, false}, {}});
       if (fold) o.push_back({cat(name, " fold"), {kind, true}, {}});
     }
+    if (fold && clusters_available())  // a split forward's pieces summed across a cluster of blocks
+      for (const auto& [name, kind] : vec) o.push_back({cat(name, " cluster"), {kind, false, true}, {}});
     return o;
   }
   o.push_back({"mma", {}, {GemmTile::Mma, false}});
@@ -274,7 +276,8 @@ std::vector<TileOption> tile_options(GemmPrecision prec, bool fold, WgmmaOp wgmm
   if (!tickets) return o;
   const std::size_t n = o.size();
   for (std::size_t i = 0; i < n; ++i) {
-    if (o[i].tc.fold_forward_split || o[i].simt.fold_forward_split || o[i].tc.cluster_split)
+    if (o[i].tc.fold_forward_split || o[i].simt.fold_forward_split || o[i].tc.cluster_split ||
+        o[i].simt.cluster_split)
       continue;  // folded, or summed across the cluster: no pieces in memory to sum
     TileOption two = o[i];
     two.label += " 2-pass";
@@ -363,6 +366,11 @@ void dense_force_ablation(unsigned bits) {
 void dense_force_weight_pieces(int pieces) { g_forced_weight_pieces = std::max(pieces, 0); }
 bool dense_wgmma_available() { return wgmma_available(); }
 bool dense_clusters_available() { return clusters_available(); }
+int dense_cluster_capacity(GemmTile tile, int splits, GemmPrecision prec) {
+  return prec == GemmPrecision::TF32   ? cluster_capacity_as<GemmPrecision::TF32>(tile, splits)
+         : prec == GemmPrecision::BF16 ? cluster_capacity_as<GemmPrecision::BF16>(tile, splits)
+                                       : 0;
+}
 void dense_force_simt_tile(SimtTileChoice choice) { g_forced_simt = choice; }
 
 long long dense_images_fallbacks() { return g_images_fallbacks; }

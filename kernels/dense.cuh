@@ -178,6 +178,10 @@ void dense_force_tile(GemmTileChoice choice);
 // Whether this device launches thread block clusters (compute capability 9.0 or later): the
 // cluster_split tiles can run here.
 bool dense_clusters_available();
+// How many clusters of `splits` blocks of a pipelined tile's clustered forward (Pipe64, Pipe64x8,
+// Pipe128 at TF32/BF16) this device holds at once (cudaOccupancyMaxActiveClusters): a launch of more
+// clusters runs in waves. 0 where none fits, for other tiles and FP32 (bench_kernels prints it).
+int dense_cluster_capacity(GemmTile tile, int splits, GemmPrecision prec);
 // Whether GemmTile::Wgmma really runs the wgmma tile here (dense.cu built for sm_90a and a device
 // that loads that code; the first call probes the device synchronously): for labels and tests.
 bool dense_wgmma_available();
@@ -187,12 +191,15 @@ bool dense_wgmma_available();
 // small GEMMs' SimtTile (64x64 or 32x32 by tile count). Vec128 / Vec64 / Vec32: the register-blocked,
 // double-buffered SimtVecTile of 128x128 (8x8 outputs a thread), 64x64 or 32x32 (4x4) outputs, with a
 // forward GEMM's K split folded into the block when fold_forward_split (and the split is whole
-// slices). Results are bitwise the same for every choice with the same split points (folding keeps
-// them: see the FP32 contract above); TF32/BF16 ignore it. Not thread-safe.
+// slices), or with its split across blocks summed across a thread block cluster when cluster_split
+// (as GemmTileChoice's, on its own kernel: dense_simt_cluster_kernel). Results are bitwise the same
+// for every choice with the same split points (folding and clusters keep them: see the FP32
+// contract above); TF32/BF16 ignore it. Not thread-safe.
 enum class SimtTileKind { Auto, Scalar, Vec32, Vec64, Vec128 };
 struct SimtTileChoice {
   SimtTileKind tile = SimtTileKind::Auto;
   bool fold_forward_split = false;
+  bool cluster_split = false;
 };
 void dense_force_simt_tile(SimtTileChoice choice);
 

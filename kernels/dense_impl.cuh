@@ -530,6 +530,10 @@ struct SimtVecTile {
   static_assert(BK % 8 == 0 && (BM * BK / 4) % THREADS == 0 && (BN * BK / 4) % THREADS == 0,
                 "a slice's chunks of 4 must split evenly over the threads");
   static constexpr int A_CHUNKS = BM * BK / 4 / THREADS, B_CHUNKS = BN * BK / 4 / THREADS;
+  // The block's output tile in shared memory (TO_SMEM: the clustered split, dense_simt_cluster_kernel):
+  // row r at r·TILE_LD floats, as PipeTile's; a thread's float4s of 4 consecutive columns, 8 lanes
+  // of a row writing 128 contiguous bytes.
+  static constexpr int TILE_LD = BN + 8;
   // 16-byte aligned: the tiles are read and written as float4 (a float struct alone is only 4-byte
   // aligned, and the H100 faulted with a misaligned address on it).
   struct alignas(16) Smem {
@@ -575,8 +579,10 @@ struct SimtVecTile {
     }
   }
 
-  template <Kind KIND>
-  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s) {
+  // TO_SMEM (the Forward GEMM's piece z of a clustered split): the raw sums go to `tile` (TILE_LD;
+  // it may overlap s: the loop's last barrier has passed) instead of memory.
+  template <Kind KIND, bool TO_SMEM = false>
+  __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s, float* tile = nullptr) {
     constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
     const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
     const int tr = (warp / (RN / 8)) * 4 + lane / 8, tc = (warp % (RN / 8)) * 8 + lane % 8;
@@ -733,6 +739,16 @@ struct SimtVecTile {
       __syncthreads();
     }
 
+    if constexpr (TO_SMEM) {
+      static_assert(KIND == Kind::Forward, "the clustered split is the Forward GEMM's");
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int g = 0; g < TN / 4; ++g)
+          *reinterpret_cast<float4*>(tile + ((i / 4) * RM * 4 + tr * 4 + i % 4) * TILE_LD + g * RN * 4 + tc * 4) =
+              make_float4(acc[i][4 * g], acc[i][4 * g + 1], acc[i][4 * g + 2], acc[i][4 * g + 3]);
+      return;
+    }
     const uint64_t step = epilogue_step<KIND>(p);
     float x[TM][TN];  // the epilogue's inputs, all read before the first store (epilogue_input)
 #pragma unroll
@@ -2219,6 +2235,44 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_cluster_kernel(const
   cluster_sync();  // no block leaves while a peer may still read its piece
 }
 
+// The same for the FP32 SimtVecTile (its own static stages replaced by dynamic shared memory that
+// also holds the output tile: simt_cluster_smem_bytes).
+template <class Tile>
+constexpr int simt_cluster_smem_bytes() {
+  constexpr int stages = int(sizeof(typename Tile::Smem)), out = Tile::BM * Tile::TILE_LD * int(sizeof(float));
+  return stages > out ? stages : out;
+}
+template <class Tile, Kind KIND>
+__global__ void __launch_bounds__(Tile::THREADS) dense_simt_cluster_kernel(const GemmParams p) {
+  static_assert(KIND == Kind::Forward, "the clustered split is the Forward GEMM's");
+  extern __shared__ float4 simt_cluster_smem[];
+  float* const tile = reinterpret_cast<float*>(simt_cluster_smem);
+  auto& stages = *reinterpret_cast<typename Tile::Smem*>(simt_cluster_smem);
+  pdl_start();
+  const int splits = split_count(p), z = int(cluster_rank());  // (rank z = blockIdx.y % splits)
+  const int m0 = int(blockIdx.y) / splits * Tile::BM, n0 = int(blockIdx.x) * Tile::BN;
+  Tile::template run<KIND, true>(p, m0, n0, z, stages, tile);
+  cluster_sync();  // every piece of the tile is in its block's shared memory
+  cluster_finish_tile<Tile>(p, m0, n0, z, splits, tile);
+  cluster_sync();  // no block leaves while a peer may still read its piece
+}
+
+// The clustered kernel of Tile (PipeTile or SimtVecTile) and its dynamic shared memory.
+template <class Tile>
+constexpr int cluster_smem_bytes() {
+  if constexpr (Tile::kPipelined)
+    return Tile::template smem_bytes<Kind::Forward>();
+  else
+    return simt_cluster_smem_bytes<Tile>();
+}
+template <class Tile>
+constexpr auto cluster_kernel() {
+  if constexpr (Tile::kPipelined)
+    return dense_pipe_cluster_kernel<Tile, Kind::Forward>;
+  else
+    return dense_simt_cluster_kernel<Tile, Kind::Forward>;
+}
+
 // dense_pipe_kernel with parts of the tile's loop removed (ABLATE: kAblate* bits), for
 // bench_kernels' ablation rows only (dense_force_ablation): its results are meaningless.
 template <class Tile, Kind KIND, unsigned ABLATE>
@@ -2381,36 +2435,57 @@ void launch_pipe_tiles(const GemmParams& p, cudaStream_t stream) {
   MNIST_LAUNCH_CHECK(stream);
 }
 
-// Whether the Forward GEMM p (split across blocks: p.partial) can run its split as clusters on Tile
-// (dense_pipe_cluster_kernel): 2 to kMaxClusterSplits pieces, and a cluster of that many blocks fits
-// on the device (asked once per size: compute capability 9.0 or later, cudaOccupancyMaxActiveClusters).
+// How many clusters of `splits` blocks of Tile's clustered forward (dense_pipe_cluster_kernel) the
+// device holds at once (cluster_capacity; asked once per size), 0 where none fits or the size is
+// outside 2 .. kMaxClusterSplits.
+template <class Tile>
+int cluster_split_capacity(int splits) {
+  if (splits < 2 || splits > kMaxClusterSplits) return 0;
+  constexpr int SMEM = cluster_smem_bytes<Tile>();
+  static const bool smem_allowed = allow_smem(cluster_kernel<Tile>(), SMEM);
+  static int held[kMaxClusterSplits + 1];
+  static bool asked[kMaxClusterSplits + 1] = {};
+  if (!asked[splits]) {
+    held[splits] = smem_allowed ? cluster_capacity(cluster_kernel<Tile>(), unsigned(Tile::THREADS), unsigned(splits),
+                                                   std::size_t(SMEM))
+                                : 0;
+    asked[splits] = true;
+  }
+  return held[splits];
+}
+
+// Whether the Forward GEMM p (split across blocks: p.partial) can run its split as clusters on Tile:
+// 2 to kMaxClusterSplits pieces, and the device holds at least one such cluster.
 template <class Tile>
 bool cluster_split_ok(const GemmParams& p) {
-  const int splits = split_count(p);
-  if (!p.partial || p.split_k <= 0 || splits < 2 || splits > kMaxClusterSplits) return false;
-  constexpr int SMEM = Tile::template smem_bytes<Kind::Forward>();
-  static const bool smem_allowed = allow_smem(dense_pipe_cluster_kernel<Tile, Kind::Forward>, SMEM);
-  static int fits[kMaxClusterSplits + 1] = {};  // 0: not asked yet, 1: fits, 2: does not
-  int& f = fits[splits];
-  if (!f)
-    f = smem_allowed && cluster_fits(dense_pipe_cluster_kernel<Tile, Kind::Forward>, unsigned(Tile::THREADS),
-                                     unsigned(splits), std::size_t(SMEM))
-            ? 1
-            : 2;
-  return f == 1;
+  return p.partial && p.split_k > 0 && cluster_split_capacity<Tile>(split_count(p)) > 0;
 }
 
 // The Forward GEMM p (cluster_split_ok) with its pieces summed across each tile's cluster: no
 // partials written, p.partial only marks the split.
 template <class Tile>
-void launch_pipe_cluster(const GemmParams& p, cudaStream_t stream) {
-  constexpr int BM = Tile::BM, BN = Tile::BN, SMEM = Tile::template smem_bytes<Kind::Forward>();
+void launch_cluster_split(const GemmParams& p, cudaStream_t stream) {
+  constexpr int BM = Tile::BM, BN = Tile::BN, SMEM = cluster_smem_bytes<Tile>();
   const int splits = split_count(p);
   const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
   MNIST_CHECK(gy <= 65535u, "dense GEMM: ", p.M, " rows exceed the grid limit");
-  launch_kernel_in_clusters(dense_pipe_cluster_kernel<Tile, Kind::Forward>, dim3(gx, gy), dim3(Tile::THREADS),
-                            unsigned(splits), std::size_t(SMEM), stream, p);
+  launch_kernel_in_clusters(cluster_kernel<Tile>(), dim3(gx, gy), dim3(Tile::THREADS), unsigned(splits),
+                            std::size_t(SMEM), stream, p);
   MNIST_LAUNCH_CHECK(stream);
+}
+
+// The FP32 Forward GEMM p on SimtVecTile Tile with its split summed across clusters (its Images
+// instantiation where X is read from the images), if it can run so: whether it did.
+template <class Tile>
+bool launch_simt_cluster_split(const GemmParams& p, cudaStream_t stream) {
+  if (p.images) {
+    if (!cluster_split_ok<typename Tile::Images>(p)) return false;
+    launch_cluster_split<typename Tile::Images>(p, stream);
+    return true;
+  }
+  if (!cluster_split_ok<Tile>(p)) return false;
+  launch_cluster_split<Tile>(p, stream);
+  return true;
 }
 
 template <class Tile>
@@ -2781,15 +2856,15 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
         switch (pick) {
           case Pick::Pipe128:
             if (!cluster_split_ok<typename T::Pipe128>(q)) break;
-            launch_pipe_cluster<typename T::Pipe128>(q, stream);
+            launch_cluster_split<typename T::Pipe128>(q, stream);
             return false;
           case Pick::Pipe64:
             if (!cluster_split_ok<typename T::Pipe64>(q)) break;
-            launch_pipe_cluster<typename T::Pipe64>(q, stream);
+            launch_cluster_split<typename T::Pipe64>(q, stream);
             return false;
           case Pick::Pipe64x8:
             if (!cluster_split_ok<typename T::Pipe64x8>(q)) break;
-            launch_pipe_cluster<typename T::Pipe64x8>(q, stream);
+            launch_cluster_split<typename T::Pipe64x8>(q, stream);
             return false;
           case Pick::Mma: break;
         }
@@ -2813,6 +2888,12 @@ bool launch_gemm_as(GemmParams p, cudaStream_t stream) {
     using T = TilesFor<PREC>;
     GemmParams q = p;  // as above: pick_simt may fold the split into q
     const SimtTileKind tile = pick_simt(q, KIND == Kind::Forward).tile;
+    if constexpr (KIND == Kind::Forward)
+      if (g_forced_simt.cluster_split && q.partial) {  // (no split left, or none fits: the tile as it is)
+        if (tile == SimtTileKind::Vec128 && launch_simt_cluster_split<typename T::Vec128>(q, stream)) return false;
+        if (tile == SimtTileKind::Vec64 && launch_simt_cluster_split<typename T::Vec64>(q, stream)) return false;
+        if (tile == SimtTileKind::Vec32 && launch_simt_cluster_split<typename T::Vec32>(q, stream)) return false;
+      }
     if (tile == SimtTileKind::Vec128 && takes_input<typename T::Vec128>(q)) {
       launch_simt_tiles<typename T::Vec128, KIND>(q, stream);
       return q.partial;
@@ -2897,10 +2978,25 @@ void prepare_tiles() {
   }
 }
 
+// cluster_split_capacity of PREC's pipelined tile `tile` (0 at FP32, and for a tile that is not one).
+template <GemmPrecision PREC>
+int cluster_capacity_as(GemmTile tile, int splits) {
+  if constexpr (PREC == GemmPrecision::FP32) {
+    return 0;
+  } else {
+    using T = TilesFor<PREC>;
+    return tile == GemmTile::Pipe128    ? cluster_split_capacity<typename T::Pipe128>(splits)
+           : tile == GemmTile::Pipe64x8 ? cluster_split_capacity<typename T::Pipe64x8>(splits)
+           : tile == GemmTile::Pipe64   ? cluster_split_capacity<typename T::Pipe64>(splits)
+                                        : 0;
+  }
+}
+
 // Each precision's forward and backward launchers are compiled once each, apart (the kernels they
 // instantiate are disjoint): dense_<precision>_forward.cu and dense_<precision>_backward.cu.
 #define MNIST_DENSE_FORWARD(EXTERN, PREC)                                                              \
   EXTERN template bool launch_gemm_as<PREC, Kind::Forward>(GemmParams, cudaStream_t);                  \
+  EXTERN template int cluster_capacity_as<PREC>(GemmTile, int);                                       \
   EXTERN template void prepare_tiles<PREC, true>();
 #define MNIST_DENSE_BACKWARD(EXTERN, PREC)                                                             \
   EXTERN template bool launch_gemm_as<PREC, Kind::Data>(GemmParams, cudaStream_t);                     \

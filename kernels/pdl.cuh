@@ -97,7 +97,7 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
 
 // launch_kernel with the grid's blocks in clusters of cluster_y consecutive blocks along y (sm_90:
 // kernels/cluster.cuh; grid.y a multiple of cluster_y, at most 8, the portable size). The caller
-// checks that the device launches clusters of that size (cluster_fits).
+// checks that the device launches clusters of that size (cluster_capacity).
 template <class... P, class... A>
 void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsigned cluster_y, std::size_t smem,
                                cudaStream_t stream, A&&... args) {
@@ -117,17 +117,17 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
 }
 
-// Whether clusters of cluster_y blocks of `kernel` (block threads, smem bytes of dynamic shared
-// memory, already allowed by cudaFuncSetAttribute) can be resident on this device: it launches
-// clusters (compute capability 9.0 and later) and at least one such cluster fits
-// (cudaOccupancyMaxActiveClusters). False on any error, which is cleared.
+// How many clusters of cluster_y blocks of `kernel` (block threads, smem bytes of dynamic shared
+// memory, already allowed by cudaFuncSetAttribute) this device holds at once
+// (cudaOccupancyMaxActiveClusters): 0 where it launches no clusters (compute capability below 9.0)
+// or none of that size fits, and on any error, which is cleared.
 template <class... P>
-bool cluster_fits(void (*kernel)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
+int cluster_capacity(void (*kernel)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
   int dev = 0, launch = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !launch) {
     (void)cudaGetLastError();
-    return false;
+    return 0;
   }
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(1, cluster_y);
@@ -143,9 +143,9 @@ bool cluster_fits(void (*kernel)(P...), unsigned threads, unsigned cluster_y, st
   int clusters = 0;
   if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
     (void)cudaGetLastError();
-    return false;
+    return 0;
   }
-  return clusters > 0;
+  return clusters;
 }
 
 // Whether this device runs programmatic launches inside a captured CUDA graph with the order the

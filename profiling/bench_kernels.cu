@@ -261,6 +261,20 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
           fwd("64x64 8-warp fold", {cuda::GemmTile::Pipe64x8, true}, tk.data());
           fwd("128x128 cross-split", {cuda::GemmTile::Pipe128, false}, nullptr);
           fwd("128x128 cross-split 1 launch", {cuda::GemmTile::Pipe128, false}, tk.data());
+          // The split's pieces as one thread block cluster's blocks, summed from their shared memory
+          // in the launch (cluster_split, sm_90): no partials in memory, no tickets, no second pass.
+          {
+            const std::string note = cuda::dense_clusters_available() ? "" : " unavailable (cross-split)";
+            if (l == 0 && B == 4096 && p == GemmPrecision::TF32 && cuda::dense_clusters_available())
+              for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Pipe128, "128x128"},
+                                               std::pair{cuda::GemmTile::Pipe64x8, "64x64 x 8 warps"},
+                                               std::pair{cuda::GemmTile::Pipe64, "64x64 x 4 warps"}})
+                std::printf("  clusters of 4 blocks (%s, tf32) held at once: %d\n", name,
+                            cuda::dense_cluster_capacity(tile, 4, p));
+            fwd("128x128 cluster split" + note, {cuda::GemmTile::Pipe128, false, true}, tk.data());
+            fwd("64x64 8-warp cluster split" + note, {cuda::GemmTile::Pipe64x8, false, true}, tk.data());
+            fwd("64x64 4-warp cluster split" + note, {cuda::GemmTile::Pipe64, false, true}, tk.data());
+          }
           // The wgmma tile (issue 12; dense_force_tile only, not the launchers' choice yet): layer
           // 1's forward at 512 / 4096 / 16384 rows, its K split folded into the block and across
           // blocks in one launch. Labelled as the fallback where this build or device has no sm_90a.
@@ -307,6 +321,19 @@ void bench_gemm_shapes(Bench& bench, cublasHandle_t blas) {
             cuda::dense_force_simt_tile({});
           }
       }
+      // Each vector tile with the split's pieces summed across a thread block cluster (cluster_split:
+      // no partials in memory, no second pass), where the forward splits and the device has clusters.
+      if (fp32_w && cuda::dense_workspace_floats(1, K, N) && (B == 512 || B >= 4096) && cuda::dense_clusters_available())
+        for (const auto& [tile, name] : simt_tiles) {
+          if (tile == cuda::SimtTileKind::Scalar) continue;
+          cuda::dense_force_simt_tile({tile, false, true});
+          bench.run("gemm_forward", shape, cat("native fp32 ", name, " cluster split"), flops, fwd_bytes,
+                    [&](cudaStream_t st) {
+                      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, layers[l].relu, st,
+                                          GemmPrecision::FP32, fp32_w);
+                    });
+          cuda::dense_force_simt_tile({});
+        }
       bench.run("gemm_forward", shape, "cuBLAS sgemm fp32", flops, fwd_bytes, [&](cudaStream_t st) {
         cublas::gemm_nt(blas, Y.data(), X.data(), W.data(), B, N, K, false, st);
       });
@@ -594,6 +621,17 @@ void bench_layer0_input(Bench& bench) {
                     cuda::dense_relu_dropout_forward(Y.data(), in, W.data(), b.data(), B, K, N, drop, st, pr, ws.data(),
                                                      tk.data(), true);
                   }, peak);
+        // the same on the 128x128 tile with its split summed across a cluster (cluster_split)
+        if (pr != GemmPrecision::FP32 && cuda::dense_clusters_available()) {
+          cuda::dense_force_tile({cuda::GemmTile::Pipe128, false, true});
+          bench.run("layer0_input", shape,
+                    cat("forward ", to_string(pr), ": images in place, W rounded, 128x128 cluster split"), fflops,
+                    double(B) * K + 4.0 * B * N, [&](cudaStream_t st) {
+                      cuda::dense_relu_dropout_forward(Y.data(), in, W.data(), b.data(), B, K, N, drop, st, pr,
+                                                       ws.data(), tk.data(), true);
+                    }, peak);
+          cuda::dense_force_tile({});
+        }
       bench.run("layer0_input", shape, cat("weight pieces ", to_string(pr), ": float X (gathered)"), wflops,
                 4.0 * B * (K + N), [&](cudaStream_t st) {
                   cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), B, K, N, st, pr);

@@ -457,7 +457,10 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
         const int wg = prec != GemmPrecision::FP32 && cuda::dense_wgmma_available() ? (fwd ? 3 : 2) : 0;
         const int unfolded = prec == GemmPrecision::FP32 ? 5 : 5 + wg;
         const int folds = fwd ? (prec == GemmPrecision::FP32 ? 3 : 3 + wg) : 0;
-        CHECK(rec[0].candidates == 2 * unfolded + folds);
+        // (+ 3 with the split summed across a cluster, forward, where the device launches clusters:
+        // the 3 vector tiles at FP32, the 3 pipelined ones at TF32/BF16; not run twice)
+        const int clusters = fwd && cuda::dense_clusters_available() ? 3 : 0;
+        CHECK(rec[0].candidates == 2 * unfolded + folds + clusters);
 #ifndef __CUDACC__
         CHECK(launches == (kept == base ? 1 : 2));
 #endif
@@ -473,7 +476,8 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
 }
 
 // The wgmma tiles (sm_90a) are candidates wherever the device runs them: 14 forward candidates at
-// TF32 with a split-K workspace (wgmma, wgmma128, wgmma2wg, each also folded), 8 without them. (Until they had passed the GPU tests and the
+// TF32 with a split-K workspace (wgmma, wgmma128, wgmma2wg, each also folded), 8 without them (3
+// more, the " cluster" ones, where the device launches clusters). (Until they had passed the GPU tests and the
 // sanitizers, on the H200 at a018989, they were admitted only by an environment variable.)
 TEST_CASE("autotune: the wgmma tiles are candidates where the device has them") {
   Clean clean;
@@ -489,7 +493,7 @@ TEST_CASE("autotune: the wgmma tiles are candidates where the device has them") 
   const auto& times = rec[0].times;
   const bool wgmma = std::any_of(times.begin(), times.end(), [](const auto& t) { return t.first.rfind("wgmma", 0) == 0; });
   CHECK(wgmma == cuda::dense_wgmma_available());
-  CHECK(rec[0].candidates == (wgmma ? 14 : 8));
+  CHECK(rec[0].candidates == (wgmma ? 14 : 8) + (cuda::dense_clusters_available() ? 3 : 0));
 }
 
 TEST_CASE("autotune on the device's own timings: every tile agrees at layer 0's shapes, and the kept one runs") {
@@ -518,10 +522,10 @@ TEST_CASE("autotune on the device's own timings: every tile agrees at layer 0's 
       MESSAGE(rec[0].line());
       CHECK_MESSAGE(rec[0].rejected.empty(), rec[0].line());
       const bool wgmma = prec != GemmPrecision::FP32 && cuda::dense_wgmma_available();
-      CHECK(rec[0].candidates == (prec == GemmPrecision::FP32 ? (op.name.find("forward") != std::string::npos ? 8 : 5)
-                                                              : (op.name.find("forward") != std::string::npos
-                                                                     ? (wgmma ? 14 : 8)
-                                                                     : (wgmma ? 7 : 5))));
+      const bool fwd = op.name.find("forward") != std::string::npos;
+      const int clusters = fwd && cuda::dense_clusters_available() ? 3 : 0;  // (the " cluster" candidates)
+      CHECK(rec[0].candidates == (prec == GemmPrecision::FP32 ? (fwd ? 8 : 5) : (fwd ? (wgmma ? 14 : 8) : (wgmma ? 7 : 5))) +
+                                     clusters);
       if (rec[0].chosen != "model") {
         force_label(rec[0].chosen);
         const auto forced = op.run();

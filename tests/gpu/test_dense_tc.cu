@@ -17,6 +17,7 @@
 #include "kernels/mma.cuh"
 #include "kernels/precision.hpp"
 #include "layers/cpu_ops.hpp"
+#include "runtime/error.hpp"
 #include "runtime/launch_check.cuh"
 #include "tests/gpu/dense_backward_ref.cuh"
 #include "tests/gpu/gpu_test.cuh"
@@ -396,11 +397,11 @@ TEST_CASE("wgmma TF32/BF16 forward tile: layer 1 at 4096 rows and odd shapes, wi
 // The Forward GEMM's K split summed across a thread block cluster (GemmTileChoice::cluster_split:
 // a tile's pieces run as the blocks of one cluster and are summed from their shared memory, sm_90):
 // bitwise the same tile's pieces summed by the second kernel and by the tickets, on every pipelined
-// tile, with ReLU and with dropout, with X as floats and read in place from uint8 images; the
+// tile (TF32/BF16) and every FP32 vector tile (SimtVecTile), with ReLU and with dropout, with X as floats and read in place from uint8 images; the
 // tickets stay 0. Layer 1's K = 784 is 4 pieces. Quick (the sanitizers, the emulation): two shapes
 // with row and column tails; full adds 4096 rows and one row. Where the device launches no
 // clusters the tiles run as without the choice (the same bits): the test says so.
-TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, every pipelined tile") {
+TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, every pipelined and FP32 vector tile") {
   Stream stream;
   const bool clusters = cuda::dense_clusters_available();
   MESSAGE(std::string(clusters ? "thread block clusters: launched" : "no clusters on this device: the tiles ran as without"));
@@ -410,11 +411,27 @@ TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, e
   const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{129, 784, 72}, {100, 544, 36}}
                                                   : std::vector<Shape>{{4096, 784, 128}, {1, 784, 128},
                                                                        {1000, 784, 64}, {100, 544, 36}};
+  struct Tiles {
+    GemmPrecision prec;
+    cuda::GemmTile tile;
+    cuda::SimtTileKind simt;
+  };
+  std::vector<Tiles> tiles;
+  for (GemmPrecision prec : kTensorCore)
+    for (const cuda::GemmTile tile : {cuda::GemmTile::Pipe128, cuda::GemmTile::Pipe64x8, cuda::GemmTile::Pipe64})
+      tiles.push_back({prec, tile, cuda::SimtTileKind::Auto});
+  for (const cuda::SimtTileKind simt : {cuda::SimtTileKind::Vec128, cuda::SimtTileKind::Vec64, cuda::SimtTileKind::Vec32})
+    tiles.push_back({GemmPrecision::FP32, cuda::GemmTile::Auto, simt});
   for (const Shape& sh : shapes)
-    for (GemmPrecision prec : kTensorCore)
-      for (const cuda::GemmTile tile : {cuda::GemmTile::Pipe128, cuda::GemmTile::Pipe64x8, cuda::GemmTile::Pipe64}) {
+    for (const auto& [prec, tile, simt] : tiles) {
         const int B = sh.B, K = sh.K, N = sh.N;
-        INFO(B, "x", K, "->", N, " tile ", int(tile), (prec == GemmPrecision::TF32 ? " tf32" : " bf16"));
+        const std::string what = cat(B, "x", K, "->", N, " tile ", int(tile), " simt ", int(simt), " ",
+                                     prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16");
+        INFO(what);
+        const auto force = [&](bool cluster) {
+          cuda::dense_force_tile({tile, false, cluster});
+          cuda::dense_force_simt_tile({simt, false, cluster});
+        };
         const auto X = random_vector(std::size_t(B) * K, 81 + B), W = random_vector(std::size_t(N) * K, 82, -.5, .5);
         const auto b = random_vector(std::size_t(N), 83, -.5, .5);
         std::vector<uint8_t> img(std::size_t(B) * K);
@@ -432,7 +449,7 @@ TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, e
         const cuda::DropoutSpec drop{0.2f, 42, 9, 1, nullptr};
         // reference: the tile's split summed by the second kernel
         auto Y0 = poisoned<float>(n), I0 = poisoned<float>(n), D0 = poisoned<float>(n), T0 = poisoned<float>(n);
-        cuda::dense_force_tile({tile, false, false});
+        force(false);
         cuda::dense_forward(Y0.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data());
         cuda::dense_forward(I0.data(), in_images, gW.data(), gb.data(), B, K, N, false, stream.get(), prec, ws.data());
         cuda::dense_relu_dropout_forward(D0.data(), gX.data(), gW.data(), gb.data(), B, K, N, drop, stream.get(), prec,
@@ -441,7 +458,7 @@ TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, e
                             tk.data());
         // the cluster's sum, with and without tickets given
         auto Y = poisoned<float>(n), I = poisoned<float>(n), D = poisoned<float>(n), T = poisoned<float>(n);
-        cuda::dense_force_tile({tile, false, true});
+        force(true);
         cuda::dense_forward(Y.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data());
         cuda::dense_forward(I.data(), in_images, gW.data(), gb.data(), B, K, N, false, stream.get(), prec, ws.data());
         cuda::dense_relu_dropout_forward(D.data(), gX.data(), gW.data(), gb.data(), B, K, N, drop, stream.get(), prec,
@@ -449,6 +466,7 @@ TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, e
         cuda::dense_forward(T.data(), gX.data(), gW.data(), gb.data(), B, K, N, true, stream.get(), prec, ws.data(),
                             tk.data());
         cuda::dense_force_tile({});
+        cuda::dense_force_simt_tile({});
         CUDA_CHECK(cudaStreamSynchronize(stream.get()));
         const std::vector<float> y0 = to_host(Y0);
         CHECK(bitwise_equal(to_host(T0), y0));  // (the tickets' finish, the same bits)

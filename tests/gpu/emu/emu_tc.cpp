@@ -379,9 +379,15 @@ void split_tickets(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile)
 // Where the pieces are more than 8 (`fallback`) the tile runs as without cluster_split (the same
 // code path as a device that launches no clusters, whose answer cluster_split_ok keeps for the
 // process: not switched here).
-void cluster_split(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile, bool fallback = false) {
-  const std::string tag = cat(prec == GemmPrecision::TF32 ? "tf32" : "bf16", " cluster B=", B, " K=", K, " N=", N,
-                              " tile ", int(tile));
+// FP32: `simt` the SimtVecTile forced (its own clustered kernel, dense_simt_cluster_kernel).
+void cluster_split(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile, bool fallback = false,
+                   cuda::SimtTileKind simt = cuda::SimtTileKind::Auto) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " cluster B=", B, " K=", K, " N=", N, " tile ", int(tile), " simt ", int(simt));
+  auto force = [&](bool cluster) {
+    cuda::dense_force_tile({tile, false, cluster});
+    cuda::dense_force_simt_tile({simt, false, cluster});
+  };
   const std::size_t ws_floats = cuda::dense_workspace_floats(B, K, N), nt = cuda::dense_ticket_count(B, K, N);
   expect(ws_floats > 0 && nt > 0, "the forward splits across blocks " + tag);
   const Vec X = rnd(std::size_t(B) * K, 111), W = rnd(std::size_t(N) * K, 112), b = rnd(N, 113);
@@ -389,11 +395,11 @@ void cluster_split(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile,
   cuda::TrainCounters ctr{};
   ctr.step = 3;
   const cuda::DropoutSpec drop{0.2f, 7, 0, 1, &ctr};
-  cuda::dense_force_tile({tile, false, false});
+  force(false);
   Vec ws = poison(ws_floats), Y0 = poison(bn), D0 = poison(bn);
   cuda::dense_forward(Y0.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, prec, ws.data());
   cuda::dense_relu_dropout_forward(D0.data(), X.data(), W.data(), b.data(), B, K, N, drop, nullptr, prec, ws.data());
-  cuda::dense_force_tile({tile, false, true});
+  force(true);
   for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
     emu::g_block_order = order;
     const std::string t = cat(tag, " order ", int(order));
@@ -414,6 +420,7 @@ void cluster_split(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile,
   }
   emu::g_block_order = emu::BlockOrder::Index;
   cuda::dense_force_tile({});
+  cuda::dense_force_simt_tile({});
 }
 
 // dense_force_ablation (bench_kernels' ablation rows) on the tiles it applies to, TF32 PipeTile
@@ -899,6 +906,10 @@ int main(int argc, char** argv) {
   cluster_split(GemmPrecision::TF32, 40, 544, 10, cuda::GemmTile::Pipe64);
   if (!quick) cluster_split(GemmPrecision::BF16, 130, 784, 64, cuda::GemmTile::Pipe128);
   cluster_split(GemmPrecision::TF32, 20, 2148, 8, cuda::GemmTile::Pipe64, true);
+  // FP32's vector tiles: 128x128 (row tail, N % 4 != 0), 64x64 over three column tiles, 32x32
+  cluster_split(GemmPrecision::FP32, 100, 544, 36, cuda::GemmTile::Auto, false, cuda::SimtTileKind::Vec128);
+  cluster_split(GemmPrecision::FP32, 70, 784, 132, cuda::GemmTile::Auto, false, cuda::SimtTileKind::Vec64);
+  cluster_split(GemmPrecision::FP32, 40, 544, 10, cuda::GemmTile::Auto, false, cuda::SimtTileKind::Vec32);
   lap("split-K across a cluster");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
   // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward

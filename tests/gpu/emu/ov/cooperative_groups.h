@@ -177,7 +177,7 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
 // and cluster_sync a barrier over every thread of the cluster. A launch in clusters is ordinary
 // (the launch before it has ended, none runs beside it) also inside a ProgrammaticLaunches scope:
 // the early start is modelled for launch_kernel's launches only. g_emu_clusters = false: a device
-// that launches no clusters (cluster_fits false, cudaDevAttrClusterLaunch 0).
+// that launches no clusters (cluster_capacity 0, cudaDevAttrClusterLaunch 0).
 inline bool g_emu_clusters = true;
 inline long long g_emu_cluster_launches = 0;
 

@@ -3,6 +3,7 @@
 // ov/cooperative_groups.h; README.md "Programmatic launches").
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <tuple>
@@ -53,10 +54,12 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
   emu::launch_cluster(grid, cluster_y, block.x, smem, emu::kernel_key(kernel), body);
 }
 
-// Clusters of up to 8 blocks fit wherever the emulated device launches clusters (g_emu_clusters).
+// Clusters of up to 8 blocks fit wherever the emulated device launches clusters (g_emu_clusters):
+// as many as its g_emu_sm_count SMs hold, one block an SM.
 template <class... P>
-bool cluster_fits(void (*)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
-  return emu::g_emu_clusters && cluster_y >= 1 && cluster_y <= 8 && threads <= 1024 && smem <= 227 * 1024;
+int cluster_capacity(void (*)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
+  const bool fits = emu::g_emu_clusters && cluster_y >= 1 && cluster_y <= 8 && threads <= 1024 && smem <= 227 * 1024;
+  return fits ? std::max(1, g_emu_sm_count / int(cluster_y)) : 0;
 }
 
 // The emulation models the order the contract promises.
