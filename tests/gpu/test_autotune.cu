@@ -403,7 +403,8 @@ TEST_CASE("autotune: inside a stream capture an untuned GEMM runs the size model
 // With tickets, a split GEMM's pieces can be summed by each tile's last block (one launch) or by the
 // second kernel: every unfolded candidate also runs " 2-pass", a 2-pass candidate can be kept, and
 // then the later launches run it (the same bits as in the launch; in the emulation, two launches
-// instead of one). The forward's split (K >= 512) and the weight GEMM's (B >= 512).
+// instead of one). The forward's split (K >= 512) and the weight GEMM's (B >= 512). The forward's
+// " cluster" candidate likewise, where the device launches clusters (one launch, the same bits).
 TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second pass, and a kept one runs so") {
   Clean clean;
   Stream stream;
@@ -427,7 +428,10 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
       INFO(op.name, ", precision ", int(prec));
       Clean::reset();
       const auto model = op.run();  // no scope: in the launch (tickets)
-      for (const std::string& kept : {base + " 2-pass", base}) {
+      // (and, for the forward where the device has clusters, the split summed across a cluster)
+      std::vector<std::string> keep{base + " 2-pass", base};
+      if (fwd && cuda::dense_clusters_available()) keep.push_back(base + " cluster");
+      for (const std::string& kept : keep) {
         INFO("favoured ", kept);
         Clean::reset();
         favour(kept);
@@ -462,7 +466,7 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
         const int clusters = fwd && cuda::dense_clusters_available() ? 3 : 0;
         CHECK(rec[0].candidates == 2 * unfolded + folds + clusters);
 #ifndef __CUDACC__
-        CHECK(launches == (kept == base ? 1 : 2));
+        CHECK(launches == (kept == base + " 2-pass" ? 2 : 1));
 #endif
         CHECK_MESSAGE(all_bitwise(first, model), "the kept candidate changed the bits");
         CHECK_MESSAGE(all_bitwise(again, model), "a later launch changed the bits");
