@@ -27,6 +27,7 @@
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
+#include "kernels/dense.cuh"
 #include "layers/engine.hpp"
 #include "runtime/error.hpp"
 #include "emu_x_in_place.hpp"
@@ -54,6 +55,34 @@ static void run(Kernels kernels, Precision prec, int batch) {
   std::printf("%s %s batch %d: loss %.4f (%.1f s)\n", to_string(kernels), to_string(prec), batch,
               s.loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   std::fflush(stdout);
+}
+
+// The clustered split-K forward (GemmTileChoice / SimtTileChoice::cluster_split), which the engine
+// runs only where autotuning keeps it (never here: the emulation's timings tie): layer 0's forward
+// over K = 784 (4 pieces) at 128 rows on every tile that takes it, at the precision it runs.
+static void clustered_forwards() {
+  const int B = 128, K = 784, N = 128;  // (whole row tiles: a tail chunk's zero stores are the loop's, not the finish's)
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> X(std::size_t(B) * K), W(std::size_t(N) * K), b(N), Y(std::size_t(B) * N);
+  for (float& v : X) v = u(rng);
+  for (float& v : W) v = u(rng);
+  for (float& v : b) v = u(rng);
+  std::vector<float> ws(cuda::dense_workspace_floats(B, K, N));
+  std::vector<unsigned> tk(cuda::dense_ticket_count(B, K, N), 0u);
+  for (const cuda::GemmTile t : {cuda::GemmTile::Pipe128, cuda::GemmTile::Pipe64x8, cuda::GemmTile::Pipe64})
+    for (const GemmPrecision p : {GemmPrecision::TF32, GemmPrecision::BF16}) {
+      cuda::dense_force_tile({t, false, true});
+      cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, p, ws.data(), tk.data());
+    }
+  cuda::dense_force_tile({});
+  for (const cuda::SimtTileKind t : {cuda::SimtTileKind::Vec128, cuda::SimtTileKind::Vec64, cuda::SimtTileKind::Vec32}) {
+    cuda::dense_force_simt_tile({t, false, true});
+    cuda::dense_forward(Y.data(), X.data(), W.data(), b.data(), B, K, N, true, nullptr, GemmPrecision::FP32,
+                        ws.data(), tk.data());
+  }
+  cuda::dense_force_simt_tile({});
+  std::printf("clustered split-K forwards: %lld cluster launches\n", emu::g_emu_cluster_launches);
 }
 
 // The budget check (file format above); returns the number of failures.
@@ -141,6 +170,7 @@ int main(int argc, char** argv) {
         if (set == "full") run(k, p, 4096);
       }
     }
+  clustered_forwards();
   emu::banks_report(stdout, top);
   return budgets.empty() ? 0 : check_budgets(budgets, set == "ci") != 0;
 }
