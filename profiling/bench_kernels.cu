@@ -78,6 +78,7 @@
 #include "kernels/softmax_xent.cuh"
 #include "kernels/tail.cuh"
 #include "layers/engine.hpp"
+#include "profiling/ingress.cuh"
 #include "layers/model.hpp"
 #include "runtime/device.hpp"
 #include "runtime/device_buffer.cuh"
@@ -207,6 +208,39 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Options& o
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
+}
+
+// L2 -> shared memory ingress by copy instruction and access pattern (profiling/ingress.cuh: what
+// bounds the large GEMMs' loops). Last in the run: a bulk copy that never completes traps, which
+// ends the process, and every other row is already out. Hopper and later only.
+void bench_ingress(Bench& bench) {
+  int dev = 0, major = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (major < 9) return;
+  using namespace ingress;
+  DeviceBuffer<uint8_t> src(std::size_t(2 * sms) * kBlockBytes);
+  CUDA_CHECK(cudaMemset(src.data(), 1, src.size()));
+  DeviceBuffer<float> sink(kThreads);
+  const std::pair<void (*)(const uint8_t*, int, float*), const char*> copies[] = {
+      {ingress_kernel<kCpAsync>, "cp.async 16 B"}, {ingress_kernel<kLdgSts>, "ld.global.v4 + st.shared"},
+      {ingress_kernel<kBulk>, "cp.async.bulk rows"}};
+  const std::pair<Pattern, const char*> patterns[] = {
+      {kShared, "shared"}, {kStaggered, "staggered"}, {kSharedRows, "shared rows"}, {kDistinct, "distinct"}};
+  for (const auto& [kernel, name] : copies)
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
+  for (int per_sm : {1, 2}) {
+    // (dynamic shared memory asked so that exactly per_sm blocks fit an SM's 228 KB; 64 KB are used)
+    const std::size_t smem = per_sm == 1 ? 120 * 1024 : 100 * 1024;
+    const int grid = per_sm * sms;
+    for (const auto& [kernel, name] : copies)
+      for (const auto& [pat, pname] : patterns)
+        bench.run("ingress", cat(grid, " blocks (", per_sm, " an SM)"), cat(name, ", ", pname), 0,
+                  double(grid) * kBlockBytes, [&, k = kernel, pt = pat](cudaStream_t st) {
+                    k<<<grid, kThreads, smem, st>>>(src.data(), int(pt), sink.data());
+                  });
+  }
 }
 
 // Every GEMM of the model's step at 128 ... 16384 rows: native fp32/tf32/bf16 against cuBLAS sgemm
@@ -984,6 +1018,7 @@ int run(const Options& opt) {
   bench_layer0_input(bench);
   bench_ablation(bench);
   bench_gemm_shapes(bench, blas.get());
+  bench_ingress(bench);
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
     std::printf("wrote %s\n", opt.json.c_str());
