@@ -79,25 +79,11 @@ inline unsigned step_launch_attributes(cudaLaunchAttribute* attr) {
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization when a
-// ProgrammaticLaunches scope is on. The arguments are converted to the kernel's parameter types
-// at the call, as a <<<>>> launch does. Throws CudaError if the launch is refused.
-template <class... P, class... A>
-void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, A&&... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attr[2] = {};
-  const unsigned n = step_launch_attributes(attr);
-  config.attrs = n ? attr : nullptr;
-  config.numAttrs = n;
-  CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
-}
-
-// launch_kernel with the grid's blocks in clusters of cluster_y consecutive blocks along y (sm_90:
-// kernels/cluster.cuh; grid.y a multiple of cluster_y, at most 8, the portable size). The caller
-// checks that the device launches clusters of that size (cluster_capacity).
+// ProgrammaticLaunches scope is on, its blocks in clusters of cluster_y consecutive blocks along y
+// where cluster_y > 0 (sm_90: kernels/cluster.cuh; grid.y a multiple of it, at most 8, the portable
+// size; the caller checks that the device holds such clusters: cluster_capacity). The arguments are
+// converted to the kernel's parameter types at the call, as a <<<>>> launch does. Throws CudaError
+// if the launch is refused.
 template <class... P, class... A>
 void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsigned cluster_y, std::size_t smem,
                                cudaStream_t stream, A&&... args) {
@@ -108,13 +94,21 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
   config.stream = stream;
   cudaLaunchAttribute attr[3] = {};
   unsigned n = step_launch_attributes(attr);
-  attr[n].id = cudaLaunchAttributeClusterDimension;
-  attr[n].val.clusterDim.x = 1;
-  attr[n].val.clusterDim.y = cluster_y;
-  attr[n++].val.clusterDim.z = 1;
-  config.attrs = attr;
+  if (cluster_y > 0) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = 1;
+    attr[n].val.clusterDim.y = cluster_y;
+    attr[n++].val.clusterDim.z = 1;
+  }
+  config.attrs = n ? attr : nullptr;
   config.numAttrs = n;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
+}
+
+// The launch without clusters.
+template <class... P, class... A>
+void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, A&&... args) {
+  launch_kernel_in_clusters(kernel, grid, block, 0u, smem, stream, std::forward<A>(args)...);
 }
 
 // How many clusters of cluster_y blocks of `kernel` (block threads, smem bytes of dynamic shared

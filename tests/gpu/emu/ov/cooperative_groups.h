@@ -117,12 +117,8 @@ inline void launch_cooperative(dim3 grid, unsigned threads, std::size_t smem, co
   if (grid.x == 0 || grid.y != 1 || grid.z != 1 || threads == 0 || threads > 1024)
     throw std::runtime_error("bad cooperative launch config");
   if (int(grid.x) > g_emu_sm_count) throw std::runtime_error("cooperative launch too large");
-  flush_pending();
-  ++g_emu_launches;
+  begin_launch(grid, threads, kernel);
   ++g_emu_cooperative_launches;
-  g_launch_kernel = kernel;
-  blockDim = dim3(threads);
-  gridDim = grid;
   Barrier grid_barrier;
   grid_barrier.expected = grid.x * threads;
   grid_barrier.what = "this_grid().sync()";
@@ -161,11 +157,7 @@ inline void check_dynamic_launch(dim3 grid, unsigned threads, std::size_t smem, 
 inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const void* kernel,
                            const std::function<void()>& body) {
   check_dynamic_launch(grid, threads, smem, kernel);
-  flush_pending();
-  ++g_emu_launches;
-  g_launch_kernel = kernel;
-  blockDim = dim3(threads);
-  gridDim = grid;
+  begin_launch(grid, threads, kernel);
   for (const dim3 blk : block_sequence(grid))
     run_blocks(blk.y * grid.x + blk.x, blk.y * grid.x + blk.x + 1, threads, smem, body);
 }
@@ -187,12 +179,8 @@ inline void launch_cluster(dim3 grid, unsigned cluster_y, unsigned threads, std:
   if (!g_emu_clusters) throw std::runtime_error("emu: a cluster launch on a device without clusters");
   if (cluster_y == 0 || cluster_y > 8 || grid.y % cluster_y != 0)
     throw std::runtime_error("emu: clusters of more than 8 blocks, or a grid.y that is not a multiple of the cluster's");
-  flush_pending();
-  ++g_emu_launches;
+  begin_launch(grid, threads, kernel);
   ++g_emu_cluster_launches;
-  g_launch_kernel = kernel;
-  blockDim = dim3(threads);
-  gridDim = grid;
   for (const dim3 c : block_sequence(dim3(grid.x, grid.y / cluster_y))) {
     std::vector<Block> blocks(cluster_y);
     BlockMemoryLease lease;

@@ -142,13 +142,19 @@ template <class F>
 const void* kernel_key(F* kernel) {
   return reinterpret_cast<const void*>(kernel);
 }
-inline void launch(dim3 grid, unsigned threads, const std::function<void()>& body, const void* kernel = nullptr) {
-  if (grid.x == 0 || grid.y == 0 || threads == 0 || threads > 1024) throw std::runtime_error("bad launch config");
-  flush_pending();  // an ordinary launch starts after the launch before it has ended
+// The start of every launch that runs its blocks here (not a programmatic one): the launch before it
+// has ended, and the launch's kernel, grid and block size are the ones its threads see.
+inline void begin_launch(dim3 grid, unsigned threads, const void* kernel) {
+  flush_pending();
   ++g_emu_launches;
   g_launch_kernel = kernel;
   blockDim = dim3(threads);
   gridDim = grid;
+}
+
+inline void launch(dim3 grid, unsigned threads, const std::function<void()>& body, const void* kernel = nullptr) {
+  if (grid.x == 0 || grid.y == 0 || threads == 0 || threads > 1024) throw std::runtime_error("bad launch config");
+  begin_launch(grid, threads, kernel);
   for (const dim3 blk : block_sequence(grid)) {
     std::vector<Block> one(1);
     one[0].bx = blk.x;
