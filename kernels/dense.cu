@@ -34,12 +34,7 @@ bool wgmma_available() {
 }
 
 bool clusters_available() {
-  static const bool available = [] {
-    int dev = 0, launch = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, dev));
-    return launch != 0;
-  }();
+  static const bool available = device_launches_clusters();  // (kernels/pdl.cuh)
   return available;
 }
 

@@ -78,6 +78,27 @@ inline unsigned step_launch_attributes(cudaLaunchAttribute* attr) {
   return n;
 }
 
+// The launch attribute that puts a grid's blocks in clusters of cluster_y consecutive blocks along y.
+inline cudaLaunchAttribute cluster_dimension(unsigned cluster_y) {
+  cudaLaunchAttribute a = {};
+  a.id = cudaLaunchAttributeClusterDimension;
+  a.val.clusterDim.x = 1;
+  a.val.clusterDim.y = cluster_y;
+  a.val.clusterDim.z = 1;
+  return a;
+}
+
+// Whether this device launches thread block clusters (compute capability 9.0 and later). False on
+// any error, which is cleared.
+inline bool device_launches_clusters() {
+  int dev = 0, launch = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return launch != 0;
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization when a
 // ProgrammaticLaunches scope is on, its blocks in clusters of cluster_y consecutive blocks along y
 // where cluster_y > 0 (sm_90: kernels/cluster.cuh; grid.y a multiple of it, at most 8, the portable
@@ -94,12 +115,7 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
   config.stream = stream;
   cudaLaunchAttribute attr[3] = {};
   unsigned n = step_launch_attributes(attr);
-  if (cluster_y > 0) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = 1;
-    attr[n].val.clusterDim.y = cluster_y;
-    attr[n++].val.clusterDim.z = 1;
-  }
+  if (cluster_y > 0) attr[n++] = cluster_dimension(cluster_y);
   config.attrs = n ? attr : nullptr;
   config.numAttrs = n;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, as_param<P>(std::forward<A>(args))...));
@@ -117,21 +133,12 @@ void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem
 // or none of that size fits, and on any error, which is cleared.
 template <class... P>
 int cluster_capacity(void (*kernel)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
-  int dev = 0, launch = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&launch, cudaDevAttrClusterLaunch, dev) != cudaSuccess || !launch) {
-    (void)cudaGetLastError();
-    return 0;
-  }
+  if (!device_launches_clusters()) return 0;
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(1, cluster_y);
   config.blockDim = dim3(threads);
   config.dynamicSmemBytes = smem;
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = 1;
-  attr.val.clusterDim.y = cluster_y;
-  attr.val.clusterDim.z = 1;
+  cudaLaunchAttribute attr = cluster_dimension(cluster_y);
   config.attrs = &attr;
   config.numAttrs = 1;
   int clusters = 0;

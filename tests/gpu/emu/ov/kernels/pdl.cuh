@@ -54,6 +54,9 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
   emu::launch_cluster(grid, cluster_y, block.x, smem, emu::kernel_key(kernel), body);
 }
 
+// The emulated device launches clusters unless a test says otherwise (g_emu_clusters).
+inline bool device_launches_clusters() { return emu::g_emu_clusters; }
+
 // Clusters of up to 8 blocks fit wherever the emulated device launches clusters (g_emu_clusters):
 // as many as its g_emu_sm_count SMs hold, one block an SM.
 template <class... P>
