@@ -66,19 +66,36 @@ void launch_backward(const GemmParams& w, const GemmParams& d, GemmPrecision pre
 
 // Split-K of a layer's weight GEMM (dW [N, K+1] over the B rows of the batch): a pure function of
 // (B, K, N), so the split points, and with them every bit of the result, are the same whatever the
-// tile choice, the launch (alone or fused with the data GEMM) or the device. Splits aim at four
-// blocks per SM of a 132-SM H100/H200, counted in 32x32 tiles (a guess to be measured: each block
-// walks its rows serially, latency-bound, so several per SM hide each other's loads), never below
-// 256 rows per split, each a multiple of 32 rows (whole K slices). 0: no split.
+// tile choice, the launch (alone or fused with the data GEMM) or the device. Each piece is a
+// multiple of 32 rows (whole K slices). 0: no split.
+//
+// The pieces aim at one wave of 128x128-tile blocks (one an SM of a 132-SM H100/H200): a018989's
+// rows show every large GEMM's blocks taking in their operands at about 7 bytes a clock an SM
+// whatever the tile, so the time is the bytes an SM reads, and the 128x128 tile reads each operand
+// slice for twice the outputs of the 64x64 one. Layer 0's 4096 x 784 -> 128 (7 such tiles) is cut
+// in 16 pieces of 256 rows (112 blocks of 8 slices: 27 MB read) where the earlier model (four
+// 32x32-tile blocks an SM, pieces of at least 256 rows) cut 6 pieces, which filled the GPU only
+// with 64x64 tiles (156 blocks of 22 slices: 54 MB). Shorter pieces also shorten each block's
+// serial walk where few tiles are wide (the 10-output layer at 4096 rows took ~17 µs a launch in
+// 16 pieces of 256 rows, a018989). Bounds: pieces of at least 64 rows (two slices: a block's fixed
+// cost, its prologue and its partial's store, stays below its walk), at most 64 pieces (what the
+// sum of the pieces reads: 64 x the outputs), and no split below 512 rows (a walk of at most 16
+// slices, where the second pass would cost about what the split saves).
+constexpr long long kSplitWaveBlocks = 128;
+constexpr int kSplitPieceMinRows = 64;
+constexpr int kSplitMaxPieces = 64;
+constexpr int kSplitMinBatch = 512;
+// The second pass's grid: at most four blocks an SM of a 132-SM GPU.
 constexpr long long kSplitTargetBlocks = 528;
-constexpr int kSplitMinRows = 256;
+// The forward's K split: pieces of about kSplitMinCols inputs.
+constexpr int kSplitMinCols = 256;
 
 // Split-K of a forward GEMM over its K inputs (layer 1's 784 at small batches runs as 16 blocks
 // that each walk all of K): pieces of about 256 inputs (multiples of 32) once K >= 512. A function
 // of K only, so a row's result still does not depend on the batch it is computed in. 0: no split.
 int forward_split_cols(int K) {
-  if (K < 2 * kSplitMinRows) return 0;
-  const int splits = (K + kSplitMinRows - 1) / kSplitMinRows;
+  if (K < 2 * kSplitMinCols) return 0;
+  const int splits = (K + kSplitMinCols - 1) / kSplitMinCols;
   return ((K + splits - 1) / splits + 31) / 32 * 32;
 }
 
@@ -89,9 +106,10 @@ int weight_split_rows(int B, int K, int N) {
     const int splits = std::min(g_forced_weight_pieces, B / 32);
     return splits < 2 ? 0 : ((B + splits - 1) / splits + 31) / 32 * 32;
   }
-  const long long t = (long long)((N + 31) / 32) * ((K + 1 + 31) / 32);
-  const long long want = (kSplitTargetBlocks + t - 1) / t;
-  const int splits = int(std::min<long long>(want, B / kSplitMinRows));
+  if (B < kSplitMinBatch) return 0;
+  const long long t = (long long)((N + 127) / 128) * ((K + 1 + 127) / 128);  // 128x128 tiles of dW
+  const long long want = std::max<long long>(1, kSplitWaveBlocks / t);
+  const int splits = int(std::min<long long>({want, B / kSplitPieceMinRows, kSplitMaxPieces}));
   if (splits < 2) return 0;
   return ((B + splits - 1) / splits + 31) / 32 * 32;
 }

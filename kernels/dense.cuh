@@ -219,8 +219,9 @@ constexpr unsigned kAblateCopies = 1, kAblatePrepare = 2, kAblateMath = 4;
 void dense_force_ablation(unsigned bits);
 
 // Benchmark hook (bench_kernels' pieces sweep): the weight GEMM's rows cut into `pieces` pieces of
-// whole 32-row slices (fewer where B has fewer slices) instead of the model's count (about four
-// 32x32 tiles' worth of blocks an SM, at least 256 rows a piece); 0 restores the model. Every size
+// whole 32-row slices (fewer where B has fewer slices) instead of the model's count (about one
+// 128x128-tile block an SM, at least 64 rows a piece, at most 64 pieces, none below 512 rows:
+// dense.cu weight_split_rows); 0 restores the model. Every size
 // and count that depends on the split (dense_workspace_floats, dense_weight_slices,
 // dense_weight_partial_floats, dense_ticket_count) follows it: allocate after the call. Results
 // stay deterministic for a given count; a different count sums in a different order. Not

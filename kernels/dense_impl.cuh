@@ -1705,8 +1705,9 @@ struct WgmmaTile {
 // threads) of one m64nBNk* accumulator each, rows 64q..64q+63. So a block reads its rows of X once
 // for all 128 outputs (the 64-row PipeTile tiles read X twice), and dZ (128 floats a row, 512 B)
 // once per column tile: at 4096 x 784 -> 128 with BN = 64 (GemmTile::Wgmma), 13 column tiles x
-// weight_split_rows' 6 pieces = 78 blocks read 13 x 2 MB of dZ + 12.5 MB of X (~39 MB, vs ~50 MB for
-// 64 x 64); BN = 128 (GemmTile::Wgmma128) 7 x 6 = 42 blocks and ~27 MB, but only 42 of 132 SMs.
+// weight_split_rows' 16 pieces = 208 blocks read 13 x 2 MB of dZ + 12.5 MB of X (~39 MB, vs ~54 MB
+// for 64 x 64); BN = 128 (GemmTile::Wgmma128) 7 x 16 = 112 blocks and ~27 MB. (Until the
+// nineteenth session the split was 6 pieces: 78 and 42 blocks, which a018989 measured.)
 //
 // Pipeline: raw slices in a ring of RAW_STAGES = AHEAD + 1 stages (AHEAD slices of copies in
 // flight), canonical copies in a ring of 3. Slice s: wait for this thread's copies of s; round and
@@ -2283,6 +2284,9 @@ __global__ void __launch_bounds__(Tile::THREADS) dense_pipe_ablation_kernel(cons
   gemm_block<Tile, KIND, ABLATE>(p, smem);
 }
 
+// Pieces a thread of the second pass loads before it adds them (below).
+constexpr int kReducePieces = 16;
+
 // Split-K's second pass, fusing the sum of the pieces with KIND's epilogue: C(m, n) =
 // Σ_z partial[z][m][n] summed in the fixed order z = 0, 1, ... (so the result depends only on the
 // split points, never on the grid or on timing), then the epilogue. Reads partial [splits,M,N]
@@ -2316,8 +2320,19 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
   }
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn;
        i += std::size_t(gridDim.x) * blockDim.x) {
+    // The pieces kReducePieces at a time, all loaded before the first add (a weight GEMM of few
+    // outputs has up to 64 pieces and few threads: one L2 round trip per batch, not per piece);
+    // the same additions in the same order, from 0.0f.
     float v = 0.0f;
-    for (int z = 0; z < splits; ++z) v += p.partial[std::size_t(z) * mn + i];
+    for (int z0 = 0; z0 < splits; z0 += kReducePieces) {
+      float t[kReducePieces];
+#pragma unroll
+      for (int zz = 0; zz < kReducePieces; ++zz)
+        t[zz] = z0 + zz < splits ? load_l2(p.partial + std::size_t(z0 + zz) * mn + i) : 0.0f;
+#pragma unroll
+      for (int zz = 0; zz < kReducePieces; ++zz)
+        if (z0 + zz < splits) v += t[zz];
+    }
     const int m = int(i / std::size_t(p.N)), n = int(i % std::size_t(p.N));
     store_output<KIND>(p, m, n, v, epilogue_input<KIND>(p, m, n), step);
   }
@@ -2398,7 +2413,7 @@ template <class Tile, Kind KIND>
 struct Ablatable : std::false_type {};
 template <int BM, int BN, Kind KIND>
 struct Ablatable<PipeTile<BM, BN, 2, 4, GemmPrecision::TF32, 4>, KIND>
-    : std::bool_constant<KIND == Kind::Forward || (KIND == Kind::Weight && BM == 64 && BN == 64)> {};
+    : std::bool_constant<KIND == Kind::Forward || (KIND == Kind::Weight && BM == BN)> {};
 template <>
 struct Ablatable<WgmmaTile<GemmPrecision::TF32, 128, 6, 2>, Kind::Forward> : std::true_type {};
 
@@ -2530,6 +2545,11 @@ void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_
 // its extra cost, a runtime division and modulo by the piece length in every slice, is gone from
 // PipeTile's loop (pieces tracked by counters).
 constexpr long long kBigTileBlocks = 120;
+// ... and a split GEMM's 128x128 blocks when they fill 7/8 of a 132-SM GPU: weight_split_rows
+// (dense.cu) cuts layer 0's 4096-row weight GEMM into 16 pieces of whole slices, 7 x 16 = 112
+// blocks, which read half the bytes of the 64x64 tiles' 416 (NOTES "Layer 0's weight GEMM in
+// pieces for the 128x128 tile").
+constexpr long long kSplitBigTileBlocks = 112;
 
 template <GemmPrecision PREC>
 struct TilesFor {
@@ -2800,7 +2820,7 @@ inline Pick pick_pipe(GemmParams& p, bool fold_allowed, bool tf32) {
     }
   }
   const int splits = split ? split_count(p) : 1;
-  if (fit128 && tiles<128, 128>(p) * splits >= kBigTileBlocks) return Pick::Pipe128;
+  if (fit128 && tiles<128, 128>(p) * splits >= (split ? kSplitBigTileBlocks : kBigTileBlocks)) return Pick::Pipe128;
   if (fit64 && tiles<64, 64>(p) * splits >= kBigTileBlocks) return Pick::Pipe64x8;
   return Pick::Mma;
 }
@@ -3013,14 +3033,16 @@ int cluster_capacity_as(GemmTile tile, int splits) {
   MNIST_DENSE_ABLATION_TILE(EXTERN, TilesFor<GemmPrecision::TF32>::Pipe128, Kind::Forward)             \
   MNIST_DENSE_ABLATION_TILE(EXTERN, TilesFor<GemmPrecision::TF32>::Pipe64x8, Kind::Forward)            \
   MNIST_DENSE_ABLATION_TILE(EXTERN, TilesFor<GemmPrecision::TF32>::Pipe64x8, Kind::Weight)             \
+  MNIST_DENSE_ABLATION_TILE(EXTERN, TilesFor<GemmPrecision::TF32>::Pipe128, Kind::Weight)              \
   MNIST_DENSE_ABLATION_TILE(EXTERN, TilesFor<GemmPrecision::TF32>::WgmmaWide, Kind::Forward)
 MNIST_DENSE_ABLATION(extern)
 static_assert(Ablatable<TilesFor<GemmPrecision::TF32>::Pipe128, Kind::Forward>::value &&
                   Ablatable<TilesFor<GemmPrecision::TF32>::Pipe64x8, Kind::Forward>::value &&
                   Ablatable<TilesFor<GemmPrecision::TF32>::Pipe64x8, Kind::Weight>::value &&
+                  Ablatable<TilesFor<GemmPrecision::TF32>::Pipe128, Kind::Weight>::value &&
                   Ablatable<TilesFor<GemmPrecision::TF32>::WgmmaWide, Kind::Forward>::value &&
                   !Ablatable<TilesFor<GemmPrecision::TF32>::Pipe64, Kind::Forward>::value &&
-                  !Ablatable<TilesFor<GemmPrecision::TF32>::Pipe128, Kind::Weight>::value,
+                  !Ablatable<TilesFor<GemmPrecision::TF32>::Pipe64, Kind::Weight>::value,
               "MNIST_DENSE_ABLATION instantiates exactly the Ablatable tiles");
 
 MNIST_DENSE_FORWARD(extern, GemmPrecision::FP32)

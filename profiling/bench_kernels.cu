@@ -712,6 +712,20 @@ void bench_optimizer(Bench& bench) {
                 wbytes, [&](cudaStream_t st) {
                   cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr);
                 }, peak);
+      // The same pieces on each pipelined tile (the untuned pick takes 128x128 where its blocks
+      // fill 7/8 of the GPU, kSplitBigTileBlocks; the autotuner times both): what the 64x64
+      // tile's twice as many operand bytes cost (NOTES "Layer 0's weight GEMM in pieces for the
+      // 128x128 tile").
+      if (pr != GemmPrecision::FP32)
+        for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Pipe128, "128x128"},
+                                         std::pair{cuda::GemmTile::Pipe64x8, "64x64 8-warp"}}) {
+          cuda::dense_force_tile({tile, false});
+          bench.run("gemm_weight", wshape, cat("native ", to_string(pr), " (+db) pieces only (", s0, ") ", name), wflops,
+                    wbytes, [&](cudaStream_t st) {
+                      cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr);
+                    }, peak);
+          cuda::dense_force_tile({});
+        }
       // ... as the tail path launches it since the sixteenth session: dz0 and X written rounded by
       // their producers (the tail kernel, gather_batch_overlapped), so the TF32 tiles skip their
       // rounding pass (dense_weight_partials' dz_rounded / x_rounded; timing only: the time does not
@@ -768,7 +782,7 @@ void bench_optimizer(Bench& bench) {
     // slice, 22 slices a block at s0 = 6), more slices to sum in the optimizer. The count whose two
     // rows add up least is the one weight_split_rows' model should give (profiling/NOTES.md).
     if (B != 4096) continue;
-    for (int pieces : {12, 16, 24}) {
+    for (int pieces : {6, 12, 24}) {  // (the model's count, 16, is the rows above; 6 was the model's before)
       cuda::dense_force_weight_pieces(pieces);
       const int sp = cuda::dense_weight_slices(B, in, w0);
       auto partp = random_device(cuda::dense_weight_partial_floats(B, in, w0), 79);
@@ -839,14 +853,18 @@ void bench_ablation(Bench& bench) {
         cuda::dense_force_tile({});
       }
     const int s0 = cuda::dense_weight_slices(B, K, N);
-    for (const auto& [bits, part_name] : parts) {
-      cuda::dense_force_ablation(bits);
-      bench.run("ablation", shape, cat("tf32 weight pieces (", s0, "), X gathered, 64x64 8-warp: ", part_name), wflops,
-                4.0 * B * (K + N), [&](cudaStream_t st) {
-                  cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), B, K, N, st, pr);
-                }, kPeakTf32);
-      cuda::dense_force_ablation(0);
-    }
+    for (const auto& [tile, name] : {std::pair{cuda::GemmTile::Pipe64x8, "64x64 8-warp"},
+                                     std::pair{cuda::GemmTile::Pipe128, "128x128"}})
+      for (const auto& [bits, part_name] : parts) {
+        cuda::dense_force_tile({tile, false});
+        cuda::dense_force_ablation(bits);
+        bench.run("ablation", shape, cat("tf32 weight pieces (", s0, "), X gathered, ", name, ": ", part_name), wflops,
+                  4.0 * B * (K + N), [&](cudaStream_t st) {
+                    cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), B, K, N, st, pr);
+                  }, kPeakTf32);
+        cuda::dense_force_ablation(0);
+        cuda::dense_force_tile({});
+      }
   }
 }
 

@@ -178,7 +178,7 @@ TEST_CASE("dense_backward_weights and dense_backward_data (masked) equal the CPU
 // slice order they must be dense_backward_weights' dW and db with a workspace bit for bit (the
 // same split points, the same pieces), at every precision; at FP32 each slice is also checked on its
 // own against the CPU GEMM over its rows (kTol, as above: one float chain per element). Shapes: 1100
-// rows (split in 4 pieces of 288 rows), 100 rows (one slice, unsplit), odd widths.
+// rows (split in 12 pieces of 96 rows, the last 44), 100 rows (one slice, unsplit), odd widths.
 TEST_CASE("dense_weight_partials: slices that sum, in order, to dense_backward_weights' dW/db") {
   Stream stream;
   struct Shape {
@@ -192,7 +192,7 @@ TEST_CASE("dense_weight_partials: slices that sum, in order, to dense_backward_w
       const int S = cuda::dense_weight_slices(d.B, d.K, d.N);
       const std::size_t per = std::size_t(d.N) * std::size_t(d.K + 1);
       CHECK(cuda::dense_weight_partial_floats(d.B, d.K, d.N) == std::size_t(S) * per);
-      CHECK(S == (sh.B >= 512 ? 4 : 1));
+      CHECK(S == (sh.B >= 512 ? 12 : 1));
       auto part = poisoned<float>(std::size_t(S) * per);
       cuda::dense_weight_partials(part.data(), dZ.data(), X.data(), d.B, d.K, d.N, stream.get(), prec);
       auto ws = poisoned<float>(std::max<std::size_t>(1, cuda::dense_workspace_floats(d.B, d.K, d.N)));

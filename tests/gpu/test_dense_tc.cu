@@ -614,9 +614,9 @@ TEST_CASE("dense_forward / dense_backward_data: W rounded by its writer gives th
 // kernel or, with tickets, the last block; bitwise each other), and dense_weight_partials: every
 // slice against the CPU GEMM over its own rows, and their sum in slice order bitwise the
 // workspace's dW/db. Shapes: 129 rows x 36 -> 64 (an output-row tail inside the 128-row tile, a
-// column tail at 37, a 1-row K tail, no split), 1000 x 200 -> 72 (3 pieces of 352/352/296 rows:
-// a K tail in the last piece; columns 201 = a tail at both tile widths), and (full mode only)
-// layer 0's 4096 x 784 -> 128 (6 pieces). On a device or build without sm_90a the forced tile
+// column tail at 37, a 1-row K tail, no split), 1000 x 200 -> 72 (11 pieces of 96 rows, the last
+// 40: a K tail in the last piece; columns 201 = a tail at both tile widths), and (full mode only)
+// layer 0's 4096 x 784 -> 128 (16 pieces of 256 rows). On a device or build without sm_90a the forced tile
 // falls back to PipeTile and the same checks hold. Quick mode runs in the host emulation too.
 TEST_CASE("wgmma TF32/BF16 weight tile: dW/db and the split pieces of dense_weight_partials") {
   Stream stream;
@@ -656,7 +656,7 @@ TEST_CASE("wgmma TF32/BF16 weight tile: dW/db and the split pieces of dense_weig
       CUDA_CHECK(cudaMemset(tk.data(), 0, tk.bytes()));
       const int S = cuda::dense_weight_slices(B, K, N);
       const std::size_t per = std::size_t(N) * std::size_t(K + 1);
-      CHECK(S == (B >= 512 ? (B == 1000 ? 3 : 6) : 1));
+      CHECK(S == (B >= 512 ? (B == 1000 ? 11 : 16) : 1));
       cuda::dense_force_tile({tile, false});
       auto dW = poisoned<float>(rW.size()), db = poisoned<float>(N);
       auto sW = poisoned<float>(rW.size()), sb = poisoned<float>(N), tW = poisoned<float>(rW.size()),

@@ -216,7 +216,7 @@ void head_vs_separate() {
 // pieces, the tail in 16 row blocks of 32) and the counters moved on exactly once a
 // step (the second epoch's dropout and Adam t depend on it: two epochs stay within 1e-4).
 void tail_vs_graph() {
-  const int n = 600, input = 40;  // one 512-row batch (2 weight pieces, 16 tail blocks) and one of 88
+  const int n = 600, input = 40;  // one 512-row batch (8 weight pieces, 16 tail blocks) and one of 88
   auto images = rbytes(std::size_t(n) * input, 28, 0, 255), labels = rbytes(n, 29, 0, 9);
   DataView v{images.data(), labels.data(), n, input};
   EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 31;
@@ -313,7 +313,7 @@ void tail_fallbacks() {
 
 // Layer 0's X read in place from the images against the gathered floats, at fp32 (emu_x_in_place.hpp):
 // the graph path with and without the head kernel and the tail path, at batch 512 (layer 0's weight
-// GEMM in 2 pieces, the tail in 16 row blocks, an 88-row last batch), at batch 32 (4-step replays,
+// GEMM in 8 pieces, the tail in 16 row blocks, an 88-row last batch), at batch 32 (4-step replays,
 // single steps, a 12-row last batch, the second epoch resumed at batch 3) and on 4200 examples in
 // batches of 1024 (evaluation and prediction in two chunks: the second starts at row 4096), every
 // result bitwise.
@@ -620,7 +620,7 @@ int main() {
   g_head = false;  // the separate launches of the last layer (the fallback)
   compare(50, {33, 20}, 10, 0.2f, 32, 200, 7, true, 2, 0);
   compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);
-  // Batch 512: every weight GEMM splits (2 pieces of 256 rows); with EngineConfig::split_in_launch
+  // Batch 512: every weight GEMM splits (8 pieces of 64 rows); with EngineConfig::split_in_launch
   // (off by default: measured slower) reduced in its own launch by the last block of each tile
   // (tickets, kernels/dense.cu finish_split_tile) across graph replays, where a ticket left non-zero
   // by one launch would break the next; then the default second pass. Then the 76-row batch (no split).

@@ -247,12 +247,12 @@ void split_k(GemmPrecision prec, int B, int K, int N) {
 }
 
 // dense_force_weight_pieces (bench_kernels' pieces sweep): the count asked for (5 pieces of 128 rows
-// at 600 rows, where the model cuts 2), every size following it, the split GEMM still the CPU twin's
+// at 600 rows, where the model cuts 7 of 96), every size following it, the split GEMM still the CPU twin's
 // (split_k's checks), and the model's count back after 0.
 void forced_pieces(GemmPrecision prec) {
   const int B = 600, K = 33, N = 10;
   const int model = cuda::dense_weight_slices(B, K, N);
-  expect(model == 2, "the model cuts 600 rows in 2");
+  expect(model == 7, "the model cuts 600 rows in 7");
   cuda::dense_force_weight_pieces(5);
   expect(cuda::dense_weight_slices(B, K, N) == 5, "five pieces forced");
   expect(cuda::dense_weight_partial_floats(B, K, N) == std::size_t(5) * N * (K + 1), "the pieces' floats follow");
@@ -472,9 +472,12 @@ void ablation_cases() {
   same(forward(p64, cuda::kAblateMath, X, W, tf32), forward(p64, 0, X, W, tf32), "Pipe64 runs whole");
   same(forward(p64x8, cuda::kAblateMath, X, W, GemmPrecision::BF16), forward(p64x8, 0, X, W, GemmPrecision::BF16),
        "bf16 runs whole");
-  // the weight GEMM's pieces (dense_weight_partials, as the tail path) and the split weight GEMM
+  // the weight GEMM's pieces (dense_weight_partials, as the tail path) and the split weight GEMM,
+  // on both weight tiles the ablation rows time (64x64 x 8 warps, 128x128)
+  for (const cuda::GemmTile wtile : {cuda::GemmTile::Pipe64x8, cuda::GemmTile::Pipe128}) {
+  const std::string wtag = cat(" (tile ", int(wtile), ")");
   auto weight = [&](unsigned bits, const Vec& dz, const Vec& x) {
-    cuda::dense_force_tile({cuda::GemmTile::Pipe64x8, false});
+    cuda::dense_force_tile({wtile, false});
     cuda::dense_force_ablation(bits);
     Vec dW = poison(nk), db = poison(N);
     cuda::dense_backward_weights(dW.data(), db.data(), dz.data(), x.data(), B, K, N, nullptr, tf32, ws.data(),
@@ -485,9 +488,10 @@ void ablation_cases() {
     return dW;
   };
   const Vec wr = weight(0, dZr, Xr);
-  same(weight(cuda::kAblatePrepare, dZr, Xr), wr, "weight: no prepare on rounded inputs = whole");
-  expect(weight(cuda::kAblatePrepare, dZ, X) != weight(0, dZ, X), "weight: no prepare on raw inputs differs");
-  same(weight(cuda::kAblateMath, dZ, X), Vec(nk + N, 0.0f), "weight: no mma gives 0");
+  same(weight(cuda::kAblatePrepare, dZr, Xr), wr, "weight: no prepare on rounded inputs = whole" + wtag);
+  expect(weight(cuda::kAblatePrepare, dZ, X) != weight(0, dZ, X), "weight: no prepare on raw inputs differs" + wtag);
+  same(weight(cuda::kAblateMath, dZ, X), Vec(nk + N, 0.0f), "weight: no mma gives 0" + wtag);
+  }
   bool refused = false;
   try {
     cuda::dense_force_ablation(cuda::kAblateCopies | cuda::kAblateMath);
@@ -815,7 +819,7 @@ void wgmma_all(GemmPrecision prec, bool quick) {
   wgmma_cases(prec, 200, 784, quick ? 40 : 128, cuda::GemmTile::WgmmaWide);
   wgmma_cases(prec, 70, 36, 64, cuda::GemmTile::WgmmaWide);
   // The weight tile: 129 rows (a 1-row K tail) x 36 -> 64 (64 of 128 output rows, 37 columns), 600
-  // rows x 200 -> 72 (2 pieces of 320/280 rows, a K tail in the last; 201 columns), 70 x 33 -> 10
+  // rows x 200 -> 72 (7 pieces of 96 rows, the last 24: a K tail; 201 columns), 70 x 33 -> 10
   // (falls back).
   for (cuda::GemmTile t : {cuda::GemmTile::Wgmma, cuda::GemmTile::Wgmma128}) {
     wgmma_weight_cases(prec, 129, 36, 64, t);
@@ -871,7 +875,8 @@ int main(int argc, char** argv) {
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
     forward_split(prec, quick ? 7 : 40, 600, quick ? 40 : 72);
   lap("forward split-K");
-  // One-launch split-K: the weight GEMM's 4 pieces of 256 rows (every tile kind: SimtTile in FP32,
+  // One-launch split-K: the weight GEMM's 16 pieces of 64 rows (four rounds of the last block's
+  // pieces; every tile kind: SimtTile in FP32,
   // MmaTile at 33 inputs, PipeTile 64x64 x 8 warps and 128x128 forced at 36), the forward's 3
   // pieces over K = 544 (across blocks: 40 rows do not fill the GPU; SimtTile, PipeTile 64x64).
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
@@ -892,8 +897,8 @@ int main(int argc, char** argv) {
   // over three column tiles (the last of 4 columns)
   split_tickets(GemmPrecision::TF32, 100, 544, 36, cuda::GemmTile::Pipe128);
   split_tickets(GemmPrecision::BF16, 70, 600, 132, cuda::GemmTile::Pipe64x8);
-  // the weight GEMM in 6 pieces (the last block's second round of pieces) with its ones column
-  // (db) inside a whole quad (K + 1 = 36 columns)
+  // the weight GEMM in 25 pieces (a last round of one piece) with its ones column (db) inside a
+  // whole quad (K + 1 = 36 columns)
   split_tickets(GemmPrecision::FP32, 1600, 35, 10, cuda::GemmTile::Auto);
   split_tickets(GemmPrecision::TF32, 1600, 35, 12, cuda::GemmTile::Auto);
   lap("split-K tickets");
@@ -912,7 +917,7 @@ int main(int argc, char** argv) {
   cluster_split(GemmPrecision::FP32, 40, 544, 10, cuda::GemmTile::Auto, false, cuda::SimtTileKind::Vec32);
   lap("split-K across a cluster");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
-  // weight GEMM's row split (512 rows: 2 pieces of 256); 8 warps with a 3-piece folded forward
+  // weight GEMM's row split (512 rows: 8 pieces of 64); 8 warps with a 3-piece folded forward
   // split (K = 544: pieces of 192, the last 160 deep) and a row tail (100 of 128). --full adds the
   // model's first layer (25 slices, 4 pieces) at 512 rows (tf32, 64x64) and 256 rows (bf16, 128x128).
   for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) {
