@@ -583,21 +583,44 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   float* const s_dz1 = pool + pl.off_dz1;  // dZ_{T-1}, dZ_{T-3}, ...
   float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
 
+  // The label of the row this thread takes in the softmax below: by index three dependent loads
+  // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued ahead of a
+  // staging round whose stores wait a round trip anyway, so that none of the three waits alone:
+  // the batch before W_1's round, the index before the next round, the byte after the last (it is
+  // first used in the softmax). Read after the staging, as before the nineteenth session, the
+  // index and the byte waited two round trips in sequence (the slice padding's stores before them
+  // kept the compiler from moving the loads up).
+  const LabelInput& lab = p.labels;
+  const bool takes_label = tid < row_end - row0 && tid < p.chunk;
+  // The counters' batch and the row's index are kept as loaded (int32) until the next address
+  // needs them: arithmetic on a value right after its load would wait for it there. (The empty asm
+  // below keeps the compiler from hoisting lbase's arithmetic out of the loop, next to the load.)
+  int32_t lbatch = lab.rows.counters ? lab.rows.counters->batch : 0;
+  int64_t lbase = lab.rows.first;  // row_base(lab.rows), once lbatch is in
+  int32_t lidx = 0;
+  const auto label_at = [&](int64_t r, int32_t idx) {
+    return lab.labels[lab.rows.idx ? int64_t(idx) : lbase + r];
+  };
+
   // The biases (raw) go to shared memory beside the weights. A thread's first bias element is read
   // before the weights' staging and stored after it, so its load rides in their round trip
   // (a copy loop after them was one more round trip per layer, in sequence).
   int bl, bn;
   const bool own_bias = bias_item(p, tid, bl, bn);
   const float b_own = own_bias ? p.b[bl][bn] : 0.0f;
-  for (int i = 1; i <= T; ++i)
+  for (int i = 1; i <= T; ++i) {
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
+    if (i == 1) {
+      asm volatile("" : "+r"(lbatch));
+      lbase += int64_t(lbatch) * lab.rows.stride;
+      if (takes_label && lab.rows.idx) lidx = lab.rows.idx[lbase + row0 + tid];
+    }
+  }
+  uint8_t label = takes_label ? label_at(row0 + tid, lidx) : uint8_t(0);
   if (own_bias) pool[pl.off_b[bl] + bn] = b_own;
   for (int e = tid + kThreads; bias_item(p, e, bl, bn); e += kThreads) pool[pl.off_b[bl] + bn] = p.b[bl][bn];
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
-  // The label of the row this thread takes in the softmax below, read before the chunk's staging:
-  // by index it is two dependent loads (kernels/labels.cuh), which the staging and forward hide.
-  uint8_t label = tid < row_end - row0 && tid < p.chunk ? label_of(p.labels, row0 + tid) : uint8_t(0);
 
   // Everything above reads only what launches before the previous one wrote (the weights, biases,
   // counters, order and labels: the optimizer two launches back) and writes only this block's slice
@@ -607,10 +630,12 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
-    if (c0 != row0) label = tid < rows ? label_of(p.labels, c0 + tid) : uint8_t(0);
+    // (a later chunk's label: the index before A0's staging round, the byte after it)
+    if (c0 != row0 && tid < rows && lab.rows.idx) lidx = lab.rows.idx[lbase + c0 + tid];
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
+    if (c0 != row0) label = tid < rows ? label_at(c0 + tid, lidx) : uint8_t(0);
     __syncthreads();  // (the first chunk: also the weights)
 
     // Forward, layer by layer (none when STOP is Staged: tail_force_stop, timing only).
