@@ -55,35 +55,75 @@ __device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int strid
   }
 }
 
-// stage_rounded with 16-byte loads and stores where the rows allow it (cols and stride multiples
-// of 4, src and dst 16-byte aligned; else stage_rounded): LOADS float4 in flight per thread, so a
-// 32 KB block of weights is one L2 round trip for 256 threads and a quarter of the index arithmetic.
+// Whether stage_rounded4 can move a region of rows x cols with 16-byte loads and stores: cols and
+// stride multiples of 4, src and dst 16-byte aligned.
+__device__ __forceinline__ bool stage4_ok(const float* dst, int stride, const float* src, int cols) {
+  return cols % 4 == 0 && stride % 4 == 0 &&
+         ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u) == 0;
+}
+
+// The two halves of one round of stage_rounded4 (n float4 of a region with c4 float4 a row; this
+// thread's items i0 + j·THREADS, j < LOADS): the loads, then the rounded stores.
+template <int THREADS, int LOADS>
+__device__ __forceinline__ void stage4_load(float4 (&v)[LOADS], const float* __restrict__ src, int i0, int n) {
+  const float4* __restrict__ s4 = reinterpret_cast<const float4*>(src);
+#pragma unroll
+  for (int j = 0; j < LOADS; ++j) {
+    const int i = i0 + j * THREADS;
+    v[j] = i < n ? s4[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+}
+template <GemmPrecision PREC, int THREADS, int LOADS>
+__device__ __forceinline__ void stage4_store(float* __restrict__ dst, int stride, const float4 (&v)[LOADS], int i0, int n,
+                                             int c4) {
+  RowCol rc(i0, THREADS, c4);
+#pragma unroll
+  for (int j = 0; j < LOADS; ++j, rc.next()) {
+    const int i = i0 + j * THREADS;
+    if (i < n)
+      *reinterpret_cast<float4*>(dst + rc.row * stride + 4 * rc.col) =
+          make_float4(round_gemm_input<PREC>(v[j].x), round_gemm_input<PREC>(v[j].y), round_gemm_input<PREC>(v[j].z),
+                      round_gemm_input<PREC>(v[j].w));
+  }
+}
+
+// stage_rounded with 16-byte loads and stores where the rows allow it (stage4_ok; else
+// stage_rounded): LOADS float4 in flight per thread, so a 32 KB block of weights is one L2 round
+// trip for 256 threads and a quarter of the index arithmetic.
 template <GemmPrecision PREC, int THREADS, int LOADS = 12>
 __device__ __forceinline__ void stage_rounded4(float* __restrict__ dst, int stride, const float* __restrict__ src,
                                                int rows, int cols) {
-  if (cols % 4 != 0 || stride % 4 != 0 || ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u)) {
+  if (!stage4_ok(dst, stride, src, cols)) {
     stage_rounded<PREC, THREADS>(dst, stride, src, rows, cols);
     return;
   }
   const int c4 = cols / 4, n = rows * c4;
-  const float4* __restrict__ s4 = reinterpret_cast<const float4*>(src);
   for (int i0 = int(threadIdx.x); i0 < n; i0 += LOADS * THREADS) {
     float4 v[LOADS];
-#pragma unroll
-    for (int j = 0; j < LOADS; ++j) {
-      const int i = i0 + j * THREADS;
-      v[j] = i < n ? s4[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-    RowCol rc(i0, THREADS, c4);
-#pragma unroll
-    for (int j = 0; j < LOADS; ++j, rc.next()) {
-      const int i = i0 + j * THREADS;
-      if (i < n)
-        *reinterpret_cast<float4*>(dst + rc.row * stride + 4 * rc.col) =
-            make_float4(round_gemm_input<PREC>(v[j].x), round_gemm_input<PREC>(v[j].y), round_gemm_input<PREC>(v[j].z),
-                        round_gemm_input<PREC>(v[j].w));
-    }
+    stage4_load<THREADS, LOADS>(v, src, i0, n);
+    stage4_store<PREC, THREADS, LOADS>(dst, stride, v, i0, n, c4);
   }
+}
+
+// stage_rounded4 of two regions A and B in one round trip: B's loads go out with A's, before
+// either's stores, where each region fits one round (LOADS_A resp. LOADS_B float4 a thread) and
+// both take 16-byte copies (the same stores as the two calls); returns false and does nothing
+// otherwise (the caller stages them apart).
+template <GemmPrecision PREC, int THREADS, int LOADS_A = 12, int LOADS_B = 4>
+__device__ __forceinline__ bool stage_rounded4_pair(float* __restrict__ dA, int sA, const float* __restrict__ srcA, int rA,
+                                                    int cA, float* __restrict__ dB, int sB,
+                                                    const float* __restrict__ srcB, int rB, int cB) {
+  const int nA = rA * (cA / 4), nB = rB * (cB / 4);
+  if (!stage4_ok(dA, sA, srcA, cA) || !stage4_ok(dB, sB, srcB, cB) || nA > LOADS_A * THREADS ||
+      nB > LOADS_B * THREADS)
+    return false;
+  const int i0 = int(threadIdx.x);
+  float4 a[LOADS_A], b[LOADS_B];
+  stage4_load<THREADS, LOADS_A>(a, srcA, i0, nA);
+  stage4_load<THREADS, LOADS_B>(b, srcB, i0, nB);
+  stage4_store<PREC, THREADS, LOADS_A>(dA, sA, a, i0, nA, cA / 4);
+  stage4_store<PREC, THREADS, LOADS_B>(dB, sB, b, i0, nB, cB / 4);
+  return true;
 }
 
 // One 32-row group's sums from its rows' losses and hits (x: 32 losses, rows past the end as +0):

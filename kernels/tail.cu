@@ -585,11 +585,11 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
 
   // The label of the row this thread takes in the softmax below: by index three dependent loads
   // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued ahead of a
-  // staging round whose stores wait a round trip anyway, so that none of the three waits alone:
-  // the batch before W_1's round, the index before the next round, the byte after the last (it is
-  // first used in the softmax). Read after the staging, as before the nineteenth session, the
-  // index and the byte waited two round trips in sequence (the slice padding's stores before them
-  // kept the compiler from moving the loads up).
+  // round trip that the block waits for anyway, so that none of the three waits alone: the batch
+  // before the weights' staging round, the index after it (before pdl_start), the byte after the
+  // chunk's A0 staging (first used in the softmax). Read after two weight rounds, as before the
+  // nineteenth session, the index and the byte waited two round trips in sequence (the slice
+  // padding's stores before them kept the compiler from moving the loads up).
   const LabelInput& lab = p.labels;
   const bool takes_label = tid < row_end - row0 && tid < p.chunk;
   // The counters' batch and the row's index are kept as loaded (int32) until the next address
@@ -608,15 +608,23 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   int bl, bn;
   const bool own_bias = bias_item(p, tid, bl, bn);
   const float b_own = own_bias ? p.b[bl][bn] : 0.0f;
-  for (int i = 1; i <= T; ++i) {
+  // W_1 and W_2 in one round trip where they fit (the default model's 32 KB and 2.5 KB: their
+  // loads out together), else and for deeper layers one round each; the label's index goes out
+  // after the first round.
+  const auto label_index = [&] {
+    asm volatile("" : "+r"(lbatch));
+    lbase += int64_t(lbatch) * lab.rows.stride;
+    if (takes_label && lab.rows.idx) lidx = lab.rows.idx[lbase + row0 + tid];
+  };
+  const bool paired =
+      T >= 2 && rowblock::stage_rounded4_pair<PREC, kThreads>(pool + pl.off_w[0], pl.ws[0], p.W[0], p.w[1], p.w[0],
+                                                               pool + pl.off_w[1], pl.ws[1], p.W[1], p.w[2], p.w[1]);
+  if (paired) label_index();
+  for (int i = paired ? 3 : 1; i <= T; ++i) {
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
-    if (i == 1) {
-      asm volatile("" : "+r"(lbatch));
-      lbase += int64_t(lbatch) * lab.rows.stride;
-      if (takes_label && lab.rows.idx) lidx = lab.rows.idx[lbase + row0 + tid];
-    }
+    if (i == 1) label_index();
   }
-  uint8_t label = takes_label ? label_at(row0 + tid, lidx) : uint8_t(0);
+  uint8_t label = 0;  // (read after each chunk's A0 staging: its index is out by then)
   if (own_bias) pool[pl.off_b[bl] + bn] = b_own;
   for (int e = tid + kThreads; bias_item(p, e, bl, bn); e += kThreads) pool[pl.off_b[bl] + bn] = p.b[bl][bn];
   if constexpr (BACKWARD)
@@ -630,12 +638,12 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
-    // (a later chunk's label: the index before A0's staging round, the byte after it)
+    // (a later chunk's label: the index before A0's staging round; every chunk's byte after it)
     if (c0 != row0 && tid < rows && lab.rows.idx) lidx = lab.rows.idx[lbase + c0 + tid];
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
-    if (c0 != row0) label = tid < rows ? label_at(c0 + tid, lidx) : uint8_t(0);
+    label = tid < rows ? label_at(c0 + tid, lidx) : uint8_t(0);
     __syncthreads();  // (the first chunk: also the weights)
 
     // Forward, layer by layer (none when STOP is Staged: tail_force_stop, timing only).
