@@ -34,10 +34,12 @@ struct HeadShape {
 
 // The model's head (64 -> 10) at one row, a 32-row group plus tails, and the batch-4096 step
 // (64 blocks of 64 rows, the cross-block reduction); odd widths: one input, 33 inputs to 7
-// classes, 90 inputs to the most classes (32), 129 inputs to 2. Quick mode (emulation,
-// sanitizers): the odd widths at 1 and 129 rows.
+// classes, 90 inputs to the most classes (32), 129 inputs to 2; and 2080 x 90 -> 32, the one
+// whose blocks run several chunks (64 rows a block, chunks of 32: the pool holds no more), so that
+// a later chunk's labels, read by index, are checked too. Quick mode (emulation, sanitizers): the
+// odd widths at 1 and 129 rows.
 std::vector<HeadShape> head_shapes() {
-  std::vector<HeadShape> v{{1, 64, 10}, {129, 64, 10}, {4096, 64, 10}};
+  std::vector<HeadShape> v{{1, 64, 10}, {129, 64, 10}, {4096, 64, 10}, {2080, 90, 32}};
   const std::vector<int> rows = quick_tests() ? std::vector<int>{1, 129} : std::vector<int>{1, 129, 1000};
   for (int B : rows)
     for (const HeadShape& s : {HeadShape{0, 1, 3}, HeadShape{0, 33, 7}, HeadShape{0, 90, 32}, HeadShape{0, 129, 2}})
