@@ -2323,16 +2323,7 @@ __global__ void dense_split_reduce_kernel(const GemmParams p) {
     // The pieces kReducePieces at a time, all loaded before the first add (a weight GEMM of few
     // outputs has up to 64 pieces and few threads: one L2 round trip per batch, not per piece);
     // the same additions in the same order, from 0.0f.
-    float v = 0.0f;
-    for (int z0 = 0; z0 < splits; z0 += kReducePieces) {
-      float t[kReducePieces];
-#pragma unroll
-      for (int zz = 0; zz < kReducePieces; ++zz)
-        t[zz] = z0 + zz < splits ? load_l2(p.partial + std::size_t(z0 + zz) * mn + i) : 0.0f;
-#pragma unroll
-      for (int zz = 0; zz < kReducePieces; ++zz)
-        if (z0 + zz < splits) v += t[zz];
-    }
+    const float v = sum_strided_in_order<kReducePieces>(p.partial + i, mn, splits);
     const int m = int(i / std::size_t(p.N)), n = int(i % std::size_t(p.N));
     store_output<KIND>(p, m, n, v, epilogue_input<KIND>(p, m, n), step);
   }

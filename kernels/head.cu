@@ -262,16 +262,8 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
   if constexpr (BACKWARD) {
     const int blocks = int(gridDim.x);
     for (int e = tid; e < NE; e += kHeadThreads) {
-      float acc = 0.0f;  // 0 + P_0 + P_1 + ...: kHeadSumLoads partials loaded at once, added in order
-      for (int q0 = 0; q0 < blocks; q0 += kHeadSumLoads) {
-        float v[kHeadSumLoads];
-#pragma unroll
-        for (int j = 0; j < kHeadSumLoads; ++j)
-          v[j] = q0 + j < blocks ? load_l2(p.partial + std::size_t(q0 + j) * NE + e) : 0.0f;
-#pragma unroll
-        for (int j = 0; j < kHeadSumLoads; ++j)
-          if (q0 + j < blocks) acc += v[j];
-      }
+      // 0 + P_0 + P_1 + ...: kHeadSumLoads partials loaded at once, added in order
+      const float acc = sum_strided_in_order<kHeadSumLoads>(p.partial + e, NE, blocks);
       const int n = e / KA, c = e % KA;
       if (c == K)
         p.db[n] = acc;
