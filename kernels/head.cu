@@ -113,23 +113,20 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
   // The label of the row this thread takes in the softmax below: by index three dependent loads
   // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued ahead of a
   // staging round trip so that none waits alone: the batch before W's staging, each chunk's index
-  // before its A staging and its byte after it (as the tail kernel, kernels/tail.cu). Each value
-  // stays as loaded until the next address needs it (the empty asm keeps the compiler from
-  // hoisting the base's arithmetic next to the batch's load).
-  const LabelInput& lab = p.labels;
-  int32_t lbatch = lab.rows.counters ? lab.rows.counters->batch : 0;
+  // before its A staging and its byte after it (as the tail kernel, kernels/tail.cu;
+  // StagedRowIndex, kernels/row_index.cuh).
+  StagedRowIndex lrow(p.labels.rows);
   stage_rounded<PREC>(s_w, K, p.W, N, K);
   if constexpr (BACKWARD)
     for (int e = tid; e < NE; e += kHeadThreads) s_acc[e] = 0.0f;
-  asm volatile("" : "+r"(lbatch));
-  const int64_t lbase = lab.rows.first + int64_t(lbatch) * lab.rows.stride;
+  lrow.settle();
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
-    const int32_t lidx = tid < rows && lab.rows.idx ? lab.rows.idx[lbase + c0 + tid] : 0;
+    const int32_t lidx = tid < rows ? lrow.index(c0 + tid) : 0;
     // Stage the chunk of A (its rows are contiguous), rounded, and the ones column.
     stage_rounded<PREC>(s_a, KA, p.A + std::size_t(c0) * K, rows, K);
-    const uint8_t label = tid < rows ? lab.labels[lab.rows.idx ? int64_t(lidx) : lbase + c0 + tid] : uint8_t(0);
+    const uint8_t label = tid < rows ? p.labels.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
     for (int r = tid; r < rows; r += kHeadThreads) s_a[r * KA + K] = 1.0f;
     __syncthreads();  // (the first chunk: also W and the accumulators)
 

@@ -31,4 +31,24 @@ __device__ __forceinline__ int64_t source_row(const RowIndex& x, int64_t base, i
   return x.idx ? int64_t(x.idx[base + r]) : base + r;
 }
 
+// row_base and source_row in steps, for a kernel that hides each of the dependent loads behind
+// other work (the tail and head kernels' labels): the counters' batch is loaded at construction,
+// settle() computes the base where the batch is first needed, index(r) loads row r's index, and
+// source(r, idx) gives its dataset row. Each value stays as loaded (int32) until the next address
+// needs it; the empty asm in settle() keeps the compiler from hoisting the base's arithmetic next
+// to the batch's load, where it would wait for it.
+struct StagedRowIndex {
+  RowIndex x;
+  int32_t batch;
+  int64_t base;
+  __device__ explicit StagedRowIndex(const RowIndex& r)
+      : x(r), batch(r.counters ? r.counters->batch : 0), base(r.first) {}
+  __device__ void settle() {
+    asm volatile("" : "+r"(batch));
+    base = x.first + int64_t(batch) * x.stride;
+  }
+  __device__ int32_t index(int64_t r) const { return x.idx ? x.idx[base + r] : 0; }
+  __device__ int64_t source(int64_t r, int32_t idx) const { return x.idx ? int64_t(idx) : base + r; }
+};
+
 }  // namespace mnist::cuda

@@ -592,15 +592,8 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   // padding's stores before them kept the compiler from moving the loads up).
   const LabelInput& lab = p.labels;
   const bool takes_label = tid < row_end - row0 && tid < p.chunk;
-  // The counters' batch and the row's index are kept as loaded (int32) until the next address
-  // needs them: arithmetic on a value right after its load would wait for it there. (The empty asm
-  // below keeps the compiler from hoisting lbase's arithmetic out of the loop, next to the load.)
-  int32_t lbatch = lab.rows.counters ? lab.rows.counters->batch : 0;
-  int64_t lbase = lab.rows.first;  // row_base(lab.rows), once lbatch is in
+  StagedRowIndex lrow(lab.rows);  // (the batch's load goes out here)
   int32_t lidx = 0;
-  const auto label_at = [&](int64_t r, int32_t idx) {
-    return lab.labels[lab.rows.idx ? int64_t(idx) : lbase + r];
-  };
 
   // The biases (raw) go to shared memory beside the weights. A thread's first bias element is read
   // before the weights' staging and stored after it, so its load rides in their round trip
@@ -612,9 +605,8 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   // loads out together), else and for deeper layers one round each; the label's index goes out
   // after the first round.
   const auto label_index = [&] {
-    asm volatile("" : "+r"(lbatch));
-    lbase += int64_t(lbatch) * lab.rows.stride;
-    if (takes_label && lab.rows.idx) lidx = lab.rows.idx[lbase + row0 + tid];
+    lrow.settle();
+    if (takes_label) lidx = lrow.index(row0 + tid);
   };
   const bool paired =
       T >= 2 && rowblock::stage_rounded4_pair<PREC, kThreads>(pool + pl.off_w[0], pl.ws[0], p.W[0], p.w[1], p.w[0],
@@ -639,11 +631,11 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
     // (a later chunk's label: the index before A0's staging round; every chunk's byte after it)
-    if (c0 != row0 && tid < rows && lab.rows.idx) lidx = lab.rows.idx[lbase + c0 + tid];
+    if (c0 != row0 && tid < rows) lidx = lrow.index(c0 + tid);
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
-    label = tid < rows ? label_at(c0 + tid, lidx) : uint8_t(0);
+    label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
     __syncthreads();  // (the first chunk: also the weights)
 
     // Forward, layer by layer (none when STOP is Staged: tail_force_stop, timing only).
