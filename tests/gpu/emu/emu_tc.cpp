@@ -475,22 +475,22 @@ void ablation_cases() {
   // the weight GEMM's pieces (dense_weight_partials, as the tail path) and the split weight GEMM,
   // on both weight tiles the ablation rows time (64x64 x 8 warps, 128x128)
   for (const cuda::GemmTile wtile : {cuda::GemmTile::Pipe64x8, cuda::GemmTile::Pipe128}) {
-  const std::string wtag = cat(" (tile ", int(wtile), ")");
-  auto weight = [&](unsigned bits, const Vec& dz, const Vec& x) {
-    cuda::dense_force_tile({wtile, false});
-    cuda::dense_force_ablation(bits);
-    Vec dW = poison(nk), db = poison(N);
-    cuda::dense_backward_weights(dW.data(), db.data(), dz.data(), x.data(), B, K, N, nullptr, tf32, ws.data(),
-                                 tk.data());
-    cuda::dense_force_ablation(0);
-    cuda::dense_force_tile({});
-    dW.insert(dW.end(), db.begin(), db.end());
-    return dW;
-  };
-  const Vec wr = weight(0, dZr, Xr);
-  same(weight(cuda::kAblatePrepare, dZr, Xr), wr, "weight: no prepare on rounded inputs = whole" + wtag);
-  expect(weight(cuda::kAblatePrepare, dZ, X) != weight(0, dZ, X), "weight: no prepare on raw inputs differs" + wtag);
-  same(weight(cuda::kAblateMath, dZ, X), Vec(nk + N, 0.0f), "weight: no mma gives 0" + wtag);
+    const std::string wtag = cat(" (tile ", int(wtile), ")");
+    auto weight = [&](unsigned bits, const Vec& dz, const Vec& x) {
+      cuda::dense_force_tile({wtile, false});
+      cuda::dense_force_ablation(bits);
+      Vec dW = poison(nk), db = poison(N);
+      cuda::dense_backward_weights(dW.data(), db.data(), dz.data(), x.data(), B, K, N, nullptr, tf32, ws.data(),
+                                   tk.data());
+      cuda::dense_force_ablation(0);
+      cuda::dense_force_tile({});
+      dW.insert(dW.end(), db.begin(), db.end());
+      return dW;
+    };
+    const Vec wr = weight(0, dZr, Xr);
+    same(weight(cuda::kAblatePrepare, dZr, Xr), wr, "weight: no prepare on rounded inputs = whole" + wtag);
+    expect(weight(cuda::kAblatePrepare, dZ, X) != weight(0, dZ, X), "weight: no prepare on raw inputs differs" + wtag);
+    same(weight(cuda::kAblateMath, dZ, X), Vec(nk + N, 0.0f), "weight: no mma gives 0" + wtag);
   }
   bool refused = false;
   try {
