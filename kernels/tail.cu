@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/clock.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/mma.cuh"
@@ -124,6 +125,7 @@ struct TailParams {
   float drop_scale;               // 1/(1-p): the kept units' scale and the hidden layers' mask scale
   uint64_t seed, step;
   const TrainCounters* counters;
+  unsigned long long* clocks;     // tail_force_clocks' stamps (the clocked kernel only)
   float mask_scale, grad_scale;
   int B, groups, chunk;      // groups: 32-row groups of B; block j takes groups [j·G/n, (j+1)·G/n)
 };
@@ -560,8 +562,9 @@ struct Dz0Store {
 // p.metrics the slots are the output and every block ends there (GroupMetrics, kernels/adam.cuh).
 // Staging of the weights and biases and the first labels come before pdl_start (kernels/pdl.cuh).
 // The kernel's body. STOP (Whole in tail_kernel; the others only in tail_phases_kernel, for
-// tail_force_stop): the phase after which each chunk ends, and the launch with it.
-template <GemmPrecision PREC, bool BACKWARD, TailStop STOP>
+// tail_force_stop): the phase after which each chunk ends, and the launch with it. CLOCKED (only in
+// tail_clock_kernel, for tail_force_clocks): thread 0 writes the block's stamps to p.clocks.
+template <GemmPrecision PREC, bool BACKWARD, TailStop STOP, bool CLOCKED = false>
 __device__ __forceinline__ void tail_body(const TailParams& p) {
   extern __shared__ float4 tail_smem[];
   __shared__ double s_loss[kMaxChunk];
@@ -573,6 +576,14 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   float* pool = reinterpret_cast<float*>(tail_smem);
   const Plan& pl = p.plan;
   const int tid = int(threadIdx.x), T = p.T;
+  // A stamp of tail_force_clocks: thread 0 (after a barrier: every thread has passed it).
+  unsigned long long* const clocks = CLOCKED ? p.clocks + std::size_t(blockIdx.x) * kTailClockSlots : nullptr;
+  const auto stamp = [&](int slot, bool ns = false) {
+    if constexpr (CLOCKED)
+      if (tid == 0) clocks[slot] = ns ? global_ns() : sm_clock();
+  };
+  stamp(kTailClockStartNs, true);
+  stamp(kTailClockStart);
   const int row0 = kTailGroupRows * (int(blockIdx.x) * p.groups / int(gridDim.x));
   const int row_next = kTailGroupRows * ((int(blockIdx.x) + 1) * p.groups / int(gridDim.x));
   const int row_end = row_next < p.B ? row_next : p.B;
@@ -626,6 +637,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   // counters, order and labels: the optimizer two launches back) and writes only this block's slice
   // padding, which the previous launch (layer 0's forward) does not touch: with a programmatic launch
   // it overlaps that launch (kernels/pdl.cuh). A0 is its output.
+  stamp(kTailClockWeights);
   pdl_start();
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
@@ -633,10 +645,15 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     // (a later chunk's label: the index before A0's staging round; every chunk's byte after it)
     if (c0 != row0 && tid < rows) lidx = lrow.index(c0 + tid);
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
+    const int chunk_no = (c0 - row0) / p.chunk;  // (tail_force_clocks' slots)
+    const auto phase_stamp = [&](int phase) {
+      if (chunk_no < kTailClockChunks) stamp(tail_clock_slot(chunk_no, phase));
+    };
     rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
                                             p.w[0]);
     label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
     __syncthreads();  // (the first chunk: also the weights)
+    phase_stamp(kTailPhaseStaged);
 
     // Forward, layer by layer (none when STOP is Staged: tail_force_stop, timing only).
     for (int i = 1; STOP != TailStop::Staged && i <= T; ++i) {
@@ -688,6 +705,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         });
       }
       __syncthreads();
+      phase_stamp(kTailPhaseForward + i - 1);
     }
     if (STOP == TailStop::Staged || STOP == TailStop::Forward) continue;
 
@@ -711,6 +729,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
       s_hit[tid] = hit;
     }
     __syncthreads();
+    phase_stamp(kTailPhaseSoftmax);
     // The chunk's 32-row groups (s_loss is next written after the next chunk's first barrier).
     if (tid < p.chunk / kTailGroupRows && tid * kTailGroupRows < rows) {
       const Metrics m = rowblock::group_sum(s_loss + tid * kTailGroupRows, s_hit + tid * kTailGroupRows);
@@ -759,10 +778,13 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
           tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], Dz0Store<PREC>{p.A0, p.dz0, c0, K, p.mask_scale});
         }
         __syncthreads();
+        phase_stamp(kTailPhaseBackward + T - i);
       }
     }
   }
 
+  stamp(kTailClockEnd);
+  stamp(kTailClockEndNs, true);
   const int groups = (p.B + kTailGroupRows - 1) / kTailGroupRows;
   if (!p.metrics || STOP != TailStop::Whole) return;  // the slots are the launch's output (a later launch adds them)
   __syncthreads();  // s_groups complete
@@ -791,6 +813,12 @@ __global__ void __launch_bounds__(kThreads, 1) tail_phases_kernel(const TailPara
   tail_body<PREC, true, STOP>(p);
 }
 
+// A training launch that also writes its clock stamps (tail_force_clocks; bench_kernels only).
+template <GemmPrecision PREC>
+__global__ void __launch_bounds__(kThreads, 1) tail_clock_kernel(const TailParams p) {
+  tail_body<PREC, true, TailStop::Whole, true>(p);
+}
+
 // Lets the kernel use the whole budget of dynamic shared memory (above the default 48 KB); kept in
 // a static of the launcher instantiation, so it runs once per kernel.
 template <class F>
@@ -800,6 +828,7 @@ bool allow_smem(F* kernel) {
 }
 
 TailStop g_stop = TailStop::Whole;  // tail_force_stop
+unsigned long long* g_clocks = nullptr;  // tail_force_clocks
 
 template <GemmPrecision PREC, TailStop STOP>
 void launch_phases(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
@@ -810,7 +839,14 @@ void launch_phases(const TailParams& p, int blocks, std::size_t smem, cudaStream
 
 template <GemmPrecision PREC, bool BACKWARD>
 void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
-  if constexpr (BACKWARD && PREC != GemmPrecision::BF16) {  // (the cut kernels: fp32 and tf32 only)
+  if constexpr (BACKWARD && PREC != GemmPrecision::BF16) {  // (the cut and clocked kernels: fp32 and tf32 only)
+    if (g_clocks) {
+      static const bool clock_allowed = allow_smem(tail_clock_kernel<PREC>);
+      (void)clock_allowed;
+      TailParams q = p;
+      q.clocks = g_clocks;
+      return launch_kernel(tail_clock_kernel<PREC>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, q);
+    }
     switch (g_stop) {
       case TailStop::Whole: break;
       case TailStop::Staged: return launch_phases<PREC, TailStop::Staged>(p, blocks, smem, stream);
@@ -909,6 +945,8 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
 }  // namespace
 
 void tail_force_stop(TailStop stop) { g_stop = stop; }
+
+void tail_force_clocks(unsigned long long* stamps) { g_clocks = stamps; }
 
 std::string tail_unsupported(const std::vector<int>& widths) {
   const int T = int(widths.size()) - 1;

@@ -151,6 +151,35 @@ void tail_prepare();
 enum class TailStop { Whole, Staged, Forward, Softmax };
 void tail_force_stop(TailStop stop);
 
+// Benchmark hook (bench_kernels' "tail_clock" rows; never set by the engine): with stamps not null,
+// every training launch at fp32 or tf32 after it runs the whole kernel, the same bits, and thread 0
+// of each block j also writes stamps[j · kTailClockSlots + slot], read right after the barrier that
+// ends each phase: the SM's cycle counter (sm_clock, kernels/clock.cuh) at every slot below, the
+// global nanosecond timer at the two kTailClockNs slots. Chunks past kTailClockChunks and layers past
+// T leave their slots as they were. A bf16 launch writes none; tail_force_stop is ignored while
+// stamps are set. Null restores the kernel. Not thread-safe. Slots of one block, in the order the block passes them:
+//   kTailClockStartNs, kTailClockStart: the block's first instruction;
+//   kTailClockWeights: the weights, biases and label index staged (before the programmatic wait);
+//   per chunk c < kTailClockChunks, tail_clock_slot(c, phase): kTailPhaseStaged (A0 staged, the
+//   chunk's first barrier), kTailPhaseForward + i - 1 (tail layer i's forward and dropout done),
+//   kTailPhaseSoftmax (softmax, cross-entropy and dZ_T), kTailPhaseBackward + T - i (tail layer i's
+//   slice and dZ_{i-1} done: the first backward slot is layer T's);
+//   kTailClockEnd, kTailClockEndNs: every chunk done (before the launch's last-block count).
+constexpr int kTailClockChunks = 8;
+constexpr int kTailPhaseStaged = 0;
+constexpr int kTailPhaseForward = 1;
+constexpr int kTailPhaseSoftmax = kTailPhaseForward + kTailMaxLayers;
+constexpr int kTailPhaseBackward = kTailPhaseSoftmax + 1;
+constexpr int kTailPhases = kTailPhaseBackward + kTailMaxLayers;  // slots a chunk
+constexpr int kTailClockStartNs = 0;
+constexpr int kTailClockStart = 1;
+constexpr int kTailClockWeights = 2;
+constexpr int kTailClockEnd = 3 + kTailClockChunks * kTailPhases;
+constexpr int kTailClockEndNs = kTailClockEnd + 1;
+constexpr int kTailClockSlots = kTailClockEndNs + 1;
+constexpr int tail_clock_slot(int chunk, int phase) { return 3 + chunk * kTailPhases + phase; }
+void tail_force_clocks(unsigned long long* stamps);
+
 // Training (see the header): partial [tail_blocks(B)][tail_slice_floats(widths)], dz0 [B, w0] (null:
 // not computed), *metrics += (loss sum, hits); metrics null: every block leaves its 32-row group
 // sums in scratch.blocks[0, tail_xent_slots(B)) (the scratch needed even for one block) and a later

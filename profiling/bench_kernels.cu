@@ -43,7 +43,9 @@
 // here: that is the pass that also runs Adam (the comparison leaves both sides' Adam out, and the
 // tail side's sum of its slices, ≈ 4.5 MB read at 4096 rows, goes to that pass). At 4096 and 16384
 // rows (fp32, tf32) also the kernel cut after its staging, its forward and its softmax
-// (tail_force_stop): each phase's share of a block's critical path.
+// (tail_force_stop): each phase's share of a block's critical path; and the same launch timed from
+// inside (op tail_clock, tail_force_clocks): each phase's cycles on its block's SM, chunk by chunk,
+// and where the blocks start and end.
 //
 // The ablation section (op ablation): layer 0's two big TF32 GEMMs at 4096 and 16384 rows as the
 // tail path runs them (the forward on the images in place with the split-K workspace and tickets,
@@ -156,17 +158,25 @@ class Bench {
     return samples[samples.size() / 2];
   }
 
+  // Whether --only selects the row (every row without --only).
+  bool wanted(const std::string& op, const std::string& shape, const std::string& impl) const {
+    if (opt_.only.empty()) return true;
+    const std::string row = op + " " + shape + " " + impl;
+    bool hit = false;
+    for (const std::string& o : opt_.only) hit = hit || row.find(o) != std::string::npos;
+    return hit;
+  }
+
   template <class F>
   void run(const std::string& op, const std::string& shape, const std::string& impl, double flops, double bytes,
            F&& enqueue, double peak_flops = kPeakFlops) {
-    if (!opt_.only.empty()) {
-      const std::string row = op + " " + shape + " " + impl;
-      bool hit = false;
-      for (const std::string& o : opt_.only) hit = hit || row.find(o) != std::string::npos;
-      if (!hit) return;
-    }
-    Result r{op, shape, impl, time_us(enqueue), flops, bytes, peak_flops};
-    std::printf("%-16s %-26s %-28s %9.2f %10.1f %9.1f %9.2f\n", op.c_str(), shape.c_str(), impl.c_str(), r.us,
+    if (!wanted(op, shape, impl)) return;
+    add(Result{op, shape, impl, time_us(enqueue), flops, bytes, peak_flops});
+  }
+
+  // A row measured by other means than time_us (the tail kernel's clock rows).
+  void add(const Result& r) {
+    std::printf("%-16s %-26s %-28s %9.2f %10.1f %9.1f %9.2f\n", r.op.c_str(), r.shape.c_str(), r.impl.c_str(), r.us,
                 r.flops / r.us * 1e-3, r.bytes / r.us * 1e-3, r.floor_us());
     results_.push_back(r);
   }
@@ -489,6 +499,90 @@ void bench_head(Bench& bench, cuda::Metrics* metrics) {
   }
 }
 
+// The tail kernel timed from the inside (tail_force_clocks): `launch` enqueues one training launch
+// of B rows and T tail layers; 2 warm-up launches, then 5 whose stamps are read back. Rows (op
+// tail_clock, "µs" the median over every block of the 5 launches): each phase of chunks 0 and 1
+// (cycles between the stamps around it, converted at the device's peak SM clock), and, from the
+// global timer, a block's span (first instruction to its last chunk, median and slowest) and the
+// launch's (the earliest block start to the latest block end) with the latest block start. The
+// chunk-1 rows (16384 rows: 128 a block, two chunks of 64) run the same code as chunk 0 with the
+// instruction cache warm and the weights staged.
+template <class Launch>
+void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::string& shape, Launch&& launch) {
+  const std::string tag = cat(to_string(p), " ");
+  if (!bench.wanted("tail_clock", shape, tag)) return;
+  int dev = 0, khz = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  const double cycles_per_us = khz > 0 ? khz * 1e-3 : 1980.0;
+  const int blocks = cuda::tail_blocks(B);
+  DeviceBuffer<unsigned long long> stamps(std::size_t(blocks) * cuda::kTailClockSlots);
+  Stream stream;
+  std::vector<std::vector<unsigned long long>> runs;
+  cuda::tail_force_clocks(stamps.data());
+  for (int i = 0; i < 7; ++i) {
+    CUDA_CHECK(cudaMemsetAsync(stamps.data(), 0, stamps.bytes(), stream.get()));
+    launch(stream.get());
+    stream.synchronize();
+    if (i >= 2) runs.push_back(stamps.to_host());
+  }
+  cuda::tail_force_clocks(nullptr);
+  const auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  const auto row = [&](const std::string& what, double us) {
+    bench.add(Result{"tail_clock", shape, tag + what, us, 0.0, 0.0, kPeakFlops});
+  };
+  // Phase durations: the cycles from the stamp before (in the block's order) to the phase's own.
+  const auto at = [&](const std::vector<unsigned long long>& v, int j, int slot) {
+    return double(v[std::size_t(j) * cuda::kTailClockSlots + std::size_t(slot)]);
+  };
+  struct Phase {
+    std::string name;
+    int from, to;
+  };
+  std::vector<Phase> phases{{"start -> weights staged", cuda::kTailClockStart, cuda::kTailClockWeights}};
+  int prev = cuda::kTailClockWeights;
+  for (int c = 0; c < 2; ++c) {
+    const auto add = [&](const std::string& name, int slot) {
+      phases.push_back({cat("chunk ", c, ": ", name), prev, slot});
+      prev = slot;
+    };
+    add(c == 0 ? "wait + A0 staged" : "A0 staged", cuda::tail_clock_slot(c, cuda::kTailPhaseStaged));
+    for (int i = 1; i <= T; ++i)
+      add(cat("layer ", i, " forward", i < T ? " + dropout" : ""), cuda::tail_clock_slot(c, cuda::kTailPhaseForward + i - 1));
+    add("softmax + xent", cuda::tail_clock_slot(c, cuda::kTailPhaseSoftmax));
+    for (int i = T; i >= 1; --i)
+      add(cat("layer ", i, " backward", i == 1 ? " (dz0 out)" : ""), cuda::tail_clock_slot(c, cuda::kTailPhaseBackward + T - i));
+  }
+  for (const Phase& ph : phases) {
+    std::vector<double> d;
+    for (const auto& v : runs)
+      for (int j = 0; j < blocks; ++j)
+        if (at(v, j, ph.from) != 0 && at(v, j, ph.to) != 0) d.push_back((at(v, j, ph.to) - at(v, j, ph.from)) / cycles_per_us);
+    if (!d.empty()) row(ph.name, median(d));
+  }
+  std::vector<double> span, launch_span, last_start;
+  for (const auto& v : runs) {
+    double first = 1e300, latest_start = 0, latest_end = 0;
+    for (int j = 0; j < blocks; ++j) {
+      const double s0 = at(v, j, cuda::kTailClockStartNs), s1 = at(v, j, cuda::kTailClockEndNs);
+      span.push_back((s1 - s0) * 1e-3);
+      first = std::min(first, s0);
+      latest_start = std::max(latest_start, s0);
+      latest_end = std::max(latest_end, s1);
+    }
+    launch_span.push_back((latest_end - first) * 1e-3);
+    last_start.push_back((latest_start - first) * 1e-3);
+  }
+  row("block span (median)", median(span));
+  row("block span (slowest)", *std::max_element(span.begin(), span.end()));
+  row("launch span, first start to last end", median(launch_span));
+  row("latest block start after the first", median(last_start));
+}
+
 // Layers 1..L-1 (the tail, 128 -> 64 -> 10) of one training step: tail_train against the launches
 // it replaces, all as the engine calls them (scratch, workspace and tickets allocated once).
 // FLOPs: the five GEMMs (forwards, weight GEMMs with db, data GEMMs down to dz0); bytes: A0 read,
@@ -572,6 +666,11 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
                     }, peak);
           cuda::tail_force_stop(cuda::TailStop::Whole);
         }
+      if (p != GemmPrecision::BF16 && B != 512)
+        tail_clock_rows(bench, p, B, 2, shape, [&](cudaStream_t st) {
+          cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale, 1.0f / float(B),
+                           B, st, p);
+        });
       bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
                 bytes + 4.0 * 2.0 * B * w1, [&](cudaStream_t st) {
                   cuda::dense_relu_dropout_forward(A1.data(), A0.data(), W1.data(), b1.data(), B, w0, w1, drop, st, p, w,

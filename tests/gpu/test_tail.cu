@@ -589,6 +589,79 @@ TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk
   }
 }
 
+TEST_CASE("tail_force_clocks (bench_kernels' clock rows): the clocked launch writes the same bits and stamps in the block's order") {
+  Stream stream;
+  const std::vector<int> w{64, 32, 10};
+  const TailModel model(w, 23);
+  const int T = 2;
+  const cuda::DropoutSpec drop{0.2f, 42, 5, 0, nullptr};
+  // 100 rows: 4 blocks of one 32-row chunk; 8200 rows: 128 blocks of 64 + 32 rows (two chunks)
+  for (const int B : {100, 8200})
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32}) {
+    INFO(std::string(prec_name(prec)), " rows ", B);
+    auto A0 = to_device(activation(std::size_t(B) * w[0], 24));
+    auto labels = to_device(random_bytes(std::size_t(B), 25, 0, w[2] - 1));
+    const int blocks = cuda::tail_blocks(B);
+    struct Out {
+      std::vector<float> partial, dz0;
+      cuda::Metrics metrics;
+    };
+    DeviceBuffer<unsigned long long> stamps(std::size_t(blocks) * cuda::kTailClockSlots);
+    CUDA_CHECK(cudaMemset(stamps.data(), 0, stamps.bytes()));
+    auto run = [&](bool clocked) {
+      auto partial = poisoned<float>(std::size_t(blocks) * cuda::tail_slice_floats(w));
+      auto dz0 = poisoned<float>(std::size_t(B) * w[0]);
+      auto metrics = to_device(std::vector<cuda::Metrics>(1));
+      XentBuffers xb(B);
+      cuda::tail_force_clocks(clocked ? stamps.data() : nullptr);
+      if (clocked) cuda::tail_force_stop(cuda::TailStop::Forward);  // (ignored while clocked: the whole kernel runs)
+      cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), A0.data(), labels.data(),
+                       drop, 1.25f, 1.0f / B, B, stream.get(), prec);
+      cuda::tail_force_stop(cuda::TailStop::Whole);
+      cuda::tail_force_clocks(nullptr);
+      CHECK(xb.counter() == 0u);
+      return Out{to_host(partial), to_host(dz0), to_host(metrics)[0]};
+    };
+    const Out plain = run(false);
+    const std::vector<unsigned long long> none = to_host(stamps);
+    CHECK(std::all_of(none.begin(), none.end(), [](unsigned long long t) { return t == 0; }));  // not clocked: none written
+    const Out clocked = run(true);
+    CHECK(bitwise_equal(clocked.partial, plain.partial));
+    CHECK(bitwise_equal(clocked.dz0, plain.dz0));
+    CHECK(clocked.metrics.loss_sum == plain.metrics.loss_sum);
+    CHECK(clocked.metrics.correct == plain.metrics.correct);
+    const std::vector<unsigned long long> st = to_host(stamps);
+    int out_of_order = 0, missing = 0, extra = 0;
+    for (int j = 0; j < blocks; ++j) {
+      const unsigned long long* s = st.data() + std::size_t(j) * cuda::kTailClockSlots;
+      const int rows = cuda::tail_block_row(B, j + 1) - cuda::tail_block_row(B, j);
+      const int chunks = (rows + 63) / 64;  // (64-row chunks at 8200 rows; 100 rows: one chunk a block)
+      std::vector<int> order{cuda::kTailClockStart, cuda::kTailClockWeights};
+      for (int c = 0; c < cuda::kTailClockChunks; ++c)
+        for (int ph = 0; ph < cuda::kTailPhases; ++ph) {
+          const bool used = c < chunks && (ph == cuda::kTailPhaseStaged || ph == cuda::kTailPhaseSoftmax ||
+                                           (ph >= cuda::kTailPhaseForward && ph < cuda::kTailPhaseForward + T) ||
+                                           (ph >= cuda::kTailPhaseBackward && ph < cuda::kTailPhaseBackward + T));
+          const unsigned long long t = s[cuda::tail_clock_slot(c, ph)];
+          if (used) {
+            order.push_back(cuda::tail_clock_slot(c, ph));
+          } else if (t != 0) {
+            ++extra;  // a layer past T or a chunk the block does not have
+          }
+        }
+      order.push_back(cuda::kTailClockEnd);
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        if (s[order[i]] == 0) ++missing;
+        if (i > 0 && s[order[i]] < s[order[i - 1]]) ++out_of_order;
+      }
+      if (s[cuda::kTailClockStartNs] == 0 || s[cuda::kTailClockEndNs] < s[cuda::kTailClockStartNs]) ++out_of_order;
+    }
+    CHECK(missing == 0);
+    CHECK(out_of_order == 0);
+    CHECK(extra == 0);
+  }
+}
+
 TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small are refused") {
   CHECK(cuda::tail_unsupported({128, 64, 10}).empty());
   CHECK(cuda::tail_unsupported({64, 10}).empty());
