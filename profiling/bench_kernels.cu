@@ -80,6 +80,7 @@
 #include "kernels/softmax_xent.cuh"
 #include "kernels/tail.cuh"
 #include "layers/engine.hpp"
+#include "profiling/icache.cuh"
 #include "profiling/ingress.cuh"
 #include "layers/model.hpp"
 #include "runtime/device.hpp"
@@ -218,6 +219,44 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Options& o
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
+}
+
+// Instruction fetch: the same FADDs as straight-line code and as a loop (profiling/icache.cuh), one
+// block an SM; rows of in-kernel time (median over the blocks of the last of 5 launches).
+void bench_icache(Bench& bench) {
+  using namespace icache;
+  int dev = 0, sms = 0, khz = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  const double cycles_per_us = khz > 0 ? khz * 1e-3 : 1980.0;
+  const std::string shape = cat(sms, " blocks x 8 warps");
+  DeviceBuffer<float> sink(1 + kThreads);
+  CUDA_CHECK(cudaMemset(sink.data(), 0, sink.bytes()));
+  DeviceBuffer<unsigned long long> cycles{static_cast<std::size_t>(sms)};
+  Stream stream;
+  using Kernel = void (*)(float*, unsigned long long*);
+  // The median block time of `timed` (launched 5 times, each after `before` when given).
+  const auto measure = [&](Kernel timed, Kernel before) {
+    for (int i = 0; i < 5; ++i) {
+      if (before) before<<<unsigned(sms), kThreads, 0, stream.get()>>>(sink.data(), cycles.data());
+      timed<<<unsigned(sms), kThreads, 0, stream.get()>>>(sink.data(), cycles.data());
+    }
+    CUDA_CHECK(cudaGetLastError());
+    stream.synchronize();
+    std::vector<unsigned long long> c = cycles.to_host();
+    std::nth_element(c.begin(), c.begin() + std::ptrdiff_t(c.size() / 2), c.end());
+    return double(c[c.size() / 2]) / cycles_per_us;
+  };
+  const auto row = [&](const std::string& impl, Kernel timed, Kernel before) {
+    if (bench.wanted("icache", shape, impl)) bench.add(Result{"icache", shape, impl, measure(timed, before), 0.0, 0.0, kPeakFlops});
+  };
+  row("8192 FADDs straight (128 KB), launched again", fetch_kernel<8192, 0, false>, nullptr);
+  row("8192 FADDs straight (128 KB), after another 128 KB", fetch_kernel<8192, 0, false>, fetch_kernel<8192, 1, false>);
+  row("8192 FADDs in a 4 KB loop", fetch_kernel<8192, 0, true>, nullptr);
+  row("2048 FADDs straight (32 KB), launched again", fetch_kernel<2048, 0, false>, nullptr);
+  row("2048 FADDs straight (32 KB), after another 32 KB", fetch_kernel<2048, 0, false>, fetch_kernel<2048, 1, false>);
+  row("2048 FADDs in a 4 KB loop", fetch_kernel<2048, 0, true>, nullptr);
 }
 
 // L2 -> shared memory ingress by copy instruction and access pattern (profiling/ingress.cuh: what
@@ -1135,6 +1174,7 @@ int run(const Options& opt) {
   bench_layer0_input(bench);
   bench_ablation(bench);
   bench_gemm_shapes(bench, blas.get());
+  bench_icache(bench);
   bench_ingress(bench);
   if (!opt.json.empty()) {
     write_json(opt.json, dev, opt, bench.results());
