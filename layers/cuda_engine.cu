@@ -132,13 +132,6 @@
 namespace mnist {
 namespace {
 
-// Rows per evaluation / prediction chunk. Eval needs no gradients, so it runs in chunks larger
-// than the training batch (fewer launches); a row's result does not depend on the chunk it is in
-// (kernels/dense.cuh), so this changes nothing numerically but the order in which the chunks'
-// loss sums are added. 4096: the 12,000 validation rows in 3 chunks of 5 launches (a batch-4096
-// run holds buffers of 4096 rows anyway).
-constexpr int kEvalRows = 4096;
-
 enum MetricSlot { kTrainMetrics = 0, kEvalMetrics = 1 };
 
 // Whether the GEMMs get tickets (EngineConfig::split_in_launch): always in the launch, or, with
@@ -181,6 +174,8 @@ class CudaEngine final : public Engine {
   explicit CudaEngine(const EngineConfig& cfg) : cfg_(cfg) {
     MNIST_CHECK(cfg.batch_size > 0, "batch size must be > 0");
     MNIST_CHECK(cfg.graph_steps >= 1, "graph_steps must be >= 1, got ", cfg.graph_steps);
+    MNIST_CHECK(cfg.eval_rows >= 1 && cfg.eval_rows <= cuda::kTailMaxRows, "eval_rows must be in [1, ",
+                cuda::kTailMaxRows, "], got ", cfg.eval_rows);
     layout_ = make_layout(cfg.spec);
     if (cfg.precision != Precision::FP32 && cfg.gemm == Gemm::Native) cuda::dense_prepare();
     for (std::size_t l = 0; l < layout_.dense.size(); ++l)
@@ -196,7 +191,8 @@ class CudaEngine final : public Engine {
     }
 
     const std::size_t B = std::size_t(cfg.batch_size);
-    cap_ = std::max(cfg.batch_size, kEvalRows);
+    // (Evaluation needs no gradients: its chunks are larger than the training batch, fewer launches.)
+    cap_ = std::max(cfg.batch_size, cfg.eval_rows);
     y_.resize(std::size_t(cap_));
     std::size_t ws_floats = 0, tickets = 0;  // grow with the rows: cap_ covers every call
     for (const DenseSlot& s : layout_.dense) {
@@ -259,7 +255,9 @@ class CudaEngine final : public Engine {
     race_x_ = race_paths_ && x_in_place_;  // the race tries the gathered X too (keep_path frees it)
     // (the tail path's weight GEMM on gathered X: where the tail may run with X in place)
     x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
-    if (!x_in_place_ || race_x_ || x_split_) x_.resize(std::size_t(cap_) * std::size_t(cfg.spec.input));
+    // (rows: evaluation's chunks where it gathers X, or may after the race; else the training batch's)
+    if (!x_in_place_ || race_x_ || x_split_)
+      x_.resize(std::size_t(!x_in_place_ || race_x_ ? cap_ : cfg.batch_size) * std::size_t(cfg.spec.input));
     // The GEMMs' rounded copy of the weights (EngineConfig::rounded_weights): on the paths whose
     // optimizer writes it (graph and tail; the fused kernel rounds its own loads).
     if (cfg.rounded_weights && cfg.precision != Precision::FP32 && !blas_ && !fused_) {
@@ -1056,7 +1054,7 @@ class CudaEngine final : public Engine {
   EngineConfig cfg_;
   ParamLayout layout_;
   Stream stream_;
-  int cap_ = 0;  // rows of x_, y_, act_: max(batch, kEvalRows)
+  int cap_ = 0;  // rows of y_, act_ (and x_ where evaluation gathers): max(batch, EngineConfig::eval_rows)
   DeviceBuffer<float> params_, grads_, m_, v_;
   // params_ rounded to the precision, kept so by every writer (EngineConfig::rounded_weights); empty
   // when off (FP32, --gemm cublas, the fused path, or the config).

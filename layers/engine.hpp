@@ -154,6 +154,13 @@ struct EngineConfig {
   // RoundedParams). Changes no result (rounding is idempotent). False: the GEMMs read the raw
   // weights and round them, as before (for the tests, which prove the two bitwise equal).
   bool rounded_weights = true;
+  // CUDA: rows of each evaluation and prediction chunk (the device buffers hold max(batch, this)
+  // rows). A row's result does not depend on its chunk (kernels/dense.cuh), so this changes nothing
+  // but the order in which the chunks' loss sums are added, and the launches: the tutorial's 12,000
+  // validation rows are one chunk (two launches on the tail path: layer 0's forward and
+  // tail_evaluate) where 4096-row chunks took three of each. 1 ... 65536 (the tail and head
+  // kernels' most rows a launch); tests set a small value to cover several chunks.
+  int eval_rows = 16384;
 };
 
 struct EpochStats {

@@ -1,7 +1,7 @@
 // Training-step benchmark of the CUDA engine: the fused kernel (kernels/fused_step.cuh) at several
 // grid sizes against the graph path (--kernels graph), the tutorial's model at batch 128, 512 and
 // 4096 over a 48,000-example random uint8 dataset (the step's time does not depend on the pixel
-// values). Training only: validation is not included (race.py times whole epochs).
+// values). Training only, but for the eval rows below (race.py times whole epochs).
 //
 //   bench_fused [--json FILE] [--epochs N] [--batches 128,512,4096] [--precision fp32|tf32|bf16]
 //
@@ -26,7 +26,9 @@
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
 // with autotuning: above batch 512 the graph/tail race), each with the engine's autotune report
 // (the warm-up epoch does the tuning). --precision runs the GEMMs at tf32 or bf16 (the fused rows
-// then round their inputs on SIMT chains, the other paths run tensor-core tiles).
+// then round their inputs on SIMT chains, the other paths run tensor-core tiles). At batch 512 and
+// up, last, "eval-4096" and "eval-16384": one evaluation of 12,000 rows on the tail path in chunks
+// of EngineConfig::eval_rows (µs/eval; the default is one chunk).
 //
 // Without a CUDA device it prints one line saying so and exits 77 (the suite's "skipped").
 #include <algorithm>
@@ -172,6 +174,32 @@ int run(const Options& o) {
                   v.kernels != Kernels::Fused ? "-" : (v.blocks ? std::to_string(v.blocks).c_str() : "all"),
                   r.ms_per_epoch, r.us_per_step);
       results.push_back(r);
+    }
+    // The evaluation of 12,000 rows (the tutorial's validation split) on the tail path, in chunks of
+    // EngineConfig::eval_rows: 4096 (three chunks of two launches, before the twentieth session)
+    // against the default (one chunk). Wall time of Engine::evaluate (its launches and one
+    // synchronisation), median of 9 after a first evaluation; "us/eval" rows.
+    for (const int chunk : {4096, EngineConfig{}.eval_rows}) {
+      if (batch < 512) break;  // (the tail path's batches)
+      EngineConfig cfg;
+      cfg.precision = o.precision;
+      cfg.batch_size = batch;
+      cfg.kernels = Kernels::Tail;
+      cfg.eval_rows = chunk;
+      auto e = make_cuda_engine(cfg);
+      const int t = e->add_dataset(view), v = e->add_dataset(DataView{images.data(), labels.data(), 12000, input});
+      e->train_epoch(t, 0, 1e-3f);
+      e->evaluate(v);
+      std::vector<double> us;
+      for (int i = 0; i < 9; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        e->evaluate(v);
+        us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(us.begin(), us.end());
+      const std::string name = "eval-" + std::to_string(chunk);
+      std::printf("  batch %5d  %-12s blocks -     %8.2f us/eval (12000 rows, chunks of %d)\n", batch, name.c_str(),
+                  us[us.size() / 2], chunk);
     }
   }
   if (!o.json.empty()) {

@@ -6,7 +6,7 @@ next to the row of a GPU suite run that measures it.
   python3 profiling/check_predictions.py --bench B.json --race R.json --fused-log bench.log [--md FILE]
 
 A prediction is a range for one row: bench_kernels (op, shape, impl regexes; µs), the race (contender,
-batch, precision; ms/epoch) or bench_fused's table (a line regex under a precision's header; µs/step).
+batch, precision; ms/epoch) or bench_fused's table (a line regex under a precision's header; µs/step, or µs/eval on its eval rows).
 Verdicts: "within", "faster" (below the range: the model was pessimistic), "MISSED" (above it: the
 model was optimistic, as six sessions of predictions were), "no row" (not measured by this run; a
 wgmma row labelled "unavailable" counts as not measured). Exit status 0 whatever the verdicts: this
@@ -80,7 +80,7 @@ def measure(p, bench, race, fused):
     if src == "bench_fused" and fused:
         for prec, line in fused_tables(fused):
             if prec == p["precision"] and re.search(p["line"], line):
-                m = re.search(r"([\d.]+) us/step", line)
+                m = re.search(r"([\d.]+) us/(?:step|eval)", line)
                 if m:
                     return float(m.group(1)), line.strip()
     return None

@@ -192,6 +192,7 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
     for (const Kernels kernels : {Kernels::Graph, Kernels::Tail}) {
       INFO("precision ", std::string(to_string(prec)), ", kernels ", std::string(to_string(kernels)));
       Problem p = large_batch_problem(prec, kernels, 4200, 47);
+      p.cfg.eval_rows = 4096;  // (two chunks; the default's 16384 would be one)
       const int runs = kernels == Kernels::Tail ? 3 : 2;
       TwoEpochs r[3];
       for (int in_place = 0; in_place < runs; ++in_place) {  // gathered, in place, in place + weight on images

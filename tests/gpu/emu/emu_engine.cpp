@@ -332,6 +332,7 @@ void x_in_place_vs_gathered() {
     cfg.graph_steps = c.graph_steps;
     cfg.seed = 37;
     cfg.head_min_batch = 0;
+    cfg.eval_rows = c.n > 4096 ? 4096 : EngineConfig{}.eval_rows;  // (4200 examples: two chunks, not the default's one)
     for (const int path : {0, 1, 2}) {  // graph + head, graph without it, tail
       cfg.kernels = path == 2 ? Kernels::Tail : Kernels::Graph;
       cfg.head_kernel = path == 0;
@@ -604,8 +605,70 @@ void queued_evaluation() {
   }
 }
 
+// EngineConfig::eval_rows: evaluation and prediction in chunks of that many rows give every row's
+// result as one chunk does (predictions bitwise, the same hits; the loss the same up to the order
+// in which the chunks' double sums are added), on the graph path with the head kernel and on the
+// tail path; training does not depend on it (the parameters after an epoch bitwise). A value
+// outside [1, 65536] is refused with a message naming it.
+void eval_rows_chunks() {
+  const int n = 150, nv = 120, input = 30, classes = 10;
+  const auto images = rbytes(std::size_t(n) * input, 81, 0, 255), labels = rbytes(n, 82, 0, 9);
+  const auto vimages = rbytes(std::size_t(nv) * input, 83, 0, 255), vlabels = rbytes(nv, 84, 0, 9);
+  for (Kernels k : {Kernels::Graph, Kernels::Tail}) {
+    EngineConfig cfg;
+    cfg.spec.input = input;
+    cfg.spec.hidden = {20, 12};
+    cfg.spec.classes = classes;
+    cfg.batch_size = 32;
+    cfg.seed = 19;
+    cfg.kernels = k;
+    cfg.head_min_batch = 0;
+    const std::string tag = cat("eval_rows, ", to_string(k));
+    auto one = make_cuda_engine(cfg);  // the default: 120 rows in one chunk
+    cfg.eval_rows = 50;                // 50, 50, 20
+    auto three = make_cuda_engine(cfg);
+    expect(one->tail_kernel() == (k == Kernels::Tail) && three->tail_kernel() == (k == Kernels::Tail), tag + ": path");
+    const int t1 = one->add_dataset({images.data(), labels.data(), n, input}), v1 = one->add_dataset({vimages.data(), vlabels.data(), nv, input});
+    const int t3 = three->add_dataset({images.data(), labels.data(), n, input}), v3 = three->add_dataset({vimages.data(), vlabels.data(), nv, input});
+    one->train_epoch(t1, 0, 1e-3f);
+    three->train_epoch(t3, 0, 1e-3f);
+    TrainState s1, s3;
+    one->get_state(s1);
+    three->get_state(s3);
+    expect(s1.params == s3.params && s1.m == s3.m && s1.v == s3.v, tag + ": training bitwise");
+    const long long l0 = g_emu_launches;
+    const EpochStats e1 = one->evaluate(v1);
+    const long long l1 = g_emu_launches;
+    const EpochStats e3 = three->evaluate(v3);
+    const long long l3 = g_emu_launches;
+    // (each chunk its launches: a chunk's forward and loss kernels, the same count for each)
+    expect(l3 - l1 == 3 * (l1 - l0) && l1 - l0 >= 2, cat(tag, ": 3 chunks against 1 (", l3 - l1, " vs ", l1 - l0, " launches)"));
+    expect(e1.examples == nv && e3.examples == nv && e1.accuracy == e3.accuracy, tag + ": the same hits");
+    expect(std::fabs(e1.loss - e3.loss) <= 1e-12 * std::fabs(e1.loss) && e1.loss > 0, cat(tag, ": the same loss up to the chunks' order (", e1.loss, " vs ", e3.loss, ")"));
+    std::vector<float> p1(std::size_t(nv) * classes), p3(p1.size());
+    one->predict(p1.data(), vimages.data(), nv);
+    three->predict(p3.data(), vimages.data(), nv);
+    expect(std::memcmp(p1.data(), p3.data(), p1.size() * sizeof(float)) == 0, tag + ": predictions bitwise");
+  }
+  for (const int bad : {0, -3, 65537}) {
+    EngineConfig cfg;
+    cfg.spec.input = input;
+    cfg.spec.hidden = {20};
+    cfg.eval_rows = bad;
+    std::string what;
+    try {
+      make_cuda_engine(cfg);
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    expect(what.find("eval_rows") != std::string::npos && what.find(std::to_string(bad)) != std::string::npos,
+           cat("eval_rows ", bad, " refused: '", what, "'"));
+  }
+}
+
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, also before an abort
+  eval_rows_chunks();
   head_vs_separate();
   memory_cap();
   progress_hook();

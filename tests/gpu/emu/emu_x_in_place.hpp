@@ -9,7 +9,7 @@
 // moment after it, the step counter, the evaluation and the predictions. A wrong row (index, batch
 // offset, the partial batch's base, a chunk's first row), a label out of place or a pixel scaled
 // otherwise changes them. Also checked: the in-place engine holds no float batch (cap x input
-// floats of device memory fewer; cap = max(batch, 4096), the engine's row capacity) and launches
+// floats of device memory fewer; cap = max(batch, EngineConfig::eval_rows), the engine's row capacity) and launches
 // one kernel fewer a training step (no gather_batch: the loss kernel reads each row's label through
 // the epoch's order, kernels/labels.cuh) and one fewer per evaluation or prediction chunk (no
 // gather_rows; the labels are the dataset's own array). The tail path is run in place twice: with its
@@ -103,10 +103,12 @@ void in_place_vs_gathered(const EngineConfig& cfg, int n, int resume_at, const s
     expect(epochs && same_bits(g.state.params, w.state.params) && same_bits(g.state.m, w.state.m) &&
                same_bits(g.state.v, w.state.v) && same_bits(g.eval.loss, w.eval.loss) && same_bits(g.probs, w.probs),
            tag + ": weight GEMM on X gathered beside the tail kernel: every result bitwise");
-    expect(w.device_bytes == g.device_bytes && w.train_launches == g.train_launches &&
+    // (the training batch's floats: its evaluation reads X in place, so no chunk's)
+    const std::size_t batch_floats = std::size_t(cfg.batch_size) * std::size_t(cfg.spec.input) * sizeof(float);
+    expect(w.device_bytes - p.device_bytes == batch_floats && w.train_launches == g.train_launches &&
                p.eval_launches == w.eval_launches,
-           cat(tag, ": weight GEMM on gathered X holds the float batch (", w.device_bytes, " vs ", g.device_bytes,
-               " bytes) and moves the step's gather (", w.train_launches, " vs ", g.train_launches, " launches)"));
+           cat(tag, ": weight GEMM on gathered X holds the float batch (", w.device_bytes, " vs ", p.device_bytes,
+               " bytes in place) and moves the step's gather (", w.train_launches, " vs ", g.train_launches, " launches)"));
   }
   for (std::size_t e = 0; e < g.epochs.size(); ++e) {
     const EpochProgress &a = g.epochs[e], &b = p.epochs[e];
@@ -122,7 +124,7 @@ void in_place_vs_gathered(const EngineConfig& cfg, int n, int resume_at, const s
   std::vector<float> init;
   make_cpu_engine(cfg)->get_params(init);
   expect(!same_bits(init, p.state.params), tag + ": training changed the parameters");
-  const int cap = std::max(cfg.batch_size, 4096);
+  const int cap = std::max(cfg.batch_size, cfg.eval_rows);  // (evaluation's chunks: the gathered X holds one)
   const std::size_t floats = std::size_t(cap) * std::size_t(cfg.spec.input) * sizeof(float);
   expect(g.device_bytes - p.device_bytes == floats,
          cat(tag, ": no float batch in place (", g.device_bytes, " vs ", p.device_bytes, " bytes)"));
