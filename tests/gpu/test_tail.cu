@@ -511,12 +511,18 @@ bool untouched(const std::vector<T>& v) {
   return std::all_of(p, p + v.size() * sizeof(T), [](unsigned char c) { return c == 0xFF; });
 }
 
+// The tail of the benchmark hooks' tests (tail_force_stop, tail_force_clocks): 64 -> 32 -> 10 with
+// dropout 0.2.
+struct HookCase {
+  const std::vector<int> w{64, 32, 10};
+  const int T = 2;
+  const TailModel model{w, 17};
+  const cuda::DropoutSpec drop{0.2f, 42, 7, 0, nullptr};
+};
+
 TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk after its phase and writes nothing later") {
   Stream stream;
-  const std::vector<int> w{64, 32, 10};
-  const TailModel model(w, 17);
-  const int T = 2;
-  const cuda::DropoutSpec drop{0.2f, 42, 7, 0, nullptr};
+  const HookCase hc;
   struct Out {
     std::vector<float> partial, dz0, act1, logits, dz2;
     std::vector<cuda::Metrics> slots;
@@ -527,25 +533,25 @@ TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk
   for (const int B : {100, 8200})
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32}) {
     INFO(std::string(prec_name(prec)), " rows ", B);
-    auto A0 = to_device(activation(std::size_t(B) * w[0], 18));
-    auto labels = to_device(random_bytes(std::size_t(B), 19, 0, w[2] - 1));
+    auto A0 = to_device(activation(std::size_t(B) * hc.w[0], 18));
+    auto labels = to_device(random_bytes(std::size_t(B), 19, 0, hc.w[2] - 1));
     // One launch, traced: as the engine makes it (metrics left in the slots), or, with_metrics, adding
     // into a Metrics (then the launch's last block adds the slots and resets the counter, unless cut).
     auto run = [&](cuda::TailStop stop, bool with_metrics = false) {
-      auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(w));
-      auto dz0 = poisoned<float>(std::size_t(B) * w[0]);
+      auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(hc.w));
+      auto dz0 = poisoned<float>(std::size_t(B) * hc.w[0]);
       auto metrics = to_device(std::vector<cuda::Metrics>(1));
       XentBuffers xb(B);
-      Trace tr(w, B);
+      Trace tr(hc.w, B);
       cuda::tail_force_stop(stop);
-      cuda::tail_train(partial.data(), dz0.data(), with_metrics ? metrics.data() : nullptr, xb.scratch(), model.net(),
-                       A0.data(), labels.data(), drop, 1.25f, 1.0f / B, B, stream.get(), prec, &tr.t);
+      cuda::tail_train(partial.data(), dz0.data(), with_metrics ? metrics.data() : nullptr, xb.scratch(), hc.model.net(),
+                       A0.data(), labels.data(), hc.drop, 1.25f, 1.0f / B, B, stream.get(), prec, &tr.t);
       cuda::tail_force_stop(cuda::TailStop::Whole);
       CHECK(xb.counter() == 0u);  // (with metrics: the last block's reset, or a cut launch never counting)
       std::vector<cuda::Metrics> slots = to_host(xb.slots);
       slots.resize(std::size_t(cuda::tail_xent_slots(B)));
-      return Out{to_host(partial), to_host(dz0), to_host(tr.act[0]), to_host(tr.act[std::size_t(T - 1)]),
-                 to_host(tr.dz[std::size_t(T - 1)]), slots, to_host(metrics)[0]};
+      return Out{to_host(partial), to_host(dz0), to_host(tr.act[0]), to_host(tr.act[std::size_t(hc.T - 1)]),
+                 to_host(tr.dz[std::size_t(hc.T - 1)]), slots, to_host(metrics)[0]};
     };
     const Out whole = run(cuda::TailStop::Whole);
     REQUIRE_FALSE(untouched(whole.partial));
@@ -565,7 +571,7 @@ TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk
     CHECK(std::memcmp(soft.slots.data(), whole.slots.data(), whole.slots.size() * sizeof(cuda::Metrics)) == 0);
     for (const Out* o : {&staged, &fwd, &soft}) {
       // (the slices' padding is written before the first phase; every layer's [dW|db] is not)
-      const std::size_t used = cuda::tail_layer_offset(w, T + 1), sf = cuda::tail_slice_floats(w);
+      const std::size_t used = cuda::tail_layer_offset(hc.w, hc.T + 1), sf = cuda::tail_slice_floats(hc.w);
       bool slices_untouched = true;
       for (int j = 0; j < cuda::tail_blocks(B); ++j)
         slices_untouched = slices_untouched && untouched(std::vector<float>(o->partial.begin() + std::ptrdiff_t(j * sf),
@@ -591,16 +597,13 @@ TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk
 
 TEST_CASE("tail_force_clocks (bench_kernels' clock rows): the clocked launch writes the same bits and stamps in the block's order") {
   Stream stream;
-  const std::vector<int> w{64, 32, 10};
-  const TailModel model(w, 23);
-  const int T = 2;
-  const cuda::DropoutSpec drop{0.2f, 42, 5, 0, nullptr};
+  const HookCase hc;
   // 100 rows: 4 blocks of one 32-row chunk; 8200 rows: 128 blocks of 64 + 32 rows (two chunks)
   for (const int B : {100, 8200})
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32}) {
     INFO(std::string(prec_name(prec)), " rows ", B);
-    auto A0 = to_device(activation(std::size_t(B) * w[0], 24));
-    auto labels = to_device(random_bytes(std::size_t(B), 25, 0, w[2] - 1));
+    auto A0 = to_device(activation(std::size_t(B) * hc.w[0], 24));
+    auto labels = to_device(random_bytes(std::size_t(B), 25, 0, hc.w[2] - 1));
     const int blocks = cuda::tail_blocks(B);
     struct Out {
       std::vector<float> partial, dz0;
@@ -609,14 +612,14 @@ TEST_CASE("tail_force_clocks (bench_kernels' clock rows): the clocked launch wri
     DeviceBuffer<unsigned long long> stamps(std::size_t(blocks) * cuda::kTailClockSlots);
     CUDA_CHECK(cudaMemset(stamps.data(), 0, stamps.bytes()));
     auto run = [&](bool clocked) {
-      auto partial = poisoned<float>(std::size_t(blocks) * cuda::tail_slice_floats(w));
-      auto dz0 = poisoned<float>(std::size_t(B) * w[0]);
+      auto partial = poisoned<float>(std::size_t(blocks) * cuda::tail_slice_floats(hc.w));
+      auto dz0 = poisoned<float>(std::size_t(B) * hc.w[0]);
       auto metrics = to_device(std::vector<cuda::Metrics>(1));
       XentBuffers xb(B);
       cuda::tail_force_clocks(clocked ? stamps.data() : nullptr);
       if (clocked) cuda::tail_force_stop(cuda::TailStop::Forward);  // (ignored while clocked: the whole kernel runs)
-      cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), A0.data(), labels.data(),
-                       drop, 1.25f, 1.0f / B, B, stream.get(), prec);
+      cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), hc.model.net(), A0.data(), labels.data(),
+                       hc.drop, 1.25f, 1.0f / B, B, stream.get(), prec);
       cuda::tail_force_stop(cuda::TailStop::Whole);
       cuda::tail_force_clocks(nullptr);
       CHECK(xb.counter() == 0u);
@@ -640,8 +643,8 @@ TEST_CASE("tail_force_clocks (bench_kernels' clock rows): the clocked launch wri
       for (int c = 0; c < cuda::kTailClockChunks; ++c)
         for (int ph = 0; ph < cuda::kTailPhases; ++ph) {
           const bool used = c < chunks && (ph == cuda::kTailPhaseStaged || ph == cuda::kTailPhaseSoftmax ||
-                                           (ph >= cuda::kTailPhaseForward && ph < cuda::kTailPhaseForward + T) ||
-                                           (ph >= cuda::kTailPhaseBackward && ph < cuda::kTailPhaseBackward + T));
+                                           (ph >= cuda::kTailPhaseForward && ph < cuda::kTailPhaseForward + hc.T) ||
+                                           (ph >= cuda::kTailPhaseBackward && ph < cuda::kTailPhaseBackward + hc.T));
           const unsigned long long t = s[cuda::tail_clock_slot(c, ph)];
           if (used) {
             order.push_back(cuda::tail_clock_slot(c, ph));
