@@ -505,8 +505,9 @@ class CudaEngine final : public Engine {
     MNIST_CHECK(probs && images, "predict: null pointer");
     const cudaStream_t s = stream_.get();
     const std::size_t D = std::size_t(cfg_.spec.input), C = std::size_t(cfg_.spec.classes);
-    staging_.resize(std::size_t(cap_) * D);
-    probs_.resize(std::size_t(cap_) * C);
+    const std::size_t chunk = std::size_t(std::min(cap_, n));  // (grown as needed: a few samples need no 16384-row buffer)
+    if (staging_.size() < chunk * D) staging_.resize(chunk * D);
+    if (probs_.size() < chunk * C) probs_.resize(chunk * C);
     for (int off = 0; off < n; off += cap_) {
       const int rows = std::min(cap_, n - off);
       CUDA_CHECK(cudaMemcpyAsync(staging_.data(), images + std::size_t(off) * D, std::size_t(rows) * D,
