@@ -553,6 +553,35 @@ struct Dz0Store {
   }
 };
 
+// The data GEMM's epilogue for every layer, so that one copy of the GEMM's code serves them all (as
+// the forward's one call: code run once a launch, profiling/NOTES.md "The tail kernel timed from
+// inside its blocks"): tail layer i >= 2 writes dZ_{i-1} to shared memory (masked by its staged
+// A_{i-1}, kept(); × drop_scale; traced; rounded), layer 1 dz0 (Dz0Store). It fetches the mask
+// for both (HasFetch), the staged A_{i-1} from shared memory or A0 from global memory.
+template <GemmPrecision PREC>
+struct DzStore {
+  bool to_dz0;
+  Dz0Store<PREC> dz0;  // (layer 1)
+  const float* ain;    // (layers >= 2: the staged A_{i-1}, row stride as; out, row stride ds)
+  float* out;
+  float* trace;
+  int as, ds, K, c0;
+  float scale;
+  __device__ float fetch(int r, int k) const {
+    if (to_dz0) return dz0.fetch(r, k);
+    return ain[r * as + k];
+  }
+  __device__ void operator()(int r, int k, float v, float a) const {
+    if (to_dz0) {
+      dz0(r, k, v, a);
+      return;
+    }
+    const float g = kept(a) ? v * scale : 0.0f;
+    if (trace) trace[std::size_t(c0 + r) * K + k] = g;
+    out[r * ds + k] = round_gemm_input<PREC>(g);
+  }
+};
+
 // One block: rows [32·(j·G/n), 32·((j+1)·G/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, G = p.groups:
 // tail_block_row), in chunks of p.chunk rows:
 // stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 32-row group
@@ -662,47 +691,44 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
       float* trace = p.trace_act[i - 1];            // the previous output's trace store)
       const float* Ain = pool + pl.off_act[i - 1];
       const float* Wi = pool + pl.off_w[i - 1];
-      if (i < T) {
-        float* out = pool + pl.off_act[i];
-        const int as = pl.as[i];
-        const bool dropout = BACKWARD && p.threshold;
-        tail_forward<PREC>(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
-          const float z = dense_unit(v, bias[n], true, 0u, 1.0f, 0, 0, 0, 0);  // + bias, ReLU
-          if (dropout) {
-            out[r * as + n] = z;  // raw: the dropout pass below scales and rounds it
-            return;
-          }
-          if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
-          out[r * as + n] = stored_activation<PREC>(z);
-        });
+      // One GEMM call for every layer, its epilogue told apart by `hidden` (+ bias, ReLU, rounded
+      // into the next A; the last layer + bias into the logits): one copy of the routine's code,
+      // which the last layer runs again where two call sites made two copies (profiling/NOTES.md,
+      // "The tail kernel timed from inside its blocks": code run once a launch).
+      const bool hidden = i < T;
+      float* out = hidden ? pool + pl.off_act[i] : s_z;
+      const int os = hidden ? pl.as[i] : pl.zs;
+      const bool dropout = hidden && BACKWARD && p.threshold;
+      tail_forward<PREC>(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
+        const float z = dense_unit(v, bias[n], hidden, 0u, 1.0f, 0, 0, 0, 0);  // + bias (ReLU if hidden)
         if (dropout) {
-          // dense_unit's dropout (keep iff draw(seed, step, layer i, row·N + n) >= threshold, kept
-          // units × 1/(1-p)) with one Philox block for 4 consecutive elements, where the GEMM's
-          // thread layout would draw one block per element: the chunk's first element c0·N is a
-          // multiple of 4 (c0 is a multiple of 32).
-          __syncthreads();
-          const int n_el = rows * N;
-          const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
-          for (int g = tid; 4 * g < n_el; g += kThreads) {
-            const uint4 bits = philox_block(p.seed, rng::kDropout, uint32_t(i), g0 + uint64_t(g), step);
+          out[r * os + n] = z;  // raw: the dropout pass below scales and rounds it
+          return;
+        }
+        if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
+        out[r * os + n] = hidden ? stored_activation<PREC>(z) : z;
+      });
+      if (dropout) {
+        // dense_unit's dropout (keep iff draw(seed, step, layer i, row·N + n) >= threshold, kept
+        // units × 1/(1-p)) with one Philox block for 4 consecutive elements, where the GEMM's
+        // thread layout would draw one block per element: the chunk's first element c0·N is a
+        // multiple of 4 (c0 is a multiple of 32).
+        __syncthreads();
+        const int n_el = rows * N;
+        const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
+        for (int g = tid; 4 * g < n_el; g += kThreads) {
+          const uint4 bits = philox_block(p.seed, rng::kDropout, uint32_t(i), g0 + uint64_t(g), step);
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              const int e = 4 * g + j;
-              if (e >= n_el) break;
-              const int r = e / N, n = e - r * N;
-              const float z = out[r * as + n];
-              const float a = block_word(bits, unsigned(j)) >= p.threshold ? z * p.drop_scale : 0.0f;
-              if (trace) trace[std::size_t(c0) * std::size_t(N) + std::size_t(e)] = a;
-              out[r * as + n] = stored_activation<PREC>(a);
-            }
+          for (int j = 0; j < 4; ++j) {
+            const int e = 4 * g + j;
+            if (e >= n_el) break;
+            const int r = e / N, n = e - r * N;
+            const float z = out[r * os + n];
+            const float a = block_word(bits, unsigned(j)) >= p.threshold ? z * p.drop_scale : 0.0f;
+            if (trace) trace[std::size_t(c0) * std::size_t(N) + std::size_t(e)] = a;
+            out[r * os + n] = stored_activation<PREC>(a);
           }
         }
-      } else {
-        tail_forward<PREC>(rows, N, K, Ain, pl.as[i - 1], Wi, pl.ws[i - 1], [&](int r, int n, float v) {
-          const float z = dense_unit(v, bias[n], false, 0u, 1.0f, 0, 0, 0, 0);  // + bias
-          if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
-          s_z[r * pl.zs + n] = z;
-        });
       }
       __syncthreads();
       phase_stamp(kTailPhaseForward + i - 1);
@@ -765,17 +791,11 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         }
         // dZ_{i-1}: (dZ_i · W_i) masked by A_{i-1} > 0.
         const float* Wi = pool + pl.off_w[i - 1];
-        if (i >= 2) {
-          float* out = (T - i) & 1 ? s_dz0 : s_dz1;
-          float* trace = p.trace_dz[i - 2];
-          const float scale = p.drop_scale;
-          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], [&](int r, int k, float v) {
-            const float g = kept(Ain[r * as + k]) ? v * scale : 0.0f;
-            if (trace) trace[std::size_t(c0 + r) * K + k] = g;
-            out[r * pl.ds + k] = round_gemm_input<PREC>(g);
-          });
-        } else if (p.dz0) {
-          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[0], Dz0Store<PREC>{p.A0, p.dz0, c0, K, p.mask_scale});
+        if (i >= 2 || p.dz0) {
+          const DzStore<PREC> st{i == 1, Dz0Store<PREC>{p.A0, p.dz0, c0, K, p.mask_scale}, Ain,
+                                 (T - i) & 1 ? s_dz0 : s_dz1, i >= 2 ? p.trace_dz[i - 2] : nullptr, as, pl.ds, K, c0,
+                                 p.drop_scale};
+          tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], st);
         }
         __syncthreads();
         phase_stamp(kTailPhaseBackward + T - i);
