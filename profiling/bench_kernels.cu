@@ -137,6 +137,22 @@ DeviceBuffer<uint8_t> random_bytes(std::size_t n, uint64_t seed, int hi) {
   return b;
 }
 
+// The median of v (the upper one of an even count).
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+// SM clock cycles a microsecond at the device's peak clock, to turn in-kernel clock64 differences
+// into time (the icache and tail_clock rows).
+double peak_cycles_per_us() {
+  int dev = 0, khz = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  return khz > 0 ? khz * 1e-3 : 1980.0;
+}
+
 class Bench {
  public:
   explicit Bench(const Options& o) : opt_(o) {}
@@ -155,8 +171,7 @@ class Bench {
       end_.synchronize();
       samples.push_back(double(Event::elapsed_ms(start_, end_)) * 1e3 / opt_.inner);
     }
-    std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
-    return samples[samples.size() / 2];
+    return median_of(std::move(samples));
   }
 
   // Whether --only selects the row (every row without --only).
@@ -225,11 +240,10 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Options& o
 // block an SM; rows of in-kernel time (median over the blocks of the last of 5 launches).
 void bench_icache(Bench& bench) {
   using namespace icache;
-  int dev = 0, sms = 0, khz = 0;
+  int dev = 0, sms = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
-  const double cycles_per_us = khz > 0 ? khz * 1e-3 : 1980.0;
+  const double cycles_per_us = peak_cycles_per_us();
   const std::string shape = cat(sms, " blocks x 8 warps");
   DeviceBuffer<float> sink(1 + kThreads);
   CUDA_CHECK(cudaMemset(sink.data(), 0, sink.bytes()));
@@ -244,9 +258,8 @@ void bench_icache(Bench& bench) {
     }
     CUDA_CHECK(cudaGetLastError());
     stream.synchronize();
-    std::vector<unsigned long long> c = cycles.to_host();
-    std::nth_element(c.begin(), c.begin() + std::ptrdiff_t(c.size() / 2), c.end());
-    return double(c[c.size() / 2]) / cycles_per_us;
+    const std::vector<unsigned long long> c = cycles.to_host();
+    return median_of(std::vector<double>(c.begin(), c.end())) / cycles_per_us;
   };
   const auto row = [&](const std::string& impl, Kernel timed, Kernel before) {
     if (bench.wanted("icache", shape, impl)) bench.add(Result{"icache", shape, impl, measure(timed, before), 0.0, 0.0, kPeakFlops});
@@ -550,10 +563,7 @@ template <class Launch>
 void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::string& shape, Launch&& launch) {
   const std::string tag = cat(to_string(p), " ");
   if (!bench.wanted("tail_clock", shape, tag)) return;
-  int dev = 0, khz = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
-  const double cycles_per_us = khz > 0 ? khz * 1e-3 : 1980.0;
+  const double cycles_per_us = peak_cycles_per_us();
   const int blocks = cuda::tail_blocks(B);
   DeviceBuffer<unsigned long long> stamps(std::size_t(blocks) * cuda::kTailClockSlots);
   Stream stream;
@@ -566,11 +576,6 @@ void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::str
     if (i >= 2) runs.push_back(stamps.to_host());
   }
   cuda::tail_force_clocks(nullptr);
-  const auto median = [](std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(v.size() / 2), v.end());
-    return v[v.size() / 2];
-  };
   const auto row = [&](const std::string& what, double us) {
     bench.add(Result{"tail_clock", shape, tag + what, us, 0.0, 0.0, kPeakFlops});
   };
@@ -601,7 +606,7 @@ void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::str
     for (const auto& v : runs)
       for (int j = 0; j < blocks; ++j)
         if (at(v, j, ph.from) != 0 && at(v, j, ph.to) != 0) d.push_back((at(v, j, ph.to) - at(v, j, ph.from)) / cycles_per_us);
-    if (!d.empty()) row(ph.name, median(d));
+    if (!d.empty()) row(ph.name, median_of(std::move(d)));
   }
   std::vector<double> span, launch_span, last_start;
   for (const auto& v : runs) {
@@ -616,10 +621,10 @@ void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::str
     launch_span.push_back((latest_end - first) * 1e-3);
     last_start.push_back((latest_start - first) * 1e-3);
   }
-  row("block span (median)", median(span));
+  row("block span (median)", median_of(span));
   row("block span (slowest)", *std::max_element(span.begin(), span.end()));
-  row("launch span, first start to last end", median(launch_span));
-  row("latest block start after the first", median(last_start));
+  row("launch span, first start to last end", median_of(launch_span));
+  row("latest block start after the first", median_of(last_start));
 }
 
 // Layers 1..L-1 (the tail, 128 -> 64 -> 10) of one training step: tail_train against the launches
