@@ -1,4 +1,5 @@
-// The asynchronous global -> shared copies of the pipelined tensor-core GEMM tile (kernels/dense.cu),
+// The asynchronous global -> shared copies of the pipelined tensor-core GEMM tile (kernels/dense.cu)
+// and of the row-block kernels' staging (kernels/row_block.cuh),
 // each wrapped in one small device function so that the host emulation
 // (tests/gpu/emu/ov/kernels/cp_async.cuh) can replace them with a model of their completion rules.
 // sm_80+ (the H100/H200 are sm_90).
@@ -23,6 +24,13 @@ __device__ __forceinline__ void cp_async16(float* smem_dst, const float* gmem_sr
 }
 
 __device__ __forceinline__ void cp_async4(float* smem_dst, const uint8_t* gmem_src) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+}
+
+// A 4-byte copy of one float (the row-block kernels' staging where rows are not whole float4:
+// kernels/row_block.cuh, stage_async).
+__device__ __forceinline__ void cp_async4(float* smem_dst, const float* gmem_src) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
 }

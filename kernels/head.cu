@@ -50,10 +50,17 @@ struct HeadParams {
 
 
 constexpr int kHeadSumLoads = 32;  // the last block's loads in flight per dW/db element (one L2 trip per 32 blocks)
-template <GemmPrecision PREC>
+// dst (row stride `stride`) = src [rows][cols] rounded to PREC, by asynchronous copies
+// (rowblock::stage_async: a short loop, no registers held, all copies in flight at once); `between`
+// runs while they fly (the label loads). The caller's __syncthreads publishes dst.
+template <GemmPrecision PREC, typename Between>
 __device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int stride, const float* __restrict__ src,
-                                              int rows, int cols) {
-  rowblock::stage_rounded<PREC, kHeadThreads>(dst, stride, src, rows, cols);
+                                              int rows, int cols, Between&& between) {
+  rowblock::stage_async<kHeadThreads>(dst, stride, src, rows, cols);
+  cp_async_commit();
+  between();
+  cp_async_wait<0>();
+  rowblock::round_staged<PREC, kHeadThreads>(dst, stride, src, rows, cols);
 }
 
 
@@ -111,23 +118,26 @@ __global__ void __launch_bounds__(kHeadThreads, 2) head_kernel(const HeadParams 
   const bool multi = gridDim.x > 1;
 
   // The label of the row this thread takes in the softmax below: by index three dependent loads
-  // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued ahead of a
-  // staging round trip so that none waits alone: the batch before W's staging, each chunk's index
-  // before its A staging and its byte after it (as the tail kernel, kernels/tail.cu;
+  // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued ahead of or
+  // during a staging round trip so that none waits alone: the batch before W's copies, each chunk's
+  // index before its A copies and its byte while they fly (as the tail kernel, kernels/tail.cu;
   // StagedRowIndex, kernels/row_index.cuh).
   StagedRowIndex lrow(p.labels.rows);
-  stage_rounded<PREC>(s_w, K, p.W, N, K);
-  if constexpr (BACKWARD)
-    for (int e = tid; e < NE; e += kHeadThreads) s_acc[e] = 0.0f;
-  lrow.settle();
+  stage_rounded<PREC>(s_w, K, p.W, N, K, [&] {
+    if constexpr (BACKWARD)
+      for (int e = tid; e < NE; e += kHeadThreads) s_acc[e] = 0.0f;
+    lrow.settle();
+  });
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
     const int32_t lidx = tid < rows ? lrow.index(c0 + tid) : 0;
     // Stage the chunk of A (its rows are contiguous), rounded, and the ones column.
-    stage_rounded<PREC>(s_a, KA, p.A + std::size_t(c0) * K, rows, K);
-    const uint8_t label = tid < rows ? p.labels.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
-    for (int r = tid; r < rows; r += kHeadThreads) s_a[r * KA + K] = 1.0f;
+    uint8_t label = 0;
+    stage_rounded<PREC>(s_a, KA, p.A + std::size_t(c0) * K, rows, K, [&] {
+      if (tid < rows) label = p.labels.labels[lrow.source(c0 + tid, lidx)];
+      for (int r = tid; r < rows; r += kHeadThreads) s_a[r * KA + K] = 1.0f;
+    });
     __syncthreads();  // (the first chunk: also W and the accumulators)
 
     // Logits: output o = (r = o % rows, n = o / rows), a warp's 32 rows of (mostly) one class (W

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "kernels/cp_async.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/precision.hpp"
@@ -32,98 +33,61 @@ struct RowCol {
   }
 };
 
-// dst[r·stride + c] = round(src[r·cols + c]) for r < rows, c < cols (src contiguous): LOADS
-// independent loads in flight per thread before their stores, so a block of rows costs about one L2
-// round trip rather than one per element. Every thread of the block (THREADS of them) calls it.
-template <GemmPrecision PREC, int THREADS, int LOADS = 16>
-__device__ __forceinline__ void stage_rounded(float* __restrict__ dst, int stride, const float* __restrict__ src,
-                                              int rows, int cols) {
-  const int n = rows * cols;
-  for (int i0 = int(threadIdx.x); i0 < n; i0 += LOADS * THREADS) {
-    float v[LOADS];
-#pragma unroll
-    for (int j = 0; j < LOADS; ++j) {
-      const int i = i0 + j * THREADS;
-      v[j] = i < n ? src[i] : 0.0f;
-    }
-    RowCol rc(i0, THREADS, cols);
-#pragma unroll
-    for (int j = 0; j < LOADS; ++j, rc.next()) {
-      const int i = i0 + j * THREADS;
-      if (i < n) dst[rc.row * stride + rc.col] = round_gemm_input<PREC>(v[j]);
-    }
-  }
-}
-
-// Whether stage_rounded4 can move a region of rows x cols with 16-byte loads and stores: cols and
-// stride multiples of 4, src and dst 16-byte aligned.
+// Whether stage_async can move a region of rows x cols with 16-byte copies: cols and stride
+// multiples of 4, src and dst 16-byte aligned.
 __device__ __forceinline__ bool stage4_ok(const float* dst, int stride, const float* src, int cols) {
   return cols % 4 == 0 && stride % 4 == 0 &&
          ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u) == 0;
 }
 
-// The two halves of one round of stage_rounded4 (n float4 of a region with c4 float4 a row; this
-// thread's items i0 + j·THREADS, j < LOADS): the loads, then the rounded stores.
-template <int THREADS, int LOADS>
-__device__ __forceinline__ void stage4_load(float4 (&v)[LOADS], const float* __restrict__ src, int i0, int n) {
-  const float4* __restrict__ s4 = reinterpret_cast<const float4*>(src);
-#pragma unroll
-  for (int j = 0; j < LOADS; ++j) {
-    const int i = i0 + j * THREADS;
-    v[j] = i < n ? s4[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+// The staging of a rows x cols region (src contiguous, dst row stride `stride`) by asynchronous
+// copies, in two calls around the caller's wait (cp_async_commit, other loads, cp_async_wait<0>()):
+// stage_async issues this thread's copies, 16-byte where stage4_ok allows, else 4-byte, and
+// round_staged then rounds the same items in place to PREC (nothing at FP32). A thread's items are
+// i = threadIdx.x + k·THREADS (float4 or float), the same in both calls, so each thread rounds only
+// what its own wait made visible to it; a __syncthreads after round_staged publishes the region.
+// Where the register staging they replace (until the twenty-first session) held 12–16 float4 a
+// thread behind ≈ 450 instructions of unrolled loads and stores run once a chunk (and a scalar copy
+// of it for unaligned rows), these are two short loops: the copies take no registers, every copy
+// of every region is in flight before the wait, and the code a block runs once is ≈ 100
+// instructions (profiling/NOTES.md, "The row-block kernels' staging by asynchronous copies").
+template <int THREADS>
+__device__ __forceinline__ void stage_async(float* __restrict__ dst, int stride, const float* __restrict__ src, int rows,
+                                            int cols) {
+  const bool vec = stage4_ok(dst, stride, src, cols);
+  const int w = vec ? 4 : 1, c = cols / w, n = rows * c;
+  int i = int(threadIdx.x);
+  if (i >= n) return;
+  RowCol rc(i, THREADS, c);
+#pragma unroll 1
+  for (; i < n; i += THREADS, rc.next()) {
+    float* d = dst + rc.row * stride + w * rc.col;
+    if (vec)
+      cp_async16(d, src + 4 * i);
+    else
+      cp_async4(d, src + i);
   }
 }
-template <GemmPrecision PREC, int THREADS, int LOADS>
-__device__ __forceinline__ void stage4_store(float* __restrict__ dst, int stride, const float4 (&v)[LOADS], int i0, int n,
-                                             int c4) {
-  RowCol rc(i0, THREADS, c4);
-#pragma unroll
-  for (int j = 0; j < LOADS; ++j, rc.next()) {
-    const int i = i0 + j * THREADS;
-    if (i < n)
-      *reinterpret_cast<float4*>(dst + rc.row * stride + 4 * rc.col) =
-          make_float4(round_gemm_input<PREC>(v[j].x), round_gemm_input<PREC>(v[j].y), round_gemm_input<PREC>(v[j].z),
-                      round_gemm_input<PREC>(v[j].w));
+template <GemmPrecision PREC, int THREADS>
+__device__ __forceinline__ void round_staged(float* __restrict__ dst, int stride, const float* src, int rows, int cols) {
+  if constexpr (PREC == GemmPrecision::FP32) return;
+  const bool vec = stage4_ok(dst, stride, src, cols);
+  const int w = vec ? 4 : 1, c = cols / w, n = rows * c;
+  int i = int(threadIdx.x);
+  if (i >= n) return;
+  RowCol rc(i, THREADS, c);
+#pragma unroll 1
+  for (; i < n; i += THREADS, rc.next()) {
+    float* d = dst + rc.row * stride + w * rc.col;
+    if (vec) {
+      float4 v = *reinterpret_cast<const float4*>(d);
+      v = make_float4(round_gemm_input<PREC>(v.x), round_gemm_input<PREC>(v.y), round_gemm_input<PREC>(v.z),
+                      round_gemm_input<PREC>(v.w));
+      *reinterpret_cast<float4*>(d) = v;
+    } else {
+      *d = round_gemm_input<PREC>(*d);
+    }
   }
-}
-
-// stage_rounded with 16-byte loads and stores where the rows allow it (stage4_ok; else
-// stage_rounded): LOADS float4 in flight per thread, so a 32 KB block of weights is one L2 round
-// trip for 256 threads and a quarter of the index arithmetic.
-template <GemmPrecision PREC, int THREADS, int LOADS = 12>
-__device__ __forceinline__ void stage_rounded4(float* __restrict__ dst, int stride, const float* __restrict__ src,
-                                               int rows, int cols) {
-  if (!stage4_ok(dst, stride, src, cols)) {
-    stage_rounded<PREC, THREADS>(dst, stride, src, rows, cols);
-    return;
-  }
-  const int c4 = cols / 4, n = rows * c4;
-  for (int i0 = int(threadIdx.x); i0 < n; i0 += LOADS * THREADS) {
-    float4 v[LOADS];
-    stage4_load<THREADS, LOADS>(v, src, i0, n);
-    stage4_store<PREC, THREADS, LOADS>(dst, stride, v, i0, n, c4);
-  }
-}
-
-// stage_rounded4 of two regions A and B in one round trip: B's loads go out with A's, before
-// either's stores, where each region fits one round (LOADS_A resp. LOADS_B float4 a thread) and
-// both take 16-byte copies (the same stores as the two calls); returns false and does nothing
-// otherwise (the caller stages them apart).
-template <GemmPrecision PREC, int THREADS, int LOADS_A = 12, int LOADS_B = 4>
-__device__ __forceinline__ bool stage_rounded4_pair(float* __restrict__ dA, int sA, const float* __restrict__ srcA, int rA,
-                                                    int cA, float* __restrict__ dB, int sB,
-                                                    const float* __restrict__ srcB, int rB, int cB) {
-  const int nA = rA * (cA / 4), nB = rB * (cB / 4);
-  if (!stage4_ok(dA, sA, srcA, cA) || !stage4_ok(dB, sB, srcB, cB) || nA > LOADS_A * THREADS ||
-      nB > LOADS_B * THREADS)
-    return false;
-  const int i0 = int(threadIdx.x);
-  float4 a[LOADS_A], b[LOADS_B];
-  stage4_load<THREADS, LOADS_A>(a, srcA, i0, nA);
-  stage4_load<THREADS, LOADS_B>(b, srcB, i0, nB);
-  stage4_store<PREC, THREADS, LOADS_A>(dA, sA, a, i0, nA, cA / 4);
-  stage4_store<PREC, THREADS, LOADS_B>(dB, sB, b, i0, nB, cB / 4);
-  return true;
 }
 
 // One 32-row group's sums from its rows' losses and hits (x: 32 losses, rows past the end as +0):

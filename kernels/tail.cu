@@ -624,43 +624,33 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
 
   // The label of the row this thread takes in the softmax below: by index three dependent loads
-  // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued ahead of a
-  // round trip that the block waits for anyway, so that none of the three waits alone: the batch
-  // before the weights' staging round, the index after it (before pdl_start), the byte after the
-  // chunk's A0 staging (first used in the softmax). Read after two weight rounds, as before the
-  // nineteenth session, the index and the byte waited two round trips in sequence (the slice
-  // padding's stores before them kept the compiler from moving the loads up).
+  // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued while a round
+  // trip that the block waits for anyway is in flight, so that none of the three waits alone: the
+  // batch before the weights' copies, the index while they fly (before pdl_start), the byte while
+  // the chunk's A0 copies fly (first used in the softmax).
   const LabelInput& lab = p.labels;
   const bool takes_label = tid < row_end - row0 && tid < p.chunk;
   StagedRowIndex lrow(lab.rows);  // (the batch's load goes out here)
   int32_t lidx = 0;
 
-  // The biases (raw) go to shared memory beside the weights. A thread's first bias element is read
-  // before the weights' staging and stored after it, so its load rides in their round trip
-  // (a copy loop after them was one more round trip per layer, in sequence).
-  int bl, bn;
-  const bool own_bias = bias_item(p, tid, bl, bn);
-  const float b_own = own_bias ? p.b[bl][bn] : 0.0f;
-  // W_1 and W_2 in one round trip where they fit (the default model's 32 KB and 2.5 KB: their
-  // loads out together), else and for deeper layers one round each; the label's index goes out
-  // after the first round.
-  const auto label_index = [&] {
-    lrow.settle();
-    if (takes_label) lidx = lrow.index(row0 + tid);
-  };
-  const bool paired =
-      T >= 2 && rowblock::stage_rounded4_pair<PREC, kThreads>(pool + pl.off_w[0], pl.ws[0], p.W[0], p.w[1], p.w[0],
-                                                               pool + pl.off_w[1], pl.ws[1], p.W[1], p.w[2], p.w[1]);
-  if (paired) label_index();
-  for (int i = paired ? 3 : 1; i <= T; ++i) {
-    rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
-    if (i == 1) label_index();
+  // Every layer's weights and biases in one round trip of asynchronous copies (rowblock::stage_async:
+  // no registers held, a short loop of code), the label's index loaded while they fly; then each
+  // thread rounds the weights it copied (the biases stay raw).
+  for (int i = 1; i <= T; ++i)
+    rowblock::stage_async<kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
+  {
+    int bl, bn;
+    for (int e = tid; bias_item(p, e, bl, bn); e += kThreads) cp_async4(pool + pl.off_b[bl] + bn, p.b[bl] + bn);
   }
-  uint8_t label = 0;  // (read after each chunk's A0 staging: its index is out by then)
-  if (own_bias) pool[pl.off_b[bl] + bn] = b_own;
-  for (int e = tid + kThreads; bias_item(p, e, bl, bn); e += kThreads) pool[pl.off_b[bl] + bn] = p.b[bl][bn];
+  cp_async_commit();
+  lrow.settle();
+  if (takes_label) lidx = lrow.index(row0 + tid);
+  uint8_t label = 0;  // (read while each chunk's A0 copies fly: its index is out by then)
   if constexpr (BACKWARD)
     for (int e = p.slice_used + tid; e < p.slice_floats; e += kThreads) slice[e] = 0.0f;  // the slice's padding
+  cp_async_wait<0>();
+  for (int i = 1; i <= T; ++i)
+    rowblock::round_staged<PREC, kThreads>(pool + pl.off_w[i - 1], pl.ws[i - 1], p.W[i - 1], p.w[i], p.w[i - 1]);
 
   // Everything above reads only what launches before the previous one wrote (the weights, biases,
   // counters, order and labels: the optimizer two launches back) and writes only this block's slice
@@ -678,10 +668,13 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     const auto phase_stamp = [&](int phase) {
       if (chunk_no < kTailClockChunks) stamp(tail_clock_slot(chunk_no, phase));
     };
-    rowblock::stage_rounded4<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], p.A0 + std::size_t(c0) * p.w[0], rows,
-                                            p.w[0]);
+    const float* a0 = p.A0 + std::size_t(c0) * p.w[0];
+    rowblock::stage_async<kThreads>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);
+    cp_async_commit();
     label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
-    __syncthreads();  // (the first chunk: also the weights)
+    cp_async_wait<0>();
+    rowblock::round_staged<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);
+    __syncthreads();  // (the first chunk: also the weights and biases)
     phase_stamp(kTailPhaseStaged);
 
     // Forward, layer by layer (none when STOP is Staged: tail_force_stop, timing only).

@@ -57,7 +57,9 @@
 //     chunks, and the last chunk writes them out once.
 //   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
 //     stride s ≡ 4 (mod 8) floats so that float4 reads of 8 consecutive rows hit 8 distinct 16-byte
-//     bank groups; A0 staged with 16 independent loads in flight per thread.
+//     bank groups; weights, biases and each chunk's A0 staged by asynchronous copies
+//     (rowblock::stage_async: every copy in flight at once, no registers held, a short loop of code
+//     where unrolled register staging was ≈ 2,000 instructions run once a block).
 //   - FP32: every GEMM is register-blocked: a thread holds 2x4 or 4x4 outputs, a warp a 4x8 grid of
 //     threads, operands read as float4 along the reduction (forward, data) or along the outputs
 //     (weight), so each shared load feeds 4-8 FMAs and each warp-wide load is one or two
