@@ -50,4 +50,25 @@ __device__ __forceinline__ float stored_activation(float a) {
 }
 __device__ __forceinline__ bool kept(float stored) { return float_bits(stored) != 0u; }
 
+// The same for an input staged from a float a of any sign (the tail kernel's A0, read from global
+// memory; kernels/tail.cu): round(a) with its zeros re-signed at TF32/BF16, -0 for an a > 0 that
+// rounds to 0 and +0 for every other zero (a -0 or a tiny negative a), so that staged_positive(stored)
+// is the raw a > 0 for every a (NaN: false), and the mask needs no second read of a. A product with
+// a re-signed zero is a signed zero, as with stored_activation. At FP32 the stored value is a itself.
+template <GemmPrecision PREC>
+__device__ __forceinline__ float staged_input(float a) {
+  const float q = round_gemm_input<PREC>(a);
+  if constexpr (PREC == GemmPrecision::FP32)
+    return q;
+  else
+    return q != 0.0f ? q : (a > 0.0f ? -0.0f : 0.0f);
+}
+template <GemmPrecision PREC>
+__device__ __forceinline__ bool staged_positive(float stored) {
+  if constexpr (PREC == GemmPrecision::FP32)
+    return stored > 0.0f;
+  else
+    return stored > 0.0f || float_bits(stored) == 0x80000000u;
+}
+
 }  // namespace mnist::cuda

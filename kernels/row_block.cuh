@@ -68,9 +68,12 @@ __device__ __forceinline__ void stage_async(float* __restrict__ dst, int stride,
       cp_async4(d, src + i);
   }
 }
-template <GemmPrecision PREC, int THREADS>
+// MASKED: each value becomes staged_input(v) (kernels/gemm_round.cuh), which keeps the raw value's
+// v > 0 for staged_positive to read, instead of round_gemm_input(v).
+template <GemmPrecision PREC, int THREADS, bool MASKED = false>
 __device__ __forceinline__ void round_staged(float* __restrict__ dst, int stride, const float* src, int rows, int cols) {
   if constexpr (PREC == GemmPrecision::FP32) return;
+  const auto q = [](float v) { return MASKED ? staged_input<PREC>(v) : round_gemm_input<PREC>(v); };
   const bool vec = stage4_ok(dst, stride, src, cols);
   const int w = vec ? 4 : 1, c = cols / w, n = rows * c;
   int i = int(threadIdx.x);
@@ -80,12 +83,10 @@ __device__ __forceinline__ void round_staged(float* __restrict__ dst, int stride
   for (; i < n; i += THREADS, rc.next()) {
     float* d = dst + rc.row * stride + w * rc.col;
     if (vec) {
-      float4 v = *reinterpret_cast<const float4*>(d);
-      v = make_float4(round_gemm_input<PREC>(v.x), round_gemm_input<PREC>(v.y), round_gemm_input<PREC>(v.z),
-                      round_gemm_input<PREC>(v.w));
-      *reinterpret_cast<float4*>(d) = v;
+      const float4 v = *reinterpret_cast<const float4*>(d);
+      *reinterpret_cast<float4*>(d) = make_float4(q(v.x), q(v.y), q(v.z), q(v.w));
     } else {
-      *d = round_gemm_input<PREC>(*d);
+      *d = q(*d);
     }
   }
 }

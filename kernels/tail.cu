@@ -130,12 +130,13 @@ struct TailParams {
   int B, groups, chunk;      // groups: 32-row groups of B; block j takes groups [j·G/n, (j+1)·G/n)
 };
 
-// An epilogue that reads global memory for its outputs (the dz0 mask: A0 > 0) gives the GEMM a
-// `fetch(r, c)`; the GEMM then reads every one of a thread's values before its first store,
-// `store(r, c, v, fetched)`. Otherwise (`store(r, c, v)` only) each load would wait behind the
-// previous output's store -- the compiler cannot tell that the store does not overwrite what the
-// next load reads -- so a thread's 8 outputs would be 8 global round trips in sequence, not one
-// (profiling/sass.py's "serial global loads" counted them; NOTES "Epilogue loads in sequence").
+// An epilogue that reads memory for its outputs (the masks: the staged A_{i-1} > 0; dz0's came
+// from A0 in global memory until the twenty-first session) gives the GEMM a `fetch(r, c)`; the GEMM
+// then reads every one of a thread's values before its first store, `store(r, c, v, fetched)`.
+// Otherwise (`store(r, c, v)` only) each load would wait behind the previous output's store -- the
+// compiler cannot tell that the store does not overwrite what the next load reads -- so a thread's
+// 8 outputs would be 8 round trips in sequence, not one (profiling/sass.py's "serial global loads"
+// counted them; NOTES "Epilogue loads in sequence").
 template <class S, class = void>
 struct HasFetch : std::false_type {};
 template <class S>
@@ -536,20 +537,17 @@ __device__ __forceinline__ bool bias_item(const TailParams& p, int e, int& layer
   return false;
 }
 
-// dz0's epilogue: dz0(r, k) = round(v · mask_scale) where A0(r, k) > 0, else 0 (A0 raw from global
-// memory: its staged copy is rounded), rounded to PREC as layer 0's weight GEMM reads it
-// (round_gemm_input), so that GEMM need not (dense_weight_partials' dz_rounded). It fetches
-// (HasFetch): the thread's A0 values are read before its first dz0 store, one round trip instead of
-// one per output.
+// dz0's epilogue: dz0(r, k) = round(v · mask_scale) where A0(r, k) > 0, else 0, rounded to PREC as
+// layer 0's weight GEMM reads it (round_gemm_input), so that GEMM need not (dense_weight_partials'
+// dz_rounded). The mask is read from the staged A0 (staged_input keeps the raw A0 > 0 through its
+// rounding: staged_positive), so the chunk's end waits on no global load.
 template <GemmPrecision PREC>
 struct Dz0Store {
-  const float* a0;
   float* dz0;
   int c0, w0;
   float scale;
-  __device__ float fetch(int r, int k) const { return a0[std::size_t(c0 + r) * w0 + k]; }
   __device__ void operator()(int r, int k, float v, float a) const {
-    dz0[std::size_t(c0 + r) * w0 + k] = a > 0.0f ? round_gemm_input<PREC>(v * scale) : 0.0f;
+    dz0[std::size_t(c0 + r) * w0 + k] = staged_positive<PREC>(a) ? round_gemm_input<PREC>(v * scale) : 0.0f;
   }
 };
 
@@ -557,20 +555,18 @@ struct Dz0Store {
 // the forward's one call: code run once a launch, profiling/NOTES.md "The tail kernel timed from
 // inside its blocks"): tail layer i >= 2 writes dZ_{i-1} to shared memory (masked by its staged
 // A_{i-1}, kept(); × drop_scale; traced; rounded), layer 1 dz0 (Dz0Store). It fetches the mask
-// for both (HasFetch), the staged A_{i-1} from shared memory or A0 from global memory.
+// for both (HasFetch) from the staged A_{i-1} in shared memory, all of a thread's before its first
+// store.
 template <GemmPrecision PREC>
 struct DzStore {
   bool to_dz0;
   Dz0Store<PREC> dz0;  // (layer 1)
-  const float* ain;    // (layers >= 2: the staged A_{i-1}, row stride as; out, row stride ds)
+  const float* ain;    // the staged A_{i-1}, row stride as; (layers >= 2) out, row stride ds
   float* out;
   float* trace;
   int as, ds, K, c0;
   float scale;
-  __device__ float fetch(int r, int k) const {
-    if (to_dz0) return dz0.fetch(r, k);
-    return ain[r * as + k];
-  }
+  __device__ float fetch(int r, int k) const { return ain[r * as + k]; }
   __device__ void operator()(int r, int k, float v, float a) const {
     if (to_dz0) {
       dz0(r, k, v, a);
@@ -673,7 +669,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     cp_async_commit();
     label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
     cp_async_wait<0>();
-    rowblock::round_staged<PREC, kThreads>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);
+    rowblock::round_staged<PREC, kThreads, true>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);  // (the mask kept)
     __syncthreads();  // (the first chunk: also the weights and biases)
     phase_stamp(kTailPhaseStaged);
 
@@ -785,7 +781,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         // dZ_{i-1}: (dZ_i · W_i) masked by A_{i-1} > 0.
         const float* Wi = pool + pl.off_w[i - 1];
         if (i >= 2 || p.dz0) {
-          const DzStore<PREC> st{i == 1, Dz0Store<PREC>{p.A0, p.dz0, c0, K, p.mask_scale}, Ain,
+          const DzStore<PREC> st{i == 1, Dz0Store<PREC>{p.dz0, c0, K, p.mask_scale}, Ain,
                                  (T - i) & 1 ? s_dz0 : s_dz1, i >= 2 ? p.trace_dz[i - 2] : nullptr, as, pl.ds, K, c0,
                                  p.drop_scale};
           tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], st);

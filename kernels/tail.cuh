@@ -46,8 +46,9 @@
 //     across the block's chunks (TF32/BF16: mma steps of 8 / 16 rows, carried likewise); db at
 //     every precision: the sum of round(dZ) in row order (the ones column of dense_backward_weights).
 // The only exception: a hidden activation that is > 0 but rounds to 0 at TF32/BF16 (a denormal) is
-// kept in shared memory as -0 so that its ReLU mask stays the raw value's; a product with it is a
-// signed zero, which can change the sign of an exactly-zero sum, nothing else.
+// kept in shared memory as -0 so that its ReLU mask stays the raw value's, and A0's other zeros as
+// +0 (staged_input: dz0's mask is read from the staged A0); a product with such a zero is a signed
+// zero, which can change the sign of an exactly-zero sum, nothing else.
 // At TF32/BF16 the graph path multiplies on tensor cores: the same exact products, another order.
 //
 // Performance (why; profiling/NOTES.md "The tail kernel" has the model and the prediction):

@@ -86,10 +86,13 @@ double sum_gamma(int n, GemmPrecision prec) {
   return n * u / (1.0 - n * u);
 }
 
-// A hidden layer's output as layer 0 hands it over: ReLU'd (about half exactly 0), dropout-scaled.
+// A hidden layer's output as layer 0 hands it over: ReLU'd (about half exactly 0), dropout-scaled,
+// with every 37th element a positive denormal that TF32 and BF16 round to 0 (1e-42 < 2^-137): its
+// dz0 mask must stay the raw value's (the kernel keeps it as -0 in its staged A0: staged_input).
 std::vector<float> activation(std::size_t n, uint64_t seed) {
   std::vector<float> a = random_vector(n, seed, -1.0, 1.0);
   for (float& x : a) x = x > 0.0f ? x * 1.25f : 0.0f;
+  for (std::size_t i = 5; i < n; i += 37) a[i] = 1e-42f;
   return a;
 }
 
@@ -220,7 +223,9 @@ void slice_reference(std::vector<double>& ref, std::vector<double>& bound, const
         bound[std::size_t(n) * KA + c] += std::fabs(t);
       }
     }
-  for (double& e : bound) e *= sum_gamma(r1 - r0 + 1, prec);
+  // + an absolute 2^-150 a row: an FMA whose result is subnormal rounds it to a multiple of 2^-149
+  // (gradual underflow, no relative bound there; activation()'s denormals make whole sums so).
+  for (double& e : bound) e = e * sum_gamma(r1 - r0 + 1, prec) + (r1 - r0) * std::ldexp(1.0, -150);
 }
 
 // The kernel's stated order at fp32 (header), written out on the host in float32 (std::fmaf is correctly rounded
