@@ -1351,7 +1351,10 @@ struct PipeTile {
           for (int r = 0; r < 4; ++r) sum[i][j][r] += acc[i][j][r], acc[i][j][r] = 0.0f;
     };
 
-#pragma unroll
+    // The pipeline's first slices, in a loop (not unrolled): one copy of issue_next's code in the
+    // binary besides the loop's own, where unrolling made STAGES - 1 more (≈ 1,400 instructions at
+    // STAGES 4) that a block runs once (profiling/NOTES.md, "The GEMM tiles' pipeline prologue").
+#pragma unroll 1
     for (int s = 0; s < STAGES - 1; ++s) {
       if (COPY && s < slices) issue_next(smem + s * STAGE);
       cp_async_commit();
@@ -1620,7 +1623,7 @@ struct WgmmaTile {
     for (int v = 0; v < R; ++v) acc[v] = sum[v] = 0.0f;
 
     constexpr int AHEAD = STAGES - 2;  // slices of copies in flight
-#pragma unroll
+#pragma unroll 1  // (one copy of issue_next's code for the prologue: as PipeTile's)
     for (int s = 0; s < AHEAD; ++s) {
       if (COPY && s < slices) issue_next(smem + s * STAGE);
       cp_async_commit();
@@ -1915,7 +1918,7 @@ struct WgmmaWeightTile {
     for (int v = 0; v < R; ++v) acc[v] = 0.0f;
     const int q = int(threadIdx.x) / 128;  // this thread's warpgroup: output rows 64q..64q+63
 
-#pragma unroll
+#pragma unroll 1  // (one copy of issue's code for the prologue: as PipeTile's)
     for (int s = 0; s < AHEAD; ++s) {
       if (s < slices) issue(s);
       cp_async_commit();
