@@ -40,6 +40,19 @@ __device__ __forceinline__ bool stage4_ok(const float* dst, int stride, const fl
          ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15u) == 0;
 }
 
+// This thread's items of a staged region, f(d, i, vec): d its place in dst, i its index in src (in
+// float4 where vec, else in floats), in a loop that is not unrolled.
+template <int THREADS, class F>
+__device__ __forceinline__ void for_staged_items(float* dst, int stride, const float* src, int rows, int cols, F&& f) {
+  const bool vec = stage4_ok(dst, stride, src, cols);
+  const int w = vec ? 4 : 1, c = cols / w, n = rows * c;
+  int i = int(threadIdx.x);
+  if (i >= n) return;
+  RowCol rc(i, THREADS, c);
+#pragma unroll 1
+  for (; i < n; i += THREADS, rc.next()) f(dst + rc.row * stride + w * rc.col, i, vec);
+}
+
 // The staging of a rows x cols region (src contiguous, dst row stride `stride`) by asynchronous
 // copies, in two calls around the caller's wait (cp_async_commit, other loads, cp_async_wait<0>()):
 // stage_async issues this thread's copies, 16-byte where stage4_ok allows, else 4-byte, and
@@ -52,43 +65,28 @@ __device__ __forceinline__ bool stage4_ok(const float* dst, int stride, const fl
 // of every region is in flight before the wait, and the code a block runs once is ≈ 100
 // instructions (profiling/NOTES.md, "The row-block kernels' staging by asynchronous copies").
 template <int THREADS>
-__device__ __forceinline__ void stage_async(float* __restrict__ dst, int stride, const float* __restrict__ src, int rows,
-                                            int cols) {
-  const bool vec = stage4_ok(dst, stride, src, cols);
-  const int w = vec ? 4 : 1, c = cols / w, n = rows * c;
-  int i = int(threadIdx.x);
-  if (i >= n) return;
-  RowCol rc(i, THREADS, c);
-#pragma unroll 1
-  for (; i < n; i += THREADS, rc.next()) {
-    float* d = dst + rc.row * stride + w * rc.col;
+__device__ __forceinline__ void stage_async(float* dst, int stride, const float* src, int rows, int cols) {
+  for_staged_items<THREADS>(dst, stride, src, rows, cols, [src](float* d, int i, bool vec) {
     if (vec)
       cp_async16(d, src + 4 * i);
     else
       cp_async4(d, src + i);
-  }
+  });
 }
 // MASKED: each value becomes staged_input(v) (kernels/gemm_round.cuh), which keeps the raw value's
 // v > 0 for staged_positive to read, instead of round_gemm_input(v).
 template <GemmPrecision PREC, int THREADS, bool MASKED = false>
-__device__ __forceinline__ void round_staged(float* __restrict__ dst, int stride, const float* src, int rows, int cols) {
+__device__ __forceinline__ void round_staged(float* dst, int stride, const float* src, int rows, int cols) {
   if constexpr (PREC == GemmPrecision::FP32) return;
   const auto q = [](float v) { return MASKED ? staged_input<PREC>(v) : round_gemm_input<PREC>(v); };
-  const bool vec = stage4_ok(dst, stride, src, cols);
-  const int w = vec ? 4 : 1, c = cols / w, n = rows * c;
-  int i = int(threadIdx.x);
-  if (i >= n) return;
-  RowCol rc(i, THREADS, c);
-#pragma unroll 1
-  for (; i < n; i += THREADS, rc.next()) {
-    float* d = dst + rc.row * stride + w * rc.col;
+  for_staged_items<THREADS>(dst, stride, src, rows, cols, [q](float* d, int, bool vec) {
     if (vec) {
       const float4 v = *reinterpret_cast<const float4*>(d);
       *reinterpret_cast<float4*>(d) = make_float4(q(v.x), q(v.y), q(v.z), q(v.w));
     } else {
       *d = q(*d);
     }
-  }
+  });
 }
 
 // One 32-row group's sums from its rows' losses and hits (x: 32 losses, rows past the end as +0):
