@@ -11,7 +11,8 @@
 // wait, to the block's other threads only after a __syncthreads that follows the wait.
 // cp_async4 starts a 4-byte copy (both addresses 4-byte aligned; .ca: the only cache mode a copy
 // under 16 bytes may name) with the same group and wait rules: 4 pixels of a uint8 image row
-// (PipeTile's X read in place from the images, kernels/dense.cu).
+// (PipeTile's X read in place from the images, kernels/dense.cu), or one float (the row-block
+// kernels' staging where rows are not whole float4, kernels/row_block.cuh).
 #pragma once
 
 #include <cstdint>
@@ -23,14 +24,7 @@ __device__ __forceinline__ void cp_async16(float* smem_dst, const float* gmem_sr
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
 }
 
-__device__ __forceinline__ void cp_async4(float* smem_dst, const uint8_t* gmem_src) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
-}
-
-// A 4-byte copy of one float (the row-block kernels' staging where rows are not whole float4:
-// kernels/row_block.cuh, stage_async).
-__device__ __forceinline__ void cp_async4(float* smem_dst, const float* gmem_src) {
+__device__ __forceinline__ void cp_async4(float* smem_dst, const void* gmem_src) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src) : "memory");
 }

@@ -537,39 +537,28 @@ __device__ __forceinline__ bool bias_item(const TailParams& p, int e, int& layer
   return false;
 }
 
-// dz0's epilogue: dz0(r, k) = round(v · mask_scale) where A0(r, k) > 0, else 0, rounded to PREC as
-// layer 0's weight GEMM reads it (round_gemm_input), so that GEMM need not (dense_weight_partials'
-// dz_rounded). The mask is read from the staged A0 (staged_input keeps the raw A0 > 0 through its
-// rounding: staged_positive), so the chunk's end waits on no global load.
-template <GemmPrecision PREC>
-struct Dz0Store {
-  float* dz0;
-  int c0, w0;
-  float scale;
-  __device__ void operator()(int r, int k, float v, float a) const {
-    dz0[std::size_t(c0 + r) * w0 + k] = staged_positive<PREC>(a) ? round_gemm_input<PREC>(v * scale) : 0.0f;
-  }
-};
-
 // The data GEMM's epilogue for every layer, so that one copy of the GEMM's code serves them all (as
 // the forward's one call: code run once a launch, profiling/NOTES.md "The tail kernel timed from
-// inside its blocks"): tail layer i >= 2 writes dZ_{i-1} to shared memory (masked by its staged
-// A_{i-1}, kept(); × drop_scale; traced; rounded), layer 1 dz0 (Dz0Store). It fetches the mask
-// for both (HasFetch) from the staged A_{i-1} in shared memory, all of a thread's before its first
-// store.
+// inside its blocks"). It fetches the mask (HasFetch) from the staged A_{i-1} in shared memory, all
+// of a thread's before its first store, then:
+//   - tail layer i >= 2: dZ_{i-1} to shared memory (out, row stride ds), masked by kept(A_{i-1}),
+//     × drop_scale, traced, rounded;
+//   - layer 1: dz0(r, k) = round(v · mask_scale) where A0(r, k) > 0, else 0, rounded to PREC as
+//     layer 0's weight GEMM reads it (round_gemm_input), so that GEMM need not
+//     (dense_weight_partials' dz_rounded). The mask is the staged A0's (staged_input keeps the raw
+//     A0 > 0 through its rounding: staged_positive), so the chunk's end waits on no global load.
 template <GemmPrecision PREC>
 struct DzStore {
-  bool to_dz0;
-  Dz0Store<PREC> dz0;  // (layer 1)
-  const float* ain;    // the staged A_{i-1}, row stride as; (layers >= 2) out, row stride ds
-  float* out;
-  float* trace;
+  float* dz0;          // layer 1: dz0 [B, K]; null for layers >= 2
+  const float* ain;    // the staged A_{i-1}, row stride as
+  float* out;          // (layers >= 2)
+  float* trace;        // (layers >= 2)
   int as, ds, K, c0;
-  float scale;
+  float scale;         // layer 1: mask_scale; layers >= 2: drop_scale
   __device__ float fetch(int r, int k) const { return ain[r * as + k]; }
   __device__ void operator()(int r, int k, float v, float a) const {
-    if (to_dz0) {
-      dz0(r, k, v, a);
+    if (dz0) {
+      dz0[std::size_t(c0 + r) * K + k] = staged_positive<PREC>(a) ? round_gemm_input<PREC>(v * scale) : 0.0f;
       return;
     }
     const float g = kept(a) ? v * scale : 0.0f;
@@ -781,9 +770,9 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         // dZ_{i-1}: (dZ_i · W_i) masked by A_{i-1} > 0.
         const float* Wi = pool + pl.off_w[i - 1];
         if (i >= 2 || p.dz0) {
-          const DzStore<PREC> st{i == 1, Dz0Store<PREC>{p.dz0, c0, K, p.mask_scale}, Ain,
-                                 (T - i) & 1 ? s_dz0 : s_dz1, i >= 2 ? p.trace_dz[i - 2] : nullptr, as, pl.ds, K, c0,
-                                 p.drop_scale};
+          const DzStore<PREC> st{i == 1 ? p.dz0 : nullptr, Ain, (T - i) & 1 ? s_dz0 : s_dz1,
+                                 i >= 2 ? p.trace_dz[i - 2] : nullptr, as, pl.ds, K, c0,
+                                 i == 1 ? p.mask_scale : p.drop_scale};
           tail_data<PREC>(rows, K, N, D, pl.ds, Wi, pl.ws[i - 1], st);
         }
         __syncthreads();

@@ -51,8 +51,7 @@ inline std::atomic<long long>& g_emu_cp_async_copies = emu_cp_async::copies;
 inline std::atomic<long long>& g_emu_cp_async4_copies = emu_cp_async::copies4;
 
 inline void cp_async16(float* smem_dst, const float* gmem_src) { emu_cp_async::issue(smem_dst, gmem_src, 16); }
-inline void cp_async4(float* smem_dst, const uint8_t* gmem_src) { emu_cp_async::issue(smem_dst, gmem_src, 4); }
-inline void cp_async4(float* smem_dst, const float* gmem_src) { emu_cp_async::issue(smem_dst, gmem_src, 4); }
+inline void cp_async4(float* smem_dst, const void* gmem_src) { emu_cp_async::issue(smem_dst, gmem_src, 4); }
 
 inline void cp_async_commit() {
   auto& q = emu_cp_async::queue();
