@@ -557,6 +557,77 @@ void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B,
             [&] { (void)launch_gemm<Kind::Weight>(w, prec, stream); });  // no reduction pass: the caller's
 }
 
+namespace {
+
+int weight_adam_capacity(bool large, bool images, int pieces, GemmPrecision prec) {
+  if (!clusters_available()) return 0;
+  switch (prec) {
+    case GemmPrecision::FP32: return weight_adam_capacity_as<GemmPrecision::FP32>(large, images, pieces);
+    case GemmPrecision::TF32: return weight_adam_capacity_as<GemmPrecision::TF32>(large, images, pieces);
+    case GemmPrecision::BF16: return weight_adam_capacity_as<GemmPrecision::BF16>(large, images, pieces);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int dense_weight_adam_clusters(int B, int K, int N, GemmPrecision prec, bool images, WeightAdamTile tile) {
+  if (B <= 0 || K <= 0 || N <= 0 || (tile != WeightAdamTile::Large && tile != WeightAdamTile::Small)) return 0;
+  return weight_adam_capacity(tile == WeightAdamTile::Large, images, dense_weight_slices(B, K, N), prec);
+}
+
+WeightAdamTile dense_weight_adam_tile(int B, int K, int N, GemmPrecision prec, bool images, WeightAdamTile want) {
+  if (B <= 0 || K <= 0 || N <= 0 || want == WeightAdamTile::None) return WeightAdamTile::None;
+  // (the tensor-core tiles copy dZ [B,N] and X [B,K] in 16-byte chunks: rows of whole chunks)
+  if (prec != GemmPrecision::FP32 && (K % 4 != 0 || N % 4 != 0)) return WeightAdamTile::None;
+  const int pieces = dense_weight_slices(B, K, N);
+  const long long tiles_large = (long long)((N + 127) / 128) * ((K + 1 + 127) / 128);
+  const long long tiles_small = (long long)((N + 63) / 64) * ((K + 1 + 63) / 64);
+  const int large = want == WeightAdamTile::Small ? 0 : weight_adam_capacity(true, images, pieces, prec);
+  const int small = want == WeightAdamTile::Large ? 0 : weight_adam_capacity(false, images, pieces, prec);
+  if (want != WeightAdamTile::Auto) return (want == WeightAdamTile::Large ? large : small) > 0 ? want : WeightAdamTile::None;
+  if (large > 0 && large >= tiles_large) return WeightAdamTile::Large;  // one wave of the 128x128 clusters
+  if (large <= 0 && small <= 0) return WeightAdamTile::None;
+  const auto waves = [](long long tiles, int held) { return held > 0 ? (tiles + held - 1) / held : (1LL << 62); };
+  return waves(tiles_large, large) <= waves(tiles_small, small) ? WeightAdamTile::Large : WeightAdamTile::Small;
+}
+
+void dense_weight_adam(const WeightAdam& adam, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
+                       GemmPrecision prec, bool dz_rounded, bool x_rounded, WeightAdamTile tile) {
+  check_sizes("dense_weight_adam", B, K, N);
+  MNIST_CHECK(B > 0, "dense_weight_adam: no rows (the gradient of no rows is not a step)");
+  MNIST_CHECK(dZ && X.present() && adam.p && adam.m && adam.v && adam.counters, "dense_weight_adam: null pointer");
+  MNIST_CHECK(adam.p != adam.m && adam.p != adam.v && adam.m != adam.v &&
+                  (!adam.g_out || (adam.g_out != adam.p && adam.g_out != adam.m && adam.g_out != adam.v)),
+              "dense_weight_adam: p, m, v, g_out must be distinct");
+  MNIST_CHECK(!adam.rounded.on() || (adam.rounded.q != adam.p && adam.rounded.q != adam.m && adam.rounded.q != adam.v &&
+                                     adam.rounded.q != adam.g_out),
+              "dense_weight_adam: the rounded copy must not alias p, m, v or g_out");
+  const WeightAdamTile run = dense_weight_adam_tile(B, K, N, prec, X.images != nullptr, tile);
+  MNIST_CHECK(run != WeightAdamTile::None, "dense_weight_adam: cannot run here (",
+              !clusters_available() ? std::string("the device launches no thread block clusters")
+              : prec != GemmPrecision::FP32 && (K % 4 != 0 || N % 4 != 0)
+                  ? cat("K = ", K, " and N = ", N, " must be multiples of 4 at ", precision_name(prec))
+                  : cat(dense_weight_slices(B, K, N), " pieces: no cluster of that many blocks fits"),
+              ")");
+  // [dW | db] as dense_weight_partials computes it: the same split, the same rounding promises.
+  GemmParams w = weight_params(nullptr, adam.p, dZ, X, B, K, N);  // (db set: the ones column; nothing is stored)
+  w.db = nullptr;
+  w.split_k = weight_split_rows(B, K, N);
+  MNIST_CHECK(prec == GemmPrecision::FP32 || pipelined_ok(w), "dense_weight_adam: dZ and X must be 16-byte aligned at ",
+              precision_name(prec));
+  if (prec != GemmPrecision::FP32)
+    w.rounded = (dz_rounded ? kRoundedA : 0u) | (x_rounded && !X.images ? kRoundedB : 0u);
+  WeightAdam a = adam;
+  if (!a.rounded.on()) a.rounded = RoundedParams{};
+  const bool large = run == WeightAdamTile::Large;
+  switch (prec) {
+    case GemmPrecision::FP32: launch_weight_adam_as<GemmPrecision::FP32>(large, w, a, stream); return;
+    case GemmPrecision::TF32: launch_weight_adam_as<GemmPrecision::TF32>(large, w, a, stream); return;
+    case GemmPrecision::BF16: launch_weight_adam_as<GemmPrecision::BF16>(large, w, a, stream); return;
+  }
+}
+
 void dense_backward_data(float* dX, const float* dZ, const float* W, const float* mask, float mask_scale, int B,
                          int K, int N, cudaStream_t stream, GemmPrecision prec, bool w_rounded) {
   check_sizes("dense_backward_data", B, K, N);

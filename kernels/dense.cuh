@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/adam.cuh"
 #include "kernels/autotune.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/precision.hpp"
@@ -126,6 +127,47 @@ std::size_t dense_weight_partial_floats(int B, int K, int N);
 void dense_weight_partials(float* partial, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
                            GemmPrecision prec = GemmPrecision::FP32, bool dz_rounded = false,
                            bool x_rounded = false);
+
+// dense_weight_partials and the Adam of adam_reduce_update on its sum, in ONE launch (sm_90 thread
+// block clusters; the tail path's optimizer for layer 0): the pieces of one output tile of [dW | db]
+// run as the blocks of one cluster, each keeps its piece in shared memory, and after a cluster
+// barrier each block takes 1/pieces of the tile, sums every element's pieces from its peers in
+// slice order from 0.0f (adam_reduce_update's order over dense_weight_partials' slices: the same
+// gradient bits) and updates that element of W [N,K] (at w_offset of p, m, v) or b [N] (b_offset)
+// with adam_reduce_update's arithmetic, the rate read from the counters (only read), the rounded
+// copy written where on. No pieces in memory (16 x 400 KB written and read back at layer 0's 4096
+// rows) and no optimizer work on these elements after it. Results: bitwise dense_weight_partials
+// followed by adam_reduce_update of that one segment.
+// Tiles: Large = 128x128 outputs (Pipe128; FP32 SimtVecTile 128x128), Small = 64x64 (Pipe64x8;
+// FP32 SimtVecTile 64x64). A cluster holds the GEMM's dense_weight_slices(B, K, N) blocks: at most
+// kWeightAdamMaxPieces (16, beyond the portable 8: the kernel allows the non-portable size).
+enum class WeightAdamTile { Auto, Large, Small, None };
+constexpr int kWeightAdamMaxPieces = 16;
+struct WeightAdam {
+  float* p = nullptr;  // the flat parameters, Adam moments (layers/model.hpp's layout)
+  float* m = nullptr;
+  float* v = nullptr;
+  float* g_out = nullptr;  // optional: the gradient at the same offsets (tests, inspection)
+  std::size_t w_offset = 0, b_offset = 0;
+  const TrainCounters* counters = nullptr;  // lr, step (Adam's t): read, never written
+  float b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+  RoundedParams rounded;  // on: every element updated is also written rounded to rounded.q
+};
+// The tile dense_weight_adam runs for this GEMM (X from the images or not): `want` where the device
+// holds at least one cluster of its blocks, Auto's pick (Large where all its clusters fit at once,
+// else the tile whose clusters run in fewer waves, Large on a tie), or None where neither can run (no
+// clusters on this device, more pieces than kWeightAdamMaxPieces, B, K or N zero). Asks the device
+// once per tile and piece count.
+WeightAdamTile dense_weight_adam_tile(int B, int K, int N, GemmPrecision prec, bool images,
+                                      WeightAdamTile want = WeightAdamTile::Auto);
+// How many of tile's clusters (Large or Small) for this GEMM the device holds at once (a launch of
+// more runs in waves): 0 where none fits (bench_kernels prints it).
+int dense_weight_adam_clusters(int B, int K, int N, GemmPrecision prec, bool images, WeightAdamTile tile);
+// dz_rounded / x_rounded as dense_weight_partials'. Throws (naming the reason) where
+// dense_weight_adam_tile says None. p, m, v, g_out distinct; X and dZ must not overlap them.
+void dense_weight_adam(const WeightAdam& adam, const float* dZ, DenseInput X, int B, int K, int N, cudaStream_t stream,
+                       GemmPrecision prec = GemmPrecision::FP32, bool dz_rounded = false, bool x_rounded = false,
+                       WeightAdamTile tile = WeightAdamTile::Auto);
 
 // dX [B,K] = dZ [B,N] · W [N,K], then, when mask [B,K] is set (the post-ReLU, post-dropout
 // activation that was this layer's input), dX[i] = mask[i] > 0 ? dX[i] * mask_scale : 0: the

@@ -579,7 +579,7 @@ struct SimtVecTile {
     }
   }
 
-  // TO_SMEM (the Forward GEMM's piece z of a clustered split): the raw sums go to `tile` (TILE_LD;
+  // TO_SMEM (piece z of a clustered split, Forward or Weight): the raw sums go to `tile` (TILE_LD;
   // it may overlap s: the loop's last barrier has passed) instead of memory.
   template <Kind KIND, bool TO_SMEM = false>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, Smem& s, float* tile = nullptr) {
@@ -740,7 +740,7 @@ struct SimtVecTile {
     }
 
     if constexpr (TO_SMEM) {
-      static_assert(KIND == Kind::Forward, "the clustered split is the Forward GEMM's");
+      static_assert(KIND != Kind::Data, "clustered splits: the Forward GEMM's and the Weight GEMM's (Adam's)");
 #pragma unroll
       for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -1286,8 +1286,8 @@ struct PipeTile {
 
   // ABLATE (0 in every GEMM the product runs): the parts of the loop a benchmark's ablation row
   // removes (kAblate*, dense_force_ablation); the results are then meaningless.
-  // TO_SMEM (the Forward GEMM's piece z of a clustered split): the raw sums, the values a split
-  // stores as its partial, go to the block's tile in shared memory (TILE_LD) instead of memory.
+  // TO_SMEM (piece z of a clustered split: the Forward GEMM's, or the Weight GEMM's with Adam): the raw
+  // sums, the values a split stores as its partial, go to the block's tile in shared memory (TILE_LD) instead of memory.
   template <Kind KIND, unsigned ABLATE = 0, bool TO_SMEM = false>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     constexpr bool A_KFAST = KIND != Kind::Weight, B_KFAST = KIND == Kind::Forward;
@@ -1408,7 +1408,7 @@ struct PipeTile {
 #pragma unroll
             for (int r = 0; r < 4; ++r) acc[i][j][r] = sum[i][j][r];
     if constexpr (TO_SMEM) {
-      static_assert(KIND == Kind::Forward, "the clustered split is the Forward GEMM's");
+      static_assert(KIND != Kind::Data, "clustered splits: the Forward GEMM's and the Weight GEMM's (Adam's)");
       __syncthreads();  // every warp is done reading the stages: they hold the tile now
 #pragma unroll
       for (int i = 0; i < MI; ++i)
@@ -2277,6 +2277,83 @@ constexpr auto cluster_kernel() {
     return dense_simt_cluster_kernel<Tile, Kind::Forward>;
 }
 
+// ---- The Weight GEMM's split summed across a cluster, with Adam (dense_weight_adam, kernels/dense.cuh) ----
+// The pieces of one [dW | db] tile (M = out rows, N = in + 1 columns, the last db: p.ones_col = in)
+// are the blocks of one cluster, block y = tile row · splits + z (rank z), as the clustered forward.
+// Each block computes piece z into its shared memory (run<Weight, TO_SMEM>); after the cluster
+// barrier each takes 1/splits of the tile's quads, loads every piece of a quad from its peers
+// (all splits loads in flight), sums them from 0.0f in the order z = 0, 1, ... (adam_reduce_kernel's
+// order over dense_weight_partials' slices) and runs adam_element on each of its outputs' parameter,
+// moments and rounded copy (adam_reduce_kernel's per-element code, same rate: the same bits).
+// Rows of a quad: 4 consecutive columns of one output row, so W's 4 parameters are consecutive
+// (db's column is alone in its quad where in % 4 == 0, as at 784).
+template <class Tile>
+__device__ __forceinline__ void cluster_adam_tile(const GemmParams& p, const WeightAdam& a, int m0, int n0, int z,
+                                                  int splits, const float* tile, float alpha) {
+  constexpr int QR = Tile::BN / 4, QUADS = Tile::BM * QR, LD = Tile::TILE_LD, P = kWeightAdamMaxPieces;
+  const int q_end = (z + 1) * QUADS / splits, threads = int(blockDim.x), in = p.ones_col;
+  for (int q = z * QUADS / splits + int(threadIdx.x); q < q_end; q += threads) {
+    const int row = q / QR, c = 4 * (q % QR), m = m0 + row, n = n0 + c;
+    if (m >= p.M || n >= p.N) continue;
+    const int cols = p.N - n < 4 ? p.N - n : 4;
+    const float* own = tile + row * LD + c;
+    float4 t[P];
+#pragma unroll
+    for (int piece = 0; piece < P; ++piece)
+      if (piece < splits) t[piece] = *reinterpret_cast<const float4*>(cluster_peer(own, unsigned(piece)));
+    std::size_t idx[4];
+    float g[4], pv[4], mv[4], vv[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      idx[k] = n + k < in ? a.w_offset + std::size_t(m) * in + std::size_t(n + k) : a.b_offset + std::size_t(m);
+      if (k < cols) pv[k] = a.p[idx[k]], mv[k] = a.m[idx[k]], vv[k] = a.v[idx[k]];
+      g[k] = 0.0f;  // 0 + P0 + P1 + ...: adam_reduce_kernel's order
+    }
+#pragma unroll
+    for (int piece = 0; piece < P; ++piece)
+      if (piece < splits) g[0] += t[piece].x, g[1] += t[piece].y, g[2] += t[piece].z, g[3] += t[piece].w;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (k >= cols) continue;
+      adam_element(pv[k], mv[k], vv[k], g[k], alpha, a.b1, a.b2, a.eps);  // step_math.cuh: Adam's arithmetic
+      a.p[idx[k]] = pv[k], a.m[idx[k]] = mv[k], a.v[idx[k]] = vv[k];
+      if (a.g_out) a.g_out[idx[k]] = g[k];
+      if (a.rounded.q) a.rounded.q[idx[k]] = round_gemm_input(a.rounded.prec, pv[k]);  // (RoundedParams)
+    }
+  }
+}
+
+// The dynamic shared memory of Tile's clustered weight kernel: its stages, which hold the output
+// tile once the loop is done (SimtVecTile: the larger of the two, as its clustered forward).
+template <class Tile>
+constexpr int weight_adam_smem_bytes() {
+  if constexpr (Tile::kPipelined) {
+    static_assert(Tile::BM * Tile::TILE_LD <= Tile::template smem_bytes<Kind::Weight>() / int(sizeof(float)),
+                  "the output tile fits in the stages");
+    return Tile::template smem_bytes<Kind::Weight>();
+  } else {
+    return simt_cluster_smem_bytes<Tile>();
+  }
+}
+
+template <class Tile>
+__global__ void __launch_bounds__(Tile::THREADS) dense_weight_adam_kernel(const GemmParams p, const WeightAdam a) {
+  extern __shared__ float4 pipe_smem[];
+  float* smem = reinterpret_cast<float*>(pipe_smem);
+  __shared__ float s_alpha;
+  pdl_start();  // (dZ is the launch before's; the counters and layer 0's parameters are read after it)
+  const int splits = split_count(p), z = int(cluster_rank());  // (rank z = blockIdx.y % splits)
+  const int m0 = int(blockIdx.y) / splits * Tile::BM, n0 = int(blockIdx.x) * Tile::BN;
+  if constexpr (Tile::kPipelined)
+    Tile::template run<Kind::Weight, 0, true>(p, m0, n0, z, smem);
+  else
+    Tile::template run<Kind::Weight, true>(p, m0, n0, z, *reinterpret_cast<typename Tile::Smem*>(smem), smem);
+  if (threadIdx.x == 0) s_alpha = adam_step_size(a.counters->lr, a.b1, a.b2, a.counters->step);
+  cluster_sync();  // every piece of the tile is in its block's shared memory (and s_alpha is set)
+  cluster_adam_tile<Tile>(p, a, m0, n0, z, splits, smem, s_alpha);
+  cluster_sync();  // no block leaves while a peer may still read its piece
+}
+
 // dense_pipe_kernel with parts of the tile's loop removed (ABLATE: kAblate* bits), for
 // bench_kernels' ablation rows only (dense_force_ablation): its results are meaningless.
 template <class Tile, Kind KIND, unsigned ABLATE>
@@ -2496,6 +2573,49 @@ bool launch_simt_cluster_split(const GemmParams& p, cudaStream_t stream) {
   launch_cluster_split<Tile>(p, stream);
   return true;
 }
+
+// How many clusters of `splits` blocks of Tile's dense_weight_adam_kernel the device holds at once
+// (asked once per size; the kernel is allowed the non-portable sizes past 8): 0 where none fits or
+// splits is outside 1 .. kWeightAdamMaxPieces.
+template <class Tile>
+int weight_adam_capacity(int splits) {
+  if (splits < 1 || splits > kWeightAdamMaxPieces) return 0;
+  constexpr int SMEM = weight_adam_smem_bytes<Tile>();
+  static const bool allowed =
+      allow_smem(dense_weight_adam_kernel<Tile>, SMEM) && allow_nonportable_clusters(dense_weight_adam_kernel<Tile>);
+  static int held[kWeightAdamMaxPieces + 1];
+  static bool asked[kWeightAdamMaxPieces + 1] = {};
+  if (!asked[splits]) {
+    held[splits] = allowed ? cluster_capacity(dense_weight_adam_kernel<Tile>, unsigned(Tile::THREADS), unsigned(splits),
+                                              std::size_t(SMEM))
+                           : 0;
+    asked[splits] = true;
+  }
+  return held[splits];
+}
+
+// The Weight GEMM p (split as dense_weight_partials splits it; weight_adam_capacity > 0) with Adam in
+// its clustered finish: one cluster of split_count(p) blocks per output tile.
+template <class Tile>
+void launch_weight_adam(const GemmParams& p, const WeightAdam& a, cudaStream_t stream) {
+  constexpr int BM = Tile::BM, BN = Tile::BN, SMEM = weight_adam_smem_bytes<Tile>();
+  const int splits = split_count(p);
+  MNIST_CHECK(weight_adam_capacity<Tile>(splits) > 0, "dense_weight_adam: the device holds no cluster of ", splits,
+              " blocks of this tile");
+  const unsigned gx = unsigned((p.N + BN - 1) / BN), gy = unsigned((p.M + BM - 1) / BM * splits);
+  MNIST_CHECK(gy <= 65535u, "dense_weight_adam: ", p.M, " outputs exceed the grid limit");
+  launch_kernel_in_clusters(dense_weight_adam_kernel<Tile>, dim3(gx, gy), dim3(Tile::THREADS), unsigned(splits),
+                            std::size_t(SMEM), stream, p, a);
+  MNIST_LAUNCH_CHECK(stream);
+}
+
+// PREC's two tiles for dense_weight_adam (large: 128x128, else 64x64; FP32's SimtVecTile in its
+// images instantiation where X is read from the images): the capacity for `splits` pieces, and
+// the launch.
+template <GemmPrecision PREC>
+int weight_adam_capacity_as(bool large, bool images, int splits);
+template <GemmPrecision PREC>
+void launch_weight_adam_as(bool large, const GemmParams& p, const WeightAdam& a, cudaStream_t stream);
 
 template <class Tile>
 void launch_backward_tiles(const GemmParams& w, const GemmParams& d, cudaStream_t stream) {
@@ -3006,6 +3126,33 @@ int cluster_capacity_as(GemmTile tile, int splits) {
   }
 }
 
+template <GemmPrecision PREC>
+int weight_adam_capacity_as(bool large, bool images, int splits) {
+  using T = TilesFor<PREC>;
+  if constexpr (PREC == GemmPrecision::FP32) {
+    if (images)
+      return large ? weight_adam_capacity<typename T::Vec128::Images>(splits)
+                   : weight_adam_capacity<typename T::Vec64::Images>(splits);
+    return large ? weight_adam_capacity<typename T::Vec128>(splits) : weight_adam_capacity<typename T::Vec64>(splits);
+  } else {
+    (void)images;  // (one PipeTile reads both)
+    return large ? weight_adam_capacity<typename T::Pipe128>(splits) : weight_adam_capacity<typename T::Pipe64x8>(splits);
+  }
+}
+template <GemmPrecision PREC>
+void launch_weight_adam_as(bool large, const GemmParams& p, const WeightAdam& a, cudaStream_t stream) {
+  using T = TilesFor<PREC>;
+  if constexpr (PREC == GemmPrecision::FP32) {
+    if (p.images)
+      return large ? launch_weight_adam<typename T::Vec128::Images>(p, a, stream)
+                   : launch_weight_adam<typename T::Vec64::Images>(p, a, stream);
+    return large ? launch_weight_adam<typename T::Vec128>(p, a, stream) : launch_weight_adam<typename T::Vec64>(p, a, stream);
+  } else {
+    return large ? launch_weight_adam<typename T::Pipe128>(p, a, stream)
+                 : launch_weight_adam<typename T::Pipe64x8>(p, a, stream);
+  }
+}
+
 // Each precision's forward and backward launchers are compiled once each, apart (the kernels they
 // instantiate are disjoint): dense_<precision>_forward.cu and dense_<precision>_backward.cu.
 #define MNIST_DENSE_FORWARD(EXTERN, PREC)                                                              \
@@ -3017,6 +3164,10 @@ int cluster_capacity_as(GemmTile tile, int splits) {
   EXTERN template bool launch_gemm_as<PREC, Kind::Weight>(GemmParams, cudaStream_t);                   \
   EXTERN template void launch_backward_as<PREC>(const GemmParams&, const GemmParams&, cudaStream_t);   \
   EXTERN template void prepare_tiles<PREC, false>();
+// The weight GEMM with Adam (dense_weight_adam), every precision's in dense_weight_adam.cu.
+#define MNIST_DENSE_WEIGHT_ADAM(EXTERN, PREC)                                                          \
+  EXTERN template int weight_adam_capacity_as<PREC>(bool, bool, int);                                  \
+  EXTERN template void launch_weight_adam_as<PREC>(bool, const GemmParams&, const WeightAdam&, cudaStream_t);
 // The ablation kernels (dense_force_ablation; benchmarks only): 16, in dense_tf32_ablation.cu.
 #define MNIST_DENSE_ABLATION_TILE(EXTERN, TILE, KIND)                                                   \
   EXTERN template void launch_pipe_ablation<TILE, KIND, kAblateCopies>(const GemmParams&, dim3, cudaStream_t);  \
@@ -3045,5 +3196,8 @@ MNIST_DENSE_FORWARD(extern, GemmPrecision::BF16)
 MNIST_DENSE_BACKWARD(extern, GemmPrecision::FP32)
 MNIST_DENSE_BACKWARD(extern, GemmPrecision::TF32)
 MNIST_DENSE_BACKWARD(extern, GemmPrecision::BF16)
+MNIST_DENSE_WEIGHT_ADAM(extern, GemmPrecision::FP32)
+MNIST_DENSE_WEIGHT_ADAM(extern, GemmPrecision::TF32)
+MNIST_DENSE_WEIGHT_ADAM(extern, GemmPrecision::BF16)
 
 }  // namespace mnist::cuda::dense_impl

@@ -102,7 +102,8 @@ inline bool device_launches_clusters() {
 // kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization when a
 // ProgrammaticLaunches scope is on, its blocks in clusters of cluster_y consecutive blocks along y
 // where cluster_y > 0 (sm_90: kernels/cluster.cuh; grid.y a multiple of it, at most 8, the portable
-// size; the caller checks that the device holds such clusters: cluster_capacity). The arguments are
+// size, or up to 16 for a kernel given allow_nonportable_clusters; the caller checks that the device
+// holds such clusters: cluster_capacity). The arguments are
 // converted to the kernel's parameter types at the call, as a <<<>>> launch does. Throws CudaError
 // if the launch is refused.
 template <class... P, class... A>
@@ -125,6 +126,18 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
 template <class... P, class... A>
 void launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, A&&... args) {
   launch_kernel_in_clusters(kernel, grid, block, 0u, smem, stream, std::forward<A>(args)...);
+}
+
+// Lets `kernel` launch in clusters of more than 8 blocks, the portable size (Hopper: up to 16,
+// cudaFuncAttributeNonPortableClusterSizeAllowed); cluster_capacity then answers for those sizes.
+// True once set; false, with the error cleared, where the device or driver refuses it.
+template <class... P>
+bool allow_nonportable_clusters(void (*kernel)(P...)) {
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return true;
 }
 
 // How many clusters of cluster_y blocks of `kernel` (block threads, smem bytes of dynamic shared

@@ -64,9 +64,14 @@
 //   gather_batch_overlapped          (cfg.x_weight_gathered, X in place) X0 gathered into floats for
 //                                    the weight GEMM, all of it before its pdl_wait: beside the tail
 //                                    kernel, which touches neither
-//   dense_weight_partials            layer 0's weight GEMM (X0 gathered, or from the images), its
-//                                    split-K pieces left unsummed
-//   adam_reduce_update               every layer's pieces summed in a fixed order and Adam applied in
+//   dense_weight_adam                layer 0's weight GEMM (X0 gathered, or from the images) with its
+//                                    Adam: each output tile's split-K pieces the blocks of one thread
+//                                    block cluster, summed from their shared memory and applied to W0,
+//                                    b0, their moments and rounded copy in the same launch
+//                                    (cfg.weight_adam, where the device holds such clusters; else
+//                                    dense_weight_partials: the pieces left unsummed for the next launch)
+//   adam_reduce_update               every later layer's pieces (and layer 0's, without
+//                                    dense_weight_adam) summed in a fixed order and Adam applied in
 //                                    the same pass (kernels/adam.cuh): no gradient array, no
 //                                    reduction launch, no separate optimizer launch; its last block
 //                                    also does advance_train_counters and adds the loss and hits
@@ -255,6 +260,11 @@ class CudaEngine final : public Engine {
     race_x_ = race_paths_ && x_in_place_;  // the race tries the gathered X too (keep_path frees it)
     // (the tail path's weight GEMM on gathered X: where the tail may run with X in place)
     x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
+    weight_adam_ = cfg.weight_adam;
+    if (weight_adam_ && (tail_ || race_paths_))  // (the device asked for its clusters now, before any capture)
+      for (const bool images : {false, true})
+        (void)cuda::dense_weight_adam_tile(cfg.batch_size, layout_.dense.front().in, layout_.dense.front().out,
+                                           cfg.precision, images);
     // (rows: evaluation's chunks where it gathers X, or may after the race; else the training batch's)
     if (!x_in_place_ || race_x_ || x_split_)
       x_.resize(std::size_t(!x_in_place_ || race_x_ ? cap_ : cfg.batch_size) * std::size_t(cfg.spec.input));
@@ -296,7 +306,7 @@ class CudaEngine final : public Engine {
       const auto o = std::find_if(options.begin(), options.end(), [&](const PathOption& p) { return p.label == path->second; });
       const bool known = path->second == "graph step" || path->second == "tail step" ||
                          path->second == "tail step, X in place only" || path->second == "graph step, X gathered" ||
-                         path->second == "tail step, X gathered";
+                         path->second == "tail step, X gathered" || path->second == "tail step, Adam apart";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -681,19 +691,35 @@ class CudaEngine final : public Engine {
       xw = x_.data();
       xw_rounded = true;
     }
+    // Layer 0's weight GEMM with its Adam in the same launch (EngineConfig::weight_adam), where the
+    // device holds the clusters; else its pieces, summed by the optimizer launch below.
+    const bool weight_adam = update && weight_adam_ &&
+                             cuda::dense_weight_adam_tile(B, first.in, first.out, cfg_.precision, xw.images != nullptr) !=
+                                 cuda::WeightAdamTile::None;
     {
       NvtxRange range("backward");
       // dz0 comes rounded from the tail kernel, X gathered here from gather_batch_overlapped: the
       // GEMM need not round them again (its TF32 tiles skip that pass).
-      cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), xw, B, first.in, first.out, s, cfg_.precision,
-                                  true, xw_rounded);
+      if (weight_adam) {
+        cuda::WeightAdam a;
+        a.p = params_.data(), a.m = m_.data(), a.v = v_.data();
+        a.w_offset = first.w_offset, a.b_offset = first.b_offset;
+        a.counters = counters_.data();  // (advanced by the optimizer launch below, after this one has ended)
+        a.b1 = cfg_.beta1, a.b2 = cfg_.beta2, a.eps = cfg_.eps;
+        a.rounded = rounded_params();
+        cuda::dense_weight_adam(a, dz_[0].data(), xw, B, first.in, first.out, s, cfg_.precision, true, xw_rounded);
+      } else {
+        cuda::dense_weight_partials(w0_partial_.data(), dz_[0].data(), xw, B, first.in, first.out, s, cfg_.precision,
+                                    true, xw_rounded);
+      }
     }
     if (!update) return;
     NvtxRange range("optimizer");
     cuda::GradSlicesSet set;
-    set.seg[set.count++] = {w0_partial_.data(), cuda::dense_weight_slices(B, first.in, first.out),
-                            std::size_t(first.out) * std::size_t(first.in + 1), first.out, first.in, first.w_offset,
-                            first.b_offset};
+    if (!weight_adam)
+      set.seg[set.count++] = {w0_partial_.data(), cuda::dense_weight_slices(B, first.in, first.out),
+                              std::size_t(first.out) * std::size_t(first.in + 1), first.out, first.in, first.w_offset,
+                              first.b_offset};
     const int blocks = cuda::tail_blocks(B);
     const std::size_t slice = cuda::tail_slice_floats(w);
     for (std::size_t l = 1; l < layout_.dense.size(); ++l) {
@@ -820,7 +846,7 @@ class CudaEngine final : public Engine {
     const cudaStream_t s = stream_.get();
     const std::vector<PathOption> options = path_options();
     for (const PathOption& o : options) {  // every GEMM of every candidate tuned
-      tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
+      take_option(o);
       tune_step(d);  // (counters_host_[0] holds tune_step's counters: lr 0, batch 0)
     }
     DeviceBuffer<float> saved(3 * layout_.storage);
@@ -836,7 +862,7 @@ class CudaEngine final : public Engine {
     std::vector<GraphExec> graphs;
     std::vector<cuda::autotune::Candidate> paths;
     for (const PathOption& o : options) {
-      tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
+      take_option(o);
       restore();
       CUDA_CHECK(cudaStreamSynchronize(s));
       graphs.push_back(capture_graph(s, [this, dp = &d] { record_step(*dp, cfg_.batch_size); }));
@@ -863,14 +889,26 @@ class CudaEngine final : public Engine {
   struct PathOption {
     std::string label;
     bool tail, in_place;
-    bool split = false;  // tail, X in place: the weight GEMM's X gathered (x_split_)
+    bool split = false;       // tail, X in place: the weight GEMM's X gathered (x_split_)
+    bool adam_apart = false;  // tail: layer 0's Adam in the optimizer launch, not its weight GEMM's (weight_adam_)
   };
+  // Sets the members a race option stands for.
+  void take_option(const PathOption& o) {
+    tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
+    weight_adam_ = cfg_.weight_adam && !o.adam_apart;
+  }
   std::vector<PathOption> path_options() const {
     const bool in_place = cfg_.x_in_place && x_race_ok_;
     // The tail first: the reference (what Auto runs untuned), kept unless another is kMargin faster.
     const bool split = in_place && cfg_.x_weight_gathered;
     std::vector<PathOption> o{{"tail step", true, in_place, split}, {"graph step", false, in_place}};
     if (split) o.push_back({"tail step, X in place only", true, true, false});
+    // Layer 0's Adam apart from its weight GEMM, where the tail step would run them in one launch.
+    const int B = cfg_.batch_size;
+    const DenseSlot& first = layout_.dense.front();
+    if (cfg_.weight_adam && cuda::dense_weight_adam_tile(B, first.in, first.out, cfg_.precision, in_place && !split) !=
+                                cuda::WeightAdamTile::None)
+      o.push_back({"tail step, Adam apart", true, in_place, split, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;
@@ -882,9 +920,7 @@ class CudaEngine final : public Engine {
     return cat("training step ", cfg_.batch_size, " rows ", to_string(cfg_.precision), " (--kernels auto)");
   }
   void keep_path(const PathOption& o) {
-    tail_ = o.tail;
-    x_in_place_ = o.in_place;
-    x_split_ = o.split;
+    take_option(o);
     race_paths_ = race_x_ = false;
     if (x_in_place_ && !x_split_) x_ = DeviceBuffer<float>();
     if (tail_) {
@@ -1067,6 +1103,7 @@ class CudaEngine final : public Engine {
   bool step_tuned_ = false;  // tune_step has run
   bool race_paths_ = false;  // Auto, autotuned: graph vs tail still to be timed (race_paths)
   bool x_split_ = false;     // tail, X in place: the weight GEMM reads X gathered beside the tail kernel
+  bool weight_adam_ = false;  // tail: layer 0's weight GEMM runs its Adam (EngineConfig::weight_adam; the race's option)
   bool race_x_ = false;      // ... with X in place and gathered (x_ allocated for the race)
   bool x_race_ok_ = false;   // layer 0 can read X in place at all (no cuBLAS, no one-layer head)
   std::vector<std::string> path_report_;  // what race_paths found

@@ -125,6 +125,13 @@ struct EngineConfig {
   // (test_dense_images). False: the weight GEMM reads the images too. With Kernels::Auto and
   // autotune, the race tries the tail path both ways.
   bool x_weight_gathered = true;
+  // Tail path: layer 0's weight GEMM and its Adam in ONE launch (cuda::dense_weight_adam: each
+  // output tile's pieces the blocks of one thread block cluster, summed from their shared memory and
+  // applied to W, b, the moments and the rounded copy in the same launch), wherever the device holds
+  // such clusters (sm_90; up to 16 pieces, layer 0's count at 1024-4096 rows). Bitwise the pieces in
+  // memory and their segment of the optimizer launch. False: that older form. With Kernels::Auto
+  // and autotune the race tries both.
+  bool weight_adam = true;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size
   // model's pick on the real operands first). Before the first graph capture the engine runs one

@@ -21,7 +21,9 @@
 // (EngineConfig::pdl off), so that "tail" against it is what the programmatic launches buy;
 // "tail-wimages": layer 0's weight GEMM on the images instead of X gathered beside the tail kernel
 // (EngineConfig::x_weight_gathered off); "tail-driver": the driver's shared-memory carveout per
-// launch instead of one for the step (EngineConfig::carveout). Then
+// launch instead of one for the step (EngineConfig::carveout); "tail-adam-apart": layer 0's Adam in
+// the optimizer launch over its weight GEMM's pieces instead of in that GEMM's clustered launch
+// (EngineConfig::weight_adam off: "tail" against it is what the one launch buys). Then
 // the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
 // with autotuning: above batch 512 the graph/tail race), each with the engine's autotune report
@@ -121,6 +123,7 @@ int run(const Options& o) {
       Pdl pdl = Pdl::On;
       bool x_weight_gathered = true;
       Carveout carveout = Carveout::Max;
+      bool weight_adam = true;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -139,6 +142,8 @@ int run(const Options& o) {
                                         {"tail-wimages", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, false},
                                         {"tail-driver", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
                                          Carveout::Driver},
+                                        {"tail-adam-apart", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
+                                         Carveout::Max, false},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
@@ -156,6 +161,7 @@ int run(const Options& o) {
       cfg.pdl = v.pdl;
       cfg.carveout = v.carveout;
       cfg.x_weight_gathered = v.x_weight_gathered;
+      cfg.weight_adam = v.weight_adam;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);

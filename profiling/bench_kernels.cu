@@ -908,6 +908,55 @@ void bench_optimizer(Bench& bench) {
                 cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, set, ctr.data(), 0.9f, 0.999f, 1e-7f, st,
                                          advance.data());
               });
+    // Layer 0's weight GEMM with its Adam in one clustered launch (cuda::dense_weight_adam, the tail
+    // path's default where the device holds the clusters; NOTES "Layer 0's Adam in its weight GEMM's
+    // cluster"): the step's end in both forms, each a pair of launches as the engine runs them
+    // (inputs rounded, the counters advanced by the optimizer launch): the pieces + adam_reduce_update
+    // over every segment, against dense_weight_adam + adam_reduce_update over the tail's slices only;
+    // and dense_weight_adam alone on each tile.
+    {
+      cuda::GradSlicesSet tail_only;
+      for (int i = 1; i < set.count; ++i) tail_only.seg[tail_only.count++] = set.seg[i];
+      cuda::WeightAdam wa;
+      wa.p = p.data(), wa.m = m.data(), wa.v = v.data();
+      wa.w_offset = 0, wa.b_offset = std::size_t(w0) * in, wa.counters = ctr.data();
+      const std::string shape = cat(B, " rows, ", n, " params");
+      for (GemmPrecision pr : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
+        const bool rounded_in = pr != GemmPrecision::FP32;
+        bench.run("weight_adam", shape,
+                  cat(to_string(pr), " step end apart: pieces (", s0, ") + adam_reduce_update (2 launches)"), wflops,
+                  wbytes + rbytes, [&](cudaStream_t st) {
+                    cuda::dense_weight_partials(part0.data(), dZ.data(), X.data(), B, in, w0, st, pr, rounded_in,
+                                                rounded_in);
+                    cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, set, ctr.data(), 0.9f, 0.999f,
+                                             1e-7f, st, advance.data());
+                  });
+        for (const auto& [tile, name] : {std::pair{cuda::WeightAdamTile::Large, "128x128"},
+                                         std::pair{cuda::WeightAdamTile::Small, "64x64"}}) {
+          std::printf("  weight_adam %s %s at %d rows: clusters of %d blocks held at once: %d (%d tiles)\n", to_string(pr),
+                      name, B, s0, cuda::dense_weight_adam_clusters(B, in, w0, pr, false, tile),
+                      tile == cuda::WeightAdamTile::Large ? ((w0 + 127) / 128) * ((in + 128) / 128)
+                                                          : ((w0 + 63) / 64) * ((in + 64) / 64));
+          if (cuda::dense_weight_adam_tile(B, in, w0, pr, false, tile) != tile) {
+            std::printf("  weight_adam %s %s at %d rows (%d pieces): no such cluster on this device\n", to_string(pr),
+                        name, B, s0);
+            continue;
+          }
+          const double fbytes = 4.0 * (double(B) * (in + w0) + 6.0 * double(w0) * (in + 1));
+          bench.run("weight_adam", shape, cat(to_string(pr), " dense_weight_adam ", name, " (", s0, " pieces a cluster)"),
+                    wflops, fbytes, [&](cudaStream_t st) {
+                      cuda::dense_weight_adam(wa, dZ.data(), X.data(), B, in, w0, st, pr, rounded_in, rounded_in, tile);
+                    });
+          bench.run("weight_adam", shape,
+                    cat(to_string(pr), " step end in one: dense_weight_adam ", name, " + adam_reduce_update (tail slices)"),
+                    wflops, fbytes + 4.0 * (double(blocks) * slice), [&](cudaStream_t st) {
+                      cuda::dense_weight_adam(wa, dZ.data(), X.data(), B, in, w0, st, pr, rounded_in, rounded_in, tile);
+                      cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, tail_only, ctr.data(), 0.9f,
+                                               0.999f, 1e-7f, st, advance.data());
+                    });
+        }
+      }
+    }
     bench.run("optimizer", cat(B, " rows, ", n, " params"), "replaced: adam_update + advance_train_counters (2 launches)",
               10.0 * n, 28.0 * n, [&](cudaStream_t st) {
                 cuda::adam_update(p.data(), m.data(), v.data(), g.data(), n, ctr.data(), 0.9f, 0.999f, 1e-7f, st);

@@ -478,6 +478,89 @@ TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, e
       }
 }
 
+// Layer 0's weight GEMM with Adam in its clustered finish (cuda::dense_weight_adam, the tail path's
+// optimizer for layer 0; sm_90 clusters of up to 16 blocks, the non-portable size): bitwise what it
+// replaces, dense_weight_partials' pieces then adam_reduce_update of that one segment (parameters,
+// moments, the gradient and the rounded copy; the gaps around W and b untouched), on both tiles at
+// every precision, X as floats and from the images. Shapes: quick 600 x 64 -> 40 (7 pieces of 96
+// rows); full adds layer 0's 4096 x 784 -> 128 (16 pieces, the engine's) and 512 (8 pieces). Where
+// the device holds no such cluster the case says so and is skipped (the engine then keeps the pieces).
+TEST_CASE("weight GEMM with Adam across a cluster: bitwise the pieces and adam_reduce_update") {
+  Stream stream;
+  struct Shape {
+    int B, K, N;
+  };
+  const std::vector<Shape> shapes = quick_tests() ? std::vector<Shape>{{600, 64, 40}}
+                                                  : std::vector<Shape>{{600, 64, 40}, {4096, 784, 128}, {512, 784, 128}};
+  int ran = 0, skipped = 0;
+  for (const Shape& sh : shapes)
+    for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+      for (const cuda::WeightAdamTile tile : {cuda::WeightAdamTile::Large, cuda::WeightAdamTile::Small})
+        for (const bool images : {false, true}) {
+          const int B = sh.B, K = sh.K, N = sh.N, slices = cuda::dense_weight_slices(B, K, N);
+          const std::string what = cat(B, "x", K, "->", N, " ", slices, " pieces, tile ", int(tile), images ? " images " : " floats ",
+                                       prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16");
+          INFO(what);
+          if (cuda::dense_weight_adam_tile(B, K, N, prec, images, tile) != tile) {
+            ++skipped;
+            continue;
+          }
+          ++ran;
+          const std::size_t w_off = 5, b_off = w_off + std::size_t(N) * K + 3, total = b_off + N + 4;
+          const auto p0 = random_vector(total, 201), m0 = random_vector(total, 202, -0.05, 0.05),
+                     v0 = random_vector(total, 203, 0.0, 0.01), dZ = random_vector(std::size_t(B) * N, 204, -0.5, 0.5),
+                     X = random_vector(std::size_t(B) * K, 205, 0.0, 1.0);
+          std::vector<uint8_t> img(std::size_t(B) * K);
+          for (std::size_t i = 0; i < img.size(); ++i) img[i] = uint8_t((i * 2654435761u) >> 24);
+          auto gdZ = to_device(dZ), gX = to_device(X);
+          DeviceBuffer<uint8_t> gimg(img.size());
+          CUDA_CHECK(cudaMemcpy(gimg.data(), img.data(), img.size(), cudaMemcpyHostToDevice));
+          const cuda::DenseInput in = images ? cuda::DenseInput::images_by_index(gimg.data(), nullptr, 0) : cuda::DenseInput(gX.data());
+          cuda::TrainCounters c{};
+          c.step = 7;
+          c.lr = 1e-3f;
+          DeviceBuffer<cuda::TrainCounters> ctr(1);
+          CUDA_CHECK(cudaMemcpy(ctr.data(), &c, sizeof c, cudaMemcpyHostToDevice));
+          const bool rq = prec != GemmPrecision::FP32;
+          struct Outs {
+            std::vector<float> p, m, v, g, q;
+          };
+          const auto run = [&](bool fused) {
+            auto p = to_device(p0), m = to_device(m0), v = to_device(v0);
+            auto g = poisoned<float>(total), q = poisoned<float>(total);
+            const cudaStream_t st = stream.get();
+            const cuda::RoundedParams r = rq ? cuda::RoundedParams{q.data(), prec} : cuda::RoundedParams{};
+            if (fused) {
+              cuda::WeightAdam a;
+              a.p = p.data(), a.m = m.data(), a.v = v.data(), a.g_out = g.data();
+              a.w_offset = w_off, a.b_offset = b_off, a.counters = ctr.data(), a.rounded = r;
+              cuda::dense_weight_adam(a, gdZ.data(), in, B, K, N, st, prec, false, false, tile);
+            } else {
+              DeviceBuffer<float> partial(cuda::dense_weight_partial_floats(B, K, N));
+              cuda::dense_weight_partials(partial.data(), gdZ.data(), in, B, K, N, st, prec);
+              cuda::GradSlicesSet set;
+              set.seg[set.count++] = {partial.data(), slices, std::size_t(N) * std::size_t(K + 1), N, K, w_off, b_off};
+              cuda::adam_reduce_update(p.data(), m.data(), v.data(), g.data(), set, ctr.data(), 0.9f, 0.999f, 1e-7f, st,
+                                       nullptr, {}, r);
+              CUDA_CHECK(cudaStreamSynchronize(st));  // (partial is freed at the end of this scope)
+            }
+            CUDA_CHECK(cudaStreamSynchronize(st));
+            return Outs{to_host(p), to_host(m), to_host(v), to_host(g), to_host(q)};
+          };
+          const Outs ref = run(false), got = run(true);
+          CHECK(!bitwise_equal(ref.p, p0));  // (the step moved the parameters: the comparison below is not of copies)
+          CHECK(bitwise_equal(got.p, ref.p));
+          CHECK(bitwise_equal(got.m, ref.m));
+          CHECK(bitwise_equal(got.v, ref.v));
+          CHECK(bitwise_equal(got.g, ref.g));
+          if (rq) CHECK(bitwise_equal(got.q, ref.q));
+          CHECK(to_host(ctr)[0].step == 7);  // (the counters only read)
+        }
+  MESSAGE(cat("weight GEMM with Adam: ", ran, " cases ran, ", skipped,
+              skipped ? " skipped (no such cluster on this device)" : " skipped"));
+  if (cuda::dense_clusters_available()) CHECK(ran > 0);
+}
+
 // dense_weight_partials' dz_rounded / x_rounded (the tail path: dz0 from the tail kernel, X from
 // gather_batch_overlapped, both written rounded to the precision): on inputs that are rounded, the
 // same bits as without the promise, on every tile that can run the weight GEMM; and the promise is

@@ -300,6 +300,50 @@ void tail_programmatic_vs_ordinary() {
   std::printf("tail, programmatic vs ordinary launches: %lld programmatic; eval loss %.9f / %.9f\n", launches[1], ev[1].loss, ev[0].loss);
 }
 
+// The tail path's layer-0 weight GEMM with its Adam in one cluster launch (EngineConfig::weight_adam,
+// cuda::dense_weight_adam) against the pieces in memory and the optimizer's pass over them: two
+// epochs of a 512-row batch (8 pieces of 64 rows: clusters of 8) and an 88-row one (unsplit:
+// clusters of one), the second epoch resumed after its first step, programmatic launches on; then
+// evaluation. Parameters, moments, step, losses and evaluation bitwise; one cluster launch a
+// training step with it on, none without. At fp32 (SimtVecTile's kernel) and tf32 (PipeTile's, with
+// the optimizer's rounded copy of the weights, which it writes too).
+void tail_weight_adam_vs_apart(Precision prec) {
+  const int n = 600, input = 40;
+  auto images = rbytes(std::size_t(n) * input, 51, 0, 255), labels = rbytes(n, 52, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 53;
+  cfg.kernels = Kernels::Tail;
+  cfg.precision = prec;
+  TrainState st[2];
+  EpochStats tr[2], ev[2];
+  long long clusters[2];
+  for (int on : {0, 1}) {
+    cfg.weight_adam = on == 1;
+    const long long before = emu::g_emu_cluster_launches;
+    auto gpu = make_cuda_engine(cfg);
+    expect(gpu->tail_kernel(), "weight_adam: the tail path runs");
+    const int d = gpu->add_dataset(v);
+    gpu->train_epoch(d, 0, 1e-3f);
+    EpochProgress second;
+    second.end_batch = 1;
+    gpu->train_steps(d, 1, 5e-4f, second, nullptr);
+    second.end_batch = -1;
+    gpu->train_steps(d, 1, 5e-4f, second, nullptr);
+    tr[on].loss = second.loss_sum;
+    gpu->get_state(st[on]);
+    ev[on] = gpu->evaluate(d);
+    clusters[on] = emu::g_emu_cluster_launches - before;
+  }
+  const std::string tag = cat("weight_adam ", to_string(prec), ": ");
+  expect(st[0].step == 4 && st[1].step == 4, tag + "four steps taken");
+  expect(clusters[0] == 0 && clusters[1] == 4, cat(tag, clusters[1], " cluster launches on (one a step), ", clusters[0], " off"));
+  expect(st[0].params == st[1].params && st[0].m == st[1].m && st[0].v == st[1].v,
+         tag + "parameters and Adam state bitwise the pieces + optimizer pass");
+  expect(std::memcmp(&tr[0].loss, &tr[1].loss, sizeof(double)) == 0, tag + "the resumed epoch's loss bits");
+  expect(std::memcmp(&ev[0].loss, &ev[1].loss, sizeof(double)) == 0 && ev[0].accuracy == ev[1].accuracy,
+         tag + "evaluation bitwise (the rounded copy the next forward reads included)");
+}
+
 // Kernels::Tail where it cannot run: the graph path, and one line saying why.
 void tail_fallbacks() {
   EngineConfig cfg; cfg.spec.input = 20; cfg.spec.hidden = {8, 8, 8, 8, 8, 8, 8, 8}; cfg.spec.classes = 5; cfg.batch_size = 16; cfg.kernels = Kernels::Tail;
@@ -426,12 +470,13 @@ void auto_races_paths() {
     std::map<std::string, std::string> choices;
   };
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
-                 double gathered_us = 100.0, double in_place_only_us = 100.0) {
+                 double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us, gathered_us, in_place_only_us](const std::string& l) {
+    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "tail step, X in place only" ? in_place_only_us
+             : l == "tail step, Adam apart" ? apart_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -484,19 +529,29 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 5 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 6 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
   // ... and the tail step with X in place for both of layer 0's GEMMs (EngineConfig::x_weight_gathered
   // off), bitwise too.
   const Out in_place_only = run(Kernels::Auto, 5.0, false, {}, 100.0, 3.0);
   expect(in_place_only.tail && same(in_place_only, tail) && !in_place_only.rep.empty() &&
-             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 5 tried") !=
+             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 6 tried") !=
                  std::string::npos &&
              in_place_only.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, X in place only",
          cat("auto race: the tail step with X in place only kept, bitwise: '", in_place_only.rep.empty() ? "" : in_place_only.rep[0], "'"));
   const Out in_place_preset = run(Kernels::Auto, 5.0, false, in_place_only.choices);
   expect(in_place_preset.tail && same(in_place_preset, tail) && in_place_preset.choices == in_place_only.choices,
          "auto race: a preset 'tail step, X in place only' (resume) is kept, bitwise");
+  // ... and the tail step with layer 0's Adam apart from its weight GEMM (EngineConfig::weight_adam
+  // off), bitwise too, and kept on a resume.
+  const Out apart = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 3.0);
+  expect(apart.tail && same(apart, tail) && !apart.rep.empty() &&
+             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 6 tried") != std::string::npos &&
+             apart.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, Adam apart",
+         cat("auto race: the tail step with Adam apart kept, bitwise: '", apart.rep.empty() ? "" : apart.rep[0], "'"));
+  const Out apart_preset = run(Kernels::Auto, 5.0, false, apart.choices);
+  expect(apart_preset.tail && same(apart_preset, tail) && apart_preset.choices == apart.choices,
+         "auto race: a preset 'tail step, Adam apart' (resume) is kept, bitwise");
   const Out slow_tail = run(Kernels::Auto, 20.0, false);
   expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
   const Out near = run(Kernels::Auto, 10.1, false);
@@ -510,7 +565,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 20.0, true);
   expect(check.tail && same(check, tail) && !check.rep.empty() &&
-             check.rep[0].find(": tail step, 5 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(": tail step, 6 checked, not timed, in ") != std::string::npos &&
              check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   // --autotune off: the tail path, no race, bitwise the pinned tail path.
@@ -705,6 +760,8 @@ int main() {
   g_kernels = Kernels::Graph;
   tail_vs_graph();
   tail_programmatic_vs_ordinary();
+  tail_weight_adam_vs_apart(Precision::FP32);
+  tail_weight_adam_vs_apart(Precision::TF32);
   tail_fallbacks();
   x_in_place_vs_gathered();
   autotune_changes_no_bit();

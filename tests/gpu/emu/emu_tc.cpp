@@ -423,6 +423,106 @@ void cluster_split(GemmPrecision prec, int B, int K, int N, cuda::GemmTile tile,
   cuda::dense_force_simt_tile({});
 }
 
+// Layer 0's weight GEMM with Adam in its clustered finish (dense_weight_adam, the tail path's): each
+// [dW | db] tile's pieces the blocks of one cluster (up to 16: the non-portable size), summed from
+// the peers' shared memory and applied by Adam in the same launch. Under every cluster order, in ONE
+// cluster launch, bitwise what it replaces: dense_weight_partials' pieces, then adam_reduce_update of
+// that one segment (p, m, v; the gradient, g_out; the rounded copy), every element outside the
+// segment (the gaps around W and b) untouched in all of them. X as floats or from the images by
+// index; `pieces` forced (dense_force_weight_pieces) or the model's (0). The layer's span sits at odd
+// offsets (W at 5, b after a gap of 3), so a quad's parameters are not 16-byte aligned.
+void weight_adam(GemmPrecision prec, int B, int K, int N, cuda::WeightAdamTile tile, int pieces, bool images,
+                 bool rounded) {
+  const std::string tag = cat(prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16",
+                              " weight+adam B=", B, " K=", K, " N=", N, " tile ", int(tile), " pieces ", pieces,
+                              images ? " images" : " floats", rounded ? " rounded" : "");
+  cuda::dense_force_weight_pieces(pieces);
+  const int slices = cuda::dense_weight_slices(B, K, N);
+  expect(pieces == 0 || slices == pieces, "the pieces forced " + tag);
+  expect(cuda::dense_weight_adam_tile(B, K, N, prec, images, tile) == tile, "the tile runs here " + tag);
+  const std::size_t w_off = 5, b_off = w_off + std::size_t(N) * K + 3, total = b_off + N + 4;
+  const Vec p0 = rnd(total, 201), m0 = rnd(total, 202, -0.05, 0.05), v0 = rnd(total, 203, 0.0, 0.01);
+  const Vec dZ = rnd(std::size_t(B) * N, 204, -0.5, 0.5);
+  // X: floats, or 600 images of K pixels read through a permutation
+  const int n_img = 600;
+  std::vector<uint8_t> pix(std::size_t(n_img) * K);
+  std::mt19937_64 g(205);
+  for (auto& x : pix) x = uint8_t(g() % 256);
+  std::vector<int32_t> idx(n_img);
+  for (int i = 0; i < n_img; ++i) idx[i] = (i * 37 + 11) % n_img;
+  const Vec Xf = rnd(std::size_t(B) * K, 206, 0, 1);
+  const cuda::DenseInput X = images ? cuda::DenseInput::images_by_index(pix.data(), idx.data(), 7) : cuda::DenseInput(Xf.data());
+  cuda::TrainCounters ctr{};
+  ctr.step = 7;
+  ctr.lr = 1e-3f;
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+  // What it replaces: the pieces in memory, then their segment of the optimizer's pass.
+  Vec partial = poison(cuda::dense_weight_partial_floats(B, K, N));
+  cuda::dense_weight_partials(partial.data(), dZ.data(), X, B, K, N, nullptr, prec);
+  cuda::GradSlicesSet set;
+  set.seg[set.count++] = {partial.data(), slices, std::size_t(N) * std::size_t(K + 1), N, K, w_off, b_off};
+  Vec pr = p0, mr = m0, vr = v0, gr = poison(total), qr = poison(total);
+  const cuda::RoundedParams rq_ref = rounded ? cuda::RoundedParams{qr.data(), prec} : cuda::RoundedParams{};
+  cuda::adam_reduce_update(pr.data(), mr.data(), vr.data(), gr.data(), set, &ctr, b1, b2, eps, nullptr, nullptr, {},
+                           rq_ref);
+  expect(std::memcmp(pr.data(), p0.data(), total * sizeof(float)) != 0, "the reference moved the parameters " + tag);
+  for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse, emu::BlockOrder::Shuffled}) {
+    emu::g_block_order = order;
+    const std::string t = cat(tag, " order ", int(order));
+    Vec p = p0, m = m0, v = v0, gv = poison(total), q = poison(total);
+    cuda::WeightAdam a;
+    a.p = p.data(), a.m = m.data(), a.v = v.data(), a.g_out = gv.data();
+    a.w_offset = w_off, a.b_offset = b_off;
+    a.counters = &ctr;
+    a.b1 = b1, a.b2 = b2, a.eps = eps;
+    if (rounded) a.rounded = {q.data(), prec};
+    const long long l0 = g_emu_launches, c0 = emu::g_emu_cluster_launches;
+    cuda::dense_weight_adam(a, dZ.data(), X, B, K, N, nullptr, prec, false, false, tile);
+    expect(g_emu_launches - l0 == 1 && emu::g_emu_cluster_launches - c0 == 1, "one cluster launch " + t);
+    same(p, pr, "parameters = pieces + adam_reduce_update, " + t);
+    same(m, mr, "first moments, " + t);
+    same(v, vr, "second moments, " + t);
+    same(gv, gr, "gradient, " + t);
+    if (rounded) same(q, qr, "rounded copy, " + t);
+  }
+  emu::g_block_order = emu::BlockOrder::Index;
+  cuda::dense_force_weight_pieces(0);
+}
+
+// More pieces than a cluster holds (17 forced): no tile, and dense_weight_adam refuses in one line
+// naming the count, having launched nothing; the same for no rows.
+void weight_adam_refusals() {
+  const int B = 17 * 32, K = 20, N = 8;
+  cuda::dense_force_weight_pieces(17);
+  expect(cuda::dense_weight_slices(B, K, N) == 17, "17 pieces forced");
+  expect(cuda::dense_weight_adam_tile(B, K, N, GemmPrecision::TF32, false) == cuda::WeightAdamTile::None,
+         "17 pieces: no tile");
+  const Vec dZ = rnd(std::size_t(B) * N, 1), X = rnd(std::size_t(B) * K, 2);
+  Vec p = rnd(N * K + N, 3), m(p.size(), 0.0f), v(p.size(), 0.0f);
+  cuda::TrainCounters ctr{};
+  ctr.step = 1;
+  cuda::WeightAdam a;
+  a.p = p.data(), a.m = m.data(), a.v = v.data(), a.b_offset = std::size_t(N) * K, a.counters = &ctr;
+  const auto refused = [&](int rows, const std::string& want) {
+    const long long l0 = g_emu_launches;
+    std::string what;
+    try {
+      cuda::dense_weight_adam(a, dZ.data(), X.data(), rows, K, N, nullptr, GemmPrecision::TF32);
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    expect(what.find("dense_weight_adam") != std::string::npos && what.find(want) != std::string::npos &&
+               g_emu_launches == l0,
+           cat("dense_weight_adam refused at ", rows, " rows: '", what, "'"));
+  };
+  refused(B, "17 pieces");
+  cuda::dense_force_weight_pieces(0);
+  expect(cuda::dense_weight_adam_tile(64, 22, N, GemmPrecision::TF32, false) == cuda::WeightAdamTile::None &&
+             cuda::dense_weight_adam_tile(64, 22, N, GemmPrecision::FP32, false) != cuda::WeightAdamTile::None,
+         "K = 22: no tensor-core tile, an FP32 one");
+  refused(0, "no rows");
+}
+
 // dense_force_ablation (bench_kernels' ablation rows) on the tiles it applies to, TF32 PipeTile
 // 128x128 and 64x64 x 8 warps and the wide wgmma forward tile: without the prepare pass, inputs already rounded to TF32 give the
 // whole loop's bits and unrounded ones do not (the pass was skipped, so the ablated kernel ran);
@@ -828,6 +928,23 @@ void wgmma_all(GemmPrecision prec, bool quick) {
   wgmma_weight_cases(prec, 70, 33, 10, cuda::GemmTile::Wgmma);
 }
 
+// The weight GEMM with Adam's cases (dense_weight_adam).
+void weight_adam_all(bool quick) {
+  // Layer 0's weight GEMM with Adam across the cluster: 16 pieces (the non-portable size) on
+  // 128x128 with a row tail (40 of 128 outputs) and two column tiles, db alone in the last quad
+  // (K + 1 = 149); 4 pieces of 64 rows on 64x64 x 8 warps, the last of 58 (a part slice), X from
+  // the images, with the rounded copy; the unsplit GEMM (a cluster of one) at bf16; FP32's vector
+  // tiles, whose rows need not be whole 16-byte chunks: K + 1 = 151 ends in a quad shared by W's
+  // last columns and db. (The tensor-core tiles refuse K or N not a multiple of 4: the refusals.)
+  weight_adam(GemmPrecision::TF32, 16 * 32, 148, 40, cuda::WeightAdamTile::Large, 16, false, true);
+  weight_adam(GemmPrecision::TF32, 250, 152, 72, cuda::WeightAdamTile::Small, 4, true, true);
+  weight_adam(GemmPrecision::BF16, 100, 60, 12, cuda::WeightAdamTile::Large, 0, false, true);
+  if (!quick) weight_adam(GemmPrecision::BF16, 4 * 32, 784, 20, cuda::WeightAdamTile::Small, 4, true, false);
+  weight_adam(GemmPrecision::FP32, 16 * 32, 150, 40, cuda::WeightAdamTile::Large, 16, true, false);
+  weight_adam(GemmPrecision::FP32, 6 * 32, 70, 70, cuda::WeightAdamTile::Small, 6, false, false);
+  weight_adam_refusals();
+}
+
 // Quick mode (run.sh without --full, about a minute on two cores: each emulated mma is a 32-thread
 // rendezvous) keeps every GEMM kind x precision on the tails that matter: rows 1, 7 and 33 (one
 // row, a partial tile, a tile plus one row), every layer shape (784-deep only at 7 rows: K = 784
@@ -839,6 +956,11 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "wgmma") {  // the wgmma model and tile alone (quick)
     for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16}) wgmma_all(prec, true);
     std::printf("wgmma: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
+    return failures != 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "weight_adam") {  // the weight GEMM with Adam alone
+    weight_adam_all(false);
+    std::printf("weight GEMM with Adam: %d checks, %d failures, %lld launches\n", checks, failures, g_emu_launches);
     return failures != 0;
   }
   std::vector<cases::LayerShape> layers = cases::model_layers();
@@ -916,6 +1038,8 @@ int main(int argc, char** argv) {
   cluster_split(GemmPrecision::FP32, 70, 784, 132, cuda::GemmTile::Auto, false, cuda::SimtTileKind::Vec64);
   cluster_split(GemmPrecision::FP32, 40, 544, 10, cuda::GemmTile::Auto, false, cuda::SimtTileKind::Vec32);
   lap("split-K across a cluster");
+  weight_adam_all(quick);
+  lap("weight GEMM with Adam across a cluster");
   // The pipelined tile: row, column and K tails, the ones column, several stages (7 slices); the
   // weight GEMM's row split (512 rows: 8 pieces of 64); 8 warps with a 3-piece folded forward
   // split (K = 544: pieces of 192, the last 160 deep) and a row tail (100 of 128). --full adds the

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -171,14 +172,18 @@ inline void launch_dynamic(dim3 grid, unsigned threads, std::size_t smem, const 
 // the early start is modelled for launch_kernel's launches only. g_emu_clusters = false: a device
 // that launches no clusters (cluster_capacity 0, cudaDevAttrClusterLaunch 0).
 inline bool g_emu_clusters = true;
+// The kernels given allow_nonportable_clusters (ov/kernels/pdl.cuh): clusters of up to 16 blocks.
+inline std::set<const void*> g_emu_nonportable;
 inline long long g_emu_cluster_launches = 0;
 
 inline void launch_cluster(dim3 grid, unsigned cluster_y, unsigned threads, std::size_t smem, const void* kernel,
                            const std::function<void()>& body) {
   check_dynamic_launch(grid, threads, smem, kernel);
   if (!g_emu_clusters) throw std::runtime_error("emu: a cluster launch on a device without clusters");
-  if (cluster_y == 0 || cluster_y > 8 || grid.y % cluster_y != 0)
-    throw std::runtime_error("emu: clusters of more than 8 blocks, or a grid.y that is not a multiple of the cluster's");
+  const unsigned most = g_emu_nonportable.count(kernel) ? 16u : 8u;  // (allow_nonportable_clusters)
+  if (cluster_y == 0 || cluster_y > most || grid.y % cluster_y != 0)
+    throw std::runtime_error("emu: clusters of more than 8 blocks (16 for a kernel allowed the non-portable sizes), "
+                             "or a grid.y that is not a multiple of the cluster's");
   begin_launch(grid, threads, kernel);
   ++g_emu_cluster_launches;
   for (const dim3 c : block_sequence(dim3(grid.x, grid.y / cluster_y))) {

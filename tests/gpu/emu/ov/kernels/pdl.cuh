@@ -57,11 +57,21 @@ void launch_kernel_in_clusters(void (*kernel)(P...), dim3 grid, dim3 block, unsi
 // The emulated device launches clusters unless a test says otherwise (g_emu_clusters).
 inline bool device_launches_clusters() { return emu::g_emu_clusters; }
 
-// Clusters of up to 8 blocks fit wherever the emulated device launches clusters (g_emu_clusters):
-// as many as its g_emu_sm_count SMs hold, one block an SM.
+// The kernel may launch in clusters of up to 16 blocks from now on (emu::launch_cluster refuses more
+// than 8 to a kernel not given this, as the device does).
 template <class... P>
-int cluster_capacity(void (*)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
-  const bool fits = emu::g_emu_clusters && cluster_y >= 1 && cluster_y <= 8 && threads <= 1024 && smem <= 227 * 1024;
+bool allow_nonportable_clusters(void (*kernel)(P...)) {
+  emu::g_emu_nonportable.insert(emu::kernel_key(kernel));
+  return true;
+}
+
+// Clusters of up to 8 blocks (16 for a kernel given allow_nonportable_clusters) fit wherever the
+// emulated device launches clusters (g_emu_clusters): as many as its g_emu_sm_count SMs hold, one
+// block an SM, at least one.
+template <class... P>
+int cluster_capacity(void (*kernel)(P...), unsigned threads, unsigned cluster_y, std::size_t smem) {
+  const unsigned most = emu::g_emu_nonportable.count(emu::kernel_key(kernel)) ? 16u : 8u;
+  const bool fits = emu::g_emu_clusters && cluster_y >= 1 && cluster_y <= most && threads <= 1024 && smem <= 227 * 1024;
   return fits ? std::max(1, g_emu_sm_count / int(cluster_y)) : 0;
 }
 
