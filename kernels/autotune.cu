@@ -39,7 +39,9 @@ __device__ __forceinline__ unsigned long long smaller(unsigned long long a, unsi
 __global__ void __launch_bounds__(kCompareThreads)
 agreement_kernel(const float* __restrict__ r, const float* __restrict__ c, std::size_t n, std::size_t base,
                  Agreement* out) {
-  __shared__ unsigned long long scale_s[kCompareThreads], worst_s[kCompareThreads], bad_s[kCompareThreads];
+  __shared__ unsigned long long scale_s[kCompareThreads];
+  __shared__ unsigned long long worst_s[kCompareThreads];
+  __shared__ unsigned long long bad_s[kCompareThreads];
   unsigned long long scale = 0, worst = 0, bad = ~0ull;
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
     const float ri = r[i], ci = c[i];

@@ -54,25 +54,49 @@ struct XentRow {
 //   d_j = e_j / sum · scale for j ≠ y, and d_y = -(Σ_{j≠y} e_j) / sum · scale
 //          (p_y - 1 cancels when p_y is near 1: a float p_y = 1 - 1e-3 leaves 1e-3 with a relative
 //          error of 6e-5, and p_y - 1 is 0 for any p_y within 6e-8 of 1).
-__device__ __forceinline__ XentRow xent_row(const float* __restrict__ z, int C, int y, float grad_scale,
-                                               float* __restrict__ d0, float* __restrict__ d1) {
+// xent_row's parts, for a kernel that spreads a row's classes over its threads (the tail kernel:
+// xent_exp per (row, class), xent_sums per row, xent_grad per (row, class)); xent_row is made of the
+// same functions, so both give the same bits.
+// The first maximum's index (NaN logits never win a comparison, so one at 0 stays there).
+__device__ __forceinline__ int xent_argmax(const float* __restrict__ z, int C) {
   int arg = 0;
   for (int j = 1; j < C; ++j)
     if (z[j] > z[arg]) arg = j;
-  const float zmax = z[arg];
-  float others = 0.0f, rest = 0.0f;  // Σ_{j≠arg} e_j, Σ_{j≠y} e_j
+  return arg;
+}
+// e_j (1 at the argmax `arg`, zmax = z[arg]).
+__device__ __forceinline__ float xent_exp(const float* __restrict__ z, int arg, float zmax, int j) {
+  return j == arg ? 1.0f : exp_shifted(z[j], zmax);
+}
+// From e(j) for j = 0, 1, ... in order (the row's e_j): Σ_{j≠arg} e_j (others) and Σ_{j≠y} e_j
+// (rest), and the row's loss and hit.
+template <class E>
+__device__ __forceinline__ XentRow xent_sums(const float* __restrict__ z, E e, int C, int arg, float zmax, int y,
+                                             float& others, float& rest) {
+  others = 0.0f, rest = 0.0f;
   for (int j = 0; j < C; ++j) {
-    const float e = j == arg ? 1.0f : exp_shifted(z[j], zmax);
-    if (j != arg) others += e;
-    if (j != y) rest += e;
+    const float ej = e(j);
+    if (j != arg) others += ej;
+    if (j != y) rest += ej;
   }
   const float lse = log1pf(others);
-  const XentRow out{y < C ? double(lse - (z[y] - zmax)) : double(NAN), arg == y};
+  return XentRow{y < C ? double(lse - (z[y] - zmax)) : double(NAN), arg == y};
+}
+// d_j from e_j, whether j is the label, the row's rest and sum = 1 + others.
+__device__ __forceinline__ float xent_grad(float e, bool label, float rest, float sum, float grad_scale) {
+  return (label ? -rest / sum : e / sum) * grad_scale;
+}
+
+__device__ __forceinline__ XentRow xent_row(const float* __restrict__ z, int C, int y, float grad_scale,
+                                               float* __restrict__ d0, float* __restrict__ d1) {
+  const int arg = xent_argmax(z, C);
+  const float zmax = z[arg];
+  float others, rest;
+  const XentRow out = xent_sums(z, [&](int j) { return xent_exp(z, arg, zmax, j); }, C, arg, zmax, y, others, rest);
   if (d0 || d1) {
     const float sum = 1.0f + others;
     for (int j = 0; j < C; ++j) {
-      const float e = j == arg ? 1.0f : exp_shifted(z[j], zmax);
-      const float g = (j == y ? -rest / sum : e / sum) * grad_scale;
+      const float g = xent_grad(xent_exp(z, arg, zmax, j), j == y, rest, sum, grad_scale);
       if (d0) d0[j] = g;
       if (d1) d1[j] = g;
     }

@@ -714,20 +714,58 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     if (STOP == TailStop::Staged || STOP == TailStop::Forward) continue;
 
     // Softmax + cross-entropy: thread r takes row c0 + r (rows past the chunk's end count as +0).
+    // Training: xent_row's parts spread over the block (the same arithmetic, so the same bits): every
+    // (row, class) item's e_j into dZ_T's row, a barrier, each row's ordered sums, loss and hit by its
+    // thread, a barrier, every item's gradient, rounded, over its e_j. One thread a row ran two
+    // exp_shifted and a division per class in sequence (C = 10: about 600 dependent instructions in
+    // warp 0 while the 7 others waited at the barrier). Evaluation keeps xent_row (no gradient).
     const int C = p.w[T];
-    if (tid < p.chunk) {
+    if constexpr (BACKWARD) {
+      __shared__ float s_xsum[kMaxChunk];   // a row's 1 + Σ_{j≠arg} e_j,
+      __shared__ float s_xrest[kMaxChunk];  // Σ_{j≠y} e_j
+      __shared__ int s_xlabel[kMaxChunk];   // and label
+      const int items = rows * C;
+      for (int i = tid; i < items; i += kThreads) {
+        const int r = i / C, j = i - r * C;
+        const float* z = s_z + r * pl.zs;
+        const int arg = xent_argmax(z, C);
+        s_dz0[r * pl.ds + j] = xent_exp(z, arg, z[arg], j);
+      }
+      __syncthreads();
+      if (tid < p.chunk) {
+        double loss = 0;
+        unsigned hit = 0;
+        if (tid < rows) {
+          const float* z = s_z + tid * pl.zs;
+          const float* e = s_dz0 + tid * pl.ds;
+          float others, rest;
+          const int arg = xent_argmax(z, C);
+          const XentRow x = xent_sums(z, [&](int j) { return e[j]; }, C, arg, z[arg], label, others, rest);
+          loss = x.loss;
+          hit = x.hit ? 1u : 0u;
+          s_xsum[tid] = 1.0f + others;
+          s_xrest[tid] = rest;
+          s_xlabel[tid] = label;
+        }
+        s_loss[tid] = loss;
+        s_hit[tid] = hit;
+      }
+      __syncthreads();
+      float* const trace = p.trace_dz[T - 1];
+      for (int i = tid; i < items; i += kThreads) {
+        const int r = i / C, j = i - r * C;
+        float* const d = s_dz0 + r * pl.ds + j;
+        const float g = xent_grad(*d, j == s_xlabel[r], s_xrest[r], s_xsum[r], p.grad_scale);
+        if (trace) trace[std::size_t(c0 + r) * C + j] = g;
+        *d = round_gemm_input<PREC>(g);
+      }
+    } else if (tid < p.chunk) {
       double loss = 0;
       unsigned hit = 0;
       if (tid < rows) {
-        const int row = c0 + tid;
-        float* dz = BACKWARD ? s_dz0 + tid * pl.ds : nullptr;
-        float* trace = BACKWARD ? p.trace_dz[T - 1] : nullptr;
-        const XentRow x = xent_row(s_z + tid * pl.zs, C, label, p.grad_scale, dz,
-                                   trace ? trace + std::size_t(row) * C : nullptr);
+        const XentRow x = xent_row(s_z + tid * pl.zs, C, label, p.grad_scale, nullptr, nullptr);
         loss = x.loss;
         hit = x.hit ? 1u : 0u;
-        if constexpr (BACKWARD)
-          for (int j = 0; j < C; ++j) dz[j] = round_gemm_input<PREC>(dz[j]);
       }
       s_loss[tid] = loss;
       s_hit[tid] = hit;

@@ -26,8 +26,15 @@ src = re.sub(r'#include <cub/[^>]*>\n', '\n', src)
 # dynamic shared memory: the launch's per-block buffer (ov/cooperative_groups.h)
 src = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = emu::dynamic_shared<\1>();', src)
 # static shared objects (one per file and line: file_id): placed only as aligned as their type demands (ov/cuda_runtime.h, shared_obj)
-src = re.sub(r'(?<!extern )__shared__ ((?:typename )?[\w:<>]+) (\w+)((?:\[[^\]]+\])*);',
+src = re.sub(r'(?<!extern )__shared__ ((?:typename )?(?:(?:unsigned|signed|long|short) )*[\w:<>]+) (\w+)((?:\[[^\]]+\])*);',
              lambda m: f'auto& {m.group(2)} = emu::shared_obj<{m.group(1)}{m.group(3)}, {file_id} + __LINE__>();', src)
+# Any other form (two declarators in one statement, an initializer) would be left as it is and run
+# as one static object for every block of the process: the blocks that run at once would race on it,
+# and the results depend on the schedule. Refused: one declarator a statement.
+left = re.search(r'(?<!extern )(?<!// )__shared__ [^;]*;', re.sub(r'//[^\n]*', '', src))
+if left:
+    sys.exit(f'transform.py: {sys.argv[1]}: a __shared__ declaration it cannot rewrite (one declarator a statement, '
+             f'no initializer): {left.group(0)!r}')
 out, i = '', 0
 while True:
     j = src.find('<<<', i)
