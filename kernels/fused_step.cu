@@ -563,21 +563,48 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
             forward(f.params + ly.w_offset, false);
           __syncthreads();
         }
-        // Softmax + cross-entropy, one thread per row: xent_row (step_math.cuh), as softmax_xent_kernel.
+        // Softmax + cross-entropy: xent_row's parts (step_math.cuh) spread over the block, the same
+        // arithmetic and order as softmax_xent_kernel's xent_row, so the same bits: every (row,
+        // class) item's e_j into the row of dZ, a barrier, each row's ordered sums, loss and hit by
+        // its thread, a barrier, every item's gradient (one thread a row ran its C exp_shifted twice
+        // and C divisions in sequence on every phase-B item's path).
         const FusedLayer& out = f.layer[L - 1];
         const int C = out.out;
+        __shared__ float s_xsum[kR];   // a row's 1 + Σ_{j≠arg} e_j,
+        __shared__ float s_xrest[kR];  // Σ_{j≠y} e_j
+        __shared__ int s_xlabel[kR];   // and label
+        const int items = nr * C;
+        for (int i = tid; i < items; i += kT) {
+          const int r = i / C, j = i - r * C;
+          const float* z = smem + oA[L - 1] + r * b_stride(C);
+          const int arg = xent_argmax(z, C);
+          smem[oD[L - 1] + r * b_stride(C) + j] = xent_exp(z, arg, z[arg], j);
+        }
+        __syncthreads();
         if (tid < nr) {
           const int r = tid;
           const uint8_t label = it == int(blockIdx.x) ? first_label : f.labels[s_idx[r0 + r]];
-          const XentRow row = xent_row(smem + oA[L - 1] + r * b_stride(C), C, label, grad_scale,
-                                       smem + oD[L - 1] + r * b_stride(C), out.dz + std::size_t(r0 + r) * C);
+          const float* z = smem + oA[L - 1] + r * b_stride(C);
+          const float* e = smem + oD[L - 1] + r * b_stride(C);
+          const int arg = xent_argmax(z, C);
+          float others, rest;
+          const XentRow row = xent_sums(z, [&](int j) { return e[j]; }, C, arg, z[arg], label, others, rest);
           s_loss[r] = row.loss;
           s_hit[r] = row.hit ? 1u : 0u;
+          s_xsum[r] = 1.0f + others;
+          s_xrest[r] = rest;
+          s_xlabel[r] = label;
+        }
+        __syncthreads();
+        for (int i = tid; i < items; i += kT) {
+          const int r = i / C, j = i - r * C;
+          float* const d = smem + oD[L - 1] + r * b_stride(C) + j;
+          const float g = xent_grad(*d, j == s_xlabel[r], s_xrest[r], s_xsum[r], grad_scale);
+          out.dz[std::size_t(r0 + r) * C + j] = g;
           if constexpr (PREC != GemmPrecision::FP32)  // dZ as the data and weight GEMMs take it
-            for (int j = 0; j < C; ++j) {
-              float* d = smem + oD[L - 1] + r * b_stride(C) + j;
-              *d = round_gemm_input<PREC>(*d);
-            }
+            *d = round_gemm_input<PREC>(g);
+          else
+            *d = g;
         }
         __syncthreads();
         if (tid == 0) {  // the item's loss and hits, rows in order

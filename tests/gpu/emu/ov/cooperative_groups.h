@@ -108,6 +108,9 @@ inline void run_blocks(unsigned b0, unsigned b1, unsigned threads, std::size_t s
     blocks[b].by = (b0 + b) / gridDim.x;
     blocks[b].sync.expected = threads;
     blocks[b].sync.what = "__syncthreads";
+    // (a cooperative launch's blocks run at once: each its own static __shared__ objects, poisoned,
+    // as a programmatic or cluster launch's; one at a time they may share the process's)
+    blocks[b].own_statics = nb > 1;
     lease.take(blocks[b], smem);
   }
   run(blocks, threads, body, nb > 1 ? "a cooperative launch" : "a launch with dynamic shared memory");

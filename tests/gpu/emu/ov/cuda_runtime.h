@@ -72,7 +72,8 @@ template <class T, int ID>
 T& shared_obj() {
   static_assert(std::is_trivially_copyable<T>::value, "a __shared__ object is raw memory on the device");
   constexpr std::size_t a = alignof(T) < 16 ? alignof(T) : 0;
-  // A block in flight beside other blocks of its kernel (a programmatic launch): its own object,
+  // A block in flight beside other blocks of its kernel (a programmatic, cluster or cooperative
+  // launch): its own object,
   // poisoned (0xFF) as the device leaves it undefined.
   if (Fiber* f = scheduler().current; f && f->block->own_statics) {
     std::unique_ptr<unsigned char[]>& slot = f->block->statics[ID];
