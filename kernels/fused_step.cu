@@ -570,42 +570,23 @@ __global__ void __launch_bounds__(kT) fused_step_kernel(const FusedStep f, int s
         // and C divisions in sequence on every phase-B item's path).
         const FusedLayer& out = f.layer[L - 1];
         const int C = out.out;
-        __shared__ float s_xsum[kR];   // a row's 1 + Σ_{j≠arg} e_j,
-        __shared__ float s_xrest[kR];  // Σ_{j≠y} e_j
-        __shared__ int s_xlabel[kR];   // and label
-        const int items = nr * C;
-        for (int i = tid; i < items; i += kT) {
-          const int r = i / C, j = i - r * C;
-          const float* z = smem + oA[L - 1] + r * b_stride(C);
-          const int arg = xent_argmax(z, C);
-          smem[oD[L - 1] + r * b_stride(C) + j] = xent_exp(z, arg, z[arg], j);
-        }
+        __shared__ XentRowScratch<kR> s_x;
+        float* const e = smem + oD[L - 1];  // (the rows of dZ: e_j, then the gradient over it)
+        const float* const z = smem + oA[L - 1];
+        xent_exp_items(z, b_stride(C), e, b_stride(C), nr, C, tid, kT);
         __syncthreads();
         if (tid < nr) {
           const int r = tid;
           const uint8_t label = it == int(blockIdx.x) ? first_label : f.labels[s_idx[r0 + r]];
-          const float* z = smem + oA[L - 1] + r * b_stride(C);
-          const float* e = smem + oD[L - 1] + r * b_stride(C);
-          const int arg = xent_argmax(z, C);
-          float others, rest;
-          const XentRow row = xent_sums(z, [&](int j) { return e[j]; }, C, arg, z[arg], label, others, rest);
+          const XentRow row = xent_row_sums(z + r * b_stride(C), e + r * b_stride(C), C, label, r, s_x);
           s_loss[r] = row.loss;
           s_hit[r] = row.hit ? 1u : 0u;
-          s_xsum[r] = 1.0f + others;
-          s_xrest[r] = rest;
-          s_xlabel[r] = label;
         }
         __syncthreads();
-        for (int i = tid; i < items; i += kT) {
-          const int r = i / C, j = i - r * C;
-          float* const d = smem + oD[L - 1] + r * b_stride(C) + j;
-          const float g = xent_grad(*d, j == s_xlabel[r], s_xrest[r], s_xsum[r], grad_scale);
+        xent_grad_items(e, b_stride(C), nr, C, s_x, grad_scale, tid, kT, [&](int r, int j, float g) {
           out.dz[std::size_t(r0 + r) * C + j] = g;
-          if constexpr (PREC != GemmPrecision::FP32)  // dZ as the data and weight GEMMs take it
-            *d = round_gemm_input<PREC>(g);
-          else
-            *d = g;
-        }
+          e[r * b_stride(C) + j] = PREC != GemmPrecision::FP32 ? round_gemm_input<PREC>(g) : g;  // dZ as the GEMMs take it
+        });
         __syncthreads();
         if (tid == 0) {  // the item's loss and hits, rows in order
           double loss = 0;

@@ -87,6 +87,47 @@ __device__ __forceinline__ float xent_grad(float e, bool label, float rest, floa
   return (label ? -rest / sum : e / sum) * grad_scale;
 }
 
+// ---- xent over a block: a chunk's rows spread over its threads ----
+// Three steps, barriers between them (the caller's), xent_row's functions and orders, so the same
+// bits as one thread a row running xent_row:
+//   xent_exp_items   every (row, class) item's e_j into e (row r at e + r·es: the rows of dZ);
+//   xent_row_sums    each row's ordered sums, loss and hit, by one thread, kept in XentRowScratch;
+//   xent_grad_items  every item's gradient over its e_j, handed to store(r, j, g).
+template <int ROWS>
+struct XentRowScratch {
+  float sum[ROWS];   // 1 + Σ_{j≠arg} e_j
+  float rest[ROWS];  // Σ_{j≠y} e_j
+  int label[ROWS];
+};
+__device__ __forceinline__ void xent_exp_items(const float* z, int zs, float* e, int es, int rows, int C, int tid,
+                                               int threads) {
+  for (int i = tid; i < rows * C; i += threads) {
+    const int r = i / C, j = i - r * C;
+    const float* zr = z + r * zs;
+    const int arg = xent_argmax(zr, C);
+    e[r * es + j] = xent_exp(zr, arg, zr[arg], j);
+  }
+}
+template <int ROWS>
+__device__ __forceinline__ XentRow xent_row_sums(const float* z, const float* e, int C, int y, int r,
+                                                 XentRowScratch<ROWS>& x) {
+  const int arg = xent_argmax(z, C);
+  float others, rest;
+  const XentRow out = xent_sums(z, [&](int j) { return e[j]; }, C, arg, z[arg], y, others, rest);
+  x.sum[r] = 1.0f + others;
+  x.rest[r] = rest;
+  x.label[r] = y;
+  return out;
+}
+template <int ROWS, class Store>
+__device__ __forceinline__ void xent_grad_items(const float* e, int es, int rows, int C, const XentRowScratch<ROWS>& x,
+                                                float grad_scale, int tid, int threads, Store store) {
+  for (int i = tid; i < rows * C; i += threads) {
+    const int r = i / C, j = i - r * C;
+    store(r, j, xent_grad(e[r * es + j], j == x.label[r], x.rest[r], x.sum[r], grad_scale));
+  }
+}
+
 __device__ __forceinline__ XentRow xent_row(const float* __restrict__ z, int C, int y, float grad_scale,
                                                float* __restrict__ d0, float* __restrict__ d1) {
   const int arg = xent_argmax(z, C);

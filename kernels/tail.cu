@@ -721,44 +721,26 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     // warp 0 while the 7 others waited at the barrier). Evaluation keeps xent_row (no gradient).
     const int C = p.w[T];
     if constexpr (BACKWARD) {
-      __shared__ float s_xsum[kMaxChunk];   // a row's 1 + Σ_{j≠arg} e_j,
-      __shared__ float s_xrest[kMaxChunk];  // Σ_{j≠y} e_j
-      __shared__ int s_xlabel[kMaxChunk];   // and label
-      const int items = rows * C;
-      for (int i = tid; i < items; i += kThreads) {
-        const int r = i / C, j = i - r * C;
-        const float* z = s_z + r * pl.zs;
-        const int arg = xent_argmax(z, C);
-        s_dz0[r * pl.ds + j] = xent_exp(z, arg, z[arg], j);
-      }
+      __shared__ XentRowScratch<kMaxChunk> s_x;
+      xent_exp_items(s_z, pl.zs, s_dz0, pl.ds, rows, C, tid, kThreads);
       __syncthreads();
       if (tid < p.chunk) {
         double loss = 0;
         unsigned hit = 0;
         if (tid < rows) {
-          const float* z = s_z + tid * pl.zs;
-          const float* e = s_dz0 + tid * pl.ds;
-          float others, rest;
-          const int arg = xent_argmax(z, C);
-          const XentRow x = xent_sums(z, [&](int j) { return e[j]; }, C, arg, z[arg], label, others, rest);
+          const XentRow x = xent_row_sums(s_z + tid * pl.zs, s_dz0 + tid * pl.ds, C, label, tid, s_x);
           loss = x.loss;
           hit = x.hit ? 1u : 0u;
-          s_xsum[tid] = 1.0f + others;
-          s_xrest[tid] = rest;
-          s_xlabel[tid] = label;
         }
         s_loss[tid] = loss;
         s_hit[tid] = hit;
       }
       __syncthreads();
       float* const trace = p.trace_dz[T - 1];
-      for (int i = tid; i < items; i += kThreads) {
-        const int r = i / C, j = i - r * C;
-        float* const d = s_dz0 + r * pl.ds + j;
-        const float g = xent_grad(*d, j == s_xlabel[r], s_xrest[r], s_xsum[r], p.grad_scale);
+      xent_grad_items(s_dz0, pl.ds, rows, C, s_x, p.grad_scale, tid, kThreads, [&](int r, int j, float g) {
         if (trace) trace[std::size_t(c0 + r) * C + j] = g;
-        *d = round_gemm_input<PREC>(g);
-      }
+        s_dz0[r * pl.ds + j] = round_gemm_input<PREC>(g);
+      });
     } else if (tid < p.chunk) {
       double loss = 0;
       unsigned hit = 0;
