@@ -720,37 +720,31 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     // exp_shifted and a division per class in sequence (C = 10: about 600 dependent instructions in
     // warp 0 while the 7 others waited at the barrier). Evaluation keeps xent_row (no gradient).
     const int C = p.w[T];
+    __shared__ XentRowScratch<kMaxChunk> s_x;  // (training: the rows' sums between the steps)
     if constexpr (BACKWARD) {
-      __shared__ XentRowScratch<kMaxChunk> s_x;
       xent_exp_items(s_z, pl.zs, s_dz0, pl.ds, rows, C, tid, kThreads);
       __syncthreads();
-      if (tid < p.chunk) {
-        double loss = 0;
-        unsigned hit = 0;
-        if (tid < rows) {
-          const XentRow x = xent_row_sums(s_z + tid * pl.zs, s_dz0 + tid * pl.ds, C, label, tid, s_x);
-          loss = x.loss;
-          hit = x.hit ? 1u : 0u;
-        }
-        s_loss[tid] = loss;
-        s_hit[tid] = hit;
+    }
+    if (tid < p.chunk) {
+      double loss = 0;
+      unsigned hit = 0;
+      if (tid < rows) {
+        const float* z = s_z + tid * pl.zs;
+        const XentRow x = BACKWARD ? xent_row_sums(z, s_dz0 + tid * pl.ds, C, label, tid, s_x)
+                                   : xent_row(z, C, label, p.grad_scale, nullptr, nullptr);
+        loss = x.loss;
+        hit = x.hit ? 1u : 0u;
       }
+      s_loss[tid] = loss;
+      s_hit[tid] = hit;
+    }
+    if constexpr (BACKWARD) {
       __syncthreads();
       float* const trace = p.trace_dz[T - 1];
       xent_grad_items(s_dz0, pl.ds, rows, C, s_x, p.grad_scale, tid, kThreads, [&](int r, int j, float g) {
         if (trace) trace[std::size_t(c0 + r) * C + j] = g;
         s_dz0[r * pl.ds + j] = round_gemm_input<PREC>(g);
       });
-    } else if (tid < p.chunk) {
-      double loss = 0;
-      unsigned hit = 0;
-      if (tid < rows) {
-        const XentRow x = xent_row(s_z + tid * pl.zs, C, label, p.grad_scale, nullptr, nullptr);
-        loss = x.loss;
-        hit = x.hit ? 1u : 0u;
-      }
-      s_loss[tid] = loss;
-      s_hit[tid] = hit;
     }
     __syncthreads();
     phase_stamp(kTailPhaseSoftmax);
