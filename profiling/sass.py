@@ -12,6 +12,7 @@ reports per kernel what ptxas made of it:
   profiling/sass.py kernels/dense_tf32_forward.cu [-k REGEX]  # per kernel: instructions, local memory, loops
   profiling/sass.py kernels/tail.cu -k 'tail_kernel<.*TF32, true' --dump 0x1f20-0x2800
   profiling/sass.py kernels/dense_tf32_backward.cu --summary  # one line a kernel (dense_*.cu: the GEMM tiles)
+  profiling/sass.py kernels/tail.cu --summary --build build   # the build's own machine code: no compile
 
 Per kernel: the instruction count, local-memory instructions (LDL/STL: spills or a stack frame),
 and every loop (a backward branch; innermost marked) with its instruction mix, its share of math
@@ -26,6 +27,7 @@ private apt configuration (the system's sources are not changed).
 """
 import argparse
 import collections
+import glob
 import os
 import re
 import shutil
@@ -103,14 +105,103 @@ def compile_cubin(src, arch, out):
     cmd = [nvcc, "-cubin", f"-arch={arch}", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17", "-lineinfo",
            f"-I{ROOT}", "-o", out, src]
     subprocess.run(cmd, check=True)
-    # The header as nvdisasm 11.8 reads it: osabi 0x33, abiversion 7, e_flags = virtual SM << 16 | 0x500 | SM
-    # (64-bit addresses, unified texture mode); the newer header keeps the SM in e_flags' second byte.
-    d = bytearray(open(out, "rb").read())
+    fix_header(out)
+
+
+def fix_header(cubin):
+    """The header as nvdisasm 11.8 reads it: osabi 0x33, abiversion 7, e_flags = virtual SM << 16 | 0x500 | SM
+    (64-bit addresses, unified texture mode); the newer header keeps the SM in e_flags' second byte."""
+    d = bytearray(open(cubin, "rb").read())
     if d[7] != 0x33:
         sm = (struct.unpack_from("<I", d, 48)[0] >> 8) & 0xFF
         d[7], d[8] = 0x33, 7
         struct.pack_into("<I", d, 48, (sm << 16) | 0x500 | sm)
-        open(out, "wb").write(d)
+        open(cubin, "wb").write(d)
+
+
+def elf_sections(data):
+    """{name: bytes} of a 64-bit little-endian ELF file's sections."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return {}
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    heads = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    if shstrndx >= len(heads):
+        return {}
+    strtab = heads[shstrndx][4]
+    out = {}
+    for name, typ, _, _, off, size in heads:
+        end = data.index(b"\0", strtab + name)
+        out[data[strtab + name:end].decode(errors="replace")] = b"" if typ == 8 else data[off:off + size]  # (8: NOBITS)
+    return out
+
+
+# A fatbin entry's flags: its payload compressed by LZ4 (not read here) or ZSTD (read by Debian's zstd,
+# where installed: nvcc compresses the largest images, e.g. kernels/dense_tf32_ablation.cu's).
+FATBIN_LZ4, FATBIN_ZSTD = 0x2000, 0x8000
+
+
+def fatbin_payload(payload, flags, packed):
+    """An entry's payload as stored, uncompressed; None where it cannot be (LZ4, or no zstd)."""
+    if flags & FATBIN_LZ4:
+        return None
+    if not flags & FATBIN_ZSTD:
+        return payload
+    zstd = shutil.which("zstd")
+    if not zstd or payload[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    r = subprocess.run([zstd, "-d", "-c", "-q"], input=payload[:packed], capture_output=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def cubin_from_object(obj, out):
+    """The machine code a build already made: the sm_90 / sm_90a ELF image in the .nv_fatbin section of
+    an object nvcc wrote (kernels/CMakeLists.txt's flags are compile_cubin's: -O3 -DNDEBUG -lineinfo, the
+    same architecture), written to `out` with nvdisasm's header. False, writing nothing, where the object
+    holds no such image or it cannot be read (then compile_cubin)."""
+    try:
+        sections = elf_sections(open(obj, "rb").read())
+    except (OSError, struct.error, ValueError):
+        return False
+    fb = sections.get(".nv_fatbin", b"")
+    found = None
+    o = 0
+    while o + 16 <= len(fb):  # one or more fatbins, each a header and its entries
+        magic, _, hsize, fsize = struct.unpack_from("<IHHQ", fb, o)
+        if magic != 0xBA55ED50:
+            break
+        e, end = o + hsize, o + hsize + fsize
+        while e + 64 <= end:
+            kind, _, ehs, size = struct.unpack_from("<HHIQ", fb, e)
+            packed = struct.unpack_from("<I", fb, e + 16)[0]  # (the compressed size: the payload is padded)
+            arch = struct.unpack_from("<I", fb, e + 28)[0]
+            flags = struct.unpack_from("<Q", fb, e + 40)[0]
+            if kind == 2 and arch == 90:
+                payload = fatbin_payload(fb[e + ehs:e + ehs + size], flags, packed)
+                if payload is None:
+                    return False
+                if payload[:4] == b"\x7fELF":
+                    found = payload
+            e += ehs + size
+        o = end
+    if found is None:
+        return False
+    phoff, shoff = struct.unpack_from("<QQ", found, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", found, 0x36)
+    with open(out, "wb") as f:
+        f.write(found[:max(phoff + phentsize * phnum, shoff + shentsize * shnum, 64)])  # (the payload is padded)
+    fix_header(out)
+    return True
+
+
+def build_object(build, src):
+    """The object the build at `build` compiled `src` (under the repository; relative: to its root) into, if it is not older
+    than the source; else None."""
+    rel = os.path.relpath(src if os.path.isabs(src) else os.path.join(ROOT, src), ROOT)
+    hits = glob.glob(os.path.join(build, os.path.dirname(rel), "CMakeFiles", "*.dir", os.path.basename(rel) + ".o"))
+    if len(hits) != 1 or os.path.getmtime(hits[0]) < os.path.getmtime(os.path.join(ROOT, rel)):
+        return None
+    return hits[0]
 
 
 def disassemble(nvdisasm, cubin):
@@ -410,6 +501,8 @@ def main():
     ap.add_argument("--dump", help="ADDR-ADDR (hex): print the instructions there, with their source lines")
     ap.add_argument("--sass", help="also write the whole disassembly here")
     ap.add_argument("--summary", action="store_true", help="one line a kernel instead of its loops")
+    ap.add_argument("--build", help="a build directory: read the machine code of its object of the source (not older "
+                    "than the source) instead of compiling it (seconds rather than up to a minute a dense*.cu)")
     a = ap.parse_args()
     if a.have_nvdisasm:
         sys.exit(0 if find_nvdisasm() else 1)
@@ -425,7 +518,13 @@ def main():
     arch = a.arch or arch_of(a.source)
     with tempfile.TemporaryDirectory() as tmp:
         cubin = os.path.join(tmp, "k.cubin")
-        compile_cubin(a.source, arch, cubin)
+        obj = build_object(a.build, a.source) if a.build and not a.arch else None
+        if obj and cubin_from_object(obj, cubin):
+            print(f"(the machine code of {obj})", file=sys.stderr)
+        else:
+            if a.build:
+                print(f"(no current object of {a.source} under {a.build}: compiled)", file=sys.stderr)
+            compile_cubin(a.source, arch, cubin)
         text = disassemble(nvdisasm, cubin)
     if a.sass:
         open(a.sass, "w").write(text)

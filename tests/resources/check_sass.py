@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Machine-code budgets of the hot kernels (ctest kernel_sass, label build; no GPU needed).
 
-  check_sass.py BUDGETS
+  check_sass.py BUDGETS [BUILD]
 
 Each budget line of BUDGETS is
   MAX METRIC SOURCE PATTERN
@@ -20,7 +20,11 @@ name as profiling/sass.py prints it, and METRIC one of
             round trips in sequence), counted exactly over the kernel's code.
 Every matching kernel must be within MAX, and the budget must be tight: a line looser than its
 kernels need (generic: by any; per_mma: by more than 0.5) fails too, so that a gain is kept.
-The sources are compiled with the project's nvcc and disassembled by profiling/sass.py. Without
+The machine code is the build's own where BUILD (the build directory) holds an object of the source
+that is not older than it (profiling/sass.py cubin_from_object: the .nv_fatbin's sm_90 image, the
+code nvcc made with the same flags), else the source is compiled with the project's nvcc; either
+way it is disassembled by profiling/sass.py. (Compiling them again took ~400 CPU-s of CI's test
+time: the dense GEMM sources are the build's largest compiles.) Without
 nvdisasm (profiling/sass.py --fetch; tests/run.sh fetches it) the test is skipped (exit 77) with a
 line saying so.
 """
@@ -51,8 +55,9 @@ def metrics(ins, labels):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
+    build = sys.argv[2] if len(sys.argv) == 3 else None
     budgets = []
     for n, line in enumerate(open(sys.argv[1]), 1):
         line = line.strip()
@@ -76,15 +81,22 @@ def main():
 
     def read(src, tmp):
         cubin = os.path.join(tmp, os.path.basename(src) + ".cubin")
-        sass.compile_cubin(os.path.join(ROOT, src), sass.arch_of(src), cubin)
+        obj = sass.build_object(build, src) if build else None
+        if not (obj and sass.cubin_from_object(obj, cubin)):
+            sass.compile_cubin(os.path.join(ROOT, src), sass.arch_of(src), cubin)
+            obj = None
+        origin[src] = obj or "compiled"
         parsed = sass.parse(sass.disassemble(nvdisasm, cubin))
         names = sass.demangle([k[0] for k in parsed])
         return [(name, metrics(ins, labels)) for (_, ins, labels), name in zip(parsed, names)]
 
+    origin = {}
     with tempfile.TemporaryDirectory() as tmp:
         every = sorted({f for found in files.values() for f in found})
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             per_file = dict(zip(every, pool.map(lambda f: read(f, tmp), every)))
+    for f in sorted(origin):
+        print(f"  {f}: {'compiled here' if origin[f] == 'compiled' else 'the build object ' + os.path.relpath(origin[f], build)}")
     kernels = {spec: [k for f in found for k in per_file[f]] for spec, found in files.items()}
     failed = []
     for n, mx, metric, src, pattern in budgets:

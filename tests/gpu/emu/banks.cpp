@@ -212,35 +212,69 @@ std::string short_name(std::string n) {
   return n;
 }
 
-// addr2line's lines for one address of this program (pairs of function and file:line, innermost
-// first with -i).
-std::vector<std::string> addr2line(const void* a, bool call_site) {
-  std::vector<std::string> lines;
-  Dl_info info{};
-  if (!dladdr(a, &info) || !info.dli_fname) return lines;
-  char cmd[512];
-  std::snprintf(cmd, sizeof cmd, "addr2line -C -f -i -e '%s' 0x%lx", info.dli_fname,
-                static_cast<unsigned long>(std::uintptr_t(a) - (call_site ? 1 : 0) - std::uintptr_t(info.dli_fbase)));
-  FILE* p = popen(cmd, "r");
-  if (!p) return lines;
-  char buf[8192];
-  while (std::fgets(buf, sizeof buf, p)) {
-    std::string l(buf);
-    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
-    lines.push_back(l);
+// addr2line's lines for many addresses of this program at once: per address, pairs of function and
+// file:line, innermost first (-i). One addr2line a binary for all of them (-a prints each address
+// before its lines): it reads the binary's debug information once, where one process an address
+// read it for every site (≈ 140 s of the ci set's report, 2026-11-28). The address of an instruction
+// (a hook's return address) is looked up one byte back, in the call instruction; a kernel's entry as is.
+struct Lookup {
+  const void* a;
+  bool call_site;
+};
+std::map<const void*, std::vector<std::string>> addr2line(const std::vector<Lookup>& want) {
+  std::map<const void*, std::vector<std::string>> out;
+  std::map<std::string, std::vector<std::pair<unsigned long, const void*>>> by_file;  // binary: (offset, address)
+  for (const Lookup& w : want) {
+    Dl_info info{};
+    if (!w.a || !dladdr(w.a, &info) || !info.dli_fname) continue;
+    by_file[info.dli_fname].push_back(
+        {static_cast<unsigned long>(std::uintptr_t(w.a) - (w.call_site ? 1 : 0) - std::uintptr_t(info.dli_fbase)), w.a});
   }
-  pclose(p);
-  return lines;
+  for (const auto& [file, offsets] : by_file) {
+    char list[] = "/tmp/emu_banks_addrXXXXXX";
+    const int fd = mkstemp(list);
+    if (fd < 0) continue;
+    FILE* f = fdopen(fd, "w");
+    std::map<unsigned long, std::vector<const void*>> of_offset;
+    for (const auto& [off, a] : offsets) {
+      if (of_offset[off].empty()) std::fprintf(f, "0x%lx\n", off);
+      of_offset[off].push_back(a);
+    }
+    std::fclose(f);
+    const std::string cmd = "addr2line -a -C -f -i -e '" + file + "' < " + list;
+    FILE* p = popen(cmd.c_str(), "r");
+    std::vector<std::string> group;
+    const auto flush = [&](unsigned long off) {
+      for (const void* a : of_offset[off]) out[a] = group;
+      group.clear();
+    };
+    unsigned long off = 0;
+    bool open = false;
+    char buf[8192];
+    while (p && std::fgets(buf, sizeof buf, p)) {
+      std::string l(buf);
+      while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+      if (l.rfind("0x", 0) == 0) {  // the next address (function names never start so)
+        if (open) flush(off);
+        off = std::strtoul(l.c_str(), nullptr, 16);
+        open = true;
+      } else {
+        group.push_back(l);
+      }
+    }
+    if (open) flush(off);
+    if (p) pclose(p);
+    std::remove(list);
+  }
+  return out;
 }
 
-// The kernel's name (its entry address, from the launch), and for an instruction (a hook's return
-// address) the innermost function and its source line.
-std::string kernel_name(const void* k) {
-  const auto lines = k ? addr2line(k, false) : std::vector<std::string>{};
+// The kernel's name (from the lines of its entry address), and for an instruction the innermost
+// function and its source line.
+std::string kernel_name(const std::vector<std::string>& lines) {
   return lines.empty() ? std::string("?") : short_name(lines[0]);
 }
-Line site_line(const void* s) {
-  const auto lines = addr2line(s, true);
+Line site_line(const std::vector<std::string>& lines) {
   Line r{"", "?", "?"};
   if (lines.size() < 2) return r;
   r.function = short_name(lines[0]);
@@ -272,9 +306,26 @@ void banks_report(std::FILE* to, std::size_t top) {
   analyse();
   std::map<const void*, std::string> kernel_names;
   std::map<const void*, Line> lines;
-  for (const auto& [key, st] : stats()) {
-    if (!kernel_names.count(std::get<0>(key))) kernel_names[std::get<0>(key)] = kernel_name(std::get<0>(key));
-    if (!lines.count(std::get<1>(key))) lines[std::get<1>(key)] = site_line(std::get<1>(key));
+  {
+    std::vector<Lookup> want;
+    for (const auto& [key, st] : stats()) {
+      if (!kernel_names.count(std::get<0>(key))) {
+        kernel_names[std::get<0>(key)];
+        want.push_back({std::get<0>(key), false});
+      }
+      if (!lines.count(std::get<1>(key))) {
+        lines[std::get<1>(key)];
+        want.push_back({std::get<1>(key), true});
+      }
+    }
+    // (a kernel's entry and a site never share an address: the entry is no hook's return address)
+    const auto found = addr2line(want);
+    const auto of = [&](const void* a) {
+      const auto it = found.find(a);
+      return it == found.end() ? std::vector<std::string>{} : it->second;
+    };
+    for (auto& [k, name] : kernel_names) name = kernel_name(of(k));
+    for (auto& [s, line] : lines) line = site_line(of(s));
   }
   struct Row {
     std::string kernel, function, where;
