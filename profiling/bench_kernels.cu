@@ -931,8 +931,10 @@ void bench_optimizer(Bench& bench) {
                     cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, set, ctr.data(), 0.9f, 0.999f,
                                              1e-7f, st, advance.data());
                   });
-        for (const auto& [tile, name] : {std::pair{cuda::WeightAdamTile::Large, "128x128"},
-                                         std::pair{cuda::WeightAdamTile::Small, "64x64"}}) {
+        for (const auto& tn : {std::pair{cuda::WeightAdamTile::Large, "128x128"},
+                               std::pair{cuda::WeightAdamTile::Small, "64x64"}}) {
+          const cuda::WeightAdamTile tile = tn.first;  // (not a structured binding: the lambdas below capture it)
+          const char* const name = tn.second;
           std::printf("  weight_adam %s %s at %d rows: clusters of %d blocks held at once: %d (%d tiles)\n", to_string(pr),
                       name, B, s0, cuda::dense_weight_adam_clusters(B, in, w0, pr, false, tile),
                       tile == cuda::WeightAdamTile::Large ? ((w0 + 127) / 128) * ((in + 128) / 128)

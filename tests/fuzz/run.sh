@@ -59,26 +59,26 @@ done
 # 0 seconds: build, then only run the seeds and the regressions once (a smoke test).
 if [ "$SECS" -eq 0 ]; then budget=(-runs=0); else budget=(-max_total_time="$SECS"); fi
 
-status=0
-for t in "${TARGETS[@]}"; do
-  seeds="$ROOT/tests/fuzz/corpus/$t"
-  [ -d "$seeds" ] || { echo "fuzz: unknown target '$t' (no $seeds)" >&2; exit 2; }
-  regs=()
+# One target, its report on stdout and stderr; exit 1 when it failed.
+fuzz_one() {
+  local t=$1
+  local seeds="$ROOT/tests/fuzz/corpus/$t"
+  local regs=()
   [ -n "$(ls "$ROOT/tests/fuzz/regressions/$t" 2>/dev/null)" ] && regs=("$ROOT/tests/fuzz/regressions/$t")
-  work="$BUILD/corpus/$t"
-  art="$BUILD/artifacts/$t"
+  local work="$BUILD/corpus/$t"
+  local art="$BUILD/artifacts/$t"
+  local scratch
   scratch=$(mktemp -d "$( [ -d /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/mnist_fuzz_$t.XXXXXX")
   mkdir -p "$work" "$art"
   rm -f "$art"/*
   echo "fuzz: $t for ${SECS}s (seeds: tests/fuzz/corpus/$t, log: $BUILD/fuzz_$t.log)"
-  rc=0
+  local rc=0
   MNIST_FUZZ_SCRATCH="$scratch" ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     "$BUILD/fuzz_$t" "${budget[@]}" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1536 \
     -print_final_stats=1 -artifact_prefix="$art/" "$work" "$seeds" "${regs[@]}" >"$BUILD/fuzz_$t.log" 2>&1 || rc=$?
   rm -rf "$scratch"
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "$BUILD/fuzz_$t.log" | sed 's/^/  /' || true
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$art")" ]; then
-    status=1
     echo "fuzz: $t FAILED (exit $rc); the report:" >&2
     grep -m1 -B2 -A25 -E 'ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error:|invariant failed|terminate called' \
       "$BUILD/fuzz_$t.log" >&2 || tail -40 "$BUILD/fuzz_$t.log" >&2
@@ -88,8 +88,35 @@ for t in "${TARGETS[@]}"; do
       cp "$f" "$ROOT/tests/fuzz/regressions/$t/"
       echo "fuzz: saved $f -> tests/fuzz/regressions/$t/$(basename "$f")" >&2
     done
-  else
-    echo "fuzz: $t ok"
+    return 1
+  fi
+  echo "fuzz: $t ok"
+}
+
+for t in "${TARGETS[@]}"; do
+  [ -d "$ROOT/tests/fuzz/corpus/$t" ] || { echo "fuzz: unknown target '$t' (no $ROOT/tests/fuzz/corpus/$t)" >&2; exit 2; }
+done
+# The targets side by side, JOBS at a time (each libFuzzer process runs on one core: one after the
+# other they left CI's second core idle for a minute), their reports printed in order.
+rm -f "$BUILD"/fuzz_*.failed
+status=0
+declare -A pid_of
+running=()
+for t in "${TARGETS[@]}"; do
+  fuzz_one "$t" >"$BUILD/fuzz_$t.out" 2>&1 &
+  pid_of[$t]=$!
+  running+=("$t")
+  if [ ${#running[@]} -ge "$JOBS" ]; then
+    wait "${pid_of[${running[0]}]}" || echo 1 >"$BUILD/fuzz_${running[0]}.failed"
+    running=("${running[@]:1}")
+  fi
+done
+for t in "${running[@]}"; do wait "${pid_of[$t]}" || echo 1 >"$BUILD/fuzz_$t.failed"; done
+for t in "${TARGETS[@]}"; do
+  cat "$BUILD/fuzz_$t.out"
+  if [ -f "$BUILD/fuzz_$t.failed" ]; then
+    status=1
+    rm -f "$BUILD/fuzz_$t.failed"
   fi
 done
 exit $status

@@ -423,7 +423,10 @@ TEST_CASE("clustered split-K forward: bitwise the second pass and the tickets, e
   for (const cuda::SimtTileKind simt : {cuda::SimtTileKind::Vec128, cuda::SimtTileKind::Vec64, cuda::SimtTileKind::Vec32})
     tiles.push_back({GemmPrecision::FP32, cuda::GemmTile::Auto, simt});
   for (const Shape& sh : shapes)
-    for (const auto& [prec, tile, simt] : tiles) {
+    for (const Tiles& t : tiles) {
+        const GemmPrecision prec = t.prec;  // (not a structured binding: the lambdas below capture them)
+        const cuda::GemmTile tile = t.tile;
+        const cuda::SimtTileKind simt = t.simt;
         const int B = sh.B, K = sh.K, N = sh.N;
         const std::string what = cat(B, "x", K, "->", N, " tile ", int(tile), " simt ", int(simt), " ",
                                      prec == GemmPrecision::FP32 ? "fp32" : prec == GemmPrecision::TF32 ? "tf32" : "bf16");
