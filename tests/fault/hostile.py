@@ -111,18 +111,25 @@ class Tests:
             # on a busy machine that can end after the first epoch.
             if shutil.which("dot"):
                 wait_for(lambda: os.path.exists(os.path.join(out, "model.png")), "the first run's model.png")
-            # The first run goes on writing its files atomically: its temporary files
-            # (<file>.tmp.<its pid>) come and go at any moment and are not the second run's doing.
+            # The first run is stopped (SIGSTOP) while the second one runs: it still holds the folder,
+            # but writes nothing, so that any change is the second run's. (Running, it ended an epoch
+            # between the two listings on a busy CI machine and wrote its history files there: the
+            # test failed on the first run's doing.) Its temporary files (<file>.tmp.<its pid>) of a
+            # write cut by the stop are its own too.
             own_tmp = ".tmp.%d" % first.pid
             listing = lambda: sorted(f for f in os.listdir(out) if not f.endswith(own_tmp))
-            before = listing()
-            r = subprocess.run([self.binary] + self.args + ["--data", self.small, "--out", out, "--epochs", "1"],
-                               capture_output=True, text=True, timeout=120)
+            first.send_signal(signal.SIGSTOP)
+            try:
+                before = listing()
+                r = subprocess.run([self.binary] + self.args + ["--data", self.small, "--out", out, "--epochs", "1"],
+                                   capture_output=True, text=True, timeout=120)
+                after = listing()
+            finally:
+                first.send_signal(signal.SIGCONT)
             lines = r.stderr.strip().splitlines()
             check(r.returncode == 2, "second run: exit %d, expected 2" % r.returncode)
             check(len(lines) == 1 and out in lines[0] and "pid %d" % first.pid in lines[0],
                   "second run: stderr should be one line naming %s and pid %d, got %r" % (out, first.pid, r.stderr))
-            after = listing()
             check(after == before, "the second run changed the folder: %s" % sorted(set(before) ^ set(after)))
         finally:
             first.send_signal(signal.SIGINT)

@@ -218,7 +218,10 @@ inline Fiber* pick(Scheduler& s) {
     it = fast != none ? fast : waiter != none ? waiter : slow != none ? slow : s.ready.begin();
   }
   Fiber* f = *it;
-  s.ready.erase(it);
+  if (it == s.ready.begin())
+    s.ready.pop_front();  // (the common case: erase's general path cost 5 % of emu_gpu_tests' time)
+  else
+    s.ready.erase(it);
   if (f->spinning) {
     f->spinning = false;
     --s.spinning;
