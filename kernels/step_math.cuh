@@ -99,6 +99,8 @@ struct XentRowScratch {
   float rest[ROWS];  // Σ_{j≠y} e_j
   int label[ROWS];
 };
+// (Each item finds its row's argmax itself, C comparisons, and xent_row_sums again: a barrier and a
+// per-row step to share it would cost more than a row of C compares.)
 __device__ __forceinline__ void xent_exp_items(const float* z, int zs, float* e, int es, int rows, int C, int tid,
                                                int threads) {
   for (int i = tid; i < rows * C; i += threads) {

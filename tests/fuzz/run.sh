@@ -96,27 +96,16 @@ fuzz_one() {
 for t in "${TARGETS[@]}"; do
   [ -d "$ROOT/tests/fuzz/corpus/$t" ] || { echo "fuzz: unknown target '$t' (no $ROOT/tests/fuzz/corpus/$t)" >&2; exit 2; }
 done
-# The targets side by side, JOBS at a time (each libFuzzer process runs on one core: one after the
-# other they left CI's second core idle for a minute), their reports printed in order.
-rm -f "$BUILD"/fuzz_*.failed
-status=0
-declare -A pid_of
-running=()
+# The targets side by side (each libFuzzer process runs on one core: one after the other they left
+# CI's second core idle for a minute), their reports printed in order.
+pids=()
 for t in "${TARGETS[@]}"; do
   fuzz_one "$t" >"$BUILD/fuzz_$t.out" 2>&1 &
-  pid_of[$t]=$!
-  running+=("$t")
-  if [ ${#running[@]} -ge "$JOBS" ]; then
-    wait "${pid_of[${running[0]}]}" || echo 1 >"$BUILD/fuzz_${running[0]}.failed"
-    running=("${running[@]:1}")
-  fi
+  pids+=($!)
 done
-for t in "${running[@]}"; do wait "${pid_of[$t]}" || echo 1 >"$BUILD/fuzz_$t.failed"; done
-for t in "${TARGETS[@]}"; do
-  cat "$BUILD/fuzz_$t.out"
-  if [ -f "$BUILD/fuzz_$t.failed" ]; then
-    status=1
-    rm -f "$BUILD/fuzz_$t.failed"
-  fi
+status=0
+for i in "${!TARGETS[@]}"; do
+  wait "${pids[$i]}" || status=1
+  cat "$BUILD/fuzz_${TARGETS[$i]}.out"
 done
 exit $status

@@ -212,7 +212,7 @@ std::string short_name(std::string n) {
   return n;
 }
 
-// addr2line's lines for many addresses of this program at once: per address, pairs of function and
+// addr2line's lines for many addresses of this program at once: for want[i], pairs of function and
 // file:line, innermost first (-i). One addr2line a binary for all of them (-a prints each address
 // before its lines): it reads the binary's debug information once, where one process an address
 // read it for every site (≈ 140 s of the ci set's report, 2026-11-28). The address of an instruction
@@ -221,48 +221,35 @@ struct Lookup {
   const void* a;
   bool call_site;
 };
-std::map<const void*, std::vector<std::string>> addr2line(const std::vector<Lookup>& want) {
-  std::map<const void*, std::vector<std::string>> out;
-  std::map<std::string, std::vector<std::pair<unsigned long, const void*>>> by_file;  // binary: (offset, address)
-  for (const Lookup& w : want) {
+std::vector<std::vector<std::string>> addr2line(const std::vector<Lookup>& want) {
+  std::vector<std::vector<std::string>> out(want.size());
+  std::map<std::string, std::vector<std::size_t>> by_file;  // binary: the lookups in it, in order
+  std::vector<unsigned long> offset(want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
     Dl_info info{};
-    if (!w.a || !dladdr(w.a, &info) || !info.dli_fname) continue;
-    by_file[info.dli_fname].push_back(
-        {static_cast<unsigned long>(std::uintptr_t(w.a) - (w.call_site ? 1 : 0) - std::uintptr_t(info.dli_fbase)), w.a});
+    if (!want[i].a || !dladdr(want[i].a, &info) || !info.dli_fname) continue;
+    offset[i] = static_cast<unsigned long>(std::uintptr_t(want[i].a) - (want[i].call_site ? 1 : 0) -
+                                           std::uintptr_t(info.dli_fbase));
+    by_file[info.dli_fname].push_back(i);
   }
-  for (const auto& [file, offsets] : by_file) {
+  for (const auto& [file, lookups] : by_file) {
     char list[] = "/tmp/emu_banks_addrXXXXXX";
     const int fd = mkstemp(list);
     if (fd < 0) continue;
     FILE* f = fdopen(fd, "w");
-    std::map<unsigned long, std::vector<const void*>> of_offset;
-    for (const auto& [off, a] : offsets) {
-      if (of_offset[off].empty()) std::fprintf(f, "0x%lx\n", off);
-      of_offset[off].push_back(a);
-    }
+    for (const std::size_t i : lookups) std::fprintf(f, "0x%lx\n", offset[i]);
     std::fclose(f);
-    const std::string cmd = "addr2line -a -C -f -i -e '" + file + "' < " + list;
-    FILE* p = popen(cmd.c_str(), "r");
-    std::vector<std::string> group;
-    const auto flush = [&](unsigned long off) {
-      for (const void* a : of_offset[off]) out[a] = group;
-      group.clear();
-    };
-    unsigned long off = 0;
-    bool open = false;
+    FILE* p = popen(("addr2line -a -C -f -i -e '" + file + "' < " + list).c_str(), "r");
+    std::size_t k = 0;  // the lookups whose address line has been read
     char buf[8192];
     while (p && std::fgets(buf, sizeof buf, p)) {
       std::string l(buf);
       while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
-      if (l.rfind("0x", 0) == 0) {  // the next address (function names never start so)
-        if (open) flush(off);
-        off = std::strtoul(l.c_str(), nullptr, 16);
-        open = true;
-      } else {
-        group.push_back(l);
-      }
+      if (l.rfind("0x", 0) == 0)  // the next address (function names never start so)
+        ++k;
+      else if (k >= 1 && k <= lookups.size())
+        out[lookups[k - 1]].push_back(l);
     }
-    if (open) flush(off);
     if (p) pclose(p);
     std::remove(list);
   }
@@ -309,23 +296,16 @@ void banks_report(std::FILE* to, std::size_t top) {
   {
     std::vector<Lookup> want;
     for (const auto& [key, st] : stats()) {
-      if (!kernel_names.count(std::get<0>(key))) {
-        kernel_names[std::get<0>(key)];
-        want.push_back({std::get<0>(key), false});
-      }
-      if (!lines.count(std::get<1>(key))) {
-        lines[std::get<1>(key)];
-        want.push_back({std::get<1>(key), true});
-      }
+      if (kernel_names.emplace(std::get<0>(key), "").second) want.push_back({std::get<0>(key), false});
+      if (lines.emplace(std::get<1>(key), Line{}).second) want.push_back({std::get<1>(key), true});
     }
-    // (a kernel's entry and a site never share an address: the entry is no hook's return address)
     const auto found = addr2line(want);
-    const auto of = [&](const void* a) {
-      const auto it = found.find(a);
-      return it == found.end() ? std::vector<std::string>{} : it->second;
-    };
-    for (auto& [k, name] : kernel_names) name = kernel_name(of(k));
-    for (auto& [s, line] : lines) line = site_line(of(s));
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      if (want[i].call_site)
+        lines[want[i].a] = site_line(found[i]);
+      else
+        kernel_names[want[i].a] = kernel_name(found[i]);
+    }
   }
   struct Row {
     std::string kernel, function, where;
