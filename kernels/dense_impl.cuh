@@ -1590,6 +1590,10 @@ struct WgmmaTile {
   template <Kind KIND, unsigned ABLATE = 0>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     static_assert(KIND == Kind::Forward, "WgmmaTile runs the forward GEMM (both operands K-major)");
+#if !MNIST_WGMMA
+    __trap();  // only sm_90a code runs this tile (dense.cu's probe keeps the launchers off it
+    return;    // elsewhere); the compute_90 PTX keeps no body of it to compile
+#endif
     constexpr bool COPY = !(ABLATE & kAblateCopies), PREPARE = !(ABLATE & kAblatePrepare),
                    MATH = !(ABLATE & kAblateMath);
     const SlicePlan plan(p, z, BK, true);  // Forward only
@@ -1892,6 +1896,10 @@ struct WgmmaWeightTile {
   template <Kind KIND>
   __device__ static void run(const GemmParams& p, int m0, int n0, int z, float* smem) {
     static_assert(KIND == Kind::Weight, "WgmmaWeightTile runs the weight GEMM (both operands MN-major)");
+#if !MNIST_WGMMA
+    __trap();  // (as WgmmaTile::run)
+    return;
+#endif
     const SlicePlan plan(p, z, BK, false);
     const int k_begin = plan.k_begin, k_last = plan.k_last, slices = plan.slices;
 

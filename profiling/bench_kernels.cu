@@ -1003,6 +1003,10 @@ void bench_optimizer(Bench& bench) {
 
 // See the header: layer 0's TF32 GEMMs whole and with parts of their loop removed.
 void bench_ablation(Bench& bench) {
+  if (!cuda::dense_wgmma_available()) {  // (the ablation kernels are built as sm_90a machine code only)
+    std::printf("ablation: skipped, its kernels are sm_90a code and this GPU does not run it\n");
+    return;
+  }
   const int K = 784, N = 128, n_images = 60000;
   const DeviceImages dev_images(n_images, K, 91);
   const DeviceBuffer<cuda::TrainCounters>& ctr = dev_images.ctr;

@@ -199,9 +199,11 @@ def build_object(build, src):
     than the source; else None."""
     rel = os.path.relpath(src if os.path.isabs(src) else os.path.join(ROOT, src), ROOT)
     hits = glob.glob(os.path.join(build, os.path.dirname(rel), "CMakeFiles", "*.dir", os.path.basename(rel) + ".o"))
-    if len(hits) != 1 or os.path.getmtime(hits[0]) < os.path.getmtime(os.path.join(ROOT, rel)):
+    # (the newest, where a source moved between targets leaves the old target's object behind)
+    newest = max(hits, key=os.path.getmtime, default=None)
+    if newest is None or os.path.getmtime(newest) < os.path.getmtime(os.path.join(ROOT, rel)):
         return None
-    return hits[0]
+    return newest
 
 
 def disassemble(nvdisasm, cubin):

@@ -7,8 +7,13 @@
 # skip those passes; MNIST_FUZZ_SECONDS sets the fuzzing time per target (default 60).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# Each stage's wall time, printed as it ends (where CI's minutes go).
+stage_start=$SECONDS
+stage_done() { echo "== tests/run.sh: $1 took $((SECONDS - stage_start)) s (total $SECONDS s) =="; stage_start=$SECONDS; }
 "$root/apps/setup.sh" mnist
+stage_done setup
 "$root/apps/build.sh"
+stage_done build
 # The disassembler for the kernel_sass test (Debian's nvdisasm, into ~/.cache/mnist_cuda; the test
 # is skipped, with a line saying so, if it cannot be fetched).
 python3 "$root/profiling/sass.py" --have-nvdisasm 2>/dev/null || python3 "$root/profiling/sass.py" --fetch ||
@@ -19,20 +24,26 @@ python3 "$root/profiling/sass.py" --have-nvdisasm 2>/dev/null || python3 "$root/
 # every barrier waiting for it (test_training took 65 s here, 3 s alone on the same machine).
 (cd "$root/build" && OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
    ctest --output-on-failure --timeout 900 --parallel 2 "$@")
+stage_done ctest
 
 if [ "${MNIST_NO_FUZZ:-0}" != 1 ]; then
   echo "== libFuzzer: IDX reader and checkpoint loader, ${MNIST_FUZZ_SECONDS:-60} s each, side by side =="
   bash "$root/tests/fuzz/run.sh" "${MNIST_FUZZ_SECONDS:-60}"
+  stage_done fuzzing
 fi
 
 if [ "${MNIST_NO_SANITIZE:-0}" != 1 ]; then
   echo "== CPU tests under ASan + UBSan =="
   # (the CUDA kernels linked from build/: the sanitizers instrument host C++ only)
-  # (-O1, the sanitizers' own advice: their reports stay exact and it compiles in less time than -O2)
+  # (-O0 -g1: nothing optimised away from the checks, line tables for the reports' stacks; it
+  # compiles in 150 s where -O1 -g took 215, and the tests run no slower on one thread each)
   cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMNIST_SANITIZE=ON \
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" -DMNIST_KERNELS_FROM="$root/build" >/dev/null
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O0 -g1 -DNDEBUG" -DMNIST_KERNELS_FROM="$root/build" >/dev/null
   cmake --build "$root/build-asan" --parallel --target mnist_tests fuzz_replay
+  stage_done "ASan build"
   # OpenBLAS/OpenMP thread pools are reported as leaks at exit by LeakSanitizer: not ours.
   (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     ctest --output-on-failure --timeout 900 -L cpu)
+     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
+     ctest --output-on-failure --timeout 900 --parallel 2 -L cpu)
+  stage_done "ASan tests"
 fi
