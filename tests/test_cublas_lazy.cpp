@@ -30,6 +30,17 @@ int loaded(const char* part) {
   return s.n;
 }
 
+// The message of the CudaError f throws ("" if it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const mnist::CudaError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 // (First in this file: ctest runs each file's cases in a process of their own, in this order.)
@@ -61,12 +72,7 @@ TEST_CASE("LazyLibrary: a missing library is reported with every place tried, ea
   mnist::LazyLibrary lib("libmnist_no_such_library.so.1", "/nonexistent_dir");
   CHECK(!lib.loaded());
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::string what;
-    try {
-      lib.symbol("some_function");
-    } catch (const mnist::CudaError& e) {
-      what = e.what();
-    }
+    const std::string what = error_of([&] { lib.symbol("some_function"); });
     CAPTURE(what);
     CHECK(what.find("libmnist_no_such_library.so.1 could not be loaded") != std::string::npos);
     CHECK(what.find("some_function") != std::string::npos);
@@ -81,12 +87,7 @@ TEST_CASE("LazyLibrary: symbols of a library that loads, and a clear error for o
   CHECK(lib.loaded());
   REQUIRE(reinterpret_cast<void*>(cos_fn) != nullptr);
   CHECK(cos_fn(0.5) == std::cos(0.5));
-  std::string what;
-  try {
-    lib.symbol("mnist_no_such_symbol");
-  } catch (const mnist::CudaError& e) {
-    what = e.what();
-  }
+  const std::string what = error_of([&] { lib.symbol("mnist_no_such_symbol"); });
   CAPTURE(what);
   CHECK(what.find("libm.so.6: no symbol mnist_no_such_symbol") == 0);
 }
