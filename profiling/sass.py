@@ -27,6 +27,7 @@ private apt configuration (the system's sources are not changed).
 """
 import argparse
 import collections
+import functools
 import glob
 import os
 import re
@@ -227,9 +228,13 @@ def branch_offset(lo, hi):
     return 4 * ((high << 8) | ((lo >> 16) & 0xFF))
 
 
+PREDICATE = re.compile(r"^@!?U?P[0-9T]+\s+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def opcode(text):
-    t = re.sub(r"^@!?U?P[0-9T]+\s+", "", text)
-    return t.split()[0] if t.split() else ""
+    words = PREDICATE.sub("", text, count=1).split(None, 1)
+    return words[0] if words else ""
 
 
 def parse(text):
@@ -238,6 +243,7 @@ def parse(text):
     out = []
     for name, body in zip(parts[1::2], parts[2::2]):
         ins, labels, pending, where = [], {}, [], None
+        rel = {}  # file as nvdisasm names it -> relative to the repository
         words = {}  # addr -> [low, high] encoding words
         last = None
         for line in body.split("\n"):
@@ -248,7 +254,10 @@ def parse(text):
                 continue
             m = LINE.search(s)
             if m:
-                where = (os.path.relpath(m.group(1), ROOT), int(m.group(2)))
+                f = m.group(1)
+                if f not in rel:
+                    rel[f] = os.path.relpath(f, ROOT)
+                where = (rel[f], int(m.group(2)))
                 continue
             m = INS.search(s)
             if m:
