@@ -18,23 +18,23 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <string>
+
 #include "runtime/lazy_library.hpp"
 
 #ifndef MNIST_CUDA_LIBRARY_DIR
 #define MNIST_CUDA_LIBRARY_DIR ""
 #endif
-#define MNIST_STR2(x) #x
-#define MNIST_STR(x) MNIST_STR2(x)
 
 namespace mnist::detail {
 namespace {
 
 LazyLibrary& blas() {
-  static LazyLibrary lib("libcublas.so." MNIST_STR(CUBLAS_VER_MAJOR), MNIST_CUDA_LIBRARY_DIR);
+  static LazyLibrary lib("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR), MNIST_CUDA_LIBRARY_DIR);
   return lib;
 }
 LazyLibrary& lt() {
-  static LazyLibrary lib("libcublasLt.so." MNIST_STR(CUBLAS_VER_MAJOR), MNIST_CUDA_LIBRARY_DIR);
+  static LazyLibrary lib("libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR), MNIST_CUDA_LIBRARY_DIR);
   return lib;
 }
 
