@@ -54,10 +54,15 @@ enum Stream : uint32_t {
   kSplit = 4,    // counter = (index/4, 0, 0, kSplit<<16)
 };
 
+// Block q of the given stream: the draws of its elements 4q .. 4q + 3, in order.
+MNIST_HD U4 draw_block(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t q, uint64_t ctr) {
+  const U4 c{uint32_t(q), uint32_t(ctr), uint32_t(ctr >> 32), (stream << 16) | (sub & 0xFFFFu)};
+  return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
+}
+
 // Word `i & 3` of the block that holds element i of the given stream.
 MNIST_HD uint32_t draw(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t i, uint64_t ctr) {
-  U4 c{uint32_t(i >> 2), uint32_t(ctr), uint32_t(ctr >> 32), (stream << 16) | (sub & 0xFFFFu)};
-  U4 r = philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
+  const U4 r = draw_block(seed, stream, sub, i >> 2, ctr);
   switch (i & 3) {
     case 0: return r.x;
     case 1: return r.y;

@@ -7,6 +7,7 @@
 #include "layers/cpu_ops.hpp"
 #include "layers/engine.hpp"
 #include "runtime/error.hpp"
+#include "runtime/huge_pages.hpp"
 
 namespace mnist {
 namespace {
@@ -39,6 +40,7 @@ class CpuEngine final : public Engine {
     MNIST_CHECK(d.dim == cfg_.spec.input, "dataset has ", d.dim, " pixels per image, the model expects ",
                 cfg_.spec.input);
     Stored s;
+    reserve_huge(s.images, std::size_t(d.n) * d.dim);  // (runtime/huge_pages.hpp: first touched by the copy)
     s.images.assign(d.images, d.images + std::size_t(d.n) * d.dim);
     s.labels.assign(d.labels, d.labels + d.n);
     s.n = d.n;

@@ -168,9 +168,17 @@ void dropout_forward(T* out, const T* in, std::size_t n, float p, uint64_t seed,
                      uint32_t layer) {
   const uint32_t thr = rng::dropout_threshold(p);
   const T scale = T(1) / (T(1) - T(p));
+  // One Philox block gives the draws of 4 consecutive elements (rng::draw's layout: word i & 3 of
+  // block i / 4), so each block is computed once, not once per element: the same mask, a quarter
+  // of the work (dropout was a fifth of a CPU training step).
+  const std::size_t blocks = (n + 3) / 4;
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::size_t i = 0; i < n; ++i)
-    out[i] = rng::dropout_keep(seed, step, layer, i, thr) ? in[i] * scale : T(0);
+  for (std::size_t q = 0; q < blocks; ++q) {
+    const rng::U4 r = rng::draw_block(seed, rng::kDropout, layer, q, step);
+    const uint32_t word[4] = {r.x, r.y, r.z, r.w};
+    for (std::size_t i = 4 * q, e = std::min(n, 4 * q + 4); i < e; ++i)
+      out[i] = word[i & 3] >= thr ? in[i] * scale : T(0);
+  }
 }
 
 template <class T>

@@ -211,6 +211,17 @@ TEST_CASE("dropout: inverted scaling, fixed mask reproducible, gradient matches 
   std::vector<double> Y3(n);
   cpu::dropout_forward(Y3.data(), X.data(), n, p, 7, 4, 1);  // another step: another mask
   CHECK(Y3 != Y);
+  // The mask is rng::dropout_keep's, element by element (the layout the GPU kernels share), at
+  // lengths that end inside a Philox block of 4 draws too.
+  const uint32_t thr = rng::dropout_threshold(p);
+  for (const std::size_t len : {std::size_t(1), std::size_t(3), std::size_t(6), n - 1}) {
+    std::vector<double> Z(len, std::nan(""));
+    cpu::dropout_forward(Z.data(), X.data(), len, p, 7, 3, 2);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < len; ++i)
+      wrong += (Z[i] != 0) != rng::dropout_keep(7, 3, 2, i, thr);
+    CHECK_MESSAGE(wrong == 0, len, " elements");
+  }
 
   auto G = random_vector<double>(n, 31);
   auto loss = [&] {

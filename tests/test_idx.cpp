@@ -10,6 +10,7 @@
 #include "apps/data/mnist.hpp"
 #include "helpers.hpp"
 #include "runtime/error.hpp"
+#include "runtime/huge_pages.hpp"
 
 using namespace mnist;
 
@@ -55,6 +56,47 @@ TEST_CASE("read_idx reads raw and gzip files written by write_idx") {
     IdxArray a = read_idx(p, 3);
     CHECK(a.dims == std::vector<uint32_t>{3, 4, 5});
     CHECK(a.data == data);
+  }
+}
+
+// Large enough for the buffers to be advised onto huge pages (runtime/huge_pages.hpp) and, for a
+// gzip file, for its inflated buffer to become the payload itself (idx.cpp's take_exactly).
+TEST_CASE("read_idx: a payload of several MiB, and one byte short of it or past it") {
+  std::vector<uint8_t> data(std::size_t(6) << 20);
+  uint32_t x = 12345;
+  for (uint8_t& b : data) b = uint8_t((x = x * 1664525u + 1013904223u) >> 24);
+  for (const char* name : {"/big.idx", "/big.idx.gz"}) {
+    const std::string p = tmp_dir() + name;
+    write_idx(p, {3, 1024, 2048}, data);
+    IdxArray a = read_idx(p, 3);
+    CHECK(a.dims == std::vector<uint32_t>{3, 1024, 2048});
+    CHECK(a.data == data);
+    // The same bytes under a header that claims one more, and one fewer, than the file holds.
+    const bool gz = std::string(name).find(".gz") != std::string::npos;
+    for (const uint32_t claim : {uint32_t(data.size() + 1), uint32_t(data.size() - 1)}) {
+      std::vector<uint8_t> bytes{0, 0, 8, 1};
+      for (int s = 24; s >= 0; s -= 8) bytes.push_back(uint8_t(claim >> s));
+      bytes.insert(bytes.end(), data.begin(), data.end());
+      gzFile f = gzopen(p.c_str(), gz ? "wb1" : "wbT");
+      REQUIRE(f != nullptr);
+      REQUIRE(gzwrite(f, bytes.data(), unsigned(bytes.size())) == int(bytes.size()));
+      gzclose(f);
+      expect_input_error(p, claim > data.size() ? "truncated" : "trailing bytes", 1);
+    }
+  }
+}
+
+TEST_CASE("reserve_huge: the vector's capacity and contents are a plain reserve's") {
+  for (const std::size_t n : {std::size_t(100), std::size_t(5) << 20, (std::size_t(9) << 20) + 7}) {
+    std::vector<uint8_t> v{1, 2, 3};
+    reserve_huge(v, n);
+    CHECK(v.capacity() >= n);
+    CHECK(v == std::vector<uint8_t>{1, 2, 3});
+    v.resize(n, 9);
+    CHECK(v[2] == 3);
+    CHECK(v[n - 1] == 9);
+    reserve_huge(v, 10);  // smaller than the capacity: nothing changes
+    CHECK(v.size() == n);
   }
 }
 

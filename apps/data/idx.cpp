@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "runtime/error.hpp"
+#include "runtime/huge_pages.hpp"
 
 namespace mnist {
 namespace {
@@ -66,6 +67,18 @@ class Source {
     return k;
   }
   bool direct() const { return f_ && gzdirect(f_.get()); }  // zlib reads the file as it is (not gzip)
+  // When the source is in memory and exactly n bytes are left: those bytes as a vector of their
+  // own, made from the inflated buffer in place (no second buffer of the payload's size, whose
+  // fresh pages cost more than the copy), and true. Otherwise (a stream, or a size that read_idx
+  // reports as truncated or as trailing bytes) false, and nothing is consumed.
+  bool take_exactly(std::size_t n, std::vector<uint8_t>& out) {
+    if (f_ || mem_.size() - pos_ != n) return false;
+    mem_.erase(mem_.begin(), mem_.begin() + std::ptrdiff_t(pos_));
+    out = std::move(mem_);
+    mem_.clear();
+    pos_ = 0;
+    return true;
+  }
 
  private:
   std::string path_;
@@ -93,6 +106,7 @@ bool inflate_whole(const std::string& path, std::vector<uint8_t>& out) {
   std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> d(libdeflate_alloc_decompressor(),
                                                                                 libdeflate_free_decompressor);
   if (!d) return false;
+  reserve_huge(out, isize);  // (runtime/huge_pages.hpp: first touched by the resize)
   out.resize(isize);
   std::size_t in_used = 0, out_used = 0;
   const libdeflate_result r =
@@ -145,8 +159,9 @@ IdxArray read_idx(const std::string& path, int expect_ndims) {
       throw InputError(cat(path, ": dimensions describe more than 1 GiB of data (dimension ", i, " = ", d, ")"));
     out.dims.push_back(d);
   }
-  // The buffer grows with the bytes actually read (doubling from 64 KiB), so a tiny file whose
-  // header claims up to 1 GiB is reported as truncated without allocating that much first.
+  if (f.take_exactly(std::size_t(total), out.data)) return out;
+  // Streamed: the buffer grows with the bytes actually read (doubling from 64 KiB), so a tiny file
+  // whose header claims up to 1 GiB is reported as truncated without allocating that much first.
   std::size_t payload = 0;
   while (payload < total) {
     const std::size_t want = std::size_t(std::min<uint64_t>(total - payload, std::max<uint64_t>(payload, 1u << 16)));

@@ -11,6 +11,7 @@
 #include "apps/data/idx.hpp"
 #include "kernels/philox.hpp"
 #include "runtime/error.hpp"
+#include "runtime/huge_pages.hpp"
 
 namespace mnist {
 namespace {
@@ -98,6 +99,7 @@ ImageSet ImageSet::subset(const std::vector<int32_t>& idx) const {
   s.cols = cols;
   s.n = int(idx.size());
   const std::size_t D = std::size_t(dim());
+  reserve_huge(s.images, idx.size() * D);  // (runtime/huge_pages.hpp: first touched by the resize)
   s.images.resize(idx.size() * D);
   s.labels.resize(idx.size());
   for (std::size_t i = 0; i < idx.size(); ++i) {

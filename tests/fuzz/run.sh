@@ -33,7 +33,7 @@ case "$SECS" in '' | *[!0-9]*) echo "fuzz: SECONDS must be a whole number, got '
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 CXXFLAGS=(-std=c++17 -g -O1 "${SAN[@]}" -I"$ROOT" -DNDEBUG)
 LIB_SRC=(apps/data/idx.cpp apps/data/mnist.cpp apps/io/safetensors.cpp apps/io/checkpoint.cpp
-         apps/io/atomic_file.cpp layers/model.cpp tests/fuzz/entries.cpp)
+         apps/io/atomic_file.cpp layers/model.cpp runtime/huge_pages.cpp tests/fuzz/entries.cpp)
 
 mkdir -p "$BUILD/obj"
 echo "fuzz: building in $BUILD with $($CXX --version | head -1)"
