@@ -7,24 +7,29 @@
 
 namespace mnist {
 
-LazyLibrary::LazyLibrary(std::string soname, std::string fallback_dir)
-    : soname_(std::move(soname)), fallback_dir_(std::move(fallback_dir)) {}
+LazyLibrary::LazyLibrary(std::string soname, std::string fallback_dir, Kind kind)
+    : soname_(std::move(soname)), fallback_dir_(std::move(fallback_dir)), kind_(kind) {}
+
+void LazyLibrary::fail(const std::string& what) const {
+  if (kind_ == Kind::Cuda) throw CudaError(what);
+  throw Error(what);
+}
 
 void* LazyLibrary::symbol(const char* name) {
   std::call_once(once_, [this] { open(); });
-  if (!handle_) throw CudaError(cat(soname_, " could not be loaded, so ", name, " cannot be called (tried: ", tried_, ")"));
+  if (!handle_) fail(cat(soname_, " could not be loaded, so ", name, " cannot be called (tried: ", tried_, ")"));
   dlerror();
   void* fn = dlsym(handle_, name);
   if (!fn) {
     const char* why = dlerror();
-    throw CudaError(cat(soname_, ": no symbol ", name, why ? cat(" (", why, ")") : std::string()));
+    fail(cat(soname_, ": no symbol ", name, why ? cat(" (", why, ")") : std::string()));
   }
   return fn;
 }
 
 void LazyLibrary::open() {
   try_path(soname_);
-  if (!handle_) {
+  if (!handle_ && kind_ == Kind::Cuda) {
     // Beside the libcudart this process runs with (the toolkit's own layout).
     Dl_info info{};
     if (dladdr(reinterpret_cast<void*>(&cudaRuntimeGetVersion), &info) && info.dli_fname) {

@@ -1,5 +1,6 @@
 // A shared library opened on first use (dlopen), for the libraries only some runs need: cuBLAS and
-// cuBLASLt (runtime/cublas_lazy.cpp). Thread-safe; the library stays loaded for the process' life.
+// cuBLASLt (runtime/cublas_lazy.cpp), OpenBLAS (layers/cpu_blas.cpp: the CPU path's GEMMs).
+// Thread-safe; the library stays loaded for the process' life.
 #pragma once
 
 #include <mutex>
@@ -9,15 +10,19 @@ namespace mnist {
 
 class LazyLibrary {
  public:
+  enum class Kind {
+    Cuda,  // a CUDA toolkit library: also looked for beside libcudart; failures throw CudaError
+    Host,  // any other: failures throw Error
+  };
   // soname: e.g. "libcublas.so.13". Looked for, on the first symbol(), by the loader's own search
-  // (LD_LIBRARY_PATH, the executable's RUNPATH, the system's cache), then beside the libcudart
-  // this process runs with, then in fallback_dir (when not empty).
-  LazyLibrary(std::string soname, std::string fallback_dir);
+  // (LD_LIBRARY_PATH, the executable's RUNPATH, the system's cache), then (Kind::Cuda) beside the
+  // libcudart this process runs with, then in fallback_dir (when not empty).
+  LazyLibrary(std::string soname, std::string fallback_dir, Kind kind = Kind::Cuda);
   LazyLibrary(const LazyLibrary&) = delete;
   LazyLibrary& operator=(const LazyLibrary&) = delete;
 
-  // The address of `name`; throws mnist::CudaError naming the library, the symbol and, when the
-  // library could not be opened, each place tried and why it failed.
+  // The address of `name`; throws (CudaError or Error, by Kind) naming the library, the symbol and,
+  // when the library could not be opened, each place tried and why it failed.
   void* symbol(const char* name);
 
   // Whether the library is open (false before the first symbol() and after a failed open).
@@ -28,7 +33,10 @@ class LazyLibrary {
   void open();
   void try_path(const std::string& path);
 
+  [[noreturn]] void fail(const std::string& what) const;
+
   std::string soname_, fallback_dir_;
+  Kind kind_;
   std::once_flag once_;
   void* handle_ = nullptr;
   std::string tried_;

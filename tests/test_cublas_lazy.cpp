@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <link.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -90,4 +91,25 @@ TEST_CASE("LazyLibrary: symbols of a library that loads, and a clear error for o
   const std::string what = error_of([&] { lib.symbol("mnist_no_such_symbol"); });
   CAPTURE(what);
   CHECK(what.find("libm.so.6: no symbol mnist_no_such_symbol") == 0);
+}
+
+TEST_CASE("LazyLibrary, Kind::Host: failures are mnist::Error, not CudaError, and libcudart's directory is not tried") {
+  mnist::LazyLibrary lib("libmnist_no_such_library.so.2", "/nonexistent_dir", mnist::LazyLibrary::Kind::Host);
+  std::string what;
+  bool cuda_error = false;
+  try {
+    lib.symbol("some_function");
+  } catch (const mnist::CudaError&) {
+    cuda_error = true;
+  } catch (const mnist::Error& e) {
+    what = e.what();
+  }
+  CHECK(!cuda_error);
+  CAPTURE(what);
+  CHECK(what.find("libmnist_no_such_library.so.2 could not be loaded") != std::string::npos);
+  CHECK(what.find("/nonexistent_dir/libmnist_no_such_library.so.2") != std::string::npos);
+  CHECK(what.find("cudart") == std::string::npos);
+  CHECK(what.find("targets/") == std::string::npos);  // (libcudart's directory in the toolkit's layout)
+  // Two places tried: the soname, the fallback directory.
+  CHECK(std::count(what.begin(), what.end(), ';') == 1);
 }

@@ -16,6 +16,7 @@
 
 #include "apps/io/atomic_file.hpp"
 #include "apps/io/checkpoint.hpp"
+#include "layers/cpu_blas.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 
@@ -77,7 +78,9 @@ std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg
 
 std::string device_name(const Engine& engine) {
   if (engine.name() == "cuda") return query_device().name;
-  return cat("CPU (", omp_get_max_threads(), " threads)");
+  // (the kernels OpenBLAS chose: layers/cpu_blas.hpp; asked after the run, so it is loaded)
+  const std::string blas = cpu::blas_corename();
+  return cat("CPU (", omp_get_max_threads(), " threads", blas.empty() ? "" : cat(", OpenBLAS ", blas), ")");
 }
 
 std::string kernel_path(const Engine& engine) {
