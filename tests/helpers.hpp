@@ -1,8 +1,9 @@
-// Shared test helpers: seeded random data (never zeros), one normalised-error comparison and a
-// temporary directory that cleans up after itself.
+// Shared test helpers: seeded random data (never zeros), one normalised-error comparison, a
+// temporary directory that cleans up after itself, and which shared libraries the process maps.
 #pragma once
 
 #include <doctest/doctest.h>
+#include <link.h>
 
 #include <stdlib.h>
 
@@ -14,6 +15,23 @@
 #include <vector>
 
 namespace mnist::test {
+
+// How many of the process's loaded objects have a path containing `part` (a library loaded on
+// first use is not among them before that use).
+inline int loaded_objects(const char* part) {
+  struct Search {
+    const char* part;
+    int n;
+  } s{part, 0};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        auto* s = static_cast<Search*>(data);
+        if (info->dlpi_name && std::string(info->dlpi_name).find(s->part) != std::string::npos) ++s->n;
+        return 0;
+      },
+      &s);
+  return s.n;
+}
 
 // n values uniform in [lo, hi), from a fixed seed so failures reproduce.
 template <class T = float>

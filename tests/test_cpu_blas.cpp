@@ -2,39 +2,17 @@
 // are checked by test_cpu_ops.cpp; here, that the forwarded calls reach the library, and when it is
 // mapped.
 #include <doctest/doctest.h>
-#include <link.h>
 
-#include <cmath>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "helpers.hpp"
 #include "layers/cpu_blas.hpp"
 #include "layers/cpu_ops.hpp"
 
-namespace {
-
-// How many loaded objects' paths contain `part`.
-int loaded(const char* part) {
-  struct Search {
-    const char* part;
-    int n;
-  } s{part, 0};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) {
-        auto* s = static_cast<Search*>(data);
-        if (info->dlpi_name && std::string(info->dlpi_name).find(s->part) != std::string::npos) ++s->n;
-        return 0;
-      },
-      &s);
-  return s.n;
-}
-
-}  // namespace
-
 // (First in this file: ctest runs each file's cases in a process of their own, in this order.)
 TEST_CASE("OpenBLAS is loaded by the first CPU GEMM, not before") {
-  REQUIRE(loaded("libopenblas") == 0);
+  REQUIRE(mnist::test::loaded_objects("libopenblas") == 0);
   CHECK(!mnist::cpu::blas_loaded());
   // C [3,5] = A [3,7] · B [5,7]ᵀ on values whose products and sums are exact in float.
   const int M = 3, N = 5, K = 7;
@@ -54,7 +32,7 @@ TEST_CASE("OpenBLAS is loaded by the first CPU GEMM, not before") {
     return;
   }
   CHECK(mnist::cpu::blas_loaded());
-  CHECK(loaded("libopenblas") == 1);
+  CHECK(mnist::test::loaded_objects("libopenblas") == 1);
   const std::string core = mnist::cpu::blas_corename();
   CHECK(!core.empty());
   MESSAGE("OpenBLAS kernels: ", core);

@@ -3,33 +3,17 @@
 // with every place tried. (The GPU tests and `--gemm cublas` prove the forwarded calls compute.)
 #include <cublas_v2.h>
 #include <doctest/doctest.h>
-#include <link.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "helpers.hpp"
 #include "runtime/device.hpp"
 #include "runtime/error.hpp"
 #include "runtime/lazy_library.hpp"
 
 namespace {
-
-// How many loaded objects' paths contain `part`.
-int loaded(const char* part) {
-  struct Search {
-    const char* part;
-    int n;
-  } s{part, 0};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) {
-        auto* s = static_cast<Search*>(data);
-        if (info->dlpi_name && std::string(info->dlpi_name).find(s->part) != std::string::npos) ++s->n;
-        return 0;
-      },
-      &s);
-  return s.n;
-}
 
 // The message of the CudaError f throws ("" if it throws none).
 template <class F>
@@ -46,12 +30,12 @@ std::string error_of(F&& f) {
 
 // (First in this file: ctest runs each file's cases in a process of their own, in this order.)
 TEST_CASE("cuBLAS is loaded by the first cuBLAS call, not before") {
-  REQUIRE(loaded("libcublas") == 0);  // neither libcublas nor libcublasLt at start-up
+  REQUIRE(mnist::test::loaded_objects("libcublas") == 0);  // neither libcublas nor libcublasLt at start-up
   const char* name = cublasGetStatusString(CUBLAS_STATUS_INVALID_VALUE);
   REQUIRE(name != nullptr);
   CHECK(std::string(name).size() > 3);
-  CHECK(loaded("libcublas.so") == 1);
-  CHECK(loaded("libcublasLt.so") == 1);  // libcublas needs it
+  CHECK(mnist::test::loaded_objects("libcublas.so") == 1);
+  CHECK(mnist::test::loaded_objects("libcublasLt.so") == 1);  // libcublas needs it
 }
 
 TEST_CASE("cublasCreate reaches the library: a handle with a device, a failure status without one") {
