@@ -88,8 +88,9 @@
 // graphs capture the kept tiles: before the first capture, tune_step runs one step's launches
 // uncaptured (no optimizer) so that every GEMM in them has been tuned. autotune_report() lists them.
 // With Kernels::Auto above kFusedAutoMaxBatch it also races the two large-batch paths, graph and
-// tail, each with X in place and gathered, one captured step each from the same restored state, and
-// keeps the fastest (race_paths).
+// tail, each with X in place and gathered (and the tail step in its other forms: layer 0's Adam
+// apart, ordinary launches where they would be programmatic), one captured step each from the same
+// restored state, and keeps the fastest (race_paths).
 //
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
 // kFusedAutoMaxBatch in fp32, kFusedAutoMaxBatchRounded in tf32/bf16, with native GEMMs): the
@@ -249,8 +250,9 @@ class CudaEngine final : public Engine {
         xent_blocks_.resize(std::size_t(cuda::tail_xent_slots(cap_)));
       cuda::tail_prepare();  // before any capture
       // (a probe that synchronises: before any capture too)
-      pdl_ = cfg.pdl == Pdl::On && cuda::programmatic_launch_works(stream_.get());
-      max_carveout_ = pdl_ && cfg.carveout == Carveout::Max && cuda::programmatic_launch_works(stream_.get(), true);
+      pdl_ok_ = pdl_ = cfg.pdl == Pdl::On && cuda::programmatic_launch_works(stream_.get());
+      carveout_ok_ = max_carveout_ =
+          pdl_ && cfg.carveout == Carveout::Max && cuda::programmatic_launch_works(stream_.get(), true);
     }
     // Layer 0's X from the images in place (its GEMMs are native); the head kernel reads its input
     // as floats, so a one-layer model with the head keeps the gathered batch.
@@ -306,7 +308,8 @@ class CudaEngine final : public Engine {
       const auto o = std::find_if(options.begin(), options.end(), [&](const PathOption& p) { return p.label == path->second; });
       const bool known = path->second == "graph step" || path->second == "tail step" ||
                          path->second == "tail step, X in place only" || path->second == "graph step, X gathered" ||
-                         path->second == "tail step, X gathered" || path->second == "tail step, Adam apart";
+                         path->second == "tail step, X gathered" || path->second == "tail step, Adam apart" ||
+                         path->second == "tail step, ordinary launches";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -891,11 +894,14 @@ class CudaEngine final : public Engine {
     bool tail, in_place;
     bool split = false;       // tail, X in place: the weight GEMM's X gathered (x_split_)
     bool adam_apart = false;  // tail: layer 0's Adam in the optimizer launch, not its weight GEMM's (weight_adam_)
+    bool ordinary = false;    // tail: ordinary launches where the device takes programmatic ones (pdl_)
   };
   // Sets the members a race option stands for.
   void take_option(const PathOption& o) {
     tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
     weight_adam_ = cfg_.weight_adam && !o.adam_apart;
+    pdl_ = pdl_ok_ && !o.ordinary;
+    max_carveout_ = carveout_ok_ && pdl_;
   }
   std::vector<PathOption> path_options() const {
     const bool in_place = cfg_.x_in_place && x_race_ok_;
@@ -909,6 +915,9 @@ class CudaEngine final : public Engine {
     if (cfg_.weight_adam && cuda::dense_weight_adam_tile(B, first.in, first.out, cfg_.precision, in_place && !split) !=
                                 cuda::WeightAdamTile::None)
       o.push_back({"tail step, Adam apart", true, in_place, split, true});
+    // Ordinary launches, where the step's would be programmatic: the probe says only that they are
+    // right on this device, the race whether they are faster (NOTES, "Programmatic launches").
+    if (pdl_ok_) o.push_back({"tail step, ordinary launches", true, in_place, split, false, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;
@@ -1097,6 +1106,7 @@ class CudaEngine final : public Engine {
   // when off (FP32, --gemm cublas, the fused path, or the config).
   DeviceBuffer<float> wq_;
   bool pdl_ = false;  // the tail path's launches are programmatic (cfg.pdl and the device's probe)
+  bool pdl_ok_ = false, carveout_ok_ = false;  // ... and the largest carveout, where they may be (the race's options)
   bool max_carveout_ = false;  // ... and ask for the largest carveout (cfg.carveout and the probe)
   bool x_in_place_ = false;  // layer 0 reads X from the images (cfg.x_in_place where it can; the header)
   bool tune_ = false;        // cfg.autotune with native GEMMs (DenseAutotune scopes)

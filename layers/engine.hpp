@@ -147,7 +147,8 @@ struct EngineConfig {
   // tail kernel's weight staging and labels, Adam on the tail's slices) runs before it waits. Only
   // where cuda::programmatic_launch_works (sm_90+, probed once at construction); else, and with
   // Off, ordinary launches. Changes no result (every kernel waits before it reads its
-  // predecessor's output). The app's --pdl on|off.
+  // predecessor's output). The app's --pdl on|off. With Kernels::Auto and autotune, where the
+  // probe passes, the race tries the tail step with ordinary launches too.
   Pdl pdl = Pdl::On;
   // CUDA, tail path, with the programmatic launches above: each of them asks for the largest
   // shared-memory carveout, so that the step's kernels share one split of the SM between shared

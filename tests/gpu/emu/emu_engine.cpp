@@ -462,7 +462,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::On;
   const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
   struct Out {
-    bool tail = false;
+    bool tail = false, pdl = false;
     TrainState st;
     EpochStats tr, ev;
     std::vector<float> pr;
@@ -470,13 +470,15 @@ void auto_races_paths() {
     std::map<std::string, std::string> choices;
   };
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
-                 double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0) {
+                 double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0,
+                 double ordinary_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us](const std::string& l) {
+    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "tail step, X in place only" ? in_place_only_us
              : l == "tail step, Adam apart" ? apart_us
+             : l == "tail step, ordinary launches" ? ordinary_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -491,6 +493,7 @@ void auto_races_paths() {
     Out o;
     for (int e = 0; e < 2; ++e) o.tr = gpu->train_epoch(t, e, 1e-3f);
     o.tail = gpu->tail_kernel();
+    o.pdl = gpu->programmatic_launch();
     gpu->get_state(o.st);
     o.ev = gpu->evaluate(t);
     o.pr.assign(std::size_t(n) * 10, -1.0f);
@@ -529,13 +532,13 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 6 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 7 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
   // ... and the tail step with X in place for both of layer 0's GEMMs (EngineConfig::x_weight_gathered
   // off), bitwise too.
   const Out in_place_only = run(Kernels::Auto, 5.0, false, {}, 100.0, 3.0);
   expect(in_place_only.tail && same(in_place_only, tail) && !in_place_only.rep.empty() &&
-             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 6 tried") !=
+             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 7 tried") !=
                  std::string::npos &&
              in_place_only.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, X in place only",
          cat("auto race: the tail step with X in place only kept, bitwise: '", in_place_only.rep.empty() ? "" : in_place_only.rep[0], "'"));
@@ -546,12 +549,26 @@ void auto_races_paths() {
   // off), bitwise too, and kept on a resume.
   const Out apart = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 3.0);
   expect(apart.tail && same(apart, tail) && !apart.rep.empty() &&
-             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 6 tried") != std::string::npos &&
+             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 7 tried") != std::string::npos &&
              apart.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, Adam apart",
          cat("auto race: the tail step with Adam apart kept, bitwise: '", apart.rep.empty() ? "" : apart.rep[0], "'"));
   const Out apart_preset = run(Kernels::Auto, 5.0, false, apart.choices);
   expect(apart_preset.tail && same(apart_preset, tail) && apart_preset.choices == apart.choices,
          "auto race: a preset 'tail step, Adam apart' (resume) is kept, bitwise");
+  // ... and the tail step with ordinary launches where the probe allows programmatic ones: bitwise,
+  // reported without "+pdl", and kept on a resume.
+  expect(tail.pdl, "auto race: the emulation's probe passes (else the ordinary-launch option is not raced)");
+  const Out ordinary = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 3.0);
+  expect(ordinary.tail && !ordinary.pdl && same(ordinary, tail) && !ordinary.rep.empty() &&
+             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 7 tried") !=
+                 std::string::npos &&
+             ordinary.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, ordinary launches",
+         cat("auto race: the tail step with ordinary launches kept, bitwise: '", ordinary.rep.empty() ? "" : ordinary.rep[0], "'"));
+  const Out ordinary_preset = run(Kernels::Auto, 5.0, false, ordinary.choices);
+  expect(ordinary_preset.tail && !ordinary_preset.pdl && same(ordinary_preset, tail) &&
+             ordinary_preset.choices == ordinary.choices,
+         "auto race: a preset 'tail step, ordinary launches' (resume) is kept, bitwise");
+  expect(fast_tail.pdl, "auto race: the tail step kept with programmatic launches");
   const Out slow_tail = run(Kernels::Auto, 20.0, false);
   expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
   const Out near = run(Kernels::Auto, 10.1, false);
@@ -565,7 +582,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 20.0, true);
   expect(check.tail && same(check, tail) && !check.rep.empty() &&
-             check.rep[0].find(": tail step, 6 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(": tail step, 7 checked, not timed, in ") != std::string::npos &&
              check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   // --autotune off: the tail path, no race, bitwise the pinned tail path.
