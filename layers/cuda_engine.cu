@@ -89,8 +89,9 @@
 // uncaptured (no optimizer) so that every GEMM in them has been tuned. autotune_report() lists them.
 // With Kernels::Auto above kFusedAutoMaxBatch it also races the two large-batch paths, graph and
 // tail, each with X in place and gathered (and the tail step in its other forms: layer 0's Adam
-// apart, ordinary launches where they would be programmatic), one captured step each from the same
-// restored state, and keeps the fastest (race_paths).
+// apart, ordinary launches where they would be programmatic, the driver's shared-memory carveout
+// where they would ask for the largest), one captured step each from the same restored state, and
+// keeps the fastest (race_paths).
 //
 // Fused (cfg.kernels == Kernels::Fused; Kernels::Auto, the default, picks it up to batch
 // kFusedAutoMaxBatch in fp32, kFusedAutoMaxBatchRounded in tf32/bf16, with native GEMMs): the
@@ -309,7 +310,7 @@ class CudaEngine final : public Engine {
       const bool known = path->second == "graph step" || path->second == "tail step" ||
                          path->second == "tail step, X in place only" || path->second == "graph step, X gathered" ||
                          path->second == "tail step, X gathered" || path->second == "tail step, Adam apart" ||
-                         path->second == "tail step, ordinary launches";
+                         path->second == "tail step, ordinary launches" || path->second == "tail step, driver carveout";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -895,13 +896,14 @@ class CudaEngine final : public Engine {
     bool split = false;       // tail, X in place: the weight GEMM's X gathered (x_split_)
     bool adam_apart = false;  // tail: layer 0's Adam in the optimizer launch, not its weight GEMM's (weight_adam_)
     bool ordinary = false;    // tail: ordinary launches where the device takes programmatic ones (pdl_)
+    bool driver_carveout = false;  // tail, programmatic: the driver's carveout per launch (max_carveout_ off)
   };
   // Sets the members a race option stands for.
   void take_option(const PathOption& o) {
     tail_ = o.tail, x_in_place_ = o.in_place, x_split_ = o.split;
     weight_adam_ = cfg_.weight_adam && !o.adam_apart;
     pdl_ = pdl_ok_ && !o.ordinary;
-    max_carveout_ = carveout_ok_ && pdl_;
+    max_carveout_ = carveout_ok_ && pdl_ && !o.driver_carveout;
   }
   std::vector<PathOption> path_options() const {
     const bool in_place = cfg_.x_in_place && x_race_ok_;
@@ -918,6 +920,9 @@ class CudaEngine final : public Engine {
     // Ordinary launches, where the step's would be programmatic: the probe says only that they are
     // right on this device, the race whether they are faster (NOTES, "Programmatic launches").
     if (pdl_ok_) o.push_back({"tail step, ordinary launches", true, in_place, split, false, true});
+    // ... and, where they ask for the largest shared-memory carveout, the driver's split per launch
+    // (NOTES, "One shared-memory carveout for the step": predicted, not measured).
+    if (carveout_ok_) o.push_back({"tail step, driver carveout", true, in_place, split, false, false, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;

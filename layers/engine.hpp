@@ -154,6 +154,7 @@ struct EngineConfig {
   // shared-memory carveout, so that the step's kernels share one split of the SM between shared
   // memory and L1 and a block of the next can start beside the one before (kernels/pdl_scope.hpp).
   // Driver: the driver's own split per launch. Changes no result. The app's --carveout max|driver.
+  // With Kernels::Auto and autotune, where the probe passes, the race tries the driver's split too.
   Carveout carveout = Carveout::Max;
   // CUDA, graph and tail paths at TF32/BF16, native GEMMs: a copy of the parameters rounded to the
   // precision, written by the optimizer in the pass that updates them (and refreshed wherever the

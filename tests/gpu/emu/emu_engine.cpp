@@ -462,7 +462,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::On;
   const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
   struct Out {
-    bool tail = false, pdl = false;
+    bool tail = false, pdl = false, carveout = false;
     TrainState st;
     EpochStats tr, ev;
     std::vector<float> pr;
@@ -471,14 +471,15 @@ void auto_races_paths() {
   };
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
                  double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0,
-                 double ordinary_us = 100.0) {
+                 double ordinary_us = 100.0, double driver_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us](const std::string& l) {
+    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us, driver_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "tail step, X in place only" ? in_place_only_us
              : l == "tail step, Adam apart" ? apart_us
              : l == "tail step, ordinary launches" ? ordinary_us
+             : l == "tail step, driver carveout" ? driver_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -494,6 +495,7 @@ void auto_races_paths() {
     for (int e = 0; e < 2; ++e) o.tr = gpu->train_epoch(t, e, 1e-3f);
     o.tail = gpu->tail_kernel();
     o.pdl = gpu->programmatic_launch();
+    o.carveout = gpu->max_carveout();
     gpu->get_state(o.st);
     o.ev = gpu->evaluate(t);
     o.pr.assign(std::size_t(n) * 10, -1.0f);
@@ -532,13 +534,13 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 7 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 8 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
   // ... and the tail step with X in place for both of layer 0's GEMMs (EngineConfig::x_weight_gathered
   // off), bitwise too.
   const Out in_place_only = run(Kernels::Auto, 5.0, false, {}, 100.0, 3.0);
   expect(in_place_only.tail && same(in_place_only, tail) && !in_place_only.rep.empty() &&
-             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 7 tried") !=
+             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 8 tried") !=
                  std::string::npos &&
              in_place_only.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, X in place only",
          cat("auto race: the tail step with X in place only kept, bitwise: '", in_place_only.rep.empty() ? "" : in_place_only.rep[0], "'"));
@@ -549,7 +551,7 @@ void auto_races_paths() {
   // off), bitwise too, and kept on a resume.
   const Out apart = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 3.0);
   expect(apart.tail && same(apart, tail) && !apart.rep.empty() &&
-             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 7 tried") != std::string::npos &&
+             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 8 tried") != std::string::npos &&
              apart.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, Adam apart",
          cat("auto race: the tail step with Adam apart kept, bitwise: '", apart.rep.empty() ? "" : apart.rep[0], "'"));
   const Out apart_preset = run(Kernels::Auto, 5.0, false, apart.choices);
@@ -560,7 +562,7 @@ void auto_races_paths() {
   expect(tail.pdl, "auto race: the emulation's probe passes (else the ordinary-launch option is not raced)");
   const Out ordinary = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 3.0);
   expect(ordinary.tail && !ordinary.pdl && same(ordinary, tail) && !ordinary.rep.empty() &&
-             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 7 tried") !=
+             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 8 tried") !=
                  std::string::npos &&
              ordinary.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, ordinary launches",
          cat("auto race: the tail step with ordinary launches kept, bitwise: '", ordinary.rep.empty() ? "" : ordinary.rep[0], "'"));
@@ -569,6 +571,20 @@ void auto_races_paths() {
              ordinary_preset.choices == ordinary.choices,
          "auto race: a preset 'tail step, ordinary launches' (resume) is kept, bitwise");
   expect(fast_tail.pdl, "auto race: the tail step kept with programmatic launches");
+  // ... and with programmatic launches at the driver's carveout (where they would ask for the
+  // largest): bitwise, reported "+pdl" without "+smem", kept on a resume.
+  expect(tail.carveout, "auto race: the emulation's probe passes the carveout too (else that option is not raced)");
+  const Out driver = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 3.0);
+  expect(driver.tail && driver.pdl && !driver.carveout && same(driver, tail) && !driver.rep.empty() &&
+             driver.rep[0].find("(--kernels auto): tail step, driver carveout, 3.0 µs (tail step: 5.0 µs), 8 tried") !=
+                 std::string::npos &&
+             driver.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, driver carveout",
+         cat("auto race: the tail step at the driver's carveout kept, bitwise: '", driver.rep.empty() ? "" : driver.rep[0], "'"));
+  const Out driver_preset = run(Kernels::Auto, 5.0, false, driver.choices);
+  expect(driver_preset.tail && driver_preset.pdl && !driver_preset.carveout && same(driver_preset, tail) &&
+             driver_preset.choices == driver.choices,
+         "auto race: a preset 'tail step, driver carveout' (resume) is kept, bitwise");
+  expect(fast_tail.carveout, "auto race: the tail step kept with the largest carveout");
   const Out slow_tail = run(Kernels::Auto, 20.0, false);
   expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
   const Out near = run(Kernels::Auto, 10.1, false);
@@ -582,7 +598,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 20.0, true);
   expect(check.tail && same(check, tail) && !check.rep.empty() &&
-             check.rep[0].find(": tail step, 7 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(": tail step, 8 checked, not timed, in ") != std::string::npos &&
              check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   // --autotune off: the tail path, no race, bitwise the pinned tail path.
