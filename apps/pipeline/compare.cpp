@@ -175,16 +175,19 @@ int run_compare(const AppOptions& o, std::ostream& log) {
   char line[512];
   std::string table = std::string("FRAMEWORK COMPARISON (") + to_string(o.dataset) + ", seed " + cat(o.seed) + ", batch " + cat(o.batch_size) +
                       ", up to " + cat(o.epochs) + " epochs, early stopping patience " + cat(o.patience) + ")\n";
-  std::snprintf(line, sizeof line, "| %-34s | %-28s | %-12s | %-9s | %9s | %9s | %10s | %8s | %6s | %8s |\n",
-                "backend", "device", "kernels", "precision", "test acc", "test loss", "s/epoch", "total s", "epochs",
+  // The device column as wide as its longest name ("CPU (2 threads, OpenBLAS Cooperlake)"; at most 64).
+  int dw = 28;
+  for (const auto& r : rows) dw = std::max(dw, int(std::min<std::size_t>(r.device.size(), 64)));
+  std::snprintf(line, sizeof line, "| %-34s | %-*s | %-12s | %-9s | %9s | %9s | %10s | %8s | %6s | %8s |\n",
+                "backend", dw, "device", "kernels", "precision", "test acc", "test loss", "s/epoch", "total s", "epochs",
                 "params");
   table += line;
-  for (int w : {34, 28, 12, 9, 9, 9, 10, 8, 6, 8}) table += "|" + std::string(std::size_t(w) + 2, '-');
+  for (int w : {34, dw, 12, 9, 9, 9, 10, 8, 6, 8}) table += "|" + std::string(std::size_t(w) + 2, '-');
   table += "|\n";
   nlohmann::json js = {{"dataset", to_string(o.dataset)}, {"seed", o.seed}, {"batch_size", o.batch_size}, {"rows", nlohmann::json::array()}};
   for (const auto& r : rows) {
-    std::snprintf(line, sizeof line, "| %-34s | %-28s | %-12s | %-9s | %9.4f | %9.4f | %10.4f | %8.2f | %6d | %8zu |\n",
-                  r.backend.c_str(), r.device.substr(0, 28).c_str(), r.kernels.c_str(), r.precision.c_str(), r.test_acc, r.test_loss, r.sec_per_epoch, r.total,
+    std::snprintf(line, sizeof line, "| %-34s | %-*s | %-12s | %-9s | %9.4f | %9.4f | %10.4f | %8.2f | %6d | %8zu |\n",
+                  r.backend.c_str(), dw, r.device.substr(0, std::size_t(dw)).c_str(), r.kernels.c_str(), r.precision.c_str(), r.test_acc, r.test_loss, r.sec_per_epoch, r.total,
                   r.epochs, r.params);
     table += line;
     js["rows"].push_back({{"backend", r.backend}, {"device", r.device}, {"kernels", r.kernels},

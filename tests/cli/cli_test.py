@@ -128,8 +128,9 @@ def model_meta(inp=784, hidden="128,64"):
 
 class Case:
     def __init__(self, name, args, code=2, needles=(), xfail=None, timeout=TIMEOUT_S, setup=None, env=None,
-                 absent=(), watch=(), skip_if=None):
+                 absent=(), watch=(), skip_if=None, stdout_needles=()):
         self.name, self.args, self.code, self.needles, self.timeout = name, args, code, needles, timeout
+        self.stdout_needles = stdout_needles  # strings stdout must contain (a positive case's output)
         self.xfail = xfail  # a known bug (reported, owner outside tests/): failure is XFAIL, not FAIL
         self.setup = setup  # setup(cwd) -> dict(needles=[...], cleanup=callable) or None: run in the work dir first
         self.env = env or {}  # extra environment variables
@@ -219,6 +220,9 @@ class Runner:
             for needle in list(case.needles) + extra.get("needles", []):
                 if needle not in err:
                     problems.append("stderr lacks %r" % needle)
+            for needle in case.stdout_needles:
+                if needle not in out:
+                    problems.append("stdout lacks %r" % needle)
             for word in case.absent:
                 if word in out or word in err:
                     problems.append("output names %r" % word)
@@ -598,6 +602,11 @@ def positive_cases(tiny, ckpt):
         Case("control_train_ok", ["--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
                                   "--out", "fresh_out", "--quiet"], code=0),
         Case("control_evaluate_ok", ["evaluate", "--checkpoint", ckpt, "--device", "cpu", "--data", tiny], code=0),
+        # The comparison table: the CPU row's device named whole (the column as wide as the longest
+        # name: "CPU (2 threads, OpenBLAS Haswell)" ends right at its separator, never cut short).
+        Case("control_compare_ok", ["compare", "--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
+                                    "--out", "cmp_out"], code=0,
+             stdout_needles=["FRAMEWORK COMPARISON", "| mnist_cuda cpu ", " threads", ") | cpu "]),
     ]
 
 
