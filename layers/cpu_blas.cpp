@@ -27,13 +27,6 @@ LazyLibrary& openblas() {
   return lib;
 }
 
-// The symbol `name`, as F's type; resolved once per function (a failure is retried).
-template <auto F>
-auto resolve(const char* name) {
-  static const auto fn = reinterpret_cast<decltype(F)>(openblas().symbol(name));
-  return fn;
-}
-
 }  // namespace
 
 bool blas_built() { return true; }
@@ -48,7 +41,8 @@ std::string blas_corename() { return ""; }
 }  // namespace mnist::cpu
 
 #if MNIST_HAVE_OPENBLAS
-using mnist::cpu::resolve;
+using mnist::lazy_symbol;
+using mnist::cpu::openblas;
 
 // Forwarders: the header's declarations (the compiler checks them), then the call through the
 // loaded symbol.
@@ -57,17 +51,17 @@ extern "C" {
 void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
                  const blasint M, const blasint N, const blasint K, const float alpha, const float* A,
                  const blasint lda, const float* B, const blasint ldb, const float beta, float* C, const blasint ldc) {
-  resolve<&cblas_sgemm>("cblas_sgemm")(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  lazy_symbol<&cblas_sgemm>(openblas, "cblas_sgemm")(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void cblas_dgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
                  const blasint M, const blasint N, const blasint K, const double alpha, const double* A,
                  const blasint lda, const double* B, const blasint ldb, const double beta, double* C,
                  const blasint ldc) {
-  resolve<&cblas_dgemm>("cblas_dgemm")(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  lazy_symbol<&cblas_dgemm>(openblas, "cblas_dgemm")(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-char* openblas_get_corename(void) { return resolve<&openblas_get_corename>("openblas_get_corename")(); }
+char* openblas_get_corename(void) { return lazy_symbol<&openblas_get_corename>(openblas, "openblas_get_corename")(); }
 
 }  // extern "C"
 #endif

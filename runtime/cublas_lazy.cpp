@@ -38,23 +38,16 @@ LazyLibrary& lt() {
   return lib;
 }
 
-// The symbol `name` of `lib`, as F's type; resolved once per function (a failure is retried).
-template <auto F>
-auto resolve(LazyLibrary& (*lib)(), const char* name) {
-  static const auto fn = reinterpret_cast<decltype(F)>(lib().symbol(name));
-  return fn;
-}
-
 }  // namespace
 }  // namespace mnist::detail
 
 using mnist::detail::blas;
 using mnist::detail::lt;
-using mnist::detail::resolve;
+using mnist::lazy_symbol;
 
 // Forwarders: the header's declaration, then the call through the loaded symbol.
 #define MNIST_CUBLAS_FORWARD(lib, ret, name, params, args) \
-  ret CUBLASWINAPI name params { return resolve<&name>(lib, #name) args; }
+  ret CUBLASWINAPI name params { return lazy_symbol<&name>(lib, #name) args; }
 
 extern "C" {
 

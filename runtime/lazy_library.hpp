@@ -42,4 +42,13 @@ class LazyLibrary {
   std::string tried_;
 };
 
+// The symbol `name` of lib(), as the type of F, the declaration a forwarder stands in for (its
+// own address: `lazy_symbol<&cblas_sgemm>(openblas, "cblas_sgemm")`). Resolved once per F; a
+// failure throws (LazyLibrary::symbol) and is retried at the next call.
+template <auto F>
+auto lazy_symbol(LazyLibrary& (*lib)(), const char* name) {
+  static const auto fn = reinterpret_cast<decltype(F)>(lib().symbol(name));
+  return fn;
+}
+
 }  // namespace mnist
