@@ -63,5 +63,9 @@ void cblas_dgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, co
 
 char* openblas_get_corename(void) { return lazy_symbol<&openblas_get_corename>(openblas, "openblas_get_corename")(); }
 
+void openblas_set_num_threads(int num_threads) {
+  lazy_symbol<&openblas_set_num_threads>(openblas, "openblas_set_num_threads")(num_threads);
+}
+
 }  // extern "C"
 #endif

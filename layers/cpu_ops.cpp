@@ -40,9 +40,10 @@ void gemm_nn(T* C, const T* A, const T* B, int M, int N, int K) {
   blas_gemm(CblasNoTrans, CblasNoTrans, M, N, K, T(1), A, K, B, N, T(0), C, N);
 }
 template <class T>
-void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K) {
-  blas_gemm(CblasTrans, CblasNoTrans, M, N, K, T(1), A, M, B, N, T(0), C, N);
+void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K, int lda) {
+  blas_gemm(CblasTrans, CblasNoTrans, M, N, K, T(1), A, lda, B, N, T(0), C, N);
 }
+void blas_one_thread() { openblas_set_num_threads(1); }
 #else
 template <class T>
 void gemm_nt(T* C, const T* A, const T* B, int M, int N, int K, bool accumulate) {
@@ -73,13 +74,13 @@ void gemm_nn(T* C, const T* A, const T* B, int M, int N, int K) {
   }
 }
 template <class T>
-void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K) {
+void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K, int lda) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < M; ++i) {
     T* c = C + std::size_t(i) * N;
     std::fill(c, c + N, T(0));
     for (int k = 0; k < K; ++k) {
-      const T a = A[std::size_t(k) * M + i];
+      const T a = A[std::size_t(k) * lda + i];
       if (a == T(0)) continue;  // ReLU/dropout zeros are common in dZ
       const T* b = B + std::size_t(k) * N;
 #pragma omp simd
@@ -87,7 +88,13 @@ void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K) {
     }
   }
 }
+void blas_one_thread() {}
 #endif
+
+template <class T>
+void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K) {
+  gemm_tn(C, A, B, M, N, K, M);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise ops go parallel only above kParallelMin elements. A training step of the
@@ -127,6 +134,11 @@ void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N
     W = rounded(1, W, std::size_t(N) * K, prec);
   }
   gemm_nt(Y, X, W, B, N, K, false);
+  bias_act(Y, b, B, N, relu);
+}
+
+template <class T>
+void bias_act(T* Y, const T* b, int B, int N, bool relu) {
 #pragma omp parallel for schedule(static) if (std::size_t(B) * N > kParallelMin)
   for (int r = 0; r < B; ++r) {
     T* y = Y + std::size_t(r) * N;
@@ -142,50 +154,138 @@ template <class T>
 void dense_backward(T* dX, T* dW, T* db, T* dZ, const T* dY, const T* X, const T* W, const T* Y,
                     int B, int K, int N, bool relu, GemmPrecision prec) {
   const std::size_t n = std::size_t(B) * N;
-  if (relu) {
-#pragma omp simd
-    for (std::size_t i = 0; i < n; ++i) dZ[i] = Y[i] > T(0) ? dY[i] : T(0);
-  } else if (dZ != dY) {
-    std::copy(dY, dY + n, dZ);
-  }
+  if (relu) relu_backward(dZ, dY, Y, n);
+  else if (dZ != dY) std::copy(dY, dY + n, dZ);
   if (prec != GemmPrecision::FP32) {
     round_gemm_inputs(dZ, dZ, n, prec);  // dZ is this function's scratch
     X = rounded(0, X, std::size_t(B) * K, prec);
     if (dX) W = rounded(1, W, std::size_t(N) * K, prec);
   }
   gemm_tn(dW, dZ, X, N, K, B);  // [N,K] = dZᵀ[N,B] · X[B,K]
-  std::fill(db, db + N, T(0));
-  for (int r = 0; r < B; ++r) {
-    const T* dz = dZ + std::size_t(r) * N;
-#pragma omp simd
-    for (int j = 0; j < N; ++j) db[j] += dz[j];
-  }
+  column_sums(db, dZ, B, N, N);
   if (dX) gemm_nn(dX, dZ, W, B, K, N);  // [B,K] = dZ[B,N] · W[N,K]
 }
 
 template <class T>
+void relu_backward(T* dZ, const T* dY, const T* Y, std::size_t n) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) dZ[i] = Y[i] > T(0) ? dY[i] : T(0);
+}
+
+template <class T>
+void column_sums(T* s, const T* A, int B, int N, int lda) {
+  std::fill(s, s + N, T(0));
+  for (int r = 0; r < B; ++r) {
+    const T* a = A + std::size_t(r) * lda;
+#pragma omp simd
+    for (int j = 0; j < N; ++j) s[j] += a[j];
+  }
+}
+
+namespace {
+// Philox4x32-10 (kernels/philox.hpp) of the dropout blocks q0 .. q0 + kLanes - 1 at once, one block a
+// lane of each array, so that the rounds' 32x32->64-bit products vectorise (vpmuludq): the same
+// words as rng::draw_block, eight blocks in the time of about two. word[4 l + k] is word k of block
+// q0 + l: element order.
+constexpr int kLanes = 8;
+void dropout_words(uint32_t (&word)[4 * kLanes], uint64_t seed, uint32_t layer, uint64_t q0, uint64_t step) {
+  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  uint32_t x[kLanes], y[kLanes], z[kLanes], w[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    x[l] = uint32_t(q0 + uint64_t(l));
+    y[l] = uint32_t(step);
+    z[l] = uint32_t(step >> 32);
+    w[l] = (uint32_t(rng::kDropout) << 16) | (layer & 0xFFFFu);
+  }
+  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) {
+      const uint64_t p0 = uint64_t(M0) * x[l], p1 = uint64_t(M1) * z[l];
+      const uint32_t nx = uint32_t(p1 >> 32) ^ y[l] ^ k0, nz = uint32_t(p0 >> 32) ^ w[l] ^ k1;
+      y[l] = uint32_t(p1);
+      w[l] = uint32_t(p0);
+      x[l] = nx;
+      z[l] = nz;
+    }
+    k0 += W0;
+    k1 += W1;
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    word[4 * l] = x[l];
+    word[4 * l + 1] = y[l];
+    word[4 * l + 2] = z[l];
+    word[4 * l + 3] = w[l];
+  }
+}
+}  // namespace
+
+template <class T>
 void dropout_forward(T* out, const T* in, std::size_t n, float p, uint64_t seed, uint64_t step,
-                     uint32_t layer) {
+                     uint32_t layer, std::size_t first) {
   const uint32_t thr = rng::dropout_threshold(p);
   const T scale = T(1) / (T(1) - T(p));
   // One Philox block gives the draws of 4 consecutive elements (rng::draw's layout: word i & 3 of
-  // block i / 4), so each block is computed once, not once per element: the same mask, a quarter
-  // of the work (dropout was a fifth of a CPU training step).
-  const std::size_t blocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::size_t q = 0; q < blocks; ++q) {
+  // block i / 4), so each block is computed once, not once per element (dropout was a fifth of a
+  // CPU training step), and kLanes blocks at a time where they are whole. i counts from the
+  // layer's element 0; out and in point at element `first`.
+  const std::size_t end = first + n;
+  auto one_block = [&](std::size_t q) {  // the elements of block q in [first, end), alone
     const rng::U4 r = rng::draw_block(seed, rng::kDropout, layer, q, step);
     const uint32_t word[4] = {r.x, r.y, r.z, r.w};
-    for (std::size_t i = 4 * q, e = std::min(n, 4 * q + 4); i < e; ++i)
-      out[i] = word[i & 3] >= thr ? in[i] * scale : T(0);
+    for (std::size_t i = std::max(first, 4 * q), e = std::min(end, 4 * q + 4); i < e; ++i)
+      out[i - first] = word[i & 3] >= thr ? in[i - first] * scale : T(0);
+  };
+  const std::size_t q_first = first / 4, q_end = (end + 3) / 4;  // blocks touched
+  const std::size_t g0 = (first + 3) / 4, groups = end / 4 > g0 ? (end / 4 - g0) / kLanes : 0;
+  for (std::size_t q = q_first; q < g0; ++q) one_block(q);  // a partial block at the start
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (std::size_t g = 0; g < groups; ++g) {
+    const std::size_t q0 = g0 + g * kLanes;
+    uint32_t word[4 * kLanes];
+    dropout_words(word, seed, layer, q0, step);
+    T* o = out + (4 * q0 - first);
+    const T* x = in + (4 * q0 - first);
+#pragma omp simd
+    for (int j = 0; j < 4 * kLanes; ++j) o[j] = word[j] >= thr ? x[j] * scale : T(0);
   }
+  for (std::size_t q = g0 + groups * kLanes; q < q_end; ++q) one_block(q);  // the rest, block by block
 }
 
 template <class T>
 void dropout_backward(T* dIn, const T* dOut, std::size_t n, float p, uint64_t seed, uint64_t step,
-                      uint32_t layer) {
-  dropout_forward(dIn, dOut, n, p, seed, step, layer);  // the same mask and scale
+                      uint32_t layer, std::size_t first) {
+  dropout_forward(dIn, dOut, n, p, seed, step, layer, first);  // the same mask and scale
 }
+
+namespace {
+// One row of softmax_xent: returns its loss, sets *hit, writes its gradient when d is not null.
+template <class T>
+double xent_row(T* d, int* hit, const T* z, int y, int C, T grad_scale) {
+  int arg = 0;
+  for (int j = 1; j < C; ++j)
+    if (z[j] > z[arg]) arg = j;
+  const T zmax = z[arg];
+  // Without cancellation (as the kernel): lse = log1p(Σ_{j≠arg} e_j), and the label's gradient
+  // -(Σ_{j≠y} e_j)/sum instead of p_y - 1, which loses a p_y near 1 to rounding.
+  T others = 0, rest = 0;
+  for (int j = 0; j < C; ++j) {
+    const T e = j == arg ? T(1) : T(std::exp(z[j] - zmax));
+    if (j != arg) others += e;
+    if (j != y) rest += e;
+  }
+  const T lse = std::log1p(others);
+  *hit = arg == y;
+  if (d) {
+    const T sum = 1 + others;
+    for (int j = 0; j < C; ++j) {
+      const T e = j == arg ? T(1) : T(std::exp(z[j] - zmax));
+      d[j] = (j == y ? -rest / sum : e / sum) * grad_scale;
+    }
+  }
+  return double(lse - (z[y] - zmax));
+}
+}  // namespace
 
 template <class T>
 double softmax_xent(T* dlogits, int* correct, const T* logits, const uint8_t* labels, int B, int C,
@@ -194,34 +294,24 @@ double softmax_xent(T* dlogits, int* correct, const T* logits, const uint8_t* la
   int hits = 0;
 #pragma omp parallel for schedule(static) reduction(+ : loss, hits) if (std::size_t(B) * C > kParallelMin)
   for (int r = 0; r < B; ++r) {
-    const T* z = logits + std::size_t(r) * C;
-    int arg = 0;
-    for (int j = 1; j < C; ++j)
-      if (z[j] > z[arg]) arg = j;
-    const T zmax = z[arg];
-    const int y = labels[r];
-    // Without cancellation (as the kernel): lse = log1p(Σ_{j≠arg} e_j), and the label's gradient
-    // -(Σ_{j≠y} e_j)/sum instead of p_y - 1, which loses a p_y near 1 to rounding.
-    T others = 0, rest = 0;
-    for (int j = 0; j < C; ++j) {
-      const T e = j == arg ? T(1) : T(std::exp(z[j] - zmax));
-      if (j != arg) others += e;
-      if (j != y) rest += e;
-    }
-    const T lse = std::log1p(others);
-    loss += double(lse - (z[y] - zmax));
-    hits += (arg == y);
-    if (dlogits) {
-      const T sum = 1 + others;
-      T* d = dlogits + std::size_t(r) * C;
-      for (int j = 0; j < C; ++j) {
-        const T e = j == arg ? T(1) : T(std::exp(z[j] - zmax));
-        d[j] = (j == y ? -rest / sum : e / sum) * grad_scale;
-      }
-    }
+    int hit = 0;
+    loss += xent_row(dlogits ? dlogits + std::size_t(r) * C : nullptr, &hit, logits + std::size_t(r) * C,
+                     int(labels[r]), C, grad_scale);
+    hits += hit;
   }
   if (correct) *correct = hits;
   return loss;
+}
+
+template <class T>
+void softmax_xent_rows(T* dlogits, double* row_loss, uint8_t* row_hit, const T* logits, const uint8_t* labels,
+                       int B, int C, T grad_scale) {
+  for (int r = 0; r < B; ++r) {
+    int hit = 0;
+    row_loss[r] = xent_row(dlogits ? dlogits + std::size_t(r) * C : nullptr, &hit, logits + std::size_t(r) * C,
+                           int(labels[r]), C, grad_scale);
+    row_hit[r] = uint8_t(hit);
+  }
 }
 
 template <class T>
@@ -236,13 +326,13 @@ void softmax(T* probs, const T* logits, int B, int C) {
   }
 }
 
-void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, float lr, float b1,
-                 float b2, float eps, int64_t t) {
-  const double bc1 = 1.0 - std::pow(double(b1), double(t));
-  const double bc2 = 1.0 - std::pow(double(b2), double(t));
-  const float alpha = float(double(lr) * std::sqrt(bc2) / bc1);
-  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+namespace {
+// One span of Adam. The restrict-qualified arguments let the loop vectorise: `parallel for simd`
+// over the aliasing pointers compiled to scalar code, a sqrt and a division a float in sequence
+// (a tenth of a CPU training step).
+void adam_span(float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict g,
+               std::size_t n, float alpha, float b1, float b2, float c1, float c2, float eps) {
+#pragma omp simd
   for (std::size_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float mi = b1 * m[i] + c1 * gi;
@@ -250,6 +340,22 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
     m[i] = mi;
     v[i] = vi;
     p[i] -= alpha * mi / (std::sqrt(vi) + eps);
+  }
+}
+}  // namespace
+
+void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, float lr, float b1,
+                 float b2, float eps, int64_t t) {
+  const double bc1 = 1.0 - std::pow(double(b1), double(t));
+  const double bc2 = 1.0 - std::pow(double(b2), double(t));
+  const float alpha = float(double(lr) * std::sqrt(bc2) / bc1);
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  constexpr std::size_t kSpan = std::size_t(1) << 16;
+  const std::size_t spans = (n + kSpan - 1) / kSpan;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (std::size_t s = 0; s < spans; ++s) {
+    const std::size_t i = s * kSpan;
+    adam_span(p + i, m + i, v + i, g + i, std::min(kSpan, n - i), alpha, b1, b2, c1, c2, eps);
   }
 }
 
@@ -277,16 +383,21 @@ void shuffle_order(int32_t* order, int n, uint64_t seed, uint64_t epoch) {
   template void gemm_nt<T>(T*, const T*, const T*, int, int, int, bool);                      \
   template void gemm_nn<T>(T*, const T*, const T*, int, int, int);                            \
   template void gemm_tn<T>(T*, const T*, const T*, int, int, int);                            \
+  template void gemm_tn<T>(T*, const T*, const T*, int, int, int, int);                       \
+  template void bias_act<T>(T*, const T*, int, int, bool);                                    \
+  template void relu_backward<T>(T*, const T*, const T*, std::size_t);                        \
+  template void column_sums<T>(T*, const T*, int, int, int);                                  \
   template void dense_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool,      \
                                  GemmPrecision);                                             \
   template void round_gemm_inputs<T>(T*, const T*, std::size_t, GemmPrecision);              \
   template void dense_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, int, \
                                   int, int, bool, GemmPrecision);                             \
   template void dropout_forward<T>(T*, const T*, std::size_t, float, uint64_t, uint64_t,      \
-                                   uint32_t);                                                 \
+                                   uint32_t, std::size_t);                                    \
   template void dropout_backward<T>(T*, const T*, std::size_t, float, uint64_t, uint64_t,     \
-                                    uint32_t);                                                \
+                                    uint32_t, std::size_t);                                   \
   template double softmax_xent<T>(T*, int*, const T*, const uint8_t*, int, int, T);           \
+  template void softmax_xent_rows<T>(T*, double*, uint8_t*, const T*, const uint8_t*, int, int, T); \
   template void softmax<T>(T*, const T*, int, int);
 MNIST_INSTANTIATE(float)
 MNIST_INSTANTIATE(double)

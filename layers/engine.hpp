@@ -81,6 +81,10 @@ const char* to_string(Precision p);
 struct EngineConfig {
   ModelSpec spec;
   int batch_size = 128;
+  // CPU engine: threads of a step (layers/cpu_engine.cpp), at most one per 16 rows; 0: OpenMP's
+  // count (--threads, OMP_NUM_THREADS, else every core). Results agree across counts to float32
+  // rounding (OpenBLAS sums a GEMM's slice in an order that can depend on its size).
+  int cpu_threads = 0;
   uint64_t seed = 42;  // dropout masks and the epoch shuffle draw from it (kernels/philox.hpp)
   Init init = Init::Keras;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;  // Adam, Keras's defaults

@@ -87,7 +87,33 @@ TEST_CASE("GEMM variants agree with naive triple loops (float and double, odd si
     std::vector<double> twice(ref_nt);
     for (auto& x : twice) x *= 2;
     test::expect_close(Cf, twice, 1e-5, "gemm_nt float accumulate");
+    // gemm_tn on columns [j, j + w) of At (rows lda = M apart): the CPU engine's weight gradient
+    // for a thread's share of a layer's units.
+    const int j = M / 3, w = M - j - M / 4;
+    std::vector<double> Cs(std::size_t(w) * N, std::nan(""));
+    cpu::gemm_tn(Cs.data(), At.data() + j, Bnn.data(), w, N, K, M);
+    test::expect_close(Cs, std::vector<double>(ref_tn.begin() + std::size_t(j) * N, ref_tn.begin() + std::size_t(j + w) * N),
+                       1e-13, "gemm_tn double, a column range");
   }
+}
+
+TEST_CASE("column_sums adds a column range of rows in order; relu_backward masks by the output's sign") {
+  const int B = 37, N = 19, lda = 23, j = 3;
+  auto A = random_vector<float>(std::size_t(B) * lda, 5);
+  std::vector<float> s(N, std::nanf(""));
+  cpu::column_sums(s.data(), A.data() + j, B, N, lda);
+  for (int c = 0; c < N; ++c) {
+    float want = 0;
+    for (int r = 0; r < B; ++r) want += A[std::size_t(r) * lda + j + c];
+    CHECK_MESSAGE(s[std::size_t(c)] == want, "column ", c);  // same order, same bits
+  }
+  auto Y = random_vector<float>(std::size_t(B) * N, 6), dY = random_vector<float>(Y.size(), 7);
+  for (std::size_t i = 0; i < Y.size(); i += 5) Y[i] = 0.0f;  // exact zeros: masked too
+  std::vector<float> dZ(Y.size(), std::nanf(""));
+  cpu::relu_backward(dZ.data(), dY.data(), Y.data(), Y.size());
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < Y.size(); ++i) wrong += dZ[i] != (Y[i] > 0 ? dY[i] : 0.0f);
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("dense_forward computes X·Wᵀ + b with and without ReLU") {
@@ -222,6 +248,21 @@ TEST_CASE("dropout: inverted scaling, fixed mask reproducible, gradient matches 
       wrong += (Z[i] != 0) != rng::dropout_keep(7, 3, 2, i, thr);
     CHECK_MESSAGE(wrong == 0, len, " elements");
   }
+  // A part of the layer's array, [first, first + len): the elements a thread of the CPU engine
+  // owns. Starts and ends inside blocks, and lengths with whole groups of 8 blocks (the vectorised
+  // draws) between partial blocks; every element against rng::dropout_keep of its own index.
+  for (const std::size_t first : {std::size_t(0), std::size_t(1), std::size_t(6), std::size_t(33), std::size_t(100)})
+    for (const std::size_t len : {std::size_t(1), std::size_t(2), std::size_t(31), std::size_t(32), std::size_t(67),
+                                  n - first}) {
+      std::vector<double> Z(len, std::nan(""));
+      cpu::dropout_forward(Z.data(), X.data() + first, len, p, 7, 3, 2, first);
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < len; ++i) {
+        const bool keep = rng::dropout_keep(7, 3, 2, first + i, thr);
+        wrong += Z[i] != (keep ? X[first + i] * (1.0 / (1.0 - double(p))) : 0.0);  // the op's scale, bitwise
+      }
+      CHECK_MESSAGE(wrong == 0, "elements [", first, ", ", first + len, ")");
+    }
 
   auto G = random_vector<double>(n, 31);
   auto loss = [&] {
@@ -252,6 +293,33 @@ TEST_CASE("softmax_xent: loss, correct count and gradient match finite differenc
   CHECK(sum == doctest::Approx(ref).epsilon(1e-12));
   CHECK(correct == ref_correct);
   test::expect_close(d, numeric_grad(Z, mean_loss), 1e-8, "dlogits");
+}
+
+TEST_CASE("softmax_xent_rows: each row's loss and hit, summing to softmax_xent's in row order") {
+  const int B = 41, C = 10;
+  auto Z = random_vector<float>(std::size_t(B) * C, 41, -6, 6);
+  std::vector<uint8_t> y(B);
+  for (int r = 0; r < B; ++r) y[std::size_t(r)] = uint8_t((r * 7) % C);
+  std::vector<float> d_all(Z.size(), std::nanf("")), d_rows(Z.size(), std::nanf(""));
+  int hits = -1;
+  const double sum = cpu::softmax_xent(d_all.data(), &hits, Z.data(), y.data(), B, C, 1.0f / B);
+  std::vector<double> loss(B, std::nan(""));
+  std::vector<uint8_t> hit(B, 7);
+  cpu::softmax_xent_rows(d_rows.data(), loss.data(), hit.data(), Z.data(), y.data(), B, C, 1.0f / B);
+  double row_sum = 0;
+  int row_hits = 0;
+  for (int r = 0; r < B; ++r) {
+    int h = -1;
+    const double one = cpu::softmax_xent<float>(nullptr, &h, Z.data() + std::size_t(r) * C, y.data() + r, 1, C, 0.0f);
+    CHECK(loss[std::size_t(r)] == one);
+    CHECK(int(hit[std::size_t(r)]) == h);
+    row_sum += loss[std::size_t(r)];
+    row_hits += hit[std::size_t(r)];
+  }
+  CHECK(row_sum == sum);
+  CHECK(row_hits == hits);
+  CHECK(hits > 0);
+  CHECK(d_rows == d_all);
 }
 
 TEST_CASE("softmax_xent is numerically stable for huge logits") {
