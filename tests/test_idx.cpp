@@ -216,23 +216,38 @@ TEST_CASE("split_train_val: Keras takes the last fraction in order, random is a 
     all.images.push_back(uint8_t(i));
     all.labels.push_back(uint8_t(i % 10));
   }
-  ImageSet tr, va;
-  split_train_val(all, 0.2, SplitMode::Keras, 1, tr, va);
-  REQUIRE(tr.n == 80);
-  REQUIRE(va.n == 20);
-  for (int i = 0; i < 80; ++i) CHECK(tr.images[i] == i);
-  for (int i = 0; i < 20; ++i) CHECK(va.images[i] == 80 + i);
-  ImageSet tr2, va2, tr3, va3;
-  split_train_val(all, 0.2, SplitMode::Random, 1, tr, va);
-  split_train_val(all, 0.2, SplitMode::Random, 1, tr2, va2);
-  split_train_val(all, 0.2, SplitMode::Random, 2, tr3, va3);
-  CHECK(va.images == va2.images);
-  CHECK(va.images != va3.images);
+  const TrainValSplit keras = split_train_val(all, 0.2, SplitMode::Keras, 1);
+  REQUIRE(keras.train.n == 80);
+  REQUIRE(keras.val.n == 20);
+  CHECK(keras.train.dim == 1);
+  CHECK(keras.val.dim == 1);
+  for (int i = 0; i < 80; ++i) CHECK((keras.train.images[i] == i && keras.train.labels[i] == i % 10));
+  for (int i = 0; i < 20; ++i) CHECK((keras.val.images[i] == 80 + i && keras.val.labels[i] == (80 + i) % 10));
+  // Nothing copied: the two parts are ranges of all's rows.
+  CHECK(keras.train.images == all.images.data());
+  CHECK(keras.val.images == all.images.data() + 80);
+  CHECK(keras.val.labels == all.labels.data() + 80);
+  CHECK(keras.owned_train.n == 0);
+  CHECK(keras.owned_val.n == 0);
+  auto values = [](const DataView& v) { return std::vector<uint8_t>(v.images, v.images + std::size_t(v.n) * v.dim); };
+  TrainValSplit r1 = split_train_val(all, 0.2, SplitMode::Random, 1);
+  const TrainValSplit r2 = split_train_val(all, 0.2, SplitMode::Random, 1);
+  const TrainValSplit r3 = split_train_val(all, 0.2, SplitMode::Random, 2);
+  REQUIRE(r1.train.n == 80);
+  REQUIRE(r1.val.n == 20);
+  CHECK(values(r1.val) == values(r2.val));
+  CHECK(values(r1.val) != values(r3.val));
+  const TrainValSplit moved = std::move(r1);  // the views follow their storage
+  CHECK(moved.train.images == moved.owned_train.images.data());
+  CHECK(moved.val.images == moved.owned_val.images.data());
   std::vector<int> seen(100, 0);
-  for (uint8_t v : tr.images) seen[v]++;
-  for (uint8_t v : va.images) seen[v]++;
+  for (const DataView& v : {moved.train, moved.val})
+    for (int i = 0; i < v.n; ++i) {
+      seen[v.images[i]]++;
+      CHECK(v.labels[i] == v.images[i] % 10);  // each row's label came with it
+    }
   for (int c : seen) CHECK(c == 1);
-  CHECK_THROWS_AS(split_train_val(all, 0.0, SplitMode::Keras, 1, tr, va), InputError);
-  CHECK_THROWS_AS(split_train_val(all, 1.0, SplitMode::Keras, 1, tr, va), InputError);
-  CHECK_THROWS_AS(split_train_val(all, 0.001, SplitMode::Keras, 1, tr, va), InputError);  // 0 validation examples
+  CHECK_THROWS_AS(split_train_val(all, 0.0, SplitMode::Keras, 1), InputError);
+  CHECK_THROWS_AS(split_train_val(all, 1.0, SplitMode::Keras, 1), InputError);
+  CHECK_THROWS_AS(split_train_val(all, 0.001, SplitMode::Keras, 1), InputError);  // 0 validation examples
 }

@@ -115,26 +115,32 @@ ImageSet ImageSet::slice(int begin, int end) const {
   return subset(idx);
 }
 
-void split_train_val(const ImageSet& all, double fraction, SplitMode mode, uint64_t seed, ImageSet& train,
-                     ImageSet& val) {
+TrainValSplit split_train_val(const ImageSet& all, double fraction, SplitMode mode, uint64_t seed) {
   if (!(fraction > 0.0 && fraction < 1.0))
     throw InputError(cat("--val-split must be in (0, 1), got ", fraction));
   const int n_val = int(std::floor(fraction * all.n));
   if (n_val < 1 || n_val >= all.n)
     throw InputError(cat("--val-split ", fraction, " leaves ", n_val, " of ", all.n,
                          " examples for validation: both parts must be non-empty"));
-  std::vector<int32_t> order(std::size_t(all.n));
-  for (int i = 0; i < all.n; ++i) order[std::size_t(i)] = i;
-  if (mode == SplitMode::Random) {
-    std::vector<uint64_t> keyed(std::size_t(all.n));
-    for (int i = 0; i < all.n; ++i)
-      keyed[std::size_t(i)] = (uint64_t(rng::draw(seed, rng::kSplit, 0, uint64_t(i), 0)) << 32) | uint32_t(i);
-    std::sort(keyed.begin(), keyed.end());
-    for (int i = 0; i < all.n; ++i) order[std::size_t(i)] = int32_t(keyed[std::size_t(i)] & 0xFFFFFFFFu);
-  }
   const int n_train = all.n - n_val;
-  train = all.subset(std::vector<int32_t>(order.begin(), order.begin() + n_train));
-  val = all.subset(std::vector<int32_t>(order.begin() + n_train, order.end()));
+  TrainValSplit s;
+  if (mode == SplitMode::Keras) {
+    const DataView v = all.view();
+    s.train = {v.images, v.labels, n_train, v.dim};
+    s.val = {v.images + std::size_t(n_train) * std::size_t(v.dim), v.labels + n_train, n_val, v.dim};
+    return s;
+  }
+  std::vector<uint64_t> keyed(std::size_t(all.n));
+  for (int i = 0; i < all.n; ++i)
+    keyed[std::size_t(i)] = (uint64_t(rng::draw(seed, rng::kSplit, 0, uint64_t(i), 0)) << 32) | uint32_t(i);
+  std::sort(keyed.begin(), keyed.end());
+  std::vector<int32_t> order(std::size_t(all.n));
+  for (int i = 0; i < all.n; ++i) order[std::size_t(i)] = int32_t(keyed[std::size_t(i)] & 0xFFFFFFFFu);
+  s.owned_train = all.subset(std::vector<int32_t>(order.begin(), order.begin() + n_train));
+  s.owned_val = all.subset(std::vector<int32_t>(order.begin() + n_train, order.end()));
+  s.train = s.owned_train.view();
+  s.val = s.owned_val.view();
+  return s;
 }
 
 std::string shape_string(const ImageSet& s) {

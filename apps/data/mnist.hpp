@@ -38,8 +38,20 @@ ImageSet load_image_set(const std::string& images_path, const std::string& label
 // Random (the PyTorch tutorial's random_split): a permutation drawn from `seed`.
 // val size = floor(fraction * n) as both frameworks compute it.
 enum class SplitMode { Keras, Random };
-void split_train_val(const ImageSet& all, double fraction, SplitMode mode, uint64_t seed, ImageSet& train,
-                     ImageSet& val);
+// The two parts as views. Keras's are two ranges of `all`'s rows, nothing copied (the training
+// set's 47 MB and their page faults were a tenth of a one-epoch run's start on a VM): `all` must
+// outlive them. The random split's rows are gathered into `owned_train`/`owned_val`, which the
+// views point into (a move keeps them valid; a copy would not, so there is none).
+struct TrainValSplit {
+  DataView train, val;
+  ImageSet owned_train, owned_val;  // (empty for Keras)
+  TrainValSplit() = default;
+  TrainValSplit(TrainValSplit&&) = default;
+  TrainValSplit& operator=(TrainValSplit&&) = default;
+  TrainValSplit(const TrainValSplit&) = delete;
+  TrainValSplit& operator=(const TrainValSplit&) = delete;
+};
+TrainValSplit split_train_val(const ImageSet& all, double fraction, SplitMode mode, uint64_t seed);
 
 // "Training set: (60000, 28, 28), Labels: (60000,)" style shape lines.
 std::string shape_string(const ImageSet& s);

@@ -34,14 +34,13 @@ struct CompareRow {
 CompareRow train_engine_quietly(const AppOptions& o, const MnistData& data, Device device) {
   AppOptions q = o;
   q.device = device;
-  ImageSet train, val;
-  split_for_training(o, data.train, train, val);
+  const TrainValSplit split = split_for_training(o, data.train);
   const ModelSpec spec = model_spec(q, data.train.dim());
   const EngineConfig cfg = engine_config(q, spec);
   NullBuffer nb;
   std::ostream null_stream(&nb);
   std::unique_ptr<Engine> engine = make_engine(q, cfg, null_stream);
-  const int tr = engine->add_dataset(train.view()), va = engine->add_dataset(val.view());
+  const int tr = engine->add_dataset(split.train), va = engine->add_dataset(split.val);
   const int te = engine->add_dataset(data.test.view());
   FitOptions fo = fit_options(o);
   fo.quiet = true;
@@ -104,10 +103,7 @@ int run_compare(const AppOptions& o, std::ostream& log) {
   set_threads(o);
   const std::string dir = data_dir(o);
   const MnistData data = load_mnist_dir(dir);
-  {  // the split and --batch-size, checked before anything is written
-    ImageSet train, val;
-    split_for_training(o, data.train, train, val);
-  }
+  split_for_training(o, data.train);  // the split and --batch-size, checked before anything is written
   const OutputDir out_dir(o.out_dir);
   std::vector<CompareRow> rows;
   std::vector<std::string> skipped;

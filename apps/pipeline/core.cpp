@@ -94,10 +94,11 @@ std::string kernel_path(const Engine& engine) {
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 
-void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val) {
-  split_train_val(all, o.val_split, o.split, o.seed, train, val);
-  if (o.batch_size > train.n)
-    throw InputError(cat("--batch-size ", o.batch_size, " is larger than the ", train.n, " training examples"));
+TrainValSplit split_for_training(const AppOptions& o, const ImageSet& all) {
+  TrainValSplit s = split_train_val(all, o.val_split, o.split, o.seed);
+  if (o.batch_size > s.train.n)
+    throw InputError(cat("--batch-size ", o.batch_size, " is larger than the ", s.train.n, " training examples"));
+  return s;
 }
 
 std::string dataset_fingerprint(const MnistData& d) {

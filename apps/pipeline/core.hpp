@@ -43,8 +43,9 @@ std::string device_name(const Engine& engine);  // the GPU's name, or "CPU (n th
 // "+head" when the last layer runs as one head kernel).
 std::string kernel_path(const Engine& engine);
 
-// The validation split of --val-split/--split, with --batch-size checked against what is left.
-void split_for_training(const AppOptions& o, const ImageSet& all, ImageSet& train, ImageSet& val);
+// The validation split of --val-split/--split, with --batch-size checked against what is left
+// (views of `all` for the Keras split: mnist.hpp).
+TrainValSplit split_for_training(const AppOptions& o, const ImageSet& all);
 
 // Sizes and a 64-bit hash (FNV-1a's step over 64-bit words, 4 lanes) of every image and label:
 // two data sets with the same fingerprint are the same data, whatever their paths or compression.

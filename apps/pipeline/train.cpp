@@ -142,8 +142,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   log << "Training data shape: (" << data.train.n << ", " << data.train.dim() << ")\n";
   log << "Data range: [0.00, 1.00] (uint8 pixels scaled by 1/255 as each batch is gathered)\n";
 
-  ImageSet train, val;
-  split_for_training(o, data.train, train, val);
+  const TrainValSplit split = split_for_training(o, data.train);
   const ModelSpec spec = model_spec(o, data.train.dim());
   const EngineConfig cfg = engine_config(o, spec);
   if (device_ready.valid()) device_ready.get();
@@ -159,8 +158,8 @@ int run_train(const AppOptions& o, std::ostream& out) {
     resume = load_checked_resume(ctl.resume_path, engine->layout(), ctl.config, dir);
     ctl.resume_from = &resume;
   }
-  const int train_id = engine->add_dataset(train.view());
-  const int val_id = engine->add_dataset(val.view());
+  const int train_id = engine->add_dataset(split.train);
+  const int val_id = engine->add_dataset(split.val);
   const int test_id = engine->add_dataset(data.test.view());
   lap("engine");
 
@@ -169,7 +168,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
   const std::string summary = summary_table(spec, engine->layout());
   log << "\n" << summary;
   log << "Backend: " << engine->name() << " (" << device_name(*engine) << ")\n";
-  log << "Train on " << train.n << " samples, validate on " << val.n << " samples (" << to_string(o.split)
+  log << "Train on " << split.train.n << " samples, validate on " << split.val.n << " samples (" << to_string(o.split)
       << " split)\n";
 
   // What the tutorial shows before training: the sample grid and the architecture picture.
@@ -185,7 +184,7 @@ int run_train(const AppOptions& o, std::ostream& out) {
 
   FitOptions fo = fit_options(o);
   fo.checkpoint = out_dir.path("best_model.safetensors");
-  fo.steps_per_epoch = (train.n + o.batch_size - 1) / o.batch_size;
+  fo.steps_per_epoch = (split.train.n + o.batch_size - 1) / o.batch_size;
   fo.quiet = o.quiet;
   fo.progress_bar = !o.quiet && ProgressBar::is_terminal(out);
   install_stop_handlers();
