@@ -602,6 +602,11 @@ def positive_cases(tiny, ckpt):
         Case("control_train_ok", ["--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
                                   "--out", "fresh_out", "--quiet"], code=0),
         Case("control_evaluate_ok", ["evaluate", "--checkpoint", ckpt, "--device", "cpu", "--data", tiny], code=0),
+        # A CPU run on every core (--threads at least the cores) renders the architecture after training,
+        # not beside the engine's team (apps/pipeline/train.cpp): the files are there all the same.
+        Case("control_train_every_core_ok", ["--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
+                                             "--threads", "1024", "--out", "every_core"], code=0,
+             stdout_needles=["model.dot, model.svg, model.png"]),
         # The comparison table: the CPU row's device named whole (the column as wide as the longest
         # name: "CPU (2 threads, OpenBLAS Haswell)" ends right at its separator, never cut short).
         Case("control_compare_ok", ["compare", "--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
