@@ -6,6 +6,10 @@
 #include <numeric>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernels/philox.hpp"
 
 #ifdef MNIST_HAVE_OPENBLAS
@@ -97,11 +101,33 @@ void gemm_tn(T* C, const T* A, const T* B, int M, int N, int K) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Element-wise ops go parallel only above kParallelMin elements. A training step of the
-// tutorial's model is ~100 µs of GEMMs in OpenBLAS's own threads; an OpenMP region per small
-// op costs more than it saves, and its spinning workers compete with OpenBLAS for the cores
-// (measured here: epochs of 0.8 s turned into 1-9 s on 2 loaded cores).
+// Element-wise ops go parallel only above kParallelMin elements, and only where no team is running
+// already: the CPU engine calls them from its own team (layers/cpu_engine.cpp), on its threads' rows.
+// Below that, no region is opened at all, rather than one its `if` clause keeps serial: such a
+// region still costs 1.5-3 µs (per-row loss calls in one were a fifth of a CPU step), and nested in
+// the engine's team it is a team of its own. A step makes about 14 of these calls a thread; an A/B
+// of whole epochs on 2 cores showed no difference within the host's noise. An element's result
+// does not depend on the split.
 constexpr std::size_t kParallelMin = std::size_t(1) << 20;
+
+namespace {
+// body(begin, end) over [0, n): split among OpenMP's threads where that pays (`elements`, the
+// elements the n items hold, above kParallelMin), else one call.
+template <class F>
+void for_ranges(std::size_t n, const F& body, std::size_t elements = 0) {
+#ifdef _OPENMP
+  if ((elements ? elements : n) > kParallelMin && !omp_in_parallel()) {
+#pragma omp parallel
+    {
+      const std::size_t t = std::size_t(omp_get_thread_num()), nt = std::size_t(omp_get_num_threads());
+      body(n * t / nt, n * (t + 1) / nt);
+    }
+    return;
+  }
+#endif
+  body(std::size_t(0), n);
+}
+}  // namespace
 
 template <class T>
 void round_gemm_inputs(T* out, const T* in, std::size_t n, GemmPrecision prec) {
@@ -109,8 +135,9 @@ void round_gemm_inputs(T* out, const T* in, std::size_t n, GemmPrecision prec) {
     std::copy(in, in + n, out);
     return;
   }
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::size_t i = 0; i < n; ++i) out[i] = T(round_input(prec, float(in[i])));
+  for_ranges(n, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) out[i] = T(round_input(prec, float(in[i])));
+  });
 }
 
 namespace {
@@ -139,15 +166,16 @@ void dense_forward(T* Y, const T* X, const T* W, const T* b, int B, int K, int N
 
 template <class T>
 void bias_act(T* Y, const T* b, int B, int N, bool relu) {
-#pragma omp parallel for schedule(static) if (std::size_t(B) * N > kParallelMin)
-  for (int r = 0; r < B; ++r) {
-    T* y = Y + std::size_t(r) * N;
+  for_ranges(std::size_t(B), [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      T* y = Y + r * N;
 #pragma omp simd
-    for (int j = 0; j < N; ++j) {
-      T z = y[j] + b[j];
-      y[j] = relu ? (z > T(0) ? z : T(0)) : z;
+      for (int j = 0; j < N; ++j) {
+        T z = y[j] + b[j];
+        y[j] = relu ? (z > T(0) ? z : T(0)) : z;
+      }
     }
-  }
+  }, std::size_t(B) * N);
 }
 
 template <class T>
@@ -239,16 +267,17 @@ void dropout_forward(T* out, const T* in, std::size_t n, float p, uint64_t seed,
   const std::size_t q_first = first / 4, q_end = (end + 3) / 4;  // blocks touched
   const std::size_t g0 = (first + 3) / 4, groups = end / 4 > g0 ? (end / 4 - g0) / kLanes : 0;
   for (std::size_t q = q_first; q < g0; ++q) one_block(q);  // a partial block at the start
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::size_t g = 0; g < groups; ++g) {
-    const std::size_t q0 = g0 + g * kLanes;
-    uint32_t word[4 * kLanes];
-    dropout_words(word, seed, layer, q0, step);
-    T* o = out + (4 * q0 - first);
-    const T* x = in + (4 * q0 - first);
+  for_ranges(groups, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t g = begin; g < end; ++g) {
+      const std::size_t q0 = g0 + g * kLanes;
+      uint32_t word[4 * kLanes];
+      dropout_words(word, seed, layer, q0, step);
+      T* o = out + (4 * q0 - first);
+      const T* x = in + (4 * q0 - first);
 #pragma omp simd
-    for (int j = 0; j < 4 * kLanes; ++j) o[j] = word[j] >= thr ? x[j] * scale : T(0);
-  }
+      for (int j = 0; j < 4 * kLanes; ++j) o[j] = word[j] >= thr ? x[j] * scale : T(0);
+    }
+  }, n);
   for (std::size_t q = g0 + groups * kLanes; q < q_end; ++q) one_block(q);  // the rest, block by block
 }
 
@@ -350,26 +379,23 @@ void adam_update(float* p, float* m, float* v, const float* g, std::size_t n, fl
   const double bc2 = 1.0 - std::pow(double(b2), double(t));
   const float alpha = float(double(lr) * std::sqrt(bc2) / bc1);
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-  constexpr std::size_t kSpan = std::size_t(1) << 16;
-  const std::size_t spans = (n + kSpan - 1) / kSpan;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::size_t s = 0; s < spans; ++s) {
-    const std::size_t i = s * kSpan;
-    adam_span(p + i, m + i, v + i, g + i, std::min(kSpan, n - i), alpha, b1, b2, c1, c2, eps);
-  }
+  for_ranges(n, [&](std::size_t i, std::size_t end) {
+    adam_span(p + i, m + i, v + i, g + i, end - i, alpha, b1, b2, c1, c2, eps);
+  });
 }
 
 void gather_batch(float* X, uint8_t* y, const uint8_t* images, const uint8_t* labels,
                   const int32_t* idx, int B, int D) {
   constexpr float kInv255 = 1.0f / 255.0f;
-#pragma omp parallel for schedule(static) if (std::size_t(B) * D > kParallelMin)
-  for (int r = 0; r < B; ++r) {
-    const uint8_t* src = images + std::size_t(idx[r]) * D;
-    float* dst = X + std::size_t(r) * D;
+  for_ranges(std::size_t(B), [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      const uint8_t* src = images + std::size_t(idx[r]) * D;
+      float* dst = X + r * D;
 #pragma omp simd
-    for (int k = 0; k < D; ++k) dst[k] = float(src[k]) * kInv255;
-    if (y) y[r] = labels[idx[r]];
-  }
+      for (int k = 0; k < D; ++k) dst[k] = float(src[k]) * kInv255;
+      if (y) y[r] = labels[idx[r]];
+    }
+  }, std::size_t(B) * D);
 }
 
 void shuffle_order(int32_t* order, int n, uint64_t seed, uint64_t epoch) {

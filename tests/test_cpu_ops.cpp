@@ -5,6 +5,8 @@
 #include <functional>
 #include <numeric>
 
+#include <omp.h>
+
 #include "helpers.hpp"
 #include "kernels/philox.hpp"
 #include "layers/cpu_ops.hpp"
@@ -358,6 +360,31 @@ TEST_CASE("adam_update reproduces hand-computed Keras Adam steps") {
   std::vector<float> P0 = P, M(1000), V(1000);
   cpu::adam_update(P.data(), M.data(), V.data(), G.data(), 1000, 1e-3f, 0.9f, 0.999f, 1e-7f, 1);
   for (std::size_t i = 0; i < P.size(); ++i) CHECK(std::abs(P0[i] - P[i]) == doctest::Approx(1e-3).epsilon(1e-3));
+}
+
+TEST_CASE("element-wise ops above the parallel threshold: the same bits split among threads as in small pieces") {
+  // Above 2^20 elements (and outside a team) Adam and the dropout split their work among OpenMP's
+  // threads; an element's result must not depend on that split.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(3);
+  const std::size_t n = (std::size_t(1) << 21) + 7;
+  auto P = random_vector<float>(n, 61), M = random_vector<float>(n, 62, -0.1, 0.1), V = random_vector<float>(n, 63, 0, 0.01);
+  const auto G = random_vector<float>(n, 64);
+  auto P2 = P, M2 = M, V2 = V;
+  cpu::adam_update(P.data(), M.data(), V.data(), G.data(), n, 1e-3f, 0.9f, 0.999f, 1e-7f, 4);
+  const std::size_t piece = 1000;  // below the threshold: no split
+  for (std::size_t i = 0; i < n; i += piece)
+    cpu::adam_update(P2.data() + i, M2.data() + i, V2.data() + i, G.data() + i, std::min(piece, n - i), 1e-3f,
+                     0.9f, 0.999f, 1e-7f, 4);
+  CHECK(P == P2);
+  CHECK(M == M2);
+  CHECK(V == V2);
+  std::vector<float> D(n), D2(n);
+  cpu::dropout_forward(D.data(), G.data(), n, 0.2f, 5, 6, 1);
+  for (std::size_t i = 0; i < n; i += piece)
+    cpu::dropout_forward(D2.data() + i, G.data() + i, std::min(piece, n - i), 0.2f, 5, 6, 1, i);
+  CHECK(D == D2);
+  omp_set_num_threads(threads);
 }
 
 TEST_CASE("gather_batch scales uint8 rows by 1/255 in the given order") {

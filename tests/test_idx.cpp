@@ -45,18 +45,23 @@ void expect_input_error(const std::string& path, const std::string& needle, int 
   }
 }
 
+// Writes `data` under `dims` to tmp_dir() + name (gzip where the name ends in .gz), reads it back
+// and checks it whole; returns the path.
+std::string check_round_trip(const char* name, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  const std::string p = tmp_dir() + name;
+  write_idx(p, dims, data);
+  const IdxArray a = read_idx(p, int(dims.size()));
+  CHECK(a.dims == dims);
+  CHECK(a.data == data);
+  return p;
+}
+
 }  // namespace
 
 TEST_CASE("read_idx reads raw and gzip files written by write_idx") {
   std::vector<uint8_t> data(3 * 4 * 5);
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = uint8_t(i * 13 + 1);
-  for (const char* name : {"/ok.idx", "/ok.idx.gz"}) {
-    const std::string p = tmp_dir() + name;
-    write_idx(p, {3, 4, 5}, data);
-    IdxArray a = read_idx(p, 3);
-    CHECK(a.dims == std::vector<uint32_t>{3, 4, 5});
-    CHECK(a.data == data);
-  }
+  for (const char* name : {"/ok.idx", "/ok.idx.gz"}) check_round_trip(name, {3, 4, 5}, data);
 }
 
 // Large enough for the buffers to be advised onto huge pages (runtime/huge_pages.hpp) and, for a
@@ -66,11 +71,7 @@ TEST_CASE("read_idx: a payload of several MiB, and one byte short of it or past 
   uint32_t x = 12345;
   for (uint8_t& b : data) b = uint8_t((x = x * 1664525u + 1013904223u) >> 24);
   for (const char* name : {"/big.idx", "/big.idx.gz"}) {
-    const std::string p = tmp_dir() + name;
-    write_idx(p, {3, 1024, 2048}, data);
-    IdxArray a = read_idx(p, 3);
-    CHECK(a.dims == std::vector<uint32_t>{3, 1024, 2048});
-    CHECK(a.data == data);
+    const std::string p = check_round_trip(name, {3, 1024, 2048}, data);
     // The same bytes under a header that claims one more, and one fewer, than the file holds.
     const bool gz = std::string(name).find(".gz") != std::string::npos;
     for (const uint32_t claim : {uint32_t(data.size() + 1), uint32_t(data.size() - 1)}) {
