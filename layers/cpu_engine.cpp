@@ -271,22 +271,24 @@ class CpuEngine final : public Engine {
     return loss;
   }
 
-  // The backward pass of `rows` down to every layer's dZ (in place in dout_: the ReLU's mask, then
-  // the rounding) and dX (through the dropout that fed the layer).
+  // The backward pass of `rows` down to every layer's dZ (in place in dout_: the ReLU's mask and
+  // the dropout after it, then the rounding) and dX. The dropout's mask is not drawn again: its
+  // output is > 0 exactly where it kept an element the ReLU passed (cpu::relu_dropout_backward).
   void backward_rows(Range rows) {
-    for (std::size_t l = layout_.dense.size(); l-- > 0;) {
+    const std::size_t L = layout_.dense.size();
+    const float scale = 1.0f / (1.0f - cfg_.spec.dropout);  // dropout_forward's
+    for (std::size_t l = L; l-- > 0;) {
       const DenseSlot& s = layout_.dense[l];
       const std::size_t n_out = std::size_t(rows.size()) * s.out, first_out = std::size_t(rows.begin) * s.out;
       float* dz = dout_[l].data() + first_out;
-      if (s.relu) cpu::relu_backward(dz, dz, out_[l].data() + first_out, n_out);
+      if (s.relu && l + 1 < L && dropping())
+        cpu::relu_dropout_backward(dz, dz, drop_[l].data() + first_out, n_out, scale);
+      else if (s.relu)
+        cpu::relu_backward(dz, dz, out_[l].data() + first_out, n_out);
       if (rounding()) cpu::round_gemm_inputs(dz, dz, n_out, cfg_.precision);
       if (l == 0) continue;
-      const std::size_t first_in = std::size_t(rows.begin) * s.in;
-      float* dx = dout_[l - 1].data() + first_in;
-      cpu::gemm_nn(dx, dz, rounding() ? wr_[l].data() : params_.data() + s.w_offset, rows.size(), s.in, s.out);
-      if (dropping())  // the gradient through the dropout that fed this layer, in place
-        cpu::dropout_backward(dx, dx, std::size_t(rows.size()) * s.in, cfg_.spec.dropout, cfg_.seed,
-                              uint64_t(step_), uint32_t(l - 1), first_in);
+      cpu::gemm_nn(dout_[l - 1].data() + std::size_t(rows.begin) * s.in, dz,
+                   rounding() ? wr_[l].data() : params_.data() + s.w_offset, rows.size(), s.in, s.out);
     }
   }
 

@@ -201,6 +201,12 @@ void relu_backward(T* dZ, const T* dY, const T* Y, std::size_t n) {
 }
 
 template <class T>
+void relu_dropout_backward(T* dZ, const T* dD, const T* D, std::size_t n, T scale) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) dZ[i] = D[i] > T(0) ? dD[i] * scale : T(0);
+}
+
+template <class T>
 void column_sums(T* s, const T* A, int B, int N, int lda) {
   std::fill(s, s + N, T(0));
   for (int r = 0; r < B; ++r) {
@@ -412,6 +418,7 @@ void shuffle_order(int32_t* order, int n, uint64_t seed, uint64_t epoch) {
   template void gemm_tn<T>(T*, const T*, const T*, int, int, int, int);                       \
   template void bias_act<T>(T*, const T*, int, int, bool);                                    \
   template void relu_backward<T>(T*, const T*, const T*, std::size_t);                        \
+  template void relu_dropout_backward<T>(T*, const T*, const T*, std::size_t, T);            \
   template void column_sums<T>(T*, const T*, int, int, int);                                  \
   template void dense_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool,      \
                                  GemmPrecision);                                             \

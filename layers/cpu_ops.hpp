@@ -54,6 +54,11 @@ void dense_backward(T* dX, T* dW, T* db, T* dZ, const T* dY, const T* X, const T
 
 // dense_backward's first part: dZ [n] = Y > 0 ? dY : 0 (the ReLU's mask; dZ may alias dY).
 template <class T> void relu_backward(T* dZ, const T* dY, const T* Y, std::size_t n);
+// The gradient through a dropout and the ReLU before it, from the dropout's output D alone:
+// dZ [n] = D > 0 ? dD * scale : 0, scale = 1/(1-p). D > 0 exactly where the element was kept and the
+// ReLU passed it, so this equals dropout_backward then relu_backward bit for bit, without drawing the
+// mask again (cuda::relu_dropout_backward's twin). dZ may alias dD, not D.
+template <class T> void relu_dropout_backward(T* dZ, const T* dD, const T* D, std::size_t n, T scale);
 
 // s [N] = Σ_r A[r·lda + j] over rows r = 0..B-1 in order: db of dense_backward (lda = N), or of a
 // column range of a wider dZ.
