@@ -371,11 +371,7 @@ void run_tuned(double work, GemmPrecision prec, bool fold, WgmmaOp wgmma_op, boo
 
 void dense_force_tile(GemmTileChoice choice) { g_forced_tile = choice; }
 
-void dense_force_ablation(unsigned bits) {
-  MNIST_CHECK(ablation_supported(bits), "dense_force_ablation: bits ", bits,
-              " are not one of the instantiated sets (copies 1, prepare 2, math 4, all 7, none 0)");
-  g_ablation = bits;
-}
+// (dense_force_ablation: in dense_tf32_ablation.cu, the benchmarks' library mnist_dense_ablation)
 void dense_force_weight_pieces(int pieces) { g_forced_weight_pieces = std::max(pieces, 0); }
 bool dense_wgmma_available() { return wgmma_available(); }
 bool dense_clusters_available() { return clusters_available(); }

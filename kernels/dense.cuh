@@ -256,7 +256,8 @@ void dense_force_simt_tile(SimtTileChoice choice);
 // split's finish stay. Bits: one of the three, all three (the loop's
 // skeleton: launch, prologue, barriers, epilogue), or 0 (restores). Every memory access stays in
 // bounds, but the results are meaningless (with kAblateMath alone the accumulators stay 0: the
-// epilogue of zero sums). Another set of bits is an error. Not thread-safe.
+// epilogue of zero sums). Another set of bits is an error. Not thread-safe. Defined in
+// kernels/dense_tf32_ablation.cu, with the kernels: link the library mnist_dense_ablation.
 constexpr unsigned kAblateCopies = 1, kAblatePrepare = 2, kAblateMath = 4;
 void dense_force_ablation(unsigned bits);
 
