@@ -60,6 +60,7 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void __launch_bounds__(kThreads)
     round_params_kernel(const RoundedParams rq, const float* __restrict__ p, std::size_t n) {
+  pdl_start();  // (launch_kernel's contract: no read before it, should a scope ever launch this programmatically)
   const std::size_t stride = std::size_t(gridDim.x) * kThreads;
   for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride)
     rq.q[i] = round_gemm_input(rq.prec, p[i]);
