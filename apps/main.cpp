@@ -55,7 +55,17 @@ int main(int argc, char** argv) {
     return fail(where + " does not take:" + extras + " (mnist_cuda --help lists the flags)", 2);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    return fail(std::string(e.what()) + " (mnist_cuda --help lists the flags)", 2);
+    // CLI11's words for the two mistakes it catches itself, in the project's (the flag first).
+    std::string what = e.what();
+    const std::string::size_type at_most = what.find(": At Most 1 required");
+    if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) && at_most != std::string::npos)
+      what = what.substr(0, at_most) + ": given more than once (give each flag once)";
+    const std::string convert = "Could not convert: ";
+    if (dynamic_cast<const CLI::ConversionError*>(&e) && what.rfind(convert, 0) == 0) {
+      const std::string rest = what.substr(convert.size()), flag = rest.substr(0, rest.find(" = "));
+      what = flag + " takes no value, got '" + rest.substr(std::min(rest.size(), flag.size() + 3)) + "'";
+    }
+    return fail(what + " (mnist_cuda --help lists the flags)", 2);
   } catch (const mnist::InputError& e) {  // --hidden, parsed in its callback
     return fail(e.what(), 2);
   }
@@ -69,6 +79,8 @@ int main(int argc, char** argv) {
     return mnist::run_train(o, std::cout);
   } catch (const mnist::InputError& e) {
     return fail(e.what(), 2);
+  } catch (const std::bad_alloc&) {
+    return fail("out of host memory: the model (--hidden) or the batch (--batch-size) is too large for this machine", 1);
   } catch (const std::exception& e) {
     return fail(e.what(), 1);
   }

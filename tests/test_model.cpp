@@ -156,6 +156,21 @@ TEST_CASE("write_file_atomic replaces a file whole and leaves no temporary behin
   CHECK(read_file(path) == std::string(100000, 'x'));
   CHECK(access((path + ".tmp." + std::to_string(getpid())).c_str(), F_OK) != 0);
   CHECK_THROWS_AS(write_file_atomic(dir + "/no/such/dir/f", "x"), Error);
+
+  // A link planted under the temporary file's name (it is predictable: the pid) is removed, never
+  // followed: its target keeps its bytes, and the file gets the new ones. A stale temporary file
+  // (a killed run with this pid) is replaced likewise.
+  const std::string victim = dir + "/victim", tmp_name = path + ".tmp." + std::to_string(getpid());
+  write_file_atomic(victim, "precious");
+  REQUIRE(symlink(victim.c_str(), tmp_name.c_str()) == 0);
+  write_file_atomic(path, "new");
+  CHECK(read_file(victim) == "precious");
+  CHECK(read_file(path) == "new");
+  CHECK(access(tmp_name.c_str(), F_OK) != 0);
+  write_file_atomic(tmp_name, "stale");
+  write_file_atomic(path, "newer");
+  CHECK(read_file(path) == "newer");
+  CHECK(access(tmp_name.c_str(), F_OK) != 0);
 }
 
 TEST_CASE("safetensors integrity: a CRC-32 per tensor in the metadata, verified when present; NaN/Inf refused") {

@@ -14,8 +14,13 @@
 namespace mnist {
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
+  // A new file, never an existing one or a link's target: whatever holds the name already (a
+  // temporary file a killed run with this pid left, or a planted link) is unlinked, which removes
+  // the link, never what it points to, and the file is created afresh.
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), kFlags, 0644);
+  if (fd < 0 && errno == EEXIST && ::unlink(tmp.c_str()) == 0) fd = ::open(tmp.c_str(), kFlags, 0644);
   if (fd < 0) throw Error(cat(path, ": cannot create temporary file (", std::strerror(errno), ")"));
   std::size_t done = 0;
   while (done < bytes.size()) {

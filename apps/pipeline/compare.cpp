@@ -70,7 +70,8 @@ int spawn_wait(const std::vector<std::string>& argv, const std::string& log_path
   args.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ::unlink(log_path.c_str());  // (a new file, never through a link left under that name)
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);

@@ -224,8 +224,19 @@ OutputDir::OutputDir(const std::string& dir) : dir_(dir) {
   check(dir);
   make_dirs(dir);
   const std::string lock = path("mnist_cuda.lock");
-  fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // Never through a link: a symbolic link planted as the lock would have its target truncated and
+  // overwritten with the pid (the files the run writes go through write_file_atomic, which also
+  // refuses links).
+  fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd_ < 0 && errno == ELOOP)
+    throw InputError(cat("--out ", dir, ": ", lock, " is a symbolic link, not a lock file; remove it"));
   if (fd_ < 0) throw InputError(cat("--out ", dir, ": cannot create ", lock, " (", std::strerror(errno), ")"));
+  struct stat lst;
+  if (::fstat(fd_, &lst) != 0 || !S_ISREG(lst.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw InputError(cat("--out ", dir, ": ", lock, " is not a regular file; remove it"));
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {};
     const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);

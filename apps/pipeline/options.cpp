@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -64,7 +65,7 @@ CLI::Validator number(T lo, T hi, bool lo_open = false, bool hi_open = false) {
         if constexpr (std::is_integral_v<T>) {
           const char* end = s.data() + s.size();
           const auto r = std::from_chars(s.data(), end, v);
-          if (s.empty() || r.ptr != end) {
+          if (s.empty() || r.ec != std::errc() || r.ptr != end) {  // (out of range: ptr is at the end, v untouched)
             if (r.ec == std::errc::result_out_of_range || (!s.empty() && s[0] == '-' && std::is_unsigned_v<T>))
               return cat("must be an integer in ", range, ", got ", s.substr(0, 40));
             return cat("'", s.substr(0, 40), "' is not an integer");
@@ -72,10 +73,18 @@ CLI::Validator number(T lo, T hi, bool lo_open = false, bool hi_open = false) {
           if (v < lo || v > hi) return cat("must be in ", range, ", got ", v);
           s = std::to_string(v);  // what CLI11 converts next: the same number, in decimal
         } else {
+          // Decimal only (strtod would take "0x10", "inf" and "nan" too), and representable: strtod
+          // turns "1e-400" into 0 (ERANGE), which would, e.g., remove the Dropout layers.
+          if (s.empty() || s.find_first_not_of("0123456789+-.eE") != std::string::npos)
+            return cat("'", s.substr(0, 40), "' is not a number (decimal digits, '.', an exponent)");
           char* end = nullptr;
-          v = T(std::strtod(s.c_str(), &end));
-          if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) || end != s.c_str() + s.size())
-            return cat("'", s.substr(0, 40), "' is not a number");
+          errno = 0;
+          const double d = std::strtod(s.c_str(), &end);
+          if (end != s.c_str() + s.size()) return cat("'", s.substr(0, 40), "' is not a number");
+          if ((errno == ERANGE && d == 0) || (d != 0 && std::abs(d) < double(std::numeric_limits<T>::min())))
+            return cat("'", s.substr(0, 40), "' is too close to 0 to represent: give 0, or at least ",
+                       std::numeric_limits<T>::min());
+          v = T(d);  // (an overflow is ±inf, refused by the range below)
           const bool ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);  // false for NaN
           if (!ok) return cat("must be in ", range, ", got ", shortest(double(v)));
         }
@@ -161,8 +170,10 @@ void add_flags(CLI::App& app, AppOptions& o) {
   add_number(app, "--min-lr", o.min_lr, number(0.0, 10.0), "ReduceLROnPlateau minimum learning rate, at most --lr");
   add_choice(app, "--init", o.init, {Init::Keras, Init::Torch},
              "keras: Glorot uniform, zero bias; torch: nn.Linear's default");
-  app.add_flag("--quiet", o.quiet, "print only the final results");
-  app.add_flag("--resume", o.resume, "continue the run saved in <out>/resume.safetensors");
+  // (A repeated flag is a usage error, as a repeated option is.)
+  app.add_flag("--quiet", o.quiet, "print only the final results")->multi_option_policy(CLI::MultiOptionPolicy::Throw);
+  app.add_flag("--resume", o.resume, "continue the run saved in <out>/resume.safetensors")
+      ->multi_option_policy(CLI::MultiOptionPolicy::Throw);
 
   // evaluate and predict take the architecture from the checkpoint (--hidden only for files
   // without that metadata) and run in eval mode: no training flag is accepted.

@@ -270,8 +270,20 @@ def flag_cases(tiny):
         bad("batch_size_huge", ["--batch-size", "1000000"], ["--batch-size", "got 1000000"]),
         bad("lr_0", ["--lr", "0"], ["--lr", "got 0"]),
         bad("lr_negative", ["--lr", "-0.001"], ["--lr", "got -0.001"]),
-        bad("lr_nan", ["--lr", "nan"], ["--lr", "got nan"]),
-        bad("lr_inf", ["--lr", "inf"], ["--lr", "got inf"]),
+        bad("lr_nan", ["--lr", "nan"], ["--lr", "'nan' is not a number"]),
+        bad("lr_inf", ["--lr", "inf"], ["--lr", "'inf' is not a number"]),
+        bad("lr_overflow", ["--lr", "1e400"], ["--lr", "got inf"]),
+        bad("lr_hex", ["--lr", "0x10"], ["--lr", "'0x10' is not a number"]),
+        # Below the smallest normal double: strtod gives 0, which would remove the Dropout layers.
+        bad("dropout_underflow", ["--dropout", "1e-400"], ["--dropout", "'1e-400' is too close to 0"]),
+        bad("min_lr_underflow", ["--min-lr", "1e-310"], ["--min-lr", "'1e-310' is too close to 0"]),
+        # Integers past the type's range are refused, never wrapped to 0 (or run on every core).
+        bad("epochs_past_int", ["--epochs", "4294967297"], ["--epochs", "got 4294967297"]),
+        bad("seed_past_uint64", ["--seed", "18446744073709551658"], ["--seed", "got 18446744073709551658"]),
+        bad("threads_past_int", ["--threads", "99999999999999999999"], ["--threads", "got 99999999999999999999"]),
+        bad("threads_past_int_negative", ["--threads", "-99999999999999999999"], ["--threads", "got -99999999999999999999"]),
+        bad("usage_repeated_switch", ["--quiet", "--quiet"], ["--quiet: given more than once"]),
+        bad("usage_switch_with_value", ["--quiet=foo"], ["--quiet takes no value, got 'foo'"]),
         bad("dropout_negative", ["--dropout", "-0.1"], ["--dropout", "got -0.1"]),
         bad("dropout_1", ["--dropout", "1"], ["--dropout", "got 1"]),
         bad("val_split_0", ["--val-split", "0"], ["--val-split", "got 0"]),
@@ -310,7 +322,7 @@ def flag_cases(tiny):
         bad("usage_batch_size_1e20", ["--batch-size", "1e20"], ["--batch-size", "1e20"]),
         bad("usage_unknown_flag", ["--bogus", "1"], ["--bogus 1"]),
         bad("usage_misspelt_flag", ["--batchsize", "16"], ["--batchsize 16"]),
-        bad("usage_repeated_flag", ["--lr", "0.1", "--lr", "0.2"], ["--lr"]),
+        bad("usage_repeated_flag", ["--lr", "0.1", "--lr", "0.2"], ["--lr: given more than once"]),
         bad("usage_stray_argument", ["stray"], ["stray"]),
         bad("usage_missing_value", ["--lr"], ["--lr"]),
         Case("usage_evaluate_no_checkpoint", ["evaluate", "--device", "cpu", "--data", tiny], needles=["--checkpoint"]),
@@ -575,6 +587,11 @@ def run_cases(tmp, tiny, fixture_run):
             holder.wait()
         return {"needles": ["pid %d" % holder.pid], "cleanup": cleanup}
 
+    def plant_lock_link(cwd):  # the lock's name as a link to a file the run must not touch
+        os.makedirs(os.path.join(cwd, "out"), exist_ok=True)
+        write(os.path.join(cwd, "victim"), b"precious")
+        os.symlink(os.path.join(cwd, "victim"), os.path.join(cwd, "out", "mnist_cuda.lock"))
+
     def swap(args, flag, value):
         args = list(args)
         args[args.index(flag) + 1] = value
@@ -592,6 +609,8 @@ def run_cases(tmp, tiny, fixture_run):
              absent=["best_model.safetensors"]),
         Case("out_locked_by_another_run", base, needles=["--out out", "in use by another mnist_cuda run"],
              setup=hold_lock),
+        Case("out_lock_is_a_link", base, needles=["--out out", "mnist_cuda.lock is a symbolic link"],
+             setup=plant_lock_link, watch=["victim"]),
         Case("gpu_out_of_memory", swap(base, "--device", "cuda"), code=1, env={"MNIST_GPU_MEM_LIMIT": "65536"},
              needles=["out of GPU memory", "--batch-size", "--hidden"], skip_if="--device cuda:"),
     ]
