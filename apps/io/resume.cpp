@@ -51,6 +51,17 @@ void save_resume(const std::string& path, const ParamLayout& layout, const Resum
   write_file_atomic(path, encode_resume(layout, s));
 }
 
+std::map<std::string, std::string> resume_config(const std::string& path) {
+  std::map<std::string, std::string> md;
+  decode_safetensors(read_file(path), path, &md);
+  if (!md.count("resume")) throw InputError(cat(path, ": not a resume checkpoint (no \"resume\" metadata)"));
+  try {
+    return json::parse(md["resume"]).at("config").get<std::map<std::string, std::string>>();
+  } catch (const json::exception& ex) {
+    throw InputError(cat(path, ": bad resume metadata: ", ex.what()));
+  }
+}
+
 ResumeState load_resume(const std::string& path, const ParamLayout& layout) {
   std::map<std::string, std::string> md;
   const std::vector<TensorF32> tensors = decode_safetensors(read_file(path), path, &md);

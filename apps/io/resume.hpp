@@ -39,5 +39,9 @@ std::string encode_resume(const ParamLayout& layout, const ResumeState& s);
 void save_resume(const std::string& path, const ParamLayout& layout, const ResumeState& s);
 // Validates tensors against `layout` and the metadata's fields; throws InputError naming `path`.
 ResumeState load_resume(const std::string& path, const ParamLayout& layout);
+// Only the state's `config` (the flags and data fingerprint that fix its run), for comparing them
+// with this run's before the tensors are sized against this run's model: another --hidden, or
+// images of another size, is then named as such. Throws InputError naming `path`.
+std::map<std::string, std::string> resume_config(const std::string& path);
 
 }  // namespace mnist

@@ -193,9 +193,13 @@ std::unique_ptr<Engine> engine_from_checkpoint(const AppOptions& o, int input_di
     if (!meta.count("hidden")) throw;
     throw InputError(cat(o.checkpoint, ": metadata \"hidden\" does not describe a usable model: ", e.what()));
   }
-  if (meta.count("input") && meta["input"] != std::to_string(input_dim))
-    throw InputError(cat(o.checkpoint, ": the model takes ", meta["input"].substr(0, 16), " inputs, the images have ",
-                         input_dim, " pixels"));
+  if (meta.count("input") && meta["input"] != std::to_string(input_dim)) {
+    const std::string& in = meta["input"];
+    if (in.empty() || in.size() > 9 || in.find_first_not_of("0123456789") != std::string::npos || in[0] == '0')
+      throw InputError(cat(o.checkpoint, ": metadata \"input\" is not a pixel count (", in.size(), " characters: '",
+                           in.substr(0, 24), in.size() > 24 ? "...'" : "'", ")"));
+    throw InputError(cat(o.checkpoint, ": the model takes ", in, " inputs, the images have ", input_dim, " pixels"));
+  }
   // Names, shapes, values and checksums are checked against the layout before any engine memory exists.
   std::vector<float> flat;
   tensors_to_params(make_layout(spec), tensors, flat, o.checkpoint);
@@ -222,7 +226,11 @@ void OutputDir::check(const std::string& dir) {
 
 OutputDir::OutputDir(const std::string& dir) : dir_(dir) {
   check(dir);
-  make_dirs(dir);
+  try {
+    make_dirs(dir);
+  } catch (const Error& e) {  // (e.g. under /proc or /sys: the ancestor's checks passed, mkdir did not)
+    throw InputError(cat("--out ", dir, ": ", e.what()));
+  }
   const std::string lock = path("mnist_cuda.lock");
   // Never through a link: a symbolic link planted as the lock would have its target truncated and
   // overwritten with the pid (the files the run writes go through write_file_atomic, which also

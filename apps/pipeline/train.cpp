@@ -70,22 +70,24 @@ ResumeState load_checked_resume(const std::string& path, const ParamLayout& layo
   struct stat st;
   if (::stat(path.c_str(), &st) != 0)
     throw InputError(cat("--resume: ", path, " does not exist (no interrupted run in this --out)"));
-  ResumeState resume = load_resume(path, layout);
-  const auto data = resume.config.find("data");
-  if (data != resume.config.end() && data->second != config.at("data"))
+  // The flags and the data first: a state of another --hidden or other images is named as such,
+  // not as tensors of the wrong size.
+  std::map<std::string, std::string> saved = resume_config(path);
+  const auto data = saved.find("data");
+  if (data != saved.end() && data->second != config.at("data"))
     throw InputError(cat("--resume: --data ", dir, " holds other data than the run saved in ", path, " (",
                          config.at("data"), "; the run had ", data->second.substr(0, 80), ")"));
   std::string diff;
-  if (config.count("autotune") && !resume.config.count("autotune")) resume.config["autotune"] = "off";
+  if (config.count("autotune") && !saved.count("autotune")) saved["autotune"] = "off";
   for (const auto& [k, v] : config) {
-    auto it = resume.config.find(k);
-    if (it == resume.config.end() || it->second != v)
-      diff += cat("; ", k, " was ", it == resume.config.end() ? "(unset)" : it->second.substr(0, 80), ", now ", v);
+    auto it = saved.find(k);
+    if (it == saved.end() || it->second != v)
+      diff += cat("; ", k, " was ", it == saved.end() ? "(unset)" : it->second.substr(0, 80), ", now ", v);
   }
   if (!diff.empty())
     throw InputError(cat("--resume: ", path, " belongs to a run with other flags", diff,
-                         " (only --epochs, --threads, --graph-steps, --quiet may change)"));
-  return resume;
+                         " (only --epochs, --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path may change)"));
+  return load_resume(path, layout);
 }
 
 std::vector<GrayImage> first_images(const ImageSet& s, int count) {

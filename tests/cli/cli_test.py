@@ -337,6 +337,7 @@ def flag_cases(tiny):
         bad("seed_negative", ["--seed", "-1"], ["--seed", "got -1"]),
         bad("dropout_rounds_to_1", ["--dropout", "0.99999999"], ["--dropout 0.99999999", "rounds to 1"]),
         bad("out_empty", ["--out", ""], ["--out", "must not be empty"]),
+        bad("out_under_proc", ["--out", "/proc/mnist_cuda_out"], ["--out /proc/mnist_cuda_out", "cannot create directory"]),
         bad("data_empty", ["--data", ""], ["--data", "must not be empty"]),
         Case("checkpoint_empty", ["evaluate", "--checkpoint", "", "--device", "cpu", "--data", tiny],
              needles=["--checkpoint", "must not be empty"]),
@@ -528,6 +529,13 @@ def checkpoint_cases(tmp, tiny, good_ckpt):
            ["metadata \"hidden\"", "'abc'"]),
         ck("ckpt_metadata_hidden_huge", safetensors(model_tensors(), model_meta(hidden="65536,65536,65536")),
            ["metadata \"hidden\"", "parameters"]),
+        # "input" that is not a count: named as such, not echoed as "takes abc inputs".
+        ck("ckpt_metadata_input_garbage", safetensors(model_tensors(), model_meta(inp="abc")),
+           ["metadata \"input\" is not a pixel count", "'abc'"]),
+        ck("ckpt_metadata_input_huge", safetensors(model_tensors(), model_meta(inp="9" * 20)),
+           ["metadata \"input\" is not a pixel count", "20 characters"]),
+        ck("ckpt_metadata_input_other", safetensors(model_tensors(), model_meta(inp=400)),
+           ["the model takes 400 inputs, the images have 784 pixels"]),
     ]
     return cases
 
@@ -599,6 +607,9 @@ def run_cases(tmp, tiny, fixture_run):
 
     return [
         Case("resume_changed_lr", resume + ["--lr", "0.01"], needles=["--resume", "lr was 0.001, now 0.01"],
+             setup=copy_run(), watch=["run"]),
+        # Another architecture is named as the flag that differs (it was "'params' has N values").
+        Case("resume_other_hidden", resume + ["--hidden", "64"], needles=["--resume", "hidden was 128,64, now 64"],
              setup=copy_run(), watch=["run"]),
         Case("resume_fewer_images", swap(resume, "--data", small), needles=["--resume", "--data " + small, "other data"],
              setup=copy_run(), watch=["run"]),
