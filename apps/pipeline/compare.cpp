@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ostream>
 
 #include "apps/io/atomic_file.hpp"
@@ -70,8 +71,8 @@ int spawn_wait(const std::vector<std::string>& argv, const std::string& log_path
   args.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  ::unlink(log_path.c_str());  // (a new file, never through a link left under that name)
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
+  // (never through a link left under that name: the child's open then fails, and so does the run)
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
@@ -101,6 +102,12 @@ std::string python_with_torch(const AppOptions& o, const std::string& log_path, 
 int run_compare(const AppOptions& o, std::ostream& log) {
   validate_options(o);
   OutputDir::check(o.out_dir);
+  // A PyTorch peer the user named must be there: a missing one is a usage error before any
+  // training, not a "skipped" row after it (unnamed, the row is skipped where torch is missing).
+  if (!o.pytorch_script.empty() && access(o.pytorch_script.c_str(), R_OK) != 0)
+    throw InputError(cat("--pytorch-script ", o.pytorch_script, ": cannot be read (", std::strerror(errno), ")"));
+  if (!o.python.empty() && spawn_wait({o.python, "-c", "import torch"}, "/dev/null") != 0)
+    throw InputError(cat("--python ", o.python, ": cannot run it, or it cannot import torch"));
   set_threads(o);
   const std::string dir = data_dir(o);
   const MnistData data = load_mnist_dir(dir);
@@ -128,7 +135,7 @@ int run_compare(const AppOptions& o, std::ostream& log) {
   const std::string py_log = out_dir.path("compare_pytorch.log");
   std::string why;
   if (access(script.c_str(), R_OK) != 0) {
-    skipped.push_back("pytorch: " + script + " not found (--pytorch-script)");
+    skipped.push_back("pytorch: " + script + " not found (--pytorch-script)");  // (the default one)
   } else if (const std::string py = python_with_torch(o, py_log, &why); py.empty()) {
     skipped.push_back("pytorch: " + why);
   } else {

@@ -62,18 +62,32 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   return c;
 }
 
+namespace {
+// The CUDA engine's flags that the CPU engine has no use for, given other than their defaults: said
+// in one line rather than ignored in silence (--precision applies to both engines).
+void cpu_ignores(const AppOptions& o, std::ostream& log) {
+  const AppOptions d;
+  std::string flags;
+  if (o.gemm != d.gemm) flags += cat(" --gemm ", to_string(o.gemm));
+  if (o.kernels != d.kernels) flags += cat(" --kernels ", to_string(o.kernels));
+  if (o.autotune != d.autotune) flags += cat(" --autotune ", to_string(o.autotune));
+  if (o.pdl != d.pdl) flags += cat(" --pdl ", to_string(o.pdl));
+  if (o.carveout != d.carveout) flags += cat(" --carveout ", to_string(o.carveout));
+  if (o.graph_steps != d.graph_steps) flags += cat(" --graph-steps ", o.graph_steps);
+  if (!flags.empty()) log << "notice: the CPU path has no use for" << flags << " (CUDA only)\n";
+}
+}  // namespace
+
 std::unique_ptr<Engine> make_engine(const AppOptions& o, const EngineConfig& cfg, std::ostream& log) {
-  if (o.device == Device::Cpu) return make_cpu_engine(cfg);
-  const DeviceInfo dev = query_device();
+  const DeviceInfo dev = o.device == Device::Cpu ? DeviceInfo{} : query_device();
   if (o.device == Device::Cuda) {
     if (!dev.available) throw CudaError(cat("--device cuda: ", describe(dev)));
     return make_cuda_engine(cfg);
   }
-  if (!dev.available) {
-    log << "notice: " << describe(dev) << "; using the CPU path\n";
-    return make_cpu_engine(cfg);
-  }
-  return make_cuda_engine(cfg);
+  if (o.device == Device::Auto && dev.available) return make_cuda_engine(cfg);
+  if (o.device == Device::Auto) log << "notice: " << describe(dev) << "; using the CPU path\n";
+  cpu_ignores(o, log);
+  return make_cpu_engine(cfg);
 }
 
 std::string device_name(const Engine& engine) {
@@ -97,7 +111,8 @@ std::string kernel_path(const Engine& engine) {
 TrainValSplit split_for_training(const AppOptions& o, const ImageSet& all) {
   TrainValSplit s = split_train_val(all, o.val_split, o.split, o.seed);
   if (o.batch_size > s.train.n)
-    throw InputError(cat("--batch-size ", o.batch_size, " is larger than the ", s.train.n, " training examples"));
+    throw InputError(cat("--batch-size ", o.batch_size, " is larger than the ", s.train.n, " training examples (",
+                         all.n, " less --val-split ", shortest(o.val_split), "'s ", s.val.n, ")"));
   return s;
 }
 

@@ -267,6 +267,8 @@ def flag_cases(tiny):
     cases = [
         bad("batch_size_0", ["--batch-size", "0"], ["--batch-size", "got 0"]),
         bad("batch_size_above_train", ["--batch-size", "49"], ["--batch-size 49", "48 training examples"]),
+        bad("val_split_leaves_too_few", ["--val-split", "0.99"], ["--batch-size 16", "1 training examples",
+                                                                   "60 less --val-split 0.99's 59"]),
         bad("batch_size_huge", ["--batch-size", "1000000"], ["--batch-size", "got 1000000"]),
         bad("lr_0", ["--lr", "0"], ["--lr", "got 0"]),
         bad("lr_negative", ["--lr", "-0.001"], ["--lr", "got -0.001"]),
@@ -282,6 +284,13 @@ def flag_cases(tiny):
         bad("seed_past_uint64", ["--seed", "18446744073709551658"], ["--seed", "got 18446744073709551658"]),
         bad("threads_past_int", ["--threads", "99999999999999999999"], ["--threads", "got 99999999999999999999"]),
         bad("threads_past_int_negative", ["--threads", "-99999999999999999999"], ["--threads", "got -99999999999999999999"]),
+        # A PyTorch peer the user names must exist: refused before any training.
+        Case("compare_pytorch_script_missing", ["compare", "--device", "cpu", "--data", tiny, "--epochs", "1",
+                                                "--pytorch-script", "/nonexistent/peer.py", "--out", "cmp_bad"],
+             needles=["--pytorch-script /nonexistent/peer.py", "cannot be read"]),
+        Case("compare_python_missing", ["compare", "--device", "cpu", "--data", tiny, "--epochs", "1",
+                                        "--python", "/nonexistent/python3", "--out", "cmp_bad"],
+             needles=["--python /nonexistent/python3", "cannot import torch"]),
         bad("usage_repeated_switch", ["--quiet", "--quiet"], ["--quiet: given more than once"]),
         bad("usage_switch_with_value", ["--quiet=foo"], ["--quiet takes no value, got 'foo'"]),
         bad("dropout_negative", ["--dropout", "-0.1"], ["--dropout", "got -0.1"]),
@@ -639,6 +648,10 @@ def positive_cases(tiny, ckpt):
              stdout_needles=["model.dot, model.svg, model.png"]),
         # The comparison table: the CPU row's device named whole (the column as wide as the longest
         # name: "CPU (2 threads, OpenBLAS Haswell)" ends right at its separator, never cut short).
+        # CUDA-only flags on the CPU path: a notice names them, the run goes on.
+        Case("control_cpu_names_cuda_flags", ["--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
+                                              "--kernels", "tail", "--gemm", "cublas", "--out", "cuda_flags"], code=0,
+             stdout_needles=["notice: the CPU path has no use for --gemm cublas --kernels tail (CUDA only)"]),
         Case("control_compare_ok", ["compare", "--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
                                     "--out", "cmp_out"], code=0,
              stdout_needles=["FRAMEWORK COMPARISON", "| mnist_cuda cpu ", " threads", ") | cpu "]),
