@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
       const std::string rest = what.substr(convert.size()), flag = rest.substr(0, rest.find(" = "));
       what = flag + " takes no value, got '" + rest.substr(std::min(rest.size(), flag.size() + 3)) + "'";
     }
+    if (dynamic_cast<const CLI::RequiredError*>(&e) && what.rfind("images is required", 0) == 0)
+      what = "predict: give at least one PNG file (mnist_cuda predict --checkpoint F a.png b.png ...)";
     return fail(what + " (mnist_cuda --help lists the flags)", 2);
   } catch (const mnist::InputError& e) {  // --hidden, parsed in its callback
     return fail(e.what(), 2);

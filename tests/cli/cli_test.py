@@ -341,7 +341,7 @@ def flag_cases(tiny):
              needles=["evaluate", "--dropout 0.5"]),
         Case("usage_flag_before_subcommand", ["--epochs", "3", "evaluate", "--checkpoint", "x"],
              needles=["--epochs", "before 'evaluate'"]),
-        Case("usage_predict_no_images", ["predict", "--checkpoint", "x"], needles=["images"]),
+        Case("usage_predict_no_images", ["predict", "--checkpoint", "x"], needles=["predict: give at least one PNG file"]),
         # Values that used to be accepted or said wrongly (issue 13, items 1, 12, 13).
         bad("seed_negative", ["--seed", "-1"], ["--seed", "got -1"]),
         bad("dropout_rounds_to_1", ["--dropout", "0.99999999"], ["--dropout 0.99999999", "rounds to 1"]),
