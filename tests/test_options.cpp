@@ -54,14 +54,15 @@ TEST_CASE("integer flags: accepted exactly when the value is in range, never wra
       {"--graph-steps", 1, 1000, [](const AppOptions& o) { return __int128(o.graph_steps); }},
       {"--seed", 0, __int128(UINT64_MAX), [](const AppOptions& o) { return __int128(o.seed); }},
   };
-  // The edges of every range and of int/uint64, their neighbours, and random lengths up to 30 digits.
+  // The edges of every range and of int/uint64, their neighbours, and 100 random ones up to 30 digits
+  // (each parse builds the whole command line: 14.9 s under ASan at 400).
   std::vector<std::string> values{"0", "1", "-1", "1000", "1001", "1024", "1025", "65536", "65537", "100000",
                                   "100001", "2147483647", "2147483648", "4294967295", "4294967296", "4294967297",
                                   "-2147483648", "-2147483649", "9223372036854775807", "18446744073709551615",
                                   "18446744073709551616", "18446744073709551658", "99999999999999999999",
                                   "-99999999999999999999"};
   std::mt19937_64 rng(2026);
-  for (int i = 0; i < 400; ++i) {
+  for (int i = 0; i < 100; ++i) {
     const int digits = 1 + int(rng() % 30);
     std::string s = rng() % 4 == 0 ? "-" : "";
     s += char('1' + rng() % 9);
