@@ -28,10 +28,13 @@ MNIST_HD uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   return uint32_t(p);
 }
 
+// Philox4x32-10's round multipliers and key increments (also the CPU's vectorised dropout draws).
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 // Philox4x32-10: counter c, key (k0, k1) -> four 32-bit words.
 MNIST_HD U4 philox4x32_10(U4 c, uint32_t k0, uint32_t k1) {
-  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-  constexpr uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  constexpr uint32_t M0 = kPhiloxM0, M1 = kPhiloxM1, W0 = kPhiloxW0, W1 = kPhiloxW1;
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
@@ -54,10 +57,14 @@ enum Stream : uint32_t {
   kSplit = 4,    // counter = (index/4, 0, 0, kSplit<<16)
 };
 
+// The counter of block q of a stream (Stream's layouts).
+MNIST_HD U4 block_counter(uint32_t stream, uint32_t sub, uint64_t q, uint64_t ctr) {
+  return U4{uint32_t(q), uint32_t(ctr), uint32_t(ctr >> 32), (stream << 16) | (sub & 0xFFFFu)};
+}
+
 // Block q of the given stream: the draws of its elements 4q .. 4q + 3, in order.
 MNIST_HD U4 draw_block(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t q, uint64_t ctr) {
-  const U4 c{uint32_t(q), uint32_t(ctr), uint32_t(ctr >> 32), (stream << 16) | (sub & 0xFFFFu)};
-  return philox4x32_10(c, uint32_t(seed), uint32_t(seed >> 32));
+  return philox4x32_10(block_counter(stream, sub, q, ctr), uint32_t(seed), uint32_t(seed >> 32));
 }
 
 // Word `i & 3` of the block that holds element i of the given stream.

@@ -223,13 +223,14 @@ namespace {
 // q0 + l: element order.
 constexpr int kLanes = 8;
 void dropout_words(uint32_t (&word)[4 * kLanes], uint64_t seed, uint32_t layer, uint64_t q0, uint64_t step) {
-  constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  constexpr uint32_t M0 = rng::kPhiloxM0, M1 = rng::kPhiloxM1, W0 = rng::kPhiloxW0, W1 = rng::kPhiloxW1;
   uint32_t x[kLanes], y[kLanes], z[kLanes], w[kLanes];
   for (int l = 0; l < kLanes; ++l) {
-    x[l] = uint32_t(q0 + uint64_t(l));
-    y[l] = uint32_t(step);
-    z[l] = uint32_t(step >> 32);
-    w[l] = (uint32_t(rng::kDropout) << 16) | (layer & 0xFFFFu);
+    const rng::U4 c = rng::block_counter(rng::kDropout, layer, q0 + uint64_t(l), step);
+    x[l] = c.x;
+    y[l] = c.y;
+    z[l] = c.z;
+    w[l] = c.w;
   }
   uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   for (int r = 0; r < 10; ++r) {
