@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(kThreads)
   if (gm.slots) {  // (uniform: a parameter)
     __syncthreads();
     if (s_last)  // (the slots are two or more launches old: complete and visible after the wait)
-      rowblock::add_group_sums<kThreads>(gm.metrics, gm.slots, gm.groups, s_loss, s_hit, s_sum, s_sumhit);
+      rowblock::add_group_sums<kThreads, true>(gm.metrics, gm.slots, gm.halves, s_loss, s_hit, s_sum, s_sumhit);
   }
   update(false);
 }
@@ -167,8 +167,8 @@ void adam_reduce_update(float* p, float* m, float* v, float* g_out, const GradSl
   MNIST_CHECK(p && m && v, "adam_reduce_update: null pointer");
   MNIST_CHECK(p != m && p != v && m != v && (!g_out || (g_out != p && g_out != m && g_out != v)),
               "adam_reduce_update: p, m, v, g_out must be distinct");
-  MNIST_CHECK(!group_metrics.slots || (advance && group_metrics.metrics && group_metrics.groups >= 1),
-              "adam_reduce_update: group metrics need the advance count (their block), a metrics pointer and >= 1 group");
+  MNIST_CHECK(!group_metrics.slots || (advance && group_metrics.metrics && group_metrics.halves >= 1),
+              "adam_reduce_update: group metrics need the advance count (their block), a metrics pointer and >= 1 slot");
   ReduceArgs a{};
   a.set = set;
   long long total = 0;

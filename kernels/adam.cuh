@@ -76,13 +76,14 @@ struct GradSlices {
 };
 constexpr int kAdamMaxSegments = 8;
 
-// A loss kernel's metric sums left as per-32-row group slots (tail_train with metrics null): the
-// optimizer's last block to count in adds slots [0, groups) into *metrics, in the order the loss
-// kernel would have (rowblock::add_group_sums: softmax_xent's), so the loss kernel's own last block
-// does not (it was the end of every tail kernel: a count, a fence and 2-3 round trips in one block).
+// A loss kernel's metric sums left as per-16-row half group slots (tail_train with metrics null,
+// tail_xent_slots): the optimizer's last block to count in adds slots [0, halves) into *metrics, in
+// the order the loss kernel would have (rowblock::add_group_sums<.., true>: softmax_xent's), so the
+// loss kernel's own last block does not (it was the end of every tail kernel: a count, a fence and
+// 2-3 round trips in one block).
 struct GroupMetrics {
   const Metrics* slots = nullptr;  // null: nothing to add
-  int groups = 0;
+  int halves = 0;
   Metrics* metrics = nullptr;
 };
 struct GradSlicesSet {

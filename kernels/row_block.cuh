@@ -15,6 +15,10 @@
 namespace mnist::cuda::rowblock {
 
 constexpr int kGroupRows = 32;  // softmax_xent's per-warp tree: one metric slot per 32 rows
+// Half a group: the tail kernel's metric slots (kernels/tail.cuh), so that a block of 16 rows can
+// write its own. The 32-row tree's last step adds its two halves' trees (group_sum), so a group's
+// sums are formed from its two half slots with that one add (add_group_sums<.., true>): the same bits.
+constexpr int kHalfRows = kGroupRows / 2;
 
 // (row, column) of a flat index i = row·cols + col that a loop steps by a fixed `step`: one division
 // when it starts and one for the step, then an add and a compare a step, instead of a division by
@@ -89,45 +93,62 @@ __device__ __forceinline__ void round_staged(float* dst, int stride, const float
   });
 }
 
-// One 32-row group's sums from its rows' losses and hits (x: 32 losses, rows past the end as +0):
-// softmax_xent's pairwise tree (step k = 1, 2, ..., 16 adds x[i + k] into x[i] for i a multiple of
-// 2k), in registers.
+// One group's sums from its rows' losses and hits (ROWS = 32, or 16 for a half; rows past the end
+// as +0): softmax_xent's pairwise tree (step k = 1, 2, ..., ROWS/2 adds x[i + k] into x[i] for i a
+// multiple of 2k), in registers. The tree of 16 rows is the 32-row tree's left (or right) half
+// before its last step, x[0] += x[16].
+template <int ROWS = kGroupRows>
 __device__ __forceinline__ Metrics group_sum(const double* __restrict__ loss, const unsigned* __restrict__ hit) {
-  double x[kGroupRows];
+  static_assert(ROWS == kGroupRows || ROWS == kHalfRows, "a group or half a group");
+  double x[ROWS];
   unsigned h = 0;
 #pragma unroll
-  for (int i = 0; i < kGroupRows; ++i) {
+  for (int i = 0; i < ROWS; ++i) {
     x[i] = loss[i];
     h += hit[i];
   }
 #pragma unroll
-  for (int k = 1; k < kGroupRows; k *= 2)
+  for (int k = 1; k < ROWS; k *= 2)
 #pragma unroll
-    for (int i = 0; i < kGroupRows; i += 2 * k) x[i] += x[i + k];
+    for (int i = 0; i < ROWS; i += 2 * k) x[i] += x[i + k];
   Metrics m;
   m.loss_sum = x[0];
   m.correct = h;
   return m;
 }
 
-// The launch's metric sums from its group slots (one per 32 rows; src: the scratch, or the only
+// The launch's metric sums from its `slots` group slots (one per 32 rows; src: the scratch, or the only
 // block's shared copy), in softmax_xent's order: S_j = ((P_{8j} + P_{8j+1}) + ...) + P_{8j+7}
 // (groups that do not exist are the +0 of rows >= B there), then 0 + S_0 + S_1 + ... in order
 // (one S: S_0 itself, which 0 + S_0 equals: losses are >= 0 or NaN). Threads load CHUNK slots at a
 // time in parallel, CHUNK/8 threads form the S_j, thread 0 adds them. Shared arrays: s_loss,
 // s_hit [CHUNK], s_sum, s_sumhit [CHUNK/8]. Every thread of the block calls it.
-template <int CHUNK>
-__device__ void add_group_sums(Metrics* __restrict__ metrics, const volatile Metrics* src, int groups, double* s_loss,
+// HALVES: src holds one slot per 16 rows instead (half groups: the tail kernel's), and
+// group j's P_j is formed first as H_{2j} + H_{2j+1}, the 32-row tree's last step (a half past the
+// last slot is the +0 of its absent rows, added all the same): the P_j of whole-group slots, bit
+// for bit.
+template <int CHUNK, bool HALVES = false>
+__device__ void add_group_sums(Metrics* __restrict__ metrics, const volatile Metrics* src, int slots, double* s_loss,
                                unsigned* s_hit, double* s_sum, unsigned* s_sumhit) {
   static_assert(CHUNK % 8 == 0, "whole 256-row groups");
   const int tid = int(threadIdx.x);
+  const int groups = HALVES ? (slots + 1) / 2 : slots;
   double total = 0;
   unsigned long long hits = 0;
   for (int base = 0; base < groups; base += CHUNK) {
     const int n = groups - base < CHUNK ? groups - base : CHUNK;
     if (tid < n) {
-      s_loss[tid] = src[base + tid].loss_sum;
-      s_hit[tid] = unsigned(src[base + tid].correct);  // <= 32
+      if constexpr (HALVES) {
+        const int h = 2 * (base + tid);
+        const bool right = h + 1 < slots;
+        double x = src[h].loss_sum;
+        x += right ? src[h + 1].loss_sum : 0.0;  // (x[0] += x[16]: the +0 of absent rows too)
+        s_loss[tid] = x;
+        s_hit[tid] = unsigned(src[h].correct) + (right ? unsigned(src[h + 1].correct) : 0u);  // <= 32
+      } else {
+        s_loss[tid] = src[base + tid].loss_sum;
+        s_hit[tid] = unsigned(src[base + tid].correct);  // <= 32
+      }
     }
     __syncthreads();
     const int sums = (n + 7) / 8;

@@ -21,14 +21,22 @@ namespace mnist::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// Two blocks an SM (TailRows::Half): at most 128 registers a thread (ptxas's report: 94-117 at one
+// block an SM, so the bound changes nothing there; tests/resources/local_memory.txt holds them
+// without spills), and a training plan of 32-row chunks fits twice in an H100/H200's 227 KB.
+constexpr int kBlocksAnSm = 2;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunk = 64;                    // rows of a block on chip at once (a multiple of 32)
-constexpr int kMaxGroupsPerBlock = 16;           // 32 · ceil(65536 / 4096) = 512 rows a block
-constexpr int kMaxSlices = 128;                  // training blocks (slices for the reduce pass) at most
+constexpr int kHalf = rowblock::kHalfRows;      // the metric slots' rows (16)
+constexpr int kMaxHalvesPerBlock = 32;           // 512 rows a block at most (65536 rows, 128 blocks)
 constexpr int kSmemBudget = 200 * 1024;          // dynamic shared memory a block may use (sm_90: 227 KB)
 constexpr int kEvalRows = 32;                    // evaluation: one 32-row chunk a block
 static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
 static_assert(kMaxChunk % rowblock::kGroupRows == 0 && kTailGroupRows == rowblock::kGroupRows, "group layout");
+
+// The row unit and the most blocks (slices) of a training launch (TailRows).
+constexpr int unit_rows(TailRows r) { return r == TailRows::Half ? kHalf : kTailGroupRows; }
+constexpr int max_slices(TailRows r) { return r == TailRows::Half ? 256 : 128; }
 
 // A row stride (floats) for a width w: a multiple of 4 (float4 reads) with stride/4 odd, so that
 // 8 consecutive rows start in 8 distinct 16-byte bank groups.
@@ -108,7 +116,7 @@ struct TailParams {
   float* partial;          // [blocks][slice_floats] (training)
   float* dz0;              // [B][w0] or null
   Metrics* metrics;        // null (training): the slots are the output (GroupMetrics)
-  Metrics* slots;          // one per 32 rows (several blocks, or deferred)
+  Metrics* slots;          // one per 16 rows (several blocks, or deferred): tail_xent_slots
   unsigned* done;          // completion counter (several blocks)
   const float* A0;         // [B][w0]
   LabelInput labels;       // the B rows' (kernels/labels.cuh)
@@ -127,7 +135,9 @@ struct TailParams {
   const TrainCounters* counters;
   unsigned long long* clocks;     // tail_force_clocks' stamps (the clocked kernel only)
   float mask_scale, grad_scale;
-  int B, groups, chunk;      // groups: 32-row groups of B; block j takes groups [j·G/n, (j+1)·G/n)
+  int B, chunk;
+  int unit, units;           // block j takes the unit-row pieces [j·U/n, (j+1)·U/n) of the U = units of B
+  int halves;                // metric slots: 16-row halves of B
 };
 
 // An epilogue that reads memory for its outputs (the masks: the staged A_{i-1} > 0; dz0's came
@@ -567,10 +577,10 @@ struct DzStore {
   }
 };
 
-// One block: rows [32·(j·G/n), 32·((j+1)·G/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, G = p.groups:
-// tail_block_row), in chunks of p.chunk rows:
-// stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 32-row group
-// sums -> (BACKWARD) per layer i = T..1: the slice of layer i (+= over the chunk's rows) and dZ_{i-1}
+// One block: rows [u·(j·U/n), u·((j+1)·U/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, u = p.unit rows,
+// U = p.units: tail_block_row), in chunks of p.chunk rows:
+// stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 16-row half
+// group sums -> (BACKWARD) per layer i = T..1: the slice of layer i (+= over the chunk's rows) and dZ_{i-1}
 // (dz0 for i = 1). Then the group slots go out, and the last block to finish adds them in
 // softmax_xent's order and resets the counter (one block: from shared memory, no scratch); without
 // p.metrics the slots are the output and every block ends there (GroupMetrics, kernels/adam.cuh).
@@ -581,9 +591,13 @@ struct DzStore {
 template <GemmPrecision PREC, bool BACKWARD, TailStop STOP, bool CLOCKED = false>
 __device__ __forceinline__ void tail_body(const TailParams& p) {
   extern __shared__ float4 tail_smem[];
-  __shared__ double s_loss[kMaxChunk];
-  __shared__ unsigned s_hit[kMaxChunk];
-  __shared__ Metrics s_groups[kMaxGroupsPerBlock];  // this block's group sums
+  // The chunk's rows' losses and hits, each 16-row half followed by one pad slot (row r at
+  // r + r/16): the threads that sum the halves (one each) then read 8-byte words 17 apart, in
+  // distinct banks, where 16 apart they all hit the same ones.
+  constexpr int kHalfStride = kHalf + 1;
+  __shared__ double s_loss[kMaxChunk / kHalf * kHalfStride];
+  __shared__ unsigned s_hit[kMaxChunk / kHalf * kHalfStride];
+  __shared__ Metrics s_groups[kMaxHalvesPerBlock];  // this block's half group sums
   __shared__ double s_sum[kMaxChunk / 8];
   __shared__ unsigned s_sumhit[kMaxChunk / 8];
   __shared__ bool s_last;
@@ -598,8 +612,8 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   };
   stamp(kTailClockStartNs, true);
   stamp(kTailClockStart);
-  const int row0 = kTailGroupRows * (int(blockIdx.x) * p.groups / int(gridDim.x));
-  const int row_next = kTailGroupRows * ((int(blockIdx.x) + 1) * p.groups / int(gridDim.x));
+  const int row0 = p.unit * (int(blockIdx.x) * p.units / int(gridDim.x));
+  const int row_next = p.unit * ((int(blockIdx.x) + 1) * p.units / int(gridDim.x));
   const int row_end = row_next < p.B ? row_next : p.B;
   const bool multi = gridDim.x > 1;
   const uint64_t step = p.threshold ? (p.counters ? uint64_t(p.counters->step) : p.step) : 0;
@@ -690,7 +704,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         // dense_unit's dropout (keep iff draw(seed, step, layer i, row·N + n) >= threshold, kept
         // units × 1/(1-p)) with one Philox block for 4 consecutive elements, where the GEMM's
         // thread layout would draw one block per element: the chunk's first element c0·N is a
-        // multiple of 4 (c0 is a multiple of 32).
+        // multiple of 4 (c0 is a multiple of 16).
         __syncthreads();
         const int n_el = rows * N;
         const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
@@ -735,8 +749,8 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         loss = x.loss;
         hit = x.hit ? 1u : 0u;
       }
-      s_loss[tid] = loss;
-      s_hit[tid] = hit;
+      s_loss[tid + tid / kHalf] = loss;
+      s_hit[tid + tid / kHalf] = hit;
     }
     if constexpr (BACKWARD) {
       __syncthreads();
@@ -748,12 +762,14 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     }
     __syncthreads();
     phase_stamp(kTailPhaseSoftmax);
-    // The chunk's 32-row groups (s_loss is next written after the next chunk's first barrier).
-    if (tid < p.chunk / kTailGroupRows && tid * kTailGroupRows < rows) {
-      const Metrics m = rowblock::group_sum(s_loss + tid * kTailGroupRows, s_hit + tid * kTailGroupRows);
-      const int g = (c0 - row0) / kTailGroupRows + tid;  // the block's group index
+    // The chunk's 16-row halves (s_loss is next written after the next chunk's first barrier): a
+    // block of 16 rows holds half a group (TailRows::Half); the adder forms each group's sums from its
+    // two halves, as the 32-row tree's last step (rowblock::add_group_sums<.., true>).
+    if (tid < p.chunk / kHalf && tid * kHalf < rows) {
+      const Metrics m = rowblock::group_sum<kHalf>(s_loss + tid * kHalfStride, s_hit + tid * kHalfStride);
+      const int g = (c0 - row0) / kHalf + tid;  // the block's half index
       s_groups[g] = m;
-      if (multi || !p.metrics) p.slots[c0 / kTailGroupRows + tid] = m;
+      if (multi || !p.metrics) p.slots[c0 / kHalf + tid] = m;
     }
     if (STOP == TailStop::Softmax) continue;
 
@@ -797,11 +813,10 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
 
   stamp(kTailClockEnd);
   stamp(kTailClockEndNs, true);
-  const int groups = (p.B + kTailGroupRows - 1) / kTailGroupRows;
   if (!p.metrics || STOP != TailStop::Whole) return;  // the slots are the launch's output (a later launch adds them)
   __syncthreads();  // s_groups complete
   if (!multi) {  // the only block: its group sums are the launch's
-    rowblock::add_group_sums<kMaxChunk>(p.metrics, s_groups, groups, s_loss, s_hit, s_sum, s_sumhit);
+    rowblock::add_group_sums<kMaxChunk, true>(p.metrics, s_groups, p.halves, s_loss, s_hit, s_sum, s_sumhit);
     return;
   }
   __threadfence();  // each thread's slice and slots before the block's count
@@ -810,24 +825,24 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   __syncthreads();
   if (!s_last) return;
   __threadfence();  // the last block: every other block's slots are out
-  rowblock::add_group_sums<kMaxChunk>(p.metrics, p.slots, groups, s_loss, s_hit, s_sum, s_sumhit);
+  rowblock::add_group_sums<kMaxChunk, true>(p.metrics, p.slots, p.halves, s_loss, s_hit, s_sum, s_sumhit);
   if (tid == 0) *p.done = 0;  // ready for the next launch (graph replays included)
 }
 
 template <GemmPrecision PREC, bool BACKWARD>
-__global__ void __launch_bounds__(kThreads, 1) tail_kernel(const TailParams p) {
+__global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_kernel(const TailParams p) {
   tail_body<PREC, BACKWARD, TailStop::Whole>(p);
 }
 
 // A training launch cut after the phase STOP (tail_force_stop; bench_kernels only).
 template <GemmPrecision PREC, TailStop STOP>
-__global__ void __launch_bounds__(kThreads, 1) tail_phases_kernel(const TailParams p) {
+__global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_phases_kernel(const TailParams p) {
   tail_body<PREC, true, STOP>(p);
 }
 
 // A training launch that also writes its clock stamps (tail_force_clocks; bench_kernels only).
 template <GemmPrecision PREC>
-__global__ void __launch_bounds__(kThreads, 1) tail_clock_kernel(const TailParams p) {
+__global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_clock_kernel(const TailParams p) {
   tail_body<PREC, true, TailStop::Whole, true>(p);
 }
 
@@ -898,7 +913,7 @@ ChunkChoice train_chunk(const int* w, int T, int R) {
 }
 
 void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xent, cudaStream_t stream,
-         GemmPrecision prec, const TailTrace* trace, const char* who) {
+         GemmPrecision prec, const TailTrace* trace, const char* who, TailRows rows = TailRows::Wide) {
   const std::vector<int> widths = widths_of(net);
   const std::string why = tail_unsupported(widths);
   MNIST_CHECK(net.layers >= 1 && net.layers <= kTailMaxLayers && why.empty(), who, ": ",
@@ -921,19 +936,22 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   p.slice_used = int(tail_layer_offset(widths, T + 1));
   int blocks;
   if (backward) {
-    blocks = tail_blocks(p.B);
-    const ChunkChoice cc = train_chunk(p.w, T, tail_rows_per_block(p.B));
+    blocks = tail_blocks(p.B, rows);
+    const ChunkChoice cc = train_chunk(p.w, T, tail_rows_per_block(p.B, rows));
     p.chunk = cc.chunk;
     p.plan = make_plan(p.w, T, cc.chunk, true, cc.acc);
+    p.unit = unit_rows(rows);
   } else {
     p.chunk = kEvalRows;
     blocks = (p.B + kEvalRows - 1) / kEvalRows;  // one group a block
     p.plan = make_plan(p.w, T, kEvalRows, false, false);
+    p.unit = kEvalRows;
   }
+  p.units = (p.B + p.unit - 1) / p.unit;
   MNIST_CHECK((blocks == 1 && p.metrics) || (xent.blocks && xent.done && xent.capacity >= tail_xent_slots(p.B)), who, ": ", p.B,
               " rows need a scratch of ", tail_xent_slots(p.B), " group slots and a counter (have ", xent.capacity,
               ")");
-  p.groups = tail_xent_slots(p.B);
+  p.halves = tail_xent_slots(p.B);
   p.slots = xent.blocks;
   p.done = xent.done;
   const std::size_t smem = plan_bytes(p.plan);
@@ -976,19 +994,25 @@ std::string tail_unsupported(const std::vector<int>& widths) {
   return "";
 }
 
-int tail_blocks(int B) { return B <= 0 ? 0 : std::min(kMaxSlices, tail_xent_slots(B)); }
+namespace {
+int units_of(int B, TailRows rows) { return (B + unit_rows(rows) - 1) / unit_rows(rows); }
+}  // namespace
 
-int tail_rows_per_block(int B) {
-  if (B <= 0) return kTailGroupRows;
-  const int G = tail_xent_slots(B), n = tail_blocks(B);
-  return kTailGroupRows * ((G + n - 1) / n);
+int tail_blocks(int B, TailRows rows) { return B <= 0 ? 0 : std::min(max_slices(rows), units_of(B, rows)); }
+
+int tail_rows_per_block(int B, TailRows rows) {
+  if (B <= 0) return unit_rows(rows);
+  const int U = units_of(B, rows), n = tail_blocks(B, rows);
+  return unit_rows(rows) * ((U + n - 1) / n);
 }
 
-int tail_block_row(int B, int j) {
+int tail_block_row(int B, int j, TailRows rows) {
   if (B <= 0) return 0;
-  const int n = tail_blocks(B);
-  return j >= n ? B : kTailGroupRows * (j * tail_xent_slots(B) / n);
+  const int n = tail_blocks(B, rows);
+  return j >= n ? B : unit_rows(rows) * (j * units_of(B, rows) / n);
 }
+
+bool tail_half_rows_apply(int B) { return B > kHalf && tail_rows_per_block(B, TailRows::Half) <= kTailGroupRows; }
 
 std::size_t tail_slice_floats(const std::vector<int>& widths) {
   return widths.size() < 2 ? 0 : slice_floats_of(widths.data(), int(widths.size()) - 1);
@@ -1001,7 +1025,7 @@ std::size_t tail_layer_offset(const std::vector<int>& widths, int i) {
   return n;
 }
 
-int tail_xent_slots(int B) { return B <= 0 ? 0 : (B + kTailGroupRows - 1) / kTailGroupRows; }
+int tail_xent_slots(int B) { return B <= 0 ? 0 : (B + kHalf - 1) / kHalf; }
 
 void tail_prepare() {
   prepare_prec<GemmPrecision::FP32>();
@@ -1011,7 +1035,7 @@ void tail_prepare() {
 
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
                 const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
-                int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
+                int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace, TailRows rows) {
   MNIST_CHECK(B <= 0 || partial, "tail_train: null partial slices");
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "tail_train: dropout probability must be in [0, 1), got ", drop.p);
   TailParams p{};
@@ -1031,7 +1055,7 @@ void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch&
   p.mask_scale = mask_scale;
   p.grad_scale = grad_scale;
   p.B = B;
-  run(p, net, true, scratch, stream, prec, trace, "tail_train");
+  run(p, net, true, scratch, stream, prec, trace, "tail_train", rows);
 }
 
 void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,

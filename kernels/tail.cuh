@@ -1,6 +1,6 @@
 // The "tail": layers 1..L-1 of a training step (every layer after the first), forward, softmax +
 // sparse cross-entropy and backward, in ONE launch of row blocks (issue 12; profiling/NOTES.md
-// "The tail kernel"). Each block takes whole 32-row groups (tail_block_row) with ALL the tail's
+// "The tail kernel"). Each block takes whole 32-row groups, or 16-row halves (TailRows), with ALL the tail's
 // weights in shared memory and keeps every activation and gradient of its rows on chip; nothing
 // crosses blocks but the metric slots. It replaces, at batch 4096, the graph path's layer-2 forward, the head
 // kernel and layer-2's backward (weight + data GEMM + split-K reduction).
@@ -41,7 +41,8 @@
 //     (dz0 then rounded);
 //   - dZ_T, per-row losses and hits: xent_row, so softmax_xent's bits on the same logits; the loss
 //     sum in softmax_xent's order (32-row pairwise trees, 8 of them left to right per 256 rows,
-//     those left to right from 0), whatever R: the last block forms it from one slot per 32 rows;
+//     those left to right from 0), whatever R: the last block forms it from one slot per 16 rows
+//     (each 32-row tree's two halves, added as its last step);
 //   - slices: FP32: per element the chain over the block's rows in ascending order from 0, carried
 //     across the block's chunks (TF32/BF16: mma steps of 8 / 16 rows, carried likewise); db at
 //     every precision: the sum of round(dZ) in row order (the ones column of dense_backward_weights).
@@ -53,7 +54,8 @@
 //
 // Performance (why; profiling/NOTES.md "The tail kernel" has the model and the prediction):
 //   - 256 threads; up to 128 blocks, each of whole 32-row groups (B = 4096: 128 blocks of 32 rows on
-//     132 SMs, 16384: 128 of 128, never more than 128 slices for the reduce pass to add), processed
+//     132 SMs, 16384: 128 of 128, never more than 128 slices for the reduce pass to add), or with
+//     TailRows::Half up to 256 blocks of 16-row halves, two an SM; processed
 //     in chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
 //     chunks, and the last chunk writes them out once.
 //   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
@@ -94,7 +96,7 @@ namespace mnist::cuda {
 constexpr int kTailMaxLayers = 7;      // layers of the tail (the model's layers 1..L-1)
 constexpr int kTailMaxClasses = 32;    // a row's softmax is one thread's (xent_row)
 constexpr int kTailMaxRows = 65536;    // the largest batch (--batch-size) and evaluation chunk
-constexpr int kTailGroupRows = 32;     // one metric slot per 32 rows (softmax_xent's per-warp tree)
+constexpr int kTailGroupRows = 32;     // softmax_xent's per-warp tree: 32 rows (its metric slots: 16)
 
 // "" when the tail kernel runs a tail of these widths [w0, ..., wT]; else why not, in one line:
 // T < 1 or > kTailMaxLayers, a width < 1, more than 32 classes, or weights too wide for the shared
@@ -102,15 +104,30 @@ constexpr int kTailGroupRows = 32;     // one metric slot per 32 rows (softmax_x
 // 200 KB; the model's 128 -> 64 -> 10 takes 114 KB, a 256 -> 128 -> 10 tail 352 KB: too wide).
 std::string tail_unsupported(const std::vector<int>& widths);
 
-// The blocks of a training launch over B rows = the partial slices it writes: one per 32-row group
-// up to 128 (B <= 4096: 32 rows a block), then 128, the G = ceil(B/32) groups spread evenly: block
-// j takes rows [tail_block_row(B, j), tail_block_row(B, j + 1)) = [32·(j·G/128), 32·((j+1)·G/128))
-// ∩ [0, B). tail_blocks is nondecreasing in B, so a slice buffer for the largest batch serves a
-// shorter last batch too. tail_rows_per_block: the most rows a block takes (32·ceil(G/128): 4096
-// rows 32, 8192 rows 64, 16384 rows 128); evaluation takes one group a block (no slices).
-int tail_blocks(int B);
-int tail_rows_per_block(int B);
-int tail_block_row(int B, int j);
+// How a training launch cuts its B rows into blocks (profiling/NOTES.md "Two tail blocks an SM"):
+//   Wide: whole 32-row groups, at most 128 blocks: one block an SM of an H100/H200 (B = 4096: 128
+//         blocks of 32 rows; 16384: 128 of 128);
+//   Half: whole 16-row halves, at most 256 blocks: twice the blocks of Wide up to 8192 rows (4096:
+//         256 blocks of 16 rows), two an SM (the kernel's registers and a 32-row plan fit twice).
+//         Measured at a018989, a block's time was ≈ 10 µs + 0.375 µs a row whatever the grid (16 or
+//         128 blocks): latency, which a second block on the SM hides. Other slices (each sums fewer
+//         rows; the reduce pass adds more of them), the same dz0 and metrics bit for bit.
+enum class TailRows { Wide, Half };
+
+// The blocks of a training launch over B rows = the partial slices it writes: one per unit of u rows
+// (Wide: 32, Half: 16) up to the most blocks (128, 256), then that many, the U = ceil(B/u) units
+// spread evenly: block j takes rows [tail_block_row(B, j), tail_block_row(B, j + 1)) =
+// [u·(j·U/n), u·((j+1)·U/n)) ∩ [0, B). tail_blocks is nondecreasing in B, and Half's count is
+// Wide's or more, so a slice buffer for the largest batch in Half serves any shorter batch in
+// either. tail_rows_per_block: the most rows a block takes (Wide: 32·ceil(U/128): 4096 rows 32,
+// 8192 rows 64, 16384 rows 128; Half: 4096 rows 16, 8192 rows 32); evaluation takes one 32-row
+// group a block (no slices).
+int tail_blocks(int B, TailRows rows = TailRows::Wide);
+int tail_rows_per_block(int B, TailRows rows = TailRows::Wide);
+int tail_block_row(int B, int j, TailRows rows = TailRows::Wide);
+// Whether Half makes more blocks than Wide and keeps them at 32 rows or fewer, so that two fit an
+// SM (17 <= B <= 8192): where the engine's path race tries it.
+bool tail_half_rows_apply(int B);
 
 // One slice: every tail layer i's [w_i][w_{i-1} + 1] (column w_{i-1} is db), layer after layer
 // (i = 1..T), the slice padded to a multiple of 4 floats. tail_layer_offset(widths, i) = floats
@@ -118,8 +135,10 @@ int tail_block_row(int B, int j);
 std::size_t tail_slice_floats(const std::vector<int>& widths);
 std::size_t tail_layer_offset(const std::vector<int>& widths, int i);
 
-// Metric slots of a launch over B rows (one per 32 rows), the capacity its XentScratch needs unless
-// the launch is one block. scratch.done must be 0 before the first launch; each launch leaves it 0.
+// Metric slots of a launch over B rows (one per 16-row half group, whatever its TailRows: a block of
+// 16 rows writes its own; the adder forms each 32-row group's sums from its two halves, the same
+// bits), the capacity its XentScratch needs unless the launch is one block. scratch.done must be 0
+// before the first launch; each launch leaves it 0.
 int tail_xent_slots(int B);
 
 struct TailLayer {
@@ -183,8 +202,8 @@ constexpr int kTailClockSlots = kTailClockEndNs + 1;
 constexpr int tail_clock_slot(int chunk, int phase) { return 3 + chunk * kTailPhases + phase; }
 void tail_force_clocks(unsigned long long* stamps);
 
-// Training (see the header): partial [tail_blocks(B)][tail_slice_floats(widths)], dz0 [B, w0] (null:
-// not computed), *metrics += (loss sum, hits); metrics null: every block leaves its 32-row group
+// Training (see the header): partial [tail_blocks(B, rows)][tail_slice_floats(widths)], dz0 [B, w0]
+// (null: not computed), *metrics += (loss sum, hits); metrics null: every block leaves its 16-row half
 // sums in scratch.blocks[0, tail_xent_slots(B)) (the scratch needed even for one block) and a later
 // launch adds them (adam_reduce_update's GroupMetrics, bit for bit the same sums); the launch then
 // ends without the last block's count and sum. Tail hidden layer i's dropout is
@@ -195,7 +214,7 @@ void tail_force_clocks(unsigned long long* stamps);
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
                 const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
                 int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
-                const TailTrace* trace = nullptr);
+                const TailTrace* trace = nullptr, TailRows rows = TailRows::Wide);
 
 // Evaluation: the forward without dropout and the metrics, *metrics += (loss sum, hits) over B
 // rows in softmax_xent's order. trace: act only (dz is not computed).

@@ -244,7 +244,9 @@ class CudaEngine final : public Engine {
         head_ = false;
         head_partial_ = DeviceBuffer<float>();
       }
-      tail_partial_.resize(std::size_t(cuda::tail_blocks(cfg.batch_size)) * cuda::tail_slice_floats(tail_w_));
+      // (Half's blocks: as many as Wide's or more, for any batch up to this one)
+      tail_partial_.resize(std::size_t(cuda::tail_blocks(cfg.batch_size, cuda::TailRows::Half)) *
+                           cuda::tail_slice_floats(tail_w_));
       const DenseSlot& first = layout_.dense.front();
       w0_partial_.resize(cuda::dense_weight_partial_floats(cfg.batch_size, first.in, first.out));
       if (xent_blocks_.size() < std::size_t(cuda::tail_xent_slots(cap_)))
@@ -264,6 +266,7 @@ class CudaEngine final : public Engine {
     // (the tail path's weight GEMM on gathered X: where the tail may run with X in place)
     x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
     weight_adam_ = cfg.weight_adam;
+    tail_rows_ = cfg.tail_rows == TailRows::Rows16 ? cuda::TailRows::Half : cuda::TailRows::Wide;
     if (weight_adam_ && (tail_ || race_paths_))  // (the device asked for its clusters now, before any capture)
       for (const bool images : {false, true})
         (void)cuda::dense_weight_adam_tile(cfg.batch_size, layout_.dense.front().in, layout_.dense.front().out,
@@ -292,6 +295,7 @@ class CudaEngine final : public Engine {
   bool tail_kernel() const override { return tail_; }
   bool programmatic_launch() const override { return tail_ && pdl_; }
   bool max_carveout() const override { return tail_ && max_carveout_; }
+  bool tail_rows16() const override { return tail_ && tail_rows_ == cuda::TailRows::Half; }
   bool rounded_weights() const override { return wq_.size() != 0; }
   std::map<std::string, std::string> autotune_choices() const override {
     std::map<std::string, std::string> c;
@@ -310,7 +314,8 @@ class CudaEngine final : public Engine {
       const bool known = path->second == "graph step" || path->second == "tail step" ||
                          path->second == "tail step, X in place only" || path->second == "graph step, X gathered" ||
                          path->second == "tail step, X gathered" || path->second == "tail step, Adam apart" ||
-                         path->second == "tail step, ordinary launches" || path->second == "tail step, driver carveout";
+                         path->second == "tail step, ordinary launches" || path->second == "tail step, driver carveout" ||
+                         path->second == "tail step, two blocks an SM";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -682,7 +687,7 @@ class CudaEngine final : public Engine {
       // them (GroupMetrics): the tail kernel ends without a block that waits for all the others.
       cuda::tail_train(tail_partial_.data(), dz_[0].data(), update ? nullptr : metrics_.data() + kTrainMetrics,
                        xent_scratch(), tail_net(), act_[0].data(), y, drop, mask_scale(), 1.0f / float(B), B, s,
-                       cfg_.precision);
+                       cfg_.precision, nullptr, tail_rows_);
     }
     cuda::DenseInput xw = x0;  // layer 0's weight GEMM's X
     bool xw_rounded = false;   // ... written rounded to the precision (gather_batch_overlapped)
@@ -724,7 +729,7 @@ class CudaEngine final : public Engine {
       set.seg[set.count++] = {w0_partial_.data(), cuda::dense_weight_slices(B, first.in, first.out),
                               std::size_t(first.out) * std::size_t(first.in + 1), first.out, first.in, first.w_offset,
                               first.b_offset};
-    const int blocks = cuda::tail_blocks(B);
+    const int blocks = cuda::tail_blocks(B, tail_rows_);
     const std::size_t slice = cuda::tail_slice_floats(w);
     for (std::size_t l = 1; l < layout_.dense.size(); ++l) {
       const DenseSlot& sl = layout_.dense[l];
@@ -897,6 +902,7 @@ class CudaEngine final : public Engine {
     bool adam_apart = false;  // tail: layer 0's Adam in the optimizer launch, not its weight GEMM's (weight_adam_)
     bool ordinary = false;    // tail: ordinary launches where the device takes programmatic ones (pdl_)
     bool driver_carveout = false;  // tail, programmatic: the driver's carveout per launch (max_carveout_ off)
+    bool half_rows = false;        // tail: 16-row blocks, two an SM (tail_rows_; EngineConfig::tail_rows)
   };
   // Sets the members a race option stands for.
   void take_option(const PathOption& o) {
@@ -904,6 +910,7 @@ class CudaEngine final : public Engine {
     weight_adam_ = cfg_.weight_adam && !o.adam_apart;
     pdl_ = pdl_ok_ && !o.ordinary;
     max_carveout_ = carveout_ok_ && pdl_ && !o.driver_carveout;
+    tail_rows_ = cfg_.tail_rows == TailRows::Rows16 || o.half_rows ? cuda::TailRows::Half : cuda::TailRows::Wide;
   }
   std::vector<PathOption> path_options() const {
     const bool in_place = cfg_.x_in_place && x_race_ok_;
@@ -923,6 +930,10 @@ class CudaEngine final : public Engine {
     // ... and, where they ask for the largest shared-memory carveout, the driver's split per launch
     // (NOTES, "One shared-memory carveout for the step": predicted, not measured).
     if (carveout_ok_) o.push_back({"tail step, driver carveout", true, in_place, split, false, false, true});
+    // ... and its rows in 16-row blocks, two an SM, where that makes more blocks (NOTES, "Two tail
+    // blocks an SM": predicted, not measured).
+    if (cfg_.tail_rows == TailRows::Rows32 && cuda::tail_half_rows_apply(B))
+      o.push_back({"tail step, two blocks an SM", true, in_place, split, false, false, false, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;
@@ -1119,6 +1130,8 @@ class CudaEngine final : public Engine {
   bool race_paths_ = false;  // Auto, autotuned: graph vs tail still to be timed (race_paths)
   bool x_split_ = false;     // tail, X in place: the weight GEMM reads X gathered beside the tail kernel
   bool weight_adam_ = false;  // tail: layer 0's weight GEMM runs its Adam (EngineConfig::weight_adam; the race's option)
+  // tail: the tail kernel's blocks (EngineConfig::tail_rows; the race's option)
+  cuda::TailRows tail_rows_ = cuda::TailRows::Wide;
   bool race_x_ = false;      // ... with X in place and gathered (x_ allocated for the race)
   bool x_race_ok_ = false;   // layer 0 can read X in place at all (no cuBLAS, no one-layer head)
   std::vector<std::string> path_report_;  // what race_paths found

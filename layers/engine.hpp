@@ -55,6 +55,9 @@ enum class Pdl { Off, On };
 // CUDA, tail path with programmatic launches: every launch asks for the largest shared-memory
 // carveout (`Max`) or leaves the split to the driver (EngineConfig::carveout).
 enum class Carveout { Driver, Max };
+// CUDA, tail path: the tail kernel's blocks (EngineConfig::tail_rows): whole 32-row groups, at most
+// 128 blocks (one an SM), or 16-row halves, at most 256 (two an SM).
+enum class TailRows { Rows32, Rows16 };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -76,6 +79,7 @@ const char* to_string(Kernels k);
 const char* to_string(Autotune a);
 const char* to_string(Pdl p);
 const char* to_string(Carveout c);
+const char* to_string(TailRows r);
 const char* to_string(Precision p);
 
 struct EngineConfig {
@@ -136,6 +140,14 @@ struct EngineConfig {
   // memory and their segment of the optimizer launch. False: that older form. With Kernels::Auto
   // and autotune the race tries both.
   bool weight_adam = true;
+  // Tail path: the tail kernel's rows in 16-row halves, up to 256 blocks, two an SM (Rows16:
+  // cuda::TailRows::Half), where 32-row groups make one block an SM at most: a block's time was
+  // latency, ≈ 10 µs + 0.375 µs a row whatever the grid (H200, a018989), which a second block beside
+  // it hides. Other slices (each over fewer rows; more of them for the optimizer to add), so other
+  // float32 sums for layers >= 1's gradients; the same dz0 and metrics. The app's --tail-rows 32|16.
+  // With Kernels::Auto and autotune (at Rows32), the race tries Rows16 too wherever it makes more
+  // blocks of 32 rows or fewer (cuda::tail_half_rows_apply).
+  TailRows tail_rows = TailRows::Rows32;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size
   // model's pick on the real operands first). Before the first graph capture the engine runs one
@@ -226,6 +238,8 @@ class Engine {
   virtual bool programmatic_launch() const { return false; }
   // ... and each of them asks for the largest shared-memory carveout (EngineConfig::carveout).
   virtual bool max_carveout() const { return false; }
+  // ... and its tail kernel takes 16-row blocks, two an SM (EngineConfig::tail_rows, or the race's pick).
+  virtual bool tail_rows16() const { return false; }
   // Whether the GEMMs read W from the optimizer's rounded copy (EngineConfig::rounded_weights).
   virtual bool rounded_weights() const { return false; }
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the

@@ -137,6 +137,7 @@ const char* to_string(Gemm g) { return g == Gemm::Cublas ? "cublas" : "native"; 
 const char* to_string(Autotune a) { return a == Autotune::On ? "on" : a == Autotune::Check ? "check" : "off"; }
 const char* to_string(Pdl p) { return p == Pdl::On ? "on" : "off"; }
 const char* to_string(Carveout c) { return c == Carveout::Max ? "max" : "driver"; }
+const char* to_string(TailRows r) { return r == TailRows::Rows16 ? "16" : "32"; }
 const char* to_string(Kernels k) {
   switch (k) {
     case Kernels::Auto: return "auto";

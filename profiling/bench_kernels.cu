@@ -652,7 +652,7 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
     DeviceBuffer<unsigned> done(1);
     CUDA_CHECK(cudaMemset(done.data(), 0, done.bytes()));
     DeviceBuffer<float> head_partial(std::max<std::size_t>(1, cuda::head_partial_floats(B, w1, w2)));
-    DeviceBuffer<float> partial(std::size_t(cuda::tail_blocks(B)) * cuda::tail_slice_floats(widths));
+    DeviceBuffer<float> partial(std::size_t(cuda::tail_blocks(B, cuda::TailRows::Half)) * cuda::tail_slice_floats(widths));
     const cuda::XentScratch xent{slots.data(), done.data(), int(slots.size())};
     const cuda::HeadScratch head{xent, head_partial.data(), head_partial.size()};
     cuda::TailNet net;
@@ -695,6 +695,14 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
                 bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
                   cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
                                    1.0f / float(B), B, st, p);
+                }, peak);
+      // The same in 16-row blocks, two an SM (--tail-rows 16; NOTES "Two tail blocks an SM").
+      const int half_blocks = cuda::tail_blocks(B, cuda::TailRows::Half);
+      bench.run("tail", shape, cat("tail_train ", to_string(p), ", labels by index, 16-row blocks (", half_blocks,
+                                   " of <= ", cuda::tail_rows_per_block(B, cuda::TailRows::Half), " rows)"),
+                flops, bytes + weights * (half_blocks - 1), [&](cudaStream_t st) {
+                  cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
+                                   1.0f / float(B), B, st, p, nullptr, cuda::TailRows::Half);
                 }, peak);
       // The phases of the engine's form, each row a prefix of the kernel's work (tail_force_stop):
       // what each row adds over the one before is that phase's time on a block's critical path.
@@ -908,6 +916,27 @@ void bench_optimizer(Bench& bench) {
                 cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, set, ctr.data(), 0.9f, 0.999f, 1e-7f, st,
                                          advance.data());
               });
+    // The tail's slices alone, as many as its 32-row and its 16-row blocks write (--tail-rows 16: the
+    // optimizer's side of NOTES "Two tail blocks an SM": twice the slices to add at 512-4096 rows).
+    {
+      const int hb = cuda::tail_blocks(B, cuda::TailRows::Half);
+      auto htail = random_device(std::size_t(hb) * slice, 79);
+      const std::size_t nt = std::size_t(w1) * (w0 + 1) + std::size_t(w2) * (w1 + 1);
+      for (const int nb : {blocks, hb}) {
+        cuda::GradSlicesSet ts;
+        ts.seg[ts.count++] = {htail.data() + cuda::tail_layer_offset(widths, 1), nb, slice, w1, w0, off1,
+                              off1 + std::size_t(w1) * w0};
+        ts.seg[ts.count++] = {htail.data() + cuda::tail_layer_offset(widths, 2), nb, slice, w2, w1, off2,
+                              off2 + std::size_t(w2) * w1};
+        bench.run("optimizer", cat(B, " rows, ", nt, " params"),
+                  cat("adam_reduce_update (tail slices only: ", nb, nb == blocks ? ", 32-row blocks)" : ", 16-row blocks)"),
+                  10.0 * double(nt), 4.0 * (double(nb) * slice + 6.0 * double(nt)), [&](cudaStream_t st) {
+                    cuda::adam_reduce_update(p.data(), m.data(), v.data(), nullptr, ts, ctr.data(), 0.9f, 0.999f, 1e-7f,
+                                             st, advance.data());
+                  });
+        if (hb == blocks) break;
+      }
+    }
     // Layer 0's weight GEMM with its Adam in one clustered launch (cuda::dense_weight_adam, the tail
     // path's default where the device holds the clusters; NOTES "Layer 0's Adam in its weight GEMM's
     // cluster"): the step's end in both forms, each a pair of launches as the engine runs them

@@ -17,6 +17,8 @@ time with the first epoch left out as warm-up, and the table shows the median ov
                                  has ended (what the tail path's programmatic launches buy; CUDA only)
                engine-tail-driver the same with --carveout driver: the driver's shared-memory carveout per
                                  launch instead of one for the step (what that one buys; CUDA only)
+               engine-tail-half  engine-tail with --tail-rows 16: the tail kernel in 16-row blocks, up to 256,
+                                 two an SM (what they buy over 32-row groups; CUDA only)
                engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
@@ -61,7 +63,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
+ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half",
+       "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
        "pytorch-graph", "jax", "jax-highest"]
 
 
@@ -221,7 +224,7 @@ class Race:
                 if c == "engine-graph1" and a.device != "cuda":
                     self.skip(c, "--graph-steps applies to --device cuda only")
                     continue
-                if c in ("engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver") and a.device != "cuda":
+                if c in ("engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half") and a.device != "cuda":
                     self.skip(c, "--kernels applies to --device cuda only")
                     continue
                 if c == "engine-tail-nopdl" and "--pdl" not in self.engine_help:
@@ -230,7 +233,10 @@ class Race:
                 if c == "engine-tail-driver" and "--carveout" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --carveout")
                     continue
-                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver") and not re.search(r"\btail\b", self.engine_help):
+                if c == "engine-tail-half" and "--tail-rows" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --tail-rows")
+                    continue
+                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half") and not re.search(r"\btail\b", self.engine_help):
                     self.skip(c, f"{a.bin} --help does not offer --kernels tail")
                     continue
                 if c in ("engine-graph", "engine-tail") and "--kernels" not in self.engine_help:
@@ -349,6 +355,8 @@ class Race:
             cmd += ["--kernels", "tail", "--pdl", "off"]
         if c == "engine-tail-driver":
             cmd += ["--kernels", "tail", "--carveout", "driver"]
+        if c == "engine-tail-half":
+            cmd += ["--kernels", "tail", "--tail-rows", "16"]
         if c == "engine-untuned":
             cmd += ["--autotune", "off"]
         if prec != "fp32":

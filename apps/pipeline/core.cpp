@@ -59,6 +59,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.autotune = o.autotune;
   c.pdl = o.pdl;
   c.carveout = o.carveout;
+  c.tail_rows = o.tail_rows;
   return c;
 }
 
@@ -73,6 +74,7 @@ void cpu_ignores(const AppOptions& o, std::ostream& log) {
   if (o.autotune != d.autotune) flags += cat(" --autotune ", to_string(o.autotune));
   if (o.pdl != d.pdl) flags += cat(" --pdl ", to_string(o.pdl));
   if (o.carveout != d.carveout) flags += cat(" --carveout ", to_string(o.carveout));
+  if (o.tail_rows != d.tail_rows) flags += cat(" --tail-rows ", to_string(o.tail_rows));
   if (o.graph_steps != d.graph_steps) flags += cat(" --graph-steps ", o.graph_steps);
   if (!flags.empty()) log << "notice: the CPU path has no use for" << flags << " (CUDA only)\n";
 }
@@ -101,10 +103,11 @@ std::string kernel_path(const Engine& engine) {
   if (engine.name() != "cuda") return engine.name();
   // The engine resolved --kernels (auto, or a fallback it gave notice of); the graph path says when
   // its last layer runs as the head kernel (kernels/head.cuh), the tail path when its launches are
-  // programmatic (kernels/pdl.cuh) and ask for the largest shared-memory carveout ("+smem").
+  // programmatic (kernels/pdl.cuh) and ask for the largest shared-memory carveout ("+smem"), and
+  // when its tail kernel takes 16-row blocks ("+rows16": --tail-rows 16, or the race's pick).
   if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
   if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail), engine.programmatic_launch() ? "+pdl" : "",
-                                      engine.max_carveout() ? "+smem" : "");
+                                      engine.max_carveout() ? "+smem" : "", engine.tail_rows16() ? "+rows16" : "");
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 

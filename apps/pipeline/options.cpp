@@ -148,6 +148,10 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "CUDA, tail path with --pdl on: every launch asks for the largest shared-memory carveout, one "
              "split of each SM for the whole step so that a kernel's blocks can start beside the one before "
              "(driver: the driver's split per launch); changes no result");
+  add_choice(app, "--tail-rows", o.tail_rows, {TailRows::Rows32, TailRows::Rows16},
+             "CUDA, tail path: rows of a tail-kernel block, in whole units of 32 (at most 128 blocks, one an SM) "
+             "or 16 (at most 256, two an SM); other float32 sums of the later layers' gradients (auto with "
+             "--autotune on, at 32, tries 16 too)");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");
@@ -250,7 +254,7 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"init", to_string(o.init)},       {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir},
           {"kernels", to_string(o.kernels)}, {"precision", to_string(o.precision)},
           {"autotune", to_string(o.autotune)}, {"pdl", to_string(o.pdl)},
-          {"carveout", to_string(o.carveout)}};
+          {"carveout", to_string(o.carveout)}, {"tail_rows", to_string(o.tail_rows)}};
 }
 
 }  // namespace mnist

@@ -49,6 +49,7 @@ struct AppOptions {
   Autotune autotune = Autotune::On;    // CUDA only
   Pdl pdl = Pdl::On;                   // CUDA only (tail path)
   Carveout carveout = Carveout::Max;   // CUDA only (tail path, with --pdl on)
+  TailRows tail_rows = TailRows::Rows32;  // CUDA only (tail path)
   Dataset dataset = Dataset::Mnist;
   std::string data_dir;  // default data/<dataset>
   std::string out_dir = "out";

@@ -51,7 +51,8 @@ void install_stop_handlers() {
 // --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path
 // may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
 // CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
-// size models' choices): a file from before the flag existed ran without it ("off").
+// size models' choices): a file from before the flag existed ran without it ("off"). --tail-rows
+// counts on CUDA too (other sums of the later layers' gradients): a file from before it ran 32.
 std::map<std::string, std::string> run_config(const AppOptions& o, const std::string& backend,
                                               const std::string& fingerprint) {
   std::map<std::string, std::string> c = {{"hidden", hidden_string(o.hidden)}, {"dropout", cat(o.dropout)},     {"init", to_string(o.init)},
@@ -60,7 +61,10 @@ std::map<std::string, std::string> run_config(const AppOptions& o, const std::st
           {"lr_factor", cat(o.lr_factor)},     {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
           {"lr", shortest(o.lr)},              {"backend", backend},             {"gemm", to_string(o.gemm)},
           {"kernels", to_string(o.kernels)},   {"data", fingerprint}};
-  if (backend == "cuda") c["autotune"] = to_string(o.autotune);
+  if (backend == "cuda") {
+    c["autotune"] = to_string(o.autotune);
+    c["tail_rows"] = to_string(o.tail_rows);
+  }
   return c;
 }
 
@@ -79,6 +83,7 @@ ResumeState load_checked_resume(const std::string& path, const ParamLayout& layo
                          config.at("data"), "; the run had ", data->second.substr(0, 80), ")"));
   std::string diff;
   if (config.count("autotune") && !saved.count("autotune")) saved["autotune"] = "off";
+  if (config.count("tail_rows") && !saved.count("tail_rows")) saved["tail_rows"] = "32";  // (before --tail-rows)
   for (const auto& [k, v] : config) {
     auto it = saved.find(k);
     if (it == saved.end() || it->second != v)

@@ -130,6 +130,21 @@ TEST_CASE("CUDA engine = CPU engine: --kernels tail (layers >= 1 in one kernel, 
   CHECK(e->notice().find("--kernels tail") != std::string::npos);
 }
 
+TEST_CASE("CUDA engine = CPU engine: --kernels tail in 16-row blocks, two an SM (EngineConfig::tail_rows)") {
+  // The tail kernel's rows in 16-row halves (cuda::TailRows::Half: 32 blocks at batch 512, 6 for the
+  // 88-row last batch) against the CPU engine, as the 32-row case above; the path race's option
+  // "tail step, two blocks an SM" trains so.
+  for (const Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    INFO("precision ", std::string(to_string(prec)));
+    Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1112, 47);
+    p.cfg.kernels = Kernels::Tail;
+    p.cfg.precision = prec;
+    p.cfg.tail_rows = TailRows::Rows16;
+    REQUIRE(make_cuda_engine(p.cfg)->tail_kernel());
+    compare_with_cpu(p, 2, 1e-3f);
+  }
+}
+
 // The default model at batch 512 on n examples, on the given path and precision, with the head
 // kernel from this batch (head_min_batch 0): the cases below that compare two runs of one path.
 Problem large_batch_problem(Precision prec, Kernels kernels, int n, uint64_t seed) {

@@ -525,6 +525,120 @@ struct HookCase {
   const cuda::DropoutSpec drop{0.2f, 42, 7, 0, nullptr};
 };
 
+TEST_CASE("tail_train in 16-row blocks, two an SM (TailRows::Half): the same dz0, activations and metrics, each block's slice") {
+  // The rows cut into 16-row halves (up to 256 blocks) instead of 32-row groups (128): every output
+  // but the slices is the same bits as the 32-row launch (a row's forward, softmax and data
+  // gradient do not depend on its block; the metrics' 32-row trees are formed from their halves);
+  // each block's slice is the sum over its own rows, checked against the CPU reference (fp32: the
+  // stated chain, bit for bit), and the engine's form (metrics left in the slots for
+  // adam_reduce_update's GroupMetrics) gives the same sums.
+  Stream stream;
+  const float mask_scale = 1.25f;
+  const bool quick = quick_tests();
+  std::vector<TailShape> shapes{{{128, 64, 10}, 100}, {{100, 48, 30, 7}, 47}, {{20, 12, 5}, 8193}};
+  if (!quick) shapes.insert(shapes.end(), {{{128, 64, 10}, 4096}, {{128, 64, 10}, 2944}, {{64, 10}, 17}});
+  for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
+    for (const TailShape& s : shapes) {
+      const std::vector<int>& w = s.widths;
+      const int B = s.rows, T = int(w.size()) - 1, w0 = w[0], C = w.back();
+      INFO("rows=", B, " widths=", w0, "..", C, " T=", T, " ", std::string(prec_name(prec)));
+      const TailModel model(w, 700 + std::size_t(T) * 7 + std::size_t(w0));
+      const auto A0 = activation(std::size_t(B) * w0, 701 + B + w0);
+      const auto labels = random_bytes(std::size_t(B), 702 + B, 0, C - 1);
+      auto d_A0 = to_device(A0);
+      auto d_lab = to_device(labels);
+      const std::size_t SF = cuda::tail_slice_floats(w);
+      const cuda::DropoutSpec drop{0.2f, 42, 5, 0, nullptr};
+      const float grad_scale = 1.0f / float(B);
+      struct Run {
+        std::vector<float> slices, dz0;
+        std::vector<std::vector<float>> act, dz;
+        cuda::Metrics m;
+      };
+      const auto run = [&](cuda::TailRows rows) {
+        const int blocks = cuda::tail_blocks(B, rows);
+        auto partial = poisoned<float>(std::size_t(blocks) * SF);
+        auto dz0 = poisoned<float>(A0.size());
+        auto metrics = to_device(std::vector<cuda::Metrics>(1));
+        XentBuffers xb(B);
+        Trace tr(w, B);
+        cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), d_A0.data(),
+                         d_lab.data(), drop, mask_scale, grad_scale, B, stream.get(), prec, &tr.t, rows);
+        CHECK(xb.counter() == 0u);
+        Run r{to_host(partial), to_host(dz0), {}, {}, to_host(metrics)[0]};
+        for (int i = 0; i < T; ++i) {
+          r.act.push_back(to_host(tr.act[std::size_t(i)]));
+          r.dz.push_back(to_host(tr.dz[std::size_t(i)]));
+        }
+        return r;
+      };
+      const Run wide = run(cuda::TailRows::Wide), half = run(cuda::TailRows::Half);
+      const int blocks = cuda::tail_blocks(B, cuda::TailRows::Half);
+      REQUIRE(blocks == std::min(256, (B + 15) / 16));
+      CHECK(bitwise_equal(half.dz0, wide.dz0));
+      for (int i = 0; i < T; ++i) {
+        CHECK_MESSAGE(bitwise_equal(half.act[std::size_t(i)], wide.act[std::size_t(i)]), "activation " << i + 1);
+        CHECK_MESSAGE(bitwise_equal(half.dz[std::size_t(i)], wide.dz[std::size_t(i)]), "dZ_" << i + 1);
+      }
+      CHECK(same_bits(half.m.loss_sum, wide.m.loss_sum));
+      CHECK(half.m.correct == wide.m.correct);
+      {  // ... and both are softmax_xent's sums over the same logits (its stated order), bit for bit
+        XentBuffers sb(B);
+        auto m2 = to_device(std::vector<cuda::Metrics>(1));
+        auto d_logits = to_device(half.act[std::size_t(T - 1)]);
+        auto dz2 = poisoned<float>(half.act[std::size_t(T - 1)].size());
+        cuda::softmax_xent(dz2.data(), m2.data(), sb.scratch(), d_logits.data(), d_lab.data(), B, C, grad_scale,
+                           stream.get());
+        const cuda::Metrics x = to_host(m2)[0];
+        CHECK(same_bits(half.m.loss_sum, x.loss_sum));
+        CHECK(half.m.correct == x.correct);
+      }
+
+      // Every block's slice of every layer: the sum over its own rows [r0, r1), r0 a multiple of 16.
+      for (int i = T; i >= 1; --i) {
+        const int K = w[std::size_t(i - 1)], N = w[std::size_t(i)];
+        const std::vector<float>& X = i == 1 ? A0 : half.act[std::size_t(i - 2)];
+        const std::vector<float>& dZ = half.dz[std::size_t(i - 1)];
+        const std::vector<double> rd = rounded(dZ, prec), rx = rounded(X, prec);
+        const std::size_t off = cuda::tail_layer_offset(w, i), n_el = std::size_t(N) * (K + 1);
+        int chain_misses = 0, misplaced = 0;
+        for (int j = 0; j < blocks; ++j) {
+          const int r0 = cuda::tail_block_row(B, j, cuda::TailRows::Half);
+          const int r1 = cuda::tail_block_row(B, j + 1, cuda::TailRows::Half);
+          misplaced += r0 % 16 != 0 || r1 <= r0;
+          std::vector<double> ref, bound;
+          slice_reference(ref, bound, rd, rx, r0, r1, K, N, prec);
+          const std::vector<float> got(half.slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off),
+                                       half.slices.begin() + std::ptrdiff_t(std::size_t(j) * SF + off + n_el));
+          expect_within(got, ref, bound, "half-row slice of block " + std::to_string(j) + ", layer " + std::to_string(i));
+          if (prec == GemmPrecision::FP32 && !bitwise_equal(got, slice_chain(dZ, X, r0, r1, K, N, prec))) ++chain_misses;
+        }
+        CHECK(misplaced == 0);
+        CHECK_MESSAGE(chain_misses == 0, "layer " << i << ": " << chain_misses << " of " << blocks
+                                                  << " slices differ from the rows' ascending chain");
+      }
+
+      // The engine's form: the half sums left in the slots, added by adam_reduce_update's last block.
+      {
+        auto partial = poisoned<float>(half.slices.size());
+        XentBuffers xd(B);
+        cuda::tail_train(partial.data(), nullptr, nullptr, xd.scratch(), model.net(), d_A0.data(), d_lab.data(), drop,
+                         mask_scale, grad_scale, B, stream.get(), prec, nullptr, cuda::TailRows::Half);
+        CHECK(bitwise_equal(to_host(partial), half.slices));
+        auto md = to_device(std::vector<cuda::Metrics>(1));
+        auto pmv = to_device(std::vector<float>(3, 0.5f));
+        auto adam_counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{3, 0, 1e-3f, 0u}});
+        auto advance = to_device(std::vector<unsigned>{0u});
+        cuda::adam_reduce_update(pmv.data(), pmv.data() + 1, pmv.data() + 2, nullptr, cuda::GradSlicesSet{},
+                                 adam_counters.data(), 0.9f, 0.999f, 1e-7f, stream.get(), advance.data(),
+                                 cuda::GroupMetrics{xd.slots.data(), cuda::tail_xent_slots(B), md.data()});
+        const cuda::Metrics d = to_host(md)[0];
+        CHECK(same_bits(d.loss_sum, wide.m.loss_sum));
+        CHECK(d.correct == wide.m.correct);
+      }
+    }
+}
+
 TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk after its phase and writes nothing later") {
   Stream stream;
   const HookCase hc;
@@ -693,7 +807,32 @@ TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small ar
   CHECK(cuda::tail_blocks(4096) == 128);
   CHECK(cuda::tail_blocks(4097) == 128);
   CHECK(cuda::tail_blocks(65536) == 128);
-  CHECK(cuda::tail_xent_slots(33) == 2);
+  CHECK(cuda::tail_xent_slots(33) == 3);  // (one slot per 16 rows)
+  CHECK(cuda::tail_xent_slots(32) == 2);
+  // Half: one 16-row half a block up to 4096 rows, then 256 blocks; never fewer blocks than Wide.
+  CHECK(cuda::tail_rows_per_block(4096, cuda::TailRows::Half) == 16);
+  CHECK(cuda::tail_rows_per_block(8192, cuda::TailRows::Half) == 32);
+  CHECK(cuda::tail_blocks(4096, cuda::TailRows::Half) == 256);
+  CHECK(cuda::tail_blocks(512, cuda::TailRows::Half) == 32);
+  CHECK(cuda::tail_blocks(65536, cuda::TailRows::Half) == 256);
+  CHECK(cuda::tail_half_rows_apply(4096));
+  CHECK(cuda::tail_half_rows_apply(8192));
+  CHECK(cuda::tail_half_rows_apply(17));
+  CHECK_FALSE(cuda::tail_half_rows_apply(8193));  // (48 rows a block: a 64-row plan, one block an SM)
+  CHECK_FALSE(cuda::tail_half_rows_apply(16));    // (one block either way)
+  int bad_halves = 0;
+  for (int B = 1; B <= 65536; ++B) {
+    const cuda::TailRows h = cuda::TailRows::Half;
+    const int n = cuda::tail_blocks(B, h), R = cuda::tail_rows_per_block(B, h);
+    bool ok = n >= 1 && n <= 256 && n >= cuda::tail_blocks(B - 1, h) && n >= cuda::tail_blocks(B) && R % 16 == 0 &&
+              R <= 256 && cuda::tail_block_row(B, 0, h) == 0 && cuda::tail_block_row(B, n, h) == B;
+    for (int j = 0; j < n && ok; ++j) {
+      const int r0 = cuda::tail_block_row(B, j, h), r1 = cuda::tail_block_row(B, j + 1, h);
+      ok = r0 % 16 == 0 && r1 > r0 && r1 - r0 <= R;  // whole halves, never empty, at most R rows
+    }
+    if (!ok) ++bad_halves;
+  }
+  CHECK(bad_halves == 0);
   int bad_partitions = 0;
   for (int B = 1; B <= 65536; ++B) {
     const int n = cuda::tail_blocks(B), R = cuda::tail_rows_per_block(B);

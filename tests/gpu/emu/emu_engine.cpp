@@ -254,6 +254,55 @@ void tail_vs_graph() {
   expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9, "tail: evaluation");
 }
 
+// The tail kernel in 16-row blocks (EngineConfig::tail_rows Rows16: cuda::TailRows::Half, twice the
+// blocks) against 32-row ones, in the engine, programmatic launches on: the first step's loss and
+// hits bit for bit (the metrics' 32-row trees formed from their halves), layer 0 bitwise after it
+// (its weight GEMM reads dz0, which does not depend on the blocks); layers >= 1 differ by their
+// slices' summation order only (within 1e-5 normalised after Adam's first step), two epochs within
+// 1e-4, the evaluation alike. Batch 512 (32 tail blocks of 16 rows against 16 of 32) and 88.
+void tail_half_rows() {
+  const int n = 600, input = 40;
+  auto images = rbytes(std::size_t(n) * input, 35, 0, 255), labels = rbytes(n, 36, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 37;
+  cfg.kernels = Kernels::Tail;
+  std::vector<float> p[2], q[2];
+  EpochProgress one[2];
+  EpochStats ev[2];
+  for (int h : {0, 1}) {
+    cfg.tail_rows = h ? TailRows::Rows16 : TailRows::Rows32;
+    auto gpu = make_cuda_engine(cfg);
+    expect(gpu->tail_kernel(), "half rows: the tail path");
+    const int d = gpu->add_dataset(v);
+    one[h].end_batch = 1;
+    gpu->train_steps(d, 0, 1e-3f, one[h], nullptr);
+    gpu->get_params(p[h]);
+    EpochProgress rest;
+    rest.next_batch = 1;
+    gpu->train_steps(d, 0, 1e-3f, rest, nullptr);
+    gpu->train_epoch(d, 1, 1e-3f);
+    gpu->get_params(q[h]);
+    ev[h] = gpu->evaluate(d);
+  }
+  expect(std::memcmp(&one[0].loss_sum, &one[1].loss_sum, sizeof(double)) == 0 && one[0].correct == one[1].correct,
+         cat("half rows: first step's loss bits ", one[0].loss_sum, " vs ", one[1].loss_sum));
+  const ParamLayout layout = make_layout(cfg.spec);
+  const DenseSlot& first = layout.dense.front();
+  expect(std::memcmp(p[0].data() + first.w_offset, p[1].data() + first.w_offset, std::size_t(first.out) * first.in * sizeof(float)) == 0 &&
+             std::memcmp(p[0].data() + first.b_offset, p[1].data() + first.b_offset, std::size_t(first.out) * sizeof(float)) == 0,
+         "half rows: layer 0 bitwise equal after one step");
+  expect(p[0] != p[1], "half rows: the later layers' slices are other sums (not the same launch twice)");
+  std::vector<float> init; { auto cpu = make_cpu_engine(cfg); cpu->get_params(init); }
+  const double step_err = nerr(delta(p[1], init), delta(p[0], init));
+  expect(step_err < 1e-5, cat("half rows: the first step within 1e-5 (normalised), ", step_err));
+  const double err = nerr(delta(q[1], init), delta(q[0], init));
+  std::printf("tail in 16-row blocks vs 32: one step err %.3g, two epochs err %.3g, eval loss %.9f / %.9f\n", step_err, err,
+              ev[1].loss, ev[0].loss);
+  expect(err < 1e-4, "half rows: two epochs within float noise");
+  expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9,
+         "half rows: evaluation");
+}
+
 // The tail path's programmatic launches (EngineConfig::pdl, kernels/pdl.cuh) against ordinary ones.
 // Programmatic, the emulation runs each launch's part before its pdl_wait() BEFORE the rest of the
 // launch before it (ov/cooperative_groups.h): a kernel that read its predecessor's output, or wrote
@@ -462,7 +511,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::On;
   const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
   struct Out {
-    bool tail = false, pdl = false, carveout = false;
+    bool tail = false, pdl = false, carveout = false, rows16 = false;
     TrainState st;
     EpochStats tr, ev;
     std::vector<float> pr;
@@ -471,15 +520,16 @@ void auto_races_paths() {
   };
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
                  double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0,
-                 double ordinary_us = 100.0, double driver_us = 100.0) {
+                 double ordinary_us = 100.0, double driver_us = 100.0, double half_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us, driver_us](const std::string& l) {
+    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us, driver_us, half_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "tail step, X in place only" ? in_place_only_us
              : l == "tail step, Adam apart" ? apart_us
              : l == "tail step, ordinary launches" ? ordinary_us
              : l == "tail step, driver carveout" ? driver_us
+             : l == "tail step, two blocks an SM" ? half_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -496,6 +546,7 @@ void auto_races_paths() {
     o.tail = gpu->tail_kernel();
     o.pdl = gpu->programmatic_launch();
     o.carveout = gpu->max_carveout();
+    o.rows16 = gpu->tail_rows16();
     gpu->get_state(o.st);
     o.ev = gpu->evaluate(t);
     o.pr.assign(std::size_t(n) * 10, -1.0f);
@@ -534,13 +585,13 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 8 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 9 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
   // ... and the tail step with X in place for both of layer 0's GEMMs (EngineConfig::x_weight_gathered
   // off), bitwise too.
   const Out in_place_only = run(Kernels::Auto, 5.0, false, {}, 100.0, 3.0);
   expect(in_place_only.tail && same(in_place_only, tail) && !in_place_only.rep.empty() &&
-             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 8 tried") !=
+             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
                  std::string::npos &&
              in_place_only.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, X in place only",
          cat("auto race: the tail step with X in place only kept, bitwise: '", in_place_only.rep.empty() ? "" : in_place_only.rep[0], "'"));
@@ -551,7 +602,7 @@ void auto_races_paths() {
   // off), bitwise too, and kept on a resume.
   const Out apart = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 3.0);
   expect(apart.tail && same(apart, tail) && !apart.rep.empty() &&
-             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 8 tried") != std::string::npos &&
+             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 9 tried") != std::string::npos &&
              apart.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, Adam apart",
          cat("auto race: the tail step with Adam apart kept, bitwise: '", apart.rep.empty() ? "" : apart.rep[0], "'"));
   const Out apart_preset = run(Kernels::Auto, 5.0, false, apart.choices);
@@ -562,7 +613,7 @@ void auto_races_paths() {
   expect(tail.pdl, "auto race: the emulation's probe passes (else the ordinary-launch option is not raced)");
   const Out ordinary = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 3.0);
   expect(ordinary.tail && !ordinary.pdl && same(ordinary, tail) && !ordinary.rep.empty() &&
-             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 8 tried") !=
+             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
                  std::string::npos &&
              ordinary.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, ordinary launches",
          cat("auto race: the tail step with ordinary launches kept, bitwise: '", ordinary.rep.empty() ? "" : ordinary.rep[0], "'"));
@@ -576,7 +627,7 @@ void auto_races_paths() {
   expect(tail.carveout, "auto race: the emulation's probe passes the carveout too (else that option is not raced)");
   const Out driver = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 3.0);
   expect(driver.tail && driver.pdl && !driver.carveout && same(driver, tail) && !driver.rep.empty() &&
-             driver.rep[0].find("(--kernels auto): tail step, driver carveout, 3.0 µs (tail step: 5.0 µs), 8 tried") !=
+             driver.rep[0].find("(--kernels auto): tail step, driver carveout, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
                  std::string::npos &&
              driver.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, driver carveout",
          cat("auto race: the tail step at the driver's carveout kept, bitwise: '", driver.rep.empty() ? "" : driver.rep[0], "'"));
@@ -585,6 +636,23 @@ void auto_races_paths() {
              driver_preset.choices == driver.choices,
          "auto race: a preset 'tail step, driver carveout' (resume) is kept, bitwise");
   expect(fast_tail.carveout, "auto race: the tail step kept with the largest carveout");
+  // ... and the tail kernel in 16-row blocks (EngineConfig::tail_rows Rows16): bitwise a run pinned
+  // to the tail path with 16-row blocks (not the 32-row one: the later layers' slices are other
+  // sums), reported and kept on a resume.
+  cfg.tail_rows = TailRows::Rows16;
+  const Out tail16 = run(Kernels::Tail, 1.0, false);
+  cfg.tail_rows = TailRows::Rows32;
+  expect(tail16.tail && !same(tail16, tail), "auto race: the pinned 16-row tail path differs from the 32-row one");
+  const Out half = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 100.0, 3.0);
+  expect(tail16.rows16 && !tail.rows16 && !fast_tail.rows16, "auto race: tail_rows16() says which blocks the tail takes");
+  expect(half.tail && half.rows16 && same(half, tail16) && !half.rep.empty() &&
+             half.rep[0].find("(--kernels auto): tail step, two blocks an SM, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
+                 std::string::npos &&
+             half.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, two blocks an SM",
+         cat("auto race: the tail step in 16-row blocks kept, bitwise the pinned one: '", half.rep.empty() ? "" : half.rep[0], "'"));
+  const Out half_preset = run(Kernels::Auto, 5.0, false, half.choices);
+  expect(half_preset.tail && same(half_preset, tail16) && half_preset.choices == half.choices,
+         "auto race: a preset 'tail step, two blocks an SM' (resume) is kept, bitwise");
   const Out slow_tail = run(Kernels::Auto, 20.0, false);
   expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
   const Out near = run(Kernels::Auto, 10.1, false);
@@ -598,7 +666,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 20.0, true);
   expect(check.tail && same(check, tail) && !check.rep.empty() &&
-             check.rep[0].find(": tail step, 8 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(": tail step, 9 checked, not timed, in ") != std::string::npos &&
              check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   // --autotune off: the tail path, no race, bitwise the pinned tail path.
@@ -792,6 +860,7 @@ int main() {
   compare(20, {9}, 5, 0.2f, 64, 50, 4, true, 2, 0);
   g_kernels = Kernels::Graph;
   tail_vs_graph();
+  tail_half_rows();
   tail_programmatic_vs_ordinary();
   tail_weight_adam_vs_apart(Precision::FP32);
   tail_weight_adam_vs_apart(Precision::TF32);

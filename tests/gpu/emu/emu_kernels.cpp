@@ -704,6 +704,26 @@ int main(int argc, char** argv) {
         expect(done == 0 && std::memcmp(&ei.loss_sum, &e0.loss_sum, sizeof(double)) == 0 && ei.correct == e0.correct,
                t + " tail_evaluate metrics");
       }
+      // 16-row blocks (TailRows::Half: twice the blocks, half groups split between blocks), in index
+      // and reversed order: the same dz0, logits and loss bits (the stated order). (Their slices:
+      // test_tail, against the CPU reference block by block.)
+      for (emu::BlockOrder order : {emu::BlockOrder::Index, emu::BlockOrder::Reverse}) {
+        emu::g_block_order = order;
+        const int nh = cuda::tail_blocks(B, cuda::TailRows::Half);
+        auto hp = poison<float>(std::size_t(nh) * cuda::tail_slice_floats(w)), hd = poison<float>(dz0.size()),
+             hl = poison<float>(logits.size());
+        cuda::Metrics hm;
+        cuda::TailTrace tr;
+        tr.act[T - 1] = hl.data();
+        cuda::tail_train(hp.data(), hd.data(), &hm, sc, net, A0.data(), lab.data(), drop, 1.25f, 1.0f / B, B, nullptr,
+                         prec, &tr, cuda::TailRows::Half);
+        const std::string t = cat(tag, " 16-row blocks (", nh, ") order ", int(order));
+        expect(nh > nb, t + ": more blocks than 32-row groups give");
+        same(hd, dz0, t + " dz0");
+        same(hl, logits, t + " logits");
+        expect(std::memcmp(&hm.loss_sum, &want, sizeof(double)) == 0 && hm.correct == hits && done == 0, t + " metrics");
+      }
+      emu::g_block_order = emu::BlockOrder::Index;
     }
   {  // a scratch too small for the grid is refused
     const int B = cuda::kXentRowsPerBlock + 1;
