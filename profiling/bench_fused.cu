@@ -23,7 +23,9 @@
 // (EngineConfig::x_weight_gathered off); "tail-driver": the driver's shared-memory carveout per
 // launch instead of one for the step (EngineConfig::carveout); "tail-adam-apart": layer 0's Adam in
 // the optimizer launch over its weight GEMM's pieces instead of in that GEMM's clustered launch
-// (EngineConfig::weight_adam off: "tail" against it is what the one launch buys). Then
+// (EngineConfig::weight_adam off: "tail" against it is what the one launch buys); "tail-rows16": the
+// tail kernel in 16-row blocks, two an SM (EngineConfig::tail_rows; NOTES "Two tail blocks an SM").
+// Then
 // the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
 // with autotuning: above batch 512 the graph/tail race), each with the engine's autotune report
@@ -124,6 +126,7 @@ int run(const Options& o) {
       bool x_weight_gathered = true;
       Carveout carveout = Carveout::Max;
       bool weight_adam = true;
+      TailRows tail_rows = TailRows::Rows32;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -144,6 +147,8 @@ int run(const Options& o) {
                                          Carveout::Driver},
                                         {"tail-adam-apart", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
                                          Carveout::Max, false},
+                                        {"tail-rows16", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
+                                         Carveout::Max, true, TailRows::Rows16},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
@@ -162,6 +167,7 @@ int run(const Options& o) {
       cfg.carveout = v.carveout;
       cfg.x_weight_gathered = v.x_weight_gathered;
       cfg.weight_adam = v.weight_adam;
+      cfg.tail_rows = v.tail_rows;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);
