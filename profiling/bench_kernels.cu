@@ -559,12 +559,15 @@ void bench_head(Bench& bench, cuda::Metrics* metrics) {
 // launch's (the earliest block start to the latest block end) with the latest block start. The
 // chunk-1 rows (16384 rows: 128 a block, two chunks of 64) run the same code as chunk 0 with the
 // instruction cache warm and the weights staged.
+// rows: the launch's blocks (TailRows::Half: "16-row" rows, two blocks an SM, whose phases may
+// overlap: NOTES "Two tail blocks an SM").
 template <class Launch>
-void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::string& shape, Launch&& launch) {
-  const std::string tag = cat(to_string(p), " ");
+void tail_clock_rows(Bench& bench, GemmPrecision p, int B, int T, const std::string& shape, Launch&& launch,
+                     cuda::TailRows rows = cuda::TailRows::Wide) {
+  const std::string tag = cat(to_string(p), rows == cuda::TailRows::Half ? " 16-row " : " ");
   if (!bench.wanted("tail_clock", shape, tag)) return;
   const double cycles_per_us = peak_cycles_per_us();
-  const int blocks = cuda::tail_blocks(B);
+  const int blocks = cuda::tail_blocks(B, rows);
   DeviceBuffer<unsigned long long> stamps(std::size_t(blocks) * cuda::kTailClockSlots);
   Stream stream;
   std::vector<std::vector<unsigned long long>> runs;
@@ -723,6 +726,14 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
           cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale, 1.0f / float(B),
                            B, st, p);
         });
+      if (p == GemmPrecision::TF32 && B == 4096)  // (the same with two blocks an SM)
+        tail_clock_rows(
+            bench, p, B, 2, shape,
+            [&](cudaStream_t st) {
+              cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
+                               1.0f / float(B), B, st, p, nullptr, cuda::TailRows::Half);
+            },
+            cuda::TailRows::Half);
       bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
                 bytes + 4.0 * 2.0 * B * w1, [&](cudaStream_t st) {
                   cuda::dense_relu_dropout_forward(A1.data(), A0.data(), W1.data(), b1.data(), B, w0, w1, drop, st, p, w,
