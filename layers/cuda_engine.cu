@@ -315,7 +315,8 @@ class CudaEngine final : public Engine {
                          path->second == "tail step, X in place only" || path->second == "graph step, X gathered" ||
                          path->second == "tail step, X gathered" || path->second == "tail step, Adam apart" ||
                          path->second == "tail step, ordinary launches" || path->second == "tail step, driver carveout" ||
-                         path->second == "tail step, two blocks an SM";
+                         path->second == "tail step, two blocks an SM" ||
+                         path->second == "tail step, two blocks an SM, X in place only";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -931,9 +932,12 @@ class CudaEngine final : public Engine {
     // (NOTES, "One shared-memory carveout for the step": predicted, not measured).
     if (carveout_ok_) o.push_back({"tail step, driver carveout", true, in_place, split, false, false, true});
     // ... and its rows in 16-row blocks, two an SM, where that makes more blocks (NOTES, "Two tail
-    // blocks an SM": predicted, not measured).
-    if (cfg_.tail_rows == TailRows::Rows32 && cuda::tail_half_rows_apply(B))
+    // blocks an SM": predicted, not measured); with X gathered beside the tail kernel, also without
+    // that launch, whose blocks need registers that two tail blocks an SM leave no room for.
+    if (cfg_.tail_rows == TailRows::Rows32 && cuda::tail_half_rows_apply(B)) {
       o.push_back({"tail step, two blocks an SM", true, in_place, split, false, false, false, true});
+      if (split) o.push_back({"tail step, two blocks an SM, X in place only", true, true, false, false, false, false, true});
+    }
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;

@@ -24,7 +24,9 @@
 // launch instead of one for the step (EngineConfig::carveout); "tail-adam-apart": layer 0's Adam in
 // the optimizer launch over its weight GEMM's pieces instead of in that GEMM's clustered launch
 // (EngineConfig::weight_adam off: "tail" against it is what the one launch buys); "tail-rows16": the
-// tail kernel in 16-row blocks, two an SM (EngineConfig::tail_rows; NOTES "Two tail blocks an SM").
+// tail kernel in 16-row blocks, two an SM (EngineConfig::tail_rows; NOTES "Two tail blocks an SM"),
+// and "tail-rows16-img" the same without the gather launch (its blocks find no registers beside two
+// tail blocks an SM: layer 0's weight GEMM reads the images).
 // Then
 // the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
@@ -148,6 +150,8 @@ int run(const Options& o) {
                                         {"tail-adam-apart", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
                                          Carveout::Max, false},
                                         {"tail-rows16", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
+                                         Carveout::Max, true, TailRows::Rows16},
+                                        {"tail-rows16-img", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, false,
                                          Carveout::Max, true, TailRows::Rows16},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},

@@ -520,16 +520,19 @@ void auto_races_paths() {
   };
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
                  double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0,
-                 double ordinary_us = 100.0, double driver_us = 100.0, double half_us = 100.0) {
+                 double ordinary_us = 100.0, double driver_us = 100.0, double half_us = 100.0,
+                 double half_in_place_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
-    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us, driver_us, half_us](const std::string& l) {
+    h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us, driver_us, half_us,
+                 half_in_place_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "tail step, X in place only" ? in_place_only_us
              : l == "tail step, Adam apart" ? apart_us
              : l == "tail step, ordinary launches" ? ordinary_us
              : l == "tail step, driver carveout" ? driver_us
              : l == "tail step, two blocks an SM" ? half_us
+             : l == "tail step, two blocks an SM, X in place only" ? half_in_place_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -585,13 +588,13 @@ void auto_races_paths() {
   // X gathered into floats first is a candidate too (bitwise the in-place step): kept where faster.
   const Out gathered = run(Kernels::Auto, 5.0, false, {}, 3.0);
   expect(gathered.tail && same(gathered, tail) && !gathered.rep.empty() &&
-             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 9 tried") != std::string::npos,
+             gathered.rep[0].find("(--kernels auto): tail step, X gathered, 3.0 µs (tail step: 5.0 µs), 10 tried") != std::string::npos,
          cat("auto race: the gathered tail step kept, bitwise the in-place tail path: '", gathered.rep.empty() ? "" : gathered.rep[0], "'"));
   // ... and the tail step with X in place for both of layer 0's GEMMs (EngineConfig::x_weight_gathered
   // off), bitwise too.
   const Out in_place_only = run(Kernels::Auto, 5.0, false, {}, 100.0, 3.0);
   expect(in_place_only.tail && same(in_place_only, tail) && !in_place_only.rep.empty() &&
-             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
+             in_place_only.rep[0].find("(--kernels auto): tail step, X in place only, 3.0 µs (tail step: 5.0 µs), 10 tried") !=
                  std::string::npos &&
              in_place_only.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, X in place only",
          cat("auto race: the tail step with X in place only kept, bitwise: '", in_place_only.rep.empty() ? "" : in_place_only.rep[0], "'"));
@@ -602,7 +605,7 @@ void auto_races_paths() {
   // off), bitwise too, and kept on a resume.
   const Out apart = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 3.0);
   expect(apart.tail && same(apart, tail) && !apart.rep.empty() &&
-             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 9 tried") != std::string::npos &&
+             apart.rep[0].find("(--kernels auto): tail step, Adam apart, 3.0 µs (tail step: 5.0 µs), 10 tried") != std::string::npos &&
              apart.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, Adam apart",
          cat("auto race: the tail step with Adam apart kept, bitwise: '", apart.rep.empty() ? "" : apart.rep[0], "'"));
   const Out apart_preset = run(Kernels::Auto, 5.0, false, apart.choices);
@@ -613,7 +616,7 @@ void auto_races_paths() {
   expect(tail.pdl, "auto race: the emulation's probe passes (else the ordinary-launch option is not raced)");
   const Out ordinary = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 3.0);
   expect(ordinary.tail && !ordinary.pdl && same(ordinary, tail) && !ordinary.rep.empty() &&
-             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
+             ordinary.rep[0].find("(--kernels auto): tail step, ordinary launches, 3.0 µs (tail step: 5.0 µs), 10 tried") !=
                  std::string::npos &&
              ordinary.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, ordinary launches",
          cat("auto race: the tail step with ordinary launches kept, bitwise: '", ordinary.rep.empty() ? "" : ordinary.rep[0], "'"));
@@ -627,7 +630,7 @@ void auto_races_paths() {
   expect(tail.carveout, "auto race: the emulation's probe passes the carveout too (else that option is not raced)");
   const Out driver = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 3.0);
   expect(driver.tail && driver.pdl && !driver.carveout && same(driver, tail) && !driver.rep.empty() &&
-             driver.rep[0].find("(--kernels auto): tail step, driver carveout, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
+             driver.rep[0].find("(--kernels auto): tail step, driver carveout, 3.0 µs (tail step: 5.0 µs), 10 tried") !=
                  std::string::npos &&
              driver.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, driver carveout",
          cat("auto race: the tail step at the driver's carveout kept, bitwise: '", driver.rep.empty() ? "" : driver.rep[0], "'"));
@@ -646,13 +649,22 @@ void auto_races_paths() {
   const Out half = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 100.0, 3.0);
   expect(tail16.rows16 && !tail.rows16 && !fast_tail.rows16, "auto race: tail_rows16() says which blocks the tail takes");
   expect(half.tail && half.rows16 && same(half, tail16) && !half.rep.empty() &&
-             half.rep[0].find("(--kernels auto): tail step, two blocks an SM, 3.0 µs (tail step: 5.0 µs), 9 tried") !=
+             half.rep[0].find("(--kernels auto): tail step, two blocks an SM, 3.0 µs (tail step: 5.0 µs), 10 tried") !=
                  std::string::npos &&
              half.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, two blocks an SM",
          cat("auto race: the tail step in 16-row blocks kept, bitwise the pinned one: '", half.rep.empty() ? "" : half.rep[0], "'"));
   const Out half_preset = run(Kernels::Auto, 5.0, false, half.choices);
   expect(half_preset.tail && same(half_preset, tail16) && half_preset.choices == half.choices,
          "auto race: a preset 'tail step, two blocks an SM' (resume) is kept, bitwise");
+  // ... and so without the gather launch (layer 0's weight GEMM on the images: the same bits).
+  const Out half_ip = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 3.0);
+  expect(half_ip.tail && half_ip.rows16 && same(half_ip, tail16) && !half_ip.rep.empty() &&
+             half_ip.rep[0].find("(--kernels auto): tail step, two blocks an SM, X in place only, 3.0 µs") != std::string::npos &&
+             half_ip.choices.at("training step 1024 rows fp32 (--kernels auto)") == "tail step, two blocks an SM, X in place only",
+         cat("auto race: 16-row blocks without the gather kept, bitwise: '", half_ip.rep.empty() ? "" : half_ip.rep[0], "'"));
+  const Out half_ip_preset = run(Kernels::Auto, 5.0, false, half_ip.choices);
+  expect(half_ip_preset.tail && same(half_ip_preset, tail16) && half_ip_preset.choices == half_ip.choices,
+         "auto race: a preset 'tail step, two blocks an SM, X in place only' (resume) is kept, bitwise");
   const Out slow_tail = run(Kernels::Auto, 20.0, false);
   expect(!slow_tail.tail && same(slow_tail, graph), "auto race: a graph step 2x faster is kept; bitwise the pinned graph path");
   const Out near = run(Kernels::Auto, 10.1, false);
@@ -666,7 +678,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::Check;
   const Out check = run(Kernels::Auto, 20.0, true);
   expect(check.tail && same(check, tail) && !check.rep.empty() &&
-             check.rep[0].find(": tail step, 9 checked, not timed, in ") != std::string::npos &&
+             check.rep[0].find(": tail step, 10 checked, not timed, in ") != std::string::npos &&
              check.rep[0].find(" ms; REJECTED graph step: ") != std::string::npos,
          cat("auto race, check only: '", check.rep.empty() ? "" : check.rep[0], "'"));
   // --autotune off: the tail path, no race, bitwise the pinned tail path.
