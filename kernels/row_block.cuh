@@ -14,7 +14,7 @@
 
 namespace mnist::cuda::rowblock {
 
-constexpr int kGroupRows = 32;  // softmax_xent's per-warp tree: one metric slot per 32 rows
+constexpr int kGroupRows = 32;  // softmax_xent's per-warp tree (one metric slot per 32 rows: head's)
 // Half a group: the tail kernel's metric slots (kernels/tail.cuh), so that a block of 16 rows can
 // write its own. The 32-row tree's last step adds its two halves' trees (group_sum), so a group's
 // sums are formed from its two half slots with that one add (add_group_sums<.., true>): the same bits.
@@ -117,7 +117,7 @@ __device__ __forceinline__ Metrics group_sum(const double* __restrict__ loss, co
   return m;
 }
 
-// The launch's metric sums from its `slots` group slots (one per 32 rows; src: the scratch, or the only
+// The launch's metric sums from its `slots` group slots (one per 32 rows, the head kernel's; src: the scratch, or the only
 // block's shared copy), in softmax_xent's order: S_j = ((P_{8j} + P_{8j+1}) + ...) + P_{8j+7}
 // (groups that do not exist are the +0 of rows >= B there), then 0 + S_0 + S_1 + ... in order
 // (one S: S_0 itself, which 0 + S_0 equals: losses are >= 0 or NaN). Threads load CHUNK slots at a

@@ -21,10 +21,15 @@ namespace mnist::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-// Two blocks an SM (TailRows::Half): at most 128 registers a thread (ptxas's report: 94-117 at one
-// block an SM, so the bound changes nothing there; tests/resources/local_memory.txt holds them
-// without spills), and a training plan of 32-row chunks fits twice in an H100/H200's 227 KB.
+// Two blocks an SM (TailRows::Half): at most 128 registers a thread. ptxas gives the training
+// kernels 95-113 under this bound, without spills (kernel_resources holds them), where the bound of
+// one block an SM let it take 102-116 (the clocked and cut kernels lost up to 17). The bound applies
+// to Wide's launches too: the same kernels. Shared memory: tail_half_rows_apply checks that a
+// 32-row training plan fits twice in an SM (kSmPairBytes).
 constexpr int kBlocksAnSm = 2;
+// The dynamic shared memory a block may have for two to fit an SM of an H100/H200: 228 KB of shared
+// memory an SM, less each block's 1 KB reserved and its static arrays (≈ 2.2 KB).
+constexpr int kSmPairBytes = 228 * 1024 / 2 - 1024 - 3 * 1024;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunk = 64;                    // rows of a block on chip at once (a multiple of 32)
 constexpr int kHalf = rowblock::kHalfRows;      // the metric slots' rows (16)
@@ -1012,7 +1017,11 @@ int tail_block_row(int B, int j, TailRows rows) {
   return j >= n ? B : unit_rows(rows) * (j * units_of(B, rows) / n);
 }
 
-bool tail_half_rows_apply(int B) { return B > kHalf && tail_rows_per_block(B, TailRows::Half) <= kTailGroupRows; }
+bool tail_half_rows_apply(int B, const std::vector<int>& widths) {
+  if (B <= kHalf || tail_rows_per_block(B, TailRows::Half) > kTailGroupRows || !tail_unsupported(widths).empty()) return false;
+  const int T = int(widths.size()) - 1;
+  return plan_bytes(make_plan(widths.data(), T, kTailGroupRows, true, false)) <= std::size_t(kSmPairBytes);
+}
 
 std::size_t tail_slice_floats(const std::vector<int>& widths) {
   return widths.size() < 2 ? 0 : slice_floats_of(widths.data(), int(widths.size()) - 1);

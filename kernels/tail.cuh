@@ -54,8 +54,8 @@
 //
 // Performance (why; profiling/NOTES.md "The tail kernel" has the model and the prediction):
 //   - 256 threads; up to 128 blocks, each of whole 32-row groups (B = 4096: 128 blocks of 32 rows on
-//     132 SMs, 16384: 128 of 128, never more than 128 slices for the reduce pass to add), or with
-//     TailRows::Half up to 256 blocks of 16-row halves, two an SM; processed
+//     132 SMs, 16384: 128 of 128: at most 128 slices for the reduce pass to add), or with
+//     TailRows::Half up to 256 blocks of 16-row halves (256 slices), two an SM; processed
 //     in chunks of up to 64 rows (shared memory); the weight slices accumulate in shared memory across
 //     chunks, and the last chunk writes them out once.
 //   - all weights staged once per block, rounded once (no cvt in the inner loops), rows padded to a
@@ -108,7 +108,9 @@ std::string tail_unsupported(const std::vector<int>& widths);
 //   Wide: whole 32-row groups, at most 128 blocks: one block an SM of an H100/H200 (B = 4096: 128
 //         blocks of 32 rows; 16384: 128 of 128);
 //   Half: whole 16-row halves, at most 256 blocks: twice the blocks of Wide up to 8192 rows (4096:
-//         256 blocks of 16 rows), two an SM (the kernel's registers and a 32-row plan fit twice).
+//         256 blocks of 16 rows), two an SM where a 32-row plan of the tail's widths fits twice
+//         (the model's 128 -> 64 -> 10: 82 KB; a 256 -> 64 -> 10 tail does not) and the grid
+//         has more blocks than SMs (above ≈ 2100 rows; at 512, 32 blocks of 16 rows, one an SM).
 //         Measured at a018989, a block's time was ≈ 10 µs + 0.375 µs a row whatever the grid (16 or
 //         128 blocks): latency, which a second block on the SM hides. Other slices (each sums fewer
 //         rows; the reduce pass adds more of them), the same dz0 and metrics bit for bit.
@@ -125,9 +127,9 @@ enum class TailRows { Wide, Half };
 int tail_blocks(int B, TailRows rows = TailRows::Wide);
 int tail_rows_per_block(int B, TailRows rows = TailRows::Wide);
 int tail_block_row(int B, int j, TailRows rows = TailRows::Wide);
-// Whether Half makes more blocks than Wide and keeps them at 32 rows or fewer, so that two fit an
-// SM (17 <= B <= 8192): where the engine's path race tries it.
-bool tail_half_rows_apply(int B);
+// Whether Half makes more blocks than Wide (B >= 17), keeps them at 32 rows or fewer (B <= 8192)
+// and a 32-row training plan of these widths fits twice in an SM: where the engine's path race tries it.
+bool tail_half_rows_apply(int B, const std::vector<int>& widths);
 
 // One slice: every tail layer i's [w_i][w_{i-1} + 1] (column w_{i-1} is db), layer after layer
 // (i = 1..T), the slice padded to a multiple of 4 floats. tail_layer_offset(widths, i) = floats

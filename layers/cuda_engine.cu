@@ -934,7 +934,7 @@ class CudaEngine final : public Engine {
     // ... and its rows in 16-row blocks, two an SM, where that makes more blocks (NOTES, "Two tail
     // blocks an SM": predicted, not measured); with X gathered beside the tail kernel, also without
     // that launch, whose blocks need registers that two tail blocks an SM leave no room for.
-    if (cfg_.tail_rows == TailRows::Rows32 && cuda::tail_half_rows_apply(B)) {
+    if (cfg_.tail_rows == TailRows::Rows32 && cuda::tail_half_rows_apply(B, tail_w_)) {
       o.push_back({"tail step, two blocks an SM", true, in_place, split, false, false, false, true});
       if (split) o.push_back({"tail step, two blocks an SM, X in place only", true, true, false, false, false, false, true});
     }

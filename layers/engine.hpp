@@ -146,7 +146,7 @@ struct EngineConfig {
   // it hides. Other slices (each over fewer rows; more of them for the optimizer to add), so other
   // float32 sums for layers >= 1's gradients; the same dz0 and metrics. The app's --tail-rows 32|16.
   // With Kernels::Auto and autotune (at Rows32), the race tries Rows16 too wherever it makes more
-  // blocks of 32 rows or fewer (cuda::tail_half_rows_apply).
+  // blocks of 32 rows or fewer whose shared memory fits twice an SM (cuda::tail_half_rows_apply).
   TailRows tail_rows = TailRows::Rows32;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size

@@ -10,6 +10,7 @@
 
 #include "apps/data/mnist.hpp"
 #include "apps/io/resume.hpp"
+#include "apps/pipeline/app.hpp"
 #include "apps/pipeline/trainer.hpp"
 #include "helpers.hpp"
 
@@ -197,4 +198,28 @@ TEST_CASE("load_resume rejects a weights-only checkpoint and another architectur
   other.hidden = {32};
   CHECK_THROWS_WITH_AS(load_resume(dir + "/r.safetensors", make_layout(other)), doctest::Contains("another architecture"),
                        InputError);
+}
+
+TEST_CASE("the resume rule: --autotune and --tail-rows count on CUDA only; a file from before them ran off / 32") {
+  AppOptions o;
+  const auto cuda = run_config(o, "cuda", "fp"), cpu = run_config(o, "cpu", "fp");
+  CHECK(cuda.at("tail_rows") == "32");
+  CHECK(cuda.at("autotune") == "on");
+  CHECK(cpu.count("tail_rows") == 0);
+  CHECK(cpu.count("autotune") == 0);
+  CHECK(resume_flag_diff(cuda, cuda).empty());
+  // A state saved before either flag existed: it ran 32-row tail blocks, untuned.
+  std::map<std::string, std::string> old = cuda;
+  old.erase("tail_rows");
+  old.erase("autotune");
+  AppOptions untuned = o;
+  untuned.autotune = Autotune::Off;
+  CHECK(resume_flag_diff(old, run_config(untuned, "cuda", "fp")).empty());
+  AppOptions rows16 = untuned;
+  rows16.tail_rows = TailRows::Rows16;
+  CHECK(resume_flag_diff(old, run_config(rows16, "cuda", "fp")) == "; tail_rows was 32, now 16");
+  CHECK(resume_flag_diff(cuda, run_config(rows16, "cuda", "fp")).find("tail_rows was 32, now 16") != std::string::npos);
+  // On the CPU the flag is not part of the run (the notice names it instead).
+  CHECK(resume_flag_diff(cpu, run_config(rows16, "cpu", "fp")).empty());
+  CHECK(resume_flag_diff(cpu, run_config(o, "cuda", "fp")).find("backend was cpu, now cuda") != std::string::npos);
 }

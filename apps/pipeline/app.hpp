@@ -5,6 +5,8 @@
 #pragma once
 
 #include <iosfwd>
+#include <map>
+#include <string>
 
 #include "apps/pipeline/options.hpp"
 
@@ -17,5 +19,13 @@ int run_predict(const AppOptions& o, std::ostream& log);
 // engine, CPU path, PyTorch through profiling/pytorch_mnist.py when torch is importable), one
 // table of test accuracy, seconds per epoch, total time and parameters; <out>/compare.{md,json}.
 int run_compare(const AppOptions& o, std::ostream& log);
+
+// The resume rule (train.cpp): the flags and data a resumed run must share with the interrupted one,
+// as saved in its resume checkpoint (`backend`: the engine used, cpu or cuda; `fingerprint`: the
+// data's), and what differs between a saved set and this run's ("; key was X, now Y" per flag,
+// empty if none; a flag the file predates counts as what runs before it ran).
+std::map<std::string, std::string> run_config(const AppOptions& o, const std::string& backend,
+                                              const std::string& fingerprint);
+std::string resume_flag_diff(std::map<std::string, std::string> saved, const std::map<std::string, std::string>& config);
 
 }  // namespace mnist

@@ -150,8 +150,8 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "(driver: the driver's split per launch); changes no result");
   add_choice(app, "--tail-rows", o.tail_rows, {TailRows::Rows32, TailRows::Rows16},
              "CUDA, tail path: rows of a tail-kernel block, in whole units of 32 (at most 128 blocks, one an SM) "
-             "or 16 (at most 256, two an SM); other float32 sums of the later layers' gradients (auto with "
-             "--autotune on, at 32, tries 16 too)");
+             "or 16 (at most 256, up to two an SM); other float32 sums of the later layers' gradients "
+             "(--kernels auto with --autotune on, at 32, tries 16 too)");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");

@@ -45,29 +45,6 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-// The resume rule, one for every flag: a resumed run must compute what the interrupted run would
-// have computed, so every flag that can change a number must be the same (the learning rate
-// included) and the data must be the same data (by fingerprint, wherever --data points). Only
-// --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path
-// may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
-// CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
-// size models' choices): a file from before the flag existed ran without it ("off"). --tail-rows
-// counts on CUDA too (other sums of the later layers' gradients): a file from before it ran 32.
-std::map<std::string, std::string> run_config(const AppOptions& o, const std::string& backend,
-                                              const std::string& fingerprint) {
-  std::map<std::string, std::string> c = {{"hidden", hidden_string(o.hidden)}, {"dropout", cat(o.dropout)},     {"init", to_string(o.init)},
-          {"batch_size", cat(o.batch_size)},   {"val_split", cat(o.val_split)}, {"split", to_string(o.split)},
-          {"seed", cat(o.seed)},               {"patience", cat(o.patience)},   {"precision", to_string(o.precision)},
-          {"lr_factor", cat(o.lr_factor)},     {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
-          {"lr", shortest(o.lr)},              {"backend", backend},             {"gemm", to_string(o.gemm)},
-          {"kernels", to_string(o.kernels)},   {"data", fingerprint}};
-  if (backend == "cuda") {
-    c["autotune"] = to_string(o.autotune);
-    c["tail_rows"] = to_string(o.tail_rows);
-  }
-  return c;
-}
-
 // The interrupted run's state, checked against this run's flags and data.
 ResumeState load_checked_resume(const std::string& path, const ParamLayout& layout,
                                 const std::map<std::string, std::string>& config, const std::string& dir) {
@@ -81,14 +58,7 @@ ResumeState load_checked_resume(const std::string& path, const ParamLayout& layo
   if (data != saved.end() && data->second != config.at("data"))
     throw InputError(cat("--resume: --data ", dir, " holds other data than the run saved in ", path, " (",
                          config.at("data"), "; the run had ", data->second.substr(0, 80), ")"));
-  std::string diff;
-  if (config.count("autotune") && !saved.count("autotune")) saved["autotune"] = "off";
-  if (config.count("tail_rows") && !saved.count("tail_rows")) saved["tail_rows"] = "32";  // (before --tail-rows)
-  for (const auto& [k, v] : config) {
-    auto it = saved.find(k);
-    if (it == saved.end() || it->second != v)
-      diff += cat("; ", k, " was ", it == saved.end() ? "(unset)" : it->second.substr(0, 80), ", now ", v);
-  }
+  const std::string diff = resume_flag_diff(std::move(saved), config);
   if (!diff.empty())
     throw InputError(cat("--resume: ", path, " belongs to a run with other flags", diff,
                          " (only --epochs, --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path may change)"));
@@ -122,6 +92,43 @@ std::string written_files(const OutputDir& out) {
 }
 
 }  // namespace
+
+// The resume rule, one for every flag: a resumed run must compute what the interrupted run would
+// have computed, so every flag that can change a number must be the same (the learning rate
+// included) and the data must be the same data (by fingerprint, wherever --data points). Only
+// --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path
+// may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
+// CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
+// size models' choices): a file from before the flag existed ran without it ("off"). --tail-rows
+// counts on CUDA too (other sums of the later layers' gradients): a file from before it ran 32.
+std::map<std::string, std::string> run_config(const AppOptions& o, const std::string& backend,
+                                              const std::string& fingerprint) {
+  std::map<std::string, std::string> c = {{"hidden", hidden_string(o.hidden)}, {"dropout", cat(o.dropout)},     {"init", to_string(o.init)},
+          {"batch_size", cat(o.batch_size)},   {"val_split", cat(o.val_split)}, {"split", to_string(o.split)},
+          {"seed", cat(o.seed)},               {"patience", cat(o.patience)},   {"precision", to_string(o.precision)},
+          {"lr_factor", cat(o.lr_factor)},     {"lr_patience", cat(o.lr_patience)}, {"min_lr", cat(o.min_lr)},
+          {"lr", shortest(o.lr)},              {"backend", backend},             {"gemm", to_string(o.gemm)},
+          {"kernels", to_string(o.kernels)},   {"data", fingerprint}};
+  if (backend == "cuda") {
+    c["autotune"] = to_string(o.autotune);
+    c["tail_rows"] = to_string(o.tail_rows);
+  }
+  return c;
+}
+
+std::string resume_flag_diff(std::map<std::string, std::string> saved, const std::map<std::string, std::string>& config) {
+  // (flags the file may predate: what a run before them ran)
+  if (config.count("autotune") && !saved.count("autotune")) saved["autotune"] = "off";
+  if (config.count("tail_rows") && !saved.count("tail_rows")) saved["tail_rows"] = "32";
+  std::string diff;
+  for (const auto& [k, v] : config) {
+    auto it = saved.find(k);
+    if (it == saved.end() || it->second != v)
+      diff += cat("; ", k, " was ", it == saved.end() ? "(unset)" : it->second.substr(0, 80), ", now ", v);
+  }
+  return diff;
+}
+
 
 int run_train(const AppOptions& o, std::ostream& out) {
   validate_options(o);

@@ -535,7 +535,9 @@ TEST_CASE("tail_train in 16-row blocks, two an SM (TailRows::Half): the same dz0
   Stream stream;
   const float mask_scale = 1.25f;
   const bool quick = quick_tests();
-  std::vector<TailShape> shapes{{{128, 64, 10}, 100}, {{100, 48, 30, 7}, 47}, {{20, 12, 5}, 8193}};
+  // (8193: 48-row blocks, 32-row chunks with the running slice; 12300: 48- and 64-row blocks, one
+  // 64-row chunk, blocks starting at odd multiples of 16)
+  std::vector<TailShape> shapes{{{128, 64, 10}, 100}, {{100, 48, 30, 7}, 47}, {{20, 12, 5}, 8193}, {{20, 12, 5}, 12300}};
   if (!quick) shapes.insert(shapes.end(), {{{128, 64, 10}, 4096}, {{128, 64, 10}, 2944}, {{64, 10}, 17}});
   for (GemmPrecision prec : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16})
     for (const TailShape& s : shapes) {
@@ -815,11 +817,14 @@ TEST_CASE("tail: shapes it cannot hold, bad arguments and scratches too small ar
   CHECK(cuda::tail_blocks(4096, cuda::TailRows::Half) == 256);
   CHECK(cuda::tail_blocks(512, cuda::TailRows::Half) == 32);
   CHECK(cuda::tail_blocks(65536, cuda::TailRows::Half) == 256);
-  CHECK(cuda::tail_half_rows_apply(4096));
-  CHECK(cuda::tail_half_rows_apply(8192));
-  CHECK(cuda::tail_half_rows_apply(17));
-  CHECK_FALSE(cuda::tail_half_rows_apply(8193));  // (48 rows a block: a 64-row plan, one block an SM)
-  CHECK_FALSE(cuda::tail_half_rows_apply(16));    // (one block either way)
+  const std::vector<int> model_w{128, 64, 10};
+  CHECK(cuda::tail_half_rows_apply(4096, model_w));
+  CHECK(cuda::tail_half_rows_apply(8192, model_w));
+  CHECK(cuda::tail_half_rows_apply(17, model_w));
+  CHECK_FALSE(cuda::tail_half_rows_apply(8193, model_w));  // (48 rows a block)
+  CHECK_FALSE(cuda::tail_half_rows_apply(16, model_w));    // (one block either way)
+  CHECK_FALSE(cuda::tail_half_rows_apply(4096, {256, 64, 10}));  // (a 32-row plan of ≈ 128 KB: one an SM)
+  CHECK_FALSE(cuda::tail_half_rows_apply(4096, {128, 64, 33}));  // (a tail the kernel cannot run)
   int bad_halves = 0;
   for (int B = 1; B <= 65536; ++B) {
     const cuda::TailRows h = cuda::TailRows::Half;
