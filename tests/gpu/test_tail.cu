@@ -156,6 +156,22 @@ struct XentBuffers {
   unsigned counter() const { return to_host(done)[0]; }
 };
 
+// The metric sums a training launch left in xb's slots (metrics null: the engine's form), as the
+// engine's optimizer adds them: adam_reduce_update's GroupMetrics over no parameter segment (its
+// count-in and the sums alone). Checks that its counter comes back to 0 and the step moved on once.
+cuda::Metrics optimizer_group_sums(XentBuffers& xb, int B, cudaStream_t stream) {
+  auto md = to_device(std::vector<cuda::Metrics>(1));
+  auto pmv = to_device(std::vector<float>(3, 0.5f));
+  auto adam_counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{3, 0, 1e-3f, 0u}});
+  auto advance = to_device(std::vector<unsigned>{0u});
+  cuda::adam_reduce_update(pmv.data(), pmv.data() + 1, pmv.data() + 2, nullptr, cuda::GradSlicesSet{},
+                           adam_counters.data(), 0.9f, 0.999f, 1e-7f, stream, advance.data(),
+                           cuda::GroupMetrics{xb.slots.data(), cuda::tail_xent_slots(B), md.data()});
+  CHECK(to_host(advance)[0] == 0u);
+  CHECK(to_host(adam_counters)[0].step == 4);
+  return to_host(md)[0];
+}
+
 // Forward of one layer from the (kernel's) input X [B,K]: the reference and bound of every output.
 // hidden: ReLU + dropout (layer, drop) as dense_unit applies them; else the logits.
 void forward_reference(std::vector<double>& ref, std::vector<double>& bound, const std::vector<float>& X,
@@ -462,18 +478,9 @@ TEST_CASE("tail_train equals the CPU reference at fp32/tf32/bf16, layer by layer
                          dev_drop, mask_scale, grad_scale, B, stream.get(), prec);
         CHECK(bitwise_equal(to_host(partial3), slices));
         CHECK(xd.counter() == 0u);
-        auto md = to_device(std::vector<cuda::Metrics>(1));
-        auto pmv = to_device(std::vector<float>(3, 0.5f));
-        auto adam_counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{3, 0, 1e-3f, 0u}});
-        auto advance = to_device(std::vector<unsigned>{0u});
-        cuda::adam_reduce_update(pmv.data(), pmv.data() + 1, pmv.data() + 2, nullptr, cuda::GradSlicesSet{},
-                                 adam_counters.data(), 0.9f, 0.999f, 1e-7f, stream.get(), advance.data(),
-                                 cuda::GroupMetrics{xd.slots.data(), cuda::tail_xent_slots(B), md.data()});
-        const cuda::Metrics d = to_host(md)[0];
+        const cuda::Metrics d = optimizer_group_sums(xd, B, stream.get());
         CHECK(same_bits(d.loss_sum, m.loss_sum));
         CHECK(d.correct == m.correct);
-        CHECK(to_host(advance)[0] == 0u);
-        CHECK(to_host(adam_counters)[0].step == 4);
       }
 
       // Evaluation: the forward without dropout, the same sums' order.
@@ -627,14 +634,8 @@ TEST_CASE("tail_train in 16-row blocks, two an SM (TailRows::Half): the same dz0
         cuda::tail_train(partial.data(), nullptr, nullptr, xd.scratch(), model.net(), d_A0.data(), d_lab.data(), drop,
                          mask_scale, grad_scale, B, stream.get(), prec, nullptr, cuda::TailRows::Half);
         CHECK(bitwise_equal(to_host(partial), half.slices));
-        auto md = to_device(std::vector<cuda::Metrics>(1));
-        auto pmv = to_device(std::vector<float>(3, 0.5f));
-        auto adam_counters = to_device(std::vector<cuda::TrainCounters>{cuda::TrainCounters{3, 0, 1e-3f, 0u}});
-        auto advance = to_device(std::vector<unsigned>{0u});
-        cuda::adam_reduce_update(pmv.data(), pmv.data() + 1, pmv.data() + 2, nullptr, cuda::GradSlicesSet{},
-                                 adam_counters.data(), 0.9f, 0.999f, 1e-7f, stream.get(), advance.data(),
-                                 cuda::GroupMetrics{xd.slots.data(), cuda::tail_xent_slots(B), md.data()});
-        const cuda::Metrics d = to_host(md)[0];
+        CHECK(xd.counter() == 0u);
+        const cuda::Metrics d = optimizer_group_sums(xd, B, stream.get());
         CHECK(same_bits(d.loss_sum, wide.m.loss_sum));
         CHECK(d.correct == wide.m.correct);
       }

@@ -206,27 +206,25 @@ void head_vs_separate() {
   expect(make_cuda_engine(cfg)->head_kernel(), "head: batch 1024 takes the head");
 }
 
-// The tail path against the graph path at fp32, in the engine: one step from the same state gives
-// the same loss sum and hits bit for bit (the tail's logits are dense_forward's FMA chains and its
-// softmax is xent_row), the same dZ_0 (dense_backward_data's chain), so layer 0's weight pieces are
-// the graph path's split-K pieces and adam_reduce_update adds them in its order: every parameter of
-// layer 0 is bitwise equal after the step. Layers >= 1 differ by the order of the float32 sum over
-// the rows of their dW/db only (block slices vs split-K pieces): after Adam's first step (≈ lr·sign
-// (g)) within 1e-5 normalised, as the head's check above. Batch 512 (layer 0's weight GEMM in
-// pieces, the tail in 16 row blocks of 32) and the counters moved on exactly once a
-// step (the second epoch's dropout and Adam t depend on it: two epochs stay within 1e-4).
-void tail_vs_graph() {
-  const int n = 600, input = 40;  // one 512-row batch (8 weight pieces, 16 tail blocks) and one of 88
-  auto images = rbytes(std::size_t(n) * input, 28, 0, 255), labels = rbytes(n, 29, 0, 9);
+// Two engines of one model on the same 600 examples (a 512-row batch and an 88-row one), set apart
+// by set(cfg, t) for t = 0, 1 and told apart by check(engine, t): each trains one step, the rest of
+// the epoch and a second epoch. What holds for a pair whose only difference is the float32 summation
+// order of layers >= 1's weight gradients: the first step's loss and hits bitwise, layer 0 bitwise
+// after it, the parameters not all equal (else the pair proves nothing), the first step within 1e-5
+// (normalised), two epochs within 1e-4, the evaluation alike.
+template <class Set, class Check>
+void later_sums_only(const std::string& what, uint8_t data_seed, uint64_t seed, Set set, Check check) {
+  const int n = 600, input = 40;
+  auto images = rbytes(std::size_t(n) * input, data_seed, 0, 255), labels = rbytes(n, data_seed + 1, 0, 9);
   DataView v{images.data(), labels.data(), n, input};
-  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 31;
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = seed;
   std::vector<float> p[2], q[2];
   EpochProgress one[2];
   EpochStats ev[2];
   for (int t : {0, 1}) {
-    cfg.kernels = t ? Kernels::Tail : Kernels::Graph;
+    set(cfg, t);
     auto gpu = make_cuda_engine(cfg);
-    expect(gpu->tail_kernel() == (t == 1), "tail_kernel() reports the choice");
+    check(*gpu, t);
     const int d = gpu->add_dataset(v);
     one[t].end_batch = 1;
     gpu->train_steps(d, 0, 1e-3f, one[t], nullptr);
@@ -239,19 +237,37 @@ void tail_vs_graph() {
     ev[t] = gpu->evaluate(d);
   }
   expect(std::memcmp(&one[0].loss_sum, &one[1].loss_sum, sizeof(double)) == 0 && one[0].correct == one[1].correct,
-         cat("tail: first step's loss bits ", one[0].loss_sum, " vs ", one[1].loss_sum));
+         cat(what, ": first step's loss bits ", one[0].loss_sum, " vs ", one[1].loss_sum));
   const ParamLayout layout = make_layout(cfg.spec);
   const DenseSlot& first = layout.dense.front();
   expect(std::memcmp(p[0].data() + first.w_offset, p[1].data() + first.w_offset, std::size_t(first.out) * first.in * sizeof(float)) == 0 &&
              std::memcmp(p[0].data() + first.b_offset, p[1].data() + first.b_offset, std::size_t(first.out) * sizeof(float)) == 0,
-         "tail: layer 0 bitwise equal to the graph path after one step");
+         what + ": layer 0 bitwise equal after one step");
+  expect(p[0] != p[1], what + ": the later layers' gradients are other sums (not the same launches twice)");
   std::vector<float> init; { auto cpu = make_cpu_engine(cfg); cpu->get_params(init); }
   const double step_err = nerr(delta(p[1], init), delta(p[0], init));
-  expect(step_err < 1e-5, cat("tail: the first step within 1e-5 (normalised) of the graph path's, ", step_err));
+  expect(step_err < 1e-5, cat(what, ": the first step within 1e-5 (normalised), ", step_err));
   const double err = nerr(delta(q[1], init), delta(q[0], init));
-  std::printf("tail vs graph path: one step err %.3g, two epochs err %.3g, eval loss %.9f / %.9f\n", step_err, err, ev[1].loss, ev[0].loss);
-  expect(err < 1e-4, "tail: two epochs within float noise of the graph path");
-  expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9, "tail: evaluation");
+  std::printf("%s: one step err %.3g, two epochs err %.3g, eval loss %.9f / %.9f\n", what.c_str(), step_err, err,
+              ev[1].loss, ev[0].loss);
+  expect(err < 1e-4, what + ": two epochs within float noise");
+  expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9,
+         what + ": evaluation");
+}
+
+// The tail path against the graph path at fp32, in the engine: one step from the same state gives
+// the same loss sum and hits bit for bit (the tail's logits are dense_forward's FMA chains and its
+// softmax is xent_row), the same dZ_0 (dense_backward_data's chain), so layer 0's weight pieces are
+// the graph path's split-K pieces and adam_reduce_update adds them in its order: every parameter of
+// layer 0 is bitwise equal after the step. Layers >= 1 differ by the order of the float32 sum over
+// the rows of their dW/db only (block slices vs split-K pieces): after Adam's first step (≈ lr·sign
+// (g)) within 1e-5 normalised, as the head's check above. Batch 512 (layer 0's weight GEMM in
+// pieces, the tail in 16 row blocks of 32) and the counters moved on exactly once a
+// step (the second epoch's dropout and Adam t depend on it: two epochs stay within 1e-4).
+void tail_vs_graph() {  // (one 512-row batch: 8 weight pieces, 16 tail blocks; and one of 88)
+  later_sums_only(
+      "tail vs graph path", 28, 31, [](EngineConfig& c, int t) { c.kernels = t ? Kernels::Tail : Kernels::Graph; },
+      [](const Engine& e, int t) { expect(e.tail_kernel() == (t == 1), "tail_kernel() reports the choice"); });
 }
 
 // The tail kernel in 16-row blocks (EngineConfig::tail_rows Rows16: cuda::TailRows::Half, twice the
@@ -261,46 +277,13 @@ void tail_vs_graph() {
 // slices' summation order only (within 1e-5 normalised after Adam's first step), two epochs within
 // 1e-4, the evaluation alike. Batch 512 (32 tail blocks of 16 rows against 16 of 32) and 88.
 void tail_half_rows() {
-  const int n = 600, input = 40;
-  auto images = rbytes(std::size_t(n) * input, 35, 0, 255), labels = rbytes(n, 36, 0, 9);
-  DataView v{images.data(), labels.data(), n, input};
-  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 37;
-  cfg.kernels = Kernels::Tail;
-  std::vector<float> p[2], q[2];
-  EpochProgress one[2];
-  EpochStats ev[2];
-  for (int h : {0, 1}) {
-    cfg.tail_rows = h ? TailRows::Rows16 : TailRows::Rows32;
-    auto gpu = make_cuda_engine(cfg);
-    expect(gpu->tail_kernel(), "half rows: the tail path");
-    const int d = gpu->add_dataset(v);
-    one[h].end_batch = 1;
-    gpu->train_steps(d, 0, 1e-3f, one[h], nullptr);
-    gpu->get_params(p[h]);
-    EpochProgress rest;
-    rest.next_batch = 1;
-    gpu->train_steps(d, 0, 1e-3f, rest, nullptr);
-    gpu->train_epoch(d, 1, 1e-3f);
-    gpu->get_params(q[h]);
-    ev[h] = gpu->evaluate(d);
-  }
-  expect(std::memcmp(&one[0].loss_sum, &one[1].loss_sum, sizeof(double)) == 0 && one[0].correct == one[1].correct,
-         cat("half rows: first step's loss bits ", one[0].loss_sum, " vs ", one[1].loss_sum));
-  const ParamLayout layout = make_layout(cfg.spec);
-  const DenseSlot& first = layout.dense.front();
-  expect(std::memcmp(p[0].data() + first.w_offset, p[1].data() + first.w_offset, std::size_t(first.out) * first.in * sizeof(float)) == 0 &&
-             std::memcmp(p[0].data() + first.b_offset, p[1].data() + first.b_offset, std::size_t(first.out) * sizeof(float)) == 0,
-         "half rows: layer 0 bitwise equal after one step");
-  expect(p[0] != p[1], "half rows: the later layers' slices are other sums (not the same launch twice)");
-  std::vector<float> init; { auto cpu = make_cpu_engine(cfg); cpu->get_params(init); }
-  const double step_err = nerr(delta(p[1], init), delta(p[0], init));
-  expect(step_err < 1e-5, cat("half rows: the first step within 1e-5 (normalised), ", step_err));
-  const double err = nerr(delta(q[1], init), delta(q[0], init));
-  std::printf("tail in 16-row blocks vs 32: one step err %.3g, two epochs err %.3g, eval loss %.9f / %.9f\n", step_err, err,
-              ev[1].loss, ev[0].loss);
-  expect(err < 1e-4, "half rows: two epochs within float noise");
-  expect(std::fabs(ev[0].loss - ev[1].loss) <= 1e-4 * ev[0].loss && std::fabs(ev[0].accuracy - ev[1].accuracy) * n <= 1.0 + 1e-9,
-         "half rows: evaluation");
+  later_sums_only(
+      "tail in 16-row blocks vs 32", 35, 37,
+      [](EngineConfig& c, int t) {
+        c.kernels = Kernels::Tail;
+        c.tail_rows = t ? TailRows::Rows16 : TailRows::Rows32;
+      },
+      [](const Engine& e, int t) { expect(e.tail_kernel() && e.tail_rows16() == (t == 1), "half rows: the tail path, 16-row blocks as set"); });
 }
 
 // The tail path's programmatic launches (EngineConfig::pdl, kernels/pdl.cuh) against ordinary ones.
