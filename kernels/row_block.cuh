@@ -117,9 +117,10 @@ __device__ __forceinline__ Metrics group_sum(const double* __restrict__ loss, co
   return m;
 }
 
-// The launch's metric sums from its `slots` group slots (one per 32 rows, the head kernel's; src: the scratch, or the only
-// block's shared copy), in softmax_xent's order: S_j = ((P_{8j} + P_{8j+1}) + ...) + P_{8j+7}
-// (groups that do not exist are the +0 of rows >= B there), then 0 + S_0 + S_1 + ... in order
+// The launch's metric sums from its `slots` group slots (one per 32 rows, the head kernel's; src:
+// the scratch, or the only block's shared copy), in softmax_xent's order:
+// S_j = ((P_{8j} + P_{8j+1}) + ...) + P_{8j+7} (groups that do not exist are the +0 of rows >= B
+// there), then 0 + S_0 + S_1 + ... in order
 // (one S: S_0 itself, which 0 + S_0 equals: losses are >= 0 or NaN). Threads load CHUNK slots at a
 // time in parallel, CHUNK/8 threads form the S_j, thread 0 adds them. Shared arrays: s_loss,
 // s_hit [CHUNK], s_sum, s_sumhit [CHUNK/8]. Every thread of the block calls it.

@@ -28,7 +28,7 @@ constexpr int kThreads = 256;
 // 32-row training plan fits twice in an SM (kSmPairBytes).
 constexpr int kBlocksAnSm = 2;
 // The dynamic shared memory a block may have for two to fit an SM of an H100/H200: 228 KB of shared
-// memory an SM, less each block's 1 KB reserved and its static arrays (≈ 2.2 KB).
+// memory an SM, less each block's 1 KB reserved and 3 KB for its static arrays (2.2 KB today).
 constexpr int kSmPairBytes = 228 * 1024 / 2 - 1024 - 3 * 1024;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunk = 64;                    // rows of a block on chip at once (a multiple of 32)

@@ -129,7 +129,6 @@ std::string resume_flag_diff(std::map<std::string, std::string> saved, const std
   return diff;
 }
 
-
 int run_train(const AppOptions& o, std::ostream& out) {
   validate_options(o);
   OutputDir::check(o.out_dir);
