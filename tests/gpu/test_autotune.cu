@@ -374,7 +374,7 @@ TEST_CASE("autotune: once per operation; no scope, a closed scope, an off scope,
   CHECK(line.find(": vec32, 1.0 µs (model: 10.0 µs)") != std::string::npos);
 }
 
-#ifdef __CUDACC__  // the emulation has no stream capture (its graphs are callables)
+#ifndef MNIST_HOST_EMULATION  // the emulation has no stream capture (its graphs are callables)
 TEST_CASE("autotune: inside a stream capture an untuned GEMM runs the size model's tile, a tuned one its kept tile") {
   Clean clean;
   Stream stream;
@@ -436,17 +436,17 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
         Clean::reset();
         favour(kept);
         std::vector<std::vector<float>> first, again;
-#ifndef __CUDACC__
+#ifdef MNIST_HOST_EMULATION
         long long launches = 0;  // (the emulation counts launches)
 #endif
         {
           const cuda::DenseAutotune scope;
           first = op.run();
-#ifndef __CUDACC__
+#ifdef MNIST_HOST_EMULATION
           const long long l0 = g_emu_launches;
 #endif
           again = op.run();
-#ifndef __CUDACC__
+#ifdef MNIST_HOST_EMULATION
           launches = g_emu_launches - l0;
 #endif
           CHECK(cuda::dense_last_tile() == kept);
@@ -465,7 +465,7 @@ TEST_CASE("autotune: with tickets each unfolded tile is also tried as a second p
         // the 3 vector tiles at FP32, the 3 pipelined ones at TF32/BF16; not run twice)
         const int clusters = fwd && cuda::dense_clusters_available() ? 3 : 0;
         CHECK(rec[0].candidates == 2 * unfolded + folds + clusters);
-#ifndef __CUDACC__
+#ifdef MNIST_HOST_EMULATION
         CHECK(launches == (kept == base + " 2-pass" ? 2 : 1));
 #endif
         CHECK_MESSAGE(all_bitwise(first, model), "the kept candidate changed the bits");
@@ -502,7 +502,7 @@ TEST_CASE("autotune: the wgmma tiles are candidates where the device has them") 
 
 TEST_CASE("autotune on the device's own timings: every tile agrees at layer 0's shapes, and the kept one runs") {
   Clean clean;
-#ifndef __CUDACC__  // the emulation's events all read 0: one run per tile, no timing loops
+#ifdef MNIST_HOST_EMULATION  // the emulation's events all read 0: one run per tile, no timing loops
   cuda::autotune::TestHooks h;
   h.time_us = [](const std::string&) { return 1.0; };
   cuda::autotune::set_test_hooks(h);

@@ -42,7 +42,7 @@
 #include "runtime/stream.cuh"
 #include "tests/gpu/gpu_test.cuh"
 
-#ifndef __CUDACC__  // the host emulation: this is its cp.async model (tests/gpu/emu/ov/kernels)
+#ifdef MNIST_HOST_EMULATION  // the host emulation: this is its cp.async model (tests/gpu/emu/ov/kernels)
 #include "kernels/cp_async.cuh"
 #include "kernels/wgmma.cuh"  // (the emulation's model: its operation count)
 #define MNIST_TEST_CP_ASYNC_COUNTS 1

@@ -32,10 +32,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
+#include <stdexcept>
 #include <tuple>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -115,63 +117,117 @@ inline void record(const void* site, const void* p, unsigned size, bool write) {
   log().push_back({emu::g_launch_kernel, site, &b, a, f->tid, static_cast<unsigned char>(size), write, global});
 }
 
+// The distinct values of a small list (a request's words, bytes or sectors: 32 lanes of at most 16
+// bytes), in place: sorted and unique. (A hash set a request was most of the model's time.)
+std::size_t distinct(std::uintptr_t* v, std::size_t n) {
+  std::sort(v, v + n);
+  return std::size_t(std::unique(v, v + n) - v);
+}
+
 // One warp-wide request to global memory: the 32-byte sectors it touches against the fewest its
 // distinct bytes could take (what ncu calls sectors per request; L1 and L2 move sectors).
 void model_global(const std::vector<const Access*>& lanes, SiteStats& st) {
-  std::unordered_set<std::uintptr_t> bytes, sectors;
+  std::vector<std::uintptr_t> bytes, sectors;
   for (const Access* a : lanes)
     for (std::uintptr_t x = a->addr; x < a->addr + a->size; ++x) {
-      bytes.insert(x);
-      sectors.insert(x / 32);
+      bytes.push_back(x);
+      sectors.push_back(x / 32);
     }
   st.requests += 1;
-  st.wavefronts += sectors.size();
-  st.ideal += (bytes.size() + 31) / 32;
+  st.wavefronts += distinct(sectors.data(), sectors.size());
+  st.ideal += (distinct(bytes.data(), bytes.size()) + 31) / 32;
 }
 
 // One warp-wide request to shared memory: the lanes' accesses of one execution of one instruction.
 void model(const std::vector<const Access*>& lanes, SiteStats& st) {
   if (lanes.front()->global) return model_global(lanes, st);
-  std::unordered_set<std::uintptr_t> words;
+  std::uintptr_t words[32 * 5];  // 32 lanes of at most 16 bytes, 5 words where one is unaligned
+  std::size_t n = 0;
   for (const Access* a : lanes)
-    for (std::uintptr_t w = a->addr / 4; w <= (a->addr + a->size - 1) / 4; ++w) words.insert(w);
+    for (std::uintptr_t w = a->addr / 4; w <= (a->addr + a->size - 1) / 4 && n < std::size(words); ++w) words[n++] = w;
+  n = distinct(words, n);
   unsigned per_bank[32] = {};
   unsigned worst = 0;
-  for (std::uintptr_t w : words) worst = std::max(worst, ++per_bank[w % 32]);
+  for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, ++per_bank[words[i] % 32]);
   st.requests += 1;
   st.wavefronts += worst;
-  st.ideal += (words.size() + 31) / 32;
+  st.ideal += (n + 31) / 32;
 }
 
+// A number for each distinct pointer, in order of first appearance.
+struct Numbering {
+  std::unordered_map<const void*, std::uint64_t> no;
+  std::uint64_t operator()(const void* p) {
+    const auto it = no.find(p);
+    return it != no.end() ? it->second : no.emplace(p, no.size()).first->second;
+  }
+};
+
+// The bits an unsigned value below n takes.
+int bits_for(std::uint64_t n) {
+  int b = 0;
+  while (b < 64 && (std::uint64_t(1) << b) < n) ++b;
+  return b;
+}
+
+// A launch's accesses, by block, warp, instruction, global/shared, lane; a lane's executions stay in
+// their order. As 64-bit keys (block and instruction numbered in order of first appearance, each
+// field as wide as this launch needs, ~24 bits in all) with the access's index, in a stable LSD
+// radix sort of two or three passes: a stable sort of the 40-byte records with a five-field
+// comparison was a quarter of the model's run time.
 void analyse() {
   auto& v = log();
   if (v.empty()) return;
-  // by block, warp, instruction, lane; a lane's executions stay in their order
-  std::stable_sort(v.begin(), v.end(), [](const Access& x, const Access& y) {
-    if (x.block != y.block) return x.block < y.block;
-    if (x.tid / 32 != y.tid / 32) return x.tid / 32 < y.tid / 32;
-    if (x.site != y.site) return x.site < y.site;
-    if (x.global != y.global) return y.global;
-    return x.tid < y.tid;
-  });
+  if (v.size() >= (std::size_t(1) << 32)) throw std::runtime_error("banks: more than 2^32 accesses in one launch");
+  struct Sorted {
+    std::uint64_t key;
+    std::uint32_t index;
+  };
+  static std::vector<Sorted> order, scratch;  // (kept: their pages are touched once, not every launch)
+  order.resize(v.size());
+  scratch.resize(v.size());
+  Numbering block_no, site_no;
+  unsigned warps = 1;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    order[i] = {(block_no(v[i].block) << 32) | site_no(v[i].site), std::uint32_t(i)};
+    warps = std::max(warps, v[i].tid / 32 + 1);
+  }
+  const int site_bits = bits_for(site_no.no.size()), warp_bits = bits_for(warps),
+            block_bits = bits_for(block_no.no.size());
+  const int used = 5 + 1 + site_bits + warp_bits + block_bits;  // lane, global, site, warp, block (low to high)
+  if (used > 64) throw std::runtime_error("banks: a launch with more blocks, instructions or threads than a key holds");
+  for (Sorted& x : order) {
+    const Access& a = v[x.index];
+    const std::uint64_t blk = x.key >> 32, site = x.key & 0xffffffffu;
+    x.key = (((blk << warp_bits | a.tid / 32) << site_bits | site) << 1 | std::uint64_t(a.global)) << 5 | (a.tid % 32);
+  }
+  constexpr int kDigit = 12;
+  std::vector<std::size_t> start((std::size_t(1) << kDigit) + 1);
+  for (int shift = 0; shift < used; shift += kDigit) {
+    const std::uint64_t mask = (std::uint64_t(1) << kDigit) - 1;
+    std::fill(start.begin(), start.end(), 0);
+    for (const Sorted& x : order) ++start[((x.key >> shift) & mask) + 1];
+    for (std::size_t d = 1; d < start.size(); ++d) start[d] += start[d - 1];
+    for (const Sorted& x : order) scratch[start[(x.key >> shift) & mask]++] = x;
+    order.swap(scratch);
+  }
   std::vector<std::vector<const Access*>> per_lane(32);
   std::vector<const Access*> request;
-  for (std::size_t i = 0; i < v.size();) {
+  for (std::size_t i = 0; i < order.size();) {
+    const std::uint64_t group = order[i].key >> 5;  // all but the lane
     std::size_t j = i;
-    while (j < v.size() && v[j].block == v[i].block && v[j].tid / 32 == v[i].tid / 32 && v[j].site == v[i].site &&
-           v[j].global == v[i].global)
-      ++j;
     for (auto& l : per_lane) l.clear();
     std::size_t most = 0;
-    for (std::size_t k = i; k < j; ++k) {
-      auto& l = per_lane[v[k].tid % 32];
-      l.push_back(&v[k]);
+    for (; j < order.size() && (order[j].key >> 5) == group; ++j) {
+      auto& l = per_lane[order[j].key & 31];
+      l.push_back(&v[order[j].index]);
       most = std::max(most, l.size());
     }
-    SiteStats& st = stats()[{v[i].kernel, v[i].site, v[i].global}];
-    st.size = v[i].size;
-    st.write = v[i].write;
-    st.global = v[i].global;
+    const Access& first = v[order[i].index];
+    SiteStats& st = stats()[{first.kernel, first.site, first.global}];
+    st.size = first.size;
+    st.write = first.write;
+    st.global = first.global;
     for (std::size_t e = 0; e < most; ++e) {
       request.clear();
       for (auto& l : per_lane)

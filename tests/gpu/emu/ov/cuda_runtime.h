@@ -1,6 +1,9 @@
 // Host emulation of the bits of the CUDA runtime the kernels use: one fiber per CUDA thread
 // (emu_fiber.h), a barrier per block for __syncthreads, blocks run one after another.
 #pragma once
+// Code that must tell the emulation from a real CUDA build (the GPU tests: they are host C++ in
+// both, so __CUDACC__ says nothing) asks for this.
+#define MNIST_HOST_EMULATION 1
 #include <cmath>
 #include <cstdint>
 #include <cstring>
