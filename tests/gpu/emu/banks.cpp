@@ -144,7 +144,10 @@ void model(const std::vector<const Access*>& lanes, SiteStats& st) {
   std::uintptr_t words[32 * 5];  // 32 lanes of at most 16 bytes, 5 words where one is unaligned
   std::size_t n = 0;
   for (const Access* a : lanes)
-    for (std::uintptr_t w = a->addr / 4; w <= (a->addr + a->size - 1) / 4 && n < std::size(words); ++w) words[n++] = w;
+    for (std::uintptr_t w = a->addr / 4; w <= (a->addr + a->size - 1) / 4; ++w) {
+      if (n == std::size(words)) throw std::runtime_error("banks: a request wider than 32 lanes of 16 bytes");
+      words[n++] = w;
+    }
   n = distinct(words, n);
   unsigned per_bank[32] = {};
   unsigned worst = 0;
