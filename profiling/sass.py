@@ -237,22 +237,11 @@ def opcode(text):
     return words[0] if words else ""
 
 
-SECTION = re.compile(r"\n//-+ \.text\.(\S+)\s+-+\n")
-
-
-def kernel_names(text):
-    """The mangled names of the kernels in a disassembly, in its order (parse's, without parsing)."""
-    return SECTION.findall(text)
-
-
-def parse(text, keep=None):
-    """[(mangled name, [(addr, text, (file, line) or None)], {label: addr})] per kernel (those whose
-    mangled name keep(name) accepts, where keep is given)."""
-    parts = SECTION.split(text)
+def parse(text):
+    """[(mangled name, [(addr, text, (file, line) or None)], {label: addr})] per kernel."""
+    parts = re.split(r"\n//-+ \.text\.(\S+)\s+-+\n", text)
     out = []
     for name, body in zip(parts[1::2], parts[2::2]):
-        if keep is not None and not keep(name):
-            continue
         ins, labels, pending, where = [], {}, [], None
         rel = {}  # file as nvdisasm names it -> relative to the repository
         words = {}  # addr -> [low, high] encoding words

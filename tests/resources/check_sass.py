@@ -86,16 +86,10 @@ def main():
             sass.compile_cubin(os.path.join(ROOT, src), sass.arch_of(src), cubin)
             obj = None
         origin[src] = obj or "compiled"
-        # Only the kernels some budget of this file names are parsed and measured: parsing and the
-        # metrics are pure Python, and in the dense sources most kernels are named by none (they
-        # took ~35 of the test's 40-76 s).
-        text = sass.disassemble(nvdisasm, cubin)
-        mangled = sass.kernel_names(text)
-        wanted = {m: n for m, n in zip(mangled, sass.demangle(mangled)) if any(p.search(n) for p in patterns[src])}
-        parsed = sass.parse(text, keep=lambda m: m in wanted)
-        return [(wanted[m], metrics(ins, labels)) for m, ins, labels in parsed]
+        parsed = sass.parse(sass.disassemble(nvdisasm, cubin))
+        names = sass.demangle([k[0] for k in parsed])
+        return [(name, metrics(ins, labels)) for (_, ins, labels), name in zip(parsed, names)]
 
-    patterns = {f: [re.compile(b[4]) for b in budgets if f in files[b[3]]] for found in files.values() for f in found}
     origin = {}
     with tempfile.TemporaryDirectory() as tmp:
         every = sorted({f for found in files.values() for f in found})

@@ -127,15 +127,17 @@ std::size_t distinct(std::uintptr_t* v, std::size_t n) {
 // One warp-wide request to global memory: the 32-byte sectors it touches against the fewest its
 // distinct bytes could take (what ncu calls sectors per request; L1 and L2 move sectors).
 void model_global(const std::vector<const Access*>& lanes, SiteStats& st) {
-  std::vector<std::uintptr_t> bytes, sectors;
+  std::uintptr_t bytes[32 * 16], sectors[32 * 16];  // 32 lanes of at most 16 bytes
+  std::size_t n = 0;
   for (const Access* a : lanes)
     for (std::uintptr_t x = a->addr; x < a->addr + a->size; ++x) {
-      bytes.push_back(x);
-      sectors.push_back(x / 32);
+      if (n == std::size(bytes)) throw std::runtime_error("banks: a request wider than 32 lanes of 16 bytes");
+      bytes[n] = x;
+      sectors[n++] = x / 32;
     }
   st.requests += 1;
-  st.wavefronts += distinct(sectors.data(), sectors.size());
-  st.ideal += (distinct(bytes.data(), bytes.size()) + 31) / 32;
+  st.wavefronts += distinct(sectors, n);
+  st.ideal += (distinct(bytes, n) + 31) / 32;
 }
 
 // One warp-wide request to shared memory: the lanes' accesses of one execution of one instruction.
