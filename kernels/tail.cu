@@ -36,6 +36,13 @@ constexpr int kHalf = rowblock::kHalfRows;      // the metric slots' rows (16)
 constexpr int kMaxHalvesPerBlock = 32;           // 512 rows a block at most (65536 rows, 128 blocks)
 constexpr int kSmemBudget = 200 * 1024;          // dynamic shared memory a block may use (sm_90: 227 KB)
 constexpr int kEvalRows = 32;                    // evaluation: one 32-row chunk a block
+// Layer 0 inside the training launch (TailLayer0): 32-row chunks, X and W in slices of kL0Slice k's
+// (double-buffered, rows kL0Stride floats apart: ≡ 4 mod 8, ldmatrix's rows in distinct bank
+// groups), at most kL0TilesPerWarp 16x16 accumulator tiles a warp (w0 <= 256).
+constexpr int kL0Chunk = 32;
+constexpr int kL0Slice = 64;
+constexpr int kL0Stride = kL0Slice + 4;
+constexpr int kL0TilesPerWarp = 4;
 static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
 static_assert(kMaxChunk % rowblock::kGroupRows == 0 && kTailGroupRows == rowblock::kGroupRows, "group layout");
 
@@ -65,11 +72,14 @@ int padded_stride(int w) {
 // row would otherwise reach the next region (another warp may be writing the dZ partner there) or
 // past the pool's end (the last dZ buffer).
 constexpr int kViewPad = 16;
+//   (layer 0 inside: TailLayer0) X slices [2][chunk][kL0Stride], W slices [2][w0 to 16][kL0Stride]
 struct Plan {
   int off_w[kTailMaxLayers], ws[kTailMaxLayers];
   int off_b[kTailMaxLayers];
   int off_act[kTailMaxLayers], as[kTailMaxLayers];
-  int off_acc, off_z, zs, off_dz0, off_dz1, ds, total;
+  int off_acc, off_z, zs, off_dz0, off_dz1, ds;
+  int off_l0x, off_l0w, l0_wrows;  // -1, -1, 0 without layer 0
+  int total;
 };
 
 std::size_t slice_floats_of(const int* w, int T) {
@@ -78,7 +88,7 @@ std::size_t slice_floats_of(const int* w, int T) {
   return (n + 3) / 4 * 4;
 }
 
-Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc) {
+Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc, bool layer0 = false) {
   Plan p{};
   int o = 0;
   for (int i = 1; i <= T; ++i) {
@@ -110,6 +120,15 @@ Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc) {
     o += chunk * p.ds + kViewPad;
     p.off_dz1 = o;
     if (T >= 2) o += chunk * p.ds + kViewPad;
+  }
+  p.off_l0x = p.off_l0w = -1;
+  p.l0_wrows = 0;
+  if (layer0) {  // (the slices' views read no row or column past their regions: no pad)
+    p.off_l0x = o;
+    o += 2 * chunk * kL0Stride;
+    p.l0_wrows = (w[0] + 15) / 16 * 16;
+    p.off_l0w = o;
+    o += 2 * p.l0_wrows * kL0Stride;
   }
   p.total = o;
   return p;
@@ -143,6 +162,14 @@ struct TailParams {
   int B, chunk;
   int unit, units;           // block j takes the unit-row pieces [j·U/n, (j+1)·U/n) of the U = units of B
   int halves;                // metric slots: 16-row halves of B
+  // Layer 0 inside (TailLayer0; the L0 kernel only): X from x_images rows x_rows, W0 [w0][K0], b0.
+  const uint8_t* x_images;
+  RowIndex x_rows;
+  const float* W0;
+  const float* b0;
+  float* trace_a0;
+  int K0;
+  bool w0_rounded, x_vec, w0_vec;  // W0 rounded already; X rows and W0 rows 4- / 16-byte copyable
 };
 
 // An epilogue that reads memory for its outputs (the masks: the staged A_{i-1} > 0; dz0's came
@@ -582,6 +609,225 @@ struct DzStore {
   }
 };
 
+// A hidden layer's dropout as a pass after its GEMM (the chunk's rows x N raw outputs in `out`, row
+// stride os): dense_unit's (keep iff draw(seed, step, layer, row·N + n) >= threshold, kept units ×
+// scale) with one Philox block for 4 consecutive elements, where the GEMM's thread layout would draw
+// one block per element: the chunk's first element c0·N is a multiple of 4 (c0 is a multiple of 16).
+// Each value is traced raw and stored as the kernel keeps it: STAGED (A0, layer 0 inside) as
+// staged_input, else as stored_activation.
+template <GemmPrecision PREC, bool STAGED>
+__device__ __forceinline__ void dropout_pass(const TailParams& p, int layer, int c0, int rows, int N, float* out, int os,
+                                             float scale, float* trace, uint64_t step) {
+  const int n_el = rows * N;
+  const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
+  for (int g = int(threadIdx.x); 4 * g < n_el; g += kThreads) {
+    const uint4 bits = philox_block(p.seed, rng::kDropout, uint32_t(layer), g0 + uint64_t(g), step);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int e = 4 * g + j;
+      if (e >= n_el) break;
+      const int r = e / N, n = e - r * N;
+      const float z = out[r * os + n];
+      const float a = block_word(bits, unsigned(j)) >= p.threshold ? z * scale : 0.0f;
+      if (trace) trace[std::size_t(c0) * std::size_t(N) + std::size_t(e)] = a;
+      out[r * os + n] = STAGED ? staged_input<PREC>(a) : stored_activation<PREC>(a);
+    }
+  }
+}
+
+// ---- Layer 0 inside the training launch (TailLayer0) ----
+// The chunk's A0 [rows][w0] = dropout_0(ReLU(round(X)·round(W0)ᵀ + b0)) into the staged A0 region
+// (pool + off_act[0], in staged_input form, as the plain launch stages a global A0; trace_a0 the raw
+// values). K0 in S = ceil(K0 / kL0Slice) slices, double-buffered: at slice s every thread stores its
+// X pixels of slice s (loaded into registers one slice ahead), waits for its W0 copies of slice s
+// (issued one slice ahead) and rounds them (unless W0 is rounded already), a barrier, then issues
+// slice s + 1's copies and loads and runs slice s's mma steps. The barrier also frees the buffers
+// that slice s + 1 fills: their last reader was slice s - 1's mma. Warp w owns the 16x16 tiles w,
+// w + 8, ... of the chunk's 2 x w0/16, their accumulators in registers across the slices (k ascending
+// from 0; the last slice's partial mma step reads k >= K0 as 0): one mma chain over all of K0.
+// X rows past the chunk's rows are stored as 0 and their outputs dropped, as are W0's rows past w0.
+template <GemmPrecision PREC>
+__device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool, int c0, int rows, uint64_t step) {
+  static_assert(PREC != GemmPrecision::FP32, "layer 0 inside: tensor cores only");
+  constexpr bool kBf16 = PREC == GemmPrecision::BF16;
+  constexpr int KS = kBf16 ? 16 : 8;                     // depth of one mma
+  constexpr int kQuads = kL0Slice / 4;                   // pixel quads of a row's slice
+  constexpr int kXItems = kL0Chunk * kQuads / kThreads;  // a thread's quads a slice
+  static_assert(kXItems * kThreads == kL0Chunk * kQuads, "whole quads a thread");
+  const Plan& pl = p.plan;
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int K = p.K0, N = p.w[0], S = (K + kL0Slice - 1) / kL0Slice;
+  float* const sx = pool + pl.off_l0x;
+  float* const sw = pool + pl.off_l0w;
+  const int xbuf = kL0Chunk * kL0Stride, wbuf = pl.l0_wrows * kL0Stride;
+
+  // This thread's X quads: rows tid / kQuads + (kThreads / kQuads)·j, pixels 4·(tid % kQuads) + 0..3.
+  const int q4 = tid % kQuads;
+  const uint8_t* xrow[kXItems];
+  {
+    const int64_t base = row_base(p.x_rows);
+#pragma unroll
+    for (int j = 0; j < kXItems; ++j) {
+      const int r = tid / kQuads + (kThreads / kQuads) * j;
+      xrow[j] = r < rows ? p.x_images + source_row(p.x_rows, base, c0 + r) * int64_t(K) : nullptr;
+    }
+  }
+  uint32_t xr[kXItems];
+  const auto load_x = [&](int s) {
+    const int k = s * kL0Slice + 4 * q4;
+#pragma unroll
+    for (int j = 0; j < kXItems; ++j) {
+      uint32_t v = 0;
+      if (xrow[j] && k < K) {
+        if (p.x_vec) {  // (K % 4 == 0: the whole quad lies before K)
+          v = *reinterpret_cast<const uint32_t*>(xrow[j] + k);
+        } else {
+          for (int e = 0; e < 4 && k + e < K; ++e) v |= uint32_t(xrow[j][k + e]) << (8 * e);
+        }
+      }
+      xr[j] = v;
+    }
+  };
+  const auto store_x = [&](int buf) {
+#pragma unroll
+    for (int j = 0; j < kXItems; ++j) {
+      const int r = tid / kQuads + (kThreads / kQuads) * j;
+      const uint32_t v = xr[j];
+      *reinterpret_cast<float4*>(sx + buf * xbuf + r * kL0Stride + 4 * q4) = make_float4(
+          gemm_input_from_raw<PREC>(v & 0xFFu, true), gemm_input_from_raw<PREC>((v >> 8) & 0xFFu, true),
+          gemm_input_from_raw<PREC>((v >> 16) & 0xFFu, true), gemm_input_from_raw<PREC>(v >> 24, true));
+    }
+  };
+  // This thread's W0 items of slice s: 16-byte quads where w0_vec (K0 % 4 == 0, W0 16-byte aligned),
+  // else single floats; f(d, src) for each.
+  const auto for_w_items = [&](int s, int buf, auto&& f) {
+    const int k0 = s * kL0Slice, len = K - k0 < kL0Slice ? K - k0 : kL0Slice;
+    const int per_row = p.w0_vec ? len / 4 : len, w = p.w0_vec ? 4 : 1, n_items = N * per_row;
+    float* const dst = sw + buf * wbuf;
+    if (tid >= n_items) return;
+    rowblock::RowCol rc(tid, kThreads, per_row);
+#pragma unroll 1
+    for (int i = tid; i < n_items; i += kThreads, rc.next())
+      f(dst + rc.row * kL0Stride + w * rc.col, p.W0 + std::size_t(rc.row) * std::size_t(K) + std::size_t(k0 + w * rc.col));
+  };
+  const auto copy_w = [&](int s, int buf) {
+    for_w_items(s, buf, [&](float* d, const float* src) {
+      if (p.w0_vec)
+        cp_async16(d, src);
+      else
+        cp_async4(d, src);
+    });
+    cp_async_commit();
+  };
+  const auto round_w = [&](int s, int buf) {
+    if (p.w0_rounded) return;
+    for_w_items(s, buf, [&](float* d, const float*) {
+      if (p.w0_vec) {
+        const float4 v = *reinterpret_cast<const float4*>(d);
+        *reinterpret_cast<float4*>(d) = make_float4(round_gemm_input<PREC>(v.x), round_gemm_input<PREC>(v.y),
+                                                    round_gemm_input<PREC>(v.z), round_gemm_input<PREC>(v.w));
+      } else {
+        *d = round_gemm_input<PREC>(*d);
+      }
+    });
+  };
+
+  const int NT = pl.l0_wrows / 16, tiles = (kL0Chunk / 16) * NT;
+  float d[kL0TilesPerWarp][2][4];
+#pragma unroll
+  for (int i = 0; i < kL0TilesPerWarp; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) d[i][j][q] = 0.0f;
+
+  copy_w(0, 0);
+  load_x(0);
+#pragma unroll 1
+  for (int s = 0; s < S; ++s) {
+    const int buf = s & 1;
+    store_x(buf);
+    cp_async_wait<0>();
+    round_w(s, buf);
+    __syncthreads();
+    if (s + 1 < S) {
+      copy_w(s + 1, buf ^ 1);
+      load_x(s + 1);
+    }
+    const int len = K - s * kL0Slice < kL0Slice ? K - s * kL0Slice : kL0Slice, full = len / KS * KS;
+    const KFast xa{sx + buf * xbuf, kL0Stride}, wb{sw + buf * wbuf, kL0Stride};
+#pragma unroll
+    for (int i = 0; i < kL0TilesPerWarp; ++i) {
+      const int tile = warp + kWarps * i;
+      if (tile >= tiles) break;  // (warp-uniform)
+      Frags<PREC, true, KFast> fa{xa, len};
+      Frags<PREC, false, KFast> fb{wb, len};
+      fa.setup(tile / NT * 16, lane);
+      fb.setup(tile % NT * 16, lane);
+      uint32_t a[1][4], b[2][2];
+      const auto mma2 = [&] {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          if constexpr (kBf16)
+            mma_bf16_m16n8k16(d[i][j], a[0], b[j]);
+          else
+            mma_tf32_m16n8k8(d[i][j], a[0], b[j]);
+        }
+      };
+#pragma unroll 2
+      for (int k0 = 0; k0 < full; k0 += KS) {
+        fa.load(a, k0);
+        fb.load(b, k0);
+        mma2();
+      }
+      if (full < len) {
+        fa.load_tail(a, full);
+        fb.load_tail(b, full);
+        mma2();
+      }
+    }
+  }
+
+  // + b0, ReLU (dense_unit), then without dropout straight to the staged form; with it, raw for the
+  // dropout pass. The biases are loaded before the first store (a load behind a store waits for it).
+  float* const a0 = pool + pl.off_act[0];
+  const int as = pl.as[0];
+  const bool dropout = p.threshold != 0u;
+  float bias[kL0TilesPerWarp][2][2];
+#pragma unroll
+  for (int i = 0; i < kL0TilesPerWarp; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int tile = warp + kWarps * i, n = tile % NT * 16 + 8 * j + 2 * t + e;
+        bias[i][j][e] = tile < tiles && n < N ? p.b0[n] : 0.0f;
+      }
+#pragma unroll
+  for (int i = 0; i < kL0TilesPerWarp; ++i) {
+    const int tile = warp + kWarps * i;
+    if (tile >= tiles) break;
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int m = tile / NT * 16 + g + 8 * (q >> 1), n = tile % NT * 16 + 8 * j + 2 * t + (q & 1);
+        if (m >= rows || n >= N) continue;
+        const float z = dense_unit(d[i][j][q], bias[i][j][q & 1], true, 0u, 1.0f, 0, 0, 0, 0);
+        if (dropout) {
+          a0[m * as + n] = z;
+        } else {
+          if (p.trace_a0) p.trace_a0[std::size_t(c0 + m) * std::size_t(N) + std::size_t(n)] = z;
+          a0[m * as + n] = staged_input<PREC>(z);
+        }
+      }
+  }
+  if (dropout) {
+    __syncthreads();
+    dropout_pass<PREC, true>(p, 0, c0, rows, N, a0, as, p.mask_scale, p.trace_a0, step);
+  }
+}
+
 // One block: rows [u·(j·U/n), u·((j+1)·U/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, u = p.unit rows,
 // U = p.units: tail_block_row), in chunks of p.chunk rows:
 // stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 16-row half
@@ -593,7 +839,7 @@ struct DzStore {
 // The kernel's body. STOP (Whole in tail_kernel; the others only in tail_phases_kernel, for
 // tail_force_stop): the phase after which each chunk ends, and the launch with it. CLOCKED (only in
 // tail_clock_kernel, for tail_force_clocks): thread 0 writes the block's stamps to p.clocks.
-template <GemmPrecision PREC, bool BACKWARD, TailStop STOP, bool CLOCKED = false>
+template <GemmPrecision PREC, bool BACKWARD, TailStop STOP, bool CLOCKED = false, bool L0 = false>
 __device__ __forceinline__ void tail_body(const TailParams& p) {
   extern __shared__ float4 tail_smem[];
   // The chunk's rows' losses and hits, each 16-row half followed by one pad slot (row r at
@@ -617,6 +863,9 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   };
   stamp(kTailClockStartNs, true);
   stamp(kTailClockStart);
+  // Layer 0 inside: the launch before may write every weight (the step's optimizer), so nothing is
+  // read before the programmatic wait (the plain launch's early staging overlaps layer 0's forward).
+  if constexpr (L0) pdl_start();
   const int row0 = p.unit * (int(blockIdx.x) * p.units / int(gridDim.x));
   const int row_next = p.unit * ((int(blockIdx.x) + 1) * p.units / int(gridDim.x));
   const int row_end = row_next < p.B ? row_next : p.B;
@@ -661,7 +910,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   // padding, which the previous launch (layer 0's forward) does not touch: with a programmatic launch
   // it overlaps that launch (kernels/pdl.cuh). A0 is its output.
   stamp(kTailClockWeights);
-  pdl_start();
+  if constexpr (!L0) pdl_start();
 
   for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
@@ -672,12 +921,17 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     const auto phase_stamp = [&](int phase) {
       if (chunk_no < kTailClockChunks) stamp(tail_clock_slot(chunk_no, phase));
     };
-    const float* a0 = p.A0 + std::size_t(c0) * p.w[0];
-    rowblock::stage_async<kThreads>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);
-    cp_async_commit();
-    label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
-    cp_async_wait<0>();
-    rowblock::round_staged<PREC, kThreads, true>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);  // (the mask kept)
+    if constexpr (L0) {
+      label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
+      layer0_forward<PREC>(p, pool, c0, rows, step);
+    } else {
+      const float* a0 = p.A0 + std::size_t(c0) * p.w[0];
+      rowblock::stage_async<kThreads>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);
+      cp_async_commit();
+      label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
+      cp_async_wait<0>();
+      rowblock::round_staged<PREC, kThreads, true>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);  // (the mask kept)
+    }
     __syncthreads();  // (the first chunk: also the weights and biases)
     phase_stamp(kTailPhaseStaged);
 
@@ -705,27 +959,9 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
         if (trace) trace[std::size_t(c0 + r) * std::size_t(N) + std::size_t(n)] = z;
         out[r * os + n] = hidden ? stored_activation<PREC>(z) : z;
       });
-      if (dropout) {
-        // dense_unit's dropout (keep iff draw(seed, step, layer i, row·N + n) >= threshold, kept
-        // units × 1/(1-p)) with one Philox block for 4 consecutive elements, where the GEMM's
-        // thread layout would draw one block per element: the chunk's first element c0·N is a
-        // multiple of 4 (c0 is a multiple of 16).
+      if (dropout) {  // (dense_unit's dropout, one Philox block for 4 consecutive elements)
         __syncthreads();
-        const int n_el = rows * N;
-        const uint64_t g0 = uint64_t(c0) * uint64_t(N) / 4;
-        for (int g = tid; 4 * g < n_el; g += kThreads) {
-          const uint4 bits = philox_block(p.seed, rng::kDropout, uint32_t(i), g0 + uint64_t(g), step);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int e = 4 * g + j;
-            if (e >= n_el) break;
-            const int r = e / N, n = e - r * N;
-            const float z = out[r * os + n];
-            const float a = block_word(bits, unsigned(j)) >= p.threshold ? z * p.drop_scale : 0.0f;
-            if (trace) trace[std::size_t(c0) * std::size_t(N) + std::size_t(e)] = a;
-            out[r * os + n] = stored_activation<PREC>(a);
-          }
-        }
+        dropout_pass<PREC, false>(p, i, c0, rows, N, out, os, p.drop_scale, trace, step);
       }
       __syncthreads();
       phase_stamp(kTailPhaseForward + i - 1);
@@ -839,6 +1075,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_kernel(const TailP
   tail_body<PREC, BACKWARD, TailStop::Whole>(p);
 }
 
+// A training launch that computes layer 0 itself (TailLayer0; TF32/BF16): one block an SM (its plan
+// with the slices does not fit twice), so the register bound of two is not asked for.
+template <GemmPrecision PREC>
+__global__ void __launch_bounds__(kThreads, 1) tail_l0_kernel(const TailParams p) {
+  tail_body<PREC, true, TailStop::Whole, false, true>(p);
+}
+
 // A training launch cut after the phase STOP (tail_force_stop; bench_kernels only).
 template <GemmPrecision PREC, TailStop STOP>
 __global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_phases_kernel(const TailParams p) {
@@ -892,9 +1135,17 @@ void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stre
 }
 
 template <GemmPrecision PREC>
+void launch_l0(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
+  static const bool allowed = allow_smem(tail_l0_kernel<PREC>);
+  (void)allowed;
+  launch_kernel(tail_l0_kernel<PREC>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
+}
+
+template <GemmPrecision PREC>
 void prepare_prec() {
   allow_smem(tail_kernel<PREC, true>);
   allow_smem(tail_kernel<PREC, false>);
+  if constexpr (PREC != GemmPrecision::FP32) allow_smem(tail_l0_kernel<PREC>);
 }
 
 std::vector<int> widths_of(const TailNet& net) {
@@ -918,14 +1169,29 @@ ChunkChoice train_chunk(const int* w, int T, int R) {
 }
 
 void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xent, cudaStream_t stream,
-         GemmPrecision prec, const TailTrace* trace, const char* who, TailRows rows = TailRows::Wide) {
+         GemmPrecision prec, const TailTrace* trace, const char* who, TailRows rows = TailRows::Wide,
+         const TailLayer0* l0 = nullptr) {
   const std::vector<int> widths = widths_of(net);
   const std::string why = tail_unsupported(widths);
   MNIST_CHECK(net.layers >= 1 && net.layers <= kTailMaxLayers && why.empty(), who, ": ",
               why.empty() ? std::string("bad layer count") : why);
   MNIST_CHECK(p.B >= 0 && p.B <= kTailMaxRows, who, ": ", p.B, " rows (at most ", kTailMaxRows, ")");
+  if (l0) {
+    const std::string why0 = tail_layer0_unsupported(widths, l0->K, prec);
+    MNIST_CHECK(backward && why0.empty(), who, ": ", why0.empty() ? std::string("layer 0 inside: training only") : why0);
+    MNIST_CHECK(p.B == 0 || (l0->images && l0->W && l0->b), who, ": null layer-0 images, weights or bias");
+    p.x_images = l0->images;
+    p.x_rows = l0->rows;
+    p.W0 = l0->W;
+    p.b0 = l0->b;
+    p.K0 = l0->K;
+    p.w0_rounded = l0->w_rounded;
+    p.x_vec = l0->K % 4 == 0 && reinterpret_cast<uintptr_t>(l0->images) % 4 == 0;
+    p.w0_vec = l0->K % 4 == 0 && reinterpret_cast<uintptr_t>(l0->W) % 16 == 0;
+    p.trace_a0 = trace ? trace->a0 : nullptr;
+  }
   if (p.B == 0) return;
-  MNIST_CHECK((p.metrics || backward) && p.A0 && p.labels.present(), who, ": null pointer");
+  MNIST_CHECK((p.metrics || backward) && (p.A0 || l0) && p.labels.present(), who, ": null pointer");
   const int T = net.layers;
   p.T = T;
   for (int i = 0; i <= T; ++i) p.w[i] = net.width[i];
@@ -940,7 +1206,12 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   p.slice_floats = int(tail_slice_floats(widths));
   p.slice_used = int(tail_layer_offset(widths, T + 1));
   int blocks;
-  if (backward) {
+  if (backward && l0) {  // (32-row chunks: kL0Chunk)
+    blocks = tail_blocks(p.B, rows);
+    p.chunk = kL0Chunk;
+    p.plan = make_plan(p.w, T, kL0Chunk, true, tail_rows_per_block(p.B, rows) > kL0Chunk, true);
+    p.unit = unit_rows(rows);
+  } else if (backward) {
     blocks = tail_blocks(p.B, rows);
     const ChunkChoice cc = train_chunk(p.w, T, tail_rows_per_block(p.B, rows));
     p.chunk = cc.chunk;
@@ -960,6 +1231,12 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   p.slots = xent.blocks;
   p.done = xent.done;
   const std::size_t smem = plan_bytes(p.plan);
+  if (l0) {
+    prec == GemmPrecision::TF32 ? launch_l0<GemmPrecision::TF32>(p, blocks, smem, stream)
+                                : launch_l0<GemmPrecision::BF16>(p, blocks, smem, stream);
+    MNIST_LAUNCH_CHECK(stream);
+    return;
+  }
   switch (prec) {
     case GemmPrecision::FP32:
       backward ? launch<GemmPrecision::FP32, true>(p, blocks, smem, stream)
@@ -995,6 +1272,23 @@ std::string tail_unsupported(const std::vector<int>& widths) {
   const std::size_t bytes = plan_bytes(make_plan(widths.data(), T, kTailGroupRows, true, true));
   if (bytes > std::size_t(kSmemBudget))
     return cat("tail layers too wide for the tail kernel: their weights, gradients and 32 rows need ",
+               (bytes + 1023) / 1024, " KB of shared memory (at most ", kSmemBudget / 1024, " KB)");
+  return "";
+}
+
+std::string tail_layer0_unsupported(const std::vector<int>& widths, int K, GemmPrecision prec) {
+  const std::string why = tail_unsupported(widths);
+  if (!why.empty()) return why;
+  if (prec == GemmPrecision::FP32)
+    return "layer 0 inside the tail kernel runs on tensor cores only (tf32 or bf16, not fp32)";
+  if (K < 1) return cat("layer 0 has ", K, " inputs (at least 1)");
+  const int max_w0 = kL0TilesPerWarp * kWarps / (kL0Chunk / 16) * 16;
+  if (widths[0] > max_w0)
+    return cat("layer 0 has ", widths[0], " units: inside the tail kernel at most ", max_w0);
+  const int T = int(widths.size()) - 1;
+  const std::size_t bytes = plan_bytes(make_plan(widths.data(), T, kL0Chunk, true, true, true));
+  if (bytes > std::size_t(kSmemBudget))
+    return cat("layer 0 inside the tail kernel: its slices, the tail's weights, gradients and 32 rows need ",
                (bytes + 1023) / 1024, " KB of shared memory (at most ", kSmemBudget / 1024, " KB)");
   return "";
 }
@@ -1044,7 +1338,8 @@ void tail_prepare() {
 
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
                 const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
-                int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace, TailRows rows) {
+                int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace, TailRows rows,
+                const TailLayer0* layer0) {
   MNIST_CHECK(B <= 0 || partial, "tail_train: null partial slices");
   MNIST_CHECK(drop.p >= 0.0f && drop.p < 1.0f, "tail_train: dropout probability must be in [0, 1), got ", drop.p);
   TailParams p{};
@@ -1064,7 +1359,7 @@ void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch&
   p.mask_scale = mask_scale;
   p.grad_scale = grad_scale;
   p.B = B;
-  run(p, net, true, scratch, stream, prec, trace, "tail_train", rows);
+  run(p, net, true, scratch, stream, prec, trace, "tail_train", rows, layer0);
 }
 
 void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,

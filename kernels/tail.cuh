@@ -89,6 +89,7 @@
 #include "kernels/dropout.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/precision.hpp"
+#include "kernels/row_index.cuh"
 #include "kernels/softmax_xent.cuh"
 
 namespace mnist::cuda {
@@ -154,11 +155,36 @@ struct TailNet {
 };
 
 // Test outputs (null: not written): act[i - 1] = A_i [B, w_i] (post-dropout, unrounded) for
-// i = 1..T-1, act[T - 1] = the logits [B, wT]; dz[i - 1] = dZ_i [B, w_i] (unrounded) for i = 1..T.
+// i = 1..T-1, act[T - 1] = the logits [B, wT]; dz[i - 1] = dZ_i [B, w_i] (unrounded) for i = 1..T;
+// a0 = A0 [B, w0] (post-dropout, unrounded) where the launch computes layer 0 itself (TailLayer0).
 struct TailTrace {
   float* act[kTailMaxLayers] = {};
   float* dz[kTailMaxLayers] = {};
+  float* a0 = nullptr;
 };
+
+// Layer 0 computed inside the training launch (tail_train's `layer0`; TF32/BF16 only; profiling/
+// NOTES.md "Layer 0 inside the tail kernel"): each block computes its own rows' A0 =
+// dropout_0(ReLU(round(X)·round(W)ᵀ + b)) (dropout at (seed, step, layer 0, row·w0 + unit), scale
+// mask_scale) straight into shared memory, X read from the uint8 images by index (pixel_value, as
+// gather_batch), W streamed through shared memory in slices of 64 k's by asynchronous copies, the
+// products on tensor cores (mma.sync, float32 accumulation in registers, k ascending in steps of one
+// mma across the slices). A0 never goes to global memory (trace->a0 for tests), and the separate
+// layer-0 forward launch of the step goes away. Every output after A0 is the plain launch's on that
+// A0, bit for bit; A0 itself is another summation of the same exact products than the dense tiles'
+// (within γ_{K+1}·Σ|x·w| of the exact sum, u = 2⁻²³).
+struct TailLayer0 {
+  const uint8_t* images = nullptr;  // [dataset rows][K]
+  RowIndex rows;                    // row r of the batch is images row src(r) (kernels/row_index.cuh)
+  const float* W = nullptr;         // [w0, K]
+  const float* b = nullptr;         // [w0]
+  int K = 0;
+  bool w_rounded = false;           // W is already rounded to the precision (the optimizer's copy)
+};
+// "" where a training launch of these widths at `prec` can compute layer 0 (K inputs) itself, else
+// why not in one line: FP32 (its SIMT layer 0 would take ≈ 25k cycles a block), w0 > 256 (the
+// accumulators of a 32-row chunk, 4 tiles a warp), or the plan with the slices past the budget.
+std::string tail_layer0_unsupported(const std::vector<int>& widths, int K, GemmPrecision prec);
 
 // Raises the dynamic shared-memory limit of every tail kernel (above the default 48 KB). The
 // launchers also do it on first use; the engine calls this before it captures any CUDA graph.
@@ -213,10 +239,15 @@ void tail_force_clocks(unsigned long long* stamps);
 // mask_scale is dz0's (layer 0's dropout scale), the hidden layers' is dropout_scale(drop.p).
 // A0, partial and dz0 must not overlap; labels < wT (a label >= wT makes its row's loss NaN).
 // One launch; B <= kTailMaxRows; tail_unsupported(widths) must be "".
+// layer0 (not null): A0 is not read (null allowed) but computed by the launch (TailLayer0), with
+// layer 0's dropout DropoutSpec{drop.p, drop.seed, drop.step, layer 0, drop.counters} scaled by
+// mask_scale; tail_layer0_unsupported(widths, layer0->K, prec) must be "". Such a launch reads
+// nothing before its programmatic wait (kernels/pdl.cuh): the launch before it may write any weight.
+// (tail_force_stop and tail_force_clocks do not apply to it.)
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
                 const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
                 int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
-                const TailTrace* trace = nullptr, TailRows rows = TailRows::Wide);
+                const TailTrace* trace = nullptr, TailRows rows = TailRows::Wide, const TailLayer0* layer0 = nullptr);
 
 // Evaluation: the forward without dropout and the metrics, *metrics += (loss sum, hits) over B
 // rows in softmax_xent's order. trace: act only (dz is not computed).

@@ -30,11 +30,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/adam.cuh"
 #include "kernels/dense.cuh"
+#include "kernels/gather.cuh"
 #include "kernels/metrics.cuh"
 #include "kernels/philox.hpp"
 #include "kernels/softmax_xent.cuh"
@@ -640,6 +643,178 @@ TEST_CASE("tail_train in 16-row blocks, two an SM (TailRows::Half): the same dz0
         CHECK(d.correct == wide.m.correct);
       }
     }
+}
+
+// Layer 0 inside the training launch (TailLayer0): each block computes its rows' A0 from the uint8
+// images by index, W0 streamed in slices. A0 (trace.a0) must be within the forward bound of the CPU
+// reference (γ_{K+1}·(Σ|x·w| + |b|), scaled, dropped units exactly 0; the kernel's own rounding of the
+// pixels and W0 applied to the reference's inputs), and everything after it the bits of the plain
+// launch run on that A0: activations, dZ, dz0, every slice, the metrics, and the engine's form (the
+// slots added by adam_reduce_update). W0 given rounded (w_rounded) gives the same bits as W0 raw.
+// Shapes: layer 0's K of 784 in 13 slices (the last 16 deep), K = 50 (not a multiple of 4: pixel and
+// W0 loads element by element, a partial mma step), images 1 byte off 4-byte alignment and W0 one float
+// off 16 bytes (element loads and 4-byte copies), 4500 rows (64-row blocks: two 32-row chunks, the
+// running slice), 16-row blocks, no dropout; not quick: the model at 100 and 4096 rows.
+TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU reference, the rest the plain launch's bits") {
+  Stream stream;
+  struct L0Shape {
+    std::vector<int> widths;
+    int K, rows;
+    int image_offset = 0, w_offset = 0;  // bytes into the images, floats into W0's allocation
+    cuda::TailRows tail_rows = cuda::TailRows::Wide;
+    float p = 0.2f;
+  };
+  std::vector<L0Shape> shapes{{{32, 16, 10}, 784, 40},
+                              {{48, 20, 7}, 50, 100},
+                              {{24, 12, 5}, 100, 70, 1, 1},
+                              {{20, 12, 5}, 36, 4500},
+                              {{32, 16, 10}, 100, 100, 0, 0, cuda::TailRows::Half},
+                              {{16, 10}, 64, 33, 0, 0, cuda::TailRows::Wide, 0.0f}};
+  if (!quick_tests()) shapes.insert(shapes.end(), {{{128, 64, 10}, 784, 100}, {{128, 64, 10}, 784, 4096}, {{128, 64, 10}, 784, 300, 1, 1}});
+  for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16})
+    for (const L0Shape& s : shapes) {
+      const std::vector<int>& w = s.widths;
+      const int B = s.rows, K = s.K, T = int(w.size()) - 1, w0 = w[0], C = w.back();
+      INFO("rows=", B, " K=", K, " widths=", w0, "..", C, " T=", T, " images+", s.image_offset, " W0+", s.w_offset,
+           " rows16=", s.tail_rows == cuda::TailRows::Half, " p=", s.p, " ", std::string(prec_name(prec)));
+      REQUIRE(cuda::tail_layer0_unsupported(w, K, prec).empty());
+      const TailModel model(w, 900 + std::size_t(T) * 7 + std::size_t(w0));
+      // Images: more than the rows, read through a shuffled index at the counters' batch 1.
+      const int first = 5, n_images = 2 * B + first + 3;
+      const auto images = random_bytes(std::size_t(n_images) * K + std::size_t(s.image_offset), 903 + B + K);
+      std::vector<int32_t> idx(static_cast<std::size_t>(n_images));
+      for (int i = 0; i < n_images; ++i) idx[std::size_t(i)] = i;
+      std::shuffle(idx.begin(), idx.end(), std::mt19937(unsigned(B + K)));
+      const auto labels = random_bytes(std::size_t(n_images), 904 + B, 0, C - 1);
+      auto d_images = to_device(images);
+      auto d_idx = to_device(idx);
+      auto d_lab = to_device(labels);
+      cuda::TrainCounters hc;
+      hc.step = 3;
+      hc.batch = 1;  // rows idx[first + B + r]
+      auto d_counters = to_device(std::vector<cuda::TrainCounters>{hc});
+      const double lim = 1.5 / std::sqrt(double(K));
+      const auto W0 = random_vector(std::size_t(w0) * K, 905 + K, -lim, lim);
+      const auto b0 = random_vector(std::size_t(w0), 906 + K, -0.2, 0.2);
+      std::vector<float> W0_alloc(std::size_t(s.w_offset), 0.0f), W0r_alloc(std::size_t(s.w_offset), 0.0f);
+      W0_alloc.insert(W0_alloc.end(), W0.begin(), W0.end());
+      for (const float v : W0) W0r_alloc.push_back(round_input(prec, v));
+      auto d_W0 = to_device(W0_alloc), d_W0r = to_device(W0r_alloc);
+      auto d_b0 = to_device(b0);
+      const cuda::DropoutSpec drop{s.p, 42, 7, 99 /* ignored */, nullptr};
+      const float mask_scale = s.p > 0.0f ? cuda::dropout_scale(s.p) : 1.0f;
+      const float grad_scale = 1.0f / float(B);
+      const auto lab_in = cuda::LabelInput::by_index(d_lab.data(), d_idx.data(), first, d_counters.data(), B);
+
+      struct Run {
+        std::vector<float> a0, slices, dz0;
+        std::vector<std::vector<float>> act, dz;
+        cuda::Metrics m;
+      };
+      const std::size_t SF = cuda::tail_slice_floats(w);
+      const int blocks = cuda::tail_blocks(B, s.tail_rows);
+      // layer0 null: the plain launch on A0 = a0.
+      const auto run = [&](const cuda::TailLayer0* layer0, const float* a0) {
+        auto partial = poisoned<float>(std::size_t(blocks) * SF);
+        auto dz0 = poisoned<float>(std::size_t(B) * w0);
+        auto trace_a0 = poisoned<float>(std::size_t(B) * w0);
+        auto metrics = to_device(std::vector<cuda::Metrics>(1));
+        XentBuffers xb(B);
+        Trace tr(w, B);
+        tr.t.a0 = layer0 ? trace_a0.data() : nullptr;
+        cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), a0, lab_in, drop,
+                         mask_scale, grad_scale, B, stream.get(), prec, &tr.t, s.tail_rows, layer0);
+        CHECK(xb.counter() == 0u);
+        Run r{layer0 ? to_host(trace_a0) : std::vector<float>{}, to_host(partial), to_host(dz0), {}, {}, to_host(metrics)[0]};
+        for (int i = 0; i < T; ++i) {
+          r.act.push_back(to_host(tr.act[std::size_t(i)]));
+          r.dz.push_back(to_host(tr.dz[std::size_t(i)]));
+        }
+        return r;
+      };
+      cuda::TailLayer0 l0;
+      l0.images = d_images.data() + s.image_offset;
+      l0.rows = {d_idx.data(), first, d_counters.data(), B};
+      l0.W = d_W0.data() + s.w_offset;
+      l0.b = d_b0.data();
+      l0.K = K;
+      const Run in = run(&l0, nullptr);
+      cuda::TailLayer0 l0r = l0;
+      l0r.W = d_W0r.data() + s.w_offset;
+      l0r.w_rounded = true;
+      const Run in_r = run(&l0r, nullptr);
+      CHECK_MESSAGE(bitwise_equal(in_r.a0, in.a0), "A0 from W0 rounded beforehand = from W0 raw");
+
+      // A0 against the CPU reference: the batch's pixels (as gather_batch makes them), W0, b0, layer 0's dropout.
+      std::vector<float> X(std::size_t(B) * K);
+      for (int r = 0; r < B; ++r)
+        for (int k = 0; k < K; ++k)
+          X[std::size_t(r) * K + k] =
+              cuda::pixel_value(images[std::size_t(s.image_offset) + std::size_t(idx[std::size_t(first + B + r)]) * K + k]);
+      std::vector<double> ref, bound;
+      forward_reference(ref, bound, X, W0, b0, B, K, w0, true, drop, 0u, prec);
+      expect_within(in.a0, ref, bound, "A0 (layer 0 inside)");
+      std::size_t kept = 0;
+      for (const float v : in.a0) kept += v > 0.0f;
+      CHECK_MESSAGE(kept > in.a0.size() / 5, kept << " of " << in.a0.size() << " units of A0 positive");  // (not all dropped)
+
+      // Everything after A0: the plain launch's bits on the same A0.
+      auto d_a0 = to_device(in.a0);
+      const Run plain = run(nullptr, d_a0.data());
+      CHECK(bitwise_equal(in.dz0, plain.dz0));
+      CHECK(bitwise_equal(in.slices, plain.slices));
+      CHECK(bitwise_equal(in_r.slices, plain.slices));
+      for (int i = 0; i < T; ++i) {
+        CHECK_MESSAGE(bitwise_equal(in.act[std::size_t(i)], plain.act[std::size_t(i)]), "activation " << i + 1);
+        CHECK_MESSAGE(bitwise_equal(in.dz[std::size_t(i)], plain.dz[std::size_t(i)]), "dZ_" << i + 1);
+      }
+      CHECK(same_bits(in.m.loss_sum, plain.m.loss_sum));
+      CHECK(in.m.correct == plain.m.correct);
+
+      // The engine's form (no dz0 trace, metrics left in the slots for the optimizer): the same sums.
+      {
+        auto partial = poisoned<float>(in.slices.size());
+        XentBuffers xd(B);
+        cuda::tail_train(partial.data(), nullptr, nullptr, xd.scratch(), model.net(), nullptr, lab_in, drop, mask_scale,
+                         grad_scale, B, stream.get(), prec, nullptr, s.tail_rows, &l0);
+        CHECK(bitwise_equal(to_host(partial), in.slices));
+        const cuda::Metrics d = optimizer_group_sums(xd, B, stream.get());
+        CHECK(same_bits(d.loss_sum, in.m.loss_sum));
+        CHECK(d.correct == in.m.correct);
+      }
+    }
+}
+
+TEST_CASE("tail_train with layer 0 inside: what it cannot run is refused, naming why") {
+  Stream stream;
+  CHECK(cuda::tail_layer0_unsupported({128, 64, 10}, 784, GemmPrecision::FP32).find("tensor cores only") != std::string::npos);
+  CHECK(cuda::tail_layer0_unsupported({264, 16, 10}, 784, GemmPrecision::TF32).find("at most 256") != std::string::npos);
+  CHECK(cuda::tail_layer0_unsupported({128, 64, 10}, 0, GemmPrecision::BF16).find("inputs") != std::string::npos);
+  CHECK(cuda::tail_layer0_unsupported({128, 64, 10}, 784, GemmPrecision::TF32).empty());
+  CHECK(cuda::tail_layer0_unsupported({128, 64, 10}, 784, GemmPrecision::BF16).empty());
+  // A launch at fp32 is an error naming the reason, not a silent fallback.
+  const TailModel model({16, 10}, 3);
+  auto images = to_device(random_bytes(64 * 8, 5));
+  auto W0 = to_device(random_vector(16 * 64, 6, -0.1, 0.1)), b0 = to_device(random_vector(16, 7, -0.1, 0.1));
+  auto lab = to_device(random_bytes(8, 8, 0, 9));
+  auto partial = poisoned<float>(cuda::tail_slice_floats({16, 10}));
+  auto metrics = to_device(std::vector<cuda::Metrics>(1));
+  XentBuffers xb(8);
+  cuda::TailLayer0 l0;
+  l0.images = images.data();
+  l0.W = W0.data();
+  l0.b = b0.data();
+  l0.K = 64;
+  const cuda::DropoutSpec drop{0.0f, 1, 1, 0, nullptr};
+  CHECK_THROWS_WITH(cuda::tail_train(partial.data(), nullptr, metrics.data(), xb.scratch(), model.net(), nullptr, lab.data(),
+                                     drop, 1.0f, 0.125f, 8, stream.get(), GemmPrecision::FP32, nullptr,
+                                     cuda::TailRows::Wide, &l0),
+                    doctest::Contains("tensor cores only"));
+  l0.b = nullptr;
+  CHECK_THROWS_WITH(cuda::tail_train(partial.data(), nullptr, metrics.data(), xb.scratch(), model.net(), nullptr, lab.data(),
+                                     drop, 1.0f, 0.125f, 8, stream.get(), GemmPrecision::TF32, nullptr,
+                                     cuda::TailRows::Wide, &l0),
+                    doctest::Contains("null layer-0"));
 }
 
 TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk after its phase and writes nothing later") {
