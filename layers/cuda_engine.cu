@@ -267,6 +267,7 @@ class CudaEngine final : public Engine {
     x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
     weight_adam_ = cfg.weight_adam;
     tail_rows_ = cfg.tail_rows == TailRows::Rows16 ? cuda::TailRows::Half : cuda::TailRows::Wide;
+    tail_l0_ = cfg.tail_layer0 && tail_layer0_ok(x_in_place_);
     if (weight_adam_ && (tail_ || race_paths_))  // (the device asked for its clusters now, before any capture)
       for (const bool images : {false, true})
         (void)cuda::dense_weight_adam_tile(cfg.batch_size, layout_.dense.front().in, layout_.dense.front().out,
@@ -296,6 +297,7 @@ class CudaEngine final : public Engine {
   bool programmatic_launch() const override { return tail_ && pdl_; }
   bool max_carveout() const override { return tail_ && max_carveout_; }
   bool tail_rows16() const override { return tail_ && tail_rows_ == cuda::TailRows::Half; }
+  bool tail_layer0() const override { return tail_ && tail_l0_; }
   bool rounded_weights() const override { return wq_.size() != 0; }
   std::map<std::string, std::string> autotune_choices() const override {
     std::map<std::string, std::string> c;
@@ -316,7 +318,8 @@ class CudaEngine final : public Engine {
                          path->second == "tail step, X gathered" || path->second == "tail step, Adam apart" ||
                          path->second == "tail step, ordinary launches" || path->second == "tail step, driver carveout" ||
                          path->second == "tail step, two blocks an SM" ||
-                         path->second == "tail step, two blocks an SM, X in place only";
+                         path->second == "tail step, two blocks an SM, X in place only" ||
+                         path->second == "tail step, layer 0 inside";
       if (!known)
         throw InputError(cat("autotune choice '", path->second, "' for '", path->first, "' names no training path"));
       if (race_paths_ && o != options.end()) {  // (else no race to skip here: the tail or that X cannot run)
@@ -678,8 +681,20 @@ class CudaEngine final : public Engine {
     const cudaStream_t s = stream_.get();
     // (kernels/pdl.cuh: each of the four waits before it reads; pdl_scope.hpp: the carveout)
     const cuda::ProgrammaticLaunches pdl(pdl_, max_carveout_);
-    forward(x0, B, true, 1);
     const DenseSlot& first = layout_.dense.front();
+    // Layer 0's forward inside the tail kernel (EngineConfig::tail_layer0: X in place), else its own launch.
+    const bool l0_inside = tail_l0_ && x0.images;
+    cuda::TailLayer0 l0;
+    if (l0_inside) {
+      l0.images = x0.images;
+      l0.rows = x0.rows;
+      l0.W = gemm_w(first);
+      l0.b = param(first.b_offset);
+      l0.K = first.in;
+      l0.w_rounded = wq_.size() != 0;
+    } else {
+      forward(x0, B, true, 1);
+    }
     const std::vector<int>& w = tail_w_;
     {
       NvtxRange range("tail");
@@ -687,8 +702,8 @@ class CudaEngine final : public Engine {
       // With the optimizer, the loss and hits stay in the scratch's group slots and its last block adds
       // them (GroupMetrics): the tail kernel ends without a block that waits for all the others.
       cuda::tail_train(tail_partial_.data(), dz_[0].data(), update ? nullptr : metrics_.data() + kTrainMetrics,
-                       xent_scratch(), tail_net(), act_[0].data(), y, drop, mask_scale(), 1.0f / float(B), B, s,
-                       cfg_.precision, nullptr, tail_rows_);
+                       xent_scratch(), tail_net(), l0_inside ? nullptr : act_[0].data(), y, drop, mask_scale(),
+                       1.0f / float(B), B, s, cfg_.precision, nullptr, tail_rows_, l0_inside ? &l0 : nullptr);
     }
     cuda::DenseInput xw = x0;  // layer 0's weight GEMM's X
     bool xw_rounded = false;   // ... written rounded to the precision (gather_batch_overlapped)
@@ -904,6 +919,7 @@ class CudaEngine final : public Engine {
     bool ordinary = false;    // tail: ordinary launches where the device takes programmatic ones (pdl_)
     bool driver_carveout = false;  // tail, programmatic: the driver's carveout per launch (max_carveout_ off)
     bool half_rows = false;        // tail: 16-row blocks, two an SM (tail_rows_; EngineConfig::tail_rows)
+    bool layer0_inside = false;    // tail, X in place: layer 0's forward in the tail kernel (tail_l0_)
   };
   // Sets the members a race option stands for.
   void take_option(const PathOption& o) {
@@ -912,6 +928,13 @@ class CudaEngine final : public Engine {
     pdl_ = pdl_ok_ && !o.ordinary;
     max_carveout_ = carveout_ok_ && pdl_ && !o.driver_carveout;
     tail_rows_ = cfg_.tail_rows == TailRows::Rows16 || o.half_rows ? cuda::TailRows::Half : cuda::TailRows::Wide;
+    tail_l0_ = (cfg_.tail_layer0 || o.layer0_inside) && tail_layer0_ok(x_in_place_);
+  }
+  // Whether the tail kernel can compute layer 0's forward here (EngineConfig::tail_layer0): X read
+  // in place, TF32/BF16, the widths and layer 0's inputs within cuda::tail_layer0_unsupported.
+  bool tail_layer0_ok(bool in_place) const {
+    return in_place && !tail_w_.empty() &&
+           cuda::tail_layer0_unsupported(tail_w_, layout_.dense.front().in, cfg_.precision).empty();
   }
   std::vector<PathOption> path_options() const {
     const bool in_place = cfg_.x_in_place && x_race_ok_;
@@ -938,6 +961,10 @@ class CudaEngine final : public Engine {
       o.push_back({"tail step, two blocks an SM", true, in_place, split, false, false, false, true});
       if (split) o.push_back({"tail step, two blocks an SM, X in place only", true, true, false, false, false, false, true});
     }
+    // ... and with layer 0's forward inside the tail kernel, where it can run (NOTES, "Layer 0 inside
+    // the tail kernel": predicted, not measured).
+    if (!cfg_.tail_layer0 && tail_layer0_ok(in_place))
+      o.push_back({"tail step, layer 0 inside", true, in_place, split, false, false, false, false, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;
@@ -1136,6 +1163,7 @@ class CudaEngine final : public Engine {
   bool weight_adam_ = false;  // tail: layer 0's weight GEMM runs its Adam (EngineConfig::weight_adam; the race's option)
   // tail: the tail kernel's blocks (EngineConfig::tail_rows; the race's option)
   cuda::TailRows tail_rows_ = cuda::TailRows::Wide;
+  bool tail_l0_ = false;  // tail: layer 0's forward in the tail kernel (EngineConfig::tail_layer0; the race's option)
   bool race_x_ = false;      // ... with X in place and gathered (x_ allocated for the race)
   bool x_race_ok_ = false;   // layer 0 can read X in place at all (no cuBLAS, no one-layer head)
   std::vector<std::string> path_report_;  // what race_paths found

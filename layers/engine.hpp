@@ -148,6 +148,13 @@ struct EngineConfig {
   // With Kernels::Auto and autotune (at Rows32), the race tries Rows16 too wherever it makes more
   // blocks of 32 rows or fewer whose shared memory fits twice an SM (cuda::tail_half_rows_apply).
   TailRows tail_rows = TailRows::Rows32;
+  // Tail path at TF32/BF16 with X in place: layer 0's forward inside the tail kernel
+  // (cuda::TailLayer0: each block computes its rows' A0 from the images, W0 streamed through shared
+  // memory), so the step has no layer-0 forward launch and A0 never goes to memory. Another float32
+  // sum of layer 0's products (mma steps in ascending k), so other bits from A0 on; evaluation and
+  // prediction keep the separate forward. Where cuda::tail_layer0_unsupported allows it, else
+  // ignored. With Kernels::Auto and autotune (false here), the race tries it too.
+  bool tail_layer0 = false;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size
   // model's pick on the real operands first). Before the first graph capture the engine runs one
@@ -240,6 +247,8 @@ class Engine {
   virtual bool max_carveout() const { return false; }
   // ... and its tail kernel takes 16-row blocks, two an SM (EngineConfig::tail_rows, or the race's pick).
   virtual bool tail_rows16() const { return false; }
+  // ... and its tail kernel computes layer 0's forward itself (EngineConfig::tail_layer0, or the race's pick).
+  virtual bool tail_layer0() const { return false; }
   // Whether the GEMMs read W from the optimizer's rounded copy (EngineConfig::rounded_weights).
   virtual bool rounded_weights() const { return false; }
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the

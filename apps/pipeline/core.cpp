@@ -104,10 +104,12 @@ std::string kernel_path(const Engine& engine) {
   // The engine resolved --kernels (auto, or a fallback it gave notice of); the graph path says when
   // its last layer runs as the head kernel (kernels/head.cuh), the tail path when its launches are
   // programmatic (kernels/pdl.cuh) and ask for the largest shared-memory carveout ("+smem"), and
-  // when its tail kernel takes 16-row blocks ("+rows16": --tail-rows 16, or the race's pick).
+  // when its tail kernel takes 16-row blocks ("+rows16": --tail-rows 16, or the race's pick) and when it
+  // computes layer 0's forward itself ("+l0": the race's pick).
   if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
   if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail), engine.programmatic_launch() ? "+pdl" : "",
-                                      engine.max_carveout() ? "+smem" : "", engine.tail_rows16() ? "+rows16" : "");
+                                      engine.max_carveout() ? "+smem" : "", engine.tail_rows16() ? "+rows16" : "",
+                                      engine.tail_layer0() ? "+l0" : "");
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 

@@ -286,6 +286,55 @@ void tail_half_rows() {
       [](const Engine& e, int t) { expect(e.tail_kernel() && e.tail_rows16() == (t == 1), "half rows: the tail path, 16-row blocks as set"); });
 }
 
+// Layer 0's forward inside the tail kernel (EngineConfig::tail_layer0, cuda::TailLayer0) against its
+// own launch, in the engine, at tf32 and bf16, programmatic launches on. The two sum layer 0's exact
+// products in different code: the separate tile (forced MmaTile: one mma chain over K, no split)
+// and the tail kernel's slices (one mma chain over K across them). The emulation's mma adds in
+// ascending k in both, so here A0 is the same bits and so is everything after it: a full epoch (a
+// 512-row step from its graph and an 88-row one), a second epoch, the evaluation and the prediction,
+// bit for bit. (On the GPU the order inside one mma is the hardware's: test_engine compares within
+// the drift of rounded inputs; test_tail checks the kernel itself within its bound.) The option is
+// ignored at fp32 and where X is gathered; the engine says whether it took it.
+void tail_layer0_vs_separate() {
+  const int n = 600, input = 40;
+  auto images = rbytes(std::size_t(n) * input, 61, 0, 255), labels = rbytes(n, 62, 0, 9);
+  DataView v{images.data(), labels.data(), n, input};
+  for (Precision prec : {Precision::TF32, Precision::BF16}) {
+    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 63;
+    cfg.kernels = Kernels::Tail;
+    cfg.precision = prec;
+    std::vector<float> p[2], pr[2];
+    EpochStats tr[2], ev[2];
+    cuda::dense_force_tile({cuda::GemmTile::Mma, false});
+    for (int t : {0, 1}) {
+      cfg.tail_layer0 = t == 1;
+      auto gpu = make_cuda_engine(cfg);
+      expect(gpu->tail_kernel() && gpu->tail_layer0() == (t == 1), cat("layer 0 inside: taken as set (", t, ")"));
+      const int d = gpu->add_dataset(v);
+      gpu->train_epoch(d, 0, 1e-3f);
+      tr[t] = gpu->train_epoch(d, 1, 1e-3f);
+      gpu->get_params(p[t]);
+      ev[t] = gpu->evaluate(d);
+      pr[t].assign(std::size_t(n) * 10, -1.0f);
+      gpu->predict(pr[t].data(), images.data(), n);
+    }
+    cuda::dense_force_tile({});
+    const std::string what = cat("layer 0 inside (", prec == Precision::TF32 ? "tf32" : "bf16", ")");
+    expect(std::memcmp(&tr[0].loss, &tr[1].loss, sizeof(double)) == 0 && tr[0].accuracy == tr[1].accuracy,
+           cat(what, ": second epoch's loss bits ", tr[0].loss, " vs ", tr[1].loss));
+    expect(p[0] == p[1], what + ": the parameters after two epochs, bitwise");
+    expect(std::memcmp(&ev[0].loss, &ev[1].loss, sizeof(double)) == 0 && pr[0] == pr[1], what + ": evaluation and prediction, bitwise");
+  }
+  // Where it cannot run, the option is ignored: fp32, and X gathered.
+  EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 63;
+  cfg.kernels = Kernels::Tail;
+  cfg.tail_layer0 = true;
+  expect(make_cuda_engine(cfg)->tail_kernel() && !make_cuda_engine(cfg)->tail_layer0(), "layer 0 inside: not at fp32");
+  cfg.precision = Precision::TF32;
+  cfg.x_in_place = false;
+  expect(!make_cuda_engine(cfg)->tail_layer0(), "layer 0 inside: not with X gathered");
+}
+
 // The tail path's programmatic launches (EngineConfig::pdl, kernels/pdl.cuh) against ordinary ones.
 // Programmatic, the emulation runs each launch's part before its pdl_wait() BEFORE the rest of the
 // launch before it (ov/cooperative_groups.h): a kernel that read its predecessor's output, or wrote
@@ -494,7 +543,7 @@ void auto_races_paths() {
   cfg.autotune = Autotune::On;
   const auto images = emu_x::bytes(std::size_t(n) * 40, 93, 255), labels = emu_x::bytes(std::size_t(n), 94, 9);
   struct Out {
-    bool tail = false, pdl = false, carveout = false, rows16 = false;
+    bool tail = false, pdl = false, carveout = false, rows16 = false, l0 = false;
     TrainState st;
     EpochStats tr, ev;
     std::vector<float> pr;
@@ -504,11 +553,11 @@ void auto_races_paths() {
   auto run = [&](Kernels k, double tail_us, bool corrupt_graph, const std::map<std::string, std::string>& preset = {},
                  double gathered_us = 100.0, double in_place_only_us = 100.0, double apart_us = 100.0,
                  double ordinary_us = 100.0, double driver_us = 100.0, double half_us = 100.0,
-                 double half_in_place_us = 100.0) {
+                 double half_in_place_us = 100.0, double l0_us = 100.0) {
     cuda::dense_autotune_reset();
     cuda::autotune::TestHooks h;
     h.time_us = [tail_us, gathered_us, in_place_only_us, apart_us, ordinary_us, driver_us, half_us,
-                 half_in_place_us](const std::string& l) {
+                 half_in_place_us, l0_us](const std::string& l) {
       return l == "tail step" ? tail_us : l == "graph step" ? 10.0 : l == "tail step, X gathered" ? gathered_us
              : l == "tail step, X in place only" ? in_place_only_us
              : l == "tail step, Adam apart" ? apart_us
@@ -516,6 +565,7 @@ void auto_races_paths() {
              : l == "tail step, driver carveout" ? driver_us
              : l == "tail step, two blocks an SM" ? half_us
              : l == "tail step, two blocks an SM, X in place only" ? half_in_place_us
+             : l == "tail step, layer 0 inside" ? l0_us
              : l == "graph step, X gathered" ? 100.0 : l == "model" ? 1.0 : 2.0;
     };
     if (corrupt_graph)
@@ -533,6 +583,7 @@ void auto_races_paths() {
     o.pdl = gpu->programmatic_launch();
     o.carveout = gpu->max_carveout();
     o.rows16 = gpu->tail_rows16();
+    o.l0 = gpu->tail_layer0();
     gpu->get_state(o.st);
     o.ev = gpu->evaluate(t);
     o.pr.assign(std::size_t(n) * 10, -1.0f);
@@ -677,8 +728,22 @@ void auto_races_paths() {
   cfg.precision = Precision::TF32;
   const Out small = run(Kernels::Auto, 5.0, false);
   const std::string head = cat("training step ", cfg.batch_size, " rows tf32 (--kernels auto): tail step");
-  expect(small.tail && !small.rep.empty() && small.rep[0].rfind(head, 0) == 0,
+  expect(small.tail && !small.l0 && !small.rep.empty() && small.rep[0].rfind(head + ", ", 0) == 0,
          cat("auto race at tf32, batch ", cfg.batch_size, ": '", small.rep.empty() ? "" : small.rep[0], "'"));
+  // ... where, at tf32 with X in place, it tries layer 0's forward inside the tail kernel: kept when
+  // fastest, bitwise an engine pinned to it (the tail path with EngineConfig::tail_layer0), and kept
+  // from a preset (resume).
+  expect(!small.rep.empty() && small.rep[0].find(", tail step, layer 0 inside 100.0") != std::string::npos,
+         cat("auto race at tf32: layer 0 inside among the candidates: '", small.rep.empty() ? "" : small.rep[0], "'"));
+  const Out l0 = run(Kernels::Auto, 5.0, false, {}, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 1.0);
+  cfg.tail_layer0 = true;
+  const Out l0_pinned = run(Kernels::Tail, 5.0, false);
+  cfg.tail_layer0 = false;
+  const Out small_pinned = run(Kernels::Tail, 5.0, false);
+  expect(l0.tail && l0.l0 && l0_pinned.l0 && !small_pinned.l0, "auto race at tf32: layer 0 inside kept when fastest");
+  expect(same(l0, l0_pinned) && same(small, small_pinned), "auto race at tf32: the kept path is bitwise the pinned one");
+  const Out l0_preset = run(Kernels::Auto, 20.0, false, {{cat("training step ", cfg.batch_size, " rows tf32 (--kernels auto)"), "tail step, layer 0 inside"}});
+  expect(l0_preset.l0 && same(l0_preset, l0_pinned), "auto race at tf32: a preset 'tail step, layer 0 inside' (resume) is kept, bitwise");
   cuda::dense_autotune_reset();
 }
 
@@ -856,6 +921,7 @@ int main() {
   g_kernels = Kernels::Graph;
   tail_vs_graph();
   tail_half_rows();
+  tail_layer0_vs_separate();
   tail_programmatic_vs_ordinary();
   tail_weight_adam_vs_apart(Precision::FP32);
   tail_weight_adam_vs_apart(Precision::TF32);
