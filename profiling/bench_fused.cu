@@ -26,7 +26,9 @@
 // (EngineConfig::weight_adam off: "tail" against it is what the one launch buys); "tail-rows16": the
 // tail kernel in 16-row blocks, two an SM (EngineConfig::tail_rows; NOTES "Two tail blocks an SM"),
 // and "tail-rows16-img" the same without the gather launch (its blocks find no registers beside two
-// tail blocks an SM: layer 0's weight GEMM reads the images).
+// tail blocks an SM: layer 0's weight GEMM reads the images); "tail-l0": layer 0's forward inside
+// the tail kernel (EngineConfig::tail_layer0; tf32/bf16 only, NOTES "Layer 0 inside the tail kernel":
+// "tail" against it is what the separate forward launch costs).
 // Then
 // the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
@@ -129,6 +131,7 @@ int run(const Options& o) {
       Carveout carveout = Carveout::Max;
       bool weight_adam = true;
       TailRows tail_rows = TailRows::Rows32;
+      bool tail_layer0 = false;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -153,11 +156,14 @@ int run(const Options& o) {
                                          Carveout::Max, true, TailRows::Rows16},
                                         {"tail-rows16-img", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, false,
                                          Carveout::Max, true, TailRows::Rows16},
+                                        {"tail-l0", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
+                                         Carveout::Max, true, TailRows::Rows32, true},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
     for (const Variant& v : variants) {
       if (v.grid_barriers && o.precision != Precision::FP32) continue;  // (the comparison kernel is FP32 only)
+      if (v.tail_layer0 && o.precision == Precision::FP32) continue;    // (tensor cores only)
       EngineConfig cfg;
       cfg.precision = o.precision;
       cfg.autotune = v.autotune ? Autotune::On : Autotune::Off;
@@ -172,6 +178,7 @@ int run(const Options& o) {
       cfg.x_weight_gathered = v.x_weight_gathered;
       cfg.weight_adam = v.weight_adam;
       cfg.tail_rows = v.tail_rows;
+      cfg.tail_layer0 = v.tail_layer0;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);

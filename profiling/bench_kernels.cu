@@ -686,6 +686,24 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
     DeviceBuffer<cuda::TrainCounters> counters(1);
     counters.upload(std::vector<cuda::TrainCounters>{c});
     const cuda::LabelInput by_index = cuda::LabelInput::by_index(labels.data(), order.data(), 0, counters.data(), B);
+    // Layer 0 too, for the rows of the tail kernel with layer 0 inside (cuda::TailLayer0) against the
+    // separate forward launch before tail_train: the images read by index as the engine does.
+    const int K0 = layers[0].in;
+    auto images = random_bytes(std::size_t(n_rows) * K0, 69, 255);
+    auto W0 = random_device(std::size_t(w0) * K0, 70, -0.05f, 0.05f), b0 = random_device(w0, 71);
+    const std::size_t ws0_floats = cuda::dense_workspace_floats(B, K0, w0);
+    DeviceBuffer<float> ws0(std::max<std::size_t>(1, ws0_floats));
+    DeviceBuffer<unsigned> tickets0(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K0, w0)));
+    CUDA_CHECK(cudaMemset(tickets0.data(), 0, tickets0.bytes()));
+    const cuda::DenseInput x_by_index = cuda::DenseInput::images_by_index(images.data(), order.data(), 0, counters.data(), B);
+    cuda::TailLayer0 l0;
+    l0.images = images.data();
+    l0.rows = x_by_index.rows;
+    l0.W = W0.data();
+    l0.b = b0.data();
+    l0.K = K0;
+    const cuda::DropoutSpec drop0{0.2f, 42, 3, 0, nullptr};
+    const double l0_flops = 2.0 * B * K0 * w0, l0_bytes = double(B) * K0 + 4.0 * w0 * (K0 + 1);
     for (GemmPrecision p : {GemmPrecision::FP32, GemmPrecision::TF32, GemmPrecision::BF16}) {
       const double peak = p == GemmPrecision::TF32 ? kPeakTf32 : p == GemmPrecision::BF16 ? kPeakBf16 : kPeakFlops;
       bench.run("tail", shape, cat("tail_train ", to_string(p), " (1 launch, ", cuda::tail_blocks(B), " blocks of <= ",
@@ -734,6 +752,25 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
                                1.0f / float(B), B, st, p, nullptr, cuda::TailRows::Half);
             },
             cuda::TailRows::Half);
+      // Layer 0's forward inside the tail kernel (NOTES "Layer 0 inside the tail kernel") against the
+      // separate forward launch (the step's tile for these operands, images by index) + tail_train.
+      if (p != GemmPrecision::FP32 && cuda::tail_layer0_unsupported(widths, K0, p).empty()) {
+        l0.w_rounded = false;
+        bench.run("tail", shape, cat("layer 0 forward + tail_train ", to_string(p), ", images and labels by index (2 launches)"),
+                  flops + l0_flops, bytes + l0_bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
+                    cuda::dense_relu_dropout_forward(A0.data(), x_by_index, W0.data(), b0.data(), B, K0, w0, drop0, st, p,
+                                                     ws0_floats ? ws0.data() : nullptr, tickets0.data());
+                    cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, A0.data(), by_index, drop, scale,
+                                     1.0f / float(B), B, st, p);
+                  }, peak);
+        bench.run("tail", shape, cat("tail_train ", to_string(p), ", layer 0 inside (1 launch, ", cuda::tail_blocks(B),
+                                     " blocks; W0 streamed ", cuda::tail_blocks(B), "x)"),
+                  flops + l0_flops, bytes - 4.0 * B * w0 + l0_bytes + (weights + 4.0 * w0 * K0) * (cuda::tail_blocks(B) - 1),
+                  [&](cudaStream_t st) {
+                    cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, nullptr, by_index, drop, scale,
+                                     1.0f / float(B), B, st, p, nullptr, cuda::TailRows::Wide, &l0);
+                  }, peak);
+      }
       bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
                 bytes + 4.0 * 2.0 * B * w1, [&](cudaStream_t st) {
                   cuda::dense_relu_dropout_forward(A1.data(), A0.data(), W1.data(), b1.data(), B, w0, w1, drop, st, p, w,

@@ -145,6 +145,26 @@ TEST_CASE("CUDA engine = CPU engine: --kernels tail in 16-row blocks, two an SM 
   }
 }
 
+TEST_CASE("CUDA engine = CPU engine: --kernels tail with layer 0 inside the tail kernel (EngineConfig::tail_layer0)") {
+  // Layer 0's forward computed by the tail kernel (cuda::TailLayer0: no layer-0 forward launch, A0
+  // never in memory) against the CPU engine, as the cases above, at tf32 and bf16 (fp32 ignores the
+  // option: checked); the path race's option "tail step, layer 0 inside" trains so. Batch 512 and an
+  // 88-row last batch.
+  for (const Precision prec : {Precision::TF32, Precision::BF16}) {
+    INFO("precision ", std::string(to_string(prec)));
+    Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1112, 53);
+    p.cfg.kernels = Kernels::Tail;
+    p.cfg.precision = prec;
+    p.cfg.tail_layer0 = true;
+    REQUIRE(make_cuda_engine(p.cfg)->tail_layer0());
+    compare_with_cpu(p, 2, 1e-3f);
+  }
+  Problem p = make_problem(784, {128, 64}, 10, 0.2f, 512, 1112, 53);
+  p.cfg.kernels = Kernels::Tail;
+  p.cfg.tail_layer0 = true;
+  CHECK_FALSE(make_cuda_engine(p.cfg)->tail_layer0());
+}
+
 // The default model at batch 512 on n examples, on the given path and precision, with the head
 // kernel from this batch (head_min_batch 0): the cases below that compare two runs of one path.
 Problem large_batch_problem(Precision prec, Kernels kernels, int n, uint64_t seed) {
