@@ -37,11 +37,21 @@ constexpr int kMaxHalvesPerBlock = 32;           // 512 rows a block at most (65
 constexpr int kSmemBudget = 200 * 1024;          // dynamic shared memory a block may use (sm_90: 227 KB)
 constexpr int kEvalRows = 32;                    // evaluation: one 32-row chunk a block
 // Layer 0 inside the training launch (TailLayer0): 32-row chunks, X and W in slices of kL0Slice k's
-// (double-buffered, rows kL0Stride floats apart: ≡ 4 mod 8, ldmatrix's rows in distinct bank
-// groups), at most kL0TilesPerWarp 16x16 accumulator tiles a warp (w0 <= 256).
+// (rows l0_stride<PREC> floats apart: TF32 ≡ 4 mod 8, so that ldmatrix's 8 rows fall in distinct
+// 16-byte bank groups; BF16 ≡ 8 mod 32, so that a half-warp's 8-byte pairs (lane 4g + t at row g,
+// words 2t, 2t + 1) cover the 32 banks once, where ≡ 4 mod 32 hits each of 8 twice), X's slices
+// double-buffered, W's in kL0Stages buffers (two slices in flight while one is multiplied), at most
+// kL0TilesPerWarp 16x16 accumulator tiles a warp (w0 <= 256).
 constexpr int kL0Chunk = 32;
 constexpr int kL0Slice = 64;
-constexpr int kL0Stride = kL0Slice + 4;
+constexpr int kL0Stride = kL0Slice + 8;  // (the plan's: the larger of the two)
+template <GemmPrecision PREC>
+constexpr int l0_stride() { return PREC == GemmPrecision::BF16 ? kL0Slice + 8 : kL0Slice + 4; }
+constexpr int kL0Stages = 3;
+// The launch's dynamic shared memory with layer 0 inside: an sm_90 block may have 227 KB with its
+// static arrays (2.2 KB). The model's plan is 172 KB at 32 rows a block, 206 KB with the running
+// slice of blocks of several chunks (8192 rows and up).
+constexpr int kL0SmemBudget = 224 * 1024;
 constexpr int kL0TilesPerWarp = 4;
 static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
 static_assert(kMaxChunk % rowblock::kGroupRows == 0 && kTailGroupRows == rowblock::kGroupRows, "group layout");
@@ -72,7 +82,9 @@ int padded_stride(int w) {
 // row would otherwise reach the next region (another warp may be writing the dZ partner there) or
 // past the pool's end (the last dZ buffer).
 constexpr int kViewPad = 16;
-//   (layer 0 inside: TailLayer0) X slices [2][chunk][kL0Stride], W slices [2][w0 to 16][kL0Stride]
+//   (layer 0 inside: TailLayer0) X slices [2][chunk][kL0Stride], W slices [kL0Stages][w0 to 16][kL0Stride],
+//   from the end of A0's region on: the regions after it (A_1.., logits, dZ) are not in use while
+//   layer 0 runs, so the slices alias them (the chunk's barriers part the two uses)
 struct Plan {
   int off_w[kTailMaxLayers], ws[kTailMaxLayers];
   int off_b[kTailMaxLayers];
@@ -124,11 +136,10 @@ Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc, bool lay
   p.off_l0x = p.off_l0w = -1;
   p.l0_wrows = 0;
   if (layer0) {  // (the slices' views read no row or column past their regions: no pad)
-    p.off_l0x = o;
-    o += 2 * chunk * kL0Stride;
+    p.off_l0x = p.off_act[0] + chunk * p.as[0] + kViewPad;
     p.l0_wrows = (w[0] + 15) / 16 * 16;
-    p.off_l0w = o;
-    o += 2 * p.l0_wrows * kL0Stride;
+    p.off_l0w = p.off_l0x + 2 * chunk * kL0Stride;
+    o = std::max(o, p.off_l0w + kL0Stages * p.l0_wrows * kL0Stride);
   }
   p.total = o;
   return p;
@@ -638,14 +649,17 @@ __device__ __forceinline__ void dropout_pass(const TailParams& p, int layer, int
 // ---- Layer 0 inside the training launch (TailLayer0) ----
 // The chunk's A0 [rows][w0] = dropout_0(ReLU(round(X)·round(W0)ᵀ + b0)) into the staged A0 region
 // (pool + off_act[0], in staged_input form, as the plain launch stages a global A0; trace_a0 the raw
-// values). K0 in S = ceil(K0 / kL0Slice) slices, double-buffered: at slice s every thread stores its
-// X pixels of slice s (loaded into registers one slice ahead), waits for its W0 copies of slice s
-// (issued one slice ahead) and rounds them (unless W0 is rounded already), a barrier, then issues
-// slice s + 1's copies and loads and runs slice s's mma steps. The barrier also frees the buffers
-// that slice s + 1 fills: their last reader was slice s - 1's mma. Warp w owns the 16x16 tiles w,
+// values). K0 in S = ceil(K0 / kL0Slice) slices: at slice s every thread stores its X pixels of slice
+// s (loaded into registers one slice ahead) into X buffer s % 2, waits for its W0 copies of slice s
+// (issued two slices ahead, into W buffer s % 3) and rounds them (unless W0 is rounded already), a
+// barrier, then issues slice s + 2's copies and slice s + 1's pixel loads and runs slice s's mma
+// steps: two slices of W0 in flight while one is multiplied (the streaming of W0 from L2, 401 KB a
+// block for the model, is what this phase waits for). The barrier also frees the buffers those
+// fill: X buffer (s + 1) % 2 and W buffer (s + 2) % 3 were last read by slice s - 1's mma. Warp w owns the 16x16 tiles w,
 // w + 8, ... of the chunk's 2 x w0/16, their accumulators in registers across the slices (k ascending
 // from 0; the last slice's partial mma step reads k >= K0 as 0): one mma chain over all of K0.
-// X rows past the chunk's rows are stored as 0 and their outputs dropped, as are W0's rows past w0.
+// X rows past the chunk's rows are stored as 0 and their outputs dropped; W0's rows past w0 (up to a
+// multiple of 16) are never written, and the outputs they feed are dropped.
 template <GemmPrecision PREC>
 __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool, int c0, int rows, uint64_t step) {
   static_assert(PREC != GemmPrecision::FP32, "layer 0 inside: tensor cores only");
@@ -659,6 +673,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
   const int K = p.K0, N = p.w[0], S = (K + kL0Slice - 1) / kL0Slice;
   float* const sx = pool + pl.off_l0x;
   float* const sw = pool + pl.off_l0w;
+  constexpr int XS = l0_stride<PREC>();  // (the buffers are kL0Stride apart, XS <= kL0Stride)
   const int xbuf = kL0Chunk * kL0Stride, wbuf = pl.l0_wrows * kL0Stride;
 
   // This thread's X quads: rows tid / kQuads + (kThreads / kQuads)·j, pixels 4·(tid % kQuads) + 0..3.
@@ -693,7 +708,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
     for (int j = 0; j < kXItems; ++j) {
       const int r = tid / kQuads + (kThreads / kQuads) * j;
       const uint32_t v = xr[j];
-      *reinterpret_cast<float4*>(sx + buf * xbuf + r * kL0Stride + 4 * q4) = make_float4(
+      *reinterpret_cast<float4*>(sx + buf * xbuf + r * XS + 4 * q4) = make_float4(
           gemm_input_from_raw<PREC>(v & 0xFFu, true), gemm_input_from_raw<PREC>((v >> 8) & 0xFFu, true),
           gemm_input_from_raw<PREC>((v >> 16) & 0xFFu, true), gemm_input_from_raw<PREC>(v >> 24, true));
     }
@@ -708,7 +723,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
     rowblock::RowCol rc(tid, kThreads, per_row);
 #pragma unroll 1
     for (int i = tid; i < n_items; i += kThreads, rc.next())
-      f(dst + rc.row * kL0Stride + w * rc.col, p.W0 + std::size_t(rc.row) * std::size_t(K) + std::size_t(k0 + w * rc.col));
+      f(dst + rc.row * XS + w * rc.col, p.W0 + std::size_t(rc.row) * std::size_t(K) + std::size_t(k0 + w * rc.col));
   };
   const auto copy_w = [&](int s, int buf) {
     for_w_items(s, buf, [&](float* d, const float* src) {
@@ -741,21 +756,24 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
 #pragma unroll
       for (int q = 0; q < 4; ++q) d[i][j][q] = 0.0f;
 
+  static_assert(kL0Stages == 3, "the waits below count one group in flight behind slice s");
   copy_w(0, 0);
+  if (S > 1) copy_w(1, 1);
   load_x(0);
 #pragma unroll 1
-  for (int s = 0; s < S; ++s) {
-    const int buf = s & 1;
-    store_x(buf);
-    cp_async_wait<0>();
-    round_w(s, buf);
+  for (int s = 0, wbuf_s = 0; s < S; ++s, wbuf_s = wbuf_s == kL0Stages - 1 ? 0 : wbuf_s + 1) {
+    const int xb = s & 1;
+    store_x(xb);
+    if (s + 1 < S)  // (slice s + 1's group may still fly; slice s's is the older one)
+      cp_async_wait<1>();
+    else
+      cp_async_wait<0>();
+    round_w(s, wbuf_s);
     __syncthreads();
-    if (s + 1 < S) {
-      copy_w(s + 1, buf ^ 1);
-      load_x(s + 1);
-    }
+    if (s + 2 < S) copy_w(s + 2, wbuf_s == 0 ? kL0Stages - 1 : wbuf_s - 1);  // ((s + 2) % 3 = (s - 1) % 3)
+    if (s + 1 < S) load_x(s + 1);
     const int len = K - s * kL0Slice < kL0Slice ? K - s * kL0Slice : kL0Slice, full = len / KS * KS;
-    const KFast xa{sx + buf * xbuf, kL0Stride}, wb{sw + buf * wbuf, kL0Stride};
+    const KFast xa{sx + xb * xbuf, XS}, wb{sw + wbuf_s * wbuf, XS};
 #pragma unroll
     for (int i = 0; i < kL0TilesPerWarp; ++i) {
       const int tile = warp + kWarps * i;
@@ -1097,8 +1115,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_clock_kernel(const
 // Lets the kernel use the whole budget of dynamic shared memory (above the default 48 KB); kept in
 // a static of the launcher instantiation, so it runs once per kernel.
 template <class F>
-bool allow_smem(F* kernel) {
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBudget));
+bool allow_smem(F* kernel, int bytes = kSmemBudget) {
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   return true;
 }
 
@@ -1136,7 +1154,7 @@ void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stre
 
 template <GemmPrecision PREC>
 void launch_l0(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
-  static const bool allowed = allow_smem(tail_l0_kernel<PREC>);
+  static const bool allowed = allow_smem(tail_l0_kernel<PREC>, kL0SmemBudget);
   (void)allowed;
   launch_kernel(tail_l0_kernel<PREC>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
 }
@@ -1145,7 +1163,7 @@ template <GemmPrecision PREC>
 void prepare_prec() {
   allow_smem(tail_kernel<PREC, true>);
   allow_smem(tail_kernel<PREC, false>);
-  if constexpr (PREC != GemmPrecision::FP32) allow_smem(tail_l0_kernel<PREC>);
+  if constexpr (PREC != GemmPrecision::FP32) allow_smem(tail_l0_kernel<PREC>, kL0SmemBudget);
 }
 
 std::vector<int> widths_of(const TailNet& net) {
@@ -1287,9 +1305,9 @@ std::string tail_layer0_unsupported(const std::vector<int>& widths, int K, GemmP
     return cat("layer 0 has ", widths[0], " units: inside the tail kernel at most ", max_w0);
   const int T = int(widths.size()) - 1;
   const std::size_t bytes = plan_bytes(make_plan(widths.data(), T, kL0Chunk, true, true, true));
-  if (bytes > std::size_t(kSmemBudget))
+  if (bytes > std::size_t(kL0SmemBudget))
     return cat("layer 0 inside the tail kernel: its slices, the tail's weights, gradients and 32 rows need ",
-               (bytes + 1023) / 1024, " KB of shared memory (at most ", kSmemBudget / 1024, " KB)");
+               (bytes + 1023) / 1024, " KB of shared memory (at most ", kL0SmemBudget / 1024, " KB)");
   return "";
 }
 

@@ -167,12 +167,13 @@ struct TailTrace {
 // NOTES.md "Layer 0 inside the tail kernel"): each block computes its own rows' A0 =
 // dropout_0(ReLU(round(X)·round(W)ᵀ + b)) (dropout at (seed, step, layer 0, row·w0 + unit), scale
 // mask_scale) straight into shared memory, X read from the uint8 images by index (pixel_value, as
-// gather_batch), W streamed through shared memory in slices of 64 k's by asynchronous copies, the
-// products on tensor cores (mma.sync, float32 accumulation in registers, k ascending in steps of one
-// mma across the slices). A0 never goes to global memory (trace->a0 for tests), and the separate
+// gather_batch), W streamed through shared memory in slices of 64 k's by asynchronous copies (two
+// in flight while one is multiplied), the products on tensor cores (mma.sync, float32 accumulation
+// in registers, k ascending in steps of one mma across the slices). One block an SM (≈ 172 KB of
+// shared memory for the model, 206 KB where a block takes several 32-row chunks). A0 never goes to global memory (trace->a0 for tests), and the separate
 // layer-0 forward launch of the step goes away. Every output after A0 is the plain launch's on that
 // A0, bit for bit; A0 itself is another summation of the same exact products than the dense tiles'
-// (within γ_{K+1}·Σ|x·w| of the exact sum, u = 2⁻²³).
+// (the chain over K, then + b: within γ_{K+1}·(Σ|x·w| + |b|) of the exact value, u = 2⁻²³).
 struct TailLayer0 {
   const uint8_t* images = nullptr;  // [dataset rows][K]
   RowIndex rows;                    // row r of the batch is images row src(r) (kernels/row_index.cuh)
@@ -183,7 +184,7 @@ struct TailLayer0 {
 };
 // "" where a training launch of these widths at `prec` can compute layer 0 (K inputs) itself, else
 // why not in one line: FP32 (its SIMT layer 0 would take ≈ 25k cycles a block), w0 > 256 (the
-// accumulators of a 32-row chunk, 4 tiles a warp), or the plan with the slices past the budget.
+// accumulators of a 32-row chunk, 4 tiles a warp), or the plan with the slices past 224 KB.
 std::string tail_layer0_unsupported(const std::vector<int>& widths, int K, GemmPrecision prec);
 
 // Raises the dynamic shared-memory limit of every tail kernel (above the default 48 KB). The

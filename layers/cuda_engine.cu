@@ -267,7 +267,15 @@ class CudaEngine final : public Engine {
     x_split_ = cfg.x_weight_gathered && x_in_place_ && (tail_ || race_paths_);
     weight_adam_ = cfg.weight_adam;
     tail_rows_ = cfg.tail_rows == TailRows::Rows16 ? cuda::TailRows::Half : cuda::TailRows::Wide;
-    tail_l0_ = cfg.tail_layer0 && tail_layer0_ok(x_in_place_);
+    tail_l0_ = cfg.tail_layer0 && (tail_ || race_paths_) && tail_layer0_ok(x_in_place_);
+    if (cfg.tail_layer0 && !tail_l0_) {  // (asked for and not taken: said, never silently ignored)
+      const std::string why = !tail_ && !race_paths_ ? std::string("the tail path does not run here")
+                              : !x_in_place_         ? std::string("layer 0 reads a gathered batch here")
+                                                     : cuda::tail_layer0_unsupported(tail_w_, layout_.dense.front().in,
+                                                                                     cfg.precision);
+      notice_ += cat(notice_.empty() ? "" : "\n", "note: --layer0 inside: ", why,
+                     "; layer 0's forward runs as its own launch");
+    }
     if (weight_adam_ && (tail_ || race_paths_))  // (the device asked for its clusters now, before any capture)
       for (const bool images : {false, true})
         (void)cuda::dense_weight_adam_tile(cfg.batch_size, layout_.dense.front().in, layout_.dense.front().out,
@@ -679,7 +687,7 @@ class CudaEngine final : public Engine {
   // labels y.
   void record_tail_step(const Dataset& d, const cuda::DenseInput& x0, const cuda::LabelInput& y, int B, bool update) {
     const cudaStream_t s = stream_.get();
-    // (kernels/pdl.cuh: each of the four waits before it reads; pdl_scope.hpp: the carveout)
+    // (kernels/pdl.cuh: each of the step's launches waits before it reads; pdl_scope.hpp: the carveout)
     const cuda::ProgrammaticLaunches pdl(pdl_, max_carveout_);
     const DenseSlot& first = layout_.dense.front();
     // Layer 0's forward inside the tail kernel (EngineConfig::tail_layer0: X in place), else its own launch.
@@ -708,8 +716,8 @@ class CudaEngine final : public Engine {
     cuda::DenseInput xw = x0;  // layer 0's weight GEMM's X
     bool xw_rounded = false;   // ... written rounded to the precision (gather_batch_overlapped)
     if (x_in_place_ && x_split_) {
-      // Gathered into floats while the tail kernel runs (it reads neither X nor the images' rows);
-      // the weight GEMM is faster on floats (EngineConfig::x_weight_gathered).
+      // Gathered into floats while the tail kernel runs (it writes neither; with layer 0 inside it
+      // reads the images too); the weight GEMM is faster on floats (EngineConfig::x_weight_gathered).
       NvtxRange range("gather X");
       cuda::gather_batch_overlapped(x_.data(), d.images.data(), order_.data(), counters_.data(), cfg_.batch_size, B,
                                     first.in, s, cfg_.precision);
@@ -963,7 +971,7 @@ class CudaEngine final : public Engine {
     }
     // ... and with layer 0's forward inside the tail kernel, where it can run (NOTES, "Layer 0 inside
     // the tail kernel": predicted, not measured).
-    if (!cfg_.tail_layer0 && tail_layer0_ok(in_place))
+    if (!cfg_.tail_layer0 && cfg_.tail_rows == TailRows::Rows32 && tail_layer0_ok(in_place))
       o.push_back({"tail step, layer 0 inside", true, in_place, split, false, false, false, false, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});

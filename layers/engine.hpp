@@ -58,6 +58,9 @@ enum class Carveout { Driver, Max };
 // CUDA, tail path: the tail kernel's blocks (EngineConfig::tail_rows): whole 32-row groups, at most
 // 128 blocks (one an SM), or 16-row halves, at most 256 (two an SM).
 enum class TailRows { Rows32, Rows16 };
+// CUDA, tail path at tf32/bf16: layer 0's forward as a launch of its own or inside the tail kernel
+// (the app's --layer0; EngineConfig::tail_layer0).
+enum class Layer0 { Separate, Inside };
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -80,6 +83,7 @@ const char* to_string(Autotune a);
 const char* to_string(Pdl p);
 const char* to_string(Carveout c);
 const char* to_string(TailRows r);
+const char* to_string(Layer0 l);
 const char* to_string(Precision p);
 
 struct EngineConfig {
@@ -153,7 +157,8 @@ struct EngineConfig {
   // memory), so the step has no layer-0 forward launch and A0 never goes to memory. Another float32
   // sum of layer 0's products (mma steps in ascending k), so other bits from A0 on; evaluation and
   // prediction keep the separate forward. Where cuda::tail_layer0_unsupported allows it, else
-  // ignored. With Kernels::Auto and autotune (false here), the race tries it too.
+  // ignored with a notice. With Kernels::Auto and autotune (false here), the race tries it too. The
+  // app's --layer0 separate|inside.
   bool tail_layer0 = false;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size

@@ -19,6 +19,8 @@ time with the first epoch left out as warm-up, and the table shows the median ov
                                  launch instead of one for the step (what that one buys; CUDA only)
                engine-tail-half  engine-tail with --tail-rows 16: the tail kernel in 16-row blocks, up to 256,
                                  two an SM (what they buy over 32-row groups; CUDA only)
+               engine-tail-l0    engine-tail with --layer0 inside: layer 0's forward inside the tail kernel
+                                 (what one launch fewer buys; CUDA, tf32/bf16 only: skipped at fp32)
                engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
@@ -64,6 +66,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half",
+       "engine-tail-l0",
        "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
        "pytorch-graph", "jax", "jax-highest"]
 
@@ -224,7 +227,8 @@ class Race:
                 if c == "engine-graph1" and a.device != "cuda":
                     self.skip(c, "--graph-steps applies to --device cuda only")
                     continue
-                if c in ("engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half") and a.device != "cuda":
+                if c in ("engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half",
+                         "engine-tail-l0") and a.device != "cuda":
                     self.skip(c, "--kernels applies to --device cuda only")
                     continue
                 if c == "engine-tail-nopdl" and "--pdl" not in self.engine_help:
@@ -236,7 +240,10 @@ class Race:
                 if c == "engine-tail-half" and "--tail-rows" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --tail-rows")
                     continue
-                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half") and not re.search(r"\btail\b", self.engine_help):
+                if c == "engine-tail-l0" and "--layer0" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --layer0")
+                    continue
+                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half", "engine-tail-l0") and not re.search(r"\btail\b", self.engine_help):
                     self.skip(c, f"{a.bin} --help does not offer --kernels tail")
                     continue
                 if c in ("engine-graph", "engine-tail") and "--kernels" not in self.engine_help:
@@ -357,6 +364,8 @@ class Race:
             cmd += ["--kernels", "tail", "--carveout", "driver"]
         if c == "engine-tail-half":
             cmd += ["--kernels", "tail", "--tail-rows", "16"]
+        if c == "engine-tail-l0":
+            cmd += ["--kernels", "tail", "--layer0", "inside"]
         if c == "engine-untuned":
             cmd += ["--autotune", "off"]
         if prec != "fp32":
@@ -483,11 +492,14 @@ class Race:
 
     def with_precisions(self, contenders):
         """(contender, precision) pairs: engine contenders at every --precisions value that they and
-        the binary support (engine-cublas is float32 only), the others at fp32."""
+        the binary support (engine-cublas is float32 only, engine-tail-l0 tf32/bf16 only), the others
+        at fp32."""
         pairs = []
         for c in contenders:
             for prec in self.a.precisions:
                 if prec != "fp32" and (not c.startswith("engine") or c == "engine-cublas"):
+                    continue
+                if prec == "fp32" and c == "engine-tail-l0":  # (layer 0 inside runs on tensor cores only)
                     continue
                 if prec != "fp32" and "--precision" not in (self.engine_help or ""):
                     self.skip(f"{c}[{prec}]", f"{self.a.bin} --help does not list --precision")

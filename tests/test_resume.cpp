@@ -200,18 +200,21 @@ TEST_CASE("load_resume rejects a weights-only checkpoint and another architectur
                        InputError);
 }
 
-TEST_CASE("the resume rule: --autotune and --tail-rows count on CUDA only; a file from before them ran off / 32") {
+TEST_CASE("the resume rule: --autotune, --tail-rows and --layer0 count on CUDA only; a file from before them ran off / 32 / separate") {
   AppOptions o;
   const auto cuda = run_config(o, "cuda", "fp"), cpu = run_config(o, "cpu", "fp");
   CHECK(cuda.at("tail_rows") == "32");
   CHECK(cuda.at("autotune") == "on");
   CHECK(cpu.count("tail_rows") == 0);
   CHECK(cpu.count("autotune") == 0);
+  CHECK(cuda.at("layer0") == "separate");
+  CHECK(cpu.count("layer0") == 0);
   CHECK(resume_flag_diff(cuda, cuda).empty());
   // A state saved before either flag existed: it ran 32-row tail blocks, untuned.
   std::map<std::string, std::string> old = cuda;
   old.erase("tail_rows");
   old.erase("autotune");
+  old.erase("layer0");
   AppOptions untuned = o;
   untuned.autotune = Autotune::Off;
   CHECK(resume_flag_diff(old, run_config(untuned, "cuda", "fp")).empty());
@@ -219,7 +222,11 @@ TEST_CASE("the resume rule: --autotune and --tail-rows count on CUDA only; a fil
   rows16.tail_rows = TailRows::Rows16;
   CHECK(resume_flag_diff(old, run_config(rows16, "cuda", "fp")) == "; tail_rows was 32, now 16");
   CHECK(resume_flag_diff(cuda, run_config(rows16, "cuda", "fp")).find("tail_rows was 32, now 16") != std::string::npos);
-  // On the CPU the flag is not part of the run (the notice names it instead).
+  AppOptions inside = untuned;
+  inside.layer0 = Layer0::Inside;
+  CHECK(resume_flag_diff(old, run_config(inside, "cuda", "fp")) == "; layer0 was separate, now inside");
+  // On the CPU the flags are not part of the run (the notice names them instead).
   CHECK(resume_flag_diff(cpu, run_config(rows16, "cpu", "fp")).empty());
+  CHECK(resume_flag_diff(cpu, run_config(inside, "cpu", "fp")).empty());
   CHECK(resume_flag_diff(cpu, run_config(o, "cuda", "fp")).find("backend was cpu, now cuda") != std::string::npos);
 }

@@ -60,6 +60,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.pdl = o.pdl;
   c.carveout = o.carveout;
   c.tail_rows = o.tail_rows;
+  c.tail_layer0 = o.layer0 == Layer0::Inside;
   return c;
 }
 
@@ -75,6 +76,7 @@ void cpu_ignores(const AppOptions& o, std::ostream& log) {
   if (o.pdl != d.pdl) flags += cat(" --pdl ", to_string(o.pdl));
   if (o.carveout != d.carveout) flags += cat(" --carveout ", to_string(o.carveout));
   if (o.tail_rows != d.tail_rows) flags += cat(" --tail-rows ", to_string(o.tail_rows));
+  if (o.layer0 != d.layer0) flags += cat(" --layer0 ", to_string(o.layer0));
   if (o.graph_steps != d.graph_steps) flags += cat(" --graph-steps ", o.graph_steps);
   if (!flags.empty()) log << "notice: the CPU path has no use for" << flags << " (CUDA only)\n";
 }

@@ -152,6 +152,10 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "CUDA, tail path: rows of a tail-kernel block, in whole units of 32 (at most 128 blocks, one an SM) "
              "or 16 (at most 256, up to two an SM); other float32 sums of the later layers' gradients "
              "(--kernels auto with --autotune on, at 32, tries 16 too)");
+  add_choice(app, "--layer0", o.layer0, {Layer0::Separate, Layer0::Inside},
+             "CUDA, tail path at tf32/bf16: layer 0's forward as its own launch or inside the tail kernel (each "
+             "block computes its rows from the images; another float32 sum of layer 0's products); --kernels "
+             "auto with --autotune on tries inside too");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");
@@ -254,7 +258,8 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"init", to_string(o.init)},       {"graph_steps", cat(o.graph_steps)}, {"out", o.out_dir},
           {"kernels", to_string(o.kernels)}, {"precision", to_string(o.precision)},
           {"autotune", to_string(o.autotune)}, {"pdl", to_string(o.pdl)},
-          {"carveout", to_string(o.carveout)}, {"tail_rows", to_string(o.tail_rows)}};
+          {"carveout", to_string(o.carveout)}, {"tail_rows", to_string(o.tail_rows)},
+          {"layer0", to_string(o.layer0)}};
 }
 
 }  // namespace mnist

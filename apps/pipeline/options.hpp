@@ -50,6 +50,7 @@ struct AppOptions {
   Pdl pdl = Pdl::On;                   // CUDA only (tail path)
   Carveout carveout = Carveout::Max;   // CUDA only (tail path, with --pdl on)
   TailRows tail_rows = TailRows::Rows32;  // CUDA only (tail path)
+  Layer0 layer0 = Layer0::Separate;       // CUDA only (tail path, tf32/bf16)
   Dataset dataset = Dataset::Mnist;
   std::string data_dir;  // default data/<dataset>
   std::string out_dir = "out";

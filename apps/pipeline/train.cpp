@@ -100,7 +100,8 @@ std::string written_files(const OutputDir& out) {
 // may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
 // CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
 // size models' choices): a file from before the flag existed ran without it ("off"). --tail-rows
-// counts on CUDA too (other sums of the later layers' gradients): a file from before it ran 32.
+// counts on CUDA too (other sums of the later layers' gradients): a file from before it ran 32; so
+// does --layer0 (another sum of layer 0's products): a file from before it ran "separate".
 std::map<std::string, std::string> run_config(const AppOptions& o, const std::string& backend,
                                               const std::string& fingerprint) {
   std::map<std::string, std::string> c = {{"hidden", hidden_string(o.hidden)}, {"dropout", cat(o.dropout)},     {"init", to_string(o.init)},
@@ -112,6 +113,7 @@ std::map<std::string, std::string> run_config(const AppOptions& o, const std::st
   if (backend == "cuda") {
     c["autotune"] = to_string(o.autotune);
     c["tail_rows"] = to_string(o.tail_rows);
+    c["layer0"] = to_string(o.layer0);
   }
   return c;
 }
@@ -120,6 +122,7 @@ std::string resume_flag_diff(std::map<std::string, std::string> saved, const std
   // (flags the file may predate: what a run before them ran)
   if (config.count("autotune") && !saved.count("autotune")) saved["autotune"] = "off";
   if (config.count("tail_rows") && !saved.count("tail_rows")) saved["tail_rows"] = "32";
+  if (config.count("layer0") && !saved.count("layer0")) saved["layer0"] = "separate";
   std::string diff;
   for (const auto& [k, v] : config) {
     auto it = saved.find(k);
