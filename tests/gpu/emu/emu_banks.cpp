@@ -39,12 +39,13 @@ extern std::map<std::string, std::pair<unsigned long long, unsigned long long>> 
 
 using namespace mnist;
 
-static void run(Kernels kernels, Precision prec, int batch) {
+static void run(Kernels kernels, Precision prec, int batch, bool layer0_inside = false) {
   const auto t0 = std::chrono::steady_clock::now();
   EngineConfig cfg;
   cfg.kernels = kernels;
   cfg.precision = prec;
   cfg.batch_size = batch;
+  cfg.tail_layer0 = layer0_inside;
   cfg.graph_steps = 2;
   const int n = 2 * batch, input = cfg.spec.input;
   const auto images = emu_x::bytes(std::size_t(n) * input, 1, 255), labels = emu_x::bytes(n, 2, 9);
@@ -52,8 +53,8 @@ static void run(Kernels kernels, Precision prec, int batch) {
   const int t = gpu->add_dataset({images.data(), labels.data(), n, input});
   const EpochStats s = gpu->train_epoch(t, 0, 1e-3f);
   gpu->evaluate(t);
-  std::printf("%s %s batch %d: loss %.4f (%.1f s)\n", to_string(kernels), to_string(prec), batch,
-              s.loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::printf("%s%s %s batch %d: loss %.4f (%.1f s)\n", to_string(kernels), gpu->tail_layer0() ? " (layer 0 inside)" : "",
+              to_string(prec), batch, s.loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   std::fflush(stdout);
 }
 
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
         run(k, p, 4096);
       } else {
         run(k, p, 512);
+        if (k == Kernels::Tail) run(k, p, 128, true);  // (layer 0 inside the tail kernel: tail_l0_kernel; 4 blocks)
         if (set == "full") run(k, p, 4096);
       }
     }
