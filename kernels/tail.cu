@@ -500,14 +500,43 @@ struct Frags {
   }
 };
 
+// One warp tile's k loop: d += A·B over k = 0 .. K-1 in ascending steps of one mma (8 or 16 deep;
+// a last partial step reads k >= K as 0), the fragments read through fa and fb (set up at the tile).
+// Every lane of the warp calls it.
+template <GemmPrecision PREC, class OpA, class OpB>
+__device__ __forceinline__ void warp_tile_mma(float (&d)[2][4], const Frags<PREC, true, OpA>& fa,
+                                              const Frags<PREC, false, OpB>& fb, int K) {
+  constexpr bool kBf16 = PREC == GemmPrecision::BF16;
+  constexpr int KS = kBf16 ? 16 : 8;  // depth of one mma
+  const int k_full = K / KS * KS;
+  uint32_t a[1][4], b[2][2];
+  const auto mma2 = [&] {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      if constexpr (kBf16)
+        mma_bf16_m16n8k16(d[j], a[0], b[j]);
+      else
+        mma_tf32_m16n8k8(d[j], a[0], b[j]);
+    }
+  };
+#pragma unroll 2
+  for (int k0 = 0; k0 < k_full; k0 += KS) {
+    fa.load(a, k0);
+    fb.load(b, k0);
+    mma2();
+  }
+  if (k_full < K) {
+    fa.load_tail(a, k_full);
+    fb.load_tail(b, k_full);
+    mma2();
+  }
+}
+
 template <GemmPrecision PREC, class OpA, class OpB, class Init, class Store>
 __device__ __forceinline__ void gemm_mma(int M, int N, int K, const OpA A, const OpB B, Init init, Store store) {
   static_assert(PREC != GemmPrecision::FP32, "FP32 keeps the SIMT chains");
-  constexpr bool kBf16 = PREC == GemmPrecision::BF16;
-  constexpr int KS = kBf16 ? 16 : 8;  // depth of one mma
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, g = lane >> 2, t = lane & 3;
   const int tilesN = (N + 15) / 16, tiles = (M + 15) / 16 * tilesN;
-  const int k_full = K / KS * KS;
   for (int tile = warp; tile < tiles; tile += kWarps) {
     const int m0 = tile / tilesN * 16, n0 = tile % tilesN * 16;
     float d[2][4];
@@ -522,27 +551,7 @@ __device__ __forceinline__ void gemm_mma(int M, int N, int K, const OpA A, const
     Frags<PREC, false, OpB> fb{B, K};
     fa.setup(m0, lane);
     fb.setup(n0, lane);
-    uint32_t a[1][4], b[2][2];
-    auto mma2 = [&] {
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        if constexpr (kBf16)
-          mma_bf16_m16n8k16(d[j], a[0], b[j]);
-        else
-          mma_tf32_m16n8k8(d[j], a[0], b[j]);
-      }
-    };
-#pragma unroll 2
-    for (int k0 = 0; k0 < k_full; k0 += KS) {
-      fa.load(a, k0);
-      fb.load(b, k0);
-      mma2();
-    }
-    if (k_full < K) {
-      fa.load_tail(a, k_full);
-      fb.load_tail(b, k_full);
-      mma2();
-    }
+    warp_tile_mma(d, fa, fb, K);
     // d0 (g, 2t), d1 (g, 2t+1), d2 (g+8, 2t), d3 (g+8, 2t+1)
     const auto row = [&](int, int q) { return m0 + g + 8 * (q >> 1); };
     const auto col = [&](int j, int q) { return n0 + 8 * j + 2 * t + (q & 1); };
@@ -663,8 +672,6 @@ __device__ __forceinline__ void dropout_pass(const TailParams& p, int layer, int
 template <GemmPrecision PREC>
 __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool, int c0, int rows, uint64_t step) {
   static_assert(PREC != GemmPrecision::FP32, "layer 0 inside: tensor cores only");
-  constexpr bool kBf16 = PREC == GemmPrecision::BF16;
-  constexpr int KS = kBf16 ? 16 : 8;                     // depth of one mma
   constexpr int kQuads = kL0Slice / 4;                   // pixel quads of a row's slice
   constexpr int kXItems = kL0Chunk * kQuads / kThreads;  // a thread's quads a slice
   static_assert(kXItems * kThreads == kL0Chunk * kQuads, "whole quads a thread");
@@ -748,13 +755,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
   };
 
   const int NT = pl.l0_wrows / 16, tiles = (kL0Chunk / 16) * NT;
-  float d[kL0TilesPerWarp][2][4];
-#pragma unroll
-  for (int i = 0; i < kL0TilesPerWarp; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) d[i][j][q] = 0.0f;
+  float d[kL0TilesPerWarp][2][4] = {};  // (every tile's accumulators, across the slices)
 
   static_assert(kL0Stages == 3, "the waits below count one group in flight behind slice s");
   copy_w(0, 0);
@@ -772,7 +773,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
     __syncthreads();
     if (s + 2 < S) copy_w(s + 2, wbuf_s == 0 ? kL0Stages - 1 : wbuf_s - 1);  // ((s + 2) % 3 = (s - 1) % 3)
     if (s + 1 < S) load_x(s + 1);
-    const int len = K - s * kL0Slice < kL0Slice ? K - s * kL0Slice : kL0Slice, full = len / KS * KS;
+    const int len = K - s * kL0Slice < kL0Slice ? K - s * kL0Slice : kL0Slice;
     const KFast xa{sx + xb * xbuf, XS}, wb{sw + wbuf_s * wbuf, XS};
 #pragma unroll
     for (int i = 0; i < kL0TilesPerWarp; ++i) {
@@ -782,27 +783,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
       Frags<PREC, false, KFast> fb{wb, len};
       fa.setup(tile / NT * 16, lane);
       fb.setup(tile % NT * 16, lane);
-      uint32_t a[1][4], b[2][2];
-      const auto mma2 = [&] {
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          if constexpr (kBf16)
-            mma_bf16_m16n8k16(d[i][j], a[0], b[j]);
-          else
-            mma_tf32_m16n8k8(d[i][j], a[0], b[j]);
-        }
-      };
-#pragma unroll 2
-      for (int k0 = 0; k0 < full; k0 += KS) {
-        fa.load(a, k0);
-        fb.load(b, k0);
-        mma2();
-      }
-      if (full < len) {
-        fa.load_tail(a, full);
-        fb.load_tail(b, full);
-        mma2();
-      }
+      warp_tile_mma(d[i], fa, fb, len);
     }
   }
 
