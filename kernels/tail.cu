@@ -1076,9 +1076,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksAnSm) tail_kernel(const TailP
 
 // A training launch that computes layer 0 itself (TailLayer0; TF32/BF16): one block an SM (its plan
 // with the slices does not fit twice), so the register bound of two is not asked for.
-template <GemmPrecision PREC>
+template <GemmPrecision PREC, bool BACKWARD>
 __global__ void __launch_bounds__(kThreads, 1) tail_l0_kernel(const TailParams p) {
-  tail_body<PREC, true, TailStop::Whole, false, true>(p);
+  tail_body<PREC, BACKWARD, TailStop::Whole, false, true>(p);
 }
 
 // A training launch cut after the phase STOP (tail_force_stop; bench_kernels only).
@@ -1133,18 +1133,21 @@ void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stre
   launch_kernel(tail_kernel<PREC, BACKWARD>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
 }
 
-template <GemmPrecision PREC>
+template <GemmPrecision PREC, bool BACKWARD>
 void launch_l0(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
-  static const bool allowed = allow_smem(tail_l0_kernel<PREC>, kL0SmemBudget);
+  static const bool allowed = allow_smem(tail_l0_kernel<PREC, BACKWARD>, kL0SmemBudget);
   (void)allowed;
-  launch_kernel(tail_l0_kernel<PREC>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
+  launch_kernel(tail_l0_kernel<PREC, BACKWARD>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
 }
 
 template <GemmPrecision PREC>
 void prepare_prec() {
   allow_smem(tail_kernel<PREC, true>);
   allow_smem(tail_kernel<PREC, false>);
-  if constexpr (PREC != GemmPrecision::FP32) allow_smem(tail_l0_kernel<PREC>, kL0SmemBudget);
+  if constexpr (PREC != GemmPrecision::FP32) {
+    allow_smem(tail_l0_kernel<PREC, true>, kL0SmemBudget);
+    allow_smem(tail_l0_kernel<PREC, false>, kL0SmemBudget);
+  }
 }
 
 std::vector<int> widths_of(const TailNet& net) {
@@ -1177,7 +1180,7 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   MNIST_CHECK(p.B >= 0 && p.B <= kTailMaxRows, who, ": ", p.B, " rows (at most ", kTailMaxRows, ")");
   if (l0) {
     const std::string why0 = tail_layer0_unsupported(widths, l0->K, prec);
-    MNIST_CHECK(backward && why0.empty(), who, ": ", why0.empty() ? std::string("layer 0 inside: training only") : why0);
+    MNIST_CHECK(why0.empty(), who, ": ", why0);
     MNIST_CHECK(p.B == 0 || (l0->images && l0->W && l0->b), who, ": null layer-0 images, weights or bias");
     p.x_images = l0->images;
     p.x_rows = l0->rows;
@@ -1217,9 +1220,10 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
     p.plan = make_plan(p.w, T, cc.chunk, true, cc.acc);
     p.unit = unit_rows(rows);
   } else {
+    static_assert(kEvalRows == kL0Chunk, "an evaluation chunk is layer 0's chunk");
     p.chunk = kEvalRows;
     blocks = (p.B + kEvalRows - 1) / kEvalRows;  // one group a block
-    p.plan = make_plan(p.w, T, kEvalRows, false, false);
+    p.plan = make_plan(p.w, T, kEvalRows, false, false, l0 != nullptr);
     p.unit = kEvalRows;
   }
   p.units = (p.B + p.unit - 1) / p.unit;
@@ -1231,8 +1235,12 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   p.done = xent.done;
   const std::size_t smem = plan_bytes(p.plan);
   if (l0) {
-    prec == GemmPrecision::TF32 ? launch_l0<GemmPrecision::TF32>(p, blocks, smem, stream)
-                                : launch_l0<GemmPrecision::BF16>(p, blocks, smem, stream);
+    if (prec == GemmPrecision::TF32)
+      backward ? launch_l0<GemmPrecision::TF32, true>(p, blocks, smem, stream)
+               : launch_l0<GemmPrecision::TF32, false>(p, blocks, smem, stream);
+    else
+      backward ? launch_l0<GemmPrecision::BF16, true>(p, blocks, smem, stream)
+               : launch_l0<GemmPrecision::BF16, false>(p, blocks, smem, stream);
     MNIST_LAUNCH_CHECK(stream);
     return;
   }
@@ -1362,7 +1370,8 @@ void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch&
 }
 
 void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,
-                   const LabelInput& labels, int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace) {
+                   const LabelInput& labels, int B, cudaStream_t stream, GemmPrecision prec, const TailTrace* trace,
+                   const TailLayer0* layer0) {
   TailParams p{};
   p.metrics = metrics;
   p.A0 = A0;
@@ -1370,7 +1379,7 @@ void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& 
   p.drop_scale = 1.0f;
   p.mask_scale = 1.0f;
   p.B = B;
-  run(p, net, false, scratch, stream, prec, trace, "tail_evaluate");
+  run(p, net, false, scratch, stream, prec, trace, "tail_evaluate", TailRows::Wide, layer0);
 }
 
 }  // namespace mnist::cuda

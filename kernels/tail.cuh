@@ -244,16 +244,17 @@ void tail_force_clocks(unsigned long long* stamps);
 // layer 0's dropout DropoutSpec{drop.p, drop.seed, drop.step, layer 0, drop.counters} scaled by
 // mask_scale; tail_layer0_unsupported(widths, layer0->K, prec) must be "". Such a launch reads
 // nothing before its programmatic wait (kernels/pdl.cuh): the launch before it may write any weight.
-// (tail_force_stop and tail_force_clocks do not apply to it.)
+// (tail_force_stop and tail_force_clocks do not apply to it.) tail_evaluate takes it too.
 void tail_train(float* partial, float* dz0, Metrics* metrics, const XentScratch& scratch, const TailNet& net,
                 const float* A0, const LabelInput& labels, const DropoutSpec& drop, float mask_scale, float grad_scale,
                 int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
                 const TailTrace* trace = nullptr, TailRows rows = TailRows::Wide, const TailLayer0* layer0 = nullptr);
 
 // Evaluation: the forward without dropout and the metrics, *metrics += (loss sum, hits) over B
-// rows in softmax_xent's order. trace: act only (dz is not computed).
+// rows in softmax_xent's order. trace: act (and a0) only (dz is not computed). layer0 as for
+// tail_train (A0 computed by the launch, without dropout; one 32-row chunk a block).
 void tail_evaluate(Metrics* metrics, const XentScratch& scratch, const TailNet& net, const float* A0,
                    const LabelInput& labels, int B, cudaStream_t stream, GemmPrecision prec = GemmPrecision::FP32,
-                   const TailTrace* trace = nullptr);
+                   const TailTrace* trace = nullptr, const TailLayer0* layer0 = nullptr);
 
 }  // namespace mnist::cuda

@@ -56,7 +56,8 @@
 // Tail (cfg.kernels == Kernels::Tail, the large-batch graph path; Auto takes it only where autotuning
 // times it faster than the graph path, race_paths): the step above in four launches, each as large
 // as the layer's work gets:
-//   layer 0's dense_relu_dropout_forward    as above (X0 read from the images)
+//   layer 0's dense_relu_dropout_forward    as above (X0 read from the images); not with
+//                                    cfg.tail_layer0, where tail_train computes it (cuda::TailLayer0)
 //   tail_train                       every later layer in ONE launch (kernels/tail.cuh): per block of
 //                                    rows their forward, dropout, softmax/xent (metrics; labels by
 //                                    index, as above) and backward,
@@ -78,7 +79,8 @@
 //                                    the tail kernel left in its group slots (GroupMetrics)
 // With cfg.pdl (where the device passes the probe) they are programmatic launches (kernels/pdl.cuh):
 // each starts while the one before runs and waits on the device before it reads that one's output.
-// Evaluation: layer 0's forward (its rows in place), tail_evaluate. Same counters, graphs and metrics as
+// Evaluation: layer 0's forward (its rows in place), tail_evaluate (with cfg.tail_layer0: tail_evaluate
+// alone, computing layer 0 too). Same counters, graphs and metrics as
 // the graph path; the arithmetic of the same GEMMs (inputs rounded to the precision, float32 sums)
 // in other summation orders for layers >= 1 (checked against the CPU engine in the tests).
 //
@@ -508,10 +510,12 @@ class CudaEngine final : public Engine {
         y = y_.data();
       }
       const cuda::ProgrammaticLaunches pdl(tail_ && pdl_, max_carveout_);
-      forward(x0, rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
+      // (with layer 0 inside the tail kernel, its evaluation launch computes layer 0 too)
+      const cuda::TailLayer0 l0 = tail_ && tail_l0_ && x0.images ? layer0_inside(x0) : cuda::TailLayer0{};
+      if (!l0.images) forward(x0, rows, false, tail_ ? 1 : head_ ? layout_.dense.size() - 1 : layout_.dense.size());
       if (tail_) {
-        cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), act_[0].data(), y, rows, s,
-                            cfg_.precision);
+        cuda::tail_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), tail_net(), l0.images ? nullptr : act_[0].data(),
+                            y, rows, s, cfg_.precision, nullptr, l0.images ? &l0 : nullptr);
       } else if (head_) {
         const DenseSlot& sl = layout_.dense.back();
         cuda::head_evaluate(metrics_.data() + kEvalMetrics, xent_scratch(), head_input(), param(sl.w_offset),
@@ -671,6 +675,19 @@ class CudaEngine final : public Engine {
     tail_ = true;
   }
 
+  // Layer 0 as the tail kernel computes it itself (EngineConfig::tail_layer0) from x0's images.
+  cuda::TailLayer0 layer0_inside(const cuda::DenseInput& x0) {
+    const DenseSlot& first = layout_.dense.front();
+    cuda::TailLayer0 l0;
+    l0.images = x0.images;
+    l0.rows = x0.rows;
+    l0.W = gemm_w(first);
+    l0.b = param(first.b_offset);
+    l0.K = first.in;
+    l0.w_rounded = wq_.size() != 0;
+    return l0;
+  }
+
   cuda::TailNet tail_net() {
     cuda::TailNet n;
     n.layers = int(layout_.dense.size()) - 1;
@@ -692,17 +709,8 @@ class CudaEngine final : public Engine {
     const DenseSlot& first = layout_.dense.front();
     // Layer 0's forward inside the tail kernel (EngineConfig::tail_layer0: X in place), else its own launch.
     const bool l0_inside = tail_l0_ && x0.images;
-    cuda::TailLayer0 l0;
-    if (l0_inside) {
-      l0.images = x0.images;
-      l0.rows = x0.rows;
-      l0.W = gemm_w(first);
-      l0.b = param(first.b_offset);
-      l0.K = first.in;
-      l0.w_rounded = wq_.size() != 0;
-    } else {
-      forward(x0, B, true, 1);
-    }
+    const cuda::TailLayer0 l0 = l0_inside ? layer0_inside(x0) : cuda::TailLayer0{};
+    if (!l0_inside) forward(x0, B, true, 1);
     const std::vector<int>& w = tail_w_;
     {
       NvtxRange range("tail");

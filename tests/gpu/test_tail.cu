@@ -650,7 +650,8 @@ TEST_CASE("tail_train in 16-row blocks, two an SM (TailRows::Half): the same dz0
 // reference (γ_{K+1}·(Σ|x·w| + |b|), scaled, dropped units exactly 0; the kernel's own rounding of the
 // pixels and W0 applied to the reference's inputs), and everything after it the bits of the plain
 // launch run on that A0: activations, dZ, dz0, every slice, the metrics, and the engine's form (the
-// slots added by adam_reduce_update). W0 given rounded (w_rounded) gives the same bits as W0 raw.
+// slots added by adam_reduce_update), and tail_evaluate with layer 0 inside alike (no dropout). W0
+// given rounded (w_rounded) gives the same bits as W0 raw.
 // Shapes: layer 0's K of 784 in 13 slices (the last 16 deep), K = 50 (not a multiple of 4: pixel and
 // W0 loads element by element, a partial mma step), images 1 byte off 4-byte alignment and W0 one float
 // off 16 bytes (element loads and 4-byte copies), 4500 rows (64-row blocks: two 32-row chunks, the
@@ -770,6 +771,28 @@ TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU refere
       }
       CHECK(same_bits(in.m.loss_sum, plain.m.loss_sum));
       CHECK(in.m.correct == plain.m.correct);
+
+      // Evaluation with layer 0 inside: A0 without dropout within its bound, the metrics the plain
+      // tail_evaluate's bits on that A0.
+      {
+        const auto eval_in = cuda::LabelInput::by_index(d_lab.data(), d_idx.data(), first, d_counters.data(), B);
+        auto a0 = poisoned<float>(std::size_t(B) * w0);
+        auto m_in = to_device(std::vector<cuda::Metrics>(1)), m_plain = to_device(std::vector<cuda::Metrics>(1));
+        XentBuffers xe(B);
+        cuda::TailTrace et;
+        et.a0 = a0.data();
+        cuda::tail_evaluate(m_in.data(), xe.scratch(), model.net(), nullptr, eval_in, B, stream.get(), prec, &et, &l0);
+        const std::vector<float> ea0 = to_host(a0);
+        std::vector<double> eref, ebound;
+        forward_reference(eref, ebound, X, W0, b0, B, K, w0, true, cuda::DropoutSpec{0.0f, 0, 0, 0, nullptr}, 0u, prec);
+        expect_within(ea0, eref, ebound, "A0 of the evaluation (layer 0 inside)");
+        auto d_ea0 = to_device(ea0);
+        cuda::tail_evaluate(m_plain.data(), xe.scratch(), model.net(), d_ea0.data(), eval_in, B, stream.get(), prec);
+        const cuda::Metrics a = to_host(m_in)[0], b = to_host(m_plain)[0];
+        CHECK_MESSAGE(same_bits(a.loss_sum, b.loss_sum), "evaluation loss " << a.loss_sum << " vs " << b.loss_sum);
+        CHECK(a.correct == b.correct);
+        CHECK(xe.counter() == 0u);
+      }
 
       // The engine's form (no dz0 trace, metrics left in the slots for the optimizer): the same sums.
       {
