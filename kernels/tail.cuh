@@ -169,8 +169,8 @@ struct TailTrace {
 // mask_scale) straight into shared memory, X read from the uint8 images by index (pixel_value, as
 // gather_batch), W streamed through shared memory in slices of 64 k's by asynchronous copies (two
 // in flight while one is multiplied), the products on tensor cores (mma.sync, float32 accumulation
-// in registers, k ascending in steps of one mma across the slices). One block an SM (≈ 172 KB of
-// shared memory for the model, 206 KB where a block takes several 32-row chunks). A0 never goes to global memory (trace->a0 for tests), and the separate
+// in registers, k ascending in steps of one mma across the slices). One block an SM (≈ 179 KB of
+// shared memory for the model, 213 KB where a block takes several 32-row chunks). A0 never goes to global memory (trace->a0 for tests), and the separate
 // layer-0 forward launch of the step goes away. Every output after A0 is the plain launch's on that
 // A0, bit for bit; A0 itself is another summation of the same exact products than the dense tiles'
 // (the chain over K, then + b: within γ_{K+1}·(Σ|x·w| + |b|) of the exact value, u = 2⁻²³).

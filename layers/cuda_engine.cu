@@ -944,7 +944,9 @@ class CudaEngine final : public Engine {
     pdl_ = pdl_ok_ && !o.ordinary;
     max_carveout_ = carveout_ok_ && pdl_ && !o.driver_carveout;
     tail_rows_ = cfg_.tail_rows == TailRows::Rows16 || o.half_rows ? cuda::TailRows::Half : cuda::TailRows::Wide;
-    tail_l0_ = (cfg_.tail_layer0 || o.layer0_inside) && tail_layer0_ok(x_in_place_);
+    // (not on the race's 16-row candidates: a block of layer 0 inside holds an SM, two waves; a run
+    // that sets both flags gets both)
+    tail_l0_ = (cfg_.tail_layer0 || o.layer0_inside) && !o.half_rows && tail_layer0_ok(x_in_place_);
   }
   // Whether the tail kernel can compute layer 0's forward here (EngineConfig::tail_layer0): X read
   // in place, TF32/BF16, the widths and layer 0's inputs within cuda::tail_layer0_unsupported.

@@ -155,8 +155,9 @@ struct EngineConfig {
   // Tail path at TF32/BF16 with X in place: layer 0's forward inside the tail kernel
   // (cuda::TailLayer0: each block computes its rows' A0 from the images, W0 streamed through shared
   // memory), so the step has no layer-0 forward launch and A0 never goes to memory. Another float32
-  // sum of layer 0's products (mma steps in ascending k), so other bits from A0 on; evaluation and
-  // prediction keep the separate forward. Where cuda::tail_layer0_unsupported allows it, else
+  // sum of layer 0's products (mma steps in ascending k), so other bits from A0 on; the evaluation's
+  // tail launch computes layer 0 too, prediction keeps the separate forward (so the two may differ
+  // in A0's last bits). Where cuda::tail_layer0_unsupported allows it, else
   // ignored with a notice. With Kernels::Auto and autotune (false here), the race tries it too. The
   // app's --layer0 separate|inside.
   bool tail_layer0 = false;

@@ -154,8 +154,8 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "(--kernels auto with --autotune on, at 32, tries 16 too)");
   add_choice(app, "--layer0", o.layer0, {Layer0::Separate, Layer0::Inside},
              "CUDA, tail path at tf32/bf16: layer 0's forward as its own launch or inside the tail kernel (each "
-             "block computes its rows from the images; another float32 sum of layer 0's products); --kernels "
-             "auto with --autotune on tries inside too");
+             "block computes its rows from the images; in training and evaluation; another float32 sum of layer "
+             "0's products); --kernels auto with --autotune on tries inside too");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");

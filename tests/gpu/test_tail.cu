@@ -792,6 +792,27 @@ TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU refere
         CHECK_MESSAGE(same_bits(a.loss_sum, b.loss_sum), "evaluation loss " << a.loss_sum << " vs " << b.loss_sum);
         CHECK(a.correct == b.correct);
         CHECK(xe.counter() == 0u);
+        // ... and on consecutive rows (no index, no counters: the engine's evaluation chunks), rows
+        // first .. first + B - 1 of the images and labels.
+        cuda::TailLayer0 lc = l0;
+        lc.rows = {nullptr, first, nullptr, 0};
+        const auto eval_rows = cuda::LabelInput::by_index(d_lab.data(), nullptr, first);
+        auto mc_in = to_device(std::vector<cuda::Metrics>(1)), mc_plain = to_device(std::vector<cuda::Metrics>(1));
+        cuda::tail_evaluate(mc_in.data(), xe.scratch(), model.net(), nullptr, eval_rows, B, stream.get(), prec, &et, &lc);
+        const std::vector<float> ca0 = to_host(a0);
+        std::vector<float> Xc(std::size_t(B) * K);
+        for (int r = 0; r < B; ++r)
+          for (int k = 0; k < K; ++k)
+            Xc[std::size_t(r) * K + k] =
+                cuda::pixel_value(images[std::size_t(s.image_offset) + std::size_t(first + r) * K + std::size_t(k)]);
+        forward_reference(eref, ebound, Xc, W0, b0, B, K, w0, true, cuda::DropoutSpec{0.0f, 0, 0, 0, nullptr}, 0u, prec);
+        expect_within(ca0, eref, ebound, "A0 of the evaluation on consecutive rows (layer 0 inside)");
+        auto d_ca0 = to_device(ca0);
+        cuda::tail_evaluate(mc_plain.data(), xe.scratch(), model.net(), d_ca0.data(), eval_rows, B, stream.get(), prec);
+        const cuda::Metrics c = to_host(mc_in)[0], e = to_host(mc_plain)[0];
+        CHECK(same_bits(c.loss_sum, e.loss_sum));
+        CHECK(c.correct == e.correct);
+        CHECK_FALSE(bitwise_equal(ca0, ea0));  // (other rows: the two cases are not one)
       }
 
       // The engine's form (no dz0 trace, metrics left in the slots for the optimizer): the same sums.
