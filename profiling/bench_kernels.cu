@@ -640,6 +640,10 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
   const std::vector<int> widths{w0, w1, w2};
   if (!cuda::tail_unsupported(widths).empty()) return;
   cuda::tail_prepare();
+  // Layer 0's operands for the layer-0-inside rows: the 60,000 images (47 MB), W0, b0, for every B.
+  const int K0 = layers[0].in;
+  const auto images = random_bytes(std::size_t(60000) * K0, 69, 255);
+  const auto W0 = random_device(std::size_t(w0) * K0, 70, -0.05f, 0.05f), b0 = random_device(w0, 71);
   for (int B : {512, 4096, 16384}) {
     auto A0 = random_device(std::size_t(B) * w0, 61, 0.0f, 1.0f), W1 = random_device(std::size_t(w1) * w0, 62, -0.1f, 0.1f),
          b1 = random_device(w1, 63), W2 = random_device(std::size_t(w2) * w1, 64, -0.3f, 0.3f), b2 = random_device(w2, 65);
@@ -686,11 +690,8 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
     DeviceBuffer<cuda::TrainCounters> counters(1);
     counters.upload(std::vector<cuda::TrainCounters>{c});
     const cuda::LabelInput by_index = cuda::LabelInput::by_index(labels.data(), order.data(), 0, counters.data(), B);
-    // Layer 0 too, for the rows of the tail kernel with layer 0 inside (cuda::TailLayer0) against the
-    // separate forward launch before tail_train: the images read by index as the engine does.
-    const int K0 = layers[0].in;
-    auto images = random_bytes(std::size_t(n_rows) * K0, 69, 255);
-    auto W0 = random_device(std::size_t(w0) * K0, 70, -0.05f, 0.05f), b0 = random_device(w0, 71);
+    // Layer 0 too (the images, W0 and b0 made once, above), for the rows of the tail kernel with
+    // layer 0 inside (cuda::TailLayer0) against the separate forward launch before tail_train.
     const std::size_t ws0_floats = cuda::dense_workspace_floats(B, K0, w0);
     DeviceBuffer<float> ws0(std::max<std::size_t>(1, ws0_floats));
     DeviceBuffer<unsigned> tickets0(std::max<std::size_t>(1, cuda::dense_ticket_count(B, K0, w0)));
@@ -755,7 +756,6 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
       // Layer 0's forward inside the tail kernel (NOTES "Layer 0 inside the tail kernel") against the
       // separate forward launch (the step's tile for these operands, images by index) + tail_train.
       if (p != GemmPrecision::FP32 && cuda::tail_layer0_unsupported(widths, K0, p).empty()) {
-        l0.w_rounded = false;
         bench.run("tail", shape, cat("layer 0 forward + tail_train ", to_string(p), ", images and labels by index (2 launches)"),
                   flops + l0_flops, bytes + l0_bytes + weights * (cuda::tail_blocks(B) - 1), [&](cudaStream_t st) {
                     cuda::dense_relu_dropout_forward(A0.data(), x_by_index, W0.data(), b0.data(), B, K0, w0, drop0, st, p,
