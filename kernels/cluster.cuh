@@ -8,7 +8,7 @@
 // barrier.cluster.arrive.release + wait.acquire make every thread of the cluster wait until all have
 // arrived, with this thread's earlier shared-memory writes visible to the peers after their wait;
 // mapa on a generic address of this block's shared memory gives the generic address of the same
-// variable in the block of the given rank, which ordinary ld reads (over the SM-to-SM network).
+// variable in the block of the given rank, which ordinary ld and st reach (over the SM-to-SM network).
 // Every thread of every block of the cluster must call cluster_sync (the .aligned form: all threads
 // of a warp together), the same number of times; a block must not exit while a peer may still read
 // its shared memory (a last cluster_sync before the end).
@@ -38,13 +38,14 @@ __device__ __forceinline__ void cluster_sync() {
 #endif
 }
 
-// The address of *p (in this block's shared memory) in the block of cluster rank `rank`.
+// The address of *p (in this block's shared memory) in the block of cluster rank `rank` (T const:
+// to read the peer's; T not const: also to write it, st over the same network).
 template <class T>
-__device__ __forceinline__ const T* cluster_peer(const T* p, unsigned rank) {
+__device__ __forceinline__ T* cluster_peer(T* p, unsigned rank) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint64_t q;
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(q) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
-  return reinterpret_cast<const T*>(q);
+  return reinterpret_cast<T*>(q);
 #else
   (void)rank;
 #if defined(__CUDA_ARCH__)

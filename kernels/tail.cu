@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include "kernels/clock.cuh"
+#include "kernels/cluster.cuh"
 #include "kernels/curand_draw.cuh"
 #include "kernels/gemm_round.cuh"
 #include "kernels/mma.cuh"
@@ -54,6 +58,14 @@ constexpr int kL0Stages = 3;
 // and up).
 constexpr int kL0SmemBudget = 224 * 1024;
 constexpr int kL0TilesPerWarp = 4;
+// Layer 0 shared across a thread block cluster (TailLayer0::cluster): the C <= kL0MaxCluster blocks
+// of a cluster compute layer 0 for all their C chunks together, block (rank) q the units
+// [q·Uq, (q+1)·Uq) of every one of the C·32 rows (Uq = l0_units(w0, C), whole 16-wide tiles), and
+// store each row's values into the A0 region of the block that owns the row (distributed shared
+// memory). Each block then streams 1/C of W0 and the X rows of all C chunks: per block and chunk,
+// 401/C KB of W0 and C·25 KB of pixels for the model, 426 KB at C = 1, 200 KB at C = 4.
+constexpr int kL0MaxCluster = 4;
+constexpr int l0_units(int w0, int c) { return ((w0 + c - 1) / c + 15) / 16 * 16; }
 static_assert(kMaxChunk <= kThreads, "one thread per row of a chunk (xent_row)");
 static_assert(kMaxChunk % rowblock::kGroupRows == 0 && kTailGroupRows == rowblock::kGroupRows, "group layout");
 
@@ -83,15 +95,16 @@ int padded_stride(int w) {
 // row would otherwise reach the next region (another warp may be writing the dZ partner there) or
 // past the pool's end (the last dZ buffer).
 constexpr int kViewPad = 16;
-//   (layer 0 inside: TailLayer0) X slices [2][chunk][kL0Stride], W slices [kL0Stages][w0 to 16][kL0Stride],
-//   from the end of A0's region on: the regions after it (A_1.., logits, dZ) are not in use while
-//   layer 0 runs, so the slices alias them (the chunk's barriers part the two uses)
+//   (layer 0 inside: TailLayer0) X slices [2][C·chunk][kL0Stride], W slices [kL0Stages][Uq][kL0Stride]
+//   (C: the blocks of a cluster sharing layer 0, 1 without; Uq = l0_units(w0, C): the units each
+//   computes), from the end of A0's region on: the regions after it (A_1.., logits, dZ) are not in
+//   use while layer 0 runs, so the slices alias them (the chunk's barriers part the two uses)
 struct Plan {
   int off_w[kTailMaxLayers], ws[kTailMaxLayers];
   int off_b[kTailMaxLayers];
   int off_act[kTailMaxLayers], as[kTailMaxLayers];
   int off_acc, off_z, zs, off_dz0, off_dz1, ds;
-  int off_l0x, off_l0w, l0_wrows;  // -1, -1, 0 without layer 0
+  int off_l0x, off_l0w, l0_xrows, l0_wrows;  // -1, -1, 0, 0 without layer 0
   int total;
 };
 
@@ -101,7 +114,7 @@ std::size_t slice_floats_of(const int* w, int T) {
   return (n + 3) / 4 * 4;
 }
 
-Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc, bool layer0 = false) {
+Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc, bool layer0 = false, int l0_cluster = 1) {
   Plan p{};
   int o = 0;
   for (int i = 1; i <= T; ++i) {
@@ -135,11 +148,12 @@ Plan make_plan(const int* w, int T, int chunk, bool backward, bool acc, bool lay
     if (T >= 2) o += chunk * p.ds + kViewPad;
   }
   p.off_l0x = p.off_l0w = -1;
-  p.l0_wrows = 0;
+  p.l0_xrows = p.l0_wrows = 0;
   if (layer0) {  // (the slices' views read no row or column past their regions: no pad)
     p.off_l0x = p.off_act[0] + chunk * p.as[0] + kViewPad;
-    p.l0_wrows = (w[0] + 15) / 16 * 16;
-    p.off_l0w = p.off_l0x + 2 * chunk * kL0Stride;
+    p.l0_xrows = l0_cluster * chunk;
+    p.l0_wrows = l0_units(w[0], l0_cluster);
+    p.off_l0w = p.off_l0x + 2 * p.l0_xrows * kL0Stride;
     o = std::max(o, p.off_l0w + kL0Stages * p.l0_wrows * kL0Stride);
   }
   p.total = o;
@@ -181,8 +195,26 @@ struct TailParams {
   const float* b0;
   float* trace_a0;
   int K0;
+  int l0_cluster;                  // 1, or the blocks of a cluster that share layer 0 (2, 4)
   bool w0_rounded, x_vec, w0_vec;  // W0 rounded already; X rows and W0 rows 4- / 16-byte copyable
 };
+
+// Layer 0's rows for one chunk step of a cluster (l0_cluster blocks, 1 without): rank q's chunk
+// starts at row c0[q] and has rows[q] rows (0 where block q has no chunk at this step).
+struct L0Rows {
+  int c0[kL0MaxCluster];
+  int rows[kL0MaxCluster];
+  int rank, count;
+};
+// a[i] of a small array held in registers: a select chain, where a[i] with i not known at compile
+// time would put the array in local memory.
+template <int N>
+__device__ __forceinline__ int pick(const int (&a)[N], int i) {
+  int v = a[0];
+#pragma unroll
+  for (int j = 1; j < N; ++j) v = i == j ? a[j] : v;
+  return v;
+}
 
 // An epilogue that reads memory for its outputs (the masks: the staged A_{i-1} > 0; dz0's came
 // from A0 in global memory until the twenty-first session) gives the GEMM a `fetch(r, c)`; the GEMM
@@ -665,34 +697,47 @@ __device__ __forceinline__ void dropout_pass(const TailParams& p, int layer, int
 // barrier, then issues slice s + 2's copies and slice s + 1's pixel loads and runs slice s's mma
 // steps: two slices of W0 in flight while one is multiplied (the streaming of W0 from L2, 401 KB a
 // block for the model, is what this phase waits for). The barrier also frees the buffers those
-// fill: X buffer (s + 1) % 2 and W buffer (s + 2) % 3 were last read by slice s - 1's mma. Warp w owns the 16x16 tiles w,
-// w + 8, ... of the chunk's 2 x w0/16, their accumulators in registers across the slices (k ascending
-// from 0; the last slice's partial mma step reads k >= K0 as 0): one mma chain over all of K0.
-// X rows past the chunk's rows are stored as 0 and their outputs dropped; W0's rows past w0 (up to a
-// multiple of 16) are never written, and the outputs they feed are dropped.
+// fill: X buffer (s + 1) % 2 and W buffer (s + 2) % 3 were last read by slice s - 1's mma. Warp w owns
+// the 16x16 tiles w, w + 8, ... of the R x Uq outputs, their accumulators in registers across the
+// slices (k ascending from 0; the last slice's partial mma step reads k >= K0 as 0): one mma chain
+// over all of K0. X rows past a chunk's rows are stored as 0 and their outputs dropped; W0's rows past
+// the block's units (up to a multiple of 16) are never written, and the outputs they feed are dropped.
+// In a cluster (at.count = C > 1 blocks, TailLayer0::cluster) the R = 32·C rows are the C blocks'
+// chunks (rank q's at rows [32q, 32q + 32)) and this block computes the units [u0, u0 + Uq) of them
+// all (u0 = rank·Uq), storing each value into the A0 region of the row's block: after a cluster
+// barrier (the peers have started and are done with their previous chunk's A0), and a second one
+// before the rows' owners read them (the dropout pass, then the tail). Each element is the same mma
+// chain on the same operands as without a cluster, at the same place in its 16x16 tile (32 and Uq
+// are multiples of 16), so A0 is bitwise the unclustered launch's. A block without a chunk at this
+// step (rows = 0) still computes its units for its peers.
 template <GemmPrecision PREC>
-__device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool, int c0, int rows, uint64_t step) {
+__device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool, const L0Rows& at, uint64_t step) {
   static_assert(PREC != GemmPrecision::FP32, "layer 0 inside: tensor cores only");
-  constexpr int kQuads = kL0Slice / 4;                   // pixel quads of a row's slice
-  constexpr int kXItems = kL0Chunk * kQuads / kThreads;  // a thread's quads a slice
-  static_assert(kXItems * kThreads == kL0Chunk * kQuads, "whole quads a thread");
+  constexpr int kQuads = kL0Slice / 4;                                       // pixel quads of a row's slice
+  constexpr int kXStep = kThreads / kQuads;                                  // rows between a thread's quads
+  constexpr int kXItems = kL0MaxCluster * kL0Chunk * kQuads / kThreads;      // a thread's quads a slice, at most
+  static_assert(kL0Chunk % kXStep == 0, "a chunk's rows are whole item steps");
   const Plan& pl = p.plan;
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int K = p.K0, N = p.w[0], S = (K + kL0Slice - 1) / kL0Slice;
+  const int C = at.count, R = C * kL0Chunk, nx = R / kXStep;  // (nx <= kXItems)
+  const int uq = pl.l0_wrows, u0 = at.rank * uq, U = N - u0 < uq ? (N - u0 > 0 ? N - u0 : 0) : uq;
   float* const sx = pool + pl.off_l0x;
   float* const sw = pool + pl.off_l0w;
   constexpr int XS = l0_stride<PREC>();  // (the buffers are kL0Stride apart, XS <= kL0Stride)
-  const int xbuf = kL0Chunk * kL0Stride, wbuf = pl.l0_wrows * kL0Stride;
+  const int xbuf = pl.l0_xrows * kL0Stride, wbuf = uq * kL0Stride;
 
-  // This thread's X quads: rows tid / kQuads + (kThreads / kQuads)·j, pixels 4·(tid % kQuads) + 0..3.
+  // This thread's X quads: rows tid / kQuads + kXStep·j (j < nx), pixels 4·(tid % kQuads) + 0..3;
+  // row r is row r % 32 of rank r / 32's chunk.
   const int q4 = tid % kQuads;
   const uint8_t* xrow[kXItems];
   {
     const int64_t base = row_base(p.x_rows);
 #pragma unroll
     for (int j = 0; j < kXItems; ++j) {
-      const int r = tid / kQuads + (kThreads / kQuads) * j;
-      xrow[j] = r < rows ? p.x_images + source_row(p.x_rows, base, c0 + r) * int64_t(K) : nullptr;
+      const int r = tid / kQuads + kXStep * j, q = r / kL0Chunk, lr = r % kL0Chunk;
+      xrow[j] = j < nx && lr < pick(at.rows, q) ? p.x_images + source_row(p.x_rows, base, pick(at.c0, q) + lr) * int64_t(K)
+                                                 : nullptr;
     }
   }
   uint32_t xr[kXItems];
@@ -704,8 +749,10 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
       if (xrow[j] && k < K) {
         if (p.x_vec) {  // (K % 4 == 0: the whole quad lies before K)
           v = *reinterpret_cast<const uint32_t*>(xrow[j] + k);
-        } else {
-          for (int e = 0; e < 4 && k + e < K; ++e) v |= uint32_t(xrow[j][k + e]) << (8 * e);
+        } else {  // (a fixed trip count: a loop that stops at K was compiled in several versions)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (k + e < K) v |= uint32_t(xrow[j][k + e]) << (8 * e);
         }
       }
       xr[j] = v;
@@ -714,24 +761,26 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
   const auto store_x = [&](int buf) {
 #pragma unroll
     for (int j = 0; j < kXItems; ++j) {
-      const int r = tid / kQuads + (kThreads / kQuads) * j;
+      if (j >= nx) break;
+      const int r = tid / kQuads + kXStep * j;
       const uint32_t v = xr[j];
       *reinterpret_cast<float4*>(sx + buf * xbuf + r * XS + 4 * q4) = make_float4(
           gemm_input_from_raw<PREC>(v & 0xFFu, true), gemm_input_from_raw<PREC>((v >> 8) & 0xFFu, true),
           gemm_input_from_raw<PREC>((v >> 16) & 0xFFu, true), gemm_input_from_raw<PREC>(v >> 24, true));
     }
   };
-  // This thread's W0 items of slice s: 16-byte quads where w0_vec (K0 % 4 == 0, W0 16-byte aligned),
-  // else single floats; f(d, src) for each.
+  // This thread's W0 items of slice s (rows u0 .. u0 + U - 1 of W0): 16-byte quads where w0_vec
+  // (K0 % 4 == 0, W0 16-byte aligned), else single floats; f(d, src) for each.
   const auto for_w_items = [&](int s, int buf, auto&& f) {
     const int k0 = s * kL0Slice, len = K - k0 < kL0Slice ? K - k0 : kL0Slice;
-    const int per_row = p.w0_vec ? len / 4 : len, w = p.w0_vec ? 4 : 1, n_items = N * per_row;
+    const int per_row = p.w0_vec ? len / 4 : len, w = p.w0_vec ? 4 : 1, n_items = U * per_row;
     float* const dst = sw + buf * wbuf;
     if (tid >= n_items) return;
     rowblock::RowCol rc(tid, kThreads, per_row);
+    const float* const W0 = p.W0 + std::size_t(u0) * std::size_t(K);
 #pragma unroll 1
     for (int i = tid; i < n_items; i += kThreads, rc.next())
-      f(dst + rc.row * XS + w * rc.col, p.W0 + std::size_t(rc.row) * std::size_t(K) + std::size_t(k0 + w * rc.col));
+      f(dst + rc.row * XS + w * rc.col, W0 + std::size_t(rc.row) * std::size_t(K) + std::size_t(k0 + w * rc.col));
   };
   const auto copy_w = [&](int s, int buf) {
     for_w_items(s, buf, [&](float* d, const float* src) {
@@ -755,7 +804,7 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
     });
   };
 
-  const int NT = pl.l0_wrows / 16, tiles = (kL0Chunk / 16) * NT;
+  const int NT = (U + 15) / 16, tiles = (R / 16) * NT;
   float d[kL0TilesPerWarp][2][4] = {};  // (every tile's accumulators, across the slices)
 
   static_assert(kL0Stages == 3, "the waits below count one group in flight behind slice s");
@@ -801,8 +850,9 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int tile = warp + kWarps * i, n = tile % NT * 16 + 8 * j + 2 * t + e;
-        bias[i][j][e] = tile < tiles && n < N ? p.b0[n] : 0.0f;
+        bias[i][j][e] = tile < tiles && n < U ? p.b0[u0 + n] : 0.0f;
       }
+  if (C > 1) cluster_sync();  // (every peer has started, and is done with its previous chunk's A0)
 #pragma unroll
   for (int i = 0; i < kL0TilesPerWarp; ++i) {
     const int tile = warp + kWarps * i;
@@ -812,24 +862,29 @@ __device__ __forceinline__ void layer0_forward(const TailParams& p, float* pool,
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
         const int m = tile / NT * 16 + g + 8 * (q >> 1), n = tile % NT * 16 + 8 * j + 2 * t + (q & 1);
-        if (m >= rows || n >= N) continue;
+        const int owner = m / kL0Chunk, lm = m % kL0Chunk;  // (owner 0 without a cluster)
+        if (lm >= pick(at.rows, owner) || n >= U) continue;
         const float z = dense_unit(d[i][j][q], bias[i][j][q & 1], true, 0u, 1.0f, 0, 0, 0, 0);
-        if (dropout) {
-          a0[m * as + n] = z;
-        } else {
-          if (p.trace_a0) p.trace_a0[std::size_t(c0 + m) * std::size_t(N) + std::size_t(n)] = z;
-          a0[m * as + n] = staged_input<PREC>(z);
-        }
+        if (!dropout && p.trace_a0)
+          p.trace_a0[std::size_t(pick(at.c0, owner) + lm) * std::size_t(N) + std::size_t(u0 + n)] = z;
+        const float v = dropout ? z : staged_input<PREC>(z);
+        if (owner == at.rank)
+          a0[lm * as + u0 + n] = v;
+        else
+          *cluster_peer(a0 + lm * as + u0 + n, unsigned(owner)) = v;
       }
   }
-  if (dropout) {
+  const int c0 = pick(at.c0, at.rank), rows = pick(at.rows, at.rank);
+  if (C > 1)
+    cluster_sync();  // (the chunk's A0 complete, every peer's stores visible)
+  else if (dropout)
     __syncthreads();
-    dropout_pass<PREC, true>(p, 0, c0, rows, N, a0, as, p.mask_scale, p.trace_a0, step);
-  }
+  if (dropout && rows > 0) dropout_pass<PREC, true>(p, 0, c0, rows, N, a0, as, p.mask_scale, p.trace_a0, step);
 }
 
-// One block: rows [u·(j·U/n), u·((j+1)·U/n)) ∩ [0, B) (j = blockIdx.x, n = gridDim.x, u = p.unit rows,
-// U = p.units: tail_block_row), in chunks of p.chunk rows:
+// One block: rows [u·(j·U/n), u·((j+1)·U/n)) ∩ [0, B) (j = the block's index, n = the grid's blocks, u
+// = p.unit rows, U = p.units: tail_block_row), in chunks of p.chunk rows (the grid is n x 1, or 1 x n
+// where layer 0's clusters are its blocks along y):
 // stage A0 (rounded) -> the forward of every layer -> xent_row per row -> the chunk's 16-row half
 // group sums -> (BACKWARD) per layer i = T..1: the slice of layer i (+= over the chunk's rows) and dZ_{i-1}
 // (dz0 for i = 1). Then the group slots go out, and the last block to finish adds them in
@@ -856,7 +911,8 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   const Plan& pl = p.plan;
   const int tid = int(threadIdx.x), T = p.T;
   // A stamp of tail_force_clocks: thread 0 (after a barrier: every thread has passed it).
-  unsigned long long* const clocks = CLOCKED ? p.clocks + std::size_t(blockIdx.x) * kTailClockSlots : nullptr;
+  const int bid = int(blockIdx.x + blockIdx.y * gridDim.x), nb = int(gridDim.x * gridDim.y);
+  unsigned long long* const clocks = CLOCKED ? p.clocks + std::size_t(bid) * kTailClockSlots : nullptr;
   const auto stamp = [&](int slot, bool ns = false) {
     if constexpr (CLOCKED)
       if (tid == 0) clocks[slot] = ns ? global_ns() : sm_clock();
@@ -866,15 +922,15 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   // Layer 0 inside: the launch before may write every weight (the step's optimizer), so nothing is
   // read before the programmatic wait (the plain launch's early staging overlaps layer 0's forward).
   if constexpr (L0) pdl_start();
-  const int row0 = p.unit * (int(blockIdx.x) * p.units / int(gridDim.x));
-  const int row_next = p.unit * ((int(blockIdx.x) + 1) * p.units / int(gridDim.x));
-  const int row_end = row_next < p.B ? row_next : p.B;
-  const bool multi = gridDim.x > 1;
+  const auto first_row = [&](int j) { return p.unit * (j * p.units / nb); };
+  const auto end_row = [&](int j) { return first_row(j + 1) < p.B ? first_row(j + 1) : p.B; };
+  const int row0 = first_row(bid), row_end = end_row(bid);
+  const bool multi = nb > 1;
   const uint64_t step = p.threshold ? (p.counters ? uint64_t(p.counters->step) : p.step) : 0;
   float* s_z = pool + pl.off_z;
   float* const s_dz0 = pool + pl.off_dz0;  // dZ_T, dZ_{T-2}, ... (ping-pong by layer parity)
   float* const s_dz1 = pool + pl.off_dz1;  // dZ_{T-1}, dZ_{T-3}, ...
-  float* slice = BACKWARD ? p.partial + std::size_t(blockIdx.x) * p.slice_floats : nullptr;
+  float* slice = BACKWARD ? p.partial + std::size_t(bid) * p.slice_floats : nullptr;
 
   // The label of the row this thread takes in the softmax below: by index three dependent loads
   // (the counters' batch, the row's index, the byte: kernels/labels.cuh), each issued while a round
@@ -912,8 +968,29 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   stamp(kTailClockWeights);
   if constexpr (!L0) pdl_start();
 
-  for (int c0 = row0; c0 < row_end; c0 += p.chunk) {
+  // Layer 0 in clusters (L0, p.l0_cluster > 1): the cluster's blocks step through their chunks
+  // together, as many steps as the longest of them has chunks; a block past its own last chunk still
+  // computes its share of layer 0 for the others (layer0_forward).
+  L0Rows at{};
+  int steps = (row_end - row0 + p.chunk - 1) / p.chunk;
+  if constexpr (L0) {
+    at.count = p.l0_cluster;
+    at.rank = bid % at.count;
+    for (int q = 0; q < at.count; ++q) {
+      const int j = bid - at.rank + q, n = (end_row(j) - first_row(j) + p.chunk - 1) / p.chunk;
+      steps = n > steps ? n : steps;
+    }
+  }
+  for (int c0 = row0; c0 < row0 + steps * p.chunk; c0 += p.chunk) {
     const int rows = row_end - c0 < p.chunk ? row_end - c0 : p.chunk;
+    if constexpr (L0) {
+#pragma unroll
+      for (int q = 0; q < kL0MaxCluster; ++q) {  // (unrolled: at stays in registers)
+        const int j = bid - at.rank + q, r0 = first_row(j) + (c0 - row0), n = end_row(j) - r0;
+        at.c0[q] = r0;
+        at.rows[q] = q >= at.count || n < 0 ? 0 : n < p.chunk ? n : p.chunk;
+      }
+    }
     // (a later chunk's label: the index before A0's staging round; every chunk's byte after it)
     if (c0 != row0 && tid < rows) lidx = lrow.index(c0 + tid);
     const bool first = c0 == row0, last = c0 + p.chunk >= row_end;
@@ -923,7 +1000,8 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
     };
     if constexpr (L0) {
       label = tid < rows ? lab.labels[lrow.source(c0 + tid, lidx)] : uint8_t(0);
-      layer0_forward<PREC>(p, pool, c0, rows, step);
+      layer0_forward<PREC>(p, pool, at, step);  // (one call site: the routine's code once)
+      if (rows <= 0) continue;  // (a step past this block's rows: its share of its peers' layer 0 only)
     } else {
       const float* a0 = p.A0 + std::size_t(c0) * p.w[0];
       rowblock::stage_async<kThreads>(pool + pl.off_act[0], pl.as[0], a0, rows, p.w[0]);
@@ -1062,7 +1140,7 @@ __device__ __forceinline__ void tail_body(const TailParams& p) {
   }
   __threadfence();  // each thread's slice and slots before the block's count
   __syncthreads();
-  if (tid == 0) s_last = atomicAdd(p.done, 1u) == gridDim.x - 1;
+  if (tid == 0) s_last = atomicAdd(p.done, 1u) == unsigned(nb - 1);
   __syncthreads();
   if (!s_last) return;
   __threadfence();  // the last block: every other block's slots are out
@@ -1134,11 +1212,81 @@ void launch(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stre
   launch_kernel(tail_kernel<PREC, BACKWARD>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
 }
 
+// How many clusters of c blocks of the layer-0 kernel (smem bytes each) the device holds at once
+// (cluster_capacity), asked once per device, size and smem (the engine asks before it captures any
+// graph: tail_layer0_cluster). An answer of 0 (none fits, or the query failed) is not kept: asked
+// again next time, so that a passing error does not turn the clusters off for the process.
+template <GemmPrecision PREC, bool BACKWARD>
+int l0_cluster_capacity(int c, std::size_t smem) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int, std::size_t, int>, int> known;
+  int device = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));  // (the emulation varies it)
+  const auto key = std::make_tuple(device, c, smem, sms);
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto it = known.find(key);
+  if (it != known.end()) return it->second;
+  static const bool allowed = allow_smem(tail_l0_kernel<PREC, BACKWARD>, kL0SmemBudget);
+  (void)allowed;
+  const int n = cluster_capacity(tail_l0_kernel<PREC, BACKWARD>, unsigned(kThreads), unsigned(c), smem);
+  if (n > 0) known.emplace(key, n);
+  return n;
+}
+
+// The cluster size of a layer-0 launch of `blocks` blocks that asks for clusters of up to `want`
+// (TailLayer0::cluster): the largest of 4 and 2 that is at most `want`, divides `blocks` in training
+// (its slices are one a block: no block may be empty; an evaluation pads its grid with empty blocks
+// instead; either way at least c blocks), whose units leave no block without any (w0 > Uq·(C - 1)),
+// whose plan fits kL0SmemBudget, and of which the device holds enough at once for min(blocks, 128)
+// blocks: 128 is the most a launch of 32-row blocks has, about one an SM, so that the clusters cost
+// no wave (16-row blocks, up to 256, and an evaluation's grid run in waves either way); else 1.
+// plan_of(c): the launch's plan at that size.
+template <GemmPrecision PREC, bool BACKWARD, class PlanOf>
+int l0_cluster_size(int blocks, int want, int w0, PlanOf&& plan_of) {
+  for (int c = kL0MaxCluster; c >= 2; c /= 2) {
+    if (c > want || blocks < c || (BACKWARD && blocks % c != 0) || w0 <= l0_units(w0, c) * (c - 1)) continue;
+    const std::size_t bytes = plan_bytes(plan_of(c));
+    if (bytes > std::size_t(kL0SmemBudget)) continue;  // (a narrow w0: C chunks of X outweigh the W0 saved)
+    const int padded = (blocks + c - 1) / c * c;
+    if (l0_cluster_capacity<PREC, BACKWARD>(c, bytes) * c >= std::min(padded, 128)) return c;
+  }
+  return 1;
+}
+
 template <GemmPrecision PREC, bool BACKWARD>
 void launch_l0(const TailParams& p, int blocks, std::size_t smem, cudaStream_t stream) {
   static const bool allowed = allow_smem(tail_l0_kernel<PREC, BACKWARD>, kL0SmemBudget);
   (void)allowed;
+  if (p.l0_cluster > 1) {  // (the grid along y: clusters of consecutive blocks, padded to whole clusters)
+    const unsigned c = unsigned(p.l0_cluster), n = (unsigned(blocks) + c - 1) / c * c;
+    MNIST_CHECK(n <= 65535u, "tail kernel: ", n, " blocks in clusters exceed the grid's y limit");
+    launch_kernel_in_clusters(tail_l0_kernel<PREC, BACKWARD>, dim3(1u, n), dim3(kThreads), c, smem, stream, p);
+    return;
+  }
   launch_kernel(tail_l0_kernel<PREC, BACKWARD>, dim3(unsigned(blocks)), dim3(kThreads), smem, stream, p);
+}
+
+// A layer-0 launch's blocks (before a cluster's padding), cluster size and plan: training in
+// 32-row chunks (with the running slice where a block takes more), evaluation one chunk a block.
+struct L0Launch {
+  int blocks, cluster;
+  Plan plan;
+};
+L0Launch l0_launch(const int* w, int T, int B, bool backward, TailRows rows, int want, GemmPrecision prec) {
+  const int blocks = backward ? tail_blocks(B, rows) : (B + kEvalRows - 1) / kEvalRows;
+  const bool acc = backward && tail_rows_per_block(B, rows) > kL0Chunk;
+  const auto plan_of = [&](int c) { return make_plan(w, T, kL0Chunk, backward, acc, true, c); };
+  int c = 1;
+  if (want > 1 && B > 0) {
+    if (prec == GemmPrecision::TF32)
+      c = backward ? l0_cluster_size<GemmPrecision::TF32, true>(blocks, want, w[0], plan_of)
+                   : l0_cluster_size<GemmPrecision::TF32, false>(blocks, want, w[0], plan_of);
+    else if (prec == GemmPrecision::BF16)
+      c = backward ? l0_cluster_size<GemmPrecision::BF16, true>(blocks, want, w[0], plan_of)
+                   : l0_cluster_size<GemmPrecision::BF16, false>(blocks, want, w[0], plan_of);
+  }
+  return {blocks, c, plan_of(c)};
 }
 
 template <GemmPrecision PREC>
@@ -1192,6 +1340,7 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
     p.x_vec = l0->K % 4 == 0 && reinterpret_cast<uintptr_t>(l0->images) % 4 == 0;
     p.w0_vec = l0->K % 4 == 0 && reinterpret_cast<uintptr_t>(l0->W) % 16 == 0;
     p.trace_a0 = trace ? trace->a0 : nullptr;
+    MNIST_CHECK(l0->cluster >= 1, who, ": layer 0's cluster size must be at least 1, got ", l0->cluster);
   }
   if (p.B == 0) return;
   MNIST_CHECK((p.metrics || backward) && (p.A0 || l0) && p.labels.present(), who, ": null pointer");
@@ -1209,11 +1358,15 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
   p.slice_floats = int(tail_slice_floats(widths));
   p.slice_used = int(tail_layer_offset(widths, T + 1));
   int blocks;
-  if (backward && l0) {  // (32-row chunks: kL0Chunk)
-    blocks = tail_blocks(p.B, rows);
+  p.l0_cluster = 1;
+  if (l0) {  // (32-row chunks: kL0Chunk; the evaluation's, kEvalRows, is the same)
+    static_assert(kEvalRows == kL0Chunk, "an evaluation chunk is layer 0's chunk");
+    const L0Launch ll = l0_launch(p.w, T, p.B, backward, rows, l0->cluster, prec);
+    blocks = ll.blocks;
+    p.l0_cluster = ll.cluster;
     p.chunk = kL0Chunk;
-    p.plan = make_plan(p.w, T, kL0Chunk, true, tail_rows_per_block(p.B, rows) > kL0Chunk, true);
-    p.unit = unit_rows(rows);
+    p.plan = ll.plan;
+    p.unit = backward ? unit_rows(rows) : kEvalRows;
   } else if (backward) {
     blocks = tail_blocks(p.B, rows);
     const ChunkChoice cc = train_chunk(p.w, T, tail_rows_per_block(p.B, rows));
@@ -1221,10 +1374,9 @@ void run(TailParams& p, const TailNet& net, bool backward, const XentScratch& xe
     p.plan = make_plan(p.w, T, cc.chunk, true, cc.acc);
     p.unit = unit_rows(rows);
   } else {
-    static_assert(kEvalRows == kL0Chunk, "an evaluation chunk is layer 0's chunk");
     p.chunk = kEvalRows;
     blocks = (p.B + kEvalRows - 1) / kEvalRows;  // one group a block
-    p.plan = make_plan(p.w, T, kEvalRows, false, false, l0 != nullptr);
+    p.plan = make_plan(p.w, T, kEvalRows, false, false);
     p.unit = kEvalRows;
   }
   p.units = (p.B + p.unit - 1) / p.unit;
@@ -1299,6 +1451,14 @@ std::string tail_layer0_unsupported(const std::vector<int>& widths, int K, GemmP
     return cat("layer 0 inside the tail kernel: its slices, the tail's weights, gradients and 32 rows need ",
                (bytes + 1023) / 1024, " KB of shared memory (at most ", kL0SmemBudget / 1024, " KB)");
   return "";
+}
+
+int tail_layer0_cluster(int B, bool training, const std::vector<int>& widths, int want, GemmPrecision prec,
+                        TailRows rows) {
+  const int T = int(widths.size()) - 1;
+  // (the plan does not depend on layer 0's inputs: K = 1 asks only about the widths and precision)
+  if (B <= 0 || !tail_layer0_unsupported(widths, 1, prec).empty()) return 1;
+  return l0_launch(widths.data(), T, B, training, rows, want, prec).cluster;
 }
 
 namespace {

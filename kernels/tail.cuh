@@ -181,11 +181,28 @@ struct TailLayer0 {
   const float* b = nullptr;         // [w0]
   int K = 0;
   bool w_rounded = false;           // W is already rounded to the precision (the optimizer's copy)
+  // Up to this many blocks (1: none; 2 or 4) of a thread block cluster share layer 0's work: each
+  // computes 1/C of the units for the C blocks' chunks, so it streams 1/C of W (and C chunks of X:
+  // for the model, 200 KB a block and chunk at C = 4 where alone it is 426 KB), and stores each value
+  // into the A0 of the row's block over distributed shared memory (sm_90). The launch takes the
+  // largest size that fits (tail_layer0_cluster), else none. A0, and so every output, is bitwise the
+  // same at every size: each element is the same chain of mma on the same operands.
+  int cluster = 1;
 };
 // "" where a training launch of these widths at `prec` can compute layer 0 (K inputs) itself, else
 // why not in one line: FP32 (its SIMT layer 0 would take ≈ 25k cycles a block), w0 > 256 (the
 // accumulators of a 32-row chunk, 4 tiles a warp), or the plan with the slices past 224 KB.
 std::string tail_layer0_unsupported(const std::vector<int>& widths, int K, GemmPrecision prec);
+// The cluster size a launch of B rows (training, or evaluation) with layer 0 inside asking for
+// clusters of up to `want` blocks takes on this device: the largest of 4 and 2 (at most want) that
+// divides a training launch's blocks (tail_blocks(B, rows); an evaluation pads its grid instead) with
+// at least that many blocks, leaves no block without units (w0 > Uq·(C - 1), Uq the units a block
+// computes: ceil(w0 / C) up to a multiple of 16), fits the shared-memory budget, and of which the
+// device holds enough at once for min(blocks, 128) blocks (cudaOccupancyMaxActiveClusters); else 1
+// (and 1 for widths tail_layer0_unsupported refuses, at fp32, or without a device that launches
+// clusters).
+int tail_layer0_cluster(int B, bool training, const std::vector<int>& widths, int want, GemmPrecision prec,
+                        TailRows rows = TailRows::Wide);
 
 // Raises the dynamic shared-memory limit of every tail kernel (above the default 48 KB). The
 // launchers also do it on first use; the engine calls this before it captures any CUDA graph.

@@ -270,6 +270,13 @@ class CudaEngine final : public Engine {
     weight_adam_ = cfg.weight_adam;
     tail_rows_ = cfg.tail_rows == TailRows::Rows16 ? cuda::TailRows::Half : cuda::TailRows::Wide;
     tail_l0_ = cfg.tail_layer0 && (tail_ || race_paths_) && tail_layer0_ok(x_in_place_);
+    l0_cluster_ = cluster_blocks(cfg.tail_layer0_cluster);
+    if (l0_cluster_ > 1 && (tail_ || race_paths_) && tail_layer0_ok(x_in_place_))  // (the device asked now, before any capture)
+    {
+      for (const cuda::TailRows r : {cuda::TailRows::Wide, cuda::TailRows::Half})
+        (void)cuda::tail_layer0_cluster(cfg.batch_size, true, tail_w_, l0_cluster_, cfg.precision, r);
+      (void)cuda::tail_layer0_cluster(4 * cuda::kTailGroupRows, false, tail_w_, l0_cluster_, cfg.precision);  // (evaluation)
+    }
     if (cfg.tail_layer0 && !tail_l0_) {  // (asked for and not taken: said, never silently ignored)
       const std::string why = !tail_ && !race_paths_ ? std::string("the tail path does not run here")
                               : !x_in_place_         ? std::string("layer 0 reads a gathered batch here")
@@ -308,6 +315,9 @@ class CudaEngine final : public Engine {
   bool max_carveout() const override { return tail_ && max_carveout_; }
   bool tail_rows16() const override { return tail_ && tail_rows_ == cuda::TailRows::Half; }
   bool tail_layer0() const override { return tail_ && tail_l0_; }
+  int tail_layer0_cluster() const override {
+    return tail_layer0() ? cuda::tail_layer0_cluster(cfg_.batch_size, true, tail_w_, l0_cluster_, cfg_.precision, tail_rows_) : 1;
+  }
   bool rounded_weights() const override { return wq_.size() != 0; }
   std::map<std::string, std::string> autotune_choices() const override {
     std::map<std::string, std::string> c;
@@ -685,6 +695,7 @@ class CudaEngine final : public Engine {
     l0.b = param(first.b_offset);
     l0.K = first.in;
     l0.w_rounded = wq_.size() != 0;
+    l0.cluster = l0_cluster_;
     return l0;
   }
 
@@ -936,6 +947,7 @@ class CudaEngine final : public Engine {
     bool driver_carveout = false;  // tail, programmatic: the driver's carveout per launch (max_carveout_ off)
     bool half_rows = false;        // tail: 16-row blocks, two an SM (tail_rows_; EngineConfig::tail_rows)
     bool layer0_inside = false;    // tail, X in place: layer 0's forward in the tail kernel (tail_l0_)
+    bool l0_alone = false;         // ... each block computing its own rows' layer 0, in no cluster (l0_cluster_)
   };
   // Sets the members a race option stands for.
   void take_option(const PathOption& o) {
@@ -947,6 +959,7 @@ class CudaEngine final : public Engine {
     // (not on the race's 16-row candidates: a block of layer 0 inside holds an SM, two waves; a run
     // that sets both flags gets both)
     tail_l0_ = (cfg_.tail_layer0 || o.layer0_inside) && !o.half_rows && tail_layer0_ok(x_in_place_);
+    l0_cluster_ = o.l0_alone ? 1 : cluster_blocks(cfg_.tail_layer0_cluster);
   }
   // Whether the tail kernel can compute layer 0's forward here (EngineConfig::tail_layer0): X read
   // in place, TF32/BF16, the widths and layer 0's inputs within cuda::tail_layer0_unsupported.
@@ -983,6 +996,12 @@ class CudaEngine final : public Engine {
     // the tail kernel": predicted, not measured).
     if (!cfg_.tail_layer0 && cfg_.tail_rows == TailRows::Rows32 && tail_layer0_ok(in_place))
       o.push_back({"tail step, layer 0 inside", true, in_place, split, false, false, false, false, true});
+    // ... and there, where its launch shares layer 0 across clusters, each block alone (NOTES, "Layer
+    // 0 shared across a cluster": predicted, not measured; the same bits).
+    if ((cfg_.tail_layer0 || cfg_.tail_rows == TailRows::Rows32) && tail_layer0_ok(in_place) &&
+        cuda::tail_layer0_cluster(B, true, tail_w_, cluster_blocks(cfg_.tail_layer0_cluster), cfg_.precision,
+                                  cfg_.tail_rows == TailRows::Rows16 ? cuda::TailRows::Half : cuda::TailRows::Wide) > 1)
+      o.push_back({"tail step, layer 0 inside, no clusters", true, in_place, split, false, false, false, false, true, true});
     if (in_place && race_x_)
       o.insert(o.end(), {{"tail step, X gathered", true, false}, {"graph step, X gathered", false, false}});
     return o;
@@ -1182,6 +1201,7 @@ class CudaEngine final : public Engine {
   // tail: the tail kernel's blocks (EngineConfig::tail_rows; the race's option)
   cuda::TailRows tail_rows_ = cuda::TailRows::Wide;
   bool tail_l0_ = false;  // tail: layer 0's forward in the tail kernel (EngineConfig::tail_layer0; the race's option)
+  int l0_cluster_ = 1;    // ... shared by clusters of up to this many blocks (EngineConfig::tail_layer0_cluster; the race's)
   bool race_x_ = false;      // ... with X in place and gathered (x_ allocated for the race)
   bool x_race_ok_ = false;   // layer 0 can read X in place at all (no cuBLAS, no one-layer head)
   std::vector<std::string> path_report_;  // what race_paths found

@@ -61,6 +61,10 @@ enum class TailRows { Rows32, Rows16 };
 // CUDA, tail path at tf32/bf16: layer 0's forward as a launch of its own or inside the tail kernel
 // (the app's --layer0; EngineConfig::tail_layer0).
 enum class Layer0 { Separate, Inside };
+// ... and with it inside, how many tail blocks of a thread block cluster may share that work
+// (EngineConfig::tail_layer0_cluster, the app's --layer0-cluster 1|2|4; cuda::TailLayer0::cluster).
+enum class Layer0Cluster { One, Two, Four };
+constexpr int cluster_blocks(Layer0Cluster c) { return c == Layer0Cluster::Four ? 4 : c == Layer0Cluster::Two ? 2 : 1; }
 // Measured on an H200 (2026-11-26, profiling/results/2026-11-26-nvidia-h200-31770b8-bench-fused.txt,
 // training ms/epoch, fused vs graph): 13.4 vs 18.2 at batch 128, 9.3 vs 11.6 at 256, 7.2 vs 7.5 at
 // 512, 6.2 vs 2.4 at 4096 (1024 and 2048 not measured).
@@ -84,6 +88,7 @@ const char* to_string(Pdl p);
 const char* to_string(Carveout c);
 const char* to_string(TailRows r);
 const char* to_string(Layer0 l);
+const char* to_string(Layer0Cluster c);
 const char* to_string(Precision p);
 
 struct EngineConfig {
@@ -161,6 +166,14 @@ struct EngineConfig {
   // ignored with a notice. With Kernels::Auto and autotune (false here), the race tries it too. The
   // app's --layer0 separate|inside.
   bool tail_layer0 = false;
+  // With layer 0 inside: the tail blocks of a thread block cluster (up to 4, or 2; One: none) share
+  // layer 0's work, each computing 1/C of its units for the C blocks' rows and storing them into the
+  // owners' shared memory over the cluster's network (sm_90), so that each streams 1/C of W0 where
+  // alone each streams all of it (cuda::TailLayer0::cluster; the launch takes the largest size that
+  // divides its blocks and that the device holds in one wave, cuda::tail_layer0_cluster). Changes no
+  // result: every A0 element is the same mma chain. With Kernels::Auto and autotune, the race also
+  // tries One. The app's --layer0-cluster 1|2|4.
+  Layer0Cluster tail_layer0_cluster = Layer0Cluster::Four;
   // CUDA, native GEMMs: each GEMM's tile is timed on the device at its first launch and the fastest
   // kept (kernels/dense.cuh DenseAutotune: every tile the launcher can run, checked against the size
   // model's pick on the real operands first). Before the first graph capture the engine runs one
@@ -255,6 +268,8 @@ class Engine {
   virtual bool tail_rows16() const { return false; }
   // ... and its tail kernel computes layer 0's forward itself (EngineConfig::tail_layer0, or the race's pick).
   virtual bool tail_layer0() const { return false; }
+  // ... in clusters of this many blocks (EngineConfig::tail_layer0_cluster; 1: none) at the batch size.
+  virtual int tail_layer0_cluster() const { return 1; }
   // Whether the GEMMs read W from the optimizer's rounded copy (EngineConfig::rounded_weights).
   virtual bool rounded_weights() const { return false; }
   // What autotuning found (EngineConfig::autotune): one line per tuned GEMM, process-wide, in the

@@ -139,6 +139,7 @@ const char* to_string(Pdl p) { return p == Pdl::On ? "on" : "off"; }
 const char* to_string(Carveout c) { return c == Carveout::Max ? "max" : "driver"; }
 const char* to_string(TailRows r) { return r == TailRows::Rows16 ? "16" : "32"; }
 const char* to_string(Layer0 l) { return l == Layer0::Inside ? "inside" : "separate"; }
+const char* to_string(Layer0Cluster c) { return c == Layer0Cluster::Four ? "4" : c == Layer0Cluster::Two ? "2" : "1"; }
 const char* to_string(Kernels k) {
   switch (k) {
     case Kernels::Auto: return "auto";

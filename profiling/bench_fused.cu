@@ -28,7 +28,9 @@
 // and "tail-rows16-img" the same without the gather launch (its blocks find no registers beside two
 // tail blocks an SM: layer 0's weight GEMM reads the images); "tail-l0": layer 0's forward inside
 // the tail kernel (EngineConfig::tail_layer0; tf32/bf16 only, NOTES "Layer 0 inside the tail kernel":
-// "tail" against it is what the separate forward launch costs).
+// "tail" against it is what the separate forward launch costs), its blocks sharing layer 0 across
+// clusters of up to 4 (the default, EngineConfig::tail_layer0_cluster), and "tail-l0-alone" each
+// block alone (NOTES "Layer 0 shared across a cluster": "tail-l0" against it is what the clusters buy).
 // Then
 // the same paths autotuned (EngineConfig::autotune, the
 // app's default: "-tuned"; every GEMM's tile timed on the device) and "auto-tuned" (--kernels auto
@@ -132,6 +134,7 @@ int run(const Options& o) {
       bool weight_adam = true;
       TailRows tail_rows = TailRows::Rows32;
       bool tail_layer0 = false;
+      Layer0Cluster l0_cluster = Layer0Cluster::Four;
     };
     const int sms = std::max(dev.sm_count, 4);
     // The phase variants time the step with one phase's work left out (its barrier kept), and
@@ -158,6 +161,8 @@ int run(const Options& o) {
                                          Carveout::Max, true, TailRows::Rows16},
                                         {"tail-l0", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
                                          Carveout::Max, true, TailRows::Rows32, true},
+                                        {"tail-l0-alone", Kernels::Tail, 0, 7u, true, false, false, Pdl::On, true,
+                                         Carveout::Max, true, TailRows::Rows32, true, Layer0Cluster::One},
                                         {"graph-tuned", Kernels::Graph, 0, 7u, true, true},
                                         {"tail-tuned", Kernels::Tail, 0, 7u, true, true},
                                         {"auto-tuned", Kernels::Auto, 0, 7u, true, true}};
@@ -179,6 +184,7 @@ int run(const Options& o) {
       cfg.weight_adam = v.weight_adam;
       cfg.tail_rows = v.tail_rows;
       cfg.tail_layer0 = v.tail_layer0;
+      cfg.tail_layer0_cluster = v.l0_cluster;
       auto e = make_cuda_engine(cfg);
       if (!e->notice().empty()) std::printf("  %s\n", e->notice().c_str());
       const int t = e->add_dataset(view);

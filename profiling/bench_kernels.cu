@@ -770,6 +770,22 @@ void bench_tail(Bench& bench, cuda::Metrics* metrics) {
                     cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, nullptr, by_index, drop, scale,
                                      1.0f / float(B), B, st, p, nullptr, cuda::TailRows::Wide, &l0);
                   }, peak);
+        // ... shared across clusters of C blocks (NOTES "Layer 0 shared across a cluster"): each block
+        // streams W0/C and the X rows of C chunks; the same bits as the row above.
+        const int C = cuda::tail_layer0_cluster(B, true, widths, 4, p);
+        if (C > 1) {
+          cuda::TailLayer0 l0c = l0;
+          l0c.cluster = C;
+          const int n = cuda::tail_blocks(B);
+          bench.run("tail", shape, cat("tail_train ", to_string(p), ", layer 0 inside, clusters of ", C, " (1 launch, ", n,
+                                       " blocks; W0 streamed ", n / C, "x)"),
+                    flops + l0_flops,
+                    bytes - 4.0 * B * w0 + l0_bytes * C + (weights * (n - 1) + 4.0 * w0 * K0 * (n / C - 1)),
+                    [&](cudaStream_t st) {
+                      cuda::tail_train(partial.data(), dz0.data(), metrics, xent, net, nullptr, by_index, drop, scale,
+                                       1.0f / float(B), B, st, p, nullptr, cuda::TailRows::Wide, &l0c);
+                    }, peak);
+        }
       }
       bench.run("tail", shape, cat("replaced ", to_string(p), " (layer-2 fwd, head_train, layer-2 bwd + split-K)"), flops,
                 bytes + 4.0 * 2.0 * B * w1, [&](cudaStream_t st) {

@@ -20,7 +20,10 @@ time with the first epoch left out as warm-up, and the table shows the median ov
                engine-tail-half  engine-tail with --tail-rows 16: the tail kernel in 16-row blocks, up to 256,
                                  two an SM (what they buy over 32-row groups; CUDA only)
                engine-tail-l0    engine-tail with --layer0 inside: layer 0's forward inside the tail kernel
-                                 (what one launch fewer buys; CUDA, tf32/bf16 only: skipped at fp32)
+                                 (what one launch fewer buys; CUDA, tf32/bf16 only: skipped at fp32), its
+                                 blocks sharing it across clusters of up to 4 (--layer0-cluster's default)
+               engine-tail-l0-alone the same with --layer0-cluster 1: each block computes its own rows'
+                                 layer 0 alone (what the clusters buy; the same bits)
                engine-graph1     the same with --graph-steps 1: one graph replay per step (CUDA only)
                pytorch-tutorial  profiling/pytorch_mnist.py --mode tutorial (DataLoader, .item() per step)
                pytorch-resident  ... --mode resident (data on the device, metrics read once per epoch)
@@ -66,7 +69,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ALL = ["engine", "engine-untuned", "engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half",
-       "engine-tail-l0",
+       "engine-tail-l0", "engine-tail-l0-alone",
        "engine-cublas", "engine-graph1", "pytorch-tutorial", "pytorch-resident",
        "pytorch-graph", "jax", "jax-highest"]
 
@@ -228,7 +231,7 @@ class Race:
                     self.skip(c, "--graph-steps applies to --device cuda only")
                     continue
                 if c in ("engine-graph", "engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half",
-                         "engine-tail-l0") and a.device != "cuda":
+                         "engine-tail-l0", "engine-tail-l0-alone") and a.device != "cuda":
                     self.skip(c, "--kernels applies to --device cuda only")
                     continue
                 if c == "engine-tail-nopdl" and "--pdl" not in self.engine_help:
@@ -243,7 +246,11 @@ class Race:
                 if c == "engine-tail-l0" and "--layer0" not in self.engine_help:
                     self.skip(c, f"{a.bin} --help does not list --layer0")
                     continue
-                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half", "engine-tail-l0") and not re.search(r"\btail\b", self.engine_help):
+                if c == "engine-tail-l0-alone" and "--layer0-cluster" not in self.engine_help:
+                    self.skip(c, f"{a.bin} --help does not list --layer0-cluster")
+                    continue
+                if c in ("engine-tail", "engine-tail-nopdl", "engine-tail-driver", "engine-tail-half", "engine-tail-l0",
+                         "engine-tail-l0-alone") and not re.search(r"\btail\b", self.engine_help):
                     self.skip(c, f"{a.bin} --help does not offer --kernels tail")
                     continue
                 if c in ("engine-graph", "engine-tail") and "--kernels" not in self.engine_help:
@@ -366,6 +373,8 @@ class Race:
             cmd += ["--kernels", "tail", "--tail-rows", "16"]
         if c == "engine-tail-l0":
             cmd += ["--kernels", "tail", "--layer0", "inside"]
+        if c == "engine-tail-l0-alone":
+            cmd += ["--kernels", "tail", "--layer0", "inside", "--layer0-cluster", "1"]
         if c == "engine-untuned":
             cmd += ["--autotune", "off"]
         if prec != "fp32":
@@ -492,14 +501,14 @@ class Race:
 
     def with_precisions(self, contenders):
         """(contender, precision) pairs: engine contenders at every --precisions value that they and
-        the binary support (engine-cublas is float32 only, engine-tail-l0 tf32/bf16 only), the others
+        the binary support (engine-cublas is float32 only, engine-tail-l0(-alone) tf32/bf16 only), the others
         at fp32."""
         pairs = []
         for c in contenders:
             for prec in self.a.precisions:
                 if prec != "fp32" and (not c.startswith("engine") or c == "engine-cublas"):
                     continue
-                if prec == "fp32" and c == "engine-tail-l0":  # (layer 0 inside runs on tensor cores only)
+                if prec == "fp32" and c in ("engine-tail-l0", "engine-tail-l0-alone"):  # (layer 0 inside: tensor cores only)
                     continue
                 if prec != "fp32" and "--precision" not in (self.engine_help or ""):
                     self.skip(f"{c}[{prec}]", f"{self.a.bin} --help does not list --precision")

@@ -225,6 +225,10 @@ TEST_CASE("the resume rule: --autotune, --tail-rows and --layer0 count on CUDA o
   AppOptions inside = untuned;
   inside.layer0 = Layer0::Inside;
   CHECK(resume_flag_diff(old, run_config(inside, "cuda", "fp")) == "; layer0 was separate, now inside");
+  // --layer0-cluster changes no number (every value of layer 0 is the same sum): it may change.
+  AppOptions alone = inside;
+  alone.layer0_cluster = Layer0Cluster::One;
+  CHECK(run_config(alone, "cuda", "fp") == run_config(inside, "cuda", "fp"));
   // On the CPU the flags are not part of the run (the notice names them instead).
   CHECK(resume_flag_diff(cpu, run_config(rows16, "cpu", "fp")).empty());
   CHECK(resume_flag_diff(cpu, run_config(inside, "cpu", "fp")).empty());

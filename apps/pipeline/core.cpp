@@ -61,6 +61,7 @@ EngineConfig engine_config(const AppOptions& o, const ModelSpec& spec) {
   c.carveout = o.carveout;
   c.tail_rows = o.tail_rows;
   c.tail_layer0 = o.layer0 == Layer0::Inside;
+  c.tail_layer0_cluster = o.layer0_cluster;
   return c;
 }
 
@@ -77,6 +78,7 @@ void cpu_ignores(const AppOptions& o, std::ostream& log) {
   if (o.carveout != d.carveout) flags += cat(" --carveout ", to_string(o.carveout));
   if (o.tail_rows != d.tail_rows) flags += cat(" --tail-rows ", to_string(o.tail_rows));
   if (o.layer0 != d.layer0) flags += cat(" --layer0 ", to_string(o.layer0));
+  if (o.layer0_cluster != d.layer0_cluster) flags += cat(" --layer0-cluster ", to_string(o.layer0_cluster));
   if (o.graph_steps != d.graph_steps) flags += cat(" --graph-steps ", o.graph_steps);
   if (!flags.empty()) log << "notice: the CPU path has no use for" << flags << " (CUDA only)\n";
 }
@@ -107,11 +109,13 @@ std::string kernel_path(const Engine& engine) {
   // its last layer runs as the head kernel (kernels/head.cuh), the tail path when its launches are
   // programmatic (kernels/pdl.cuh) and ask for the largest shared-memory carveout ("+smem"), and
   // when its tail kernel takes 16-row blocks ("+rows16": --tail-rows 16, or the race's pick) and when it
-  // computes layer 0's forward itself ("+l0": the race's pick).
+  // computes layer 0's forward itself ("+l0": the race's pick, or --layer0 inside), in clusters of N
+  // blocks ("+l0xN", --layer0-cluster).
   if (engine.fused_step()) return cat("cuda ", to_string(Kernels::Fused));
   if (engine.tail_kernel()) return cat("cuda ", to_string(Kernels::Tail), engine.programmatic_launch() ? "+pdl" : "",
                                       engine.max_carveout() ? "+smem" : "", engine.tail_rows16() ? "+rows16" : "",
-                                      engine.tail_layer0() ? "+l0" : "");
+                                      engine.tail_layer0() ? "+l0" : "",
+                                      engine.tail_layer0_cluster() > 1 ? cat("x", engine.tail_layer0_cluster()) : "");
   return cat("cuda ", to_string(Kernels::Graph), engine.head_kernel() ? "+head" : "");
 }
 

@@ -156,6 +156,10 @@ void add_training_flags(CLI::App& app, AppOptions& o) {
              "CUDA, tail path at tf32/bf16: layer 0's forward as its own launch or inside the tail kernel (each "
              "block computes its rows from the images; in training and evaluation; another float32 sum of layer "
              "0's products); --kernels auto with --autotune on tries inside too");
+  add_choice(app, "--layer0-cluster", o.layer0_cluster, {Layer0Cluster::Four, Layer0Cluster::Two, Layer0Cluster::One},
+             "CUDA, layer 0 inside the tail kernel: up to this many blocks of a thread block cluster share it, "
+             "each computing 1/N of its units for all N blocks' rows (sm_90; 1: each block alone); changes no "
+             "result (--kernels auto with --autotune on tries 1 too)");
   add_number(app, "--graph-steps", o.graph_steps, number(1, 1000), "CUDA: training steps per graph replay or fused-kernel launch");
   add_number(app, "--seed", o.seed, number<uint64_t>(0, std::numeric_limits<uint64_t>::max()),
              "seed of init, dropout, shuffle and random split");
@@ -259,7 +263,7 @@ std::map<std::string, std::string> flag_map(const AppOptions& o) {
           {"kernels", to_string(o.kernels)}, {"precision", to_string(o.precision)},
           {"autotune", to_string(o.autotune)}, {"pdl", to_string(o.pdl)},
           {"carveout", to_string(o.carveout)}, {"tail_rows", to_string(o.tail_rows)},
-          {"layer0", to_string(o.layer0)}};
+          {"layer0", to_string(o.layer0)}, {"layer0_cluster", to_string(o.layer0_cluster)}};
 }
 
 }  // namespace mnist

@@ -51,6 +51,7 @@ struct AppOptions {
   Carveout carveout = Carveout::Max;   // CUDA only (tail path, with --pdl on)
   TailRows tail_rows = TailRows::Rows32;  // CUDA only (tail path)
   Layer0 layer0 = Layer0::Separate;       // CUDA only (tail path, tf32/bf16)
+  Layer0Cluster layer0_cluster = Layer0Cluster::Four;  // CUDA only (with --layer0 inside)
   Dataset dataset = Dataset::Mnist;
   std::string data_dir;  // default data/<dataset>
   std::string out_dir = "out";

@@ -61,7 +61,7 @@ ResumeState load_checked_resume(const std::string& path, const ParamLayout& layo
   const std::string diff = resume_flag_diff(std::move(saved), config);
   if (!diff.empty())
     throw InputError(cat("--resume: ", path, " belongs to a run with other flags", diff,
-                         " (only --epochs, --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path may change)"));
+                         " (only --epochs, --threads, --graph-steps, --pdl, --carveout, --layer0-cluster, --quiet and the --data path may change)"));
   return load_resume(path, layout);
 }
 
@@ -96,8 +96,8 @@ std::string written_files(const OutputDir& out) {
 // The resume rule, one for every flag: a resumed run must compute what the interrupted run would
 // have computed, so every flag that can change a number must be the same (the learning rate
 // included) and the data must be the same data (by fingerprint, wherever --data points). Only
-// --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --carveout, --quiet and the --data path
-// may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
+// --epochs (train longer or shorter), --threads, --graph-steps, --pdl, --carveout, --layer0-cluster, --quiet and
+// the --data path may change. `backend` is the engine actually used (auto resolves to cpu or cuda). --autotune counts on
 // CUDA (the tiles and path it keeps are saved with the state and preset on resume; without it the
 // size models' choices): a file from before the flag existed ran without it ("off"). --tail-rows
 // counts on CUDA too (other sums of the later layers' gradients): a file from before it ran 32; so

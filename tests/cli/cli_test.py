@@ -316,6 +316,8 @@ def flag_cases(tiny):
         bad("tail_rows_enum_index", ["--tail-rows", "1"], ["--tail-rows", "'1'"]),  # (not the enum's number)
         bad("layer0_unknown", ["--layer0", "fused"], ["--layer0", "must be separate or inside", "'fused'"]),
         bad("layer0_enum_index", ["--layer0", "1"], ["--layer0", "'1'"]),
+        bad("layer0_cluster_three", ["--layer0-cluster", "3"], ["--layer0-cluster", "must be 4, 2 or 1", "'3'"]),
+        bad("layer0_cluster_word", ["--layer0-cluster", "four"], ["--layer0-cluster", "'four'"]),
         bad("graph_steps_0", ["--graph-steps", "0"], ["--graph-steps", "got 0"]),
         bad("graph_steps_too_many", ["--graph-steps", "1001"], ["--graph-steps", "got 1001"]),
         bad("init_unknown", ["--init", "he"], ["--init", "'he'"]),
@@ -655,8 +657,9 @@ def positive_cases(tiny, ckpt):
         # CUDA-only flags on the CPU path: a notice names them, the run goes on.
         Case("control_cpu_names_cuda_flags", ["--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
                                               "--kernels", "tail", "--gemm", "cublas", "--tail-rows", "16", "--layer0",
-                                              "inside", "--out", "cuda_flags"], code=0,
-             stdout_needles=["notice: the CPU path has no use for --gemm cublas --kernels tail --tail-rows 16 --layer0 inside (CUDA only)"]),
+                                              "inside", "--layer0-cluster", "2", "--out", "cuda_flags"], code=0,
+             stdout_needles=["notice: the CPU path has no use for --gemm cublas --kernels tail --tail-rows 16 --layer0 inside "
+                             "--layer0-cluster 2 (CUDA only)"]),
         Case("control_compare_ok", ["compare", "--device", "cpu", "--data", tiny, "--epochs", "1", "--batch-size", "16",
                                     "--out", "cmp_out"], code=0,
              stdout_needles=["FRAMEWORK COMPARISON", "| mnist_cuda cpu ", " threads", ") | cpu "]),

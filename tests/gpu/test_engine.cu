@@ -244,6 +244,33 @@ TEST_CASE("CUDA engine: layer 0 reading the images in place = the gathered batch
     }
 }
 
+// EngineConfig::tail_layer0_cluster: layer 0 inside the tail kernel, its blocks sharing that work
+// across thread block clusters (each computes 1/C of the units for the C blocks' rows), against each
+// block alone. Every A0 element is the same mma chain, so nothing may change: two epochs (4200
+// examples at batch 512: 16 blocks, clusters of 4 on an H100/H200; a last batch of 104 rows, 4
+// blocks), the state, the evaluation and the predictions, bitwise. The MESSAGE says the size the
+// device took (1 where it launches no clusters: then the two runs are one).
+TEST_CASE("CUDA engine: layer 0 shared across thread block clusters changes no bit") {
+  for (const Precision prec : {Precision::TF32, Precision::BF16}) {
+    INFO("precision ", std::string(to_string(prec)));
+    Problem p = large_batch_problem(prec, Kernels::Tail, 4200, 59);
+    p.cfg.tail_layer0 = true;
+    TwoEpochs r[2];
+    int sizes[2] = {0, 0};
+    for (const int on : {0, 1}) {
+      p.cfg.tail_layer0_cluster = on ? Layer0Cluster::Four : Layer0Cluster::One;
+      auto gpu = make_cuda_engine(p.cfg);
+      REQUIRE(gpu->tail_layer0());
+      sizes[on] = gpu->tail_layer0_cluster();
+      r[on] = two_epochs(*gpu, p);
+    }
+    MESSAGE("layer 0 in clusters of ", sizes[1], " (", to_string(prec), ")");
+    CHECK(sizes[0] == 1);
+    CHECK(sizes[1] == (cuda::device_launches_clusters() ? 4 : 1));  // (16 blocks of the model: 4 clusters of 4 fit any sm_90)
+    check_bitwise(r[0], r[1]);
+  }
+}
+
 // EngineConfig::rounded_weights (the default): at TF32/BF16 the graph and tail paths' GEMMs read W
 // from a copy of the parameters rounded to the precision, which the optimizer writes in its pass
 // (kernels/adam.cuh RoundedParams), and skip their own rounding of W. Rounding is idempotent, so

@@ -47,6 +47,9 @@
 #include "runtime/error.hpp"
 #include "tests/gpu/gpu_test.cuh"
 #include "tests/gpu/head_ref.hpp"
+#ifdef MNIST_HOST_EMULATION  // (defined by the emulation's cuda_runtime.h, included above)
+#include <cooperative_groups.h>  // (g_emu_sm_count, emu::g_emu_cluster_launches)
+#endif
 
 namespace mnist::test {
 namespace {
@@ -829,6 +832,196 @@ TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU refere
     }
 }
 
+// Layer 0 shared across a thread block cluster (TailLayer0::cluster): the blocks of a cluster each
+// compute 1/C of layer 0's units for all C blocks' chunks and store them into the owners' A0 over
+// distributed shared memory. Every element is the same chain of mma on the same operands as in the
+// unclustered launch, so everything -- A0, dz0, every activation, dZ and slice, the metrics; the
+// evaluation's A0 and metrics -- must be its bits. Shapes: w0 = 64 at 256 rows (clusters of 4, 16
+// units a block), 4200 rows and K = 136 (3 slices: the three W buffers turn; blocks of one and two
+// 32-row chunks in one cluster: a block past its last chunk computes its peers' units), 16-row
+// blocks, w0 = 48 (clusters of 2: 4 would leave the last block no units) with K = 50 and misaligned
+// images and W0, w0 = 40 at 120 rows (the second block of a pair computes 8 units; the last block 24
+// rows), 192 rows (6 blocks: clusters of 2, not 4), w0 = 100 (clusters of 4, the last block 4 units),
+// w0 = 16 (no cluster: it takes 1), no dropout (the staged stores to the peers); not quick: the model
+// at 512 rows (clusters of 4, as the engine's steps at 4096); the evaluation also at 150 rows, its 5
+// blocks padded to 8 (blocks without rows). In the emulation the clustered launches of the first
+// shape, of 4200 rows and without dropout (tf32) run again with one block of every cluster slow (it
+// runs only when no other block can: emu::g_slow_block), the first and then the last: its peers then
+// reach their stores into its A0 while it is behind, and read their A0 before its stores, wherever a
+// cluster barrier is missing. The emulation launches clusters on a device of 132 SMs here (it has 2 by default,
+// too few for a wave of clusters); on a GPU the size is the device's answer (tail_layer0_cluster),
+// and a launch without clusters must still match.
+TEST_CASE("tail_train with layer 0 shared across a cluster: bitwise the unclustered launch") {
+  Stream stream;
+#ifdef MNIST_HOST_EMULATION
+  struct SmCount {  // (restored however the case ends)
+    int before = g_emu_sm_count;
+    SmCount() { g_emu_sm_count = 132; }
+    ~SmCount() {
+      g_emu_sm_count = before;
+      emu::g_slow_block = nullptr;
+    }
+  } sm_count;
+#endif
+  struct ClusterShape {
+    std::vector<int> widths;
+    int K, rows, want, expect;  // asked for, and what the emulation takes (a GPU may take less)
+    int image_offset = 0, w_offset = 0;
+    cuda::TailRows tail_rows = cuda::TailRows::Wide;
+    float p = 0.2f;
+  };
+  std::vector<ClusterShape> shapes{{{64, 16, 10}, 100, 256, 4, 4},
+                                   {{48, 20, 7}, 50, 192, 4, 2, 1, 1},
+                                   {{40, 12, 5}, 36, 120, 2, 2},
+                                   {{64, 16, 10}, 36, 192, 4, 2},
+                                   {{100, 16, 10}, 50, 128, 4, 4},
+                                   {{64, 16, 10}, 100, 256, 4, 4, 0, 0, cuda::TailRows::Half},
+                                   {{16, 10}, 64, 96, 4, 1},
+                                   {{64, 10}, 64, 128, 4, 4, 0, 0, cuda::TailRows::Wide, 0.0f},
+                                   {{64, 12, 5}, 136, 4200, 4, 4}};
+  if (!quick_tests()) shapes.push_back({{128, 64, 10}, 784, 512, 4, 4});
+  for (GemmPrecision prec : {GemmPrecision::TF32, GemmPrecision::BF16})
+    for (const ClusterShape& s : shapes) {
+      const std::vector<int>& w = s.widths;
+      const int B = s.rows, K = s.K, T = int(w.size()) - 1, w0 = w[0], C = w.back();
+      INFO("rows=", B, " K=", K, " widths=", w0, "..", C, " T=", T, " cluster<=", s.want, " rows16=",
+           s.tail_rows == cuda::TailRows::Half, " p=", s.p, " ", std::string(prec_name(prec)));
+      REQUIRE(cuda::tail_layer0_unsupported(w, K, prec).empty());
+      const int size = cuda::tail_layer0_cluster(B, true, w, s.want, prec, s.tail_rows);
+#ifdef MNIST_HOST_EMULATION
+      CHECK(size == s.expect);
+#else
+      // (a device that launches clusters holds these few: at most 16 blocks; 128 at 5000 rows may not fit a wave)
+      int device = 0, clusters = 0;  // (cudaDevAttrClusterLaunch: the device launches clusters)
+      REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+      REQUIRE(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) == cudaSuccess);
+      if (clusters && s.expect > 1 && cuda::tail_blocks(B, s.tail_rows) <= 16) CHECK(size > 1);
+#endif
+      MESSAGE("layer 0 in clusters of ", size, " (asked ", s.want, ")");
+      const TailModel model(w, 700 + std::size_t(T) * 5 + std::size_t(w0));
+      const int first = 3, n_images = B + first + 7;
+      const auto images = random_bytes(std::size_t(n_images) * K + std::size_t(s.image_offset), 703 + B + K);
+      std::vector<int32_t> idx(static_cast<std::size_t>(n_images));
+      for (int i = 0; i < n_images; ++i) idx[std::size_t(i)] = i;
+      std::shuffle(idx.begin(), idx.end(), std::mt19937(unsigned(B * 3 + K)));
+      const auto labels = random_bytes(std::size_t(n_images), 704 + B, 0, C - 1);
+      auto d_images = to_device(images);
+      auto d_idx = to_device(idx);
+      auto d_lab = to_device(labels);
+      const double lim = 1.5 / std::sqrt(double(K));
+      std::vector<float> W0(std::size_t(s.w_offset), 0.0f);
+      const auto W0v = random_vector(std::size_t(w0) * K, 705 + K, -lim, lim);
+      W0.insert(W0.end(), W0v.begin(), W0v.end());
+      auto d_W0 = to_device(W0);
+      auto d_b0 = to_device(random_vector(std::size_t(w0), 706 + K, -0.2, 0.2));
+      const cuda::DropoutSpec drop{s.p, 17, 5, 0, nullptr};
+      const float mask_scale = s.p > 0.0f ? cuda::dropout_scale(s.p) : 1.0f;
+      const auto lab_in = cuda::LabelInput::by_index(d_lab.data(), d_idx.data(), first);
+      cuda::TailLayer0 l0;
+      l0.images = d_images.data() + s.image_offset;
+      l0.rows = {d_idx.data(), first, nullptr, 0};
+      l0.W = d_W0.data() + s.w_offset;
+      l0.b = d_b0.data();
+      l0.K = K;
+
+      struct Run {
+        std::vector<float> a0, slices, dz0;
+        std::vector<std::vector<float>> act, dz;
+        cuda::Metrics m;
+        long long clusters = 0;
+      };
+      const std::size_t SF = cuda::tail_slice_floats(w);
+      const auto train = [&](int cluster) {
+        cuda::TailLayer0 l = l0;
+        l.cluster = cluster;
+        auto partial = poisoned<float>(std::size_t(cuda::tail_blocks(B, s.tail_rows)) * SF);
+        auto dz0 = poisoned<float>(std::size_t(B) * w0);
+        auto a0 = poisoned<float>(std::size_t(B) * w0);
+        auto metrics = to_device(std::vector<cuda::Metrics>(1));
+        XentBuffers xb(B);
+        Trace tr(w, B);
+        tr.t.a0 = a0.data();
+        Run r;
+#ifdef MNIST_HOST_EMULATION
+        const long long before = emu::g_emu_cluster_launches;
+#endif
+        cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), nullptr, lab_in, drop,
+                         mask_scale, 1.0f / float(B), B, stream.get(), prec, &tr.t, s.tail_rows, &l);
+#ifdef MNIST_HOST_EMULATION
+        r.clusters = emu::g_emu_cluster_launches - before;
+#endif
+        CHECK(xb.counter() == 0u);
+        r.a0 = to_host(a0);
+        r.slices = to_host(partial);
+        r.dz0 = to_host(dz0);
+        r.m = to_host(metrics)[0];
+        for (int i = 0; i < T; ++i) {
+          r.act.push_back(to_host(tr.act[std::size_t(i)]));
+          r.dz.push_back(to_host(tr.dz[std::size_t(i)]));
+        }
+        return r;
+      };
+      const Run alone = train(1), shared = train(s.want);
+#ifdef MNIST_HOST_EMULATION
+      CHECK(alone.clusters == 0);
+      CHECK(shared.clusters == (s.expect > 1 ? 1 : 0));
+      std::vector<Run> skewed;  // (the first, then the last block of every cluster slow; tf32: the same steps as bf16)
+      if (s.expect > 1 && prec == GemmPrecision::TF32 && (&s == &shapes.front() || B > 4096 || s.p == 0.0f))
+        for (const int slow : {0, s.expect - 1}) {
+          const int c = s.expect;
+          emu::g_slow_block = [c, slow](unsigned b) { return int(b) % c == slow; };
+          skewed.push_back(train(s.want));
+          emu::g_slow_block = nullptr;
+        }
+      for (const Run& k : skewed) {
+        CHECK_MESSAGE(bitwise_equal(k.a0, alone.a0), "A0 with a slow block in every cluster");
+        CHECK(bitwise_equal(k.slices, alone.slices));
+        CHECK(bitwise_equal(k.dz0, alone.dz0));
+        CHECK(same_bits(k.m.loss_sum, alone.m.loss_sum));
+      }
+#endif
+      CHECK(bitwise_equal(shared.a0, alone.a0));
+      CHECK(bitwise_equal(shared.dz0, alone.dz0));
+      CHECK(bitwise_equal(shared.slices, alone.slices));
+      for (int i = 0; i < T; ++i) {
+        CHECK_MESSAGE(bitwise_equal(shared.act[std::size_t(i)], alone.act[std::size_t(i)]), "activation " << i + 1);
+        CHECK_MESSAGE(bitwise_equal(shared.dz[std::size_t(i)], alone.dz[std::size_t(i)]), "dZ_" << i + 1);
+      }
+      CHECK(same_bits(shared.m.loss_sum, alone.m.loss_sum));
+      CHECK(shared.m.correct == alone.m.correct);
+      std::size_t kept = 0;
+      for (const float v : alone.a0) kept += v > 0.0f;
+      CHECK_MESSAGE(kept > alone.a0.size() / 5, kept << " of " << alone.a0.size() << " units of A0 positive");
+
+      // The evaluation (one chunk a block, a grid padded to whole clusters): A0 and the metrics.
+      for (const int E : {B, 150}) {
+        if (E > n_images - first) continue;
+        CAPTURE(E);
+        const auto eval = [&](int cluster, std::vector<float>& ea0) {
+          cuda::TailLayer0 l = l0;
+          l.cluster = cluster;
+          auto a0 = poisoned<float>(std::size_t(E) * w0);
+          auto m = to_device(std::vector<cuda::Metrics>(1));
+          XentBuffers xe(E);
+          cuda::TailTrace et;
+          et.a0 = a0.data();
+          cuda::tail_evaluate(m.data(), xe.scratch(), model.net(), nullptr, lab_in, E, stream.get(), prec, &et, &l);
+          CHECK(xe.counter() == 0u);
+          ea0 = to_host(a0);
+          return to_host(m)[0];
+        };
+        std::vector<float> a0_alone, a0_shared;
+        const cuda::Metrics ma = eval(1, a0_alone), ms = eval(s.want, a0_shared);
+        CHECK(bitwise_equal(a0_shared, a0_alone));
+        CHECK(same_bits(ms.loss_sum, ma.loss_sum));
+        CHECK(ms.correct == ma.correct);
+#ifdef MNIST_HOST_EMULATION
+        if (E == 150 && s.expect == 4) CHECK(cuda::tail_layer0_cluster(E, false, w, s.want, prec) == 4);  // (5 blocks padded to 8)
+#endif
+      }
+    }
+}
+
 TEST_CASE("tail_train with layer 0 inside: what it cannot run is refused, naming why") {
   Stream stream;
   CHECK(cuda::tail_layer0_unsupported({128, 64, 10}, 784, GemmPrecision::FP32).find("tensor cores only") != std::string::npos);
@@ -859,6 +1052,17 @@ TEST_CASE("tail_train with layer 0 inside: what it cannot run is refused, naming
                                      drop, 1.0f, 0.125f, 8, stream.get(), GemmPrecision::TF32, nullptr,
                                      cuda::TailRows::Wide, &l0),
                     doctest::Contains("null layer-0"));
+  l0.b = b0.data();
+  l0.cluster = 0;
+  CHECK_THROWS_WITH(cuda::tail_train(partial.data(), nullptr, metrics.data(), xb.scratch(), model.net(), nullptr, lab.data(),
+                                     drop, 1.0f, 0.125f, 8, stream.get(), GemmPrecision::TF32, nullptr,
+                                     cuda::TailRows::Wide, &l0),
+                    doctest::Contains("cluster size must be at least 1"));
+  // Clusters are never taken at fp32, for a single block, or past what the widths split into.
+  CHECK(cuda::tail_layer0_cluster(4096, true, {128, 64, 10}, 4, GemmPrecision::FP32) == 1);
+  CHECK(cuda::tail_layer0_cluster(32, true, {128, 64, 10}, 4, GemmPrecision::TF32) == 1);
+  CHECK(cuda::tail_layer0_cluster(4096, true, {16, 10}, 4, GemmPrecision::TF32) == 1);
+  CHECK(cuda::tail_layer0_cluster(4096, true, {128, 64, 10}, 1, GemmPrecision::TF32) == 1);
 }
 
 TEST_CASE("tail_force_stop (bench_kernels' phase rows): a launch ends each chunk after its phase and writes nothing later") {

@@ -299,17 +299,26 @@ void tail_layer0_vs_separate() {
   const int n = 600, input = 40;
   auto images = rbytes(std::size_t(n) * input, 61, 0, 255), labels = rbytes(n, 62, 0, 9);
   DataView v{images.data(), labels.data(), n, input};
+  // (t = 2: layer 0 shared across clusters, on a device of 132 SMs: the emulation's default 2 hold
+  // too few clusters for a wave, and the launch would take none)
+  const int sms = g_emu_sm_count;
   for (Precision prec : {Precision::TF32, Precision::BF16}) {
     EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 63;
     cfg.kernels = Kernels::Tail;
     cfg.precision = prec;
-    std::vector<float> p[2], pr[2];
-    EpochStats tr[2], ev[2];
+    std::vector<float> p[3], pr[3];
+    EpochStats tr[3], ev[3];
+    long long clusters[3];
     cuda::dense_force_tile({cuda::GemmTile::Mma, false});
-    for (int t : {0, 1}) {
-      cfg.tail_layer0 = t == 1;
+    for (int t : {0, 1, 2}) {
+      cfg.tail_layer0 = t >= 1;
+      cfg.tail_layer0_cluster = t == 2 ? Layer0Cluster::Four : Layer0Cluster::One;
+      g_emu_sm_count = t == 2 ? 132 : sms;
+      const long long before = emu::g_emu_cluster_launches;
       auto gpu = make_cuda_engine(cfg);
-      expect(gpu->tail_kernel() && gpu->tail_layer0() == (t == 1), cat("layer 0 inside: taken as set (", t, ")"));
+      expect(gpu->tail_kernel() && gpu->tail_layer0() == (t >= 1), cat("layer 0 inside: taken as set (", t, ")"));
+      // (w0 = 48: clusters of 2, since of 4 the last block would compute no units)
+      expect(gpu->tail_layer0_cluster() == (t == 2 ? 2 : 1), cat("layer 0 in clusters of ", gpu->tail_layer0_cluster(), " (", t, ")"));
       const int d = gpu->add_dataset(v);
       gpu->train_epoch(d, 0, 1e-3f);
       tr[t] = gpu->train_epoch(d, 1, 1e-3f);
@@ -317,13 +326,23 @@ void tail_layer0_vs_separate() {
       ev[t] = gpu->evaluate(d);
       pr[t].assign(std::size_t(n) * 10, -1.0f);
       gpu->predict(pr[t].data(), images.data(), n);
+      clusters[t] = emu::g_emu_cluster_launches - before;
     }
+    g_emu_sm_count = sms;
     cuda::dense_force_tile({});
     const std::string what = cat("layer 0 inside (", prec == Precision::TF32 ? "tf32" : "bf16", ")");
-    expect(std::memcmp(&tr[0].loss, &tr[1].loss, sizeof(double)) == 0 && tr[0].accuracy == tr[1].accuracy,
-           cat(what, ": second epoch's loss bits ", tr[0].loss, " vs ", tr[1].loss));
-    expect(p[0] == p[1], what + ": the parameters after two epochs, bitwise");
-    expect(std::memcmp(&ev[0].loss, &ev[1].loss, sizeof(double)) == 0 && pr[0] == pr[1], what + ": evaluation and prediction, bitwise");
+    for (int t : {1, 2}) {
+      const std::string w = cat(what, t == 2 ? ", in clusters" : "");
+      expect(std::memcmp(&tr[0].loss, &tr[t].loss, sizeof(double)) == 0 && tr[0].accuracy == tr[t].accuracy,
+             cat(w, ": second epoch's loss bits ", tr[0].loss, " vs ", tr[t].loss));
+      expect(p[0] == p[t], w + ": the parameters after two epochs, bitwise");
+      expect(std::memcmp(&ev[0].loss, &ev[t].loss, sizeof(double)) == 0 && pr[0] == pr[t], w + ": evaluation and prediction, bitwise");
+    }
+    // (layer 0's weight GEMM with Adam launches in clusters in every run; with layer 0 in clusters,
+    // so do the two epochs' 512-row tail launches (16 blocks) and the evaluation's (19 blocks padded
+    // to 20), not the 88-row ones (3 blocks))
+    expect(clusters[0] == clusters[1] && clusters[2] >= clusters[1] + 3,
+           cat(what, ": ", clusters[2], " cluster launches with clusters, ", clusters[1], " without"));
   }
   // Where it cannot run, the option is ignored: fp32, and X gathered.
   EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 63;

@@ -146,10 +146,11 @@ struct Fiber {
 enum class ThreadOrder { Alternate, Index, Reverse };
 inline ThreadOrder g_thread_order = ThreadOrder::Alternate;
 
-// Slow blocks (tests of dependencies between the blocks of one cooperative launch): a block for which
-// it returns true runs only when no other block's thread can, so its work comes as late as the
-// launch allows, and a consumer that does not wait for it reads too early. Empty: every thread in
-// queue order, as always.
+// Slow blocks (tests of dependencies between the blocks of one cooperative or cluster launch): a
+// block for which it returns true runs only when no other block's thread can, so its work comes as
+// late as the launch allows, and a consumer that does not wait for it reads too early. Its argument
+// is the block's index along the grid's one dimension (bx + by: the launches it serves are n x 1,
+// cooperative, or 1 x n, in clusters). Empty: every thread in queue order, as always.
 inline std::function<bool(unsigned bx)> g_slow_block;
 
 // Stacks: 256 KB each with a guard page below (an overflow faults instead of corrupting a
@@ -209,7 +210,7 @@ inline Fiber* pick(Scheduler& s) {
       Fiber* f = *i;
       if (f->spinning) {
         if (waiter == none && f->spun_at < s.runs) waiter = i;
-      } else if (g_slow_block && g_slow_block(f->block->bx)) {
+      } else if (g_slow_block && g_slow_block(f->block->bx + f->block->by)) {
         if (slow == none) slow = i;
       } else {
         fast = i;

@@ -26,7 +26,7 @@ inline unsigned cluster_rank() {
 inline void cluster_sync() { emu::wait(emu_cluster_of_block().sync); }
 
 template <class T>
-const T* cluster_peer(const T* p, unsigned rank) {
+T* cluster_peer(T* p, unsigned rank) {
   emu::Cluster& c = emu_cluster_of_block();
   const emu::Block& own = emu::current_block();
   if (rank >= c.blocks.size()) throw std::runtime_error("emu: cluster_peer's rank is past the cluster");
@@ -34,7 +34,7 @@ const T* cluster_peer(const T* p, unsigned rank) {
   const char* q = reinterpret_cast<const char*>(p);
   if (q < base || q + sizeof(T) > base + own.smem_bytes)
     throw std::runtime_error("emu: cluster_peer of an address outside the block's dynamic shared memory");
-  return reinterpret_cast<const T*>(static_cast<const char*>(c.blocks[rank]->smem) + (q - base));
+  return reinterpret_cast<T*>(static_cast<char*>(c.blocks[rank]->smem) + (q - base));
 }
 
 }  // namespace mnist::cuda
