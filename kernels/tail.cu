@@ -1246,6 +1246,10 @@ template <GemmPrecision PREC, bool BACKWARD, class PlanOf>
 int l0_cluster_size(int blocks, int want, int w0, PlanOf&& plan_of) {
   for (int c = kL0MaxCluster; c >= 2; c /= 2) {
     if (c > want || blocks < c || (BACKWARD && blocks % c != 0) || w0 <= l0_units(w0, c) * (c - 1)) continue;
+    // (the accumulator tiles, (C·32/16) x (Uq/16), at most kL0TilesPerWarp a warp: C·Uq <= 256, true
+    // for every w0 <= 256 that tail_layer0_unsupported allows; checked, since a tile past it would be
+    // left out silently)
+    if (2 * c * (l0_units(w0, c) / 16) > kL0TilesPerWarp * kWarps) continue;
     const std::size_t bytes = plan_bytes(plan_of(c));
     if (bytes > std::size_t(kL0SmemBudget)) continue;  // (a narrow w0: C chunks of X outweigh the W0 saved)
     const int padded = (blocks + c - 1) / c * c;
