@@ -271,11 +271,17 @@ class CudaEngine final : public Engine {
     tail_rows_ = cfg.tail_rows == TailRows::Rows16 ? cuda::TailRows::Half : cuda::TailRows::Wide;
     tail_l0_ = cfg.tail_layer0 && (tail_ || race_paths_) && tail_layer0_ok(x_in_place_);
     l0_cluster_ = cluster_blocks(cfg.tail_layer0_cluster);
-    if (l0_cluster_ > 1 && (tail_ || race_paths_) && tail_layer0_ok(x_in_place_))  // (the device asked now, before any capture)
-    {
+    if (l0_cluster_ > 1 && (tail_ || race_paths_) && tail_layer0_ok(x_in_place_)) {  // (the device asked now, before any capture)
       for (const cuda::TailRows r : {cuda::TailRows::Wide, cuda::TailRows::Half})
         (void)cuda::tail_layer0_cluster(cfg.batch_size, true, tail_w_, l0_cluster_, cfg.precision, r);
       (void)cuda::tail_layer0_cluster(4 * cuda::kTailGroupRows, false, tail_w_, l0_cluster_, cfg.precision);  // (evaluation)
+      // Layer 0 inside asked for (not the race's option) and its training launch takes smaller clusters
+      // than asked, or none: said (the size changes no result; the log's path shows it too).
+      const int taken = cuda::tail_layer0_cluster(cfg.batch_size, true, tail_w_, l0_cluster_, cfg.precision, tail_rows_);
+      if (tail_ && tail_l0_ && taken < l0_cluster_)
+        notice_ += cat(notice_.empty() ? "" : "\n", "note: --layer0-cluster ", l0_cluster_, ": layer 0 in clusters of ",
+                       taken, " here (the most that divide the batch's ", cuda::tail_blocks(cfg.batch_size, tail_rows_),
+                       " tail blocks, leave each units of layer 0 and that the device holds in one wave)");
     }
     if (cfg.tail_layer0 && !tail_l0_) {  // (asked for and not taken: said, never silently ignored)
       const std::string why = !tail_ && !race_paths_ ? std::string("the tail path does not run here")

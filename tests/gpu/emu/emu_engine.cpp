@@ -344,6 +344,18 @@ void tail_layer0_vs_separate() {
     expect(clusters[0] == clusters[1] && clusters[2] >= clusters[1] + 3,
            cat(what, ": ", clusters[2], " cluster launches with clusters, ", clusters[1], " without"));
   }
+  // Clusters asked for where the launch takes none (the emulation's 2 SMs hold too few for a wave):
+  // said in the notice, and the layer runs in each block alone.
+  {
+    EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 63;
+    cfg.kernels = Kernels::Tail;
+    cfg.precision = Precision::TF32;
+    cfg.tail_layer0 = true;
+    auto gpu = make_cuda_engine(cfg);
+    expect(gpu->tail_layer0() && gpu->tail_layer0_cluster() == 1 &&
+               gpu->notice().find("note: --layer0-cluster 4: layer 0 in clusters of 1 here") != std::string::npos,
+           "layer 0 inside: clusters asked for and not taken are said: " + gpu->notice());
+  }
   // Where it cannot run, the option is ignored: fp32, and X gathered.
   EngineConfig cfg; cfg.spec.input = input; cfg.spec.hidden = {48, 24}; cfg.batch_size = 512; cfg.seed = 63;
   cfg.kernels = Kernels::Tail;
