@@ -648,6 +648,31 @@ TEST_CASE("tail_train in 16-row blocks, two an SM (TailRows::Half): the same dz0
     }
 }
 
+// One layer-0-inside training launch's outputs read back (the cases below), and the check that
+// everything after A0 is another launch's bits: dz0, every slice, activation and dZ, the metrics.
+struct L0Run {
+  std::vector<float> a0, slices, dz0;
+  std::vector<std::vector<float>> act, dz;
+  cuda::Metrics m;
+  long long clusters = 0;  // (the emulation's cluster launches)
+};
+void check_same_after_a0(const L0Run& got, const L0Run& want) {
+  CHECK(bitwise_equal(got.dz0, want.dz0));
+  CHECK(bitwise_equal(got.slices, want.slices));
+  for (std::size_t i = 0; i < want.act.size(); ++i) {
+    CHECK_MESSAGE(bitwise_equal(got.act[i], want.act[i]), "activation " << i + 1);
+    CHECK_MESSAGE(bitwise_equal(got.dz[i], want.dz[i]), "dZ_" << i + 1);
+  }
+  CHECK(same_bits(got.m.loss_sum, want.m.loss_sum));
+  CHECK(got.m.correct == want.m.correct);
+}
+// More than a fifth of A0's units positive (not all dropped or cut by the ReLU).
+void check_a0_alive(const std::vector<float>& a0) {
+  std::size_t kept = 0;
+  for (const float v : a0) kept += v > 0.0f;
+  CHECK_MESSAGE(kept > a0.size() / 5, kept << " of " << a0.size() << " units of A0 positive");
+}
+
 // Layer 0 inside the training launch (TailLayer0): each block computes its rows' A0 from the uint8
 // images by index, W0 streamed in slices. A0 (trace.a0) must be within the forward bound of the CPU
 // reference (γ_{K+1}·(Σ|x·w| + |b|), scaled, dropped units exactly 0; the kernel's own rounding of the
@@ -710,11 +735,7 @@ TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU refere
       const float grad_scale = 1.0f / float(B);
       const auto lab_in = cuda::LabelInput::by_index(d_lab.data(), d_idx.data(), first, d_counters.data(), B);
 
-      struct Run {
-        std::vector<float> a0, slices, dz0;
-        std::vector<std::vector<float>> act, dz;
-        cuda::Metrics m;
-      };
+      using Run = L0Run;
       const std::size_t SF = cuda::tail_slice_floats(w);
       const int blocks = cuda::tail_blocks(B, s.tail_rows);
       // layer0 null: the plain launch on A0 = a0.
@@ -729,7 +750,7 @@ TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU refere
         cuda::tail_train(partial.data(), dz0.data(), metrics.data(), xb.scratch(), model.net(), a0, lab_in, drop,
                          mask_scale, grad_scale, B, stream.get(), prec, &tr.t, s.tail_rows, layer0);
         CHECK(xb.counter() == 0u);
-        Run r{layer0 ? to_host(trace_a0) : std::vector<float>{}, to_host(partial), to_host(dz0), {}, {}, to_host(metrics)[0]};
+        Run r{layer0 ? to_host(trace_a0) : std::vector<float>{}, to_host(partial), to_host(dz0), {}, {}, to_host(metrics)[0], 0};
         for (int i = 0; i < T; ++i) {
           r.act.push_back(to_host(tr.act[std::size_t(i)]));
           r.dz.push_back(to_host(tr.dz[std::size_t(i)]));
@@ -758,22 +779,13 @@ TEST_CASE("tail_train with layer 0 inside: A0 within its bound of the CPU refere
       std::vector<double> ref, bound;
       forward_reference(ref, bound, X, W0, b0, B, K, w0, true, drop, 0u, prec);
       expect_within(in.a0, ref, bound, "A0 (layer 0 inside)");
-      std::size_t kept = 0;
-      for (const float v : in.a0) kept += v > 0.0f;
-      CHECK_MESSAGE(kept > in.a0.size() / 5, kept << " of " << in.a0.size() << " units of A0 positive");  // (not all dropped)
+      check_a0_alive(in.a0);
 
       // Everything after A0: the plain launch's bits on the same A0.
       auto d_a0 = to_device(in.a0);
       const Run plain = run(nullptr, d_a0.data());
-      CHECK(bitwise_equal(in.dz0, plain.dz0));
-      CHECK(bitwise_equal(in.slices, plain.slices));
+      check_same_after_a0(in, plain);
       CHECK(bitwise_equal(in_r.slices, plain.slices));
-      for (int i = 0; i < T; ++i) {
-        CHECK_MESSAGE(bitwise_equal(in.act[std::size_t(i)], plain.act[std::size_t(i)]), "activation " << i + 1);
-        CHECK_MESSAGE(bitwise_equal(in.dz[std::size_t(i)], plain.dz[std::size_t(i)]), "dZ_" << i + 1);
-      }
-      CHECK(same_bits(in.m.loss_sum, plain.m.loss_sum));
-      CHECK(in.m.correct == plain.m.correct);
 
       // Evaluation with layer 0 inside: A0 without dropout within its bound, the metrics the plain
       // tail_evaluate's bits on that A0.
@@ -924,12 +936,7 @@ TEST_CASE("tail_train with layer 0 shared across a cluster: bitwise the uncluste
       l0.b = d_b0.data();
       l0.K = K;
 
-      struct Run {
-        std::vector<float> a0, slices, dz0;
-        std::vector<std::vector<float>> act, dz;
-        cuda::Metrics m;
-        long long clusters = 0;
-      };
+      using Run = L0Run;
       const std::size_t SF = cuda::tail_slice_floats(w);
       const auto train = [&](int cluster) {
         cuda::TailLayer0 l = l0;
@@ -981,17 +988,8 @@ TEST_CASE("tail_train with layer 0 shared across a cluster: bitwise the uncluste
       }
 #endif
       CHECK(bitwise_equal(shared.a0, alone.a0));
-      CHECK(bitwise_equal(shared.dz0, alone.dz0));
-      CHECK(bitwise_equal(shared.slices, alone.slices));
-      for (int i = 0; i < T; ++i) {
-        CHECK_MESSAGE(bitwise_equal(shared.act[std::size_t(i)], alone.act[std::size_t(i)]), "activation " << i + 1);
-        CHECK_MESSAGE(bitwise_equal(shared.dz[std::size_t(i)], alone.dz[std::size_t(i)]), "dZ_" << i + 1);
-      }
-      CHECK(same_bits(shared.m.loss_sum, alone.m.loss_sum));
-      CHECK(shared.m.correct == alone.m.correct);
-      std::size_t kept = 0;
-      for (const float v : alone.a0) kept += v > 0.0f;
-      CHECK_MESSAGE(kept > alone.a0.size() / 5, kept << " of " << alone.a0.size() << " units of A0 positive");
+      check_same_after_a0(shared, alone);
+      check_a0_alive(alone.a0);
 
       // The evaluation (one chunk a block, a grid padded to whole clusters): A0 and the metrics.
       for (const int E : {B, 150}) {
